@@ -1,0 +1,5 @@
+"""``python -m bitswarm`` runs the command-line interface."""
+
+from bitswarm.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""The Typer application object and the helpers every command module shares.
+
+Each command lives in its own module (``_create.py``, ``_info.py`` ...) that imports :data:`app` and
+registers itself with ``@app.command()``; :mod:`bitswarm.cli` imports them all.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="bitswarm",
+    help="bitswarm — BitTorrent peer, tracker, DHT node and file index.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+#: Rich console for human output (stdout) and for progress and errors (stderr).
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USAGE = 2
+
+
+class _State:
+    debug = False
+
+
+state = _State()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    state.debug = debug
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print a one-line error on stderr and exit with ``code``."""
+    first = " ".join(str(message).split("\n")[0].split())
+    print(f"bitswarm: error: {first}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON object on one line (the ``--json`` output form)."""
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()

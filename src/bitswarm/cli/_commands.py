@@ -1,0 +1,6 @@
+"""Imports every command module so that each registers itself on :data:`bitswarm.cli._app.app`.
+
+Add one line here per command module.
+"""
+
+# ruff: noqa: F401

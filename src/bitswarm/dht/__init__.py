@@ -1,0 +1,1 @@
+"""bitswarm.dht (in progress)."""

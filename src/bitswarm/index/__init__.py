@@ -1,0 +1,1 @@
+"""bitswarm.index (in progress)."""

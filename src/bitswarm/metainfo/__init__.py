@@ -1,0 +1,9 @@
+"""Torrent metainfo: read, validate and create .torrent files (v1, v2, hybrid) and magnet links.
+
+BEP 3 (v1), BEP 12 (announce-list), BEP 19 (url-list), BEP 27 (private), BEP 47 (padding files and
+attributes), BEP 52 (v2: file tree, piece layers, merkle roots), BEP 9/53 (magnet links).
+"""
+
+from bitswarm.metainfo._model import FileEntry, InfoDict, MetainfoError, Torrent, TorrentVersion
+
+__all__ = ["FileEntry", "InfoDict", "MetainfoError", "Torrent", "TorrentVersion"]

@@ -1,0 +1,1 @@
+"""bitswarm.session (in progress)."""

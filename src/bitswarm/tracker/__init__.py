@@ -1,0 +1,1 @@
+"""bitswarm.tracker (in progress)."""

@@ -1,0 +1,1 @@
+"""bitswarm.wire (in progress)."""
