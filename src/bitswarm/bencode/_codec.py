@@ -8,6 +8,11 @@ from typing import Any
 
 from bitswarm.errors import LocalProtocolError, RemoteProtocolError
 
+try:  # The compiled, strict bencode2 is the fast path; the pure-Python decoder below is the reference.
+    import bencode2 as _fast
+except ImportError:  # pragma: no cover - bencode2 is a declared dependency
+    _fast = None
+
 #: Deepest nesting of lists/dicts accepted by default (a v2 ``file tree`` nests once per directory).
 DEFAULT_MAX_DEPTH = 256
 #: Longest integer, in digits, accepted (a 64-bit value has at most 20).
@@ -26,7 +31,7 @@ class BencodeError(RemoteProtocolError):
 
 
 class BencodeEncodeError(LocalProtocolError):
-    """A value cannot be bencoded (wrong type, non-bytes/str key, bool, float ...)."""
+    """A value cannot be bencoded (wrong type, non-bytes/str key, duplicate key, float, None ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,11 @@ class _Decoder:
 
 def decode(data: bytes, *, strict: bool = True, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Decode one complete bencoded value; trailing bytes are an error."""
+    if _fast is not None and strict and max_depth == DEFAULT_MAX_DEPTH:
+        try:
+            return _fast.bdecode(data)
+        except (_fast.BencodeDecodeError, TypeError):
+            pass  # fall through: the reference decoder names the reason and the offset
     value, end = decode_prefix(data, strict=strict, max_depth=max_depth)
     if end != len(data):
         raise BencodeError("trailing bytes after the value", end)
@@ -172,6 +182,10 @@ def decode_full(data: bytes, *, strict: bool = True, max_depth: int = DEFAULT_MA
     """Decode a complete value and, for a top-level dict, the raw span of each of its values."""
     if not isinstance(data, bytes):
         data = bytes(data)
+    if _fast is not None and max_depth == DEFAULT_MAX_DEPTH and data[:1] == b"d":
+        fast = _fast_full(data)
+        if fast is not None:
+            return fast
     dec = _Decoder(data, strict, max_depth)
     spans: dict[bytes, tuple[int, int]] = {}
     try:
@@ -184,6 +198,27 @@ def decode_full(data: bytes, *, strict: bool = True, max_depth: int = DEFAULT_MA
     if end != len(data):
         raise BencodeError("trailing bytes after the value", end)
     return Decoded(value, spans, tuple(dec.issues))
+
+
+def _fast_full(data: bytes) -> Decoded | None:
+    """Strictly valid input is canonical, so each top-level value re-encodes to its original bytes:
+    spans follow from the encoded lengths (each checked against the input). None = use the slow path."""
+    assert _fast is not None
+    try:
+        value = _fast.bdecode(data)
+        spans: dict[bytes, tuple[int, int]] = {}
+        pos = 1
+        for key, item in value.items():
+            pos += len(b"%d:" % len(key)) + len(key)
+            raw = _fast.bencode(item)
+            end = pos + len(raw)
+            if data[pos:end] != raw:
+                return None
+            spans[key] = (pos, end)
+            pos = end
+    except (_fast.BencodeDecodeError, _fast.BencodeEncodeError, TypeError, ValueError):
+        return None
+    return Decoded(value, spans, ())
 
 
 def _encode_into(value: Any, out: list[bytes]) -> None:
@@ -225,9 +260,7 @@ def _encode_into(value: Any, out: list[bytes]) -> None:
         raw = bytes(value)
         out.append(b"%d:" % len(raw))
         out.append(raw)
-    elif t is bool:
-        raise BencodeEncodeError("bool cannot be bencoded; use 0 or 1")
-    elif isinstance(value, int):
+    elif isinstance(value, int):  # bool included: True -> i1e, as bencode2 does
         out.append(b"i%de" % int(value))
     else:
         raise BencodeEncodeError(f"cannot bencode a value of type {t.__name__}")
@@ -235,6 +268,11 @@ def _encode_into(value: Any, out: list[bytes]) -> None:
 
 def encode(value: Any) -> bytes:
     """Bencode ``value``: bytes/bytearray/memoryview/str, int, list/tuple, dict (keys sorted as bytes)."""
+    if _fast is not None:
+        try:
+            return _fast.bencode(value)
+        except (_fast.BencodeEncodeError, TypeError, ValueError, OverflowError):
+            pass  # fall through: the reference encoder raises the typed error with a clear message
     out: list[bytes] = []
     try:
         _encode_into(value, out)
