@@ -8,6 +8,7 @@ from typing import Any
 
 from bitswarm.errors import LocalProtocolError, RemoteProtocolError
 
+_fast: Any
 try:  # The compiled, strict bencode2 is the fast path; the pure-Python decoder below is the reference.
     import bencode2 as _fast
 except ImportError:  # pragma: no cover - bencode2 is a declared dependency
@@ -270,7 +271,8 @@ def encode(value: Any) -> bytes:
     """Bencode ``value``: bytes/bytearray/memoryview/str, int, list/tuple, dict (keys sorted as bytes)."""
     if _fast is not None:
         try:
-            return _fast.bencode(value)
+            result: bytes = _fast.bencode(value)
+            return result
         except (_fast.BencodeEncodeError, TypeError, ValueError, OverflowError):
             pass  # fall through: the reference encoder raises the typed error with a clear message
     out: list[bytes] = []

@@ -1,0 +1,71 @@
+"""The choker: which interested peers we upload to (BEP 3 tit-for-tat with optimistic unchoke).
+
+Every rechoke round (10 s) the choker unchokes the ``slots - 1`` interested peers that gave us the
+best download rate (as a leecher) or took the best upload rate from us (as a seed: seeding by upload
+rate spreads the data fastest), skipping snubbed peers, plus one optimistic unchoke that rotates every
+third round (30 s) to a random interested peer, preferring newly connected ones. Pure logic: the
+session feeds it peer rates and applies the decision.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+RECHOKE_INTERVAL = 10.0
+OPTIMISTIC_EVERY = 3  # rounds: 30 s
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRates:
+    """What the choker needs to know about one connected peer."""
+
+    key: Hashable
+    interested: bool  #: the peer is interested in us
+    download_rate: float  #: bytes/s we receive from it
+    upload_rate: float  #: bytes/s we send to it
+    snubbed: bool = False  #: it sent us nothing for a long time while we wanted data
+    new: bool = False  #: connected within the last few rounds (3x chance to be optimistic)
+
+
+class Choker:
+    """Decides the unchoked set each round."""
+
+    def __init__(self, slots: int = 4, *, rng: random.Random | None = None) -> None:
+        if slots < 1:
+            raise ValueError("at least one upload slot")
+        self.slots = slots
+        self._rng = rng or random.Random()
+        self._round = 0
+        self.optimistic: Hashable | None = None
+
+    def rechoke(self, peers: Iterable[PeerRates], *, seeding: bool) -> set[Hashable]:
+        """Return the keys of the peers to unchoke this round (all others are choked)."""
+        interested = [p for p in peers if p.interested]
+        keys = {p.key for p in interested}
+        if self.optimistic not in keys:
+            self.optimistic = None
+        if seeding:
+            ranked = sorted(interested, key=lambda p: p.upload_rate, reverse=True)
+        else:
+            ranked = sorted(
+                (p for p in interested if not p.snubbed), key=lambda p: p.download_rate, reverse=True
+            )
+        regular = [p.key for p in ranked[: self.slots - 1]]
+        if self._round % OPTIMISTIC_EVERY == 0 or self.optimistic is None:
+            pool: list[Hashable] = []
+            for p in interested:
+                if p.key not in regular:
+                    pool.extend([p.key] * (3 if p.new else 1))
+            self.optimistic = self._rng.choice(pool) if pool else None
+        self._round += 1
+        chosen = set(regular)
+        if self.optimistic is not None:
+            chosen.add(self.optimistic)
+        # fill slots left empty (few interested peers or snubbed ones) so no capacity idles
+        for p in interested:
+            if len(chosen) >= self.slots:
+                break
+            chosen.add(p.key)
+        return chosen

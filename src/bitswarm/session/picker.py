@@ -1,0 +1,303 @@
+"""The piece picker: which blocks to request from which peer (BEP 3 download strategy).
+
+Policy, in order of precedence:
+
+1. pieces with a deadline (streaming), earliest deadline first;
+2. partial pieces already started, so pieces complete and can be verified and shared early;
+3. in sequential mode, the lowest missing index;
+4. otherwise rarest first — fewest peers have it — with random tie-breaks, so a swarm spreads
+   pieces instead of everyone fetching the same ones;
+5. end-game: once every missing block is requested, a block may be requested again from another
+   peer (at most ``endgame_dups`` extra times); the session cancels the duplicates on arrival.
+
+Pieces of priority 0 (from files the user skipped) are never picked. The picker is pure logic: no
+I/O, no clock of its own (deadlines are plain numbers the caller compares), an injected RNG.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+
+BLOCK_SIZE = 16 * 1024
+
+
+@dataclass(slots=True)
+class _Partial:
+    """A piece with some blocks requested or received."""
+
+    num_blocks: int
+    requested: bytearray  # per block: how many requests are outstanding
+    received: bytearray  # per block: 1 once the data is in
+    received_count: int = 0
+    owners: dict[int, set[Hashable]] = field(default_factory=dict)  # block -> peers it is requested from
+
+    def next_unrequested(self) -> int:
+        try:
+            return self.requested.index(0)
+        except ValueError:
+            return -1
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRequest:
+    """One block to request: ``length`` bytes at ``begin`` in piece ``index``."""
+
+    index: int
+    begin: int
+    length: int
+
+
+class PiecePicker:
+    """Tracks availability, our pieces and in-flight block requests for one torrent."""
+
+    def __init__(
+        self,
+        num_pieces: int,
+        piece_size: Callable[[int], int],
+        *,
+        block_size: int = BLOCK_SIZE,
+        rng: random.Random | None = None,
+        endgame_dups: int = 2,
+    ) -> None:
+        self.num_pieces = num_pieces
+        self._piece_size = piece_size
+        self.block_size = block_size
+        self._rng = rng or random.Random()
+        self.endgame_dups = endgame_dups
+        self.have = bytearray(num_pieces)
+        self.availability = [0] * num_pieces
+        self.priority = bytearray([1]) * num_pieces
+        self.deadlines: dict[int, float] = {}
+        self.sequential = False
+        self._partials: dict[int, _Partial] = {}
+        self._order: list[int] | None = None
+        self._missing = num_pieces
+        self._tiebreak = list(range(num_pieces))
+        self._rng.shuffle(self._tiebreak)
+
+    # -- state updates -------------------------------------------------------------------------
+
+    def set_have(self, index: int) -> None:
+        """Mark a piece verified (from resume data or after a hash check)."""
+        if not self.have[index]:
+            self.have[index] = 1
+            self._missing -= 1
+        self._partials.pop(index, None)
+        self.deadlines.pop(index, None)
+
+    def peer_has(self, index: int) -> None:
+        self.availability[index] += 1
+        self._order = None
+
+    def peer_bitfield(self, bits: Sequence[int] | bytes | bytearray, delta: int = 1) -> None:
+        """Add (``delta=1``) or remove (``delta=-1``) a peer's whole set of pieces (a list of 0/1)."""
+        avail = self.availability
+        for i, b in enumerate(bits):
+            if b:
+                avail[i] += delta
+        self._order = None
+
+    def peer_has_all(self, delta: int = 1) -> None:
+        self.availability = [a + delta for a in self.availability]
+        self._order = None
+
+    def set_priority(self, index: int, priority: int) -> None:
+        self.priority[index] = max(0, min(7, priority))
+        self._order = None
+
+    def set_deadline(self, index: int, deadline: float | None) -> None:
+        if deadline is None:
+            self.deadlines.pop(index, None)
+        elif not self.have[index]:
+            self.deadlines[index] = deadline
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def missing(self) -> int:
+        """Pieces we do not have yet (any priority)."""
+        return self._missing
+
+    def is_complete(self) -> bool:
+        """True when every piece we want (priority > 0) is verified."""
+        return all(self.have[i] or not self.priority[i] for i in range(self.num_pieces))
+
+    def wants_from(self, peer_has: Callable[[int], bool]) -> bool:
+        """Are we interested in a peer: does it have a piece we want and lack?"""
+        have, prio = self.have, self.priority
+        return any(not have[i] and prio[i] and peer_has(i) for i in range(self.num_pieces))
+
+    def num_blocks(self, index: int) -> int:
+        return -(-self._piece_size(index) // self.block_size)
+
+    def block_length(self, index: int, block: int) -> int:
+        size = self._piece_size(index)
+        return min(self.block_size, size - block * self.block_size)
+
+    # -- picking -------------------------------------------------------------------------------
+
+    def _rarest_order(self) -> list[int]:
+        if self._order is None:
+            avail, tb, have, prio = self.availability, self._tiebreak, self.have, self.priority
+            cands = [i for i in range(self.num_pieces) if not have[i] and prio[i]]
+            cands.sort(key=lambda i: (-prio[i], avail[i], tb[i]))
+            self._order = cands
+        return self._order
+
+    def _partial(self, index: int) -> _Partial:
+        p = self._partials.get(index)
+        if p is None:
+            n = self.num_blocks(index)
+            p = _Partial(n, bytearray(n), bytearray(n))
+            self._partials[index] = p
+        return p
+
+    def _take_from(self, index: int, peer: Hashable, count: int, out: list[BlockRequest]) -> int:
+        """Request up to ``count`` unrequested blocks of ``index``; returns how many were taken."""
+        p = self._partial(index)
+        taken = 0
+        while taken < count:
+            b = p.next_unrequested()
+            if b < 0:
+                break
+            p.requested[b] += 1
+            p.owners.setdefault(b, set()).add(peer)
+            out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
+            taken += 1
+        return taken
+
+    def pick(self, peer: Hashable, peer_has: Callable[[int], bool], count: int) -> list[BlockRequest]:
+        """Choose up to ``count`` blocks to request from ``peer`` (identified by any hashable key).
+
+        ``peer_has(index)`` tells whether the peer has a piece. Each returned block is recorded as
+        requested from ``peer`` until :meth:`received`, :meth:`cancel` or :meth:`peer_lost`.
+        """
+        out: list[BlockRequest] = []
+        if count <= 0:
+            return out
+        have, prio = self.have, self.priority
+        # 1. deadlines
+        if self.deadlines:
+            for index in sorted(self.deadlines, key=self.deadlines.__getitem__):
+                if len(out) >= count:
+                    return out
+                if not have[index] and peer_has(index):
+                    self._take_from(index, peer, count - len(out), out)
+        # 2. partial pieces, fullest first
+        if self._partials and len(out) < count:
+            partials = sorted(self._partials.items(), key=lambda kv: -kv[1].received_count)
+            for index, p in partials:
+                if len(out) >= count:
+                    return out
+                if p.next_unrequested() >= 0 and prio[index] and peer_has(index):
+                    self._take_from(index, peer, count - len(out), out)
+        # 3./4. new pieces: sequential or rarest first
+        if len(out) < count:
+            if self.sequential:
+                candidates: Sequence[int] = [
+                    i for i in range(self.num_pieces) if not have[i] and prio[i] and i not in self._partials
+                ]
+            else:
+                candidates = self._rarest_order()
+            for index in candidates:
+                if len(out) >= count:
+                    break
+                if have[index] or index in self._partials or not peer_has(index):
+                    continue
+                self._take_from(index, peer, count - len(out), out)
+        # 5. end-game: every wanted block is requested; duplicate the ones not from this peer
+        if len(out) < count and self._all_requested():
+            for index, p in self._partials.items():
+                if len(out) >= count:
+                    break
+                if not peer_has(index):
+                    continue
+                for b in range(p.num_blocks):
+                    if len(out) >= count:
+                        break
+                    if p.received[b] or p.requested[b] > self.endgame_dups:
+                        continue
+                    owners = p.owners.setdefault(b, set())
+                    if peer in owners:
+                        continue
+                    owners.add(peer)
+                    p.requested[b] += 1
+                    out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
+        return out
+
+    def _all_requested(self) -> bool:
+        have, prio, partials = self.have, self.priority, self._partials
+        for i in range(self.num_pieces):
+            if not have[i] and prio[i]:
+                p = partials.get(i)
+                if p is None or p.next_unrequested() >= 0:
+                    return False
+        return True
+
+    def in_endgame(self) -> bool:
+        return self._all_requested() and self._missing > 0
+
+    # -- request outcomes ----------------------------------------------------------------------
+
+    def received(self, peer: Hashable, index: int, begin: int) -> tuple[bool, set[Hashable]]:
+        """A block arrived from ``peer``.
+
+        Returns ``(piece_done, others)``: ``piece_done`` is True when every block of the piece is
+        now in (hash it next); ``others`` are peers that still have this block requested (end-game
+        duplicates to cancel). A block that was not expected (or a duplicate) gives ``(False, set())``
+        and must be dropped by the caller.
+        """
+        p = self._partials.get(index)
+        if p is None or begin % self.block_size:
+            return False, set()
+        b = begin // self.block_size
+        if b >= p.num_blocks or p.received[b]:
+            return False, set()
+        owners = p.owners.pop(b, set())
+        owners.discard(peer)
+        p.received[b] = 1
+        p.requested[b] = max(p.requested[b], 1)
+        p.received_count += 1
+        return p.received_count == p.num_blocks, owners
+
+    def cancel(self, peer: Hashable, index: int, begin: int) -> None:
+        """A request to ``peer`` is gone (rejected, choked, timed out, cancelled): free the block."""
+        p = self._partials.get(index)
+        if p is None:
+            return
+        b = begin // self.block_size
+        if b >= p.num_blocks:
+            return
+        owners = p.owners.get(b)
+        if owners and peer in owners:
+            owners.discard(peer)
+            if p.requested[b] and not p.received[b]:
+                p.requested[b] -= 1
+        if p.received_count == 0 and not any(p.requested):
+            del self._partials[index]
+
+    def peer_lost(self, peer: Hashable) -> None:
+        """Free every block requested from a peer that disconnected or choked us."""
+        for index in list(self._partials):
+            p = self._partials[index]
+            for b, owners in list(p.owners.items()):
+                if peer in owners:
+                    self.cancel(peer, index, b * self.block_size)
+
+    def piece_passed(self, index: int) -> None:
+        self.set_have(index)
+
+    def piece_failed(self, index: int) -> None:
+        """The piece failed its hash check: every block must be downloaded again."""
+        self._partials.pop(index, None)
+
+    def requested_from(self, peer: Hashable) -> list[tuple[int, int]]:
+        """(index, begin) of the blocks currently requested from ``peer``."""
+        out = []
+        for index, p in self._partials.items():
+            for b, owners in p.owners.items():
+                if peer in owners:
+                    out.append((index, b * self.block_size))
+        return out

@@ -1,0 +1,145 @@
+"""Piece picker: rarest first, partial first, sequential, deadlines, priorities, end-game."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitswarm.session.picker import BLOCK_SIZE, PiecePicker
+
+PIECE = 4 * BLOCK_SIZE
+
+
+def make(num: int = 8, last: int = PIECE, seed: int = 1) -> PiecePicker:
+    return PiecePicker(num, lambda i: last if i == num - 1 else PIECE, rng=random.Random(seed))
+
+
+def everything(_i: int) -> bool:
+    return True
+
+
+def test_rarest_first() -> None:
+    p = make()
+    p.peer_has_all()
+    for i in (0, 1, 2, 3, 5, 6, 7):
+        p.peer_has(i)  # piece 4 is the rarest
+    reqs = p.pick("a", everything, 4)
+    assert {r.index for r in reqs} == {4}
+    assert [r.begin for r in reqs] == [0, BLOCK_SIZE, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE]
+
+
+def test_random_tie_breaks_differ_between_pickers() -> None:
+    firsts = {make(64, seed=s).pick("a", everything, 1)[0].index for s in range(20)}
+    assert len(firsts) > 5
+
+
+def test_partial_pieces_first_and_only_what_peer_has() -> None:
+    p = make()
+    p.peer_has_all()
+    first = p.pick("a", lambda i: i == 3, 2)
+    assert {r.index for r in first} == {3}
+    nxt = p.pick("b", everything, 2)
+    assert {r.index for r in nxt} == {3}  # finish the started piece before opening another
+    assert {r.begin for r in first}.isdisjoint({r.begin for r in nxt})
+
+
+def test_last_piece_short_block() -> None:
+    p = make(num=2, last=BLOCK_SIZE + 100)
+    p.peer_has_all()
+    reqs = p.pick("a", lambda i: i == 1, 10)
+    assert [(r.begin, r.length) for r in reqs] == [(0, BLOCK_SIZE), (BLOCK_SIZE, 100)]
+
+
+def test_sequential_and_deadlines() -> None:
+    p = make()
+    p.peer_has_all()
+    p.sequential = True
+    assert [r.index for r in p.pick("a", everything, 5)] == [0, 0, 0, 0, 1]
+    p.set_deadline(6, 1.0)
+    p.set_deadline(5, 0.5)
+    assert [r.index for r in p.pick("a", everything, 8)] == [5] * 4 + [6] * 4
+
+
+def test_priority_zero_never_picked_and_completion_ignores_it() -> None:
+    p = make(num=3)
+    p.peer_has_all()
+    p.set_priority(1, 0)
+    picked = {r.index for r in p.pick("a", everything, 100)}
+    assert picked == {0, 2}
+    p.set_have(0)
+    p.set_have(2)
+    assert p.is_complete()
+    assert p.missing == 1
+
+
+def test_received_completes_piece_and_rejects_unexpected_blocks() -> None:
+    p = make(num=1)
+    p.peer_has_all()
+    reqs = p.pick("a", everything, 4)
+    assert p.received("a", 0, 12345) == (False, set())  # misaligned
+    for r in reqs[:-1]:
+        assert p.received("a", r.index, r.begin)[0] is False
+    assert p.received("a", 0, reqs[0].begin) == (False, set())  # duplicate
+    assert p.received("a", 0, reqs[-1].begin)[0] is True
+
+
+def test_peer_lost_frees_blocks_for_others() -> None:
+    p = make(num=1)
+    p.peer_has_all()
+    assert len(p.pick("a", everything, 4)) == 4
+    p.peer_lost("a")
+    assert p.requested_from("a") == []
+    assert not p.in_endgame()  # the blocks are free again, not duplicates
+    assert len(p.pick("b", everything, 4)) == 4
+
+
+def test_hash_failure_resets_piece() -> None:
+    p = make(num=1)
+    p.peer_has_all()
+    for r in p.pick("a", everything, 4):
+        p.received("a", r.index, r.begin)
+    p.piece_failed(0)
+    assert len(p.pick("b", everything, 4)) == 4
+
+
+def test_endgame_duplicates_and_cancels() -> None:
+    p = make(num=1)
+    p.peer_has_all()
+    a = p.pick("a", everything, 4)
+    assert p.in_endgame()
+    b = p.pick("b", everything, 4)
+    assert sorted((r.index, r.begin) for r in b) == sorted((r.index, r.begin) for r in a)
+    assert p.pick("b", everything, 4) == []  # never twice to the same peer
+    done, others = p.received("a", 0, 0)
+    assert not done and others == {"b"}
+
+
+@given(st.integers(1, 20), st.integers(1, 5 * BLOCK_SIZE), st.integers(0, 2**32), st.integers(1, 6))
+def test_simulated_download_always_completes(num: int, last: int, seed: int, peers: int) -> None:
+    """Random peers with random piece sets pick, lose and receive blocks; the download completes."""
+    rng = random.Random(seed)
+    p = PiecePicker(num, lambda i: last if i == num - 1 else PIECE, rng=rng)
+    sets = [{i for i in range(num) if rng.random() < 0.6} for _ in range(peers)]
+    sets[0] = set(range(num))
+    for s in sets:
+        p.peer_bitfield([1 if i in s else 0 for i in range(num)])
+    pending: dict[int, list[tuple[int, int]]] = {k: [] for k in range(peers)}
+    for _ in range(10_000):
+        if p.is_complete():
+            break
+        k = rng.randrange(peers)
+        for r in p.pick(k, sets[k].__contains__, rng.randint(1, 8)):
+            assert r.index in sets[k] and not p.have[r.index]
+            pending[k].append((r.index, r.begin))
+        if pending[k] and rng.random() < 0.1:
+            p.peer_lost(k)
+            pending[k].clear()
+            continue
+        for index, begin in pending[k]:
+            done, _ = p.received(k, index, begin)
+            if done:
+                p.piece_passed(index)
+        pending[k].clear()
+    assert p.is_complete()
