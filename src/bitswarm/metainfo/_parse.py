@@ -193,7 +193,7 @@ def _v2_tree(tree: object) -> list[tuple[tuple[str, ...], int, dict[bytes, Any],
         stack.append(((), "info.file tree", (key, tree[key])))
     while stack:
         parent, pfield, (key, node) = stack.pop()
-        fld = f"{pfield}.{_text(key)[:80]}"
+        fld = f"{pfield}[{_text(key)[:80]!r}]"
         comp = _component(key, fld)
         path = (*parent, comp)
         _expect(node, dict, fld)
@@ -201,7 +201,7 @@ def _v2_tree(tree: object) -> list[tuple[tuple[str, ...], int, dict[bytes, Any],
             if len(node) != 1:
                 raise MetainfoError("a file node must hold only the '' key", fld)
             leaf = node[b""]
-            _expect(leaf, dict, f"{fld}.''")
+            _expect(leaf, dict, f"{fld}['']")
             length = _length(leaf, b"length", f"{fld}.length")
             out.append((path, length, leaf, fld))
             if len(out) > MAX_FILES:
