@@ -11,7 +11,7 @@ demo: setup
 	$(PY) -m bitswarm demo
 
 test: setup
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests $(wildcard bench)
 	$(PY) -m mypy src
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -19,7 +19,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not interop and not netns" $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests $(wildcard bench)
 	$(PY) -m mypy src
 
 bench: setup

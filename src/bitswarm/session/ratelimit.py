@@ -1,0 +1,107 @@
+"""Token-bucket rate limiting for upload and download, global and per torrent.
+
+A :class:`RateLimiter` holds a bucket refilled at ``rate`` bytes per second up to ``burst`` bytes.
+``take(n)`` returns how long to wait before ``n`` bytes may go (0.0 when they may go now), so the
+caller — an asyncio protocol — can pause reading or delay a write. Limiters chain: a per-torrent
+limiter with a ``parent`` (the session's global one) charges both. ``rate=0`` means unlimited. The
+clock is injected for tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """A token bucket. Not thread-safe: it lives on the event loop."""
+
+    def __init__(
+        self,
+        rate: float = 0.0,
+        *,
+        burst: float | None = None,
+        parent: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self.parent = parent
+        self._rate = 0.0
+        self._burst = 0.0
+        self._tokens = 0.0
+        self._stamp = clock()
+        self.set_rate(rate, burst=burst)
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    def set_rate(self, rate: float, *, burst: float | None = None) -> None:
+        """Change the limit (bytes/s, 0 = unlimited); ``burst`` defaults to a quarter second's worth."""
+        if rate < 0:
+            raise ValueError("rate must be >= 0")
+        self._refill()
+        self._rate = float(rate)
+        self._burst = float(burst) if burst is not None else max(16384.0 * 4, rate / 4)
+        self._tokens = min(self._tokens, self._burst) if rate else 0.0
+
+    def _refill(self) -> None:
+        now = self._clock()
+        if self._rate:
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+    def delay(self, n: int) -> float:
+        """Seconds until ``n`` bytes fit (without taking them)."""
+        own = 0.0
+        if self._rate:
+            self._refill()
+            if self._tokens < n:
+                own = (n - self._tokens) / self._rate
+        parent = self.parent.delay(n) if self.parent is not None else 0.0
+        return max(own, parent)
+
+    def take(self, n: int) -> float:
+        """Charge ``n`` bytes now; returns the seconds the caller should wait before the next send.
+
+        The bucket may go negative (a whole block is sent at once); the debt is the returned wait.
+        """
+        wait = 0.0
+        if self._rate:
+            self._refill()
+            self._tokens -= n
+            if self._tokens < 0:
+                wait = -self._tokens / self._rate
+        if self.parent is not None:
+            wait = max(wait, self.parent.take(n))
+        return wait
+
+
+class RateMeter:
+    """Exponentially smoothed transfer rate (bytes/s) over roughly ``window`` seconds."""
+
+    __slots__ = ("_acc", "_clock", "_rate", "_stamp", "total", "window")
+
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._stamp = clock()
+        self._acc = 0
+        self._rate = 0.0
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        self._acc += n
+        self.total += n
+
+    @property
+    def rate(self) -> float:
+        now = self._clock()
+        dt = now - self._stamp
+        if dt >= 0.5:
+            inst = self._acc / dt
+            alpha = min(1.0, dt / self.window)
+            self._rate += alpha * (inst - self._rate)
+            self._acc = 0
+            self._stamp = now
+        return self._rate

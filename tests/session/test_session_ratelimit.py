@@ -1,0 +1,56 @@
+"""Token bucket and rate meter with an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from bitswarm.session.ratelimit import RateLimiter, RateMeter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_unlimited_never_waits() -> None:
+    r = RateLimiter(0)
+    assert r.take(10**9) == 0.0
+    assert r.delay(10**9) == 0.0
+
+
+def test_limit_enforces_average_rate() -> None:
+    clock = Clock()
+    r = RateLimiter(100_000, burst=16_384, clock=clock)
+    sent = 0
+    for _ in range(200):
+        wait = r.take(16_384)
+        sent += 16_384
+        clock.t += wait
+    elapsed = clock.t - 100.0
+    assert sent / elapsed == pytest.approx(100_000, rel=0.1)
+
+
+def test_parent_limit_applies_to_child() -> None:
+    clock = Clock()
+    glob = RateLimiter(50_000, burst=1, clock=clock)
+    child = RateLimiter(0, parent=glob, clock=clock)
+    assert child.take(50_000) == pytest.approx(1.0, rel=0.01)
+
+
+def test_negative_rate_rejected() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(-1)
+
+
+def test_meter_converges() -> None:
+    clock = Clock()
+    m = RateMeter(window=2.0, clock=clock)
+    for _ in range(40):
+        m.add(1000)
+        clock.t += 0.5
+        _ = m.rate
+    assert m.rate == pytest.approx(2000, rel=0.05)
+    assert m.total == 40_000
