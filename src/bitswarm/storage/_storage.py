@@ -1,0 +1,740 @@
+"""The async storage of one torrent: disk I/O and hashing on a thread pool, never on the event loop.
+
+Threading model (as libtorrent's disk threads): the asyncio loop owns all state (``have``,
+priorities); every ``pread``/``pwrite``/``open``/``stat`` and every SHA-1/SHA-256 runs as one job on
+a :class:`~concurrent.futures.ThreadPoolExecutor`. Job results are applied on the loop in the
+future's done callback, so a caller that is cancelled mid-write never leaves ``have`` inconsistent.
+
+Back-pressure: each job first takes its size from a byte budget (``max_inflight_bytes``); when the
+budget is spent, :meth:`Storage.write_piece` waits, so a fast peer is slowed instead of filling RAM.
+
+Skipped files (priority 0) are not created. Bytes of a skipped file that share a piece with a wanted
+file go to a sparse side file ``<save_path>/.<swarm hash hex>.parts`` at their piece-space offset,
+so boundary pieces still verify; when the file is wanted later its verified bytes are copied over.
+A file that already exists on disk is always used in place, whatever its priority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bitswarm.metainfo import Torrent
+from bitswarm.storage._filemap import Extent, FileMap, StorageError
+from bitswarm.storage._io import FdCache, pread_into, pwrite_all, stat_file, storage_error
+from bitswarm.storage._verify import PieceHasher
+from bitswarm.storage.bitfield import Bitfield, BitfieldError
+from bitswarm.storage.resume import ResumeData, load_resume, save_resume_file
+
+T = TypeVar("T")
+
+DEFAULT_MAX_INFLIGHT_BYTES = 64 << 20
+_PARTS_KEY = -1
+_CHECK_GROUP_BYTES = 4 << 20
+
+ProgressCallback = Callable[[int, int], object]  #: progress(pieces_done, pieces_total), on the loop
+
+
+@dataclass(slots=True)
+class StorageStats:
+    """Counters (updated from worker threads under a lock; read them on the loop)."""
+
+    pieces_hashed: int = 0  #: piece hash checks run (write_piece, verify_piece, recheck, open)
+    hash_failures: int = 0
+    pieces_written: int = 0
+    bytes_written: int = 0
+    bytes_read: int = 0
+    peak_inflight_bytes: int = 0  #: highest byte budget in use at once
+
+
+@dataclass(frozen=True, slots=True)
+class SendSegment:
+    """One run of an upload range: ``length`` bytes at ``offset`` of ``fd`` (``fd`` None: zeros,
+    a padding range). Use with ``os.sendfile(sock_fd, fd, offset, length)``."""
+
+    fd: int | None
+    offset: int
+    length: int
+
+
+class _ByteBudget:
+    """FIFO async semaphore counted in bytes. A request larger than the limit waits for an empty
+    budget and then runs alone."""
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("max_inflight_bytes must be positive")
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, n: int) -> int:
+        n = min(max(n, 0), self.limit)
+        if not self._waiters and self.used + n <= self.limit:
+            self._take(n)
+            return n
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, fut)
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(n)  # granted just as we were cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+                self._wake()
+            raise
+        return n
+
+    def _take(self, n: int) -> None:
+        self.used += n
+        if self.used > self.peak:
+            self.peak = self.used
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if fut.done():
+                self._waiters.popleft()
+                continue
+            if self.used + n > self.limit:
+                return
+            self._waiters.popleft()
+            self._take(n)
+            fut.set_result(None)
+
+
+class Storage:
+    """Disk storage of one torrent (v1, v2 or hybrid) below ``save_path``.
+
+    ``priorities`` has one entry per ``info.files`` entry (padding entries included, their value is
+    ignored); 0 means "do not download, do not create". None takes them from the resume data, else 1.
+    ``executor`` may be shared between torrents (the session's disk pool); without one, a private pool
+    of ``workers`` threads (default: CPU count) is made and shut down by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        torrent: Torrent,
+        save_path: str | os.PathLike[str],
+        *,
+        priorities: Sequence[int] | None = None,
+        resume_path: str | os.PathLike[str] | None = None,
+        executor: Executor | None = None,
+        workers: int | None = None,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
+        verify_v2_in_hybrid: bool = True,
+        max_open_files: int = 256,
+        fsync_on_close: bool = False,
+        fsync_resume: bool = True,
+    ) -> None:
+        self.torrent = torrent
+        self.info = torrent.info
+        self.file_map = FileMap(torrent.info, save_path)
+        self.save_path = self.file_map.save_path
+        self.num_pieces = self.info.num_pieces
+        self.piece_length = self.info.piece_length
+        self.have = Bitfield(self.num_pieces)  #: verified pieces; read it, never change it yourself
+        self._unverified = Bitfield(self.num_pieces)  # seed mode: trusted but not yet hashed
+        self._hasher = PieceHasher(torrent, self.file_map, verify_v2_in_hybrid=verify_v2_in_hybrid)
+        nfiles = len(self.info.files)
+        if priorities is not None and len(priorities) != nfiles:
+            raise StorageError(f"{len(priorities)} priorities given for {nfiles} files")
+        self._given_priorities = None if priorities is None else list(priorities)
+        self._priorities: list[int] = [1] * nfiles
+        self._materialized: list[bool] = [False] * nfiles
+        self.resume_path = None if resume_path is None else os.fspath(resume_path)
+        self.parts_path = os.path.join(self.save_path, f".{torrent.swarm_hash.hex()}.parts")
+        self.resume_status = "none"  #: "none" | "corrupt" | "mismatch" | "trusted" | "partial" | "seed-mode"
+        self.stats = StorageStats()
+        self._stats_lock = threading.Lock()
+        self._fds = FdCache(max_open_files)
+        self._own_executor = executor is None
+        self.workers = workers or os.cpu_count() or 2
+        self._executor: Executor = executor or ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="bitswarm-disk"
+        )
+        self._budget = _ByteBudget(max_inflight_bytes)
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._resume_lock = asyncio.Lock()
+        self._gen = 0  # bumped on every change that resume data records
+        self._saved_gen = -1
+        self._fsync_on_close = fsync_on_close
+        self._fsync_resume = fsync_resume
+        self._opened = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self, *, progress: ProgressCallback | None = None, seed_mode: bool = False) -> Bitfield:
+        """Create directories and wanted files (sparse: truncated to size, never zero-filled), load
+        the resume data and hash whatever it does not vouch for. Returns :attr:`have`.
+
+        Resume data is trusted per file: pieces of a file whose size or mtime differs from the record
+        (or that appeared/disappeared) are re-hashed, the rest are taken as recorded. Without usable
+        resume data every piece that touches an existing file is hashed; freshly created files are
+        known to be empty and skipped. ``seed_mode`` (no usable resume data, every file present with
+        its exact size): all pieces are taken as had and each is hashed lazily before its first upload.
+        """
+        if self._opened:
+            raise StorageError("storage is already open")
+        if self._closed:
+            raise StorageError("storage is closed")
+        loop = asyncio.get_running_loop()
+        have, to_check, status = await loop.run_in_executor(self._executor, self._open_job, seed_mode)
+        self.have = have
+        self.resume_status = status
+        if status == "seed-mode":
+            self._unverified = Bitfield(self.num_pieces, full=True)
+        self._opened = True
+        if to_check:
+            await self._check_pieces(to_check, progress)
+        elif progress is not None:
+            progress(0, 0)
+        self._saved_gen = -1 if status != "trusted" else self._gen
+        return self.have
+
+    async def close(self) -> None:
+        """Finish in-flight jobs, save resume data, optionally fsync, close every fd."""
+        if self._closed:
+            return
+        try:
+            await self._drain()
+            if self._opened and self.resume_path is not None:
+                await self.save_resume(force=True)
+        finally:
+            self._closed = True
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(
+                    self._executor, functools.partial(self._fds.close_all, fsync=self._fsync_on_close)
+                )
+            finally:
+                if self._own_executor:
+                    self._executor.shutdown(wait=False)
+
+    # -- job plumbing ------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StorageError("storage is closed")
+        if not self._opened:
+            raise StorageError("storage is not open (await storage.open() first)")
+
+    async def _run(
+        self,
+        nbytes: int,
+        fn: Callable[..., T],
+        *args: Any,
+        on_done: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``fn(*args)`` on the disk pool under ``nbytes`` of the byte budget. ``on_done`` gets
+        the result on the loop even if the awaiting task is cancelled meanwhile."""
+        if self._closed:
+            raise StorageError("storage is closed")
+        if not self._gate.is_set():
+            await self._gate.wait()
+        n = await self._budget.acquire(nbytes)
+        if self._budget.peak > self.stats.peak_inflight_bytes:
+            self.stats.peak_inflight_bytes = self._budget.peak
+        loop = asyncio.get_running_loop()
+        try:
+            fut = loop.run_in_executor(self._executor, fn, *args)
+        except BaseException:
+            self._budget.release(n)
+            raise
+        self._pending.add(fut)
+        fut.add_done_callback(functools.partial(self._job_done, n, on_done))
+        return await asyncio.shield(fut)
+
+    def _job_done(self, n: int, on_done: Callable[[Any], None] | None, fut: asyncio.Future[Any]) -> None:
+        self._pending.discard(fut)
+        self._budget.release(n)
+        if fut.cancelled():
+            return
+        exc = fut.exception()  # also marks it retrieved when the awaiting task went away
+        if exc is None and on_done is not None:
+            on_done(fut.result())
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """No new jobs start and none runs while the body runs (priority changes)."""
+        while not self._gate.is_set():
+            await self._gate.wait()
+        self._gate.clear()
+        try:
+            await self._drain()
+            yield
+        finally:
+            self._gate.set()
+
+    def _count(self, **kw: int) -> None:
+        with self._stats_lock:
+            for k, v in kw.items():
+                setattr(self.stats, k, getattr(self.stats, k) + v)
+
+    def _check_index(self, index: int) -> int:
+        if not 0 <= index < self.num_pieces:
+            raise StorageError(f"piece {index} out of range (torrent has {self.num_pieces})")
+        return self.file_map.piece_size(index)
+
+    # -- public piece API --------------------------------------------------------------------------
+
+    async def write_piece(self, index: int, buf: bytes | bytearray | memoryview) -> bool:
+        """Verify a whole piece held in memory and, only if it is valid, write it. One worker job.
+
+        ``buf`` is the full piece as the piece space has it (``info.piece_size(index)`` bytes;
+        padding/v2-gap bytes must be zero, as in a fresh ``bytearray``). Returns False (nothing
+        written) on a hash mismatch. Do not modify ``buf`` until this returns. Waits when the byte
+        budget is spent (back-pressure). Raises :class:`StorageError` on I/O failure (the piece then
+        stays missing).
+        """
+        self._require_open()
+        size = self._check_index(index)
+        if len(buf) != size:
+            raise StorageError(f"piece {index} buffer has {len(buf)} bytes, expected {size}")
+        return await self._run(
+            size, self._write_piece_job, index, buf, on_done=functools.partial(self._piece_result, index)
+        )
+
+    def _piece_result(self, index: int, ok: bool) -> None:
+        self._unverified.clear(index)
+        if ok != self.have.get(index):
+            self.have.set(index, ok)
+            self._gen += 1
+
+    async def write_block(self, index: int, begin: int, data: bytes | bytearray | memoryview) -> None:
+        """Write unverified bytes into a piece (out-of-band use; follow with :meth:`verify_piece`).
+        The piece stops being had until it verifies again."""
+        self._require_open()
+        self._check_index(index)
+        exts = self.file_map.block_extents(index, begin, len(data))
+        if self.have.get(index):
+            self.have.clear(index)
+        self._gen += 1
+        await self._run(len(data), self._write_job, exts, data)
+
+    async def verify_piece(self, index: int) -> bool:
+        """Hash piece ``index`` from disk; sets or clears it in :attr:`have` and returns the result."""
+        self._require_open()
+        size = self._check_index(index)
+        res = await self._run(size, self._check_job, [index], on_done=self._check_results)
+        return res[0][1]
+
+    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """Read ``length`` bytes at ``begin`` of piece ``index`` (padding reads as zeros). In seed mode a
+        piece is hashed before its first read; a piece that fails raises :class:`StorageError`."""
+        self._require_open()
+        size = self._check_index(index)
+        if self._unverified.get(index):
+            await self._seed_verify(index, size)
+        exts = self.file_map.block_extents(index, begin, length)
+        return await self._run(length, self._read_job, exts, length)
+
+    async def read_piece(self, index: int) -> bytes:
+        size = self._check_index(index)
+        return await self.read_block(index, 0, size)
+
+    async def _seed_verify(self, index: int, size: int) -> None:
+        res = await self._run(size, self._check_job, [index], on_done=self._check_results)
+        if not res[0][1]:
+            raise StorageError(f"piece {index} failed verification (seed mode): data on disk is wrong")
+
+    @contextlib.asynccontextmanager
+    async def sendfile_segments(
+        self, index: int, begin: int, length: int
+    ) -> AsyncIterator[list[SendSegment]]:
+        """Zero-copy upload: ``async with storage.sendfile_segments(i, begin, n) as segs:`` gives the
+        (fd, offset, length) runs to pass to ``os.sendfile``; the fds stay open inside the block."""
+        self._require_open()
+        size = self._check_index(index)
+        if self._unverified.get(index):
+            await self._seed_verify(index, size)
+        exts = self.file_map.block_extents(index, begin, length)
+        segs, keys = await self._run(0, self._pin_job, exts, length)
+        try:
+            yield segs
+        finally:
+            for k in keys:
+                self._fds.release(k)
+
+    async def recheck(self, progress: ProgressCallback | None = None) -> Bitfield:
+        """Hash every piece from disk (in parallel, bounded) and return the new :attr:`have`."""
+        self._require_open()
+        await self._check_pieces(range(self.num_pieces), progress)
+        return self.have
+
+    def set_piece_layer(self, pieces_root: bytes, layer: bytes) -> None:
+        """BEP 52: provide a file's piece layer learnt after opening (magnet downloads)."""
+        self._hasher.set_piece_layer(pieces_root, layer)
+
+    # -- priorities --------------------------------------------------------------------------------
+
+    @property
+    def priorities(self) -> list[int]:
+        return list(self._priorities)
+
+    def piece_priorities(self) -> list[int]:
+        """Per piece, the highest priority of the files it touches (0: no wanted file)."""
+        out = [0] * self.num_pieces
+        for i, f in enumerate(self.info.files):
+            p = self._priorities[i]
+            if f.pad or p <= 0:
+                continue
+            for k in self.file_map.file_pieces(i):
+                if out[k] < p:
+                    out[k] = p
+        return out
+
+    def wanted(self) -> Bitfield:
+        """Pieces touching at least one file of priority > 0."""
+        bf = Bitfield(self.num_pieces)
+        for k, p in enumerate(self.piece_priorities()):
+            if p:
+                bf.set(k)
+        return bf
+
+    async def set_file_priorities(self, priorities: Sequence[int]) -> None:
+        """Change per-file priorities. A skipped file that becomes wanted is created and receives the
+        verified bytes kept for it in the ``.parts`` file. Lowering to 0 keeps an existing file."""
+        self._require_open()
+        if len(priorities) != len(self.info.files):
+            raise StorageError(f"{len(priorities)} priorities given for {len(self.info.files)} files")
+        async with self._exclusive():
+            new = [
+                i
+                for i, p in enumerate(priorities)
+                if p > 0 and not self._materialized[i] and not self.info.files[i].pad
+            ]
+            have = self.have.copy()
+            loop = asyncio.get_running_loop()
+            for i in new:
+                await loop.run_in_executor(self._executor, self._materialize, i, have, True)
+            self._priorities = list(priorities)
+            self._gen += 1
+
+    # -- resume data -------------------------------------------------------------------------------
+
+    async def save_resume(self, *, force: bool = False) -> bool:
+        """Write resume data atomically if anything changed since the last save (or ``force``).
+        Cheap enough to call every few seconds. Returns True when a file was written."""
+        if self.resume_path is None or not self._opened:
+            return False
+        async with self._resume_lock:
+            gen = self._gen
+            if not force and gen == self._saved_gen:
+                return False
+            pieces = self.have.to_bytes()
+            prios = tuple(self._priorities)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._save_resume_job, pieces, prios)
+            self._saved_gen = gen
+            return True
+
+    def _save_resume_job(self, pieces: bytes, prios: tuple[int, ...]) -> None:
+        assert self.resume_path is not None
+        files = tuple(
+            stat_file(p) if p is not None and self._materialized[i] else None
+            for i, p in enumerate(self.file_map.paths)
+        )
+        data = ResumeData(
+            info_hash=self.torrent.swarm_hash,
+            num_pieces=self.num_pieces,
+            pieces=pieces,
+            files=files,
+            parts=stat_file(self.parts_path),
+            priorities=prios,
+        )
+        try:
+            save_resume_file(self.resume_path, data, fsync=self._fsync_resume)
+        except OSError as exc:
+            raise storage_error(exc, "saving resume data to", self.resume_path) from exc
+
+    # -- checking ----------------------------------------------------------------------------------
+
+    async def _check_pieces(self, indices: Sequence[int], progress: ProgressCallback | None) -> None:
+        total = len(indices)
+        per_job = max(1, _CHECK_GROUP_BYTES // self.piece_length)
+        window = max(2, 2 * self.workers)
+        done = 0
+        running: set[asyncio.Future[list[tuple[int, bool]]]] = set()
+
+        def take(finished: set[asyncio.Future[list[tuple[int, bool]]]]) -> None:
+            nonlocal done
+            for f in finished:
+                done += len(f.result())
+            if progress is not None:
+                progress(done, total)
+
+        try:
+            for start in range(0, total, per_job):
+                group = list(indices[start : start + per_job])
+                nbytes = sum(self.file_map.piece_size(i) for i in group)
+                if len(running) >= window:
+                    finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    take(finished)
+                coro = self._run(nbytes, self._check_job, group, on_done=self._check_results)
+                running.add(asyncio.ensure_future(coro))
+            if running:
+                finished, _ = await asyncio.wait(running)
+                take(finished)
+                running = set()
+        finally:
+            for f in running:
+                f.cancel()
+
+    def _check_results(self, results: list[tuple[int, bool]]) -> None:
+        for index, ok in results:
+            self._piece_result(index, ok)
+
+    # -- worker-thread jobs (blocking) -------------------------------------------------------------
+
+    def _location(self, e: Extent) -> tuple[int, str, int]:
+        if self._materialized[e.file_index]:
+            path = self.file_map.paths[e.file_index]
+            assert path is not None
+            return e.file_index, path, e.file_offset
+        return _PARTS_KEY, self.parts_path, e.space_offset
+
+    def _write_extents(self, exts: list[Extent], mv: memoryview) -> None:
+        for e in exts:
+            key, path, off = self._location(e)
+            fd = self._fds.acquire(key, path, create=True)
+            assert fd is not None
+            try:
+                pwrite_all(fd, mv[e.buf_offset : e.buf_offset + e.length], off, path)
+            finally:
+                self._fds.release(key)
+
+    def _read_extents(self, exts: list[Extent], mv: memoryview) -> None:
+        """Fill ``mv`` (a whole range) from disk; bytes outside every extent become zeros."""
+        pos = 0
+        for e in exts:
+            if e.buf_offset > pos:
+                mv[pos : e.buf_offset] = bytes(e.buf_offset - pos)
+            key, path, off = self._location(e)
+            part = mv[e.buf_offset : e.buf_offset + e.length]
+            fd = self._fds.acquire(key, path, create=False)
+            if fd is None:
+                part[:] = bytes(e.length)
+            else:
+                try:
+                    pread_into(fd, part, off, path)
+                finally:
+                    self._fds.release(key)
+            pos = e.buf_offset + e.length
+        if pos < len(mv):
+            mv[pos:] = bytes(len(mv) - pos)
+
+    def _write_piece_job(self, index: int, buf: bytes | bytearray | memoryview) -> bool:
+        ok = self._hasher.check(index, buf)
+        if not ok:
+            self._count(pieces_hashed=1, hash_failures=1)
+            return False
+        self._write_extents(self.file_map.piece_extents(index), memoryview(buf))
+        self._count(pieces_hashed=1, pieces_written=1, bytes_written=len(buf))
+        return True
+
+    def _write_job(self, exts: list[Extent], data: bytes | bytearray | memoryview) -> None:
+        self._write_extents(exts, memoryview(data))
+        self._count(bytes_written=len(data))
+
+    def _read_job(self, exts: list[Extent], length: int) -> bytes:
+        buf = bytearray(length)
+        self._read_extents(exts, memoryview(buf))
+        self._count(bytes_read=length)
+        return bytes(buf)
+
+    def _check_job(self, indices: list[int]) -> list[tuple[int, bool]]:
+        buf = bytearray(self.piece_length)
+        out = []
+        failures = nbytes = 0
+        for index in indices:
+            size = self.file_map.piece_size(index)
+            mv = memoryview(buf)[:size]
+            self._read_extents(self.file_map.piece_extents(index), mv)
+            ok = self._hasher.check(index, mv)
+            failures += not ok
+            nbytes += size
+            out.append((index, ok))
+        self._count(pieces_hashed=len(indices), hash_failures=failures, bytes_read=nbytes)
+        return out
+
+    def _pin_job(self, exts: list[Extent], length: int) -> tuple[list[SendSegment], list[int]]:
+        segs: list[SendSegment] = []
+        keys: list[int] = []
+        pos = 0
+        try:
+            for e in exts:
+                if e.buf_offset > pos:
+                    segs.append(SendSegment(None, 0, e.buf_offset - pos))
+                key, path, off = self._location(e)
+                fd = self._fds.acquire(key, path, create=False)
+                if fd is None:
+                    segs.append(SendSegment(None, 0, e.length))
+                else:
+                    keys.append(key)
+                    segs.append(SendSegment(fd, off, e.length))
+                pos = e.buf_offset + e.length
+            if pos < length:
+                segs.append(SendSegment(None, 0, length - pos))
+        except BaseException:
+            for k in keys:
+                self._fds.release(k)
+            raise
+        return segs, keys
+
+    def _create_file(self, i: int) -> None:
+        path = self.file_map.paths[i]
+        assert path is not None
+        length = self.info.files[i].length
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                if os.fstat(fd).st_size < length:
+                    os.ftruncate(fd, length)  # sparse: no zeros are written
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(exc, "creating", path) from exc
+
+    def _materialize(self, i: int, have: Bitfield, migrate: bool) -> None:
+        """Create skipped file ``i`` on disk and move its verified bytes out of the ``.parts`` file."""
+        self._create_file(i)
+        path = self.file_map.paths[i]
+        assert path is not None
+        if migrate and os.path.exists(self.parts_path):
+            pfd = self._fds.acquire(_PARTS_KEY, self.parts_path, create=False)
+            ffd = self._fds.acquire(i, path, create=True)
+            assert ffd is not None
+            try:
+                if pfd is not None:
+                    for k in self.file_map.file_pieces(i):
+                        if not have.get(k):
+                            continue
+                        for e in self.file_map.piece_extents(k):
+                            if e.file_index == i:
+                                tmp = bytearray(e.length)
+                                pread_into(pfd, memoryview(tmp), e.space_offset, self.parts_path)
+                                pwrite_all(ffd, memoryview(tmp), e.file_offset, path)
+            finally:
+                self._fds.release(i)
+                if pfd is not None:
+                    self._fds.release(_PARTS_KEY)
+        self._materialized[i] = True
+
+    def _open_job(self, seed_mode: bool) -> tuple[Bitfield, list[int], str]:
+        fm = self.file_map
+        files = self.info.files
+        n = self.num_pieces
+        fm.check_paths()
+
+        resume: ResumeData | None = None
+        status = "none"
+        if self.resume_path is not None:
+            resume = load_resume(self.resume_path)
+            if resume is None:
+                status = "corrupt" if os.path.exists(self.resume_path) else "none"
+            elif (
+                resume.info_hash != self.torrent.swarm_hash
+                or resume.num_pieces != n
+                or len(resume.files) != len(files)
+            ):
+                resume, status = None, "mismatch"
+
+        if self._given_priorities is not None:
+            prios = list(self._given_priorities)
+        elif resume is not None and len(resume.priorities) == len(files):
+            prios = list(resume.priorities)
+        else:
+            prios = [1] * len(files)
+        self._priorities = prios
+
+        pre = [None if p is None else stat_file(p) for p in fm.paths]
+        parts_pre = stat_file(self.parts_path)
+
+        have = Bitfield(n)
+        to_check: set[int] | None = None
+        changed: set[int] = set()
+        if resume is not None:
+            try:
+                have = Bitfield.from_bytes(resume.pieces, n)
+            except BitfieldError:
+                resume, status = None, "corrupt"
+        if resume is not None:
+            for i, f in enumerate(files):
+                if f.pad or f.length == 0:
+                    continue
+                rec = resume.files[i]
+                ok = pre[i] == rec if rec is not None else pre[i] is None and resume.parts == parts_pre
+                if not ok:
+                    changed.add(i)
+            to_check = set()
+            for i in changed:
+                to_check.update(fm.file_pieces(i))
+            for k in to_check:
+                have.clear(k)
+            status = "partial" if changed else "trusted"
+
+        # Create the wanted files that are missing; extend short ones (sparse).
+        new: set[int] = set()
+        for i, f in enumerate(files):
+            if f.pad:
+                continue
+            if prios[i] > 0 or pre[i] is not None:
+                st = pre[i]
+                if st is None or st[0] < f.length:
+                    self._create_file(i)
+                    if st is None:
+                        new.add(i)
+                self._materialized[i] = True
+        fm.check_paths()
+        if resume is not None and parts_pre is not None:
+            for i in new:
+                if resume.files[i] is None and i not in changed:
+                    self._materialize(i, have, True)
+
+        if to_check is None:
+            complete = all(
+                f.pad or ((st := pre[i]) is not None and st[0] == f.length) for i, f in enumerate(files)
+            )
+            if seed_mode and complete:
+                return Bitfield(n, full=True), [], "seed-mode"
+            to_check = set()
+            for i, f in enumerate(files):
+                if f.pad or i in new:
+                    continue
+                if (self._materialized[i] and pre[i] is not None) or (
+                    not self._materialized[i] and parts_pre is not None
+                ):
+                    to_check.update(fm.file_pieces(i))
+        return have, sorted(to_check), status
