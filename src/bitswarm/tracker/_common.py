@@ -69,5 +69,14 @@ class TrackerTimeout(TrackerUnreachable, TimeoutError):
     """The tracker did not answer in time (after every BEP 15 retransmission for UDP)."""
 
 
+class TrackerUrlError(BitswarmError, ValueError):
+    """An announce URL we cannot use: unknown scheme (wss, dht), missing host or port."""
+
+
 #: Everything a single tracker can fail with; the BEP 12 tier logic moves on after any of these.
-TRACKER_FAILURES: tuple[type[Exception], ...] = (TrackerError, TrackerUnreachable, TrackerProtocolError)
+TRACKER_FAILURES: tuple[type[Exception], ...] = (
+    TrackerError,
+    TrackerUnreachable,
+    TrackerProtocolError,
+    TrackerUrlError,
+)

@@ -1,0 +1,693 @@
+"""Tracker client (asyncio): one interface over HTTP(S) (BEP 3/7/23/48) and UDP (BEP 15) trackers,
+and the BEP 12 multitracker announce manager.
+
+* :func:`open_tracker` picks the transport by URL scheme (``http``, ``https``, ``udp``); a bare
+  ``host:port`` (as hand-written announce values often are) means ``http://host:port/announce``.
+* :class:`HttpTrackerClient` / :class:`UdpTrackerClient` implement :class:`TrackerClient`:
+  ``announce(params) -> AnnounceResult`` and ``scrape(hashes) -> {hash: ScrapeResult}``, raising
+  :class:`TrackerError` (the tracker's failure text), :class:`TrackerTimeout`,
+  :class:`TrackerUnreachable` or :class:`TrackerProtocolError`.
+* :class:`AnnounceManager` owns the tiers of one torrent: shuffle each tier once, try in order,
+  promote the tracker that answered, fall to the next tier; remembers ``tracker id``, keeps the
+  ``key`` stable, tracks ``started``/``completed``/``stopped``, and schedules re-announces by
+  ``interval``/``min interval`` on an injected clock (:class:`AnnounceSchedule`). It knows nothing of
+  the peer session: transfer numbers come from a ``stats`` callback.
+
+The codecs (:mod:`.udp_codec`, :mod:`.http_codec`) do the byte work; this module only moves bytes
+and timers, and maps library exceptions (httpx, OSError) into the tracker error hierarchy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import re
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import httpx
+
+from bitswarm.tracker import http_codec, udp_codec
+from bitswarm.tracker._common import (
+    TRACKER_FAILURES,
+    Event,
+    TrackerError,
+    TrackerProtocolError,
+    TrackerTimeout,
+    TrackerUnreachable,
+    TrackerUrlError,
+)
+
+__all__ = [
+    "AllTrackersFailed",
+    "AnnounceManager",
+    "AnnounceParams",
+    "AnnounceResult",
+    "AnnounceSchedule",
+    "HttpTrackerClient",
+    "ScrapeResult",
+    "TrackerClient",
+    "TransferStats",
+    "UdpTrackerClient",
+    "normalize_tracker_url",
+    "open_tracker",
+    "tiers_from_metainfo",
+]
+
+#: BEP 15: a connection id may be used for one minute after it was received.
+CONNECTION_ID_LIFETIME = 60.0
+_BARE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+USER_AGENT = "bitswarm/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceParams:
+    """What one announce says, whatever the transport. ``key`` is a 32-bit number (sent as 8 hex
+    digits over HTTP); ``num_want`` None = tracker default; ``tracker_id`` echoes BEP 3 ``tracker id``."""
+
+    info_hash: bytes
+    peer_id: bytes
+    port: int
+    uploaded: int = 0
+    downloaded: int = 0
+    left: int = 0
+    event: Event = Event.NONE
+    key: int = 0
+    num_want: int | None = None
+    tracker_id: bytes | None = None
+    ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceResult:
+    """A successful announce. ``peers`` are (address, port), IPv4 and IPv6 (BEP 7) mixed.
+    ``seeders``/``leechers`` are None when an HTTP tracker leaves out ``complete``/``incomplete``."""
+
+    url: str
+    peers: tuple[tuple[str, int], ...]
+    interval: int
+    min_interval: int | None = None
+    seeders: int | None = None
+    leechers: int | None = None
+    tracker_id: bytes | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeResult:
+    """Scrape counters of one torrent (BEP 48 names; UDP's seeders/completed/leechers map here)."""
+
+    complete: int
+    downloaded: int
+    incomplete: int
+
+
+class TrackerClient(Protocol):
+    """One tracker, any transport."""
+
+    url: str
+
+    async def announce(self, params: AnnounceParams) -> AnnounceResult: ...
+
+    async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def normalize_tracker_url(url: str) -> str:
+    """The URL to use: a bare ``host:port`` becomes ``http://host:port/announce``; ``http``,
+    ``https`` and ``udp`` URLs pass through; anything else raises :class:`TrackerUrlError`."""
+    url = url.strip()
+    if "://" not in url:
+        if _BARE.match(url) is None:
+            raise TrackerUrlError(f"not a tracker URL: {url!r}")
+        return f"http://{url}/announce"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https", "udp"):
+        raise TrackerUrlError(f"unsupported tracker scheme {parts.scheme!r} in {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise TrackerUrlError(f"bad port in {url!r}") from None
+    if not parts.hostname or (parts.scheme.lower() == "udp" and port is None):
+        raise TrackerUrlError(f"tracker URL without host (or UDP port): {url!r}")
+    return url
+
+
+def open_tracker(
+    url: str,
+    *,
+    timeout: float = 15.0,
+    udp_retry_base: float = 15.0,
+    udp_max_retries: int = 8,
+    http_client: httpx.AsyncClient | None = None,
+) -> TrackerClient:
+    """A client for ``url`` chosen by scheme (see :func:`normalize_tracker_url`)."""
+    url = normalize_tracker_url(url)
+    if url.lower().startswith("udp://"):
+        return UdpTrackerClient(url, retry_base=udp_retry_base, max_retries=udp_max_retries)
+    return HttpTrackerClient(url, timeout=timeout, http_client=http_client)
+
+
+# ------------------------------------------------------------------------------------------- HTTP
+
+
+class HttpTrackerClient:
+    """BEP 3 HTTP(S) tracker over httpx. Every request is bounded by ``timeout`` seconds overall;
+    bodies larger than ``max_body`` bytes are refused."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 15.0,
+        http_client: httpx.AsyncClient | None = None,
+        max_body: int = 1 << 20,
+    ) -> None:
+        self.url = normalize_tracker_url(url)
+        self.timeout = timeout
+        self.max_body = max_body
+        self._own_client = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=True,
+            max_redirects=3,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def _get(self, url: str) -> tuple[int, bytes]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._http.stream("GET", url) as reply:
+                    body = bytearray()
+                    async for chunk in reply.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.max_body:
+                            raise TrackerProtocolError(f"tracker reply larger than {self.max_body} bytes")
+                    return reply.status_code, bytes(body)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise TrackerTimeout(
+                f"no answer within {self.timeout} s ({type(exc).__name__})", url=self.url
+            ) from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise TrackerUnreachable(f"{type(exc).__name__}: {exc}", url=self.url) from None
+
+    def _check_status(self, status: int, body: bytes) -> None:
+        if status == 200:
+            return
+        with contextlib.suppress(TrackerProtocolError):
+            decoded = http_codec.decode_announce_response(body)
+            if isinstance(decoded, http_codec.FailureResponse):
+                raise TrackerError(decoded.reason, url=self.url)
+        raise TrackerUnreachable(f"HTTP status {status}", url=self.url)
+
+    async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        request = http_codec.AnnounceRequest(
+            info_hash=params.info_hash,
+            peer_id=params.peer_id,
+            port=params.port,
+            uploaded=params.uploaded,
+            downloaded=params.downloaded,
+            left=params.left,
+            event=params.event,
+            compact=True,
+            numwant=params.num_want,
+            key=f"{params.key & 0xFFFFFFFF:08x}",
+            trackerid=params.tracker_id,
+            ip=params.ip,
+        )
+        status, body = await self._get(http_codec.announce_url(self.url, request))
+        self._check_status(status, body)
+        reply = http_codec.decode_announce_response(body)
+        if isinstance(reply, http_codec.FailureResponse):
+            raise TrackerError(reply.reason, url=self.url)
+        return AnnounceResult(
+            url=self.url,
+            peers=tuple((p.ip, p.port) for p in reply.peers),
+            interval=reply.interval,
+            min_interval=reply.min_interval,
+            seeders=reply.complete,
+            leechers=reply.incomplete,
+            tracker_id=reply.tracker_id,
+            warning=reply.warning,
+        )
+
+    async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        base = http_codec.scrape_url_from_announce(self.url)
+        if base is None:
+            raise TrackerUrlError(f"{self.url} has no scrape URL (BEP 48: last segment is not 'announce')")
+        status, body = await self._get(http_codec.scrape_url(base, info_hashes))
+        self._check_status(status, body)
+        reply = http_codec.decode_scrape_response(body)
+        if isinstance(reply, http_codec.FailureResponse):
+            raise TrackerError(reply.reason, url=self.url)
+        return {h: ScrapeResult(s.complete, s.downloaded, s.incomplete) for h, s in reply.files.items()}
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._http.aclose()
+
+
+# -------------------------------------------------------------------------------------------- UDP
+
+
+class _UdpEndpoint(asyncio.DatagramProtocol):
+    """Routes replies to waiting transactions by transaction id; anything else is dropped."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # the selector one is not a subclass
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        tid = udp_codec.peek_transaction_id(data)
+        fut = self.pending.get(tid) if tid is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(data)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port/host unreachable on a connected socket
+        self._fail_all(TrackerUnreachable(f"{type(exc).__name__}: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail_all(TrackerUnreachable("socket closed"))
+        self.transport = None
+
+
+class UdpTrackerClient:
+    """BEP 15 UDP tracker. Retransmits after ``retry_base * 2**n`` seconds for n = 0..``max_retries``
+    (BEP 15: 15 s and 8), caches the connection id for 60 s on ``clock``, checks transaction ids."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retry_base: float = 15.0,
+        max_retries: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+        connect_timeout: float = 15.0,
+    ) -> None:
+        self.url = normalize_tracker_url(url)
+        parts = urlsplit(self.url)
+        if parts.scheme.lower() != "udp" or parts.hostname is None or parts.port is None:
+            raise TrackerUrlError(f"not a udp://host:port URL: {url!r}")
+        self.host, self.port = parts.hostname, parts.port
+        self.retry_base = retry_base
+        self.max_retries = max_retries
+        self.connect_timeout = connect_timeout
+        self._clock = clock
+        self._endpoint: _UdpEndpoint | None = None
+        self._ipv6 = False
+        self._connection: tuple[int, float] | None = None  # (connection id, valid until)
+        self._open_lock = asyncio.Lock()
+
+    async def _open(self) -> _UdpEndpoint:
+        async with self._open_lock:
+            if self._endpoint is not None and self._endpoint.transport is not None:
+                return self._endpoint
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    transport, endpoint = await loop.create_datagram_endpoint(
+                        _UdpEndpoint, remote_addr=(self.host, self.port)
+                    )
+            except TimeoutError:
+                raise TrackerTimeout("resolving/opening the UDP socket timed out", url=self.url) from None
+            except OSError as exc:
+                raise TrackerUnreachable(f"{type(exc).__name__}: {exc}", url=self.url) from None
+            sock = transport.get_extra_info("socket")
+            self._ipv6 = sock is not None and sock.family == socket.AF_INET6
+            self._endpoint = endpoint
+            return endpoint
+
+    def _connection_id(self) -> int | None:
+        if self._connection is not None and self._clock() < self._connection[1]:
+            return self._connection[0]
+        self._connection = None
+        return None
+
+    async def _transact(
+        self, build: Callable[[int, int], bytes], expecting: udp_codec.Action
+    ) -> udp_codec.Response:
+        """Connect if needed, send ``build(connection_id, tid)``, retransmit per BEP 15, and return the
+        decoded reply. A lost connect and a lost request both count as one attempt."""
+        endpoint = await self._open()
+        tids = [secrets.randbits(32), secrets.randbits(32)]  # [connect, request]
+        for tid in tids:
+            endpoint.pending[tid] = asyncio.get_running_loop().create_future()
+        try:
+            attempt = 0
+            while attempt <= self.max_retries:
+                wait = self.retry_base * 2**attempt
+                conn = self._connection_id()
+                if conn is None:
+                    data = udp_codec.encode_request(udp_codec.ConnectRequest(tids[0]))
+                    reply = await self._send_and_wait(endpoint, data, tids[0], wait)
+                    if reply is None:
+                        attempt += 1
+                        continue
+                    resp = udp_codec.decode_response(reply, expecting=udp_codec.Action.CONNECT)
+                    if isinstance(resp, udp_codec.ErrorResponse):
+                        raise TrackerError(resp.message, url=self.url)
+                    assert isinstance(resp, udp_codec.ConnectResponse)
+                    self._connection = (resp.connection_id, self._clock() + CONNECTION_ID_LIFETIME)
+                    endpoint.pending[tids[0]] = asyncio.get_running_loop().create_future()
+                    continue
+                reply = await self._send_and_wait(endpoint, build(conn, tids[1]), tids[1], wait)
+                if reply is None:
+                    attempt += 1
+                    continue
+                resp = udp_codec.decode_response(reply, ipv6=self._ipv6, expecting=expecting)
+                if isinstance(resp, udp_codec.ErrorResponse):
+                    raise TrackerError(resp.message, url=self.url)
+                return resp
+        finally:
+            for tid in tids:
+                fut = endpoint.pending.pop(tid, None)
+                if fut is not None and fut.done() and not fut.cancelled():
+                    fut.exception()  # mark retrieved: a late ICMP error must not be logged as lost
+        total = sum(self.retry_base * 2**n for n in range(self.max_retries + 1))
+        raise TrackerTimeout(f"no reply after {self.max_retries + 1} tries ({total:g} s)", url=self.url)
+
+    async def _send_and_wait(
+        self, endpoint: _UdpEndpoint, data: bytes, tid: int, wait: float
+    ) -> bytes | None:
+        fut = endpoint.pending[tid]
+        if endpoint.transport is None:
+            raise TrackerUnreachable("socket closed", url=self.url)
+        endpoint.transport.sendto(data)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), wait)
+        except TimeoutError:
+            return None
+        except TrackerUnreachable as exc:
+            self._connection = None
+            raise TrackerUnreachable(str(exc), url=self.url) from None
+
+    async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        def build(conn: int, tid: int) -> bytes:
+            return udp_codec.encode_request(
+                udp_codec.AnnounceRequest(
+                    connection_id=conn,
+                    transaction_id=tid,
+                    info_hash=params.info_hash,
+                    peer_id=params.peer_id,
+                    downloaded=params.downloaded,
+                    left=params.left,
+                    uploaded=params.uploaded,
+                    event=params.event,
+                    key=params.key & 0xFFFFFFFF,
+                    port=params.port,
+                    ip=params.ip if not self._ipv6 else None,
+                    num_want=-1 if params.num_want is None else params.num_want,
+                )
+            )
+
+        resp = await self._transact(build, udp_codec.Action.ANNOUNCE)
+        assert isinstance(resp, udp_codec.AnnounceResponse)
+        return AnnounceResult(
+            url=self.url,
+            peers=resp.peers,
+            interval=resp.interval,
+            seeders=resp.seeders,
+            leechers=resp.leechers,
+        )
+
+    async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        hashes = list(info_hashes)
+        out: dict[bytes, ScrapeResult] = {}
+        for i in range(0, len(hashes), udp_codec.MAX_SCRAPE_HASHES):
+            chunk = tuple(hashes[i : i + udp_codec.MAX_SCRAPE_HASHES])
+
+            def build(conn: int, tid: int, chunk: tuple[bytes, ...] = chunk) -> bytes:
+                return udp_codec.encode_request(udp_codec.ScrapeRequest(conn, tid, chunk))
+
+            resp = await self._transact(build, udp_codec.Action.SCRAPE)
+            assert isinstance(resp, udp_codec.ScrapeResponse)
+            if len(resp.files) != len(chunk):
+                raise TrackerProtocolError(
+                    f"scrape reply has {len(resp.files)} entries for {len(chunk)} hashes"
+                )
+            for h, s in zip(chunk, resp.files, strict=True):
+                out[h] = ScrapeResult(s.seeders, s.completed, s.leechers)
+        return out
+
+    async def aclose(self) -> None:
+        if self._endpoint is not None and self._endpoint.transport is not None:
+            self._endpoint.transport.close()
+        self._endpoint = None
+
+
+# ----------------------------------------------------------------------------------- BEP 12 tiers
+
+
+@dataclass(frozen=True, slots=True)
+class TransferStats:
+    """The numbers an announce reports (bytes)."""
+
+    uploaded: int = 0
+    downloaded: int = 0
+    left: int = 0
+
+
+class AnnounceSchedule:
+    """When to announce next (pure; times come from the caller's clock).
+
+    After a success at ``now``: the next regular announce is at ``now + max(interval, min_interval,
+    floor)``; nothing but an event may go out before ``now + min_interval`` (BEP 3 ``min interval``).
+    After a failure of every tracker: retry after ``retry_base * 2**(failures-1)``, at most ``retry_max``.
+    """
+
+    def __init__(self, *, floor: float = 30.0, retry_base: float = 30.0, retry_max: float = 1800.0) -> None:
+        self.floor = floor
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.next_at = 0.0  # due at once
+        self.earliest_at = 0.0
+        self.failures = 0
+
+    def on_success(self, now: float, interval: int, min_interval: int | None = None) -> None:
+        gate = float(min_interval or 0)
+        self.failures = 0
+        self.earliest_at = now + gate
+        self.next_at = now + max(float(interval), gate, self.floor)
+
+    def on_failure(self, now: float) -> None:
+        self.failures += 1
+        self.next_at = now + min(self.retry_base * 2 ** (self.failures - 1), self.retry_max)
+
+    def due(self, now: float) -> bool:
+        """A regular re-announce is due."""
+        return now >= self.next_at
+
+    def may_announce(self, now: float) -> bool:
+        """An extra (non-event) announce, e.g. to ask for more peers, is allowed by ``min interval``."""
+        return now >= self.earliest_at
+
+    def delay(self, now: float) -> float:
+        """Seconds until the next regular announce."""
+        return max(0.0, self.next_at - now)
+
+
+class AllTrackersFailed(TrackerUnreachable):
+    """No tracker in any tier answered. ``errors`` maps each tried URL to its exception."""
+
+    def __init__(self, errors: dict[str, Exception]) -> None:
+        detail = "; ".join(f"{u}: {type(e).__name__}: {e}" for u, e in errors.items()) or "no trackers"
+        super().__init__(f"every tracker failed ({detail})")
+        self.errors = errors
+
+
+class AnnounceManager:
+    """BEP 12 multitracker announces for one torrent.
+
+    ``tiers`` is ``announce-list`` (or ``[[announce]]``). Each tier is shuffled once; ``announce``
+    tries the tiers in order and the trackers of a tier in order, moves the tracker that answered to
+    the front of its tier and stops there. A tracker that has not yet seen ``started`` from us gets it
+    (even on a regular announce), so falling over to another tracker registers us there.
+    """
+
+    def __init__(
+        self,
+        tiers: Sequence[Sequence[str]],
+        *,
+        info_hash: bytes,
+        peer_id: bytes,
+        port: int,
+        stats: Callable[[], TransferStats] = TransferStats,
+        num_want: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        client_factory: Callable[[str], TrackerClient] = open_tracker,
+        schedule: AnnounceSchedule | None = None,
+        tracker_timeout: float = 60.0,
+        stopped_timeout: float = 5.0,
+    ) -> None:
+        rng = rng or random.Random()
+        self.tiers: list[list[str]] = []
+        for tier in tiers:
+            urls = list(dict.fromkeys(u.strip() for u in tier if u.strip()))
+            rng.shuffle(urls)
+            if urls:
+                self.tiers.append(urls)
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.port = port
+        self.stats = stats
+        self.num_want = num_want
+        self.key = rng.getrandbits(32)  # BEP 3/15 ``key``: one per session
+        self.schedule = schedule or AnnounceSchedule()
+        self.tracker_timeout = tracker_timeout
+        self.stopped_timeout = stopped_timeout
+        self.last_result: AnnounceResult | None = None
+        self._clock = clock
+        self._factory = client_factory
+        self._clients: dict[str, TrackerClient] = {}
+        self._tracker_ids: dict[str, bytes] = {}
+        self._started: set[str] = set()
+        self._completed_sent = False
+
+    def _client(self, url: str) -> TrackerClient:
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = self._factory(url)
+        return client
+
+    def _params(self, url: str, event: Event, stats: TransferStats) -> AnnounceParams:
+        return AnnounceParams(
+            info_hash=self.info_hash,
+            peer_id=self.peer_id,
+            port=self.port,
+            uploaded=stats.uploaded,
+            downloaded=stats.downloaded,
+            left=stats.left,
+            event=event,
+            key=self.key,
+            num_want=0 if event is Event.STOPPED else self.num_want,
+            tracker_id=self._tracker_ids.get(url),
+        )
+
+    async def _announce_one(self, url: str, event: Event, stats: TransferStats) -> AnnounceResult:
+        if event is Event.NONE and url not in self._started:
+            event = Event.STARTED
+        try:
+            async with asyncio.timeout(self.tracker_timeout):
+                result = await self._client(url).announce(self._params(url, event, stats))
+        except TimeoutError:
+            raise TrackerTimeout(f"no answer within {self.tracker_timeout} s", url=url) from None
+        if result.tracker_id is not None:
+            self._tracker_ids[url] = result.tracker_id
+        if event is Event.STOPPED:
+            self._started.discard(url)
+        else:
+            self._started.add(url)
+        return result
+
+    async def announce(
+        self, event: Event = Event.NONE, *, stats: TransferStats | None = None
+    ) -> AnnounceResult:
+        """Announce now, to the first tracker that answers (BEP 12 order). Updates the schedule.
+        Raises :class:`AllTrackersFailed` when none does."""
+        numbers = stats if stats is not None else self.stats()
+        errors: dict[str, Exception] = {}
+        for tier in self.tiers:
+            for url in list(tier):
+                try:
+                    result = await self._announce_one(url, event, numbers)
+                except TRACKER_FAILURES as exc:
+                    errors[url] = exc
+                    continue
+                tier.remove(url)
+                tier.insert(0, url)
+                self.schedule.on_success(self._clock(), result.interval, result.min_interval)
+                self.last_result = result
+                if event is Event.COMPLETED:
+                    self._completed_sent = True
+                return result
+        self.schedule.on_failure(self._clock())
+        raise AllTrackersFailed(errors)
+
+    async def start(self) -> AnnounceResult:
+        """The first announce of a session (``event=started``)."""
+        return await self.announce(Event.STARTED)
+
+    async def complete(self) -> AnnounceResult | None:
+        """Tell the tracker the download finished (``event=completed``, sent once per session)."""
+        if self._completed_sent:
+            return None
+        return await self.announce(Event.COMPLETED)
+
+    async def reannounce(self, *, more_peers: bool = False) -> AnnounceResult | None:
+        """The periodic announce: sent if ``interval`` has passed, or if ``more_peers`` and
+        ``min interval`` allows it; else None."""
+        now = self._clock()
+        if self.schedule.due(now) or (more_peers and self.schedule.may_announce(now)):
+            return await self.announce(Event.NONE)
+        return None
+
+    def seconds_until_next(self) -> float:
+        return self.schedule.delay(self._clock())
+
+    async def stop(self, timeout: float | None = None) -> list[str]:
+        """Send ``stopped`` to every tracker that saw ``started`` (all at once, bounded by
+        ``timeout``, default ``stopped_timeout``), then close the clients. Returns the URLs that
+        acknowledged; failures are swallowed (shutdown must not hang)."""
+        urls = sorted(self._started)
+        numbers = self.stats()
+        acked: list[str] = []
+
+        async def one(url: str) -> None:
+            with contextlib.suppress(*TRACKER_FAILURES):
+                await self._announce_one(url, Event.STOPPED, numbers)
+                acked.append(url)
+
+        try:
+            async with asyncio.timeout(self.stopped_timeout if timeout is None else timeout):
+                await asyncio.gather(*(one(u) for u in urls))
+        except TimeoutError:
+            pass
+        await self.aclose()
+        return acked
+
+    async def scrape(self) -> dict[bytes, ScrapeResult]:
+        """Scrape this torrent from the first tracker that supports it (same order as announces)."""
+        errors: dict[str, Exception] = {}
+        for tier in self.tiers:
+            for url in tier:
+                try:
+                    async with asyncio.timeout(self.tracker_timeout):
+                        return await self._client(url).scrape([self.info_hash])
+                except TimeoutError:
+                    errors[url] = TrackerTimeout("scrape timed out", url=url)
+                except TRACKER_FAILURES as exc:
+                    errors[url] = exc
+        raise AllTrackersFailed(errors)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def tiers_from_metainfo(
+    announce: str | None, announce_list: Iterable[Iterable[str]] | None
+) -> list[list[str]]:
+    """BEP 12: use ``announce-list`` when present and non-empty, else ``[[announce]]``."""
+    tiers = [list(t) for t in announce_list or () if list(t)]
+    if tiers:
+        return tiers
+    return [[announce]] if announce else []
