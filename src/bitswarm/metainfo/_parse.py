@@ -105,6 +105,27 @@ def _component(raw: object, field: str) -> str:
     return s
 
 
+class _NotPlain(Exception):
+    pass
+
+
+def _plain_component(c: object) -> str:
+    """Fast acceptance of an ordinary component; raises :class:`_NotPlain` to take the checked path."""
+    if (
+        type(c) is not bytes
+        or c in (b"", b".", b"..")
+        or b"/" in c
+        or b"\\" in c
+        or b"\0" in c
+        or c[1:2] == b":"
+    ):
+        raise _NotPlain
+    try:
+        return c.decode()
+    except UnicodeDecodeError:
+        raise _NotPlain from None
+
+
 def _path(v: object, field: str) -> tuple[str, ...]:
     _expect(v, list, field)
     assert isinstance(v, list)
@@ -162,20 +183,33 @@ def _v1_files(info: dict[bytes, Any], name: str) -> tuple[list[FileEntry], bool]
     out: list[FileEntry] = []
     offset = 0
     for i, f in enumerate(files):
-        fld = f"info.files[{i}]"
-        _expect(f, dict, fld)
-        length = _length(f, b"length", f"{fld}.length")
-        if b"path.utf-8" in f:
-            path = _path(f[b"path.utf-8"], f"{fld}.path.utf-8")
-        elif b"path" in f:
-            path = _path(f[b"path"], f"{fld}.path")
+        # Fast path for the common plain entry ({length, path} of plain components); anything unusual
+        # goes through the field-naming checks below.
+        ln: Any = f.get(b"length") if type(f) is dict and len(f) == 2 else None
+        raw_path = f.get(b"path") if ln is not None else None
+        if type(ln) is int and 0 <= ln <= MAX_TOTAL_SIZE and type(raw_path) is list and raw_path:
+            length = ln
+            try:
+                path = tuple([_plain_component(c) for c in raw_path])
+            except _NotPlain:
+                path = _path(raw_path, f"info.files[{i}].path")
+            attr = "p" if path[-1].startswith(_LEGACY_PAD) else ""
+            out.append(FileEntry(path, length, offset, attr))
         else:
-            raise MetainfoError("missing", f"{fld}.path")
-        attr = _attr(f, f"{fld}.attr")
-        if "p" not in attr and path[-1].startswith(_LEGACY_PAD):
-            attr += "p"  # pre-BEP 47 padding files (libtorrent treats them as padding too)
-        mtime, symlink = _bep47_extras(f, fld)
-        out.append(FileEntry(path, length, offset, attr, None, mtime, symlink))
+            fld = f"info.files[{i}]"
+            _expect(f, dict, fld)
+            length = _length(f, b"length", f"{fld}.length")
+            if b"path.utf-8" in f:
+                path = _path(f[b"path.utf-8"], f"{fld}.path.utf-8")
+            elif b"path" in f:
+                path = _path(f[b"path"], f"{fld}.path")
+            else:
+                raise MetainfoError("missing", f"{fld}.path")
+            attr = _attr(f, f"{fld}.attr")
+            if "p" not in attr and path[-1].startswith(_LEGACY_PAD):
+                attr += "p"  # pre-BEP 47 padding files (libtorrent treats them as padding too)
+            mtime, symlink = _bep47_extras(f, fld)
+            out.append(FileEntry(path, length, offset, attr, None, mtime, symlink))
         offset += length
         if offset > MAX_TOTAL_SIZE:
             raise MetainfoError("total size is absurdly large", "info.files")
@@ -214,23 +248,25 @@ def _v2_tree(tree: object) -> list[tuple[tuple[str, ...], int, dict[bytes, Any],
     return out
 
 
-def _check_paths(files: list[FileEntry]) -> None:
+def _check_paths(files: list[FileEntry], v2_only: bool) -> None:
     """No duplicate file paths, and no file whose path is a directory of another file."""
+
+    def where(i: int) -> str:
+        return "info.file tree" if v2_only else f"info.files[{i}].path"
+
     seen: dict[tuple[str, ...], int] = {}
     dirs: set[tuple[str, ...]] = set()
     for i, f in enumerate(files):
         if f.pad:
             continue
         if f.path in seen:
-            raise MetainfoError(f"duplicate file path {f.path_str!r}", f"info.files[{i}].path")
+            raise MetainfoError(f"duplicate file path {f.path_str!r}", where(i))
         seen[f.path] = i
         for k in range(1, len(f.path)):
             dirs.add(f.path[:k])
     for p, i in seen.items():
         if p in dirs:
-            raise MetainfoError(
-                f"file path {'/'.join(p)!r} is also a directory of another file", f"info.files[{i}].path"
-            )
+            raise MetainfoError(f"file path {'/'.join(p)!r} is also a directory of another file", where(i))
 
 
 def _piece_length(info: dict[bytes, Any], v2: bool) -> int:
@@ -292,7 +328,7 @@ def _info_from_value(info: Any, raw: bytes) -> tuple[InfoDict, bytes | None, byt
             if pos > MAX_TOTAL_SIZE:
                 raise MetainfoError("total size is absurdly large", "info.file tree")
         single = len(files) == 1 and len(files[0].path) == 1
-    _check_paths(files)
+    _check_paths(files, not has_v1)
 
     end = files[-1].offset + files[-1].length
     num_pieces = -(-end // pl)
