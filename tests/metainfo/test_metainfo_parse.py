@@ -202,3 +202,11 @@ def test_bencode_errors_become_metainfo_errors() -> None:
     with pytest.raises(MetainfoError) as ei:
         parse_torrent(b"d4:info")
     assert ei.value.field == "bencode" and "byte 7" in str(ei.value)
+
+
+def test_v2_empty_file_sits_at_end_of_previous_data() -> None:
+    # A trailing empty file must not stretch the piece space to the next piece boundary.
+    info, layers = v2_info([(("a",), data(100)), (("z",), b"")])
+    t = parse_torrent(torrent_bytes(info, layers))
+    assert [(f.path, f.offset) for f in t.info.files] == [(("a",), 0), (("z",), 100)]
+    assert t.info.piece_space == 100 and t.info.num_pieces == 1 and t.info.piece_size(0) == 100
