@@ -438,3 +438,100 @@ async def test_udp_cancellation_leaves_client_usable() -> None:
     finally:
         await client.aclose()
         transport.close()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1")
+async def test_udp_over_ipv6_reads_18_byte_peers() -> None:
+    from bitswarm.tracker import udp_codec as u
+
+    class V6Tracker(ScriptedUdpTracker):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            req = u.decode_request(data)
+            assert self.transport is not None
+            if isinstance(req, u.ConnectRequest):
+                self.transport.sendto(u.encode_response(u.ConnectResponse(req.transaction_id, 5)), addr)
+            else:
+                assert isinstance(req, u.AnnounceRequest)
+                resp = u.AnnounceResponse(req.transaction_id, 60, 0, 1, (("2001:db8::1", 6881),))
+                self.transport.sendto(u.encode_response(resp, ipv6=True), addr)  # BEP 15: socket family
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(V6Tracker, local_addr=("::1", 0))
+    client = UdpTrackerClient(f"udp://[::1]:{transport.get_extra_info('sockname')[1]}", retry_base=0.2)
+    try:
+        result = await client.announce(AnnounceParams(HASHES[11], _pid(12), 1))
+        assert result.peers == (("2001:db8::1", 6881),)
+    finally:
+        await client.aclose()
+        transport.close()
+
+
+async def test_http_tracker_that_never_answers_times_out() -> None:
+    accepted = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = open_tracker(f"127.0.0.1:{port}", timeout=0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TrackerTimeout):
+            await client.announce(AnnounceParams(HASHES[12], _pid(13), 1))
+        assert accepted.is_set() and time.monotonic() - started < 2.0
+    finally:
+        await client.aclose()
+        for w in writers:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_http_error_status_and_oversized_body() -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        if b"big" in request.split(b"\r\n")[0]:
+            body = b"d8:intervali1e5:peers" + b"600000:" + b"\0" * 600000 + b"e"
+            head = b"HTTP/1.1 200 OK\r\n"
+        elif b"fail" in request.split(b"\r\n")[0]:
+            body, head = b"d14:failure reason6:bannede", b"HTTP/1.1 403 Forbidden\r\n"
+        else:
+            body, head = b"<html>oops</html>", b"HTTP/1.1 502 Bad Gateway\r\n"
+        with contextlib.suppress(ConnectionError):  # the client hangs up on the oversized body
+            writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    params = AnnounceParams(HASHES[13], _pid(14), 1)
+    clients = []
+    try:
+        for path, error in (("fail/announce", TrackerError), ("x/announce", TrackerUnreachable)):
+            client = open_tracker(f"http://127.0.0.1:{port}/{path}", timeout=2.0)
+            clients.append(client)
+            with pytest.raises(error):
+                await client.announce(params)
+        from bitswarm.tracker import HttpTrackerClient
+
+        small = HttpTrackerClient(f"http://127.0.0.1:{port}/big/announce", timeout=2.0, max_body=1000)
+        clients.append(small)
+        with pytest.raises(TrackerProtocolError):
+            await small.announce(params)
+    finally:
+        for client in clients:
+            await client.aclose()  # type: ignore[attr-defined]
+        server.close()
+        await server.wait_closed()
