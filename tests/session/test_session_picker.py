@@ -78,11 +78,13 @@ def test_received_completes_piece_and_rejects_unexpected_blocks() -> None:
     p = make(num=1)
     p.peer_has_all()
     reqs = p.pick("a", everything, 4)
-    assert p.received("a", 0, 12345) == (False, set())  # misaligned
+    assert p.received("a", 0, 12345) is None  # misaligned
+    assert p.block_wanted(0, reqs[0].begin)
     for r in reqs[:-1]:
-        assert p.received("a", r.index, r.begin)[0] is False
-    assert p.received("a", 0, reqs[0].begin) == (False, set())  # duplicate
-    assert p.received("a", 0, reqs[-1].begin)[0] is True
+        assert p.received("a", r.index, r.begin) == (False, set())
+    assert not p.block_wanted(0, reqs[0].begin)
+    assert p.received("a", 0, reqs[0].begin) is None  # duplicate
+    assert p.received("a", 0, reqs[-1].begin) == (True, set())
 
 
 def test_peer_lost_frees_blocks_for_others() -> None:
@@ -112,8 +114,7 @@ def test_endgame_duplicates_and_cancels() -> None:
     b = p.pick("b", everything, 4)
     assert sorted((r.index, r.begin) for r in b) == sorted((r.index, r.begin) for r in a)
     assert p.pick("b", everything, 4) == []  # never twice to the same peer
-    done, others = p.received("a", 0, 0)
-    assert not done and others == {"b"}
+    assert p.received("a", 0, 0) == (False, {"b"})
 
 
 @given(st.integers(1, 20), st.integers(1, 5 * BLOCK_SIZE), st.integers(0, 2**32), st.integers(1, 6))
@@ -138,8 +139,8 @@ def test_simulated_download_always_completes(num: int, last: int, seed: int, pee
             pending[k].clear()
             continue
         for index, begin in pending[k]:
-            done, _ = p.received(k, index, begin)
-            if done:
+            result = p.received(k, index, begin)
+            if result is not None and result[0]:
                 p.piece_passed(index)
         pending[k].clear()
     assert p.is_complete()

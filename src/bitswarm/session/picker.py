@@ -241,20 +241,28 @@ class PiecePicker:
 
     # -- request outcomes ----------------------------------------------------------------------
 
-    def received(self, peer: Hashable, index: int, begin: int) -> tuple[bool, set[Hashable]]:
+    def block_wanted(self, index: int, begin: int) -> bool:
+        """Is this block part of a started piece and not received yet? (Where may it land?)"""
+        p = self._partials.get(index)
+        if p is None or begin % self.block_size:
+            return False
+        b = begin // self.block_size
+        return b < p.num_blocks and not p.received[b]
+
+    def received(self, peer: Hashable, index: int, begin: int) -> tuple[bool, set[Hashable]] | None:
         """A block arrived from ``peer``.
 
         Returns ``(piece_done, others)``: ``piece_done`` is True when every block of the piece is
         now in (hash it next); ``others`` are peers that still have this block requested (end-game
-        duplicates to cancel). A block that was not expected (or a duplicate) gives ``(False, set())``
-        and must be dropped by the caller.
+        duplicates to cancel). A block that was not expected (or a duplicate) gives ``None`` and
+        must be dropped by the caller.
         """
         p = self._partials.get(index)
         if p is None or begin % self.block_size:
-            return False, set()
+            return None
         b = begin // self.block_size
         if b >= p.num_blocks or p.received[b]:
-            return False, set()
+            return None
         owners = p.owners.pop(b, set())
         owners.discard(peer)
         p.received[b] = 1

@@ -1,0 +1,56 @@
+"""Session settings, with defaults that suit a desktop peer; tests use port 0 and loopback."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from bitswarm import __version__
+
+#: Azureus-style peer id prefix: -BW<major><minor><patch>0-
+PEER_ID_PREFIX = ("-BW" + "".join(__version__.split(".")[:3]).ljust(4, "0")[:4] + "-").encode()
+
+
+def make_peer_id() -> bytes:
+    """A fresh 20-byte peer id: our client prefix and 12 random bytes."""
+    return PEER_ID_PREFIX + os.urandom(20 - len(PEER_ID_PREFIX))
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    """Everything a :class:`~bitswarm.session.Session` can be told. Rates are bytes/s, 0 = unlimited."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 6881  #: 0 picks a free port (see ``Session.port``)
+    peer_id: bytes = field(default_factory=make_peer_id)
+    #: Address reported to trackers as ``ip`` (None: the tracker uses the source address).
+    announce_ip: str | None = None
+    max_peers_per_torrent: int = 60
+    max_connections: int = 400
+    max_half_open: int = 32
+    upload_slots: int = 4
+    download_rate_limit: int = 0
+    upload_rate_limit: int = 0
+    #: Blocks kept requested from one peer: at least ``min_queue``, grown with its rate, at most
+    #: ``max_queue`` (and at most the peer's ``reqq``).
+    min_queue: int = 16
+    max_queue: int = 600
+    connect_timeout: float = 10.0
+    handshake_timeout: float = 15.0
+    inactivity_timeout: float = 180.0
+    keepalive_interval: float = 90.0
+    request_timeout: float = 60.0  #: a peer that sends nothing we asked for in this long is snubbed
+    rechoke_interval: float = 10.0
+    #: Verified pieces cached in memory for uploading (whole pieces are read at once).
+    read_cache_pieces: int = 64
+    #: Bytes of pieces waiting for their disk write (back-pressure on downloads).
+    max_inflight_write_bytes: int = 64 * 1024 * 1024
+    resume_save_interval: float = 5.0
+    announce_numwant: int = 50
+    #: Tracker announces after the first: at least this many seconds apart even if the tracker asks
+    #: for less (tests lower it).
+    min_announce_interval: float = 30.0
+    disk_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    enable_dht: bool = False
+    enable_lsd: bool = False
+    user_agent: str = f"bitswarm/{__version__}"

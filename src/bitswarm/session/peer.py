@@ -1,0 +1,417 @@
+"""One peer connection: an asyncio ``BufferedProtocol`` driving the sans-I/O wire codec.
+
+Receive path (the download hot path): the event loop asks :meth:`PeerProtocol.get_buffer` where to
+``recv_into``; the codec answers with its scratch buffer, or — when the bytes in flight are the body
+of a ``piece`` message we asked for — with the slot of that block inside the torrent's piece buffer
+(its *block sink*), so the kernel writes the block straight where it belongs. Events are handled
+synchronously in :meth:`_drain`; nothing on this path awaits.
+
+Send path: small messages are written as they are produced; uploads are served by one task per peer
+(:meth:`_serve_uploads`) that takes requests in order, reads whole pieces through the torrent's
+read cache, charges the rate limiters and respects the transport's write flow control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from bitswarm.errors import BitswarmError
+from bitswarm.session.ratelimit import RateMeter
+from bitswarm.storage.bitfield import Bitfield as PieceSet
+from bitswarm.wire import (
+    BLOCK_SIZE,
+    NEED_DATA,
+    PAUSED,
+    AllowedFast,
+    Bitfield,
+    Cancel,
+    Choke,
+    ConnectionClosed,
+    Event,
+    Extended,
+    ExtendedHandshake,
+    Handshake,
+    HandshakeHeader,
+    Have,
+    HaveAll,
+    HaveNone,
+    Interested,
+    KeepAlive,
+    NotInterested,
+    PeerConnection,
+    Piece,
+    PieceLayout,
+    Port,
+    RejectRequest,
+    Request,
+    Reserved,
+    SuggestPiece,
+    Unchoke,
+    UnknownMessage,
+    WireProtocolError,
+)
+
+if TYPE_CHECKING:
+    from bitswarm.session.session import Session
+    from bitswarm.session.torrent import TorrentRuntime
+
+log = logging.getLogger("bitswarm.peer")
+
+OUR_RESERVED = Reserved.make(fast=True, extension_protocol=True)
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+WRITE_LOW_WATER = 1024 * 1024
+
+
+class PeerProtocol(asyncio.BufferedProtocol):
+    """A connection to one peer, incoming or outgoing, for one torrent."""
+
+    def __init__(
+        self,
+        session: Session,
+        torrent: TorrentRuntime | None,
+        *,
+        outgoing: bool,
+        address: tuple[str, int] | None = None,
+    ) -> None:
+        self.session = session
+        self.torrent: TorrentRuntime | None = torrent
+        self.outgoing = outgoing
+        self.address: tuple[str, int] = address or ("?", 0)
+        self.codec = PeerConnection()
+        self.transport: asyncio.Transport | None = None
+        self.peer_id: bytes | None = None
+        self.client: str | None = None
+        self.closed = False
+        self.established = False
+        # choke/interest state (BEP 3): we start choked and not interested, both ways
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.snubbed = False
+        self.has: PieceSet | None = None
+        self.is_seed = False
+        self.allowed_fast: set[int] = set()
+        self.reqq = 250
+        self.outstanding = 0  # blocks requested from this peer and not yet in
+        self.hash_failures = 0
+        self.download = RateMeter()
+        self.upload = RateMeter()
+        self.connected_at = time.monotonic()
+        self.last_recv = self.connected_at
+        self.last_send = self.connected_at
+        self.last_block = self.connected_at
+        self.uploads: deque[tuple[int, int, int]] = deque()
+        self._upload_task: asyncio.Task[None] | None = None
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+
+    # -- asyncio protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.address = (str(peer[0]), int(peer[1]))
+        self.session._connections.add(self)
+        if self.outgoing:
+            assert self.torrent is not None
+            self._attach_layout()
+            self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, OUR_RESERVED))
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.session.config.handshake_timeout, self._handshake_timeout)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.codec.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.codec.buffer_updated(nbytes)
+        self.last_recv = time.monotonic()
+        self._drain()
+
+    def eof_received(self) -> bool:
+        with contextlib.suppress(BitswarmError):
+            self.codec.receive_data(b"")
+        self._drain()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._teardown()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _attach_layout(self) -> None:
+        assert self.torrent is not None
+        info = self.torrent.info
+        self.codec.set_layout(PieceLayout.from_info(info))
+        self.codec.set_block_sink(self.torrent.block_sink_for(self))
+        self.has = PieceSet(info.num_pieces)
+
+    def _send(self, event: Event) -> None:
+        """Queue a message; queued messages go out in one write at the end of this loop turn."""
+        self._out.append(self.codec.send(event))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.transport is not None and not self.closed:
+            data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self.transport.write(data)
+            self.last_send = time.monotonic()
+        self._out.clear()
+
+    def close(self, reason: str = "") -> None:
+        if self.closed:
+            return
+        if reason:
+            log.debug("closing %s:%d: %s", *self.address, reason)
+        self._flush()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._teardown()
+
+    def abort(self, reason: str) -> None:
+        log.info("dropping peer %s:%d: %s", *self.address, reason)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._upload_task is not None:
+            self._upload_task.cancel()
+            self._upload_task = None
+        self._can_write.set()
+        self.session._connections.discard(self)
+        if self.torrent is not None:
+            self.torrent.peer_gone(self)
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if not self.established:
+            self.close("handshake timeout")
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        codec = self.codec
+        try:
+            while not self.closed:
+                ev = codec.next_event()
+                if ev is NEED_DATA:
+                    return
+                if ev is PAUSED:
+                    return  # waiting for our handshake: sent from the HandshakeHeader handler
+                self._handle(ev)  # type: ignore[arg-type]
+        except WireProtocolError as exc:
+            self.abort(f"protocol error: {exc}")
+        except BitswarmError as exc:
+            self.abort(f"error: {exc}")
+
+    def _handle(self, ev: Event) -> None:
+        t = type(ev)
+        torrent = self.torrent
+        if t is Piece:
+            assert torrent is not None and isinstance(ev, Piece)
+            self.last_block = self.last_recv
+            self.snubbed = False
+            torrent.on_block(self, ev.index, ev.begin, ev.data)
+        elif t is Have:
+            assert torrent is not None and isinstance(ev, Have)
+            torrent.on_have(self, ev.index)
+        elif t is Request:
+            assert torrent is not None and isinstance(ev, Request)
+            self._on_request(ev)
+        elif t is Unchoke:
+            self.peer_choking = False
+            if torrent is not None:
+                torrent.fill_requests(self)
+        elif t is Choke:
+            self.peer_choking = True
+            if torrent is not None:
+                torrent.on_choked(self)
+        elif t is Interested:
+            self.peer_interested = True
+            if torrent is not None:
+                torrent.on_interest_changed(self)
+        elif t is NotInterested:
+            self.peer_interested = False
+            if torrent is not None:
+                torrent.on_interest_changed(self)
+        elif t is Bitfield:
+            assert torrent is not None and isinstance(ev, Bitfield)
+            torrent.on_bitfield(self, ev.bits)
+        elif t is HaveAll:
+            assert torrent is not None
+            torrent.on_have_all(self)
+        elif t is HaveNone:
+            assert torrent is not None
+            torrent.on_have_none(self)
+        elif t is Cancel:
+            assert isinstance(ev, Cancel)
+            with contextlib.suppress(ValueError):
+                self.uploads.remove((ev.index, ev.begin, ev.length))
+        elif t is RejectRequest:
+            assert torrent is not None and isinstance(ev, RejectRequest)
+            torrent.on_reject(self, ev.index, ev.begin)
+        elif t is AllowedFast:
+            assert isinstance(ev, AllowedFast)
+            self.allowed_fast.add(ev.index)
+            if torrent is not None and self.peer_choking:
+                torrent.fill_requests(self)
+        elif t is ExtendedHandshake:
+            assert isinstance(ev, ExtendedHandshake)
+            if ev.reqq:
+                self.reqq = max(1, min(ev.reqq, 5000))
+            self.client = ev.client
+        elif t is HandshakeHeader:
+            assert isinstance(ev, HandshakeHeader)
+            self._on_handshake_header(ev)
+        elif t is Handshake:
+            assert isinstance(ev, Handshake)
+            self._on_handshake(ev)
+        elif t is ConnectionClosed:
+            self.close()
+        elif t in (KeepAlive, Extended, Port, SuggestPiece, UnknownMessage):
+            pass  # BEP 10 extensions, DHT port and suggestions: not used by the engine yet
+
+    def _on_handshake_header(self, ev: HandshakeHeader) -> None:
+        if self.outgoing:
+            assert self.torrent is not None
+            if ev.info_hash != self.torrent.swarm_hash:
+                self.abort("peer answered with another info-hash")
+            return
+        torrent = self.session._lookup(ev.info_hash)
+        if torrent is None or not torrent.accepting:
+            self.abort("unknown info-hash")
+            return
+        self.torrent = torrent
+        self._attach_layout()
+        self._send(Handshake(ev.info_hash, self.session.peer_id, OUR_RESERVED))
+
+    def _on_handshake(self, ev: Handshake) -> None:
+        torrent = self.torrent
+        assert torrent is not None
+        if ev.peer_id == self.session.peer_id:
+            self.abort("connected to ourselves")
+            return
+        self.peer_id = ev.peer_id
+        if not torrent.peer_joined(self):
+            return
+        self.established = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.codec.extension_protocol:
+            cfg = self.session.config
+            self._send(ExtendedHandshake(m={}, client=cfg.user_agent, port=self.session.port, reqq=1000))
+        have = torrent.have
+        if self.codec.fast and have.all():
+            self._send(HaveAll())
+        elif self.codec.fast and not have.any():
+            self._send(HaveNone())
+        elif have.any():
+            self._send(Bitfield(have.to_bytes()))
+
+    def _on_request(self, ev: Request) -> None:
+        torrent = self.torrent
+        assert torrent is not None
+        ok = (
+            ev.length <= BLOCK_SIZE
+            and torrent.have.get(ev.index)
+            and (not self.am_choking or ev.index in torrent.allowed_fast_for(self))
+            and len(self.uploads) < 2000
+        )
+        if not ok:
+            if self.codec.fast:
+                self._send(RejectRequest(ev.index, ev.begin, ev.length))
+            return
+        self.uploads.append((ev.index, ev.begin, ev.length))
+        if self._upload_task is None:
+            self._upload_task = asyncio.get_running_loop().create_task(self._serve_uploads())
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send_have(self, index: int) -> None:
+        if self.established and not self.closed:
+            self._send(Have(index))
+
+    def set_interested(self, value: bool) -> None:
+        if value != self.am_interested and self.established and not self.closed:
+            self.am_interested = value
+            self._send(Interested() if value else NotInterested())
+
+    def set_choking(self, value: bool) -> None:
+        if value == self.am_choking or not self.established or self.closed:
+            return
+        self.am_choking = value
+        self._send(Choke() if value else Unchoke())
+        if value:
+            if self.codec.fast:
+                for index, begin, length in self.uploads:
+                    self._send(RejectRequest(index, begin, length))
+            self.uploads.clear()
+
+    def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
+        for index, begin, length in blocks:
+            self._send(Request(index, begin, length))
+        self.outstanding += len(blocks)
+
+    def send_cancel(self, index: int, begin: int, length: int) -> None:
+        if self.established and not self.closed:
+            self._send(Cancel(index, begin, length))
+
+    def send_keepalive(self) -> None:
+        if self.established and not self.closed:
+            self._send(KeepAlive())
+
+    async def _serve_uploads(self) -> None:
+        torrent = self.torrent
+        assert torrent is not None and self.transport is not None
+        try:
+            while self.uploads and not self.closed:
+                if not self._can_write.is_set():
+                    await self._can_write.wait()
+                    continue
+                index, begin, length = self.uploads.popleft()
+                piece = await torrent.read_piece(index)
+                if self.closed:
+                    return
+                if (index, begin, length) in self.uploads:
+                    continue  # a duplicate request: served once
+                self._flush()
+                header = self.codec.send_piece_header(index, begin, length)
+                self.transport.writelines((header, memoryview(piece)[begin : begin + length]))
+                self.last_send = time.monotonic()
+                self.upload.add(length)
+                torrent.on_uploaded(length)
+                wait = torrent.upload_limiter.take(length + 13)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+        except BitswarmError as exc:
+            self.abort(f"upload failed: {exc}")
+        finally:
+            self._upload_task = None

@@ -1,0 +1,798 @@
+"""One torrent inside a session: peers, picker, choker, storage, trackers, status.
+
+:class:`TorrentRuntime` is the engine's per-torrent state; everything in it runs on the event loop.
+:class:`TorrentHandle` is the small public face the library gives callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import hashlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bitswarm.errors import BitswarmError
+from bitswarm.metainfo import Torrent
+from bitswarm.session.choker import Choker, PeerRates
+from bitswarm.session.picker import BLOCK_SIZE, PiecePicker
+from bitswarm.session.ratelimit import RateLimiter, RateMeter
+from bitswarm.storage import Storage
+from bitswarm.storage.bitfield import Bitfield as PieceSet
+from bitswarm.tracker import Event
+from bitswarm.tracker.client import AnnounceManager, TransferStats
+
+if TYPE_CHECKING:
+    from bitswarm.session.peer import PeerProtocol
+    from bitswarm.session.session import Session
+
+log = logging.getLogger("bitswarm.torrent")
+
+#: A peer that alone supplied a piece failing its hash is banned at once; one that shared failing
+#: pieces with others is banned when a later good copy shows its blocks were the wrong ones.
+BAN_AFTER_SHARED_FAILURES = 3
+
+
+class TorrentState(enum.Enum):
+    CHECKING = "checking"
+    DOWNLOADING = "downloading"
+    SEEDING = "seeding"
+    PAUSED = "paused"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class TorrentStatus:
+    """A snapshot of one torrent, for progress bars, ``--json`` lines and the API."""
+
+    name: str
+    info_hash: str
+    state: str
+    progress: float  #: 0..1 of the wanted bytes
+    total_size: int
+    wanted_size: int
+    done_size: int
+    pieces_done: int
+    num_pieces: int
+    download_rate: float
+    upload_rate: float
+    downloaded: int  #: payload bytes received this session
+    uploaded: int  #: payload bytes sent this session
+    peers: int
+    seeds: int
+    known_peers: int
+    eta: float | None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class TorrentRuntime:
+    """Engine state of one torrent. Created and driven by :class:`~bitswarm.session.Session`."""
+
+    def __init__(
+        self,
+        session: Session,
+        torrent: Torrent,
+        save_path: str,
+        *,
+        resume_path: str | None,
+        trackers: list[list[str]],
+        peers: list[tuple[str, int]],
+        priorities: list[int] | None,
+        seed_mode: bool,
+        sequential: bool,
+    ) -> None:
+        self.session = session
+        self.torrent = torrent
+        self.info = torrent.info
+        self.swarm_hash = torrent.swarm_hash
+        self.save_path = save_path
+        self.storage = Storage(
+            torrent,
+            save_path,
+            priorities=priorities,
+            resume_path=resume_path,
+            executor=session._disk_pool,
+            max_inflight_bytes=session.config.max_inflight_write_bytes,
+        )
+        self.state = TorrentState.CHECKING
+        self.error: str | None = None
+        self.accepting = False
+        self._seed_mode = seed_mode
+        self.picker = PiecePicker(self.info.num_pieces, self.info.piece_size, rng=random.Random())
+        self.picker.sequential = sequential
+        self.choker = Choker(session.config.upload_slots)
+        self.peers: dict[bytes, PeerProtocol] = {}  # by peer id
+        self.connecting: set[tuple[str, int]] = set()
+        self.candidates: dict[tuple[str, int], float] = {}  # address -> not before (monotonic)
+        self.banned: set[str] = set()
+        for addr in peers:
+            self.add_peer(*addr)
+        self.trackers = trackers
+        self.announcer: AnnounceManager | None = None
+        self.download_limiter = RateLimiter(0, parent=session.download_limiter)
+        self.upload_limiter = RateLimiter(0, parent=session.upload_limiter)
+        self.down = RateMeter()
+        self.up = RateMeter()
+        self._buffers: dict[int, bytearray] = {}
+        self._block_src: dict[int, dict[int, PeerProtocol]] = {}
+        self._failed_blocks: dict[int, dict[int, tuple[PeerProtocol, bytes]]] = {}
+        self._read_cache: OrderedDict[int, bytes] = OrderedDict()
+        self._reading: dict[int, asyncio.Future[bytes]] = {}
+        self._finishing = 0
+        self._complete = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._last_resume_save = 0.0
+        self.hash_failures = 0
+        self.started_at = time.monotonic()
+        self.completed_at: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], *, keep: bool = False) -> None:
+        """Run a short background job, keeping a reference so it is not garbage-collected.
+
+        ``keep`` jobs (piece writes) are awaited, not cancelled, when the torrent stops.
+        """
+        task = asyncio.get_running_loop().create_task(coro)
+        group = self._writes if keep else self._background
+        group.add(task)
+        task.add_done_callback(group.discard)
+
+    @property
+    def have(self) -> PieceSet:
+        return self.storage.have
+
+    async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Open storage (resume data / recheck), then start trackers, connections and choking."""
+        try:
+            await self.storage.open(progress=progress, seed_mode=self._seed_mode)
+        except BitswarmError as exc:
+            self.state = TorrentState.ERROR
+            self.error = str(exc)
+            raise
+        prios = self.storage.piece_priorities()
+        for i in range(self.info.num_pieces):
+            if self.storage.have.get(i):
+                self.picker.set_have(i)
+            if not prios[i]:
+                self.picker.set_priority(i, 0)
+        self.accepting = True
+        if self.picker.is_complete():
+            self._become_seed(announce=False)
+        else:
+            self.state = TorrentState.DOWNLOADING
+        if self.trackers:
+            self.announcer = AnnounceManager(
+                self.trackers,
+                info_hash=self.swarm_hash,
+                peer_id=self.session.peer_id,
+                port=self.session.port,
+                stats=self._transfer_stats,
+                num_want=self.session.config.announce_numwant,
+            )
+            self.announcer.schedule.floor = self.session.config.min_announce_interval
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._connect_loop(), name=f"connect-{self.info.name}"),
+            loop.create_task(self._choke_loop(), name=f"choke-{self.info.name}"),
+            loop.create_task(self._housekeeping_loop(), name=f"housekeeping-{self.info.name}"),
+        ]
+        if self.announcer is not None:
+            self._tasks.append(loop.create_task(self._announce_loop(), name=f"announce-{self.info.name}"))
+
+    async def stop(self) -> None:
+        """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
+        self.accepting = False
+        self._stopped.set()
+        for task in self._tasks + list(self._background):
+            task.cancel()
+        for task in self._tasks + list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        for peer in list(self.peers.values()):
+            peer.close("torrent stopped")
+        if self._writes:  # pieces already downloaded: let their verified writes land
+            await asyncio.wait(list(self._writes), timeout=30)
+        if self.announcer is not None:
+            with contextlib.suppress(Exception):
+                await self.announcer.stop()
+        await self.storage.close()
+        if self.state is not TorrentState.ERROR:
+            self.state = TorrentState.STOPPED
+
+    def _transfer_stats(self) -> TransferStats:
+        return TransferStats(uploaded=self.up.total, downloaded=self.down.total, left=self._left())
+
+    def _left(self) -> int:
+        done = sum(self.info.piece_size(i) for i in self.storage.have.iter_set())
+        return max(0, self.info.piece_space - done) if not self.picker.is_complete() else 0
+
+    async def wait_complete(self) -> None:
+        await self._complete.wait()
+
+    # -- peers: connecting ---------------------------------------------------------------------
+
+    def add_peer(self, host: str, port: int) -> None:
+        """Remember an address to dial (from a tracker, ``--peer``, PEX ...)."""
+        if 0 < port < 65536 and host not in self.banned:
+            self.candidates.setdefault((host, port), 0.0)
+
+    def _wanted_connections(self) -> int:
+        cfg = self.session.config
+        return cfg.max_peers_per_torrent - len(self.peers) - len(self.connecting)
+
+    async def _connect_loop(self) -> None:
+        cfg = self.session.config
+        while True:
+            budget = min(self._wanted_connections(), cfg.max_half_open - len(self.connecting))
+            if budget > 0 and not (self.state is TorrentState.SEEDING and not self.candidates):
+                now = time.monotonic()
+                connected = {p.address for p in self.peers.values()}
+                for addr, not_before in list(self.candidates.items()):
+                    if budget <= 0:
+                        break
+                    if not_before > now or addr in self.connecting or addr in connected:
+                        continue
+                    if addr[0] in self.banned or addr == (self._own_host(), self.session.port):
+                        del self.candidates[addr]
+                        continue
+                    self.candidates[addr] = now + 30.0  # retry this address in 30 s at the earliest
+                    self.connecting.add(addr)
+                    budget -= 1
+                    self._spawn(self._dial(addr))
+            await asyncio.sleep(0.5)
+
+    def _own_host(self) -> str:
+        return self.session.config.listen_host
+
+    async def _dial(self, addr: tuple[str, int]) -> None:
+        from bitswarm.session.peer import PeerProtocol
+
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.session.config.connect_timeout):
+                await loop.create_connection(
+                    lambda: PeerProtocol(self.session, self, outgoing=True, address=addr), addr[0], addr[1]
+                )
+        except (OSError, TimeoutError) as exc:
+            log.debug("dial %s:%d failed: %s", *addr, exc)
+        finally:
+            self.connecting.discard(addr)
+
+    # -- peers: events from PeerProtocol -------------------------------------------------------
+
+    def peer_joined(self, peer: PeerProtocol) -> bool:
+        """A handshake completed. False (and the connection is closed) for a duplicate or a ban."""
+        assert peer.peer_id is not None
+        if not self.accepting:
+            peer.close("torrent not running")
+            return False
+        if peer.address[0] in self.banned:
+            peer.abort("banned")
+            return False
+        if peer.peer_id in self.peers:
+            peer.close("duplicate connection")
+            return False
+        if len(self.peers) >= self.session.config.max_peers_per_torrent:
+            peer.close("too many peers")
+            return False
+        self.peers[peer.peer_id] = peer
+        self.session._emit("peer_connected", self, address=f"{peer.address[0]}:{peer.address[1]}")
+        return True
+
+    def peer_gone(self, peer: PeerProtocol) -> None:
+        if peer.peer_id is not None and self.peers.get(peer.peer_id) is peer:
+            del self.peers[peer.peer_id]
+            self.picker.peer_lost(peer)
+            if peer.has is not None:
+                if peer.is_seed:
+                    self.picker.peer_has_all(-1)
+                elif peer.has.any():
+                    self.picker.peer_bitfield(_bits(peer.has), -1)
+            if self.choker.optimistic is peer:
+                self.choker.optimistic = None
+            self._unchoke_free_slots()
+
+    def on_bitfield(self, peer: PeerProtocol, bits: bytes) -> None:
+        assert peer.has is not None
+        has = PieceSet.from_bytes(bits, self.info.num_pieces)
+        peer.has = has
+        if has.all():
+            peer.is_seed = True
+            self.picker.peer_has_all()
+        else:
+            self.picker.peer_bitfield(_bits(has))
+        self._after_pieces_known(peer)
+
+    def on_have_all(self, peer: PeerProtocol) -> None:
+        assert peer.has is not None
+        peer.has.set_all()
+        peer.is_seed = True
+        self.picker.peer_has_all()
+        self._after_pieces_known(peer)
+
+    def on_have_none(self, peer: PeerProtocol) -> None:
+        self._after_pieces_known(peer)
+
+    def on_have(self, peer: PeerProtocol, index: int) -> None:
+        has = peer.has
+        assert has is not None
+        if has.get(index):
+            return
+        has.set(index)
+        if peer.is_seed:
+            return
+        self.picker.peer_has(index)
+        if has.all():
+            peer.is_seed = True
+            # count it as a seed from now on: swap per-piece availability for the all-pieces form
+            self.picker.peer_bitfield(_bits(has), -1)
+            self.picker.peer_has_all()
+        if not peer.am_interested and not self.storage.have.get(index) and self.picker.priority[index]:
+            peer.set_interested(True)
+            self.fill_requests(peer)
+        elif peer.am_interested and not peer.peer_choking:
+            self.fill_requests(peer)
+        if peer.is_seed and self.state is TorrentState.SEEDING:
+            peer.close("both seeds")
+
+    def _after_pieces_known(self, peer: PeerProtocol) -> None:
+        if self.state is TorrentState.SEEDING:
+            if peer.is_seed:
+                peer.close("both seeds")
+            return
+        assert peer.has is not None
+        has = peer.has
+        if self.picker.wants_from(has.get):
+            peer.set_interested(True)
+            self.fill_requests(peer)
+
+    def on_interest_changed(self, peer: PeerProtocol) -> None:
+        if peer.peer_interested:
+            self._unchoke_free_slots()
+        elif not peer.am_choking and peer is not self.choker.optimistic:
+            peer.set_choking(True)
+            self._unchoke_free_slots()
+
+    def on_choked(self, peer: PeerProtocol) -> None:
+        # BEP 6: with the fast extension a choke does not cancel requests (rejects will come);
+        # without it every request is gone. Either way, free them so other peers can take them.
+        self.picker.peer_lost(peer)
+        peer.outstanding = 0
+        if peer.allowed_fast:
+            self.fill_requests(peer)
+
+    def on_reject(self, peer: PeerProtocol, index: int, begin: int) -> None:
+        self.picker.cancel(peer, index, begin)
+        peer.outstanding = max(0, peer.outstanding - 1)
+
+    def allowed_fast_for(self, peer: PeerProtocol) -> set[int]:
+        return set()  # we do not grant allowed-fast pieces (BEP 6 makes it optional)
+
+    # -- downloading ---------------------------------------------------------------------------
+
+    def _queue_target(self, peer: PeerProtocol) -> int:
+        cfg = self.session.config
+        by_rate = int(peer.download.rate * 2 / BLOCK_SIZE)  # ~2 s of data in flight
+        return max(cfg.min_queue, min(cfg.max_queue, peer.reqq, by_rate))
+
+    def fill_requests(self, peer: PeerProtocol) -> None:
+        """Top up the requests to ``peer`` (after unchoke, a block, a have ...)."""
+        if peer.closed or not peer.established or self.state is not TorrentState.DOWNLOADING:
+            return
+        if peer.peer_choking and not peer.allowed_fast:
+            return
+        want = self._queue_target(peer) - peer.outstanding
+        if want <= 0:
+            return
+        has = peer.has
+        if has is None:
+            return
+        peer_has: Callable[[int], bool] = has.get
+        if peer.peer_choking:
+            fast = peer.allowed_fast
+
+            def peer_has(i: int) -> bool:
+                return i in fast and has.get(i)
+        blocks = self.picker.pick(peer, peer_has, want)
+        if not blocks:
+            if peer.outstanding == 0 and not self.picker.wants_from(has.get):
+                peer.set_interested(False)
+            return
+        if not peer.am_interested:
+            peer.set_interested(True)
+        buffers = self._buffers
+        for b in blocks:
+            if b.index not in buffers:
+                buffers[b.index] = bytearray(self.info.piece_size(b.index))
+        peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
+
+    def block_sink_for(self, peer: PeerProtocol) -> Callable[[int, int, int], memoryview | None]:
+        """Where an incoming block of ``peer`` may be received in place (the wire codec's sink)."""
+        picker, buffers = self.picker, self._buffers
+
+        def sink(index: int, begin: int, length: int) -> memoryview | None:
+            buf = buffers.get(index)
+            if buf is None or not picker.block_wanted(index, begin) or begin + length > len(buf):
+                return None
+            return memoryview(buf)[begin : begin + length]
+
+        return sink
+
+    def on_block(self, peer: PeerProtocol, index: int, begin: int, data: bytes | memoryview) -> None:
+        n = len(data)
+        peer.outstanding = max(0, peer.outstanding - 1)
+        peer.download.add(n)
+        self.down.add(n)
+        buf = self._buffers.get(index)
+        result = self.picker.received(peer, index, begin) if buf is not None else None
+        if result is None or buf is None or (n != BLOCK_SIZE and begin + n != len(buf)):
+            if result is not None and buf is not None:
+                # wrong length for this block: give it back to the picker
+                self.picker.piece_failed(index)
+                self._buffers[index] = bytearray(len(buf))
+            self.fill_requests(peer)
+            return
+        if not (isinstance(data, memoryview) and data.obj is buf):
+            buf[begin : begin + n] = data
+        src = self._block_src.get(index)
+        if src is None:
+            src = self._block_src[index] = {}
+        src[begin] = peer
+        done, others = result
+        for other in others:  # end-game duplicates still in flight elsewhere
+            assert isinstance(other, type(peer))
+            other.send_cancel(index, begin, n)
+            other.outstanding = max(0, other.outstanding - 1)
+        if done:
+            self._finishing += 1
+            self._spawn(self._finish_piece(index), keep=True)
+        self.fill_requests(peer)
+        wait = self.download_limiter.take(n)
+        if wait > 0.01 and peer.transport is not None:
+            peer.transport.pause_reading()
+            asyncio.get_running_loop().call_later(wait, _resume_reading, peer)
+
+    async def _finish_piece(self, index: int) -> None:
+        buf = self._buffers.pop(index, None)
+        src = self._block_src.pop(index, {})
+        try:
+            if buf is None:
+                return
+            try:
+                ok = await self.storage.write_piece(index, buf)
+            except BitswarmError as exc:
+                self._fail(f"disk error: {exc}")
+                return
+            if ok:
+                self._piece_passed(index, buf, src)
+            else:
+                self._piece_failed(index, buf, src)
+        finally:
+            self._finishing -= 1
+
+    def _piece_passed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
+        self.picker.piece_passed(index)
+        failed = self._failed_blocks.pop(index, None)
+        if failed:
+            mv = memoryview(buf)
+            for begin, (peer, digest) in failed.items():
+                good = hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest()
+                if good != digest:
+                    self._ban(peer, f"sent corrupt data for piece {index}")
+        for peer in list(self.peers.values()):
+            peer.send_have(index)
+        self.session._emit("piece_verified", self, index=index)
+        if self.picker.is_complete():
+            self._become_seed(announce=True)
+
+    def _piece_failed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
+        self.hash_failures += 1
+        self.picker.piece_failed(index)
+        contributors = set(src.values())
+        log.info("piece %d failed its hash check (%d peers contributed)", index, len(contributors))
+        self.session._emit("hash_failed", self, index=index)
+        if len(contributors) == 1:
+            self._ban(next(iter(contributors)), f"piece {index} failed its hash check")
+            return
+        mv = memoryview(buf)
+        record = self._failed_blocks.setdefault(index, {})
+        for begin, peer in src.items():
+            record[begin] = (peer, hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest())
+            peer.hash_failures += 1
+            if peer.hash_failures >= BAN_AFTER_SHARED_FAILURES * 2:
+                self._ban(peer, "too many failed pieces")
+
+    def _ban(self, peer: PeerProtocol, reason: str) -> None:
+        host = peer.address[0]
+        self.banned.add(host)
+        for addr in [a for a in self.candidates if a[0] == host]:
+            del self.candidates[addr]
+        self.session._emit("peer_banned", self, address=host, reason=reason)
+        log.warning("banning %s: %s", host, reason)
+        peer.abort(f"banned: {reason}")
+        for other in list(self.peers.values()):
+            if other.address[0] == host:
+                other.abort("banned")
+
+    def _become_seed(self, *, announce: bool) -> None:
+        if self.state is TorrentState.SEEDING:
+            return
+        self.state = TorrentState.SEEDING
+        self.completed_at = time.monotonic()
+        self._complete.set()
+        self.session._emit("torrent_completed", self)
+        for peer in list(self.peers.values()):
+            if peer.is_seed:
+                peer.close("both seeds")
+            else:
+                peer.set_interested(False)
+        self._spawn(self._save_resume(force=True))
+        if announce and self.announcer is not None:
+            self._spawn(self._announce_event(Event.COMPLETED))
+
+    def _fail(self, message: str) -> None:
+        if self.state is TorrentState.ERROR:
+            return
+        self.state = TorrentState.ERROR
+        self.error = message
+        self.accepting = False
+        log.error("%s: %s", self.info.name, message)
+        self.session._emit("torrent_error", self, error=message)
+        for peer in list(self.peers.values()):
+            peer.close("torrent error")
+        self._complete.set()  # wake waiters: they check the state
+
+    # -- uploading -----------------------------------------------------------------------------
+
+    async def read_piece(self, index: int) -> bytes:
+        """A verified piece for uploading, through a small LRU cache (whole pieces per disk read)."""
+        cache = self._read_cache
+        data = cache.get(index)
+        if data is not None:
+            cache.move_to_end(index)
+            return data
+        fut = self._reading.get(index)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._reading[index] = fut
+            try:
+                data = await self.storage.read_piece(index)
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved
+                raise
+            finally:
+                self._reading.pop(index, None)
+            fut.set_result(data)
+            cache[index] = data
+            while len(cache) > self.session.config.read_cache_pieces:
+                cache.popitem(last=False)
+            return data
+        return await fut
+
+    def on_uploaded(self, n: int) -> None:
+        self.up.add(n)
+
+    # -- choking -------------------------------------------------------------------------------
+
+    def _unchoke_free_slots(self) -> None:
+        unchoked = sum(1 for p in self.peers.values() if not p.am_choking)
+        slots = self.session.config.upload_slots
+        if unchoked >= slots:
+            return
+        for peer in self.peers.values():
+            if unchoked >= slots:
+                break
+            if peer.am_choking and peer.peer_interested:
+                peer.set_choking(False)
+                unchoked += 1
+
+    def rechoke(self) -> None:
+        peers = list(self.peers.values())
+        now = time.monotonic()
+        rates = [
+            PeerRates(
+                key=p,
+                interested=p.peer_interested,
+                download_rate=p.download.rate,
+                upload_rate=p.upload.rate,
+                snubbed=p.snubbed,
+                new=now - p.connected_at < 30,
+            )
+            for p in peers
+        ]
+        chosen = self.choker.rechoke(rates, seeding=self.state is TorrentState.SEEDING)
+        for p in peers:
+            p.set_choking(p not in chosen)
+
+    async def _choke_loop(self) -> None:
+        interval = self.session.config.rechoke_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.rechoke()
+
+    # -- housekeeping: timeouts, keep-alives, resume data --------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        cfg = self.session.config
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for peer in list(self.peers.values()):
+                if now - peer.last_recv > cfg.inactivity_timeout:
+                    peer.close("inactive")
+                    continue
+                if now - peer.last_send > cfg.keepalive_interval:
+                    peer.send_keepalive()
+                if peer.outstanding and now - peer.last_block > cfg.request_timeout and not peer.snubbed:
+                    peer.snubbed = True  # hand its blocks to others
+                    self.picker.peer_lost(peer)
+                    peer.outstanding = 0
+            if self.state is TorrentState.DOWNLOADING:
+                for peer in list(self.peers.values()):
+                    self.fill_requests(peer)
+            if now - self._last_resume_save >= cfg.resume_save_interval:
+                await self._save_resume()
+
+    async def _save_resume(self, *, force: bool = False) -> None:
+        self._last_resume_save = time.monotonic()
+        try:
+            await self.storage.save_resume(force=force)
+        except BitswarmError as exc:
+            log.warning("could not save resume data: %s", exc)
+
+    # -- trackers ------------------------------------------------------------------------------
+
+    async def _announce_event(self, event: Event) -> None:
+        assert self.announcer is not None
+        try:
+            if event is Event.COMPLETED:
+                await self.announcer.complete()
+            else:
+                result = await self.announcer.announce(event)
+                for host, port in result.peers:
+                    self.add_peer(host, port)
+        except BitswarmError as exc:
+            log.info("announce (%s) failed: %s", event.name, exc)
+
+    async def _announce_loop(self) -> None:
+        announcer = self.announcer
+        assert announcer is not None
+        first = True
+        while True:
+            try:
+                result = await (announcer.start() if first else announcer.announce())
+                first = False
+                for host, port in result.peers:
+                    self.add_peer(host, port)
+                if result.warning:
+                    log.warning("tracker %s: %s", result.url, result.warning)
+            except BitswarmError as exc:
+                log.info("announce failed: %s", exc)
+            await asyncio.sleep(max(1.0, announcer.seconds_until_next()))
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> TorrentStatus:
+        info = self.info
+        have = self.storage.have
+        prios = self.picker.priority
+        wanted = done = 0
+        for i in range(info.num_pieces):
+            if prios[i]:
+                size = info.piece_size(i)
+                wanted += size
+                if have.get(i):
+                    done += size
+        rate = self.down.rate
+        left = wanted - done
+        eta = (left / rate) if rate > 0 and left > 0 else (0.0 if left == 0 else None)
+        return TorrentStatus(
+            name=info.name,
+            info_hash=self.swarm_hash.hex(),
+            state=self.state.value,
+            progress=(done / wanted) if wanted else 1.0,
+            total_size=info.total_size,
+            wanted_size=wanted,
+            done_size=done,
+            pieces_done=have.count(),
+            num_pieces=info.num_pieces,
+            download_rate=rate,
+            upload_rate=self.up.rate,
+            downloaded=self.down.total,
+            uploaded=self.up.total,
+            peers=len(self.peers),
+            seeds=sum(1 for p in self.peers.values() if p.is_seed),
+            known_peers=len(self.candidates),
+            eta=eta,
+            error=self.error,
+        )
+
+
+def _bits(has: PieceSet) -> bytearray:
+    out = bytearray(len(has))
+    for i in has.iter_set():
+        out[i] = 1
+    return out
+
+
+def _resume_reading(peer: PeerProtocol) -> None:
+    if not peer.closed and peer.transport is not None:
+        peer.transport.resume_reading()
+
+
+class TorrentHandle:
+    """What :meth:`Session.add` returns: status, waiting, pausing, peers, priorities."""
+
+    def __init__(self, runtime: TorrentRuntime) -> None:
+        self._rt = runtime
+
+    @property
+    def torrent(self) -> Torrent:
+        return self._rt.torrent
+
+    @property
+    def info_hash(self) -> bytes:
+        return self._rt.swarm_hash
+
+    @property
+    def name(self) -> str:
+        return self._rt.info.name
+
+    def status(self) -> TorrentStatus:
+        return self._rt.status()
+
+    async def wait_complete(self, timeout: float | None = None) -> None:
+        """Wait until every wanted piece is verified (raises on torrent error or timeout)."""
+        async with asyncio.timeout(timeout):
+            await self._rt.wait_complete()
+        if self._rt.state is TorrentState.ERROR:
+            raise BitswarmError(self._rt.error or "torrent failed")
+
+    def add_peer(self, host: str, port: int) -> None:
+        self._rt.add_peer(host, port)
+
+    def set_rate_limits(self, *, download: int | None = None, upload: int | None = None) -> None:
+        if download is not None:
+            self._rt.download_limiter.set_rate(download)
+        if upload is not None:
+            self._rt.upload_limiter.set_rate(upload)
+
+    def set_sequential(self, value: bool) -> None:
+        self._rt.picker.sequential = value
+
+    def set_piece_deadline(self, index: int, deadline: float | None) -> None:
+        self._rt.picker.set_deadline(index, deadline)
+
+    def peers(self) -> list[dict[str, object]]:
+        return [
+            {
+                "address": f"{p.address[0]}:{p.address[1]}",
+                "client": p.client,
+                "seed": p.is_seed,
+                "download_rate": p.download.rate,
+                "upload_rate": p.upload.rate,
+                "choked": p.peer_choking,
+                "choking": p.am_choking,
+            }
+            for p in self._rt.peers.values()
+        ]
+
+    async def save_resume(self) -> None:
+        await self._rt._save_resume(force=True)
+
