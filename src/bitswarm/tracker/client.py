@@ -586,6 +586,8 @@ class AnnounceManager:
         try:
             async with asyncio.timeout(self.tracker_timeout):
                 result = await self._client(url).announce(self._params(url, event, stats))
+        except TrackerTimeout:
+            raise  # the client's own, more precise timeout
         except TimeoutError:
             raise TrackerTimeout(f"no answer within {self.tracker_timeout} s", url=url) from None
         if result.tracker_id is not None:
@@ -670,6 +672,8 @@ class AnnounceManager:
                 try:
                     async with asyncio.timeout(self.tracker_timeout):
                         return await self._client(url).scrape([self.info_hash])
+                except TrackerTimeout as exc:
+                    errors[url] = exc
                 except TimeoutError:
                     errors[url] = TrackerTimeout("scrape timed out", url=url)
                 except TRACKER_FAILURES as exc:
