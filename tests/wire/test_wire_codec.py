@@ -257,3 +257,18 @@ def test_layout_helpers() -> None:
             + (0).to_bytes(4, "big")
             + (101).to_bytes(4, "big"),
         )
+
+
+def test_views_of_bytes_are_kept_strided_views_are_copied() -> None:
+    a, b = connected_pair()
+    wire = a.send(HaveNone()) + a.send(Piece(1, 0, b"q" * 100))
+    b.receive_data(memoryview(wire)[:5])  # split on a message boundary
+    b.receive_data(memoryview(wire)[5:])
+    events = drain(b)
+    assert events == [HaveNone(), Piece(1, 0, b"q" * 100)]
+    assert isinstance(events[1], Piece) and isinstance(events[1].data, memoryview)
+    assert events[1].data.obj is wire
+    doubled = bytes(x for c in wire for x in (c, 0))
+    _a2, b2 = connected_pair()
+    b2.receive_data(memoryview(doubled)[::2])  # non-contiguous: copied, still parsed
+    assert drain(b2) == [HaveNone(), Piece(1, 0, b"q" * 100)]

@@ -245,7 +245,13 @@ class PeerConnection:
             return
         if type(data) is bytes:
             mv = memoryview(data)
-        elif type(data) is memoryview and type(data.obj) is bytes and data.format == "B" and data.ndim == 1:
+        elif (
+            type(data) is memoryview
+            and type(data.obj) is bytes
+            and data.format == "B"
+            and data.ndim == 1
+            and data.c_contiguous
+        ):
             mv = data
         else:
             mv = memoryview(bytes(data))
