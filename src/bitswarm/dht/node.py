@@ -408,6 +408,10 @@ class DHTNode:
             else:
                 self._error(q.t, addr, ERROR_PROTOCOL, "Protocol Error")
                 return
+        values = self._dispatch(args, q, addr, now)
+        if values is not None:
+            self.stats.queries_answered += 1
+            self._send_msg(Response(q.t, values, self.config.version, addr), addr)
         if not q.ro and self.acceptable_contact(addr, args.id):
             table = self.table_for(addr)
             status = table.heard(args.id, addr, now, responded=False)
@@ -417,11 +421,6 @@ class DHTNode:
                     e.ping_sent = now
                     self._confirm_pings += 1
                     self.ping(addr, self._confirm_cb)
-        values = self._dispatch(args, q, addr, now)
-        if values is None:
-            return
-        self.stats.queries_answered += 1
-        self._send_msg(Response(q.t, values, self.config.version, addr), addr)
 
     def _confirm_cb(self, r: ResponseBody | Error | None) -> None:
         self._confirm_pings -= 1
@@ -631,12 +630,16 @@ class DHTNode:
         """Run timers: query timeouts, slow-query notices, token rotation, expiry, bucket refresh."""
         now = self.clock()
         expired = []
+        slow = []
         for t, p in self._pending.items():
             if now >= p.deadline:
                 expired.append(t)
             elif not p.slow_notified and now >= p.slow_at and p.lookup is not None:
                 p.slow_notified = True
-                p.lookup.on_slow(p.addr)
+                slow.append(p)
+        for p in slow:
+            assert p.lookup is not None
+            p.lookup.on_slow(p.addr)
         for t in expired:
             p = self._pending.pop(t)
             self.stats.timeouts += 1
