@@ -1,0 +1,324 @@
+"""The asyncio-facing index core every front end shares.
+
+:class:`IndexService` owns one :class:`~bitswarm.index._store.Store` and a single worker thread that
+runs every SQLite call (so the event loop never blocks and SQLite sees one thread). Argon2 password
+hashing runs in the default thread pool, outside the database thread. Time comes from an injected
+``clock`` (``time.time`` by default) so tests can move it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from bitswarm.index._errors import AuthError, NotFound
+from bitswarm.index._model import (
+    SESSION_TTL,
+    FileDetail,
+    FileRecord,
+    FileSpec,
+    Peer,
+    PeerStatus,
+    SearchResult,
+    Session,
+    Tracker,
+    User,
+)
+from bitswarm.index._store import Store
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+class IndexService:
+    """Users, peers and files of the index (see the module docstring). Create with :meth:`open`."""
+
+    def __init__(
+        self,
+        store: Store,
+        executor: ThreadPoolExecutor,
+        *,
+        clock: Clock = time.time,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self.clock = clock
+        self._hasher = hasher or PasswordHasher()
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str | Path = ":memory:", *, clock: Clock = time.time, hasher: PasswordHasher | None = None
+    ) -> IndexService:
+        """Open (creating and migrating if needed) the SQLite index at ``path``."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-index-db")
+        try:
+            store = await asyncio.get_running_loop().run_in_executor(executor, Store, path)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(store, executor, clock=clock, hasher=hasher)
+
+    @property
+    def path(self) -> str:
+        return self._store.path
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._closed:
+            raise RuntimeError("index service is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await self._run(self._store.close)
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+    async def schema_version(self) -> int:
+        return await self._run(self._store.schema_version)
+
+    # -- users ---------------------------------------------------------------------------------
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def create_user(self, username: str, password: str) -> User:
+        return await self._run(self._store.create_user, username, await self._hash(password), self.clock())
+
+    async def authenticate(self, username: str, password: str) -> User:
+        """Check a password (argon2); raises :class:`AuthError` for an unknown user or a wrong password."""
+        try:
+            user, stored = await self._run(self._store.password_hash, username)
+        except NotFound:
+            raise AuthError("bad username or password") from None
+        try:
+            await asyncio.to_thread(self._hasher.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            raise AuthError("bad username or password") from None
+        if self._hasher.check_needs_rehash(stored):
+            await self._run(self._store.set_password_hash, user.id, await self._hash(password))
+        return user
+
+    async def register_or_authenticate(self, username: str, password: str) -> User:
+        """Seed 001 REGISTER: a new username is created, a known one must give its password."""
+        try:
+            await self._run(self._store.password_hash, username)
+        except NotFound:
+            try:
+                return await self.create_user(username, password)
+            except Exception:  # lost a race with another registration of the same name
+                pass
+        return await self.authenticate(username, password)
+
+    async def login(self, username: str, password: str) -> Session:
+        """Native API login: an opaque bearer token (only its SHA-256 is stored)."""
+        user = await self.authenticate(username, password)
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        await self._run(self._store.create_session, user.id, token, now, now + SESSION_TTL)
+        return Session(token, user.username, now + SESSION_TTL)
+
+    async def user_for_token(self, token: str) -> User:
+        try:
+            return await self._run(self._store.session_user, token, self.clock())
+        except NotFound:
+            raise AuthError("unknown or expired token") from None
+
+    async def logout(self, token: str) -> None:
+        await self._run(self._store.delete_session, token)
+
+    # -- peers ---------------------------------------------------------------------------------
+
+    async def register_peer(
+        self,
+        *,
+        user: User | None = None,
+        guid: str | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+        online: bool = False,
+        seq_number: int | None = None,
+        ka_seq_number: int | None = None,
+    ) -> Peer:
+        return await self._run(
+            self._store.register_peer,
+            self.clock(),
+            guid=guid,
+            user_id=None if user is None else user.id,
+            ip=ip,
+            port=port,
+            online=online,
+            seq_number=seq_number,
+            ka_seq_number=ka_seq_number,
+        )
+
+    async def ensure_peer(self, guid: str, *, ip: str | None = None, port: int | None = None) -> Peer:
+        return await self._run(self._store.ensure_peer, guid, self.clock(), ip=ip, port=port)
+
+    async def login_peer(
+        self, guid: str, *, user: User | None = None, ip: str | None = None, port: int | None = None
+    ) -> Peer:
+        return await self._run(
+            self._store.login_peer,
+            guid,
+            self.clock(),
+            user_id=None if user is None else user.id,
+            ip=ip,
+            port=port,
+        )
+
+    async def keep_alive(
+        self,
+        guid: str,
+        *,
+        ka_seq_number: int | None = None,
+        require_login: bool = False,
+        ip: str | None = None,
+    ) -> Peer:
+        return await self._run(
+            self._store.keep_alive,
+            guid,
+            self.clock(),
+            ka_seq_number=ka_seq_number,
+            require_login=require_login,
+            ip=ip,
+        )
+
+    async def logout_peer(self, guid: str, *, user: User | None = None) -> Peer:
+        return await self._run(
+            self._store.logout_peer, guid, self.clock(), user_id=None if user is None else user.id
+        )
+
+    async def delete_user_peers(self, user: User) -> int:
+        return await self._run(self._store.delete_user_peers, user.id)
+
+    async def check_owner(self, guid: str, user: User) -> None:
+        owner = await self._run(self._store.peer_owner, guid, self.clock())
+        if owner != user.id:
+            raise AuthError(f"peer {guid} belongs to another user")
+
+    async def get_peer(self, guid: str) -> Peer:
+        return await self._run(self._store.get_peer, guid, self.clock())
+
+    async def list_peers(
+        self, status: PeerStatus = "all", *, limit: int = 100, offset: int = 0
+    ) -> list[Peer]:
+        return await self._run(self._store.list_peers, self.clock(), status, limit, offset)
+
+    async def count_peers(self, status: PeerStatus = "all") -> int:
+        return await self._run(self._store.count_peers, self.clock(), status)
+
+    async def browse(self, guid: str) -> list[FileRecord]:
+        """Every file peer ``guid`` hosts (seed 001 BROWSE)."""
+        return await self._run(self._store.browse, guid, self.clock())
+
+    async def host_paths(self, guid: str) -> dict[int, str | None]:
+        return await self._run(self._store.hosts_paths, guid)
+
+    async def purge_expired(self) -> int:
+        return await self._run(self._store.purge_expired, self.clock())
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def add_file(
+        self,
+        spec: FileSpec,
+        *,
+        guid: str | None,
+        ip: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        seq_number: int | None = None,
+        create_guid: str | None = None,
+        touch: bool = True,
+        upsert_peer: bool = False,
+    ) -> tuple[int, str]:
+        """Add a file (deduplicated by any hash) hosted by ``guid`` (None: register a new peer).
+        Returns ``(file_id, guid)``."""
+        return await self._run(
+            self._store.add_file,
+            spec,
+            self.clock(),
+            guid=guid,
+            ip=ip,
+            port=port,
+            path=path,
+            seq_number=seq_number,
+            create_guid=create_guid,
+            touch=touch,
+            upsert_peer=upsert_peer,
+        )
+
+    async def replace_files(self, guid: str, specs: Sequence[FileSpec]) -> list[int]:
+        return await self._run(self._store.replace_files, guid, list(specs), self.clock())
+
+    async def remove_host(
+        self,
+        guid: str,
+        *,
+        file_id: int | None = None,
+        file_hash: str | None = None,
+        seq_number: int | None = None,
+    ) -> int:
+        return await self._run(
+            self._store.remove_host,
+            guid,
+            self.clock(),
+            file_id=file_id,
+            file_hash=file_hash,
+            seq_number=seq_number,
+        )
+
+    async def get_file(self, file_id: int) -> FileDetail:
+        return await self._run(self._store.get_file, file_id, self.clock())
+
+    async def file_by_hash(self, value: str) -> FileDetail:
+        """A file by any of its hashes (SHA-1, SHA-256, MD5, BEP 3 / BEP 52 info-hash)."""
+        return await self._run(self._store.file_by_hash, value, self.clock())
+
+    async def files_named(self, name: str) -> list[FileDetail]:
+        return await self._run(self._store.files_of_name, name, self.clock())
+
+    async def list_files(self, *, limit: int = 100, offset: int = 0) -> list[FileRecord]:
+        return await self._run(self._store.list_files, self.clock(), limit, offset)
+
+    async def count_files(self) -> int:
+        return await self._run(self._store.count_files)
+
+    async def search(self, query: str, *, limit: int = 50, offset: int = 0) -> SearchResult:
+        return await self._run(self._store.search, query, self.clock(), limit, offset)
+
+    async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]]) -> int:
+        return await self._run(self._store.bulk_add, list(rows), self.clock())
+
+    # -- federation ----------------------------------------------------------------------------
+
+    async def mark_event(self, event_id: str) -> bool:
+        return await self._run(self._store.mark_event, event_id, self.clock())
+
+    async def forget_event(self, event_id: str) -> None:
+        await self._run(self._store.forget_event, event_id)
+
+    async def add_tracker(self, name: str, ip: str) -> bool:
+        return await self._run(self._store.add_tracker, name, ip, self.clock())
+
+    async def trackers(self) -> list[Tracker]:
+        return await self._run(self._store.trackers)
+
+    async def dump(self) -> dict[str, Any]:
+        return await self._run(self._store.dump, self.clock())
+
+    async def load_dump(self, data: dict[str, Any]) -> int:
+        return await self._run(self._store.load_dump, data, self.clock())

@@ -1,0 +1,890 @@
+"""SQLite storage of the index (synchronous; :class:`bitswarm.index.IndexService` runs it in one
+worker thread so the event loop never blocks).
+
+Every public method is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error),
+so a rejected request never leaves half of itself behind. Time is passed in (``now``) by the caller,
+which owns the injected clock. WAL journal, FTS5 over file names, and a ``schema_migrations`` table
+that records which numbered migrations ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from bitswarm.index._errors import Conflict, NotFound, StaleSequence, ValidationError
+from bitswarm.index._model import (
+    HASH_ALGOS,
+    OFFLINE_AFTER,
+    REGISTRATION_TTL,
+    Chunk,
+    FileDetail,
+    FileRecord,
+    FileSpec,
+    Host,
+    Peer,
+    PeerStatus,
+    SearchResult,
+    Tracker,
+    User,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Most FTS matches considered before ranking by online peers (keeps p99 bounded on huge catalogues).
+SEARCH_CANDIDATES = 2000
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE users(
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE sessions(
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE peers(
+        guid TEXT PRIMARY KEY,
+        user_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        ip TEXT,
+        port INTEGER,
+        created_at REAL NOT NULL,
+        last_login REAL,
+        last_seen REAL,
+        logged_in INTEGER NOT NULL DEFAULT 0,
+        expires_at REAL NOT NULL,
+        seq_expected INTEGER NOT NULL DEFAULT 0,
+        ka_seq_expected INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX peers_user ON peers(user_id);
+    CREATE INDEX peers_expires ON peers(expires_at);
+    CREATE TABLE files(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        size INTEGER,
+        sha1 TEXT, sha256 TEXT, md5 TEXT, btih_v1 TEXT, btih_v2 TEXT,
+        magnet TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX files_sha1 ON files(sha1) WHERE sha1 IS NOT NULL;
+    CREATE UNIQUE INDEX files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
+    CREATE UNIQUE INDEX files_md5 ON files(md5) WHERE md5 IS NOT NULL;
+    CREATE UNIQUE INDEX files_btih_v1 ON files(btih_v1) WHERE btih_v1 IS NOT NULL;
+    CREATE UNIQUE INDEX files_btih_v2 ON files(btih_v2) WHERE btih_v2 IS NOT NULL;
+    CREATE INDEX files_name ON files(name);
+    CREATE TABLE chunks(
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        chunk_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY(file_id, chunk_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE hosts(
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        guid TEXT NOT NULL REFERENCES peers(guid) ON DELETE CASCADE,
+        path TEXT,
+        added_at REAL NOT NULL,
+        PRIMARY KEY(file_id, guid)
+    ) WITHOUT ROWID;
+    CREATE INDEX hosts_guid ON hosts(guid, file_id);
+    CREATE VIRTUAL TABLE files_fts USING fts5(
+        name, content='files', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER files_ai AFTER INSERT ON files BEGIN
+        INSERT INTO files_fts(rowid, name) VALUES (new.id, new.name);
+    END;
+    CREATE TRIGGER files_ad AFTER DELETE ON files BEGIN
+        INSERT INTO files_fts(files_fts, rowid, name) VALUES ('delete', old.id, old.name);
+    END;
+    CREATE TRIGGER files_au AFTER UPDATE OF name ON files BEGIN
+        INSERT INTO files_fts(files_fts, rowid, name) VALUES ('delete', old.id, old.name);
+        INSERT INTO files_fts(rowid, name) VALUES (new.id, new.name);
+    END;
+    CREATE TABLE trackers(
+        ip TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE seen_events(
+        id TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL
+    );
+    """,
+)
+
+_ONLINE_SQL = "(p.logged_in = 1 AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
+
+_FILE_COLS = "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet"
+_COUNTS_SQL = f"""
+    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
+        WHERE h.file_id = f.id AND {_ONLINE_SQL}) AS online,
+    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
+        WHERE h.file_id = f.id AND p.expires_at > :now) AS total
+"""
+
+_PEER_COLS = (
+    "p.guid, u.username, p.ip, p.port, p.logged_in, p.created_at, p.last_login, p.last_seen, "
+    "p.expires_at, p.seq_expected, p.ka_seq_expected"
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _transaction(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a :class:`Store` method as one ``BEGIN IMMEDIATE`` transaction."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        db: sqlite3.Connection = args[0]._db  # type: ignore[attr-defined]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    return wrapper
+
+
+def fts_query(text: str) -> str | None:
+    """Turn a user query into an FTS5 expression: words are ANDed prefix terms (``ubu*``); a part in
+    double quotes is a phrase. Returns None when the text has no searchable word."""
+    parts: list[str] = []
+    pieces = text.split('"')
+    for i, piece in enumerate(pieces):
+        words = _WORD.findall(piece)
+        if not words:
+            continue
+        if i % 2 == 1:  # inside quotes: an exact phrase
+            parts.append('"' + " ".join(words) + '"')
+        else:
+            parts.extend(f'"{w}"*' for w in words)
+    return " AND ".join(parts) if parts else None
+
+
+class Store:
+    """The index tables in one SQLite file (``":memory:"`` for a throw-away store)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, applied_at REAL)"
+        )
+        done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+        for version, script in enumerate(_MIGRATIONS, start=1):
+            if version in done:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(script):
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations(version, applied_at) VALUES (?, julianday('now'))",
+                    (version,),
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- users and sessions --------------------------------------------------------------------
+
+    @_transaction
+    def create_user(self, username: str, password_hash: str, now: float) -> User:
+        try:
+            cur = self._db.execute(
+                "INSERT INTO users(username, password_hash, created_at) VALUES (?, ?, ?)",
+                (username, password_hash, now),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"username {username!r} is taken") from None
+        return User(int(cur.lastrowid or 0), username)
+
+    def password_hash(self, username: str) -> tuple[User, str]:
+        row = self._db.execute(
+            "SELECT id, username, password_hash FROM users WHERE username = ?", (username,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no user {username!r}")
+        return User(row[0], row[1]), row[2]
+
+    @_transaction
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        self._db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+    @_transaction
+    def create_session(self, user_id: int, token: str, now: float, expires_at: float) -> None:
+        self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+        self._db.execute(
+            "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (_token_hash(token), user_id, now, expires_at),
+        )
+
+    def session_user(self, token: str, now: float) -> User:
+        row = self._db.execute(
+            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.token_hash = ? AND s.expires_at > ?",
+            (_token_hash(token), now),
+        ).fetchone()
+        if row is None:
+            raise NotFound("unknown or expired token")
+        return User(row[0], row[1])
+
+    @_transaction
+    def delete_session(self, token: str) -> None:
+        self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+
+    # -- peers ---------------------------------------------------------------------------------
+
+    def _peer_row(self, guid: str, now: float) -> sqlite3.Row:
+        row = self._db.execute(
+            "SELECT * FROM peers WHERE guid = ? AND expires_at > ?", (guid, now)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"unknown peer {guid}")
+        assert isinstance(row, sqlite3.Row)
+        return row
+
+    def _peer(self, guid: str, now: float) -> Peer:
+        row = self._db.execute(
+            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
+            "WHERE p.guid = ? AND p.expires_at > ?",
+            (guid, now),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"unknown peer {guid}")
+        return _peer_from(row, now)
+
+    def get_peer(self, guid: str, now: float) -> Peer:
+        return self._peer(guid, now)
+
+    def _create_peer(
+        self,
+        now: float,
+        *,
+        guid: str | None = None,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+        online: bool = False,
+    ) -> str:
+        guid = guid or str(uuid.uuid4())
+        try:
+            self._db.execute(
+                "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guid,
+                    user_id,
+                    ip,
+                    port,
+                    now,
+                    now if online else None,
+                    now if online else None,
+                    1 if online else 0,
+                    now + REGISTRATION_TTL,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"peer {guid} exists") from None
+        return guid
+
+    def _check_seq(self, row: sqlite3.Row, column: str, seq: int | None) -> None:
+        """Seed 000: a message whose sequence number is below the next expected one is a replay or
+        stale and is rejected; an accepted number moves the expectation to ``seq + 1`` (gaps are
+        allowed so that a lost message does not lock the client out)."""
+        if seq is None:
+            return
+        expected = int(row[column])
+        if seq < expected:
+            raise StaleSequence(f"stale or replayed sequence number {seq}; expected {expected} or more")
+        self._db.execute(f"UPDATE peers SET {column} = ? WHERE guid = ?", (seq + 1, row["guid"]))
+
+    def _purge_expired_peers(self, now: float) -> int:
+        expired = [r[0] for r in self._db.execute("SELECT guid FROM peers WHERE expires_at <= ?", (now,))]
+        for guid in expired:
+            self._delete_peer(guid)
+        return len(expired)
+
+    def _delete_peer(self, guid: str) -> None:
+        file_ids = [r[0] for r in self._db.execute("SELECT file_id FROM hosts WHERE guid = ?", (guid,))]
+        self._db.execute("DELETE FROM peers WHERE guid = ?", (guid,))
+        self._drop_orphans(file_ids)
+
+    def _drop_orphans(self, file_ids: Iterable[int]) -> None:
+        """Remove files that no longer have any host (seed 000 ``deregister_file``)."""
+        self._db.executemany(
+            "DELETE FROM files WHERE id = ? AND NOT EXISTS (SELECT 1 FROM hosts WHERE file_id = ?)",
+            [(fid, fid) for fid in file_ids],
+        )
+
+    @_transaction
+    def purge_expired(self, now: float) -> int:
+        """Delete peers whose registration TTL ran out, with their hosts and orphaned files."""
+        self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+        self._db.execute("DELETE FROM seen_events WHERE seen_at <= ?", (now - REGISTRATION_TTL,))
+        return self._purge_expired_peers(now)
+
+    @_transaction
+    def register_peer(
+        self,
+        now: float,
+        *,
+        guid: str | None = None,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+        online: bool = False,
+        seq_number: int | None = None,
+        ka_seq_number: int | None = None,
+    ) -> Peer:
+        """Create a peer (a fresh UUID4 guid unless ``guid`` is given; an expired one is replaced)."""
+        if guid is not None:
+            self._db.execute("DELETE FROM peers WHERE guid = ? AND expires_at <= ?", (guid, now))
+        guid = self._create_peer(now, guid=guid, user_id=user_id, ip=ip, port=port, online=online)
+        if seq_number is not None:
+            self._db.execute("UPDATE peers SET seq_expected = ? WHERE guid = ?", (seq_number + 1, guid))
+        if ka_seq_number is not None:
+            self._db.execute("UPDATE peers SET ka_seq_expected = ? WHERE guid = ?", (ka_seq_number + 1, guid))
+        return self._peer(guid, now)
+
+    @_transaction
+    def ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> Peer:
+        """CentralizedP2P: clients pick their own UUID; create the peer on first use, else refresh it."""
+        self._ensure_peer(guid, now, ip=ip, port=port)
+        return self._peer(guid, now)
+
+    def _ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> None:
+        self._db.execute("DELETE FROM peers WHERE guid = ? AND expires_at <= ?", (guid, now))
+        if self._db.execute("SELECT 1 FROM peers WHERE guid = ?", (guid,)).fetchone() is None:
+            self._create_peer(now, guid=guid, ip=ip, port=port, online=True)
+        else:
+            self._db.execute(
+                "UPDATE peers SET ip = coalesce(?, ip), port = coalesce(?, port), logged_in = 1, "
+                "last_seen = ?, last_login = coalesce(last_login, ?), expires_at = ? WHERE guid = ?",
+                (ip, port, now, now, now + REGISTRATION_TTL, guid),
+            )
+
+    @_transaction
+    def login_peer(
+        self,
+        guid: str,
+        now: float,
+        *,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+    ) -> Peer:
+        """Set the peer online and refresh its 30-day registration TTL (seed 001 ``LOGIN``)."""
+        row = self._peer_row(guid, now)
+        if user_id is not None and row["user_id"] != user_id:
+            raise NotFound(f"unknown peer {guid} for this user")
+        self._db.execute(
+            "UPDATE peers SET logged_in = 1, last_login = ?, last_seen = ?, expires_at = ?, "
+            "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
+            (now, now, now + REGISTRATION_TTL, ip, port, guid),
+        )
+        return self._peer(guid, now)
+
+    @_transaction
+    def keep_alive(
+        self,
+        guid: str,
+        now: float,
+        *,
+        ka_seq_number: int | None = None,
+        require_login: bool = False,
+        ip: str | None = None,
+    ) -> Peer:
+        """Record a keep-alive. P2PFlix peers never log in, so for them a keep-alive also sets them
+        online (``require_login=False``); the binary protocol requires a prior LOGIN."""
+        row = self._peer_row(guid, now)
+        if require_login and not row["logged_in"]:
+            raise NotFound(f"peer {guid} is not logged in")
+        self._check_seq(row, "ka_seq_expected", ka_seq_number)
+        self._db.execute(
+            "UPDATE peers SET logged_in = 1, last_seen = ?, ip = coalesce(?, ip) WHERE guid = ?",
+            (now, ip, guid),
+        )
+        return self._peer(guid, now)
+
+    @_transaction
+    def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer:
+        row = self._peer_row(guid, now)
+        if user_id is not None and row["user_id"] != user_id:
+            raise NotFound(f"unknown peer {guid} for this user")
+        self._db.execute("UPDATE peers SET logged_in = 0 WHERE guid = ?", (guid,))
+        return self._peer(guid, now)
+
+    @_transaction
+    def delete_user_peers(self, user_id: int) -> int:
+        guids = [r[0] for r in self._db.execute("SELECT guid FROM peers WHERE user_id = ?", (user_id,))]
+        for guid in guids:
+            self._delete_peer(guid)
+        return len(guids)
+
+    def peer_owner(self, guid: str, now: float) -> int | None:
+        row = self._peer_row(guid, now)
+        return None if row["user_id"] is None else int(row["user_id"])
+
+    def list_peers(
+        self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
+    ) -> list[Peer]:
+        where = "p.expires_at > :now"
+        if status == "online":
+            where += f" AND {_ONLINE_SQL}"
+        elif status == "offline":
+            where += f" AND NOT {_ONLINE_SQL}"
+        rows = self._db.execute(
+            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id WHERE {where} "
+            "ORDER BY p.created_at, p.guid LIMIT :limit OFFSET :offset",
+            {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
+        ).fetchall()
+        return [_peer_from(r, now) for r in rows]
+
+    def count_peers(self, now: float, status: PeerStatus = "all") -> int:
+        where = "p.expires_at > :now"
+        if status == "online":
+            where += f" AND {_ONLINE_SQL}"
+        elif status == "offline":
+            where += f" AND NOT {_ONLINE_SQL}"
+        row = self._db.execute(
+            f"SELECT count(*) FROM peers p WHERE {where}", {"now": now, "stale": now - OFFLINE_AFTER}
+        ).fetchone()
+        return int(row[0])
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _find_file_id(self, hashes: dict[str, str]) -> int | None:
+        for algo, value in hashes.items():
+            row = self._db.execute(f"SELECT id FROM files WHERE {algo} = ?", (value,)).fetchone()
+            if row is not None:
+                return int(row[0])
+        return None
+
+    def _upsert_file(self, spec: FileSpec, now: float) -> int:
+        hashes = spec.hashes()
+        if not hashes:
+            raise ValidationError("a file needs at least one hash")
+        file_id = self._find_file_id(hashes)
+        if file_id is None:
+            cur = self._db.execute(
+                "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    spec.size,
+                    spec.sha1,
+                    spec.sha256,
+                    spec.md5,
+                    spec.btih_v1,
+                    spec.btih_v2,
+                    spec.magnet,
+                    now,
+                ),
+            )
+            file_id = int(cur.lastrowid or 0)
+        else:
+            # Fill in what the first registration did not know; never overwrite a known value.
+            sets = [f"{algo} = coalesce({algo}, :{algo})" for algo in (*HASH_ALGOS, "size", "magnet")]
+            params: dict[str, Any] = {algo: getattr(spec, algo) for algo in (*HASH_ALGOS, "size", "magnet")}
+            params["id"] = file_id
+            try:
+                self._db.execute(f"UPDATE files SET {', '.join(sets)} WHERE id = :id", params)
+            except sqlite3.IntegrityError:
+                raise Conflict("the hashes given belong to two different files") from None
+        if spec.chunks:
+            have = self._db.execute("SELECT 1 FROM chunks WHERE file_id = ? LIMIT 1", (file_id,)).fetchone()
+            if have is None:
+                self._db.executemany(
+                    "INSERT INTO chunks(file_id, chunk_id, name, hash) VALUES (?, ?, ?, ?)",
+                    [(file_id, c.id, c.name, c.hash) for c in spec.chunks],
+                )
+        return file_id
+
+    def _add_host(self, file_id: int, guid: str, path: str | None, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO hosts(file_id, guid, path, added_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path)",
+            (file_id, guid, path, now),
+        )
+
+    @_transaction
+    def add_file(
+        self,
+        spec: FileSpec,
+        now: float,
+        *,
+        guid: str | None,
+        ip: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        seq_number: int | None = None,
+        create_guid: str | None = None,
+        touch: bool = True,
+        upsert_peer: bool = False,
+    ) -> tuple[int, str]:
+        """Add ``spec`` (or find it by any of its hashes) and record peer ``guid`` as a host.
+
+        ``guid=None`` registers a new peer first (seed 000: "they can provide null and will be given a
+        guid"); ``create_guid`` chooses that new guid (federation replays a peer's own guid).
+        ``upsert_peer`` creates or refreshes peer ``guid`` in the same transaction (CentralizedP2P).
+        Returns ``(file_id, guid)``.
+        """
+        if guid is not None and upsert_peer:
+            self._ensure_peer(guid, now, ip=ip, port=port)
+        if guid is None:
+            guid = self._create_peer(now, guid=create_guid, ip=ip, port=port, online=touch)
+            if seq_number is not None:
+                self._db.execute("UPDATE peers SET seq_expected = ? WHERE guid = ?", (seq_number + 1, guid))
+        else:
+            row = self._peer_row(guid, now)
+            self._check_seq(row, "seq_expected", seq_number)
+            if touch:
+                self._db.execute(
+                    "UPDATE peers SET logged_in = 1, last_seen = ?, expires_at = max(expires_at, ?), "
+                    "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
+                    (now, now + REGISTRATION_TTL, ip, port, guid),
+                )
+        file_id = self._upsert_file(spec, now)
+        self._add_host(file_id, guid, path, now)
+        return file_id, guid
+
+    @_transaction
+    def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]:
+        """Make ``specs`` the whole list of files peer ``guid`` hosts (seed 001 ``REGISTER_UPDATE``)."""
+        self._peer_row(guid, now)
+        old = [r[0] for r in self._db.execute("SELECT file_id FROM hosts WHERE guid = ?", (guid,))]
+        self._db.execute("DELETE FROM hosts WHERE guid = ?", (guid,))
+        ids = []
+        for spec in specs:
+            file_id = self._upsert_file(spec, now)
+            self._add_host(file_id, guid, None, now)
+            ids.append(file_id)
+        self._drop_orphans(old)
+        return ids
+
+    @_transaction
+    def remove_host(
+        self,
+        guid: str,
+        now: float,
+        *,
+        file_id: int | None = None,
+        file_hash: str | None = None,
+        seq_number: int | None = None,
+    ) -> int:
+        """Remove ``guid`` as a host of a file (by id or by any hash); a file left without hosts is
+        deleted. Returns the file id."""
+        row = self._peer_row(guid, now)
+        if file_id is None:
+            if file_hash is None:
+                raise ValidationError("file id or hash required")
+            file_id = self._file_id_by_hash(file_hash)
+        self._check_seq(row, "seq_expected", seq_number)
+        cur = self._db.execute("DELETE FROM hosts WHERE file_id = ? AND guid = ?", (file_id, guid))
+        if cur.rowcount == 0:
+            raise NotFound(f"peer {guid} does not host file {file_id}")
+        self._drop_orphans([file_id])
+        return file_id
+
+    def _file_id_by_hash(self, value: str) -> int:
+        candidates = {value, value.lower()}
+        for algo in HASH_ALGOS:
+            for v in candidates:
+                row = self._db.execute(f"SELECT id FROM files WHERE {algo} = ?", (v,)).fetchone()
+                if row is not None:
+                    return int(row[0])
+        raise NotFound(f"no file with hash {value}")
+
+    def _record(self, file_id: int, now: float) -> FileRecord:
+        row = self._db.execute(
+            f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f WHERE f.id = :id",
+            {"id": file_id, "now": now, "stale": now - OFFLINE_AFTER},
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no file {file_id}")
+        return _record_from(row)
+
+    def get_file(self, file_id: int, now: float) -> FileDetail:
+        record = self._record(file_id, now)
+        chunks = tuple(
+            Chunk(r[0], r[1], r[2])
+            for r in self._db.execute(
+                "SELECT chunk_id, name, hash FROM chunks WHERE file_id = ? ORDER BY chunk_id", (file_id,)
+            )
+        )
+        rows = self._db.execute(
+            f"SELECT {_PEER_COLS}, h.path FROM hosts h JOIN peers p ON p.guid = h.guid "
+            "LEFT JOIN users u ON u.id = p.user_id WHERE h.file_id = :id AND p.expires_at > :now "
+            f"ORDER BY {_ONLINE_SQL} DESC, p.last_seen DESC",
+            {"id": file_id, "now": now, "stale": now - OFFLINE_AFTER},
+        ).fetchall()
+        hosts = tuple(Host(_peer_from(r, now), r["path"]) for r in rows)
+        return FileDetail(record, chunks, hosts)
+
+    def file_by_hash(self, value: str, now: float) -> FileDetail:
+        return self.get_file(self._file_id_by_hash(value), now)
+
+    def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
+        rows = self._db.execute(
+            f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
+            {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
+        ).fetchall()
+        return [_record_from(r) for r in rows]
+
+    def count_files(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
+
+    def files_of_name(self, name: str, now: float) -> list[FileDetail]:
+        ids = [r[0] for r in self._db.execute("SELECT id FROM files WHERE name = ? ORDER BY id", (name,))]
+        return [self.get_file(i, now) for i in ids]
+
+    def browse(self, guid: str, now: float) -> list[FileRecord]:
+        self._peer_row(guid, now)
+        rows = self._db.execute(
+            f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM hosts hh JOIN files f ON f.id = hh.file_id "
+            "WHERE hh.guid = :guid ORDER BY f.id",
+            {"guid": guid, "now": now, "stale": now - OFFLINE_AFTER},
+        ).fetchall()
+        return [_record_from(r) for r in rows]
+
+    def hosts_paths(self, guid: str) -> dict[int, str | None]:
+        return {
+            r[0]: r[1] for r in self._db.execute("SELECT file_id, path FROM hosts WHERE guid = ?", (guid,))
+        }
+
+    def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
+        """Full-text search on names (prefix words, quoted phrases), ranked by online peers then BM25.
+
+        At most :data:`SEARCH_CANDIDATES` FTS matches are ranked (documented cap)."""
+        expr = fts_query(query)
+        if expr is None:
+            return SearchResult(0, ())
+        params = {
+            "q": expr,
+            "now": now,
+            "stale": now - OFFLINE_AFTER,
+            "cand": SEARCH_CANDIDATES,
+            "limit": limit,
+            "offset": offset,
+        }
+        try:
+            rows = self._db.execute(
+                f"""
+                WITH m AS (SELECT rowid AS id, rank FROM files_fts WHERE files_fts MATCH :q LIMIT :cand)
+                SELECT {_FILE_COLS}, {_COUNTS_SQL}, m.rank AS rank, count(*) OVER () AS n
+                FROM m JOIN files f ON f.id = m.id
+                ORDER BY online DESC, rank, f.id LIMIT :limit OFFSET :offset
+                """,
+                params,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:  # an FTS syntax corner we did not sanitise
+            raise ValidationError(f"bad search query: {exc}") from None
+        total = int(rows[0]["n"]) if rows else 0
+        if not rows and offset:
+            total = len(
+                self._db.execute(
+                    "SELECT rowid FROM files_fts WHERE files_fts MATCH :q LIMIT :cand", params
+                ).fetchall()
+            )
+        return SearchResult(total, tuple(_record_from(r) for r in rows))
+
+    @_transaction
+    def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
+        """Insert many (file, host guid) pairs in one transaction (bench and dump loading)."""
+        for spec, guid in rows:
+            file_id = self._upsert_file(spec, now)
+            self._add_host(file_id, guid, None, now)
+        return len(rows)
+
+    # -- federation (seed 000 tracker_sync / new_tracker) ----------------------------------------
+
+    @_transaction
+    def mark_event(self, event_id: str, now: float) -> bool:
+        """True the first time ``event_id`` is seen, False for a repeat."""
+        cur = self._db.execute(
+            "INSERT INTO seen_events(id, seen_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", (event_id, now)
+        )
+        return cur.rowcount == 1
+
+    @_transaction
+    def forget_event(self, event_id: str) -> None:
+        self._db.execute("DELETE FROM seen_events WHERE id = ?", (event_id,))
+
+    @_transaction
+    def add_tracker(self, name: str, ip: str, now: float) -> bool:
+        cur = self._db.execute(
+            "INSERT INTO trackers(ip, name, added_at) VALUES (?, ?, ?) ON CONFLICT(ip) DO NOTHING",
+            (ip, name, now),
+        )
+        return cur.rowcount == 1
+
+    def trackers(self) -> list[Tracker]:
+        return [
+            Tracker(r[1], r[0])
+            for r in self._db.execute("SELECT ip, name FROM trackers ORDER BY added_at, ip")
+        ]
+
+    def dump(self, now: float) -> dict[str, Any]:
+        """Everything a new tracker needs (seed 000 ``new_tracker``), JSON-serialisable."""
+        peers = [
+            dict(r)
+            for r in self._db.execute(
+                "SELECT guid, ip, port, created_at, last_login, last_seen, logged_in, expires_at, "
+                "seq_expected, ka_seq_expected FROM peers WHERE expires_at > ?",
+                (now,),
+            )
+        ]
+        files = []
+        for r in self._db.execute("SELECT * FROM files ORDER BY id"):
+            f = {k: r[k] for k in ("id", "name", "size", *HASH_ALGOS, "magnet")}
+            f["chunks"] = [
+                {"id": c[0], "name": c[1], "chunk_hash": c[2]}
+                for c in self._db.execute(
+                    "SELECT chunk_id, name, hash FROM chunks WHERE file_id = ? ORDER BY chunk_id", (r["id"],)
+                )
+            ]
+            f["hosts"] = [
+                {"guid": h[0], "path": h[1]}
+                for h in self._db.execute("SELECT guid, path FROM hosts WHERE file_id = ?", (r["id"],))
+            ]
+            files.append(f)
+        trackers = [{"name": t.name, "ip": t.ip} for t in self.trackers()]
+        return {"version": 1, "peers": peers, "files": files, "trackers": trackers}
+
+    @_transaction
+    def load_dump(self, data: dict[str, Any], now: float) -> int:
+        """Merge a :meth:`dump` of another tracker (peers by guid, files by hash). Returns files merged."""
+        for p in data.get("peers", []):
+            self._db.execute(
+                "INSERT INTO peers(guid, ip, port, created_at, last_login, last_seen, logged_in, expires_at, "
+                "seq_expected, ka_seq_expected) VALUES (:guid, :ip, :port, :created_at, :last_login, "
+                ":last_seen, :logged_in, :expires_at, :seq_expected, :ka_seq_expected) "
+                "ON CONFLICT(guid) DO UPDATE SET last_seen = max(coalesce(peers.last_seen, 0), "
+                "coalesce(excluded.last_seen, 0)), expires_at = max(peers.expires_at, excluded.expires_at), "
+                "seq_expected = max(peers.seq_expected, excluded.seq_expected), "
+                "ka_seq_expected = max(peers.ka_seq_expected, excluded.ka_seq_expected)",
+                p,
+            )
+        n = 0
+        for f in data.get("files", []):
+            spec = FileSpec(
+                name=f["name"],
+                size=f.get("size"),
+                magnet=f.get("magnet"),
+                chunks=tuple(Chunk(c["id"], c["name"], c["chunk_hash"]) for c in f.get("chunks", [])),
+                **{algo: f.get(algo) for algo in HASH_ALGOS},
+            )
+            file_id = self._upsert_file(spec, now)
+            for h in f.get("hosts", []):
+                if self._db.execute("SELECT 1 FROM peers WHERE guid = ?", (h["guid"],)).fetchone():
+                    self._add_host(file_id, h["guid"], h.get("path"), now)
+            n += 1
+        for t in data.get("trackers", []):
+            self._db.execute(
+                "INSERT INTO trackers(ip, name, added_at) VALUES (?, ?, ?) ON CONFLICT(ip) DO NOTHING",
+                (t["ip"], t["name"], now),
+            )
+        return n
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script on ``;`` at line ends, keeping trigger bodies (``BEGIN … END;``) whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for line in script.strip().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        current.append(line)
+        upper = stripped.upper()
+        if upper.endswith("BEGIN"):
+            depth += 1
+        if upper == "END;":
+            depth -= 1
+        if stripped.endswith(";") and depth == 0:
+            statements.append("\n".join(current))
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _peer_from(row: sqlite3.Row, now: float) -> Peer:
+    last_seen = row["last_seen"]
+    online = bool(row["logged_in"]) and last_seen is not None and last_seen > now - OFFLINE_AFTER
+    return Peer(
+        guid=row["guid"],
+        username=row["username"],
+        ip=row["ip"],
+        port=row["port"],
+        online=online and row["expires_at"] > now,
+        created_at=row["created_at"],
+        last_login=row["last_login"],
+        last_seen=last_seen,
+        expires_at=row["expires_at"],
+        seq_expected=row["seq_expected"],
+        ka_seq_expected=row["ka_seq_expected"],
+    )
+
+
+def _record_from(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        id=row["id"],
+        name=row["name"],
+        size=row["size"],
+        sha1=row["sha1"],
+        sha256=row["sha256"],
+        md5=row["md5"],
+        btih_v1=row["btih_v1"],
+        btih_v2=row["btih_v2"],
+        magnet=row["magnet"],
+        online_peers=row["online"],
+        total_peers=row["total"],
+    )
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
