@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from bitswarm.dht.bep42 import is_local_address
 from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
@@ -31,7 +32,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, server: DHTServer) -> None:
         self.server = server
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
         host = str(addr[0])
         if host.startswith("::ffff:") and "." in host:
             host = host[7:]  # IPv4-mapped on a dual-stack socket
