@@ -228,6 +228,12 @@ def _compact(blob: object, ipv6: bool) -> list[Peer]:
     size = 18 if ipv6 else 6
     if not isinstance(blob, bytes) or len(blob) % size:
         raise TrackerProtocolError(f"compact {'peers6' if ipv6 else 'peers'} is not n*{size} bytes")
+    if not ipv6:
+        b = blob
+        return [
+            Peer(f"{b[i]}.{b[i + 1]}.{b[i + 2]}.{b[i + 3]}", (b[i + 4] << 8) | b[i + 5])
+            for i in range(0, len(b), 6)
+        ]
     out = []
     for i in range(0, len(blob), size):
         raw = blob[i : i + size - 2]

@@ -227,6 +227,12 @@ def encode_request(request: Request) -> bytes:
 
 
 def _pack_peer(ip: str, port: int, ipv6: bool) -> bytes:
+    if not ipv6:
+        quad = ip.split(".") if isinstance(ip, str) else []
+        if len(quad) == 4 and all(q.isdigit() and len(q) <= 3 and (q == "0" or q[0] != "0") for q in quad):
+            octets = [int(q) for q in quad]
+            if max(octets) <= 255 and isinstance(port, int) and 0 <= port <= 0xFFFF:
+                return bytes(octets) + port.to_bytes(2, "big")
     try:
         addr = ipaddress.IPv6Address(ip) if ipv6 else ipaddress.IPv4Address(ip)
     except ValueError:
@@ -336,7 +342,11 @@ def _peers(data: bytes, start: int, ipv6: bool) -> tuple[tuple[str, int], ...]:
         raise TrackerProtocolError(f"announce response peers are not a whole number of {kind} entries")
     if ipv6:
         return tuple((str(ipaddress.IPv6Address(a)), p) for a, p in entry.iter_unpack(data[start:]))
-    return tuple((str(ipaddress.IPv4Address(a)), p) for a, p in entry.iter_unpack(data[start:]))
+    d = data  # IPv4 by hand: several times faster than ipaddress for a 200-peer reply
+    return tuple(
+        (f"{d[i]}.{d[i + 1]}.{d[i + 2]}.{d[i + 3]}", (d[i + 4] << 8) | d[i + 5])
+        for i in range(start, len(d), 6)
+    )
 
 
 def decode_response(
