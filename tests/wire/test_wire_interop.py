@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from realclients import libtorrent_peer, wait_for
 
 from bitswarm.bencode import encode
 from bitswarm.wire import (
@@ -29,6 +28,7 @@ from bitswarm.wire import (
     Reserved,
     Unchoke,
 )
+from realclients import libtorrent_peer, wait_for
 
 lt = pytest.importorskip("libtorrent")
 pytestmark = pytest.mark.interop
