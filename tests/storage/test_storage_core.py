@@ -7,6 +7,8 @@ import errno
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from storage_testlib import blob, build_torrent, data_of, file_path, piece
 
 from bitswarm.storage import FileMap, PathEscapeError, Storage, StorageError
@@ -175,6 +177,7 @@ async def test_priority_zero_skips_file_but_boundary_pieces_verify(tmp_path) -> 
         # now want the skipped file: it is created and gets the verified boundary bytes
         await st.set_file_priorities([1, 1, 1])
         assert os.path.exists(file_path(tmp_path, torrent, 1))
+        assert not os.path.exists(st.parts_path)  # no skipped file left: side file removed
         assert await st.write_piece(2, piece(space, torrent, 2))
         for i in range(torrent.info.num_pieces):
             assert await st.verify_piece(i)
@@ -349,3 +352,30 @@ async def test_sendfile_segments_cover_range(tmp_path) -> None:  # type: ignore[
                     bytes(s.length) if s.fd is None else os.pread(s.fd, s.length, s.offset) for s in segs
                 )
             assert got == space[i * PL : i * PL + size]
+
+
+@settings(max_examples=60)
+@given(
+    sizes=hst.lists(hst.sampled_from([0, 1, 100, 16383, 16384, 16385, 40000]), min_size=1, max_size=6),
+    version=hst.sampled_from(["v1", "hybrid", "v2"]),
+)
+def test_filemap_property(tmp_path_factory, sizes, version) -> None:  # type: ignore[no-untyped-def]
+    if not any(sizes):
+        sizes = [*sizes, 1]
+    torrent, space = build_torrent([(f"f{i}", b"\1" * n) for i, n in enumerate(sizes)], PL, version)
+    fm = FileMap(torrent.info, "/nonexistent-save")
+    covered = bytearray(len(space))  # 1 where a data byte lives
+    for index in range(torrent.info.num_pieces):
+        size = fm.piece_size(index)
+        pos = 0
+        for e in fm.piece_extents(index):
+            f = torrent.info.files[e.file_index]
+            assert not f.pad and e.length > 0 and e.buf_offset >= pos
+            assert e.space_offset == index * PL + e.buf_offset == f.offset + e.file_offset
+            assert e.file_offset + e.length <= f.length
+            covered[e.space_offset : e.space_offset + e.length] = b"\1" * e.length
+            pos = e.buf_offset + e.length
+        assert pos <= size
+        if version != "v1":  # BEP 52: a piece never holds two files
+            assert len(fm.piece_extents(index)) <= 1
+    assert bytes(covered) == space  # data bytes are exactly the non-pad, non-gap bytes

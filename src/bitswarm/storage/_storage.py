@@ -184,7 +184,11 @@ class Storage:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Storage:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -438,6 +442,8 @@ class Storage:
             loop = asyncio.get_running_loop()
             for i in new:
                 await loop.run_in_executor(self._executor, self._materialize, i, have, True)
+            if new:
+                await loop.run_in_executor(self._executor, self._drop_parts_if_unused)
             self._priorities = list(priorities)
             self._gen += 1
 
@@ -652,6 +658,13 @@ class Storage:
                     self._fds.release(_PARTS_KEY)
         self._materialized[i] = True
 
+    def _drop_parts_if_unused(self) -> None:
+        """Delete the ``.parts`` file once every data file lives in its real file."""
+        if all(m or f.pad for m, f in zip(self._materialized, self.info.files, strict=True)):
+            self._fds.forget(_PARTS_KEY)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.parts_path)
+
     def _open_job(self, seed_mode: bool) -> tuple[Bitfield, list[int], str]:
         fm = self.file_map
         files = self.info.files
@@ -722,6 +735,7 @@ class Storage:
             for i in new:
                 if resume.files[i] is None and i not in changed:
                     self._materialize(i, have, True)
+            self._drop_parts_if_unused()
 
         if to_check is None:
             complete = all(
