@@ -264,6 +264,14 @@ class IndexService:
     async def replace_files(self, guid: str, specs: Sequence[FileSpec]) -> list[int]:
         return await self._run(self._store.replace_files, guid, list(specs), self.clock())
 
+    async def register_with_files(
+        self, user: User, specs: Sequence[FileSpec], *, ip: str | None = None, replace: bool = True
+    ) -> str:
+        """Seed 001 REGISTER: a fresh peer id for ``user`` hosting ``specs`` (old ids dropped)."""
+        return await self._run(
+            self._store.register_with_files, user.id, list(specs), self.clock(), ip=ip, replace=replace
+        )
+
     async def remove_host(
         self,
         guid: str,

@@ -601,6 +601,22 @@ class Store:
         return ids
 
     @_transaction
+    def register_with_files(
+        self, user_id: int, specs: Sequence[FileSpec], now: float, *, ip: str | None, replace: bool = True
+    ) -> str:
+        """Seed 001 REGISTER in one transaction: (with ``replace``) drop the user's old peers and their
+        indexes, create a fresh peer id (offline until LOGIN) and index its files."""
+        if replace:
+            for (guid,) in self._db.execute(
+                "SELECT guid FROM peers WHERE user_id = ?", (user_id,)
+            ).fetchall():
+                self._delete_peer(guid)
+        guid = self._create_peer(now, user_id=user_id, ip=ip)
+        for spec in specs:
+            self._add_host(self._upsert_file(spec, now), guid, None, now)
+        return guid
+
+    @_transaction
     def remove_host(
         self,
         guid: str,
