@@ -4,4 +4,4 @@ Add one line here per command module.
 """
 
 # ruff: noqa: F401
-from bitswarm.cli import _create, _info
+from bitswarm.cli import _create, _info, _tracker

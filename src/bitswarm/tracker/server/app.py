@@ -1,0 +1,194 @@
+"""Wiring: :class:`TrackerServer` starts the HTTP and UDP front ends, the store, persistence and
+the background jobs (expiry sweep, counter flush, peer snapshot), and stops them cleanly.
+
+    server = TrackerServer(TrackerConfig(http=(("127.0.0.1", 0),), udp=(("127.0.0.1", 0),), db=None))
+    await server.start()
+    server.http_addresses, server.udp_addresses   # the ports actually bound
+    await server.stop()                            # saves counters and a peer snapshot
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from bitswarm.tracker.server.admin import AdminApi
+from bitswarm.tracker.server.config import Address, TrackerConfig
+from bitswarm.tracker.server.core import TrackerCore
+from bitswarm.tracker.server.errors import TrackerServerError
+from bitswarm.tracker.server.http import HttpTrackerProtocol, http_factory
+from bitswarm.tracker.server.persist import Persistence
+from bitswarm.tracker.server.state import MemoryStore
+from bitswarm.tracker.server.udp import UdpTrackerProtocol
+
+log = logging.getLogger("bitswarm.tracker.server")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class TrackerServer:
+    """A BitTorrent tracker (HTTP + UDP) bound to the addresses in ``config``."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+        self.persist: Persistence | None = Persistence(config.db) if config.db is not None else None
+        self.store: Any = None
+        self.core: TrackerCore | None = None
+        self.http_addresses: list[Address] = []
+        self.udp_addresses: list[Address] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._connections: set[HttpTrackerProtocol] = set()
+        self._jobs: list[asyncio.Task[None]] = []
+        self._running = False
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        if self._running:
+            raise TrackerServerError("tracker already started")
+        config = self.config
+        loop = asyncio.get_running_loop()
+        if config.redis:
+            from bitswarm.tracker.server.redis_state import RedisStore
+
+            self.store = RedisStore(config.redis, config.ttl)
+            await self.store.connect()
+        else:
+            self.store = MemoryStore(config.ttl)
+        core = self.core = TrackerCore(config, self.store)
+        secret = os.urandom(32)
+        if self.persist is not None:
+            await self.persist.open()
+            secret = await self.persist.secret()
+            whitelist, passkeys, completed, peers = await self.persist.load()
+            core.whitelist |= whitelist
+            core.passkeys.update(passkeys)
+            if isinstance(self.store, MemoryStore):
+                self.store.completed.update(completed)
+                restored = self.store.restore(peers)
+                log.info("restored %d peers, %d counters from %s", restored, len(completed), config.db)
+        admin = AdminApi(core, self.persist)
+        try:
+            for host, port in config.http:
+                server = await loop.create_server(
+                    http_factory(core, admin, self._connections),
+                    host,
+                    port,
+                    family=_family(host),
+                    reuse_address=True,
+                    backlog=1024,
+                )
+                self._servers.append(server)
+                self.http_addresses.append(server.sockets[0].getsockname()[:2])
+            for host, port in config.udp:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: UdpTrackerProtocol(core, secret), local_addr=(host, port), family=_family(host)
+                )
+                sock = transport.get_extra_info("socket")
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                self._udp.append(transport)
+                self.udp_addresses.append(sock.getsockname()[:2])
+        except OSError:
+            await self._close_sockets()
+            raise
+        self._running = True
+        self._jobs = [loop.create_task(self._sweeper())]
+        if self.persist is not None:
+            self._jobs.append(loop.create_task(self._flusher()))
+        log.info("tracker listening http=%s udp=%s", self.http_addresses, self.udp_addresses)
+
+    async def _close_sockets(self) -> None:
+        for server in self._servers:
+            server.close()
+        for transport in self._udp:
+            transport.close()
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        self._servers.clear()
+        self._udp.clear()
+
+    async def stop(self) -> None:
+        """Close every socket, flush counters, save a peer snapshot, close the stores."""
+        if not self._running:
+            return
+        self._running = False
+        for job in self._jobs:
+            job.cancel()
+        for job in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        self._jobs.clear()
+        await self._close_sockets()
+        try:
+            await self.save()
+        finally:
+            if self.persist is not None:
+                await self.persist.close()
+                self.persist = Persistence(self.config.db) if self.config.db is not None else None
+            if self.store is not None and self.store.is_async:
+                await self.store.close()
+
+    async def __aenter__(self) -> TrackerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---------------------------------------------------------------------------- background jobs
+
+    async def save(self) -> None:
+        """Write changed completed counters and a peer snapshot (memory store) to SQLite."""
+        if self.persist is None or not isinstance(self.store, MemoryStore):
+            return
+        await self.persist.save_completed(self.store.take_dirty())
+        await self.persist.save_peers(self.store.peers())
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_every)
+            if isinstance(self.store, MemoryStore):
+                self.store.sweep(self.config.sweep_budget)
+
+    async def _flusher(self) -> None:
+        assert self.persist is not None
+        since_snapshot = 0.0
+        while True:
+            await asyncio.sleep(self.config.flush_every)
+            if not isinstance(self.store, MemoryStore):
+                continue
+            try:
+                await self.persist.save_completed(self.store.take_dirty())
+                since_snapshot += self.config.flush_every
+                if since_snapshot >= self.config.snapshot_every:
+                    since_snapshot = 0.0
+                    await self.persist.save_peers(self.store.peers())
+            except Exception:  # keep serving; the next round retries
+                log.exception("tracker persistence failed")
+
+    def describe(self) -> dict[str, Any]:
+        """The bound addresses as printed by ``bitswarm tracker --json``."""
+        return {
+            "http": [f"http://{_hostport(a)}/announce" for a in self.http_addresses],
+            "udp": [f"udp://{_hostport(a)}/announce" for a in self.udp_addresses],
+            "mode": self.config.mode.value,
+            "db": str(self.config.db) if self.config.db else None,
+            "redis": self.config.redis,
+        }
+
+
+def _hostport(addr: Address) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

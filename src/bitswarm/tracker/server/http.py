@@ -1,0 +1,415 @@
+"""HTTP tracker front end (BEP 3 announce, BEP 23 compact, BEP 7 ``peers6``, BEP 48 scrape).
+
+An :class:`asyncio.Protocol` driven by the ``httptools`` (llhttp) parser. The announce path does
+no avoidable work: a fast query parser (:mod:`.query`), a synchronous in-memory store, and a reply
+assembled from pre-encoded bencode fragments with one ``transport.write``. HTTP/1.1 keep-alive and
+pipelining are supported; replies always go out in request order (async handlers — admin, Redis —
+are queued behind a per-connection drain task).
+
+Every refused tracker request is answered ``200 OK`` with a bencoded ``failure reason`` (what
+clients expect). Transport-level abuse is answered with a status and a close: request line over
+``max_request_bytes`` → 414, headers over it → 431, unparseable HTTP → 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from bitswarm.tracker._common import TrackerProtocolError
+from bitswarm.tracker.http_codec import (
+    FailureResponse,
+    ScrapeResponse,
+    ScrapeStats,
+    encode_announce_response,
+    encode_scrape_response,
+    parse_scrape_query,
+)
+from bitswarm.tracker.server.config import Mode
+from bitswarm.tracker.server.core import Rejected, TrackerCore
+from bitswarm.tracker.server.query import parse_announce
+
+if TYPE_CHECKING:
+    from bitswarm.tracker.server.admin import AdminApi
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+_ANN4 = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peers%d:"
+_ANN6 = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peers0:6:peers6%d:"
+_ANND = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peersl"
+_STATUS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    413: b"Payload Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
+_MAX_BODY = 65536
+
+
+def http_response(
+    status: int, body: bytes, content_type: bytes = b"text/plain", close: bool = False
+) -> bytes:
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+        status,
+        _STATUS.get(status, b"Error"),
+        content_type,
+        len(body),
+    )
+    if close:
+        head += b"Connection: close\r\n"
+    return head + b"\r\n" + body
+
+
+def failure(reason: str) -> bytes:
+    """A BEP 3 ``failure reason`` reply (HTTP 200, bencoded body)."""
+    body = encode_announce_response(FailureResponse(reason))
+    return _OK % len(body) + body
+
+
+def _peer_address(host: str) -> tuple[bytes, bool]:
+    """Packed address and "is IPv6" (IPv4-mapped IPv6 counts as IPv4)."""
+    if ":" in host:
+        packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+        if packed[:12] == b"\0" * 10 + b"\xff\xff":
+            return packed[12:], False
+        return packed, True
+    return socket.inet_aton(host), False
+
+
+class _Limit(Exception):
+    """Raised inside a parser callback to stop parsing: the request breaks a size limit."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+Reply = bytes | Awaitable[bytes]
+
+
+class HttpTrackerProtocol(asyncio.Protocol):
+    """One HTTP connection to the tracker."""
+
+    def __init__(
+        self, core: TrackerCore, admin: AdminApi | None, connections: set[HttpTrackerProtocol]
+    ) -> None:
+        self.core = core
+        self.admin = admin
+        self.max_bytes = core.config.max_request_bytes
+        self._connections = connections
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._hsize = 0
+        self._headers: dict[bytes, bytes] | None = None
+        self._body: bytearray | None = None
+        self._pending: deque[tuple[Reply, bool]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._paused = False
+        self._closed = False
+        self.transport: asyncio.Transport | None = None
+        self._ip = b"\x7f\0\0\1"
+        self._v6 = False
+        self._host = ""
+        self._trusted = False
+        self._limit = 0
+
+    # ---------------------------------------------------------------------------- transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self._host = peer[0]
+            self._ip, self._v6 = _peer_address(peer[0])
+            proxies = self.core.config.trusted_proxies
+            if proxies:
+                host = str(ipaddress.ip_address(self._ip))
+                self._trusted = host in proxies
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._connections.discard(self)
+        if self._drainer is not None:
+            self._drainer.cancel()
+        while self._pending:
+            reply, _ = self._pending.popleft()
+            if asyncio.iscoroutine(reply):
+                reply.close()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            self._abort(self._limit or 500)
+        except httptools.HttpParserUpgrade:
+            self._abort(400)
+        except httptools.HttpParserError:
+            self._abort(400)
+
+    def _abort(self, status: int) -> None:
+        self.core.errors[f"http_{status}"] += 1
+        if self.transport is not None and not self._closed:
+            self._enqueue(http_response(status, b"", close=True), False)
+
+    # ---------------------------------------------------------------------------- parser callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._hsize = 0
+        self._headers = None
+        self._body = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.max_bytes:
+            self._limit = 414
+            raise _Limit(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._hsize += len(name) + len(value) + 4
+        if self._hsize > self.max_bytes:
+            self._limit = 431
+            raise _Limit(431)
+        lname = name.lower()
+        if lname in (b"authorization", b"x-forwarded-for", b"content-type"):
+            if self._headers is None:
+                self._headers = {}
+            self._headers[lname] = value
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is None:
+            self._body = bytearray()
+        self._body += body
+        if len(self._body) > _MAX_BODY:
+            self._limit = 413
+            raise _Limit(413)
+
+    def on_message_complete(self) -> None:
+        keep = self._parser.should_keep_alive()
+        try:
+            reply = self._dispatch(self._parser.get_method(), self._url)
+        except Exception:  # a bug must not kill the connection loop silently
+            self.core.errors["internal"] += 1
+            reply = http_response(500, b"internal error", close=True)
+            keep = False
+        self._enqueue(reply, keep)
+
+    # ---------------------------------------------------------------------------- writing in order
+
+    def _enqueue(self, reply: Reply, keep: bool) -> None:
+        if not self._pending and type(reply) is bytes:
+            self._write(reply, keep)
+            return
+        self._pending.append((reply, keep))
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                reply, keep = self._pending[0]
+                if not isinstance(reply, bytes):
+                    try:
+                        reply = await reply
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        self.core.errors["internal"] += 1
+                        reply, keep = http_response(500, b"internal error", close=True), False
+                self._pending.popleft()
+                self._write(reply, keep)
+                if self._closed:
+                    break
+        finally:
+            self._drainer = None
+
+    def _write(self, reply: bytes, keep: bool) -> None:
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        transport.write(reply)
+        if not keep:
+            self._closed = True
+            transport.close()
+
+    # ---------------------------------------------------------------------------- routing
+
+    def _dispatch(self, method: bytes, url: bytes) -> Reply:
+        path, _, query = url.partition(b"?")
+        if path == b"/announce":
+            return self._announce(query, None) if method == b"GET" else http_response(405, b"")
+        if path.startswith(b"/announce/"):
+            return (
+                self._announce(query, path[10:].decode("latin-1"))
+                if method == b"GET"
+                else http_response(405, b"")
+            )
+        if path == b"/scrape":
+            return self._scrape(query, None)
+        if path.startswith(b"/scrape/"):
+            return self._scrape(query, path[8:].decode("latin-1"))
+        if path == b"/stats":
+            return self._json(self.core.stats())
+        if path == b"/metrics":
+            return self._metrics()
+        if path.startswith(b"/admin") and self.admin is not None:
+            headers = self._headers or {}
+            body = bytes(self._body or b"")
+            return self.admin.handle(method.decode("latin-1"), path.decode("latin-1"), headers, body)
+        self.core.errors["http_404"] += 1
+        return http_response(404, b"not found")
+
+    async def _json(self, coro: Awaitable[dict[str, Any]]) -> bytes:
+        return http_response(200, json.dumps(await coro).encode(), b"application/json")
+
+    async def _metrics(self) -> bytes:
+        return http_response(200, (await self.core.metrics()).encode(), b"text/plain; version=0.0.4")
+
+    def _client_ip(self, ip_param: str | None) -> tuple[bytes, bool]:
+        """The announcing peer's address: the socket's, unless a trusted proxy forwarded another."""
+        if self._trusted:
+            forwarded = (self._headers or {}).get(b"x-forwarded-for")
+            candidate = forwarded.split(b",")[0].strip().decode("latin-1") if forwarded else ip_param
+            if candidate:
+                try:
+                    return _peer_address(str(ipaddress.ip_address(candidate)))
+                except ValueError:
+                    pass
+        return self._ip, self._v6
+
+    def _announce(self, query: bytes, passkey: str | None) -> Reply:
+        core = self.core
+        try:
+            a = parse_announce(query)
+        except TrackerProtocolError as exc:
+            core.errors["malformed"] += 1
+            return failure(str(exc))
+        if a.port == 0:
+            core.errors["port"] += 1
+            return failure("invalid port 0")
+        if core.config.mode is not Mode.OPEN or passkey is not None:
+            try:
+                core.check(a.info_hash, passkey)
+            except Rejected as exc:
+                core.errors[exc.kind] += 1
+                return failure(exc.reason)
+        if self._trusted:
+            ip, v6 = self._client_ip(a.ip)
+        else:
+            ip, v6 = self._ip, self._v6
+        addr = ip + a.port.to_bytes(2, "big")
+        numwant = core.numwant(a.numwant)
+        store = core.store
+        if store.is_async:
+            return self._announce_async(a, addr, v6, numwant)
+        seeders, leechers, peers = store.announce(a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant)
+        core.announces["http"] += 1
+        if a.compact:
+            return self._compact(seeders, leechers, peers, v6)
+        return self._dictionary(seeders, leechers, store.peer_ids(a.info_hash, peers), a.no_peer_id)
+
+    async def _announce_async(self, a: Any, addr: bytes, v6: bool, numwant: int) -> bytes:
+        store = self.core.store
+        seeders, leechers, peers = await store.announce(
+            a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant, with_ids=not a.compact
+        )
+        self.core.announces["http"] += 1
+        if a.compact:
+            return self._compact(seeders, leechers, [p[0] for p in peers], v6)
+        return self._dictionary(seeders, leechers, peers, a.no_peer_id)
+
+    def _compact(self, seeders: int, leechers: int, peers: list[bytes], v6: bool) -> bytes:
+        blob = b"".join(peers)
+        core = self.core
+        head = (_ANN6 if v6 else _ANN4) % (
+            seeders,
+            leechers,
+            core.next_interval(),
+            core.config.min_interval,
+            len(blob),
+        )
+        return b"".join((_OK % (len(head) + len(blob) + 1), head, blob, b"e"))
+
+    def _dictionary(
+        self, seeders: int, leechers: int, peers: list[tuple[bytes, bytes]], no_peer_id: bool
+    ) -> bytes:
+        core = self.core
+        parts = [
+            _ANND % (seeders, leechers, core.next_interval(), core.config.min_interval),
+        ]
+        for addr, peer_id in peers:
+            ip = str(ipaddress.ip_address(addr[:-2])).encode()
+            port = int.from_bytes(addr[-2:], "big")
+            if no_peer_id:
+                parts.append(b"d2:ip%d:%s4:porti%dee" % (len(ip), ip, port))
+            else:
+                parts.append(b"d2:ip%d:%s7:peer id20:%s4:porti%dee" % (len(ip), ip, peer_id, port))
+        parts.append(b"ee")
+        body = b"".join(parts)
+        return _OK % len(body) + body
+
+    def _scrape(self, query: bytes, passkey: str | None) -> Reply:
+        core = self.core
+        try:
+            hashes = parse_scrape_query(query)
+        except TrackerProtocolError as exc:
+            core.errors["malformed"] += 1
+            return failure(str(exc))
+        if not hashes:
+            core.errors["full_scrape"] += 1
+            return failure("full scrape is not supported: name info_hash values")
+        try:
+            for info_hash in hashes:
+                core.check(info_hash, passkey)
+        except Rejected as exc:
+            core.errors[exc.kind] += 1
+            return failure(exc.reason)
+        store = core.store
+        if store.is_async:
+            return self._scrape_async(hashes)
+        core.scrapes["http"] += 1
+        return self._scrape_body({h: store.scrape(h) for h in hashes})
+
+    async def _scrape_async(self, hashes: tuple[bytes, ...]) -> bytes:
+        stats = await self.core.store.scrape_many(hashes)
+        self.core.scrapes["http"] += 1
+        return self._scrape_body(dict(zip(hashes, stats, strict=True)))
+
+    @staticmethod
+    def _scrape_body(stats: dict[bytes, tuple[int, int, int]]) -> bytes:
+        body = encode_scrape_response(
+            ScrapeResponse(
+                {h: ScrapeStats(complete=s, downloaded=d, incomplete=lc) for h, (s, d, lc) in stats.items()}
+            )
+        )
+        return _OK % len(body) + body
+
+
+def http_factory(
+    core: TrackerCore, admin: AdminApi | None, connections: set[HttpTrackerProtocol]
+) -> Callable[[], HttpTrackerProtocol]:
+    return lambda: HttpTrackerProtocol(core, admin, connections)
