@@ -162,3 +162,19 @@ def test_handshake_identity(peer_id: bytes, reserved: bytes) -> None:
     events = run(conn, [PeerConnection().send(hs)])
     assert events[1] == hs and events[0].reserved == hs.reserved  # type: ignore[attr-defined]
     assert hs != Handshake(INFO_HASH, PEER_A, ALL_BITS) or peer_id == PEER_A
+
+
+@given(st.binary(max_size=68), st.binary(max_size=200), st.integers(0, 68))
+def test_garbage_inside_and_after_a_handshake(junk: bytes, tail: bytes, cut: int) -> None:
+    """A real handshake truncated or corrupted at ``cut``, then garbage, from a peer we answered."""
+    hs = PeerConnection().send(Handshake(INFO_HASH, PEER_A, ALL_BITS))
+    data = hs[:cut] + junk + tail
+
+    def answered() -> PeerConnection:
+        conn = PeerConnection(LAYOUT)
+        conn.send(Handshake(INFO_HASH, PEER_A, ALL_BITS))
+        return conn
+
+    whole = run(answered(), [data])
+    bytewise = run(answered(), [data[i : i + 1] for i in range(len(data))])
+    assert whole == bytewise

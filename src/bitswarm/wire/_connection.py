@@ -197,6 +197,12 @@ class PeerConnection:
         if layout is not None:
             self.set_layout(layout)
 
+    def __repr__(self) -> str:
+        return (
+            f"<PeerConnection ours={self.our_state.value} theirs={self.their_state.value} "
+            f"fast={self.fast} ext={self.extension_protocol} buffered={self.buffered}>"
+        )
+
     # ------------------------------------------------------------------------------------------
     # configuration
 
