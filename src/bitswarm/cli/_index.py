@@ -1,0 +1,144 @@
+"""``bitswarm index`` (run the file index server) and its clients ``bitswarm search`` and
+``bitswarm peers`` (over the native ``/api/v1`` REST API)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from bitswarm.cli._app import app, console, fail, print_json
+
+
+@app.command("index")
+def index_command(
+    host: str | None = typer.Option(None, "--host", help="Address to listen on [default: 127.0.0.1]."),
+    port: int | None = typer.Option(None, "--port", help="HTTP port (0 = any free port) [default: 42070]."),
+    binary_port: int | None = typer.Option(
+        None, "--binary-port", help="Port of the binary protocol (seed 001); off unless given."
+    ),
+    db: str | None = typer.Option(None, "--db", help="SQLite database file [default: index.sqlite3]."),
+    config: str | None = typer.Option(
+        None, "--config", help="config.toml to load [default: ./config.toml when it exists]."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Tracker name (federation)."),
+    advertise: str | None = typer.Option(None, "--advertise", help="host:port other trackers reach us at."),
+    join: str | None = typer.Option(None, "--join", help="Join the federation of the tracker at this URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print the bound ports as one JSON line."),
+) -> None:
+    """Run the file index: P2PFlix, CentralizedP2P and native REST APIs on one port, plus the binary
+    protocol. Stops cleanly on SIGTERM or Ctrl-C."""
+    from bitswarm.index._config import IndexConfig, load_config
+    from bitswarm.index.server import Bound, run_index
+
+    cfg = IndexConfig()
+    if config is not None:
+        cfg = load_config(config)
+    elif os.path.exists("config.toml"):
+        cfg = load_config("config.toml")
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "binary_port": binary_port,
+            "db": db,
+            "name": name,
+            "advertise": advertise,
+        }.items()
+        if v is not None
+    }
+    cfg = dataclasses.replace(cfg, **overrides)
+    for p in (cfg.port, cfg.binary_port):
+        if p is not None and not 0 <= p <= 65535:
+            fail(f"bad port {p}")
+
+    def ready(bound: Bound) -> None:
+        if as_json:
+            print_json(bound.as_json())
+        else:
+            info = bound.as_json()
+            line = f"index listening on {info['url']}"
+            if bound.binary_port is not None:
+                line += f", binary protocol on {bound.host}:{bound.binary_port}"
+            print(line, flush=True)
+
+    try:
+        asyncio.run(run_index(cfg, on_ready=ready, join=join))
+    except OSError as exc:
+        fail(f"cannot listen: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+def _get(index: str, path: str, params: dict[str, Any]) -> Any:
+    url = index.rstrip("/") + "/api/v1" + path
+    try:
+        reply = httpx.get(url, params=params, timeout=10)
+    except httpx.HTTPError as exc:
+        fail(f"{index}: {exc}")
+    try:
+        body = reply.json()
+    except ValueError:
+        fail(f"{index}: not an index server (HTTP {reply.status_code})")
+    if reply.status_code != 200:
+        message = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+        fail(f"{index}: HTTP {reply.status_code} {message}")
+    return body
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command("search")
+def search_command(
+    query: str = typer.Argument(..., help='Words (prefix match) or a "quoted phrase".'),
+    index: str = typer.Option(..., "--index", help="Index server URL, e.g. http://127.0.0.1:42070"),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line."),
+) -> None:
+    """Search an index by file name (ranked by online peers)."""
+    body = _get(index, "/search", {"q": query, "limit": limit})
+    if as_json:
+        print_json(body)
+        return
+    table = Table("id", "name", "size", "online", "magnet / hash")
+    for f in body["items"]:
+        ref = f["magnet"] or f["sha256"] or f["sha1"] or f["md5"] or ""
+        table.add_row(str(f["id"]), f["name"], _size(f["size"]), str(f["online_peers"]), ref)
+    console.print(table)
+    console.print(f"{body['total']} match(es)")
+
+
+@app.command("peers")
+def peers_command(
+    index: str = typer.Option(..., "--index", help="Index server URL, e.g. http://127.0.0.1:42070"),
+    status: str = typer.Option("all", "--status", help="online, offline or all"),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line."),
+) -> None:
+    """List the peers an index knows."""
+    if status not in ("online", "offline", "all"):
+        fail("--status is online, offline or all")
+    body = _get(index, "/peers", {"status": status, "limit": limit})
+    if as_json:
+        print_json(body)
+        return
+    table = Table("guid", "user", "address", "status")
+    for p in body["items"]:
+        addr = f"{p['ip'] or '?'}:{p['port'] or '?'}"
+        table.add_row(p["guid"], p["username"] or "", addr, "online" if p["online"] else "offline")
+    console.print(table)
+    console.print(f"{body['total']} peer(s)")
