@@ -379,3 +379,16 @@ def test_filemap_property(tmp_path_factory, sizes, version) -> None:  # type: ig
         if version != "v1":  # BEP 52: a piece never holds two files
             assert len(fm.piece_extents(index)) <= 1
     assert bytes(covered) == space  # data bytes are exactly the non-pad, non-gap bytes
+
+
+async def test_priority_change_racing_writes_stays_consistent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    files = [("a", blob(20000, 1)), ("skip", blob(30000, 2)), ("c", blob(20000, 3))]
+    torrent, space = build_torrent(files, PL, "v1")
+    async with Storage(torrent, tmp_path, priorities=[1, 0, 1], max_inflight_bytes=PL) as st:
+        writes = [st.write_piece(i, piece(space, torrent, i)) for i in (0, 1, 3, 4)]
+        results = await asyncio.gather(writes[0], writes[1], st.set_file_priorities([1, 1, 1]), *writes[2:])
+        assert results[:2] == [True, True] and results[3:] == [True, True]
+        assert await st.write_piece(2, piece(space, torrent, 2))
+        for i in range(torrent.info.num_pieces):
+            assert await st.verify_piece(i), i
+    assert_files(tmp_path, torrent, space)

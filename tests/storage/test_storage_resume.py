@@ -15,9 +15,12 @@ FILES = [("a", blob(3 * PL + 10, 1)), ("b", blob(2 * PL, 2)), ("c", blob(4 * PL 
 
 async def fill(tmp_path, resume, version="v1", prios=None, only=None):  # type: ignore[no-untyped-def]
     torrent, space = build_torrent(FILES, PL, version)
-    async with Storage(torrent, tmp_path / "dl", resume_path=resume, priorities=prios) as st:
+    async with Storage(
+        torrent, tmp_path / "dl", resume_path=resume, priorities=prios, fsync_data_on_save=True
+    ) as st:
         pieces = range(torrent.info.num_pieces) if only is None else only
         assert all(await asyncio.gather(*(st.write_piece(i, piece(space, torrent, i)) for i in pieces)))
+        assert await st.save_resume()  # fsyncs the data files, then writes the resume file
         have = st.have.to_bytes()
     return torrent, space, have
 

@@ -130,6 +130,23 @@ class FdCache:
                 del self._fds[key]
                 os.close(entry[0])
 
+    def fsync_all(self) -> None:
+        """fsync every open fd (pinned ones included: fsync is safe alongside pwrite)."""
+        with self._lock:
+            fds = [e[0] for e in self._fds.values()]
+            for e in self._fds.values():
+                e[1] += 1  # pin while syncing outside the lock
+            keys = list(self._fds)
+        try:
+            for fd in fds:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise StorageError(f"fsync failed: {exc}", errno=exc.errno) from exc
+        finally:
+            for k in keys:
+                self.release(k)
+
     def close_all(self, *, fsync: bool = False) -> None:
         with self._lock:
             entries = list(self._fds.values())

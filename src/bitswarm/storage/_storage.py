@@ -126,6 +126,16 @@ class Storage:
     ignored); 0 means "do not download, do not create". None takes them from the resume data, else 1.
     ``executor`` may be shared between torrents (the session's disk pool); without one, a private pool
     of ``workers`` threads (default: CPU count) is made and shut down by :meth:`close`.
+    ``max_inflight_bytes`` bounds the bytes held by queued/running jobs (back-pressure).
+    ``verify_v2_in_hybrid``: hybrid pieces are checked against SHA-1 and also the BEP 52 merkle
+    hashes (False: SHA-1 only, about twice as fast). ``fsync_resume`` makes the resume file durable;
+    ``fsync_data_on_save`` also fsyncs the data files first (power-loss safe resume data);
+    ``fsync_on_close`` fsyncs data files in :meth:`close`.
+
+    Resume data (``resume_path``) is trusted per file on :meth:`open`: it records each file's size
+    and mtime (ns) at save time, and a piece touching a file whose size/mtime changed is re-hashed. A
+    crash while pieces are being written therefore re-hashes the files being written, never trusts
+    them blindly.
     """
 
     def __init__(
@@ -142,6 +152,7 @@ class Storage:
         max_open_files: int = 256,
         fsync_on_close: bool = False,
         fsync_resume: bool = True,
+        fsync_data_on_save: bool = False,
     ) -> None:
         self.torrent = torrent
         self.info = torrent.info
@@ -178,6 +189,7 @@ class Storage:
         self._saved_gen = -1
         self._fsync_on_close = fsync_on_close
         self._fsync_resume = fsync_resume
+        self._fsync_data_on_save = fsync_data_on_save
         self._opened = False
         self._closed = False
 
@@ -260,9 +272,13 @@ class Storage:
         the result on the loop even if the awaiting task is cancelled meanwhile."""
         if self._closed:
             raise StorageError("storage is closed")
-        if not self._gate.is_set():
-            await self._gate.wait()
-        n = await self._budget.acquire(nbytes)
+        while True:  # the gate is checked again after waiting for budget: no job slips past it
+            if not self._gate.is_set():
+                await self._gate.wait()
+            n = await self._budget.acquire(nbytes)
+            if self._gate.is_set():
+                break
+            self._budget.release(n)
         if self._budget.peak > self.stats.peak_inflight_bytes:
             self.stats.peak_inflight_bytes = self._budget.peak
         loop = asyncio.get_running_loop()
@@ -467,6 +483,8 @@ class Storage:
 
     def _save_resume_job(self, pieces: bytes, prios: tuple[int, ...]) -> None:
         assert self.resume_path is not None
+        if self._fsync_data_on_save:  # survive power loss: the data is durable before the claim is
+            self._fds.fsync_all()
         files = tuple(
             stat_file(p) if p is not None and self._materialized[i] else None
             for i, p in enumerate(self.file_map.paths)
