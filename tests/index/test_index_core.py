@@ -1,0 +1,223 @@
+"""The index core: storage, search, presence (TTL, keep-alive) with an injected clock, sequence
+numbers, orphan removal, transactions, restart."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from index_testlib import FAST_HASHER, SHA_A, SHA_B, FakeClock
+
+from bitswarm.index import (
+    OFFLINE_AFTER,
+    REGISTRATION_TTL,
+    AuthError,
+    Chunk,
+    Conflict,
+    FileSpec,
+    IndexService,
+    NotFound,
+    StaleSequence,
+    ValidationError,
+    fts_query,
+)
+
+
+@pytest.fixture
+async def svc(tmp_path):
+    clock = FakeClock()
+    service = await IndexService.open(tmp_path / "index.db", clock=clock, hasher=FAST_HASHER)
+    service.test_clock = clock  # type: ignore[attr-defined]
+    yield service
+    await service.close()
+
+
+def spec(name: str, sha256: str, **kw) -> FileSpec:
+    return FileSpec(name=name, sha256=sha256, **kw)
+
+
+def test_fts_query_forms():
+    assert fts_query("ubu desk") == '"ubu"* AND "desk"*'
+    assert fts_query('"big buck" bunny') == '"big buck" AND "bunny"*'
+    assert fts_query("  *** ") is None
+    assert fts_query('NEAR(" OR') == '"NEAR"* AND "OR"'  # an unclosed quote runs to the end
+
+
+async def test_add_search_prefix_phrase_and_hash(svc):
+    fid, guid = await svc.add_file(spec("Big Buck Bunny 1080p.mkv", SHA_A), guid=None, ip="10.0.0.1")
+    await svc.add_file(spec("Buck Big Story.txt", SHA_B), guid=guid)
+    assert [f.id for f in (await svc.search("bun")).items] == [fid]
+    assert {f.name for f in (await svc.search("buck big")).items} == {"Big Buck Bunny 1080p.mkv", "Buck Big Story.txt"}
+    phrase = await svc.search('"big buck"')
+    assert [f.name for f in phrase.items] == ["Big Buck Bunny 1080p.mkv"]
+    assert (await svc.search("nothing")).total == 0
+    assert (await svc.search("")).total == 0
+    assert (await svc.file_by_hash(SHA_A.upper())).file.id == fid
+    with pytest.raises(NotFound):
+        await svc.file_by_hash("c" * 64)
+
+
+async def test_search_ranked_by_online_peers(svc):
+    clock = svc.test_clock
+    fid1, g1 = await svc.add_file(spec("linux one.iso", "1" * 64), guid=None)
+    clock.advance(OFFLINE_AFTER + 1)  # g1 goes offline
+    fid2, g2 = await svc.add_file(spec("linux two.iso", "2" * 64), guid=None)
+    _, g3 = await svc.add_file(spec("linux two.iso", "2" * 64), guid=None)
+    items = (await svc.search("linux")).items
+    assert [(f.id, f.online_peers, f.total_peers) for f in items] == [(fid2, 2, 2), (fid1, 0, 1)]
+    await svc.keep_alive(g1)
+    await svc.add_file(spec("linux one.iso", "1" * 64), guid=g2)
+    await svc.add_file(spec("linux one.iso", "1" * 64), guid=g3)
+    assert [f.id for f in (await svc.search("linux")).items][0] == fid1
+
+
+async def test_same_hash_adds_host_and_orphan_removed(svc):
+    fid, g1 = await svc.add_file(spec("a.bin", SHA_A, chunks=(Chunk(0, "a.0", "h0"),)), guid=None)
+    fid2, g2 = await svc.add_file(spec("a.bin", SHA_A), guid=None)
+    assert fid == fid2 and g1 != g2
+    detail = await svc.get_file(fid)
+    assert {h.peer.guid for h in detail.hosts} == {g1, g2}
+    assert detail.chunks == (Chunk(0, "a.0", "h0"),)
+    await svc.remove_host(g1, file_id=fid)
+    assert (await svc.get_file(fid)).file.total_peers == 1
+    await svc.remove_host(g2, file_hash=SHA_A)
+    with pytest.raises(NotFound):
+        await svc.get_file(fid)
+    assert (await svc.search("a")).total == 0
+    with pytest.raises(NotFound):
+        await svc.remove_host(g2, file_id=fid)
+
+
+async def test_sequence_numbers_reject_replays(svc):
+    fid, guid = await svc.add_file(spec("x", SHA_A), guid=None, seq_number=5)
+    peer = await svc.get_peer(guid)
+    assert (peer.seq_expected, peer.ka_seq_expected) == (6, 0)
+    with pytest.raises(StaleSequence):
+        await svc.add_file(spec("y", SHA_B), guid=guid, seq_number=5)
+    assert (await svc.count_files()) == 1  # nothing stored half-way
+    await svc.add_file(spec("y", SHA_B), guid=guid, seq_number=9)  # gaps allowed
+    await svc.keep_alive(guid, ka_seq_number=0)
+    with pytest.raises(StaleSequence):
+        await svc.keep_alive(guid, ka_seq_number=0)
+    with pytest.raises(StaleSequence):
+        await svc.remove_host(guid, file_id=fid, seq_number=3)
+    assert (await svc.get_file(fid)).file.total_peers == 1
+    peer = await svc.get_peer(guid)
+    assert (peer.seq_expected, peer.ka_seq_expected) == (10, 1)
+
+
+async def test_presence_keepalive_and_ttl(svc):
+    clock = svc.test_clock
+    user = await svc.create_user("alice", "pw")
+    peer = await svc.register_peer(user=user, ip="10.0.0.2", port=6881)
+    assert not peer.online
+    await svc.login_peer(peer.guid, user=user)
+    assert (await svc.get_peer(peer.guid)).online
+    # one missed keep-alive (5 min) is tolerated; two are not
+    clock.advance(OFFLINE_AFTER - 1)
+    assert [p.guid for p in await svc.list_peers("online")] == [peer.guid]
+    await svc.keep_alive(peer.guid, require_login=True)
+    clock.advance(OFFLINE_AFTER + 1)
+    assert await svc.list_peers("online") == []
+    assert [p.guid for p in await svc.list_peers("offline")] == [peer.guid]
+    await svc.logout_peer(peer.guid)
+    with pytest.raises(NotFound):
+        await svc.keep_alive(peer.guid, require_login=True)
+    # the registration lives 30 days from the last login, and every login refreshes it
+    clock.advance(REGISTRATION_TTL - 3600)
+    await svc.login_peer(peer.guid, user=user)
+    clock.advance(REGISTRATION_TTL - 10)
+    assert (await svc.get_peer(peer.guid)).guid == peer.guid
+    clock.advance(20)
+    with pytest.raises(NotFound):
+        await svc.get_peer(peer.guid)
+    assert await svc.list_peers("all") == []
+    assert await svc.purge_expired() == 1
+
+
+async def test_expiry_removes_files_of_expired_peer(svc):
+    fid, guid = await svc.add_file(spec("gone.txt", SHA_A), guid=None)
+    svc.test_clock.advance(REGISTRATION_TTL + 1)
+    assert (await svc.get_file(fid)).file.total_peers == 0
+    assert await svc.purge_expired() == 1
+    with pytest.raises(NotFound):
+        await svc.get_file(fid)
+
+
+async def test_users_sessions(svc):
+    await svc.create_user("bob", "secret")
+    with pytest.raises(Conflict):
+        await svc.create_user("bob", "other")
+    with pytest.raises(AuthError):
+        await svc.authenticate("bob", "wrong")
+    with pytest.raises(AuthError):
+        await svc.authenticate("nobody", "x")
+    session = await svc.login("bob", "secret")
+    assert (await svc.user_for_token(session.token)).username == "bob"
+    svc.test_clock.advance(8 * 24 * 3600)
+    with pytest.raises(AuthError):
+        await svc.user_for_token(session.token)
+    session = await svc.login("bob", "secret")
+    await svc.logout(session.token)
+    with pytest.raises(AuthError):
+        await svc.user_for_token(session.token)
+
+
+async def test_register_with_files_replaces_old_id(svc):
+    user = await svc.register_or_authenticate("carol", "pw")
+    first = await svc.register_with_files(user, [FileSpec(name="one", sha1="1" * 40)])
+    second = await svc.register_with_files(user, [FileSpec(name="two", sha1="2" * 40)])
+    assert first != second
+    with pytest.raises(NotFound):
+        await svc.get_peer(first)
+    assert [f.name for f in await svc.browse(second)] == ["two"]
+    assert (await svc.search("one")).total == 0
+    with pytest.raises(AuthError):
+        await svc.register_or_authenticate("carol", "bad")
+
+
+async def test_transaction_rolls_back_on_conflicting_hashes(svc):
+    await svc.add_file(FileSpec(name="p", sha1="1" * 40), guid=None)
+    await svc.add_file(FileSpec(name="q", md5="2" * 32), guid=None)
+    with pytest.raises(Conflict):  # sha1 names file p, md5 names file q
+        await svc.add_file(FileSpec(name="r", sha1="1" * 40, md5="2" * 32), guid=None)
+    assert await svc.count_peers() == 2
+    with pytest.raises(ValidationError):
+        await svc.add_file(FileSpec(name="nohash"), guid=None)
+
+
+async def test_restart_keeps_everything(tmp_path):
+    path = tmp_path / "keep.db"
+    clock = FakeClock()
+    svc = await IndexService.open(path, clock=clock, hasher=FAST_HASHER)
+    fid, guid = await svc.add_file(spec("persist me.txt", SHA_A, chunks=(Chunk(1, "c", "h"),)), guid=None)
+    await svc.create_user("dave", "pw")
+    await svc.add_tracker("t2", "10.0.0.9:42070")
+    await svc.close()
+    svc = await IndexService.open(path, clock=clock, hasher=FAST_HASHER)
+    try:
+        assert (await svc.search("persist")).items[0].id == fid
+        assert (await svc.get_file(fid)).chunks == (Chunk(1, "c", "h"),)
+        assert (await svc.get_peer(guid)).online
+        assert (await svc.authenticate("dave", "pw")).username == "dave"
+        assert [t.ip for t in await svc.trackers()] == ["10.0.0.9:42070"]
+        assert await svc.schema_version() == 1
+    finally:
+        await svc.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    db.close()
+
+
+async def test_dump_and_load(svc, tmp_path):
+    fid, guid = await svc.add_file(spec("dumped.bin", SHA_A, chunks=(Chunk(0, "c0", "h"),)), guid=None)
+    dump = await svc.dump()
+    other = await IndexService.open(":memory:", clock=svc.test_clock, hasher=FAST_HASHER)
+    try:
+        assert await other.load_dump(dump) == 1
+        detail = await other.file_by_hash(SHA_A)
+        assert [h.peer.guid for h in detail.hosts] == [guid]
+        assert detail.chunks == (Chunk(0, "c0", "h"),)
+    finally:
+        await other.close()
