@@ -7,12 +7,11 @@ import os
 
 import httpx
 import pytest
+from tracker_server_testlib import base_url, has_ipv6, http_announce, http_scrape, req, running
 
 from bitswarm.bencode import decode
 from bitswarm.tracker.http_codec import AnnounceResponse, FailureResponse, Peer, ScrapeResponse, ScrapeStats
 from bitswarm.tracker.server import Mode
-
-from tracker_server_testlib import base_url, has_ipv6, http_announce, http_scrape, req, running
 
 pytestmark = pytest.mark.timeout(30)
 IH = os.urandom(20)

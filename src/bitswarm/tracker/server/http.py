@@ -355,7 +355,7 @@ class HttpTrackerProtocol(asyncio.Protocol):
         return b"".join((_OK % (len(head) + len(blob) + 1), head, blob, b"e"))
 
     def _dictionary(
-        self, seeders: int, leechers: int, peers: list[tuple[bytes, bytes]], no_peer_id: bool
+        self, seeders: int, leechers: int, peers: list[tuple[bytes, bytes | None]], no_peer_id: bool
     ) -> bytes:
         core = self.core
         parts = [
@@ -364,7 +364,7 @@ class HttpTrackerProtocol(asyncio.Protocol):
         for addr, peer_id in peers:
             ip = str(ipaddress.ip_address(addr[:-2])).encode()
             port = int.from_bytes(addr[-2:], "big")
-            if no_peer_id:
+            if no_peer_id or peer_id is None:
                 parts.append(b"d2:ip%d:%s4:porti%dee" % (len(ip), ip, port))
             else:
                 parts.append(b"d2:ip%d:%s7:peer id20:%s4:porti%dee" % (len(ip), ip, peer_id, port))
