@@ -153,18 +153,22 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=2**62)]
 
 
+async def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> User:
+    """The user of the ``Authorization: Bearer <token>`` header (AuthError otherwise)."""
+    if authorization is None or not authorization.startswith("Bearer "):
+        raise AuthError("missing bearer token")
+    token = authorization[7:].strip()
+    if not token or len(token) > 256:
+        raise AuthError("bad bearer token")
+    service: IndexService = request.app.state.service
+    return await service.user_for_token(token)
+
+
+Auth = Annotated[User, Depends(current_user)]
+
+
 def native_router(service: IndexService) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["native"])
-
-    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
-        if authorization is None or not authorization.startswith("Bearer "):
-            raise AuthError("missing bearer token")
-        token = authorization[7:].strip()
-        if not token or len(token) > 256:
-            raise AuthError("bad bearer token")
-        return await service.user_for_token(token)
-
-    Auth = Annotated[User, Depends(current_user)]
 
     @router.post("/users", status_code=201, response_model=UserOut)
     async def create_user(body: Credentials) -> UserOut:
