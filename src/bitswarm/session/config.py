@@ -33,7 +33,7 @@ class SessionConfig:
     upload_rate_limit: int = 0
     #: Blocks kept requested from one peer: at least ``min_queue``, grown with its rate, at most
     #: ``max_queue`` (and at most the peer's ``reqq``).
-    min_queue: int = 16
+    min_queue: int = 128
     max_queue: int = 600
     connect_timeout: float = 10.0
     handshake_timeout: float = 15.0

@@ -72,8 +72,13 @@ class PiecePicker:
         self.deadlines: dict[int, float] = {}
         self.sequential = False
         self._partials: dict[int, _Partial] = {}
+        #: started pieces that still have unrequested blocks, oldest first (picked before new ones)
+        self._open: dict[int, None] = {}
         self._order: list[int] | None = None
+        self._order_pos = 0  # entries before it are had or started
+        self._stale = 0  # availability changes since the order was sorted
         self._missing = num_pieces
+        self._wanted_missing = num_pieces  # pieces we lack with priority > 0
         self._tiebreak = list(range(num_pieces))
         self._rng.shuffle(self._tiebreak)
 
@@ -84,12 +89,20 @@ class PiecePicker:
         if not self.have[index]:
             self.have[index] = 1
             self._missing -= 1
+            if self.priority[index]:
+                self._wanted_missing -= 1
         self._partials.pop(index, None)
+        self._open.pop(index, None)
         self.deadlines.pop(index, None)
+
+    def _availability_changed(self) -> None:
+        # Re-sorting on every ``have`` would cost O(n log n) per message in a busy swarm: the order
+        # is re-sorted lazily, after enough changes (rarest-first stays approximately right).
+        self._stale += 1
 
     def peer_has(self, index: int) -> None:
         self.availability[index] += 1
-        self._order = None
+        self._availability_changed()
 
     def peer_bitfield(self, bits: Sequence[int] | bytes | bytearray, delta: int = 1) -> None:
         """Add (``delta=1``) or remove (``delta=-1``) a peer's whole set of pieces (a list of 0/1)."""
@@ -100,11 +113,15 @@ class PiecePicker:
         self._order = None
 
     def peer_has_all(self, delta: int = 1) -> None:
+        # Every piece's count moves together: the rarest-first order does not change.
         self.availability = [a + delta for a in self.availability]
-        self._order = None
 
     def set_priority(self, index: int, priority: int) -> None:
-        self.priority[index] = max(0, min(7, priority))
+        new = max(0, min(7, priority))
+        old = self.priority[index]
+        if not self.have[index] and bool(old) != bool(new):
+            self._wanted_missing += 1 if new else -1
+        self.priority[index] = new
         self._order = None
 
     def set_deadline(self, index: int, deadline: float | None) -> None:
@@ -122,7 +139,7 @@ class PiecePicker:
 
     def is_complete(self) -> bool:
         """True when every piece we want (priority > 0) is verified."""
-        return all(self.have[i] or not self.priority[i] for i in range(self.num_pieces))
+        return self._wanted_missing == 0
 
     def wants_from(self, peer_has: Callable[[int], bool]) -> bool:
         """Are we interested in a peer: does it have a piece we want and lack?"""
@@ -139,11 +156,14 @@ class PiecePicker:
     # -- picking -------------------------------------------------------------------------------
 
     def _rarest_order(self) -> list[int]:
-        if self._order is None:
+        if self._order is None or self._stale > 64:
             avail, tb, have, prio = self.availability, self._tiebreak, self.have, self.priority
-            cands = [i for i in range(self.num_pieces) if not have[i] and prio[i]]
+            parts = self._partials
+            cands = [i for i in range(self.num_pieces) if not have[i] and prio[i] and i not in parts]
             cands.sort(key=lambda i: (-prio[i], avail[i], tb[i]))
             self._order = cands
+            self._order_pos = 0
+            self._stale = 0
         return self._order
 
     def _partial(self, index: int) -> _Partial:
@@ -158,14 +178,18 @@ class PiecePicker:
         """Request up to ``count`` unrequested blocks of ``index``; returns how many were taken."""
         p = self._partial(index)
         taken = 0
-        while taken < count:
-            b = p.next_unrequested()
-            if b < 0:
-                break
-            p.requested[b] += 1
-            p.owners.setdefault(b, set()).add(peer)
-            out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
+        requested, owners, bs = p.requested, p.owners, self.block_size
+        b = p.next_unrequested()
+        while taken < count and b >= 0:
+            requested[b] += 1
+            owners[b] = {peer}
+            out.append(BlockRequest(index, b * bs, self.block_length(index, b)))
             taken += 1
+            b = p.next_unrequested()
+        if b < 0:
+            self._open.pop(index, None)
+        else:
+            self._open[index] = None
         return taken
 
     def pick(self, peer: Hashable, peer_has: Callable[[int], bool], count: int) -> list[BlockRequest]:
@@ -185,28 +209,35 @@ class PiecePicker:
                     return out
                 if not have[index] and peer_has(index):
                     self._take_from(index, peer, count - len(out), out)
-        # 2. partial pieces, fullest first
-        if self._partials and len(out) < count:
-            partials = sorted(self._partials.items(), key=lambda kv: -kv[1].received_count)
-            for index, p in partials:
+        # 2. started pieces with blocks left, oldest first
+        if self._open and len(out) < count:
+            for index in list(self._open):
                 if len(out) >= count:
                     return out
-                if p.next_unrequested() >= 0 and prio[index] and peer_has(index):
+                if prio[index] and peer_has(index):
                     self._take_from(index, peer, count - len(out), out)
         # 3./4. new pieces: sequential or rarest first
         if len(out) < count:
+            partials = self._partials
             if self.sequential:
-                candidates: Sequence[int] = [
-                    i for i in range(self.num_pieces) if not have[i] and prio[i] and i not in self._partials
-                ]
+                for index in range(self.num_pieces):
+                    if len(out) >= count:
+                        break
+                    if not have[index] and prio[index] and index not in partials and peer_has(index):
+                        self._take_from(index, peer, count - len(out), out)
             else:
-                candidates = self._rarest_order()
-            for index in candidates:
-                if len(out) >= count:
-                    break
-                if have[index] or index in self._partials or not peer_has(index):
-                    continue
-                self._take_from(index, peer, count - len(out), out)
+                order = self._rarest_order()
+                pos, n = self._order_pos, len(order)
+                while pos < n and (have[order[pos]] or order[pos] in partials):
+                    pos += 1  # skip the settled front of the order once
+                self._order_pos = pos
+                for k in range(pos, n):
+                    if len(out) >= count:
+                        break
+                    index = order[k]
+                    if have[index] or index in partials or not prio[index] or not peer_has(index):
+                        continue
+                    self._take_from(index, peer, count - len(out), out)
         # 5. end-game: every wanted block is requested; duplicate the ones not from this peer
         if len(out) < count and self._all_requested():
             for index, p in self._partials.items():
@@ -228,13 +259,11 @@ class PiecePicker:
         return out
 
     def _all_requested(self) -> bool:
-        have, prio, partials = self.have, self.priority, self._partials
-        for i in range(self.num_pieces):
-            if not have[i] and prio[i]:
-                p = partials.get(i)
-                if p is None or p.next_unrequested() >= 0:
-                    return False
-        return True
+        if self._open:
+            return False
+        prio = self.priority
+        started = sum(1 for i in self._partials if prio[i])
+        return started >= self._wanted_missing
 
     def in_endgame(self) -> bool:
         return self._all_requested() and self._missing > 0
@@ -283,13 +312,19 @@ class PiecePicker:
             owners.discard(peer)
             if p.requested[b] and not p.received[b]:
                 p.requested[b] -= 1
+                if not p.requested[b]:
+                    self._open[index] = None
         if p.received_count == 0 and not any(p.requested):
             del self._partials[index]
+            self._open.pop(index, None)
+            self._order = None  # it is a fresh piece again
 
     def peer_lost(self, peer: Hashable) -> None:
         """Free every block requested from a peer that disconnected or choked us."""
         for index in list(self._partials):
-            p = self._partials[index]
+            p = self._partials.get(index)
+            if p is None:
+                continue
             for b, owners in list(p.owners.items()):
                 if peer in owners:
                     self.cancel(peer, index, b * self.block_size)
@@ -300,6 +335,8 @@ class PiecePicker:
     def piece_failed(self, index: int) -> None:
         """The piece failed its hash check: every block must be downloaded again."""
         self._partials.pop(index, None)
+        self._open.pop(index, None)
+        self._order = None
 
     def requested_from(self, peer: Hashable) -> list[tuple[int, int]]:
         """(index, begin) of the blocks currently requested from ``peer``."""

@@ -396,9 +396,10 @@ class TorrentRuntime:
             return
         if peer.peer_choking and not peer.allowed_fast:
             return
-        want = self._queue_target(peer) - peer.outstanding
-        if want <= 0:
-            return
+        target = self._queue_target(peer)
+        want = target - peer.outstanding
+        if want <= 0 or (peer.outstanding and want < target // 4):
+            return  # top up in batches: one pick per several blocks, not per block
         has = peer.has
         if has is None:
             return
