@@ -392,3 +392,20 @@ async def test_priority_change_racing_writes_stays_consistent(tmp_path) -> None:
         for i in range(torrent.info.num_pieces):
             assert await st.verify_piece(i), i
     assert_files(tmp_path, torrent, space)
+
+
+async def test_close_refuses_new_work_and_finishes_old(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    torrent, space = build_torrent([("f", blob(6 * PL, 7))], PL, "v1")
+    st = Storage(torrent, tmp_path, max_inflight_bytes=PL)
+    await st.open()
+    first = asyncio.ensure_future(st.write_piece(0, piece(space, torrent, 0)))
+    queued = asyncio.ensure_future(st.write_piece(1, piece(space, torrent, 1)))
+    await asyncio.sleep(0)
+    await st.close()
+    assert await first  # in flight when close began: finished
+    with pytest.raises(StorageError):
+        await queued  # still waiting for budget: refused
+    with pytest.raises(StorageError):
+        await st.write_piece(2, piece(space, torrent, 2))
+    async with Storage(torrent, tmp_path) as again:
+        assert again.have.get(0) and not again.have.get(1)

@@ -191,6 +191,7 @@ class Storage:
         self._fsync_resume = fsync_resume
         self._fsync_data_on_save = fsync_data_on_save
         self._opened = False
+        self._closing = False
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -236,8 +237,9 @@ class Storage:
 
     async def close(self) -> None:
         """Finish in-flight jobs, save resume data, optionally fsync, close every fd."""
-        if self._closed:
+        if self._closed or self._closing:
             return
+        self._closing = True  # new jobs are refused from here on
         try:
             await self._drain()
             if self._opened and self.resume_path is not None:
@@ -270,12 +272,15 @@ class Storage:
     ) -> T:
         """Run ``fn(*args)`` on the disk pool under ``nbytes`` of the byte budget. ``on_done`` gets
         the result on the loop even if the awaiting task is cancelled meanwhile."""
-        if self._closed:
+        if self._closed or self._closing:
             raise StorageError("storage is closed")
         while True:  # the gate is checked again after waiting for budget: no job slips past it
             if not self._gate.is_set():
                 await self._gate.wait()
             n = await self._budget.acquire(nbytes)
+            if self._closing:
+                self._budget.release(n)
+                raise StorageError("storage is closed")
             if self._gate.is_set():
                 break
             self._budget.release(n)
