@@ -376,6 +376,10 @@ def test_filemap_property(tmp_path_factory, sizes, version) -> None:  # type: ig
             covered[e.space_offset : e.space_offset + e.length] = b"\1" * e.length
             pos = e.buf_offset + e.length
         assert pos <= size
+        holes = fm.piece_holes(index)
+        assert sum(h[1] for h in holes) + sum(e.length for e in fm.piece_extents(index)) == size
+        for begin, length in holes:
+            assert not any(covered[index * PL + begin : index * PL + begin + length])
         if version != "v1":  # BEP 52: a piece never holds two files
             assert len(fm.piece_extents(index)) <= 1
     assert bytes(covered) == space  # data bytes are exactly the non-pad, non-gap bytes

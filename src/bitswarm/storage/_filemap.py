@@ -137,6 +137,20 @@ class FileMap:
             raise StorageError(f"range {begin}+{length} outside piece {index} of {size} bytes")
         return self.extents(index * self.piece_length + begin, length)
 
+    def piece_holes(self, index: int) -> list[tuple[int, int]]:
+        """``(begin, length)`` runs of piece ``index`` that belong to no file (BEP 47 padding, BEP 52
+        gaps): zeros that need not be requested from peers; leave them zero in the piece buffer."""
+        holes: list[tuple[int, int]] = []
+        pos = 0
+        for e in self.piece_extents(index):
+            if e.buf_offset > pos:
+                holes.append((pos, e.buf_offset - pos))
+            pos = e.buf_offset + e.length
+        size = self.piece_size(index)
+        if pos < size:
+            holes.append((pos, size - pos))
+        return holes
+
     def file_pieces(self, file_index: int) -> range:
         """Pieces that hold bytes of file ``file_index`` (empty for empty and padding files)."""
         f = self.files[file_index]
