@@ -409,6 +409,7 @@ class TorrentRuntime:
 
             def peer_has(i: int) -> bool:
                 return i in fast and has.get(i)
+
         blocks = self.picker.pick(peer, peer_has, want)
         if not blocks:
             if peer.outstanding == 0 and not self.picker.wants_from(has.get):
@@ -796,4 +797,3 @@ class TorrentHandle:
 
     async def save_resume(self) -> None:
         await self._rt._save_resume(force=True)
-

@@ -1,0 +1,308 @@
+"""``bitswarm download``, ``seed`` and ``share``: run a peer session from the command line.
+
+Progress: a Rich bar on stderr (percent, rates, peers, ETA) when stderr is a terminal; with
+``--json`` one JSON object per line on stdout — ``{"event": "progress", ...status}`` every half
+second and one line per session event (``piece_verified``, ``torrent_completed`` ...). Ctrl-C or
+SIGTERM stops cleanly (``stopped`` announce, resume data saved); running the same command again
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from bitswarm.cli._app import app, console, err_console, fail, print_json
+from bitswarm.errors import BitswarmError
+from bitswarm.metainfo import Torrent, load_torrent, magnet_from_torrent, parse_torrent
+from bitswarm.session import Session, SessionConfig, TorrentHandle
+
+PortOption = Annotated[
+    int, typer.Option("--port", "-p", help="TCP port to listen on for peers (0: any free).")
+]
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+TrackerOption = Annotated[
+    list[str] | None,
+    typer.Option("--tracker", "-t", help="Extra tracker URL (or bare HOST:PORT); repeatable."),
+]
+PeerOption = Annotated[
+    list[str] | None, typer.Option("--peer", help="Connect to this peer, HOST:PORT; repeatable.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Progress and events as JSON lines on stdout.")]
+
+
+def parse_hostport(text: str, what: str = "peer") -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); a clear error otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        fail(f"{what} must be HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _run(main: Any) -> None:
+    """Run a coroutine function on uvloop (when installed) and map errors to one line."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    try:
+        runner(main())
+    except BitswarmError as exc:
+        fail(str(exc))
+
+
+class _Display:
+    """Rich progress on stderr, or JSON lines on stdout."""
+
+    def __init__(self, json_mode: bool, quiet: bool = False) -> None:
+        self.json = json_mode
+        self.progress: Progress | None = None
+        if not json_mode and not quiet:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TextColumn("{task.fields[peers]} peers  ↑ {task.fields[up]}"),
+                TimeRemainingColumn(),
+                console=err_console,
+                disable=not err_console.is_terminal,
+            )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Display:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, handle: TorrentHandle) -> None:
+        st = handle.status()
+        if self.json:
+            print_json({"event": "progress", **st.as_dict()})
+            return
+        if self.progress is None:
+            return
+        task = self._tasks.get(st.info_hash)
+        if task is None:
+            task = self._tasks[st.info_hash] = self.progress.add_task(
+                st.name, total=st.wanted_size, peers=0, up="0 B/s"
+            )
+        self.progress.update(
+            task,
+            completed=st.done_size,
+            peers=st.peers,
+            up=f"{st.upload_rate / 1024:.0f} KiB/s",
+            description=f"{st.name} [{st.state}]",
+        )
+
+    def event(self, kind: str, **data: Any) -> None:
+        if self.json:
+            print_json({"event": kind, **data})
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _pump_events(session: Session, display: _Display) -> None:
+    async for ev in session.events():
+        display.event(ev.kind, info_hash=ev.info_hash, name=ev.name, **ev.data)
+
+
+async def _drive(
+    session: Session,
+    handles: list[TorrentHandle],
+    display: _Display,
+    *,
+    until_complete: bool,
+    stop: asyncio.Event,
+) -> bool:
+    """Refresh the display until every torrent completes (or forever when seeding) or ``stop``."""
+    while not stop.is_set():
+        for h in handles:
+            display.update(h)
+        states = [h.status().state for h in handles]
+        if "error" in states:
+            for h in handles:
+                st = h.status()
+                if st.error:
+                    fail(f"{st.name}: {st.error}", code=1)
+        if until_complete and all(s == "seeding" for s in states):
+            for h in handles:
+                display.update(h)
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    return False
+
+
+def _config(host: str, port: int) -> SessionConfig:
+    return SessionConfig(listen_host=host, listen_port=port)
+
+
+def _load(source: str) -> Torrent:
+    if source.startswith("magnet:"):
+        fail("magnet links need the DHT (not available yet): pass a .torrent file")
+    return load_torrent(source)
+
+
+@app.command()
+def download(
+    source: Annotated[str, typer.Argument(help="A .torrent file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")],
+    tracker: TrackerOption = None,
+    peer: PeerOption = None,
+    port: PortOption = 6881,
+    host: HostOption = "0.0.0.0",
+    seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding after the download.")] = False,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Download pieces in order.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Download a torrent into a directory; exits 0 once every piece is verified (unless --seed).
+
+    Running it again with the same directory resumes the download.
+    """
+    torrent = _load(source)
+    peers = [parse_hostport(p) for p in peer or []]
+    output.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_stop(stop)
+        display = _Display(json_out)
+        async with Session(_config(host, port)) as session:
+            pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
+            handle = await session.add(
+                torrent, output, trackers=tracker or [], peers=peers, sequential=sequential
+            )
+            display.event("started", name=handle.name, info_hash=handle.info_hash.hex(), port=session.port)
+            with display:
+                done = await _drive(session, [handle], display, until_complete=True, stop=stop)
+                if done and seed:
+                    await _drive(session, [handle], display, until_complete=False, stop=stop)
+            pump.cancel()
+        if not done:
+            raise typer.Exit(130)
+        if not json_out:
+            console.print(f"[green]complete[/]: {handle.name} in {output}")
+
+    _run(main)
+
+
+def _seed_paths(torrent: Torrent, data: Path) -> Path:
+    """The save path for ``data``: a directory holding the content, or a single file's own path."""
+    if data.is_file():
+        if not torrent.info.single_file:
+            fail(f"{data} is a file but the torrent has {len(torrent.info.data_files)} files")
+        if data.name != torrent.info.name:
+            fail(f"{data.name!r} is not the torrent's file name {torrent.info.name!r}")
+        return data.parent
+    if not data.is_dir():
+        fail(f"{data} does not exist")
+    if (data / torrent.info.name).exists():
+        return data
+    if not torrent.info.single_file and data.name == torrent.info.name:
+        return data.parent  # the torrent's own directory was given
+    fail(f"{data} does not hold {torrent.info.name!r}")
+
+
+async def _seed_forever(
+    torrents: list[tuple[Torrent, Path]],
+    host: str,
+    port: int,
+    trackers: list[str],
+    json_out: bool,
+    peers: list[tuple[str, int]],
+) -> None:
+    stop = asyncio.Event()
+    _install_stop(stop)
+    display = _Display(json_out)
+    async with Session(_config(host, port)) as session:
+        pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
+        handles = []
+        for torrent, save in torrents:
+            h = await session.add(torrent, save, trackers=trackers, peers=peers)
+            st = h.status()
+            if st.state != "seeding":
+                fail(f"{save}: only {st.progress:.1%} of {torrent.name!r} is there and verified", code=1)
+            handles.append(h)
+            display.event("seeding", name=h.name, info_hash=h.info_hash.hex(), port=session.port)
+        if not json_out:
+            err_console.print(f"seeding on port {session.port} (Ctrl-C to stop)")
+        with display:
+            await _drive(session, handles, display, until_complete=False, stop=stop)
+        pump.cancel()
+
+
+@app.command()
+def seed(
+    torrent_path: Annotated[str, typer.Argument(metavar="TORRENT", help="The .torrent file.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Directory holding the content (or the file).")],
+    tracker: TrackerOption = None,
+    peer: PeerOption = None,
+    port: PortOption = 6881,
+    host: HostOption = "0.0.0.0",
+    json_out: JsonOption = False,
+) -> None:
+    """Seed a torrent whose content is already on disk (it is verified first)."""
+    torrent = _load(torrent_path)
+    save = _seed_paths(torrent, data)
+    peers = [parse_hostport(p) for p in peer or []]
+    _run(lambda: _seed_forever([(torrent, save)], host, port, tracker or [], json_out, peers))
+
+
+@app.command()
+def share(
+    path: Annotated[Path, typer.Argument(help="File or directory to share.")],
+    tracker: TrackerOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Where to write the .torrent (default: NAME.torrent)."),
+    ] = None,
+    port: PortOption = 6881,
+    host: HostOption = "0.0.0.0",
+    json_out: JsonOption = False,
+) -> None:
+    """Create a torrent for PATH and seed it; prints the torrent path and its magnet link."""
+    from bitswarm.metainfo._create import make_torrent
+
+    if not path.exists():
+        fail(f"{path} does not exist")
+    out = output or Path(f"{path.resolve().name}.torrent")
+    made = make_torrent(path, trackers=[[t] for t in tracker or []])
+    out.write_bytes(made.data)
+    torrent = parse_torrent(made.data)
+    magnet = magnet_from_torrent(torrent).to_uri()
+    if json_out:
+        print_json({"event": "shared", "torrent": str(out), "magnet": magnet, "name": torrent.name})
+    else:
+        console.print(f"torrent: {out}\nmagnet:  {magnet}")
+    sys.stdout.flush()
+    save = path.resolve().parent
+    _run(lambda: _seed_forever([(torrent, save)], host, port, [], json_out, []))
