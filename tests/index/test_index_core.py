@@ -47,7 +47,10 @@ async def test_add_search_prefix_phrase_and_hash(svc):
     fid, guid = await svc.add_file(spec("Big Buck Bunny 1080p.mkv", SHA_A), guid=None, ip="10.0.0.1")
     await svc.add_file(spec("Buck Big Story.txt", SHA_B), guid=guid)
     assert [f.id for f in (await svc.search("bun")).items] == [fid]
-    assert {f.name for f in (await svc.search("buck big")).items} == {"Big Buck Bunny 1080p.mkv", "Buck Big Story.txt"}
+    assert {f.name for f in (await svc.search("buck big")).items} == {
+        "Big Buck Bunny 1080p.mkv",
+        "Buck Big Story.txt",
+    }
     phrase = await svc.search('"big buck"')
     assert [f.name for f in phrase.items] == ["Big Buck Bunny 1080p.mkv"]
     assert (await svc.search("nothing")).total == 0
@@ -68,7 +71,7 @@ async def test_search_ranked_by_online_peers(svc):
     await svc.keep_alive(g1)
     await svc.add_file(spec("linux one.iso", "1" * 64), guid=g2)
     await svc.add_file(spec("linux one.iso", "1" * 64), guid=g3)
-    assert [f.id for f in (await svc.search("linux")).items][0] == fid1
+    assert next(f.id for f in (await svc.search("linux")).items) == fid1
 
 
 async def test_same_hash_adds_host_and_orphan_removed(svc):
@@ -136,7 +139,7 @@ async def test_presence_keepalive_and_ttl(svc):
 
 
 async def test_expiry_removes_files_of_expired_peer(svc):
-    fid, guid = await svc.add_file(spec("gone.txt", SHA_A), guid=None)
+    fid, _guid = await svc.add_file(spec("gone.txt", SHA_A), guid=None)
     svc.test_clock.advance(REGISTRATION_TTL + 1)
     assert (await svc.get_file(fid)).file.total_peers == 0
     assert await svc.purge_expired() == 1
@@ -211,7 +214,7 @@ async def test_restart_keeps_everything(tmp_path):
 
 
 async def test_dump_and_load(svc, tmp_path):
-    fid, guid = await svc.add_file(spec("dumped.bin", SHA_A, chunks=(Chunk(0, "c0", "h"),)), guid=None)
+    _fid, guid = await svc.add_file(spec("dumped.bin", SHA_A, chunks=(Chunk(0, "c0", "h"),)), guid=None)
     dump = await svc.dump()
     other = await IndexService.open(":memory:", clock=svc.test_clock, hasher=FAST_HASHER)
     try:

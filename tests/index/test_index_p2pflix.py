@@ -14,7 +14,10 @@ from bitswarm.index import OFFLINE_AFTER, IndexService, Tracker
 from bitswarm.index._config import IndexConfig
 from bitswarm.index.http import create_app
 
-CHUNKS = [{"id": 0, "name": "movie.mkv.0", "chunk_hash": "c0"}, {"id": 1, "name": "movie.mkv.1", "chunk_hash": "c1"}]
+CHUNKS = [
+    {"id": 0, "name": "movie.mkv.0", "chunk_hash": "c0"},
+    {"id": 1, "name": "movie.mkv.1", "chunk_hash": "c1"},
+]
 
 
 @pytest.fixture
@@ -22,7 +25,9 @@ async def env():
     clock = FakeClock()
     svc = await IndexService.open(":memory:", clock=clock, hasher=FAST_HASHER)
     app = create_app(svc, IndexConfig(name="t1"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t1", timeout=10) as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t1", timeout=10
+    ) as c:
         yield c, svc, clock
     await app.state.federation.aclose()
     await svc.close()
@@ -30,7 +35,8 @@ async def env():
 
 async def add(c, name="movie.mkv", full_hash=SHA_A, guid=None, seq=0, chunks=CHUNKS):
     r = await c.post(
-        "/add_file", json={"name": name, "full_hash": full_hash, "chunks": chunks, "guid": guid, "seq_number": seq}
+        "/add_file",
+        json={"name": name, "full_hash": full_hash, "chunks": chunks, "guid": guid, "seq_number": seq},
     )
     return r
 
@@ -84,7 +90,10 @@ async def test_file_list_file_and_file_by_hash(env):
         "success": True,
         "files": [{"id": 1, "name": "movie.mkv", "full_hash": SHA_A, "active_peers": 1}],
     }
-    expected_chunks = [{"id": 0, "name": "movie.mkv.0", "chunk_hash": "c0"}, {"id": 1, "name": "movie.mkv.1", "chunk_hash": "c1"}]
+    expected_chunks = [
+        {"id": 0, "name": "movie.mkv.0", "chunk_hash": "c0"},
+        {"id": 1, "name": "movie.mkv.1", "chunk_hash": "c1"},
+    ]
     assert (await c.get("/file/1")).json() == {
         "success": True,
         "name": "movie.mkv",
@@ -134,20 +143,32 @@ async def test_deregister_file_and_by_hash(env):
     g2 = (await add(c, seq=0)).json()["guid"]
     r = await c.request("DELETE", "/deregister_file", json={"file_id": 1, "guid": g1, "seq_number": 1})
     assert r.json() == {"success": True}
-    assert_error(await c.request("DELETE", "/deregister_file", json={"file_id": 1, "guid": g1, "seq_number": 2}), 404)
-    assert_error(await c.request("DELETE", "/deregister_file", json={"file_id": 1, "guid": g2, "seq_number": 0}), 409)
-    assert_error(await c.request("DELETE", "/deregister_file", json={"file_id": "1", "guid": g2, "seq_number": 5}), 400)
+    assert_error(
+        await c.request("DELETE", "/deregister_file", json={"file_id": 1, "guid": g1, "seq_number": 2}), 404
+    )
+    assert_error(
+        await c.request("DELETE", "/deregister_file", json={"file_id": 1, "guid": g2, "seq_number": 0}), 409
+    )
+    assert_error(
+        await c.request("DELETE", "/deregister_file", json={"file_id": "1", "guid": g2, "seq_number": 5}), 400
+    )
     assert (await c.get("/file_list")).json()["files"][0]["id"] == 1  # g2 still hosts it
-    r = await c.request("DELETE", "/deregister_file_by_hash", json={"file_hash": SHA_A, "guid": g2, "seq_number": 1})
+    r = await c.request(
+        "DELETE", "/deregister_file_by_hash", json={"file_hash": SHA_A, "guid": g2, "seq_number": 1}
+    )
     assert r.json() == {"success": True}
     assert (await c.get("/file_list")).json() == {"success": True, "files": []}  # no hosts left: removed
     assert_error(
-        await c.request("DELETE", "/deregister_file_by_hash", json={"file_hash": SHA_A, "guid": g2, "seq_number": 2}),
+        await c.request(
+            "DELETE", "/deregister_file_by_hash", json={"file_hash": SHA_A, "guid": g2, "seq_number": 2}
+        ),
         404,
     )
     # the seed's comment calls file_hash an integer: an integer is taken as its decimal text
     g3 = (await add(c, full_hash="12345", seq=0)).json()["guid"]
-    r = await c.request("DELETE", "/deregister_file_by_hash", json={"file_hash": 12345, "guid": g3, "seq_number": 1})
+    r = await c.request(
+        "DELETE", "/deregister_file_by_hash", json={"file_hash": 12345, "guid": g3, "seq_number": 1}
+    )
     assert r.json() == {"success": True}
 
 
@@ -161,10 +182,19 @@ async def test_tracker_list_from_config_and_tracker_sync_validation(env):
     c, svc, _ = env
     assert (await c.get("/tracker_list")).json() == {"success": True, "trackers": []}
     await svc.add_tracker("t2", "10.9.9.9:42070")
-    assert (await c.get("/tracker_list")).json() == {"success": True, "trackers": [{"name": "t2", "ip": "10.9.9.9:42070"}]}
-    assert_error(await c.patch("/tracker_sync", json={"event": "explode", "event_ip": "1.2.3.4", "data": {}}), 400)
-    assert_error(await c.patch("/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": []}), 400)
-    assert_error(await c.patch("/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": {}}), 400)
+    assert (await c.get("/tracker_list")).json() == {
+        "success": True,
+        "trackers": [{"name": "t2", "ip": "10.9.9.9:42070"}],
+    }
+    assert_error(
+        await c.patch("/tracker_sync", json={"event": "explode", "event_ip": "1.2.3.4", "data": {}}), 400
+    )
+    assert_error(
+        await c.patch("/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": []}), 400
+    )
+    assert_error(
+        await c.patch("/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": {}}), 400
+    )
 
 
 class Net:
@@ -184,7 +214,9 @@ class Net:
 
         app = create_app(svc, IndexConfig(name=ip, advertise=ip), send=send)
         self.apps[ip] = app
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{ip}", timeout=10)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=f"http://{ip}", timeout=10
+        )
         self.clients[ip] = client
         return client
 
@@ -218,8 +250,12 @@ async def test_federation_three_trackers_converge_and_fourth_joins():
             assert [(f["name"], f["full_hash"]) for f in files] == [("movie.mkv", SHA_A)]
             assert (await client.get(f"/peer_guid/{guid}")).json()["success"] is True
         # an event already seen is ignored (applied once): replaying b's copy changes nothing
-        event = {"event": "add_file", "event_ip": "127.0.0.1", "event_id": "fixed-1",
-                 "data": {"name": "other.bin", "full_hash": "X1", "chunks": [], "guid": guid}}
+        event = {
+            "event": "add_file",
+            "event_ip": "127.0.0.1",
+            "event_id": "fixed-1",
+            "data": {"name": "other.bin", "full_hash": "X1", "chunks": [], "guid": guid},
+        }
         assert (await b.patch("/tracker_sync", json=event)).json() == {"success": True}
         assert (await b.patch("/tracker_sync", json=event)).json() == {"success": True}
         await net.drain()
@@ -227,7 +263,9 @@ async def test_federation_three_trackers_converge_and_fourth_joins():
             names = sorted(f["name"] for f in (await client.get("/file_list")).json()["files"])
             assert names == ["movie.mkv", "other.bin"]
         # deregistering on c floods to all
-        r = await c.request("DELETE", "/deregister_file_by_hash", json={"file_hash": "X1", "guid": guid, "seq_number": 1})
+        r = await c.request(
+            "DELETE", "/deregister_file_by_hash", json={"file_hash": "X1", "guid": guid, "seq_number": 1}
+        )
         assert r.json() == {"success": True}
         await net.drain()
         for client in (a, b, c):
@@ -246,7 +284,10 @@ async def test_federation_three_trackers_converge_and_fourth_joins():
         # and from now on d gets the floods too
         await add(b, name="late.mkv", full_hash="LATE", seq=0)
         await net.drain()
-        assert sorted(f["name"] for f in (await d.get("/file_list")).json()["files"]) == ["late.mkv", "movie.mkv"]
+        assert sorted(f["name"] for f in (await d.get("/file_list")).json()["files"]) == [
+            "late.mkv",
+            "movie.mkv",
+        ]
     finally:
         await net.close()
 

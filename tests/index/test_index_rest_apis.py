@@ -30,7 +30,9 @@ async def env():
     clock = FakeClock()
     svc = await IndexService.open(":memory:", clock=clock, hasher=FAST_HASHER)
     app = create_app(svc)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://idx", timeout=10) as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://idx", timeout=10
+    ) as c:
         yield c, svc, clock
     await app.state.federation.aclose()
     await svc.close()
@@ -54,14 +56,25 @@ async def test_centralized_resource_and_heartbeat(env):
     assert (await c.get("/resource")).json() == []
     r = await c.post("/resource", json=RES)
     assert r.status_code == 201
-    assert r.json() == {"peer_id": PEER, "resource_name": "test.csv", "resource_hash": RES["resource_hash"], "file_id": 1}
+    assert r.json() == {
+        "peer_id": PEER,
+        "resource_name": "test.csv",
+        "resource_hash": RES["resource_hash"],
+        "file_id": 1,
+    }
     expected = [
         {
             "peer_id": PEER,
             "peer_ip": "127.0.0.1",
             "peer_port": 3000,
             "online": True,
-            "resources": [{"resource_name": "test.csv", "resource_path": "./tests", "resource_hash": RES["resource_hash"]}],
+            "resources": [
+                {
+                    "resource_name": "test.csv",
+                    "resource_path": "./tests",
+                    "resource_hash": RES["resource_hash"],
+                }
+            ],
         }
     ]
     assert (await c.request("GET", "/resource", json={})).json() == expected
@@ -79,8 +92,15 @@ async def test_centralized_errors(env):
     central_error(await c.post("/heartbeat", json={"peer_id": "11111111-2222-3333-4444-555555555555"}), 404)
     central_error(await c.post("/heartbeat", json={}), 400)
     central_error(await c.post("/heartbeat", content=b"\xc3\x28"), 400)
-    for key, bad in [("peer_id", "x"), ("peer_ip", "999.1.1.1"), ("peer_port", 70000), ("peer_port", "80"),
-                     ("resource_name", 5), ("resource_hash", "zz"), ("resource_path", 3)]:
+    for key, bad in [
+        ("peer_id", "x"),
+        ("peer_ip", "999.1.1.1"),
+        ("peer_port", 70000),
+        ("peer_port", "80"),
+        ("resource_name", 5),
+        ("resource_hash", "zz"),
+        ("resource_path", 3),
+    ]:
         central_error(await c.post("/resource", json={**RES, key: bad}), 400)
     central_error(await c.request("GET", "/resource", json={"resource_name": 7}), 400)
     central_error(await c.request("GET", "/resource", content=b"not json"), 400)
@@ -92,16 +112,26 @@ async def test_native_flow(env):
     c, _, clock = env
     assert (await c.post("/api/v1/users", json={"username": "alice", "password": "pw"})).status_code == 201
     native_error(await c.post("/api/v1/users", json={"username": "alice", "password": "x"}), 409, "conflict")
-    native_error(await c.post("/api/v1/sessions", json={"username": "alice", "password": "no"}), 401, "unauthorized")
+    native_error(
+        await c.post("/api/v1/sessions", json={"username": "alice", "password": "no"}), 401, "unauthorized"
+    )
     token = (await c.post("/api/v1/sessions", json={"username": "alice", "password": "pw"})).json()["token"]
     auth = {"Authorization": f"Bearer {token}"}
     native_error(await c.post("/api/v1/peers", json={"port": 6881}), 401)
-    native_error(await c.post("/api/v1/peers", json={"port": 6881}, headers={"Authorization": "Bearer nope"}), 401)
+    native_error(
+        await c.post("/api/v1/peers", json={"port": 6881}, headers={"Authorization": "Bearer nope"}), 401
+    )
     peer = (await c.post("/api/v1/peers", json={"port": 6881, "ip": "10.1.1.1"}, headers=auth)).json()
     assert peer["online"] is True and peer["port"] == 6881 and peer["username"] == "alice"
     guid = peer["guid"]
-    body = {"peer_guid": guid, "name": "Debian 12 netinst.iso", "size": 658505728, "sha1": "1" * 40,
-            "info_hash_v1": "ab" * 20, "chunks": [{"id": 0, "name": "p0", "hash": "h0"}]}
+    body = {
+        "peer_guid": guid,
+        "name": "Debian 12 netinst.iso",
+        "size": 658505728,
+        "sha1": "1" * 40,
+        "info_hash_v1": "ab" * 20,
+        "chunks": [{"id": 0, "name": "p0", "hash": "h0"}],
+    }
     r = await c.post("/api/v1/files", json=body, headers=auth)
     assert r.status_code == 201, r.text
     f = r.json()
@@ -138,7 +168,9 @@ async def test_native_bad_input_never_5xx(env):
     native_error(await c.get("/api/v1/peers", params={"status": "sideways"}), 400)
     native_error(await c.post("/api/v1/users", json={"username": 1, "password": "x"}), 400)
     native_error(await c.post("/api/v1/users", json={"username": "has space", "password": "x"}), 400)
-    native_error(await c.post("/api/v1/users", content=b"\xff", headers={"content-type": "application/json"}), 400)
+    native_error(
+        await c.post("/api/v1/users", content=b"\xff", headers={"content-type": "application/json"}), 400
+    )
     native_error(await c.post("/api/v1/users", content=b"x" * (2 << 20)), 413, "too_large")
     native_error(await c.get("/api/v1/nothing"), 404)
     assert (await c.get("/openapi.json")).json()["paths"]["/api/v1/search"]
@@ -166,9 +198,20 @@ async def test_registered_once_found_everywhere(env, tmp_path):
         # registered through the binary protocol ...
         reg = await call(b.Register("erin", "pw", (b.SharedFile("alpha-bin.dat", "2", "a1" * 20),)))
         assert isinstance(reg, b.RegisterOk)
-        assert await call(b.Login("erin", "pw", reg.peer_id, 51413)) == b.SimpleOk(b.MessageType.LOGIN_OK, "LOGIN SUCCESS")
+        assert await call(b.Login("erin", "pw", reg.peer_id, 51413)) == b.SimpleOk(
+            b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
+        )
         # ... through P2PFlix ...
-        await c.post("/add_file", json={"name": "beta flix.mkv", "full_hash": "BETAHASH", "chunks": [], "guid": None, "seq_number": 0})
+        await c.post(
+            "/add_file",
+            json={
+                "name": "beta flix.mkv",
+                "full_hash": "BETAHASH",
+                "chunks": [],
+                "guid": None,
+                "seq_number": 0,
+            },
+        )
         # ... through CentralizedP2P ...
         await c.post("/resource", json={**RES, "resource_name": "gamma central.csv"})
         # ... and through the native API
@@ -176,9 +219,18 @@ async def test_registered_once_found_everywhere(env, tmp_path):
         tok = (await c.post("/api/v1/sessions", json={"username": "fay", "password": "pw"})).json()["token"]
         auth = {"Authorization": f"Bearer {tok}"}
         guid = (await c.post("/api/v1/peers", json={"port": 7000}, headers=auth)).json()["guid"]
-        await c.post("/api/v1/files", json={"peer_guid": guid, "name": "delta native.txt", "md5": "d" * 32}, headers=auth)
+        await c.post(
+            "/api/v1/files",
+            json={"peer_guid": guid, "name": "delta native.txt", "md5": "d" * 32},
+            headers=auth,
+        )
 
-        names = {"alpha": "alpha-bin.dat", "beta": "beta flix.mkv", "gamma": "gamma central.csv", "delta": "delta native.txt"}
+        names = {
+            "alpha": "alpha-bin.dat",
+            "beta": "beta flix.mkv",
+            "gamma": "gamma central.csv",
+            "delta": "delta native.txt",
+        }
         for word, name in names.items():
             # native search
             items = (await c.get("/api/v1/search", params={"q": word})).json()["items"]
