@@ -177,7 +177,9 @@ def opentracker(info_hashes: list[bytes]) -> Iterator[OpenTracker]:
 class Aria2:
     """aria2c from Debian, seeding or downloading one torrent on 127.0.0.1 (DHT/LPD/PEX off)."""
 
-    def __init__(self, torrent_path: str | os.PathLike[str], directory: str | os.PathLike[str], *, seed: bool):
+    def __init__(
+        self, torrent_path: str | os.PathLike[str], directory: str | os.PathLike[str], *, seed: bool
+    ):
         exe = shutil.which("aria2c")
         if exe is None:
             pytest.skip("aria2c is not installed (apt-get install aria2)")
