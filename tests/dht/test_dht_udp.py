@@ -19,10 +19,13 @@ async def _network(n: int, tick: float = 0.1) -> list[DHTServer]:
     servers = [first]
     for _ in range(n - 1):
         s = DHTServer("127.0.0.1", 0, bootstrap=[first.address], tick_interval=tick)
-        await s.start()
+        await s.start(wait_bootstrap=10)
         servers.append(s)
-    # a second round once everyone is up, as a restarted client would do
-    await asyncio.gather(*(s.bootstrap([], timeout=20) for s in servers[1:]))
+    # wait (bounded) for the post-bootstrap bucket refreshes
+    for _ in range(300):
+        if not any(s.node.active_lookups for s in servers):
+            break
+        await asyncio.sleep(0.05)
     return servers
 
 

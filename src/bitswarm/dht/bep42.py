@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from functools import lru_cache
 from typing import Final
 
 __all__ = [
@@ -56,6 +57,7 @@ _LOCAL_V4: Final = tuple(
 _LOCAL_V6: Final = tuple(ipaddress.IPv6Network(n) for n in ("fc00::/7", "fe80::/10", "::1/128"))
 
 
+@lru_cache(maxsize=1 << 16)
 def is_local_address(host: str) -> bool:
     """True for the BEP 42 exempt blocks: private, link-local and loopback (IPv4 and IPv6)."""
     try:
@@ -70,6 +72,7 @@ def is_local_address(host: str) -> bool:
     return any(ip in n for n in _LOCAL_V4)
 
 
+@lru_cache(maxsize=1 << 14)
 def node_id_prefix(host: str, r: int) -> int:
     """The CRC32C a compliant id's top 21 bits are taken from (``r`` in 0..7)."""
     packed = ipaddress.ip_address(host).packed

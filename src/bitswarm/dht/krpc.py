@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 from bitswarm.bencode import BencodeError
@@ -57,6 +58,7 @@ __all__ = [
     "encode_compact_addr",
     "encode_nodes",
     "encode_nodes6",
+    "pack_ip",
     "parse_query",
     "parse_response",
 ]
@@ -98,11 +100,16 @@ def encode_compact_addr(addr: Addr) -> bytes:
     host, port = addr
     if not 0 <= port <= 0xFFFF:
         raise LocalProtocolError(f"port out of range: {port}")
+    return pack_ip(host) + port.to_bytes(2, "big")
+
+
+@lru_cache(maxsize=1 << 16)
+def pack_ip(host: str) -> bytes:
+    """4 or 16 network-order bytes of an IP address string (cached: the same hosts recur)."""
     try:
-        packed = ipaddress.ip_address(host).packed
+        return ipaddress.ip_address(host).packed
     except ValueError as exc:
         raise LocalProtocolError(f"not an IP address: {host!r}") from exc
-    return packed + port.to_bytes(2, "big")
 
 
 def decode_compact_addr(data: bytes) -> Addr:

@@ -22,9 +22,7 @@ Security measures (parameters in :class:`DHTConfig`):
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import random
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +61,7 @@ from bitswarm.dht.krpc import (
     encode_compact_addr,
     encode_nodes,
     encode_nodes6,
+    pack_ip,
     parse_query,
     parse_response,
 )
@@ -193,7 +192,8 @@ class DHTNode:
         self._rate: dict[object, _Bucket] = {}
         self._lookups: set[Lookup] = set()
         self._confirm_pings = 0
-        self._votes: deque[tuple[str, str]] = deque(maxlen=50)
+        self._votes: dict[str, str] = {}  # voter IP -> the external IP it reported (BEP 42)
+        self._vote_counts: dict[str, int] = {}
         self.external_ip: str | None = None
         self.on_node_id_change: Callable[[bytes], None] | None = None
         self._last_maintenance = now
@@ -340,24 +340,25 @@ class DHTNode:
     # ------------------------------------------------------------------ BEP 42 external IP voting
 
     def _vote(self, reported: str, voter: Addr) -> None:
-        voter_ip = voter[0]
-        if any(v == voter_ip for v, _ in self._votes):
-            # one vote per voter: replace its previous one
-            self._votes = deque(((v, r) for v, r in self._votes if v != voter_ip), maxlen=50)
-        self._votes.append((voter_ip, reported))
-        counts: dict[str, int] = {}
-        for _, r in self._votes:
-            counts[r] = counts.get(r, 0) + 1
-        best, n = max(counts.items(), key=lambda kv: kv[1])
-        if n < self.config.ip_vote_threshold or 2 * n <= len(self._votes) or best == self.external_ip:
+        """One vote per voter IP (the latest), over the last 50 voters; the only count that can
+        newly cross the threshold is the one just incremented."""
+        votes, counts = self._votes, self._vote_counts
+        old = votes.pop(voter[0], None)
+        if old is None and len(votes) >= 50:
+            old = votes.pop(next(iter(votes)))
+        if old is not None:
+            counts[old] -= 1
+        votes[voter[0]] = reported
+        n = counts[reported] = counts.get(reported, 0) + 1
+        if n < self.config.ip_vote_threshold or 2 * n <= len(votes) or reported == self.external_ip:
             return
-        self.external_ip = best
+        self.external_ip = reported
         if (
             self.config.regenerate_id
-            and not is_local_address(best)
-            and not is_valid_node_id(self.node_id, best)
+            and not is_local_address(reported)
+            and not is_valid_node_id(self.node_id, reported)
         ):
-            self.set_node_id(generate_node_id(best, self.rng))
+            self.set_node_id(generate_node_id(reported, self.rng))
 
     def set_node_id(self, node_id: bytes) -> None:
         """Change our id (BEP 42 re-generation): rebuild the tables around it and look ourselves up."""
@@ -444,8 +445,7 @@ class DHTNode:
         self._send_msg(Error(t, code, message, self.config.version, addr), addr)
 
     def _token(self, secret: bytes, addr: Addr, target: bytes) -> bytes:
-        packed = ipaddress.ip_address(addr[0]).packed
-        return hashlib.sha1(secret + packed + target).digest()[:8]
+        return hashlib.sha1(secret + pack_ip(addr[0]) + target).digest()[:8]
 
     def make_token(self, addr: Addr, target: bytes) -> bytes:
         """The write token we hand ``addr`` for ``target`` (BEP 5 get_peers / BEP 44 get)."""
@@ -601,7 +601,31 @@ class DHTNode:
                 self.config.lan = is_local_address(a[0])
             if a not in self._bootstrap_addrs and len(self._bootstrap_addrs) < 32:
                 self._bootstrap_addrs.append(a)
-        return self._start(Lookup(self, "find_node", self.node_id), contacts)
+        lookup = self._start(Lookup(self, "find_node", self.node_id), contacts)
+        lookup.add_done_callback(self._bootstrapped)
+        return lookup
+
+    def _bootstrapped(self, result: LookupResult) -> None:
+        self.refresh_buckets()
+
+    def refresh_buckets(self, *, stale_only: bool = False) -> int:
+        """Random-id find_node in each bucket (all of them after a bootstrap; the stale ones from
+        :meth:`tick`), so far buckets fill as well as the ones near our id. Returns lookups started."""
+        now = self.clock()
+        started = 0
+        for f in self.families:
+            table = self.tables[f]
+            if stale_only:
+                indices = table.stale_buckets(now, self.config.bucket_refresh)[:2]
+            else:
+                indices = list(range(len(table.buckets)))
+            for idx in indices:
+                table.touch_bucket(idx, now)
+                self._refreshing += 1
+                started += 1
+                lk = self.find_node(table.random_id_in_bucket(idx, self.rng))
+                lk.add_done_callback(self._refresh_done)
+        return started
 
     def find_node(self, target: bytes) -> Lookup:
         return self._start(Lookup(self, "find_node", target))
@@ -665,16 +689,10 @@ class DHTNode:
         for key in [k for k, b in self._rate.items() if now - b.last > 60.0]:
             del self._rate[key]
         if self._refreshing == 0:
-            for f in self.families:
-                table = self.tables[f]
-                if len(table) == 0 and self._bootstrap_addrs:
-                    self.bootstrap([])
-                    break
-                for idx in table.stale_buckets(now, self.config.bucket_refresh)[:2]:
-                    table.touch_bucket(idx, now)
-                    self._refreshing += 1
-                    lk = self.find_node(table.random_id_in_bucket(idx, self.rng))
-                    lk.add_done_callback(self._refresh_done)
+            if self._bootstrap_addrs and all(len(self.tables[f]) == 0 for f in self.families):
+                self.bootstrap([])
+            else:
+                self.refresh_buckets(stale_only=True)
         for f in self.families:
             for e in self.tables[f].unconfirmed_candidates(4):
                 if self._confirm_pings < self.config.max_confirm_pings:
@@ -695,6 +713,11 @@ class DHTNode:
         return bencode(
             {b"id": self.node_id, b"nodes": encode_nodes(nodes4), b"nodes6": encode_nodes6(nodes6)}
         )
+
+    @property
+    def active_lookups(self) -> int:
+        """Lookups (including bucket refreshes) still running."""
+        return len(self._lookups)
 
     def routing_table_size(self) -> int:
         return sum(len(t) for t in self.tables.values())

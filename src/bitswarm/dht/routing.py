@@ -20,14 +20,13 @@ The table is pure state: the caller passes ``now`` and does all sending.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
 from bitswarm.dht.bep42 import is_local_address
-from bitswarm.dht.krpc import Addr, NodeInfo
+from bitswarm.dht.krpc import Addr, NodeInfo, pack_ip
 
 __all__ = ["BAD", "GOOD", "QUESTIONABLE", "Bucket", "RoutingEntry", "RoutingTable", "distance"]
 
@@ -47,7 +46,7 @@ def _network_key(host: str) -> tuple[bytes, bytes] | None:
     """(address bytes, /24 or /64 prefix) for IP restrictions; None for exempt local addresses."""
     if is_local_address(host):
         return None
-    packed = ipaddress.ip_address(host).packed
+    packed = pack_ip(host)
     return packed, packed[:3] if len(packed) == 4 else packed[:8]
 
 
