@@ -4,20 +4,25 @@ BEP 3 (v1), BEP 12 (announce-list), BEP 19 (url-list), BEP 27 (private), BEP 47 
 attributes), BEP 52 (v2: file tree, piece layers, merkle roots), BEP 9/53 (magnet links).
 """
 
+from bitswarm.metainfo._create import CreatedTorrent, auto_piece_length, create_torrent, make_torrent
 from bitswarm.metainfo._magnet import Magnet, magnet_from_torrent, parse_magnet
 from bitswarm.metainfo._model import FileEntry, InfoDict, MetainfoError, Torrent, TorrentVersion
 from bitswarm.metainfo._parse import check_piece_layers, load_torrent, parse_info, parse_torrent
 
 __all__ = [
+    "CreatedTorrent",
     "FileEntry",
     "InfoDict",
     "Magnet",
     "MetainfoError",
     "Torrent",
     "TorrentVersion",
+    "auto_piece_length",
     "check_piece_layers",
+    "create_torrent",
     "load_torrent",
     "magnet_from_torrent",
+    "make_torrent",
     "parse_info",
     "parse_magnet",
     "parse_torrent",
