@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bitswarm.bencode import encode as bencode
 from bitswarm.dht import bep44, krpc
@@ -350,3 +352,17 @@ def test_bep44_put_and_get_through_a_small_network() -> None:
     nodes[50].get_item(imm.target).add_done_callback(got.append)
     net.run_until(lambda: bool(got), 60)
     assert got[0].item == imm
+
+
+_envelope = st.dictionaries(
+    st.sampled_from([b"t", b"y", b"q", b"a", b"r", b"e", b"ip", b"ro", b"v"]),
+    st.binary(max_size=30) | st.integers() | st.sampled_from([b"q", b"r", b"e", b"ping", b"get_peers"]),
+    max_size=6,
+)
+
+
+@given(st.binary(max_size=200) | st.builds(bencode, _envelope))
+def test_node_survives_arbitrary_datagrams(data: bytes) -> None:
+    h = Harness()
+    h.node.datagram_received(data, CLIENT)  # must not raise, whatever arrives
+    assert all(isinstance(krpc.decode(d), Response | Error) for d, _ in h.sent)
