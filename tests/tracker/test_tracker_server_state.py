@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bitswarm.tracker._common import TrackerProtocolError
 from bitswarm.tracker.http_codec import parse_announce_query
-from bitswarm.tracker.server.query import parse_announce
+from bitswarm.tracker.server.query import parse_announce, without_key
 from bitswarm.tracker.server.state import BIG_SWARM, MemoryStore, PeerRecord
 
 IH = bytes(range(20))
@@ -138,7 +138,7 @@ def _query(info_hash: bytes, peer_id: bytes, **extra: str) -> bytes:
 
 def _codec(query: bytes) -> tuple[object, ...] | str:
     try:
-        r = parse_announce_query(query)
+        r = parse_announce_query(without_key(query))
     except TrackerProtocolError:
         return "error"
     return (r.info_hash, r.peer_id, r.port, r.left, int(r.event), r.compact, r.no_peer_id, r.numwant, r.ip)
@@ -184,6 +184,11 @@ def test_fast_parser_agrees_with_codec(
 @given(st.binary(max_size=300))
 def test_fast_parser_garbage_raises_only_protocol_error(data: bytes) -> None:
     assert _fast(data) == _codec(data)
+
+
+def test_binary_key_is_ignored_like_aria2c_sends_it() -> None:
+    q = _query(IH, pid(1), port="1", uploaded="0", downloaded="0", left="0", key="%91%7D%90%03")
+    assert parse_announce(q).port == 1
 
 
 def test_fast_parser_rejects_over_long_query() -> None:

@@ -56,7 +56,7 @@ class Persistence:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
-            db.isolation_level = ""  # back to implicit transactions for `with db:`
+            db.isolation_level = "DEFERRED"  # back to implicit transactions for `with db:`
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._pool, connect)
@@ -94,7 +94,7 @@ class Persistence:
             ]
             return whitelist, passkeys, completed, peers
 
-        return await self._run(get)  # type: ignore[no-any-return]
+        return await self._run(get)  # type: ignore[no-any-return, unused-ignore]
 
     async def whitelist_add(self, hashes: Iterable[bytes]) -> None:
         rows = [(h, time.time()) for h in hashes]

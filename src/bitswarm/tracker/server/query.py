@@ -3,7 +3,8 @@
 :func:`parse_announce` handles the common, well-formed query in a few microseconds; anything
 unusual (repeated or missing parameters, non-ASCII, over-long values, percent-encoded text fields,
 numbers out of range...) falls back to :func:`bitswarm.tracker.http_codec.parse_announce_query`,
-which either accepts it or raises the precise :class:`TrackerProtocolError`. A differential
+which either accepts it or raises the precise :class:`TrackerProtocolError`. ``key`` is opaque
+and ignored (see :func:`without_key`). A differential
 property test (``tests/tracker/test_tracker_server_query.py``) checks both agree.
 """
 
@@ -33,8 +34,16 @@ class Announce(NamedTuple):
     ip: str | None
 
 
+def without_key(query: bytes) -> bytes:
+    """The query minus ``key`` parameters: the server ignores ``key``, and some clients (aria2c)
+    send it as raw binary, which the codec (expecting UTF-8 text) would reject."""
+    if b"key=" not in query:
+        return query
+    return b"&".join(p for p in query.split(b"&") if not p.startswith(b"key="))
+
+
 def _slow(query: bytes) -> Announce:
-    req = parse_announce_query(query)
+    req = parse_announce_query(without_key(query))
     return Announce(
         req.info_hash,
         req.peer_id,
@@ -103,7 +112,7 @@ def parse_announce(query: bytes) -> Announce:
         numwant_n: int | None = int(numwant)
     else:
         numwant_n = None
-    for name in (b"key", b"ip", b"trackerid"):
+    for name in (b"ip", b"trackerid"):
         value = get(name)
         if value is not None and (len(value) > 256 or b"%" in value):
             return _slow(query)

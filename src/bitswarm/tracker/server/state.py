@@ -170,7 +170,7 @@ class MemoryStore:
     def peer_ids(self, info_hash: bytes, addrs: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
         """``(addr, peer_id)`` for the dictionary-model reply (BEP 3 non-compact)."""
         swarm = self.swarms.get(info_hash)
-        out = []
+        out: list[tuple[bytes, bytes]] = []
         if swarm is None:
             return out
         for addr in addrs:

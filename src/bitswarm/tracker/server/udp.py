@@ -56,13 +56,13 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
     # ---------------------------------------------------------------------------- connection ids
 
     def _mac(self, addr: tuple[object, ...], slot: int) -> int:
-        msg = b"%s|%d|%d" % (str(addr[0]).encode(), addr[1], slot)
+        msg = b"%s|%s|%d" % (str(addr[0]).encode(), str(addr[1]).encode(), slot)
         cid = int.from_bytes(blake2b(msg, key=self.secret, digest_size=8).digest(), "big")
         return cid ^ 1 if cid == PROTOCOL_ID else cid
 
     def connection_id(self, addr: tuple[object, ...]) -> int:
         """The id handed to ``addr`` now (BEP 15 connect response)."""
-        slot = int(self._clock()) // self.slot_seconds  # type: ignore[operator]
+        slot = int(self._clock()) // self.slot_seconds  # type: ignore[operator, unused-ignore]
         if slot != self._slot:
             self._slot = slot
             self._ids.clear()
@@ -99,7 +99,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             self._hosts[host] = found
         return found
 
-    def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
         size = len(data)
         if size < 16:
             self.core.errors["udp_short"] += 1

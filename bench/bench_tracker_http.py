@@ -1,0 +1,87 @@
+"""HTTP announce throughput, bitswarm tracker vs opentracker, same wrk load in the same run.
+
+    python bench/bench_tracker_http.py [--seconds 8] [--json]
+    python bench/bench_tracker_http.py --memory [--json]      # bytes per peer at 10^5 and 10^6 peers
+
+Load: ``wrk -t1 -c64 -s /work/shared/tools/announce.lua`` (1,000 info-hashes, keep-alive, compact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tracemalloc
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _tracker_bench_common import TOOLS, bitswarm_tracker, free_port, opentracker, port_of
+
+
+def wrk(port: int, seconds: int) -> float:
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is not installed")
+    out = subprocess.run(
+        [exe, "-t1", "-c64", f"-d{seconds}s", "-s", str(TOOLS / "announce.lua"), f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        print(out, file=sys.stderr)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def throughput(seconds: int) -> dict[str, float]:
+    with bitswarm_tracker("--http", "127.0.0.1:0", "--no-udp") as info:
+        port = port_of(info["http"][0])
+        wrk(port, 1)  # warm-up
+        ours = wrk(port, seconds)
+    http_port = free_port()
+    with opentracker(http_port, free_port()):
+        wrk(http_port, 1)
+        theirs = wrk(http_port, seconds)
+    return {"bitswarm_rps": ours, "opentracker_rps": theirs, "ratio": ours / theirs}
+
+
+def memory(peers: int, per_swarm: int = 100) -> float:
+    """tracemalloc bytes per peer for ``peers`` IPv4 peers in swarms of ``per_swarm``."""
+    from bitswarm.tracker.server.state import MemoryStore
+
+    store = MemoryStore(ttl=3780)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(peers):
+        info_hash = (i // per_swarm).to_bytes(20, "big")
+        addr = (0x0A000000 + i).to_bytes(4, "big") + (6881 + i % 1000).to_bytes(2, "big")
+        store.announce(info_hash, addr, os.urandom(20), i % 3 == 0, 2, 0)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return used / peers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--memory", action="store_true", help="measure bytes per peer instead")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.memory:
+        result = {f"bytes_per_peer_{n}": round(memory(n), 1) for n in (10**5, 10**6)}
+    else:
+        result = throughput(args.seconds)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value:,.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""UDP (BEP 15) announce throughput, bitswarm tracker vs opentracker, same generator, same run.
+
+    python bench/bench_tracker_udp.py [--seconds 8] [--window 256] [--json]
+
+The generator is /work/shared/tools/udpload.c compiled with ``gcc -O2`` into a temporary directory at
+run time. It is not the bottleneck when its rate against opentracker is far above bitswarm's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _tracker_bench_common import HASHES, TOOLS, bitswarm_tracker, free_port, opentracker, port_of
+
+
+def load(exe: Path, port: int, seconds: int, window: int) -> float:
+    out = subprocess.run(
+        [str(exe), "127.0.0.1", str(port), str(seconds), str(window), str(HASHES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(re.search(r"([\d.]+) announces/s", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise SystemExit("no C compiler")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "udpload"
+        subprocess.run([gcc, "-O2", "-o", str(exe), str(TOOLS / "udpload.c")], check=True)
+        with bitswarm_tracker("--udp", "127.0.0.1:0", "--http", "127.0.0.1:0") as info:
+            port = port_of(info["udp"][0])
+            load(exe, port, 1, args.window)
+            ours = load(exe, port, args.seconds, args.window)
+        udp_port = free_port()
+        with opentracker(free_port(), udp_port):
+            load(exe, udp_port, 1, args.window)
+            theirs = load(exe, udp_port, args.seconds, args.window)
+    result = {"bitswarm_aps": ours, "opentracker_aps": theirs, "ratio": ours / theirs}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>18}: {value:,.2f}")
+
+
+if __name__ == "__main__":
+    main()
