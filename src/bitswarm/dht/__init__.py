@@ -1,1 +1,32 @@
-"""bitswarm.dht (in progress)."""
+"""Mainline DHT (BEP 5, 32, 42, 43, 44, 51): a sans-I/O node, its KRPC codec and an asyncio driver.
+
+* :mod:`bitswarm.dht.krpc` - the KRPC codec (bytes in, typed messages out).
+* :class:`DHTNode` - the protocol core; feed it datagrams, give it ``send`` and ``clock``.
+* :class:`DHTServer` - the node on a real UDP socket (asyncio / uvloop).
+* :class:`SimNetwork` - many nodes in one process on a fake transport (tests, experiments).
+
+See ``docs/protocols/dht.md``.
+"""
+
+from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
+from bitswarm.dht.lookup import Item, Lookup, LookupResult
+from bitswarm.dht.node import DHTConfig, DHTNode, DHTStats, load_state
+from bitswarm.dht.routing import RoutingTable
+from bitswarm.dht.server import DHTServer
+from bitswarm.dht.sim import SimNetwork
+
+__all__ = [
+    "Addr",
+    "DHTConfig",
+    "DHTNode",
+    "DHTServer",
+    "DHTStats",
+    "Item",
+    "KRPCError",
+    "Lookup",
+    "LookupResult",
+    "NodeInfo",
+    "RoutingTable",
+    "SimNetwork",
+    "load_state",
+]
