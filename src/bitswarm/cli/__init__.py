@@ -6,6 +6,7 @@ shows the traceback instead).
 
 from __future__ import annotations
 
+import re
 import sys
 
 from bitswarm.cli._app import EXIT_USAGE, app, state
@@ -15,10 +16,26 @@ from bitswarm.errors import BitswarmError
 from bitswarm.cli import _commands  # noqa: F401  # isort: skip
 
 
+#: Options whose value may be left out (Typer cannot say so): the value they then take.
+OPTIONAL_VALUE_OPTIONS = {"--embed-tracker": "0.0.0.0:6969"}
+_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+
+
+def _fill_optional_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        default = OPTIONAL_VALUE_OPTIONS.get(arg)
+        if default is not None and (i + 1 == len(argv) or not _HOSTPORT.match(argv[i + 1])):
+            out.append(default)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bitswarm`` console script."""
+    args = _fill_optional_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=args, standalone_mode=True)
     except BitswarmError as exc:
         if state.debug:
             raise

@@ -4,5 +4,4 @@ Add one line here per command module.
 """
 
 # ruff: noqa: F401
-from bitswarm.cli import _create, _demo, _info, _peer, _tracker
-from bitswarm.cli import _index
+from bitswarm.cli import _create, _demo, _index, _info, _peer, _tracker

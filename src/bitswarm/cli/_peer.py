@@ -44,13 +44,22 @@ PeerOption = Annotated[
     list[str] | None, typer.Option("--peer", help="Connect to this peer, HOST:PORT; repeatable.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Progress and events as JSON lines on stdout.")]
+EmbedOption = Annotated[
+    str | None,
+    typer.Option(
+        "--embed-tracker",
+        metavar="[HOST:PORT]",
+        help="Also run a tracker (HTTP+UDP) in this process for these torrents; bare flag = 0.0.0.0:6969.",
+    ),
+]
 
 
-def parse_hostport(text: str, what: str = "peer") -> tuple[str, int]:
+def parse_hostport(text: str, what: str = "peer", *, allow_zero: bool = False) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` → (host, port); a clear error otherwise."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    low = 0 if allow_zero else 1
+    if not sep or not host or not port.isdigit() or not low <= int(port) < 65536:
         fail(f"{what} must be HOST:PORT, got {text!r}")
     return host, int(port)
 
@@ -232,6 +241,36 @@ def _seed_paths(torrent: Torrent, data: Path) -> Path:
     fail(f"{data} does not hold {torrent.info.name!r}")
 
 
+def _announce_host(host: str) -> str:
+    """An address other machines can reach for a tracker bound to ``host``."""
+    if host not in ("0.0.0.0", "::", ""):
+        return host
+    import socket
+
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+async def _start_embedded_tracker(spec: str) -> tuple[Any, str]:
+    """Start bitswarm's tracker in this process (open mode, in memory); returns it and its URL."""
+    from bitswarm.tracker.server.app import TrackerServer
+    from bitswarm.tracker.server.config import TrackerConfig
+
+    thost, tport = parse_hostport(spec, "--embed-tracker", allow_zero=True)
+    server = TrackerServer(TrackerConfig(http=((thost, tport),), udp=((thost, tport),), db=None))
+    try:
+        await server.start()
+    except OSError as exc:
+        fail(f"cannot start the embedded tracker on {spec}: {exc.strerror or exc}")
+    bound = server.http_addresses[0][1]
+    ahost = _announce_host(thost)
+    if ":" in ahost:
+        ahost = f"[{ahost}]"
+    return server, f"http://{ahost}:{bound}/announce"
+
+
 async def _seed_forever(
     torrents: list[tuple[Torrent, Path]],
     host: str,
@@ -239,10 +278,28 @@ async def _seed_forever(
     trackers: list[str],
     json_out: bool,
     peers: list[tuple[str, int]],
+    tracker_server: Any = None,
 ) -> None:
     stop = asyncio.Event()
     _install_stop(stop)
     display = _Display(json_out)
+    try:
+        await _seed_session(torrents, host, port, trackers, json_out, peers, stop, display)
+    finally:
+        if tracker_server is not None:
+            await tracker_server.stop()
+
+
+async def _seed_session(
+    torrents: list[tuple[Torrent, Path]],
+    host: str,
+    port: int,
+    trackers: list[str],
+    json_out: bool,
+    peers: list[tuple[str, int]],
+    stop: asyncio.Event,
+    display: _Display,
+) -> None:
     async with Session(_config(host, port)) as session:
         pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
         handles = []
@@ -268,13 +325,30 @@ def seed(
     peer: PeerOption = None,
     port: PortOption = 6881,
     host: HostOption = "0.0.0.0",
+    embed_tracker: EmbedOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Seed a torrent whose content is already on disk (it is verified first)."""
     torrent = _load(torrent_path)
     save = _seed_paths(torrent, data)
     peers = [parse_hostport(p) for p in peer or []]
-    _run(lambda: _seed_forever([(torrent, save)], host, port, tracker or [], json_out, peers))
+
+    async def main() -> None:
+        server = url = None
+        if embed_tracker is not None:
+            server, url = await _start_embedded_tracker(embed_tracker)
+            _announce_tracker(url, json_out)
+        extra = [*(tracker or []), *([url] if url else [])]
+        await _seed_forever([(torrent, save)], host, port, extra, json_out, peers, server)
+
+    _run(main)
+
+
+def _announce_tracker(url: str, json_out: bool) -> None:
+    if json_out:
+        print_json({"event": "tracker", "announce": url})
+    else:
+        err_console.print(f"embedded tracker: {url}")
 
 
 @app.command()
@@ -287,22 +361,40 @@ def share(
     ] = None,
     port: PortOption = 6881,
     host: HostOption = "0.0.0.0",
+    embed_tracker: EmbedOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Create a torrent for PATH and seed it; prints the torrent path and its magnet link."""
-    from bitswarm.metainfo._create import make_torrent
+    """Create a torrent for PATH and seed it; prints the torrent path and its magnet link.
+
+    With --embed-tracker and no --tracker, the embedded tracker becomes the torrent's announce URL.
+    """
+    from bitswarm.metainfo import make_torrent
 
     if not path.exists():
         fail(f"{path} does not exist")
     out = output or Path(f"{path.resolve().name}.torrent")
-    made = make_torrent(path, trackers=[[t] for t in tracker or []])
-    out.write_bytes(made.data)
-    torrent = parse_torrent(made.data)
-    magnet = magnet_from_torrent(torrent).to_uri()
-    if json_out:
-        print_json({"event": "shared", "torrent": str(out), "magnet": magnet, "name": torrent.name})
-    else:
-        console.print(f"torrent: {out}\nmagnet:  {magnet}")
-    sys.stdout.flush()
-    save = path.resolve().parent
-    _run(lambda: _seed_forever([(torrent, save)], host, port, [], json_out, []))
+
+    async def main() -> None:
+        server = url = None
+        if embed_tracker is not None:
+            server, url = await _start_embedded_tracker(embed_tracker)
+            _announce_tracker(url, json_out)
+        tiers = [[t] for t in tracker or []] or ([[url]] if url else [])
+        try:
+            made = await asyncio.to_thread(make_torrent, path, trackers=tiers)
+            out.write_bytes(made.data)
+        except BaseException:
+            if server is not None:
+                await server.stop()
+            raise
+        torrent = parse_torrent(made.data)
+        magnet = magnet_from_torrent(torrent).to_uri()
+        if json_out:
+            print_json({"event": "shared", "torrent": str(out), "magnet": magnet, "name": torrent.name})
+        else:
+            console.print(f"torrent: {out}\nmagnet:  {magnet}")
+        sys.stdout.flush()
+        extra = [url] if url and tracker else []
+        await _seed_forever([(torrent, path.resolve().parent)], host, port, extra, json_out, [], server)
+
+    _run(main)
