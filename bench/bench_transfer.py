@@ -1,0 +1,574 @@
+#!/usr/bin/env python3
+"""Peer transfer benchmark (issue 3): one seeder → one leecher over loopback TCP, every client pair.
+
+A file of ``--size`` bytes (default 1 GiB) on tmpfs (``/dev/shm``) is sent from a seeder process to a
+leecher process (leecher data on tmpfs too) for each pair of bitswarm (Session API on uvloop),
+libtorrent (PyPI, uTP/DHT/LSD/UPnP/NAT-PMP/encryption off) and aria2c (Debian). aria2 can only find
+peers through a tracker, so an opentracker (Debian) runs on loopback and the harness announces every
+seeder to it. Seeders start in seed mode (pieces are hashed lazily before their first upload:
+libtorrent ``seed_mode``, aria2 ``--bt-seed-unverified``, bitswarm ``seed_mode=True``).
+
+Timing: from the leecher's connect (bitswarm: ``Session.add`` with the peer, libtorrent:
+``connect_peer``; aria2: process start, which includes its tracker announce) to verified-complete
+as the leecher reports it. Pairs run interleaved, ``--repeat`` rounds, best of N per pair; the
+ratio is against libtorrent→libtorrent of the same run. Peak RSS of each process is its
+``VmHWM`` from ``/proc/<pid>/status``, sampled until it exits. After each pair the leecher's file
+is hashed and compared with the source.
+
+    .venv/bin/python bench/bench_transfer.py                 # 1 GiB, all pairs, best of 2
+    .venv/bin/python bench/bench_transfer.py --pairs bw-bw,lt-lt --repeat 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+CLIENTS = {"bw": "bitswarm", "lt": "libtorrent", "aria": "aria2"}
+ALL_PAIRS = ["bw-bw", "lt-lt", "aria-aria", "bw-lt", "lt-bw", "bw-aria", "aria-bw"]
+LT_SETTINGS: dict[str, Any] = {
+    "listen_interfaces": "127.0.0.1:0",
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "out_enc_policy": 2,  # pe_settings: disabled
+    "in_enc_policy": 2,
+    "allow_multiple_connections_per_ip": True,
+    "user_agent": "libtorrent-bench",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# child roles (each peer runs in its own process)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _wait_stdin_closed() -> None:
+    with contextlib.suppress(OSError):
+        while sys.stdin.buffer.read(4096):
+            pass
+
+
+def role_bw(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from bitswarm.metainfo import load_torrent
+    from bitswarm.session import Session, SessionConfig
+
+    torrent = load_torrent(args.torrent)
+
+    async def main() -> None:
+        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, min_announce_interval=1.0)
+        async with Session(cfg) as s:
+            if args.role == "bw-seed":
+                await s.add(torrent, args.dir, seed_mode=True, use_torrent_trackers=False)
+                _emit({"ready": True, "port": s.port})
+                await asyncio.get_running_loop().run_in_executor(None, _wait_stdin_closed)
+                return
+            t0 = time.perf_counter()
+            h = await s.add(
+                torrent, args.dir, peers=[("127.0.0.1", args.peer_port)], use_torrent_trackers=False
+            )
+            await h.wait_complete(timeout=args.timeout)
+            dt = time.perf_counter() - t0
+            _emit({"done": True, "seconds": dt})
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        asyncio.run(main())
+
+
+def role_lt(args: argparse.Namespace) -> None:
+    import libtorrent as lt
+
+    settings = dict(LT_SETTINGS)
+    settings["alert_mask"] = lt.alert.category_t.status_notification | lt.alert.category_t.error_notification
+    ses = lt.session(settings)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(args.torrent)
+    params.save_path = args.dir
+    # not auto-managed: a paused torrent (the default) drops incoming connections until the
+    # queueing logic resumes it a second later
+    params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
+    seed = args.role == "lt-seed"
+    if seed:
+        params.flags |= lt.torrent_flags.seed_mode
+    h = ses.add_torrent(params)
+    if seed:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st = h.status()
+            if st.is_seeding and st.state == lt.torrent_status.seeding and not st.paused:
+                break
+            time.sleep(0.005)
+        _emit({"ready": True, "port": ses.listen_port()})
+        _wait_stdin_closed()
+        return
+    deadline = time.monotonic() + 30
+    while (st := h.status()).paused or st.state not in (lt.torrent_status.downloading,):
+        if time.monotonic() > deadline:
+            raise SystemExit("libtorrent leecher never left the checking state")
+        time.sleep(0.005)
+    t0 = time.perf_counter()
+    h.connect_peer(("127.0.0.1", args.peer_port))
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(50)
+        done = False
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.torrent_finished_alert):
+                done = True
+        if done or h.status().is_seeding:
+            _emit({"done": True, "seconds": time.perf_counter() - t0})
+            return
+    raise SystemExit("libtorrent leecher timed out")
+
+
+# ----------------------------------------------------------------------------------------------
+# orchestration
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    maxrss_kb: int = 0
+    rc: int | None = None
+    _buf: bytes = b""
+
+    def read_json(self, timeout: float) -> dict[str, Any]:
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            nl = self._buf.find(b"\n")
+            while nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                with contextlib.suppress(ValueError):
+                    obj = json.loads(line)
+                    if isinstance(obj, dict):
+                        return obj
+                nl = self._buf.find(b"\n")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.name}: no answer in {timeout:.0f} s")
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise RuntimeError(f"{self.name} exited: {self.reap(5)} {self._stderr()}")
+                self._buf += chunk
+
+    def _stderr(self) -> str:
+        if self.popen.stderr is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            os.set_blocking(self.popen.stderr.fileno(), False)
+            return (self.popen.stderr.read() or b"").decode(errors="replace")[-2000:]
+        return ""
+
+    def reap(self, timeout: float) -> int:
+        """Wait for the process (``wait4``: its exit code and peak RSS), killing it after timeout."""
+        if self.rc is not None:
+            return self.rc
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sample_rss()
+            pid, status, _ru = os.wait4(self.popen.pid, os.WNOHANG)
+            if pid:
+                # ru_maxrss is useless here: Linux carries the forking parent's high-water mark
+                # over exec, so the peak comes from /proc/<pid>/status VmHWM, sampled until exit.
+                self.rc = os.waitstatus_to_exitcode(status)
+                self.popen.returncode = self.rc
+                return self.rc
+            if time.monotonic() > deadline:
+                self.popen.kill()
+                deadline = time.monotonic() + 5
+            time.sleep(0.005)
+
+    def sample_rss(self) -> None:
+        """Read the process's peak RSS (VmHWM, KiB) while it is alive (monotone, so the last wins)."""
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{self.popen.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    self.maxrss_kb = max(self.maxrss_kb, int(line.split()[1]))
+                    break
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.rc is None:
+            if self.popen.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self.popen.stdin.close()
+            if self.popen.args and str(self.popen.args[0]).endswith("aria2c"):
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.terminate()
+        return self.reap(timeout)
+
+
+def spawn_py(role: str, torrent: Path, directory: Path, peer_port: int = 0, timeout: float = 120) -> Proc:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--torrent", str(torrent)]
+    cmd += ["--dir", str(directory), "--peer-port", str(peer_port), "--timeout", str(timeout)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return Proc(role, p)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_tcp(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def spawn_aria(torrent: Path, directory: Path, *, seed: bool) -> tuple[Proc, int]:
+    port = free_port()
+    cmd = [
+        shutil.which("aria2c") or "aria2c",
+        f"--dir={directory}",
+        f"--listen-port={port}",
+        "--enable-dht=false",
+        "--enable-dht6=false",
+        "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false",
+        "--bt-external-ip=127.0.0.1",
+        "--bt-tracker-interval=1",
+        "--bt-tracker-connect-timeout=5",
+        "--file-allocation=none",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--disable-ipv6=true",
+        "--follow-torrent=false",
+    ]
+    if seed:
+        cmd += ["--seed-ratio=0.0", "--seed-time=600", "--bt-seed-unverified=true", "--check-integrity=false"]
+    else:
+        cmd += ["--seed-time=0", "--check-integrity=false"]
+    cmd.append(str(torrent))
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return Proc("aria2c-" + ("seed" if seed else "leech"), p), port
+
+
+class Tracker:
+    """opentracker on loopback, whitelisting one info-hash (Debian's build: ``-u nobody -d DIR``)."""
+
+    def __init__(self, info_hash: bytes) -> None:
+        exe = shutil.which("opentracker")
+        if exe is None:
+            raise SystemExit("opentracker is not installed (apt-get install opentracker)")
+        self.info_hash = info_hash
+        self.dir = tempfile.mkdtemp(prefix="bench-opentracker-")
+        os.chmod(self.dir, 0o755)
+        Path(self.dir, "whitelist").write_text(info_hash.hex() + "\n")
+        os.chmod(Path(self.dir, "whitelist"), 0o644)
+        self.port = free_port()
+        cmd = [exe, "-i", "127.0.0.1", "-p", str(self.port), "-P", str(self.port), "-w", "whitelist"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody", "-d", self.dir]
+        self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_tcp(self.port, 5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/announce"
+
+    def announce(self, port: int, event: str = "started", left: int = 0) -> None:
+        """Announce a peer (a seeder that does not announce itself) at 127.0.0.1:``port``."""
+        q = urllib.parse.urlencode(
+            {
+                "info_hash": self.info_hash,
+                "peer_id": os.urandom(20),
+                "port": port,
+                "uploaded": 0,
+                "downloaded": 0,
+                "left": left,
+                "event": event,
+                "compact": 1,
+            }
+        )
+        with urllib.request.urlopen(f"{self.url}?{q}", timeout=5) as r:
+            r.read()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Result:
+    pair: str
+    seconds: list[float] = field(default_factory=list)
+    seed_rss_kb: int = 0
+    leech_rss_kb: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def make_data(work: Path, size: int, piece_length: int | None) -> tuple[Path, Path, Path, bytes, int]:
+    """The source file (cached across runs), its .torrent (and one with the tracker added later)."""
+    from bitswarm.metainfo import parse_torrent
+    from bitswarm.metainfo._create import auto_piece_length, create_torrent
+
+    plen = piece_length or auto_piece_length(size)
+    data_dir = work / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    src = data_dir / f"payload-{size}.bin"
+    if not src.exists() or src.stat().st_size != size:
+        tmp = src.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            left = size
+            while left:
+                n = min(left, 64 << 20)
+                f.write(os.urandom(n))
+                left -= n
+        tmp.rename(src)
+    tfile = work / f"payload-{size}-{plen}.torrent"
+    if not tfile.exists():
+        tfile.write_bytes(create_torrent(src, version="v1", piece_length=plen, creation_date=None))
+    t = parse_torrent(tfile.read_bytes())
+    return data_dir, src, tfile, t.swarm_hash, plen
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run_pair(
+    pair: str,
+    *,
+    work: Path,
+    data_dir: Path,
+    src: Path,
+    tfile: Path,
+    ttrack: Path,
+    tracker: Tracker | None,
+    digest: str,
+    timeout: float,
+) -> tuple[float, int, int]:
+    """One transfer. Returns (seconds, seeder peak RSS KiB, leecher peak RSS KiB)."""
+    seeder, leecher = pair.split("-")
+    leech_dir = work / f"leech-{pair}"
+    shutil.rmtree(leech_dir, ignore_errors=True)
+    leech_dir.mkdir(parents=True)
+    procs: list[Proc] = []
+    try:
+        # seeder
+        if seeder == "aria":
+            sp, port = spawn_aria(ttrack, data_dir, seed=True)
+            procs.append(sp)
+            wait_tcp(port, 15)
+        else:
+            sp = spawn_py(f"{seeder}-seed", tfile, data_dir, timeout=timeout)
+            procs.append(sp)
+            port = int(sp.read_json(30)["port"])
+        if leecher == "aria":
+            assert tracker is not None
+            tracker.announce(port)
+            t0 = time.perf_counter()
+            lp, _ = spawn_aria(ttrack, leech_dir, seed=False)
+            procs.append(lp)
+            rc = lp.reap(timeout)
+            seconds = time.perf_counter() - t0
+            if rc != 0:
+                out = lp.popen.stdout.read().decode(errors="replace") if lp.popen.stdout else ""
+                raise RuntimeError(f"aria2c leecher exited {rc}: {out[-1500:]}")
+        else:
+            lp = spawn_py(f"{leecher}-leech", tfile, leech_dir, peer_port=port, timeout=timeout)
+            procs.append(lp)
+            seconds = float(lp.read_json(timeout + 30)["seconds"])
+            lp.sample_rss()
+            lp.stop(30)
+        sp.sample_rss()
+        sp.stop(30)
+        got = leech_dir / src.name
+        if not got.exists() or got.stat().st_size != src.stat().st_size or file_digest(got) != digest:
+            raise RuntimeError(f"{pair}: leecher's file differs from the source")
+        return seconds, sp.maxrss_kb, lp.maxrss_kb
+    finally:
+        for p in procs:
+            if p.rc is None:
+                with contextlib.suppress(Exception):
+                    p.popen.kill()
+                    p.reap(5)
+        if tracker is not None:  # forget this run's seeder so the next aria2 leecher sees one peer
+            with contextlib.suppress(Exception):
+                tracker.announce(port, event="stopped")
+        shutil.rmtree(leech_dir, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=1 << 30, help="bytes to transfer (default 1 GiB)")
+    ap.add_argument("--piece-length", type=int, default=0, help="default: bitswarm create's choice")
+    ap.add_argument(
+        "--pairs", default=",".join(ALL_PAIRS), help="seeder-leecher pairs: " + ",".join(ALL_PAIRS)
+    )
+    ap.add_argument("--repeat", type=int, default=2, help="rounds (best of N per pair)")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--workdir", default="/dev/shm/bitswarm-bench-transfer")
+    ap.add_argument("--keep", action="store_true", help="keep the source file for the next run")
+    ap.add_argument("--json", action="store_true")
+    # child roles
+    ap.add_argument("--role", help=argparse.SUPPRESS)
+    ap.add_argument("--torrent", help=argparse.SUPPRESS)
+    ap.add_argument("--dir", help=argparse.SUPPRESS)
+    ap.add_argument("--peer-port", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.role:
+        (role_bw if args.role.startswith("bw-") else role_lt)(args)
+        return
+
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    for p in pairs:
+        if p not in ALL_PAIRS:
+            ap.error(f"unknown pair {p!r}")
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    data_dir, src, tfile, swarm_hash, plen = make_data(work, args.size, args.piece_length or None)
+    digest = file_digest(src)
+    tracker: Tracker | None = None
+    ttrack = tfile
+    if any("aria" in p for p in pairs):
+        from bitswarm.metainfo._create import create_torrent
+
+        tracker = Tracker(swarm_hash)
+        ttrack = work / "payload-tracker.torrent"
+        ttrack.write_bytes(
+            create_torrent(src, version="v1", piece_length=plen, creation_date=None, trackers=[[tracker.url]])
+        )
+    results = {p: Result(p) for p in pairs}
+    try:
+        for rnd in range(args.repeat):
+            for p in pairs:
+                r = results[p]
+                try:
+                    sec, srss, lrss = run_pair(
+                        p,
+                        work=work,
+                        data_dir=data_dir,
+                        src=src,
+                        tfile=tfile,
+                        ttrack=ttrack,
+                        tracker=tracker,
+                        digest=digest,
+                        timeout=args.timeout,
+                    )
+                except Exception as exc:  # report and go on with the other pairs
+                    r.errors.append(f"{type(exc).__name__}: {exc}")
+                    if not args.json:
+                        print(f"round {rnd + 1} {p}: FAILED {exc}", file=sys.stderr)
+                    continue
+                r.seconds.append(sec)
+                r.seed_rss_kb = max(r.seed_rss_kb, srss)
+                r.leech_rss_kb = max(r.leech_rss_kb, lrss)
+                if not args.json:
+                    print(
+                        f"round {rnd + 1} {p:10s} {sec:7.3f} s  {args.size / sec / 1e6:8.1f} MB/s",
+                        file=sys.stderr,
+                    )
+    finally:
+        if tracker is not None:
+            tracker.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    base = min(results["lt-lt"].seconds) if "lt-lt" in results and results["lt-lt"].seconds else None
+    rows = []
+    for p in pairs:
+        r = results[p]
+        best = min(r.seconds) if r.seconds else None
+        s, le = p.split("-")
+        rows.append(
+            {
+                "pair": p,
+                "seeder": CLIENTS[s],
+                "leecher": CLIENTS[le],
+                "seconds": best,
+                "all_seconds": [round(x, 4) for x in r.seconds],
+                "mb_per_s": (args.size / best / 1e6) if best else None,
+                "ratio_vs_lt_lt": (best / base) if best and base else None,
+                "seeder_peak_rss_mib": round(r.seed_rss_kb / 1024, 1),
+                "leecher_peak_rss_mib": round(r.leech_rss_kb / 1024, 1),
+                "errors": r.errors,
+            }
+        )
+    summary = {
+        "size": args.size,
+        "piece_length": plen,
+        "repeat": args.repeat,
+        "wall_seconds": round(time.monotonic() - t_start, 1),
+        "loadavg": os.getloadavg(),
+        "pairs": rows,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(
+        f"{args.size / 2**20:.0f} MiB, piece {plen // 1024} KiB, best of {args.repeat}, "
+        f"load {summary['loadavg'][0]:.1f}, {summary['wall_seconds']} s"
+    )
+    print(
+        f"{'seeder → leecher':26s} {'seconds':>8s} {'MB/s':>8s} {'vs lt':>6s} "
+        f"{'seed RSS':>9s} {'leech RSS':>9s}"
+    )
+    for row in rows:
+        name = f"{row['seeder']} → {row['leecher']}"
+        if row["seconds"] is None:
+            print(f"{name:26s} FAILED: {'; '.join(row['errors'])[:200]}")
+            continue
+        ratio = f"{row['ratio_vs_lt_lt']:.2f}" if row["ratio_vs_lt_lt"] else "-"
+        print(
+            f"{name:26s} {row['seconds']:8.3f} {row['mb_per_s']:8.1f} {ratio:>6s} "
+            f"{row['seeder_peak_rss_mib']:7.0f} M {row['leecher_peak_rss_mib']:7.0f} M"
+        )
+
+
+if __name__ == "__main__":
+    main()
