@@ -191,3 +191,14 @@ def test_fast_path_agrees_with_reference_decoder(base: bytes, pos: int, junk: by
         full = decode_full(data)
         for key, (start, end) in full.spans.items():
             assert decode(data[start:end]) == full.value[key]
+
+
+@given(st.dictionaries(st.binary(max_size=6), _values, max_size=6), _values)
+def test_fast_spans_match_reference_around_info(extra: dict[bytes, Any], info: Any) -> None:
+    """The fast path derives the ``info`` span from its neighbours; it must equal the reference's."""
+    data = encode({**extra, b"info": info})
+    spans: dict[bytes, tuple[int, int]] = {}
+    _codec._Decoder(data, True, _codec.DEFAULT_MAX_DEPTH).dictionary(0, 0, spans)
+    assert decode_full(data).spans == spans
+    start, end = spans[b"info"]
+    assert data[start:end] == encode(info)

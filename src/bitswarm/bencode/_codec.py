@@ -202,21 +202,43 @@ def decode_full(data: bytes, *, strict: bool = True, max_depth: int = DEFAULT_MA
 
 
 def _fast_full(data: bytes) -> Decoded | None:
-    """Strictly valid input is canonical, so each top-level value re-encodes to its original bytes:
-    spans follow from the encoded lengths (each checked against the input). None = use the slow path."""
+    """Spans of a strictly valid top-level dict, without walking it in Python.
+
+    Strictly valid input is canonical, so every value re-encodes to its original bytes: spans follow
+    from the encoded lengths, each checked against the input. The largest value (``info`` in a
+    torrent) is not re-encoded at all: its span lies between its neighbours' spans, computed forward
+    from the start and backward from the end. None means: use the reference decoder.
+    """
     assert _fast is not None
     try:
         value = _fast.bdecode(data)
+        keys = list(value)
+        skip = keys.index(b"info") if b"info" in value else len(keys)
         spans: dict[bytes, tuple[int, int]] = {}
         pos = 1
-        for key, item in value.items():
+        for key in keys[:skip]:
             pos += len(b"%d:" % len(key)) + len(key)
-            raw = _fast.bencode(item)
+            raw = _fast.bencode(value[key])
             end = pos + len(raw)
             if data[pos:end] != raw:
                 return None
             spans[key] = (pos, end)
             pos = end
+        if skip < len(keys):
+            end = len(data) - 1  # before the dict's closing "e"
+            for key in reversed(keys[skip + 1 :]):
+                raw = _fast.bencode(value[key])
+                start = end - len(raw)
+                if data[start:end] != raw:
+                    return None
+                spans[key] = (start, end)
+                end = start - len(b"%d:" % len(key)) - len(key)
+            key = keys[skip]
+            pos += len(b"%d:" % len(key)) + len(key)
+            if data[pos - len(key) : pos] != key or pos > end:
+                return None
+            spans[key] = (pos, end)
+            spans = {k: spans[k] for k in keys}
     except (_fast.BencodeDecodeError, _fast.BencodeEncodeError, TypeError, ValueError):
         return None
     return Decoded(value, spans, ())
