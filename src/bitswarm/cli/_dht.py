@@ -1,0 +1,140 @@
+"""``bitswarm dht``: a standalone Mainline DHT node (e.g. a LAN bootstrap), and ``dht lookup``.
+
+``bitswarm dht [--port N] [--bootstrap HOST:PORT]... [--state FILE]`` runs a node and prints its id,
+address and routing-table size every few seconds (``--json``: one object per line).
+``bitswarm dht lookup INFOHASH [--bootstrap HOST:PORT]...`` prints the peers found, one
+``HOST:PORT`` per line. Loopback and private addresses are accepted when the bootstrap node (or the
+bound address) is itself loopback/private, so a LAN or a test needs no extra flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bitswarm.cli._app import app, console, err_console, fail, print_json
+from bitswarm.cli._peer import parse_hostport
+
+dht_app = typer.Typer(
+    name="dht",
+    help="Run a standalone Mainline DHT node, or look up the peers of an info-hash.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(dht_app)
+
+BootstrapOption = Annotated[
+    list[str] | None,
+    typer.Option("--bootstrap", "-b", help="A DHT node to join through, HOST:PORT; repeatable."),
+]
+
+
+def _run(coro_fn: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro_fn())  # type: ignore[operator]
+    except ImportError:  # pragma: no cover
+        asyncio.run(coro_fn())  # type: ignore[operator]
+
+
+def _local(host: str) -> bool:
+    from bitswarm.dht.bep42 import is_local_address
+
+    return is_local_address(host)
+
+
+def _config(bootstrap: list[tuple[str, int]], host: str) -> object:
+    from bitswarm.dht.node import DHTConfig
+
+    config = DHTConfig()
+    if bootstrap and all(_local(h) for h, _ in bootstrap):
+        config.lan = True  # a private/loopback bootstrap: a LAN or a test network
+    elif _local(host) and host not in ("0.0.0.0", "::"):
+        config.lan = True
+    return config
+
+
+@dht_app.callback()
+def dht(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", "-p", help="UDP port (0: any free port).")] = 6881,
+    host: Annotated[str, typer.Option("--host", help="Address to bind ('::' for dual-stack).")] = "0.0.0.0",
+    bootstrap: BootstrapOption = None,
+    state: Annotated[Path | None, typer.Option("--state", help="Save/restore id and contacts here.")] = None,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between status lines.")] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="Status as JSON lines.")] = False,
+) -> None:
+    """Run a DHT node until Ctrl-C / SIGTERM, printing its id, address and table size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bitswarm.dht.server import DHTServer
+
+    contacts = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        server = DHTServer(host, port, bootstrap=contacts, config=_config(contacts, host), state_file=state)  # type: ignore[arg-type]
+        try:
+            await server.start()
+        except OSError as exc:
+            fail(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}")
+        try:
+            while not stop.is_set():
+                size = sum(len(t) for t in server.node.tables.values())
+                addr = server.address
+                if json_out:
+                    print_json({"id": server.node_id.hex(), "address": f"{addr[0]}:{addr[1]}", "nodes": size})
+                else:
+                    console.print(f"dht node {server.node_id.hex()} on {addr[0]}:{addr[1]} — {size} nodes")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+        finally:
+            await server.stop()
+
+    _run(main)
+
+
+@dht_app.command()
+def lookup(
+    info_hash: Annotated[str, typer.Argument(help="40 hex digits (v1, or a truncated v2 hash).")],
+    bootstrap: BootstrapOption = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")] = 30.0,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with the peers.")] = False,
+) -> None:
+    """Find the peers of INFOHASH on the DHT; prints HOST:PORT lines."""
+    from bitswarm.dht.server import DHTServer
+
+    try:
+        target = bytes.fromhex(info_hash)
+    except ValueError:
+        target = b""
+    if len(target) != 20:
+        fail(f"info-hash must be 40 hex digits, got {info_hash!r}")
+    contacts = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
+    if not contacts:
+        fail("give at least one --bootstrap HOST:PORT")
+    host = "127.0.0.1" if all(h.startswith("127.") for h, _ in contacts) else "0.0.0.0"
+
+    async def main() -> None:
+        async with DHTServer(host, 0, bootstrap=contacts, config=_config(contacts, host)) as server:  # type: ignore[arg-type]
+            await server.bootstrap(contacts, timeout=timeout)
+            peers = await server.lookup(target, timeout=timeout)
+        if json_out:
+            print_json({"info_hash": target.hex(), "peers": [f"{h}:{p}" for h, p in peers]})
+        else:
+            for h, p in peers:
+                print(f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
+        if not peers:
+            err_console.print("no peers found")
+
+    _run(main)
