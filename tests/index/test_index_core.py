@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import asyncpg
 import pytest
 from index_testlib import FAST_HASHER, SHA_A, SHA_B, FakeClock
 
@@ -24,9 +25,9 @@ from bitswarm.index import (
 
 
 @pytest.fixture
-async def svc(tmp_path):
+async def svc(index_db):
     clock = FakeClock()
-    service = await IndexService.open(tmp_path / "index.db", clock=clock, hasher=FAST_HASHER)
+    service = await IndexService.open(index_db, clock=clock, hasher=FAST_HASHER)
     service.test_clock = clock  # type: ignore[attr-defined]
     yield service
     await service.close()
@@ -189,8 +190,8 @@ async def test_transaction_rolls_back_on_conflicting_hashes(svc):
         await svc.add_file(FileSpec(name="nohash"), guid=None)
 
 
-async def test_restart_keeps_everything(tmp_path):
-    path = tmp_path / "keep.db"
+async def test_restart_keeps_everything(index_db):
+    path = index_db
     clock = FakeClock()
     svc = await IndexService.open(path, clock=clock, hasher=FAST_HASHER)
     fid, guid = await svc.add_file(spec("persist me.txt", SHA_A, chunks=(Chunk(1, "c", "h"),)), guid=None)
@@ -204,12 +205,20 @@ async def test_restart_keeps_everything(tmp_path):
         assert (await svc.get_peer(guid)).online
         assert (await svc.authenticate("dave", "pw")).username == "dave"
         assert [t.ip for t in await svc.trackers()] == ["10.0.0.9:42070"]
-        assert await svc.schema_version() == 1
+        assert await svc.schema_version() == 2
     finally:
         await svc.close()
+    if svc.backend_kind == "postgresql":
+        conn = await asyncpg.connect(path)
+        try:
+            versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+            assert versions == [1, 2]
+        finally:
+            await conn.close()
+        return
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,)]
     db.close()
 
 
@@ -224,3 +233,35 @@ async def test_dump_and_load(svc, tmp_path):
         assert detail.chunks == (Chunk(0, "c0", "h"),)
     finally:
         await other.close()
+
+
+def test_tsquery_and_tsvector_literals():
+    from bitswarm.index._pgstore import tsquery_literal, tsvector_literal
+
+    assert tsquery_literal("ubu desk") == "'ubu':* & 'desk':*"
+    assert tsquery_literal('"big buck" bunny') == "('big' <-> 'buck') & 'bunny':*"
+    assert tsquery_literal("  *** ") is None
+    assert tsquery_literal("it's") == "'it':* & 's':*"
+    assert tsvector_literal("Café_Déjà 1080p") == "'cafe':1 'deja':2 '1080p':3"
+
+
+async def test_search_normalises_words_on_both_backends(svc):
+    fid, guid = await svc.add_file(spec("Café_Déjà Vu (it's) 1080p.mkv", SHA_A), guid=None)
+    await svc.add_file(spec("back\\slash 'quoted'.txt", SHA_B), guid=guid)
+    for query in ("cafe", "DÉJÀ", "deja vu", '"deja vu"', "it s", "1080"):
+        assert [f.id for f in (await svc.search(query)).items] == [fid], query
+    assert (await svc.search('"vu deja"')).total == 0
+    assert [f.name for f in (await svc.search("slash quoted")).items] == ["back\\slash 'quoted'.txt"]
+    assert (await svc.search("'")).total == 0
+    assert (await svc.search("café & | ! <-> :*")).total == 1
+
+
+async def test_search_pagination_total(svc):
+    _, guid = await svc.add_file(spec("page 0", "0" * 64), guid=None)
+    for i in range(1, 5):
+        await svc.add_file(spec(f"page {i}", str(i) * 64), guid=guid)
+    first = await svc.search("page", limit=2)
+    assert first.total == 5 and len(first.items) == 2
+    assert (await svc.search("page", limit=2, offset=4)).items[0].name.startswith("page")
+    past = await svc.search("page", limit=2, offset=10)
+    assert past.total == 5 and past.items == ()

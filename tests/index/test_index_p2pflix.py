@@ -21,9 +21,9 @@ CHUNKS = [
 
 
 @pytest.fixture
-async def env():
+async def env(index_db):
     clock = FakeClock()
-    svc = await IndexService.open(":memory:", clock=clock, hasher=FAST_HASHER)
+    svc = await IndexService.open(index_db, clock=clock, hasher=FAST_HASHER)
     app = create_app(svc, IndexConfig(name="t1"))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t1", timeout=10

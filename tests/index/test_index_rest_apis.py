@@ -26,9 +26,9 @@ RES = {
 
 
 @pytest.fixture
-async def env():
+async def env(index_db):
     clock = FakeClock()
-    svc = await IndexService.open(":memory:", clock=clock, hasher=FAST_HASHER)
+    svc = await IndexService.open(index_db, clock=clock, hasher=FAST_HASHER)
     app = create_app(svc)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://idx", timeout=10

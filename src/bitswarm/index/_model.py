@@ -75,6 +75,8 @@ class FileSpec:
     btih_v2: str | None = None
     magnet: str | None = None
     chunks: tuple[Chunk, ...] = ()
+    #: The bencoded .torrent (BEP 3 / BEP 52 metainfo) when the registrant gave it.
+    torrent: bytes | None = field(default=None, repr=False)
 
     def hashes(self) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -9,6 +9,7 @@ that records which numbered migrations ran.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -123,6 +124,10 @@ _MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY,
         seen_at REAL NOT NULL
     );
+    """,
+    # 2: the .torrent metainfo (BEP 3 / BEP 52) a seeder registered, so `bitswarm get` can rebuild it
+    """
+    ALTER TABLE files ADD COLUMN torrent BLOB;
     """,
 )
 
@@ -505,8 +510,8 @@ class Store:
         file_id = self._find_file_id(hashes)
         if file_id is None:
             cur = self._db.execute(
-                "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name,
                     spec.size,
@@ -516,14 +521,16 @@ class Store:
                     spec.btih_v1,
                     spec.btih_v2,
                     spec.magnet,
+                    spec.torrent,
                     now,
                 ),
             )
             file_id = int(cur.lastrowid or 0)
         else:
             # Fill in what the first registration did not know; never overwrite a known value.
-            sets = [f"{algo} = coalesce({algo}, :{algo})" for algo in (*HASH_ALGOS, "size", "magnet")]
-            params: dict[str, Any] = {algo: getattr(spec, algo) for algo in (*HASH_ALGOS, "size", "magnet")}
+            cols = (*HASH_ALGOS, "size", "magnet", "torrent")
+            sets = [f"{col} = coalesce({col}, :{col})" for col in cols]
+            params: dict[str, Any] = {col: getattr(spec, col) for col in cols}
             params["id"] = file_id
             try:
                 self._db.execute(f"UPDATE files SET {', '.join(sets)} WHERE id = :id", params)
@@ -678,6 +685,14 @@ class Store:
     def file_by_hash(self, value: str, now: float) -> FileDetail:
         return self.get_file(self._file_id_by_hash(value), now)
 
+    def torrent_of(self, file_id: int) -> bytes:
+        row = self._db.execute("SELECT torrent FROM files WHERE id = ?", (file_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no file {file_id}")
+        if row[0] is None:
+            raise NotFound(f"no torrent stored for file {file_id}")
+        return bytes(row[0])
+
     def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
         rows = self._db.execute(
             f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
@@ -791,6 +806,7 @@ class Store:
         files = []
         for r in self._db.execute("SELECT * FROM files ORDER BY id"):
             f = {k: r[k] for k in ("id", "name", "size", *HASH_ALGOS, "magnet")}
+            f["torrent"] = b64(r["torrent"])
             f["chunks"] = [
                 {"id": c[0], "name": c[1], "chunk_hash": c[2]}
                 for c in self._db.execute(
@@ -821,14 +837,7 @@ class Store:
             )
         n = 0
         for f in data.get("files", []):
-            spec = FileSpec(
-                name=f["name"],
-                size=f.get("size"),
-                magnet=f.get("magnet"),
-                chunks=tuple(Chunk(c["id"], c["name"], c["chunk_hash"]) for c in f.get("chunks", [])),
-                **{algo: f.get(algo) for algo in HASH_ALGOS},
-            )
-            file_id = self._upsert_file(spec, now)
+            file_id = self._upsert_file(spec_from_dump(f), now)
             for h in f.get("hosts", []):
                 if self._db.execute("SELECT 1 FROM peers WHERE guid = ?", (h["guid"],)).fetchone():
                     self._add_host(file_id, h["guid"], h.get("path"), now)
@@ -899,6 +908,23 @@ def _record_from(row: sqlite3.Row) -> FileRecord:
         magnet=row["magnet"],
         online_peers=row["online"],
         total_peers=row["total"],
+    )
+
+
+def b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(bytes(data)).decode("ascii")
+
+
+def spec_from_dump(f: dict[str, Any]) -> FileSpec:
+    """A file entry of a :meth:`Store.dump` (either backend) back to a :class:`FileSpec`."""
+    torrent = f.get("torrent")
+    return FileSpec(
+        name=f["name"],
+        size=f.get("size"),
+        magnet=f.get("magnet"),
+        torrent=None if torrent is None else base64.b64decode(torrent),
+        chunks=tuple(Chunk(c["id"], c["name"], c["chunk_hash"]) for c in f.get("chunks", [])),
+        **{algo: f.get(algo) for algo in HASH_ALGOS},
     )
 
 

@@ -1,0 +1,1000 @@
+"""PostgreSQL storage of the index (asyncpg), the same operations as the SQLite
+:class:`~bitswarm.index._store.Store` with the same results, for ``--db postgresql://…``.
+
+* Every public method is one transaction; methods that write also hold one process-wide
+  :class:`asyncio.Lock`, so writes are applied one after the other exactly as SQLite's single writer
+  does (sequence-number checks and hash de-duplication need no row locks or retries). Reads run
+  concurrently on the pool.
+* Full-text search uses a ``tsvector`` column with a GIN index. The vector and the query are built
+  here as *literals* (``'word':1 'other':2`` / ``'ubu':* & 'desk':*`` / ``'big' <-> 'buck'``) from
+  the same word splitting and normalisation as the SQLite FTS5 path (casefold, diacritics removed),
+  so both backends match the same names; ranking is online peers, then ``ts_rank``.
+* Versioned migrations in ``schema_migrations``, applied under a transaction-scoped advisory lock
+  so two servers starting on one database do not race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import unicodedata
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from bitswarm.index._errors import Conflict, NotFound, StaleSequence, ValidationError
+from bitswarm.index._model import (
+    HASH_ALGOS,
+    OFFLINE_AFTER,
+    REGISTRATION_TTL,
+    Chunk,
+    FileDetail,
+    FileRecord,
+    FileSpec,
+    Host,
+    Peer,
+    PeerStatus,
+    SearchResult,
+    Tracker,
+    User,
+)
+
+#: Most full-text matches ranked per query (same cap as the SQLite path).
+SEARCH_CANDIDATES = 2000
+_MIGRATION_LOCK = 0x62697473  # "bits": advisory lock key held while migrating
+
+PG_MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema (mirrors SQLite migration 1; FTS5 becomes a tsvector column)
+    """
+    CREATE TABLE users(
+        id BIGSERIAL PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE sessions(
+        token_hash TEXT PRIMARY KEY,
+        user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE peers(
+        guid TEXT PRIMARY KEY,
+        user_id BIGINT REFERENCES users(id) ON DELETE SET NULL,
+        ip TEXT,
+        port INTEGER,
+        created_at DOUBLE PRECISION NOT NULL,
+        last_login DOUBLE PRECISION,
+        last_seen DOUBLE PRECISION,
+        logged_in BOOLEAN NOT NULL DEFAULT false,
+        expires_at DOUBLE PRECISION NOT NULL,
+        seq_expected BIGINT NOT NULL DEFAULT 0,
+        ka_seq_expected BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX peers_user ON peers(user_id);
+    CREATE INDEX peers_expires ON peers(expires_at);
+    CREATE TABLE files(
+        id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL,
+        size BIGINT,
+        sha1 TEXT, sha256 TEXT, md5 TEXT, btih_v1 TEXT, btih_v2 TEXT,
+        magnet TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        search TSVECTOR NOT NULL
+    );
+    CREATE UNIQUE INDEX files_sha1 ON files(sha1) WHERE sha1 IS NOT NULL;
+    CREATE UNIQUE INDEX files_sha256 ON files(sha256) WHERE sha256 IS NOT NULL;
+    CREATE UNIQUE INDEX files_md5 ON files(md5) WHERE md5 IS NOT NULL;
+    CREATE UNIQUE INDEX files_btih_v1 ON files(btih_v1) WHERE btih_v1 IS NOT NULL;
+    CREATE UNIQUE INDEX files_btih_v2 ON files(btih_v2) WHERE btih_v2 IS NOT NULL;
+    CREATE INDEX files_name ON files(name);
+    CREATE INDEX files_search ON files USING GIN(search);
+    CREATE TABLE chunks(
+        file_id BIGINT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        chunk_id BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        PRIMARY KEY(file_id, chunk_id)
+    );
+    CREATE TABLE hosts(
+        file_id BIGINT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        guid TEXT NOT NULL REFERENCES peers(guid) ON DELETE CASCADE,
+        path TEXT,
+        added_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY(file_id, guid)
+    );
+    CREATE INDEX hosts_guid ON hosts(guid, file_id);
+    CREATE TABLE trackers(
+        ip TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        added_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE seen_events(
+        id TEXT PRIMARY KEY,
+        seen_at DOUBLE PRECISION NOT NULL
+    );
+    """,
+    # 2: the .torrent metainfo (BEP 3 / BEP 52) a seeder registered, so `bitswarm get` can rebuild it
+    """
+    ALTER TABLE files ADD COLUMN torrent BYTEA;
+    """,
+)
+
+_ONLINE = "(p.logged_in AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
+_FILE_COLS = "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet"
+_COUNTS = f"""
+    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
+        WHERE h.file_id = f.id AND {_ONLINE}) AS online,
+    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
+        WHERE h.file_id = f.id AND p.expires_at > :now) AS total
+"""
+_PEER_COLS = (
+    "p.guid, u.username, p.ip, p.port, p.logged_in, p.created_at, p.last_login, p.last_seen, "
+    "p.expires_at, p.seq_expected, p.ka_seq_expected"
+)
+_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def _q(sql: str, **params: Any) -> tuple[str, list[Any]]:
+    """``:name`` placeholders to asyncpg's ``$n`` (each name bound once, reused by number)."""
+    order: dict[str, int] = {}
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in order:
+            order[name] = len(order) + 1
+        return f"${order[name]}"
+
+    text = _PARAM.sub(sub, sql)
+    return text, [params[name] for name in order]
+
+
+def search_words(text: str) -> list[str]:
+    """Words of ``text`` as both backends index them: casefolded, diacritics removed."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _WORD.findall(plain)
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_literal(name: str) -> str:
+    """``'word':position …`` for a file name (positions keep phrase search exact)."""
+    return " ".join(f"{_lexeme(w)}:{i}" for i, w in enumerate(search_words(name)[:16000], start=1))
+
+
+def tsquery_literal(text: str) -> str | None:
+    """A user query as a ``tsquery`` literal: words are ANDed prefix terms (``'ubu':*``), a part in
+    double quotes is an exact phrase (``'big' <-> 'buck'``). None when nothing is searchable."""
+    parts: list[str] = []
+    for i, piece in enumerate(text.split('"')):
+        words = search_words(piece)
+        if not words:
+            continue
+        if i % 2 == 1:
+            parts.append("(" + " <-> ".join(_lexeme(w) for w in words) + ")")
+        else:
+            parts.extend(f"{_lexeme(w)}:*" for w in words)
+    return " & ".join(parts) if parts else None
+
+
+def _clean(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; such a value can match nothing stored."""
+    return value if value is None or "\x00" not in value else None
+
+
+class PgStore:
+    """The index tables in one PostgreSQL database. Create with :meth:`connect`."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
+        self.path = dsn
+        self._pool = pool
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 8) -> PgStore:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
+        store = cls(dsn, pool)
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._pool.acquire() as c, c.transaction():
+            await c.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await c.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations("
+                "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in await c.fetch("SELECT version FROM schema_migrations")}
+            for version, script in enumerate(PG_MIGRATIONS, start=1):
+                if version in done:
+                    continue
+                async with c.transaction():  # a savepoint per migration
+                    await c.execute(script)
+                    await c.execute("INSERT INTO schema_migrations(version) VALUES ($1)", version)
+
+    async def schema_version(self) -> int:
+        return int(await self._pool.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, store: PgStore, write: bool) -> None:
+            self.store = store
+            self.write = write
+
+        async def __aenter__(self) -> asyncpg.Connection:
+            if self.write:
+                await self.store._write.acquire()
+            try:
+                self._cm = self.store._pool.acquire()
+                self.conn: asyncpg.Connection = await self._cm.__aenter__()
+                self._tx = self.conn.transaction()
+                await self._tx.__aenter__()
+            except BaseException:
+                if self.write:
+                    self.store._write.release()
+                raise
+            return self.conn
+
+        async def __aexit__(self, *exc: Any) -> None:
+            try:
+                await self._tx.__aexit__(*exc)
+            finally:
+                try:
+                    await self._cm.__aexit__(*exc)
+                finally:
+                    if self.write:
+                        self.store._write.release()
+
+    def _tx_(self, write: bool = True) -> PgStore._Tx:
+        return PgStore._Tx(self, write)
+
+    # -- users and sessions --------------------------------------------------------------------
+
+    async def create_user(self, username: str, password_hash: str, now: float) -> User:
+        async with self._tx_() as c:
+            try:
+                uid = await c.fetchval(
+                    "INSERT INTO users(username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+                    username,
+                    password_hash,
+                    now,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"username {username!r} is taken") from None
+        return User(int(uid), username)
+
+    async def password_hash(self, username: str) -> tuple[User, str]:
+        row = await self._pool.fetchrow(
+            "SELECT id, username, password_hash FROM users WHERE username = $1", _clean(username)
+        )
+        if row is None:
+            raise NotFound(f"no user {username!r}")
+        return User(row[0], row[1]), row[2]
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        async with self._tx_() as c:
+            await c.execute("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
+
+    async def create_session(self, user_id: int, token: str, now: float, expires_at: float) -> None:
+        async with self._tx_() as c:
+            await c.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
+            await c.execute(
+                "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                _token_hash(token),
+                user_id,
+                now,
+                expires_at,
+            )
+
+    async def session_user(self, token: str, now: float) -> User:
+        row = await self._pool.fetchrow(
+            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.token_hash = $1 AND s.expires_at > $2",
+            _token_hash(token),
+            now,
+        )
+        if row is None:
+            raise NotFound("unknown or expired token")
+        return User(row[0], row[1])
+
+    async def delete_session(self, token: str) -> None:
+        async with self._tx_() as c:
+            await c.execute("DELETE FROM sessions WHERE token_hash = $1", _token_hash(token))
+
+    # -- peers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _peer_row(c: asyncpg.Connection, guid: str, now: float) -> asyncpg.Record:
+        row = await c.fetchrow("SELECT * FROM peers WHERE guid = $1 AND expires_at > $2", _clean(guid), now)
+        if row is None:
+            raise NotFound(f"unknown peer {guid}")
+        return row
+
+    @staticmethod
+    async def _peer(c: asyncpg.Connection, guid: str, now: float) -> Peer:
+        row = await c.fetchrow(
+            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
+            "WHERE p.guid = $1 AND p.expires_at > $2",
+            _clean(guid),
+            now,
+        )
+        if row is None:
+            raise NotFound(f"unknown peer {guid}")
+        return _peer_from(row, now)
+
+    async def get_peer(self, guid: str, now: float) -> Peer:
+        async with self._pool.acquire() as c:
+            return await self._peer(c, guid, now)
+
+    @staticmethod
+    async def _create_peer(
+        c: asyncpg.Connection,
+        now: float,
+        *,
+        guid: str | None = None,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+        online: bool = False,
+    ) -> str:
+        guid = guid or str(uuid.uuid4())
+        inserted = await c.fetchval(
+            "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
+            "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT(guid) DO NOTHING "
+            "RETURNING guid",
+            guid,
+            user_id,
+            ip,
+            port,
+            now,
+            now if online else None,
+            now if online else None,
+            online,
+            now + REGISTRATION_TTL,
+        )
+        if inserted is None:
+            raise Conflict(f"peer {guid} exists")
+        return guid
+
+    @staticmethod
+    async def _check_seq(c: asyncpg.Connection, row: asyncpg.Record, column: str, seq: int | None) -> None:
+        """Seed 000 sequence numbers, as in the SQLite store (below expected: stale; gaps allowed)."""
+        if seq is None:
+            return
+        expected = int(row[column])
+        if seq < expected:
+            raise StaleSequence(f"stale or replayed sequence number {seq}; expected {expected} or more")
+        await c.execute(f"UPDATE peers SET {column} = $1 WHERE guid = $2", seq + 1, row["guid"])
+
+    @classmethod
+    async def _delete_peer(cls, c: asyncpg.Connection, guid: str) -> None:
+        file_ids = [r[0] for r in await c.fetch("SELECT file_id FROM hosts WHERE guid = $1", guid)]
+        await c.execute("DELETE FROM peers WHERE guid = $1", guid)
+        await cls._drop_orphans(c, file_ids)
+
+    @staticmethod
+    async def _drop_orphans(c: asyncpg.Connection, file_ids: Iterable[int]) -> None:
+        ids = list(file_ids)
+        if ids:
+            await c.execute(
+                "DELETE FROM files f WHERE f.id = ANY($1::bigint[]) "
+                "AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.file_id = f.id)",
+                ids,
+            )
+
+    async def purge_expired(self, now: float) -> int:
+        async with self._tx_() as c:
+            await c.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
+            await c.execute("DELETE FROM seen_events WHERE seen_at <= $1", now - REGISTRATION_TTL)
+            expired = [r[0] for r in await c.fetch("SELECT guid FROM peers WHERE expires_at <= $1", now)]
+            for guid in expired:
+                await self._delete_peer(c, guid)
+            return len(expired)
+
+    async def register_peer(
+        self,
+        now: float,
+        *,
+        guid: str | None = None,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+        online: bool = False,
+        seq_number: int | None = None,
+        ka_seq_number: int | None = None,
+    ) -> Peer:
+        async with self._tx_() as c:
+            if guid is not None:
+                await c.execute("DELETE FROM peers WHERE guid = $1 AND expires_at <= $2", guid, now)
+            guid = await self._create_peer(
+                c, now, guid=guid, user_id=user_id, ip=ip, port=port, online=online
+            )
+            if seq_number is not None:
+                await c.execute("UPDATE peers SET seq_expected = $1 WHERE guid = $2", seq_number + 1, guid)
+            if ka_seq_number is not None:
+                await c.execute(
+                    "UPDATE peers SET ka_seq_expected = $1 WHERE guid = $2", ka_seq_number + 1, guid
+                )
+            return await self._peer(c, guid, now)
+
+    async def ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> Peer:
+        async with self._tx_() as c:
+            await self._ensure_peer(c, guid, now, ip=ip, port=port)
+            return await self._peer(c, guid, now)
+
+    @classmethod
+    async def _ensure_peer(
+        cls, c: asyncpg.Connection, guid: str, now: float, *, ip: str | None, port: int | None
+    ) -> None:
+        await c.execute("DELETE FROM peers WHERE guid = $1 AND expires_at <= $2", guid, now)
+        if await c.fetchval("SELECT 1 FROM peers WHERE guid = $1", guid) is None:
+            await cls._create_peer(c, now, guid=guid, ip=ip, port=port, online=True)
+        else:
+            await c.execute(
+                "UPDATE peers SET ip = coalesce($1, ip), port = coalesce($2, port), logged_in = true, "
+                "last_seen = $3, last_login = coalesce(last_login, $3), expires_at = $4 WHERE guid = $5",
+                ip,
+                port,
+                now,
+                now + REGISTRATION_TTL,
+                guid,
+            )
+
+    async def login_peer(
+        self,
+        guid: str,
+        now: float,
+        *,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+    ) -> Peer:
+        async with self._tx_() as c:
+            row = await self._peer_row(c, guid, now)
+            if user_id is not None and row["user_id"] != user_id:
+                raise NotFound(f"unknown peer {guid} for this user")
+            await c.execute(
+                "UPDATE peers SET logged_in = true, last_login = $1, last_seen = $1, expires_at = $2, "
+                "ip = coalesce($3, ip), port = coalesce($4, port) WHERE guid = $5",
+                now,
+                now + REGISTRATION_TTL,
+                ip,
+                port,
+                guid,
+            )
+            return await self._peer(c, guid, now)
+
+    async def keep_alive(
+        self,
+        guid: str,
+        now: float,
+        *,
+        ka_seq_number: int | None = None,
+        require_login: bool = False,
+        ip: str | None = None,
+    ) -> Peer:
+        async with self._tx_() as c:
+            row = await self._peer_row(c, guid, now)
+            if require_login and not row["logged_in"]:
+                raise NotFound(f"peer {guid} is not logged in")
+            await self._check_seq(c, row, "ka_seq_expected", ka_seq_number)
+            await c.execute(
+                "UPDATE peers SET logged_in = true, last_seen = $1, ip = coalesce($2, ip) WHERE guid = $3",
+                now,
+                ip,
+                guid,
+            )
+            return await self._peer(c, guid, now)
+
+    async def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer:
+        async with self._tx_() as c:
+            row = await self._peer_row(c, guid, now)
+            if user_id is not None and row["user_id"] != user_id:
+                raise NotFound(f"unknown peer {guid} for this user")
+            await c.execute("UPDATE peers SET logged_in = false WHERE guid = $1", guid)
+            return await self._peer(c, guid, now)
+
+    async def delete_user_peers(self, user_id: int) -> int:
+        async with self._tx_() as c:
+            guids = [r[0] for r in await c.fetch("SELECT guid FROM peers WHERE user_id = $1", user_id)]
+            for guid in guids:
+                await self._delete_peer(c, guid)
+            return len(guids)
+
+    async def peer_owner(self, guid: str, now: float) -> int | None:
+        async with self._pool.acquire() as c:
+            row = await self._peer_row(c, guid, now)
+        return None if row["user_id"] is None else int(row["user_id"])
+
+    @staticmethod
+    def _status_where(status: PeerStatus) -> str:
+        where = "p.expires_at > :now"
+        if status == "online":
+            where += f" AND {_ONLINE}"
+        elif status == "offline":
+            where += f" AND NOT {_ONLINE}"
+        return where
+
+    async def list_peers(
+        self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
+    ) -> list[Peer]:
+        sql, args = _q(
+            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
+            f"WHERE {self._status_where(status)} ORDER BY p.created_at, p.guid LIMIT :limit OFFSET :offset",
+            now=now,
+            stale=now - OFFLINE_AFTER,
+            limit=limit,
+            offset=offset,
+        )
+        return [_peer_from(r, now) for r in await self._pool.fetch(sql, *args)]
+
+    async def count_peers(self, now: float, status: PeerStatus = "all") -> int:
+        where = self._status_where(status)
+        sql, args = _q(f"SELECT count(*) FROM peers p WHERE {where}", now=now, stale=now - OFFLINE_AFTER)
+        return int(await self._pool.fetchval(sql, *args))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _find_file_id(c: asyncpg.Connection, hashes: dict[str, str]) -> int | None:
+        for algo, value in hashes.items():
+            fid = await c.fetchval(f"SELECT id FROM files WHERE {algo} = $1", value)
+            if fid is not None:
+                return int(fid)
+        return None
+
+    @classmethod
+    async def _upsert_file(cls, c: asyncpg.Connection, spec: FileSpec, now: float) -> int:
+        hashes = spec.hashes()
+        if not hashes:
+            raise ValidationError("a file needs at least one hash")
+        file_id = await cls._find_file_id(c, hashes)
+        if file_id is None:
+            file_id = int(
+                await c.fetchval(
+                    "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
+                    "created_at, search) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::tsvector) "
+                    "RETURNING id",
+                    spec.name,
+                    spec.size,
+                    spec.sha1,
+                    spec.sha256,
+                    spec.md5,
+                    spec.btih_v1,
+                    spec.btih_v2,
+                    spec.magnet,
+                    spec.torrent,
+                    now,
+                    tsvector_literal(spec.name),
+                )
+            )
+        else:
+            cols = (*HASH_ALGOS, "size", "magnet", "torrent")
+            sets = ", ".join(f"{col} = coalesce({col}, :{col})" for col in cols)
+            sql, args = _q(
+                f"UPDATE files SET {sets} WHERE id = :id",
+                id=file_id,
+                **{col: getattr(spec, col) for col in cols},
+            )
+            try:
+                async with c.transaction():
+                    await c.execute(sql, *args)
+            except asyncpg.UniqueViolationError:
+                raise Conflict("the hashes given belong to two different files") from None
+        if (
+            spec.chunks
+            and await c.fetchval("SELECT 1 FROM chunks WHERE file_id = $1 LIMIT 1", file_id) is None
+        ):
+            await c.executemany(
+                "INSERT INTO chunks(file_id, chunk_id, name, hash) VALUES ($1, $2, $3, $4)",
+                [(file_id, ch.id, ch.name, ch.hash) for ch in spec.chunks],
+            )
+        return file_id
+
+    @staticmethod
+    async def _add_host(c: asyncpg.Connection, file_id: int, guid: str, path: str | None, now: float) -> None:
+        await c.execute(
+            "INSERT INTO hosts(file_id, guid, path, added_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path)",
+            file_id,
+            guid,
+            path,
+            now,
+        )
+
+    async def add_file(
+        self,
+        spec: FileSpec,
+        now: float,
+        *,
+        guid: str | None,
+        ip: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        seq_number: int | None = None,
+        create_guid: str | None = None,
+        touch: bool = True,
+        upsert_peer: bool = False,
+    ) -> tuple[int, str]:
+        async with self._tx_() as c:
+            if guid is not None and upsert_peer:
+                await self._ensure_peer(c, guid, now, ip=ip, port=port)
+            if guid is None:
+                guid = await self._create_peer(c, now, guid=create_guid, ip=ip, port=port, online=touch)
+                if seq_number is not None:
+                    await c.execute(
+                        "UPDATE peers SET seq_expected = $1 WHERE guid = $2", seq_number + 1, guid
+                    )
+            else:
+                row = await self._peer_row(c, guid, now)
+                await self._check_seq(c, row, "seq_expected", seq_number)
+                if touch:
+                    await c.execute(
+                        "UPDATE peers SET logged_in = true, last_seen = $1, "
+                        "expires_at = greatest(expires_at, $2), ip = coalesce($3, ip), "
+                        "port = coalesce($4, port) WHERE guid = $5",
+                        now,
+                        now + REGISTRATION_TTL,
+                        ip,
+                        port,
+                        guid,
+                    )
+            file_id = await self._upsert_file(c, spec, now)
+            await self._add_host(c, file_id, guid, path, now)
+            return file_id, guid
+
+    async def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]:
+        async with self._tx_() as c:
+            await self._peer_row(c, guid, now)
+            old = [r[0] for r in await c.fetch("SELECT file_id FROM hosts WHERE guid = $1", guid)]
+            await c.execute("DELETE FROM hosts WHERE guid = $1", guid)
+            ids = []
+            for spec in specs:
+                file_id = await self._upsert_file(c, spec, now)
+                await self._add_host(c, file_id, guid, None, now)
+                ids.append(file_id)
+            await self._drop_orphans(c, old)
+            return ids
+
+    async def register_with_files(
+        self, user_id: int, specs: Sequence[FileSpec], now: float, *, ip: str | None, replace: bool = True
+    ) -> str:
+        async with self._tx_() as c:
+            if replace:
+                for r in await c.fetch("SELECT guid FROM peers WHERE user_id = $1", user_id):
+                    await self._delete_peer(c, r[0])
+            guid = await self._create_peer(c, now, user_id=user_id, ip=ip)
+            for spec in specs:
+                await self._add_host(c, await self._upsert_file(c, spec, now), guid, None, now)
+            return guid
+
+    async def remove_host(
+        self,
+        guid: str,
+        now: float,
+        *,
+        file_id: int | None = None,
+        file_hash: str | None = None,
+        seq_number: int | None = None,
+    ) -> int:
+        async with self._tx_() as c:
+            row = await self._peer_row(c, guid, now)
+            if file_id is None:
+                if file_hash is None:
+                    raise ValidationError("file id or hash required")
+                file_id = await self._file_id_by_hash(c, file_hash)
+            await self._check_seq(c, row, "seq_expected", seq_number)
+            status = await c.execute("DELETE FROM hosts WHERE file_id = $1 AND guid = $2", file_id, guid)
+            if status.endswith(" 0"):
+                raise NotFound(f"peer {guid} does not host file {file_id}")
+            await self._drop_orphans(c, [file_id])
+            return file_id
+
+    @staticmethod
+    async def _file_id_by_hash(c: asyncpg.Connection, value: str) -> int:
+        if _clean(value) is not None:
+            candidates = list({value, value.lower()})
+            for algo in HASH_ALGOS:
+                fid = await c.fetchval(
+                    f"SELECT id FROM files WHERE {algo} = ANY($1::text[]) LIMIT 1", candidates
+                )
+                if fid is not None:
+                    return int(fid)
+        raise NotFound(f"no file with hash {value}")
+
+    @staticmethod
+    async def _record(c: asyncpg.Connection, file_id: int, now: float) -> FileRecord:
+        sql, args = _q(
+            f"SELECT {_FILE_COLS}, {_COUNTS} FROM files f WHERE f.id = :id",
+            id=file_id,
+            now=now,
+            stale=now - OFFLINE_AFTER,
+        )
+        row = await c.fetchrow(sql, *args)
+        if row is None:
+            raise NotFound(f"no file {file_id}")
+        return _record_from(row)
+
+    @classmethod
+    async def _detail(cls, c: asyncpg.Connection, file_id: int, now: float) -> FileDetail:
+        record = await cls._record(c, file_id, now)
+        chunks = tuple(
+            Chunk(r[0], r[1], r[2])
+            for r in await c.fetch(
+                "SELECT chunk_id, name, hash FROM chunks WHERE file_id = $1 ORDER BY chunk_id", file_id
+            )
+        )
+        sql, args = _q(
+            f"SELECT {_PEER_COLS}, h.path FROM hosts h JOIN peers p ON p.guid = h.guid "
+            "LEFT JOIN users u ON u.id = p.user_id WHERE h.file_id = :id AND p.expires_at > :now "
+            f"ORDER BY {_ONLINE} DESC, p.last_seen DESC NULLS LAST",
+            id=file_id,
+            now=now,
+            stale=now - OFFLINE_AFTER,
+        )
+        hosts = tuple(Host(_peer_from(r, now), r["path"]) for r in await c.fetch(sql, *args))
+        return FileDetail(record, chunks, hosts)
+
+    async def get_file(self, file_id: int, now: float) -> FileDetail:
+        async with self._tx_(write=False) as c:
+            return await self._detail(c, file_id, now)
+
+    async def file_by_hash(self, value: str, now: float) -> FileDetail:
+        async with self._tx_(write=False) as c:
+            return await self._detail(c, await self._file_id_by_hash(c, value), now)
+
+    async def torrent_of(self, file_id: int) -> bytes:
+        row = await self._pool.fetchrow("SELECT torrent FROM files WHERE id = $1", file_id)
+        if row is None:
+            raise NotFound(f"no file {file_id}")
+        if row[0] is None:
+            raise NotFound(f"no torrent stored for file {file_id}")
+        return bytes(row[0])
+
+    async def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
+        sql, args = _q(
+            f"SELECT {_FILE_COLS}, {_COUNTS} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
+            now=now,
+            stale=now - OFFLINE_AFTER,
+            limit=limit,
+            offset=offset,
+        )
+        return [_record_from(r) for r in await self._pool.fetch(sql, *args)]
+
+    async def count_files(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM files"))
+
+    async def files_of_name(self, name: str, now: float) -> list[FileDetail]:
+        async with self._tx_(write=False) as c:
+            ids = [
+                r[0] for r in await c.fetch("SELECT id FROM files WHERE name = $1 ORDER BY id", _clean(name))
+            ]
+            return [await self._detail(c, i, now) for i in ids]
+
+    async def browse(self, guid: str, now: float) -> list[FileRecord]:
+        async with self._tx_(write=False) as c:
+            await self._peer_row(c, guid, now)
+            sql, args = _q(
+                f"SELECT {_FILE_COLS}, {_COUNTS} FROM hosts hh JOIN files f ON f.id = hh.file_id "
+                "WHERE hh.guid = :guid ORDER BY f.id",
+                guid=guid,
+                now=now,
+                stale=now - OFFLINE_AFTER,
+            )
+            return [_record_from(r) for r in await c.fetch(sql, *args)]
+
+    async def hosts_paths(self, guid: str) -> dict[int, str | None]:
+        rows = await self._pool.fetch("SELECT file_id, path FROM hosts WHERE guid = $1", _clean(guid))
+        return {r[0]: r[1] for r in rows}
+
+    async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
+        """Prefix words and quoted phrases over names (tsvector), ranked by online peers then
+        ``ts_rank``; at most :data:`SEARCH_CANDIDATES` matches are ranked."""
+        expr = tsquery_literal(query)
+        if expr is None:
+            return SearchResult(0, ())
+        sql, args = _q(
+            f"""
+            WITH m AS (SELECT f.id, ts_rank(f.search, q) AS rank
+                       FROM files f, CAST(:q AS tsquery) q WHERE f.search @@ q LIMIT :cand)
+            SELECT {_FILE_COLS}, {_COUNTS}, m.rank AS rank, count(*) OVER () AS n
+            FROM m JOIN files f ON f.id = m.id
+            ORDER BY online DESC, rank DESC, f.id LIMIT :limit OFFSET :offset
+            """,
+            q=expr,
+            now=now,
+            stale=now - OFFLINE_AFTER,
+            cand=SEARCH_CANDIDATES,
+            limit=limit,
+            offset=offset,
+        )
+        try:
+            rows = await self._pool.fetch(sql, *args)
+        except asyncpg.DataError as exc:  # a tsquery corner we did not sanitise
+            raise ValidationError(f"bad search query: {exc}") from None
+        total = int(rows[0]["n"]) if rows else 0
+        if not rows and offset:
+            total = int(
+                await self._pool.fetchval(
+                    "SELECT count(*) FROM "
+                    "(SELECT 1 FROM files WHERE search @@ CAST($1 AS tsquery) LIMIT $2) s",
+                    expr,
+                    SEARCH_CANDIDATES,
+                )
+            )
+        return SearchResult(total, tuple(_record_from(r) for r in rows))
+
+    async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
+        async with self._tx_() as c:
+            for spec, guid in rows:
+                file_id = await self._upsert_file(c, spec, now)
+                await self._add_host(c, file_id, guid, None, now)
+        return len(rows)
+
+    # -- federation ----------------------------------------------------------------------------
+
+    async def mark_event(self, event_id: str, now: float) -> bool:
+        async with self._tx_() as c:
+            got = await c.fetchval(
+                "INSERT INTO seen_events(id, seen_at) VALUES ($1, $2) "
+                "ON CONFLICT(id) DO NOTHING RETURNING id",
+                event_id,
+                now,
+            )
+        return got is not None
+
+    async def forget_event(self, event_id: str) -> None:
+        async with self._tx_() as c:
+            await c.execute("DELETE FROM seen_events WHERE id = $1", event_id)
+
+    async def add_tracker(self, name: str, ip: str, now: float) -> bool:
+        async with self._tx_() as c:
+            got = await c.fetchval(
+                "INSERT INTO trackers(ip, name, added_at) VALUES ($1, $2, $3) ON CONFLICT(ip) DO NOTHING "
+                "RETURNING ip",
+                ip,
+                name,
+                now,
+            )
+        return got is not None
+
+    async def trackers(self) -> list[Tracker]:
+        rows = await self._pool.fetch("SELECT ip, name FROM trackers ORDER BY added_at, ip")
+        return [Tracker(r[1], r[0]) for r in rows]
+
+    async def dump(self, now: float) -> dict[str, Any]:
+        """The same JSON shape as the SQLite store's dump (``logged_in`` as 0/1, torrent base64)."""
+        from bitswarm.index._store import b64
+
+        async with self._tx_(write=False) as c:
+            peers = []
+            for r in await c.fetch(
+                "SELECT guid, ip, port, created_at, last_login, last_seen, logged_in, expires_at, "
+                "seq_expected, ka_seq_expected FROM peers WHERE expires_at > $1",
+                now,
+            ):
+                p = dict(r)
+                p["logged_in"] = int(p["logged_in"])
+                peers.append(p)
+            chunks: dict[int, list[dict[str, Any]]] = {}
+            for ch in await c.fetch(
+                "SELECT file_id, chunk_id, name, hash FROM chunks ORDER BY file_id, chunk_id"
+            ):
+                chunks.setdefault(ch[0], []).append({"id": ch[1], "name": ch[2], "chunk_hash": ch[3]})
+            hosts: dict[int, list[dict[str, Any]]] = {}
+            for h in await c.fetch("SELECT file_id, guid, path FROM hosts ORDER BY file_id, guid"):
+                hosts.setdefault(h[0], []).append({"guid": h[1], "path": h[2]})
+            files = []
+            for r in await c.fetch("SELECT * FROM files ORDER BY id"):
+                f = {k: r[k] for k in ("id", "name", "size", *HASH_ALGOS, "magnet")}
+                f["torrent"] = b64(r["torrent"])
+                f["chunks"] = chunks.get(r["id"], [])
+                f["hosts"] = hosts.get(r["id"], [])
+                files.append(f)
+            trackers = [
+                {"name": t[1], "ip": t[0]}
+                for t in await c.fetch("SELECT ip, name FROM trackers ORDER BY added_at, ip")
+            ]
+        return {"version": 1, "peers": peers, "files": files, "trackers": trackers}
+
+    async def load_dump(self, data: dict[str, Any], now: float) -> int:
+        from bitswarm.index._store import spec_from_dump
+
+        async with self._tx_() as c:
+            for p in data.get("peers", []):
+                await c.execute(
+                    "INSERT INTO peers(guid, ip, port, created_at, last_login, last_seen, logged_in, "
+                    "expires_at, seq_expected, ka_seq_expected) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                    "ON CONFLICT(guid) DO UPDATE SET "
+                    "last_seen = greatest(coalesce(peers.last_seen, 0), coalesce(excluded.last_seen, 0)), "
+                    "expires_at = greatest(peers.expires_at, excluded.expires_at), "
+                    "seq_expected = greatest(peers.seq_expected, excluded.seq_expected), "
+                    "ka_seq_expected = greatest(peers.ka_seq_expected, excluded.ka_seq_expected)",
+                    p["guid"],
+                    p.get("ip"),
+                    p.get("port"),
+                    float(p["created_at"]),
+                    _opt_float(p.get("last_login")),
+                    _opt_float(p.get("last_seen")),
+                    bool(p.get("logged_in")),
+                    float(p["expires_at"]),
+                    int(p.get("seq_expected", 0)),
+                    int(p.get("ka_seq_expected", 0)),
+                )
+            n = 0
+            for f in data.get("files", []):
+                file_id = await self._upsert_file(c, spec_from_dump(f), now)
+                for h in f.get("hosts", []):
+                    if await c.fetchval("SELECT 1 FROM peers WHERE guid = $1", h["guid"]):
+                        await self._add_host(c, file_id, h["guid"], h.get("path"), now)
+                n += 1
+            for t in data.get("trackers", []):
+                await c.execute(
+                    "INSERT INTO trackers(ip, name, added_at) VALUES ($1, $2, $3) ON CONFLICT(ip) DO NOTHING",
+                    t["ip"],
+                    t["name"],
+                    now,
+                )
+            return n
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _peer_from(row: asyncpg.Record, now: float) -> Peer:
+    last_seen = row["last_seen"]
+    online = bool(row["logged_in"]) and last_seen is not None and last_seen > now - OFFLINE_AFTER
+    return Peer(
+        guid=row["guid"],
+        username=row["username"],
+        ip=row["ip"],
+        port=row["port"],
+        online=online and row["expires_at"] > now,
+        created_at=row["created_at"],
+        last_login=row["last_login"],
+        last_seen=last_seen,
+        expires_at=row["expires_at"],
+        seq_expected=row["seq_expected"],
+        ka_seq_expected=row["ka_seq_expected"],
+    )
+
+
+def _record_from(row: asyncpg.Record) -> FileRecord:
+    return FileRecord(
+        id=row["id"],
+        name=row["name"],
+        size=row["size"],
+        sha1=row["sha1"],
+        sha256=row["sha256"],
+        md5=row["md5"],
+        btih_v1=row["btih_v1"],
+        btih_v2=row["btih_v2"],
+        magnet=row["magnet"],
+        online_peers=row["online"],
+        total_peers=row["total"],
+    )
+
+
+def is_postgres_dsn(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
