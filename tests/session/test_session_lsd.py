@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import random
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -28,6 +32,7 @@ from bitswarm.session.lsd import (
     encode_lsd_announces,
     format_lsd_host,
 )
+from conftest import require_tool
 
 H1, H2, H3 = bytes(range(20)), b"\xaa" * 20, b"\x01" * 20
 PRINTABLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
@@ -255,3 +260,67 @@ async def test_ipv6_loopback_multicast() -> None:
         raise
     except TimeoutError:
         pytest.skip("IPv6 multicast datagram sent on lo but never looped back on this host")
+
+
+# --- interop: libtorrent's LSD, inside a private network namespace ---------------------------------
+
+_LT_SCRIPT = r"""
+import asyncio, json, sys, time
+import libtorrent as lt
+from bitswarm.session.lsd import LocalDiscovery
+
+LT_HASH, OUR_HASH = bytes(range(20)), b"\x42" * 20
+
+async def main() -> None:
+    heard = []
+    ses = lt.session({"listen_interfaces": "127.0.0.1:45111", "enable_lsd": True, "enable_dht": False,
+                      "enable_upnp": False, "enable_natpmp": False,
+                      "alert_mask": lt.alert_category.peer | lt.alert_category.error})
+    for h in (LT_HASH, OUR_HASH):
+        p = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + h.hex())
+        p.save_path = sys.argv[1]
+        ses.add_torrent(p)
+    lt_saw_us = False
+    async with LocalDiscovery(45222, lambda h, a: heard.append((h.hex(), a)), interface="127.0.0.1",
+                              min_interval=1.0) as d:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (lt_saw_us and any(h == LT_HASH.hex() for h, _ in heard)):
+            d.announce([OUR_HASH])
+            for a in ses.pop_alerts():
+                if a.what() == "lsd_peer" and "127.0.0.1:45222" in a.message():
+                    lt_saw_us = True
+            await asyncio.sleep(0.2)
+        print(json.dumps({"lt_saw_us": lt_saw_us, "heard": heard, "invalid": d.invalid}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_libtorrent_lsd_both_ways(tmp_path: Path) -> None:
+    """libtorrent 2.x hears our announce (lsd_peer alert) and we hear its announce, over lo multicast.
+
+    Runs in a fresh network namespace (``unshare -n``) whose ``lo`` gets the MULTICAST flag, so
+    libtorrent (which only uses multicast-capable interfaces) announces on 127.0.0.1; the host's own
+    interfaces and routes are not touched.
+    """
+    pytest.importorskip("libtorrent")
+    unshare = require_tool("unshare")
+    script = tmp_path / "lt_lsd.py"
+    script.write_text(_LT_SCRIPT)
+    shell = f"ip link set lo up && ip link set lo multicast on && exec {sys.executable} {script} {tmp_path}"
+    try:
+        out = subprocess.run(
+            [unshare, "-n", "sh", "-c", shell], capture_output=True, timeout=50, check=False, text=True
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("libtorrent LSD interop script did not finish in 50 s")
+    if out.returncode != 0 and "unshare" in out.stderr and "Operation not permitted" in out.stderr:
+        pytest.skip(f"cannot create a network namespace here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["lt_saw_us"], result
+    assert [bytes(range(20)).hex(), ["127.0.0.1", 45111]] in result["heard"], result
+    assert result["invalid"] == 0
