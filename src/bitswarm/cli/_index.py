@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -22,13 +23,25 @@ def index_command(
     binary_port: int | None = typer.Option(
         None, "--binary-port", help="Port of the binary protocol (seed 001); off unless given."
     ),
-    db: str | None = typer.Option(None, "--db", help="SQLite database file [default: index.sqlite3]."),
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="SQLite database file, or a postgresql://user@host:port/dbname DSN [default: index.sqlite3].",
+    ),
     config: str | None = typer.Option(
         None, "--config", help="config.toml to load [default: ./config.toml when it exists]."
     ),
     name: str | None = typer.Option(None, "--name", help="Tracker name (federation)."),
     advertise: str | None = typer.Option(None, "--advertise", help="host:port other trackers reach us at."),
-    join: str | None = typer.Option(None, "--join", help="Join the federation of the tracker at this URL."),
+    peer_index: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer-index",
+            "--join",
+            help="Join the federation of the index at this URL (seed 000 new_tracker: its database is "
+            "loaded and both flood registrations to each other); repeatable.",
+        ),
+    ] = None,
     as_json: bool = typer.Option(False, "--json", help="Print the bound ports as one JSON line."),
 ) -> None:
     """Run the file index: P2PFlix, CentralizedP2P and native REST APIs on one port, plus the binary
@@ -69,7 +82,7 @@ def index_command(
             print(line, flush=True)
 
     try:
-        asyncio.run(run_index(cfg, on_ready=ready, join=join))
+        asyncio.run(run_index(cfg, on_ready=ready, join=peer_index or []))
     except OSError as exc:
         fail(f"cannot listen: {exc.strerror or exc}")
     except KeyboardInterrupt:
@@ -142,3 +155,41 @@ def peers_command(
         table.add_row(p["guid"], p["username"] or "", addr, "online" if p["online"] else "offline")
     console.print(table)
     console.print(f"{body['total']} peer(s)")
+
+
+@app.command("get")
+def get_command(
+    name_or_hash: str = typer.Argument(..., metavar="NAME_OR_HASH", help="File name or any of its hashes."),
+    index: str = typer.Option(..., "--index", help="Index server URL, e.g. http://127.0.0.1:42070"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")] = Path("."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on for peers."),
+    port: int = typer.Option(0, "--port", help="TCP port for peers (0: any free)."),
+    timeout: float = typer.Option(600.0, "--timeout", help="Give up after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line."),
+) -> None:
+    """Look a file up on an index (by name or hash) and download it over BitTorrent from the peers
+    the index lists; exits 0 once every piece is verified."""
+    from bitswarm.errors import BitswarmError
+    from bitswarm.index.client import get
+
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        got = asyncio.run(get(index, name_or_hash, str(output), host=host, port=port, timeout=timeout))
+    except TimeoutError:
+        fail(f"{name_or_hash}: not complete after {timeout:g} s", code=1)
+    except BitswarmError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    result: dict[str, Any] = {
+        "name": got.torrent.name,
+        "file_id": got.file.id,
+        "size": got.torrent.info.total_size,
+        "info_hash": got.torrent.swarm_hash.hex(),
+        "path": str(output / got.torrent.name),
+        "peers": len(got.file.peers),
+    }
+    if as_json:
+        print_json({"event": "complete", **result})
+    else:
+        console.print(f"[green]complete[/]: {result['name']} ({_size(result['size'])}) in {output}")

@@ -279,12 +279,13 @@ async def _seed_forever(
     json_out: bool,
     peers: list[tuple[str, int]],
     tracker_server: Any = None,
+    index: str | None = None,
 ) -> None:
     stop = asyncio.Event()
     _install_stop(stop)
     display = _Display(json_out)
     try:
-        await _seed_session(torrents, host, port, trackers, json_out, peers, stop, display)
+        await _seed_session(torrents, host, port, trackers, json_out, peers, stop, display, index)
     finally:
         if tracker_server is not None:
             await tracker_server.stop()
@@ -299,8 +300,9 @@ async def _seed_session(
     peers: list[tuple[str, int]],
     stop: asyncio.Event,
     display: _Display,
+    index: str | None = None,
 ) -> None:
-    async with Session(_config(host, port)) as session:
+    async with Session(_config(host, port)) as session, contextlib.AsyncExitStack() as stack:
         pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
         handles = []
         for torrent, save in torrents:
@@ -310,6 +312,12 @@ async def _seed_session(
                 fail(f"{save}: only {st.progress:.1%} of {torrent.name!r} is there and verified", code=1)
             handles.append(h)
             display.event("seeding", name=h.name, info_hash=h.info_hash.hex(), port=session.port)
+        if index is not None:  # register on the file index and keep the peer online while seeding
+            from bitswarm.index.client import announce_share
+
+            for h in handles:
+                reg = await stack.enter_async_context(announce_share(index, h.torrent, host, session.port))
+                display.event("indexed", name=h.name, file_id=reg.file_id, peer_guid=reg.peer_guid)
         if not json_out:
             err_console.print(f"seeding on port {session.port} (Ctrl-C to stop)")
         with display:
@@ -363,6 +371,10 @@ def share(
     host: HostOption = "0.0.0.0",
     embed_tracker: EmbedOption = None,
     json_out: JsonOption = False,
+    index: Annotated[
+        str | None,
+        typer.Option("--index", help="Register on this file index (URL) and stay online while seeding."),
+    ] = None,
 ) -> None:
     """Create a torrent for PATH and seed it; prints the torrent path and its magnet link.
 
@@ -395,6 +407,7 @@ def share(
             console.print(f"torrent: {out}\nmagnet:  {magnet}")
         sys.stdout.flush()
         extra = [url] if url and tracker else []
-        await _seed_forever([(torrent, path.resolve().parent)], host, port, extra, json_out, [], server)
+        save = path.resolve().parent
+        await _seed_forever([(torrent, save)], host, port, extra, json_out, [], server, index)
 
     _run(main)

@@ -102,6 +102,7 @@ class FileRecord:
     magnet: str | None
     online_peers: int
     total_peers: int
+    has_torrent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

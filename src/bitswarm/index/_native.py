@@ -72,6 +72,11 @@ class FileIn(_Body):
     magnet: StrictStr | None = None
     path: StrictStr | None = None
     chunks: list[ChunkIn] = Field(default_factory=list, max_length=100_000)
+    torrent: StrictStr | None = Field(
+        None,
+        description="base64 of the .torrent (BEP 3 / BEP 52 metainfo); its info-hashes are filled in "
+        "(and must match info_hash_v1/v2 when given); `bitswarm get` downloads with it",
+    )
 
 
 class FileOut(BaseModel):
@@ -86,6 +91,7 @@ class FileOut(BaseModel):
     magnet: str | None
     online_peers: int
     total_peers: int
+    has_torrent: bool = False
 
 
 class ChunkOut(BaseModel):
@@ -138,6 +144,7 @@ def file_out(f: FileRecord) -> dict[str, Any]:
         "magnet": f.magnet,
         "online_peers": f.online_peers,
         "total_peers": f.total_peers,
+        "has_torrent": f.has_torrent,
     }
 
 
@@ -236,6 +243,7 @@ def native_router(service: IndexService) -> APIRouter:
             btih_v2=body.info_hash_v2,
             magnet_uri=body.magnet,
             chunk_list=v.chunks([c.model_dump() for c in body.chunks], hash_key="hash"),
+            torrent=None if body.torrent is None else v.torrent_b64(body.torrent),
         )
         file_id, _ = await service.add_file(
             spec, guid=guid, path=None if body.path is None else v.path(body.path)
@@ -250,6 +258,20 @@ def native_router(service: IndexService) -> APIRouter:
     @router.get("/files/{file_id}", response_model=FileDetailOut)
     async def get_file(file_id: Annotated[int, Field(ge=0, le=2**63 - 1)]) -> FileDetailOut:
         return detail_out(await service.get_file(file_id))
+
+    @router.get(
+        "/files/{file_id}/torrent",
+        response_class=Response,
+        responses={200: {"content": {"application/x-bittorrent": {}}}},
+    )
+    async def get_torrent(file_id: Annotated[int, Field(ge=0, le=2**63 - 1)]) -> Response:
+        """The .torrent registered with the file (404 when none was given)."""
+        data = await service.torrent(file_id)
+        return Response(
+            data,
+            media_type="application/x-bittorrent",
+            headers={"Content-Disposition": f'attachment; filename="{file_id}.torrent"'},
+        )
 
     @router.delete("/files/{file_id}/peers/{guid}", status_code=204)
     async def remove_host(

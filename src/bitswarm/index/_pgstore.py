@@ -124,7 +124,10 @@ PG_MIGRATIONS: tuple[str, ...] = (
 )
 
 _ONLINE = "(p.logged_in AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
-_FILE_COLS = "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet"
+_FILE_COLS = (
+    "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
+    "(f.torrent IS NOT NULL) AS has_torrent"
+)
 _COUNTS = f"""
     (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
         WHERE h.file_id = f.id AND {_ONLINE}) AS online,
@@ -993,6 +996,7 @@ def _record_from(row: asyncpg.Record) -> FileRecord:
         magnet=row["magnet"],
         online_peers=row["online"],
         total_peers=row["total"],
+        has_torrent=bool(row["has_torrent"]),
     )
 
 

@@ -133,7 +133,10 @@ _MIGRATIONS: tuple[str, ...] = (
 
 _ONLINE_SQL = "(p.logged_in = 1 AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
 
-_FILE_COLS = "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet"
+_FILE_COLS = (
+    "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
+    "(f.torrent IS NOT NULL) AS has_torrent"
+)
 _COUNTS_SQL = f"""
     (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
         WHERE h.file_id = f.id AND {_ONLINE_SQL}) AS online,
@@ -908,6 +911,7 @@ def _record_from(row: sqlite3.Row) -> FileRecord:
         magnet=row["magnet"],
         online_peers=row["online"],
         total_peers=row["total"],
+        has_torrent=bool(row["has_torrent"]),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 import uuid
@@ -136,7 +138,10 @@ def file_spec(
     btih_v2: object = None,
     magnet_uri: object = None,
     chunk_list: Iterable[Chunk] = (),
+    torrent: bytes | None = None,
 ) -> FileSpec:
+    if torrent is not None:
+        btih_v1, btih_v2, size = _torrent_hashes(torrent, btih_v1, btih_v2, size)
     spec = FileSpec(
         name=name(file_name),
         size=None if size is None else integer(size, "size"),
@@ -147,12 +152,47 @@ def file_spec(
         btih_v2=None if btih_v2 is None else hex_hash(btih_v2, "btih_v2"),
         magnet=None if magnet_uri is None else magnet(magnet_uri),
         chunks=tuple(chunk_list),
+        torrent=torrent,
     )
     if not spec.hashes():
         raise ValidationError("a file needs at least one of sha1, sha256, md5, btih_v1, btih_v2")
     if spec.magnet is None and (spec.btih_v1 or spec.btih_v2):
         spec = _with_magnet(spec)
     return spec
+
+
+MAX_TORRENT = 8 << 20
+
+
+def torrent_b64(value: object) -> bytes:
+    """A base64 .torrent from a JSON body (checked to be valid metainfo by :func:`file_spec`)."""
+    if not isinstance(value, str) or len(value) > MAX_TORRENT * 4 // 3 + 4:
+        raise ValidationError("torrent must be a base64 string")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError("torrent is not valid base64") from None
+    if not data:
+        raise ValidationError("torrent is empty")
+    return data
+
+
+def _torrent_hashes(
+    data: bytes, btih_v1: object, btih_v2: object, size: object
+) -> tuple[object, object, object]:
+    """BEP 3 / BEP 52 info-hashes (and total size) of a .torrent; given hashes must agree."""
+    from bitswarm.metainfo import parse_torrent
+
+    try:
+        t = parse_torrent(data)
+    except Exception as exc:  # MetainfoError, BencodeError: anything bad in client bytes
+        raise ValidationError(f"torrent is not valid metainfo: {str(exc)[:200]}") from None
+    mine_v1 = None if t.info_hash_v1 is None else t.info_hash_v1.hex()
+    mine_v2 = None if t.info_hash_v2 is None else t.info_hash_v2.hex()
+    for given, mine, what in ((btih_v1, mine_v1, "info_hash_v1"), (btih_v2, mine_v2, "info_hash_v2")):
+        if given is not None and (not isinstance(given, str) or given.lower() != mine):
+            raise ValidationError(f"{what} does not match the torrent")
+    return mine_v1, mine_v2, t.info.total_size if size is None else size
 
 
 def _with_magnet(spec: FileSpec) -> FileSpec:

@@ -10,7 +10,7 @@ import json
 import logging
 import signal
 import socket
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,9 @@ class IndexServer:
             await self.service.add_tracker(tracker.name, tracker.ip)
         sock = _bind(cfg.host, cfg.port)
         http_port = int(sock.getsockname()[1])
+        if self.federation.advertise is None and cfg.host not in ("0.0.0.0", "::", ""):
+            # port 0 (tests, ad-hoc federations): other trackers must learn the port we really got
+            self.federation.advertise = f"{_url_host(cfg.host)}:{http_port}"
         ucfg = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
         self._uvicorn = _Uvicorn(ucfg)
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
@@ -105,12 +108,14 @@ class IndexServer:
     async def join(self, url: str) -> int:
         """Seed 000 ``new_tracker``: register with the tracker at ``url`` and load its database dump."""
         body: dict[str, Any] = {"name": self.config.name}
-        if self.config.advertise:
-            body["ip"] = self.config.advertise
+        if self.federation.advertise:
+            body["ip"] = self.federation.advertise
         async with httpx.AsyncClient(timeout=10) as client:
             reply = (await client.post(tracker_url(url) + "/new_tracker", json=body)).json()
         if not reply.get("success"):
             raise RuntimeError(f"new_tracker refused: {reply.get('error')}")
+        base = tracker_url(url)
+        await self.service.add_tracker(base.split("://", 1)[1], base.split("://", 1)[1])
         return await self.service.load_dump(json.loads(reply["data"]))
 
     async def _purge_loop(self) -> None:
@@ -151,17 +156,18 @@ def _signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 async def run_index(
-    config: IndexConfig, *, on_ready: Callable[[Bound], None], join: str | None = None
+    config: IndexConfig, *, on_ready: Callable[[Bound], None], join: Sequence[str] | str | None = None
 ) -> None:
-    """Serve until SIGTERM/SIGINT; ``on_ready`` gets the bound ports once both listeners are up."""
+    """Serve until SIGTERM/SIGINT; ``on_ready`` gets the bound ports once both listeners are up and
+    every ``join`` tracker (``--peer-index``, seed 000 ``new_tracker``) has sent its database."""
     service = await IndexService.open(config.db)
     server = IndexServer(config, service)
     stop = asyncio.Event()
     try:
         with _signals(stop):
             bound = await server.start()
-            if join:
-                await server.join(join)
+            for url in [join] if isinstance(join, str) else join or ():
+                await server.join(url)
             on_ready(bound)
             await stop.wait()
     finally:

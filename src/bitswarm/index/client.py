@@ -1,0 +1,356 @@
+"""Client side of the index's native ``/api/v1`` API: register what a seeder shares, keep it online,
+and look files up for a download (``bitswarm share --index`` and ``bitswarm get``).
+
+Registration needs an account. Credentials come from the URL's user-info
+(``http://alice:secret@host:42070``), from ``username``/``password``, or — when none is given — a
+throw-away account ``seeder-<random>`` is created on first use. The .torrent itself (BEP 3 / BEP 52
+metainfo, base64 in JSON) is registered with the file, so a downloader can rebuild it without the
+DHT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+
+from bitswarm.errors import BitswarmError
+from bitswarm.index._model import KEEPALIVE_INTERVAL
+from bitswarm.metainfo import Torrent, parse_torrent
+
+log = logging.getLogger("bitswarm.index.client")
+
+_HEX_HASH = re.compile(r"(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64})")
+
+
+class IndexClientError(BitswarmError):
+    """The index refused a request or could not be reached. ``status`` is the HTTP status (0: none)."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddress:
+    guid: str
+    ip: str
+    port: int
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedFile:
+    """A file as the index describes it, with the peers that host it (online ones first)."""
+
+    id: int
+    name: str
+    size: int | None
+    info_hash_v1: str | None
+    info_hash_v2: str | None
+    magnet: str | None
+    has_torrent: bool
+    peers: tuple[PeerAddress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    file_id: int
+    peer_guid: str
+
+
+def _specific(host: str | None) -> str | None:
+    """None for a wildcard listen address (the index then uses the request's source address)."""
+    return None if host in (None, "", "0.0.0.0", "::") else host
+
+
+def _split_url(url: str) -> tuple[str, str | None, str | None]:
+    """``http://user:pw@host:port/`` → (``http://host:port``, user, pw)."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise IndexClientError(f"bad index URL {url!r}")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    user = unquote(parts.username) if parts.username else None
+    pw = unquote(parts.password) if parts.password else None
+    return base, user, pw
+
+
+class IndexClient:
+    """Async client of one index server. Use as ``async with IndexClient(url) as idx: ...``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        base, url_user, url_pw = _split_url(url)
+        self.base_url = base
+        self.username = username or url_user
+        self.password = password or url_pw
+        self._http = httpx.AsyncClient(base_url=base + "/api/v1", timeout=timeout, transport=transport)
+        self._token: str | None = None
+        self.peer_guid: str | None = None
+        self._peer_addr: tuple[str | None, int] | None = None
+        self._shares: list[bytes] = []
+
+    async def __aenter__(self) -> IndexClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, *, auth: bool = False, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
+        try:
+            reply = await self._http.request(method, path, headers=headers, **kw)
+        except httpx.HTTPError as exc:
+            raise IndexClientError(f"{self.base_url}: {exc}") from None
+        if reply.status_code >= 400:
+            code = message = ""
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                err = reply.json()["error"]
+                code, message = err["code"], err["message"]
+            raise IndexClientError(
+                f"{self.base_url}{path}: HTTP {reply.status_code} {message}".rstrip(), reply.status_code, code
+            )
+        return reply
+
+    async def _json(self, method: str, path: str, *, auth: bool = False, **kw: Any) -> Any:
+        reply = await self._request(method, path, auth=auth, **kw)
+        try:
+            return reply.json()
+        except ValueError:
+            raise IndexClientError(f"{self.base_url}{path}: not JSON (is this an index server?)") from None
+
+    # -- account and peer ----------------------------------------------------------------------
+
+    async def login(self) -> str:
+        """Log in (creating the account when it is a generated one, or when it does not exist)."""
+        if self.username is None or self.password is None:
+            self.username = "seeder-" + secrets.token_hex(6)
+            self.password = secrets.token_urlsafe(24)
+            await self._json("POST", "/users", json={"username": self.username, "password": self.password})
+        creds = {"username": self.username, "password": self.password}
+        try:
+            body = await self._json("POST", "/sessions", json=creds)
+        except IndexClientError as exc:
+            if exc.status != 401:
+                raise
+            await self._json("POST", "/users", json=creds)  # a new name: register it (409 if taken)
+            body = await self._json("POST", "/sessions", json=creds)
+        self._token = str(body["token"])
+        return self._token
+
+    async def register_peer(self, host: str | None, port: int) -> str:
+        """Register this machine's BitTorrent listener (``host`` None or a wildcard: the index uses
+        the address the request comes from) and mark it online."""
+        if self._token is None:
+            await self.login()
+        ip = _specific(host)
+        body: dict[str, Any] = {"port": port}
+        if ip is not None:
+            body["ip"] = ip
+        peer = await self._json("POST", "/peers", json=body, auth=True)
+        self.peer_guid = str(peer["guid"])
+        self._peer_addr = (ip, port)
+        return self.peer_guid
+
+    async def register_share(self, torrent: Torrent | bytes, host: str | None, port: int) -> Registration:
+        """Register a torrent this peer seeds at ``host:port`` (the .torrent is uploaded with it)."""
+        data = torrent if isinstance(torrent, bytes) else torrent.raw
+        if not data:
+            raise IndexClientError("the torrent has no raw bytes to register")
+        if self.peer_guid is None or self._peer_addr != (_specific(host), port):
+            await self.register_peer(host, port)
+        reg = await self._add(data)
+        self._shares.append(data)
+        return reg
+
+    async def _add(self, data: bytes) -> Registration:
+        t = parse_torrent(data)
+        body = {
+            "peer_guid": self.peer_guid,
+            "name": t.name,
+            "size": t.info.total_size,
+            "torrent": base64.b64encode(data).decode("ascii"),
+        }
+        out = await self._json("POST", "/files", json=body, auth=True)
+        assert self.peer_guid is not None
+        return Registration(int(out["id"]), self.peer_guid)
+
+    async def keep_alive(self) -> None:
+        """One keep-alive; when the index forgot us (expired token, restarted without data, purged
+        peer) log in again, re-register the peer and every share."""
+        if self.peer_guid is None:
+            raise IndexClientError("no peer registered")
+        try:
+            await self._json("POST", f"/peers/{self.peer_guid}/keepalive", auth=True)
+        except IndexClientError as exc:
+            if exc.status not in (401, 404):
+                raise
+            await self._reregister()
+
+    async def _reregister(self) -> None:
+        await self.login()
+        assert self._peer_addr is not None
+        await self.register_peer(*self._peer_addr)
+        for data in self._shares:
+            await self._add(data)
+
+    async def keep_alive_loop(self, interval: float = KEEPALIVE_INTERVAL / 2) -> None:
+        """Keep-alives every ``interval`` seconds until cancelled; a failure is logged and retried at
+        the next tick (the index may be down for a while)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.keep_alive()
+            except IndexClientError as exc:
+                log.warning("index keep-alive failed: %s", exc)
+
+    async def logout_peer(self) -> None:
+        if self.peer_guid is not None and self._token is not None:
+            with contextlib.suppress(IndexClientError):
+                await self._json("POST", f"/peers/{self.peer_guid}/logout", auth=True)
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    async def file(self, file_id: int) -> IndexedFile:
+        return _indexed(await self._json("GET", f"/files/{file_id}"))
+
+    async def lookup(self, name_or_hash: str) -> IndexedFile:
+        """A file by any hash (SHA-1/SHA-256/MD5/BEP 3/BEP 52 info-hash) or by name: an exact name
+        (the one with most online peers), else the single search match."""
+        if _HEX_HASH.fullmatch(name_or_hash):
+            try:
+                return _indexed(await self._json("GET", f"/hashes/{name_or_hash}"))
+            except IndexClientError as exc:
+                if exc.status != 404:
+                    raise
+        page = await self._json("GET", "/search", params={"q": name_or_hash[:256], "limit": 50})
+        items = page.get("items", [])
+        exact = [f for f in items if f["name"] == name_or_hash]
+        if exact:
+            best = max(exact, key=lambda f: (f["online_peers"], f.get("has_torrent", False)))
+            return await self.file(int(best["id"]))
+        if len(items) == 1:
+            return await self.file(int(items[0]["id"]))
+        if not items:
+            raise IndexClientError(f"no file named or hashed {name_or_hash!r} on {self.base_url}", 404)
+        names = ", ".join(repr(f["name"]) for f in items[:5])
+        raise IndexClientError(f"{name_or_hash!r} is ambiguous: {names} ... (give the exact name or a hash)")
+
+    async def torrent(self, file_id: int) -> bytes:
+        return (await self._request("GET", f"/files/{file_id}/torrent")).content
+
+
+def _indexed(d: dict[str, Any]) -> IndexedFile:
+    peers = tuple(
+        PeerAddress(p["guid"], p["ip"], int(p["port"]), bool(p["online"]))
+        for p in d.get("peers", [])
+        if p.get("ip") and p.get("port")
+    )
+    return IndexedFile(
+        id=int(d["id"]),
+        name=d["name"],
+        size=d.get("size"),
+        info_hash_v1=d.get("info_hash_v1"),
+        info_hash_v2=d.get("info_hash_v2"),
+        magnet=d.get("magnet"),
+        has_torrent=bool(d.get("has_torrent")),
+        peers=tuple(sorted(peers, key=lambda p: not p.online)),
+    )
+
+
+@contextlib.asynccontextmanager
+async def announce_share(
+    index_url: str,
+    torrent: Torrent | bytes,
+    host: str | None,
+    port: int,
+    *,
+    keepalive_interval: float = KEEPALIVE_INTERVAL / 2,
+) -> AsyncIterator[Registration]:
+    """Register a seeded torrent on the index and keep the peer online while the block runs; the
+    peer is logged out on exit (``bitswarm share PATH --index URL``)."""
+    async with IndexClient(index_url) as idx:
+        reg = await idx.register_share(torrent, host, port)
+        task = asyncio.create_task(idx.keep_alive_loop(keepalive_interval))
+        try:
+            yield reg
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await idx.logout_peer()
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    file: IndexedFile
+    torrent: Torrent
+    save_path: str
+
+
+async def get(
+    index_url: str,
+    name_or_hash: str,
+    save_path: str,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 0,
+    timeout: float = 600.0,
+    include_offline: bool = False,
+) -> Fetched:
+    """Look ``name_or_hash`` up on the index and download it over BitTorrent from the peers the index
+    lists (BEP 3 wire protocol, our own peer engine). Returns when every piece is verified."""
+    from bitswarm.session import Session, SessionConfig
+
+    async with IndexClient(index_url) as idx:
+        found = await idx.lookup(name_or_hash)
+        if not found.has_torrent:
+            raise IndexClientError(
+                f"{found.name!r} has no .torrent on the index (magnet-only entries need the DHT)"
+            )
+        data = await idx.torrent(found.id)
+    torrent = parse_torrent(data)
+    peers = [(p.ip, p.port) for p in found.peers if p.online or include_offline]
+    if not peers:
+        raise IndexClientError(f"no online peer has {found.name!r}")
+    async with Session(SessionConfig(listen_host=host, listen_port=port)) as session:
+        handle = await session.add(torrent, save_path, peers=peers)
+        await handle.wait_complete(timeout)
+    return Fetched(found, torrent, save_path)
+
+
+__all__ = [
+    "Fetched",
+    "IndexClient",
+    "IndexClientError",
+    "IndexedFile",
+    "PeerAddress",
+    "Registration",
+    "announce_share",
+    "get",
+]
