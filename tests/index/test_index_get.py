@@ -21,6 +21,8 @@ from bitswarm.index.http import create_app
 from bitswarm.metainfo import make_torrent, parse_torrent
 
 CLI = [sys.executable, "-m", "bitswarm"]
+GET = [*CLI, "get"]
+LOCAL = ["--host", "127.0.0.1"]
 
 
 @pytest.fixture
@@ -171,8 +173,18 @@ def test_share_then_get_between_processes(tmp_path):
         indexed = _json_lines_until(share, "indexed")
         assert indexed["name"] == "Big Buck Bunny.mkv"
         out = subprocess.run(
-            [*CLI, "get", "Big Buck Bunny.mkv", "--index", url, "-o", str(tmp_path / "b"), "--json"]
-            + ["--host", "127.0.0.1", "--timeout", "60"],
+            [
+                *GET,
+                "Big Buck Bunny.mkv",
+                "--index",
+                url,
+                "-o",
+                str(tmp_path / "b"),
+                "--json",
+                *LOCAL,
+                "--timeout",
+                "60",
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -184,7 +196,7 @@ def test_share_then_get_between_processes(tmp_path):
         assert (tmp_path / "b" / "Big Buck Bunny.mkv").read_bytes() == payload
         # by info-hash too, into another directory
         out = subprocess.run(
-            [*CLI, "get", done["info_hash"], "--index", url, "-o", str(tmp_path / "c"), "--host", "127.0.0.1"],
+            [*GET, done["info_hash"], "--index", url, "-o", str(tmp_path / "c"), *LOCAL],
             capture_output=True,
             text=True,
             env=env,
