@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,19 @@ from hypothesis import strategies as st
 
 from bitswarm.errors import RemoteProtocolError
 from bitswarm.metainfo import create_torrent, parse_info, parse_torrent
-from bitswarm.wire import LocalWireError, WireProtocolError
+from bitswarm.wire import (
+    NEED_DATA,
+    Event,
+    Extended,
+    ExtendedHandshake,
+    Handshake,
+    HandshakeHeader,
+    HaveNone,
+    LocalWireError,
+    PeerConnection,
+    Reserved,
+    WireProtocolError,
+)
 from bitswarm.wire.ut_metadata import (
     MAX_METADATA_SIZE,
     METADATA_PIECE_SIZE,
@@ -32,15 +46,27 @@ from bitswarm.wire.ut_metadata import (
 
 
 @pytest.fixture(scope="module")
-def torrents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bytes, bytes | None, bytes | None]]:
-    """Real info dicts (v1, v2, hybrid) from create_torrent, each larger than one metadata piece."""
+def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of 500 small files: its info dicts are larger than two metadata pieces."""
     root: Path = tmp_path_factory.mktemp("meta") / "d"
     root.mkdir()
     for i in range(500):
         (root / f"file_with_a_reasonably_long_name_number_{i}.bin").write_bytes(b"x" * (i % 7 + 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def torrent_files(seed_dir: Path) -> dict[str, bytes]:
+    """Real .torrent files (v1, v2, hybrid) from create_torrent."""
+    return {v: create_torrent(seed_dir, version=v) for v in ("v1", "v2", "hybrid")}  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def torrents(torrent_files: dict[str, bytes]) -> dict[str, tuple[bytes, bytes | None, bytes | None]]:
+    """Version -> (raw info dict, v1 info-hash, v2 info-hash)."""
     out = {}
-    for version in ("v1", "v2", "hybrid"):
-        t = parse_torrent(create_torrent(root, version=version))  # type: ignore[arg-type]
+    for version, data in torrent_files.items():
+        t = parse_torrent(data)
         assert len(t.info.raw) > 2 * METADATA_PIECE_SIZE
         out[version] = (t.info.raw, t.info_hash_v1, t.info_hash_v2)
     return out
@@ -277,3 +303,122 @@ def test_encoded_data_fits_extended_limit(torrents: dict) -> None:
     server = MetadataServer(raw)
     msg = server.respond(MetadataRequest(0))
     assert len(encode_metadata_message(msg)) < MAX_EXTENDED_MESSAGE
+
+
+# --- interop: libtorrent (PyPI) on loopback ----------------------------------------------------------
+
+OUR_UT_METADATA = 3
+PEER_ID = b"-BS0001-utmetatest01"
+
+
+class Link:
+    """A blocking loopback socket driven through the wire codec, every read bounded by a deadline."""
+
+    def __init__(self, sock: socket.socket, conn: PeerConnection) -> None:
+        self.sock, self.conn = sock, conn
+        sock.settimeout(0.5)
+
+    def send(self, *events: Event) -> None:
+        self.sock.sendall(b"".join(self.conn.send(e) for e in events))
+
+    def until(self, want: type[Event], timeout: float = 15.0) -> list[Event]:
+        seen: list[Event] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ev = self.conn.next_event()
+            if ev is NEED_DATA:
+                try:
+                    chunk = self.sock.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                assert chunk, f"peer closed; saw {seen}"
+                self.conn.receive_data(chunk)
+                continue
+            assert isinstance(ev, Event)
+            seen.append(ev)
+            if isinstance(ev, want):
+                return seen
+        raise AssertionError(f"no {want.__name__} within {timeout} s; saw {[type(e).__name__ for e in seen]}")
+
+
+@pytest.mark.interop
+def test_fetch_metadata_from_libtorrent(seed_dir: Path, torrent_files: dict, torrents: dict) -> None:
+    """A magnet-style fetch: only the info-hashes known, the hybrid info dict comes from a libtorrent seed."""
+    pytest.importorskip("libtorrent")
+    from realclients import libtorrent_peer, wait_for
+
+    raw, h1, h2 = torrents["hybrid"]
+    with libtorrent_peer() as peer:
+        handle = peer.add(torrent_files["hybrid"], seed_dir.parent, seed_mode=True)
+        peer.wait_seeding(handle)
+        wait_for(lambda: not handle.status().paused, 15, "libtorrent to resume the torrent")
+        with socket.create_connection(("127.0.0.1", peer.port), timeout=5) as sock:
+            link = Link(sock, PeerConnection())
+            link.send(Handshake(h1, PEER_ID, Reserved.make(fast=True, extension_protocol=True)))
+            link.until(Handshake)
+            link.send(
+                HaveNone(), ExtendedHandshake(m={"ut_metadata": OUR_UT_METADATA}, client="bitswarm-test")
+            )
+            theirs = link.until(ExtendedHandshake)[-1]
+            assert isinstance(theirs, ExtendedHandshake) and theirs.metadata_size == len(raw)
+            lt_id = theirs.m["ut_metadata"]
+            asm = MetadataAssembler(h1, h2, theirs.metadata_size)
+            now = time.monotonic()
+            while (i := asm.next_request("lt", now)) is not None:
+                link.send(Extended(lt_id, encode_metadata_message(MetadataRequest(i))))
+            result = None
+            for _ in range(asm.num_pieces):
+                ev = link.until(Extended)[-1]
+                assert isinstance(ev, Extended) and ev.ext_id == OUR_UT_METADATA
+                msg = decode_metadata_message(ev.payload)
+                assert isinstance(msg, MetadataData) and msg.total_size == len(raw)
+                result = asm.receive("lt", msg.piece, msg.data)
+            assert result == MetadataComplete(raw)
+
+
+@pytest.mark.interop
+def test_serve_metadata_to_libtorrent_magnet(tmp_path: Path, torrents: dict) -> None:
+    """libtorrent added by magnet (btih only) gets the info dict from our MetadataServer and accepts it."""
+    lt = pytest.importorskip("libtorrent")
+    from realclients import libtorrent_peer
+
+    raw, h1, _ = torrents["hybrid"]
+    md = MetadataServer(raw)
+    plain = {"out_enc_policy": int(lt.enc_policy.disabled)}
+    with libtorrent_peer(**plain) as peer, socket.create_server(("127.0.0.1", 0)) as server:
+        params = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + h1.hex())
+        params.save_path = str(tmp_path)
+        handle = peer.session.add_torrent(params)
+        handle.connect_peer(("127.0.0.1", server.getsockname()[1]))
+        server.settimeout(15)
+        sock, _ = server.accept()
+        with sock:
+            link = Link(sock, PeerConnection())
+            header = link.until(HandshakeHeader)[-1]
+            assert isinstance(header, HandshakeHeader) and header.info_hash == h1
+            link.send(Handshake(h1, PEER_ID, Reserved.make(fast=True, extension_protocol=True)))
+            link.until(Handshake)
+            ours = ExtendedHandshake(m={"ut_metadata": OUR_UT_METADATA}, metadata_size=len(raw))
+            link.send(HaveNone(), ours)
+            lt_id = None
+            served = 0
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not handle.status().has_metadata:
+                try:
+                    events = link.until(Extended, timeout=1.0)
+                except AssertionError:
+                    continue
+                for ev in events:
+                    if isinstance(ev, ExtendedHandshake):
+                        lt_id = ev.m["ut_metadata"]
+                    if isinstance(ev, Extended) and ev.ext_id == OUR_UT_METADATA:
+                        req = decode_metadata_message(ev.payload)
+                        assert isinstance(req, MetadataRequest) and lt_id is not None
+                        reply = md.respond(req, "lt")
+                        link.send(Extended(lt_id, encode_metadata_message(reply)))
+                        served += 1
+            assert handle.status().has_metadata, f"libtorrent has no metadata after {served} pieces served"
+            assert served >= md.num_pieces
+            ti = handle.torrent_file()
+            assert ti.info_hashes().v1.to_bytes() == h1
+            assert ti.info_hashes().has_v2()  # it took the whole hybrid info dict
