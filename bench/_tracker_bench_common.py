@@ -10,9 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TOOLS = Path("/work/shared/tools")
 HASHES = TOOLS / "announce-hashes.txt"
@@ -26,22 +27,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def bitswarm_tracker(*extra: str) -> Iterator[dict[str, list[str]]]:
-    """Run ``bitswarm tracker --json`` on loopback port 0; yields the bound addresses."""
+def bitswarm_tracker(*extra: str) -> Iterator[dict[str, Any]]:
+    """Run ``bitswarm tracker --json`` on loopback port 0; yields the bound addresses (+ ``pid``)."""
     cmd = [sys.executable, "-m", "bitswarm", "tracker", "--json", "--db", "none", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line:
             raise RuntimeError("bitswarm tracker did not start")
-        yield json.loads(line)
+        info = json.loads(line)
+        info["pid"] = proc.pid
+        yield info
     finally:
         proc.terminate()
         proc.wait(10)
 
 
 @contextmanager
-def opentracker(http_port: int, udp_port: int) -> Iterator[None]:
+def opentracker(http_port: int, udp_port: int) -> Iterator[int]:
+    """Run opentracker on loopback (whitelist = the generators' info-hashes); yields its pid."""
     exe = shutil.which("opentracker")
     if exe is None:
         raise RuntimeError("opentracker is not installed")
@@ -71,7 +75,7 @@ def opentracker(http_port: int, udp_port: int) -> Iterator[None]:
                     break
                 except OSError:
                     time.sleep(0.05)
-            yield
+            yield proc.pid
         finally:
             proc.terminate()
             proc.wait(10)
@@ -79,3 +83,45 @@ def opentracker(http_port: int, udp_port: int) -> Iterator[None]:
 
 def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds used by waited-for children so far (the load generator)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleaved(targets: dict[str, int], run: Callable[[int], float], rounds: int) -> dict[str, Any]:
+    """Load each target (name → pid) in turn, ``rounds`` times; best rate, CPU per request and
+    the generator's share of a core for each, plus the median per-round ratio bitswarm/opentracker.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    server_us: dict[str, list[float]] = {name: [] for name in targets}
+    gen_load: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, pid in targets.items():
+            cpu0, gen0, t0 = cpu_seconds(pid), children_cpu(), time.monotonic()
+            rate = run(pid)
+            wall = time.monotonic() - t0
+            cpu1, gen1 = cpu_seconds(pid), children_cpu()
+            rates[name].append(rate)
+            server_us[name].append((cpu1 - cpu0) / max(1.0, rate * wall) * 1e6)
+            gen_load[name].append((gen1 - gen0) / wall)
+    ratios = sorted(b / o for b, o in zip(rates["bitswarm"], rates["opentracker"], strict=True))
+    out: dict[str, Any] = {}
+    for name in targets:
+        out[f"{name}_best"] = max(rates[name])
+        out[f"{name}_runs"] = [round(r) for r in rates[name]]
+        out[f"{name}_cpu_us_per_req"] = round(min(server_us[name]), 2)
+        out[f"{name}_generator_core_share"] = round(max(gen_load[name]), 2)
+    out["ratio_best"] = out["bitswarm_best"] / out["opentracker_best"]
+    out["ratio_median_round"] = ratios[len(ratios) // 2]
+    return out

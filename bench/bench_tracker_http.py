@@ -2,6 +2,7 @@
 
     python bench/bench_tracker_http.py [--seconds 8] [--json]
     python bench/bench_tracker_http.py --memory [--json]      # bytes per peer at 10^5 and 10^6 peers
+                                                              # (tracemalloc and RSS growth)
 
 Load: ``wrk -t1 -c64 -s /work/shared/tools/announce.lua`` (1,000 info-hashes, keep-alive, compact).
 """
@@ -48,20 +49,49 @@ def throughput(seconds: int) -> dict[str, float]:
     return {"bitswarm_rps": ours, "opentracker_rps": theirs, "ratio": ours / theirs}
 
 
-def memory(peers: int, per_swarm: int = 100) -> float:
-    """tracemalloc bytes per peer for ``peers`` IPv4 peers in swarms of ``per_swarm``."""
+def _fill(peers: int, per_swarm: int) -> object:
     from bitswarm.tracker.server.state import MemoryStore
 
     store = MemoryStore(ttl=3780)
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
     for i in range(peers):
         info_hash = (i // per_swarm).to_bytes(20, "big")
         addr = (0x0A000000 + i).to_bytes(4, "big") + (6881 + i % 1000).to_bytes(2, "big")
         store.announce(info_hash, addr, os.urandom(20), i % 3 == 0, 2, 0)
+    return store
+
+
+def memory(peers: int, per_swarm: int = 100) -> float:
+    """tracemalloc bytes per peer for ``peers`` IPv4 peers in swarms of ``per_swarm``."""
+    import bitswarm.tracker.server.state  # noqa: F401  (imports are not peers)
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    store = _fill(peers, per_swarm)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
+    del store
     return used / peers
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss(peers: int, per_swarm: int = 100) -> float:
+    """Resident-set growth per peer (no tracemalloc), measured in a fresh interpreter."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bench_tracker_http as b; "
+        "import bitswarm.tracker.server.state; "
+        "n = int(sys.argv[2]); r = b._rss(); s = b._fill(n, int(sys.argv[3])); print((b._rss() - r) / n)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__)), str(peers), str(per_swarm)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(out)
 
 
 def main() -> None:
@@ -73,7 +103,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.memory:
-        result = {f"bytes_per_peer_{n}": round(memory(n), 1) for n in (10**5, 10**6)}
+        result = {}
+        for n in (10**5, 10**6):
+            result[f"tracemalloc_bytes_per_peer_{n}"] = round(memory(n), 1)
+            result[f"rss_bytes_per_peer_{n}"] = round(rss(n), 1)
     else:
         result = throughput(args.seconds)
     if args.json:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bitswarm.tracker._common import TrackerProtocolError
 from bitswarm.tracker.http_codec import parse_announce_query
 from bitswarm.tracker.server.query import parse_announce, without_key
-from bitswarm.tracker.server.state import BIG_SWARM, MemoryStore, PeerRecord
+from bitswarm.tracker.server.state import BUCKET_MAX, MemoryStore, PeerRecord, split
 
 IH = bytes(range(20))
 
@@ -35,11 +35,11 @@ def pid(i: int) -> bytes:
 
 def test_seeders_leechers_and_no_self_in_reply() -> None:
     store = MemoryStore(ttl=100)
-    assert store.announce(IH, v4(1), pid(1), False, 2, 50) == (0, 1, [])
+    assert store.announce(IH, v4(1), pid(1), False, 2, 50) == (0, 1, b"")
     s, lc, peers = store.announce(IH, v4(2), pid(2), True, 2, 50)
-    assert (s, lc, peers) == (1, 1, [v4(1)])
+    assert (s, lc, peers) == (1, 1, v4(1))
     s, lc, peers = store.announce(IH, v4(1), pid(1), False, 0, 50)
-    assert (s, lc, peers) == (1, 1, [v4(2)])
+    assert (s, lc, peers) == (1, 1, v4(2))
 
 
 def test_seeders_get_no_seeders() -> None:
@@ -48,20 +48,33 @@ def test_seeders_get_no_seeders() -> None:
         store.announce(IH, v4(i), pid(i), True, 2, 50)
     store.announce(IH, v4(9), pid(9), False, 2, 50)
     _, _, peers = store.announce(IH, v4(0), pid(0), True, 0, 50)
-    assert peers == [v4(9)]
+    assert peers == v4(9)
 
 
 def test_numwant_and_random_window_in_big_swarm() -> None:
     store = MemoryStore(ttl=100)
-    for i in range(BIG_SWARM + 500):
-        store.announce(IH, v4(i), pid(i), False, 2, 0)
+    size = 2 * BUCKET_MAX + 500  # several buckets
+    for i in range(size):
+        store.announce(IH, v4(i, 6881 + i % 7), pid(i), i % 5 == 0, 2, 0)
+    assert len(store.swarms[IH].tables[0]) > 1
+    everyone = {v4(i, 6881 + i % 7) for i in range(size)}
+    seeders = {v4(i, 6881 + i % 7) for i in range(0, size, 5)}
     seen: set[bytes] = set()
-    for _ in range(20):
-        _, lc, peers = store.announce(IH, v4(1), pid(1), False, 0, 50)
-        assert lc == BIG_SWARM + 500
-        assert len(peers) == 50 and len(set(peers)) == 50 and v4(1) not in peers
+    for _ in range(40):
+        _, lc, blob = store.announce(IH, v4(1, 6882), pid(1), False, 0, 50)
+        peers = split(blob, 6)
+        assert lc == size - len(seeders)
+        assert len(peers) == 50 and len(set(peers)) == 50 and v4(1, 6882) not in peers
+        assert set(peers) <= everyone
         seen |= set(peers)
-    assert len(seen) > 200  # windows start at random offsets
+    assert len(seen) > 400  # windows start at random offsets, seeders included
+    _, _, blob = store.announce(IH, v4(0, 6881), pid(0), True, 0, 300)
+    peers = split(blob, 6)
+    assert len(set(peers)) == 300 and not set(peers) & seeders  # a seeder gets leechers only
+    # every record is still findable after the splits
+    assert dict(store.peer_ids(IH, b"".join(sorted(everyone)), 6)) == {
+        v4(i, 6881 + i % 7): pid(i) for i in range(size)
+    }
 
 
 def test_stopped_removes_and_completed_counts_once() -> None:
@@ -70,7 +83,7 @@ def test_stopped_removes_and_completed_counts_once() -> None:
     store.announce(IH, v4(1), pid(1), True, 1, 50)
     store.announce(IH, v4(1), pid(1), True, 1, 50)  # repeated "completed": not a new download
     assert store.scrape(IH) == (1, 1, 0)
-    assert store.announce(IH, v4(1), pid(1), True, 3, 50) == (0, 0, [])
+    assert store.announce(IH, v4(1), pid(1), True, 3, 50) == (0, 0, b"")
     assert store.scrape(IH) == (0, 1, 0)
     assert store.take_dirty() == {IH: 1}
 
@@ -80,12 +93,13 @@ def test_ipv4_and_ipv6_are_separate_families() -> None:
     six = b"\x20\x01" + bytes(13) + b"\x01" + (6881).to_bytes(2, "big")
     store.announce(IH, six, pid(6), False, 2, 50)
     s, lc, peers = store.announce(IH, v4(1), pid(1), False, 2, 50)
-    assert (s, lc, peers) == (0, 2, [])
+    assert (s, lc, peers) == (0, 2, b"")
     _, _, peers = store.announce(IH, six, pid(6), False, 0, 50)
-    assert peers == []
+    assert peers == b""
     six2 = six[:-3] + b"\x02" + six[-2:]
     _, _, peers = store.announce(IH, six2, pid(7), False, 2, 50)
-    assert peers == [six]
+    assert peers == six
+    assert store.peer_ids(IH, peers, 18) == [(six, pid(6))]
 
 
 def test_expiry_by_bounded_sweep() -> None:
@@ -121,7 +135,7 @@ def test_snapshot_round_trip_keeps_age() -> None:
 def test_peer_ids_for_dictionary_replies() -> None:
     store = MemoryStore(ttl=60)
     store.announce(IH, v4(1), pid(1), True, 2, 0)
-    assert store.peer_ids(IH, [v4(1), v4(2)]) == [(v4(1), pid(1))]
+    assert store.peer_ids(IH, v4(1) + v4(2), 6) == [(v4(1), pid(1))]
 
 
 # ------------------------------------------------------------------------------ fast query parser

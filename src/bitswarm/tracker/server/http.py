@@ -330,7 +330,9 @@ class HttpTrackerProtocol(asyncio.Protocol):
         core.announces["http"] += 1
         if a.compact:
             return self._compact(seeders, leechers, peers, v6)
-        return self._dictionary(seeders, leechers, store.peer_ids(a.info_hash, peers), a.no_peer_id)
+        return self._dictionary(
+            seeders, leechers, store.peer_ids(a.info_hash, peers, 18 if v6 else 6), a.no_peer_id
+        )
 
     async def _announce_async(self, a: Any, addr: bytes, v6: bool, numwant: int) -> bytes:
         store = self.core.store
@@ -339,11 +341,10 @@ class HttpTrackerProtocol(asyncio.Protocol):
         )
         self.core.announces["http"] += 1
         if a.compact:
-            return self._compact(seeders, leechers, [p[0] for p in peers], v6)
+            return self._compact(seeders, leechers, b"".join(p[0] for p in peers), v6)
         return self._dictionary(seeders, leechers, peers, a.no_peer_id)
 
-    def _compact(self, seeders: int, leechers: int, peers: list[bytes], v6: bool) -> bytes:
-        blob = b"".join(peers)
+    def _compact(self, seeders: int, leechers: int, blob: bytes, v6: bool) -> bytes:
         core = self.core
         head = (_ANN6 if v6 else _ANN4) % (
             seeders,

@@ -1,30 +1,38 @@
 """In-memory swarm state, laid out for small memory and a short announce path.
 
-Per torrent (:class:`Swarm`) there are up to four dicts: leechers and seeders, IPv4 and IPv6
-(BEP 7). A peer is one entry ``compact address → int``: the key is the BEP 23 compact form
-(4-byte IPv4 or 16-byte IPv6 address + 2-byte port), so a compact reply is a ``b"".join`` of keys,
-and the value packs the 20-byte peer id and the last-seen tick (``peer_id << 20 | tick``) into one
-6-digit int. That is ~125 bytes per peer at 10^6 peers (measured in ``bench/bench_tracker_http.py
---memory``). Seeder/leecher is the dict a peer sits in, so counts are ``len()``.
+Per torrent (:class:`Swarm`) there are four tables: leechers and seeders, IPv4 and IPv6 (BEP 7).
+A table is packed the way opentracker packs its peer vectors: sorted parallel arrays, no Python
+object per peer —
 
-Expiry: ticks are whole seconds modulo 2^20; a peer silent for ``ttl`` seconds is removed by
-:meth:`MemoryStore.sweep`, which walks the swarms incrementally with a bounded budget per call.
+- ``keys``: the compact address as an integer (``array('Q')`` for IPv4; a list for IPv6), sorted,
+  searched with :func:`bisect.bisect_left`;
+- ``addrs``: the BEP 23 compact addresses (6 or 18 bytes each) in the same order, so a compact
+  reply is one slice of a ``bytearray`` (a random window, opentracker's approach);
+- ``ids``: the 20-byte peer ids (for BEP 3 dictionary replies and snapshots);
+- ``ticks``: the last-announce second modulo 2^20 (``array('I')``).
 
-Peer choice is a random window over the candidate keys (opentracker's approach): small swarms take
-``list(dict)``; swarms above :data:`BIG_SWARM` use a key snapshot refreshed every few seconds.
+That is 38 bytes per IPv4 peer plus array slack (~45 B per peer at 10^6 peers, measured in
+``bench/bench_tracker_http.py --memory``). A table is split into hash buckets (each sorted) once a
+bucket would pass :data:`BUCKET_MAX` records, so inserting or removing a peer moves at most a few
+tens of kilobytes even in a swarm of millions. Seeder/leecher is the table a peer sits in.
+
+Expiry: a peer silent for ``ttl`` seconds is removed by :meth:`MemoryStore.sweep`, which walks the
+swarms incrementally with a bounded budget per call.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 TICK_MASK = (1 << 20) - 1
-#: Above this many candidates, peer choice samples a periodically refreshed key snapshot.
-BIG_SWARM = 4096
-SNAPSHOT_AGE = 5.0
+#: A bucket holding more records than this makes its table double its bucket count.
+BUCKET_MAX = 2048
 
 # BEP 15 wire values of the announce event (shared with bitswarm.tracker._common.Event).
 EVENT_NONE, EVENT_COMPLETED, EVENT_STARTED, EVENT_STOPPED = 0, 1, 2, 3
@@ -32,29 +40,41 @@ EVENT_NONE, EVENT_COMPLETED, EVENT_STARTED, EVENT_STOPPED = 0, 1, 2, 3
 _rand = random.random
 
 
-class Swarm:
-    """One torrent's peers: ``tables[family*2 + seeder]`` (family 0 = IPv4, 1 = IPv6)."""
+class Bucket:
+    """Sorted parallel arrays of one table's peers (see the module docstring)."""
 
-    __slots__ = ("snap", "snap_at", "tables")
+    __slots__ = ("addrs", "ids", "keys", "ticks")
+
+    def __init__(self, v6: bool) -> None:
+        self.keys: Any = [] if v6 else array("Q")
+        self.addrs = bytearray()
+        self.ids = bytearray()
+        self.ticks = array("I")
+
+
+class Swarm:
+    """One torrent's peers: ``tables[family*2 + seeder]`` (family 0 = IPv4, 1 = IPv6), each a list
+    of buckets (empty when the table is); ``n`` holds the four table sizes."""
+
+    __slots__ = ("n", "tables")
 
     def __init__(self) -> None:
-        self.tables: list[dict[bytes, int]] = [{}, {}, {}, {}]
-        self.snap: list[list[bytes] | None] = [None, None, None, None]
-        self.snap_at = 0.0
+        self.tables: list[list[Bucket]] = [[], [], [], []]
+        self.n = [0, 0, 0, 0]
 
     @property
     def seeders(self) -> int:
-        t = self.tables
-        return len(t[1]) + len(t[3])
+        n = self.n
+        return n[1] + n[3]
 
     @property
     def leechers(self) -> int:
-        t = self.tables
-        return len(t[0]) + len(t[2])
+        n = self.n
+        return n[0] + n[2]
 
     def __len__(self) -> int:
-        t = self.tables
-        return len(t[0]) + len(t[1]) + len(t[2]) + len(t[3])
+        n = self.n
+        return n[0] + n[1] + n[2] + n[3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +86,68 @@ class PeerRecord:
     peer_id: bytes
     seeder: bool
     age: int  # seconds since last announce
+
+
+def _bucket(buckets: list[Bucket], key: int) -> Bucket:
+    nb = len(buckets)
+    return buckets[0] if nb == 1 else buckets[key % nb]
+
+
+def _find(buckets: list[Bucket], key: int) -> tuple[Bucket, int] | None:
+    """The bucket and index of ``key`` in a table, or None."""
+    if not buckets:
+        return None
+    b = _bucket(buckets, key)
+    keys = b.keys
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        return b, i
+    return None
+
+
+def _delete(b: Bucket, i: int, w: int) -> None:
+    del b.keys[i]
+    del b.ticks[i]
+    j = i * 20
+    del b.ids[j : j + 20]
+    j = i * w
+    del b.addrs[j : j + w]
+
+
+def _window(segs: list[bytearray], start: int, need: int) -> bytes:
+    """``need`` bytes of the concatenation of ``segs`` from ``start``, wrapping around (need must
+    be smaller than the total)."""
+    i = 0
+    while start >= len(segs[i]):
+        start -= len(segs[i])
+        i += 1
+    seg = segs[i]
+    if start + need <= len(seg):
+        return bytes(seg[start : start + need])
+    out = []
+    count = len(segs)
+    while need > 0:
+        chunk = segs[i][start : start + need]
+        out.append(chunk)
+        need -= len(chunk)
+        start = 0
+        i = (i + 1) % count
+    return b"".join(out)
+
+
+def _without(blob: bytes, addr: bytes, w: int) -> bytes | None:
+    """``blob`` minus the record ``addr`` (record-aligned), or None when it is absent."""
+    pos = blob.find(addr)
+    while pos >= 0 and pos % w:
+        pos = blob.find(addr, pos + 1)
+    if pos < 0:
+        return None
+    return blob[:pos] + blob[pos + w :]
+
+
+def split(blob: bytes, w: int) -> list[bytes]:
+    """A compact peer blob as a list of ``w``-byte addresses."""
+    return [blob[i : i + w] for i in range(0, len(blob), w)]
 
 
 class MemoryStore:
@@ -95,91 +177,125 @@ class MemoryStore:
 
     def announce(
         self, info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool, event: int, numwant: int
-    ) -> tuple[int, int, list[bytes]]:
+    ) -> tuple[int, int, bytes]:
         """Record one announce (BEP 3 semantics) and choose up to ``numwant`` peers for the reply.
 
         ``addr`` is the compact address (6 or 18 bytes); only peers of the same family are
         returned (BEP 7), never the requester itself, and no seeders to a seeder.
-        Returns ``(seeders, leechers, compact addresses)``.
+        Returns ``(seeders, leechers, compact peers)``, the peers as one BEP 23 string.
         """
         swarm = self.swarms.get(info_hash)
-        fam = 2 if len(addr) == 18 else 0
         if swarm is None:
             if event == EVENT_STOPPED:
-                return 0, 0, []
+                return 0, 0, b""
             swarm = self.swarms[info_hash] = Swarm()
+        w = len(addr)
+        fam = 2 if w == 18 else 0
+        key = int.from_bytes(addr, "big")
         tables = swarm.tables
-        leech = tables[fam]
-        seed = tables[fam + 1]
+        n = swarm.n
+        mine = fam + 1 if seeder else fam
+        other = mine ^ 1
+        if n[other]:
+            found = _find(tables[other], key)
+            if found is not None:
+                _delete(found[0], found[1], w)
+                n[other] -= 1
         if event == EVENT_STOPPED:
-            leech.pop(addr, None)
-            seed.pop(addr, None)
-            return len(tables[1]) + len(tables[3]), len(tables[0]) + len(tables[2]), []
-        value = (int.from_bytes(peer_id, "big") << 20) | (int(self._clock()) & TICK_MASK)
-        if seeder:
-            if event == EVENT_COMPLETED and addr not in seed:
+            if n[mine]:
+                found = _find(tables[mine], key)
+                if found is not None:
+                    _delete(found[0], found[1], w)
+                    n[mine] -= 1
+            return n[1] + n[3], n[0] + n[2], b""
+        if self._put(tables[mine], key, addr, peer_id, int(self._clock()) & TICK_MASK, w):
+            n[mine] += 1
+            if seeder and event == EVENT_COMPLETED:
                 self.completed[info_hash] = self.completed.get(info_hash, 0) + 1
                 self.dirty.add(info_hash)
-            leech.pop(addr, None)
-            seed[addr] = value
-        else:
-            seed.pop(addr, None)
-            leech[addr] = value
-        seeders = len(tables[1]) + len(tables[3])
-        leechers = len(tables[0]) + len(tables[2])
+        seeders = n[1] + n[3]
+        leechers = n[0] + n[2]
         if numwant <= 0:
-            return seeders, leechers, []
+            return seeders, leechers, b""
         if seeder:
-            n = len(leech)
-            if n <= numwant:
-                return seeders, leechers, list(leech)
-            keys = self._keys(swarm, fam, leech, None, n)
+            total = n[fam]
+            if not total:
+                return seeders, leechers, b""
+            segs = [b.addrs for b in tables[fam]]
+            if total <= numwant:
+                return seeders, leechers, b"".join(segs)
+            return seeders, leechers, _window(segs, int(_rand() * total) * w, numwant * w)
+        total = n[fam] + n[fam + 1]
+        if total == 1:
+            return seeders, leechers, b""
+        segs = [b.addrs for b in tables[fam]]
+        if n[fam + 1]:
+            segs += [b.addrs for b in tables[fam + 1]]
+        if total <= numwant + 1:
+            blob = b"".join(segs)
         else:
-            n = len(leech) + len(seed)
-            if n <= numwant + 1:
-                peers = [*leech, *seed] if seed else list(leech)
-                peers.remove(addr)
-                return seeders, leechers, peers
-            keys = self._keys(swarm, fam, leech, seed, n)
-        n = len(keys)
-        start = int(_rand() * n)
-        chosen = keys[start : start + numwant + 1]
-        if len(chosen) <= numwant:
-            chosen += keys[: numwant + 1 - len(chosen)]
-        if addr in chosen:
-            chosen.remove(addr)
-        else:
-            del chosen[numwant:]
-        if n > BIG_SWARM:  # a snapshot may hold departed peers
-            chosen = [k for k in chosen if k in leech or (not seeder and k in seed)]
-        return seeders, leechers, chosen
+            blob = _window(segs, int(_rand() * total) * w, (numwant + 1) * w)
+        rest = _without(blob, addr, w)
+        if rest is not None:
+            return seeders, leechers, rest
+        return seeders, leechers, blob[: numwant * w]
 
-    def _keys(
-        self, swarm: Swarm, fam: int, leech: dict[bytes, int], seed: dict[bytes, int] | None, n: int
-    ) -> list[bytes]:
-        if n <= BIG_SWARM:
-            return [*leech, *seed] if seed else list(leech)
-        slot = fam + (0 if seed is None else 1)
-        now = self._clock()
-        snap = swarm.snap[slot]
-        if snap is None or now - swarm.snap_at > SNAPSHOT_AGE:
-            snap = swarm.snap[slot] = [*leech, *seed] if seed is not None else list(leech)
-            swarm.snap_at = now
-        return snap
+    def _put(self, buckets: list[Bucket], key: int, addr: bytes, peer_id: bytes, tick: int, w: int) -> bool:
+        """Insert or refresh one record; True when it is new."""
+        if not buckets:
+            buckets.append(Bucket(w == 18))
+        b = buckets[0] if len(buckets) == 1 else buckets[key % len(buckets)]
+        keys = b.keys
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            b.ticks[i] = tick
+            j = i * 20
+            if b.ids[j : j + 20] != peer_id:
+                b.ids[j : j + 20] = peer_id
+            return False
+        keys.insert(i, key)
+        b.ticks.insert(i, tick)
+        j = i * 20
+        b.ids[j:j] = peer_id
+        j = i * w
+        b.addrs[j:j] = addr
+        if len(keys) > BUCKET_MAX:
+            self._regrow(buckets, w)
+        return True
 
-    def peer_ids(self, info_hash: bytes, addrs: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
-        """``(addr, peer_id)`` for the dictionary-model reply (BEP 3 non-compact)."""
+    @staticmethod
+    def _regrow(buckets: list[Bucket], w: int) -> None:
+        """Double the bucket count of a table (odd counts: ``key % n`` mixes the port bits in)."""
+        records = [
+            (b.keys[i], bytes(b.addrs[i * w : i * w + w]), bytes(b.ids[i * 20 : i * 20 + 20]), b.ticks[i])
+            for b in buckets
+            for i in range(len(b.keys))
+        ]
+        records.sort()
+        count = len(buckets) * 2 + 1
+        fresh = [Bucket(w == 18) for _ in range(count)]
+        for key, addr, peer_id, tick in records:
+            b = fresh[key % count]
+            b.keys.append(key)
+            b.addrs += addr
+            b.ids += peer_id
+            b.ticks.append(tick)
+        buckets[:] = fresh
+
+    def peer_ids(self, info_hash: bytes, blob: bytes, w: int) -> list[tuple[bytes, bytes]]:
+        """``(addr, peer_id)`` for the dictionary-model reply (BEP 3 non-compact); ``blob`` is a
+        compact peer string of ``w``-byte records as :meth:`announce` returned it."""
         swarm = self.swarms.get(info_hash)
         out: list[tuple[bytes, bytes]] = []
         if swarm is None:
             return out
-        for addr in addrs:
-            fam = 2 if len(addr) == 18 else 0
-            value = swarm.tables[fam].get(addr)
-            if value is None:
-                value = swarm.tables[fam + 1].get(addr)
-            if value is not None:
-                out.append((addr, (value >> 20).to_bytes(20, "big")))
+        fam = 2 if w == 18 else 0
+        for addr in split(blob, w):
+            key = int.from_bytes(addr, "big")
+            found = _find(swarm.tables[fam], key) or _find(swarm.tables[fam + 1], key)
+            if found is not None:
+                b, i = found
+                out.append((addr, bytes(b.ids[i * 20 : i * 20 + 20])))
         return out
 
     # ------------------------------------------------------------------------------------ scrape
@@ -190,7 +306,8 @@ class MemoryStore:
         done = self.completed.get(info_hash, 0)
         if swarm is None:
             return 0, done, 0
-        return swarm.seeders, done, swarm.leechers
+        n = swarm.n
+        return n[1] + n[3], done, n[0] + n[2]
 
     def all_hashes(self) -> list[bytes]:
         return list(self.swarms.keys() | self.completed.keys())
@@ -217,14 +334,25 @@ class MemoryStore:
             swarm = self.swarms.get(info_hash)
             if swarm is None:
                 continue
-            for table in swarm.tables:
-                if not table:
-                    continue
-                budget -= len(table)
-                dead = [k for k, v in table.items() if ((now - v) & TICK_MASK) > ttl]
-                for k in dead:
-                    del table[k]
-                removed += len(dead)
+            for t, buckets in enumerate(swarm.tables):
+                w = 18 if t >= 2 else 6
+                for b in buckets:
+                    ticks = b.ticks
+                    budget -= len(ticks)
+                    keep = [i for i, v in enumerate(ticks) if ((now - v) & TICK_MASK) <= ttl]
+                    dead = len(ticks) - len(keep)
+                    if not dead:
+                        continue
+                    keys, ids, addrs = b.keys, b.ids, b.addrs
+                    kept = [keys[i] for i in keep]
+                    b.keys = kept if isinstance(keys, list) else array("Q", kept)
+                    b.ticks = array("I", [ticks[i] for i in keep])
+                    b.ids = bytearray(b"".join(ids[i * 20 : i * 20 + 20] for i in keep))
+                    b.addrs = bytearray(b"".join(addrs[i * w : i * w + w] for i in keep))
+                    swarm.n[t] -= dead
+                    removed += dead
+                if not swarm.n[t] and buckets:
+                    buckets.clear()
             if not len(swarm):
                 del self.swarms[info_hash]
             if self._sweep_pos >= len(self._sweep_keys):
@@ -237,27 +365,40 @@ class MemoryStore:
         """Every live peer (for snapshots)."""
         now = self.tick()
         for info_hash, swarm in list(self.swarms.items()):
-            for index, table in enumerate(swarm.tables):
-                for addr, value in list(table.items()):
-                    age = (now - value) & TICK_MASK
-                    if age <= self.ttl:
-                        yield PeerRecord(
-                            info_hash, addr, (value >> 20).to_bytes(20, "big"), bool(index & 1), age
-                        )
+            for t, buckets in enumerate(swarm.tables):
+                w = 18 if t >= 2 else 6
+                for b in list(buckets):
+                    addrs, ids, ticks = bytes(b.addrs), bytes(b.ids), list(b.ticks)
+                    for i, value in enumerate(ticks):
+                        age = (now - value) & TICK_MASK
+                        if age <= self.ttl:
+                            yield PeerRecord(
+                                info_hash,
+                                addrs[i * w : i * w + w],
+                                ids[i * 20 : i * 20 + 20],
+                                bool(t & 1),
+                                age,
+                            )
 
     def restore(self, records: Iterable[PeerRecord]) -> int:
         """Load peers (e.g. from a snapshot); each keeps its remaining lifetime."""
         now = int(self._clock())
         count = 0
         for rec in records:
-            if rec.age > self.ttl or len(rec.addr) not in (6, 18) or len(rec.peer_id) != 20:
+            w = len(rec.addr)
+            if rec.age > self.ttl or w not in (6, 18) or len(rec.peer_id) != 20:
                 continue
             swarm = self.swarms.get(rec.info_hash)
             if swarm is None:
                 swarm = self.swarms[rec.info_hash] = Swarm()
-            fam = 2 if len(rec.addr) == 18 else 0
-            value = (int.from_bytes(rec.peer_id, "big") << 20) | ((now - rec.age) & TICK_MASK)
-            swarm.tables[fam + rec.seeder][rec.addr] = value
+            t = (2 if w == 18 else 0) + rec.seeder
+            key = int.from_bytes(rec.addr, "big")
+            other = _find(swarm.tables[t ^ 1], key)
+            if other is not None:
+                _delete(other[0], other[1], w)
+                swarm.n[t ^ 1] -= 1
+            if self._put(swarm.tables[t], key, rec.addr, rec.peer_id, (now - rec.age) & TICK_MASK, w):
+                swarm.n[t] += 1
             count += 1
         return count
 
@@ -265,9 +406,9 @@ class MemoryStore:
         """``(torrents, seeders, leechers)``."""
         seeders = leechers = 0
         for swarm in self.swarms.values():
-            t = swarm.tables
-            seeders += len(t[1]) + len(t[3])
-            leechers += len(t[0]) + len(t[2])
+            n = swarm.n
+            seeders += n[1] + n[3]
+            leechers += n[0] + n[2]
         return len(self.swarms), seeders, leechers
 
     def take_dirty(self) -> dict[bytes, int]:

@@ -156,7 +156,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         seeders, leechers, peers = store.announce(info_hash, peer, peer_id, left == 0, event, want)
         core.announces["udp"] += 1
         self.transport.sendto(  # type: ignore[union-attr]
-            _ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + b"".join(peers), addr
+            _ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + peers, addr
         )
 
     async def _announce_async(
