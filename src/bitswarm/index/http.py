@@ -2,7 +2,8 @@
 
 * the P2PFlix tracker API (seed 000) at the root (``/file_list``, ``/add_file`` …),
 * the CentralizedP2P API (seed 002): ``/resource`` and ``/heartbeat``,
-* the native API under ``/api/v1`` (OpenAPI at ``/openapi.json``).
+* the native API under ``/api/v1`` (OpenAPI at ``/openapi.json``),
+* the web UI (HTML) at ``/``, ``/files/…``, ``/peers``, ``/login``, ``/register``.
 
 Every error is answered in the form of the front end the path belongs to; request bodies larger
 than ``config.max_body`` get 413 before any handler runs.
@@ -26,6 +27,7 @@ from bitswarm.index._http_common import BodyLimit, error_response, service_error
 from bitswarm.index._native import native_router
 from bitswarm.index._p2pflix import p2pflix_router
 from bitswarm.index._service import IndexService
+from bitswarm.index._web import web_router
 
 
 def _describe(errors: Any) -> str:
@@ -81,6 +83,7 @@ def create_app(
     app.include_router(p2pflix_router(service, federation, tracker_name=config.name))
     app.include_router(centralized_router(service))
     app.include_router(native_router(service))
+    app.include_router(web_router(service))
     app.add_middleware(BodyLimit, limit=config.max_body)
     return app
 
