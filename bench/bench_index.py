@@ -112,7 +112,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--db", default=None, help="SQLite file (default: a temporary one)")
+    ap.add_argument(
+        "--db", default=None, help="SQLite file or postgresql:// DSN (default: a temporary SQLite file)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
