@@ -23,7 +23,7 @@ from bitswarm.tracker.server.errors import TrackerServerError
 from bitswarm.tracker.server.http import HttpTrackerProtocol, http_factory
 from bitswarm.tracker.server.persist import Persistence
 from bitswarm.tracker.server.state import MemoryStore
-from bitswarm.tracker.server.udp import UdpTrackerProtocol
+from bitswarm.tracker.server.udp import UdpTrackerProtocol, UdpWorker
 
 log = logging.getLogger("bitswarm.tracker.server")
 
@@ -44,6 +44,7 @@ class TrackerServer:
         self.udp_addresses: list[Address] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._udp: list[asyncio.DatagramTransport] = []
+        self._workers: list[UdpWorker] = []
         self._connections: set[HttpTrackerProtocol] = set()
         self._jobs: list[asyncio.Task[None]] = []
         self._running = False
@@ -88,17 +89,34 @@ class TrackerServer:
                 self._servers.append(server)
                 self.http_addresses.append(server.sockets[0].getsockname()[:2])
             for host, port in config.udp:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpTrackerProtocol(core, secret), local_addr=(host, port), family=_family(host)
-                )
-                sock = transport.get_extra_info("socket")
+                if isinstance(self.store, MemoryStore):
+                    # a thread per socket: blocking recvfrom/sendto, no event-loop hop per datagram
+                    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+                    try:
+                        if sock.family == socket.AF_INET6:
+                            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        sock.bind((host, port))
+                    except OSError:
+                        sock.close()
+                        raise
+                    worker = UdpWorker(UdpTrackerProtocol(core, secret), sock)
+                    self._workers.append(worker)
+                else:
+                    transport, _ = await loop.create_datagram_endpoint(
+                        lambda: UdpTrackerProtocol(core, secret),
+                        local_addr=(host, port),
+                        family=_family(host),
+                    )
+                    sock = transport.get_extra_info("socket")
+                    self._udp.append(transport)
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                self._udp.append(transport)
                 self.udp_addresses.append(sock.getsockname()[:2])
         except OSError:
             await self._close_sockets()
             raise
+        for worker in self._workers:
+            worker.start()
         self._running = True
         self._jobs = [loop.create_task(self._sweeper())]
         if self.persist is not None:
@@ -110,6 +128,9 @@ class TrackerServer:
             server.close()
         for transport in self._udp:
             transport.close()
+        for worker in self._workers:
+            await asyncio.to_thread(worker.stop)
+        self._workers.clear()
         for conn in list(self._connections):
             if conn.transport is not None:
                 conn.transport.close()
@@ -153,14 +174,19 @@ class TrackerServer:
         """Write changed completed counters and a peer snapshot (memory store) to SQLite."""
         if self.persist is None or not isinstance(self.store, MemoryStore):
             return
-        await self.persist.save_completed(self.store.take_dirty())
-        await self.persist.save_peers(self.store.peers())
+        assert self.core is not None
+        with self.core.lock:
+            dirty = self.store.take_dirty()
+            peers = list(self.store.peers())
+        await self.persist.save_completed(dirty)
+        await self.persist.save_peers(peers)
 
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(self.config.sweep_every)
-            if isinstance(self.store, MemoryStore):
-                self.store.sweep(self.config.sweep_budget)
+            if isinstance(self.store, MemoryStore) and self.core is not None:
+                with self.core.lock:
+                    self.store.sweep(self.config.sweep_budget)
 
     async def _flusher(self) -> None:
         assert self.persist is not None
@@ -170,11 +196,16 @@ class TrackerServer:
             if not isinstance(self.store, MemoryStore):
                 continue
             try:
-                await self.persist.save_completed(self.store.take_dirty())
+                assert self.core is not None
+                with self.core.lock:
+                    dirty = self.store.take_dirty()
+                await self.persist.save_completed(dirty)
                 since_snapshot += self.config.flush_every
                 if since_snapshot >= self.config.snapshot_every:
                     since_snapshot = 0.0
-                    await self.persist.save_peers(self.store.peers())
+                    with self.core.lock:
+                        peers = list(self.store.peers())
+                    await self.persist.save_peers(peers)
             except Exception:  # keep serving; the next round retries
                 log.exception("tracker persistence failed")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -33,6 +34,8 @@ class TrackerCore:
     def __init__(self, config: TrackerConfig, store: Any) -> None:
         self.config = config
         self.store: Any = store
+        #: held around every use of a synchronous store: the UDP front end runs in its own thread.
+        self.lock = threading.Lock()
         self.whitelist: set[bytes] = set()
         #: passkey → user label (BEP 27 private trackers identify users by a key in the URL).
         self.passkeys: dict[str, str] = {}

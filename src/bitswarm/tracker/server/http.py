@@ -326,13 +326,16 @@ class HttpTrackerProtocol(asyncio.Protocol):
         store = core.store
         if store.is_async:
             return self._announce_async(a, addr, v6, numwant)
-        seeders, leechers, peers = store.announce(a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant)
-        core.announces["http"] += 1
+        with core.lock:
+            seeders, leechers, peers = store.announce(
+                a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant
+            )
+            core.announces["http"] += 1
+            if not a.compact:
+                ids = store.peer_ids(a.info_hash, peers, 18 if v6 else 6)
         if a.compact:
             return self._compact(seeders, leechers, peers, v6)
-        return self._dictionary(
-            seeders, leechers, store.peer_ids(a.info_hash, peers, 18 if v6 else 6), a.no_peer_id
-        )
+        return self._dictionary(seeders, leechers, ids, a.no_peer_id)
 
     async def _announce_async(self, a: Any, addr: bytes, v6: bool, numwant: int) -> bytes:
         store = self.core.store
@@ -392,8 +395,10 @@ class HttpTrackerProtocol(asyncio.Protocol):
         store = core.store
         if store.is_async:
             return self._scrape_async(hashes)
-        core.scrapes["http"] += 1
-        return self._scrape_body({h: store.scrape(h) for h in hashes})
+        with core.lock:
+            core.scrapes["http"] += 1
+            stats = {h: store.scrape(h) for h in hashes}
+        return self._scrape_body(stats)
 
     async def _scrape_async(self, hashes: tuple[bytes, ...]) -> bytes:
         stats = await self.core.store.scrape_many(hashes)

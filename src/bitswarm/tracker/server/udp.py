@@ -14,13 +14,17 @@ the client and by the tests); this module unpacks the hot path with precompiled 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
+import threading
 import time
+from collections.abc import Callable
 from hashlib import blake2b
 
 from bitswarm.tracker.server.config import Mode
 from bitswarm.tracker.server.core import Rejected, TrackerCore
+from bitswarm.tracker.server.state import MemoryStore
 from bitswarm.tracker.udp_codec import MAX_SCRAPE_HASHES, PROTOCOL_ID
 
 _HDR = struct.Struct(">QII")
@@ -30,13 +34,18 @@ _ANNR = struct.Struct(">IIIII")
 _ERR = struct.Struct(">II")
 _SCR = struct.Struct(">III")
 _ANNOUNCE_SIZE = 98
+# connection id, transaction id, info_hash, peer_id, left, event, num_want, port (BEP 15 offsets)
+_FAST = struct.Struct(">Q4xI20s20s8xQ8xI8xiH")
+_PORT = struct.Struct(">H")
+_ACTION_ANNOUNCE = b"\0\0\0\1"
 _CACHE_MAX = 65536
+_BATCH = 64  # datagrams handled per hold of core.lock (the HTTP front end waits at most this long)
 
 
 class UdpTrackerProtocol(asyncio.DatagramProtocol):
     """One bound UDP socket of the tracker."""
 
-    def __init__(self, core: TrackerCore, secret: bytes, *, clock: object = time.time) -> None:
+    def __init__(self, core: TrackerCore, secret: bytes, *, clock: Callable[[], float] = time.time) -> None:
         self.core = core
         self.secret = secret
         self.slot_seconds = core.config.udp_slot
@@ -46,6 +55,11 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         self._hosts: dict[str, tuple[bytes, bool]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: the inline announce path: only for a synchronous store in open mode
+        self._fast = (
+            isinstance(getattr(core, "store", None), MemoryStore)
+            and getattr(core.config, "mode", None) is Mode.OPEN
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -62,7 +76,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
 
     def connection_id(self, addr: tuple[object, ...]) -> int:
         """The id handed to ``addr`` now (BEP 15 connect response)."""
-        slot = int(self._clock()) // self.slot_seconds  # type: ignore[operator, unused-ignore]
+        slot = int(self._clock()) // self.slot_seconds
         if slot != self._slot:
             self._slot = slot
             self._ids.clear()
@@ -80,11 +94,10 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
 
     # ---------------------------------------------------------------------------- datagrams
 
-    def _error(self, data: bytes, tid: int, addr: tuple[object, ...], kind: str, message: bytes) -> None:
+    def _error(self, data: bytes, tid: int, kind: str, message: bytes) -> bytes:
         """BEP 15 error reply, never longer than the request (no amplification)."""
         self.core.errors[kind] += 1
-        if self.transport is not None:
-            self.transport.sendto(_ERR.pack(3, tid) + message[: len(data) - 8], addr)
+        return _ERR.pack(3, tid) + message[: len(data) - 8]
 
     def _packed(self, host: str) -> tuple[bytes, bool]:
         found = self._hosts.get(host)
@@ -100,48 +113,69 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         return found
 
     def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
+        reply = self.handle(data, addr)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def handle(self, data: bytes, addr: tuple[object, ...]) -> bytes | None:
+        """The reply to one datagram (None: no reply, or one sent later by a task)."""
+        if len(data) >= _ANNOUNCE_SIZE and data[8:12] == _ACTION_ANNOUNCE and self._fast:
+            # the common case in one piece: an announce from an address with a current id
+            cid, tid, info_hash, peer_id, left, event, numwant, port = _FAST.unpack_from(data)
+            slot = int(self._clock()) // self.slot_seconds
+            if slot == self._slot and self._ids.get(addr) == cid:
+                if event > 3 or left > 0x7FFFFFFFFFFFFFFF:
+                    return self._error(data, tid, "malformed", b"bad announce field")
+                if port == 0:
+                    return self._error(data, tid, "port", b"invalid port 0")
+                host = self._hosts.get(addr[0])  # type: ignore[call-overload]
+                ip = host[0] if host is not None else self._packed(addr[0])[0]  # type: ignore[arg-type]
+                core = self.core
+                if numwant < 0:
+                    numwant = core.numwant_default
+                elif numwant > core.numwant_max:
+                    numwant = core.numwant_max
+                seeders, leechers, peers = core.store.announce(
+                    info_hash, ip + _PORT.pack(port), peer_id, left == 0, event, numwant
+                )
+                core.announces["udp"] += 1
+                iv = core._iv = (core._iv + 1) & 63
+                reply: bytes = _ANNR.pack(1, tid, core.intervals[iv], leechers, seeders) + peers
+                return reply
         size = len(data)
         if size < 16:
             self.core.errors["udp_short"] += 1
-            return
+            return None
         cid, action, tid = _HDR.unpack_from(data)
         if action == 0:
             if cid != PROTOCOL_ID:
                 self.core.errors["udp_bad_protocol_id"] += 1
-                return
-            self.transport.sendto(_CONN.pack(0, tid, self.connection_id(addr)), addr)  # type: ignore[union-attr]
-            return
+                return None
+            return _CONN.pack(0, tid, self.connection_id(addr))
         if action > 2:
-            self._error(data, tid, addr, "udp_bad_action", b"unknown action")
-            return
+            return self._error(data, tid, "udp_bad_action", b"unknown action")
         if not self.valid(cid, addr):
-            self._error(data, tid, addr, "udp_bad_connection_id", b"bad connection id")
-            return
+            return self._error(data, tid, "udp_bad_connection_id", b"bad connection id")
         if action == 1:
-            self._announce(data, tid, addr)
-        else:
-            self._scrape(data, tid, addr)
+            return self._announce(data, tid, addr)
+        return self._scrape(data, tid, addr)
 
-    def _announce(self, data: bytes, tid: int, addr: tuple[object, ...]) -> None:
+    def _announce(self, data: bytes, tid: int, addr: tuple[object, ...]) -> bytes | None:
         core = self.core
         if len(data) < _ANNOUNCE_SIZE:
-            self._error(data, tid, addr, "udp_short", b"announce too short")
-            return
+            return self._error(data, tid, "udp_short", b"announce too short")
         info_hash, peer_id, _down, left, _up, event, _ip, _key, numwant, port = _ANN.unpack_from(data, 16)
         if event > 3 or left > 0x7FFFFFFFFFFFFFFF:
-            self._error(data, tid, addr, "malformed", b"bad announce field")
-            return
+            return self._error(data, tid, "malformed", b"bad announce field")
         if port == 0:
-            self._error(data, tid, addr, "port", b"invalid port 0")
-            return
+            return self._error(data, tid, "port", b"invalid port 0")
         if core.config.mode is not Mode.OPEN:
             try:
                 if core.config.mode is Mode.PRIVATE:
                     raise Rejected("passkey", "private tracker: announce over HTTP")
                 core.check(info_hash, None)
             except Rejected as exc:
-                self._error(data, tid, addr, exc.kind, exc.reason.encode())
-                return
+                return self._error(data, tid, exc.kind, exc.reason.encode())
         ip, _v6 = self._packed(addr[0])  # type: ignore[arg-type]
         peer = ip + port.to_bytes(2, "big")
         store = core.store
@@ -152,12 +186,11 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            return
+            return None
         seeders, leechers, peers = store.announce(info_hash, peer, peer_id, left == 0, event, want)
         core.announces["udp"] += 1
-        self.transport.sendto(  # type: ignore[union-attr]
-            _ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + peers, addr
-        )
+        reply: bytes = _ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + peers
+        return reply
 
     async def _announce_async(
         self,
@@ -183,32 +216,28 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             body = b"".join(p[0] for p in peers)
             self.transport.sendto(_ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + body, addr)
 
-    def _scrape(self, data: bytes, tid: int, addr: tuple[object, ...]) -> None:
+    def _scrape(self, data: bytes, tid: int, addr: tuple[object, ...]) -> bytes | None:
         core = self.core
         body = len(data) - 16
         if body == 0 or body % 20 or body // 20 > MAX_SCRAPE_HASHES:
-            self._error(data, tid, addr, "malformed", b"scrape needs 1..74 info-hashes")
-            return
+            return self._error(data, tid, "malformed", b"scrape needs 1..74 info-hashes")
         hashes = [data[i : i + 20] for i in range(16, len(data), 20)]
         if core.config.mode is Mode.WHITELIST:
             try:
                 for info_hash in hashes:
                     core.check(info_hash, None)
             except Rejected as exc:
-                self._error(data, tid, addr, exc.kind, exc.reason.encode())
-                return
+                return self._error(data, tid, exc.kind, exc.reason.encode())
         elif core.config.mode is Mode.PRIVATE:
-            self._error(data, tid, addr, "passkey", b"private tracker: scrape over HTTP")
-            return
+            return self._error(data, tid, "passkey", b"private tracker: scrape over HTTP")
         store = core.store
         if store.is_async:
             task = asyncio.get_running_loop().create_task(self._scrape_async(tid, addr, hashes))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            return
+            return None
         core.scrapes["udp"] += 1
-        reply = _ERR.pack(2, tid) + b"".join(_SCR.pack(*store.scrape(h)) for h in hashes)
-        self.transport.sendto(reply, addr)  # type: ignore[union-attr]
+        return _ERR.pack(2, tid) + b"".join(_SCR.pack(*store.scrape(h)) for h in hashes)
 
     async def _scrape_async(self, tid: int, addr: tuple[object, ...], hashes: list[bytes]) -> None:
         try:
@@ -219,3 +248,75 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         self.core.scrapes["udp"] += 1
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(_ERR.pack(2, tid) + b"".join(_SCR.pack(*s) for s in stats), addr)
+
+
+class UdpWorker:
+    """Serves one UDP socket from a dedicated thread: blocking ``recvfrom``/``sendto``, no event
+    loop round trip per datagram (with a synchronous store only). Every datagram is handled under
+    ``core.lock``, which the HTTP front end and the background jobs take around the store too.
+    """
+
+    def __init__(self, proto: UdpTrackerProtocol, sock: socket.socket) -> None:
+        self.proto = proto
+        self.sock = sock
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="bitswarm-tracker-udp", daemon=True)
+
+    def start(self) -> None:
+        self.sock.setblocking(True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sock = self.sock
+        recv = sock.recvfrom
+        send = sock.sendto
+        handle = self.proto.handle
+        lock = self.proto.core.lock
+        errors = self.proto.core.errors
+        while not self._stop:
+            try:
+                data, addr = recv(2048)
+            except OSError:
+                if self._stop:
+                    break
+                with lock:
+                    errors["udp_icmp"] += 1
+                continue
+            if self._stop:
+                break
+            with lock:  # a batch: whatever is already queued, up to _BATCH datagrams
+                budget = _BATCH
+                while True:
+                    try:
+                        reply = handle(data, addr)
+                        if reply is not None:
+                            send(reply, addr)
+                    except OSError:
+                        errors["udp_icmp"] += 1
+                    except Exception:  # a bug must not end the thread
+                        errors["internal"] += 1
+                    budget -= 1
+                    if not budget or self._stop:
+                        break
+                    try:
+                        data, addr = recv(2048, socket.MSG_DONTWAIT)
+                    except OSError:  # BlockingIOError: the queue is empty
+                        break
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Wake the blocked ``recvfrom`` (shutdown), wait for the thread, close the socket."""
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        if self._thread.is_alive():
+            host, port = self.sock.getsockname()[:2]
+            family = self.sock.family
+            target = (
+                host
+                if host not in ("0.0.0.0", "::")
+                else ("::1" if family == socket.AF_INET6 else "127.0.0.1")
+            )
+            with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as poke:
+                poke.sendto(b"", (target, port))
+            self._thread.join(timeout)
+        self.sock.close()
