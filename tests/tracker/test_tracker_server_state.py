@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bitswarm.tracker._common import TrackerProtocolError
 from bitswarm.tracker.http_codec import parse_announce_query
-from bitswarm.tracker.server.query import parse_announce, without_key
+from bitswarm.tracker.server.query import parse_announce
 from bitswarm.tracker.server.state import BUCKET_MAX, MemoryStore, PeerRecord, split
 
 IH = bytes(range(20))
@@ -152,7 +152,7 @@ def _query(info_hash: bytes, peer_id: bytes, **extra: str) -> bytes:
 
 def _codec(query: bytes) -> tuple[object, ...] | str:
     try:
-        r = parse_announce_query(without_key(query))
+        r = parse_announce_query(query)
     except TrackerProtocolError:
         return "error"
     return (r.info_hash, r.peer_id, r.port, r.left, int(r.event), r.compact, r.no_peer_id, r.numwant, r.ip)

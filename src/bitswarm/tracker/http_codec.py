@@ -55,7 +55,11 @@ _MAX_TEXT: Final = 256
 
 @dataclass(frozen=True, slots=True)
 class AnnounceRequest:
-    """A BEP 3 announce. ``key`` (BEP 3 optional) and ``trackerid`` are echoed opaque strings."""
+    """A BEP 3 announce. ``key`` (BEP 3 optional) and ``trackerid`` are echoed opaque strings.
+
+    ``key`` is opaque: parsed as text when it is UTF-8, else kept as the raw bytes (aria2c sends
+    4 random bytes percent-encoded); either form encodes back to the same query value.
+    """
 
     info_hash: bytes
     peer_id: bytes
@@ -67,7 +71,7 @@ class AnnounceRequest:
     compact: bool = True  # BEP 23
     no_peer_id: bool = False
     numwant: int | None = None
-    key: str | None = None
+    key: str | bytes | None = None
     trackerid: bytes | None = None
     ip: str | None = None
 
@@ -349,6 +353,16 @@ def _str(value: bytes, name: str) -> str:
         raise TrackerProtocolError(f"{name} is not UTF-8", hint=400) from None
 
 
+def _opaque(value: bytes, name: str) -> str | bytes:
+    """An opaque parameter (``key``): text when UTF-8, else the raw bytes; never an error but length."""
+    if len(value) > _MAX_TEXT:
+        raise TrackerProtocolError(f"{name} longer than {_MAX_TEXT} bytes", hint=400)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
 def parse_announce_query(query: str | bytes) -> AnnounceRequest:
     """Parse the raw query string of ``GET /announce?...`` (the server side of BEP 3).
 
@@ -383,7 +397,7 @@ def parse_announce_query(query: str | bytes) -> AnnounceRequest:
         compact=seen.get("compact", b"0") == b"1",
         no_peer_id=seen.get("no_peer_id", b"0") == b"1",
         numwant=_int(seen["numwant"], "numwant", _MAX_I32) if "numwant" in seen else None,
-        key=_str(seen["key"], "key") if "key" in seen else None,
+        key=_opaque(seen["key"], "key") if "key" in seen else None,
         trackerid=trackerid,
         ip=_str(seen["ip"], "ip") if "ip" in seen else None,
     )

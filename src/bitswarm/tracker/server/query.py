@@ -4,7 +4,7 @@
 unusual (repeated or missing parameters, non-ASCII, over-long values, percent-encoded text fields,
 numbers out of range...) falls back to :func:`bitswarm.tracker.http_codec.parse_announce_query`,
 which either accepts it or raises the precise :class:`TrackerProtocolError`. ``key`` is opaque
-and ignored (see :func:`without_key`). A differential
+and ignored (the codec accepts it as raw bytes, e.g. aria2c's binary key). A differential
 property test (``tests/tracker/test_tracker_server_query.py``) checks both agree.
 """
 
@@ -34,16 +34,8 @@ class Announce(NamedTuple):
     ip: str | None
 
 
-def without_key(query: bytes) -> bytes:
-    """The query minus ``key`` parameters: the server ignores ``key``, and some clients (aria2c)
-    send it as raw binary, which the codec (expecting UTF-8 text) would reject."""
-    if b"key=" not in query:
-        return query
-    return b"&".join(p for p in query.split(b"&") if not p.startswith(b"key="))
-
-
 def _slow(query: bytes) -> Announce:
-    req = parse_announce_query(without_key(query))
+    req = parse_announce_query(query)
     return Announce(
         req.info_hash,
         req.peer_id,
