@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-want_apt=(mktorrent aria2 opentracker wrk redis-server postgresql iproute2 iptables)
+want_apt=(mktorrent aria2 opentracker wrk redis-server postgresql iproute2 iptables chromium)
 if [ "${BITSWARM_SETUP_APT:-1}" = 1 ]; then
   missing=()
   for p in "${want_apt[@]}"; do
