@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import socket
 import struct
 import threading
@@ -22,22 +24,34 @@ import time
 from collections.abc import Callable
 from hashlib import blake2b
 
+from bitswarm.tracker.server import _mmsg
+from bitswarm.tracker.server._mmsg import DATA_OFFSET, RECV_SLOT, MmsgRing
 from bitswarm.tracker.server.config import Mode
 from bitswarm.tracker.server.core import Rejected, TrackerCore
 from bitswarm.tracker.server.state import MemoryStore
 from bitswarm.tracker.udp_codec import MAX_SCRAPE_HASHES, PROTOCOL_ID
 
+_ANNOUNCE_SIZE = 98
 _HDR = struct.Struct(">QII")
 _ANN = struct.Struct(">20s20sQQQIIIiH")  # after the 16-byte header: BEP 15 announce body
 _CONN = struct.Struct(">IIQ")
 _ANNR = struct.Struct(">IIIII")
 _ERR = struct.Struct(">II")
 _SCR = struct.Struct(">III")
-_ANNOUNCE_SIZE = 98
 # connection id, transaction id, info_hash, peer_id, left, event, num_want, port (BEP 15 offsets)
 _FAST = struct.Struct(">Q4xI20s20s8xQ8xI8xiH")
 _PORT = struct.Struct(">H")
 _ACTION_ANNOUNCE = b"\0\0\0\1"
+_MAPPED = b"\0" * 10 + b"\xff\xff"
+_LEFT_MAX = 0x7FFFFFFFFFFFFFFF
+# The mmsg path reads a receive slot (sockaddr, then the datagram at DATA_OFFSET) in one unpack:
+# raw address key, connection id, action, transaction id, info_hash, peer_id, left, event, num_want,
+# port (BEP 15 offsets); the key is port + IPv4 (sockaddr_in) or port + flow info + IPv6 (sockaddr_in6).
+_RING_ANN4 = struct.Struct(">2x6s24xQII20s20s8xQ8xI8xi2s")
+_RING_ANN6 = struct.Struct(">2x22s8xQII20s20s8xQ8xI8xi2s")
+_RING_HDR4 = struct.Struct(">2x6s24xQII")
+_RING_HDR6 = struct.Struct(">2x22s8xQII")
+assert _RING_ANN4.size == _RING_ANN6.size == DATA_OFFSET + _ANNOUNCE_SIZE
 _CACHE_MAX = 65536
 _BATCH = 64  # datagrams handled per hold of core.lock (the HTTP front end waits at most this long)
 
@@ -51,7 +65,9 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         self.slot_seconds = core.config.udp_slot
         self._clock = clock
         self._slot = -1
-        self._ids: dict[tuple[object, ...], int] = {}  # address → id of the current slot
+        #: address (a ``(host, port)`` tuple, or raw sockaddr bytes on the mmsg path) →
+        #: (connection id of the current slot, packed IP)
+        self._ids: dict[object, tuple[int, bytes]] = {}
         self._hosts: dict[str, tuple[bytes, bool]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,28 +85,57 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
 
     # ---------------------------------------------------------------------------- connection ids
 
-    def _mac(self, addr: tuple[object, ...], slot: int) -> int:
-        msg = b"%s|%s|%d" % (str(addr[0]).encode(), str(addr[1]).encode(), slot)
-        cid = int.from_bytes(blake2b(msg, key=self.secret, digest_size=8).digest(), "big")
+    def _mac(self, peer: bytes, slot: int) -> int:
+        """The id of the client at compact address ``peer`` (4/16-byte IP + 2-byte port) in ``slot``."""
+        cid = int.from_bytes(blake2b(b"%s|%d" % (peer, slot), key=self.secret, digest_size=8).digest(), "big")
         return cid ^ 1 if cid == PROTOCOL_ID else cid
 
-    def connection_id(self, addr: tuple[object, ...]) -> int:
-        """The id handed to ``addr`` now (BEP 15 connect response)."""
+    def _roll(self) -> int:
+        """The current time slot; a new slot forgets the cached ids of the previous one."""
         slot = int(self._clock()) // self.slot_seconds
         if slot != self._slot:
             self._slot = slot
             self._ids.clear()
-        cid = self._ids.get(addr)
-        if cid is None:
+        return slot
+
+    def _entry(self, addr: tuple[object, ...]) -> tuple[int, bytes]:
+        """``(current id, packed IP)`` of a ``(host, port, ...)`` address (cached for the slot)."""
+        found = self._ids.get(addr)
+        if found is None:
+            ip = self._packed(addr[0])[0]  # type: ignore[arg-type]
+            cid = self._mac(ip + _PORT.pack(addr[1]), self._slot)
             if len(self._ids) >= _CACHE_MAX:
                 self._ids.clear()
-            cid = self._ids[addr] = self._mac(addr, slot)
-        return cid
+            found = self._ids[addr] = (cid, ip)
+        return found
+
+    def _raw_entry(self, key: bytes, v6: bool) -> tuple[int, bytes]:
+        """Like :meth:`_entry` for a raw ``sockaddr`` key: bytes 2..8 of a ``sockaddr_in`` (port, IPv4)
+        or 2..24 of a ``sockaddr_in6`` (port, flow info, IPv6) — the mmsg path's address."""
+        if v6:
+            ip = key[6:22]
+            if ip[:12] == _MAPPED:
+                ip = ip[12:]
+        else:
+            ip = key[2:6]
+        cid = self._mac(ip + key[:2], self._slot)
+        if len(self._ids) >= _CACHE_MAX:
+            self._ids.clear()
+        found = self._ids[key] = (cid, ip)
+        return found
+
+    def connection_id(self, addr: tuple[object, ...]) -> int:
+        """The id handed to ``addr`` now (BEP 15 connect response)."""
+        self._roll()
+        return self._entry(addr)[0]
 
     def valid(self, cid: int, addr: tuple[object, ...]) -> bool:
-        if cid == self.connection_id(addr):
+        """BEP 15: ``cid`` was handed to ``addr`` in the current or the previous time slot."""
+        self._roll()
+        cur, ip = self._entry(addr)
+        if cid == cur:
             return True
-        return cid != PROTOCOL_ID and cid == self._mac(addr, self._slot - 1)
+        return cid != PROTOCOL_ID and cid == self._mac(ip + _PORT.pack(addr[1]), self._slot - 1)
 
     # ---------------------------------------------------------------------------- datagrams
 
@@ -123,13 +168,13 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             # the common case in one piece: an announce from an address with a current id
             cid, tid, info_hash, peer_id, left, event, numwant, port = _FAST.unpack_from(data)
             slot = int(self._clock()) // self.slot_seconds
-            if slot == self._slot and self._ids.get(addr) == cid:
+            found = self._ids.get(addr)
+            if slot == self._slot and found is not None and found[0] == cid:
                 if event > 3 or left > 0x7FFFFFFFFFFFFFFF:
                     return self._error(data, tid, "malformed", b"bad announce field")
                 if port == 0:
                     return self._error(data, tid, "port", b"invalid port 0")
-                host = self._hosts.get(addr[0])  # type: ignore[call-overload]
-                ip = host[0] if host is not None else self._packed(addr[0])[0]  # type: ignore[arg-type]
+                ip = found[1]
                 core = self.core
                 if numwant < 0:
                     numwant = core.numwant_default
@@ -159,6 +204,107 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         if action == 1:
             return self._announce(data, tid, addr)
         return self._scrape(data, tid, addr)
+
+    def serve_ring(self, ring: MmsgRing, n: int) -> int:
+        """Answer the ``n`` datagrams ``recvmmsg`` put in ``ring``; the replies go to its send slots.
+
+        Returns how many replies were prepared (for ``ring.send``). Connects and, with a synchronous
+        store in open mode, announces carrying the current slot's id are answered inline from the
+        raw slot bytes; everything else goes through :meth:`handle` with a ``(host, port)`` tuple.
+        The caller holds ``core.lock``.
+        """
+        core = self.core
+        self._roll()
+        ids_get = self._ids.get
+        raw_entry = self._raw_entry
+        rbuf = ring.rbuf
+        sbuf = ring.sbuf
+        lens = ring.lens
+        send_q = ring.send_q
+        send_iov = ring.send_iov
+        rbase = ring.rbase
+        sslot = ring.send_slot
+        v6 = ring.namelen == 28
+        unpack_ann = (_RING_ANN6 if v6 else _RING_ANN4).unpack_from
+        unpack_hdr = (_RING_HDR6 if v6 else _RING_HDR4).unpack_from
+        inline = self._fast
+        announce = core.store.announce if inline else None
+        nw_default = core.numwant_default
+        nw_max = core.numwant_max
+        intervals = core.intervals
+        iv = core._iv
+        pack_ann = _ANNR.pack_into
+        pack_conn = _CONN.pack_into
+        announced = 0
+        j = 0
+        for i in range(n):
+            o = i * RECV_SLOT
+            try:
+                size = lens[i * 16 + 14]
+                if size >= _ANNOUNCE_SIZE:
+                    if inline:
+                        key, cid, action, tid, info_hash, peer_id, left, event, numwant, port = unpack_ann(
+                            rbuf, o
+                        )
+                        if action == 1:
+                            found = ids_get(key)
+                            if found is None:
+                                found = raw_entry(key, v6)
+                            if found[0] == cid and event <= 3 and left <= _LEFT_MAX and port != b"\0\0":
+                                if numwant < 0:
+                                    numwant = nw_default
+                                elif numwant > nw_max:
+                                    numwant = nw_max
+                                seeders, leechers, peers = announce(  # type: ignore[misc]
+                                    info_hash, found[1] + port, peer_id, left == 0, event, numwant
+                                )
+                                announced += 1
+                                iv = (iv + 1) & 63
+                                so = j * sslot
+                                pack_ann(sbuf, so, 1, tid, intervals[iv], leechers, seeders)
+                                end = so + 20 + len(peers)
+                                sbuf[so + 20 : end] = peers
+                                send_q[j * 8] = rbase + o
+                                send_iov[j * 2 + 1] = end - so
+                                j += 1
+                                continue
+                elif size >= 16:
+                    key, cid, action, tid = unpack_hdr(rbuf, o)
+                    if action == 0 and cid == PROTOCOL_ID:
+                        found = ids_get(key)
+                        if found is None:
+                            found = raw_entry(key, v6)
+                        so = j * sslot
+                        pack_conn(sbuf, so, 0, tid, found[0])
+                        send_q[j * 8] = rbase + o
+                        send_iov[j * 2 + 1] = 16
+                        j += 1
+                        continue
+                # everything else: the general path
+                if announced:
+                    core.announces["udp"] += announced
+                    announced = 0
+                core._iv = iv
+                reply = self.handle(ring.datagram(i), ring.address(i))
+                iv = core._iv
+                if reply is None:
+                    continue
+                if len(reply) > sslot:  # cannot happen with numwant_max as configured: send it alone
+                    ring.sock.sendto(reply, ring.address(i))
+                    continue
+                so = j * sslot
+                sbuf[so : so + len(reply)] = reply
+                send_q[j * 8] = rbase + o
+                send_iov[j * 2 + 1] = len(reply)
+                j += 1
+            except OSError:
+                core.errors["udp_icmp"] += 1
+            except Exception:  # a bug must not end the thread
+                core.errors["internal"] += 1
+        if announced:
+            core.announces["udp"] += announced
+        core._iv = iv
+        return j
 
     def _announce(self, data: bytes, tid: int, addr: tuple[object, ...]) -> bytes | None:
         core = self.core
@@ -250,29 +396,89 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             self.transport.sendto(_ERR.pack(2, tid) + b"".join(_SCR.pack(*s) for s in stats), addr)
 
 
+def mmsg_wanted(core: TrackerCore) -> bool:
+    """Whether UDP workers should batch with ``recvmmsg``/``sendmmsg``: where available, unless
+    ``BITSWARM_UDP_MMSG=0`` is in the environment or the config's ``extra["udp_mmsg"]`` is false."""
+    if os.environ.get("BITSWARM_UDP_MMSG", "1").lower() in ("0", "no", "off", "false"):
+        return False
+    extra = getattr(getattr(core, "config", None), "extra", None) or {}
+    return bool(extra.get("udp_mmsg", True)) and _mmsg.available()
+
+
 class UdpWorker:
-    """Serves one UDP socket from a dedicated thread: blocking ``recvfrom``/``sendto``, no event
-    loop round trip per datagram (with a synchronous store only). Every datagram is handled under
-    ``core.lock``, which the HTTP front end and the background jobs take around the store too.
+    """Serves one UDP socket from a dedicated thread (with a synchronous store only), no event
+    loop round trip per datagram. Each batch is handled under ``core.lock``, which the HTTP front
+    end and the background jobs take around the store too.
+
+    On Linux one ``recvmmsg`` takes up to ``batch`` queued datagrams (``MSG_WAITFORONE``: it
+    returns as soon as one is there), :meth:`UdpTrackerProtocol.serve_ring` answers them, and one
+    ``sendmmsg`` sends the replies, outside the lock (:attr:`batched` is True). Elsewhere, or with
+    ``mmsg=False``: blocking ``recvfrom`` then up to ``batch`` non-blocking ones, ``sendto`` each.
     """
 
-    def __init__(self, proto: UdpTrackerProtocol, sock: socket.socket) -> None:
+    def __init__(
+        self, proto: UdpTrackerProtocol, sock: socket.socket, *, batch: int = _BATCH, mmsg: bool | None = None
+    ) -> None:
         self.proto = proto
         self.sock = sock
+        self.batch = batch
         self._stop = False
+        want = mmsg_wanted(proto.core) if mmsg is None else mmsg and _mmsg.available()
+        send_slot = (20 + 18 * max(200, proto.core.numwant_max) + 63) // 64 * 64
+        self._ring = MmsgRing(sock, batch, send_slot) if want else None
         self._thread = threading.Thread(target=self._run, name="bitswarm-tracker-udp", daemon=True)
+
+    @property
+    def batched(self) -> bool:
+        """True when this worker uses ``recvmmsg``/``sendmmsg``."""
+        return self._ring is not None
 
     def start(self) -> None:
         self.sock.setblocking(True)
         self._thread.start()
 
     def _run(self) -> None:
+        if self._ring is not None:
+            self._run_mmsg(self._ring)
+        else:
+            self._run_plain()
+
+    def _run_mmsg(self, ring: MmsgRing) -> None:
+        serve = self.proto.serve_ring
+        lock = self.proto.core.lock
+        errors = self.proto.core.errors
+        while not self._stop:
+            try:
+                n = ring.recv()
+            except OSError as exc:
+                if self._stop or exc.errno in (errno.EBADF, errno.ENOTSOCK, errno.EINVAL):
+                    break
+                with lock:
+                    errors["udp_icmp"] += 1
+                continue
+            if self._stop:
+                break
+            if not n:
+                continue
+            with lock:
+                m = serve(ring, n)
+            if m:
+                try:
+                    refused = ring.send(m)
+                except OSError:
+                    break
+                if refused:
+                    with lock:
+                        errors["udp_icmp"] += refused
+
+    def _run_plain(self) -> None:
         sock = self.sock
         recv = sock.recvfrom
         send = sock.sendto
         handle = self.proto.handle
         lock = self.proto.core.lock
         errors = self.proto.core.errors
+        batch = self.batch
         while not self._stop:
             try:
                 data, addr = recv(2048)
@@ -284,8 +490,8 @@ class UdpWorker:
                 continue
             if self._stop:
                 break
-            with lock:  # a batch: whatever is already queued, up to _BATCH datagrams
-                budget = _BATCH
+            with lock:  # a batch: whatever is already queued, up to `batch` datagrams
+                budget = batch
                 while True:
                     try:
                         reply = handle(data, addr)
