@@ -423,6 +423,8 @@ class UdpWorker:
         self.sock = sock
         self.batch = batch
         self._stop = False
+        #: most datagrams one ``recvmmsg`` returned so far (0 on the recvfrom path)
+        self.max_batch = 0
         want = mmsg_wanted(proto.core) if mmsg is None else mmsg and _mmsg.available()
         send_slot = (20 + 18 * max(200, proto.core.numwant_max) + 63) // 64 * 64
         self._ring = MmsgRing(sock, batch, send_slot) if want else None
@@ -460,6 +462,8 @@ class UdpWorker:
                 break
             if not n:
                 continue
+            if n > self.max_batch:
+                self.max_batch = n
             with lock:
                 m = serve(ring, n)
             if m:
