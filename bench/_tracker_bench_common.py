@@ -85,10 +85,16 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def cpu_seconds(pid: int) -> float:
     """user + system CPU seconds of a process (all its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_split(pid))
 
 
 def children_cpu() -> float:
@@ -100,20 +106,24 @@ def children_cpu() -> float:
 
 
 def interleaved(targets: dict[str, int], run: Callable[[int], float], rounds: int) -> dict[str, Any]:
-    """Load each target (name → pid) in turn, ``rounds`` times; best rate, CPU per request and
-    the generator's share of a core for each, plus the median per-round ratio bitswarm/opentracker.
+    """Load each target (name → pid) in turn, ``rounds`` times; best rate, CPU per request (and the
+    median share of it spent in the kernel) and the generator's share of a core for each, plus the
+    median per-round ratio bitswarm/opentracker.
     """
     rates: dict[str, list[float]] = {name: [] for name in targets}
     server_us: dict[str, list[float]] = {name: [] for name in targets}
+    sys_share: dict[str, list[float]] = {name: [] for name in targets}
     gen_load: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, pid in targets.items():
-            cpu0, gen0, t0 = cpu_seconds(pid), children_cpu(), time.monotonic()
+            (user0, sys0), gen0, t0 = cpu_split(pid), children_cpu(), time.monotonic()
             rate = run(pid)
             wall = time.monotonic() - t0
-            cpu1, gen1 = cpu_seconds(pid), children_cpu()
+            (user1, sys1), gen1 = cpu_split(pid), children_cpu()
+            cpu = user1 - user0 + sys1 - sys0
             rates[name].append(rate)
-            server_us[name].append((cpu1 - cpu0) / max(1.0, rate * wall) * 1e6)
+            server_us[name].append(cpu / max(1.0, rate * wall) * 1e6)
+            sys_share[name].append((sys1 - sys0) / cpu if cpu else 0.0)
             gen_load[name].append((gen1 - gen0) / wall)
     ratios = sorted(b / o for b, o in zip(rates["bitswarm"], rates["opentracker"], strict=True))
     out: dict[str, Any] = {}
@@ -121,6 +131,7 @@ def interleaved(targets: dict[str, int], run: Callable[[int], float], rounds: in
         out[f"{name}_best"] = max(rates[name])
         out[f"{name}_runs"] = [round(r) for r in rates[name]]
         out[f"{name}_cpu_us_per_req"] = round(min(server_us[name]), 2)
+        out[f"{name}_cpu_kernel_share"] = round(sorted(sys_share[name])[len(sys_share[name]) // 2], 2)
         out[f"{name}_generator_core_share"] = round(max(gen_load[name]), 2)
     out["ratio_best"] = out["bitswarm_best"] / out["opentracker_best"]
     out["ratio_median_round"] = ratios[len(ratios) // 2]
