@@ -5,8 +5,10 @@
 The generator is /work/shared/tools/udpload.c compiled with ``gcc -O2`` into a temporary directory at
 run time. Both trackers run side by side; the load alternates between them ``--rounds`` times (other
 work on the machine hits both alike). Reported per tracker: best announces/s, the server's CPU
-microseconds per answered announce (from /proc, all threads) and the generator's share of a core
-(below 1.0: the generator was not saturated, it waited on the server).
+microseconds per answered announce (from /proc, all threads) and the median share of it spent in
+the kernel, and the generator's share of a core (below 1.0: the generator was not saturated, it
+waited on the server). bitswarm's UDP workers use recvmmsg/sendmmsg on Linux; run the tracker with
+BITSWARM_UDP_MMSG=0 in the environment to measure the recvfrom/sendto fallback.
 """
 
 from __future__ import annotations
