@@ -145,6 +145,10 @@ class MmsgRing:
         self.lens = memoryview(self._rhdr).cast("I")
         self.send_q = memoryview(self._shdr).cast("Q")
         self.send_iov = memoryview(self._siov).cast("Q")
+        #: per receive slot i: (i, offset in rbuf, index of its size in lens, address of its sockaddr)
+        self.slots = [(i, i * RECV_SLOT, i * 16 + 14, self.rbase + i * RECV_SLOT) for i in range(count)]
+        #: per send slot j: (offset in sbuf, index of its msg_name in send_q, of its iov_len in send_iov)
+        self.outs = [(j * send_slot, j * 8, j * 2 + 1) for j in range(count)]
 
     def recv(self) -> int:
         """Block until at least one datagram is queued, then take up to ``count`` (MSG_WAITFORONE).

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from hashlib import blake2b
 
 from bitswarm.tracker.server import _mmsg
-from bitswarm.tracker.server._mmsg import DATA_OFFSET, RECV_SLOT, MmsgRing
+from bitswarm.tracker.server._mmsg import DATA_OFFSET, MmsgRing
 from bitswarm.tracker.server.config import Mode
 from bitswarm.tracker.server.core import Rejected, TrackerCore
 from bitswarm.tracker.server.state import MemoryStore
@@ -222,8 +222,10 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         lens = ring.lens
         send_q = ring.send_q
         send_iov = ring.send_iov
-        rbase = ring.rbase
         sslot = ring.send_slot
+        ann_size = _ANNOUNCE_SIZE
+        left_max = _LEFT_MAX
+        no_port = b"\0\0"
         v6 = ring.namelen == 28
         unpack_ann = (_RING_ANN6 if v6 else _RING_ANN4).unpack_from
         unpack_hdr = (_RING_HDR6 if v6 else _RING_HDR4).unpack_from
@@ -237,11 +239,11 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         pack_conn = _CONN.pack_into
         announced = 0
         j = 0
-        for i in range(n):
-            o = i * RECV_SLOT
+        outs = ring.outs
+        for i, o, li, name in ring.slots[:n]:
             try:
-                size = lens[i * 16 + 14]
-                if size >= _ANNOUNCE_SIZE:
+                size = lens[li]
+                if size >= ann_size:
                     if inline:
                         key, cid, action, tid, info_hash, peer_id, left, event, numwant, port = unpack_ann(
                             rbuf, o
@@ -250,7 +252,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
                             found = ids_get(key)
                             if found is None:
                                 found = raw_entry(key, v6)
-                            if found[0] == cid and event <= 3 and left <= _LEFT_MAX and port != b"\0\0":
+                            if found[0] == cid and event <= 3 and left <= left_max and port != no_port:
                                 if numwant < 0:
                                     numwant = nw_default
                                 elif numwant > nw_max:
@@ -260,12 +262,12 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
                                 )
                                 announced += 1
                                 iv = (iv + 1) & 63
-                                so = j * sslot
+                                so, qj, ij = outs[j]
                                 pack_ann(sbuf, so, 1, tid, intervals[iv], leechers, seeders)
                                 end = so + 20 + len(peers)
                                 sbuf[so + 20 : end] = peers
-                                send_q[j * 8] = rbase + o
-                                send_iov[j * 2 + 1] = end - so
+                                send_q[qj] = name
+                                send_iov[ij] = end - so
                                 j += 1
                                 continue
                 elif size >= 16:
@@ -274,10 +276,10 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
                         found = ids_get(key)
                         if found is None:
                             found = raw_entry(key, v6)
-                        so = j * sslot
+                        so, qj, ij = outs[j]
                         pack_conn(sbuf, so, 0, tid, found[0])
-                        send_q[j * 8] = rbase + o
-                        send_iov[j * 2 + 1] = 16
+                        send_q[qj] = name
+                        send_iov[ij] = 16
                         j += 1
                         continue
                 # everything else: the general path
@@ -292,10 +294,10 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
                 if len(reply) > sslot:  # cannot happen with numwant_max as configured: send it alone
                     ring.sock.sendto(reply, ring.address(i))
                     continue
-                so = j * sslot
+                so, qj, ij = outs[j]
                 sbuf[so : so + len(reply)] = reply
-                send_q[j * 8] = rbase + o
-                send_iov[j * 2 + 1] = len(reply)
+                send_q[qj] = name
+                send_iov[ij] = len(reply)
                 j += 1
             except OSError:
                 core.errors["udp_icmp"] += 1
