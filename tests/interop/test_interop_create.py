@@ -17,7 +17,7 @@ import pytest
 
 from bitswarm.bencode import decode, decode_full, encode
 from bitswarm.metainfo._create import make_torrent
-from conftest import require_tool
+from testtools import require_tool
 
 lt = pytest.importorskip("libtorrent")
 

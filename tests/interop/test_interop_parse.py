@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bitswarm.metainfo import Torrent, load_torrent, magnet_from_torrent, parse_magnet, parse_torrent
-from conftest import require_tool
+from testtools import require_tool
 
 lt = pytest.importorskip("libtorrent")
 

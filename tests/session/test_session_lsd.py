@@ -32,7 +32,7 @@ from bitswarm.session.lsd import (
     encode_lsd_announces,
     format_lsd_host,
 )
-from conftest import require_tool
+from testtools import require_tool
 
 H1, H2, H3 = bytes(range(20)), b"\xaa" * 20, b"\x01" * 20
 PRINTABLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)

@@ -35,7 +35,7 @@ from bitswarm.tracker import (
     tiers_from_metainfo,
 )
 from bitswarm.tracker.udp_codec import ConnectRequest, decode_response, encode_request
-from conftest import require_tool
+from testtools import require_tool
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tracker_server_testlib import running
 
-from conftest import require_tool
+from testtools import require_tool
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 

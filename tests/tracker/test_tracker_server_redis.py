@@ -16,7 +16,7 @@ from tracker_server_testlib import UdpClient, base_url, http_announce, http_scra
 from bitswarm.tracker import udp_codec as udp
 from bitswarm.tracker._common import Event
 from bitswarm.tracker.http_codec import Peer, ScrapeResponse, ScrapeStats
-from conftest import require_tool
+from testtools import require_tool
 
 pytestmark = pytest.mark.timeout(30)
 IH = os.urandom(20)
