@@ -87,9 +87,18 @@ def role_bw(args: argparse.Namespace) -> None:
         cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, min_announce_interval=1.0)
         async with Session(cfg) as s:
             if args.role == "bw-seed":
-                await s.add(torrent, args.dir, seed_mode=True, use_torrent_trackers=False)
-                _emit({"ready": True, "port": s.port})
-                await asyncio.get_running_loop().run_in_executor(None, _wait_stdin_closed)
+                # a fresh resume dir: seed mode then hashes each piece before its first upload,
+                # as libtorrent's seed_mode does (saved resume data would skip the hashing)
+                resume = tempfile.mkdtemp(prefix="bw-seed-resume-", dir=args.dir)
+                try:
+                    await s.add(
+                        torrent, args.dir, seed_mode=True, use_torrent_trackers=False, resume_dir=resume
+                    )
+                    _emit({"ready": True, "port": s.port})
+                    await asyncio.get_running_loop().run_in_executor(None, _wait_stdin_closed)
+                finally:
+                    await s.close()
+                    shutil.rmtree(resume, ignore_errors=True)
                 return
             t0 = time.perf_counter()
             h = await s.add(
@@ -162,6 +171,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     maxrss_kb: int = 0
+    cpu_seconds: float = 0.0  #: user + system time, sampled with the RSS
     rc: int | None = None
     _buf: bytes = b""
 
@@ -222,6 +232,10 @@ class Proc:
                 if line.startswith("VmHWM:"):
                     self.maxrss_kb = max(self.maxrss_kb, int(line.split()[1]))
                     break
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{self.popen.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])  # utime, stime
+            self.cpu_seconds = max(self.cpu_seconds, ticks / os.sysconf("SC_CLK_TCK"))
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.rc is None:
@@ -343,6 +357,8 @@ class Result:
     seconds: list[float] = field(default_factory=list)
     seed_rss_kb: int = 0
     leech_rss_kb: int = 0
+    seed_cpu: list[float] = field(default_factory=list)
+    leech_cpu: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -390,8 +406,8 @@ def run_pair(
     tracker: Tracker | None,
     digest: str,
     timeout: float,
-) -> tuple[float, int, int]:
-    """One transfer. Returns (seconds, seeder peak RSS KiB, leecher peak RSS KiB)."""
+) -> tuple[float, Proc, Proc]:
+    """One transfer. Returns (seconds, seeder, leecher): their peak RSS and CPU time are sampled."""
     seeder, leecher = pair.split("-")
     leech_dir = work / f"leech-{pair}"
     shutil.rmtree(leech_dir, ignore_errors=True)
@@ -429,7 +445,7 @@ def run_pair(
         got = leech_dir / src.name
         if not got.exists() or got.stat().st_size != src.stat().st_size or file_digest(got) != digest:
             raise RuntimeError(f"{pair}: leecher's file differs from the source")
-        return seconds, sp.maxrss_kb, lp.maxrss_kb
+        return seconds, sp, lp
     finally:
         for p in procs:
             if p.rc is None:
@@ -489,7 +505,7 @@ def main() -> None:
             for p in pairs:
                 r = results[p]
                 try:
-                    sec, srss, lrss = run_pair(
+                    sec, sp, lp = run_pair(
                         p,
                         work=work,
                         data_dir=data_dir,
@@ -506,11 +522,14 @@ def main() -> None:
                         print(f"round {rnd + 1} {p}: FAILED {exc}", file=sys.stderr)
                     continue
                 r.seconds.append(sec)
-                r.seed_rss_kb = max(r.seed_rss_kb, srss)
-                r.leech_rss_kb = max(r.leech_rss_kb, lrss)
+                r.seed_rss_kb = max(r.seed_rss_kb, sp.maxrss_kb)
+                r.leech_rss_kb = max(r.leech_rss_kb, lp.maxrss_kb)
+                r.seed_cpu.append(sp.cpu_seconds)
+                r.leech_cpu.append(lp.cpu_seconds)
                 if not args.json:
                     print(
-                        f"round {rnd + 1} {p:10s} {sec:7.3f} s  {args.size / sec / 1e6:8.1f} MB/s",
+                        f"round {rnd + 1} {p:10s} {sec:7.3f} s  {args.size / sec / 1e6:8.1f} MB/s  "
+                        f"cpu seed {sp.cpu_seconds:.2f} s leech {lp.cpu_seconds:.2f} s",
                         file=sys.stderr,
                     )
     finally:
@@ -536,6 +555,8 @@ def main() -> None:
                 "ratio_vs_lt_lt": (best / base) if best and base else None,
                 "seeder_peak_rss_mib": round(r.seed_rss_kb / 1024, 1),
                 "leecher_peak_rss_mib": round(r.leech_rss_kb / 1024, 1),
+                "seeder_cpu_seconds": [round(x, 2) for x in r.seed_cpu],
+                "leecher_cpu_seconds": [round(x, 2) for x in r.leech_cpu],
                 "errors": r.errors,
             }
         )
