@@ -80,6 +80,11 @@ class PiecePicker:
         self._missing = num_pieces
         self._wanted_missing = num_pieces  # pieces we lack with priority > 0
         self._tiebreak = list(range(num_pieces))
+        #: end-game: bumped whenever a block may have become a candidate for duplication; a peer
+        #: whose end-game scan found nothing is not scanned again until it changes (the scan walks
+        #: every block of every started piece, and runs on every top-up)
+        self._epoch = 0
+        self._endgame_empty: dict[Hashable, int] = {}
         self._rng.shuffle(self._tiebreak)
 
     # -- state updates -------------------------------------------------------------------------
@@ -102,6 +107,7 @@ class PiecePicker:
 
     def peer_has(self, index: int) -> None:
         self.availability[index] += 1
+        self._epoch += 1
         self._availability_changed()
 
     def peer_bitfield(self, bits: Sequence[int] | bytes | bytearray, delta: int = 1) -> None:
@@ -111,10 +117,12 @@ class PiecePicker:
             if b:
                 avail[i] += delta
         self._order = None
+        self._epoch += 1
 
     def peer_has_all(self, delta: int = 1) -> None:
         # Every piece's count moves together: the rarest-first order does not change.
         self.availability = [a + delta for a in self.availability]
+        self._epoch += 1
 
     def set_priority(self, index: int, priority: int) -> None:
         new = max(0, min(7, priority))
@@ -123,6 +131,7 @@ class PiecePicker:
             self._wanted_missing += 1 if new else -1
         self.priority[index] = new
         self._order = None
+        self._epoch += 1
 
     def set_deadline(self, index: int, deadline: float | None) -> None:
         if deadline is None:
@@ -178,6 +187,7 @@ class PiecePicker:
         """Request up to ``count`` unrequested blocks of ``index``; returns how many were taken."""
         p = self._partial(index)
         taken = 0
+        self._epoch += 1
         requested, owners, bs = p.requested, p.owners, self.block_size
         b = p.next_unrequested()
         while taken < count and b >= 0:
@@ -192,11 +202,15 @@ class PiecePicker:
             self._open[index] = None
         return taken
 
-    def pick(self, peer: Hashable, peer_has: Callable[[int], bool], count: int) -> list[BlockRequest]:
+    def pick(
+        self, peer: Hashable, peer_has: Callable[[int], bool], count: int, *, memo: bool = True
+    ) -> list[BlockRequest]:
         """Choose up to ``count`` blocks to request from ``peer`` (identified by any hashable key).
 
         ``peer_has(index)`` tells whether the peer has a piece. Each returned block is recorded as
         requested from ``peer`` until :meth:`received`, :meth:`cancel` or :meth:`peer_lost`.
+        ``memo``: remember a fruitless end-game scan for this peer until something changes (pass
+        False when ``peer_has`` is a temporary restriction, e.g. allowed-fast pieces while choked).
         """
         out: list[BlockRequest] = []
         if count <= 0:
@@ -239,7 +253,8 @@ class PiecePicker:
                         continue
                     self._take_from(index, peer, count - len(out), out)
         # 5. end-game: every wanted block is requested; duplicate the ones not from this peer
-        if len(out) < count and self._all_requested():
+        if len(out) < count and self._endgame_empty.get(peer) != self._epoch and self._all_requested():
+            found = len(out)
             for index, p in self._partials.items():
                 if len(out) >= count:
                     break
@@ -256,6 +271,8 @@ class PiecePicker:
                     owners.add(peer)
                     p.requested[b] += 1
                     out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
+            if len(out) == found and memo:
+                self._endgame_empty[peer] = self._epoch
         return out
 
     def _all_requested(self) -> bool:
@@ -309,6 +326,7 @@ class PiecePicker:
             return
         owners = p.owners.get(b)
         if owners and peer in owners:
+            self._epoch += 1
             owners.discard(peer)
             if p.requested[b] and not p.received[b]:
                 p.requested[b] -= 1
@@ -321,6 +339,8 @@ class PiecePicker:
 
     def peer_lost(self, peer: Hashable) -> None:
         """Free every block requested from a peer that disconnected or choked us."""
+        self._endgame_empty.pop(peer, None)
+        self._epoch += 1
         for index in list(self._partials):
             p = self._partials.get(index)
             if p is None:
@@ -337,6 +357,7 @@ class PiecePicker:
         self._partials.pop(index, None)
         self._open.pop(index, None)
         self._order = None
+        self._epoch += 1
 
     def requested_from(self, peer: Hashable) -> list[tuple[int, int]]:
         """(index, begin) of the blocks currently requested from ``peer``."""
