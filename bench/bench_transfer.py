@@ -15,7 +15,7 @@ ratio is against libtorrent→libtorrent of the same run. Peak RSS of each proce
 ``VmHWM`` from ``/proc/<pid>/status``, sampled until it exits. After each pair the leecher's file
 is hashed and compared with the source.
 
-    .venv/bin/python bench/bench_transfer.py                 # 1 GiB, all pairs, best of 2
+    .venv/bin/python bench/bench_transfer.py                 # 1 GiB, all pairs, best of 3
     .venv/bin/python bench/bench_transfer.py --pairs bw-bw,lt-lt --repeat 5 --json
 """
 
@@ -465,7 +465,7 @@ def main() -> None:
     ap.add_argument(
         "--pairs", default=",".join(ALL_PAIRS), help="seeder-leecher pairs: " + ",".join(ALL_PAIRS)
     )
-    ap.add_argument("--repeat", type=int, default=2, help="rounds (best of N per pair)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (best of N per pair)")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--workdir", default="/dev/shm/bitswarm-bench-transfer")
     ap.add_argument("--keep", action="store_true", help="keep the source file for the next run")

@@ -43,6 +43,10 @@ class SessionConfig:
     rechoke_interval: float = 10.0
     #: Verified pieces cached in memory for uploading (whole pieces are read at once).
     read_cache_pieces: int = 64
+    #: ... and at most this many bytes of them (with 4 MiB pieces, 64 pieces would be 256 MiB).
+    read_cache_bytes: int = 32 * 1024 * 1024
+    #: Finished piece buffers kept for reuse by downloads (bytes).
+    piece_buffer_pool_bytes: int = 32 * 1024 * 1024
     #: Bytes of pieces waiting for their disk write (back-pressure on downloads).
     max_inflight_write_bytes: int = 64 * 1024 * 1024
     resume_save_interval: float = 5.0

@@ -128,14 +128,16 @@ class TorrentRuntime:
         #: finished piece buffers for reuse: a fresh 512 KiB ``bytearray`` costs a zero-fill and a
         #: page fault per 4 KiB (~15 % of the leecher's time before the pool)
         self._buffer_pool: list[bytearray] = []
-        self._buffer_pool_max = max(
-            8, session.config.max_inflight_write_bytes // max(1, self.info.piece_length)
-        )
+        cfg = session.config
+        plen = max(1, self.info.piece_length)
+        self._buffer_pool_max = max(4, cfg.piece_buffer_pool_bytes // plen)
+        self._read_cache_max = max(2, min(cfg.read_cache_pieces, cfg.read_cache_bytes // plen))
         self._block_src: dict[int, dict[int, PeerProtocol]] = {}
         self._failed_blocks: dict[int, dict[int, tuple[PeerProtocol, bytes]]] = {}
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()
         self._reading: dict[int, asyncio.Task[bytes]] = {}
-        self._finishing = 0
+        self._finishing = 0  # complete pieces waiting for their hash + write
+        self._disk_paused = False  # peers' reading paused until the disk catches up
         self._complete = asyncio.Event()
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -496,6 +498,15 @@ class TorrentRuntime:
         if done:
             self._finishing += 1
             self._spawn(self._finish_piece(index), keep=True)
+            if (
+                not self._disk_paused
+                and self._finishing * self.info.piece_length > self.session.config.max_inflight_write_bytes
+            ):
+                # back-pressure: the network is faster than hashing + writing; stop reading
+                self._disk_paused = True
+                for p in self.peers.values():
+                    if p.transport is not None and not p.closed:
+                        p.transport.pause_reading()
         self.fill_requests(peer)
         wait = self.download_limiter.take(n)
         if wait > 0.01 and peer.transport is not None:
@@ -521,6 +532,14 @@ class TorrentRuntime:
                 self._recycle_buffer(buf)
         finally:
             self._finishing -= 1
+            if (
+                self._disk_paused
+                and self._finishing * self.info.piece_length
+                <= self.session.config.max_inflight_write_bytes // 2
+            ):
+                self._disk_paused = False
+                for p in self.peers.values():
+                    _resume_reading(p)
 
     def _piece_passed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
         self.picker.piece_passed(index)
@@ -623,7 +642,7 @@ class TorrentRuntime:
             self._reading.pop(index, None)
         cache = self._read_cache
         cache[index] = data
-        while len(cache) > self.session.config.read_cache_pieces:
+        while len(cache) > self._read_cache_max:
             cache.popitem(last=False)
         return data
 
