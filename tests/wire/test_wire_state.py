@@ -67,7 +67,17 @@ def raw(conn: PeerConnection, ev: Event) -> bytes:
     return sender.send(ev)
 
 
-@pytest.mark.parametrize("later", [BITS, HaveAll(), HaveNone()])
+@pytest.mark.parametrize("first", [Have(1), BITS, HaveAll(), Interested(), Piece(0, 0, b"x")])
+def test_a_later_bitfield_is_tolerated(first: Event) -> None:
+    """aria2 sends bitfields mid-connection; BEP 3 says first only, real clients say otherwise."""
+    a, b = connected_pair()
+    feed(b, raw(a, first))
+    events = feed(b, raw(a, BITS))
+    assert [type(e) for e in events] == [Bitfield]
+    assert b.their_state is State.ESTABLISHED
+
+
+@pytest.mark.parametrize("later", [HaveAll(), HaveNone()])
 @pytest.mark.parametrize("first", [Have(1), BITS, HaveAll(), Interested(), Piece(0, 0, b"x")])
 def test_piece_set_only_as_first_message(first: Event, later: Event) -> None:
     a, b = connected_pair()

@@ -102,6 +102,10 @@ def _build() -> dict[tuple[State, type[Event]], State]:
     }
     for cls in FIRST_ONLY:
         table[AWAIT_FIRST_MESSAGE, cls] = ESTABLISHED
+    # BEP 3 allows a bitfield only first, but aria2 sends one later (instead of several haves, and
+    # after its extended handshake on reconnect); dropping it costs tens of seconds per reconnect.
+    # A later bitfield is accepted and replaces the peer's piece set; have_all/have_none stay strict.
+    table[ESTABLISHED, Bitfield] = ESTABLISHED
     for cls in NEUTRAL:
         table[AWAIT_FIRST_MESSAGE, cls] = AWAIT_FIRST_MESSAGE
         table[ESTABLISHED, cls] = ESTABLISHED
