@@ -1,0 +1,78 @@
+"""``bitswarm stream``: download a torrent and serve its files over HTTP (with ``Range``) meanwhile.
+
+Point a media player at the printed URL: reads block until their pieces arrive, the piece picker
+fetches what is under the read position first and reads ahead, and seeking works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._peer import HostOption, PeerOption, TrackerOption, _config, _load, parse_hostport
+
+
+@app.command()
+def stream(
+    source: Annotated[str, typer.Argument(help="A .torrent file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")] = Path("."),
+    port: Annotated[int, typer.Option("--port", help="HTTP port to serve on (0: any free port).")] = 8080,
+    http_host: Annotated[str, typer.Option("--http-host", help="HTTP address to serve on.")] = "127.0.0.1",
+    file: Annotated[int | None, typer.Option("--file", help="Index of the file to print the URL of.")] = None,
+    peer_port: Annotated[int, typer.Option("--peer-port", help="BitTorrent listen port (0: any).")] = 6881,
+    host: HostOption = "0.0.0.0",
+    tracker: TrackerOption = None,
+    peer: PeerOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the URLs as one JSON line.")] = False,
+) -> None:
+    """Download SOURCE and serve its files over HTTP while it downloads (Range requests, seeking)."""
+    from bitswarm.session import Session
+    from bitswarm.session.stream import StreamServer
+
+    torrent = _load(source)
+    files = torrent.info.data_files
+    if file is not None and not 0 <= file < len(files):
+        fail(f"--file must be 0..{len(files) - 1}, got {file}")
+    peers = [parse_hostport(p) for p in peer or []]
+    output.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        async with Session(_config(host, peer_port)) as session:
+            handle = await session.add(torrent, output, trackers=tracker or [], peers=peers, sequential=True)
+            server = StreamServer(handle)
+            try:
+                await server.start(http_host, port)
+            except OSError as exc:
+                fail(f"cannot serve HTTP on {http_host}:{port}: {exc.strerror or exc}")
+            urls = [server.file_url(i, http_host) for i in range(len(files))]
+            if json_out:
+                print_json(
+                    {"event": "streaming", "index": f"http://{http_host}:{server.port}/", "files": urls}
+                )
+            else:
+                shown = urls if file is None else [urls[file]]
+                for u in shown:
+                    console.print(u)
+                console.print(f"all files: http://{http_host}:{server.port}/   (Ctrl-C to stop)")
+            try:
+                await stop.wait()
+            finally:
+                await server.stop()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        asyncio.run(main())
