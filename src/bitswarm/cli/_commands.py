@@ -4,4 +4,4 @@ Add one line here per command module.
 """
 
 # ruff: noqa: F401
-from bitswarm.cli import _create, _demo, _dht, _index, _info, _peer, _serve, _stream, _tracker
+from bitswarm.cli import _create, _daemon, _demo, _dht, _index, _info, _peer, _serve, _stream, _tracker

@@ -1,0 +1,22 @@
+"""The client daemon: a long-running session controlled over HTTP (like Transmission's RPC).
+
+:class:`Daemon` keeps the torrent list and settings in a data directory and restores them after a
+restart; :func:`create_app` is its control API (``/api/v1``, OpenAPI at ``/openapi.json``) with the
+web UI at ``/``; :class:`DaemonClient` talks to a running daemon (``bitswarm ctl``, ``bitswarm top``).
+"""
+
+from bitswarm.daemon._api import create_app
+from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError
+from bitswarm.daemon._store import DataDir, TorrentRecord
+from bitswarm.daemon.client import DaemonClient, DaemonClientError
+
+__all__ = [
+    "MAX_TORRENT_BYTES",
+    "Daemon",
+    "DaemonClient",
+    "DaemonClientError",
+    "DaemonError",
+    "DataDir",
+    "TorrentRecord",
+    "create_app",
+]

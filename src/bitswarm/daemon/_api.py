@@ -1,0 +1,453 @@
+"""The control API (``/api/v1``, OpenAPI at ``/openapi.json``) and the web UI at ``/``.
+
+Reads are open (the API listens on loopback by default); every write (POST, PUT, PATCH, DELETE) needs
+``Authorization: Bearer <token>``. Errors are ``{"error": {"code": ..., "message": ...}}`` with a 4xx
+status: bad input never causes a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import mimetypes
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bitswarm import __version__
+from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, parse_peer
+from bitswarm.daemon._webui import FAVICON_SVG, PAGE
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Request bodies above this many bytes are refused with 413 before they reach a handler.
+MAX_BODY_BYTES = MAX_TORRENT_BYTES + 64 * 1024
+STREAM_CHUNK = 256 * 1024
+_ID_PATTERN = "^[0-9a-fA-F]{40}$"
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413 (by ``Content-Length``, or
+    while reading a chunked body), buffering at most ``limit`` bytes before the handler runs."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _error(400, "bad_request", "bad Content-Length")(scope, receive, send)
+                    return
+                if declared > self.limit:
+                    await self._too_large(scope, receive, send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        whole = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": whole, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(
+            413, "too_large", f"request body is larger than {self.limit} bytes", {"Connection": "close"}
+        )
+        await response(scope, receive, send)
+
+
+class AddRequest(BaseModel):
+    """Add a torrent: exactly one of ``magnet``, ``path`` (a .torrent on the daemon's machine),
+    ``torrent_base64`` (the .torrent's bytes) or ``index_name`` (+ ``index_url``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    magnet: str | None = Field(None, max_length=65536, description="BEP 9 magnet link")
+    path: str | None = Field(None, max_length=4096, description="a .torrent file on the daemon's machine")
+    torrent_base64: str | None = Field(None, max_length=2 * MAX_TORRENT_BYTES)
+    index_url: str | None = Field(None, max_length=2048, description="a bitswarm index server")
+    index_name: str | None = Field(None, max_length=1024, description="file name or hash on the index")
+    save_path: str | None = Field(None, max_length=4096, description="default: the daemon's download dir")
+    paused: bool = False
+    peers: list[str] = Field(default_factory=list, max_length=200, description='"host:port" to dial')
+    trackers: list[str] = Field(default_factory=list, max_length=50)
+    priorities: list[int] | None = Field(None, max_length=100000, description="one per file, 0..7")
+
+
+class PrioritiesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priorities: list[int] = Field(..., max_length=1000000, description="one per file: 0 skip, 1..7")
+
+
+class LimitsRequest(BaseModel):
+    """Rates in bytes/s; 0 = unlimited; a missing field is left as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    download: int | None = Field(None, ge=0, le=1 << 40)
+    upload: int | None = Field(None, ge=0, le=1 << 40)
+
+
+TorrentId = Annotated[str, PathParam(pattern=_ID_PATTERN, description="the torrent's id (hex info-hash)")]
+FileIndex = Annotated[int, PathParam(ge=0, le=1_000_000, description="index in the torrent's file list")]
+
+_bearer = HTTPBearer(auto_error=False, description="the token from DATA_DIR/token")
+
+
+def create_app(
+    daemon: Daemon,
+    token: str,
+    *,
+    allowed_hosts: set[str] | None = None,
+) -> FastAPI:
+    """The ASGI app of one daemon. ``allowed_hosts``: accepted ``Host`` header names (without port),
+    a guard against DNS rebinding for a loopback daemon; None accepts any."""
+    app = FastAPI(
+        title="bitswarm daemon",
+        version=__version__,
+        description="Control a running bitswarm session: torrents, limits, statistics, events.",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.daemon = daemon
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+    if allowed_hosts is not None:
+
+        @app.middleware("http")
+        async def host_guard(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            host = (request.headers.get("host") or "").lower()
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.strip("[]") not in allowed_hosts:
+                return _error(421, "misdirected", f"this daemon does not answer for host {host!r}")
+            return await call_next(request)
+
+    @app.exception_handler(DaemonError)
+    async def _daemon_error(request: Request, exc: DaemonError) -> JSONResponse:
+        return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
+        return _error(422, "invalid", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    async def require_token(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise DaemonError("this request needs 'Authorization: Bearer <token>'", 401, "unauthorized")
+        if not hmac.compare_digest(creds.credentials.encode(), token.encode()):
+            raise DaemonError("wrong token", 401, "unauthorized")
+
+    Auth = Depends(require_token)
+
+    # -- web UI --------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(FAVICON_SVG, media_type="image/svg+xml")
+
+    # -- torrents ------------------------------------------------------------------------------
+
+    @app.get("/api/v1/torrents", summary="Every torrent with its status")
+    async def list_torrents() -> dict[str, Any]:
+        return {"torrents": daemon.list()}
+
+    @app.post(
+        "/api/v1/torrents",
+        status_code=201,
+        dependencies=[Auth],
+        summary="Add a torrent: .torrent upload (multipart or raw), server-side path, magnet or index name",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": AddRequest.model_json_schema()},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "torrent": {"type": "string", "format": "binary"},
+                                "magnet": {"type": "string"},
+                                "save_path": {"type": "string"},
+                                "paused": {"type": "string", "enum": ["true", "false"]},
+                                "peers": {"type": "string", "description": "host:port, comma separated"},
+                            },
+                        }
+                    },
+                    "application/x-bittorrent": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def add_torrent(
+        request: Request,
+        save_path: Annotated[str | None, Query(max_length=4096)] = None,
+        paused: bool = False,
+    ) -> dict[str, Any]:
+        body = await request.body()
+        ctype = request.headers.get("content-type", "")
+        kind = ctype.split(";", 1)[0].strip().lower()
+        if kind == "multipart/form-data":
+            fields = parse_multipart(body, ctype)
+            opts: dict[str, Any] = {
+                "save_path": _text(fields.get("save_path")) or save_path,
+                "paused": (_text(fields.get("paused")) or str(paused)).lower() in ("1", "true", "on", "yes"),
+                "peers": [parse_peer(p) for p in (_text(fields.get("peers")) or "").split(",") if p.strip()],
+            }
+            if "torrent" in fields:
+                return await daemon.add_torrent(fields["torrent"], **opts)
+            magnet = _text(fields.get("magnet"))
+            if magnet:
+                return await daemon.add_magnet(magnet.strip(), **opts)
+            raise DaemonError("the form needs a 'torrent' file or a 'magnet' field")
+        if kind in ("application/x-bittorrent", "application/octet-stream"):
+            return await daemon.add_torrent(body, save_path=save_path, paused=paused)
+        if kind != "application/json":
+            raise DaemonError(
+                "send application/json, multipart/form-data or application/x-bittorrent", 415, "unsupported"
+            )
+        try:
+            req = AddRequest.model_validate_json(body)
+        except ValueError as exc:
+            raise DaemonError(f"bad JSON body: {_first_line(exc)}", 422, "invalid") from None
+        return await _add_json(daemon, req)
+
+    @app.get("/api/v1/torrents/{torrent_id}", summary="One torrent: status, files, peers, trackers, pieces")
+    async def torrent_details(torrent_id: TorrentId) -> dict[str, Any]:
+        return daemon.details(torrent_id)
+
+    @app.delete("/api/v1/torrents/{torrent_id}", dependencies=[Auth], summary="Remove a torrent")
+    async def remove_torrent(torrent_id: TorrentId, delete_data: bool = False) -> dict[str, Any]:
+        return await daemon.remove(torrent_id, delete_data=delete_data)
+
+    @app.post("/api/v1/torrents/{torrent_id}/pause", dependencies=[Auth], summary="Pause (keeps the data)")
+    async def pause(torrent_id: TorrentId) -> dict[str, Any]:
+        return await daemon.pause(torrent_id)
+
+    @app.post("/api/v1/torrents/{torrent_id}/resume", dependencies=[Auth], summary="Resume")
+    async def resume(torrent_id: TorrentId) -> dict[str, Any]:
+        return await daemon.resume(torrent_id)
+
+    @app.post("/api/v1/torrents/{torrent_id}/recheck", dependencies=[Auth], summary="Hash every piece again")
+    async def recheck(torrent_id: TorrentId) -> dict[str, Any]:
+        return await daemon.recheck(torrent_id)
+
+    @app.put("/api/v1/torrents/{torrent_id}/priorities", dependencies=[Auth], summary="File priorities")
+    async def priorities(torrent_id: TorrentId, req: PrioritiesRequest) -> dict[str, Any]:
+        return await daemon.set_priorities(torrent_id, req.priorities)
+
+    @app.put("/api/v1/torrents/{torrent_id}/limits", dependencies=[Auth], summary="Per-torrent rate limits")
+    async def torrent_limits(torrent_id: TorrentId, req: LimitsRequest) -> dict[str, Any]:
+        return await daemon.set_limits(torrent_id, download=req.download, upload=req.upload)
+
+    @app.api_route(
+        "/api/v1/torrents/{torrent_id}/files/{file_index}/stream",
+        methods=["GET", "HEAD"],
+        summary="Stream one file while it downloads (HTTP Range)",
+        response_class=Response,
+    )
+    async def stream_file(request: Request, torrent_id: TorrentId, file_index: FileIndex) -> Response:
+        return await _stream(daemon, request, torrent_id, file_index)
+
+    # -- session -------------------------------------------------------------------------------
+
+    @app.get("/api/v1/stats", summary="Session statistics")
+    async def stats() -> dict[str, Any]:
+        return daemon.stats()
+
+    @app.get("/api/v1/limits", summary="Global rate limits")
+    async def get_limits() -> dict[str, int]:
+        return daemon.global_limits()
+
+    @app.put("/api/v1/limits", dependencies=[Auth], summary="Set global rate limits")
+    async def set_limits(req: LimitsRequest) -> dict[str, int]:
+        return daemon.set_global_limits(download=req.download, upload=req.upload)
+
+    @app.get(
+        "/api/v1/events",
+        summary="Server-sent events: a 'torrents' snapshot every second and daemon/engine events",
+        response_class=StreamingResponse,
+    )
+    async def events(interval: Annotated[float, Query(ge=0.1, le=60)] = 1.0) -> StreamingResponse:
+        async def sse() -> AsyncIterator[bytes]:
+            yield b"retry: 2000\n\n"
+            async for ev in daemon.events(interval):
+                data = json.dumps(ev, separators=(",", ":"), allow_nan=False, default=str)
+                yield f"event: {ev['event']}\ndata: {data}\n\n".encode()
+
+        return StreamingResponse(
+            sse(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split("\n")[:3])[:300]
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+async def _add_json(daemon: Daemon, req: AddRequest) -> dict[str, Any]:
+    sources = [x for x in (req.magnet, req.path, req.torrent_base64, req.index_name) if x]
+    if len(sources) != 1:
+        raise DaemonError("give exactly one of magnet, path, torrent_base64 or index_name")
+    peers = [parse_peer(p) for p in req.peers]
+    opts: dict[str, Any] = {"save_path": req.save_path, "paused": req.paused, "peers": peers}
+    if req.trackers:
+        opts["trackers"] = req.trackers
+    if req.magnet:
+        return await daemon.add_magnet(req.magnet, **opts)
+    if req.priorities is not None:
+        opts["priorities"] = req.priorities
+    if req.path:
+        return await daemon.add_path(req.path, **opts)
+    if req.torrent_base64:
+        try:
+            data = base64.b64decode(req.torrent_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise DaemonError("torrent_base64 is not base64") from None
+        return await daemon.add_torrent(data, **opts)
+    if not req.index_url:
+        raise DaemonError("index_name needs index_url")
+    opts.pop("priorities", None)
+    return await daemon.add_from_index(req.index_url, req.index_name or "", **opts)
+
+
+_DISPOSITION = re.compile(rb"(?i)^content-disposition:\s*form-data(.*)$", re.M)
+_PARAM = re.compile(rb'(?i);\s*(name|filename)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
+    """``multipart/form-data`` (RFC 7578) → {field name: bytes}; exact bytes, no temp files."""
+    m = re.search(r'(?i)boundary="?([^";]{1,200})"?', content_type)
+    if m is None:
+        raise DaemonError("multipart body without a boundary")
+    delim = b"--" + m.group(1).encode("latin-1", "replace")
+    chunks = body.split(delim)
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise DaemonError("malformed multipart body")
+    out: dict[str, bytes] = {}
+    for chunk in chunks[1:-1]:
+        if chunk.startswith(b"\r\n"):
+            chunk = chunk[2:]
+        if chunk.endswith(b"\r\n"):
+            chunk = chunk[:-2]
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise DaemonError("malformed multipart part")
+        d = _DISPOSITION.search(head)
+        if d is None:
+            continue
+        params = {k.lower(): v for k, v in _PARAM.findall(d.group(1))}
+        name = params.get(b"name")
+        if name is None:
+            continue
+        out[name.decode("utf-8", "replace")] = content
+    return out
+
+
+async def _stream(daemon: Daemon, request: Request, torrent_id: str, file_index: int) -> Response:
+    from bitswarm.session.stream import StreamError, TorrentReader, parse_range
+
+    handle = daemon.handle(torrent_id)
+    files = handle.torrent.info.data_files
+    if not 0 <= file_index < len(files):
+        raise DaemonError(f"no file {file_index} (the torrent has {len(files)})", 404, "not_found")
+    f = files[file_index]
+    size = f.length
+    try:
+        rng = parse_range(request.headers.get("range"), size)
+    except StreamError:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    ctype = mimetypes.guess_type(f.path[-1] if f.path else handle.name)[0] or "application/octet-stream"
+    headers = {"Accept-Ranges": "bytes", "Content-Type": ctype}
+    if rng is None:
+        first, length, status = 0, size, 200
+    else:
+        first, last = rng
+        length, status = last - first + 1, 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD" or length == 0:
+        return Response(status_code=status, headers=headers)
+    reader = TorrentReader(handle, file_index)
+
+    async def body() -> AsyncIterator[bytes]:
+        pos, end = first, first + length
+        try:
+            while pos < end:
+                data = await reader.read_range(pos, min(STREAM_CHUNK, end - pos), timeout=120.0)
+                if not data:
+                    break
+                pos += len(data)
+                yield data
+        except StreamError:
+            return
+        finally:
+            await reader.close()
+
+    return StreamingResponse(body(), status_code=status, headers=headers)

@@ -1,0 +1,768 @@
+"""The :class:`Daemon`: a long-running :class:`~bitswarm.session.Session` whose torrent list,
+settings and resume data live in a data directory, plus the operations the control API offers.
+
+The engine has no per-torrent pause, recheck or live priority change yet, so the daemon builds them
+from what it has: *pause* removes the torrent from the session keeping its data and resume data,
+*resume* adds it again (resume data makes that a quick open, no re-hash), *recheck* deletes the resume
+data and re-adds (every piece is hashed again), and a *priority change* re-adds with the new
+priorities (the peers it knew are handed to the new runtime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mimetypes
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bitswarm import __version__
+from bitswarm.daemon._store import DataDir, TorrentRecord
+from bitswarm.errors import BitswarmError
+from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
+from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
+from bitswarm.storage import Bitfield, FileMap, StorageError, load_resume
+
+log = logging.getLogger("bitswarm.daemon")
+
+#: The largest .torrent the daemon accepts (upload, server-side path or index download).
+MAX_TORRENT_BYTES = 16 * 1024 * 1024
+#: Highest file priority (0 = skip, 1 = normal, higher = sooner).
+MAX_PRIORITY = 7
+#: Torrents opened (hashed) at the same time.
+MAX_CONCURRENT_STARTS = 2
+#: Engine events forwarded to event-stream subscribers (``piece_verified`` is summed up in the
+#: periodic ``torrents`` snapshot instead; ``torrent_added``/``torrent_removed`` happen on every pause).
+FORWARDED_ENGINE_EVENTS = frozenset(
+    {"peer_connected", "torrent_completed", "hash_failed", "peer_banned", "torrent_error"}
+)
+
+
+class DaemonError(BitswarmError):
+    """A request the daemon refuses. ``status`` is the HTTP status the API answers with (4xx)."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _not_found(torrent_id: str) -> DaemonError:
+    return DaemonError(f"no torrent with id {torrent_id!r}", 404, "not_found")
+
+
+@dataclass(eq=False)
+class _Entry:
+    rec: TorrentRecord
+    torrent: Torrent | None
+    handle: TorrentHandle | None = None
+    task: asyncio.Task[None] | None = None
+    phase: str = "stopped"  #: stopped | queued | checking | metadata | running | error
+    error: str | None = None
+    check: tuple[int, int] = (0, 0)
+    have: Bitfield | None = None  #: verified pieces while not running (from the resume data)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Daemon:
+    """Owns a session and the data directory; every public coroutine is one API operation."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        config: SessionConfig | None = None,
+        *,
+        download_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.data = DataDir(data_dir)
+        self.download_dir = Path(download_dir).resolve() if download_dir else self.data.downloads
+        self.download_dir.mkdir(parents=True, exist_ok=True)
+        self.session = Session(config or SessionConfig())
+        self._entries: dict[str, _Entry] = {}
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._starts = asyncio.Semaphore(MAX_CONCURRENT_STARTS)
+        self._pump: asyncio.Task[None] | None = None
+        self._settings: dict[str, Any] = {}
+        self.started_at = time.time()
+        self.closing = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen for peers and bring back every saved torrent (paused ones stay paused)."""
+        await self.session.start()
+        self._settings = self.data.load_settings()
+        self.session.download_limiter.set_rate(int(self._settings.get("download_limit", 0) or 0))
+        self.session.upload_limiter.set_rate(int(self._settings.get("upload_limit", 0) or 0))
+        self._pump = asyncio.get_running_loop().create_task(self._pump_events())
+        for rec in self.data.records():
+            torrent: Torrent | None = None
+            raw = self.data.metainfo(rec.id)
+            if raw is not None:
+                try:
+                    torrent = parse_torrent(raw)
+                except MetainfoError as exc:
+                    log.warning("skipping saved torrent %s: %s", rec.id, exc)
+                    continue
+            elif rec.magnet is None:
+                continue
+            entry = _Entry(rec, torrent)
+            self._entries[rec.id] = entry
+            if rec.paused:
+                self._load_have(entry)
+            else:
+                self._start(entry)
+
+    async def close(self) -> None:
+        """Stop everything; resume data and records are saved (a kill loses at most a few seconds)."""
+        self.closing.set()
+        for entry in self._entries.values():
+            await self._cancel_start(entry)
+            if entry.handle is not None:
+                self._snapshot(entry)
+                self.data.save_record(entry.rec)
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        await self.session.close()
+
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- adding --------------------------------------------------------------------------------
+
+    def _save_path(self, save_path: str | None) -> Path:
+        if save_path is None or save_path == "":
+            return self.download_dir
+        if not isinstance(save_path, str) or "\0" in save_path or len(save_path) > 4096:
+            raise DaemonError("save_path must be a directory path")
+        p = Path(save_path).expanduser()
+        if not p.is_absolute():
+            p = self.download_dir / p
+        p = Path(os.path.normpath(p))
+        if p.exists() and not p.is_dir():
+            raise DaemonError(f"save_path {str(p)!r} is not a directory")
+        return p
+
+    async def add_torrent(
+        self,
+        data: bytes,
+        *,
+        save_path: str | None = None,
+        paused: bool = False,
+        trackers: list[str] | None = None,
+        peers: list[tuple[str, int]] | None = None,
+        priorities: list[int] | None = None,
+    ) -> dict[str, Any]:
+        """Add a torrent from its metainfo bytes; it starts in the background (hashing existing data)."""
+        if len(data) > MAX_TORRENT_BYTES:
+            raise DaemonError(f"torrent file is larger than {MAX_TORRENT_BYTES} bytes", 413, "too_large")
+        try:
+            torrent = parse_torrent(data)
+        except MetainfoError as exc:
+            raise DaemonError(f"not a valid torrent: {exc}", 400, "bad_torrent") from None
+        target = self._save_path(save_path)
+        try:
+            FileMap(torrent.info, target)  # every file path must stay inside the save path
+        except StorageError as exc:
+            raise DaemonError(f"unsafe torrent: {exc}", 400, "bad_torrent") from None
+        tid = torrent.swarm_hash.hex()
+        if tid in self._entries:
+            raise DaemonError(f"torrent {tid} is already added", 409, "duplicate")
+        rec = TorrentRecord(
+            id=tid,
+            name=torrent.info.name,
+            save_path=str(target),
+            paused=paused,
+            priorities=self._file_priorities(torrent, priorities) if priorities is not None else None,
+            added_at=time.time(),
+            trackers=_clean_trackers(trackers),
+            peers=_clean_peers(peers),
+            total_size=torrent.info.total_size,
+            num_pieces=torrent.info.num_pieces,
+        )
+        self.data.save_metainfo(tid, data)
+        self.data.save_record(rec)
+        entry = _Entry(rec, torrent)
+        self._entries[tid] = entry
+        if not paused:
+            self._start(entry)
+        else:
+            entry.have = Bitfield(torrent.info.num_pieces)
+        self._publish("added", entry)
+        return self.status(entry)
+
+    async def add_magnet(
+        self,
+        uri: str,
+        *,
+        save_path: str | None = None,
+        paused: bool = False,
+        trackers: list[str] | None = None,
+        peers: list[tuple[str, int]] | None = None,
+    ) -> dict[str, Any]:
+        """Add a BEP 9 magnet link; the engine fetches the metadata in the background."""
+        try:
+            magnet = parse_magnet(uri)
+        except MetainfoError as exc:
+            raise DaemonError(f"malformed magnet link: {exc}", 400, "bad_magnet") from None
+        tid = magnet.swarm_hash.hex()
+        if tid in self._entries:
+            raise DaemonError(f"torrent {tid} is already added", 409, "duplicate")
+        rec = TorrentRecord(
+            id=tid,
+            name=magnet.name or tid,
+            save_path=str(self._save_path(save_path)),
+            paused=paused,
+            added_at=time.time(),
+            trackers=_clean_trackers(trackers),
+            peers=_clean_peers([*(peers or []), *magnet.peers]),
+            magnet=magnet.to_uri(),
+        )
+        self.data.save_record(rec)
+        entry = _Entry(rec, None)
+        self._entries[tid] = entry
+        if not paused:
+            self._start(entry)
+        self._publish("added", entry)
+        return self.status(entry)
+
+    async def add_path(self, path: str, **kw: Any) -> dict[str, Any]:
+        """Add a .torrent file that is on the daemon's machine."""
+        if not isinstance(path, str) or "\0" in path or not path:
+            raise DaemonError("path must be a file path")
+        p = Path(path).expanduser()
+        try:
+            if not p.is_file():
+                raise DaemonError(f"no such file: {path}", 400, "no_such_file")
+            if p.stat().st_size > MAX_TORRENT_BYTES:
+                raise DaemonError(f"{path} is larger than {MAX_TORRENT_BYTES} bytes", 413, "too_large")
+            data = p.read_bytes()
+        except OSError as exc:
+            raise DaemonError(f"cannot read {path}: {exc.strerror or exc}", 400, "no_such_file") from None
+        return await self.add_torrent(data, **kw)
+
+    async def add_from_index(self, index_url: str, name: str, **kw: Any) -> dict[str, Any]:
+        """Look ``name`` (or a hash) up on a bitswarm index; add its .torrent (or magnet) with the
+        peers the index lists."""
+        from bitswarm.index.client import IndexClient, IndexClientError
+
+        try:
+            async with IndexClient(index_url, timeout=15.0) as idx:
+                found = await idx.lookup(name)
+                peers = [(p.ip, p.port) for p in found.peers if p.online]
+                if found.has_torrent:
+                    data = await idx.torrent(found.id)
+                    return await self.add_torrent(data, peers=[*(kw.pop("peers", None) or []), *peers], **kw)
+        except IndexClientError as exc:
+            status = 404 if exc.status == 404 else 400
+            raise DaemonError(f"index: {exc}", status, "index_error") from None
+        if found.magnet:
+            return await self.add_magnet(found.magnet, peers=[*(kw.pop("peers", None) or []), *peers], **kw)
+        raise DaemonError(f"the index has neither a .torrent nor a magnet for {name!r}", 404, "not_found")
+
+    # -- starting and stopping one torrent -----------------------------------------------------
+
+    def _start(self, entry: _Entry, *, recheck: bool = False) -> None:
+        entry.phase = "queued"
+        entry.error = None
+        entry.task = asyncio.get_running_loop().create_task(self._run_start(entry, recheck))
+
+    async def _run_start(self, entry: _Entry, recheck: bool) -> None:
+        rec = entry.rec
+        async with self._starts:
+            if recheck:
+                with contextlib.suppress(FileNotFoundError):
+                    self.data.resume_file(rec.id).unlink()
+            entry.phase = "checking" if entry.torrent is not None else "metadata"
+            entry.check = (0, 0)
+
+            def progress(done: int, total: int) -> None:
+                entry.check = (done, total)
+
+            try:
+                source: Torrent | str = entry.torrent if entry.torrent is not None else (rec.magnet or "")
+                handle = await self.session.add(
+                    source,
+                    rec.save_path,
+                    trackers=rec.trackers,
+                    peers=rec.peers,
+                    file_priorities=rec.priorities if entry.torrent is not None else None,
+                    resume_dir=self.data.resume,
+                    progress=progress,
+                )
+            except asyncio.CancelledError:
+                entry.phase = "stopped"
+                raise
+            except (BitswarmError, OSError, ValueError) as exc:
+                entry.phase = "error"
+                entry.error = str(exc)
+                log.warning("%s: cannot start: %s", rec.name, exc)
+                self._publish("error", entry, error=entry.error)
+                return
+        if entry.torrent is None:  # a magnet that got its metadata (BEP 9)
+            entry.torrent = handle.torrent
+            rec.name = handle.name
+            raw = handle.torrent.raw or _metainfo_bytes(handle.torrent)
+            self.data.save_metainfo(rec.id, raw)
+            self.data.save_record(rec)
+        entry.handle = handle
+        entry.have = None
+        handle.set_rate_limits(download=rec.download_limit, upload=rec.upload_limit)
+        entry.phase = "running"
+        self._publish("started", entry)
+
+    async def _cancel_start(self, entry: _Entry) -> None:
+        task, entry.task = entry.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _stop(self, entry: _Entry) -> None:
+        """Take the torrent out of the session (data and resume data stay)."""
+        await self._cancel_start(entry)
+        handle, entry.handle = entry.handle, None
+        if handle is not None:
+            self._snapshot(entry)
+            rt = handle._rt
+            known = {p.address for p in rt.peers.values()} | set(rt.candidates)
+            with contextlib.suppress(SessionError):
+                await self.session.remove(handle)
+            entry.rec.peers = _clean_peers([*entry.rec.peers, *sorted(known)])[:200]
+        self._load_have(entry)
+        if entry.phase != "error":
+            entry.phase = "stopped"
+
+    def _snapshot(self, entry: _Entry) -> None:
+        if entry.handle is None:
+            return
+        st = entry.handle.status()
+        rec = entry.rec
+        rec.progress, rec.done_size, rec.wanted_size = st.progress, st.done_size, st.wanted_size
+        rec.total_size, rec.pieces_done, rec.num_pieces = st.total_size, st.pieces_done, st.num_pieces
+
+    def _load_have(self, entry: _Entry) -> None:
+        if entry.torrent is None:
+            return
+        n = entry.torrent.info.num_pieces
+        data = load_resume(str(self.data.resume_file(entry.rec.id)))
+        have = Bitfield(n)
+        if data is not None and data.num_pieces == n:
+            with contextlib.suppress(BitswarmError, ValueError):
+                have = Bitfield.from_bytes(data.pieces, n)
+        entry.have = have
+
+    def _entry(self, torrent_id: str) -> _Entry:
+        entry = self._entries.get(str(torrent_id).lower())
+        if entry is None:
+            raise _not_found(torrent_id)
+        return entry
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def pause(self, torrent_id: str) -> dict[str, Any]:
+        entry = self._entry(torrent_id)
+        async with entry.lock:
+            if not entry.rec.paused:
+                entry.rec.paused = True
+                await self._stop(entry)
+                self.data.save_record(entry.rec)
+                self._publish("paused", entry)
+        return self.status(entry)
+
+    async def resume(self, torrent_id: str) -> dict[str, Any]:
+        entry = self._entry(torrent_id)
+        async with entry.lock:
+            if entry.rec.paused or entry.phase == "error":
+                entry.rec.paused = False
+                self.data.save_record(entry.rec)
+                if entry.handle is None and (entry.task is None or entry.task.done()):
+                    self._start(entry)
+                self._publish("resumed", entry)
+        return self.status(entry)
+
+    async def remove(self, torrent_id: str, *, delete_data: bool = False) -> dict[str, Any]:
+        entry = self._entry(torrent_id)
+        async with entry.lock:
+            if self._entries.get(entry.rec.id) is not entry:
+                raise _not_found(torrent_id)
+            await self._stop(entry)
+            del self._entries[entry.rec.id]
+            self.data.delete(entry.rec.id)
+            if delete_data and entry.torrent is not None:
+                await asyncio.to_thread(_delete_data, entry.torrent, entry.rec.save_path)
+            self._publish("removed", entry, deleted_data=delete_data)
+        return {"id": entry.rec.id, "removed": True, "deleted_data": delete_data}
+
+    async def recheck(self, torrent_id: str) -> dict[str, Any]:
+        """Hash every piece again (the resume data is dropped); a paused torrent stays paused after."""
+        entry = self._entry(torrent_id)
+        if entry.torrent is None:
+            raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
+        async with entry.lock:
+            await self._stop(entry)
+            if entry.rec.paused:
+                await self._recheck_offline(entry)
+            else:
+                self._start(entry, recheck=True)
+            self._publish("rechecking", entry)
+        return self.status(entry)
+
+    async def _recheck_offline(self, entry: _Entry) -> None:
+        from bitswarm.storage import Storage
+
+        assert entry.torrent is not None
+        with contextlib.suppress(FileNotFoundError):
+            self.data.resume_file(entry.rec.id).unlink()
+        entry.phase = "checking"
+        try:
+            async with Storage(
+                entry.torrent,
+                entry.rec.save_path,
+                priorities=entry.rec.priorities,
+                resume_path=self.data.resume_file(entry.rec.id),
+            ) as storage:
+                entry.have = storage.have.copy()
+                wanted = storage.wanted()
+                info = entry.torrent.info
+                done = sum(info.piece_size(i) for i in entry.have.iter_set() if wanted.get(i))
+                total = sum(info.piece_size(i) for i in wanted.iter_set())
+                rec = entry.rec
+                rec.done_size, rec.wanted_size = done, total
+                rec.progress = done / total if total else 1.0
+                rec.pieces_done = entry.have.count()
+                self.data.save_record(rec)
+            entry.phase = "stopped"
+        except (BitswarmError, OSError) as exc:
+            entry.phase = "error"
+            entry.error = str(exc)
+
+    def _file_priorities(self, torrent: Torrent, priorities: list[int]) -> list[int]:
+        """API priorities (one per data file, pads hidden) → engine priorities (per ``info.files``)."""
+        files = torrent.info.files
+        data_idx = [i for i, f in enumerate(files) if not f.pad]
+        if not isinstance(priorities, list) or len(priorities) != len(data_idx):
+            raise DaemonError(f"give {len(data_idx)} priorities (one per file), got {_len(priorities)}")
+        out = [0] * len(files)
+        for k, p in zip(data_idx, priorities, strict=True):
+            if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= MAX_PRIORITY:
+                raise DaemonError(f"priorities are integers 0..{MAX_PRIORITY} (0: skip the file)")
+            out[k] = p
+        return out
+
+    async def set_priorities(self, torrent_id: str, priorities: list[int]) -> dict[str, Any]:
+        entry = self._entry(torrent_id)
+        if entry.torrent is None:
+            raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
+        prios = self._file_priorities(entry.torrent, priorities)
+        async with entry.lock:
+            entry.rec.priorities = prios
+            self.data.save_record(entry.rec)
+            if entry.handle is not None or (entry.task is not None and not entry.task.done()):
+                await self._stop(entry)
+                self._start(entry)
+            self._publish("priorities", entry)
+        return self.details(entry.rec.id)
+
+    async def set_limits(
+        self, torrent_id: str, *, download: int | None = None, upload: int | None = None
+    ) -> dict[str, Any]:
+        entry = self._entry(torrent_id)
+        rec = entry.rec
+        if download is not None:
+            rec.download_limit = _rate(download)
+        if upload is not None:
+            rec.upload_limit = _rate(upload)
+        self.data.save_record(rec)
+        if entry.handle is not None:
+            entry.handle.set_rate_limits(download=rec.download_limit, upload=rec.upload_limit)
+        self._publish("limits", entry)
+        return self.status(entry)
+
+    def global_limits(self) -> dict[str, int]:
+        return {
+            "download_limit": int(self._settings.get("download_limit", 0) or 0),
+            "upload_limit": int(self._settings.get("upload_limit", 0) or 0),
+        }
+
+    def set_global_limits(self, *, download: int | None = None, upload: int | None = None) -> dict[str, int]:
+        if download is not None:
+            self._settings["download_limit"] = _rate(download)
+            self.session.download_limiter.set_rate(self._settings["download_limit"])
+        if upload is not None:
+            self._settings["upload_limit"] = _rate(upload)
+            self.session.upload_limiter.set_rate(self._settings["upload_limit"])
+        self.data.save_settings(self._settings)
+        limits = self.global_limits()
+        self._broadcast({"event": "limits", **limits})
+        return limits
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
+    def status(self, entry: _Entry) -> dict[str, Any]:
+        rec = entry.rec
+        out: dict[str, Any]
+        if entry.handle is not None:
+            out = dict(entry.handle.status().as_dict())
+            out.pop("info_hash", None)
+        else:
+            out = {
+                "name": rec.name,
+                "state": "stopped",
+                "progress": rec.progress,
+                "total_size": rec.total_size,
+                "wanted_size": rec.wanted_size,
+                "done_size": rec.done_size,
+                "pieces_done": rec.pieces_done,
+                "num_pieces": rec.num_pieces,
+                "download_rate": 0.0,
+                "upload_rate": 0.0,
+                "downloaded": 0,
+                "uploaded": 0,
+                "peers": 0,
+                "seeds": 0,
+                "known_peers": 0,
+                "eta": None,
+                "error": entry.error,
+            }
+            if entry.torrent is not None and not rec.wanted_size:
+                info = entry.torrent.info
+                have = entry.have or Bitfield(info.num_pieces)
+                out["pieces_done"] = have.count()
+                out["num_pieces"] = info.num_pieces
+                out["total_size"] = info.total_size
+                done = sum(info.piece_size(i) for i in have.iter_set())
+                out["done_size"], out["wanted_size"] = done, info.piece_space
+                out["progress"] = done / info.piece_space if info.piece_space else 1.0
+        if rec.paused:
+            out["state"] = "paused"
+        elif entry.phase in ("queued", "checking", "metadata", "error"):
+            out["state"] = entry.phase
+            if entry.phase == "error":
+                out["error"] = entry.error
+        done, total = entry.check
+        out.update(
+            id=rec.id,
+            save_path=rec.save_path,
+            added_at=rec.added_at,
+            paused=rec.paused,
+            download_limit=rec.download_limit,
+            upload_limit=rec.upload_limit,
+            check_progress=(done / total) if total else None,
+            magnet=rec.magnet,
+        )
+        if out.get("eta") is not None and out["eta"] != out["eta"]:  # NaN never reaches JSON
+            out["eta"] = None
+        return out
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.status(e) for e in self._entries.values()]
+
+    def details(self, torrent_id: str) -> dict[str, Any]:
+        entry = self._entry(torrent_id)
+        out = self.status(entry)
+        torrent = entry.torrent
+        out["files"] = []
+        out["trackers"] = []
+        out["peer_list"] = []
+        out["pieces"] = None
+        if torrent is None:
+            return out
+        info = torrent.info
+        rt = entry.handle._rt if entry.handle is not None else None
+        have = rt.storage.have if rt is not None else (entry.have or Bitfield(info.num_pieces))
+        prios = rt.storage.priorities if rt is not None else (entry.rec.priorities or [1] * len(info.files))
+        fmap = rt.storage.file_map if rt is not None else FileMap(info, entry.rec.save_path)
+        k = 0
+        for i, f in enumerate(info.files):
+            if f.pad:
+                continue
+            pieces = fmap.file_pieces(i) if f.length else range(0)
+            got = sum(1 for p in pieces if have.get(p))
+            mime = mimetypes.guess_type(f.path[-1] if f.path else info.name)[0] or ""
+            out["files"].append(
+                {
+                    "index": k,
+                    "path": f.path_str,
+                    "length": f.length,
+                    "priority": prios[i] if i < len(prios) else 1,
+                    "progress": (got / len(pieces)) if len(pieces) else 1.0,
+                    "mime": mime,
+                    "media": mime.startswith(("video/", "audio/")),
+                    "stream_url": f"/api/v1/torrents/{entry.rec.id}/files/{k}/stream",
+                }
+            )
+            k += 1
+        tiers = (
+            rt.trackers if rt is not None else [[u] for u in [*_flat(torrent.trackers), *entry.rec.trackers]]
+        )
+        out["trackers"] = [{"tier": t, "url": u} for t, tier in enumerate(tiers) for u in tier]
+        if entry.handle is not None:
+            out["peer_list"] = entry.handle.peers()
+        out["pieces"] = have.to_bytes().hex()
+        out["piece_length"] = info.piece_length
+        out["info_hash_v1"] = torrent.info_hash_v1.hex() if torrent.info_hash_v1 else None
+        out["info_hash_v2"] = torrent.info_hash_v2.hex() if torrent.info_hash_v2 else None
+        out["private"] = info.private
+        out["comment"] = torrent.comment
+        if not out["magnet"]:
+            with contextlib.suppress(Exception):
+                out["magnet"] = magnet_from_torrent(torrent).to_uri()
+        return out
+
+    def handle(self, torrent_id: str) -> TorrentHandle:
+        entry = self._entry(torrent_id)
+        if entry.handle is None:
+            raise DaemonError("the torrent is not running (resume it first)", 409, "not_running")
+        return entry.handle
+
+    def stats(self) -> dict[str, Any]:
+        sts = self.list()
+        dht = getattr(self.session, "dht", None)
+        return {
+            "version": __version__,
+            "uptime": time.time() - self.started_at,
+            "listen_port": self.session.port,
+            "torrents": len(sts),
+            "active": sum(1 for s in sts if s["state"] in ("downloading", "seeding", "checking", "metadata")),
+            "downloading": sum(1 for s in sts if s["state"] == "downloading"),
+            "seeding": sum(1 for s in sts if s["state"] == "seeding"),
+            "paused": sum(1 for s in sts if s["state"] == "paused"),
+            "download_rate": sum(s["download_rate"] for s in sts),
+            "upload_rate": sum(s["upload_rate"] for s in sts),
+            "downloaded": sum(s["downloaded"] for s in sts),
+            "uploaded": sum(s["uploaded"] for s in sts),
+            "peers": sum(s["peers"] for s in sts),
+            "dht": dht is not None,
+            "data_dir": str(self.data.root),
+            "download_dir": str(self.download_dir),
+            **self.global_limits(),
+        }
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _publish(self, kind: str, entry: _Entry, **data: Any) -> None:
+        self._broadcast({"event": kind, "id": entry.rec.id, "name": entry.rec.name, **data})
+
+    def _broadcast(self, event: dict[str, Any]) -> None:
+        for q in self._subscribers:
+            if q.qsize() < 1000:
+                q.put_nowait(event)
+
+    async def _pump_events(self) -> None:
+        async for ev in self.session.events():
+            if ev.kind in FORWARDED_ENGINE_EVENTS:
+                self._broadcast({"event": ev.kind, "id": ev.info_hash, "name": ev.name, **ev.data})
+            if ev.kind == "torrent_completed":
+                entry = self._entries.get(ev.info_hash)
+                if entry is not None and entry.handle is not None:
+                    self._snapshot(entry)
+                    self.data.save_record(entry.rec)
+
+    async def events(self, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+        """Daemon and engine events as they happen, and a ``torrents`` snapshot (every status) at
+        the start and every ``interval`` seconds. Ends when the daemon closes."""
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._subscribers.add(q)
+        try:
+            yield {"event": "torrents", "torrents": self.list(), "stats": self.stats()}
+            next_tick = time.monotonic() + interval
+            while not self.closing.is_set():
+                try:
+                    ev = await asyncio.wait_for(q.get(), max(0.01, next_tick - time.monotonic()))
+                    yield ev
+                except TimeoutError:
+                    pass
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + interval
+                    yield {"event": "torrents", "torrents": self.list(), "stats": self.stats()}
+        finally:
+            self._subscribers.discard(q)
+
+
+def _rate(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 40:
+        raise DaemonError("rate limits are bytes per second, 0 (unlimited) to 2^40")
+    return value
+
+
+def _len(x: object) -> str:
+    return str(len(x)) if isinstance(x, list) else type(x).__name__
+
+
+def _flat(tiers: Any) -> list[str]:
+    return [u for tier in tiers for u in tier]
+
+
+def _clean_trackers(trackers: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for t in trackers or []:
+        if not isinstance(t, str) or not t.startswith(("http://", "https://", "udp://")) or len(t) > 2048:
+            raise DaemonError(f"bad tracker URL {t!r} (http://, https:// or udp://)")
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def _clean_peers(peers: list[tuple[str, int]] | None) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for item in peers or []:
+        try:
+            host, port = item
+        except (TypeError, ValueError):
+            raise DaemonError(f"bad peer {item!r} (host and port)") from None
+        if not isinstance(host, str) or not host or len(host) > 255 or isinstance(port, bool):
+            raise DaemonError(f"bad peer host {host!r}")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise DaemonError(f"bad peer port {port!r}")
+        if (host, port) not in out:
+            out.append((host, port))
+    return out
+
+
+def parse_peer(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port); DaemonError if malformed."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DaemonError(f"bad peer {text!r} (host:port)")
+    return host, int(port)
+
+
+def _metainfo_bytes(torrent: Torrent) -> bytes:
+    """A .torrent for a torrent built from a magnet's metadata: the exact info bytes and trackers."""
+    from bitswarm.bencode import encode
+
+    tiers = [list(t) for t in torrent.trackers if t]
+    head: dict[bytes, Any] = {}
+    if tiers:
+        head[b"announce"] = tiers[0][0].encode()
+        head[b"announce-list"] = [[u.encode() for u in tier] for tier in tiers]
+    body = encode(head)  # b"d...e": splice the raw info dict in before the final "e"
+    return body[:-1] + b"4:info" + torrent.info.raw + b"e"
+
+
+def _delete_data(torrent: Torrent, save_path: str) -> None:
+    info = torrent.info
+    target = Path(save_path, info.name)
+    if target.is_dir() and not info.single_file:
+        shutil.rmtree(target, ignore_errors=True)
+    elif target.is_file():
+        target.unlink()
+    with contextlib.suppress(OSError):
+        Path(save_path, f".{torrent.swarm_hash.hex()}.parts").unlink()

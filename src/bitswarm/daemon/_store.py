@@ -1,0 +1,174 @@
+"""The daemon's data directory: what survives a restart (also a SIGKILL).
+
+    DIR/token                    the API's bearer token (0600)
+    DIR/settings.json            global settings (rate limits)
+    DIR/torrents/<id>.torrent    the metainfo as added (absent while a magnet waits for metadata)
+    DIR/torrents/<id>.json       save path and per-torrent settings (paused, priorities, limits ...)
+    DIR/resume/<id>.resume       the engine's resume data (which pieces are verified)
+    DIR/downloads/               the default save path
+
+Every file is replaced atomically (write a temporary file, fsync, rename, fsync the directory), so a
+kill at any moment leaves either the old or the new version, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+_ID = re.compile(r"^[0-9a-f]{40}$")
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+@dataclass(slots=True)
+class TorrentRecord:
+    """Everything the daemon remembers about one torrent besides its metainfo and resume data."""
+
+    id: str  #: the swarm hash (BEP 3 info-hash, or the truncated BEP 52 one) in hex
+    name: str
+    save_path: str
+    paused: bool = False
+    priorities: list[int] | None = None  #: per ``info.files`` entry; None: all 1
+    download_limit: int = 0  #: bytes/s, 0 = unlimited
+    upload_limit: int = 0
+    added_at: float = 0.0
+    trackers: list[str] = field(default_factory=list)  #: extra trackers given when adding
+    peers: list[tuple[str, int]] = field(default_factory=list)  #: extra peers given when adding
+    magnet: str | None = None  #: BEP 9 link, while (and after) its metadata is fetched
+    #: last known progress, shown while the torrent is paused or stopped
+    progress: float = 0.0
+    done_size: int = 0
+    wanted_size: int = 0
+    total_size: int = 0
+    pieces_done: int = 0
+    num_pieces: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TorrentRecord:
+        d: dict[str, Any] = json.loads(data)
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        rec = cls(**known)
+        rec.peers = [(str(h), int(p)) for h, p in rec.peers]
+        return rec
+
+
+class DataDir:
+    """Files of one daemon data directory (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self.torrents = self.root / "torrents"
+        self.resume = self.root / "resume"
+        self.downloads = self.root / "downloads"
+        for d in (self.root, self.torrents, self.resume, self.downloads):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- token ---------------------------------------------------------------------------------
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "token"
+
+    def token(self, given: str | None = None) -> str:
+        """``given`` (saved for ``bitswarm ctl``), else the saved token, else a new random one."""
+        if given:
+            if self.read_token() != given:
+                atomic_write(self.token_path, given.encode() + b"\n", mode=0o600)
+            return given
+        saved = self.read_token()
+        if saved:
+            return saved
+        token = secrets.token_urlsafe(24)
+        atomic_write(self.token_path, token.encode() + b"\n", mode=0o600)
+        return token
+
+    def read_token(self) -> str | None:
+        try:
+            return self.token_path.read_text().strip() or None
+        except OSError:
+            return None
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def load_settings(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / "settings.json").read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        atomic_write(self.root / "settings.json", json.dumps(settings, indent=1, sort_keys=True).encode())
+
+    # -- torrents ------------------------------------------------------------------------------
+
+    def save_record(self, rec: TorrentRecord) -> None:
+        atomic_write(self.torrents / f"{rec.id}.json", rec.to_json())
+
+    def save_metainfo(self, torrent_id: str, data: bytes) -> None:
+        atomic_write(self.torrents / f"{torrent_id}.torrent", data)
+
+    def metainfo(self, torrent_id: str) -> bytes | None:
+        try:
+            return (self.torrents / f"{torrent_id}.torrent").read_bytes()
+        except OSError:
+            return None
+
+    def resume_file(self, torrent_id: str) -> Path:
+        return self.resume / f"{torrent_id}.resume"
+
+    def delete(self, torrent_id: str) -> None:
+        for p in (
+            self.torrents / f"{torrent_id}.json",
+            self.torrents / f"{torrent_id}.torrent",
+            self.resume_file(torrent_id),
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    def records(self) -> list[TorrentRecord]:
+        """Every saved torrent, oldest first; unreadable records are skipped (and reported by name)."""
+        out: list[TorrentRecord] = []
+        for p in sorted(self.torrents.glob("*.json")):
+            if not _ID.match(p.stem):
+                continue
+            try:
+                rec = TorrentRecord.from_json(p.read_bytes())
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            if rec.id == p.stem:
+                out.append(rec)
+        out.sort(key=lambda r: r.added_at)
+        return out
