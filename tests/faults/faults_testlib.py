@@ -91,8 +91,8 @@ SEEDER_SCRIPT = textwrap.dedent(
     from bitswarm.session import Session, SessionConfig
 
     async def main() -> None:
-        torrent, data, rate, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-        trackers = sys.argv[6:]
+        torrent, data, rate, host, port, *trackers = sys.argv[1:]
+        rate, port = int(rate), int(port)
         cfg = SessionConfig(listen_host=host, listen_port=port, upload_rate_limit=rate)
         async with Session(cfg) as session:
             handle = await session.add(torrent, data, trackers=trackers)

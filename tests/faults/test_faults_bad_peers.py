@@ -63,6 +63,7 @@ SIZE = 6 * 1024 * 1024
 PIECE = 64 * 1024
 SEED_RATE = 4 * 1024 * 1024
 PSTR = b"\x13BitTorrent protocol"
+BOGUS_LENGTH = struct.pack(">IB", 0x7FFF_FFF0, 7)  #: a piece message header announcing ~2 GiB
 
 
 @dataclass
@@ -253,7 +254,7 @@ def test_corrupt_and_garbage_peers_are_dropped_and_the_download_completes(tmp_pa
                 "random bytes": rng.randbytes(4096),
                 "unknown info-hash": PSTR + bytes(8) + rng.randbytes(20) + rng.randbytes(20),
                 "handshake + random": handshake + rng.randbytes(8192),
-                "handshake + bogus length": handshake + struct.pack(">IB", 0x7FFF_FFF0, 7) + rng.randbytes(64),
+                "handshake + bogus length": handshake + BOGUS_LENGTH + rng.randbytes(64),
             }
             outcomes = {what: hit_with_garbage(seed_port, payload) for what, payload in attacks.items()}
             assert seeder.proc.poll() is None, f"the seeder died\n{seeder.stderr_tail()}"
@@ -268,7 +269,7 @@ def test_corrupt_and_garbage_peers_are_dropped_and_the_download_completes(tmp_pa
                 ),
                 "bogus": hostile.serve(
                     hosts["bogus"],
-                    lambda: GarbagePeer(torrent, stats["bogus"], lambda: struct.pack(">IB", 0x7FFF_FFF0, 7), 1),
+                    lambda: GarbagePeer(torrent, stats["bogus"], lambda: BOGUS_LENGTH, 1),
                 ),
             }
             out = tmp_path / "down"
