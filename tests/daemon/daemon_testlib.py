@@ -67,7 +67,9 @@ async def running_daemon(data: Path, *, token: str = TOKEN, **kw: object) -> Asy
         await d.close()
 
 
-def make_content(root: Path, name: str = "album", *, files: int = 3, size: int = 300_000, seed: int = 1) -> Path:
+def make_content(
+    root: Path, name: str = "album", *, files: int = 3, size: int = 300_000, seed: int = 1
+) -> Path:
     """A directory of ``files`` random files (one is an .mp4 for the play link)."""
     rng = random.Random(seed)
     base = root / name
@@ -84,7 +86,9 @@ def torrent_of(path: Path, piece_length: int = 32768) -> tuple[bytes, Torrent]:
 
 
 @contextlib.asynccontextmanager
-async def seeder(content: Path, torrent: Torrent, **kw: object) -> AsyncIterator[tuple[Session, TorrentHandle]]:
+async def seeder(
+    content: Path, torrent: Torrent, **kw: object
+) -> AsyncIterator[tuple[Session, TorrentHandle]]:
     """A Session seeding ``content`` (its parent directory is the save path)."""
     async with Session(session_config(**kw)) as s:
         h = await s.add(torrent, content.parent)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitswarm import __version__
-from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, parse_peer
+from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
 from bitswarm.daemon._webui import FAVICON_SVG, PAGE
 
 Scope = MutableMapping[str, Any]
@@ -37,6 +37,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Request bodies above this many bytes are refused with 413 before they reach a handler.
 MAX_BODY_BYTES = MAX_TORRENT_BYTES + 64 * 1024
 STREAM_CHUNK = 256 * 1024
+#: An oversized body is read and discarded up to this many bytes before the 413 is sent.
+DRAIN_BYTES = 64 * 1024 * 1024
 _ID_PATTERN = "^[0-9a-fA-F]{40}$"
 
 
@@ -93,6 +95,16 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Read (and drop) the rest of a moderately oversized body first, so that a client that sends
+        # the whole body before reading gets the 413 instead of a reset connection.
+        drained = 0
+        while drained < DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
         response = _error(
             413, "too_large", f"request body is larger than {self.limit} bytes", {"Connection": "close"}
         )
@@ -299,13 +311,16 @@ def create_app(
     async def torrent_limits(torrent_id: TorrentId, req: LimitsRequest) -> dict[str, Any]:
         return await daemon.set_limits(torrent_id, download=req.download, upload=req.upload)
 
-    @app.api_route(
+    @app.get(
         "/api/v1/torrents/{torrent_id}/files/{file_index}/stream",
-        methods=["GET", "HEAD"],
         summary="Stream one file while it downloads (HTTP Range)",
         response_class=Response,
     )
     async def stream_file(request: Request, torrent_id: TorrentId, file_index: FileIndex) -> Response:
+        return await _stream(daemon, request, torrent_id, file_index)
+
+    @app.head("/api/v1/torrents/{torrent_id}/files/{file_index}/stream", include_in_schema=False)
+    async def stream_file_head(request: Request, torrent_id: TorrentId, file_index: FileIndex) -> Response:
         return await _stream(daemon, request, torrent_id, file_index)
 
     # -- session -------------------------------------------------------------------------------
@@ -358,7 +373,7 @@ async def _add_json(daemon: Daemon, req: AddRequest) -> dict[str, Any]:
     peers = [parse_peer(p) for p in req.peers]
     opts: dict[str, Any] = {"save_path": req.save_path, "paused": req.paused, "peers": peers}
     if req.trackers:
-        opts["trackers"] = req.trackers
+        opts["trackers"] = clean_trackers(req.trackers)
     if req.magnet:
         return await daemon.add_magnet(req.magnet, **opts)
     if req.priorities is not None:

@@ -187,7 +187,7 @@ class Daemon:
             paused=paused,
             priorities=self._file_priorities(torrent, priorities) if priorities is not None else None,
             added_at=time.time(),
-            trackers=_clean_trackers(trackers),
+            trackers=clean_trackers(trackers),
             peers=_clean_peers(peers),
             total_size=torrent.info.total_size,
             num_pieces=torrent.info.num_pieces,
@@ -226,7 +226,7 @@ class Daemon:
             save_path=str(self._save_path(save_path)),
             paused=paused,
             added_at=time.time(),
-            trackers=_clean_trackers(trackers),
+            trackers=clean_trackers(trackers),
             peers=_clean_peers([*(peers or []), *magnet.peers]),
             magnet=magnet.to_uri(),
         )
@@ -709,7 +709,7 @@ def _flat(tiers: Any) -> list[str]:
     return [u for tier in tiers for u in tier]
 
 
-def _clean_trackers(trackers: list[str] | None) -> list[str]:
+def clean_trackers(trackers: list[str] | None) -> list[str]:
     out: list[str] = []
     for t in trackers or []:
         if not isinstance(t, str) or not t.startswith(("http://", "https://", "udp://")) or len(t) > 2048:
