@@ -153,7 +153,7 @@ def _traversal_torrent() -> bytes:
 
 async def test_bad_input_is_4xx_never_5xx(tmp_path: Path) -> None:
     content = make_content(tmp_path / "seed", files=2, size=40_000)
-    raw, t = torrent_of(content)
+    raw, _t = torrent_of(content)
     async with running_daemon(tmp_path / "d") as r, r.client() as c:
         tid = (
             await c.post(
@@ -338,7 +338,7 @@ async def test_bad_input_is_4xx_never_5xx(tmp_path: Path) -> None:
 
 async def test_every_write_needs_the_token(tmp_path: Path) -> None:
     content = make_content(tmp_path / "seed", files=1, size=20_000)
-    raw, t = torrent_of(content)
+    raw, _t = torrent_of(content)
     async with running_daemon(tmp_path / "d") as r, r.client() as c:
         tid = (
             await c.post(

@@ -23,7 +23,7 @@ async def test_clean_restart_restores_everything(tmp_path: Path) -> None:
     a = make_content(tmp_path / "seed", "alpha", files=2, size=120_000, seed=1)
     b = make_content(tmp_path / "seed", "beta", files=2, size=60_000, seed=2)
     raw_a, ta = torrent_of(a)
-    raw_b, tb = torrent_of(b)
+    raw_b, _tb = torrent_of(b)
     data = tmp_path / "d"
     async with seeder(a, ta) as (s, _):
         async with running_daemon(data) as r, r.client() as c:
