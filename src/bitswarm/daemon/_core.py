@@ -16,6 +16,7 @@ import logging
 import mimetypes
 import os
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -244,11 +245,7 @@ class Daemon:
             raise DaemonError("path must be a file path")
         p = Path(path).expanduser()
         try:
-            if not p.is_file():
-                raise DaemonError(f"no such file: {path}", 400, "no_such_file")
-            if p.stat().st_size > MAX_TORRENT_BYTES:
-                raise DaemonError(f"{path} is larger than {MAX_TORRENT_BYTES} bytes", 413, "too_large")
-            data = p.read_bytes()
+            data = await asyncio.to_thread(_read_regular_file, p, MAX_TORRENT_BYTES)
         except OSError as exc:
             raise DaemonError(f"cannot read {path}: {exc.strerror or exc}", 400, "no_such_file") from None
         return await self.add_torrent(data, **kw)
@@ -755,6 +752,30 @@ def _metainfo_bytes(torrent: Torrent) -> bytes:
         head[b"announce-list"] = [[u.encode() for u in tier] for tier in tiers]
     body = encode(head)  # b"d...e": splice the raw info dict in before the final "e"
     return body[:-1] + b"4:info" + torrent.info.raw + b"e"
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file (non-blocking open: no FIFO or device can hang us)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DaemonError(f"{path} is not a regular file (no such file)", 400, "no_such_file")
+        if st.st_size > limit:
+            raise DaemonError(f"{path} is larger than {limit} bytes", 413, "too_large")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise DaemonError(f"{path} is larger than {limit} bytes", 413, "too_large")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _delete_data(torrent: Torrent, save_path: str) -> None:

@@ -52,6 +52,7 @@ main{max-width:1180px;margin:0 auto;padding:22px 24px 60px}
 .tab{border:0;background:transparent;padding:6px 14px;border-radius:8px;color:var(--muted);font-weight:500}
 .tab.on{background:var(--panel);color:var(--ink);box-shadow:var(--shadow)}
 .tab .n{display:inline-block;min-width:18px;margin-left:4px;color:var(--muted);font-size:12px}
+.tab .n:empty{display:none}
 .search{margin-left:auto;border:1px solid var(--line);border-radius:8px;padding:7px 12px;width:220px;background:#fff}
 .list{display:flex;flex-direction:column;gap:10px}
 .row{background:var(--panel);border-radius:12px;box-shadow:var(--shadow);padding:14px 18px;display:grid;
@@ -268,7 +269,8 @@ function updateRow(el, t) {
   el.querySelector(".bar>i").style.width = (shown * 100).toFixed(2) + "%";
   const badge = el.querySelector(".badge"); badge.className = "badge " + t.state; badge.textContent = t.state;
   el.querySelector(".pct").textContent = pct(shown);
-  el.querySelector(".size").textContent = fmtBytes(t.done_size) + " of " + fmtBytes(t.wanted_size || t.total_size);
+  el.querySelector(".size").textContent = !t.total_size && t.magnet ? "magnet link · waiting for metadata"
+    : fmtBytes(t.done_size) + " of " + fmtBytes(t.wanted_size || t.total_size);
   const active = t.state === "downloading" || t.state === "seeding";
   el.querySelector(".down").textContent = active ? "↓ " + fmtRate(t.download_rate) : "";
   el.querySelector(".up").textContent = active ? "↑ " + fmtRate(t.upload_rate) : "";
