@@ -98,9 +98,14 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
         download = [BITSWARM, "download", str(torrent), "-o", str(small), "--peer", f"127.0.0.1:{port}",
                     "--host", "127.0.0.1", "--port", "0", "--json"]  # fmt: skip
         q = shlex.quote
+        # the shell stays (it copies the data out afterwards), so killing it must not orphan the
+        # download: it gets SIGKILL when the shell dies (setpriv), else it dies within 60 s anyway
+        guard = ["timeout", "-s", "KILL", "60"]
+        if shutil.which("setpriv"):
+            guard = ["setpriv", "--pdeathsig", "KILL"]
         script = (
             f"mount -t tmpfs -o size={TMPFS_SIZE} tmpfs {q(str(small))} || exit 97\n"
-            f"{shlex.join(download)}\n"
+            f"{shlex.join([*guard, *download])}\n"
             "rc=$?\n"
             f"cp -a {q(str(small))}/. {q(str(moved))}/ || exit 98\n"
             "exit $rc\n"
