@@ -1,0 +1,645 @@
+#!/usr/bin/env python3
+"""Swarm benchmark (issue 7): one seeder and N leechers on a shaped LAN, against the Kumar–Ross bound.
+
+**LAN swarm** (root only): network namespaces on one bridge (bench/swarm_net.py; no default route, a
+private subnet that exists only inside the namespaces), a tracker host running ``bitswarm tracker
+--no-udp --db none``, a seeder host and ``--leechers`` (16) leecher hosts, each host's uplink shaped
+with ``tc ... tbf`` (seeder ``--seeder-up`` 20 Mbit/s, leechers ``--leecher-up`` 10 Mbit/s;
+``--leecher-down`` also caps their downlink on the bridge side). A ``--size`` (64 MiB) v1 torrent
+names the tracker; peers find each other only through it. Clients:
+
+* ``bw``: the CLI, ``bitswarm seed`` and N x ``bitswarm download --seed --json`` (leechers keep
+  seeding until the whole swarm is done, as the bound assumes);
+* ``bwcfg``: the same through bench/swarm_bw_peer.py (Session API) with ``--bw-set FIELD=VALUE``
+  SessionConfig overrides, to test a hypothesis without editing the engine;
+* ``lt``: libtorrent sessions through bench/swarm_lt_peer.py (uTP/DHT/LSD/UPnP/NAT-PMP and
+  encryption off, not auto-managed, seeder in seed_mode).
+
+The clock starts when the leecher processes are spawned (after the seeder is registered on the
+tracker) and stops when the last leecher reports completion; every leecher's bytes are checked
+against the source afterwards. The bound is T_min = max(F/u_s, N*F/(u_s + sum u_i)) (F in bits,
+rates in bit/s; with a download cap d also F/d). Uplink utilization = bytes through each host's
+veth (``/sys/class/net/eth0/statistics/tx_bytes`` in its namespace, sampled every 0.5 s through
+``/proc/<pid>/net/dev``) over capacity x time; wire bytes include TCP/IP/Ethernet headers and acks.
+
+**Loopback swarm**: one seeder and ``--lo-leechers`` (50) bitswarm leechers on 127.0.0.1 without
+limits (``--lo-size`` 32 MiB), one process per peer (``--lo-per-proc K`` packs K sessions per
+process via swarm_bw_peer.py); total time, CPU seconds and peak RSS (sum and per-process max).
+
+Everything is bounded (``--timeout`` per swarm) and cleaned up on exit, failure, Ctrl-C or SIGTERM
+(processes, namespaces, the tmpfs work directory); namespaces left by a SIGKILLed run are removed
+at the next start.
+
+    sudo .venv/bin/python bench/bench_swarm.py                      # bw and lt LAN swarms + loopback
+    .venv/bin/python bench/bench_swarm.py --clients bw --no-loopback --json
+    .venv/bin/python bench/bench_swarm.py --clients bwcfg --bw-set upload_slots=8 --no-loopback
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from swarm_net import Net, Proc, netns_unavailable_reason, proc_net_tx, remove_stale_namespaces, stop_all  # noqa: E402
+
+PY = str(ROOT / ".venv" / "bin" / "python")
+BITSWARM = str(ROOT / ".venv" / "bin" / "bitswarm")
+TRACKER_PORT = 6969
+PEER_PORT = 6881
+CLIENT_NAMES = {"bw": "bitswarm", "bwcfg": "bitswarm (runner)", "lt": "libtorrent"}
+
+
+def parse_size(text: str) -> int:
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    return int(float(t[:-1]) * mult[t[-1]]) if t and t[-1] in mult else int(t)
+
+
+def parse_rate(text: str) -> int:
+    """``20mbit`` / ``10M`` / ``500kbit`` → bit/s (SI, as tc reads them)."""
+    t = text.strip().lower().removesuffix("bit").removesuffix("bps")
+    mult = {"k": 10**3, "m": 10**6, "g": 10**9}
+    return int(float(t[:-1]) * mult[t[-1]]) if t and t[-1] in mult else int(t)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--short", "src"], capture_output=True, text=True, timeout=10
+    ).stdout.split("\n")
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+    lt_version = subprocess.run(
+        [PY, "-c", "import libtorrent; print(libtorrent.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "libtorrent": lt_version,
+        "git_head": head,
+        "src_uncommitted": [d.strip() for d in dirty if d.strip()],
+        "src_override": (Proc.env or {}).get("PYTHONPATH"),
+        "loadavg": os.getloadavg(),
+    }
+
+
+def kumar_ross(size: int, n: int, u_s: int, u_l: int, d: int | None = None) -> dict[str, float]:
+    f = size * 8
+    parts = {"seeder": f / u_s, "aggregate": n * f / (u_s + n * u_l)}
+    if d:
+        parts["download"] = f / d
+    return {"bound_s": max(parts.values()), **{f"bound_{k}_s": v for k, v in parts.items()}}
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def run_env() -> dict[str, str] | None:
+    return Proc.env
+
+
+def make_content(work: Path, name: str, size: int, announce: str) -> tuple[Path, Path]:
+    """``work/<name>-src/<name>.bin`` of pseudo-random bytes and its v1 torrent naming ``announce``."""
+    src_dir = work / f"{name}-src"
+    src_dir.mkdir(parents=True, exist_ok=True)
+    src = src_dir / f"{name}.bin"
+    with src.open("wb") as fh:
+        h = hashlib.shake_256(f"bitswarm-swarm-{name}-{size}".encode())
+        block = h.digest(1 << 20)
+        for i in range(0, size, 1 << 20):
+            # distinct blocks (no two pieces alike), cheap to make
+            fh.write(hashlib.shake_256(block + i.to_bytes(8, "big")).digest(min(1 << 20, size - i)))
+    torrent = work / f"{name}.torrent"
+    subprocess.run(
+        [BITSWARM, "create", str(src), "-o", str(torrent), "--v1", "--tracker", announce, "--force", "-q"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env=run_env(),
+    )
+    return src, torrent
+
+
+def scrape_complete(argv_prefix: list[str], url: str, torrent: Path) -> int:
+    code = (
+        "import sys, urllib.parse, urllib.request\n"
+        "from bitswarm.bencode import decode\n"
+        "from bitswarm.metainfo import load_torrent\n"
+        f"h = load_torrent({str(torrent)!r}).swarm_hash\n"
+        f"u = {url!r} + '?info_hash=' + urllib.parse.quote_from_bytes(h)\n"
+        "r = decode(urllib.request.urlopen(u, timeout=3).read())\n"
+        "print(r[b'files'].get(h, {}).get(b'complete', 0))\n"
+    )
+    res = subprocess.run(
+        [*argv_prefix, PY, "-c", code], capture_output=True, text=True, timeout=30, env=run_env()
+    )
+    out = res.stdout.strip()
+    return int(out) if res.returncode == 0 and out.isdigit() else -1
+
+
+def wait_registered(
+    argv_prefix: list[str], announce: str, torrent: Path, seeder: Proc, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    scrape = announce.replace("/announce", "/scrape")
+    while scrape_complete(argv_prefix, scrape, torrent) < 1:
+        if not seeder.alive():
+            raise RuntimeError(f"seeder exited\n{seeder.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the seeder never showed up on the tracker\n{seeder.tail()}")
+        time.sleep(0.2)
+
+
+def peer_argv(
+    client: str,
+    role: str,
+    torrent: Path,
+    save: Path,
+    host: str,
+    port: int,
+    bw_set: list[str],
+    bw_patch: list[str],
+    lt_set: list[str],
+    count: int = 1,
+) -> list[str]:
+    if client == "bw":
+        if role == "seed":
+            return [
+                BITSWARM,
+                "seed",
+                str(torrent),
+                "--data",
+                str(save),
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--json",
+            ]
+        return [
+            BITSWARM,
+            "download",
+            str(torrent),
+            "-o",
+            str(save),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--seed",
+            "--json",
+        ]
+    if client == "bwcfg":
+        argv = [
+            PY,
+            str(HERE / "swarm_bw_peer.py"),
+            str(torrent),
+            "--save",
+            str(save),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--count",
+            str(count),
+        ]
+        argv += [a for kv in bw_set for a in ("--set", kv)] + [a for kv in bw_patch for a in ("--patch", kv)]
+        return argv + (["--seed"] if role == "seed" else [])
+    argv = [
+        PY,
+        str(HERE / "swarm_lt_peer.py"),
+        str(torrent),
+        "--save",
+        str(save),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    argv += [a for kv in lt_set for a in ("--set", kv)]
+    return argv + (["--seed"] if role == "seed" else [])
+
+
+def is_done(ev: dict[str, Any]) -> bool:
+    return ev.get("event") == "torrent_completed"
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    s = sorted(values)
+    return {"min": s[0], "median": s[len(s) // 2], "max": s[-1]}
+
+
+# ----------------------------------------------------------------------------------------------
+# LAN swarm
+
+
+def run_lan(
+    client: str, args: argparse.Namespace, work: Path, procs: list[Proc], nets: list[Net]
+) -> dict[str, Any]:
+    n = args.leechers
+    u_s, u_l = parse_rate(args.seeder_up), parse_rate(args.leecher_up)
+    d_l = parse_rate(args.leecher_down) if args.leecher_down else None
+    size = parse_size(args.size)
+    net = Net(args.subnet, mtu=args.mtu)
+    nets.append(net)
+    trk = net.add_host("trk", 1)
+    seed_host = net.add_host("seed", 2, up_bps=u_s)
+    leech_hosts = [net.add_host(f"l{i}", 3 + i, up_bps=u_l, down_bps=d_l) for i in range(n)]
+    announce = f"http://{trk.addr}:{TRACKER_PORT}/announce"
+    src, torrent = make_content(work, "lan", size, announce)
+    run_dir = work / f"lan-{client}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+
+    tracker_argv = [
+        BITSWARM,
+        "tracker",
+        "--http",
+        f"{trk.addr}:{TRACKER_PORT}",
+        "--no-udp",
+        "--db",
+        "none",
+        "--mode",
+        "open",
+        "--json",
+    ]
+    if args.tracker_interval:
+        tracker_argv += ["--interval", str(args.tracker_interval)]
+    tracker = Proc(trk.argv(*tracker_argv), name="tracker", stderr_path=run_dir / "tracker.err")
+    procs.append(tracker)
+    tracker.wait_for(lambda e: "http" in e, 30, "the tracker's address")
+
+    pa = (args.bw_set, args.bw_patch, args.lt_set)
+    seeder = Proc(
+        seed_host.argv(*peer_argv(client, "seed", torrent, src.parent, seed_host.addr, PEER_PORT, *pa)),
+        name="seeder",
+        stderr_path=run_dir / "seeder.err",
+    )
+    procs.append(seeder)
+    seeder.wait_for(lambda e: e.get("event") == "seeding", 60, "seeding")
+    wait_registered(trk.argv(), announce, torrent, seeder, 30)
+
+    hosts = [seed_host, *leech_hosts]
+    base_tx = {h.name: h.tx_bytes_sysfs() for h in hosts}
+    leechers: list[Proc] = []
+    t0 = time.monotonic()
+    for i, h in enumerate(leech_hosts):
+        out = run_dir / f"l{i}"
+        argv = peer_argv(client, "leech", torrent, out, h.addr, PEER_PORT, *pa)
+        p = Proc(h.argv(*argv), name=f"leecher{i}", stderr_path=run_dir / f"l{i}.err")
+        leechers.append(p)
+        procs.append(p)
+    owners = {seed_host.name: seeder, **{h.name: p for h, p in zip(leech_hosts, leechers, strict=True)}}
+    bound = kumar_ross(size, n, u_s, u_l, d_l)
+    deadline = t0 + min(args.timeout, max(60.0, bound["bound_s"] * 4))
+    series: list[tuple[float, int, int]] = []  # (t, total uplink tx bytes since t0, leechers done)
+    last_tx = dict(base_tx)
+    while True:
+        now = time.monotonic()
+        total = 0
+        for h in hosts:
+            v = proc_net_tx(owners[h.name].pid, h.dev)
+            if v is not None:
+                last_tx[h.name] = v
+            total += last_tx[h.name] - base_tx[h.name]
+        done = sum(1 for p in leechers if p.find(is_done))
+        series.append((now - t0, total, done))
+        if done == n:
+            break
+        for p in [seeder, *leechers]:
+            if not p.alive():
+                raise RuntimeError(f"{p.name} exited (rc={p.proc.poll()})\n{p.tail()}")
+        if now > deadline:
+            stuck = next(p for p in leechers if not p.find(is_done))
+            raise RuntimeError(
+                f"{client}: only {done}/{n} leechers complete after {now - t0:.0f} s; {stuck.name} last said "
+                f"{stuck.last('progress')}\n{stuck.tail()}"
+            )
+        time.sleep(0.5)
+    t_end = time.monotonic()
+    finish = [p.wait_for(is_done, 1, "completion")["_t"] - t0 for p in leechers]
+    started = [p.find(lambda e: e.get("event") == "started") for p in leechers]
+    start_lag = [e["_t"] - t0 for e in started if e is not None]
+    final_tx = {h.name: h.tx_bytes_sysfs() - base_tx[h.name] for h in hosts}
+    for p in [seeder, *leechers]:
+        p.sample()
+    uploads = {p.name: (p.last("progress") or {}).get("uploaded", 0) for p in [seeder, *leechers]}
+    stop_all([*leechers, seeder, tracker])
+
+    want = sha256_file(src)
+    bad = [i for i in range(n) if sha256_file(run_dir / f"l{i}" / src.name) != want]
+    if bad:
+        raise RuntimeError(f"{client}: leechers {bad} have different bytes")
+    elapsed = max(finish)
+    cap = {h.name: (h.up_bps or 0) for h in hosts}
+    total_cap = sum(cap.values())
+    util_total = sum(final_tx.values()) * 8 / (total_cap * elapsed)
+    util_per = {k: v * 8 / (cap[k] * elapsed) for k, v in final_tx.items()}
+    # utilization per second of the swarm (aggregate uplinks), and in the first/last 10 s
+    per_sec: list[float] = []
+    for sec in range(int(elapsed) + 1):
+        lo_t, hi_t = sec, min(sec + 1, elapsed)
+        a = next((s for s in series if s[0] >= lo_t), series[-1])
+        b = next((s for s in series if s[0] >= hi_t), series[-1])
+        dt = max(1e-3, b[0] - a[0])
+        per_sec.append(round((b[1] - a[1]) * 8 / (total_cap * dt), 3))
+
+    def window(t_lo: float, t_hi: float) -> float:
+        a = next((s for s in series if s[0] >= t_lo), series[-1])
+        b = next((s for s in series if s[0] >= t_hi), series[-1])
+        return (b[1] - a[1]) * 8 / (total_cap * max(1e-3, b[0] - a[0]))
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    net.close()
+    nets.remove(net)
+    return {
+        "swarm": "lan",
+        "client": client,
+        "leechers": n,
+        "size": size,
+        "seeder_up_bps": u_s,
+        "leecher_up_bps": u_l,
+        "leecher_down_bps": d_l,
+        "tracker_interval": args.tracker_interval or 1800,
+        "bw_set": args.bw_set if client == "bwcfg" else [],
+        "bw_patch": args.bw_patch if client == "bwcfg" else [],
+        **{k: round(v, 3) for k, v in bound.items()},
+        "seconds": round(elapsed, 3),
+        "ratio": round(elapsed / bound["bound_s"], 3),
+        "finish_s": [round(x, 2) for x in finish],
+        "finish_spread": {k: round(v, 2) for k, v in spread(finish).items()},
+        "start_lag_s": {k: round(v, 2) for k, v in spread(start_lag).items()} if start_lag else None,
+        "uplink_util": round(util_total, 3),
+        "uplink_util_first10s": round(window(0, 10), 3),
+        "uplink_util_last10s": round(window(elapsed - 10, elapsed), 3),
+        "uplink_util_per_host": {k: round(v, 3) for k, v in util_per.items()},
+        "uplink_util_per_second": per_sec,
+        "tx_bytes": final_tx,
+        "payload_uploaded": uploads,
+        "cpu_s_sum": round(sum(p.cpu_s for p in [seeder, *leechers]), 2),
+        "peak_rss_max_mib": round(max(p.peak_rss for p in [seeder, *leechers]) / 2**20, 1),
+        "wall_s_total": round(t_end - t0, 2),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# loopback swarm
+
+
+def run_loopback(args: argparse.Namespace, work: Path, procs: list[Proc]) -> dict[str, Any]:
+    n, per = args.lo_leechers, max(1, args.lo_per_proc)
+    size = parse_size(args.lo_size)
+    run_dir = work / "lo"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    tracker = Proc(
+        [
+            BITSWARM,
+            "tracker",
+            "--http",
+            "127.0.0.1:0",
+            "--no-udp",
+            "--db",
+            "none",
+            "--mode",
+            "open",
+            "--json",
+        ],
+        name="lo-tracker",
+        stderr_path=run_dir / "tracker.err",
+    )
+    procs.append(tracker)
+    announce = tracker.wait_for(lambda e: "http" in e, 30, "the tracker's address")["http"][0]
+    src, torrent = make_content(work, "lo", size, announce)
+    client = "bw" if per == 1 else "bwcfg"
+    no = ([], [], [])
+    seeder = Proc(
+        peer_argv(client, "seed", torrent, src.parent, "127.0.0.1", 0, *no),
+        name="lo-seeder",
+        stderr_path=run_dir / "seeder.err",
+    )
+    procs.append(seeder)
+    seeder.wait_for(lambda e: e.get("event") == "seeding", 60, "seeding")
+    wait_registered([], announce, torrent, seeder, 30)
+    leechers: list[tuple[Proc, int, Path]] = []
+    group: list[Proc] = []
+    t0 = time.monotonic()
+    for k in range(0, n, per):
+        count = min(per, n - k)
+        out = run_dir / f"g{k}"
+        p = Proc(
+            peer_argv(client, "leech", torrent, out, "127.0.0.1", 0, *no, count=count),
+            name=f"lo-leecher{k}",
+            stderr_path=run_dir / f"g{k}.err",
+        )
+        procs.append(p)
+        group.append(p)
+        for i in range(count):
+            leechers.append((p, i, out / str(i) if count > 1 else out))
+    deadline = t0 + args.timeout
+    while True:
+        for p in [seeder, *group]:
+            p.sample()
+            if not p.alive():
+                raise RuntimeError(f"{p.name} exited (rc={p.proc.poll()})\n{p.tail()}")
+        done = sum(1 for p, i, _ in leechers if p.find(lambda e, i=i: is_done(e) and e.get("idx", 0) == i))
+        if done == n:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"loopback: only {done}/{n} leechers complete after {args.timeout} s")
+        time.sleep(0.25)
+    finish = [
+        p.find(lambda e, i=i: is_done(e) and e.get("idx", 0) == i)["_t"] - t0  # type: ignore[index]
+        for p, i, _ in leechers
+    ]
+    for p in [seeder, *group]:
+        p.sample()
+    stop_all([*group, seeder, tracker])
+    want = sha256_file(src)
+    bad = [j for j, (_, _, out) in enumerate(leechers) if sha256_file(out / src.name) != want]
+    if bad:
+        raise RuntimeError(f"loopback: leechers {bad} have different bytes")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    lp = group
+    return {
+        "swarm": "loopback",
+        "client": "bw",
+        "mode": "one process per peer (bitswarm CLI)" if per == 1 else f"{per} sessions per process (runner)",
+        "leechers": n,
+        "processes": len(lp) + 1,
+        "size": size,
+        "seconds": round(max(finish), 3),
+        "finish_spread": {k: round(v, 2) for k, v in spread(finish).items()},
+        "cpu_s_sum": round(sum(p.cpu_s for p in [seeder, *lp]), 2),
+        "cpu_s_seeder": round(seeder.cpu_s, 2),
+        "cpu_s_leecher_max": round(max(p.cpu_s for p in lp), 2),
+        "peak_rss_sum_mib": round(sum(p.peak_rss for p in [seeder, *lp]) / 2**20, 1),
+        "peak_rss_max_mib": round(max(p.peak_rss for p in [seeder, *lp]) / 2**20, 1),
+        "peak_rss_seeder_mib": round(seeder.peak_rss / 2**20, 1),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def print_table(result: dict[str, Any]) -> None:
+    lan = [r for r in result["results"] if r["swarm"] == "lan"]
+    if lan:
+        r0 = lan[0]
+        print(
+            f"\nLAN swarm: 1 seeder ({r0['seeder_up_bps'] / 1e6:g} Mbit/s up) + {r0['leechers']} leechers "
+            f"({r0['leecher_up_bps'] / 1e6:g} Mbit/s up), {r0['size'] / 2**20:g} MiB; "
+            f"Kumar-Ross bound {r0['bound_s']:.2f} s"
+        )
+        print(
+            f"{'client':<22}{'bound s':>8}{'time s':>8}{'ratio':>7}{'finish min/med/max s':>23}"
+            f"{'util':>6}{'first10':>8}{'last10':>7}{'seed util':>10}{'CPU s':>7}"
+        )
+        for r in lan:
+            fs = r["finish_spread"]
+            name = CLIENT_NAMES[r["client"]] + (
+                " " + ",".join(r["bw_set"] + r["bw_patch"]) if r["bw_set"] or r["bw_patch"] else ""
+            )
+            print(
+                f"{name:<22}{r['bound_s']:>8.2f}{r['seconds']:>8.2f}{r['ratio']:>7.3f}"
+                f"{fs['min']:>9.1f}/{fs['median']:.1f}/{fs['max']:.1f}{r['uplink_util']:>6.2f}"
+                f"{r['uplink_util_first10s']:>8.2f}{r['uplink_util_last10s']:>7.2f}"
+                f"{r['uplink_util_per_host']['seed']:>10.2f}{r['cpu_s_sum']:>7.1f}"
+            )
+    for r in result["results"]:
+        if r["swarm"] == "loopback":
+            fs = r["finish_spread"]
+            print(
+                f"\nLoopback swarm: 1 seeder + {r['leechers']} leechers, {r['size'] / 2**20:g} MiB, "
+                f"{r['mode']}: "
+                f"all done in {r['seconds']:.2f} s (first {fs['min']:.2f} s), CPU {r['cpu_s_sum']:.1f} s "
+                f"(seeder {r['cpu_s_seeder']:.1f}, leecher max {r['cpu_s_leecher_max']:.1f}), peak RSS "
+                f"sum {r['peak_rss_sum_mib']:.0f} MiB, max {r['peak_rss_max_mib']:.0f} MiB"
+            )
+    for err in result.get("errors", []):
+        print(f"ERROR: {err}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--clients", default="bw,lt", help="LAN clients in order: bw, bwcfg, lt (comma list)")
+    ap.add_argument("--leechers", type=int, default=16)
+    ap.add_argument("--size", default="64M")
+    ap.add_argument("--seeder-up", default="20mbit")
+    ap.add_argument("--leecher-up", default="10mbit")
+    ap.add_argument("--leecher-down", default=None, help="also cap each leecher's downlink (e.g. 40mbit)")
+    ap.add_argument("--mtu", type=int, default=None, help="veth MTU (default 1500)")
+    ap.add_argument("--subnet", default="10.78.0")
+    ap.add_argument(
+        "--tracker-interval", type=int, default=0, help="tracker announce interval (default 1800)"
+    )
+    ap.add_argument(
+        "--bw-set", action="append", default=[], metavar="FIELD=VALUE", help="bwcfg: SessionConfig"
+    )
+    ap.add_argument("--bw-patch", action="append", default=[], metavar="MOD:NAME=N", help="bwcfg: constant")
+    ap.add_argument("--lt-set", action="append", default=[], metavar="KEY=VALUE", help="lt: settings_pack")
+    ap.add_argument("--no-lan", action="store_true")
+    ap.add_argument("--no-loopback", action="store_true")
+    ap.add_argument("--lo-leechers", type=int, default=50)
+    ap.add_argument("--lo-size", default="32M")
+    ap.add_argument("--lo-per-proc", type=int, default=1, help="sessions per leecher process (1: the CLI)")
+    ap.add_argument(
+        "--src",
+        default=None,
+        help="run the peers from this src/ tree (PYTHONPATH), e.g. a "
+        "`git archive HEAD src` export while the working tree is being edited",
+    )
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds per swarm at most")
+    args = ap.parse_args()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    if args.src:
+        Proc.env = {**os.environ, "PYTHONPATH": str(Path(args.src).resolve())}
+    signal.signal(signal.SIGHUP, on_term)
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "results": []}
+    errors: list[str] = result.setdefault("errors", [])
+    procs: list[Proc] = []
+    nets: list[Net] = []
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    work = Path(tempfile.mkdtemp(prefix=f"bsw-swarm-{os.getpid()}-", dir=base))
+    t_start = time.monotonic()
+    try:
+        if not args.no_lan:
+            reason = netns_unavailable_reason()
+            if reason:
+                errors.append(f"LAN swarm skipped: {reason}")
+            else:
+                removed = remove_stale_namespaces()
+                if removed:
+                    print(f"removed {len(removed)} stale namespaces", file=sys.stderr)
+                for client in [c.strip() for c in args.clients.split(",") if c.strip()]:
+                    if client not in CLIENT_NAMES:
+                        raise SystemExit(f"unknown client {client!r}")
+                    print(f"LAN swarm: {client} ...", file=sys.stderr, flush=True)
+                    try:
+                        result["results"].append(run_lan(client, args, work, procs, nets))
+                    except RuntimeError as exc:
+                        errors.append(f"lan {client}: {exc}")
+                    finally:
+                        stop_all(procs)
+                        procs.clear()
+                        for net in nets:
+                            net.close()
+                        nets.clear()
+        if not args.no_loopback:
+            print("loopback swarm ...", file=sys.stderr, flush=True)
+            try:
+                result["results"].append(run_loopback(args, work, procs))
+            except RuntimeError as exc:
+                errors.append(f"loopback: {exc}")
+    except KeyboardInterrupt as exc:
+        errors.append(f"interrupted ({exc or 'Ctrl-C'})")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all(procs)
+        for net in nets:
+            net.close()
+        shutil.rmtree(work, ignore_errors=True)
+        result["wall_s"] = round(time.monotonic() - t_start, 1)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

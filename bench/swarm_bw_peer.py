@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""bitswarm peer(s) for ``bench_swarm.py`` through the Session API, with SessionConfig overrides.
+
+The CLI (``bitswarm seed`` / ``bitswarm download --json``) takes no engine settings; this runner does
+the same job (one torrent per session, found through the torrent's tracker, keeps seeding after
+completion until SIGTERM/SIGINT or stdin closes) and accepts ``--set FIELD=VALUE`` for any
+:class:`~bitswarm.session.SessionConfig` field, to test a hypothesis about the engine without
+editing it. ``--count K`` runs K independent sessions in this one process (ports ``--port`` ...
+``--port+K-1``, data in ``SAVE/<i>``) for swarms too large for one process per peer.
+
+JSON lines on stdout, each with ``idx`` (the session number): ``started``, ``seeding`` (seeder
+ready), ``torrent_completed``, ``progress`` every half second (``uploaded``, ``downloaded``,
+``peers``, ``unchoked``: interested peers we upload to).
+
+    swarm_bw_peer.py TORRENT --save DIR --host H --port P [--seed] [--count K] [--set upload_slots=8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    from bitswarm.session import SessionConfig
+
+    fields = {f.name: f for f in dataclasses.fields(SessionConfig)}
+    defaults = SessionConfig()
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        key, sep, raw = kv.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--set {kv!r}: not a SessionConfig field")
+        current = getattr(defaults, key)
+        if isinstance(current, bool):
+            out[key] = raw.lower() in ("1", "true", "yes", "on")
+        elif isinstance(current, int):
+            out[key] = int(float(raw))
+        elif isinstance(current, float):
+            out[key] = float(raw)
+        else:
+            out[key] = raw
+    return out
+
+
+async def run_one(idx: int, args: argparse.Namespace, overrides: dict[str, Any], stop: asyncio.Event) -> None:
+    from bitswarm.session import Session, SessionConfig
+
+    cfg = SessionConfig(listen_host=args.host, listen_port=args.port + idx if args.port else 0, **overrides)
+    save = Path(args.save) / str(idx) if args.count > 1 else Path(args.save)
+    save.mkdir(parents=True, exist_ok=True)
+    async with Session(cfg) as session:
+        handle = await session.add(args.torrent, save, seed_mode=args.seed)
+        emit({"event": "started", "idx": idx, "port": session.port})
+        done = False
+        while not stop.is_set():
+            st = handle.status()
+            if st.state == "error":
+                emit({"event": "torrent_error", "idx": idx, "error": st.error})
+                return
+            if not done and st.state == "seeding":
+                done = True
+                emit({"event": "seeding" if args.seed else "torrent_completed", "idx": idx})
+            peers = handle.peers()
+            emit(
+                {
+                    "event": "progress",
+                    "idx": idx,
+                    "state": st.state,
+                    "progress": st.progress,
+                    "uploaded": st.uploaded,
+                    "downloaded": st.downloaded,
+                    "peers": st.peers,
+                    "known_peers": st.known_peers,
+                    "upload_rate": st.upload_rate,
+                    "download_rate": st.download_rate,
+                    "unchoked": sum(1 for p in peers if not p["choking"]),
+                    "unchoked_by": sum(1 for p in peers if not p["choked"]),
+                }
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def amain(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def stdin_closed() -> None:
+        try:
+            data = os.read(0, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(0)
+            stop.set()
+
+    with contextlib.suppress(OSError, ValueError):
+        loop.add_reader(0, stdin_closed)
+    await asyncio.gather(*(run_one(i, args, overrides, stop) for i in range(args.count)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("torrent")
+    ap.add_argument("--save", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="first port (0: any free one per session)")
+    ap.add_argument("--seed", action="store_true", help="seed the data in --save (seed mode)")
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    ap.add_argument(
+        "--patch",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME=NUMBER",
+        help="experiment only: set a module constant (e.g. bitswarm.session.choker:OPTIMISTIC_EVERY=1)",
+    )
+    args = ap.parse_args()
+    overrides = parse_overrides(args.set)
+
+    import importlib
+
+    for spec in args.patch:
+        target, _, value = spec.partition("=")
+        mod, _, name = target.partition(":")
+        m = importlib.import_module(mod)
+        if not hasattr(m, name):
+            raise SystemExit(f"--patch {spec!r}: {mod} has no {name}")
+        setattr(m, name, type(getattr(m, name))(float(value)))
+    try:
+        import uvloop
+
+        uvloop.run(amain(args, overrides))
+    except ImportError:  # pragma: no cover
+        asyncio.run(amain(args, overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
