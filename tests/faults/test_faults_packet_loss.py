@@ -100,7 +100,7 @@ def lan() -> Iterator[Lan]:
             reason = "the iptables statistic match is missing"
     if reason is not None:
         pytest.skip(reason)
-    net = Lan("10.78.0")
+    net = Lan("10.79.0")
     try:
         yield net
     finally:
