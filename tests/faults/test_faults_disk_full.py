@@ -165,22 +165,12 @@ def test_disk_full_fails_cleanly_then_resumes_elsewhere_with_identical_bytes(ful
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: storage.resume.save_resume_file leaves its temp file behind when the write "
-    "fails (ENOSPC): os.write raises before the try/except that unlinks the temp file",
-)
 def test_disk_full_leaves_no_resume_temp_file(full_run: FullRun) -> None:
     """After the ENOSPC failure, the resume directory holds no ``*.resume.tmp.<pid>`` debris."""
     leftovers = sorted(p.name for p in (full_run.moved / ".bitswarm").glob("*.tmp.*"))
     assert not leftovers, leftovers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli: the error is printed twice — torrent._fail's log.error reaches stderr through "
-    "logging's last-resort handler ('NAME: disk error: ...') before 'bitswarm: error: ...'",
-)
 def test_disk_full_error_is_a_single_stderr_line(full_run: FullRun) -> None:
     """The disk-full failure prints exactly one line on stderr."""
     lines = [ln for ln in full_run.stderr.splitlines() if ln.strip()]

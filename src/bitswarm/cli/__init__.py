@@ -6,6 +6,8 @@ shows the traceback instead).
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
 
@@ -31,9 +33,24 @@ def _fill_optional_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _setup_logging(args: list[str]) -> None:
+    """Library log records stay quiet on the command line — errors reach the user as the one
+    ``bitswarm: error:`` line — unless ``--debug`` (everything) or ``BITSWARM_LOG=LEVEL`` asks."""
+    root = logging.getLogger("bitswarm")
+    level = os.environ.get("BITSWARM_LOG")
+    if "--debug" in args[:1] or level:
+        logging.basicConfig(
+            level=logging.DEBUG if not level else level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    elif not root.handlers:
+        root.addHandler(logging.NullHandler())  # no last-resort handler printing to stderr
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bitswarm`` console script."""
     args = _fill_optional_values(list(sys.argv[1:] if argv is None else argv))
+    _setup_logging(args)
     try:
         app(args=args, standalone_mode=True)
     except BitswarmError as exc:

@@ -102,16 +102,17 @@ def save_resume_file(path: str, data: ResumeData, *, fsync: bool = True) -> None
     blob = data.encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(blob)
-        while view:
-            view = view[os.write(fd, view) :]
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
+        # a failed write (disk full) or rename leaves no temp file behind; the old record stays
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
