@@ -11,6 +11,14 @@ from bitswarm import __version__
 PEER_ID_PREFIX = ("-BW" + "".join(__version__.split(".")[:3]).ljust(4, "0")[:4] + "-").encode()
 
 
+#: Well-known public DHT routers, used only under the rule of :attr:`SessionConfig.dht_bootstrap`.
+PUBLIC_DHT_ROUTERS: list[tuple[str, int]] = [
+    ("router.bittorrent.com", 6881),
+    ("dht.transmissionbt.com", 6881),
+    ("router.utorrent.com", 6881),
+]
+
+
 def make_peer_id() -> bytes:
     """A fresh 20-byte peer id: our client prefix and 12 random bytes."""
     return PEER_ID_PREFIX + os.urandom(20 - len(PEER_ID_PREFIX))
@@ -55,6 +63,28 @@ class SessionConfig:
     #: for less (tests lower it).
     min_announce_interval: float = 30.0
     disk_workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
-    enable_dht: bool = False
+    #: BEP 5 Mainline DHT: one UDP node per session (on the TCP listen port number when free), peers
+    #: looked up and our port announced for every non-private torrent, magnet links resolved.
+    enable_dht: bool = True
+    #: DHT nodes to join through. None: the public routers (:data:`PUBLIC_DHT_ROUTERS`), but only when
+    #: ``listen_host`` is neither loopback nor private (a wildcard counts as public); ``[]``: none
+    #: (the node still answers, and learns nodes from peers' ``port`` messages).
+    dht_bootstrap: list[tuple[str, int]] | None = None
+    #: Where the DHT node keeps its id and contacts between runs (None: nowhere).
+    dht_state_file: str | None = None
+    #: Seconds between DHT announces of a torrent (lookups run sooner while it has few peers).
+    dht_announce_interval: float = 15 * 60.0
+    #: BEP 11 peer exchange with peers that offer ``ut_pex``.
+    enable_pex: bool = True
+    #: Seconds between PEX messages to one peer (BEP 11: at least 60).
+    pex_interval: float = 60.0
+    #: BEP 14 Local Service Discovery: multicast on the LAN, off unless asked for.
     enable_lsd: bool = False
+    lsd_group: tuple[str, int] = ("239.192.152.143", 6771)
+    #: The IPv4 address whose interface joins the LSD group and sends ("0.0.0.0": the kernel's choice).
+    lsd_interface: str = "0.0.0.0"
+    #: Seconds between LSD announces of one torrent (BEP 14: 5 minutes).
+    lsd_interval: float = 300.0
+    #: Seconds a magnet link may take to get its metadata (BEP 9) before ``Session.add`` fails.
+    metadata_timeout: float = 300.0
     user_agent: str = f"bitswarm/{__version__}"

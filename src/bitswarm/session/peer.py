@@ -55,6 +55,12 @@ from bitswarm.wire import (
     UnknownMessage,
     WireProtocolError,
 )
+from bitswarm.wire.ut_metadata import (
+    MetadataRequest,
+    decode_metadata_message,
+    encode_metadata_message,
+)
+from bitswarm.wire.ut_pex import decode_pex_message
 
 if TYPE_CHECKING:
     from bitswarm.session.session import Session
@@ -63,6 +69,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("bitswarm.peer")
 
 OUR_RESERVED = Reserved.make(fast=True, extension_protocol=True)
+#: ... and with the BEP 5 DHT bit, when the session runs a DHT node.
+OUR_RESERVED_DHT = Reserved.make(fast=True, extension_protocol=True, dht=True)
+#: The extended ids we receive BEP 11 ``ut_pex`` and BEP 9 ``ut_metadata`` on (our ``m`` dictionary).
+UT_PEX_ID = 1
+UT_METADATA_ID = 2
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 WRITE_LOW_WATER = 1024 * 1024
 _SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is its scratch buffer
@@ -89,6 +100,10 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer_id: bytes | None = None
         self.client: str | None = None
+        #: BEP 10: the peer's ``m`` dictionary (extension name -> the id it receives it on) and its
+        #: listen port ``p``.
+        self.ext_ids: dict[str, int] = {}
+        self.listen_port: int | None = None
         self.closed = False
         self.established = False
         # choke/interest state (BEP 3): we start choked and not interested, both ways
@@ -132,7 +147,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         if self.outgoing:
             assert self.torrent is not None
             self._attach_layout()
-            self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, OUR_RESERVED))
+            self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, self.session.reserved))
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.session.config.handshake_timeout, self._handshake_timeout)
 
@@ -303,6 +318,16 @@ class PeerProtocol(asyncio.BufferedProtocol):
             if ev.reqq:
                 self.reqq = max(1, min(ev.reqq, 5000))
             self.client = ev.client
+            self.ext_ids = {k: v for k, v in ev.m.items() if isinstance(v, int) and 0 < v < 256}
+            if ev.port is not None and 0 < ev.port < 65536:
+                self.listen_port = ev.port
+        elif t is Extended:
+            assert isinstance(ev, Extended)
+            self._on_extended(ev)
+        elif t is Port:
+            assert isinstance(ev, Port)
+            if torrent is not None and not torrent.info.private:
+                self.session.on_dht_port(self.address[0], ev.port)  # BEP 5: ping it into the table
         elif t is HandshakeHeader:
             assert isinstance(ev, HandshakeHeader)
             self._on_handshake_header(ev)
@@ -311,8 +336,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
             self._on_handshake(ev)
         elif t is ConnectionClosed:
             self.close()
-        elif t in (KeepAlive, Extended, Port, SuggestPiece, UnknownMessage):
-            pass  # BEP 10 extensions, DHT port and suggestions: not used by the engine yet
+        elif t in (KeepAlive, SuggestPiece, UnknownMessage):
+            pass  # suggestions and unknown messages: not used by the engine
 
     def _on_handshake_header(self, ev: HandshakeHeader) -> None:
         if self.outgoing:
@@ -326,7 +351,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
             return
         self.torrent = torrent
         self._attach_layout()
-        self._send(Handshake(ev.info_hash, self.session.peer_id, OUR_RESERVED))
+        self._send(Handshake(ev.info_hash, self.session.peer_id, self.session.reserved))
 
     def _on_handshake(self, ev: Handshake) -> None:
         torrent = self.torrent
@@ -343,7 +368,18 @@ class PeerProtocol(asyncio.BufferedProtocol):
             self._timer = None
         if self.codec.extension_protocol:
             cfg = self.session.config
-            self._send(ExtendedHandshake(m={}, client=cfg.user_agent, port=self.session.port, reqq=1000))
+            m = {"ut_metadata": UT_METADATA_ID}
+            if torrent.pex is not None:
+                m["ut_pex"] = UT_PEX_ID
+            self._send(
+                ExtendedHandshake(
+                    m=m,
+                    client=cfg.user_agent,
+                    port=self.session.port,
+                    reqq=1000,
+                    metadata_size=torrent.metadata_server.metadata_size,
+                )
+            )
         have = torrent.have
         if self.codec.fast and have.all():
             self._send(HaveAll())
@@ -351,6 +387,44 @@ class PeerProtocol(asyncio.BufferedProtocol):
             self._send(HaveNone())
         elif have.any():
             self._send(Bitfield(have.to_bytes()))
+        dht_port = self.session.dht_port
+        if ev.reserved.dht and dht_port and not torrent.info.private:
+            self._send(Port(dht_port))  # BEP 5, after the bitfield (which must come first)
+
+    def _on_extended(self, ev: Extended) -> None:
+        """BEP 10 messages on the ids we assigned: BEP 9 metadata requests, BEP 11 peer exchange."""
+        torrent = self.torrent
+        if torrent is None:
+            return
+        if ev.ext_id == UT_METADATA_ID:
+            msg = decode_metadata_message(ev.payload)
+            reply_id = self.ext_ids.get("ut_metadata")
+            if isinstance(msg, MetadataRequest) and reply_id:
+                answer = torrent.metadata_server.respond(msg, self)
+                self._send(Extended(reply_id, encode_metadata_message(answer)))
+            elif isinstance(msg, MetadataRequest):
+                log.debug("%s:%d asked for metadata without offering ut_metadata", *self.address)
+            # data / reject / unknown: we have the metadata already, nothing to do (BEP 9: ignore)
+        elif ev.ext_id == UT_PEX_ID and torrent.pex is not None:
+            torrent.on_pex(self, decode_pex_message(ev.payload))
+
+    def send_extended(self, name: str, payload: bytes) -> bool:
+        """Send a BEP 10 message for extension ``name`` if the peer offered it (True if sent)."""
+        ext_id = self.ext_ids.get(name)
+        if not ext_id or not self.established or self.closed:
+            return False
+        self._send(Extended(ext_id, payload))
+        return True
+
+    @property
+    def pex_address(self) -> tuple[str, int] | None:
+        """The address other peers can dial this one at (BEP 11): the address we dialed, or an
+        incoming peer's IP with the listen port of its extended handshake (unknown: None)."""
+        if self.outgoing:
+            return self.address
+        if self.listen_port is not None:
+            return (self.address[0], self.listen_port)
+        return None
 
     def _on_request(self, ev: Request) -> None:
         torrent = self.torrent

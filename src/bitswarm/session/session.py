@@ -4,7 +4,14 @@
         handle = await session.add("file.torrent", save_path="downloads")
         await handle.wait_complete()
 
-Incoming connections are routed to a torrent by the info-hash in the peer's handshake. Events
+Incoming connections are routed to a torrent by the info-hash in the peer's handshake.
+
+Trackerless discovery: with ``enable_dht`` (the default) the session runs one BEP 5 DHT node on UDP
+(the TCP port number when it is free), sets the DHT bit in its handshakes, sends peers a ``port``
+message and pings the nodes of peers that send one; every non-private torrent announces itself and
+looks up peers there. ``enable_pex`` exchanges peers with BEP 11 ``ut_pex``; ``enable_lsd`` runs BEP 14
+multicast discovery on the LAN. Magnet links (``add("magnet:?...")``) fetch the info dictionary
+first (BEP 9, :mod:`bitswarm.session.magnet`) and then download like a .torrent. Events
 (``torrent_added``, ``peer_connected``, ``piece_verified``, ``torrent_completed``, ``hash_failed``,
 ``peer_banned``, ``torrent_error``, ``torrent_removed``) are published to every :meth:`events`
 subscriber.
@@ -17,21 +24,34 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitswarm.dht.bep42 import is_local_address
 from bitswarm.errors import BitswarmError
-from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
-from bitswarm.session.config import SessionConfig
+from bitswarm.metainfo import (
+    Magnet,
+    MetainfoError,
+    Torrent,
+    load_torrent,
+    parse_info,
+    parse_magnet,
+    parse_torrent,
+)
+from bitswarm.session.config import PUBLIC_DHT_ROUTERS, SessionConfig
 from bitswarm.session.ratelimit import RateLimiter
 from bitswarm.session.torrent import TorrentHandle, TorrentRuntime, TorrentStatus
 from bitswarm.tracker.client import normalize_tracker_url
 
 if TYPE_CHECKING:
+    from bitswarm.dht.server import DHTServer
+    from bitswarm.session.lsd import LocalDiscovery
     from bitswarm.session.peer import PeerProtocol
+    from bitswarm.wire import Reserved
 
 log = logging.getLogger("bitswarm.session")
 
@@ -66,6 +86,13 @@ class Session:
         self.download_limiter = RateLimiter(self.config.download_rate_limit)
         self.upload_limiter = RateLimiter(self.config.upload_rate_limit)
         self._closed = False
+        self.dht: DHTServer | None = None
+        self.lsd: LocalDiscovery | None = None
+        self._session_tasks: list[asyncio.Task[None]] = []
+        from bitswarm.session.peer import OUR_RESERVED
+
+        #: Our handshake's reserved bytes (the BEP 5 DHT bit once the DHT node runs).
+        self.reserved: Reserved = OUR_RESERVED
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -98,6 +125,119 @@ class Session:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.config.listen_host, self.port)
+        if self.config.enable_dht:
+            await self._start_dht()
+        if self.config.enable_lsd:
+            await self._start_lsd()
+
+    # -- DHT (BEP 5) and LSD (BEP 14) ----------------------------------------------------------
+
+    def dht_bootstrap_nodes(self) -> list[tuple[str, int]]:
+        """The DHT nodes this session joins through: ``dht_bootstrap`` if given; otherwise the public
+        routers, but only when the session listens on a public (or wildcard) address — a loopback or
+        private session never contacts them."""
+        cfg = self.config
+        if cfg.dht_bootstrap is not None:
+            return list(cfg.dht_bootstrap)
+        if is_local_address(cfg.listen_host) or cfg.listen_host in ("localhost", ""):
+            return []
+        return list(PUBLIC_DHT_ROUTERS)
+
+    async def _start_dht(self) -> None:
+        from bitswarm.dht.node import DHTConfig
+        from bitswarm.dht.server import DHTServer
+        from bitswarm.session.peer import OUR_RESERVED_DHT
+
+        cfg = self.config
+        nodes = self.dht_bootstrap_nodes()
+        literal = [(h, p) for h, p in nodes if _is_ip(h)]
+        names = [(h, p) for h, p in nodes if not _is_ip(h)]
+        dconf = DHTConfig()
+        host = cfg.listen_host
+        if literal and all(is_local_address(h) for h, _ in literal):
+            dconf.lan = True  # a loopback/private bootstrap: a LAN or a test network
+        elif is_local_address(host):
+            dconf.lan = True
+        dht_host = "::" if host in ("::", "") else host
+        dht: DHTServer | None = None
+        for port in (self.port, 0):  # the TCP port number when the UDP one is free, else any
+            candidate = DHTServer(
+                dht_host, port, bootstrap=literal, config=dconf, state_file=cfg.dht_state_file
+            )
+            try:
+                await candidate.start()
+            except OSError as exc:
+                log.debug("DHT cannot bind UDP %s:%d: %s", dht_host, port, exc)
+                continue
+            dht = candidate
+            break
+        if dht is None:
+            log.warning("DHT disabled: no UDP port on %s", dht_host)
+            return
+        self.dht = dht
+        self.reserved = OUR_RESERVED_DHT
+        log.info("DHT node on UDP %s:%d", dht_host, dht.address[1])
+        if names:
+            self._session_tasks.append(asyncio.get_running_loop().create_task(self._resolve_routers(names)))
+
+    async def _resolve_routers(self, names: list[tuple[str, int]]) -> None:
+        """Resolve bootstrap host names (the public routers) and join through their addresses."""
+        loop = asyncio.get_running_loop()
+        addrs: list[tuple[str, int]] = []
+        for host, port in names:
+            try:
+                async with asyncio.timeout(10.0):
+                    infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            except (OSError, TimeoutError) as exc:
+                log.info("cannot resolve DHT router %s: %s", host, exc)
+                continue
+            addrs.extend((str(i[4][0]), int(i[4][1])) for i in infos[:2])
+        if addrs and self.dht is not None:
+            self.dht.node.bootstrap(addrs)
+
+    @property
+    def dht_port(self) -> int | None:
+        """The UDP port of our DHT node (None: no DHT)."""
+        return self.dht.address[1] if self.dht is not None else None
+
+    def on_dht_port(self, host: str, port: int) -> None:
+        """A peer's BEP 5 ``port`` message: ping its DHT node (a reply adds it to our table)."""
+        if self.dht is not None and 0 < port < 65536:
+            self.dht.node.ping((host, port))
+
+    async def _start_lsd(self) -> None:
+        from bitswarm.session.lsd import LocalDiscovery
+
+        cfg = self.config
+        lsd = LocalDiscovery(
+            self.port,
+            self._on_lsd_peer,
+            interface=cfg.lsd_interface,
+            group=cfg.lsd_group,
+            min_interval=cfg.lsd_interval,
+        )
+        try:
+            await lsd.start()
+        except OSError as exc:
+            log.warning("local service discovery disabled: %s", exc)
+            return
+        self.lsd = lsd
+        self._session_tasks.append(asyncio.get_running_loop().create_task(self._lsd_loop()))
+
+    def _lsd_hashes(self) -> list[bytes]:
+        return [h for h, rt in self._torrents.items() if not rt.private and rt.accepting]
+
+    async def _lsd_loop(self) -> None:
+        """Announce every non-private torrent (LocalDiscovery sends each at most every lsd_interval)."""
+        while self.lsd is not None:
+            with contextlib.suppress(OSError):
+                self.lsd.announce(self._lsd_hashes())
+            await asyncio.sleep(min(5.0, max(0.2, self.config.lsd_interval / 4)))
+
+    def _on_lsd_peer(self, info_hash: bytes, addr: tuple[str, int]) -> None:
+        rt = self._lookup(info_hash)
+        if rt is not None and not rt.private and rt.accepting:
+            rt.add_peer(addr[0], addr[1])
 
     async def close(self) -> None:
         """Stop every torrent (``stopped`` announces, resume data saved) and the listener."""
@@ -106,7 +246,18 @@ class Session:
         self._closed = True
         if self._server is not None:
             self._server.close()
+        for task in self._session_tasks:
+            task.cancel()
+        for task in self._session_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await asyncio.gather(*(rt.stop() for rt in self._torrents.values()), return_exceptions=True)
+        for part in (self.lsd, self.dht):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await part.stop()
+        self.lsd = None
+        self.dht = None
         for conn in list(self._connections):
             conn.close("session closing")
         if self._server is not None:
@@ -118,7 +269,7 @@ class Session:
 
     async def add(
         self,
-        source: str | os.PathLike[str] | bytes | Torrent,
+        source: str | os.PathLike[str] | bytes | Torrent | Magnet,
         save_path: str | os.PathLike[str],
         *,
         trackers: list[str] | None = None,
@@ -129,16 +280,37 @@ class Session:
         sequential: bool = False,
         use_torrent_trackers: bool = True,
         progress: Callable[[int, int], None] | None = None,
+        metadata_timeout: float | None = None,
     ) -> TorrentHandle:
-        """Add a torrent (a .torrent path, its bytes, or a parsed :class:`Torrent`) and start it.
+        """Add a torrent (a .torrent path, its bytes, a parsed :class:`Torrent`, a magnet link or a
+        parsed :class:`Magnet`) and start it.
 
         ``save_path`` is the directory that holds (or will hold) the torrent's content. Resume data
         goes to ``resume_dir`` (default: ``save_path/.bitswarm``). ``seed_mode`` trusts existing
         files with the right sizes and verifies each piece before its first upload.
+
+        A magnet link first fetches the info dictionary from peers (BEP 9; peers from ``x.pe``,
+        ``peers``, the ``tr`` trackers, ``trackers`` and the DHT), waiting at most
+        ``metadata_timeout`` seconds (default ``config.metadata_timeout``; SessionError after it).
+        The verified dictionary is kept in the resume directory, so adding the magnet again starts
+        at once. v2-only torrents cannot be fetched this way (their piece layers are not exchanged).
         """
         if self._server is None:
             await self.start()
-        torrent = _load_source(source)
+        save = os.fspath(save_path)
+        rdir = os.fspath(resume_dir) if resume_dir is not None else os.path.join(save, ".bitswarm")
+        magnet = _as_magnet(source)
+        if magnet is not None:
+            peers = [*magnet.peers, *(peers or [])]
+            torrent = await self._resolve_magnet(
+                magnet, rdir, trackers or [], peers, metadata_timeout or self.config.metadata_timeout
+            )
+            if file_priorities is None and magnet.select_only:
+                chosen = set(magnet.select_only)  # BEP 53 ``so``: file indices in ``info.files`` order
+                file_priorities = [1 if i in chosen else 0 for i in range(len(torrent.info.files))]
+        else:
+            assert not isinstance(source, Magnet)
+            torrent = _load_source(source)
         if torrent.swarm_hash in self._torrents:
             raise SessionError(f"torrent {torrent.swarm_hash.hex()} is already in the session")
         tiers: list[list[str]] = []
@@ -147,8 +319,6 @@ class Session:
         for url in trackers or []:
             tiers.append([normalize_tracker_url(url)])
         tiers = [[normalize_tracker_url(u) for u in tier] for tier in tiers]
-        save = os.fspath(save_path)
-        rdir = os.fspath(resume_dir) if resume_dir is not None else os.path.join(save, ".bitswarm")
         os.makedirs(rdir, exist_ok=True)
         resume_path = os.path.join(rdir, f"{torrent.swarm_hash.hex()}.resume")
         rt = TorrentRuntime(
@@ -175,6 +345,58 @@ class Session:
             raise
         self._emit("torrent_added", rt)
         return TorrentHandle(rt)
+
+    async def _resolve_magnet(
+        self,
+        magnet: Magnet,
+        rdir: str,
+        trackers: list[str],
+        peers: list[tuple[str, int]],
+        timeout: float,
+    ) -> Torrent:
+        """The torrent of a magnet link: from the saved info dictionary, or fetched from peers."""
+        from bitswarm.session.magnet import MetadataFetch
+
+        h = magnet.swarm_hash
+        if h in self._torrents or h in self._aliases:
+            raise SessionError(f"torrent {h.hex()} is already in the session")
+        tiers = [[normalize_tracker_url(u)] for u in [*magnet.trackers, *trackers]]
+        cache = os.path.join(rdir, f"{h.hex()}.info")
+        raw: bytes | None = None
+        with contextlib.suppress(OSError):
+            raw = await asyncio.to_thread(Path(cache).read_bytes)
+        if raw is not None and not _info_matches(raw, magnet):
+            raw = None
+        fetch: MetadataFetch | None = None
+        if raw is None:
+            if not peers and not tiers and self.dht is None:
+                raise SessionError("this magnet link has no peers or trackers and the DHT is off")
+            fetch = MetadataFetch(self, magnet, peers=peers, trackers=tiers)
+            try:
+                raw = await fetch.run(timeout)
+            except TimeoutError:
+                raise SessionError(
+                    f"no peer sent the metadata of {magnet.name or h.hex()} within {timeout:g} s"
+                ) from None
+        try:
+            info, v1, v2 = parse_info(raw)
+        except MetainfoError as exc:
+            raise SessionError(f"the metadata of {h.hex()} is not a valid info dictionary: {exc}") from None
+        if v1 is None:
+            raise SessionError(
+                "v2-only torrents cannot be downloaded from a magnet link yet (their BEP 52 piece "
+                "layers would have to be fetched from peers): use the .torrent file"
+            )
+        if fetch is not None:
+            with contextlib.suppress(OSError):
+                os.makedirs(rdir, exist_ok=True)
+                await asyncio.to_thread(Path(cache).write_bytes, raw)
+        torrent = Torrent(info=info, info_hash_v1=v1, info_hash_v2=v2, trackers=tiers)
+        if fetch is not None:  # the peers that had the metadata are the download's first peers
+            peers[:] = [a for a in peers if a not in fetch.bad]
+            peers.extend(a for a in fetch.peers_with_metadata if a not in peers)
+            peers.extend(a for a in list(fetch.candidates)[:100] if a not in peers)
+        return torrent
 
     async def remove(self, handle: TorrentHandle, *, delete_data: bool = False) -> None:
         """Stop a torrent and forget it; ``delete_data`` also deletes its files."""
@@ -228,12 +450,37 @@ class Session:
             self._subscribers.remove(q)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def _as_magnet(source: object) -> Magnet | None:
+    """The parsed magnet link if ``source`` is one (SessionError if it is a bad one)."""
+    if isinstance(source, Magnet):
+        return source
+    if isinstance(source, str) and source[:7].lower() == "magnet:":
+        try:
+            return parse_magnet(source)
+        except MetainfoError as exc:
+            raise SessionError(f"bad magnet link: {exc}") from None
+    return None
+
+
+def _info_matches(raw: bytes, magnet: Magnet) -> bool:
+    import hashlib
+
+    return (magnet.info_hash_v1 is None or hashlib.sha1(raw).digest() == magnet.info_hash_v1) and (
+        magnet.info_hash_v2 is None or hashlib.sha256(raw).digest() == magnet.info_hash_v2
+    )
+
+
 def _load_source(source: str | os.PathLike[str] | bytes | Torrent) -> Torrent:
     if isinstance(source, Torrent):
         return source
     if isinstance(source, bytes | bytearray):
         return parse_torrent(bytes(source))
-    text = os.fspath(source)
-    if text.startswith("magnet:"):
-        raise SessionError("magnet links need the DHT and metadata exchange, which are not available yet")
-    return load_torrent(text)
+    return load_torrent(os.fspath(source))

@@ -27,6 +27,15 @@ from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.tracker import Event
 from bitswarm.tracker.client import AnnounceManager, TransferStats
+from bitswarm.wire.ut_metadata import MetadataServer
+from bitswarm.wire.ut_pex import (
+    FLAG_REACHABLE,
+    FLAG_SEED,
+    PexMessage,
+    PexPeer,
+    PexTracker,
+    encode_pex_message,
+)
 
 if TYPE_CHECKING:
     from bitswarm.session.peer import PeerProtocol
@@ -37,6 +46,11 @@ log = logging.getLogger("bitswarm.torrent")
 #: A peer that alone supplied a piece failing its hash is banned at once; one that shared failing
 #: pieces with others is banned when a later good copy shows its blocks were the wrong ones.
 BAN_AFTER_SHARED_FAILURES = 3
+#: Addresses learnt from peer exchange are remembered only while fewer than this many are known.
+MAX_PEX_CANDIDATES = 500
+#: Below this many connected peers a downloading torrent asks the DHT again soon (not only every
+#: ``dht_announce_interval``).
+DHT_FEW_PEERS = 8
 
 
 class TorrentState(enum.Enum):
@@ -96,6 +110,13 @@ class TorrentRuntime:
         self.info = torrent.info
         self.swarm_hash = torrent.swarm_hash
         self.save_path = save_path
+        #: BEP 27: a private torrent gets peers from its trackers only (no DHT, PEX or LSD).
+        self.private = self.info.private
+        # A hybrid torrent built from a magnet's metadata has no BEP 52 piece layers (they are not in
+        # the info dictionary): its pieces are verified with SHA-1 only.
+        hybrid_without_layers = (
+            torrent.info_hash_v1 is not None and torrent.info_hash_v2 is not None and not torrent.piece_layers
+        )
         self.storage = Storage(
             torrent,
             save_path,
@@ -103,7 +124,16 @@ class TorrentRuntime:
             resume_path=resume_path,
             executor=session._disk_pool,
             max_inflight_bytes=session.config.max_inflight_write_bytes,
+            verify_v2_in_hybrid=not hybrid_without_layers,
         )
+        #: BEP 9: our info dictionary, served to peers that fetch it for a magnet link.
+        self.metadata_server = MetadataServer(self.info.raw)
+        cfg0 = session.config
+        #: BEP 11: what we told each peer about our other peers (None: no PEX for this torrent).
+        self.pex: PexTracker | None = (
+            PexTracker(interval=cfg0.pex_interval) if cfg0.enable_pex and not self.private else None
+        )
+        self.dht_lookups = 0  #: DHT lookups/announces run for this torrent (status, tests)
         self.state = TorrentState.CHECKING
         self.error: str | None = None
         self.accepting = False
@@ -201,6 +231,8 @@ class TorrentRuntime:
         ]
         if self.announcer is not None:
             self._tasks.append(loop.create_task(self._announce_loop(), name=f"announce-{self.info.name}"))
+        if self.session.dht is not None and not self.private:
+            self._tasks.append(loop.create_task(self._dht_loop(), name=f"dht-{self.info.name}"))
 
     async def stop(self) -> None:
         """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
@@ -306,6 +338,9 @@ class TorrentRuntime:
     def peer_gone(self, peer: PeerProtocol) -> None:
         if peer.peer_id is not None and self.peers.get(peer.peer_id) is peer:
             del self.peers[peer.peer_id]
+            self.metadata_server.forget(peer)
+            if self.pex is not None:
+                self.pex.forget(peer)
             self.picker.peer_lost(peer)
             if peer.has is not None:
                 if peer.is_seed:
@@ -315,6 +350,39 @@ class TorrentRuntime:
             if self.choker.optimistic is peer:
                 self.choker.optimistic = None
             self._unchoke_free_slots()
+
+    # -- peer exchange (BEP 11) -----------------------------------------------------------------
+
+    def on_pex(self, peer: PeerProtocol, msg: PexMessage) -> None:
+        """Addresses a peer is connected to: dial candidates (bounded; dropped ones are left alone)."""
+        for p in msg.added:
+            if len(self.candidates) >= MAX_PEX_CANDIDATES:
+                break
+            self.add_peer(p.ip, p.port)
+
+    def _send_pex(self, now: float) -> None:
+        """Give every peer that offered ``ut_pex`` the changes in our peer set (at most one message
+        per ``pex_interval`` each; :class:`PexTracker` keeps the per-peer state)."""
+        pex = self.pex
+        if pex is None:
+            return
+        targets = [p for p in self.peers.values() if p.ext_ids.get("ut_pex")]
+        if not targets:
+            return
+        connected: list[PexPeer] = []
+        for p in self.peers.values():
+            addr = p.pex_address
+            if addr is not None:
+                flags = (FLAG_REACHABLE if p.outgoing else 0) | (FLAG_SEED if p.is_seed else 0)
+                connected.append(PexPeer(addr[0], addr[1], flags))
+        for peer in targets:
+            own = peer.pex_address
+            try:
+                msg = pex.next_message(peer, connected, now, exclude=[own] if own else [])
+            except ValueError:  # an address that is not an IP literal: nothing to tell
+                continue
+            if msg is not None:
+                peer.send_extended("ut_pex", encode_pex_message(msg))
 
     def on_bitfield(self, peer: PeerProtocol, bits: bytes) -> None:
         assert peer.has is not None
@@ -719,6 +787,7 @@ class TorrentRuntime:
             if self.state is TorrentState.DOWNLOADING:
                 for peer in list(self.peers.values()):
                     self.fill_requests(peer)
+            self._send_pex(now)
             if now - self._last_resume_save >= cfg.resume_save_interval:
                 await self._save_resume()
 
@@ -758,6 +827,29 @@ class TorrentRuntime:
             except BitswarmError as exc:
                 log.info("announce failed: %s", exc)
             await asyncio.sleep(max(1.0, announcer.seconds_until_next()))
+
+    # -- DHT (BEP 5) ---------------------------------------------------------------------------
+
+    async def _dht_loop(self) -> None:
+        """Announce our port on the DHT and take the peers its get_peers lookup finds: soon after
+        the start, then every ``dht_announce_interval``, and every few seconds while downloading
+        with few peers."""
+        dht = self.session.dht
+        assert dht is not None
+        cfg = self.session.config
+        interval = max(0.5, cfg.dht_announce_interval)
+        soon = min(interval, 30.0)
+        await asyncio.sleep(0.2)
+        while True:
+            self.dht_lookups += 1
+            try:
+                result = await dht.announce(self.swarm_hash, self.session.port, timeout=60.0)
+                for host, port in result.peers:
+                    self.add_peer(host, port)
+            except (TimeoutError, BitswarmError, OSError) as exc:
+                log.debug("DHT announce failed: %s", exc)
+            few = self.state is TorrentState.DOWNLOADING and len(self.peers) < DHT_FEW_PEERS
+            await asyncio.sleep(soon if few else interval)
 
     # -- status --------------------------------------------------------------------------------
 
