@@ -115,9 +115,10 @@ async def test_metadata_timeout(tmp_path: Path) -> None:
                 magnet_uri(t, [("127.0.0.1", dead), ("127.0.0.1", 1)]), tmp_path / "x", metadata_timeout=1
             )
         assert s.torrents == []
-    with pytest.raises(SessionError, match="no peers or trackers"):
-        async with Session(config()) as s2:
-            await s2.add(magnet_uri(t, []), tmp_path / "y")
+    for cfg in (config(), config(enable_dht=True)):  # DHT off, or on without any node to ask
+        async with Session(cfg) as s2:
+            with pytest.raises(SessionError, match="magnet link: it has no peers"):
+                await s2.add(magnet_uri(t, []), tmp_path / "y")
 
 
 class LyingPeer:

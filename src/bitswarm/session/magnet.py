@@ -97,6 +97,7 @@ class MetadataFetch:
         self._result: asyncio.Future[bytes] | None = None
         self._wake = asyncio.Event()
         self._children: set[asyncio.Task[None]] = set()
+        self._stopping = False
         for host, port in peers:
             self.add_candidate(host, port)
 
@@ -125,6 +126,7 @@ class MetadataFetch:
             async with asyncio.timeout(timeout):
                 return await self._result
         finally:
+            self._stopping = True
             for t in [*tasks, *children]:
                 t.cancel()
             for w in list(self._writers.values()):
@@ -145,6 +147,8 @@ class MetadataFetch:
                     self.add_candidate(host, port)
             except (TimeoutError, BitswarmError, OSError) as exc:
                 log.debug("DHT lookup failed: %s", exc)
+            if self._result is None or self._result.done() or self._stopping:
+                return  # asyncio.wait_for (3.11) may swallow our cancel when the lookup ends
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 

@@ -195,6 +195,14 @@ class Session:
         if addrs and self.dht is not None:
             self.dht.node.bootstrap(addrs)
 
+    def _dht_can_search(self) -> bool:
+        """True if the DHT node has (or is joining through) at least one other node."""
+        dht = self.dht
+        if dht is None:
+            return False
+        joining = getattr(dht.node, "_bootstrap_addrs", ())  # explicit and saved (state file) contacts
+        return bool(self.dht_bootstrap_nodes() or joining or dht.node.routing_table_size())
+
     @property
     def dht_port(self) -> int | None:
         """The UDP port of our DHT node (None: no DHT)."""
@@ -369,8 +377,11 @@ class Session:
             raw = None
         fetch: MetadataFetch | None = None
         if raw is None:
-            if not peers and not tiers and self.dht is None:
-                raise SessionError("this magnet link has no peers or trackers and the DHT is off")
+            if not peers and not tiers and not self._dht_can_search():
+                raise SessionError(
+                    "cannot resolve this magnet link: it has no peers (x.pe) or trackers (tr), and the "
+                    "DHT is off or knows no nodes (give it a bootstrap node)"
+                )
             fetch = MetadataFetch(self, magnet, peers=peers, trackers=tiers)
             try:
                 raw = await fetch.run(timeout)

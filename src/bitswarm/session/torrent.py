@@ -325,9 +325,17 @@ class TorrentRuntime:
         if peer.address[0] in self.banned:
             peer.abort("banned")
             return False
-        if peer.peer_id in self.peers:
-            peer.close("duplicate connection")
-            return False
+        old = self.peers.get(peer.peer_id)
+        if old is not None:
+            # Two connections to one peer (both sides dialed: LSD, PEX, DHT find each other at once).
+            # Both sides keep the one opened by the peer with the lower peer id, so they agree.
+            keep_new = old.outgoing != peer.outgoing and (
+                peer.outgoing == (self.session.peer_id < peer.peer_id)
+            )
+            if not keep_new:
+                peer.close("duplicate connection")
+                return False
+            old.close("duplicate connection (the other one is kept)")
         if len(self.peers) >= self.session.config.max_peers_per_torrent:
             peer.close("too many peers")
             return False
@@ -848,6 +856,8 @@ class TorrentRuntime:
                     self.add_peer(host, port)
             except (TimeoutError, BitswarmError, OSError) as exc:
                 log.debug("DHT announce failed: %s", exc)
+            if self._stopped.is_set():
+                return  # asyncio.wait_for (3.11) may swallow the stop's cancel when the lookup ends
             few = self.state is TorrentState.DOWNLOADING and len(self.peers) < DHT_FEW_PEERS
             await asyncio.sleep(soon if few else interval)
 
