@@ -142,3 +142,36 @@ async def test_private_torrent_uses_no_dht_pex_or_lsd(tmp_path: Path) -> None:
             s._on_lsd_peer(prv.swarm_hash, ("127.0.0.1", 4444))
             s._on_lsd_peer(pub.swarm_hash, ("127.0.0.1", 4444))
             assert ("127.0.0.1", 4444) not in rt_prv.candidates and ("127.0.0.1", 4444) in rt_pub.candidates
+
+
+async def test_cli_download_magnet_with_bootstrap_only(tmp_path: Path) -> None:
+    """``bitswarm download MAGNET -o DIR --bootstrap HOST:PORT``: no tracker, no --peer."""
+    import json
+    import sys
+
+    src = content(tmp_path / "seed", 300_000, seed=11)
+    t = torrent_of(src)
+    uri = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=[]).to_uri()
+    out = tmp_path / "out"
+    async with DHTServer("127.0.0.1", 0) as boot:
+        cfg = config(dht_bootstrap=[boot.address], dht_announce_interval=1.0)
+        async with Session(cfg) as seeder:
+            await seeder.add(t, src.parent)
+            await until(lambda: boot.node.stored_peers(t.swarm_hash), 15, "seeder announce")
+            bhost, bport = boot.address
+            proc = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "bitswarm", "download", uri, "-o", str(out)],
+                *["--host", "127.0.0.1", "--port", "0", "--bootstrap", f"{bhost}:{bport}", "--json"],
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                stdout, stderr = await asyncio.wait_for(proc.communicate(), 45)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    events = [json.loads(line)["event"] for line in stdout.decode().splitlines() if line.startswith("{")]
+    assert "metadata" in events and "torrent_completed" in events
+    assert (out / src.name).read_bytes() == src.read_bytes()

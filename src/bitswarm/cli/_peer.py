@@ -44,6 +44,17 @@ PeerOption = Annotated[
     list[str] | None, typer.Option("--peer", help="Connect to this peer, HOST:PORT; repeatable.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Progress and events as JSON lines on stdout.")]
+BootstrapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bootstrap",
+        "-b",
+        help="DHT node to join through, HOST:PORT; repeatable (default: public routers, only when "
+        "listening on a public address).",
+    ),
+]
+NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Do not run a DHT node (BEP 5).")]
+LsdOption = Annotated[bool, typer.Option("--lsd", help="Find peers on the LAN by multicast (BEP 14).")]
 EmbedOption = Annotated[
     str | None,
     typer.Option(
@@ -171,19 +182,47 @@ async def _drive(
     return False
 
 
-def _config(host: str, port: int) -> SessionConfig:
-    return SessionConfig(listen_host=host, listen_port=port)
+def _config(
+    host: str,
+    port: int,
+    *,
+    bootstrap: list[str] | None = None,
+    no_dht: bool = False,
+    lsd: bool = False,
+) -> SessionConfig:
+    """Session settings from the common options (``--bootstrap``, ``--no-dht``, ``--lsd``)."""
+    nodes = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
+    return SessionConfig(
+        listen_host=host,
+        listen_port=port,
+        enable_dht=not no_dht,
+        dht_bootstrap=nodes or None,
+        enable_lsd=lsd,
+    )
 
 
 def _load(source: str) -> Torrent:
     if source.startswith("magnet:"):
-        fail("magnet links need the DHT (not available yet): pass a .torrent file")
+        fail("this command needs a .torrent file, not a magnet link")
+    return load_torrent(source)
+
+
+def _load_source(source: str) -> Torrent | str:
+    """A parsed .torrent, or the magnet link itself (checked here, resolved by the session)."""
+    if source[:7].lower() == "magnet:":
+        from bitswarm.metainfo import MetainfoError, parse_magnet
+
+        try:
+            parse_magnet(source)
+        except MetainfoError as exc:
+            fail(f"bad magnet link: {exc}")
+        return source
     return load_torrent(source)
 
 
 @app.command()
 def download(
-    source: Annotated[str, typer.Argument(help="A .torrent file.")],
+    source: Annotated[str, typer.Argument(help="A .torrent file or a magnet link.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")],
     tracker: TrackerOption = None,
     peer: PeerOption = None,
@@ -191,13 +230,22 @@ def download(
     host: HostOption = "0.0.0.0",
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding after the download.")] = False,
     sequential: Annotated[bool, typer.Option("--sequential", help="Download pieces in order.")] = False,
+    bootstrap: BootstrapOption = None,
+    no_dht: NoDhtOption = False,
+    lsd: LsdOption = False,
+    metadata_timeout: Annotated[
+        float, typer.Option("--metadata-timeout", help="Seconds a magnet link may take to get its metadata.")
+    ] = 300.0,
     json_out: JsonOption = False,
 ) -> None:
-    """Download a torrent into a directory; exits 0 once every piece is verified (unless --seed).
+    """Download a torrent (.torrent file or magnet link) into a directory; exits 0 once every piece
+    is verified (unless --seed). A magnet link needs no tracker: its peers come from x.pe, the DHT
+    (--bootstrap) and peer exchange.
 
     Running it again with the same directory resumes the download.
     """
-    torrent = _load(source)
+    torrent = _load_source(source)
+    config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
     peers = [parse_hostport(p) for p in peer or []]
     output.mkdir(parents=True, exist_ok=True)
 
@@ -205,10 +253,19 @@ def download(
         stop = asyncio.Event()
         _install_stop(stop)
         display = _Display(json_out)
-        async with Session(_config(host, port)) as session:
+        async with Session(config) as session:
             pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
+            if isinstance(torrent, str):
+                display.event("metadata", magnet=torrent, port=session.port)
+                if not json_out:
+                    err_console.print("fetching the torrent's metadata from peers ...")
             handle = await session.add(
-                torrent, output, trackers=tracker or [], peers=peers, sequential=sequential
+                torrent,
+                output,
+                trackers=tracker or [],
+                peers=peers,
+                sequential=sequential,
+                metadata_timeout=metadata_timeout,
             )
             display.event("started", name=handle.name, info_hash=handle.info_hash.hex(), port=session.port)
             with display:
@@ -273,8 +330,7 @@ async def _start_embedded_tracker(spec: str) -> tuple[Any, str]:
 
 async def _seed_forever(
     torrents: list[tuple[Torrent, Path]],
-    host: str,
-    port: int,
+    config: SessionConfig,
     trackers: list[str],
     json_out: bool,
     peers: list[tuple[str, int]],
@@ -285,7 +341,7 @@ async def _seed_forever(
     _install_stop(stop)
     display = _Display(json_out)
     try:
-        await _seed_session(torrents, host, port, trackers, json_out, peers, stop, display, index)
+        await _seed_session(torrents, config, trackers, json_out, peers, stop, display, index)
     finally:
         if tracker_server is not None:
             await tracker_server.stop()
@@ -293,8 +349,7 @@ async def _seed_forever(
 
 async def _seed_session(
     torrents: list[tuple[Torrent, Path]],
-    host: str,
-    port: int,
+    config: SessionConfig,
     trackers: list[str],
     json_out: bool,
     peers: list[tuple[str, int]],
@@ -302,7 +357,8 @@ async def _seed_session(
     display: _Display,
     index: str | None = None,
 ) -> None:
-    async with Session(_config(host, port)) as session, contextlib.AsyncExitStack() as stack:
+    host = config.listen_host
+    async with Session(config) as session, contextlib.AsyncExitStack() as stack:
         pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
         handles = []
         for torrent, save in torrents:
@@ -334,12 +390,16 @@ def seed(
     port: PortOption = 6881,
     host: HostOption = "0.0.0.0",
     embed_tracker: EmbedOption = None,
+    bootstrap: BootstrapOption = None,
+    no_dht: NoDhtOption = False,
+    lsd: LsdOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Seed a torrent whose content is already on disk (it is verified first)."""
     torrent = _load(torrent_path)
     save = _seed_paths(torrent, data)
     peers = [parse_hostport(p) for p in peer or []]
+    config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
 
     async def main() -> None:
         server = url = None
@@ -347,7 +407,7 @@ def seed(
             server, url = await _start_embedded_tracker(embed_tracker)
             _announce_tracker(url, json_out)
         extra = [*(tracker or []), *([url] if url else [])]
-        await _seed_forever([(torrent, save)], host, port, extra, json_out, peers, server)
+        await _seed_forever([(torrent, save)], config, extra, json_out, peers, server)
 
     _run(main)
 
@@ -370,6 +430,9 @@ def share(
     port: PortOption = 6881,
     host: HostOption = "0.0.0.0",
     embed_tracker: EmbedOption = None,
+    bootstrap: BootstrapOption = None,
+    no_dht: NoDhtOption = False,
+    lsd: LsdOption = False,
     json_out: JsonOption = False,
     index: Annotated[
         str | None,
@@ -385,6 +448,7 @@ def share(
     if not path.exists():
         fail(f"{path} does not exist")
     out = output or Path(f"{path.resolve().name}.torrent")
+    config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
 
     async def main() -> None:
         server = url = None
@@ -408,6 +472,6 @@ def share(
         sys.stdout.flush()
         extra = [url] if url and tracker else []
         save = path.resolve().parent
-        await _seed_forever([(torrent, save)], host, port, extra, json_out, [], server, index)
+        await _seed_forever([(torrent, save)], config, extra, json_out, [], server, index)
 
     _run(main)
