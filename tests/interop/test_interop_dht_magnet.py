@@ -65,7 +65,10 @@ async def test_libtorrent_seeds_bitswarm_fetches_magnet_over_dht(tmp_path: Path,
                 wait_for, lambda: boot.node.stored_peers(t.swarm_hash), 60, "libtorrent's DHT announce"
             )
             cfg = SessionConfig(
-                listen_host="127.0.0.1", listen_port=0, dht_bootstrap=[boot.address], dht_announce_interval=2.0
+                listen_host="127.0.0.1",
+                listen_port=0,
+                dht_bootstrap=[boot.address],
+                dht_announce_interval=2.0,
             )
             async with Session(cfg) as s:
                 hb = await s.add(uri, tmp_path / "bw", metadata_timeout=60)
