@@ -231,7 +231,12 @@ def peer_argv(
             "--count",
             str(count),
         ]
-        argv += [a for kv in bw_set for a in ("--set", kv)] + [a for kv in bw_patch for a in ("--patch", kv)]
+        argv += [a for kv in bw_set for a in ("--set", kv)]
+        argv += [
+            a
+            for kv in bw_patch
+            for a in (("--experiment", kv[4:]) if kv.startswith("exp:") else ("--patch", kv))
+        ]
         return argv + (["--seed"] if role == "seed" else [])
     argv = [
         PY,
@@ -404,6 +409,10 @@ def run_lan(
         "uplink_util_per_second": per_sec,
         "tx_bytes": final_tx,
         "payload_uploaded": uploads,
+        # > 1: blocks sent more than once (end-game duplicates, cancels that came too late)
+        "payload_up_over_nf": round(sum(v or 0 for v in uploads.values()) / (n * size), 3),
+        "wire_over_payload": round(sum(final_tx.values()) / max(1, sum(v or 0 for v in uploads.values())), 3),
+        "loadavg_after": os.getloadavg(),
         "cpu_s_sum": round(sum(p.cpu_s for p in [seeder, *leechers]), 2),
         "peak_rss_max_mib": round(max(p.peak_rss for p in [seeder, *leechers]) / 2**20, 1),
         "wall_s_total": round(t_end - t0, 2),
@@ -521,7 +530,7 @@ def print_table(result: dict[str, Any]) -> None:
         )
         print(
             f"{'client':<22}{'bound s':>8}{'time s':>8}{'ratio':>7}{'finish min/med/max s':>23}"
-            f"{'util':>6}{'first10':>8}{'last10':>7}{'seed util':>10}{'CPU s':>7}"
+            f"{'util':>6}{'first10':>8}{'last10':>7}{'seed util':>10}{'sent/NF':>8}{'CPU s':>7}"
         )
         for r in lan:
             fs = r["finish_spread"]
@@ -532,7 +541,7 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{name:<22}{r['bound_s']:>8.2f}{r['seconds']:>8.2f}{r['ratio']:>7.3f}"
                 f"{fs['min']:>9.1f}/{fs['median']:.1f}/{fs['max']:.1f}{r['uplink_util']:>6.2f}"
                 f"{r['uplink_util_first10s']:>8.2f}{r['uplink_util_last10s']:>7.2f}"
-                f"{r['uplink_util_per_host']['seed']:>10.2f}{r['cpu_s_sum']:>7.1f}"
+                f"{r['uplink_util_per_host']['seed']:>10.2f}{r['payload_up_over_nf']:>8.3f}{r['cpu_s_sum']:>7.1f}"
             )
     for r in result["results"]:
         if r["swarm"] == "loopback":
@@ -565,7 +574,13 @@ def main() -> int:
     ap.add_argument(
         "--bw-set", action="append", default=[], metavar="FIELD=VALUE", help="bwcfg: SessionConfig"
     )
-    ap.add_argument("--bw-patch", action="append", default=[], metavar="MOD:NAME=N", help="bwcfg: constant")
+    ap.add_argument(
+        "--bw-patch",
+        action="append",
+        default=[],
+        metavar="MOD:NAME=N",
+        help="bwcfg: a module constant, or exp:NAME for an experiment of swarm_bw_peer.py",
+    )
     ap.add_argument("--lt-set", action="append", default=[], metavar="KEY=VALUE", help="lt: settings_pack")
     ap.add_argument("--no-lan", action="store_true")
     ap.add_argument("--no-loopback", action="store_true")
