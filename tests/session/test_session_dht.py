@@ -79,14 +79,18 @@ async def test_port_message_puts_the_peer_node_in_the_routing_table(tmp_path: Pa
         )
 
 
-def test_bootstrap_rules() -> None:
-    """Public routers only without an explicit list and on a public/wildcard address."""
+def test_bootstrap_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Public routers only without an explicit list, on a public/wildcard address, and without
+    BITSWARM_NO_PUBLIC_DHT."""
+    monkeypatch.delenv("BITSWARM_NO_PUBLIC_DHT", raising=False)
     assert Session(config()).dht_bootstrap_nodes() == []
     assert Session(SessionConfig(listen_host="192.168.1.5")).dht_bootstrap_nodes() == []
     assert Session(SessionConfig(listen_host="0.0.0.0")).dht_bootstrap_nodes() == PUBLIC_DHT_ROUTERS
     given = [("127.0.0.1", 7000)]
     assert Session(SessionConfig(listen_host="0.0.0.0", dht_bootstrap=given)).dht_bootstrap_nodes() == given
     assert Session(SessionConfig(listen_host="0.0.0.0", dht_bootstrap=[])).dht_bootstrap_nodes() == []
+    monkeypatch.setenv("BITSWARM_NO_PUBLIC_DHT", "1")
+    assert Session(SessionConfig(listen_host="0.0.0.0")).dht_bootstrap_nodes() == []
 
 
 async def test_default_loopback_session_sends_no_dht_traffic(tmp_path: Path) -> None:

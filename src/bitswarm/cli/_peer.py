@@ -257,7 +257,7 @@ def download(
             pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
             if isinstance(torrent, str):
                 display.event("metadata", magnet=torrent, port=session.port)
-                if not json_out:
+                if not json_out and err_console.is_terminal:
                     err_console.print("fetching the torrent's metadata from peers ...")
             handle = await session.add(
                 torrent,

@@ -135,12 +135,14 @@ class Session:
     def dht_bootstrap_nodes(self) -> list[tuple[str, int]]:
         """The DHT nodes this session joins through: ``dht_bootstrap`` if given; otherwise the public
         routers, but only when the session listens on a public (or wildcard) address — a loopback or
-        private session never contacts them."""
+        private session never contacts them — and ``BITSWARM_NO_PUBLIC_DHT`` is unset (or 0)."""
         cfg = self.config
         if cfg.dht_bootstrap is not None:
             return list(cfg.dht_bootstrap)
         if is_local_address(cfg.listen_host) or cfg.listen_host in ("localhost", ""):
             return []
+        if os.environ.get("BITSWARM_NO_PUBLIC_DHT", "") not in ("", "0"):
+            return []  # test runs and sandboxes: never contact the public routers
         return list(PUBLIC_DHT_ROUTERS)
 
     async def _start_dht(self) -> None:
