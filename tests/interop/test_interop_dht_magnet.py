@@ -96,5 +96,11 @@ async def test_bitswarm_seeds_libtorrent_fetches_magnet_over_dht(tmp_path: Path)
                 params.save_path = str(tmp_path / "lt")
                 params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
                 h = lt_peer.session.add_torrent(params)
-                await asyncio.to_thread(lt_peer.wait_seeding, h, 90)
+                # libtorrent looks the torrent up once when it is added, maybe before its DHT has
+                # bootstrapped; ask again every 2 s until it has a peer (then wait for the download)
+                async with asyncio.timeout(60):
+                    while not h.status().num_peers and not h.status().is_seeding:
+                        h.force_dht_announce()
+                        await asyncio.sleep(2.0)
+                await asyncio.to_thread(lt_peer.wait_seeding, h, 60)
     assert (tmp_path / "lt" / src.name).read_bytes() == src.read_bytes()
