@@ -8,8 +8,10 @@ from bitswarm.session.choker import Choker, PeerRates
 
 
 def peers(n: int, **kw: object) -> list[PeerRates]:
-    return [PeerRates(key=i, interested=True, download_rate=float(i), upload_rate=float(n - i), **kw)  # type: ignore[arg-type]
-            for i in range(n)]
+    return [
+        PeerRates(key=i, interested=True, download_rate=float(i), upload_rate=float(n - i), **kw)  # type: ignore[arg-type]
+        for i in range(n)
+    ]
 
 
 def test_leecher_unchokes_best_downloaders_plus_one_optimistic() -> None:
@@ -20,9 +22,11 @@ def test_leecher_unchokes_best_downloaders_plus_one_optimistic() -> None:
     assert c.optimistic in chosen and c.optimistic not in {9, 8, 7}
 
 
-def test_seed_ranks_by_upload_rate() -> None:
-    chosen = Choker(4, rng=random.Random(1)).rechoke(peers(10), seeding=True)
-    assert {0, 1, 2} <= chosen
+def test_seed_goes_round_robin_least_served_first() -> None:
+    ps = [PeerRates(key=i, interested=True, download_rate=0.0, upload_rate=float(i), uploaded=1000 * (10 - i))
+          for i in range(10)]  # fmt: skip
+    chosen = Choker(4, rng=random.Random(1)).rechoke(ps, seeding=True)
+    assert {9, 8, 7} <= chosen  # sent the least so far, whatever their rate
 
 
 def test_not_interested_never_unchoked_and_snubbed_skipped() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitswarm.session.ratelimit import RateLimiter, RateMeter
+from bitswarm.session.ratelimit import RateLimiter, RateMeter, WindowMeter
 
 
 class Clock:
@@ -54,3 +54,19 @@ def test_meter_converges() -> None:
         _ = m.rate
     assert m.rate == pytest.approx(2000, rel=0.05)
     assert m.total == 40_000
+
+
+def test_window_meter_is_right_from_the_start_and_forgets() -> None:
+    clock = Clock()
+    m = WindowMeter(2.0, clock=clock)
+    assert m.rate == 0.0
+    for _ in range(10):  # 1 MB/s for 0.5 s
+        m.add(50_000)
+        clock.t += 0.05
+    assert m.rate == pytest.approx(1_000_000, rel=0.15)
+    for _ in range(40):  # then 4 MB/s for 2 s: the old rate leaves the window
+        m.add(200_000)
+        clock.t += 0.05
+    assert m.rate == pytest.approx(4_000_000, rel=0.15)
+    clock.t += 10  # silence: nothing in the window
+    assert m.rate == 0.0

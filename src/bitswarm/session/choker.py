@@ -1,9 +1,11 @@
 """The choker: which interested peers we upload to (BEP 3 tit-for-tat with optimistic unchoke).
 
 Every rechoke round (10 s) the choker unchokes the ``slots - 1`` interested peers that gave us the
-best download rate (as a leecher) or took the best upload rate from us (as a seed: seeding by upload
-rate spreads the data fastest), skipping snubbed peers, plus one optimistic unchoke that rotates every
-third round (30 s) to a random interested peer, preferring newly connected ones. Pure logic: the
+best download rate (tit-for-tat, as a leecher), skipping snubbed peers, plus one optimistic unchoke
+that rotates every third round (30 s) to a random interested peer, preferring newly connected ones.
+As a seed it goes round-robin instead: the interested peers we have sent the least so far come first,
+so every leecher gets its share of the seed's uplink and has pieces to trade with the others (ranking
+seeds by upload rate kept feeding the same few peers; measured in ``docs/benchmarks.md``). Pure logic: the
 session feeds it peer rates and applies the decision.
 """
 
@@ -25,6 +27,7 @@ class PeerRates:
     interested: bool  #: the peer is interested in us
     download_rate: float  #: bytes/s we receive from it
     upload_rate: float  #: bytes/s we send to it
+    uploaded: int = 0  #: bytes sent to it so far (round-robin seeding)
     snubbed: bool = False  #: it sent us nothing for a long time while we wanted data
     new: bool = False  #: connected within the last few rounds (3x chance to be optimistic)
 
@@ -47,7 +50,7 @@ class Choker:
         if self.optimistic not in keys:
             self.optimistic = None
         if seeding:
-            ranked = sorted(interested, key=lambda p: p.upload_rate, reverse=True)
+            ranked = sorted(interested, key=lambda p: p.uploaded)
         else:
             ranked = sorted(
                 (p for p in interested if not p.snubbed), key=lambda p: p.download_rate, reverse=True

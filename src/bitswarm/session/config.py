@@ -36,12 +36,14 @@ class SessionConfig:
     max_peers_per_torrent: int = 60
     max_connections: int = 400
     max_half_open: int = 32
-    upload_slots: int = 4
+    upload_slots: int = 8  #: libtorrent's unchoke_slots_limit default
     download_rate_limit: int = 0
     upload_rate_limit: int = 0
     #: Blocks kept requested from one peer: at least ``min_queue``, grown with its rate, at most
     #: ``max_queue`` (and at most the peer's ``reqq``).
-    min_queue: int = 128
+    min_queue: int = 16
+    #: Seconds of the peer's current download rate kept requested (libtorrent: request_queue_time 3 s).
+    request_queue_seconds: float = 2.0
     max_queue: int = 600
     connect_timeout: float = 10.0
     handshake_timeout: float = 15.0

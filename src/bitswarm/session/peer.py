@@ -21,7 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from bitswarm.errors import BitswarmError
-from bitswarm.session.ratelimit import RateMeter
+from bitswarm.session.ratelimit import RateMeter, WindowMeter
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.wire import (
     BLOCK_SIZE,
@@ -121,6 +121,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.refill_at = 1 << 30
         self.hash_failures = 0
         self.download = RateMeter()
+        self.recent = WindowMeter(2.0)  # sizes the request queue (exact from the first block)
         self.upload = RateMeter()
         self.connected_at = time.monotonic()
         self.last_recv = self.connected_at

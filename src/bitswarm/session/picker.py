@@ -59,7 +59,7 @@ class PiecePicker:
         *,
         block_size: int = BLOCK_SIZE,
         rng: random.Random | None = None,
-        endgame_dups: int = 2,
+        endgame_dups: int = 1,
     ) -> None:
         self.num_pieces = num_pieces
         self._piece_size = piece_size
@@ -203,7 +203,13 @@ class PiecePicker:
         return taken
 
     def pick(
-        self, peer: Hashable, peer_has: Callable[[int], bool], count: int, *, memo: bool = True
+        self,
+        peer: Hashable,
+        peer_has: Callable[[int], bool],
+        count: int,
+        *,
+        memo: bool = True,
+        endgame_max: int | None = None,
     ) -> list[BlockRequest]:
         """Choose up to ``count`` blocks to request from ``peer`` (identified by any hashable key).
 
@@ -211,6 +217,9 @@ class PiecePicker:
         requested from ``peer`` until :meth:`received`, :meth:`cancel` or :meth:`peer_lost`.
         ``memo``: remember a fruitless end-game scan for this peer until something changes (pass
         False when ``peer_has`` is a temporary restriction, e.g. allowed-fast pieces while choked).
+        ``endgame_max``: at most this many end-game duplicates for this call (the session gives them
+        only to peers that are nearly idle, so the end of a download does not become a duplicate
+        transfer).
         """
         out: list[BlockRequest] = []
         if count <= 0:
@@ -253,6 +262,8 @@ class PiecePicker:
                         continue
                     self._take_from(index, peer, count - len(out), out)
         # 5. end-game: every wanted block is requested; duplicate the ones not from this peer
+        if endgame_max is not None:
+            count = min(count, len(out) + max(0, endgame_max))
         if len(out) < count and self._endgame_empty.get(peer) != self._epoch and self._all_requested():
             found = len(out)
             for index, p in self._partials.items():

@@ -105,3 +105,47 @@ class RateMeter:
             self._acc = 0
             self._stamp = now
         return self._rate
+
+
+class WindowMeter:
+    """Bytes/s over the last ``window`` seconds, exact from the first byte on (no warm-up lag).
+
+    Buckets of ``window / 8`` seconds in a ring; the rate divides what the ring holds by the time it
+    covers (at most ``window``, at least one bucket), so a fresh connection's rate is right at once —
+    what request pipelining needs to size its queue to the peer.
+    """
+
+    __slots__ = ("_buckets", "_clock", "_first", "_slot", "_step", "window")
+
+    def __init__(self, window: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._step = window / 8
+        self._buckets = [0] * 8
+        self._slot = int(clock() / self._step)
+        self._first: float | None = None
+
+    def _advance(self, now: float) -> None:
+        slot = int(now / self._step)
+        gap = slot - self._slot
+        if gap > 0:
+            buckets = self._buckets
+            for k in range(1, min(gap, 8) + 1):
+                buckets[(self._slot + k) % 8] = 0
+            self._slot = slot
+
+    def add(self, n: int) -> None:
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        self._advance(now)
+        self._buckets[self._slot % 8] += n
+
+    @property
+    def rate(self) -> float:
+        if self._first is None:
+            return 0.0
+        now = self._clock()
+        self._advance(now)
+        covered = min(self.window, max(self._step, now - self._first))
+        return sum(self._buckets) / covered

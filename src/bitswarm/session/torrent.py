@@ -46,6 +46,8 @@ log = logging.getLogger("bitswarm.torrent")
 #: A peer that alone supplied a piece failing its hash is banned at once; one that shared failing
 #: pieces with others is banned when a later good copy shows its blocks were the wrong ones.
 BAN_AFTER_SHARED_FAILURES = 3
+#: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
+ENDGAME_IDLE_BLOCKS = 4
 #: Addresses learnt from peer exchange are remembered only while fewer than this many are known.
 MAX_PEX_CANDIDATES = 500
 #: Below this many connected peers a downloading torrent asks the DHT again soon (not only every
@@ -477,7 +479,10 @@ class TorrentRuntime:
 
     def _queue_target(self, peer: PeerProtocol) -> int:
         cfg = self.session.config
-        by_rate = int(peer.download.rate * 2 / BLOCK_SIZE)  # ~2 s of data in flight
+        # about ``request_queue_seconds`` of this peer's current rate in flight: deep enough to keep a
+        # fast link busy, shallow enough that end-game starts late (deep queues request everything
+        # early and turn the last part of a swarm download into duplicate transfers)
+        by_rate = int(peer.recent.rate * cfg.request_queue_seconds / BLOCK_SIZE)
         return max(cfg.min_queue, min(cfg.max_queue, peer.reqq, by_rate))
 
     def fill_requests(self, peer: PeerProtocol) -> None:
@@ -503,7 +508,13 @@ class TorrentRuntime:
             def peer_has(i: int) -> bool:
                 return i in fast and has.get(i)
 
-        blocks = self.picker.pick(peer, peer_has, want, memo=not peer.peer_choking)
+        blocks = self.picker.pick(
+            peer,
+            peer_has,
+            want,
+            memo=not peer.peer_choking,
+            endgame_max=ENDGAME_IDLE_BLOCKS - peer.outstanding,
+        )
         if not blocks:
             if peer.outstanding == 0 and not self.picker.wants_from(has.get):
                 peer.set_interested(False)
@@ -550,6 +561,7 @@ class TorrentRuntime:
         n = len(data)
         peer.outstanding = max(0, peer.outstanding - 1)
         peer.download.add(n)
+        peer.recent.add(n)
         self.down.add(n)
         buf = self._buffers.get(index)
         result = self.picker.received(peer, index, begin) if buf is not None else None
@@ -760,6 +772,7 @@ class TorrentRuntime:
                 interested=p.peer_interested,
                 download_rate=p.download.rate,
                 upload_rate=p.upload.rate,
+                uploaded=p.upload.total,
                 snubbed=p.snubbed,
                 new=now - p.connected_at < 30,
             )
