@@ -144,3 +144,16 @@ def test_simulated_download_always_completes(num: int, last: int, seed: int, pee
                 p.piece_passed(index)
         pending[k].clear()
     assert p.is_complete()
+
+
+def test_pick_piece_takes_only_that_piece() -> None:
+    p = make(num=8)
+    p.peer_has_all()
+    reqs = p.pick_piece("a", 5, 3)
+    assert [(r.index, r.begin) for r in reqs] == [(5, 0), (5, BLOCK_SIZE), (5, 2 * BLOCK_SIZE)]
+    assert [r.begin for r in p.pick_piece("b", 5, 10)] == [3 * BLOCK_SIZE]  # the block left
+    assert p.pick_piece("b", 5, 10) == []  # all requested
+    p.set_have(6)
+    assert p.pick_piece("a", 6, 4) == []  # had
+    p.set_priority(7, 0)
+    assert p.pick_piece("a", 7, 4) == []  # not wanted

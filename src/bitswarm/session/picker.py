@@ -165,7 +165,9 @@ class PiecePicker:
     # -- picking -------------------------------------------------------------------------------
 
     def _rarest_order(self) -> list[int]:
-        if self._order is None or self._stale > 64:
+        # re-sort after enough availability changes: a quarter of the pieces' worth (at least 64), so
+        # a busy swarm's stream of ``have`` messages costs O(1) each, not a sort each
+        if self._order is None or self._stale > max(64, self.num_pieces // 4):
             avail, tb, have, prio = self.availability, self._tiebreak, self.have, self.priority
             parts = self._partials
             cands = [i for i in range(self.num_pieces) if not have[i] and prio[i] and i not in parts]
@@ -284,6 +286,19 @@ class PiecePicker:
                     out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
             if len(out) == found and memo:
                 self._endgame_empty[peer] = self._epoch
+        return out
+
+    def pick_piece(self, peer: Hashable, index: int, count: int) -> list[BlockRequest]:
+        """Up to ``count`` unrequested blocks of piece ``index`` only — for a peer that just
+        announced it (``have``): O(1) instead of a scan of the rarest-first order. A piece that a peer
+        just got is rare by definition, so this agrees with rarest-first where it matters."""
+        out: list[BlockRequest] = []
+        if count <= 0 or self.have[index] or not self.priority[index]:
+            return out
+        p = self._partials.get(index)
+        if p is not None and p.next_unrequested() < 0:
+            return out
+        self._take_from(index, peer, count, out)
         return out
 
     def _all_requested(self) -> bool:

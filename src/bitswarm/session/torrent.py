@@ -434,13 +434,23 @@ class TorrentRuntime:
             # count it as a seed from now on: swap per-piece availability for the all-pieces form
             self.picker.peer_bitfield(_bits(has), -1)
             self.picker.peer_has_all()
-        if not peer.am_interested and not self.storage.have.get(index) and self.picker.priority[index]:
-            peer.set_interested(True)
-            self.fill_requests(peer)
-        elif peer.am_interested and not peer.peer_choking:
-            self.fill_requests(peer)
         if peer.is_seed and self.state is TorrentState.SEEDING:
             peer.close("both seeds")
+            return
+        if self.state is not TorrentState.DOWNLOADING:
+            return
+        if self.storage.have.get(index) or not self.picker.priority[index]:
+            return  # nothing new for us: no scan (a busy swarm sends thousands of these)
+        if not peer.am_interested:
+            peer.set_interested(True)
+        if peer.peer_choking or peer.outstanding > peer.refill_at or peer.closed:
+            return
+        # request from the piece just announced only (O(1)); the regular refill scans the rest
+        blocks = self.picker.pick_piece(peer, index, self._queue_target(peer) - peer.outstanding)
+        if blocks:
+            if index not in self._buffers:
+                self._buffers[index] = self._new_buffer(self.piece_size(index))
+            peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
 
     def _after_pieces_known(self, peer: PeerProtocol) -> None:
         if self.state is TorrentState.SEEDING:

@@ -28,10 +28,8 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import urlsplit
-
-import httpx
 
 from bitswarm.tracker import http_codec, udp_codec
 from bitswarm.tracker._common import (
@@ -59,6 +57,9 @@ __all__ = [
     "open_tracker",
     "tiers_from_metainfo",
 ]
+
+if TYPE_CHECKING:
+    import httpx
 
 #: BEP 15: a connection id may be used for one minute after it was received.
 CONNECTION_ID_LIFETIME = 60.0
@@ -170,6 +171,8 @@ class HttpTrackerClient:
         http_client: httpx.AsyncClient | None = None,
         max_body: int = 1 << 20,
     ) -> None:
+        import httpx  # imported here: a peer that only uses UDP trackers never pays for it
+
         self.url = normalize_tracker_url(url)
         self.timeout = timeout
         self.max_body = max_body
@@ -183,6 +186,8 @@ class HttpTrackerClient:
         )
 
     async def _get(self, url: str) -> tuple[int, bytes]:
+        import httpx
+
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._http.stream("GET", url) as reply:
