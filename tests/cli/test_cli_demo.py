@@ -23,6 +23,9 @@ def test_demo_swarm_completes_and_verifies() -> None:
     assert summary["ok"] is True
     assert len(summary["leechers"]) == 3
     assert all(r["sha256_ok"] and r["exit_code"] == 0 for r in summary["leechers"])
+    # one leecher each: by the .torrent (tracker), by a magnet over the DHT only, by name via the index
+    assert [r["via"] for r in summary["leechers"]] == ["torrent", "magnet/DHT", "index"]
+    assert "tr=" not in summary["magnet"] and "x.pe=" not in summary["magnet"]
 
 
 def test_demo_rejects_bad_options() -> None:
