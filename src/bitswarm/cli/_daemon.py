@@ -35,7 +35,7 @@ from typing import Annotated, Any
 import typer
 
 from bitswarm.cli._app import app, console, err_console, fail, print_json
-from bitswarm.cli._peer import parse_hostport
+from bitswarm.cli._peer import BootstrapOption, parse_hostport
 
 _KEYS = {
     "api",
@@ -99,6 +99,7 @@ def daemon(
     host: Annotated[str | None, typer.Option("--host", help="Peer listen address [0.0.0.0].")] = None,
     download_dir: Annotated[Path | None, typer.Option("--download-dir", help="Default save path.")] = None,
     no_dht: Annotated[bool, typer.Option("--no-dht", help="No DHT node (BEP 5).")] = False,
+    bootstrap: BootstrapOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the startup line as JSON.")] = False,
 ) -> None:
     """Run a BitTorrent client in the background, controlled by a REST API and a web UI."""
@@ -115,6 +116,9 @@ def daemon(
     peer_port = port if port is not None else int(cfg.get("port", 6881))
     scfg = SessionConfig(listen_host=peer_host, listen_port=peer_port)
     scfg.enable_dht = not no_dht and bool(cfg.get("dht", True))
+    nodes = [parse_hostport(b, "--bootstrap") for b in bootstrap or cfg.get("bootstrap", [])]
+    if nodes:
+        scfg.dht_bootstrap = nodes
     scfg.enable_lsd = bool(cfg.get("lsd", False))
     scfg.enable_pex = bool(cfg.get("pex", True))
     for key in ("max_peers_per_torrent", "upload_slots"):

@@ -15,12 +15,22 @@ from typing import Annotated
 import typer
 
 from bitswarm.cli._app import app, console, fail, print_json
-from bitswarm.cli._peer import HostOption, PeerOption, TrackerOption, _config, _load, parse_hostport
+from bitswarm.cli._peer import (
+    BootstrapOption,
+    HostOption,
+    LsdOption,
+    NoDhtOption,
+    PeerOption,
+    TrackerOption,
+    _config,
+    _load_source,
+    parse_hostport,
+)
 
 
 @app.command()
 def stream(
-    source: Annotated[str, typer.Argument(help="A .torrent file.")],
+    source: Annotated[str, typer.Argument(help="A .torrent file or a magnet link.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")] = Path("."),
     port: Annotated[int, typer.Option("--port", help="HTTP port to serve on (0: any free port).")] = 8080,
     http_host: Annotated[str, typer.Option("--http-host", help="HTTP address to serve on.")] = "127.0.0.1",
@@ -29,16 +39,16 @@ def stream(
     host: HostOption = "0.0.0.0",
     tracker: TrackerOption = None,
     peer: PeerOption = None,
+    bootstrap: BootstrapOption = None,
+    no_dht: NoDhtOption = False,
+    lsd: LsdOption = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the URLs as one JSON line.")] = False,
 ) -> None:
     """Download SOURCE and serve its files over HTTP while it downloads (Range requests, seeking)."""
     from bitswarm.session import Session
     from bitswarm.session.stream import StreamServer
 
-    torrent = _load(source)
-    files = torrent.info.data_files
-    if file is not None and not 0 <= file < len(files):
-        fail(f"--file must be 0..{len(files) - 1}, got {file}")
+    torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
     output.mkdir(parents=True, exist_ok=True)
 
@@ -48,8 +58,17 @@ def stream(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        async with Session(_config(host, peer_port)) as session:
-            handle = await session.add(torrent, output, trackers=tracker or [], peers=peers, sequential=True)
+        async with Session(_config(host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)) as session:
+            handle = await session.add(
+                torrent,
+                output,
+                trackers=tracker or [],
+                peers=peers,
+                sequential=True,
+            )
+            files = handle.torrent.info.data_files
+            if file is not None and not 0 <= file < len(files):
+                fail(f"--file must be 0..{len(files) - 1}, got {file}")
             server = StreamServer(handle)
             try:
                 await server.start(http_host, port)
