@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -48,6 +50,22 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     first = " ".join(str(message).split("\n")[0].split())
     print(f"bitswarm: error: {first}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def load_toml(path: Path, known: set[str]) -> dict[str, Any]:
+    """A command's TOML config file; unreadable, malformed or unknown keys are a one-line error
+    (a typo should not be silently ignored)."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"{path}: {exc}")
+    unknown = set(data) - known
+    if unknown:
+        fail(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    return data
 
 
 def print_json(obj: Any) -> None:

@@ -26,7 +26,6 @@ import signal
 import sys
 import termios
 import time
-import tomllib
 import tty
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import app, console, err_console, fail, print_json
+from bitswarm.cli._app import app, console, err_console, fail, load_toml, print_json
 from bitswarm.cli._peer import BootstrapOption, parse_hostport
 
 _KEYS = {
@@ -63,17 +62,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="JSON output.")]
 
 
 def _load_config(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    except tomllib.TOMLDecodeError as exc:
-        fail(f"{path}: {exc}")
-    unknown = set(data) - _KEYS
-    if unknown:
-        fail(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})")
-    return data
+    return load_toml(path, _KEYS)
 
 
 def _is_loopback(host: str) -> bool:

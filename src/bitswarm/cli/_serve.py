@@ -21,30 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._app import app, console, fail, load_toml, print_json
 from bitswarm.cli._peer import parse_hostport
 
 _KEYS = {"host", "dir", "tracker_port", "index_port", "binary_port", "dht_port", "dht", "bootstrap", "name"}
 
 
 def _load_config(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    except tomllib.TOMLDecodeError as exc:
-        fail(f"{path}: {exc}")
-    unknown = set(data) - _KEYS
-    if unknown:
-        fail(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})")
-    return data
+    return load_toml(path, _KEYS)
 
 
 def _url_host(host: str) -> str:
