@@ -13,7 +13,7 @@ import hmac
 import json
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -25,14 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitswarm import __version__
+from bitswarm._asgi import ASGIApp, BodyLimit, Scope
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
 from bitswarm.daemon._webui import FAVICON_SVG, PAGE
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Request bodies above this many bytes are refused with 413 before they reach a handler.
 MAX_BODY_BYTES = MAX_TORRENT_BYTES + 64 * 1024
@@ -46,69 +41,8 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-class BodyLimit:
-    """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413 (by ``Content-Length``, or
-    while reading a chunked body), buffering at most ``limit`` bytes before the handler runs."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _error(400, "bad_request", "bad Content-Length")(scope, receive, send)
-                    return
-                if declared > self.limit:
-                    await self._too_large(scope, receive, send)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.limit:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        whole = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": whole, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Read (and drop) the rest of a moderately oversized body first, so that a client that sends
-        # the whole body before reading gets the 413 instead of a reset connection.
-        drained = 0
-        while drained < DRAIN_BYTES:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            drained += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        response = _error(
-            413, "too_large", f"request body is larger than {self.limit} bytes", {"Connection": "close"}
-        )
-        await response(scope, receive, send)
+def _reject(scope: Scope, status: int, code: str, message: str) -> ASGIApp:
+    return _error(status, code, message, {"Connection": "close"} if status == 413 else None)
 
 
 class AddRequest(BaseModel):
@@ -163,7 +97,14 @@ def create_app(
         redoc_url=None,
     )
     app.state.daemon = daemon
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_BODY_BYTES,
+        reject=_reject,
+        drain=DRAIN_BYTES,
+        skip_methods=("GET", "HEAD", "OPTIONS"),
+        strict_length=True,
+    )
 
     if allowed_hosts is not None:
 

@@ -19,11 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bitswarm._asgi import BodyLimit
 from bitswarm.index._centralized import centralized_router
 from bitswarm.index._config import IndexConfig
 from bitswarm.index._errors import IndexServiceError
 from bitswarm.index._federation import Federation, SendFn
-from bitswarm.index._http_common import BodyLimit, error_response, service_error_response
+from bitswarm.index._http_common import error_response, reject_in_front_end_form, service_error_response
 from bitswarm.index._native import native_router
 from bitswarm.index._p2pflix import p2pflix_router
 from bitswarm.index._service import IndexService
@@ -84,7 +85,7 @@ def create_app(
     app.include_router(centralized_router(service))
     app.include_router(native_router(service))
     app.include_router(web_router(service))
-    app.add_middleware(BodyLimit, limit=config.max_body)
+    app.add_middleware(BodyLimit, limit=config.max_body, reject=reject_in_front_end_form)
     return app
 
 
