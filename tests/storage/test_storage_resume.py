@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from storage_testlib import blob, build_torrent, data_of, file_path, piece
 
@@ -174,3 +175,32 @@ def test_resume_atomic_write_leaves_no_temp(tmp_path) -> None:  # type: ignore[n
     assert os.listdir(tmp_path / "r") == ["x.resume"]
     assert load_resume(path) == data
     assert ResumeData.decode(data.encode()) == data
+
+
+def test_overlapping_saves_of_one_resume_file_never_collide(tmp_path: Path) -> None:
+    """Two saves of the same torrent's resume data at once (an old Storage closing while a new one
+    for the same torrent saves, as the daemon's pause/resume does) each complete atomically."""
+    import threading
+
+    from bitswarm.storage.resume import load_resume, save_resume_file
+
+    path = str(tmp_path / "r" / "t.resume")
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        record = ResumeData(b"x" * 20, 3, bytes([k << 5]), ((5, 6), None), None, (1, 0))
+        try:
+            for _ in range(200):
+                save_resume_file(path, record, fsync=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    got = load_resume(path)
+    assert got is not None and got.pieces[0] >> 5 in range(4)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["t.resume"]  # no temp files left

@@ -335,7 +335,7 @@ class Daemon:
             self._snapshot(entry)
             rt = handle._rt
             known = {p.address for p in rt.peers.values()} | set(rt.candidates)
-            with contextlib.suppress(SessionError):
+            with contextlib.suppress(SessionError, StorageError):  # a failed final save: data stays
                 await self.session.remove(handle)
             entry.rec.peers = _clean_peers([*entry.rec.peers, *sorted(known)])[:200]
         self._load_have(entry)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from dataclasses import dataclass
 
 from bitswarm.bencode import BencodeError, decode, encode
@@ -98,7 +99,9 @@ def save_resume_file(path: str, data: ResumeData, *, fsync: bool = True) -> None
     """Write ``data`` to ``path`` atomically (temp file in the same directory + fsync + os.replace)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
+    # unique per write: two saves of one torrent may overlap (an old Storage closing while a new one
+    # for the same torrent saves); each replaces atomically with complete data, the last one wins
+    tmp = f"{path}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
     blob = data.encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
