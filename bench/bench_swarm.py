@@ -603,6 +603,13 @@ def main() -> int:
     if args.src:
         Proc.env = {**os.environ, "PYTHONPATH": str(Path(args.src).resolve())}
     signal.signal(signal.SIGHUP, on_term)
+    # bytecode up to date for the tree the peers run (PYTHONDONTWRITEBYTECODE may be set): else
+    # every peer process compiles bitswarm's modules at start, both clients' harness scripts alike
+    subprocess.run(
+        [PY, "-m", "compileall", "-q", str(Path(args.src).resolve() if args.src else ROOT / "src")],
+        capture_output=True,
+        timeout=300,
+    )
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "results": []}
     errors: list[str] = result.setdefault("errors", [])
     procs: list[Proc] = []

@@ -10,13 +10,11 @@ import logging
 import os
 import re
 import sys
+from typing import Any
 
-from bitswarm.cli._app import EXIT_USAGE, app, state
+from bitswarm.cli import _app, _commands
+from bitswarm.cli._app import EXIT_USAGE, state
 from bitswarm.errors import BitswarmError
-
-# Command modules register themselves on import.
-from bitswarm.cli import _commands  # noqa: F401  # isort: skip
-
 
 #: Options whose value may be left out (Typer cannot say so): the value they then take.
 OPTIONAL_VALUE_OPTIONS = {"--embed-tracker": "0.0.0.0:6969"}
@@ -49,10 +47,14 @@ def _setup_logging(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bitswarm`` console script."""
+    # httpx imports its own command line (click, pygments, rich.syntax: ~40 ms of CPU) whenever
+    # click is installed; this process never runs it, and swarm peers are started by the dozen
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = _fill_optional_values(list(sys.argv[1:] if argv is None else argv))
     _setup_logging(args)
+    _commands.load(args)  # command modules register themselves on import: only the one needed
     try:
-        app(args=args, standalone_mode=True)
+        _app.app(args=args, standalone_mode=True)
     except BitswarmError as exc:
         if state.debug:
             raise
@@ -63,6 +65,14 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"bitswarm: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def __getattr__(name: str) -> Any:
+    """``bitswarm.cli.app``: the Typer app with every command registered (for embedding/tests)."""
+    if name == "app":
+        _commands.load()
+        return _app.app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["app", "main"]

@@ -1,7 +1,56 @@
-"""Imports every command module so that each registers itself on :data:`bitswarm.cli._app.app`.
+"""Which module registers each command on :data:`bitswarm.cli._app.app`, and loading them.
 
-Add one line here per command module.
+A command module registers its commands when imported. ``bitswarm download ...`` imports only the
+module of ``download`` (``_peer``): a peer process then starts without the tracker server, index,
+daemon and torrent-creation code it never runs (each swarm peer is its own process, and 17 of
+them starting at once on 2 cores is where the milliseconds count; ``docs/benchmarks.md``). Help,
+an unknown command or no command imports them all. Add one entry here per command.
 """
 
-# ruff: noqa: F401
-from bitswarm.cli import _create, _daemon, _demo, _dht, _index, _info, _peer, _serve, _stream, _tracker
+from __future__ import annotations
+
+from importlib import import_module
+
+#: top-level command (or sub-app) name -> the module under ``bitswarm.cli`` that registers it
+COMMAND_MODULES: dict[str, str] = {
+    "create": "_create",
+    "info": "_info",
+    "magnet": "_info",
+    "download": "_peer",
+    "seed": "_peer",
+    "share": "_peer",
+    "stream": "_stream",
+    "tracker": "_tracker",
+    "dht": "_dht",
+    "index": "_index",
+    "search": "_index",
+    "peers": "_index",
+    "get": "_index",
+    "serve": "_serve",
+    "demo": "_demo",
+    "daemon": "_daemon",
+    "ctl": "_daemon",
+    "top": "_daemon",
+}
+
+#: options of the root callback that come before the command name
+_ROOT_FLAGS = {"--debug"}
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command name ``argv`` invokes (None: none, or help)."""
+    for arg in argv:
+        if arg in _ROOT_FLAGS:
+            continue
+        if arg.startswith("-"):
+            return None  # --help, or an option Typer will reject: load everything
+        return arg
+    return None
+
+
+def load(argv: list[str] | None = None) -> None:
+    """Register the commands ``argv`` needs: one module when it names a known command, else all."""
+    name = command_of(argv) if argv is not None else None
+    module = COMMAND_MODULES.get(name) if name is not None else None
+    for mod in [module] if module is not None else sorted(set(COMMAND_MODULES.values())):
+        import_module(f"bitswarm.cli.{mod}")
