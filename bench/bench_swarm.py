@@ -326,6 +326,7 @@ def run_lan(
     bound = kumar_ross(size, n, u_s, u_l, d_l)
     deadline = t0 + min(args.timeout, max(60.0, bound["bound_s"] * 4))
     series: list[tuple[float, int, int]] = []  # (t, total uplink tx bytes since t0, leechers done)
+    host_series: list[tuple[float, dict[str, int]]] = []  # (t, tx bytes since t0 per host)
     last_tx = dict(base_tx)
     while True:
         now = time.monotonic()
@@ -337,6 +338,7 @@ def run_lan(
             total += last_tx[h.name] - base_tx[h.name]
         done = sum(1 for p in leechers if p.find(is_done))
         series.append((now - t0, total, done))
+        host_series.append((now - t0, {h.name: last_tx[h.name] - base_tx[h.name] for h in hosts}))
         if done == n:
             break
         for p in [seeder, *leechers]:
@@ -353,6 +355,11 @@ def run_lan(
     finish = [p.wait_for(is_done, 1, "completion")["_t"] - t0 for p in leechers]
     started = [p.find(lambda e: e.get("event") == "started") for p in leechers]
     start_lag = [e["_t"] - t0 for e in started if e is not None]
+    # start-up, step by step: first peer connection and first verified piece of each leecher
+    firsts: dict[str, list[float]] = {}
+    for key, event in (("first_peer_s", "peer_connected"), ("first_piece_s", "piece_verified")):
+        found = [p.find(lambda e, ev=event: e.get("event") == ev) for p in leechers]
+        firsts[key] = [e["_t"] - t0 for e in found if e is not None]
     final_tx = {h.name: h.tx_bytes_sysfs() - base_tx[h.name] for h in hosts}
     for p in [seeder, *leechers]:
         p.sample()
@@ -382,6 +389,15 @@ def run_lan(
         b = next((s for s in series if s[0] >= t_hi), series[-1])
         return (b[1] - a[1]) * 8 / (total_cap * max(1e-3, b[0] - a[0]))
 
+    # per host, each second of the first 15 (the ramp-up): who idles while the swarm starts
+    ramp: dict[str, list[float]] = {h.name: [] for h in hosts}
+    for sec in range(min(15, int(elapsed))):
+        a2 = next((s for s in host_series if s[0] >= sec), host_series[-1])
+        b2 = next((s for s in host_series if s[0] >= sec + 1), host_series[-1])
+        dt = max(1e-3, b2[0] - a2[0])
+        for name in ramp:
+            ramp[name].append(round((b2[1][name] - a2[1][name]) * 8 / (cap[name] * dt), 2))
+
     shutil.rmtree(run_dir, ignore_errors=True)
     net.close()
     nets.remove(net)
@@ -402,11 +418,13 @@ def run_lan(
         "finish_s": [round(x, 2) for x in finish],
         "finish_spread": {k: round(v, 2) for k, v in spread(finish).items()},
         "start_lag_s": {k: round(v, 2) for k, v in spread(start_lag).items()} if start_lag else None,
+        **{k: {a: round(b, 2) for a, b in spread(v).items()} if v else None for k, v in firsts.items()},
         "uplink_util": round(util_total, 3),
         "uplink_util_first10s": round(window(0, 10), 3),
         "uplink_util_last10s": round(window(elapsed - 10, elapsed), 3),
         "uplink_util_per_host": {k: round(v, 3) for k, v in util_per.items()},
         "uplink_util_per_second": per_sec,
+        "uplink_util_ramp_per_host": ramp,
         "tx_bytes": final_tx,
         "payload_uploaded": uploads,
         # > 1: blocks sent more than once (end-game duplicates, cancels that came too late)

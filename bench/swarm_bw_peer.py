@@ -178,12 +178,25 @@ def main() -> int:
         if not hasattr(m, name):
             raise SystemExit(f"--patch {spec!r}: {mod} has no {name}")
         setattr(m, name, type(getattr(m, name))(float(value)))
+    prof_dir = os.environ.get("BITSWARM_BENCH_PROFILE")  # a directory: CPU profile of the loop thread
+    profiler = None
+    if prof_dir:
+        import cProfile
+        import time
+
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
     try:
         import uvloop
 
         uvloop.run(amain(args, overrides))
     except ImportError:  # pragma: no cover
         asyncio.run(amain(args, overrides))
+    finally:
+        if profiler is not None and prof_dir:
+            profiler.disable()
+            role = "seed" if args.seed else "leech"
+            profiler.dump_stats(str(Path(prof_dir) / f"{role}-{os.getpid()}.prof"))
     return 0
 
 

@@ -157,3 +157,68 @@ def test_pick_piece_takes_only_that_piece() -> None:
     assert p.pick_piece("a", 6, 4) == []  # had
     p.set_priority(7, 0)
     assert p.pick_piece("a", 7, 4) == []  # not wanted
+
+
+def _mask(num: int, pieces: set[int]) -> int:
+    from bitswarm.storage.bitfield import Bitfield
+
+    return Bitfield.from_indices(num, pieces).as_int()
+
+
+@given(
+    st.integers(1, 300),
+    st.integers(0, 2**32),
+    st.lists(
+        st.tuples(st.sampled_from(["pick", "have", "got", "lost", "prio", "fail"]), st.integers(0, 10**6))
+    ),
+)
+def test_pick_with_mask_matches_pick_by_callback(num: int, seed: int, ops: list[tuple[str, int]]) -> None:
+    """The bitmask fast path (few or many candidates) chooses exactly what the per-piece callback
+    path chooses, through verified, started, cancelled, failed and skipped pieces."""
+    rng = random.Random(seed)
+    a, b = make(num, seed=seed), make(num, seed=seed)
+    peers = {
+        name: {i for i in range(num) if rng.random() < frac}
+        for name, frac in (("x", 0.02), ("y", 0.5), ("z", 1.0))
+    }
+    for p in (a, b):
+        for pieces in peers.values():
+            p.peer_bitfield([1 if i in pieces else 0 for i in range(num)])
+    for op, arg in ops:
+        name = "xyz"[arg % 3]
+        index = arg % num
+        if op == "pick":
+            count = 1 + arg % 40
+            got_a = a.pick(name, peers[name].__contains__, count)
+            got_b = b.pick(name, peers[name].__contains__, count, peer_mask=_mask(num, peers[name]))
+            assert got_a == got_b
+        elif op == "have":
+            a.set_have(index)
+            b.set_have(index)
+        elif op == "got":
+            for p in (a, b):
+                for idx, begin in p.requested_from(name)[:3]:
+                    p.received(name, idx, begin)
+        elif op == "lost":
+            a.peer_lost(name)
+            b.peer_lost(name)
+        elif op == "prio":
+            a.set_priority(index, arg % 2)
+            b.set_priority(index, arg % 2)
+        else:
+            a.piece_failed(index)
+            b.piece_failed(index)
+        assert a.wants_from(peers[name].__contains__) == b.wants_mask(_mask(num, peers[name]))
+
+
+def test_mask_path_never_touches_the_callback() -> None:
+    p = make(64)
+    p.peer_bitfield([1 if i in (5, 9) else 0 for i in range(64)])
+
+    def boom(_i: int) -> bool:
+        raise AssertionError("the callback was used")
+
+    got = p.pick("a", boom, 8, peer_mask=_mask(64, {5, 9}))
+    assert {r.index for r in got} == {5, 9}
+    assert p.pick("a", boom, 8, peer_mask=_mask(64, {5, 9})) == []  # both started, nothing fresh
+    assert not p.wants_mask(_mask(64, set())) and p.wants_mask(_mask(64, {5}))

@@ -21,6 +21,9 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 BLOCK_SIZE = 16 * 1024
+#: a peer with at most this many fresh pieces we want: list them from the bitmask and sort by
+#: rarity, instead of walking the rarest-first order to find them
+_ENUMERATE_MAX = 128
 
 
 @dataclass(slots=True)
@@ -86,8 +89,27 @@ class PiecePicker:
         self._epoch = 0
         self._endgame_empty: dict[Hashable, int] = {}
         self._rng.shuffle(self._tiebreak)
+        #: piece sets as big integers in the BEP 3 bitfield layout (piece 0 = the highest bit of
+        #: ``_nbits``), so a peer's whole bitfield (``Bitfield.as_int()``) meets ours in one AND:
+        #: ``_fresh``: wanted, missing and not started (what rarest-first picks from);
+        #: ``_want``: wanted and missing (are we interested in a peer?)
+        self._nbits = ((num_pieces + 7) >> 3) * 8
+        self._fresh = ((1 << num_pieces) - 1) << (self._nbits - num_pieces)
+        self._want = self._fresh
+        self._rank: list[int] = []  # index -> position in ``_order`` (rebuilt with it)
 
     # -- state updates -------------------------------------------------------------------------
+
+    def _bit(self, index: int) -> int:
+        return 1 << (self._nbits - 1 - index)
+
+    def _update_masks(self, index: int) -> None:
+        """Recompute piece ``index``'s bits in ``_fresh`` and ``_want`` from its state."""
+        bit = self._bit(index)
+        wanted = not self.have[index] and self.priority[index]
+        self._want = self._want | bit if wanted else self._want & ~bit
+        fresh = wanted and index not in self._partials
+        self._fresh = self._fresh | bit if fresh else self._fresh & ~bit
 
     def set_have(self, index: int) -> None:
         """Mark a piece verified (from resume data or after a hash check)."""
@@ -99,6 +121,9 @@ class PiecePicker:
         self._partials.pop(index, None)
         self._open.pop(index, None)
         self.deadlines.pop(index, None)
+        bit = self._bit(index)
+        self._want &= ~bit
+        self._fresh &= ~bit
 
     def _availability_changed(self) -> None:
         # Re-sorting on every ``have`` would cost O(n log n) per message in a busy swarm: the order
@@ -132,6 +157,7 @@ class PiecePicker:
         self.priority[index] = new
         self._order = None
         self._epoch += 1
+        self._update_masks(index)
 
     def set_deadline(self, index: int, deadline: float | None) -> None:
         if deadline is None:
@@ -155,6 +181,10 @@ class PiecePicker:
         have, prio = self.have, self.priority
         return any(not have[i] and prio[i] and peer_has(i) for i in range(self.num_pieces))
 
+    def wants_mask(self, peer_mask: int) -> bool:
+        """:meth:`wants_from` for a peer's pieces as an integer (``Bitfield.as_int()``): one AND."""
+        return bool(peer_mask & self._want)
+
     def num_blocks(self, index: int) -> int:
         return -(-self._piece_size(index) // self.block_size)
 
@@ -175,6 +205,10 @@ class PiecePicker:
             self._order = cands
             self._order_pos = 0
             self._stale = 0
+            rank = [len(cands)] * self.num_pieces
+            for pos, i in enumerate(cands):
+                rank[i] = pos
+            self._rank = rank
         return self._order
 
     def _partial(self, index: int) -> _Partial:
@@ -183,6 +217,7 @@ class PiecePicker:
             n = self.num_blocks(index)
             p = _Partial(n, bytearray(n), bytearray(n))
             self._partials[index] = p
+            self._fresh &= ~self._bit(index)
         return p
 
     def _take_from(self, index: int, peer: Hashable, count: int, out: list[BlockRequest]) -> int:
@@ -212,6 +247,7 @@ class PiecePicker:
         *,
         memo: bool = True,
         endgame_max: int | None = None,
+        peer_mask: int | None = None,
     ) -> list[BlockRequest]:
         """Choose up to ``count`` blocks to request from ``peer`` (identified by any hashable key).
 
@@ -221,7 +257,10 @@ class PiecePicker:
         False when ``peer_has`` is a temporary restriction, e.g. allowed-fast pieces while choked).
         ``endgame_max``: at most this many end-game duplicates for this call (the session gives them
         only to peers that are nearly idle, so the end of a download does not become a duplicate
-        transfer).
+        transfer). ``peer_mask``: the same pieces as ``peer_has`` as an integer
+        (``Bitfield.as_int()``); with it, rarest-first meets the peer's pieces in one AND instead of
+        a ``peer_has`` call per piece of the order (a peer with few pieces we lack made every pick
+        walk the whole order).
         """
         out: list[BlockRequest] = []
         if count <= 0:
@@ -256,13 +295,33 @@ class PiecePicker:
                 while pos < n and (have[order[pos]] or order[pos] in partials):
                     pos += 1  # skip the settled front of the order once
                 self._order_pos = pos
-                for k in range(pos, n):
-                    if len(out) >= count:
-                        break
-                    index = order[k]
-                    if have[index] or index in partials or not prio[index] or not peer_has(index):
-                        continue
-                    self._take_from(index, peer, count - len(out), out)
+                cand = -1 if peer_mask is None else peer_mask & self._fresh
+                if cand == 0:
+                    pass  # the peer has no fresh piece we want
+                elif cand > 0 and cand.bit_count() <= _ENUMERATE_MAX:
+                    # few candidates: list them (highest bit first) and take them in rarest order
+                    top = self._nbits - 1
+                    hits: list[int] = []
+                    while cand:
+                        b = cand.bit_length() - 1
+                        hits.append(top - b)
+                        cand ^= 1 << b
+                    hits.sort(key=self._rank.__getitem__)
+                    for index in hits:
+                        if len(out) >= count:
+                            break
+                        self._take_from(index, peer, count - len(out), out)
+                else:
+                    top = self._nbits - 1
+                    for k in range(pos, n):
+                        if len(out) >= count:
+                            break
+                        index = order[k]
+                        if have[index] or index in partials or not prio[index]:
+                            continue
+                        if not ((cand >> (top - index)) & 1 if cand > 0 else peer_has(index)):
+                            continue
+                        self._take_from(index, peer, count - len(out), out)
         # 5. end-game: every wanted block is requested; duplicate the ones not from this peer
         if endgame_max is not None:
             count = min(count, len(out) + max(0, endgame_max))
@@ -362,6 +421,7 @@ class PiecePicker:
             del self._partials[index]
             self._open.pop(index, None)
             self._order = None  # it is a fresh piece again
+            self._update_masks(index)
 
     def peer_lost(self, peer: Hashable) -> None:
         """Free every block requested from a peer that disconnected or choked us."""
@@ -384,6 +444,7 @@ class PiecePicker:
         self._open.pop(index, None)
         self._order = None
         self._epoch += 1
+        self._update_masks(index)
 
     def requested_from(self, peer: Hashable) -> list[tuple[int, int]]:
         """(index, begin) of the blocks currently requested from ``peer``."""

@@ -68,6 +68,11 @@ class Bitfield:
     def to_bytes(self) -> bytes:
         return bytes(self._bits)
 
+    def as_int(self) -> int:
+        """The bits as one integer, piece 0 the highest of ``8 * ceil(length / 8)`` bits (the
+        bytes read big-endian): set operations against other piece sets in one C call."""
+        return int.from_bytes(self._bits, "big")
+
     def copy(self) -> Bitfield:
         bf = Bitfield(0)
         bf._length = self._length
