@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from bitswarm.tracker import http_codec, udp_codec
 from bitswarm.tracker._common import (
@@ -41,6 +41,7 @@ from bitswarm.tracker._common import (
     TrackerUnreachable,
     TrackerUrlError,
 )
+from bitswarm.tracker._http11 import HttpError, http_get
 
 __all__ = [
     "AllTrackersFailed",
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 CONNECTION_ID_LIFETIME = 60.0
 _BARE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 USER_AGENT = "bitswarm/0.1"
+MAX_REDIRECTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,26 +161,6 @@ def open_tracker(
 # ------------------------------------------------------------------------------------------- HTTP
 
 
-def _lazy_tls_transport() -> httpx.AsyncBaseTransport:
-    """An httpx transport that builds its verifying TLS transport on the first https request."""
-    import httpx
-
-    class LazyTLSTransport(httpx.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self._inner: httpx.AsyncHTTPTransport | None = None
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if self._inner is None:
-                self._inner = httpx.AsyncHTTPTransport(verify=True, trust_env=False)
-            return await self._inner.handle_async_request(request)
-
-        async def aclose(self) -> None:
-            if self._inner is not None:
-                await self._inner.aclose()
-
-    return LazyTLSTransport()
-
-
 class HttpTrackerClient:
     """BEP 3 HTTP(S) tracker over httpx. Every request is bounded by ``timeout`` seconds overall;
     bodies larger than ``max_body`` bytes are refused."""
@@ -191,30 +173,56 @@ class HttpTrackerClient:
         http_client: httpx.AsyncClient | None = None,
         max_body: int = 1 << 20,
     ) -> None:
-        import httpx  # imported here: a peer that only uses UDP trackers never pays for it
-
         self.url = normalize_tracker_url(url)
         self.timeout = timeout
         self.max_body = max_body
+        #: ``http_client`` given: every request goes through it. Otherwise plain http:// uses the
+        #: small built-in client (:mod:`._http11`, no httpx import) and https:// an httpx client
+        #: made on first use.
         self._own_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            max_redirects=3,
-            trust_env=False,
-            headers={"User-Agent": USER_AGENT},
-            # plain http:// needs no TLS; https:// (also after a redirect) goes through a verifying
-            # transport made on first use: loading the CA bundle costs ~16 ms of CPU per process
-            transport=httpx.AsyncHTTPTransport(verify=False),
-            mounts={"https://": _lazy_tls_transport()},
-        )
+        self._http: httpx.AsyncClient | None = http_client
+
+    def _httpx(self) -> httpx.AsyncClient:
+        if self._http is None:
+            import httpx  # imported on the first https request only
+
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout),
+                follow_redirects=True,
+                max_redirects=3,
+                trust_env=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._http
 
     async def _get(self, url: str) -> tuple[int, bytes]:
+        if not self._own_client or not url.startswith("http://"):
+            return await self._get_httpx(url)
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                status, body, location = await http_get(
+                    url, user_agent=USER_AGENT, max_body=self.max_body, timeout=self.timeout
+                )
+                if location is None:
+                    return status, body
+                url = urljoin(url, location)
+                if not url.startswith("http://"):
+                    return await self._get_httpx(url)
+        except TimeoutError:
+            raise TrackerTimeout(f"no answer within {self.timeout} s", url=self.url) from None
+        except HttpError as exc:
+            raise TrackerProtocolError(f"bad HTTP reply: {exc}") from None
+        except OSError as exc:
+            raise TrackerUnreachable(f"{type(exc).__name__}: {exc}", url=self.url) from None
+        raise TrackerUnreachable(f"more than {MAX_REDIRECTS} redirects", url=self.url)
+
+    async def _get_httpx(self, url: str) -> tuple[int, bytes]:
         import httpx
 
+        client = self._httpx()
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._http.stream("GET", url) as reply:
+                async with client.stream("GET", url) as reply:
                     body = bytearray()
                     async for chunk in reply.aiter_bytes():
                         body += chunk
@@ -280,7 +288,7 @@ class HttpTrackerClient:
         return {h: ScrapeResult(s.complete, s.downloaded, s.incomplete) for h, s in reply.files.items()}
 
     async def aclose(self) -> None:
-        if self._own_client:
+        if self._own_client and self._http is not None:
             await self._http.aclose()
 
 
