@@ -8,10 +8,13 @@ ed25519 signature over ``[4:salt<len>:<salt>]3:seqi<seq>e1:v<bencoded v>`` (made
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# ``cryptography`` is imported by sign/verify only: every peer process runs a DHT node, few of them
+# ever see a mutable item, and the import costs ~5 ms of CPU at start.
 
 __all__ = [
     "MAX_SALT",
@@ -50,6 +53,9 @@ def sign(private_key: Ed25519PrivateKey, seq: int, v: bytes, salt: bytes = b"") 
 
 def verify(k: bytes, sig: bytes, seq: int, v: bytes, salt: bytes = b"") -> bool:
     """True when ``sig`` is a valid signature by public key ``k`` of the item."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(k).verify(sig, signature_buffer(seq, v, salt))
     except (InvalidSignature, ValueError):
