@@ -16,11 +16,14 @@ names the tracker; peers find each other only through it. Clients:
   encryption off, not auto-managed, seeder in seed_mode).
 
 The clock starts when the leecher processes are spawned (after the seeder is registered on the
-tracker) and stops when the last leecher reports completion; every leecher's bytes are checked
-against the source afterwards. The bound is T_min = max(F/u_s, N*F/(u_s + sum u_i)) (F in bits,
-rates in bit/s; with a download cap d also F/d). Uplink utilization = bytes through each host's
-veth (``/sys/class/net/eth0/statistics/tx_bytes`` in its namespace, sampled every 0.5 s through
-``/proc/<pid>/net/dev``) over capacity x time; wire bytes include TCP/IP/Ethernet headers and acks.
+tracker) — or, with ``--go`` (clients ``bwcfg`` and ``lt``), when every leecher process is up and
+all add the torrent at once, which leaves the start-up of 16 interpreters on a 2-core machine out
+(``spawn_to_ready_s`` reports it) — and stops when the last leecher reports completion; every
+leecher's bytes are checked against the source afterwards. The bound is
+T_min = max(F/u_s, N*F/(u_s + sum u_i)) (F in bits, rates in bit/s; with a download cap d also
+F/d). Uplink utilization = bytes through each host's veth (``/sys/class/net/eth0/statistics/tx_bytes``
+in its namespace, sampled every 0.5 s through ``/proc/<pid>/net/dev``) over capacity x time; wire
+bytes include TCP/IP/Ethernet headers and acks.
 
 **Loopback swarm**: one seeder and ``--lo-leechers`` (50) bitswarm leechers on 127.0.0.1 without
 limits (``--lo-size`` 32 MiB), one process per peer (``--lo-per-proc K`` packs K sessions per
@@ -319,9 +322,24 @@ def run_lan(
     for i, h in enumerate(leech_hosts):
         out = run_dir / f"l{i}"
         argv = peer_argv(client, "leech", torrent, out, h.addr, PEER_PORT, *pa)
+        if args.go:
+            argv.append("--wait-go")
         p = Proc(h.argv(*argv), name=f"leecher{i}", stderr_path=run_dir / f"l{i}.err")
         leechers.append(p)
         procs.append(p)
+    spawn_to_ready = None
+    if args.go:
+        # every leecher process up (imports done, session listening), then all add the torrent at once:
+        # the clock measures the swarm, not 16 interpreters starting on 2 cores
+        for p in leechers:
+            p.wait_for(lambda e: e.get("event") == "ready", 120, "ready")
+        spawn_to_ready = time.monotonic() - t0
+        base_tx = {h.name: h.tx_bytes_sysfs() for h in hosts}
+        t0 = time.monotonic()
+        for p in leechers:
+            assert p.proc.stdin is not None
+            p.proc.stdin.write(b"go\n")
+            p.proc.stdin.flush()
     owners = {seed_host.name: seeder, **{h.name: p for h, p in zip(leech_hosts, leechers, strict=True)}}
     bound = kumar_ross(size, n, u_s, u_l, d_l)
     deadline = t0 + min(args.timeout, max(60.0, bound["bound_s"] * 4))
@@ -410,6 +428,8 @@ def run_lan(
         "leecher_up_bps": u_l,
         "leecher_down_bps": d_l,
         "tracker_interval": args.tracker_interval or 1800,
+        "clock": "go" if args.go else "spawn",
+        "spawn_to_ready_s": round(spawn_to_ready, 3) if spawn_to_ready is not None else None,
         "bw_set": args.bw_set if client == "bwcfg" else [],
         "bw_patch": args.bw_patch if client == "bwcfg" else [],
         **{k: round(v, 3) for k, v in bound.items()},
@@ -544,7 +564,7 @@ def print_table(result: dict[str, Any]) -> None:
         print(
             f"\nLAN swarm: 1 seeder ({r0['seeder_up_bps'] / 1e6:g} Mbit/s up) + {r0['leechers']} leechers "
             f"({r0['leecher_up_bps'] / 1e6:g} Mbit/s up), {r0['size'] / 2**20:g} MiB; "
-            f"Kumar-Ross bound {r0['bound_s']:.2f} s"
+            f"Kumar-Ross bound {r0['bound_s']:.2f} s; clock from {r0.get('clock', 'spawn')}"
         )
         print(
             f"{'client':<22}{'bound s':>8}{'time s':>8}{'ratio':>7}{'finish min/med/max s':>23}"
@@ -560,6 +580,7 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{fs['min']:>9.1f}/{fs['median']:.1f}/{fs['max']:.1f}{r['uplink_util']:>6.2f}"
                 f"{r['uplink_util_first10s']:>8.2f}{r['uplink_util_last10s']:>7.2f}"
                 f"{r['uplink_util_per_host']['seed']:>10.2f}{r['payload_up_over_nf']:>8.3f}{r['cpu_s_sum']:>7.1f}"
+                + (f"  (spawn to ready {r['spawn_to_ready_s']:.2f} s)" if r.get("spawn_to_ready_s") else "")
             )
     for r in result["results"]:
         if r["swarm"] == "loopback":
@@ -586,6 +607,12 @@ def main() -> int:
     ap.add_argument("--leecher-down", default=None, help="also cap each leecher's downlink (e.g. 40mbit)")
     ap.add_argument("--mtu", type=int, default=None, help="veth MTU (default 1500)")
     ap.add_argument("--subnet", default="10.78.0")
+    ap.add_argument(
+        "--go",
+        action="store_true",
+        help="clients bwcfg/lt: start every leecher process, wait until all are up, then add the torrent "
+        "in all at once and start the clock (process start-up excluded; spawn_to_ready_s reports it)",
+    )
     ap.add_argument(
         "--tracker-interval", type=int, default=0, help="tracker announce interval (default 1800)"
     )
@@ -647,6 +674,8 @@ def main() -> int:
                 for client in [c.strip() for c in args.clients.split(",") if c.strip()]:
                     if client not in CLIENT_NAMES:
                         raise SystemExit(f"unknown client {client!r}")
+                    if args.go and client == "bw":
+                        raise SystemExit("--go needs clients that wait for it: bwcfg and lt (not the bw CLI)")
                     print(f"LAN swarm: {client} ...", file=sys.stderr, flush=True)
                     try:
                         result["results"].append(run_lan(client, args, work, procs, nets))

@@ -88,13 +88,24 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-async def run_one(idx: int, args: argparse.Namespace, overrides: dict[str, Any], stop: asyncio.Event) -> None:
+async def run_one(
+    idx: int, args: argparse.Namespace, overrides: dict[str, Any], stop: asyncio.Event, go: asyncio.Event
+) -> None:
     from bitswarm.session import Session, SessionConfig
 
     cfg = SessionConfig(listen_host=args.host, listen_port=args.port + idx if args.port else 0, **overrides)
     save = Path(args.save) / str(idx) if args.count > 1 else Path(args.save)
     save.mkdir(parents=True, exist_ok=True)
     async with Session(cfg) as session:
+        if args.wait_go:
+            emit({"event": "ready", "idx": idx})
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                [stopping, asyncio.ensure_future(go.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+            if stop.is_set():
+                return
+            stopping.cancel()
         handle = await session.add(args.torrent, save, seed_mode=args.seed)
         emit({"event": "started", "idx": idx, "port": session.port})
         done = False
@@ -129,6 +140,7 @@ async def run_one(idx: int, args: argparse.Namespace, overrides: dict[str, Any],
 
 async def amain(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
     stop = asyncio.Event()
+    go = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -138,13 +150,15 @@ async def amain(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
             data = os.read(0, 4096)
         except OSError:
             data = b""
+        if b"go" in data:
+            go.set()
         if not data:
             loop.remove_reader(0)
             stop.set()
 
     with contextlib.suppress(OSError, ValueError):
         loop.add_reader(0, stdin_closed)
-    await asyncio.gather(*(run_one(i, args, overrides, stop) for i in range(args.count)))
+    await asyncio.gather(*(run_one(i, args, overrides, stop, go) for i in range(args.count)))
 
 
 def main() -> int:
@@ -155,6 +169,11 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0, help="first port (0: any free one per session)")
     ap.add_argument("--seed", action="store_true", help="seed the data in --save (seed mode)")
     ap.add_argument("--count", type=int, default=1)
+    ap.add_argument(
+        "--wait-go",
+        action="store_true",
+        help='print "ready" with the session up, add the torrent on a "go" line',
+    )
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument(
         "--patch",

@@ -37,6 +37,11 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=6881)
     ap.add_argument("--seed", action="store_true")
     ap.add_argument(
+        "--wait-go",
+        action="store_true",
+        help='print "ready" with the session up, add the torrent on a "go" line',
+    )
+    ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="extra settings_pack int/bool"
     )
     args = ap.parse_args()
@@ -44,13 +49,15 @@ def main() -> int:
     import libtorrent as lt
 
     stop = threading.Event()
+    go = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
     def watch_stdin() -> None:  # the harness closing our stdin (or dying) stops us too
         try:
-            while os.read(0, 4096):
-                pass
+            while data := os.read(0, 4096):
+                if b"go" in data:
+                    go.set()
         except OSError:
             pass
         stop.set()
@@ -74,6 +81,11 @@ def main() -> int:
         k, _, v = kv.partition("=")
         settings[k] = (v.lower() == "true") if v.lower() in ("true", "false") else int(v)
     ses = lt.session(settings)
+    if args.wait_go:
+        emit({"event": "ready"})
+        while not go.wait(0.1):
+            if stop.is_set():
+                return 0
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.save
