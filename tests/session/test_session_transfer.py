@@ -243,3 +243,22 @@ def _has_127_0_0_2() -> bool:
         return True
     except OSError:
         return False
+
+
+async def test_a_new_address_is_dialed_at_once_not_at_the_next_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Addresses from a tracker reply (here: added later) wake the connect loop: with its periodic
+    pass pushed out to an hour, the leecher still connects and completes."""
+    import bitswarm.session.torrent as torrent_mod
+
+    monkeypatch.setattr(torrent_mod, "CONNECT_TICK", 3600.0)
+    src = make_tree(tmp_path / "a", {"f.bin": 200_000})
+    t = torrent_for(src / "f.bin")
+    async with Session(config()) as a, Session(config()) as b:
+        await a.add(t, src)
+        hb = await b.add(t, tmp_path / "b")
+        await asyncio.sleep(0)  # the connect loop has made its first (empty) pass and waits
+        hb.add_peer("127.0.0.1", a.port)
+        await hb.wait_complete(timeout=30)
+    assert (tmp_path / "b" / "f.bin").read_bytes() == (src / "f.bin").read_bytes()

@@ -48,6 +48,9 @@ log = logging.getLogger("bitswarm.torrent")
 BAN_AFTER_SHARED_FAILURES = 3
 #: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
 ENDGAME_IDLE_BLOCKS = 4
+#: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
+#: new address wakes it at once.
+CONNECT_TICK = 0.5
 #: Addresses learnt from peer exchange are remembered only while fewer than this many are known.
 MAX_PEX_CANDIDATES = 500
 #: Below this many connected peers a downloading torrent asks the DHT again soon (not only every
@@ -147,6 +150,9 @@ class TorrentRuntime:
         self.peers: dict[bytes, PeerProtocol] = {}  # by peer id
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: dict[tuple[str, int], float] = {}  # address -> not before (monotonic)
+        #: set when a new address arrives: the connect loop dials it now, not at its next 0.5 s tick
+        #: (a tracker reply at start-up used to wait up to half a second for its dials)
+        self._new_candidates = asyncio.Event()
         self.banned: set[str] = set()
         for addr in peers:
             self.add_peer(*addr)
@@ -296,8 +302,9 @@ class TorrentRuntime:
 
     def add_peer(self, host: str, port: int) -> None:
         """Remember an address to dial (from a tracker, ``--peer``, PEX ...)."""
-        if 0 < port < 65536 and host not in self.banned:
-            self.candidates.setdefault((host, port), 0.0)
+        if 0 < port < 65536 and host not in self.banned and (host, port) not in self.candidates:
+            self.candidates[(host, port)] = 0.0
+            self._new_candidates.set()
 
     def _wanted_connections(self) -> int:
         cfg = self.session.config
@@ -322,7 +329,9 @@ class TorrentRuntime:
                     self.connecting.add(addr)
                     budget -= 1
                     self._spawn(self._dial(addr))
-            await asyncio.sleep(0.5)
+            self._new_candidates.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_candidates.wait(), CONNECT_TICK)
 
     def _own_host(self) -> str:
         return self.session.config.listen_host
