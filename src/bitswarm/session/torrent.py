@@ -678,6 +678,13 @@ class TorrentRuntime:
 
     def _piece_passed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
         self.picker.piece_passed(index)
+        if not self.picker.is_complete():
+            # peers ask for a piece right after our HAVE: serve it from memory, not a disk read
+            # through the thread pool (a copy: ``buf`` goes back to the buffer pool)
+            cache = self._read_cache
+            cache[index] = bytes(buf)
+            while len(cache) > self._read_cache_max:
+                cache.popitem(last=False)
         failed = self._failed_blocks.pop(index, None)
         if failed:
             mv = memoryview(buf)
