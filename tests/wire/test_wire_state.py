@@ -202,22 +202,3 @@ def test_guard_sets_are_consistent_with_the_table() -> None:
     assert table_events >= REQUIRES_FAST
     assert table_events >= REQUIRES_EXTENSION_PROTOCOL
     assert drain(PeerConnection()) == []
-
-
-def test_send_haves_is_send_of_each_have_in_one_buffer() -> None:
-    a, b = connected_pair()
-    a2, _ = connected_pair()
-    one_by_one = b"".join(a2.send(Have(i)) for i in (3, 0, 9))
-    batch = a.send_haves([3, 0, 9])
-    assert batch == one_by_one and a.our_state == a2.our_state
-    assert [e.index for e in feed(b, batch) if isinstance(e, Have)] == [3, 0, 9]
-    assert a.send_haves([]) == b""
-
-
-def test_send_haves_checks_like_send() -> None:
-    a, _ = connected_pair()
-    with pytest.raises(LocalWireError, match="out of range"):
-        a.send_haves([1, 10])  # 10 pieces: index 10 does not exist
-    fresh = PeerConnection(LAYOUT)
-    with pytest.raises(LocalWireError):
-        fresh.send_haves([1])  # before the handshake

@@ -454,14 +454,6 @@ class PeerProtocol(asyncio.BufferedProtocol):
         if self.established and not self.closed:
             self._send(Have(index))
 
-    def send_haves(self, indices: list[int]) -> None:
-        """Several ``have`` messages in one queued write (see ``TorrentRuntime._flush_haves``)."""
-        if self.established and not self.closed and indices:
-            self._out.append(self.codec.send_haves(indices))
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
-
     def set_interested(self, value: bool) -> None:
         if value != self.am_interested and self.established and not self.closed:
             self.am_interested = value

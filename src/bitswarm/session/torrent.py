@@ -48,8 +48,6 @@ log = logging.getLogger("bitswarm.torrent")
 BAN_AFTER_SHARED_FAILURES = 3
 #: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
 ENDGAME_IDLE_BLOCKS = 4
-#: Verified pieces are announced (HAVE) to peers at most this long after their check, batched.
-HAVE_BATCH_SECONDS = 0.05
 #: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
 #: new address wakes it at once.
 CONNECT_TICK = 0.5
@@ -177,9 +175,6 @@ class TorrentRuntime:
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()
         self._reading: dict[int, asyncio.Task[bytes]] = {}
         self._finishing = 0  # complete pieces waiting for their hash + write
-        #: verified pieces not yet announced: HAVEs go out in batches, HAVE_BATCH_SECONDS apart
-        self._pending_haves: list[int] = []
-        self._have_timer: asyncio.TimerHandle | None = None
         self._disk_paused = False  # peers' reading paused until the disk catches up
         self._complete = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -251,7 +246,6 @@ class TorrentRuntime:
         """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
         self.accepting = False
         self._stopped.set()
-        self._flush_haves()  # peers hear of our last pieces before we go
         for task in self._tasks + list(self._background):
             task.cancel()
         for task in self._tasks + list(self._background):
@@ -698,29 +692,14 @@ class TorrentRuntime:
                 good = hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest()
                 if good != digest:
                     self._ban(peer, f"sent corrupt data for piece {index}")
-        self._pending_haves.append(index)
-        if self._have_timer is None:
-            self._have_timer = asyncio.get_running_loop().call_later(HAVE_BATCH_SECONDS, self._flush_haves)
-        self.session._emit("piece_verified", self, index=index)
-        if self.picker.is_complete():
-            self._flush_haves()
-            self._become_seed(announce=True)
-
-    def _flush_haves(self) -> None:
-        """Announce the pieces verified since the last flush: one write per peer for all of them
-        (a piece every ~30 ms announced at once to 15 peers was a 9-byte packet and a write call per
-        peer per piece)."""
-        if self._have_timer is not None:
-            self._have_timer.cancel()
-            self._have_timer = None
-        indices, self._pending_haves = self._pending_haves, []
-        if not indices:
-            return
         for peer in list(self.peers.values()):
             # a seed learns nothing from a HAVE (late in a swarm most peers are seeds). Peers that
             # merely have the piece still get it: they tell from our HAVEs when we become a seed
             if not peer.is_seed:
-                peer.send_haves(indices)
+                peer.send_have(index)
+        self.session._emit("piece_verified", self, index=index)
+        if self.picker.is_complete():
+            self._become_seed(announce=True)
 
     def _piece_failed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
         self.hash_failures += 1

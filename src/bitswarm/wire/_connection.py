@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 from bitswarm.wire._errors import LocalWireError, WireProtocolError
@@ -709,21 +709,6 @@ class PeerConnection:
             self._ours(event)
             return b""
         raise LocalWireError(f"cannot send {cls.__name__}")
-
-    def send_haves(self, indices: Sequence[int]) -> bytes:
-        """The bytes of one ``have`` message per index, back to back (:meth:`send` for each
-        ``Have``, checked once: a busy swarm announces every verified piece to every peer)."""
-        if not indices:
-            return b""
-        if self.our_state is ERROR:
-            raise LocalWireError("connection is in ERROR state")
-        for index in indices:
-            self._local_check_index(index)
-        self._ours(Have(indices[0]))
-        if len(indices) > 1:
-            self._ours(Have(indices[-1]))  # the state after one have is the state after many
-        pack = _IDX_MSG.pack
-        return b"".join([pack(5, MSG_HAVE, i) for i in indices])
 
     def send_piece_header(self, index: int, begin: int, length: int) -> bytes:
         """The 13-byte header of a ``piece`` message; the caller writes ``length`` block bytes after it.
