@@ -23,7 +23,7 @@ def _registered(code: str) -> dict[str, list[str]]:
         " and m not in ('bitswarm.cli._app', 'bitswarm.cli._commands'))"
         "\nprint(json.dumps({'names': sorted(names), 'mods': mods, "
         "'heavy': sorted(m for m in ('bitswarm.index', 'bitswarm.daemon', 'bitswarm.tracker.server', "
-        "'httpx', 'fastapi') if m in sys.modules)}))"
+        "'httpx', 'fastapi', 'rich.console', 'rich.progress') if m in sys.modules)}))"
     )
     out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]

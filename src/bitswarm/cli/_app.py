@@ -10,10 +10,12 @@ import json
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="bitswarm",
@@ -24,9 +26,35 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+class _LazyConsole:
+    """A Rich ``Console`` made on first use: ``--json`` runs (every swarm peer the benchmarks start)
+    never import Rich's console and progress modules (~20 ms of CPU per process)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+def real_console(c: Console) -> Console:
+    """The Rich ``Console`` behind :data:`console` / :data:`err_console` (for ``Progress(console=)``,
+    ``Live(console=)``, which need the object itself)."""
+    return c.real() if isinstance(c, _LazyConsole) else c
+
+
 #: Rich console for human output (stdout) and for progress and errors (stderr).
-console = Console()
-err_console = Console(stderr=True)
+console = cast("Console", _LazyConsole())
+err_console = cast("Console", _LazyConsole(stderr=True))
 
 EXIT_USAGE = 2
 

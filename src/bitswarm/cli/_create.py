@@ -23,7 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from bitswarm.cli._app import app, console, err_console, fail, print_json
+from bitswarm.cli._app import app, console, err_console, fail, print_json, real_console
 from bitswarm.metainfo._create import CreatedTorrent, make_torrent
 from bitswarm.metainfo._model import MetainfoError, TorrentVersion
 
@@ -116,7 +116,7 @@ def create(
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=real_console(err_console),
         transient=True,
         disable=not show,
     )

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import app, console, err_console, fail, load_toml, print_json
+from bitswarm.cli._app import app, console, err_console, fail, load_toml, print_json, real_console
 from bitswarm.cli._peer import BootstrapOption, parse_hostport
 
 _KEYS = {
@@ -452,7 +452,7 @@ def top(
         try:
             if fd is not None:
                 tty.setcbreak(fd)
-            with Live(console=console, screen=True, auto_refresh=False) as live:
+            with Live(console=real_console(console), screen=True, auto_refresh=False) as live:
                 while True:
                     try:
                         live.update(frame(), refresh=True)

@@ -30,7 +30,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._app import app, console, fail, print_json, real_console
 
 
 @dataclass
@@ -200,7 +200,10 @@ async def _demo(workdir: Path, size: int, leechers: int, timeout: float, json_ou
             readers.append(loop.create_task(_read_lines(p)))
         deadline = started + timeout
         with Live(
-            _table(procs, started, announce), console=console, refresh_per_second=8, transient=json_out
+            _table(procs, started, announce),
+            console=real_console(console),
+            refresh_per_second=8,
+            transient=json_out,
         ) as live:
             while not stop.is_set():
                 live.update(_table(procs, started, announce))

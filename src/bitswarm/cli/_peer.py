@@ -14,23 +14,17 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from bitswarm.cli._app import app, console, err_console, fail, print_json
+from bitswarm.cli._app import app, console, err_console, fail, print_json, real_console
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent, load_torrent, magnet_from_torrent, parse_torrent
 from bitswarm.session import Session, SessionConfig, TorrentHandle
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 PortOption = Annotated[
     int, typer.Option("--port", "-p", help="TCP port to listen on for peers (0: any free).")
@@ -96,6 +90,16 @@ class _Display:
         self.json = json_mode
         self.progress: Progress | None = None
         if not json_mode and not quiet:
+            from rich.progress import (  # not imported by --json runs
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -104,7 +108,7 @@ class _Display:
                 TransferSpeedColumn(),
                 TextColumn("{task.fields[peers]} peers  ↑ {task.fields[up]}"),
                 TimeRemainingColumn(),
-                console=err_console,
+                console=real_console(err_console),
                 disable=not err_console.is_terminal,
             )
         self._tasks: dict[str, Any] = {}
