@@ -14,7 +14,8 @@ and the BEP 12 multitracker announce manager.
   the peer session: transfer numbers come from a ``stats`` callback.
 
 The codecs (:mod:`.udp_codec`, :mod:`.http_codec`) do the byte work; this module only moves bytes
-and timers, and maps library exceptions (httpx, OSError) into the tracker error hierarchy.
+and timers (plain-http GETs through :mod:`._http11`, https through httpx), and maps library
+exceptions (httpx, :class:`._http11.HttpError`, OSError) into the tracker error hierarchy.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def open_tracker(
 
 
 class HttpTrackerClient:
-    """BEP 3 HTTP(S) tracker over httpx. Every request is bounded by ``timeout`` seconds overall;
-    bodies larger than ``max_body`` bytes are refused."""
+    """BEP 3 HTTP(S) tracker: plain http through :mod:`._http11`, https through httpx. Every request
+    is bounded by ``timeout`` seconds overall; bodies larger than ``max_body`` bytes are refused."""
 
     def __init__(
         self,
