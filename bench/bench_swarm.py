@@ -256,6 +256,13 @@ def peer_argv(
     return argv + (["--seed"] if role == "seed" else [])
 
 
+def machine_busy_s() -> float:
+    """CPU-seconds all cores have spent busy since boot (``/proc/stat``: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def is_done(ev: dict[str, Any]) -> bool:
     return ev.get("event") == "torrent_completed"
 
@@ -317,6 +324,7 @@ def run_lan(
 
     hosts = [seed_host, *leech_hosts]
     base_tx = {h.name: h.tx_bytes_sysfs() for h in hosts}
+    base_pk = {h.name: h.tx_bytes_sysfs("tx_packets") for h in hosts}
     leechers: list[Proc] = []
     t0 = time.monotonic()
     for i, h in enumerate(leech_hosts):
@@ -335,6 +343,7 @@ def run_lan(
             p.wait_for(lambda e: e.get("event") == "ready", 120, "ready")
         spawn_to_ready = time.monotonic() - t0
         base_tx = {h.name: h.tx_bytes_sysfs() for h in hosts}
+        base_pk = {h.name: h.tx_bytes_sysfs("tx_packets") for h in hosts}
         t0 = time.monotonic()
         for p in leechers:
             assert p.proc.stdin is not None
@@ -346,8 +355,10 @@ def run_lan(
     series: list[tuple[float, int, int]] = []  # (t, total uplink tx bytes since t0, leechers done)
     host_series: list[tuple[float, dict[str, int]]] = []  # (t, tx bytes since t0 per host)
     last_tx = dict(base_tx)
+    cpu_series: list[tuple[float, float]] = []  # (t, busy CPU-seconds of the whole machine)
     while True:
         now = time.monotonic()
+        cpu_series.append((now - t0, machine_busy_s()))
         total = 0
         for h in hosts:
             v = proc_net_tx(owners[h.name].pid, h.dev)
@@ -379,9 +390,12 @@ def run_lan(
         found = [p.find(lambda e, ev=event: e.get("event") == ev) for p in leechers]
         firsts[key] = [e["_t"] - t0 for e in found if e is not None]
     final_tx = {h.name: h.tx_bytes_sysfs() - base_tx[h.name] for h in hosts}
+    final_pk = {h.name: h.tx_bytes_sysfs("tx_packets") - base_pk[h.name] for h in hosts}
     for p in [seeder, *leechers]:
         p.sample()
     uploads = {p.name: (p.last("progress") or {}).get("uploaded", 0) for p in [seeder, *leechers]}
+    downloads = [(p.last("progress") or {}).get("downloaded", 0) or 0 for p in leechers]
+    redundant = [(p.last("progress") or {}).get("redundant", 0) or 0 for p in leechers]
     stop_all([*leechers, seeder, tracker])
 
     want = sha256_file(src)
@@ -406,6 +420,14 @@ def run_lan(
         a = next((s for s in series if s[0] >= t_lo), series[-1])
         b = next((s for s in series if s[0] >= t_hi), series[-1])
         return (b[1] - a[1]) * 8 / (total_cap * max(1e-3, b[0] - a[0]))
+
+    # the machine's CPU use per second (1.0 = every core busy): is a slow second CPU-bound?
+    cpu_per_sec: list[float] = []
+    for sec in range(int(elapsed) + 1):
+        a3 = next((c for c in cpu_series if c[0] >= sec), cpu_series[-1])
+        b3 = next((c for c in cpu_series if c[0] >= sec + 1), cpu_series[-1])
+        dt = max(1e-3, b3[0] - a3[0])
+        cpu_per_sec.append(round((b3[1] - a3[1]) / (dt * (os.cpu_count() or 1)), 2))
 
     # per host, each second of the first 15 (the ramp-up): who idles while the swarm starts
     ramp: dict[str, list[float]] = {h.name: [] for h in hosts}
@@ -445,10 +467,17 @@ def run_lan(
         "uplink_util_per_host": {k: round(v, 3) for k, v in util_per.items()},
         "uplink_util_per_second": per_sec,
         "uplink_util_ramp_per_host": ramp,
+        "machine_cpu_per_second": cpu_per_sec,
         "tx_bytes": final_tx,
         "payload_uploaded": uploads,
         # > 1: blocks sent more than once (end-game duplicates, cancels that came too late)
         "payload_up_over_nf": round(sum(v or 0 for v in uploads.values()) / (n * size), 3),
+        # what the leechers received, and the part of it they did not need (duplicates)
+        "payload_down_over_nf": round(sum(downloads) / (n * size), 4),
+        "redundant_over_nf": round(sum(redundant) / (n * size), 4),
+        # frames sent, and their mean size (full data frames are MTU + 14; ACKs and lone HAVEs ~66-75)
+        "tx_packets": sum(final_pk.values()),
+        "tx_mean_frame": round(sum(final_tx.values()) / max(1, sum(final_pk.values())), 1),
         "wire_over_payload": round(sum(final_tx.values()) / max(1, sum(v or 0 for v in uploads.values())), 3),
         "loadavg_after": os.getloadavg(),
         "cpu_s_sum": round(sum(p.cpu_s for p in [seeder, *leechers]), 2),

@@ -126,6 +126,7 @@ async def run_one(
                     "progress": st.progress,
                     "uploaded": st.uploaded,
                     "downloaded": st.downloaded,
+                    "redundant": st.redundant,
                     "peers": st.peers,
                     "known_peers": st.known_peers,
                     "upload_rate": st.upload_rate,

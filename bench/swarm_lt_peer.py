@@ -119,6 +119,7 @@ def main() -> int:
                     "progress": st.progress,
                     "uploaded": st.total_payload_upload,
                     "downloaded": st.total_payload_download,
+                    "redundant": st.total_redundant_bytes,
                     "peers": st.num_peers,
                     "upload_rate": st.upload_payload_rate,
                     "download_rate": st.download_payload_rate,

@@ -77,9 +77,9 @@ class Host:
     def argv(self, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.ns, *cmd]
 
-    def tx_bytes_sysfs(self) -> int:
-        """``/sys/class/net/<dev>/statistics/tx_bytes`` as seen inside the namespace."""
-        res = run(self.argv("cat", f"/sys/class/net/{self.dev}/statistics/tx_bytes"), check=False)
+    def tx_bytes_sysfs(self, counter: str = "tx_bytes") -> int:
+        """``/sys/class/net/<dev>/statistics/<counter>`` (default ``tx_bytes``) inside the namespace."""
+        res = run(self.argv("cat", f"/sys/class/net/{self.dev}/statistics/{counter}"), check=False)
         return int(res.stdout.strip()) if res.stdout.strip().isdigit() else -1
 
 
@@ -137,17 +137,19 @@ class Net:
         ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
         ip("-n", ns, "link", "set", dev, "up")
         if up_bps:
-            self._tbf(ns, dev, up_bps)
+            self._tbf(ns, dev, up_bps, self.mtu)
         if down_bps:
-            self._tbf(self.bridge_ns, peer, down_bps)
+            self._tbf(self.bridge_ns, peer, down_bps, self.mtu)
         host = self.hosts[name] = Host(name, ns, addr, dev, up_bps)
         return host
 
     @staticmethod
-    def _tbf(ns: str, dev: str, bps: int) -> None:
-        # the same shape as the LAN test: small burst, 400 ms of queue
+    def _tbf(ns: str, dev: str, bps: int, mtu: int | None = None) -> None:
+        # the same shape as the LAN test: small burst (4000 B; two frames when the MTU is larger:
+        # tbf drops a packet bigger than its bucket), 400 ms of queue
+        burst = f"{max(32, -(-(2 * (mtu or 0) + 64) * 8 // 1000))}kbit"
         run(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf",
-             "rate", f"{bps}bit", "burst", "32kbit", "latency", "400ms"])  # fmt: skip
+             "rate", f"{bps}bit", "burst", burst, "latency", "400ms"])  # fmt: skip
 
     def close(self) -> None:
         """Delete every namespace made (their veths and the bridge go too). Idempotent."""

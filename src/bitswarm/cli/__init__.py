@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _fill_optional_values(list(sys.argv[1:] if argv is None else argv))
     _setup_logging(args)
     _commands.load(args)  # command modules register themselves on import: only the one needed
+    registered = _app.app.registered_commands
+    _app.app.registered_commands = _commands.only_invoked(registered, args)
     try:
         _app.app(args=args, standalone_mode=True)
     except BitswarmError as exc:
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"bitswarm: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    finally:
+        _app.app.registered_commands = registered
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -83,6 +82,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def load_toml(path: Path, known: set[str]) -> dict[str, Any]:
     """A command's TOML config file; unreadable, malformed or unknown keys are a one-line error
     (a typo should not be silently ignored)."""
+    import tomllib  # only commands given a config file read one
+
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

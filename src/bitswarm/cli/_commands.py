@@ -10,6 +10,10 @@ an unknown command or no command imports them all. Add one entry here per comman
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typer.models import CommandInfo
 
 #: top-level command (or sub-app) name -> the module under ``bitswarm.cli`` that registers it
 COMMAND_MODULES: dict[str, str] = {
@@ -54,3 +58,20 @@ def load(argv: list[str] | None = None) -> None:
     module = COMMAND_MODULES.get(name) if name is not None else None
     for mod in [module] if module is not None else sorted(set(COMMAND_MODULES.values())):
         import_module(f"bitswarm.cli.{mod}")
+
+
+def only_invoked(commands: list[CommandInfo], argv: list[str]) -> list[CommandInfo]:
+    """The registered commands Typer needs to build for ``argv``: just the one it names, if it names
+    one (Typer makes a Click command of every registered command on each run, evaluating each
+    function's annotations: ~1 ms per command), else all of them. Help, errors and the root options
+    (``--debug``) are the same either way: Click only looks up the command named."""
+    name = command_of(argv)
+    if name is None:
+        return commands
+    found = [c for c in commands if _typer_name(c) == name]
+    return found if len(found) == 1 else commands
+
+
+def _typer_name(command: CommandInfo) -> str:
+    """The name Typer gives a registered command (``typer.main.get_command_name``)."""
+    return command.name or getattr(command.callback, "__name__", "").lower().replace("_", "-")

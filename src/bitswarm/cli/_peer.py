@@ -20,7 +20,7 @@ import typer
 
 from bitswarm.cli._app import app, console, err_console, fail, print_json, real_console
 from bitswarm.errors import BitswarmError
-from bitswarm.metainfo import Torrent, load_torrent, magnet_from_torrent, parse_torrent
+from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 
 if TYPE_CHECKING:
@@ -447,7 +447,7 @@ def share(
 
     With --embed-tracker and no --tracker, the embedded tracker becomes the torrent's announce URL.
     """
-    from bitswarm.metainfo import make_torrent
+    from bitswarm.metainfo import magnet_from_torrent, make_torrent
 
     if not path.exists():
         fail(f"{path} does not exist")

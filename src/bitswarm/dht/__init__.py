@@ -8,12 +8,38 @@
 See ``docs/protocols/dht.md``.
 """
 
-from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
-from bitswarm.dht.lookup import Item, Lookup, LookupResult
-from bitswarm.dht.node import DHTConfig, DHTNode, DHTStats, load_state
-from bitswarm.dht.routing import RoutingTable
-from bitswarm.dht.server import DHTServer
-from bitswarm.dht.sim import SimNetwork
+from typing import TYPE_CHECKING
+
+# Lazy re-exports: ``from bitswarm.dht.bep42 import is_local_address`` (the peer session) must not
+# import the whole node, its codec and the simulator (see :mod:`bitswarm._lazy`).
+if TYPE_CHECKING:
+    from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
+    from bitswarm.dht.lookup import Item, Lookup, LookupResult
+    from bitswarm.dht.node import DHTConfig, DHTNode, DHTStats, load_state
+    from bitswarm.dht.routing import RoutingTable
+    from bitswarm.dht.server import DHTServer
+    from bitswarm.dht.sim import SimNetwork
+else:
+    from bitswarm._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        {
+            "Addr": ".krpc",
+            "KRPCError": ".krpc",
+            "NodeInfo": ".krpc",
+            "Item": ".lookup",
+            "Lookup": ".lookup",
+            "LookupResult": ".lookup",
+            "DHTConfig": ".node",
+            "DHTNode": ".node",
+            "DHTStats": ".node",
+            "load_state": ".node",
+            "RoutingTable": ".routing",
+            "DHTServer": ".server",
+            "SimNetwork": ".sim",
+        },
+    )
 
 __all__ = [
     "Addr",

@@ -305,6 +305,8 @@ def _want(a: dict[bytes, Any]) -> frozenset[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class PingArgs:
+    """``ping`` arguments (BEP 5)."""
+
     id: bytes
 
     def to_args(self) -> dict[bytes, Any]:
@@ -313,6 +315,8 @@ class PingArgs:
 
 @dataclass(frozen=True, slots=True)
 class FindNodeArgs:
+    """``find_node`` arguments (BEP 5; ``want``: BEP 32)."""
+
     id: bytes
     target: bytes
     want: frozenset[bytes] = frozenset()  # BEP 32
@@ -326,6 +330,8 @@ class FindNodeArgs:
 
 @dataclass(frozen=True, slots=True)
 class GetPeersArgs:
+    """``get_peers`` arguments (BEP 5; ``want``: BEP 32)."""
+
     id: bytes
     info_hash: bytes
     want: frozenset[bytes] = frozenset()  # BEP 32
@@ -339,6 +345,8 @@ class GetPeersArgs:
 
 @dataclass(frozen=True, slots=True)
 class AnnouncePeerArgs:
+    """``announce_peer`` arguments (BEP 5; ``seed``: BEP 33)."""
+
     id: bytes
     info_hash: bytes
     port: int

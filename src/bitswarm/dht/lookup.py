@@ -66,6 +66,8 @@ class LookupResult:
 
 @dataclass(slots=True, eq=False)
 class _Candidate:
+    """One node a lookup knows of, and how far the lookup got with it."""
+
     addr: Addr
     id: bytes | None
     dist: int  # -1 while the id is unknown (bootstrap contacts go first)

@@ -25,7 +25,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitswarm.bencode import BencodeError
 from bitswarm.bencode import decode as bdecode
@@ -65,8 +65,12 @@ from bitswarm.dht.krpc import (
     parse_query,
     parse_response,
 )
-from bitswarm.dht.lookup import Item, Lookup, LookupResult
 from bitswarm.dht.routing import RoutingTable
+
+# :mod:`.lookup` (the client side: iterative lookups) is imported by the first lookup or BEP 44 put: a
+# node that only answers queries (a peer on a LAN with no bootstrap node) never loads it.
+if TYPE_CHECKING:
+    from bitswarm.dht.lookup import Item, Lookup, LookupResult
 
 __all__ = ["DHTConfig", "DHTNode", "DHTStats", "family_of", "load_state"]
 
@@ -114,6 +118,8 @@ class DHTConfig:
 
 @dataclass(slots=True)
 class DHTStats:
+    """Counters of a node's traffic."""
+
     received: int = 0
     sent: int = 0
     dropped_malformed: int = 0
@@ -125,6 +131,8 @@ class DHTStats:
 
 @dataclass(slots=True)
 class _Pending:
+    """A query we sent and wait for the reply of."""
+
     addr: Addr
     node_id: bytes | None
     deadline: float
@@ -136,12 +144,16 @@ class _Pending:
 
 @dataclass(slots=True)
 class _StoredItem:
+    """A BEP 44 item stored here, and when it expires."""
+
     item: Item
     expires: float
 
 
 @dataclass(slots=True)
 class _Bucket:
+    """One source's query rate-limit token bucket."""
+
     tokens: float
     last: float
 
@@ -546,6 +558,8 @@ class DHTNode:
         if len(a.salt) > bep44.MAX_SALT:
             self._error(q.t, addr, ERROR_SALT_TOO_BIG, "Salt too big")
             return None
+        from bitswarm.dht.lookup import Item
+
         item = Item(a.v, a.k, a.sig, a.seq, a.salt)
         target = item.target
         if not self.token_valid(a.token, addr, target):
@@ -594,6 +608,8 @@ class DHTNode:
 
     def bootstrap(self, contacts: Iterable[NodeInfo | Addr]) -> Lookup:
         """Join the network through ``contacts`` (addresses, or saved NodeInfo): a find_node of our id."""
+        from bitswarm.dht.lookup import Lookup
+
         contacts = list(contacts)
         for x in contacts:
             a = x.addr if isinstance(x, NodeInfo) else (x[0], x[1])
@@ -628,24 +644,34 @@ class DHTNode:
         return started
 
     def find_node(self, target: bytes) -> Lookup:
+        from bitswarm.dht.lookup import Lookup
+
         return self._start(Lookup(self, "find_node", target))
 
     def get_peers(self, info_hash: bytes) -> Lookup:
         """Iterative get_peers; the result's ``peers`` are what the network returned."""
+        from bitswarm.dht.lookup import Lookup
+
         return self._start(Lookup(self, "get_peers", info_hash))
 
     def announce(self, info_hash: bytes, port: int = 0, *, implied_port: bool = False) -> Lookup:
         """get_peers lookup, then announce_peer to the k closest nodes that gave a token."""
+        from bitswarm.dht.lookup import Lookup
+
         return self._start(
             Lookup(self, "get_peers", info_hash, store="announce", port=port, implied_port=implied_port)
         )
 
     def get_item(self, target: bytes, *, salt: bytes = b"", seq: int | None = None) -> Lookup:
         """BEP 44 get: the result's ``item`` is the verified value (newest seq for mutable items)."""
+        from bitswarm.dht.lookup import Lookup
+
         return self._start(Lookup(self, "get", target, salt=salt, seq=seq))
 
     def put_item(self, item: Item) -> Lookup:
         """BEP 44 put: a get lookup of ``item.target`` then put to the k closest with tokens."""
+        from bitswarm.dht.lookup import Lookup
+
         return self._start(Lookup(self, "get", item.target, store="put", put_item=item, salt=item.salt))
 
     # ------------------------------------------------------------------ timers

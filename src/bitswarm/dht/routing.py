@@ -52,6 +52,8 @@ def _network_key(host: str) -> tuple[bytes, bytes] | None:
 
 @dataclass(slots=True, eq=False)
 class RoutingEntry:
+    """One node in a bucket (or its replacement cache)."""
+
     id: bytes
     addr: Addr
     id_int: int
@@ -83,6 +85,8 @@ class RoutingEntry:
 
 @dataclass(slots=True)
 class Bucket:
+    """A k-bucket: its nodes, the replacement cache and when it last changed."""
+
     entries: list[RoutingEntry] = field(default_factory=list)
     replacements: list[RoutingEntry] = field(default_factory=list)
     last_changed: float = 0.0

@@ -18,12 +18,14 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitswarm.dht.bep42 import is_local_address
 from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
-from bitswarm.dht.lookup import Item, Lookup, LookupResult
 from bitswarm.dht.node import DHTConfig, DHTNode, load_state
+
+if TYPE_CHECKING:
+    from bitswarm.dht.lookup import Item, Lookup, LookupResult
 
 __all__ = ["DHTServer"]
 

@@ -67,6 +67,8 @@ def auto_piece_length(total_size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _InputFile:
+    """One file going into the torrent: its path inside the torrent and where to read it."""
+
     path: tuple[str, ...]  #: components below the torrent root (single file: ``(name,)``)
     source: SourceFile
 

@@ -9,6 +9,12 @@ synchronously in :meth:`_drain`; nothing on this path awaits.
 Send path: small messages are written as they are produced; uploads are served by one task per peer
 (:meth:`_serve_uploads`) that takes requests in order, reads whole pieces through the torrent's
 read cache, charges the rate limiters and respects the transport's write flow control.
+
+Uploads are written late: a batch of blocks goes to the transport only once the previous one has
+left our buffer, and the kernel keeps at most ``TCP_NOTSENT_LOWAT`` bytes unsent. A request stays
+in :attr:`PeerProtocol.uploads` until then, so a ``cancel`` (an end-game duplicate the requester no
+longer needs) or our ``choke`` still takes it back (BEP 6: answered with ``reject``) instead of
+sending it anyway from a deep socket buffer.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -74,11 +81,17 @@ OUR_RESERVED_DHT = Reserved.make(fast=True, extension_protocol=True, dht=True)
 #: The extended ids we receive BEP 11 ``ut_pex`` and BEP 9 ``ut_metadata`` on (our ``m`` dictionary).
 UT_PEX_ID = 1
 UT_METADATA_ID = 2
-WRITE_HIGH_WATER = 4 * 1024 * 1024
-WRITE_LOW_WATER = 1024 * 1024
+#: Transport flow control: ``pause_writing`` as soon as anything waits in our buffer (the kernel
+#: took less than we wrote), ``resume_writing`` once it is empty again; the upload task writes its
+#: next batch only then.
+WRITE_HIGH_WATER = 0
+WRITE_LOW_WATER = 0
+#: Unsent bytes the kernel may hold per connection (Linux ``TCP_NOTSENT_LOWAT``): enough to keep
+#: the link busy between two event-loop turns, little enough that queued requests stay cancellable.
+NOTSENT_LOWAT = 32 * 1024
 _SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is its scratch buffer
 #: Bytes of cached blocks handed to the transport in one ``writelines``.
-UPLOAD_BATCH_BYTES = 256 * 1024
+UPLOAD_BATCH_BYTES = 32 * 1024
 
 
 class PeerProtocol(asyncio.BufferedProtocol):
@@ -116,7 +129,9 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.is_seed = False
         self.allowed_fast: set[int] = set()
         self.reqq = 250
-        self.outstanding = 0  # blocks requested from this peer and not yet in
+        #: blocks (index, begin) requested from this peer and neither received, rejected, cancelled
+        #: nor given up (choke without the fast extension, snub)
+        self.requested: set[tuple[int, int]] = set()
         #: the torrent tops up requests only once ``outstanding`` falls to this (set when it picks)
         self.refill_at = 1 << 30
         self.hash_failures = 0
@@ -127,6 +142,9 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.last_recv = self.connected_at
         self.last_send = self.connected_at
         self.last_block = self.connected_at
+        self.choked_at = self.connected_at  #: when the peer last choked us
+        #: our pieces this peer already had when we got them: announced once we complete
+        self.withheld_haves: list[int] = []
         self.uploads: deque[tuple[int, int, int]] = deque()
         self._upload_set: set[tuple[int, int, int]] = set()  # the same requests, for lookups
         self._upload_task: asyncio.Task[None] | None = None
@@ -138,9 +156,19 @@ class PeerProtocol(asyncio.BufferedProtocol):
 
     # -- asyncio protocol ----------------------------------------------------------------------
 
+    @property
+    def outstanding(self) -> int:
+        """Blocks requested from this peer and not yet in (see :attr:`requested`)."""
+        return len(self.requested)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        sock = transport.get_extra_info("socket")
+        lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if sock is not None and lowat is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
         peer = transport.get_extra_info("peername")
         if peer:
             self.address = (str(peer[0]), int(peer[1]))
@@ -306,6 +334,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
                 self._upload_set.discard(key)
                 with contextlib.suppress(ValueError):
                     self.uploads.remove(key)
+                if self.codec.fast:  # BEP 6: every request gets exactly one answer, piece or reject
+                    self._send(RejectRequest(*key))
         elif t is RejectRequest:
             assert torrent is not None and isinstance(ev, RejectRequest)
             torrent.on_reject(self, ev.index, ev.begin)
@@ -472,11 +502,14 @@ class PeerProtocol(asyncio.BufferedProtocol):
             self._upload_set.clear()
 
     def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
+        requested = self.requested
         for index, begin, length in blocks:
             self._send(Request(index, begin, length))
-        self.outstanding += len(blocks)
+            requested.add((index, begin))
 
     def send_cancel(self, index: int, begin: int, length: int) -> None:
+        """Withdraw a request (it no longer counts as outstanding; a late block is redundant)."""
+        self.requested.discard((index, begin))
         if self.established and not self.closed:
             self._send(Cancel(index, begin, length))
 

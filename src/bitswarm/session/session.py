@@ -25,23 +25,16 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bitswarm.dht.bep42 import is_local_address
 from bitswarm.errors import BitswarmError
-from bitswarm.metainfo import (
-    Magnet,
-    MetainfoError,
-    Torrent,
-    load_torrent,
-    parse_info,
-    parse_magnet,
-    parse_torrent,
-)
+from bitswarm.metainfo import MetainfoError, Torrent, load_torrent, parse_info, parse_torrent
 from bitswarm.session.config import PUBLIC_DHT_ROUTERS, SessionConfig
 from bitswarm.session.ratelimit import RateLimiter
 from bitswarm.session.torrent import TorrentHandle, TorrentRuntime, TorrentStatus
@@ -49,6 +42,7 @@ from bitswarm.tracker.client import normalize_tracker_url
 
 if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
+    from bitswarm.metainfo import Magnet
     from bitswarm.session.lsd import LocalDiscovery
     from bitswarm.session.peer import PeerProtocol
     from bitswarm.wire import Reserved
@@ -318,9 +312,8 @@ class Session:
             if file_priorities is None and magnet.select_only:
                 chosen = set(magnet.select_only)  # BEP 53 ``so``: file indices in ``info.files`` order
                 file_priorities = [1 if i in chosen else 0 for i in range(len(torrent.info.files))]
-        else:
-            assert not isinstance(source, Magnet)
-            torrent = _load_source(source)
+        else:  # not a magnet link (_as_magnet said so)
+            torrent = _load_source(cast("str | os.PathLike[str] | bytes | Torrent", source))
         if torrent.swarm_hash in self._torrents:
             raise SessionError(f"torrent {torrent.swarm_hash.hex()} is already in the session")
         tiers: list[list[str]] = []
@@ -473,9 +466,14 @@ def _is_ip(host: str) -> bool:
 
 def _as_magnet(source: object) -> Magnet | None:
     """The parsed magnet link if ``source`` is one (SessionError if it is a bad one)."""
-    if isinstance(source, Magnet):
-        return source
+    if "bitswarm.metainfo._magnet" in sys.modules:  # else no Magnet exists (imported when first used)
+        from bitswarm.metainfo import Magnet
+
+        if isinstance(source, Magnet):
+            return source
     if isinstance(source, str) and source[:7].lower() == "magnet:":
+        from bitswarm.metainfo import parse_magnet
+
         try:
             return parse_magnet(source)
         except MetainfoError as exc:

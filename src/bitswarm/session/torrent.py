@@ -48,6 +48,9 @@ log = logging.getLogger("bitswarm.torrent")
 BAN_AFTER_SHARED_FAILURES = 3
 #: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
 ENDGAME_IDLE_BLOCKS = 4
+#: Seconds a peer that choked us (fast extension) may leave our requests unanswered before they are
+#: given to other peers.
+CHOKED_REQUESTS_TIMEOUT = 10.0
 #: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
 #: new address wakes it at once.
 CONNECT_TICK = 0.5
@@ -89,6 +92,10 @@ class TorrentStatus:
     known_peers: int
     eta: float | None
     error: str | None = None
+    #: Payload bytes received that were not needed: blocks we already had (end-game duplicates, a
+    #: block still in flight when its cancel went out) or of a piece already finished (libtorrent's
+    #: ``total_redundant_bytes``). Counted in ``downloaded`` too.
+    redundant: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -183,6 +190,7 @@ class TorrentRuntime:
         self._writes: set[asyncio.Task[Any]] = set()
         self._last_resume_save = 0.0
         self.hash_failures = 0
+        self.redundant = 0  #: see TorrentStatus.redundant
         self.started_at = time.monotonic()
         self.completed_at: float | None = None
 
@@ -505,16 +513,24 @@ class TorrentRuntime:
             self._unchoke_free_slots()
 
     def on_choked(self, peer: PeerProtocol) -> None:
-        # BEP 6: with the fast extension a choke does not cancel requests (rejects will come);
-        # without it every request is gone. Either way, free them so other peers can take them.
-        self.picker.peer_lost(peer)
-        peer.outstanding = 0
-        if peer.allowed_fast:
-            self.fill_requests(peer)
+        peer.choked_at = time.monotonic()
+        if peer.codec.fast:
+            # BEP 6: a choke no longer cancels requests: each one is still answered, by its block
+            # (already on its way) or a reject, and frees its block then. Freeing them all now
+            # would hand blocks in flight to other peers: duplicate transfers.
+            if peer.allowed_fast:
+                self.fill_requests(peer)
+            return
+        self.picker.peer_lost(peer)  # without it every request is gone
+        peer.requested.clear()
 
     def on_reject(self, peer: PeerProtocol, index: int, begin: int) -> None:
-        self.picker.cancel(peer, index, begin)
-        peer.outstanding = max(0, peer.outstanding - 1)
+        key = (index, begin)
+        if key in peer.requested:  # not one we cancelled already
+            peer.requested.discard(key)
+            self.picker.cancel(peer, index, begin)
+            if not peer.peer_choking:
+                self.fill_requests(peer)
 
     def allowed_fast_for(self, peer: PeerProtocol) -> set[int]:
         return set()  # we do not grant allowed-fast pieces (BEP 6 makes it optional)
@@ -606,13 +622,15 @@ class TorrentRuntime:
 
     def on_block(self, peer: PeerProtocol, index: int, begin: int, data: bytes | memoryview) -> None:
         n = len(data)
-        peer.outstanding = max(0, peer.outstanding - 1)
+        peer.requested.discard((index, begin))
         peer.download.add(n)
         peer.recent.add(n)
         self.down.add(n)
         buf = self._buffers.get(index)
         result = self.picker.received(peer, index, begin) if buf is not None else None
         if result is None or buf is None or (n != BLOCK_SIZE and begin + n != len(buf)):
+            if result is None:
+                self.redundant += n
             if result is not None and buf is not None:
                 # wrong length for this block: give it back to the picker
                 self.picker.piece_failed(index)
@@ -629,7 +647,6 @@ class TorrentRuntime:
         for other in others:  # end-game duplicates still in flight elsewhere
             assert isinstance(other, type(peer))
             other.send_cancel(index, begin, n)
-            other.outstanding = max(0, other.outstanding - 1)
         if done:
             self._finishing += 1
             self._spawn(self._finish_piece(index), keep=True)
@@ -693,9 +710,16 @@ class TorrentRuntime:
                 if good != digest:
                     self._ban(peer, f"sent corrupt data for piece {index}")
         for peer in list(self.peers.values()):
-            # a seed learns nothing from a HAVE (late in a swarm most peers are seeds). Peers that
-            # merely have the piece still get it: they tell from our HAVEs when we become a seed
-            if not peer.is_seed:
+            # A seed learns nothing from a HAVE (late in a swarm most peers are seeds), nor does a
+            # peer that has the piece: its HAVE waits until we complete (peers tell a seed from its
+            # HAVEs). On a connection we do not upload on, each HAVE is a packet of its own, and
+            # the receiver's ACK another one.
+            if peer.is_seed:
+                continue
+            has = peer.has
+            if has is not None and has.get(index):
+                peer.withheld_haves.append(index)
+            else:
                 peer.send_have(index)
         self.session._emit("piece_verified", self, index=index)
         if self.picker.is_complete():
@@ -743,6 +767,9 @@ class TorrentRuntime:
                 peer.close("both seeds")
             else:
                 peer.set_interested(False)
+                for index in peer.withheld_haves:  # one write: they go out together
+                    peer.send_have(index)
+                peer.withheld_haves.clear()
         self._spawn(self._save_resume(force=True))
         if announce and self.announcer is not None:
             self._spawn(self._announce_event(Event.COMPLETED))
@@ -858,10 +885,19 @@ class TorrentRuntime:
                     continue
                 if now - peer.last_send > cfg.keepalive_interval:
                     peer.send_keepalive()
-                if peer.outstanding and now - peer.last_block > cfg.request_timeout and not peer.snubbed:
-                    peer.snubbed = True  # hand its blocks to others
+                if (
+                    peer.outstanding
+                    and not peer.snubbed
+                    and (
+                        now - peer.last_block > cfg.request_timeout
+                        or (peer.peer_choking and now - peer.choked_at > CHOKED_REQUESTS_TIMEOUT)
+                    )
+                ):
+                    # silent for too long, or choked us and neither sent nor rejected our requests
+                    # (BEP 6 asks for one or the other): hand its blocks to others
+                    peer.snubbed = True
                     self.picker.peer_lost(peer)
-                    peer.outstanding = 0
+                    peer.requested.clear()
             if self.state is TorrentState.DOWNLOADING:
                 for peer in list(self.peers.values()):
                     self.fill_requests(peer)
@@ -959,6 +995,7 @@ class TorrentRuntime:
             known_peers=len(self.candidates),
             eta=eta,
             error=self.error,
+            redundant=self.redundant,
         )
 
 

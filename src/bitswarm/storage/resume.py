@@ -27,6 +27,8 @@ FileStat = tuple[int, int] | None  #: (size, mtime_ns) of a file on disk, None w
 
 @dataclass(frozen=True, slots=True)
 class ResumeData:
+    """What a torrent's resume file holds (see :func:`load_resume`)."""
+
     info_hash: bytes
     num_pieces: int
     pieces: bytes  #: BEP 3 bitfield bytes of the verified pieces

@@ -5,6 +5,8 @@ Modules: :mod:`bitswarm.tracker.udp_codec`, :mod:`bitswarm.tracker.http_codec`,
 :mod:`bitswarm.tracker.client`. See ``docs/protocols/tracker.md``.
 """
 
+from typing import TYPE_CHECKING
+
 from bitswarm.tracker._common import (
     TRACKER_FAILURES,
     Event,
@@ -15,21 +17,49 @@ from bitswarm.tracker._common import (
     TrackerUnreachable,
     TrackerUrlError,
 )
-from bitswarm.tracker.client import (
-    AllTrackersFailed,
-    AnnounceManager,
-    AnnounceParams,
-    AnnounceResult,
-    AnnounceSchedule,
-    HttpTrackerClient,
-    ScrapeResult,
-    TrackerClient,
-    TransferStats,
-    UdpTrackerClient,
-    normalize_tracker_url,
-    open_tracker,
-    tiers_from_metainfo,
-)
+
+# The client is re-exported lazily (see :mod:`bitswarm._lazy`): importing the package, or only a
+# codec (the tracker server does), does not import the asyncio client.
+if TYPE_CHECKING:
+    from bitswarm.tracker.client import (
+        AllTrackersFailed,
+        AnnounceManager,
+        AnnounceParams,
+        AnnounceResult,
+        AnnounceSchedule,
+        HttpTrackerClient,
+        ScrapeResult,
+        TrackerClient,
+        TransferStats,
+        UdpTrackerClient,
+        normalize_tracker_url,
+        open_tracker,
+        tiers_from_metainfo,
+    )
+else:
+    from bitswarm._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        dict.fromkeys(
+            (
+                "AllTrackersFailed",
+                "AnnounceManager",
+                "AnnounceParams",
+                "AnnounceResult",
+                "AnnounceSchedule",
+                "HttpTrackerClient",
+                "ScrapeResult",
+                "TrackerClient",
+                "TransferStats",
+                "UdpTrackerClient",
+                "normalize_tracker_url",
+                "open_tracker",
+                "tiers_from_metainfo",
+            ),
+            ".client",
+        ),
+    )
 
 __all__ = [
     "TRACKER_FAILURES",

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import urljoin, urlsplit
 
-from bitswarm.tracker import http_codec, udp_codec
 from bitswarm.tracker._common import (
     TRACKER_FAILURES,
     Event,
@@ -62,6 +61,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     import httpx
+
+    from bitswarm.tracker import udp_codec
+
+# The codecs are imported where they are used: a peer on an http:// tracker never loads the UDP codec
+# (nor one on a udp:// tracker the HTTP codec), and neither is loaded before the first announce.
 
 #: BEP 15: a connection id may be used for one minute after it was received.
 CONNECTION_ID_LIFETIME = 60.0
@@ -240,6 +244,8 @@ class HttpTrackerClient:
     def _check_status(self, status: int, body: bytes) -> None:
         if status == 200:
             return
+        from bitswarm.tracker import http_codec
+
         with contextlib.suppress(TrackerProtocolError):
             decoded = http_codec.decode_announce_response(body)
             if isinstance(decoded, http_codec.FailureResponse):
@@ -247,6 +253,8 @@ class HttpTrackerClient:
         raise TrackerUnreachable(f"HTTP status {status}", url=self.url)
 
     async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        from bitswarm.tracker import http_codec
+
         request = http_codec.AnnounceRequest(
             info_hash=params.info_hash,
             peer_id=params.peer_id,
@@ -278,6 +286,8 @@ class HttpTrackerClient:
         )
 
     async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        from bitswarm.tracker import http_codec
+
         base = http_codec.scrape_url_from_announce(self.url)
         if base is None:
             raise TrackerUrlError(f"{self.url} has no scrape URL (BEP 48: last segment is not 'announce')")
@@ -307,6 +317,8 @@ class _UdpEndpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)  # the selector one is not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        from bitswarm.tracker import udp_codec
+
         tid = udp_codec.peek_transaction_id(data)
         fut = self.pending.get(tid) if tid is not None else None
         if fut is not None and not fut.done():
@@ -382,6 +394,8 @@ class UdpTrackerClient:
     ) -> udp_codec.Response:
         """Connect if needed, send ``build(connection_id, tid)``, retransmit per BEP 15, and return the
         decoded reply. A lost connect and a lost request both count as one attempt."""
+        from bitswarm.tracker import udp_codec
+
         endpoint = await self._open()
         tids = [secrets.randbits(32), secrets.randbits(32)]  # [connect, request]
         for tid in tids:
@@ -436,6 +450,8 @@ class UdpTrackerClient:
             raise TrackerUnreachable(str(exc), url=self.url) from None
 
     async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        from bitswarm.tracker import udp_codec
+
         def build(conn: int, tid: int) -> bytes:
             return udp_codec.encode_request(
                 udp_codec.AnnounceRequest(
@@ -465,6 +481,8 @@ class UdpTrackerClient:
         )
 
     async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        from bitswarm.tracker import udp_codec
+
         hashes = list(info_hashes)
         out: dict[bytes, ScrapeResult] = {}
         for i in range(0, len(hashes), udp_codec.MAX_SCRAPE_HASHES):

@@ -56,6 +56,10 @@ class State(enum.Enum):
     #: A protocol error happened; nothing more is accepted.
     ERROR = "ERROR"
 
+    # Members are singletons compared by identity: hash them by identity too, in C. ``Enum``'s own
+    # ``__hash__`` is a Python function, and every message looks up (state, type) in the table.
+    __hash__ = object.__hash__
+
 
 AWAIT_HANDSHAKE: Final = State.AWAIT_HANDSHAKE
 AWAIT_PEER_ID: Final = State.AWAIT_PEER_ID

@@ -209,6 +209,8 @@ class MetadataFailed:
 
 @dataclass(slots=True)
 class _Outstanding:
+    """A metadata piece requested from ``peer``, due by ``deadline``."""
+
     peer: Hashable
     deadline: float
 

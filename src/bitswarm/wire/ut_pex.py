@@ -213,6 +213,8 @@ def _normalize(address: PexAddress) -> PexAddress:
 
 @dataclass(slots=True)
 class _Recipient:
+    """What one peer has been sent so far."""
+
     last_sent: float | None = None
     #: What this recipient has been told we are connected to (address -> flags).
     advertised: dict[PexAddress, int] = field(default_factory=dict)

@@ -1,0 +1,253 @@
+"""Messages on a live connection (BEP 3 / BEP 6), against a scripted raw peer.
+
+* uploads are written late, so a ``cancel`` still takes back a request that is queued behind a
+  full socket, and with the fast extension every request gets exactly one answer (piece or reject);
+* a fast-extension ``choke`` does not free our requests: the blocks still on their way are not
+  requested again elsewhere (no redundant transfer), the rejects free the rest;
+* a ``have`` for a piece the peer already has waits until we complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+from pathlib import Path
+
+import pytest
+
+from bitswarm.metainfo import Torrent, parse_torrent
+from bitswarm.metainfo._create import create_torrent
+from bitswarm.session import Session, SessionConfig
+from bitswarm.wire import (
+    BLOCK_SIZE,
+    NEED_DATA,
+    Bitfield,
+    Cancel,
+    Choke,
+    Event,
+    Handshake,
+    Have,
+    HaveAll,
+    Interested,
+    PeerConnection,
+    Piece,
+    PieceLayout,
+    RejectRequest,
+    Request,
+    Reserved,
+    Unchoke,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(**kw: object) -> SessionConfig:
+    return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, **kw)  # type: ignore[arg-type]
+
+
+def make_torrent(root: Path, size: int, piece_length: int) -> tuple[Path, Torrent]:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "f.bin"
+    path.write_bytes(random.Random(size).randbytes(size))
+    return path, parse_torrent(create_torrent(path, piece_length=piece_length))
+
+
+class RawPeer:
+    """Our wire codec over an asyncio stream, driven by the test."""
+
+    def __init__(self, torrent: Torrent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.t = torrent
+        self.codec = PeerConnection(PieceLayout.from_info(torrent.info))
+        self.reader, self.writer = reader, writer
+
+    def send(self, *events: Event) -> None:
+        self.writer.write(b"".join(self.codec.send(ev) for ev in events))
+
+    async def next(self, timeout: float = 10.0) -> Event:
+        while True:
+            ev = self.codec.next_event()
+            if ev is not NEED_DATA:
+                return ev  # type: ignore[return-value]
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not data:
+                raise ConnectionError("the other end closed the connection")
+            self.codec.receive_data(data)
+
+    async def handshake(self) -> None:
+        self.send(Handshake(self.t.swarm_hash, b"-XX0000-" + os.urandom(12), Reserved.make(fast=True)))
+        while not isinstance(await self.next(), Handshake):
+            pass
+
+
+async def test_cancel_takes_back_queued_uploads_and_each_request_gets_one_answer(tmp_path: Path) -> None:
+    """64 blocks requested from a bitswarm seed by a peer that reads slowly (a 16 KiB receive
+    buffer): once the first block is in, all 64 are cancelled. Blocks still queued at the seed
+    must come back as rejects, not as pieces from a deep socket buffer."""
+    src, t = make_torrent(tmp_path / "seed", 64 * BLOCK_SIZE, 4 * BLOCK_SIZE)
+    async with Session(config()) as seed:
+        await seed.add(t, src.parent)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", seed.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        peer = RawPeer(t, reader, writer)
+        try:
+            await peer.handshake()
+            peer.send(Interested())
+            while not isinstance(await peer.next(), Unchoke):
+                pass
+            blocks = [(i // 4, (i % 4) * BLOCK_SIZE, BLOCK_SIZE) for i in range(64)]
+            peer.send(*(Request(*b) for b in blocks))
+            answers: dict[tuple[int, int, int], list[str]] = {b: [] for b in blocks}
+            ev = await peer.next()
+            while not isinstance(ev, Piece):
+                ev = await peer.next()
+            answers[(ev.index, ev.begin, len(ev.data))].append("piece")
+            peer.send(*(Cancel(*b) for b in blocks))
+            while sum(map(len, answers.values())) < len(blocks):
+                ev = await peer.next()
+                if isinstance(ev, Piece):
+                    answers[(ev.index, ev.begin, len(ev.data))].append("piece")
+                elif isinstance(ev, RejectRequest):
+                    answers[(ev.index, ev.begin, ev.length)].append("reject")
+        finally:
+            writer.close()
+    assert all(len(a) == 1 for a in answers.values()), answers
+    rejected = sum(a == ["reject"] for a in answers.values())
+    assert rejected >= 32, f"only {rejected} of 64 requests were still cancellable"
+
+
+class _ChokingSeed(asyncio.Protocol):
+    """A fast-extension seed that serves the first request, then chokes: it rejects half of what
+    is still queued and delivers the other half after its choke (as blocks already on their way
+    would), then unchokes and serves everything asked of it."""
+
+    def __init__(self, torrent: Torrent, data: bytes) -> None:
+        self.t, self.data = torrent, data
+        self.codec = PeerConnection(PieceLayout.from_info(torrent.info))
+        self.transport: asyncio.Transport | None = None
+        self.requests: list[tuple[int, int, int]] = []
+        self.choked_once = False
+        self.late: list[tuple[int, int, int]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def _piece(self, index: int, begin: int, length: int) -> Piece:
+        off = index * self.t.info.piece_length + begin
+        return Piece(index, begin, self.data[off : off + length])
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.codec.receive_data(data)
+        out: list[bytes] = []
+        while (ev := self.codec.next_event()) is not NEED_DATA:
+            if isinstance(ev, Handshake):
+                out.append(
+                    self.codec.send(
+                        Handshake(self.t.swarm_hash, b"-XX0000-" + os.urandom(12), Reserved.make(fast=True))
+                    )
+                )
+                out.append(self.codec.send(HaveAll()))
+                out.append(self.codec.send(Unchoke()))
+            elif isinstance(ev, Request):
+                self.requests.append((ev.index, ev.begin, ev.length))
+        if not self.choked_once and len(self.requests) >= 8:
+            self.choked_once = True
+            first, rest = self.requests[0], self.requests[1:]
+            out.append(self.codec.send(self._piece(*first)))
+            out.append(self.codec.send(Choke()))
+            half = len(rest) // 2
+            self.late = rest[:half]
+            for b in rest[half:]:
+                out.append(self.codec.send(RejectRequest(*b)))
+            for b in self.late:  # answered after the choke: "requests being processed complete"
+                out.append(self.codec.send(self._piece(*b)))
+            out.append(self.codec.send(Unchoke()))
+            self.served = len(self.requests)
+        elif self.choked_once:
+            for b in self.requests[self.served :]:
+                out.append(self.codec.send(self._piece(*b)))
+            self.served = len(self.requests)
+        if out:
+            self.transport.write(b"".join(out))
+
+
+async def test_fast_choke_keeps_requests_until_answered(tmp_path: Path) -> None:
+    src, t = make_torrent(tmp_path / "seed", 40 * BLOCK_SIZE, 4 * BLOCK_SIZE)
+    data = src.read_bytes()
+    loop = asyncio.get_running_loop()
+    protocols: list[_ChokingSeed] = []
+
+    def factory() -> _ChokingSeed:
+        protocols.append(_ChokingSeed(t, data))
+        return protocols[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    try:
+        async with Session(config()) as leecher:
+            h = await leecher.add(t, tmp_path / "leech", peers=[server.sockets[0].getsockname()[:2]])
+            await h.wait_complete(timeout=30)
+            st = h.status()
+    finally:
+        server.close()
+    (seed,) = protocols
+    assert seed.choked_once and seed.late
+    # the blocks delivered after the choke were never asked for twice, and nothing came in twice
+    counts: dict[tuple[int, int, int], int] = {}
+    for b in seed.requests:
+        counts[b] = counts.get(b, 0) + 1
+    assert all(counts[b] == 1 for b in seed.late), [counts[b] for b in seed.late]
+    assert st.redundant == 0 and st.downloaded == len(data)
+    assert (tmp_path / "leech" / "f.bin").read_bytes() == data
+
+
+async def test_haves_for_pieces_a_peer_has_wait_until_we_complete(tmp_path: Path) -> None:
+    """A peer with the first half of the pieces gets HAVEs for the second half as we verify them
+    (sequential download), and the first half's only once we are complete."""
+    src, t = make_torrent(tmp_path / "seed", 32 * BLOCK_SIZE, 2 * BLOCK_SIZE)
+    n = t.info.num_pieces
+    half = n // 2
+    haves: list[int] = []
+    ready = asyncio.Event()
+    all_in = asyncio.Event()
+
+    async def half_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = RawPeer(t, reader, writer)
+        try:
+            await peer.handshake()
+            bits = bytearray((n + 7) // 8)
+            for i in range(half):
+                bits[i // 8] |= 0x80 >> (i % 8)
+            peer.send(Bitfield(bytes(bits)))
+            while True:
+                ev = await peer.next(timeout=30)
+                if isinstance(ev, Interested):
+                    ready.set()  # our bitfield is known to the leecher
+                elif isinstance(ev, Have):
+                    haves.append(ev.index)
+                    if len(haves) == n:
+                        all_in.set()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(half_peer, "127.0.0.1", 0)
+    try:
+        async with Session(config()) as seed, Session(config()) as leecher:
+            await seed.add(t, src.parent)
+            h = await leecher.add(
+                t, tmp_path / "leech", peers=[server.sockets[0].getsockname()[:2]], sequential=True
+            )
+            await asyncio.wait_for(ready.wait(), 10)
+            h.add_peer("127.0.0.1", seed.port)
+            await h.wait_complete(timeout=30)
+            await asyncio.wait_for(all_in.wait(), 10)
+    finally:
+        server.close()
+    assert sorted(haves) == list(range(n))
+    assert set(haves[: n - half]) == set(range(half, n)), haves
