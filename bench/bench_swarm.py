@@ -438,6 +438,14 @@ def run_lan(
         for name in ramp:
             ramp[name].append(round((b2[1][name] - a2[1][name]) * 8 / (cap[name] * dt), 2))
 
+    if args.keep_events:
+        # every peer's JSON lines (``_t`` made relative to the clock's start), for a closer look
+        keep = Path(args.keep_events) / f"{client}-{time.strftime('%H%M%S')}"
+        keep.mkdir(parents=True, exist_ok=True)
+        for p in [seeder, *leechers]:
+            with (keep / f"{p.name}.jsonl").open("w") as f:
+                for ev in list(p.events):
+                    f.write(json.dumps({**ev, "_t": round(ev["_t"] - t0, 3)}) + "\n")
     shutil.rmtree(run_dir, ignore_errors=True)
     net.close()
     nets.remove(net)
@@ -668,6 +676,12 @@ def main() -> int:
         "`git archive HEAD src` export while the working tree is being edited",
     )
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per swarm at most")
+    ap.add_argument(
+        "--keep-events",
+        default=None,
+        metavar="DIR",
+        help="LAN: write every peer's JSON lines to DIR/<client>-<time>/",
+    )
     args = ap.parse_args()
 
     def on_term(signum: int, frame: object) -> None:

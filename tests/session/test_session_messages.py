@@ -251,3 +251,33 @@ async def test_haves_for_pieces_a_peer_has_wait_until_we_complete(tmp_path: Path
         server.close()
     assert sorted(haves) == list(range(n))
     assert set(haves[: n - half]) == set(range(half, n)), haves
+
+
+async def test_an_unchoked_peer_that_asks_nothing_gives_its_slot_away(tmp_path: Path) -> None:
+    """One upload slot, rechoke pushed out to an hour: the first peer is unchoked but never asks
+    for a block; within a few housekeeping ticks the slot goes to the second, which asks."""
+    src, t = make_torrent(tmp_path / "seed", 8 * BLOCK_SIZE, 2 * BLOCK_SIZE)
+    async with Session(config(upload_slots=1, rechoke_interval=3600.0)) as seed:
+        await seed.add(t, src.parent)
+        peers: list[RawPeer] = []
+        try:
+            for _ in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", seed.port)
+                peers.append(RawPeer(t, reader, writer))
+                await peers[-1].handshake()
+            idle, asker = peers
+            idle.send(Interested())
+            while not isinstance(await idle.next(), Unchoke):
+                pass
+            asker.send(Interested())
+            while not isinstance(await asker.next(timeout=8.0), Unchoke):
+                pass
+            asker.send(Request(0, 0, BLOCK_SIZE))
+            while not isinstance(ev := await asker.next(), Piece):
+                pass
+            assert (ev.index, ev.begin, bytes(ev.data)) == (0, 0, src.read_bytes()[:BLOCK_SIZE])
+            while not isinstance(await idle.next(), Choke):
+                pass
+        finally:
+            for p in peers:
+                p.writer.close()

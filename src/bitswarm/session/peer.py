@@ -143,6 +143,9 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.last_send = self.connected_at
         self.last_block = self.connected_at
         self.choked_at = self.connected_at  #: when the peer last choked us
+        self.unchoked_at = self.connected_at  #: when we last unchoked the peer
+        self.last_request = 0.0  #: when the peer last asked us for a block we queued
+        self.idle_choked_at = 0.0  #: when we last took its slot for not asking (see TorrentRuntime)
         #: our pieces this peer already had when we got them: announced once we complete
         self.withheld_haves: list[int] = []
         self.uploads: deque[tuple[int, int, int]] = deque()
@@ -473,6 +476,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         key = (ev.index, ev.begin, ev.length)
         if key in self._upload_set:
             return  # a duplicate request: served once
+        self.last_request = self.last_recv
         self.uploads.append(key)
         self._upload_set.add(key)
         if self._upload_task is None:
@@ -494,7 +498,9 @@ class PeerProtocol(asyncio.BufferedProtocol):
             return
         self.am_choking = value
         self._send(Choke() if value else Unchoke())
-        if value:
+        if not value:
+            self.unchoked_at = time.monotonic()
+        else:
             if self.codec.fast:
                 for index, begin, length in self.uploads:
                     self._send(RejectRequest(index, begin, length))

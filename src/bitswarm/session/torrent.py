@@ -51,6 +51,8 @@ ENDGAME_IDLE_BLOCKS = 4
 #: Seconds a peer that choked us (fast extension) may leave our requests unanswered before they are
 #: given to other peers.
 CHOKED_REQUESTS_TIMEOUT = 10.0
+#: Seconds an unchoked peer may ask us for nothing before its slot goes to a choked interested peer.
+IDLE_UNCHOKE_SECONDS = 2.0
 #: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
 #: new address wakes it at once.
 CONNECT_TICK = 0.5
@@ -847,6 +849,27 @@ class TorrentRuntime:
                 peer.set_choking(False)
                 unchoked += 1
 
+    def _rotate_idle_unchokes(self, now: float) -> None:
+        """Between rechokes, keep the uplink working: an unchoked peer that has asked us for
+        nothing for ``IDLE_UNCHOKE_SECONDS`` (it is interested, but gets what we have elsewhere)
+        gives its slot to a choked interested peer, one that has not just lost a slot this way
+        first. Early in a swarm every slot fills at once and some uplinks idled until the rechoke."""
+        waiting = [p for p in self.peers.values() if p.am_choking and p.peer_interested and not p.closed]
+        if not waiting:
+            return
+        random.shuffle(waiting)
+        waiting.sort(key=lambda p: p.idle_choked_at, reverse=True)  # pop() takes the least recent
+        for peer in list(self.peers.values()):
+            if not waiting:
+                return
+            if peer.am_choking or peer.uploads or peer is self.choker.optimistic:
+                continue
+            if now - max(peer.last_request, peer.unchoked_at) < IDLE_UNCHOKE_SECONDS:
+                continue
+            peer.set_choking(True)
+            peer.idle_choked_at = now
+            waiting.pop().set_choking(False)
+
     def rechoke(self) -> None:
         peers = list(self.peers.values())
         now = time.monotonic()
@@ -898,6 +921,7 @@ class TorrentRuntime:
                     peer.snubbed = True
                     self.picker.peer_lost(peer)
                     peer.requested.clear()
+            self._rotate_idle_unchokes(now)
             if self.state is TorrentState.DOWNLOADING:
                 for peer in list(self.peers.values()):
                     self.fill_requests(peer)
