@@ -90,6 +90,10 @@ WRITE_LOW_WATER = 0
 #: the link busy between two event-loop turns, little enough that queued requests stay cancellable.
 NOTSENT_LOWAT = 32 * 1024
 _SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is its scratch buffer
+#: While a block is being received in place and at least this many of its bytes are still to come,
+#: the socket's ``SO_RCVLOWAT`` is set to exactly that many: the kernel wakes us once for the rest of
+#: the block instead of once per TCP segment (a 16 KiB block at 10 Mbit/s arrives in ~11 segments).
+RCVLOWAT_MIN = 2048
 #: Bytes of cached blocks handed to the transport in one ``writelines``.
 UPLOAD_BATCH_BYTES = 32 * 1024
 
@@ -154,6 +158,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._timer: asyncio.TimerHandle | None = None
+        self._sock: socket.socket | None = None
+        self._rcvlowat = 1  # the socket's SO_RCVLOWAT (see RCVLOWAT_MIN)
         self._out: list[bytes] = []
         self._flush_scheduled = False
 
@@ -167,7 +173,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
-        sock = transport.get_extra_info("socket")
+        sock = self._sock = transport.get_extra_info("socket")
         lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
         if sock is not None and lowat is not None:
             with contextlib.suppress(OSError):
@@ -195,8 +201,19 @@ class PeerProtocol(asyncio.BufferedProtocol):
         return buf
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.codec.buffer_updated(nbytes)
+        codec = self.codec
+        codec.buffer_updated(nbytes)
         self.last_recv = time.monotonic()
+        rest = codec.direct_remaining
+        lowat = rest if rest >= RCVLOWAT_MIN else 1
+        if lowat != self._rcvlowat and self._sock is not None:
+            # never above what is certain to come (the rest of this block): a peer that then
+            # waits for us must still wake us; EOF and errors wake us whatever the value
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+                self._rcvlowat = lowat
+            except OSError:
+                self._sock = None
         self._drain()
 
     def eof_received(self) -> bool:

@@ -233,6 +233,13 @@ class PeerConnection:
         """Bytes received and not yet turned into events."""
         return len(self._buf) - self._pos + self._more_len
 
+    @property
+    def direct_remaining(self) -> int:
+        """Bytes of the block being received in place (see :meth:`get_buffer`) still to come; 0
+        when no block is. The driver may wait for that many before reading again."""
+        direct = self._direct
+        return 0 if direct is None else len(direct) - self._direct_filled
+
     # ------------------------------------------------------------------------------------------
     # receiving
 
