@@ -179,3 +179,29 @@ async def test_real_buffered_protocol_over_loopback() -> None:
         await server.wait_closed()
     assert [e for e in events if isinstance(e, Piece)] == pieces
     assert b"".join(asm.buffers) == PAYLOAD
+
+
+def test_direct_remaining_counts_the_bytes_of_the_block_still_to_come() -> None:
+    a, b = connected_pair()
+    stream, pieces = piece_stream(a)
+    b.set_block_sink(Assembly().sink)
+    assert b.direct_remaining == 0
+    pos, seen = 0, []
+    for _ in range(len(stream)):
+        if pos == len(stream):
+            break
+        buf = b.get_buffer(-1)
+        rest = b.direct_remaining
+        if b._direct is not None:
+            assert rest == len(buf) > 0  # in place: exactly the rest of the block
+        else:
+            assert rest == 0
+        n = min(len(buf), 1000, len(stream) - pos)
+        buf[:n] = stream[pos : pos + n]
+        pos += n
+        b.buffer_updated(n)
+        if rest:
+            assert b.direct_remaining == rest - n  # 0 once the block is complete
+            seen.append(rest)
+        drain(b)
+    assert seen and max(seen) < 16384 + 1
