@@ -94,8 +94,13 @@ _SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is it
 #: the socket's ``SO_RCVLOWAT`` is set to exactly that many: the kernel wakes us once for the rest of
 #: the block instead of once per TCP segment (a 16 KiB block at 10 Mbit/s arrives in ~11 segments).
 RCVLOWAT_MIN = 2048
-#: Bytes of cached blocks handed to the transport in one ``writelines``.
-UPLOAD_BATCH_BYTES = 32 * 1024
+#: Bytes of cached blocks handed to the transport in one ``writelines``: about
+#: ``UPLOAD_BATCH_SECONDS`` of this connection's upload rate, within these bounds. Enough that a
+#: busy machine (a loop turn late by a scheduling slice) does not idle the link, little enough that
+#: the requests behind stay cancellable.
+UPLOAD_BATCH_MIN = 32 * 1024
+UPLOAD_BATCH_MAX = 256 * 1024
+UPLOAD_BATCH_SECONDS = 0.25
 
 
 class PeerProtocol(asyncio.BufferedProtocol):
@@ -563,7 +568,11 @@ class PeerProtocol(asyncio.BufferedProtocol):
                 sent = 0
                 limiter = torrent.upload_limiter
                 limited = limiter.rate or (limiter.parent is not None and limiter.parent.rate)
-                cap = 1 if limited else UPLOAD_BATCH_BYTES  # rate-limited: one block at a time
+                if limited:
+                    cap = 1  # rate-limited: one block at a time
+                else:
+                    cap = int(self.upload.rate * UPLOAD_BATCH_SECONDS)
+                    cap = UPLOAD_BATCH_MIN if cap < UPLOAD_BATCH_MIN else min(cap, UPLOAD_BATCH_MAX)
                 while uploads and sent < cap:
                     index, begin, length = uploads[0]
                     piece = got if index == got_index else cached(index)
