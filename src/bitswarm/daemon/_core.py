@@ -536,6 +536,7 @@ class Daemon:
                 "known_peers": 0,
                 "eta": None,
                 "error": entry.error,
+                "redundant": 0,
             }
             if entry.torrent is not None and not rec.wanted_size:
                 info = entry.torrent.info
