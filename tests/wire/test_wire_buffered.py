@@ -183,7 +183,7 @@ async def test_real_buffered_protocol_over_loopback() -> None:
 
 def test_direct_remaining_counts_the_bytes_of_the_block_still_to_come() -> None:
     a, b = connected_pair()
-    stream, pieces = piece_stream(a)
+    stream, _ = piece_stream(a)
     b.set_block_sink(Assembly().sink)
     assert b.direct_remaining == 0
     pos, seen = 0, []
