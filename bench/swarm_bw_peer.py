@@ -66,6 +66,13 @@ def _no_fill(peer: object) -> None:
     return None
 
 
+def _upload_queues(handle: Any) -> list[int]:
+    rt = getattr(handle, "_rt", None)
+    if rt is None:
+        return []
+    return sorted(len(p.uploads) for p in rt.peers.values() if not p.am_choking)
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     from bitswarm.session import SessionConfig
 
@@ -133,6 +140,8 @@ async def run_one(
                     "download_rate": st.download_rate,
                     "unchoked": sum(1 for p in peers if not p["choking"]),
                     "unchoked_by": sum(1 for p in peers if not p["choked"]),
+                    # diagnostics: queued upload requests of each peer we unchoke (engine internals)
+                    "upload_queues": _upload_queues(handle),
                 }
             )
             with contextlib.suppress(TimeoutError):
