@@ -4,7 +4,8 @@
   full socket, and with the fast extension every request gets exactly one answer (piece or reject);
 * a fast-extension ``choke`` does not free our requests: the blocks still on their way are not
   requested again elsewhere (no redundant transfer), the rejects free the rest;
-* a ``have`` for a piece the peer already has waits until we complete.
+* a ``have`` for a piece the peer already has waits until we complete; ``have``s to a peer we
+  choke leave in batches.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class RawPeer:
         self.t = torrent
         self.codec = PeerConnection(PieceLayout.from_info(torrent.info))
         self.reader, self.writer = reader, writer
+        self.reads = 0  # data reads so far (the read an event came in is ``self.reads`` then)
 
     def send(self, *events: Event) -> None:
         self.writer.write(b"".join(self.codec.send(ev) for ev in events))
@@ -73,6 +75,7 @@ class RawPeer:
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
             if not data:
                 raise ConnectionError("the other end closed the connection")
+            self.reads += 1
             self.codec.receive_data(data)
 
     async def handshake(self) -> None:
@@ -281,3 +284,40 @@ async def test_an_unchoked_peer_that_asks_nothing_gives_its_slot_away(tmp_path: 
         finally:
             for p in peers:
                 p.writer.close()
+
+
+async def test_haves_to_a_choked_peer_leave_in_batches(tmp_path: Path) -> None:
+    """A peer that never says it is interested stays choked: the 64 HAVEs of a download spread
+    over a second reach it in a few reads (one batch per 0.1 s), not one read each."""
+    src, t = make_torrent(tmp_path / "seed", 64 * BLOCK_SIZE, BLOCK_SIZE)
+    n = t.info.num_pieces
+    reads: list[int] = []
+    all_in = asyncio.Event()
+
+    async def quiet_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = RawPeer(t, reader, writer)
+        try:
+            await peer.handshake()
+            peer.send(Bitfield(bytes((n + 7) // 8)))
+            while len(reads) < n:
+                if isinstance(await peer.next(timeout=30), Have):
+                    reads.append(peer.reads)
+            all_in.set()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(quiet_peer, "127.0.0.1", 0)
+    try:
+        async with Session(config(upload_rate_limit=64 * BLOCK_SIZE)) as seed, Session(config()) as leecher:
+            await seed.add(t, src.parent)
+            h = await leecher.add(
+                t, tmp_path / "leech", peers=[server.sockets[0].getsockname()[:2], ("127.0.0.1", seed.port)]
+            )
+            await h.wait_complete(timeout=30)
+            await asyncio.wait_for(all_in.wait(), 10)
+    finally:
+        server.close()
+    assert len(reads) == n
+    assert len(set(reads)) <= n // 4, f"{len(set(reads))} reads for {n} HAVEs"

@@ -157,6 +157,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.idle_choked_at = 0.0  #: when we last took its slot for not asking (see TorrentRuntime)
         #: our pieces this peer already had when we got them: announced once we complete
         self.withheld_haves: list[int] = []
+        #: HAVEs for a peer we choke (it cannot ask us for them yet), sent together a moment later
+        self.queued_haves: list[int] = []
         self.uploads: deque[tuple[int, int, int]] = deque()
         self._upload_set: set[tuple[int, int, int]] = set()  # the same requests, for lookups
         self._upload_task: asyncio.Task[None] | None = None
@@ -510,6 +512,12 @@ class PeerProtocol(asyncio.BufferedProtocol):
         if self.established and not self.closed:
             self._send(Have(index))
 
+    def flush_haves(self) -> None:
+        """Send the queued HAVEs (one write: they leave in one segment)."""
+        for index in self.queued_haves:
+            self.send_have(index)
+        self.queued_haves.clear()
+
     def set_interested(self, value: bool) -> None:
         if value != self.am_interested and self.established and not self.closed:
             self.am_interested = value
@@ -518,6 +526,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
     def set_choking(self, value: bool) -> None:
         if value == self.am_choking or not self.established or self.closed:
             return
+        if not value and self.queued_haves:
+            self.flush_haves()  # what we have, before it may ask
         self.am_choking = value
         self._send(Choke() if value else Unchoke())
         if not value:

@@ -53,6 +53,10 @@ ENDGAME_IDLE_BLOCKS = 4
 CHOKED_REQUESTS_TIMEOUT = 10.0
 #: Seconds an unchoked peer may ask us for nothing before its slot goes to a choked interested peer.
 IDLE_UNCHOKE_SECONDS = 2.0
+#: HAVEs to peers we choke wait this long and leave together: such a peer cannot ask us for the
+#: piece yet, and one HAVE per segment (plus the receiver's wake-up and ACK) was the swarm's most
+#: frequent message by far.
+HAVE_BATCH_SECONDS = 0.1
 #: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
 #: new address wakes it at once.
 CONNECT_TICK = 0.5
@@ -193,6 +197,7 @@ class TorrentRuntime:
         self._last_resume_save = 0.0
         self.hash_failures = 0
         self.redundant = 0  #: see TorrentStatus.redundant
+        self._have_timer: asyncio.TimerHandle | None = None
         self.started_at = time.monotonic()
         self.completed_at: float | None = None
 
@@ -256,6 +261,9 @@ class TorrentRuntime:
         """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
         self.accepting = False
         self._stopped.set()
+        if self._have_timer is not None:
+            self._have_timer.cancel()
+            self._have_timer = None
         for task in self._tasks + list(self._background):
             task.cancel()
         for task in self._tasks + list(self._background):
@@ -721,11 +729,22 @@ class TorrentRuntime:
             has = peer.has
             if has is not None and has.get(index):
                 peer.withheld_haves.append(index)
+            elif peer.am_choking:
+                peer.queued_haves.append(index)
+                if self._have_timer is None:
+                    loop = asyncio.get_running_loop()
+                    self._have_timer = loop.call_later(HAVE_BATCH_SECONDS, self._flush_haves)
             else:
                 peer.send_have(index)
         self.session._emit("piece_verified", self, index=index)
         if self.picker.is_complete():
             self._become_seed(announce=True)
+
+    def _flush_haves(self) -> None:
+        self._have_timer = None
+        for peer in self.peers.values():
+            if peer.queued_haves:
+                peer.flush_haves()
 
     def _piece_failed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
         self.hash_failures += 1
@@ -769,9 +788,9 @@ class TorrentRuntime:
                 peer.close("both seeds")
             else:
                 peer.set_interested(False)
-                for index in peer.withheld_haves:  # one write: they go out together
-                    peer.send_have(index)
+                peer.queued_haves.extend(peer.withheld_haves)  # one write: they go out together
                 peer.withheld_haves.clear()
+                peer.flush_haves()
         self._spawn(self._save_resume(force=True))
         if announce and self.announcer is not None:
             self._spawn(self._announce_event(Event.COMPLETED))
