@@ -256,6 +256,15 @@ def peer_argv(
     return argv + (["--seed"] if role == "seed" else [])
 
 
+def tcp_retrans_segs(host: Any) -> int:
+    """``Tcp: RetransSegs`` of the host's network namespace (``/proc/net/snmp``), -1 if unknown."""
+    res = subprocess.run(host.argv("cat", "/proc/net/snmp"), capture_output=True, text=True, check=False)
+    lines = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("Tcp:")]
+    if len(lines) == 2 and "RetransSegs" in lines[0]:
+        return int(lines[1][lines[0].index("RetransSegs")])
+    return -1
+
+
 def machine_busy_s() -> float:
     """CPU-seconds all cores have spent busy since boot (``/proc/stat``: all but idle and iowait)."""
     with open("/proc/stat") as f:
@@ -391,6 +400,7 @@ def run_lan(
         firsts[key] = [e["_t"] - t0 for e in found if e is not None]
     final_tx = {h.name: h.tx_bytes_sysfs() - base_tx[h.name] for h in hosts}
     final_pk = {h.name: h.tx_bytes_sysfs("tx_packets") - base_pk[h.name] for h in hosts}
+    retrans = {h.name: tcp_retrans_segs(h) for h in hosts}
     for p in [seeder, *leechers]:
         p.sample()
     uploads = {p.name: (p.last("progress") or {}).get("uploaded", 0) for p in [seeder, *leechers]}
@@ -485,6 +495,8 @@ def run_lan(
         "redundant_over_nf": round(sum(redundant) / (n * size), 4),
         # frames sent, and their mean size (full data frames are MTU + 14; ACKs and lone HAVEs ~66-75)
         "tx_packets": sum(final_pk.values()),
+        # TCP segments retransmitted (the namespace's whole life): losses at the tbf queues
+        "tcp_retrans_segs": retrans,
         "tx_mean_frame": round(sum(final_tx.values()) / max(1, sum(final_pk.values())), 1),
         "wire_over_payload": round(sum(final_tx.values()) / max(1, sum(v or 0 for v in uploads.values())), 3),
         "loadavg_after": os.getloadavg(),
