@@ -101,9 +101,6 @@ RCVLOWAT_MIN = 2048
 UPLOAD_BATCH_MIN = 32 * 1024
 UPLOAD_BATCH_MAX = 256 * 1024
 UPLOAD_BATCH_SECONDS = 0.25
-#: On a read-cache miss, the following pieces in the peer's queue (this many) are read too, so the
-#: next batch does not wait for the disk pool again.
-READ_AHEAD_PIECES = 2
 
 
 class PeerProtocol(asyncio.BufferedProtocol):
@@ -597,14 +594,6 @@ class PeerProtocol(asyncio.BufferedProtocol):
                     sent += length
                 if not parts:
                     index = uploads[0][0]
-                    # the next pieces asked for are read meanwhile (into the cache, not written)
-                    ahead = {index}
-                    for i, _, _ in uploads:
-                        if len(ahead) > READ_AHEAD_PIECES:
-                            break
-                        if i not in ahead:
-                            ahead.add(i)
-                            torrent.prefetch(i)
                     got = await torrent.read_piece(index)
                     got_index = index
                     continue

@@ -819,11 +819,6 @@ class TorrentRuntime:
         task = self._reading.get(index) or self._start_read(index)
         return await asyncio.shield(task)
 
-    def prefetch(self, index: int) -> None:
-        """Start reading a verified piece into the read cache (no-op if cached or being read)."""
-        if index not in self._read_cache and index not in self._reading and self.have.get(index):
-            self._start_read(index)
-
     def _start_read(self, index: int) -> asyncio.Task[bytes]:
         # The read belongs to the torrent, not to the peer that asked first: a peer that goes away
         # (its upload task cancelled) must not cancel the read others wait for.
