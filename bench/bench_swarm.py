@@ -205,6 +205,7 @@ def peer_argv(
                 host,
                 "--port",
                 str(port),
+                "--no-dht",
                 "--json",
             ]
         return [
@@ -218,6 +219,7 @@ def peer_argv(
             "--port",
             str(port),
             "--seed",
+            "--no-dht",  # as the libtorrent runner (enable_dht False): the tracker is the only source
             "--json",
         ]
     if client == "bwcfg":
@@ -448,6 +450,15 @@ def run_lan(
         for name in ramp:
             ramp[name].append(round((b2[1][name] - a2[1][name]) * 8 / (cap[name] * dt), 2))
 
+    # the seeder's uplink each second of the whole run: its share is the scarcest early on
+    seeder_per_sec: list[float] = []
+    for sec in range(int(elapsed) + 1):
+        a4 = next((s for s in host_series if s[0] >= sec), host_series[-1])
+        b4 = next((s for s in host_series if s[0] >= sec + 1), host_series[-1])
+        dt = max(1e-3, b4[0] - a4[0])
+        sent = b4[1][seed_host.name] - a4[1][seed_host.name]
+        seeder_per_sec.append(round(sent * 8 / (cap[seed_host.name] * dt), 2))
+
     if args.keep_events:
         # every peer's JSON lines (``_t`` made relative to the clock's start), for a closer look
         keep = Path(args.keep_events) / f"{client}-{time.strftime('%H%M%S')}"
@@ -485,6 +496,7 @@ def run_lan(
         "uplink_util_per_host": {k: round(v, 3) for k, v in util_per.items()},
         "uplink_util_per_second": per_sec,
         "uplink_util_ramp_per_host": ramp,
+        "seeder_util_per_second": seeder_per_sec,
         "machine_cpu_per_second": cpu_per_sec,
         "tx_bytes": final_tx,
         "payload_uploaded": uploads,

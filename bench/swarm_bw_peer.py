@@ -73,6 +73,116 @@ def _upload_queues(handle: Any) -> list[int]:
     return sorted(len(p.uploads) for p in rt.peers.values() if not p.am_choking)
 
 
+def _request_queues(handle: Any) -> list[int]:
+    rt = getattr(handle, "_rt", None)
+    if rt is None:
+        return []
+    return sorted(p.outstanding for p in rt.peers.values() if not p.peer_choking)
+
+
+def _fresh_at(handle: Any) -> list[tuple[int, int, int]]:
+    """(outstanding, fresh pieces it has, wanted pieces it has) per peer unchoking us (diagnostics)."""
+    rt = getattr(handle, "_rt", None)
+    if rt is None:
+        return []
+    out = []
+    for p in rt.peers.values():
+        if p.peer_choking or p.has is None:
+            continue
+        m = p.has.as_int()
+        out.append((p.outstanding, (m & rt.picker._fresh).bit_count(), (m & rt.picker._want).bit_count()))
+    return sorted(out)
+
+
+class _SendSampler:
+    """Diagnostics (``BITSWARM_BENCH_SAMPLE=1``, seeder only): every 5 ms, the event loop's lateness
+    and each unchoked connection's kernel send queue (``TCP_INFO``: unsent bytes, unacked segments).
+    A sample with nothing queued in any connection is a moment the uplink can idle."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.reset()
+
+    def reset(self) -> None:
+        self.n = self.empty = self.app_starved = self.conn_samples = 0
+        self.lag_max = self.lag_sum = 0.0
+        self.reading = 0
+        self.cwnd = self.snd_wnd = self.pacing = 0
+        self.chrono: dict[Any, tuple[int, int, int]] = getattr(self, "chrono", {})
+        self.d_busy = self.d_rwnd = self.d_sndbuf = 0
+
+    def summary(self) -> dict[str, Any]:
+        n = max(1, self.n)
+        out = {
+            "samples": self.n,
+            "kernel_empty": round(self.empty / n, 3),
+            "app_starved_conn": round(self.app_starved / max(1, self.conn_samples), 3),
+            "lag_max_ms": round(self.lag_max * 1000, 1),
+            "lag_mean_ms": round(self.lag_sum / n * 1000, 2),
+            "reading": round(self.reading / n, 2),
+            "cwnd": round(self.cwnd / max(1, self.conn_samples), 1),
+            "snd_wnd_k": round(self.snd_wnd / max(1, self.conn_samples) / 1024, 1),
+            "pacing_mbit": round(self.pacing / n * 8 / 1e6, 1),
+            # chrono stats summed over the connections (ms in this window): sending, limited by
+            # the receiver's window, limited by our send buffer
+            "busy_ms": self.d_busy // 1000,
+            "rwnd_lim_ms": self.d_rwnd // 1000,
+            "sndbuf_lim_ms": self.d_sndbuf // 1000,
+        }
+        self.reset()
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import socket
+        import struct
+        import time
+
+        loop_time = time.monotonic
+        while not stop.is_set():
+            t = loop_time()
+            await asyncio.sleep(0.005)
+            lag = loop_time() - t - 0.005
+            self.n += 1
+            self.lag_sum += lag
+            self.lag_max = max(self.lag_max, lag)
+            rt = getattr(self.handle, "_rt", None)
+            if rt is None:
+                continue
+            self.reading += len(rt._reading)
+            queued = 0
+            for p in rt.peers.values():
+                sock = getattr(p, "_sock", None)
+                if p.am_choking or sock is None or p.closed:
+                    continue
+                try:
+                    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+                except OSError:
+                    continue
+                mss = struct.unpack_from("I", info, 16)[0]
+                unacked = struct.unpack_from("I", info, 24)[0]
+                notsent = struct.unpack_from("I", info, 144)[0]
+                queued += notsent + unacked * mss
+                self.conn_samples += 1
+                self.cwnd += struct.unpack_from("I", info, 80)[0]
+                self.snd_wnd += struct.unpack_from("I", info, 228)[0]
+                self.pacing += struct.unpack_from("Q", info, 104)[0]
+                busy, rwnd, sndbuf = struct.unpack_from("QQQ", info, 168)
+                b0, r0, s0 = self.chrono.get(p, (busy, rwnd, sndbuf))
+                self.d_busy += busy - b0
+                self.d_rwnd += rwnd - r0
+                self.d_sndbuf += sndbuf - s0
+                self.chrono[p] = (busy, rwnd, sndbuf)
+                if p.uploads and notsent == 0:
+                    self.app_starved += 1
+            if queued == 0:
+                self.empty += 1
+
+
+def _interested_in_us(handle: Any) -> int:
+    rt = getattr(handle, "_rt", None)
+    return 0 if rt is None else sum(1 for p in rt.peers.values() if p.peer_interested)
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     from bitswarm.session import SessionConfig
 
@@ -100,6 +210,7 @@ async def run_one(
 ) -> None:
     from bitswarm.session import Session, SessionConfig
 
+    overrides = {"enable_dht": False, **overrides}  # as the libtorrent runner: the tracker finds the peers
     cfg = SessionConfig(listen_host=args.host, listen_port=args.port + idx if args.port else 0, **overrides)
     save = Path(args.save) / str(idx) if args.count > 1 else Path(args.save)
     save.mkdir(parents=True, exist_ok=True)
@@ -115,6 +226,10 @@ async def run_one(
             stopping.cancel()
         handle = await session.add(args.torrent, save, seed_mode=args.seed)
         emit({"event": "started", "idx": idx, "port": session.port})
+        sampler = None
+        if args.seed and os.environ.get("BITSWARM_BENCH_SAMPLE"):
+            sampler = _SendSampler(handle)
+            asyncio.get_running_loop().create_task(sampler.run(stop))
         done = False
         while not stop.is_set():
             st = handle.status()
@@ -142,6 +257,11 @@ async def run_one(
                     "unchoked_by": sum(1 for p in peers if not p["choked"]),
                     # diagnostics: queued upload requests of each peer we unchoke (engine internals)
                     "upload_queues": _upload_queues(handle),
+                    # and our requests in flight to each peer that unchokes us; peers interested in us
+                    "request_queues": _request_queues(handle),
+                    "interested_in_us": _interested_in_us(handle),
+                    "fresh_at": _fresh_at(handle),
+                    **({"send": sampler.summary()} if sampler is not None else {}),
                 }
             )
             with contextlib.suppress(TimeoutError):
