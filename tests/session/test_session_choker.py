@@ -29,6 +29,15 @@ def test_seed_goes_round_robin_least_served_first() -> None:
     assert {9, 8, 7} <= chosen  # sent the least so far, whatever their rate
 
 
+def test_a_seed_has_its_own_slot_count() -> None:
+    """``seed_slots``: a seed unchokes that many (no tit-for-tat to keep), a leecher ``slots``."""
+    ps = peers(20)
+    c = Choker(4, seed_slots=16, rng=random.Random(3))
+    assert len(c.rechoke(ps, seeding=True)) == 16
+    assert len(c.rechoke(ps, seeding=False)) == 4
+    assert Choker(4).seed_slots == 4  # unset: the same as a leecher
+
+
 def test_not_interested_never_unchoked_and_snubbed_skipped() -> None:
     ps = peers(6)
     ps[5] = PeerRates(5, interested=False, download_rate=100.0, upload_rate=0.0)

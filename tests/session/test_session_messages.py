@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -256,34 +258,62 @@ async def test_haves_for_pieces_a_peer_has_wait_until_we_complete(tmp_path: Path
     assert set(haves[: n - half]) == set(range(half, n)), haves
 
 
+@contextlib.asynccontextmanager
+async def raw_peers(t: Torrent, port: int, n: int) -> AsyncIterator[list[RawPeer]]:
+    """``n`` scripted peers connected to the session on ``port``, handshake done; closed after."""
+    peers: list[RawPeer] = []
+    try:
+        for _ in range(n):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            peers.append(RawPeer(t, reader, writer))
+            await peers[-1].handshake()
+        yield peers
+    finally:
+        for p in peers:
+            p.writer.close()
+
+
+async def wait_for(peer: RawPeer, kind: type, timeout: float = 10.0) -> Event:
+    """The next event of type ``kind`` from ``peer`` (others are skipped)."""
+    while not isinstance(ev := await peer.next(timeout=timeout), kind):
+        pass
+    return ev
+
+
 async def test_an_unchoked_peer_that_asks_nothing_gives_its_slot_away(tmp_path: Path) -> None:
     """One upload slot, rechoke pushed out to an hour: the first peer is unchoked but never asks
     for a block; within a few housekeeping ticks the slot goes to the second, which asks."""
     src, t = make_torrent(tmp_path / "seed", 8 * BLOCK_SIZE, 2 * BLOCK_SIZE)
-    async with Session(config(upload_slots=1, rechoke_interval=3600.0)) as seed:
+    async with Session(config(upload_slots=1, seed_upload_slots=1, rechoke_interval=3600.0)) as seed:
         await seed.add(t, src.parent)
-        peers: list[RawPeer] = []
-        try:
-            for _ in range(2):
-                reader, writer = await asyncio.open_connection("127.0.0.1", seed.port)
-                peers.append(RawPeer(t, reader, writer))
-                await peers[-1].handshake()
-            idle, asker = peers
+        async with raw_peers(t, seed.port, 2) as (idle, asker):
             idle.send(Interested())
-            while not isinstance(await idle.next(), Unchoke):
-                pass
+            await wait_for(idle, Unchoke)
             asker.send(Interested())
-            while not isinstance(await asker.next(timeout=8.0), Unchoke):
-                pass
+            await wait_for(asker, Unchoke, timeout=8.0)
             asker.send(Request(0, 0, BLOCK_SIZE))
-            while not isinstance(ev := await asker.next(), Piece):
-                pass
+            ev = await wait_for(asker, Piece)
+            assert isinstance(ev, Piece)
             assert (ev.index, ev.begin, bytes(ev.data)) == (0, 0, src.read_bytes()[:BLOCK_SIZE])
-            while not isinstance(await idle.next(), Choke):
-                pass
-        finally:
-            for p in peers:
-                p.writer.close()
+            await wait_for(idle, Choke)
+
+
+async def test_a_seed_unchokes_up_to_its_seed_slots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``seed_upload_slots``: a seed with one leecher slot but two seed slots unchokes both
+    interested peers at once, and a third waits (choked; idle-slot rotation is off here)."""
+    import bitswarm.session.torrent as torrent_mod
+
+    monkeypatch.setattr(torrent_mod, "IDLE_UNCHOKE_SECONDS", 3600.0)
+    src, t = make_torrent(tmp_path / "seed", 8 * BLOCK_SIZE, 2 * BLOCK_SIZE)
+    async with Session(config(upload_slots=1, seed_upload_slots=2, rechoke_interval=3600.0)) as seed:
+        await seed.add(t, src.parent)
+        async with raw_peers(t, seed.port, 3) as peers:
+            for p in peers[:2]:
+                p.send(Interested())
+                await wait_for(p, Unchoke)
+            peers[2].send(Interested())
+            with pytest.raises(TimeoutError):
+                await wait_for(peers[2], Unchoke, timeout=1.5)
 
 
 async def test_haves_to_a_choked_peer_leave_in_batches(tmp_path: Path) -> None:

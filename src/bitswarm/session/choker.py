@@ -35,10 +35,13 @@ class PeerRates:
 class Choker:
     """Decides the unchoked set each round."""
 
-    def __init__(self, slots: int = 4, *, rng: random.Random | None = None) -> None:
-        if slots < 1:
+    def __init__(
+        self, slots: int = 4, *, seed_slots: int | None = None, rng: random.Random | None = None
+    ) -> None:
+        if slots < 1 or (seed_slots is not None and seed_slots < 1):
             raise ValueError("at least one upload slot")
         self.slots = slots
+        self.seed_slots = slots if seed_slots is None else seed_slots  #: used while seeding
         self._rng = rng or random.Random()
         self._round = 0
         self.optimistic: Hashable | None = None
@@ -49,13 +52,14 @@ class Choker:
         keys = {p.key for p in interested}
         if self.optimistic not in keys:
             self.optimistic = None
+        slots = self.seed_slots if seeding else self.slots
         if seeding:
             ranked = sorted(interested, key=lambda p: p.uploaded)
         else:
             ranked = sorted(
                 (p for p in interested if not p.snubbed), key=lambda p: p.download_rate, reverse=True
             )
-        regular = [p.key for p in ranked[: self.slots - 1]]
+        regular = [p.key for p in ranked[: slots - 1]]
         if self._round % OPTIMISTIC_EVERY == 0 or self.optimistic is None:
             pool: list[Hashable] = []
             for p in interested:
@@ -68,7 +72,7 @@ class Choker:
             chosen.add(self.optimistic)
         # fill slots left empty (few interested peers or snubbed ones) so no capacity idles
         for p in interested:
-            if len(chosen) >= self.slots:
+            if len(chosen) >= slots:
                 break
             chosen.add(p.key)
         return chosen

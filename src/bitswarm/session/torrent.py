@@ -159,7 +159,7 @@ class TorrentRuntime:
         self.piece_size = _piece_sizer(self.info.num_pieces, self.info.piece_length, self.info.piece_space)
         self.picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=random.Random())
         self.picker.sequential = sequential
-        self.choker = Choker(session.config.upload_slots)
+        self.choker = Choker(session.config.upload_slots, seed_slots=session.config.seed_upload_slots)
         self.peers: dict[bytes, PeerProtocol] = {}  # by peer id
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: dict[tuple[str, int], float] = {}  # address -> not before (monotonic)
@@ -791,6 +791,7 @@ class TorrentRuntime:
                 peer.queued_haves.extend(peer.withheld_haves)  # one write: they go out together
                 peer.withheld_haves.clear()
                 peer.flush_haves()
+        self._unchoke_free_slots()  # a seed has more slots (``seed_upload_slots``)
         self._spawn(self._save_resume(force=True))
         if announce and self.announcer is not None:
             self._spawn(self._announce_event(Event.COMPLETED))
@@ -858,7 +859,7 @@ class TorrentRuntime:
 
     def _unchoke_free_slots(self) -> None:
         unchoked = sum(1 for p in self.peers.values() if not p.am_choking)
-        slots = self.session.config.upload_slots
+        slots = self.choker.seed_slots if self.state is TorrentState.SEEDING else self.choker.slots
         if unchoked >= slots:
             return
         for peer in self.peers.values():
