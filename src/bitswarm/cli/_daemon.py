@@ -48,6 +48,7 @@ _KEYS = {
     "pex",
     "max_peers_per_torrent",
     "upload_slots",
+    "seed_upload_slots",
     "announce_ip",
 }
 
@@ -110,7 +111,7 @@ def daemon(
         scfg.dht_bootstrap = nodes
     scfg.enable_lsd = bool(cfg.get("lsd", False))
     scfg.enable_pex = bool(cfg.get("pex", True))
-    for key in ("max_peers_per_torrent", "upload_slots"):
+    for key in ("max_peers_per_torrent", "upload_slots", "seed_upload_slots"):
         if key in cfg:
             setattr(scfg, key, int(cfg[key]))
     if "announce_ip" in cfg:
