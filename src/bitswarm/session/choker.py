@@ -3,10 +3,11 @@
 Every rechoke round (10 s) the choker unchokes the ``slots - 1`` interested peers that gave us the
 best download rate (tit-for-tat, as a leecher), skipping snubbed peers, plus one optimistic unchoke
 that rotates every third round (30 s) to a random interested peer, preferring newly connected ones.
-As a seed it goes round-robin instead: the interested peers we have sent the least so far come first,
-so every leecher gets its share of the seed's uplink and has pieces to trade with the others (ranking
-seeds by upload rate kept feeding the same few peers; measured in ``docs/benchmarks.md``). Pure logic: the
-session feeds it peer rates and applies the decision.
+As a seed it goes round-robin instead, over ``seed_slots`` (more than a leecher's: no tit-for-tat to
+keep, and more parallel TCP flows keep a seed's uplink full): the interested peers we have sent the
+least so far come first, so every leecher gets its share of the seed's uplink and has pieces to
+trade with the others (ranking seeds by upload rate kept feeding the same few peers; measured in
+``docs/benchmarks.md``). Pure logic: the session feeds it peer rates and applies the decision.
 """
 
 from __future__ import annotations
@@ -46,13 +47,17 @@ class Choker:
         self._round = 0
         self.optimistic: Hashable | None = None
 
+    def slot_count(self, *, seeding: bool) -> int:
+        """How many peers may be unchoked at once: ``seed_slots`` as a seed, else ``slots``."""
+        return self.seed_slots if seeding else self.slots
+
     def rechoke(self, peers: Iterable[PeerRates], *, seeding: bool) -> set[Hashable]:
         """Return the keys of the peers to unchoke this round (all others are choked)."""
         interested = [p for p in peers if p.interested]
         keys = {p.key for p in interested}
         if self.optimistic not in keys:
             self.optimistic = None
-        slots = self.seed_slots if seeding else self.slots
+        slots = self.slot_count(seeding=seeding)
         if seeding:
             ranked = sorted(interested, key=lambda p: p.uploaded)
         else:

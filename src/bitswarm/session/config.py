@@ -39,8 +39,8 @@ class SessionConfig:
     upload_slots: int = 8  #: libtorrent's unchoke_slots_limit default
     #: Upload slots while seeding (no tit-for-tat to keep): more parallel uploads keep a seed's
     #: uplink full when each TCP flow is held back by its congestion window over a slow ACK path
-    #: (measured in ``docs/benchmarks.md``: 8 slots left a 20 Mbit/s seed 89-94 % busy, 16 kept it
-    #: at 98 %, as libtorrent's seed, which uploaded to all 16 leechers at once).
+    #: (measured in ``docs/benchmarks.md``: 8 slots left a 20 Mbit/s seed 89-94 % busy over a swarm,
+    #: 16 keep it 95-97 % busy, like libtorrent's seed, which uploaded to all 16 leechers at once).
     seed_upload_slots: int = 16
     download_rate_limit: int = 0
     upload_rate_limit: int = 0

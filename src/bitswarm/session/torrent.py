@@ -859,7 +859,7 @@ class TorrentRuntime:
 
     def _unchoke_free_slots(self) -> None:
         unchoked = sum(1 for p in self.peers.values() if not p.am_choking)
-        slots = self.choker.seed_slots if self.state is TorrentState.SEEDING else self.choker.slots
+        slots = self.choker.slot_count(seeding=self.state is TorrentState.SEEDING)
         if unchoked >= slots:
             return
         for peer in self.peers.values():
