@@ -482,10 +482,10 @@ class TorrentRuntime:
             return
         self.picker.peer_has(index)
         if has.all():
+            # a seed from now on; its per-piece counts already equal the all-pieces form that
+            # leaving takes back (``peer_has_all(-1)``), so availability needs no rewrite (swapping
+            # one for the other walked every piece twice, ~10 ms per peer at 2,048 pieces)
             peer.is_seed = True
-            # count it as a seed from now on: swap per-piece availability for the all-pieces form
-            self.picker.peer_bitfield(_bits(has), -1)
-            self.picker.peer_has_all()
         if peer.is_seed and self.state is TorrentState.SEEDING:
             peer.close("both seeds")
             return
