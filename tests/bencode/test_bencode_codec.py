@@ -26,7 +26,9 @@ from bitswarm.errors import RemoteProtocolError
     [
         (b"i0e", 0),
         (b"i-7e", -7),
-        (b"i123456789012345678901234567890e", 123456789012345678901234567890),
+        (b"i18446744073709551615e", 2**64 - 1),
+        (b"i-9223372036854775808e", -(2**63)),
+        (b"i99999999999999999999e", 10**20 - 1),
         (b"0:", b""),
         (b"4:spam", b"spam"),
         (b"le", []),
@@ -136,8 +138,10 @@ def test_encode_rejects(value: Any) -> None:
         encode(value)
 
 
+#: every integer the decoder accepts: at most MAX_INT_DIGITS digits
+_ints = st.integers(-(10**_codec.MAX_INT_DIGITS) + 1, 10**_codec.MAX_INT_DIGITS - 1)
 _values = st.recursive(
-    st.integers() | st.binary(max_size=40),
+    _ints | st.binary(max_size=40),
     lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.binary(max_size=8), kids, max_size=5),
     max_leaves=30,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bitswarm.bencode import encode as bencode
@@ -167,6 +167,8 @@ def test_malformed_envelopes(raw: bytes) -> None:
 
 
 @given(st.binary(max_size=300))
+@example(b"d1:ad2:id20:" + b"a" * 20 + b"1:ni" + b"7" * 5000 + b"ee1:q4:ping1:t2:aa1:y1:qe")  # issue 16
+@example(b"d1:ad2:id20:" + b"a" * 20 + b"e1:q4:ping1:t2:aa1:y1:q1:zi" + b"9" * 21 + b"ee")
 def test_arbitrary_bytes_raise_only_krpc_error(data: bytes) -> None:
     try:
         msg = krpc.decode(data)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bitswarm.bencode import encode as bencode
@@ -362,6 +362,7 @@ _envelope = st.dictionaries(
 
 
 @given(st.binary(max_size=200) | st.builds(bencode, _envelope))
+@example(b"d1:ad2:id20:" + b"a" * 20 + b"e1:q4:ping1:t2:aa1:vi" + b"7" * 5000 + b"e1:y1:qe")  # issue 16
 def test_node_survives_arbitrary_datagrams(data: bytes) -> None:
     h = Harness()
     h.node.datagram_received(data, CLIENT)  # must not raise, whatever arrives

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from wire_link import ALL_BITS, INFO_HASH, LAYOUT, PEER_A, connected_pair
 
@@ -67,7 +67,14 @@ def fresh(handshaken: bool) -> PeerConnection:
     return b
 
 
+#: an extended handshake whose integer has 5,000 digits (issue 16: a ValueError escaped the decoder)
+_HUGE_INT_EXT = b"d1:pi" + b"7" * 5000 + b"ee"
+_HUGE_INT_FRAME = struct.pack(">IBB", 2 + len(_HUGE_INT_EXT), 20, 0) + _HUGE_INT_EXT
+
+
 @given(st.binary(max_size=600), st.booleans())
+@example(_HUGE_INT_FRAME, True)
+@example(_HUGE_INT_FRAME.replace(b"7" * 5000, b"7" * 21), True)
 def test_garbage_whole_and_bytewise(data: bytes, handshaken: bool) -> None:
     whole = run(fresh(handshaken), [data])
     bytewise = run(fresh(handshaken), [data[i : i + 1] for i in range(len(data))])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,15 @@ except ImportError:  # pragma: no cover - bencode2 is a declared dependency
 
 #: Deepest nesting of lists/dicts accepted by default (a v2 ``file tree`` nests once per directory).
 DEFAULT_MAX_DEPTH = 256
-#: Longest integer, in digits, accepted (a 64-bit value has at most 20).
-MAX_INT_DIGITS = 64
+#: Longest integer accepted, in digits (a ``-`` sign not counted): every 64-bit integer, signed or
+#: unsigned, has at most 20. One bound for every input, ``.torrent`` files included: their integers
+#: (lengths, piece length, creation date) are 64-bit in every client, and libtorrent rejects longer
+#: ones too. Without it a 5,000-digit integer would hit Python's int-string limit (``ValueError``)
+#: or cost quadratic time to convert.
+MAX_INT_DIGITS = 20
+#: Where an integer longer than :data:`MAX_INT_DIGITS` may start (may also match inside a string, or a
+#: 20-digit negative): such input skips the fast path, and the reference decoder decides.
+_LONG_INT = re.compile(rb"i[-0-9][0-9]{%d}" % MAX_INT_DIGITS)
 
 _D, _L, _I, _E, _COLON, _MINUS, _ZERO = 100, 108, 105, 101, 58, 45, 48
 
@@ -137,8 +145,10 @@ class _Decoder:
         data = self.data
         end = data.find(b"e", pos + 1, pos + 2 + MAX_INT_DIGITS + 1)
         if end < 0:
-            raise BencodeError("unterminated or over-long integer", pos)
+            raise BencodeError(f"unterminated integer or longer than {MAX_INT_DIGITS} digits", pos)
         digits = data[pos + 1 : end]
+        if len(digits) > MAX_INT_DIGITS and digits[:1] != b"-":
+            raise BencodeError(f"integer longer than {MAX_INT_DIGITS} digits", pos)
         if digits.isdigit():
             if digits[0] == _ZERO and len(digits) > 1:
                 raise BencodeError("integer with a leading zero", pos)
@@ -150,12 +160,20 @@ class _Decoder:
         return int(digits), end + 1
 
 
+def _has_long_int(data: bytes) -> bool:
+    """True if ``data`` may hold an integer the fast path would accept but the bound rejects."""
+    try:
+        return _LONG_INT.search(data) is not None
+    except TypeError:  # not a bytes-like object: the decoders name the error
+        return False
+
+
 def decode(data: bytes, *, strict: bool = True, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Decode one complete bencoded value; trailing bytes are an error."""
-    if _fast is not None and strict and max_depth == DEFAULT_MAX_DEPTH:
+    if _fast is not None and strict and max_depth == DEFAULT_MAX_DEPTH and not _has_long_int(data):
         try:
             return _fast.bdecode(data)
-        except (_fast.BencodeDecodeError, TypeError):
+        except (_fast.BencodeDecodeError, TypeError, ValueError):
             pass  # fall through: the reference decoder names the reason and the offset
     value, end = decode_prefix(data, strict=strict, max_depth=max_depth)
     if end != len(data):
@@ -183,7 +201,7 @@ def decode_full(data: bytes, *, strict: bool = True, max_depth: int = DEFAULT_MA
     """Decode a complete value and, for a top-level dict, the raw span of each of its values."""
     if not isinstance(data, bytes):
         data = bytes(data)
-    if _fast is not None and max_depth == DEFAULT_MAX_DEPTH and data[:1] == b"d":
+    if _fast is not None and max_depth == DEFAULT_MAX_DEPTH and data[:1] == b"d" and not _has_long_int(data):
         fast = _fast_full(data)
         if fast is not None:
             return fast
