@@ -102,23 +102,42 @@ class Daemon:
         self.session.download_limiter.set_rate(int(self._settings.get("download_limit", 0) or 0))
         self.session.upload_limiter.set_rate(int(self._settings.get("upload_limit", 0) or 0))
         self._pump = asyncio.get_running_loop().create_task(self._pump_events())
-        for rec in self.data.records():
-            torrent: Torrent | None = None
-            raw = self.data.metainfo(rec.id)
-            if raw is not None:
-                try:
-                    torrent = parse_torrent(raw)
-                except MetainfoError as exc:
-                    log.warning("skipping saved torrent %s: %s", rec.id, exc)
-                    continue
-            elif rec.magnet is None:
-                continue
-            entry = _Entry(rec, torrent)
+        records, broken = self.data.records()
+        for rec in records:
+            entry = self._restore(rec)
             self._entries[rec.id] = entry
+            if entry.phase == "error":
+                continue
             if rec.paused:
                 self._load_have(entry)
             else:
                 self._start(entry)
+        for tid, reason in broken.items():  # never dropped silently: listed, in the error state
+            log.warning("saved torrent %s cannot be restored: %s", tid, reason)
+            rec = TorrentRecord(id=tid, name=tid, save_path=str(self.download_dir))
+            self._entries[tid] = _Entry(rec, None, phase="error", error=f"cannot be restored: {reason}")
+
+    def _restore(self, rec: TorrentRecord) -> _Entry:
+        """The entry of a saved torrent; in the error state (with the reason) if it cannot be loaded."""
+        raw = self.data.metainfo(rec.id)
+        if raw is None:
+            if rec.magnet is not None:  # still waiting for its metadata
+                return _Entry(rec, None)
+            return _Entry(rec, None, phase="error", error="cannot be restored: its .torrent file is missing")
+        try:
+            # A magnet's metadata has no BEP 52 piece layers: its pieces are checked with SHA-1.
+            torrent = parse_torrent(raw, layers_optional=rec.metadata_only or rec.magnet is not None)
+        except MetainfoError as exc:
+            if rec.magnet is not None:  # fetch the metadata again
+                log.warning("%s: saved metadata unusable (%s): fetching it again", rec.id, exc)
+                return _Entry(rec, None)
+            log.warning("saved torrent %s cannot be restored: %s", rec.id, exc)
+            return _Entry(rec, None, phase="error", error=f"cannot be restored: {exc}")
+        if torrent.swarm_hash.hex() != rec.id:
+            return _Entry(
+                rec, None, phase="error", error="cannot be restored: its .torrent is another torrent"
+            )
+        return _Entry(rec, torrent)
 
     async def close(self) -> None:
         """Stop everything; resume data and records are saved (a kill loses at most a few seconds)."""
@@ -278,6 +297,10 @@ class Daemon:
 
     async def _run_start(self, entry: _Entry, recheck: bool) -> None:
         rec = entry.rec
+        if entry.torrent is None and rec.magnet is None:  # a saved torrent that could not be restored
+            entry.phase = "error"
+            entry.error = entry.error or "cannot be restored: no metainfo and no magnet link"
+            return
         async with self._starts:
             if recheck:
                 with contextlib.suppress(FileNotFoundError):
@@ -312,6 +335,8 @@ class Daemon:
             entry.torrent = handle.torrent
             rec.name = handle.name
             raw = handle.torrent.raw or _metainfo_bytes(handle.torrent)
+            rec.metadata_only = not handle.torrent.piece_layers
+            rec.total_size, rec.num_pieces = handle.torrent.info.total_size, handle.torrent.info.num_pieces
             self.data.save_metainfo(rec.id, raw)
             self.data.save_record(rec)
         entry.handle = handle
@@ -361,16 +386,21 @@ class Daemon:
                 have = Bitfield.from_bytes(data.pieces, n)
         entry.have = have
 
-    def _entry(self, torrent_id: str) -> _Entry:
+    def _entry(self, torrent_id: str, *, usable: bool = False) -> _Entry:
+        """The torrent's entry; ``usable``: refuse (409) one that could not be restored at start-up
+        (it can only be looked at and removed)."""
         entry = self._entries.get(str(torrent_id).lower())
         if entry is None:
             raise _not_found(torrent_id)
+        if usable and entry.torrent is None and entry.rec.magnet is None:
+            reason = entry.error or "cannot be restored"
+            raise DaemonError(f"{reason} (remove it and add it again)", 409, "unrestorable")
         return entry
 
     # -- operations ----------------------------------------------------------------------------
 
     async def pause(self, torrent_id: str) -> dict[str, Any]:
-        entry = self._entry(torrent_id)
+        entry = self._entry(torrent_id, usable=True)
         async with entry.lock:
             if not entry.rec.paused:
                 entry.rec.paused = True
@@ -380,7 +410,7 @@ class Daemon:
         return self.status(entry)
 
     async def resume(self, torrent_id: str) -> dict[str, Any]:
-        entry = self._entry(torrent_id)
+        entry = self._entry(torrent_id, usable=True)
         async with entry.lock:
             if entry.rec.paused or entry.phase == "error":
                 entry.rec.paused = False
@@ -405,7 +435,7 @@ class Daemon:
 
     async def recheck(self, torrent_id: str) -> dict[str, Any]:
         """Hash every piece again (the resume data is dropped); a paused torrent stays paused after."""
-        entry = self._entry(torrent_id)
+        entry = self._entry(torrent_id, usable=True)
         if entry.torrent is None:
             raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
         async with entry.lock:
@@ -460,7 +490,7 @@ class Daemon:
         return out
 
     async def set_priorities(self, torrent_id: str, priorities: list[int]) -> dict[str, Any]:
-        entry = self._entry(torrent_id)
+        entry = self._entry(torrent_id, usable=True)
         if entry.torrent is None:
             raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
         prios = self._file_priorities(entry.torrent, priorities)
@@ -476,7 +506,7 @@ class Daemon:
     async def set_limits(
         self, torrent_id: str, *, download: int | None = None, upload: int | None = None
     ) -> dict[str, Any]:
-        entry = self._entry(torrent_id)
+        entry = self._entry(torrent_id, usable=True)
         rec = entry.rec
         if download is not None:
             rec.download_limit = _rate(download)
@@ -547,7 +577,9 @@ class Daemon:
                 done = sum(info.piece_size(i) for i in have.iter_set())
                 out["done_size"], out["wanted_size"] = done, info.piece_space
                 out["progress"] = done / info.piece_space if info.piece_space else 1.0
-        if rec.paused:
+        if entry.phase == "error" and entry.torrent is None and rec.magnet is None:
+            out["state"], out["error"] = "error", entry.error  # could not be restored
+        elif rec.paused:
             out["state"] = "paused"
         elif entry.phase in ("queued", "checking", "metadata", "error"):
             out["state"] = entry.phase

@@ -2,9 +2,11 @@
 
     DIR/token                    the API's bearer token (0600)
     DIR/settings.json            global settings (rate limits)
-    DIR/torrents/<id>.torrent    the metainfo as added (absent while a magnet waits for metadata)
+    DIR/torrents/<id>.torrent    the metainfo as added (absent while a magnet waits for metadata; for a
+                                 magnet, the fetched info dictionary without BEP 52 piece layers)
     DIR/torrents/<id>.json       save path and per-torrent settings (paused, priorities, limits ...)
     DIR/resume/<id>.resume       the engine's resume data (which pieces are verified)
+    DIR/resume/<id>.info         the engine's copy of a magnet's info dictionary
     DIR/downloads/               the default save path
 
 Every file is replaced atomically (write a temporary file, fsync, rename, fsync the directory), so a
@@ -64,6 +66,8 @@ class TorrentRecord:
     trackers: list[str] = field(default_factory=list)  #: extra trackers given when adding
     peers: list[tuple[str, int]] = field(default_factory=list)  #: extra peers given when adding
     magnet: str | None = None  #: BEP 9 link, while (and after) its metadata is fetched
+    #: the saved .torrent is a magnet's metadata: a v2/hybrid one has no piece layers (SHA-1 checks)
+    metadata_only: bool = False
     #: last known progress, shown while the torrent is paused or stopped
     progress: float = 0.0
     done_size: int = 0
@@ -154,21 +158,31 @@ class DataDir:
             self.torrents / f"{torrent_id}.json",
             self.torrents / f"{torrent_id}.torrent",
             self.resume_file(torrent_id),
+            self.resume / f"{torrent_id}.info",
         ):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
-    def records(self) -> list[TorrentRecord]:
-        """Every saved torrent, oldest first; unreadable records are skipped (and reported by name)."""
+    def records(self) -> tuple[list[TorrentRecord], dict[str, str]]:
+        """Every saved torrent, oldest first, and {id: reason} of those whose record cannot be read
+        (a damaged ``<id>.json``, or a ``<id>.torrent`` without one): the daemon lists them as errors."""
         out: list[TorrentRecord] = []
+        broken: dict[str, str] = {}
         for p in sorted(self.torrents.glob("*.json")):
             if not _ID.match(p.stem):
                 continue
             try:
                 rec = TorrentRecord.from_json(p.read_bytes())
-            except (OSError, ValueError, TypeError, KeyError):
+            except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                broken[p.stem] = f"its settings file {p.name} cannot be read: {exc}"[:300]
                 continue
-            if rec.id == p.stem:
-                out.append(rec)
+            if rec.id != p.stem:
+                broken[p.stem] = f"its settings file {p.name} names another torrent ({rec.id[:40]!r})"
+                continue
+            out.append(rec)
+        known = {r.id for r in out}
+        for p in sorted(self.torrents.glob("*.torrent")):
+            if _ID.match(p.stem) and p.stem not in known and p.stem not in broken:
+                broken[p.stem] = f"its settings file {p.stem}.json is missing"
         out.sort(key=lambda r: r.added_at)
-        return out
+        return out, broken

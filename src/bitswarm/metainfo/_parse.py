@@ -503,8 +503,12 @@ def _nodes(top: dict[bytes, Any]) -> list[tuple[str, int]]:
     return out
 
 
-def parse_torrent(data: bytes) -> Torrent:
-    """Parse and validate a complete .torrent file (v1, v2 or hybrid)."""
+def parse_torrent(data: bytes, *, layers_optional: bool = False) -> Torrent:
+    """Parse and validate a complete .torrent file (v1, v2 or hybrid).
+
+    ``layers_optional``: a v2 or hybrid torrent without a ``piece layers`` key is accepted with no
+    layers (metadata from a magnet link, BEP 9: the layers are not part of the info dictionary);
+    layers that are present are still checked."""
     data = bytes(data)
     dec = _decode(data)
     top = dec.value
@@ -514,7 +518,9 @@ def parse_torrent(data: bytes) -> Torrent:
         raise MetainfoError("missing", "info")
     start, end = dec.spans[b"info"]
     info, h1, h2 = _info_from_value(top[b"info"], data[start:end])
-    layers = check_piece_layers(info, top.get(b"piece layers")) if h2 is not None else {}
+    layers: dict[bytes, bytes] = {}
+    if h2 is not None and not (layers_optional and b"piece layers" not in top):
+        layers = check_piece_layers(info, top.get(b"piece layers"))
     comment = top.get(b"comment.utf-8", top.get(b"comment"))
     created_by = _opt_str(top, b"created by", "created by")
     return Torrent(
