@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
 from argon2 import PasswordHasher
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -22,3 +27,10 @@ class FakeClock:
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
+
+
+@contextlib.asynccontextmanager
+async def asgi_client(app: Any, base_url: str = "http://idx") -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the ASGI ``app`` in-process."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url, timeout=10) as c:
+        yield c

@@ -265,3 +265,26 @@ async def test_search_pagination_total(svc):
     assert (await svc.search("page", limit=2, offset=4)).items[0].name.startswith("page")
     past = await svc.search("page", limit=2, offset=10)
     assert past.total == 5 and past.items == ()
+
+
+async def test_sqlite_files_are_private(tmp_path):
+    """Issue 16 item 12: the database (and its WAL/SHM files) holds password hashes: mode 0600,
+    whatever the umask; an existing world-readable file is tightened."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "index.db"
+        service = await IndexService.open(str(path), hasher=FAST_HASHER)
+        await service.create_user("alice", "correct horse")
+        for f in tmp_path.iterdir():
+            assert f.stat().st_mode & 0o777 == 0o600, f
+        await service.close()
+        loose = tmp_path / "loose.db"
+        loose.touch(mode=0o644)
+        os.chmod(loose, 0o644)
+        service = await IndexService.open(str(loose), hasher=FAST_HASHER)
+        await service.close()
+        assert loose.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

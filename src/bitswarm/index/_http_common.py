@@ -1,5 +1,7 @@
-"""What the three HTTP front ends share: the error form chosen by path, the body-size cap and a
-strict JSON body reader (bad UTF-8, bad JSON, non-object → ValidationError, never a 5xx)."""
+"""What the three HTTP front ends share: the error form chosen by path, the body-size cap, a strict
+JSON body reader (bad UTF-8, bad JSON, non-object → ValidationError, never a 5xx) and
+:class:`JsonGuard`, which answers 400 for a JSON body nested deeper than :data:`MAX_JSON_DEPTH` or
+holding a lone surrogate (``"\\ud800"``: not Unicode text, cannot be stored) before any handler runs."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from bitswarm._asgi import ASGIApp, Scope
+from bitswarm._asgi import ASGIApp, Message, Receive, Scope, Send
 from bitswarm.index._errors import IndexServiceError, ValidationError
 
 NATIVE_PREFIX = "/api/v1"
 CENTRALIZED_PATHS = ("/resource", "/heartbeat")
+#: Deepest JSON nesting any index body may have (the deepest real one, a chunk of a file, is 3).
+MAX_JSON_DEPTH = 32
 
 
 def front_end(path: str) -> str:
@@ -50,11 +54,89 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise ValidationError("a JSON body is required")
     try:
-        return json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ValidationError("the body is not valid UTF-8") from None
+    except RecursionError:
+        raise ValidationError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ValidationError(f"the body is not valid JSON: {exc}") from None
+    check_json(value)
+    return value
+
+
+def check_json(value: Any) -> None:
+    """ValidationError for nesting deeper than :data:`MAX_JSON_DEPTH` or a string (key or value) that
+    is not Unicode text (a lone surrogate from a ``\\ud800`` escape). Iterative: no recursion limit."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item)
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValidationError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                _check_text(key)
+                stack.append((sub, depth + 1))
+        else:
+            stack.extend((sub, depth + 1) for sub in item)
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("a JSON string holds a lone surrogate (not Unicode text)") from None
+
+
+class JsonGuard:
+    """Pure ASGI middleware (inside the body-size cap, which has already read the whole body): a body
+    that parses as JSON but is nested too deep or holds a lone surrogate gets 400 in the front end's
+    error form before any handler runs — every JSON endpoint of every front end, in one place. A body
+    that is not JSON at all goes on to its handler, which answers with its own error."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope.get("method") in ("GET", "HEAD") and not _has_body(scope)):
+            await self.app(scope, receive, send)
+            return
+        first = await receive()  # BodyLimit (outside us) hands over the whole body in one message
+        problem = _json_problem(first.get("body", b"")) if first["type"] == "http.request" else None
+        if problem is not None:
+            await error_response(scope.get("path", "/"), 400, "invalid", problem)(scope, receive, send)
+            return
+        pending = [first]
+
+        async def again() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, again, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope.get("headers", []))
+
+
+def _json_problem(raw: bytes) -> str | None:
+    """Why a JSON body is refused here (too deep, lone surrogate), or None (fine, or not JSON)."""
+    if raw.lstrip()[:1] not in (b"{", b"[", b'"'):
+        return None
+    try:
+        check_json(json.loads(raw))
+    except RecursionError:
+        return f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValidationError as exc:
+        return str(exc)
+    except ValueError:  # not JSON (or not UTF-8): the handler gives its own error
+        return None
+    return None
 
 
 def reject_in_front_end_form(scope: Scope, status: int, code: str, message: str) -> ASGIApp:

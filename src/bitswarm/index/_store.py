@@ -10,9 +10,11 @@ that records which numbered migrations ran.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import uuid
@@ -191,6 +193,8 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if self.path != ":memory:":
+            _private_file(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -851,6 +855,18 @@ class Store:
                 (t["ip"], t["name"], now),
             )
         return n
+
+
+def _private_file(path: str) -> None:
+    """Create the database file owner-only (0600: it holds password hashes) before SQLite opens it, and
+    tighten an existing one; SQLite gives its ``-wal`` and ``-shm`` files the database file's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            with contextlib.suppress(PermissionError):  # not ours to change: use it as it is
+                os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _split_sql(script: str) -> list[str]:

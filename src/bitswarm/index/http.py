@@ -6,7 +6,8 @@
 * the web UI (HTML) at ``/``, ``/files/…``, ``/peers``, ``/login``, ``/register``.
 
 Every error is answered in the form of the front end the path belongs to; request bodies larger
-than ``config.max_body`` get 413 before any handler runs.
+than ``config.max_body`` get 413, and JSON bodies nested too deep or holding a lone surrogate get 400,
+before any handler runs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from bitswarm.index._centralized import centralized_router
 from bitswarm.index._config import IndexConfig
 from bitswarm.index._errors import IndexServiceError
 from bitswarm.index._federation import Federation, SendFn
-from bitswarm.index._http_common import error_response, reject_in_front_end_form, service_error_response
+from bitswarm.index._http_common import (
+    JsonGuard,
+    error_response,
+    reject_in_front_end_form,
+    service_error_response,
+)
 from bitswarm.index._native import native_router
 from bitswarm.index._p2pflix import p2pflix_router
 from bitswarm.index._service import IndexService
@@ -85,6 +91,7 @@ def create_app(
     app.include_router(centralized_router(service))
     app.include_router(native_router(service))
     app.include_router(web_router(service))
+    app.add_middleware(JsonGuard)  # inside BodyLimit: sees a body already capped at max_body
     app.add_middleware(BodyLimit, limit=config.max_body, reject=reject_in_front_end_form)
     return app
 
