@@ -305,3 +305,44 @@ def test_corrupt_and_garbage_peers_are_dropped_and_the_download_completes(tmp_pa
         f" corrupt served {stats['corrupt'].requests} requests; garbage {stats['garbage']};"
         f" bogus {stats['bogus']}; {time.monotonic() - t0:.1f} s"
     )
+
+
+async def test_a_bad_peer_does_not_get_an_honest_peer_on_its_ip_banned(tmp_path: Path) -> None:
+    """Issue 16 item 11: the honest seeder and a peer serving random blocks share one IP (127.0.0.1,
+    different ports). The leecher bans the bad (IP, port, peer id) only and completes from the honest
+    one; a ban of the whole IP (as before) left the download stalled."""
+    from bitswarm.session import Session, SessionConfig
+
+    def cfg(**kw: object) -> SessionConfig:
+        return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, enable_lsd=False, **kw)  # type: ignore[arg-type]
+
+    src = make_payload(tmp_path / "seed" / "shared.bin", 2 * 1024 * 1024, seed=11)
+    create_torrent(src, tmp_path / "shared.torrent", piece=PIECE)
+    torrent = load_torrent(tmp_path / "shared.torrent")
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    bad = await loop.create_server(lambda: CorruptPeer(torrent, stats), "127.0.0.1", 0)
+    bad_port = int(bad.sockets[0].getsockname()[1])
+    banned: list[tuple[str, int, str]] = []
+    try:
+        async with Session(cfg(upload_rate_limit=SEED_RATE // 4)) as honest, Session(cfg()) as leecher:
+            await honest.add(torrent, src.parent)
+
+            async def watch() -> None:
+                async for ev in leecher.events():
+                    if ev.kind == "peer_banned":
+                        banned.append((ev.data["address"], ev.data["port"], ev.data["scope"]))
+
+            watcher = loop.create_task(watch())
+            h = await leecher.add(
+                torrent, tmp_path / "down", peers=[("127.0.0.1", bad_port), ("127.0.0.1", honest.port)]
+            )
+            try:
+                await h.wait_complete(timeout=40)
+            finally:
+                watcher.cancel()
+    finally:
+        bad.close()
+    assert stats.requests > 0, "the bad peer was never asked for data"
+    assert banned == [("127.0.0.1", bad_port, "peer")], banned
+    assert sha256_file(tmp_path / "down" / "shared.bin") == sha256_file(src)

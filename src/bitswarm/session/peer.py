@@ -143,7 +143,6 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.requested: set[tuple[int, int]] = set()
         #: the torrent tops up requests only once ``outstanding`` falls to this (set when it picks)
         self.refill_at = 1 << 30
-        self.hash_failures = 0
         self.download = RateMeter()
         self.recent = WindowMeter(2.0)  # sizes the request queue (exact from the first block)
         self.upload = RateMeter()

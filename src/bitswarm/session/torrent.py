@@ -23,6 +23,7 @@ from bitswarm.metainfo import Torrent
 from bitswarm.session.choker import Choker, PeerRates
 from bitswarm.session.picker import BLOCK_SIZE, PiecePicker
 from bitswarm.session.ratelimit import RateLimiter, RateMeter
+from bitswarm.session.smartban import Ban, PeerKey, SmartBan
 from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.tracker import Event
@@ -43,9 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bitswarm.torrent")
 
-#: A peer that alone supplied a piece failing its hash is banned at once; one that shared failing
-#: pieces with others is banned when a later good copy shows its blocks were the wrong ones.
-BAN_AFTER_SHARED_FAILURES = 3
 #: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
 ENDGAME_IDLE_BLOCKS = 4
 #: Seconds a peer that choked us (fast extension) may leave our requests unanswered before they are
@@ -166,7 +164,8 @@ class TorrentRuntime:
         #: set when a new address arrives: the connect loop dials it now, not at its next 0.5 s tick
         #: (a tracker reply at start-up used to wait up to half a second for its dials)
         self._new_candidates = asyncio.Event()
-        self.banned: set[str] = set()
+        #: who sent the bad data of failed pieces (bans per peer, per IP only after several)
+        self.smart_ban = SmartBan()
         for addr in peers:
             self.add_peer(*addr)
         self.trackers = trackers
@@ -184,7 +183,6 @@ class TorrentRuntime:
         self._buffer_pool_max = max(4, cfg.piece_buffer_pool_bytes // plen)
         self._read_cache_max = max(2, min(cfg.read_cache_pieces, cfg.read_cache_bytes // plen))
         self._block_src: dict[int, dict[int, PeerProtocol]] = {}
-        self._failed_blocks: dict[int, dict[int, tuple[PeerProtocol, bytes]]] = {}
         self._read_cache: OrderedDict[int, bytes] = OrderedDict()
         self._reading: dict[int, asyncio.Task[bytes]] = {}
         self._finishing = 0  # complete pieces waiting for their hash + write
@@ -320,7 +318,9 @@ class TorrentRuntime:
 
     def add_peer(self, host: str, port: int) -> None:
         """Remember an address to dial (from a tracker, ``--peer``, PEX ...)."""
-        if 0 < port < 65536 and host not in self.banned and (host, port) not in self.candidates:
+        if not 0 < port < 65536 or (host, port) in self.candidates:
+            return
+        if not self.smart_ban.is_banned(host, port):
             self.candidates[(host, port)] = 0.0
             self._new_candidates.set()
 
@@ -340,7 +340,7 @@ class TorrentRuntime:
                         break
                     if not_before > now or addr in self.connecting or addr in connected:
                         continue
-                    if addr[0] in self.banned or addr == (self._own_host(), self.session.port):
+                    if self.smart_ban.is_banned(*addr) or addr == (self._own_host(), self.session.port):
                         del self.candidates[addr]
                         continue
                     self.candidates[addr] = now + 30.0  # retry this address in 30 s at the earliest
@@ -376,7 +376,7 @@ class TorrentRuntime:
         if not self.accepting:
             peer.close("torrent not running")
             return False
-        if peer.address[0] in self.banned:
+        if self._is_banned(peer):
             peer.abort("banned")
             return False
         old = self.peers.get(peer.peer_id)
@@ -712,13 +712,12 @@ class TorrentRuntime:
             cache[index] = bytes(buf)
             while len(cache) > self._read_cache_max:
                 cache.popitem(last=False)
-        failed = self._failed_blocks.pop(index, None)
-        if failed:
+        if self.smart_ban.suspect_blocks(index):
             mv = memoryview(buf)
-            for begin, (peer, digest) in failed.items():
-                good = hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest()
-                if good != digest:
-                    self._ban(peer, f"sent corrupt data for piece {index}")
+            for verdict in self.smart_ban.piece_passed(
+                index, lambda begin: hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest()
+            ):
+                self._ban(verdict)
         for peer in list(self.peers.values()):
             # A seed learns nothing from a HAVE (late in a swarm most peers are seeds), nor does a
             # peer that has the piece: its HAVE waits until we complete (peers tell a seed from its
@@ -749,31 +748,38 @@ class TorrentRuntime:
     def _piece_failed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
         self.hash_failures += 1
         self.picker.piece_failed(index)
-        contributors = set(src.values())
-        log.info("piece %d failed its hash check (%d peers contributed)", index, len(contributors))
+        log.info("piece %d failed its hash check (%d peers contributed)", index, len(set(src.values())))
         self.session._emit("hash_failed", self, index=index)
-        if len(contributors) == 1:
-            self._ban(next(iter(contributors)), f"piece {index} failed its hash check")
-            return
         mv = memoryview(buf)
-        record = self._failed_blocks.setdefault(index, {})
-        for begin, peer in src.items():
-            record[begin] = (peer, hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest())
-            peer.hash_failures += 1
-            if peer.hash_failures >= BAN_AFTER_SHARED_FAILURES * 2:
-                self._ban(peer, "too many failed pieces")
+        blocks = {
+            begin: (_peer_key(peer), hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest())
+            for begin, peer in src.items()
+        }
+        for verdict in self.smart_ban.piece_failed(index, blocks):
+            self._ban(verdict)
 
-    def _ban(self, peer: PeerProtocol, reason: str) -> None:
-        host = peer.address[0]
-        self.banned.add(host)
-        for addr in [a for a in self.candidates if a[0] == host]:
+    def _is_banned(self, peer: PeerProtocol) -> bool:
+        key = _peer_key(peer)
+        return self.smart_ban.is_banned(key.ip, key.port, key.peer_id)
+
+    def _ban(self, verdict: Ban) -> None:
+        """Apply a smart-ban verdict: drop the peer's address (or every address of its IP) from the
+        candidates and its connections."""
+        key = verdict.peer
+        if verdict.whole_ip:
+            gone = [a for a in self.candidates if a[0] == key.ip]
+        else:
+            gone = [(key.ip, key.port)] if (key.ip, key.port) in self.candidates else []
+        for addr in gone:
             del self.candidates[addr]
-        self.session._emit("peer_banned", self, address=host, reason=reason)
-        log.warning("banning %s: %s", host, reason)
-        peer.abort(f"banned: {reason}")
+        scope = "ip" if verdict.whole_ip else "peer"
+        self.session._emit(
+            "peer_banned", self, address=key.ip, port=key.port, scope=scope, reason=verdict.reason
+        )
+        log.warning("banning %s %s:%d: %s", scope, key.ip, key.port, verdict.reason)
         for other in list(self.peers.values()):
-            if other.address[0] == host:
-                other.abort("banned")
+            if self._is_banned(other):
+                other.abort(f"banned: {verdict.reason}")
 
     def _become_seed(self, *, announce: bool) -> None:
         if self.state is TorrentState.SEEDING:
@@ -1052,6 +1058,13 @@ def _piece_sizer(num_pieces: int, piece_length: int, piece_space: int) -> Callab
         return last if index == last_index else piece_length
 
     return piece_size
+
+
+def _peer_key(peer: PeerProtocol) -> PeerKey:
+    """Who a peer is for the smart ban: its IP, the port it listens on (the address we dialed, or an
+    incoming peer's advertised port) and its peer id."""
+    host, port = peer.pex_address or peer.address
+    return PeerKey(host, port, peer.peer_id or b"")
 
 
 def _bits(has: PieceSet) -> bytearray:
