@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from metainfo_testlib import data, hybrid_info, torrent_bytes, v1_info
 
-from bitswarm.metainfo import Magnet, MetainfoError, magnet_from_torrent, parse_magnet, parse_torrent
+from bitswarm.metainfo import (
+    Magnet,
+    MagnetError,
+    MetainfoError,
+    magnet_from_torrent,
+    parse_magnet,
+    parse_torrent,
+)
+from bitswarm.metainfo._magnet import (
+    MAX_MAGNET_LENGTH,
+    MAX_MAGNET_PEERS,
+    MAX_MAGNET_TRACKERS,
+    MAX_MAGNET_WEB_SEEDS,
+)
 
 H1 = bytes(range(20))
 H2 = bytes(range(100, 132))
@@ -162,3 +176,71 @@ def test_magnet_shaped_garbage_only_raises_metainfo_error(keys: list[str], d: st
     with contextlib.suppress(MetainfoError):
         m = parse_magnet(uri)
         assert m.info_hash_v1 is not None or m.info_hash_v2 is not None
+
+
+# -- limits (issue 16, item 10): a hostile link is refused at once, an allowed one parses in linear time
+
+
+def _link(params: list[str]) -> str:
+    return f"magnet:?xt=urn:btih:{'0' * 40}&" + "&".join(params)
+
+
+def test_80000_trackers_are_refused_quickly() -> None:
+    uri = _link([f"tr={i}" for i in range(80_000)])  # 709 KB, as in the audit (30 s before the fix)
+    assert 700_000 < len(uri) < 720_000 < MAX_MAGNET_LENGTH
+    start = time.perf_counter()
+    with pytest.raises(MagnetError) as ei:
+        parse_magnet(uri)
+    assert time.perf_counter() - start < 0.5
+    assert ei.value.field == "magnet.tr" and isinstance(ei.value, MetainfoError)
+    assert f"more than {MAX_MAGNET_TRACKERS} trackers" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "limit", "field"),
+    [
+        ("tr", "http://t{i}/a", MAX_MAGNET_TRACKERS, "magnet.tr"),
+        ("ws", "http://w/{i}", MAX_MAGNET_WEB_SEEDS, "magnet.ws"),
+        ("x.pe", "10.0.{j}.{k}:6881", MAX_MAGNET_PEERS, "magnet.x.pe"),
+    ],
+)
+def test_parameter_caps(key: str, value: str, limit: int, field: str) -> None:
+    def params(n: int) -> list[str]:
+        return [f"{key}=" + value.format(i=i, j=i // 250, k=i % 250 + 1) for i in range(n)]
+
+    m = parse_magnet(_link(params(limit)))
+    assert len(m.trackers) + len(m.web_seeds) + len(m.peers) == limit
+    with pytest.raises(MagnetError) as ei:
+        parse_magnet(_link(params(limit + 1)))
+    assert ei.value.field == field
+
+
+def test_duplicate_trackers_do_not_count_and_keep_their_order() -> None:
+    trackers = [f"udp://t{i}:80" for i in range(MAX_MAGNET_TRACKERS)]
+    m = parse_magnet(_link([f"tr={t}" for t in trackers * 3]))
+    assert m.trackers == trackers
+
+
+def test_a_large_allowed_link_parses_in_linear_time() -> None:
+    """The biggest links the caps allow (every tracker, web seed and peer, the rest repeated trackers
+    and unknown parameters up to the length limit): 4x the parameters take about 4x the time."""
+    base = [f"tr=udp://tracker{i}.example:80/announce" for i in range(MAX_MAGNET_TRACKERS)]
+    base += [f"ws=http://seed.example/{i}" for i in range(MAX_MAGNET_WEB_SEEDS)]
+    base += [f"x.pe=10.1.{i // 250}.{i % 250 + 1}:6881" for i in range(MAX_MAGNET_PEERS)]
+
+    def link(n: int) -> str:
+        filler = [f"tr=udp://tracker{i % MAX_MAGNET_TRACKERS}.example:80/announce&x.y{i}=z" for i in range(n)]
+        return _link(base + filler)
+
+    def best(uri: str) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            parse_magnet(uri)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    small, large = link(2_500), link(10_000)
+    assert len(large) < MAX_MAGNET_LENGTH
+    assert best(large) < 8 * best(small)
+    assert best(large) < 1.0

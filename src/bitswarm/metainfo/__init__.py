@@ -13,7 +13,7 @@ from bitswarm.metainfo._parse import check_piece_layers, load_torrent, parse_inf
 # :mod:`bitswarm._lazy`): a peer that downloads a .torrent file loads neither.
 if TYPE_CHECKING:
     from bitswarm.metainfo._create import CreatedTorrent, auto_piece_length, create_torrent, make_torrent
-    from bitswarm.metainfo._magnet import Magnet, magnet_from_torrent, parse_magnet
+    from bitswarm.metainfo._magnet import Magnet, MagnetError, magnet_from_torrent, parse_magnet
 else:
     from bitswarm._lazy import lazy_exports
 
@@ -25,6 +25,7 @@ else:
             "create_torrent": "._create",
             "make_torrent": "._create",
             "Magnet": "._magnet",
+            "MagnetError": "._magnet",
             "magnet_from_torrent": "._magnet",
             "parse_magnet": "._magnet",
         },
@@ -35,6 +36,7 @@ __all__ = [
     "FileEntry",
     "InfoDict",
     "Magnet",
+    "MagnetError",
     "MetainfoError",
     "Torrent",
     "TorrentVersion",

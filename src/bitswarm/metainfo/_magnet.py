@@ -5,7 +5,13 @@ one v2 ``btmh`` SHA-256 multihash ``1220`` + 64 hex digits), ``dn`` (name; ``+``
 libtorrent), ``tr`` (trackers, each its own tier), ``ws`` (BEP 19 web seeds), ``x.pe`` (peers as
 ``host:port`` or ``[v6]:port``) and ``so`` (BEP 53 select-only, e.g. ``0,2,4-6``). Numbered forms
 (``xt.1``, ``tr.2``) are accepted; unknown parameters are ignored. Every malformed link raises
-:class:`~bitswarm.metainfo.MetainfoError` with a ``magnet.<param>`` field, and nothing else.
+:class:`MagnetError` (a :class:`~bitswarm.metainfo.MetainfoError`) with a ``magnet.<param>`` field, and
+nothing else.
+
+Limits, so that a hostile link costs little: at most :data:`MAX_MAGNET_LENGTH` characters,
+:data:`MAX_MAGNET_TRACKERS` distinct trackers, :data:`MAX_MAGNET_WEB_SEEDS` web seeds,
+:data:`MAX_MAGNET_PEERS` peers and :data:`MAX_SELECT_ONLY` select-only indices; parsing is linear in
+the link's length (duplicate trackers are dropped through a dict, not a list scan).
 """
 
 from __future__ import annotations
@@ -18,10 +24,21 @@ from urllib.parse import quote, unquote, unquote_plus
 
 from bitswarm.metainfo._model import MetainfoError, Torrent
 
+
+class MagnetError(MetainfoError):
+    """A magnet link is malformed or exceeds a limit; ``field`` is ``magnet`` or ``magnet.<param>``."""
+
+
 #: Most indices a ``so=`` parameter may expand to.
 MAX_SELECT_ONLY = 1 << 20
 #: Longest magnet link accepted, in characters.
 MAX_MAGNET_LENGTH = 1 << 20
+#: Most distinct ``tr`` trackers a magnet link may name (real links carry a few dozen at most).
+MAX_MAGNET_TRACKERS = 200
+#: Most ``ws`` web seeds a magnet link may name.
+MAX_MAGNET_WEB_SEEDS = 200
+#: Most ``x.pe`` peers a magnet link may name.
+MAX_MAGNET_PEERS = 200
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}")
 _B32 = re.compile(r"[A-Za-z2-7]{32}")
@@ -92,13 +109,13 @@ def _xt(value: str) -> tuple[str, bytes]:
                 return "v1", base64.b32decode(h.upper())
             except binascii.Error:  # pragma: no cover - the regex admits only valid base32
                 pass
-        raise MetainfoError(f"bad btih info-hash {h[:80]!r} (need 40 hex or 32 base32 digits)", "magnet.xt")
+        raise MagnetError(f"bad btih info-hash {h[:80]!r} (need 40 hex or 32 base32 digits)", "magnet.xt")
     if low.startswith("urn:btmh:"):
         mh = value[9:]
         if not mh.lower().startswith("1220"):
-            raise MetainfoError(f"unsupported multihash {mh[:8]!r} (only SHA-256, 1220)", "magnet.xt")
+            raise MagnetError(f"unsupported multihash {mh[:8]!r} (only SHA-256, 1220)", "magnet.xt")
         if not _HEX64.fullmatch(mh[4:]):
-            raise MetainfoError("bad btmh info-hash (need 1220 + 64 hex digits)", "magnet.xt")
+            raise MagnetError("bad btmh info-hash (need 1220 + 64 hex digits)", "magnet.xt")
         return "v2", bytes.fromhex(mh[4:])
     return "other", b""
 
@@ -107,18 +124,18 @@ def _peer(value: str) -> tuple[str, int]:
     if value.startswith("["):
         close = value.find("]")
         if close < 0 or value[close + 1 : close + 2] != ":":
-            raise MetainfoError(f"bad peer {value[:80]!r}", "magnet.x.pe")
+            raise MagnetError(f"bad peer {value[:80]!r}", "magnet.x.pe")
         host, port_s = value[1:close], value[close + 2 :]
         if not host or ":" not in host:
-            raise MetainfoError(f"bad IPv6 peer {value[:80]!r}", "magnet.x.pe")
+            raise MagnetError(f"bad IPv6 peer {value[:80]!r}", "magnet.x.pe")
     else:
         host, sep, port_s = value.rpartition(":")
         if not sep or not host or ":" in host:
-            raise MetainfoError(f"bad peer {value[:80]!r} (need host:port or [v6]:port)", "magnet.x.pe")
+            raise MagnetError(f"bad peer {value[:80]!r} (need host:port or [v6]:port)", "magnet.x.pe")
     if any(c in host for c in "[]/@ \t\r\n\0"):
-        raise MetainfoError(f"bad peer host {host[:80]!r}", "magnet.x.pe")
+        raise MagnetError(f"bad peer host {host[:80]!r}", "magnet.x.pe")
     if not (port_s.isascii() and port_s.isdigit() and len(port_s) <= 5 and 0 < int(port_s) < 65536):
-        raise MetainfoError(f"bad peer port {port_s[:20]!r}", "magnet.x.pe")
+        raise MagnetError(f"bad peer port {port_s[:20]!r}", "magnet.x.pe")
     return host, int(port_s)
 
 
@@ -126,29 +143,29 @@ def _select_only(value: str, out: set[int]) -> None:
     for part in value.split(","):
         m = _RANGE.match(part.strip()) if part.isascii() else None
         if m is None:
-            raise MetainfoError(f"bad select-only item {part[:40]!r}", "magnet.so")
+            raise MagnetError(f"bad select-only item {part[:40]!r}", "magnet.so")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise MetainfoError(f"bad select-only range {part[:40]!r}", "magnet.so")
+            raise MagnetError(f"bad select-only range {part[:40]!r}", "magnet.so")
         if len(out) + hi - lo + 1 > MAX_SELECT_ONLY:
-            raise MetainfoError("select-only lists too many files", "magnet.so")
+            raise MagnetError("select-only lists too many files", "magnet.so")
         out.update(range(lo, hi + 1))
 
 
 def parse_magnet(uri: str) -> Magnet:
     """Parse a magnet link; at least one ``btih`` or ``btmh`` ``xt`` is required."""
     if not isinstance(uri, str):
-        raise MetainfoError("a magnet link must be text", "magnet")
+        raise MagnetError("a magnet link must be text", "magnet")
     if len(uri) > MAX_MAGNET_LENGTH:
-        raise MetainfoError("magnet link is too long", "magnet")
+        raise MagnetError("magnet link is too long", "magnet")
     uri = uri.strip()
     if uri[:8].lower() != "magnet:?":
-        raise MetainfoError("not a magnet link (must start with 'magnet:?')", "magnet")
+        raise MagnetError("not a magnet link (must start with 'magnet:?')", "magnet")
     v1: bytes | None = None
     v2: bytes | None = None
     name: str | None = None
-    trackers: list[str] = []
+    trackers: dict[str, None] = {}  # a dict: insertion order and O(1) duplicate checks
     web_seeds: list[str] = []
     peers: list[tuple[str, int]] = []
     so: set[int] = set()
@@ -165,27 +182,33 @@ def parse_magnet(uri: str) -> Magnet:
             kind, h = _xt(value)
             if kind == "v1":
                 if v1 is not None and v1 != h:
-                    raise MetainfoError("two different btih info-hashes", "magnet.xt")
+                    raise MagnetError("two different btih info-hashes", "magnet.xt")
                 v1 = h
             elif kind == "v2":
                 if v2 is not None and v2 != h:
-                    raise MetainfoError("two different btmh info-hashes", "magnet.xt")
+                    raise MagnetError("two different btmh info-hashes", "magnet.xt")
                 v2 = h
         elif key == "dn":
             name = unquote_plus(raw, errors="replace")
         elif key == "tr":
             if value and value not in trackers:
-                trackers.append(value)
+                if len(trackers) >= MAX_MAGNET_TRACKERS:
+                    raise MagnetError(f"more than {MAX_MAGNET_TRACKERS} trackers", "magnet.tr")
+                trackers[value] = None
         elif key == "ws":
             if value:
+                if len(web_seeds) >= MAX_MAGNET_WEB_SEEDS:
+                    raise MagnetError(f"more than {MAX_MAGNET_WEB_SEEDS} web seeds", "magnet.ws")
                 web_seeds.append(value)
         elif key == "x.pe":
+            if len(peers) >= MAX_MAGNET_PEERS:
+                raise MagnetError(f"more than {MAX_MAGNET_PEERS} peers", "magnet.x.pe")
             peers.append(_peer(value))
         elif key == "so":
             _select_only(value, so)
     if v1 is None and v2 is None:
-        raise MetainfoError("no urn:btih or urn:btmh info-hash", "magnet.xt")
-    return Magnet(v1, v2, name, trackers, web_seeds, peers, sorted(so))
+        raise MagnetError("no urn:btih or urn:btmh info-hash", "magnet.xt")
+    return Magnet(v1, v2, name, list(trackers), web_seeds, peers, sorted(so))
 
 
 def magnet_from_torrent(t: Torrent) -> Magnet:
