@@ -265,87 +265,152 @@ class PiecePicker:
         out: list[BlockRequest] = []
         if count <= 0:
             return out
-        have, prio = self.have, self.priority
-        # 1. deadlines
         if self.deadlines:
-            for index in sorted(self.deadlines, key=self.deadlines.__getitem__):
-                if len(out) >= count:
-                    return out
-                if not have[index] and peer_has(index):
-                    self._take_from(index, peer, count - len(out), out)
-        # 2. started pieces with blocks left, oldest first
+            self._pick_deadlines(peer, peer_has, count, out)
         if self._open and len(out) < count:
-            for index in list(self._open):
-                if len(out) >= count:
-                    return out
-                if prio[index] and peer_has(index):
-                    self._take_from(index, peer, count - len(out), out)
-        # 3./4. new pieces: sequential or rarest first
+            self._pick_started(peer, peer_has, count, out)
         if len(out) < count:
-            partials = self._partials
             if self.sequential:
-                for index in range(self.num_pieces):
-                    if len(out) >= count:
-                        break
-                    if not have[index] and prio[index] and index not in partials and peer_has(index):
-                        self._take_from(index, peer, count - len(out), out)
+                self._pick_sequential(peer, peer_has, count, out)
             else:
-                order = self._rarest_order()
-                pos, n = self._order_pos, len(order)
-                while pos < n and (have[order[pos]] or order[pos] in partials):
-                    pos += 1  # skip the settled front of the order once
-                self._order_pos = pos
-                cand = -1 if peer_mask is None else peer_mask & self._fresh
-                if cand == 0:
-                    pass  # the peer has no fresh piece we want
-                elif cand > 0 and cand.bit_count() <= _ENUMERATE_MAX:
-                    # few candidates: list them (highest bit first) and take them in rarest order
-                    top = self._nbits - 1
-                    hits: list[int] = []
-                    while cand:
-                        b = cand.bit_length() - 1
-                        hits.append(top - b)
-                        cand ^= 1 << b
-                    hits.sort(key=self._rank.__getitem__)
-                    for index in hits:
-                        if len(out) >= count:
-                            break
-                        self._take_from(index, peer, count - len(out), out)
-                else:
-                    top = self._nbits - 1
-                    for k in range(pos, n):
-                        if len(out) >= count:
-                            break
-                        index = order[k]
-                        if have[index] or index in partials or not prio[index]:
-                            continue
-                        if not ((cand >> (top - index)) & 1 if cand > 0 else peer_has(index)):
-                            continue
-                        self._take_from(index, peer, count - len(out), out)
-        # 5. end-game: every wanted block is requested; duplicate the ones not from this peer
+                self._pick_rarest(peer, peer_has, count, out, peer_mask)
         if endgame_max is not None:
             count = min(count, len(out) + max(0, endgame_max))
         if len(out) < count and self._endgame_empty.get(peer) != self._epoch and self._all_requested():
-            found = len(out)
-            for index, p in self._partials.items():
-                if len(out) >= count:
-                    break
-                if not peer_has(index):
-                    continue
-                for b in range(p.num_blocks):
-                    if len(out) >= count:
-                        break
-                    if p.received[b] or p.requested[b] > self.endgame_dups:
-                        continue
-                    owners = p.owners.setdefault(b, set())
-                    if peer in owners:
-                        continue
-                    owners.add(peer)
-                    p.requested[b] += 1
-                    out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
-            if len(out) == found and memo:
-                self._endgame_empty[peer] = self._epoch
+            self._pick_endgame(peer, peer_has, count, out, memo)
         return out
+
+    # The phases of :meth:`pick`, in order. Each appends to ``out`` until it holds ``count`` blocks.
+
+    def _pick_deadlines(
+        self, peer: Hashable, peer_has: Callable[[int], bool], count: int, out: list[BlockRequest]
+    ) -> None:
+        """1. Pieces with a deadline (streaming), earliest first."""
+        have = self.have
+        for index in sorted(self.deadlines, key=self.deadlines.__getitem__):
+            if len(out) >= count:
+                return
+            if not have[index] and peer_has(index):
+                self._take_from(index, peer, count - len(out), out)
+
+    def _pick_started(
+        self, peer: Hashable, peer_has: Callable[[int], bool], count: int, out: list[BlockRequest]
+    ) -> None:
+        """2. Started pieces with blocks left, oldest first."""
+        prio = self.priority
+        for index in list(self._open):
+            if len(out) >= count:
+                return
+            if prio[index] and peer_has(index):
+                self._take_from(index, peer, count - len(out), out)
+
+    def _pick_sequential(
+        self, peer: Hashable, peer_has: Callable[[int], bool], count: int, out: list[BlockRequest]
+    ) -> None:
+        """3. New pieces in sequential mode: the lowest missing index first."""
+        have, prio, partials = self.have, self.priority, self._partials
+        for index in range(self.num_pieces):
+            if len(out) >= count:
+                return
+            if not have[index] and prio[index] and index not in partials and peer_has(index):
+                self._take_from(index, peer, count - len(out), out)
+
+    def _pick_rarest(
+        self,
+        peer: Hashable,
+        peer_has: Callable[[int], bool],
+        count: int,
+        out: list[BlockRequest],
+        peer_mask: int | None,
+    ) -> None:
+        """4. New pieces, rarest first (random tie-breaks)."""
+        order = self._rarest_order()
+        have, partials = self.have, self._partials
+        pos, n = self._order_pos, len(order)
+        while pos < n and (have[order[pos]] or order[pos] in partials):
+            pos += 1  # skip the settled front of the order once
+        self._order_pos = pos
+        cand = -1 if peer_mask is None else peer_mask & self._fresh
+        if cand == 0:
+            return  # the peer has no fresh piece we want
+        if cand > 0 and cand.bit_count() <= _ENUMERATE_MAX:
+            self._take_listed(cand, peer, count, out)
+        else:
+            self._walk_order(order, pos, cand, peer, peer_has, count, out)
+
+    def _take_listed(self, cand: int, peer: Hashable, count: int, out: list[BlockRequest]) -> None:
+        """Few candidates (a mask of fresh pieces the peer has): list them, highest bit first, and
+        take them in rarest-first order."""
+        top = self._nbits - 1
+        hits: list[int] = []
+        while cand:
+            b = cand.bit_length() - 1
+            hits.append(top - b)
+            cand ^= 1 << b
+        hits.sort(key=self._rank.__getitem__)
+        for index in hits:
+            if len(out) >= count:
+                return
+            self._take_from(index, peer, count - len(out), out)
+
+    def _walk_order(
+        self,
+        order: list[int],
+        pos: int,
+        cand: int,
+        peer: Hashable,
+        peer_has: Callable[[int], bool],
+        count: int,
+        out: list[BlockRequest],
+    ) -> None:
+        """Walk the rarest-first order from ``pos``; the peer's pieces are the mask ``cand``, or
+        ``peer_has`` when ``cand`` is -1 (no mask)."""
+        have, prio, partials = self.have, self.priority, self._partials
+        top = self._nbits - 1
+        for k in range(pos, len(order)):
+            if len(out) >= count:
+                return
+            index = order[k]
+            if have[index] or index in partials or not prio[index]:
+                continue
+            if not ((cand >> (top - index)) & 1 if cand > 0 else peer_has(index)):
+                continue
+            self._take_from(index, peer, count - len(out), out)
+
+    def _pick_endgame(
+        self,
+        peer: Hashable,
+        peer_has: Callable[[int], bool],
+        count: int,
+        out: list[BlockRequest],
+        memo: bool,
+    ) -> None:
+        """5. End-game: every wanted block is requested; duplicate ones not requested from this
+        peer (each at most ``endgame_dups`` extra times). A fruitless scan is remembered (``memo``)
+        until the picker's epoch moves."""
+        found = len(out)
+        for index, p in self._partials.items():
+            if len(out) >= count:
+                break
+            if peer_has(index):
+                self._duplicate_blocks(index, p, peer, count, out)
+        if len(out) == found and memo:
+            self._endgame_empty[peer] = self._epoch
+
+    def _duplicate_blocks(
+        self, index: int, p: _Partial, peer: Hashable, count: int, out: list[BlockRequest]
+    ) -> None:
+        for b in range(p.num_blocks):
+            if len(out) >= count:
+                return
+            if p.received[b] or p.requested[b] > self.endgame_dups:
+                continue
+            owners = p.owners.setdefault(b, set())
+            if peer in owners:
+                continue
+            owners.add(peer)
+            p.requested[b] += 1
+            out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
 
     def pick_piece(self, peer: Hashable, index: int, count: int) -> list[BlockRequest]:
         """Up to ``count`` unrequested blocks of piece ``index`` only — for a peer that just

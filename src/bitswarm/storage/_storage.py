@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 from bitswarm.metainfo import Torrent
 from bitswarm.storage._filemap import Extent, FileMap, StorageError
 from bitswarm.storage._io import FdCache, pread_into, pwrite_all, stat_file, storage_error
+from bitswarm.storage._plan import DiskStats, FileEntry, OpenLayout, plan_open
 from bitswarm.storage._verify import PieceHasher
-from bitswarm.storage.bitfield import Bitfield, BitfieldError
+from bitswarm.storage.bitfield import Bitfield
 from bitswarm.storage.resume import ResumeData, load_resume, save_resume_file
 
 T = TypeVar("T")
@@ -733,89 +734,32 @@ class Storage:
                 os.unlink(self.parts_path)
 
     def _open_job(self, seed_mode: bool) -> tuple[Bitfield, list[int], str]:
+        """Gather the facts (resume record, file stats), let :func:`plan_open` decide, carry it out."""
         fm = self.file_map
-        files = self.info.files
-        n = self.num_pieces
         fm.check_paths()
-
         resume: ResumeData | None = None
-        status = "none"
+        resume_exists = False
         if self.resume_path is not None:
             resume = load_resume(self.resume_path)
-            if resume is None:
-                status = "corrupt" if os.path.exists(self.resume_path) else "none"
-            elif (
-                resume.info_hash != self.torrent.swarm_hash
-                or resume.num_pieces != n
-                or len(resume.files) != len(files)
-            ):
-                resume, status = None, "mismatch"
-
-        if self._given_priorities is not None:
-            prios = list(self._given_priorities)
-        elif resume is not None and len(resume.priorities) == len(files):
-            prios = list(resume.priorities)
-        else:
-            prios = [1] * len(files)
-        self._priorities = prios
-
-        pre = [None if p is None else stat_file(p) for p in fm.paths]
-        parts_pre = stat_file(self.parts_path)
-
-        have = Bitfield(n)
-        to_check: set[int] | None = None
-        changed: set[int] = set()
-        if resume is not None:
-            try:
-                have = Bitfield.from_bytes(resume.pieces, n)
-            except BitfieldError:
-                resume, status = None, "corrupt"
-        if resume is not None:
-            for i, f in enumerate(files):
-                if f.pad or f.length == 0:
-                    continue
-                rec = resume.files[i]
-                ok = pre[i] == rec if rec is not None else pre[i] is None and resume.parts == parts_pre
-                if not ok:
-                    changed.add(i)
-            to_check = set()
-            for i in changed:
-                to_check.update(fm.file_pieces(i))
-            for k in to_check:
-                have.clear(k)
-            status = "partial" if changed else "trusted"
-
-        # Create the wanted files that are missing; extend short ones (sparse).
-        new: set[int] = set()
-        for i, f in enumerate(files):
-            if f.pad:
-                continue
-            if prios[i] > 0 or pre[i] is not None:
-                st = pre[i]
-                if st is None or st[0] < f.length:
-                    self._create_file(i)
-                    if st is None:
-                        new.add(i)
-                self._materialized[i] = True
+            resume_exists = resume is not None or os.path.exists(self.resume_path)
+        stats = DiskStats(
+            files=tuple(None if p is None else stat_file(p) for p in fm.paths),
+            parts=stat_file(self.parts_path),
+            resume_exists=resume_exists,
+        )
+        plan = plan_open(self._layout(), resume, stats, self._given_priorities, seed_mode)
+        self._priorities = list(plan.priorities)
+        for i in plan.create:  # wanted files that are missing or short: create/extend (sparse)
+            self._create_file(i)
+        self._materialized = list(plan.materialized)
         fm.check_paths()
-        if resume is not None and parts_pre is not None:
-            for i in new:
-                if resume.files[i] is None and i not in changed:
-                    self._materialize(i, have, True)
+        for i in plan.migrate:
+            self._materialize(i, plan.have, True)
+        if plan.drop_parts:
             self._drop_parts_if_unused()
+        return plan.have, list(plan.to_check), plan.status
 
-        if to_check is None:
-            complete = all(
-                f.pad or ((st := pre[i]) is not None and st[0] == f.length) for i, f in enumerate(files)
-            )
-            if seed_mode and complete:
-                return Bitfield(n, full=True), [], "seed-mode"
-            to_check = set()
-            for i, f in enumerate(files):
-                if f.pad or i in new:
-                    continue
-                if (self._materialized[i] and pre[i] is not None) or (
-                    not self._materialized[i] and parts_pre is not None
-                ):
-                    to_check.update(fm.file_pieces(i))
-        return have, sorted(to_check), status
+    def _layout(self) -> OpenLayout:
+        fm = self.file_map
+        files = tuple(FileEntry(f.length, f.pad, fm.file_pieces(i)) for i, f in enumerate(self.info.files))
+        return OpenLayout(self.torrent.swarm_hash, self.num_pieces, files)
