@@ -336,43 +336,52 @@ async def test_bad_input_is_4xx_never_5xx(tmp_path: Path) -> None:
         assert [x["id"] for x in (await c.get("/api/v1/torrents")).json()["torrents"]] == [tid]
 
 
-async def test_every_write_needs_the_token(tmp_path: Path) -> None:
-    content = make_content(tmp_path / "seed", files=1, size=20_000)
-    raw, _t = torrent_of(content)
-    async with running_daemon(tmp_path / "d") as r, r.client() as c:
+async def test_every_request_needs_the_token(tmp_path: Path) -> None:
+    """Every /api/v1 operation of the OpenAPI document, reads and the event stream included, answers
+    401 without the right bearer token; only the static shell and the API description are open; a
+    file's stream URL also opens with its own key, and that key opens nothing else (issue 16)."""
+    content = make_content(tmp_path / "seed", files=2, size=20_000)
+    raw, t = torrent_of(content)
+    async with seeder(content, t) as (s, _), running_daemon(tmp_path / "d") as r, r.client() as c:
         tid = (
             await c.post(
                 "/api/v1/torrents",
-                content=raw,
-                params={"paused": "true"},
-                headers={"Content-Type": "application/x-bittorrent"},
+                files={"torrent": ("a.torrent", raw)},
+                data={"peers": f"127.0.0.1:{s.port}"},
             )
         ).json()["id"]
         spec = (await c.get("/openapi.json")).json()
-        writes = [
+        ops = [
             (method.upper(), path.replace("{torrent_id}", tid).replace("{file_index}", "0"))
-            for path, ops in spec["paths"].items()
-            for method in ops
-            if method in ("post", "put", "patch", "delete")
+            for path, methods in spec["paths"].items()
+            for method in methods
         ]
-        assert len(writes) >= 8
+        assert len(ops) >= 14 and ("GET", "/api/v1/events") in ops and ("GET", "/api/v1/stats") in ops
+        assert all(path.startswith("/api/v1/") for _, path in ops)
         async with r.client(auth=False) as anon:
-            for method, path in writes:
+            for method, path in [*ops, ("HEAD", f"/api/v1/torrents/{tid}/files/0/stream")]:
                 for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
                     reply = await anon.request(method, path, headers=headers, json={})
                     assert reply.status_code == 401, (method, path, headers, reply.text)
-                    assert reply.json()["error"]["code"] == "unauthorized"
-            # reads stay open
-            for path in (
-                "/api/v1/torrents",
-                f"/api/v1/torrents/{tid}",
-                "/api/v1/stats",
-                "/api/v1/limits",
-                "/",
+                    if method != "HEAD":
+                        assert reply.json()["error"]["code"] == "unauthorized"
+            # open: the web UI's static shell and the API's own description (no user data)
+            for path in ("/", "/favicon.svg", "/favicon.ico", "/openapi.json", "/api/docs"):
+                assert (await anon.get(path)).status_code == 200, path
+            d = await _complete(c, tid)
+            url = d["files"][1]["stream_url"]
+            assert "?key=" in url
+            got = await anon.get(url, headers={"Range": "bytes=0-9"})
+            assert got.status_code == 206 and got.content == (content / "track01.bin").read_bytes()[:10]
+            key = url.split("?key=")[1]
+            for other in (
+                f"/api/v1/torrents/{tid}/files/0/stream?key={key}",  # another file
+                f"/api/v1/torrents/{tid}?key={key}",  # another endpoint
+                f"/api/v1/torrents/{tid}/files/1/stream?key={key[:-1]}0",
+                f"/api/v1/torrents/{tid}/files/1/stream?key=",
             ):
-                assert (await anon.get(path)).status_code == 200
+                assert (await anon.get(other)).status_code == 401, other
         # nothing changed
-        assert (await c.get(f"/api/v1/torrents/{tid}")).json()["paused"]
         assert (await c.get("/api/v1/limits")).json() == {"download_limit": 0, "upload_limit": 0}
         # security scheme documented
         assert "HTTPBearer" in json.dumps(spec["components"]["securitySchemes"])
@@ -382,7 +391,10 @@ async def test_host_guard_against_dns_rebinding(tmp_path: Path) -> None:
     async with running_daemon(tmp_path / "d") as r:
         app = create_app(r.daemon, TOKEN, allowed_hosts={"127.0.0.1", "localhost", "::1"})
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:9091") as c:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:9091", headers=auth
+        ) as c:
             assert (await c.get("/api/v1/stats")).status_code == 200
             evil = await c.get("/api/v1/stats", headers={"Host": "evil.example:9091"})
             assert evil.status_code == 421

@@ -134,10 +134,11 @@ def _close_pipes(proc: subprocess.Popen[str]) -> None:
             pipe.close()
 
 
-async def _wait(api: str, tid: str, state: str, timeout: float = 40) -> dict:
+async def _wait(data: Path, api: str, tid: str, state: str, timeout: float = 40) -> dict:
     deadline = time.monotonic() + timeout
     d: dict = {}
-    async with httpx.AsyncClient(timeout=5) as http:
+    auth = {"Authorization": f"Bearer {(data / 'token').read_text().strip()}"}
+    async with httpx.AsyncClient(timeout=5, headers=auth) as http:
         while time.monotonic() < deadline:
             d = (await http.get(f"{api}/api/v1/torrents/{tid}")).json()
             if d["state"] == state:
@@ -166,10 +167,12 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
             tid = json.loads(out.stdout)["id"]
             out = await _bitswarm("ctl", "add", str(tmp_path / "other.torrent"), "--paused", *ctl)
             assert out.returncode == 0 and "added other" in out.stdout, out.stderr
-            # writes without the token are refused
+            # requests without the token are refused, reads too
             out = await _bitswarm("ctl", "pause", tid, "--api", api, "--data", str(tmp_path / "nowhere"))
             assert out.returncode == 1 and "401" in out.stderr
-            await _wait(api, tid, "seeding")
+            out = await _bitswarm("ctl", "list", "--api", api, "--data", str(tmp_path / "nowhere"))
+            assert out.returncode == 1 and "401" in out.stderr
+            await _wait(data, api, tid, "seeding")
             out = await _bitswarm("ctl", "limits", "film", "--down", "2M", *ctl, "--json")
             assert json.loads(out.stdout) == {"download_limit": 2 * 1024 * 1024, "upload_limit": 0}, (
                 out.stderr
@@ -178,7 +181,9 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
             assert {x["name"]: x["state"] for x in listed} == {"film": "seeding", "other": "paused"}
             shown = await _bitswarm("ctl", "show", tid[:10], *ctl)
             assert "clip.mp4" in shown.stdout and "100.0%" in shown.stdout, shown.stderr
-            frame = await _bitswarm("top", "--once", "--api", api)
+            denied = await _bitswarm("top", "--once", "--api", api, "--data", str(tmp_path / "nowhere"))
+            assert denied.returncode == 1 and "401" in denied.stderr  # reads need the token too
+            frame = await _bitswarm("top", "--once", "--api", api, "--data", str(data))
             assert frame.returncode == 0 and "film" in frame.stdout and "seeding" in frame.stdout
             assert "other" in frame.stdout and "paused" in frame.stdout
             await asyncio.sleep(0.3)
@@ -192,7 +197,7 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
         try:
             api = hello["api"]
             ctl = ["--api", api, "--data", str(data)]
-            d = await _wait(api, tid, "seeding", 20)
+            d = await _wait(data, api, tid, "seeding", 20)
             assert d["progress"] == 1.0 and d["download_limit"] == 2 * 1024 * 1024
             listed = json.loads((await _bitswarm("ctl", "list", *ctl, "--json")).stdout)["torrents"]
             assert {x["name"]: x["state"] for x in listed} == {"film": "seeding", "other": "paused"}
@@ -200,7 +205,7 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
             assert json.loads(out.stdout)["state"] == "paused", out.stderr
             out = await _bitswarm("ctl", "resume", "film", *ctl)
             assert out.returncode == 0, out.stderr
-            await _wait(api, tid, "seeding", 20)
+            await _wait(data, api, tid, "seeding", 20)
             out = await _bitswarm("ctl", "remove", "other", "--delete-data", *ctl)
             assert out.returncode == 0 and "removed" in out.stdout
             out = await _bitswarm("ctl", "show", "nothing-like-this", *ctl)

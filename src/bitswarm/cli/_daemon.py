@@ -202,10 +202,11 @@ ctl = typer.Typer(help="Control a running bitswarm daemon.", no_args_is_help=Tru
 app.add_typer(ctl, name="ctl")
 
 
-def _client(api: str, token: str | None, data: Path | None) -> Any:
+def _client(api: str, token: str | None, data: Path | None, *, timeout: float = 30.0) -> Any:
     from bitswarm.daemon.client import DaemonClient, find_token
 
-    return DaemonClient(api, token or os.environ.get("BITSWARM_TOKEN") or find_token(data))
+    tok = token or os.environ.get("BITSWARM_TOKEN") or find_token(data)
+    return DaemonClient(api, tok, timeout=timeout)
 
 
 def _run(fn: Any) -> Any:
@@ -430,14 +431,16 @@ def top(
     api: ApiOption = "http://127.0.0.1:9091",
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    token: TokenOption = None,
+    data: DataOption = None,
 ) -> None:
     """A live terminal dashboard of a running daemon's torrents (q or Ctrl-C to quit)."""
     from rich.live import Live
 
     from bitswarm.daemon._top import render
-    from bitswarm.daemon.client import DaemonClient, DaemonClientError
+    from bitswarm.daemon.client import DaemonClientError
 
-    with DaemonClient(api, timeout=5.0) as c:
+    with _client(api, token, data, timeout=5.0) as c:
 
         def frame() -> Any:
             return render(c.list(), c.stats(), c.api)

@@ -1,14 +1,17 @@
 """The control API (``/api/v1``, OpenAPI at ``/openapi.json``) and the web UI at ``/``.
 
-Reads are open (the API listens on loopback by default); every write (POST, PUT, PATCH, DELETE) needs
-``Authorization: Bearer <token>``. Errors are ``{"error": {"code": ..., "message": ...}}`` with a 4xx
-status: bad input never causes a 5xx.
+Every ``/api/v1`` request, reads included, needs ``Authorization: Bearer <token>``; a file's stream
+URL may instead carry ``?key=``, an HMAC of the token over that one URL (handed out in the torrent's
+details, so a media player can open it). Open without the token: the web UI's static shell (``/``, the
+favicon) and the API's own description (``/openapi.json``, ``/api/docs``): none holds user data.
+Errors are ``{"error": {"code": ..., "message": ...}}`` with a 4xx status: bad input never causes a 5xx.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import mimetypes
@@ -16,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -146,6 +149,21 @@ def create_app(
             raise DaemonError("wrong token", 401, "unauthorized")
 
     Auth = Depends(require_token)
+    api = APIRouter(prefix="/api/v1", dependencies=[Auth])
+
+    async def stream_access(
+        torrent_id: TorrentId,
+        file_index: FileIndex,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        key: Annotated[str | None, Query(max_length=128, description="the stream_url's key")] = None,
+    ) -> None:
+        """The bearer token, or the ``key`` of this one file's stream URL."""
+        if key is not None and creds is None:
+            want = stream_key(token, torrent_id, file_index)
+            if not hmac.compare_digest(key.encode(), want.encode()):
+                raise DaemonError("wrong stream key", 401, "unauthorized")
+            return
+        await require_token(creds)
 
     # -- web UI --------------------------------------------------------------------------------
 
@@ -160,14 +178,13 @@ def create_app(
 
     # -- torrents ------------------------------------------------------------------------------
 
-    @app.get("/api/v1/torrents", summary="Every torrent with its status")
+    @api.get("/torrents", summary="Every torrent with its status")
     async def list_torrents() -> dict[str, Any]:
         return {"torrents": daemon.list()}
 
-    @app.post(
-        "/api/v1/torrents",
+    @api.post(
+        "/torrents",
         status_code=201,
-        dependencies=[Auth],
         summary="Add a torrent: .torrent upload (multipart or raw), server-side path, magnet or index name",
         openapi_extra={
             "requestBody": {
@@ -224,62 +241,68 @@ def create_app(
             raise DaemonError(f"bad JSON body: {_first_line(exc)}", 422, "invalid") from None
         return await _add_json(daemon, req)
 
-    @app.get("/api/v1/torrents/{torrent_id}", summary="One torrent: status, files, peers, trackers, pieces")
+    @api.get("/torrents/{torrent_id}", summary="One torrent: status, files, peers, trackers, pieces")
     async def torrent_details(torrent_id: TorrentId) -> dict[str, Any]:
-        return daemon.details(torrent_id)
+        out = daemon.details(torrent_id)
+        for f in out["files"]:  # a link a media player can open: it carries this file's key
+            f["stream_url"] += "?key=" + stream_key(token, out["id"], f["index"])
+        return out
 
-    @app.delete("/api/v1/torrents/{torrent_id}", dependencies=[Auth], summary="Remove a torrent")
+    @api.delete("/torrents/{torrent_id}", summary="Remove a torrent")
     async def remove_torrent(torrent_id: TorrentId, delete_data: bool = False) -> dict[str, Any]:
         return await daemon.remove(torrent_id, delete_data=delete_data)
 
-    @app.post("/api/v1/torrents/{torrent_id}/pause", dependencies=[Auth], summary="Pause (keeps the data)")
+    @api.post("/torrents/{torrent_id}/pause", summary="Pause (keeps the data)")
     async def pause(torrent_id: TorrentId) -> dict[str, Any]:
         return await daemon.pause(torrent_id)
 
-    @app.post("/api/v1/torrents/{torrent_id}/resume", dependencies=[Auth], summary="Resume")
+    @api.post("/torrents/{torrent_id}/resume", summary="Resume")
     async def resume(torrent_id: TorrentId) -> dict[str, Any]:
         return await daemon.resume(torrent_id)
 
-    @app.post("/api/v1/torrents/{torrent_id}/recheck", dependencies=[Auth], summary="Hash every piece again")
+    @api.post("/torrents/{torrent_id}/recheck", summary="Hash every piece again")
     async def recheck(torrent_id: TorrentId) -> dict[str, Any]:
         return await daemon.recheck(torrent_id)
 
-    @app.put("/api/v1/torrents/{torrent_id}/priorities", dependencies=[Auth], summary="File priorities")
+    @api.put("/torrents/{torrent_id}/priorities", summary="File priorities")
     async def priorities(torrent_id: TorrentId, req: PrioritiesRequest) -> dict[str, Any]:
         return await daemon.set_priorities(torrent_id, req.priorities)
 
-    @app.put("/api/v1/torrents/{torrent_id}/limits", dependencies=[Auth], summary="Per-torrent rate limits")
+    @api.put("/torrents/{torrent_id}/limits", summary="Per-torrent rate limits")
     async def torrent_limits(torrent_id: TorrentId, req: LimitsRequest) -> dict[str, Any]:
         return await daemon.set_limits(torrent_id, download=req.download, upload=req.upload)
 
+    stream_path = "/api/v1/torrents/{torrent_id}/files/{file_index}/stream"
+
     @app.get(
-        "/api/v1/torrents/{torrent_id}/files/{file_index}/stream",
-        summary="Stream one file while it downloads (HTTP Range)",
+        stream_path,
+        summary="Stream one file while it downloads (HTTP Range); the bearer token or the URL's key",
         response_class=Response,
+        dependencies=[Depends(stream_access)],
     )
     async def stream_file(request: Request, torrent_id: TorrentId, file_index: FileIndex) -> Response:
         return await _stream(daemon, request, torrent_id, file_index)
 
-    @app.head("/api/v1/torrents/{torrent_id}/files/{file_index}/stream", include_in_schema=False)
+    @app.head(stream_path, include_in_schema=False, dependencies=[Depends(stream_access)])
     async def stream_file_head(request: Request, torrent_id: TorrentId, file_index: FileIndex) -> Response:
         return await _stream(daemon, request, torrent_id, file_index)
 
     # -- session -------------------------------------------------------------------------------
 
-    @app.get("/api/v1/stats", summary="Session statistics")
+    @api.get("/stats", summary="Session statistics")
     async def stats() -> dict[str, Any]:
         return daemon.stats()
 
-    @app.get("/api/v1/limits", summary="Global rate limits")
+    @api.get("/limits", summary="Global rate limits")
     async def get_limits() -> dict[str, int]:
         return daemon.global_limits()
 
-    @app.put("/api/v1/limits", dependencies=[Auth], summary="Set global rate limits")
+    @api.put("/limits", summary="Set global rate limits")
     async def set_limits(req: LimitsRequest) -> dict[str, int]:
         return daemon.set_global_limits(download=req.download, upload=req.upload)
 
-    @app.get(
-        "/api/v1/events",
+    @api.get(
+        "/events",
         summary="Server-sent events: a 'torrents' snapshot every second and daemon/engine events",
         response_class=StreamingResponse,
     )
@@ -296,7 +319,15 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    app.include_router(api)
     return app
+
+
+def stream_key(token: str, torrent_id: str, file_index: int) -> str:
+    """The ``key`` of one file's stream URL: an HMAC of the token over the torrent id and file index
+    (opens that file only; changes with the token)."""
+    msg = f"stream/{torrent_id.lower()}/{file_index}".encode()
+    return hmac.new(token.encode(), msg, hashlib.sha256).hexdigest()[:32]
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,9 +1,10 @@
 # ruff: noqa: E501
 """The daemon's web UI: one self-contained page (no external assets, works offline).
 
-It reads the live state from the server-sent events of ``/api/v1/events`` (falling back to polling
-``/api/v1/torrents``) and sends writes with the bearer token, which it takes from the URL fragment
-(``/#token=...``, never sent to the server in the URL) or asks for once and keeps in localStorage.
+It reads the live state from the server-sent events of ``/api/v1/events`` (read with ``fetch``, as
+EventSource cannot send a header; polling ``/api/v1/torrents`` while that stream is down) and sends
+every request with the bearer token, which it takes from the URL fragment (``/#token=...``, never sent
+to the server in the URL) or asks for once and keeps in localStorage.
 """
 
 FAVICON_SVG = (
@@ -185,7 +186,7 @@ input:focus,.search:focus{outline:2px solid #c7d2fe;border-color:var(--brand)}
 </form></dialog>
 
 <dialog id="tok-dlg"><form method="dialog">
-  <h3>Control token</h3><div style="color:var(--muted);font-size:13px">Changes need the daemon's token
+  <h3>Control token</h3><div style="color:var(--muted);font-size:13px">The daemon needs its token
   (in <code>DATA_DIR/token</code>, or printed by <code>bitswarm daemon</code>).</div>
   <label class="f" for="tok">Token</label><input type="password" id="tok" autocomplete="off">
   <div class="dfoot"><button class="btn" value="cancel">Cancel</button><button class="btn primary" value="ok">Save</button></div>
@@ -205,6 +206,7 @@ const rows = new Map();
   if (m) { localStorage.setItem("bitswarm-token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
 })();
 const token = () => localStorage.getItem("bitswarm-token") || "";
+const auth = () => ({ Authorization: "Bearer " + token() });  // every API request needs the token
 
 function fmtBytes(n) {
   if (n == null) return "–";
@@ -224,7 +226,7 @@ const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&
 function toast(msg) { const t = $("toast"); t.textContent = msg; t.classList.add("show"); clearTimeout(t._h); t._h = setTimeout(() => t.classList.remove("show"), 3500); }
 
 async function call(method, path, body, isForm) {
-  const headers = { Authorization: "Bearer " + token() };
+  const headers = auth();
   if (body && !isForm) headers["Content-Type"] = "application/json";
   const r = await fetch(API + path, { method, headers, body: isForm ? body : body ? JSON.stringify(body) : undefined });
   let data = null; try { data = await r.json(); } catch (e) { }
@@ -318,23 +320,47 @@ function applySnapshot(list, stats) {
   if (selected) { if (!torrents.some((t) => t.id === selected)) closeDetail(); else refreshDetail(); }
 }
 
-// ---- live updates: SSE, polling as the fallback ---------------------------------------------
-let pollTimer = null;
-function connect() {
-  let es;
-  try { es = new EventSource(API + "/events"); } catch (e) { poll(); return; }
-  es.addEventListener("torrents", (ev) => { const d = JSON.parse(ev.data); applySnapshot(d.torrents, d.stats); $("conn").classList.add("live"); });
-  for (const k of ["added", "removed", "paused", "resumed", "started"]) es.addEventListener(k, () => refresh());
-  es.addEventListener("torrent_completed", (ev) => { const d = JSON.parse(ev.data); toast("Completed: " + d.name); refresh(); });
-  es.onerror = () => { $("conn").classList.remove("live"); if (es.readyState === 2) { poll(); } };
+// ---- live updates: server-sent events read with fetch (EventSource cannot send the token) -----
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+function onEvent(kind, data) {
+  if (kind === "torrents") { const d = JSON.parse(data); applySnapshot(d.torrents, d.stats); $("conn").classList.add("live"); }
+  else if (["added", "removed", "paused", "resumed", "started"].includes(kind)) refresh();
+  else if (kind === "torrent_completed") { toast("Completed: " + JSON.parse(data).name); refresh(); }
+}
+async function connect() {
+  for (;;) {
+    try {
+      const r = await fetch(API + "/events", { headers: auth() });
+      if (r.status === 401) askToken();
+      if (r.ok && r.body) {
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          for (let i; (i = buf.indexOf("\n\n")) >= 0; buf = buf.slice(i + 2)) {
+            let kind = "message", data = "";
+            for (const line of buf.slice(0, i).split("\n")) {
+              if (line.startsWith("event: ")) kind = line.slice(7);
+              else if (line.startsWith("data: ")) data += line.slice(6);
+            }
+            if (data) onEvent(kind, data);
+          }
+        }
+      }
+    } catch (e) { }
+    $("conn").classList.remove("live");
+    await sleep(2000); refresh();  // polled while the stream is down
+  }
 }
 async function refresh() {
   try {
-    const [l, s] = await Promise.all([fetch(API + "/torrents").then((r) => r.json()), fetch(API + "/stats").then((r) => r.json())]);
+    const get = (path) => fetch(API + path, { headers: auth() }).then((r) => { if (r.status === 401) askToken(); return r.json(); });
+    const [l, s] = await Promise.all([get("/torrents"), get("/stats")]);
     applySnapshot(l.torrents, s);
   } catch (e) { }
 }
-function poll() { if (!pollTimer) pollTimer = setInterval(refresh, 1500); }
 
 // ---- actions --------------------------------------------------------------------------------
 async function toggle(id, op) {
@@ -389,7 +415,7 @@ $("dtabs").onclick = (e) => { const b = e.target.closest(".dtab"); if (!b) retur
 let loading = false;
 async function refreshDetail() {
   if (!selected || loading) return; loading = true;
-  try { const r = await fetch(API + "/torrents/" + selected); if (r.ok) { detail = await r.json(); drawDetail(); } }
+  try { const r = await fetch(API + "/torrents/" + selected, { headers: auth() }); if (r.ok) { detail = await r.json(); drawDetail(); } }
   finally { loading = false; }
 }
 function drawDetail() {

@@ -55,7 +55,7 @@ class DaemonClient:
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         headers = dict(kw.pop("headers", {}) or {})
-        if self.token and method not in ("GET", "HEAD"):
+        if self.token:  # every API request needs it, reads too
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             reply = self._http.request(method, path, headers=headers, **kw)
