@@ -1,5 +1,6 @@
 """Wiring: :class:`TrackerServer` starts the HTTP and UDP front ends, the store, persistence and
-the background jobs (expiry sweep, counter flush, peer snapshot), and stops them cleanly.
+the background jobs (expiry sweep, journal + counter flush, peer snapshot, HTTP deadlines), and
+stops them cleanly. Starting raises the soft ``RLIMIT_NOFILE`` to the hard limit.
 
     server = TrackerServer(TrackerConfig(http=(("127.0.0.1", 0),), udp=(("127.0.0.1", 0),), db=None))
     await server.start()
@@ -20,7 +21,8 @@ from bitswarm.tracker.server.admin import AdminApi
 from bitswarm.tracker.server.config import Address, TrackerConfig
 from bitswarm.tracker.server.core import TrackerCore
 from bitswarm.tracker.server.errors import TrackerServerError
-from bitswarm.tracker.server.http import HttpTrackerProtocol, http_factory
+from bitswarm.tracker.server.http import HttpTrackerProtocol, connection_guard, http_factory
+from bitswarm.tracker.server.limits import raise_nofile_limit
 from bitswarm.tracker.server.persist import Persistence
 from bitswarm.tracker.server.state import MemoryStore
 from bitswarm.tracker.server.udp import UdpTrackerProtocol, UdpWorker
@@ -46,6 +48,8 @@ class TrackerServer:
         self._udp: list[asyncio.DatagramTransport] = []
         self._workers: list[UdpWorker] = []
         self._connections: set[HttpTrackerProtocol] = set()
+        #: the HTTP front end's per-IP cap and deadlines
+        self.guard = connection_guard(config)
         self._jobs: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -56,6 +60,9 @@ class TrackerServer:
             raise TrackerServerError("tracker already started")
         config = self.config
         loop = asyncio.get_running_loop()
+        nofile = raise_nofile_limit()
+        if nofile is not None:
+            log.info("open-files limit %d", nofile)
         if config.redis:
             from bitswarm.tracker.server.redis_state import RedisStore
 
@@ -74,12 +81,13 @@ class TrackerServer:
             if isinstance(self.store, MemoryStore):
                 self.store.completed.update(completed)
                 restored = self.store.restore(peers)
+                self.store.enable_journal()
                 log.info("restored %d peers, %d counters from %s", restored, len(completed), config.db)
         admin = AdminApi(core, self.persist)
         try:
             for host, port in config.http:
                 server = await loop.create_server(
-                    http_factory(core, admin, self._connections),
+                    http_factory(core, admin, self._connections, self.guard),
                     host,
                     port,
                     family=_family(host),
@@ -119,6 +127,8 @@ class TrackerServer:
             worker.start()
         self._running = True
         self._jobs = [loop.create_task(self._sweeper())]
+        if self._servers:
+            self._jobs.append(loop.create_task(self._reaper()))
         if self.persist is not None:
             self._jobs.append(loop.create_task(self._flusher()))
         log.info("tracker listening http=%s udp=%s", self.http_addresses, self.udp_addresses)
@@ -177,6 +187,7 @@ class TrackerServer:
         assert self.core is not None
         with self.core.lock:
             dirty = self.store.take_dirty()
+            self.store.take_journal()  # the snapshot holds every change
             peers = list(self.store.peers())
         await self.persist.save_completed(dirty)
         await self.persist.save_peers(peers)
@@ -188,25 +199,39 @@ class TrackerServer:
                 with self.core.lock:
                     self.store.sweep(self.config.sweep_budget)
 
+    async def _reaper(self) -> None:
+        """Close HTTP connections past their request or keep-alive deadline."""
+        guard = self.guard
+        while True:
+            await asyncio.sleep(guard.tick)
+            for conn, kind in guard.sweep(list(self._connections)):
+                conn.timed_out(kind)
+
     async def _flusher(self) -> None:
+        """Every ``flush_every`` seconds: the store's journal (peers that joined, moved or left) and
+        the changed completed counters in one SQLite transaction; every ``snapshot_every`` seconds a
+        full peer snapshot instead (it holds the journal's changes too)."""
         assert self.persist is not None
         since_snapshot = 0.0
         while True:
             await asyncio.sleep(self.config.flush_every)
             if not isinstance(self.store, MemoryStore):
-                continue
+                continue  # Redis keeps the swarms itself
             try:
                 assert self.core is not None
+                since_snapshot += self.config.flush_every
+                snapshot = since_snapshot >= self.config.snapshot_every
                 with self.core.lock:
                     dirty = self.store.take_dirty()
-                await self.persist.save_completed(dirty)
-                since_snapshot += self.config.flush_every
-                if since_snapshot >= self.config.snapshot_every:
+                    journal = self.store.take_journal()
+                    peers = list(self.store.peers()) if snapshot else None
+                if peers is None:
+                    await self.persist.save_batch(journal, dirty)
+                else:
                     since_snapshot = 0.0
-                    with self.core.lock:
-                        peers = list(self.store.peers())
+                    await self.persist.save_completed(dirty)
                     await self.persist.save_peers(peers)
-            except Exception:  # keep serving; the next round retries
+            except Exception:  # keep serving; the next snapshot writes what a failed batch lost
                 log.exception("tracker persistence failed")
 
     def describe(self) -> dict[str, Any]:

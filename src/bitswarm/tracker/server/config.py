@@ -65,9 +65,17 @@ class TrackerConfig:
     sweep_every: float = 1.0
     #: Most peer entries one sweep step examines (bounded work per tick).
     sweep_budget: int = 50_000
+    #: Full peer snapshot (refreshes last-seen times, drops expired rows) to SQLite.
     snapshot_every: float = 60.0
-    flush_every: float = 2.0
+    #: Peer joins/moves/leaves and completed counters go to SQLite this often (the crash-loss bound).
+    flush_every: float = 1.0
     max_request_bytes: int = 8192
+    #: An HTTP request's line, headers and body must arrive within this of its first byte.
+    http_header_timeout: float = 10.0
+    #: A keep-alive HTTP connection silent this long between requests is closed.
+    http_idle_timeout: float = 30.0
+    #: Open HTTP connections allowed per client address (IPv6: per /64), trusted proxies exempt; 0 = no cap.
+    http_max_per_ip: int = 64
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -8,7 +8,9 @@ are queued behind a per-connection drain task).
 
 Every refused tracker request is answered ``200 OK`` with a bencoded ``failure reason`` (what
 clients expect). Transport-level abuse is answered with a status and a close: request line over
-``max_request_bytes`` → 414, headers over it → 431, unparseable HTTP → 400.
+``max_request_bytes`` → 414, headers over it → 431, unparseable HTTP → 400, a connection over the
+per-IP cap → 503, a request not complete within ``http_header_timeout`` → 408; a keep-alive
+connection idle for ``http_idle_timeout`` is closed (:mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import asyncio
 import ipaddress
 import json
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -32,8 +35,9 @@ from bitswarm.tracker.http_codec import (
     encode_scrape_response,
     parse_scrape_query,
 )
-from bitswarm.tracker.server.config import Mode
+from bitswarm.tracker.server.config import Mode, TrackerConfig
 from bitswarm.tracker.server.core import Rejected, TrackerCore
+from bitswarm.tracker.server.limits import ConnectionGuard, client_key
 from bitswarm.tracker.server.query import parse_announce
 
 if TYPE_CHECKING:
@@ -50,6 +54,7 @@ _STATUS = {
     403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     413: b"Payload Too Large",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
@@ -104,12 +109,21 @@ class HttpTrackerProtocol(asyncio.Protocol):
     """One HTTP connection to the tracker."""
 
     def __init__(
-        self, core: TrackerCore, admin: AdminApi | None, connections: set[HttpTrackerProtocol]
+        self,
+        core: TrackerCore,
+        admin: AdminApi | None,
+        connections: set[HttpTrackerProtocol],
+        guard: ConnectionGuard,
     ) -> None:
         self.core = core
         self.admin = admin
         self.max_bytes = core.config.max_request_bytes
         self._connections = connections
+        self._guard = guard
+        #: deadlines (see :class:`~.limits.Guarded`): the request being received began at ``began``
+        #: (-1: between requests); the last one was complete at ``last``
+        self.began = self.last = guard.now
+        self._key: bytes | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._hsize = 0
@@ -129,8 +143,7 @@ class HttpTrackerProtocol(asyncio.Protocol):
     # ---------------------------------------------------------------------------- transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._connections.add(self)
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self._host = peer[0]
@@ -139,10 +152,23 @@ class HttpTrackerProtocol(asyncio.Protocol):
             if proxies:
                 host = str(ipaddress.ip_address(self._ip))
                 self._trusted = host in proxies
+        key = client_key(self._ip)
+        if not self._guard.admit(key):
+            self.core.errors["http_per_ip_cap"] += 1
+            self._closed = True
+            transport.write(http_response(503, b"too many connections from your address\n", close=True))
+            transport.close()
+            return
+        self._key = key
+        self._connections.add(self)
+        self.began = self.last = self._guard.now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._connections.discard(self)
+        if self._key is not None:
+            self._guard.release(self._key)
+            self._key = None
         if self._drainer is not None:
             self._drainer.cancel()
         while self._pending:
@@ -170,6 +196,25 @@ class HttpTrackerProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self._abort(400)
 
+    def busy(self) -> bool:
+        """Replies are still being produced (the idle deadline does not run meanwhile)."""
+        return self._drainer is not None
+
+    def timed_out(self, kind: str) -> None:
+        """Close a connection past a deadline (``"header"``: 408 first when nothing else is queued;
+        ``"idle"``: just close). Unsent data is dropped: a client that does not read loses it."""
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        self.core.errors[f"http_{kind}_timeout"] += 1
+        self._closed = True
+        if kind == "header" and not self._pending and not transport.get_write_buffer_size():
+            transport.write(http_response(408, b"", close=True))
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
     def _abort(self, status: int) -> None:
         self.core.errors[f"http_{status}"] += 1
         if self.transport is not None and not self._closed:
@@ -178,6 +223,7 @@ class HttpTrackerProtocol(asyncio.Protocol):
     # ---------------------------------------------------------------------------- parser callbacks
 
     def on_message_begin(self) -> None:
+        self.began = self._guard.now
         self._url = b""
         self._hsize = 0
         self._headers = None
@@ -209,6 +255,8 @@ class HttpTrackerProtocol(asyncio.Protocol):
             raise _Limit(413)
 
     def on_message_complete(self) -> None:
+        self.began = -1.0
+        self.last = self._guard.now
         keep = self._parser.should_keep_alive()
         try:
             reply = self._dispatch(self._parser.get_method(), self._url)
@@ -415,7 +463,18 @@ class HttpTrackerProtocol(asyncio.Protocol):
         return _OK % len(body) + body
 
 
+def connection_guard(config: TrackerConfig, clock: Callable[[], float] = time.monotonic) -> ConnectionGuard:
+    """The HTTP limits of ``config`` (trusted proxies are exempt from the per-IP cap)."""
+    return ConnectionGuard(
+        header_timeout=config.http_header_timeout,
+        idle_timeout=config.http_idle_timeout,
+        max_per_ip=config.http_max_per_ip,
+        exempt=[_peer_address(ip)[0] for ip in config.trusted_proxies],
+        clock=clock,
+    )
+
+
 def http_factory(
-    core: TrackerCore, admin: AdminApi | None, connections: set[HttpTrackerProtocol]
+    core: TrackerCore, admin: AdminApi | None, connections: set[HttpTrackerProtocol], guard: ConnectionGuard
 ) -> Callable[[], HttpTrackerProtocol]:
-    return lambda: HttpTrackerProtocol(core, admin, connections)
+    return lambda: HttpTrackerProtocol(core, admin, connections, guard)

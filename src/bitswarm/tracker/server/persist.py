@@ -2,8 +2,11 @@
 
 One worker thread owns the connection; every call is an ``await`` on that thread, so the loop never
 blocks on disk. Stored: the whitelist, passkeys, per-torrent completed counters, the UDP
-connection-id secret (ids survive a restart) and a periodic snapshot of live peers (restored with
-their remaining lifetime).
+connection-id secret (ids survive a restart) and the live peers (restored with their remaining
+lifetime): a batch of the store's journal (peers that joined, moved or left) every second in one
+transaction (:meth:`Persistence.save_batch`), and a full snapshot every ``snapshot_every`` seconds
+and on stop (:meth:`Persistence.save_peers`) that also refreshes the last-seen times and drops
+expired rows. A committed WAL transaction survives the process being killed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bitswarm.tracker.server.state import PeerRecord
+from bitswarm.tracker.server.state import JournalEntry, PeerRecord
 
 T = TypeVar("T")
 
@@ -130,3 +133,27 @@ class Persistence:
             return len(rows)
 
         return await self._run(put)
+
+    async def save_batch(self, journal: list[JournalEntry], counts: dict[bytes, int]) -> None:
+        """Apply one journal batch and the changed completed counters in one transaction.
+
+        Entries are applied last-wins per ``(info_hash, addr)``; a joined peer is stored as seen now.
+        """
+        if not journal and not counts:
+            return
+
+        def put(db: sqlite3.Connection) -> None:
+            now = time.time()
+            latest: dict[tuple[bytes, bytes], JournalEntry] = {}
+            for entry in journal:
+                latest[entry[0], entry[1]] = entry
+            gone = [(h, a) for (h, a), e in latest.items() if e[2] is None]
+            rows = [(h, a, p, int(s), now) for h, a, p, s in latest.values() if p is not None]
+            if gone:
+                db.executemany("DELETE FROM peers WHERE info_hash = ? AND addr = ?", gone)
+            if rows:
+                db.executemany("INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?)", rows)
+            if counts:
+                db.executemany("INSERT OR REPLACE INTO completed VALUES (?, ?)", list(counts.items()))
+
+        await self._run(put)

@@ -18,6 +18,11 @@ tens of kilobytes even in a swarm of millions. Seeder/leecher is the table a pee
 
 Expiry: a peer silent for ``ttl`` seconds is removed by :meth:`MemoryStore.sweep`, which walks the
 swarms incrementally with a bounded budget per call.
+
+Journal: with :meth:`MemoryStore.enable_journal` every membership change (a new peer, a
+leecher↔seeder move, an ``event=started`` re-announce, a ``stopped`` removal) is appended to a list
+that the server writes to SQLite once a second (:meth:`MemoryStore.take_journal`). A plain refresh
+of a known peer appends nothing, so the common announce costs no more than without persistence.
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ class PeerRecord:
     peer_id: bytes
     seeder: bool
     age: int  # seconds since last announce
+
+
+#: One journal entry: ``(info_hash, compact addr, peer_id, seeder)``; ``peer_id`` None = the peer left.
+JournalEntry = tuple[bytes, bytes, bytes | None, bool]
 
 
 def _bucket(buckets: list[Bucket], key: int) -> Bucket:
@@ -169,6 +178,8 @@ class MemoryStore:
         self.dirty: set[bytes] = set()
         self._sweep_keys: list[bytes] = []
         self._sweep_pos = 0
+        #: membership changes since the last :meth:`take_journal` (None: not journaling)
+        self.journal: list[JournalEntry] | None = None
 
     def tick(self) -> int:
         return int(self._clock()) & TICK_MASK
@@ -196,23 +207,32 @@ class MemoryStore:
         n = swarm.n
         mine = fam + 1 if seeder else fam
         other = mine ^ 1
+        gone = False
         if n[other]:
             found = _find(tables[other], key)
             if found is not None:
                 _delete(found[0], found[1], w)
                 n[other] -= 1
+                gone = True
         if event == EVENT_STOPPED:
             if n[mine]:
                 found = _find(tables[mine], key)
                 if found is not None:
                     _delete(found[0], found[1], w)
                     n[mine] -= 1
+                    gone = True
+            if gone and self.journal is not None:
+                self.journal.append((info_hash, addr, None, False))
             return n[1] + n[3], n[0] + n[2], b""
         if self._put(tables[mine], key, addr, peer_id, int(self._clock()) & TICK_MASK, w):
             n[mine] += 1
+            if self.journal is not None:
+                self.journal.append((info_hash, addr, peer_id, seeder))
             if seeder and event == EVENT_COMPLETED:
                 self.completed[info_hash] = self.completed.get(info_hash, 0) + 1
                 self.dirty.add(info_hash)
+        elif event == EVENT_STARTED and self.journal is not None:
+            self.journal.append((info_hash, addr, peer_id, seeder))  # a restarted client, maybe a new id
         seeders = n[1] + n[3]
         leechers = n[0] + n[2]
         if numwant <= 0:
@@ -410,6 +430,19 @@ class MemoryStore:
             seeders += n[1] + n[3]
             leechers += n[0] + n[2]
         return len(self.swarms), seeders, leechers
+
+    def enable_journal(self) -> None:
+        """Start recording membership changes for :meth:`take_journal`."""
+        if self.journal is None:
+            self.journal = []
+
+    def take_journal(self) -> list[JournalEntry]:
+        """The membership changes since the last call, oldest first (empty when not journaling)."""
+        journal = self.journal
+        if not journal:
+            return []
+        self.journal = []
+        return journal
 
     def take_dirty(self) -> dict[bytes, int]:
         """Completed counters changed since the last call (for persistence)."""
