@@ -38,6 +38,7 @@ from bitswarm.metainfo import MetainfoError, Torrent, load_torrent, parse_info, 
 from bitswarm.session.config import PUBLIC_DHT_ROUTERS, SessionConfig
 from bitswarm.session.ratelimit import RateLimiter
 from bitswarm.session.torrent import TorrentHandle, TorrentRuntime, TorrentStatus
+from bitswarm.storage.resume import make_resume_dir, read_resume_file, write_resume_file
 from bitswarm.tracker.client import normalize_tracker_url
 
 if TYPE_CHECKING:
@@ -322,7 +323,7 @@ class Session:
         for url in trackers or []:
             tiers.append([normalize_tracker_url(url)])
         tiers = [[normalize_tracker_url(u) for u in tier] for tier in tiers]
-        os.makedirs(rdir, exist_ok=True)
+        make_resume_dir(rdir)  # never through a symlink (ResumePathError): resume data stays inside
         resume_path = os.path.join(rdir, f"{torrent.swarm_hash.hex()}.resume")
         rt = TorrentRuntime(
             self,
@@ -367,7 +368,7 @@ class Session:
         cache = os.path.join(rdir, f"{h.hex()}.info")
         raw: bytes | None = None
         with contextlib.suppress(OSError):
-            raw = await asyncio.to_thread(Path(cache).read_bytes)
+            raw = await asyncio.to_thread(read_resume_file, cache)  # ResumePathError: a symlinked rdir
         if raw is not None and not _info_matches(raw, magnet):
             raw = None
         fetch: MetadataFetch | None = None
@@ -395,8 +396,7 @@ class Session:
             )
         if fetch is not None:
             with contextlib.suppress(OSError):
-                os.makedirs(rdir, exist_ok=True)
-                await asyncio.to_thread(Path(cache).write_bytes, raw)
+                await asyncio.to_thread(write_resume_file, cache, raw)
         torrent = Torrent(info=info, info_hash_v1=v1, info_hash_v2=v2, trackers=tiers)
         if fetch is not None:  # the peers that had the metadata are the download's first peers
             peers[:] = [a for a in peers if a not in fetch.bad]

@@ -9,16 +9,34 @@ One small bencoded file per torrent::
 An empty ``[]`` stands for a padding entry or a file that is not on disk. It is written atomically
 (temp file, fsync, ``os.replace``), so a crash leaves either the old or the new file, never a torn one.
 Reading never raises for bad content: :func:`load_resume` returns None and the caller re-checks.
+
+Symbolic links: the resume directory (by default ``.bitswarm`` inside the download directory, where
+anyone who can write there could plant a link) is opened with ``O_NOFOLLOW`` and every file in it is
+reached through that directory's descriptor, so resume data never lands outside it. A symlink (or a
+non-directory) at the resume directory raises :class:`ResumePathError`; a symlink at a resume file is
+not followed (reading ignores it, writing replaces the link itself).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 
 from bitswarm.bencode import BencodeError, decode, encode
+from bitswarm.storage._filemap import PathEscapeError
+
+#: Largest resume (or cached info dictionary) file read.
+MAX_RESUME_FILE = 64 << 20
+
+
+class ResumePathError(PathEscapeError):
+    """The resume directory is a symbolic link or not a directory: bitswarm will not follow it, as
+    resume data would be written wherever it points."""
+
 
 FORMAT_VERSION = 1
 
@@ -87,44 +105,108 @@ class ResumeData:
             return None
 
 
-def load_resume(path: str) -> ResumeData | None:
-    """Read resume data from ``path``; None when it is missing, unreadable or corrupt."""
+def _open_dir(directory: str, *, create: bool) -> int | None:
+    """A descriptor of ``directory``, never through a symlink at its last component (None: it does not
+    exist and ``create`` is false). With ``create`` its parents are made as needed."""
+    directory = os.path.abspath(directory)  # no trailing slash: O_NOFOLLOW applies to the last name
+    if create:
+        os.makedirs(os.path.dirname(directory), exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # already there (or a link: refused just below)
+            os.mkdir(directory)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(64 << 20)
+        return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        try:
+            mode = os.lstat(directory).st_mode
+        except OSError:
+            raise exc from None
+        if stat.S_ISLNK(mode):
+            raise ResumePathError(
+                f"resume directory {directory} is a symbolic link; refusing to follow it (resume data "
+                "must stay in the download directory): remove the link"
+            ) from None
+        if not stat.S_ISDIR(mode):
+            raise ResumePathError(f"resume directory {directory} is not a directory") from None
+        raise
+
+
+def make_resume_dir(directory: str) -> None:
+    """Create the resume directory (and its parents) if needed; :class:`ResumePathError` when it is a
+    symbolic link or not a directory."""
+    fd = _open_dir(directory, create=True)
+    assert fd is not None
+    os.close(fd)
+
+
+def read_resume_file(path: str) -> bytes | None:
+    """The bytes of a file in a resume directory (at most :data:`MAX_RESUME_FILE`); None when it is
+    missing, unreadable or itself a symbolic link. :class:`ResumePathError` when the directory is a
+    symbolic link or not a directory."""
+    directory, name = os.path.split(os.path.abspath(path))
+    dfd = _open_dir(directory, create=False)
+    if dfd is None:
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError:
         return None
-    return ResumeData.decode(data)
+    finally:
+        os.close(dfd)
+    try:
+        with open(fd, "rb") as fh:
+            return fh.read(MAX_RESUME_FILE)
+    except OSError:
+        return None
+
+
+def write_resume_file(path: str, blob: bytes, *, fsync: bool = True) -> None:
+    """Write ``blob`` to ``path`` atomically (temp file in the same directory + fsync + rename), all
+    through the directory's descriptor (see :func:`read_resume_file` for symbolic links)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    dfd = _open_dir(directory, create=True)
+    assert dfd is not None
+    # unique per write: two saves of one torrent may overlap (an old Storage closing while a new one
+    # for the same torrent saves); each replaces atomically with complete data, the last one wins
+    tmp = f"{name}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd
+        )
+        try:
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)  # replaces a link, never follows it
+        except BaseException:
+            # a failed write (disk full) or rename leaves no temp file behind; the old record stays
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+        if fsync:
+            with contextlib.suppress(OSError):
+                os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def load_resume(path: str) -> ResumeData | None:
+    """Read resume data from ``path``; None when it is missing, unreadable or corrupt.
+    :class:`ResumePathError` when its directory is a symbolic link."""
+    data = read_resume_file(path)
+    return None if data is None else ResumeData.decode(data)
 
 
 def save_resume_file(path: str, data: ResumeData, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + fsync + os.replace)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # unique per write: two saves of one torrent may overlap (an old Storage closing while a new one
-    # for the same torrent saves); each replaces atomically with complete data, the last one wins
-    tmp = f"{path}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
-    blob = data.encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        # a failed write (disk full) or rename leaves no temp file behind; the old record stays
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if fsync:
-        with contextlib.suppress(OSError):
-            dfd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+    """Write ``data`` to ``path`` atomically (see :func:`write_resume_file`)."""
+    write_resume_file(path, data.encode(), fsync=fsync)
