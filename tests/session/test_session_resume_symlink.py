@@ -1,4 +1,4 @@
-"""A ``.bitswarm`` symlink planted in the download directory cannot redirect resume data (issue 16, item 2)."""
+"""A ``.bitswarm`` symlink planted in the download directory cannot redirect resume data (issue 16)."""
 
 from __future__ import annotations
 
