@@ -39,14 +39,14 @@ def xor(a: bytes, b: bytes) -> bytes:
 class PyRC4:
     """RC4 in pure Python (the textbook KSA + PRGA), 1024 bytes discarded as MSE requires."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, discard: int = 1024) -> None:
         s = list(range(256))
         j = 0
         for i in range(256):
             j = (j + s[i] + key[i % len(key)]) % 256
             s[i], s[j] = s[j], s[i]
         self.s, self.i, self.j = s, 0, 0
-        self.crypt(bytes(1024))
+        self.crypt(bytes(discard))
 
     def crypt(self, data: bytes) -> bytes:
         s, i, j = self.s, self.i, self.j
