@@ -6,19 +6,14 @@ so a SIGKILL loses at most the last second of announces.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tracker_server_testlib import http_announce, req
+from tracker_server_testlib import http_announce, req, tracker_process
 
 from bitswarm.tracker._common import Event
 from bitswarm.tracker.server.persist import Persistence
@@ -31,49 +26,6 @@ from bitswarm.tracker.server.state import (
 )
 
 HASH = bytes(range(20))
-
-
-@contextmanager
-def tracker_process(
-    db: Path, *, soft_nofile: int | None = None
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``bitswarm tracker --json`` on loopback port 0 over ``db``; yields the process and its base URL."""
-
-    def lower_nofile() -> None:
-        if soft_nofile is not None:
-            import resource
-
-            resource.setrlimit(
-                resource.RLIMIT_NOFILE, (soft_nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-            )
-
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bitswarm",
-            "tracker",
-            "--http",
-            "127.0.0.1:0",
-            "--no-udp",
-            "--db",
-            str(db),
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=lower_nofile,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, "bitswarm tracker did not start"
-        url = json.loads(line)["http"][0]
-        yield proc, url.removesuffix("/announce")
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(10)
 
 
 async def _stats(client: httpx.AsyncClient, base: str) -> Any:

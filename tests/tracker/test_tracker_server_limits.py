@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from tracker_server_testlib import req, running
+from tracker_server_testlib import req, running, tracker_process
 
 from bitswarm.tracker.http_codec import announce_url, decode_announce_response
 from bitswarm.tracker.server import TrackerConfig, TrackerServer
@@ -200,3 +203,42 @@ async def test_slow_request_gets_408_and_keep_alive_idles_out() -> None:
         assert IDLE_TIMEOUT - 0.3 < time.monotonic() - t1 < IDLE_TIMEOUT + 1.0
         writer.close()
         assert (await server_core(server).stats())["errors"]["http_idle_timeout"] == 1
+
+
+async def test_cli_options_set_the_limits(tmp_path: Path) -> None:
+    """``bitswarm tracker --http-max-per-ip 2 --http-header-timeout 0.5``: a third connection from the
+    address is refused with 503; the two idle ones are closed after the header timeout."""
+    with tracker_process(
+        tmp_path / "t.sqlite",
+        "--http-max-per-ip",
+        "2",
+        "--http-header-timeout",
+        "0.5",
+        "--http-idle-timeout",
+        "1",
+    ) as (_, base):
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        t0 = time.monotonic()
+        conns = [await asyncio.open_connection(host, int(port)) for _ in range(3)]
+        replies = await asyncio.gather(*(asyncio.wait_for(r.read(), 5) for r, _ in conns))
+        elapsed = time.monotonic() - t0
+        for _, writer in conns:
+            writer.close()
+        assert sorted(r.split(b"\r\n")[0] for r in replies) == [
+            b"HTTP/1.1 408 Request Timeout",
+            b"HTTP/1.1 408 Request Timeout",
+            b"HTTP/1.1 503 Service Unavailable",
+        ]
+        assert elapsed < 0.5 + 1.0
+
+
+def test_cli_rejects_bad_limits(tmp_path: Path) -> None:
+    for args in (["--http-max-per-ip", "-1"], ["--http-header-timeout", "0"], ["--http-idle-timeout", "-5"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bitswarm", "tracker", "--db", "none", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,3 +123,48 @@ class UdpClient(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+@contextmanager
+def tracker_process(
+    db: Path, *extra: str, soft_nofile: int | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``bitswarm tracker --json [extra...]`` on loopback port 0 over ``db`` (HTTP only); yields the
+    process and its base URL."""
+
+    def lower_nofile() -> None:
+        if soft_nofile is not None:
+            import resource
+
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (soft_nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            )
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bitswarm",
+            "tracker",
+            "--http",
+            "127.0.0.1:0",
+            "--no-udp",
+            "--db",
+            str(db),
+            "--json",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lower_nofile,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "bitswarm tracker did not start"
+        url = json.loads(line)["http"][0]
+        yield proc, url.removesuffix("/announce")
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(10)

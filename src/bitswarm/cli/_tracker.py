@@ -1,7 +1,9 @@
 """``bitswarm tracker``: run the HTTP + UDP BitTorrent tracker until SIGTERM or Ctrl-C.
 
 Prints where it listens (the ports actually bound, so ``:0`` works), or with ``--json`` one line
-``{"http": [...], "udp": [...], ...}``. Shutting down saves counters and a peer snapshot.
+``{"http": [...], "udp": [...], ...}``. Peer changes reach the database within a second (a SIGKILL
+loses at most that); shutting down saves counters and a peer snapshot. The HTTP limits
+(``--http-header-timeout``, ``--http-idle-timeout``, ``--http-max-per-ip``) are in docs/security.md.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ def tracker(
     interval: Annotated[
         int | None, typer.Option("--interval", help="Announce interval in seconds (default 1800).")
     ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option("--http-header-timeout", help="Seconds an HTTP request may take (default 10)."),
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option("--http-idle-timeout", help="Keep-alive idle seconds (default 30)."),
+    ] = None,
+    max_per_ip: Annotated[
+        int | None,
+        typer.Option("--http-max-per-ip", help="HTTP connections per client IP (default 64; 0: no cap)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="tracker.toml with the same settings.")
     ] = None,
@@ -75,6 +89,12 @@ def tracker(
             overrides["trusted_proxies"] = frozenset(normalize_ip(p) for p in trusted_proxy)
         if interval is not None:
             overrides["interval"] = interval
+        if header_timeout is not None:
+            overrides["http_header_timeout"] = header_timeout
+        if idle_timeout is not None:
+            overrides["http_idle_timeout"] = idle_timeout
+        if max_per_ip is not None:
+            overrides["http_max_per_ip"] = max_per_ip
         cfg = TrackerConfig.from_toml(config, **overrides) if config else TrackerConfig(**overrides)
     except (TrackerConfigError, OSError, ValueError) as exc:
         fail(str(exc))

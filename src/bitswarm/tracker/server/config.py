@@ -78,6 +78,14 @@ class TrackerConfig:
     http_max_per_ip: int = 64
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def __post_init__(self) -> None:
+        for name in ("http_header_timeout", "http_idle_timeout", "flush_every", "snapshot_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 < value <= 86400:
+                raise TrackerConfigError(f"{name} must be a number of seconds in (0, 86400], not {value!r}")
+        if not isinstance(self.http_max_per_ip, int) or self.http_max_per_ip < 0:
+            raise TrackerConfigError(f"http_max_per_ip must be an integer >= 0, not {self.http_max_per_ip!r}")
+
     @property
     def ttl(self) -> int:
         return self.peer_ttl if self.peer_ttl is not None else 2 * self.interval + self.interval_jitter
