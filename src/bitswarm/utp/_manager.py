@@ -1,0 +1,554 @@
+"""The asyncio driver of uTP: one UDP socket for every connection, shareable with the DHT.
+
+:class:`UtpSocketManager` is the socket's ``DatagramProtocol``. It routes each datagram by
+``(address, connection id)`` to a sans-I/O :class:`~bitswarm.utp.UtpConnection`, hands datagrams
+that are not uTP (bencoded KRPC starts with ``b"d"``) to ``on_other_datagram``, and runs every
+connection's timers from ONE event-loop timer keyed on the earliest deadline (a heap with lazy
+deletion). Sending is batched: whatever a loop turn changes (datagrams in, writes, timers) is
+flushed by one ``call_soon`` callback, so small writes of one turn share packets and ACKs.
+
+:class:`UtpStream` is an :class:`asyncio.Transport`: give it any ``asyncio.Protocol`` or
+``BufferedProtocol`` (received bytes go into ``get_buffer``/``buffer_updated``), the way
+``loop.create_connection`` does::
+
+    mgr = await UtpSocketManager.open("0.0.0.0", 6881, accept=MyProtocol)
+    stream, proto = await mgr.connect(("198.51.100.7", 6881), MyProtocol, timeout=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import random
+import socket
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from bitswarm.utp._connection import (
+    Closed,
+    Connected,
+    Data,
+    EndOfStream,
+    Reset,
+    UtpConfig,
+    UtpConnection,
+    WritableAgain,
+)
+from bitswarm.utp._packet import HEADER, SEQ_MASK, VERSION, PacketType, UtpPacketError, is_utp_datagram
+
+__all__ = ["Addr", "ManagerStats", "UtpSocketManager", "UtpStream"]
+
+Addr = tuple[str, int]
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+_SYN, _RESET = int(PacketType.SYN), int(PacketType.RESET)
+_SOCKET_BUFFER = 4 << 20
+
+
+@dataclass(slots=True)
+class ManagerStats:
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    other_in: int = 0  # handed to on_other_datagram (the DHT)
+    invalid: int = 0  # looked like uTP, failed to parse
+    resets_sent: int = 0  # replies to packets for unknown connections
+    refused: int = 0  # SYNs over max_connections or with no accept factory
+
+
+class _Entry:
+    """A connection, its address and (once connected) its stream."""
+
+    __slots__ = ("addr", "conn", "deadline", "stream", "waiter")
+
+    def __init__(self, conn: UtpConnection, addr: Addr) -> None:
+        self.conn = conn
+        self.addr = addr
+        self.stream: UtpStream | None = None
+        self.deadline: float | None = None
+        self.waiter: asyncio.Future[UtpStream] | None = None
+
+
+class UtpSocketManager(asyncio.DatagramProtocol):
+    """Every uTP connection on one UDP socket (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        accept: Callable[[], asyncio.BaseProtocol] | None = None,
+        on_other_datagram: Callable[[bytes, Addr], None] | None = None,
+        config: UtpConfig | None = None,
+        max_connections: int = 1000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.accept = accept
+        self.on_other_datagram = on_other_datagram
+        self.config = config or UtpConfig()
+        self.max_connections = max_connections
+        self.stats = ManagerStats()
+        self._rng = rng or random.Random()
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._conns: dict[tuple[Addr, int], _Entry] = {}  # (addr, our receive id)
+        self._by_send: dict[tuple[Addr, int], _Entry] = {}  # (addr, our send id): RESETs
+        self._dirty: dict[_Entry, None] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._heap_seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.closed = asyncio.Event()
+
+    @classmethod
+    async def open(cls, host: str = "0.0.0.0", port: int = 0, **kwargs: Any) -> UtpSocketManager:
+        """Bind a UDP socket and return its manager (``kwargs`` go to the constructor)."""
+        loop = asyncio.get_running_loop()
+        _, mgr = await loop.create_datagram_endpoint(lambda: cls(**kwargs), local_addr=(host, port))
+        return mgr
+
+    # ---- DatagramProtocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        for entry in list(self._conns.values()):
+            entry.conn.abort()
+            self._lost(entry, ConnectionAbortedError("uTP socket closed"))
+            self._forget(entry)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.closed.set()
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors on UDP: the connection's timers decide
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
+        if not is_utp_datagram(data):  # KRPC (b"d...") and anything else: not ours
+            if self.on_other_datagram is not None:
+                self.stats.other_in += 1
+                self.on_other_datagram(data, _addr(addr))
+            return
+        self.stats.datagrams_in += 1
+        peer = _addr(addr)
+        kind = data[0] >> 4
+        conn_id = (data[2] << 8) | data[3]
+        entry = self._conns.get((peer, (conn_id + 1) & SEQ_MASK if kind == _SYN else conn_id))
+        if entry is None and kind == _RESET:
+            entry = self._by_send.get((peer, conn_id))
+        if entry is None:
+            self._unknown(data, peer, kind, conn_id)
+            return
+        try:
+            entry.conn.receive_datagram(data, self._loop.time())
+        except UtpPacketError:
+            self.stats.invalid += 1
+            return
+        self._events(entry)
+        self._touch(entry)
+
+    # ---- public API ------------------------------------------------------------------------
+
+    @property
+    def address(self) -> Addr:
+        assert self._transport is not None, "manager not open"
+        return _addr(self._transport.get_extra_info("sockname"))
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def sendto(self, data: bytes, addr: Addr) -> None:
+        """Send a datagram that is not uTP (the DHT's KRPC) through the shared socket."""
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
+
+    async def connect(
+        self, addr: Addr, protocol_factory: Callable[[], P], *, timeout: float | None = 10.0
+    ) -> tuple[UtpStream, P]:
+        """Dial ``addr``; once the SYN is acknowledged, build the protocol and connect it to a
+        :class:`UtpStream` (``connection_made``), like ``loop.create_connection``. Raises
+        ``TimeoutError`` (after ``timeout`` or the SYN retries) or ``ConnectionResetError``."""
+        if self._transport is None:
+            raise ConnectionError("uTP socket manager is closed")
+        peer = (addr[0], addr[1])
+        while True:
+            recv_id = self._rng.randrange(0x10000)
+            if (peer, recv_id) not in self._conns and (peer, (recv_id + 1) & SEQ_MASK) not in self._by_send:
+                break
+        conn = UtpConnection.connect(self._loop.time(), conn_id=recv_id, config=self.config, rng=self._rng)
+        entry = self._register(conn, peer)
+        waiter: asyncio.Future[UtpStream] = self._loop.create_future()
+        entry.waiter = waiter
+        holder: list[P] = []
+
+        def factory() -> asyncio.BaseProtocol:
+            holder.append(protocol_factory())
+            return holder[0]
+
+        entry.stream = UtpStream(self, entry, factory)
+        self._touch(entry)
+        try:
+            stream = await asyncio.wait_for(waiter, timeout)
+        except BaseException:
+            if not entry.conn.finished:
+                entry.conn.abort()
+                self._touch(entry)
+            raise
+        return stream, holder[0]
+
+    def close(self) -> None:
+        """Abort every connection (ST_RESET to each peer) and close the socket."""
+        for entry in list(self._conns.values()):
+            entry.conn.abort()
+            self._flush_one(entry, self._loop.time())
+        if self._transport is not None:
+            self._transport.close()
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _unknown(self, data: bytes, peer: Addr, kind: int, conn_id: int) -> None:
+        if kind == _SYN:
+            if self.accept is None or len(self._conns) >= self.max_connections:
+                self.stats.refused += 1
+                return
+            try:
+                conn = UtpConnection.accept(data, self._loop.time(), config=self.config, rng=self._rng)
+            except UtpPacketError:
+                self.stats.invalid += 1
+                return
+            self._touch(self._register(conn, peer))
+        elif kind != _RESET and self._transport is not None:
+            # no such connection: tell the sender (libutp matches a RESET on its send id)
+            seq = (data[16] << 8) | data[17]
+            reply = HEADER.pack(
+                (_RESET << 4) | VERSION, 0, conn_id, 0, 0, 0, self._rng.randrange(0x10000), seq
+            )
+            self.stats.resets_sent += 1
+            self._transport.sendto(reply, peer)
+
+    def _register(self, conn: UtpConnection, peer: Addr) -> _Entry:
+        entry = _Entry(conn, peer)
+        self._conns[(peer, conn.recv_id)] = entry
+        self._by_send[(peer, conn.send_id)] = entry
+        return entry
+
+    def _forget(self, entry: _Entry) -> None:
+        peer, conn = entry.addr, entry.conn
+        if self._conns.get((peer, conn.recv_id)) is entry:
+            del self._conns[(peer, conn.recv_id)]
+        if self._by_send.get((peer, conn.send_id)) is entry:
+            del self._by_send[(peer, conn.send_id)]
+        self._dirty.pop(entry, None)
+        entry.deadline = None
+
+    def _touch(self, entry: _Entry) -> None:
+        """Flush this connection at the end of the loop turn."""
+        self._dirty[entry] = None
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        now = self._loop.time()
+        dirty = self._dirty
+        while dirty:
+            entry = next(iter(dirty))
+            del dirty[entry]
+            self._flush_one(entry, now)
+        self._arm()
+
+    def _flush_one(self, entry: _Entry, now: float) -> None:
+        conn = entry.conn
+        out = conn.datagrams_to_send(now)
+        if out and self._transport is not None:
+            sendto = self._transport.sendto
+            addr = entry.addr
+            for dgram in out:
+                sendto(dgram, addr)
+            self.stats.datagrams_out += len(out)
+        self._events(entry)
+        if entry.stream is not None:
+            entry.stream._after_flush()
+        if conn.finished:
+            self._forget(entry)
+            return
+        t = conn.next_timeout()
+        if t is not None and (entry.deadline is None or t < entry.deadline):
+            entry.deadline = t
+            self._heap_seq += 1
+            heapq.heappush(self._heap, (t, self._heap_seq, entry))
+
+    def _arm(self) -> None:
+        heap = self._heap
+        if not heap:
+            return
+        t = heap[0][0]
+        if self._timer_at is not None and self._timer_at <= t:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = t
+        self._timer = self._loop.call_at(t, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        now = self._loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            t, _, entry = heapq.heappop(heap)
+            if entry.deadline != t:
+                continue  # superseded by an earlier deadline, or forgotten
+            entry.deadline = None
+            conn = entry.conn
+            nt = conn.next_timeout()
+            if nt is not None and nt <= now:
+                conn.on_timeout(now)
+            self._dirty[entry] = None  # flushing re-registers its next deadline
+        self._flush()
+
+    def _events(self, entry: _Entry) -> None:
+        events = entry.conn.pop_events()
+        if not events:
+            return
+        stream = entry.stream
+        for ev in events:
+            if isinstance(ev, Data):
+                if stream is not None:
+                    stream._data(ev.data)
+                else:
+                    entry.conn.consumed(len(ev.data))
+            elif isinstance(ev, Connected):
+                if stream is None:  # an accepted connection
+                    factory = self.accept
+                    if factory is None:
+                        entry.conn.abort()
+                        continue
+                    stream = entry.stream = UtpStream(self, entry, factory)
+                stream._connected()
+                if entry.waiter is not None and not entry.waiter.done():
+                    entry.waiter.set_result(stream)
+            elif isinstance(ev, EndOfStream):
+                if stream is not None:
+                    stream._eof()
+            elif isinstance(ev, WritableAgain):
+                pass  # the stream checks its buffer after every flush
+            elif isinstance(ev, Closed):
+                self._lost(entry, None)
+            elif isinstance(ev, Reset):
+                exc: Exception = (
+                    TimeoutError("uTP connection timed out")
+                    if ev.reason == "timed out"
+                    else ConnectionResetError("uTP connection reset by peer")
+                )
+                self._lost(entry, exc)
+
+    def _lost(self, entry: _Entry, exc: Exception | None) -> None:
+        if entry.waiter is not None and not entry.waiter.done():
+            entry.waiter.set_exception(exc or ConnectionResetError("uTP connection closed"))
+            entry.waiter.exception()  # retrieved here: the caller may have given up already
+        if entry.stream is not None:
+            entry.stream._lost(exc)
+
+
+class UtpStream(asyncio.Transport):
+    """One uTP connection as an asyncio transport (``write``/``close``/flow control both ways)."""
+
+    def __init__(
+        self, manager: UtpSocketManager, entry: _Entry, factory: Callable[[], asyncio.BaseProtocol]
+    ) -> None:
+        super().__init__()
+        self._manager = manager
+        self._entry = entry
+        self._conn = entry.conn
+        self._factory = factory
+        self._protocol: asyncio.BaseProtocol | None = None
+        self._buffered = False
+        self._paused_reading = False
+        self._pending: deque[bytes] = deque()
+        self._pending_eof = False
+        self._closing = False
+        self._lost_called = False
+        self._lost_scheduled = False
+        self._writing_paused = False
+        self._high = manager.config.send_high_water
+        self._low = manager.config.send_low_water
+
+    # ---- asyncio.Transport -----------------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._entry.addr
+        if name == "sockname":
+            return self._manager.address
+        if name == "transport_kind":
+            return "utp"
+        if name == "utp_connection":
+            return self._conn
+        return default  # no "socket": there is no per-connection socket to tune
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._conn.finished:
+            self._conn.close()
+        self._manager._touch(self._entry)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._pending.clear()
+        self._conn.abort()
+        self._manager._touch(self._entry)
+        self._lost(None)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self._protocol is not None
+        return self._protocol
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._conn.finished:
+            return
+        self._conn.send(data)
+        self._manager._touch(self._entry)
+        self._check_write_pause()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        if self._closing or self._conn.finished:
+            return
+        send = self._conn.send
+        for data in list_of_data:
+            send(data)
+        self._manager._touch(self._entry)
+        self._check_write_pause()
+
+    def can_write_eof(self) -> bool:
+        return False  # a uTP FIN ends the connection (close), there is no half-close call
+
+    def get_write_buffer_size(self) -> int:
+        return self._conn.send_buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high = self._manager.config.send_high_water if high is None else high
+        self._low = self._high // 4 if low is None else low
+        self._check_write_pause()
+
+    def is_reading(self) -> bool:
+        return not self._paused_reading
+
+    def pause_reading(self) -> None:
+        self._paused_reading = True  # bytes wait here; the advertised window shrinks
+
+    def resume_reading(self) -> None:
+        if not self._paused_reading:
+            return
+        self._paused_reading = False
+        while self._pending and not self._paused_reading and not self._lost_called:
+            self._deliver(self._pending.popleft())
+        if not self._pending and self._pending_eof and not self._paused_reading:
+            self._pending_eof = False
+            self._eof()
+        self._manager._touch(self._entry)
+
+    # ---- driven by the manager -------------------------------------------------------------
+
+    def _connected(self) -> None:
+        self.set_protocol(self._factory())
+        assert self._protocol is not None
+        self._protocol.connection_made(self)
+
+    def _data(self, data: bytes) -> None:
+        if self._lost_called or self._protocol is None:
+            self._conn.consumed(len(data))
+        elif self._paused_reading or self._pending:
+            self._pending.append(data)
+        else:
+            self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        proto = self._protocol
+        conn = self._conn
+        if not self._buffered:
+            assert isinstance(proto, asyncio.Protocol)
+            proto.data_received(data)
+            conn.consumed(len(data))
+            return
+        assert isinstance(proto, asyncio.BufferedProtocol)
+        view = memoryview(data)
+        total = len(view)
+        pos = 0
+        while pos < total:
+            buf = memoryview(proto.get_buffer(total - pos))
+            n = min(len(buf), total - pos)
+            if n <= 0:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            buf[:n] = view[pos : pos + n]
+            pos += n
+            proto.buffer_updated(n)
+            if self._paused_reading and pos < total:
+                self._pending.appendleft(bytes(view[pos:]))
+                break
+        conn.consumed(pos)
+
+    def _eof(self) -> None:
+        if self._paused_reading or self._pending:
+            self._pending_eof = True
+            return
+        proto = self._protocol
+        if proto is None or self._lost_called:
+            return
+        keep_open = (
+            proto.eof_received() if isinstance(proto, asyncio.Protocol | asyncio.BufferedProtocol) else None
+        )
+        if not keep_open:
+            self.close()
+
+    def _after_flush(self) -> None:
+        if self._writing_paused and self._conn.send_buffered <= self._low:
+            self._writing_paused = False
+            if self._protocol is not None and not self._lost_called:
+                self._protocol.resume_writing()
+        if self._closing and not self._lost_scheduled and not self._conn.send_buffered:
+            self._lost_scheduled = True
+            # like TCP's close(): the protocol is done once the bytes left our buffer; the
+            # connection stays in the manager until the peer has acknowledged them and the FIN
+            self._manager._loop.call_soon(self._lost, None)
+
+    def _check_write_pause(self) -> None:
+        if not self._writing_paused and self._conn.send_buffered > self._high and self._protocol is not None:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._lost_called:
+            return
+        self._lost_called = True
+        self._closing = True
+        if self._protocol is not None:
+            self._protocol.connection_lost(exc)
+
+
+def _addr(addr: tuple[str | Any, ...]) -> Addr:
+    host = str(addr[0])
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]  # IPv4-mapped on a dual-stack socket
+    port = addr[1]
+    assert isinstance(port, int)
+    return host, port
