@@ -8,6 +8,7 @@ BEP 6 (fast extension) and BEP 10 (extension protocol).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
@@ -338,20 +339,10 @@ class ExtendedHandshake(Message):
                 raise LocalWireError(f"extended id for {name!r} must be 0..255")
             m[name.encode("utf-8", "surrogateescape")] = ext_id
         d[b"m"] = m
-        if self.client is not None:
-            d[b"v"] = self.client.encode("utf-8", "surrogateescape")
-        if self.port is not None:
-            d[b"p"] = self.port
-        if self.reqq is not None:
-            d[b"reqq"] = self.reqq
-        if self.yourip is not None:
-            d[b"yourip"] = self.yourip.packed
-        if self.ipv4 is not None:
-            d[b"ipv4"] = self.ipv4.packed
-        if self.ipv6 is not None:
-            d[b"ipv6"] = self.ipv6.packed
-        if self.metadata_size is not None:
-            d[b"metadata_size"] = self.metadata_size
+        for key, (name, _parse, unparse) in _HANDSHAKE_KEYS.items():
+            value = getattr(self, name)
+            if value is not None:
+                d[key] = unparse(value)
         try:
             return encode(d)
         except BencodeEncodeError as exc:
@@ -366,37 +357,75 @@ class ExtendedHandshake(Message):
             raise WireProtocolError(f"extended handshake is not valid bencode: {exc}") from exc
         if not isinstance(d, dict):
             raise WireProtocolError("extended handshake is not a dictionary")
-        extra: dict[bytes, Any] = {}
-        m: dict[str, int] = {}
         raw_m = d.get(b"m", {})
         if not isinstance(raw_m, dict):
             raise WireProtocolError("extended handshake 'm' is not a dictionary")
+        m: dict[str, int] = {}
         for key, value in raw_m.items():
-            if isinstance(value, int) and 0 <= value <= 255:
-                m[key.decode("utf-8", "surrogateescape")] = value
-            else:
+            if not (isinstance(value, int) and 0 <= value <= 255):
                 raise WireProtocolError(f"extended id for {key!r} is not an integer 0..255")
-        client = port = reqq = metadata_size = yourip = ipv4 = ipv6 = None
+            m[key.decode("utf-8", "surrogateescape")] = value
+        typed: dict[str, Any] = {}
+        extra: dict[bytes, Any] = {}
         for key, value in d.items():
             if key == b"m":
                 continue
-            if key == b"v" and isinstance(value, bytes):
-                client = value.decode("utf-8", "surrogateescape")
-            elif key == b"p" and isinstance(value, int) and 0 < value < 65536:
-                port = value
-            elif key == b"reqq" and isinstance(value, int) and value >= 0:
-                reqq = value
-            elif key == b"metadata_size" and isinstance(value, int) and value >= 0:
-                metadata_size = value
-            elif key == b"yourip" and isinstance(value, bytes) and len(value) in (4, 16):
-                yourip = ipaddress.ip_address(value)
-            elif key == b"ipv4" and isinstance(value, bytes) and len(value) == 4:
-                ipv4 = ipaddress.IPv4Address(value)
-            elif key == b"ipv6" and isinstance(value, bytes) and len(value) == 16:
-                ipv6 = ipaddress.IPv6Address(value)
+            known = _HANDSHAKE_KEYS.get(key)
+            parsed = None if known is None else known[1](value)
+            if known is None or parsed is None:
+                extra[key] = value  # unknown, or a known key with the wrong type or range
             else:
-                extra[key] = value
-        return cls(m, client, port, reqq, yourip, ipv4, ipv6, metadata_size, extra)
+                typed[known[0]] = parsed
+        return cls(m, extra=extra, **typed)
+
+
+def _text(value: object) -> str | None:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else None
+
+
+def _port(value: object) -> int | None:
+    return value if isinstance(value, int) and 0 < value < 65536 else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _address(value: object) -> IPAddress | None:
+    return ipaddress.ip_address(value) if isinstance(value, bytes) and len(value) in (4, 16) else None
+
+
+def _ipv4(value: object) -> ipaddress.IPv4Address | None:
+    return ipaddress.IPv4Address(value) if isinstance(value, bytes) and len(value) == 4 else None
+
+
+def _ipv6(value: object) -> ipaddress.IPv6Address | None:
+    return ipaddress.IPv6Address(value) if isinstance(value, bytes) and len(value) == 16 else None
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _packed(value: Any) -> Any:
+    return value.packed
+
+
+def _utf8(value: Any) -> Any:
+    return value.encode("utf-8", "surrogateescape")
+
+
+#: BEP 10 (and BEP 9 ``metadata_size``) well-known handshake keys: key -> (field of
+#: :class:`ExtendedHandshake`, parse the decoded value (None: wrong type or range), encode the field).
+_HANDSHAKE_KEYS: Final[dict[bytes, tuple[str, Callable[[object], Any], Callable[[Any], Any]]]] = {
+    b"v": ("client", _text, _utf8),
+    b"p": ("port", _port, _same),
+    b"reqq": ("reqq", _count, _same),
+    b"yourip": ("yourip", _address, _packed),
+    b"ipv4": ("ipv4", _ipv4, _packed),
+    b"ipv6": ("ipv6", _ipv6, _packed),
+    b"metadata_size": ("metadata_size", _count, _same),
+}
 
 
 @dataclass(frozen=True, slots=True)
