@@ -242,3 +242,53 @@ def test_cli_rejects_bad_limits(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "error" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ UDP
+
+
+class StalledStore:
+    """An async store (like Redis) that never answers."""
+
+    is_async = True
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def announce(self, *args: object, **kw: object) -> tuple[int, int, list[tuple[bytes, bytes]]]:
+        await self.gate.wait()
+        return 0, 0, []
+
+
+async def test_udp_with_a_stalled_async_store_holds_a_bounded_number_of_requests() -> None:
+    import os
+
+    from bitswarm.tracker import udp_codec as udp
+    from bitswarm.tracker.server.udp import MAX_INFLIGHT, UdpTrackerProtocol
+
+    core = TrackerCore(TrackerConfig(db=None), StalledStore())
+    proto = UdpTrackerProtocol(core, os.urandom(32))
+    addr = ("127.0.0.1", 4242)
+    cid = proto.connection_id(addr)
+    datagram = udp.encode_request(
+        udp.AnnounceRequest(
+            connection_id=cid,
+            transaction_id=1,
+            info_hash=HASH,
+            peer_id=b"P" * 20,
+            downloaded=0,
+            left=1,
+            uploaded=0,
+            event=udp.Event.NONE,
+            key=0,
+            port=6881,
+        )
+    )
+    for _ in range(MAX_INFLIGHT + 500):
+        assert proto.handle(datagram, addr) is None
+    assert proto.inflight == MAX_INFLIGHT
+    assert core.errors["udp_busy"] == 500
+    core.store.gate.set()
+    while proto.inflight:
+        await asyncio.sleep(0)
+    assert core.announces["udp"] == MAX_INFLIGHT

@@ -21,8 +21,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from hashlib import blake2b
+from typing import Any
 
 from bitswarm.tracker.server import _mmsg
 from bitswarm.tracker.server._mmsg import DATA_OFFSET, MmsgRing
@@ -53,6 +54,8 @@ _RING_HDR4 = struct.Struct(">2x6s24xQII")
 _RING_HDR6 = struct.Struct(">2x22s8xQII")
 assert _RING_ANN4.size == _RING_ANN6.size == DATA_OFFSET + _ANNOUNCE_SIZE
 _CACHE_MAX = 65536
+#: Most store calls in flight with an async store (Redis); datagrams beyond it are dropped (clients retry).
+MAX_INFLIGHT = 4096
 _BATCH = 128  # datagrams handled per hold of core.lock (the HTTP front end waits at most this long)
 
 
@@ -308,6 +311,21 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         core._iv = iv
         return j
 
+    @property
+    def inflight(self) -> int:
+        """Async-store calls still waiting (at most :data:`MAX_INFLIGHT`)."""
+        return len(self._tasks)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run an async-store call, unless :data:`MAX_INFLIGHT` are already waiting on the store."""
+        if len(self._tasks) >= MAX_INFLIGHT:
+            coro.close()
+            self.core.errors["udp_busy"] += 1
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _announce(self, data: bytes, tid: int, addr: tuple[object, ...]) -> bytes | None:
         core = self.core
         if len(data) < _ANNOUNCE_SIZE:
@@ -329,11 +347,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         store = core.store
         want = core.numwant(numwant)
         if store.is_async:
-            task = asyncio.get_running_loop().create_task(
-                self._announce_async(tid, addr, info_hash, peer, peer_id, left == 0, event, want)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._announce_async(tid, addr, info_hash, peer, peer_id, left == 0, event, want))
             return None
         seeders, leechers, peers = store.announce(info_hash, peer, peer_id, left == 0, event, want)
         core.announces["udp"] += 1
@@ -380,9 +394,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             return self._error(data, tid, "passkey", b"private tracker: scrape over HTTP")
         store = core.store
         if store.is_async:
-            task = asyncio.get_running_loop().create_task(self._scrape_async(tid, addr, hashes))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._scrape_async(tid, addr, hashes))
             return None
         core.scrapes["udp"] += 1
         return _ERR.pack(2, tid) + b"".join(_SCR.pack(*store.scrape(h)) for h in hashes)
