@@ -163,6 +163,7 @@ class Storage:
         self.piece_length = self.info.piece_length
         self.have = Bitfield(self.num_pieces)  #: verified pieces; read it, never change it yourself
         self._unverified = Bitfield(self.num_pieces)  # seed mode: trusted but not yet hashed
+        self._unchecked: set[int] = set()  # pieces a check (maybe interrupted) has not hashed yet
         self._hasher = PieceHasher(torrent, self.file_map, verify_v2_in_hybrid=verify_v2_in_hybrid)
         nfiles = len(self.info.files)
         if priorities is not None and len(priorities) != nfiles:
@@ -495,18 +496,26 @@ class Storage:
                 return False
             pieces = self.have.to_bytes()
             prios = tuple(self._priorities)
+            unchecked = frozenset(self._unchecked)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._save_resume_job, pieces, prios)
+            await loop.run_in_executor(self._executor, self._save_resume_job, pieces, prios, unchecked)
             self._saved_gen = gen
             return True
 
-    def _save_resume_job(self, pieces: bytes, prios: tuple[int, ...]) -> None:
+    def _save_resume_job(self, pieces: bytes, prios: tuple[int, ...], unchecked: frozenset[int]) -> None:
         assert self.resume_path is not None
         if self._fsync_data_on_save:  # survive power loss: the data is durable before the claim is
             self._fds.fsync_all()
+        fm = self.file_map
+        # a file with pieces an interrupted check never hashed is recorded as unknown (None): the
+        # next open hashes it again instead of taking those pieces as missing
         files = tuple(
-            stat_file(p) if p is not None and self._materialized[i] else None
-            for i, p in enumerate(self.file_map.paths)
+            stat_file(p)
+            if p is not None
+            and self._materialized[i]
+            and not (unchecked and any(k in unchecked for k in fm.file_pieces(i)))
+            else None
+            for i, p in enumerate(fm.paths)
         )
         data = ResumeData(
             info_hash=self.torrent.swarm_hash,
@@ -525,6 +534,7 @@ class Storage:
 
     async def _check_pieces(self, indices: Sequence[int], progress: ProgressCallback | None) -> None:
         total = len(indices)
+        self._unchecked.update(indices)
         per_job = max(1, _CHECK_GROUP_BYTES // self.piece_length)
         window = max(2, 2 * self.workers)
         done = 0
@@ -556,6 +566,7 @@ class Storage:
 
     def _check_results(self, results: list[tuple[int, bool]]) -> None:
         for index, ok in results:
+            self._unchecked.discard(index)
             self._piece_result(index, ok)
 
     # -- worker-thread jobs (blocking) -------------------------------------------------------------
