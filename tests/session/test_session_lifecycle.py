@@ -31,7 +31,7 @@ ALL_PAIRS = list(itertools.product(State, Event))
 #: Where each event may be fired from (the specification the table is checked against).
 LEGAL_FROM: dict[Event, set[State]] = {
     Event.QUEUE: {State.STOPPED, State.ERROR, State.PAUSED},
-    Event.FETCH_METADATA: {State.QUEUED, State.PAUSED},
+    Event.FETCH_METADATA: {State.STOPPED, State.QUEUED, State.PAUSED},
     Event.CHECK: {
         State.STOPPED,
         State.QUEUED,
@@ -86,6 +86,8 @@ def test_the_table_has_exactly_the_specified_pairs() -> None:
         ([Event.QUEUE, Event.CHECK, Event.FAIL, Event.QUEUE], State.QUEUED),  # a retry
         ([Event.QUEUE, Event.CHECK, Event.FAIL, Event.CHECK, Event.SEED], State.SEEDING),  # a recheck
         ([Event.CHECK, Event.STOP], State.STOPPED),  # a recheck of a stopped torrent
+        ([Event.CHECK, Event.SEED], State.SEEDING),  # the engine adds a complete torrent
+        ([Event.FETCH_METADATA, Event.CHECK, Event.DOWNLOAD], State.DOWNLOADING),  # the engine adds a magnet
         ([Event.QUEUE, Event.STOP], State.STOPPED),  # stopped while waiting for a slot
     ],
 )

@@ -62,7 +62,7 @@ class Event(enum.Enum):
     """What happens to a torrent (what it starts doing)."""
 
     QUEUE = "queue"  #: start (added, resumed by the daemon, retried after an error): wait for a slot
-    FETCH_METADATA = "fetch_metadata"  #: a slot for a magnet without metainfo
+    FETCH_METADATA = "fetch_metadata"  #: a magnet without metainfo: fetch it
     CHECK = "check"  #: open storage and hash (a slot, metadata arrived, or a recheck)
     DOWNLOAD = "download"  #: wanted pieces are missing: download
     SEED = "seed"  #: every wanted piece is verified: seed
@@ -91,10 +91,11 @@ def _build() -> dict[tuple[State, Event], State]:
         (ERROR, Event.QUEUE): QUEUED,  # retry after an error
         (PAUSED, Event.QUEUE): QUEUED,  # a daemon that re-adds a paused torrent to resume it
         (QUEUED, Event.FETCH_METADATA): METADATA,
+        (STOPPED, Event.FETCH_METADATA): METADATA,  # the engine adds a magnet (it has no queue)
         (PAUSED, Event.FETCH_METADATA): METADATA,  # resumed before the metadata came
         (QUEUED, Event.CHECK): CHECKING,
         (METADATA, Event.CHECK): CHECKING,
-        (STOPPED, Event.CHECK): CHECKING,  # a recheck of a torrent that is not in the session
+        (STOPPED, Event.CHECK): CHECKING,  # the engine adds a torrent; or an offline recheck
         (ERROR, Event.CHECK): CHECKING,  # a recheck clears an error
         (CHECKING, Event.DOWNLOAD): DOWNLOADING,
         (CHECKING, Event.SEED): SEEDING,
