@@ -9,6 +9,7 @@
 See ``docs/protocols/utp.md``.
 """
 
+from bitswarm.utp._congestion import DelayHistory, RttEstimator
 from bitswarm.utp._connection import (
     Closed,
     Connected,
@@ -45,6 +46,7 @@ __all__ = [
     "Closed",
     "Connected",
     "Data",
+    "DelayHistory",
     "EndOfStream",
     "Event",
     "Input",
@@ -52,6 +54,7 @@ __all__ = [
     "Packet",
     "PacketType",
     "Reset",
+    "RttEstimator",
     "State",
     "UtpConfig",
     "UtpConnection",

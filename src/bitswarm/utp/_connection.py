@@ -51,8 +51,8 @@ _PACKET_INPUT = (Input.DATA, Input.FIN, Input.STATE, Input.RESET, Input.SYN)
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The handshake finished (initiator: our SYN was acknowledged; acceptor: the initiator's first
-    packet after the SYN arrived)."""
+    """The connection is usable (initiator: our SYN was acknowledged; acceptor: at once, from the
+    SYN, as libtorrent does; the state stays SYN_RECV until the initiator's next packet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,6 @@ class UtpConfig:
     max_rto: float = 60.0
     syn_retries: int = 3  # SYN_SENT gives up after this many timeouts (1 + 2 + 4 + 8 s)
     max_timeouts: int = 7  # consecutive timeouts without a packet from the peer, then "timed out"
-    syn_recv_timeout: float = 20.0  # an accepted SYN with no further packet is forgotten
     fin_linger: float = 10.0  # our FIN acknowledged, no FIN from the peer: closed after this
     keepalive: float = 29.0  # an idle connection ACKs at this interval (keeps NAT mappings)
     nagle: bool = True  # hold a short packet while data is in flight
@@ -254,7 +253,7 @@ class UtpConnection:
         c.peer_wnd = wnd
         c._reply_micro = (_micros(now) - ts) & MASK32
         c._ack_needed = True
-        c._give_up_at = now + c.config.syn_recv_timeout
+        c._events.append(Connected())  # like libtorrent: usable at once (it may send first)
         c._last_send = now
         c.stats.packets_received += 1
         return c
@@ -355,8 +354,8 @@ class UtpConnection:
         self.timeouts = 0
         if nxt is not state:
             self.state = nxt
-            self._give_up_at = None
-            self._events.append(Connected())
+            if state is State.SYN_SENT:
+                self._events.append(Connected())
         self._on_ack(ack, sack, ts_diff, kind == _ST_STATE, now)
         if kind <= _ST_FIN:
             self._on_data(kind, seq, data, off)
@@ -453,7 +452,12 @@ class UtpConnection:
         target = cfg.target_delay * 1e6
         off_target = (target - self.our_delay) / target
         cwnd = self.cwnd
-        gain = cfg.max_cwnd_increase * off_target * acked_bytes / cwnd
+        if off_target >= 0:
+            gain = cfg.max_cwnd_increase * off_target * acked_bytes / cwnd
+        else:
+            # above target: shrink in proportion to the window, at most half of it per RTT (as
+            # a loss would); BEP 29's fixed 3000 bytes per RTT takes minutes to drain a big window
+            gain = max(off_target, -1.0) * acked_bytes / 2
         if self.slow_start:
             if self.our_delay > target / 2 or cwnd + acked_bytes > self.ssthresh:
                 self.slow_start = False
@@ -528,10 +532,15 @@ class UtpConnection:
         wnd = self._adv_window()
         self._last_adv_wnd = wnd
         if self._resend_count:
+            first = True  # a fast retransmit goes out even when the halved window is full (TCP too)
             for p in self._outbuf.values():
                 if p.need_resend:
-                    if not self._window_allows(p.size):
+                    if first and p.transmissions:
+                        if self.bytes_in_flight + p.size > max(self.peer_wnd, p.size):
+                            break
+                    elif not self._window_allows(p.size):
                         break
+                    first = False
                     if p.transmissions:
                         self.stats.retransmits += 1
                     self._transmit(p, out, now, wnd)
