@@ -26,6 +26,17 @@ async def _details(c: httpx.AsyncClient, tid: str) -> dict:
     return r.json()
 
 
+async def _add_paused(c: httpx.AsyncClient, raw: bytes) -> str:
+    reply = await c.post(
+        "/api/v1/torrents",
+        content=raw,
+        params={"paused": "true"},
+        headers={"Content-Type": "application/x-bittorrent"},
+    )
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
 async def _complete(c: httpx.AsyncClient, tid: str) -> dict:
     async def done() -> dict | None:
         d = await _details(c, tid)
@@ -155,14 +166,7 @@ async def test_bad_input_is_4xx_never_5xx(tmp_path: Path) -> None:
     content = make_content(tmp_path / "seed", files=2, size=40_000)
     raw, _t = torrent_of(content)
     async with running_daemon(tmp_path / "d") as r, r.client() as c:
-        tid = (
-            await c.post(
-                "/api/v1/torrents",
-                content=raw,
-                params={"paused": "true"},
-                headers={"Content-Type": "application/x-bittorrent"},
-            )
-        ).json()["id"]
+        tid = await _add_paused(c, raw)
         cases: list[tuple[str, str, dict, int, str]] = [
             # unknown ids on every per-torrent endpoint
             ("GET", f"/api/v1/torrents/{UNKNOWN}", {}, 404, "no torrent"),
@@ -229,8 +233,8 @@ async def test_bad_input_is_4xx_never_5xx(tmp_path: Path) -> None:
                 "POST",
                 "/api/v1/torrents",
                 {"content": b"{", "headers": {"Content-Type": "application/json"}},
-                422,
-                "JSON",
+                400,
+                "not valid JSON",
             ),
             (
                 "POST",
@@ -494,3 +498,42 @@ async def test_limits_priorities_recheck_stats_events(tmp_path: Path) -> None:
         assert rc.status_code == 200
         d = await _complete(c, tid)
         assert d["pieces_done"] == t.info.num_pieces
+
+
+async def test_every_json_endpoint_answers_400_for_deep_nesting_and_lone_surrogates(tmp_path: Path) -> None:
+    """Issue 16: JSON nested 50,000 deep and a lone surrogate (as a ``\\ud800`` escape and as its raw
+    UTF-8 bytes) get 400 with the API's error JSON from every endpoint that reads a JSON body (found
+    in the OpenAPI document, so a new one is swept too); the rest never answer 5xx."""
+    raw, _t = torrent_of(make_content(tmp_path / "seed", files=2, size=20_000))
+    async with running_daemon(tmp_path / "d") as r, r.client() as c:
+        tid = await _add_paused(c, raw)
+        spec = (await c.get("/openapi.json")).json()
+        deep = b"[" * 50_000 + b"]" * 50_000
+        bodies = {
+            "deep": b'{"priorities": ' + deep + b"}",
+            "deep-top": deep,
+            "surrogate": b'{"magnet": "\\ud800", "download": 1}',
+            "surrogate-key": b'{"\\udfff": [1, 2]}',
+            "raw-surrogate": b'{"save_path": "\xed\xa0\x80"}',
+        }
+        swept = []
+        for path, ops in spec["paths"].items():
+            url = path.replace("{torrent_id}", tid).replace("{file_index}", "0")
+            for method, op in ops.items():
+                if method == "get":  # no body (and /events never ends)
+                    continue
+                takes_json = "application/json" in op.get("requestBody", {}).get("content", {})
+                for name, body in bodies.items():
+                    reply = await c.request(
+                        method.upper(), url, content=body, headers={"Content-Type": "application/json"}
+                    )
+                    if takes_json:
+                        assert reply.status_code == 400, (method, path, name, reply.text)
+                        assert reply.json()["error"]["code"] == "bad_json", (method, path, name)
+                    else:
+                        assert reply.status_code < 500, (method, path, name, reply.text)
+                swept += [(method, path)] if takes_json else []
+        assert len(swept) >= 4, swept
+        # still alive, and no refused body changed anything
+        assert (await c.get("/api/v1/stats")).status_code == 200
+        assert (await c.get("/api/v1/limits")).json() == {"download_limit": 0, "upload_limit": 0}

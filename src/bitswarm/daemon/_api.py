@@ -17,14 +17,14 @@ import json
 import mimetypes
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitswarm import __version__
@@ -76,6 +76,32 @@ class LimitsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     download: int | None = Field(None, ge=0, le=1 << 40)
     upload: int | None = Field(None, ge=0, le=1 << 40)
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def parse_body(model: type[_Body], body: bytes) -> _Body:
+    """A JSON request body as ``model``, parsed strictly (pydantic's parser, not ``json``): JSON that
+    is malformed, nested deeper than its recursion limit (200) or holds a lone surrogate (``"\\ud800"``,
+    not Unicode text) is a 400 ``bad_json``; JSON of the wrong shape is a 422 ``invalid``."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        bad = [e for e in errors if e.get("type") == "json_invalid"]
+        if bad:
+            raise DaemonError(
+                f"the body is not valid JSON: {bad[0].get('msg', '')}"[:300], 400, "bad_json"
+            ) from None
+        raise RequestValidationError(errors) from None
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body read with :func:`parse_body`."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 TorrentId = Annotated[str, PathParam(pattern=_ID_PATTERN, description="the torrent's id (hex info-hash)")]
@@ -235,11 +261,7 @@ def create_app(
             raise DaemonError(
                 "send application/json, multipart/form-data or application/x-bittorrent", 415, "unsupported"
             )
-        try:
-            req = AddRequest.model_validate_json(body)
-        except ValueError as exc:
-            raise DaemonError(f"bad JSON body: {_first_line(exc)}", 422, "invalid") from None
-        return await _add_json(daemon, req)
+        return await _add_json(daemon, parse_body(AddRequest, body))
 
     @api.get("/torrents/{torrent_id}", summary="One torrent: status, files, peers, trackers, pieces")
     async def torrent_details(torrent_id: TorrentId) -> dict[str, Any]:
@@ -264,12 +286,18 @@ def create_app(
     async def recheck(torrent_id: TorrentId) -> dict[str, Any]:
         return await daemon.recheck(torrent_id)
 
-    @api.put("/torrents/{torrent_id}/priorities", summary="File priorities")
-    async def priorities(torrent_id: TorrentId, req: PrioritiesRequest) -> dict[str, Any]:
+    def put_json(path: str, summary: str, model: type[BaseModel]) -> Callable[[_F], _F]:
+        """A PUT whose JSON body the handler reads with :func:`parse_body` (documented as ``model``)."""
+        return api.put(path, summary=summary, openapi_extra=_json_body(model))
+
+    @put_json("/torrents/{torrent_id}/priorities", "File priorities", PrioritiesRequest)
+    async def priorities(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(PrioritiesRequest, await request.body())
         return await daemon.set_priorities(torrent_id, req.priorities)
 
-    @api.put("/torrents/{torrent_id}/limits", summary="Per-torrent rate limits")
-    async def torrent_limits(torrent_id: TorrentId, req: LimitsRequest) -> dict[str, Any]:
+    @put_json("/torrents/{torrent_id}/limits", "Per-torrent rate limits", LimitsRequest)
+    async def torrent_limits(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(LimitsRequest, await request.body())
         return await daemon.set_limits(torrent_id, download=req.download, upload=req.upload)
 
     stream_path = "/api/v1/torrents/{torrent_id}/files/{file_index}/stream"
@@ -297,8 +325,9 @@ def create_app(
     async def get_limits() -> dict[str, int]:
         return daemon.global_limits()
 
-    @api.put("/limits", summary="Set global rate limits")
-    async def set_limits(req: LimitsRequest) -> dict[str, int]:
+    @put_json("/limits", "Set global rate limits", LimitsRequest)
+    async def set_limits(request: Request) -> dict[str, int]:
+        req = parse_body(LimitsRequest, await request.body())
         return daemon.set_global_limits(download=req.download, upload=req.upload)
 
     @api.get(
