@@ -46,6 +46,7 @@ from faults_testlib import (
 )
 
 from bitswarm.bencode import decode
+from bitswarm.index import public_peer_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -249,7 +250,8 @@ def test_index_sigkill_restart_keeps_accounts_peers_and_files(tmp_path: Path) ->
         assert (got_peer["ip"], got_peer["port"]) == ("127.0.0.1", seed_port), got_peer
         assert [f["id"] for f in got_peer["files"]] == [file["id"]], got_peer
         got_file = call(http, "GET", f"{api2}/files/{file['id']}", 200)
-        assert got_file["info_hash_v1"] == ih and [p["guid"] for p in got_file["peers"]] == [guid], got_file
+        assert got_file["info_hash_v1"] == ih, got_file
+        assert [p["id"] for p in got_file["peers"]] == [peer["id"]], got_file  # public id, not the guid
         r = http.get(f"{api2}/files/{file['id']}/torrent", timeout=10)
         assert r.status_code == 200 and r.content == blob
         assert call(http, "GET", f"{api2}/search", 200, params={"q": "indexed"})["total"] == 1
@@ -268,7 +270,7 @@ def test_index_sigkill_restart_keeps_accounts_peers_and_files(tmp_path: Path) ->
         }
         call(http, "POST", url2 + "/add_file", 409, json=replay)
         hosted = call(http, "GET", url2 + "/resource", 200, json={"resource_name": "res.csv"})
-        assert [p["peer_id"] for p in hosted] == [resource["peer_id"]], hosted
+        assert [p["peer_id"] for p in hosted] == [public_peer_id(resource["peer_id"])], hosted
 
         # the swarm: the interrupted download completes, a new one finds everything via the restart
         assert getter.wait_exit(60) == 0, getter.stderr_tail()

@@ -25,6 +25,10 @@ class FakeClock:
         self.now += seconds
 
 
+#: The federation key the in-process trackers of a test share, and the header that presents it.
+FED_KEY = "test-federation-key-0123456789"
+FED = {"Authorization": f"Bearer {FED_KEY}"}
+
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from index_testlib import FAST_HASHER, FakeClock
 
 from bitswarm.errors import LocalProtocolError
-from bitswarm.index import IndexCodecError, IndexService
+from bitswarm.index import IndexCodecError, IndexService, public_peer_id
 from bitswarm.index import binary as b
 from bitswarm.index.binary_server import BinaryIndexServer, mb_text, mb_to_bytes
 
@@ -213,14 +213,16 @@ async def test_server_full_session(server):
     )
     assert isinstance(await c.call(b.KeepAlive(PID)), b.Ko)
     hits = await c.call(b.Search("ubuntu"))
+    public = public_peer_id(reg.peer_id)  # others see the public id, never the id (a credential)
     assert hits == b.SearchOk(
-        (b.SearchHit("ubuntu.iso", "700", "a" * 40, "alice", reg.peer_id, "127.0.0.1", 6881),)
+        (b.SearchHit("ubuntu.iso", "700", "a" * 40, "alice", public, "127.0.0.1", 6881),)
     )
-    assert await c.call(b.Browse(reg.peer_id)) == b.BrowseOk(
-        (b.SharedFile("ubuntu.iso", "700", "a" * 40), b.SharedFile("song.mp3", "1.5", "b" * 40))
-    )
+    for ref in (public, reg.peer_id):
+        assert await c.call(b.Browse(ref)) == b.BrowseOk(
+            (b.SharedFile("ubuntu.iso", "700", "a" * 40), b.SharedFile("song.mp3", "1.5", "b" * 40))
+        )
     peers = await c.call(b.ShowPeers("online"))
-    assert [p.peer_id for p in peers.peers] == [reg.peer_id]
+    assert [p.peer_id for p in peers.peers] == [public]
     assert await c.call(b.ShowPeers("offline")) == b.ShowPeersOk(())
     upd = await c.call(
         b.RegisterUpdate("alice", "pw", reg.peer_id, (b.SharedFile("new.txt", "0.001", "c" * 40),))

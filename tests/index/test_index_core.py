@@ -21,6 +21,7 @@ from bitswarm.index import (
     StaleSequence,
     ValidationError,
     fts_query,
+    public_peer_id,
 )
 
 
@@ -205,20 +206,20 @@ async def test_restart_keeps_everything(index_db):
         assert (await svc.get_peer(guid)).online
         assert (await svc.authenticate("dave", "pw")).username == "dave"
         assert [t.ip for t in await svc.trackers()] == ["10.0.0.9:42070"]
-        assert await svc.schema_version() == 2
+        assert await svc.schema_version() == 3
     finally:
         await svc.close()
     if svc.backend_kind == "postgresql":
         conn = await asyncpg.connect(path)
         try:
             versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-            assert versions == [1, 2]
+            assert versions == [1, 2, 3]
         finally:
             await conn.close()
         return
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,)]
+    assert db.execute("SELECT version FROM schema_migrations").fetchall() == [(1,), (2,), (3,)]
     db.close()
 
 
@@ -288,3 +289,34 @@ async def test_sqlite_files_are_private(tmp_path):
         assert loose.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+async def test_migration_3_gives_existing_peers_their_public_id(index_db):
+    """A database from before public ids (schema 2): migration 3 computes every peer's public id, the
+    same one the code computes, so public lookups find peers registered before the upgrade."""
+    svc = await IndexService.open(index_db, hasher=FAST_HASHER)
+    _, guid = await svc.add_file(spec("old.mkv", SHA_A), guid=None)
+    await svc.close()
+    undo = [
+        "DROP INDEX peers_public_id",
+        "ALTER TABLE peers DROP COLUMN public_id",
+        "DELETE FROM schema_migrations WHERE version = 3",
+    ]
+    if index_db.startswith("postgresql://"):
+        conn = await asyncpg.connect(index_db)
+        for statement in undo:
+            await conn.execute(statement)
+        await conn.close()
+    else:
+        db = sqlite3.connect(index_db)
+        for statement in undo:
+            db.execute(statement)
+        db.commit()
+        db.close()
+    svc = await IndexService.open(index_db, hasher=FAST_HASHER)
+    try:
+        assert await svc.schema_version() == 3
+        assert (await svc.find_peer(public_peer_id(guid))).guid == guid
+        assert (await svc.find_peer(public_peer_id(guid).upper())).guid == guid
+    finally:
+        await svc.close()

@@ -14,6 +14,7 @@ import time
 
 import httpx
 import pytest
+from index_testlib import FED_KEY
 
 CLI = [sys.executable, "-m", "bitswarm"]
 
@@ -25,7 +26,7 @@ def start(tmp_path, name, *extra):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "BITSWARM_INDEX_FEDERATION_KEY": FED_KEY},
     )
     line = proc.stdout.readline()  # printed once listening and every --peer-index dump is loaded
     if not line:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from index_testlib import FAST_HASHER, FakeClock
 
-from bitswarm.index import IndexService
+from bitswarm.index import IndexService, public_peer_id
 from bitswarm.index.client import IndexClient, IndexClientError
 from bitswarm.index.http import create_app
 from bitswarm.metainfo import make_torrent, parse_torrent
@@ -65,7 +65,8 @@ async def test_register_share_lookup_and_reregister(env, tmp_path):
         assert err.value.status == 404
         await idx.keep_alive()
         again = await idx.lookup("clip.bin")
-        assert [p.guid for p in again.peers] == [idx.peer_guid] and idx.peer_guid != reg.peer_guid
+        assert idx.peer_guid is not None and idx.peer_guid != reg.peer_guid
+        assert [p.peer_id for p in again.peers] == [public_peer_id(idx.peer_guid)]  # never the guid
         await idx.logout_peer()
         assert not (await idx.file(again.id)).peers[0].online
     # a second share under the same name is a different file: the name is then ambiguous by prefix

@@ -7,9 +7,10 @@ import re
 
 import httpx
 import pytest
-from index_testlib import FAST_HASHER, SHA_A, FakeClock, asgi_client
+from index_testlib import FAST_HASHER, FED, FED_KEY, SHA_A, FakeClock, asgi_client
 
-from bitswarm.index import IndexService
+from bitswarm.index import IndexService, public_peer_id
+from bitswarm.index._config import IndexConfig
 from bitswarm.index._http_common import front_end
 from bitswarm.index.http import create_app
 
@@ -107,3 +108,126 @@ async def test_a_lone_surrogate_where_it_would_be_stored_is_400(env):
     )
     assert r.status_code == 200, r.text
     assert (await c.get("/file/1")).json()["name"] == "café \U0001f600"
+
+
+# -- issue 16 item 4: a peer's guid is its credential; no public view shows it ----------------------
+
+CENTRAL_ID = "42bb7fb8-8f8d-4c1c-b4df-d97c2e78eb7c"
+
+
+async def _peers_of_every_kind(c: httpx.AsyncClient) -> list[str]:
+    """Registers a seed 000 peer, a seed 002 peer and a native (user-owned) peer; their guids."""
+    r = await c.post(
+        "/add_file",
+        json={"name": "movie.mkv", "full_hash": SHA_A, "chunks": [], "guid": None, "seq_number": 0},
+    )
+    assert r.json()["success"] is True, r.text
+    anon = r.json()["guid"]
+    await c.put("/keep_alive", json={"guid": anon, "ka_seq_number": 0})
+    r = await c.post(
+        "/resource",
+        json={
+            "peer_id": CENTRAL_ID,
+            "peer_ip": "127.0.0.1",
+            "peer_port": 3000,
+            "resource_name": "movie.mkv",
+            "resource_hash": "d" * 32,
+        },
+    )
+    assert r.status_code == 201, r.text
+    await c.post("/api/v1/users", json={"username": "olga", "password": "correct horse"})
+    token = (await c.post("/api/v1/sessions", json={"username": "olga", "password": "correct horse"})).json()[
+        "token"
+    ]
+    auth = {"Authorization": f"Bearer {token}"}
+    owned = (await c.post("/api/v1/peers", json={"port": 6881}, headers=auth)).json()
+    assert owned["id"] == public_peer_id(owned["guid"])  # the owner sees the guid of their peer
+    r = await c.post(
+        "/api/v1/files", json={"peer_guid": owned["guid"], "name": "movie.mkv", "sha256": SHA_A}, headers=auth
+    )
+    assert r.status_code == 201, r.text
+    return [anon, CENTRAL_ID, owned["guid"]]
+
+
+async def test_no_public_view_shows_a_guid_and_a_stranger_cannot_deregister(env):
+    c, _, _, _ = env
+    guids = await _peers_of_every_kind(c)
+    public = [public_peer_id(g) for g in guids]
+    views = [
+        "/file_list",
+        "/file/1",
+        f"/file_by_hash/{SHA_A}",
+        "/tracker_list",
+        "/resource",
+        "/api/v1/peers",
+        "/api/v1/peers?status=online",
+        "/api/v1/files",
+        "/api/v1/files/1",
+        "/api/v1/search?q=movie",
+        f"/api/v1/hashes/{SHA_A}",
+        "/",
+        "/?q=movie",
+        "/files/1",
+        "/peers",
+        *(f"/api/v1/peers/{p}" for p in public),
+        *(f"/peers/{p}" for p in public),
+    ]
+    listed = (await c.get("/api/v1/peers")).json()["items"]
+    assert sorted(p["id"] for p in listed) == sorted(public)
+    for path in views:
+        r = await c.get(path)
+        assert r.status_code == 200, (path, r.text)
+        for guid in guids:
+            assert guid not in r.text, (path, guid)
+    r = await c.request("GET", "/resource", json={"resource_name": "movie.mkv"})
+    assert sorted(p["peer_id"] for p in r.json()) == sorted(public)
+    # what a stranger can learn (a public id) does not work as the credential
+    for p in public:
+        r = await c.request("DELETE", "/deregister_file", json={"file_id": 1, "guid": p, "seq_number": 5})
+        assert r.status_code == 400 and r.json()["success"] is False
+        r = await c.get(f"/peer_guid/{p}")
+        assert r.status_code == 400 and set(r.json()) == {"success", "error"}
+        r = await c.post("/heartbeat", json={"peer_id": p})
+        assert r.status_code == 400
+    assert [h["ip"] for h in (await c.get("/file/1")).json()["peers"]] != []
+    assert (await c.get(f"/peer_guid/{guids[0]}")).json()["expected_seq_number"] == 1  # for its holder
+
+
+async def test_federation_needs_the_shared_key(index_db):
+    """new_tracker (a dump of every guid) and tracker_sync are refused without the federation key,
+    and an index with no key sends its events nowhere."""
+    sent: list[dict] = []
+
+    async def send(tracker, event) -> None:
+        sent.append(event)
+
+    svc = await IndexService.open(index_db, hasher=FAST_HASHER)
+    for key in (None, FED_KEY):
+        app = create_app(svc, IndexConfig(name="t", federation_key=key), send=send)
+        async with asgi_client(app) as c:
+            await svc.add_tracker("other", "10.0.0.2:42070")
+            if key is None:
+                anon = (await _peers_of_every_kind(c))[0]
+            await app.state.federation.drain()
+            for headers in ({}, {"Authorization": "Bearer wrong-key-0123456789"}, {"Authorization": FED_KEY}):
+                r = await c.post("/new_tracker", json={"name": "evil", "ip": "6.6.6.6:1"}, headers=headers)
+                assert r.status_code == 403 and r.json()["success"] is False, r.text
+                assert anon not in r.text
+                event = {
+                    "event": "deregister_file_by_hash",
+                    "event_ip": "6.6.6.6",
+                    "data": {"file_hash": SHA_A, "guid": anon, "seq_number": 9},
+                }
+                r = await c.patch("/tracker_sync", json=event, headers=headers)
+                assert r.status_code == 403 and r.json()["success"] is False, r.text
+            assert [t.ip for t in await svc.trackers()] == ["10.0.0.2:42070"]
+            assert len((await c.get("/file/1")).json()["peers"]) >= 1
+            if key is None:
+                assert sent == []  # federation off: guids go nowhere
+            else:
+                r = await c.post("/new_tracker", json={"name": "friend", "ip": "10.0.0.3:1"}, headers=FED)
+                assert r.json()["success"] is True and anon in r.json()["data"]
+                await app.state.federation.drain()
+                assert sent and all(e["event"] == "new_tracker" for e in sent)
+            await app.state.federation.aclose()
+    await svc.close()

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 import pytest
-from index_testlib import FAST_HASHER, SHA_A, FakeClock
+from index_testlib import FAST_HASHER, FED, FED_KEY, SHA_A, FakeClock
 
 from bitswarm.index import OFFLINE_AFTER, IndexService, Tracker
 from bitswarm.index._config import IndexConfig
@@ -24,7 +24,7 @@ CHUNKS = [
 async def env(index_db):
     clock = FakeClock()
     svc = await IndexService.open(index_db, clock=clock, hasher=FAST_HASHER)
-    app = create_app(svc, IndexConfig(name="t1"))
+    app = create_app(svc, IndexConfig(name="t1", federation_key=FED_KEY))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t1", timeout=10
     ) as c:
@@ -187,13 +187,22 @@ async def test_tracker_list_from_config_and_tracker_sync_validation(env):
         "trackers": [{"name": "t2", "ip": "10.9.9.9:42070"}],
     }
     assert_error(
-        await c.patch("/tracker_sync", json={"event": "explode", "event_ip": "1.2.3.4", "data": {}}), 400
+        await c.patch(
+            "/tracker_sync", json={"event": "explode", "event_ip": "1.2.3.4", "data": {}}, headers=FED
+        ),
+        400,
     )
     assert_error(
-        await c.patch("/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": []}), 400
+        await c.patch(
+            "/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": []}, headers=FED
+        ),
+        400,
     )
     assert_error(
-        await c.patch("/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": {}}), 400
+        await c.patch(
+            "/tracker_sync", json={"event": "add_file", "event_ip": "1.2.3.4", "data": {}}, headers=FED
+        ),
+        400,
     )
 
 
@@ -210,9 +219,9 @@ class Net:
         self.services.append(svc)
 
         async def send(tracker: Tracker, event: dict) -> None:
-            await self.clients[tracker.ip].patch("/tracker_sync", json=event)
+            await self.clients[tracker.ip].patch("/tracker_sync", json=event, headers=FED)
 
-        app = create_app(svc, IndexConfig(name=ip, advertise=ip), send=send)
+        app = create_app(svc, IndexConfig(name=ip, advertise=ip, federation_key=FED_KEY), send=send)
         self.apps[ip] = app
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url=f"http://{ip}", timeout=10
@@ -256,8 +265,8 @@ async def test_federation_three_trackers_converge_and_fourth_joins():
             "event_id": "fixed-1",
             "data": {"name": "other.bin", "full_hash": "X1", "chunks": [], "guid": guid},
         }
-        assert (await b.patch("/tracker_sync", json=event)).json() == {"success": True}
-        assert (await b.patch("/tracker_sync", json=event)).json() == {"success": True}
+        assert (await b.patch("/tracker_sync", json=event, headers=FED)).json() == {"success": True}
+        assert (await b.patch("/tracker_sync", json=event, headers=FED)).json() == {"success": True}
         await net.drain()
         for client in (a, b, c):
             names = sorted(f["name"] for f in (await client.get("/file_list")).json()["files"])
@@ -272,7 +281,7 @@ async def test_federation_three_trackers_converge_and_fourth_joins():
             assert [f["name"] for f in (await client.get("/file_list")).json()["files"]] == ["movie.mkv"]
         # a fourth tracker joins through new_tracker and gets the full database
         d = await net.add("d:1", clock)
-        reply = (await a.post("/new_tracker", json={"name": "d:1", "ip": "d:1"})).json()
+        reply = (await a.post("/new_tracker", json={"name": "d:1", "ip": "d:1"}, headers=FED)).json()
         assert reply["success"] is True and isinstance(reply["data"], str)
         dump = json.loads(reply["data"])
         await net.services[3].load_dump(dump)
@@ -295,7 +304,7 @@ async def test_federation_three_trackers_converge_and_fourth_joins():
 async def test_new_tracker_with_empty_body_uses_client_address(env):
     c, svc, _ = env
     await add(c)
-    reply = (await c.post("/new_tracker", json={})).json()
+    reply = (await c.post("/new_tracker", json={}, headers=FED)).json()
     assert reply["success"] is True
     assert json.loads(reply["data"])["files"][0]["name"] == "movie.mkv"
     assert [t.ip for t in await svc.trackers()] == ["127.0.0.1"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from index_testlib import FAST_HASHER, FakeClock
 
-from bitswarm.index import OFFLINE_AFTER, IndexService
+from bitswarm.index import OFFLINE_AFTER, IndexService, public_peer_id
 from bitswarm.index import binary as b
 from bitswarm.index.binary_server import BinaryIndexServer
 from bitswarm.index.http import create_app
@@ -64,7 +64,7 @@ async def test_centralized_resource_and_heartbeat(env):
     }
     expected = [
         {
-            "peer_id": PEER,
+            "peer_id": public_peer_id(PEER),  # listed by its public id: PEER is its credential
             "peer_ip": "127.0.0.1",
             "peer_port": 3000,
             "online": True,

@@ -103,8 +103,8 @@ async def test_pages_render_and_escape(web):
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), bad
     peers = await c.get("/peers", params={"status": "online"})
     assert peers.text.count('class="badge on"') == 3 and "seeder2" in peers.text
-    guid = (await c.get("/api/v1/peers", params={"status": "online"})).json()["items"][0]["guid"]
-    assert "Big Buck Bunny 1080p.mkv" in (await c.get(f"/peers/{guid}")).text
+    peer_id = (await c.get("/api/v1/peers", params={"status": "online"})).json()["items"][0]["id"]
+    assert "Big Buck Bunny 1080p.mkv" in (await c.get(f"/peers/{peer_id}")).text
     css = await c.get("/static/index.css")
     assert css.headers["content-type"].startswith("text/css") and "header" in css.text
     assert "/static/index.css" not in (await c.get("/openapi.json")).text  # the UI is not in the API spec

@@ -39,7 +39,8 @@ def index_command(
             "--peer-index",
             "--join",
             help="Join the federation of the index at this URL (seed 000 new_tracker: its database is "
-            "loaded and both flood registrations to each other); repeatable.",
+            "loaded and both flood registrations to each other); repeatable. Needs the federation key "
+            "both share (federation_key in config.toml or $BITSWARM_INDEX_FEDERATION_KEY).",
         ),
     ] = None,
     as_json: bool = typer.Option(False, "--json", help="Print the bound ports as one JSON line."),
@@ -63,6 +64,7 @@ def index_command(
             "db": db,
             "name": name,
             "advertise": advertise,
+            "federation_key": os.environ.get("BITSWARM_INDEX_FEDERATION_KEY") or None,
         }.items()
         if v is not None
     }
@@ -149,10 +151,10 @@ def peers_command(
     if as_json:
         print_json(body)
         return
-    table = Table("guid", "user", "address", "status")
+    table = Table("peer", "user", "address", "status")
     for p in body["items"]:
         addr = f"{p['ip'] or '?'}:{p['port'] or '?'}"
-        table.add_row(p["guid"], p["username"] or "", addr, "online" if p["online"] else "offline")
+        table.add_row(p["id"], p["username"] or "", addr, "online" if p["online"] else "offline")
     console.print(table)
     console.print(f"{body['total']} peer(s)")
 

@@ -9,10 +9,12 @@ HTTP port (:func:`bitswarm.index.http.create_app`), and the binary TCP protocol
 from bitswarm.index._errors import (
     AuthError,
     Conflict,
+    Forbidden,
     IndexCodecError,
     IndexServiceError,
     NotFound,
     StaleSequence,
+    Throttled,
     ValidationError,
 )
 from bitswarm.index._model import (
@@ -30,6 +32,7 @@ from bitswarm.index._model import (
     Session,
     Tracker,
     User,
+    public_peer_id,
 )
 from bitswarm.index._service import IndexService
 from bitswarm.index._store import fts_query
@@ -44,6 +47,7 @@ __all__ = [
     "FileDetail",
     "FileRecord",
     "FileSpec",
+    "Forbidden",
     "Host",
     "IndexCodecError",
     "IndexService",
@@ -54,8 +58,10 @@ __all__ = [
     "SearchResult",
     "Session",
     "StaleSequence",
+    "Throttled",
     "Tracker",
     "User",
     "ValidationError",
     "fts_query",
+    "public_peer_id",
 ]

@@ -5,7 +5,9 @@ The seed gives only request bodies. Our replies (documented in docs/protocols/in
 * ``GET /resource`` with no body or ``{}``: 200, a JSON list of every peer; with
   ``{"resource_name": "test.csv"}``: the peers hosting a file of exactly that name (``[]`` if none).
   Each peer is ``{"peer_id", "peer_ip", "peer_port", "online", "resources": [{"resource_name",
-  "resource_path", "resource_hash"}]}``.
+  "resource_path", "resource_hash"}]}``. A listed ``peer_id`` is the peer's *public* id (16 hex): the
+  id a peer registers with is its credential for ``POST /resource`` and ``/heartbeat``, so it is
+  never shown to others.
 * ``POST /resource``: 201 ``{"peer_id", "resource_name", "resource_hash", "file_id"}``.
 * ``POST /heartbeat``: 200 ``{"peer_id", "status": "alive"}``; 404 for an unknown peer.
 * Errors: 4xx ``{"error": "<reason>"}``.
@@ -53,7 +55,7 @@ def centralized_router(service: IndexService) -> APIRouter:
         files = await service.browse(peer.guid)
         paths = await service.host_paths(peer.guid)
         return {
-            "peer_id": peer.guid,
+            "peer_id": peer.public_id,  # the guid is the peer's credential: never listed
             "peer_ip": peer.ip,
             "peer_port": peer.port,
             "online": peer.online,
@@ -85,8 +87,8 @@ def centralized_router(service: IndexService) -> APIRouter:
         seen: set[str] = set()
         for detail in await service.files_named(name):
             for host in detail.hosts:
-                if host.peer.guid not in seen:
-                    seen.add(host.peer.guid)
+                if host.peer.public_id not in seen:
+                    seen.add(host.peer.public_id)
                     out.append(await _peer_json(host.peer, only_name=name))
         return out
 

@@ -13,6 +13,7 @@ from bitswarm.index._model import Tracker
 
 DEFAULT_PORT = 42070
 DEFAULT_MAX_BODY = 1 << 20
+MIN_FEDERATION_KEY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class IndexConfig:
     trackers: tuple[Tracker, ...] = field(default_factory=tuple)
     max_body: int = DEFAULT_MAX_BODY
     login_timeout: float = 30.0
+    #: Shared secret of the indexes that federate (tracker_sync / new_tracker carry peer guids).
+    federation_key: str | None = field(default=None, repr=False)
 
 
 def load_config(path: str | Path) -> IndexConfig:
@@ -41,6 +44,7 @@ def load_config(path: str | Path) -> IndexConfig:
     db = "index.sqlite3"
     advertise = "10.0.0.1:42070"
     max_body = 1048576
+    federation_key = "a long random secret shared by every trusted index"
     [[trackers]]
     name = "tracker-b"
     ip = "10.0.0.2:42070"
@@ -60,6 +64,7 @@ def load_config(path: str | Path) -> IndexConfig:
         "trackers",
         "max_body",
         "login_timeout",
+        "federation_key",
     }
     unknown = set(raw) - known
     if unknown:
@@ -72,9 +77,11 @@ def load_config(path: str | Path) -> IndexConfig:
     for key, kind in (("port", int), ("binary_port", int), ("max_body", int)):
         if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], kind)):
             raise ValidationError(f"{path}: {key} must be an integer")
-    for key in ("name", "host", "db", "advertise"):
+    for key in ("name", "host", "db", "advertise", "federation_key"):
         if key in raw and not isinstance(raw[key], str):
             raise ValidationError(f"{path}: {key} must be a string")
+    if "federation_key" in raw and len(raw["federation_key"]) < MIN_FEDERATION_KEY:
+        raise ValidationError(f"{path}: federation_key must have at least {MIN_FEDERATION_KEY} characters")
     if "login_timeout" in raw:
         raw["login_timeout"] = float(raw["login_timeout"])
     return IndexConfig(trackers=tuple(trackers), **raw)

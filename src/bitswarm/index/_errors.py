@@ -38,6 +38,24 @@ class AuthError(IndexServiceError):
     status = 401
 
 
+class Forbidden(IndexServiceError):
+    """The caller is not trusted for this (federation without the shared federation key)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class Throttled(IndexServiceError):
+    """Too many failed logins for this account or from this address; ``retry_after`` seconds."""
+
+    code = "throttled"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ValidationError(IndexServiceError):
     """A field has the wrong type, size or form."""
 
@@ -59,9 +77,11 @@ class IndexCodecError(RemoteProtocolError):
 __all__ = [
     "AuthError",
     "Conflict",
+    "Forbidden",
     "IndexCodecError",
     "IndexServiceError",
     "NotFound",
     "StaleSequence",
+    "Throttled",
     "ValidationError",
 ]

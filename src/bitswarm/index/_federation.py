@@ -6,6 +6,12 @@ canonical JSON of the three seed fields, so identical events still count once). 
 event it has not seen, records its id, then re-broadcasts it to every tracker it knows; a seen id is
 ignored, so floods stop and servers converge.
 
+Trust: events carry peer guids (each peer's secret), so federation runs only between indexes that
+share the ``federation_key`` of their config.toml. Every ``PATCH /tracker_sync`` and ``POST
+/new_tracker`` must carry ``Authorization: Bearer <federation_key>``; without it (or on an index with
+no key) both answer 403 and nothing is applied, dumped or registered. Outgoing events and joins send
+the key; an index with no key sends nothing.
+
 Sending is injected (``send(tracker, event)``) so tests run several trackers in one process.
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import uuid
@@ -22,7 +29,7 @@ from typing import Any
 import httpx
 
 from bitswarm.index import _validate as v
-from bitswarm.index._errors import IndexServiceError, NotFound, ValidationError
+from bitswarm.index._errors import Forbidden, IndexServiceError, NotFound, ValidationError
 from bitswarm.index._model import Tracker
 from bitswarm.index._service import IndexService
 
@@ -69,20 +76,36 @@ class Federation:
         advertise: str | None,
         send: SendFn | None = None,
         timeout: float = 5.0,
+        key: str | None = None,
     ) -> None:
         self.service = service
         self.name = name
         self.advertise = advertise
+        self.key = key or None
         self.timeout = timeout
         self._send = send or self._http_send
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_INFLIGHT)
         self._client: httpx.AsyncClient | None = None
 
+    def auth_headers(self) -> dict[str, str]:
+        """What an outgoing federation request carries to be trusted."""
+        return {} if self.key is None else {"Authorization": f"Bearer {self.key}"}
+
+    def check_trusted(self, authorization: str | None) -> None:
+        """Forbidden unless ``authorization`` is ``Bearer <our federation key>``."""
+        if self.key is None:
+            raise Forbidden("federation is off on this tracker (no federation_key configured)")
+        given = (authorization or "").encode("utf-8", "replace")
+        if not hmac.compare_digest(given, f"Bearer {self.key}".encode()):
+            raise Forbidden("federation needs this tracker's federation key (Authorization: Bearer ...)")
+
     async def _http_send(self, tracker: Tracker, event: dict[str, Any]) -> None:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
-        await self._client.patch(tracker_url(tracker.ip) + "/tracker_sync", json=event)
+        await self._client.patch(
+            tracker_url(tracker.ip) + "/tracker_sync", json=event, headers=self.auth_headers()
+        )
 
     async def aclose(self) -> None:
         await self.drain()
@@ -107,6 +130,8 @@ class Federation:
         return message
 
     async def broadcast(self, message: dict[str, Any]) -> None:
+        if self.key is None:  # no trusted tracker: peer guids go nowhere
+            return
         for tracker in await self.service.trackers():
             if tracker.ip == self.advertise:
                 continue

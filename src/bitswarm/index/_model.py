@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,9 +35,22 @@ class Session:
     expires_at: float
 
 
+#: Length (hex digits) of a peer's public id.
+PUBLIC_ID_LEN = 16
+
+
+def public_peer_id(guid: str) -> str:
+    """The public name of the peer whose secret is ``guid``: the first 64 bits of SHA-256 over
+    ``"bitswarm-peer:" + guid``, as hex. The guid is the peer's only credential in the P2PFlix and
+    CentralizedP2P APIs, so public views show this id instead; it is the same on every index (guids
+    are random UUIDs, so the hash cannot be turned back into one)."""
+    return hashlib.sha256(b"bitswarm-peer:" + guid.encode("utf-8")).hexdigest()[:PUBLIC_ID_LEN]
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A registered peer. ``port`` is its BitTorrent (BEP 3) listen port when known."""
+    """A registered peer. ``guid`` is its secret (shown only to whoever registered it), ``public_id``
+    the name public views use. ``port`` is its BitTorrent (BEP 3) listen port when known."""
 
     guid: str
     username: str | None
@@ -49,6 +63,10 @@ class Peer:
     expires_at: float
     seq_expected: int
     ka_seq_expected: int
+
+    @property
+    def public_id(self) -> str:
+        return public_peer_id(self.guid)
 
 
 @dataclass(frozen=True, slots=True)

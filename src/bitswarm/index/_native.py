@@ -1,6 +1,8 @@
 """The native REST API under ``/api/v1`` (OpenAPI at ``/openapi.json``, docs at ``/docs``).
 
 Reads are public; writes need ``Authorization: Bearer <token>`` from ``POST /api/v1/sessions``.
+Public views name a peer by its public ``id``; its ``guid`` (the credential of the P2PFlix and
+CentralizedP2P APIs) is shown only to the user who owns the peer, in the replies of the owner's calls.
 Lists are paginated with ``limit``/``offset`` and answer ``{"total", "items"}``. Errors are
 ``{"error": {"code", "message"}}`` with a 4xx status.
 """
@@ -45,13 +47,17 @@ class PeerIn(_Body):
 
 
 class PeerOut(BaseModel):
-    guid: str
+    id: str = Field(description="public id of the peer (a hash of its secret guid)")
     username: str | None
     ip: str | None
     port: int | None
     online: bool
     last_seen: float | None
     expires_at: float
+
+
+class OwnedPeerOut(PeerOut):
+    guid: str = Field(description="the peer's secret: shown only to its owner, never in public views")
 
 
 class ChunkIn(_Body):
@@ -119,16 +125,26 @@ class PeerPage(BaseModel):
     items: list[PeerOut]
 
 
+def _peer_fields(p: Peer) -> dict[str, Any]:
+    return {
+        "id": p.public_id,
+        "username": p.username,
+        "ip": p.ip,
+        "port": p.port,
+        "online": p.online,
+        "last_seen": p.last_seen,
+        "expires_at": p.expires_at,
+    }
+
+
 def peer_out(p: Peer) -> PeerOut:
-    return PeerOut(
-        guid=p.guid,
-        username=p.username,
-        ip=p.ip,
-        port=p.port,
-        online=p.online,
-        last_seen=p.last_seen,
-        expires_at=p.expires_at,
-    )
+    """The public view of a peer (no guid)."""
+    return PeerOut(**_peer_fields(p))
+
+
+def owned_peer_out(p: Peer) -> OwnedPeerOut:
+    """The owner's view of their peer, with its guid."""
+    return OwnedPeerOut(**_peer_fields(p), guid=p.guid)
 
 
 def file_out(f: FileRecord) -> dict[str, Any]:
@@ -192,11 +208,11 @@ def native_router(service: IndexService) -> APIRouter:
         await service.logout(authorization[7:].strip())
         return Response(status_code=204)
 
-    @router.post("/peers", status_code=201, response_model=PeerOut)
-    async def register_peer(body: PeerIn, user: Auth, request: Request) -> PeerOut:
+    @router.post("/peers", status_code=201, response_model=OwnedPeerOut)
+    async def register_peer(body: PeerIn, user: Auth, request: Request) -> OwnedPeerOut:
         ip = v.ip(body.ip) if body.ip is not None else (request.client.host if request.client else None)
         peer = await service.register_peer(user=user, ip=ip, port=body.port, online=True)
-        return peer_out(peer)
+        return owned_peer_out(peer)
 
     @router.get("/peers", response_model=PeerPage)
     async def list_peers(
@@ -205,9 +221,10 @@ def native_router(service: IndexService) -> APIRouter:
         items = await service.list_peers(status, limit=limit, offset=offset)
         return PeerPage(total=await service.count_peers(status), items=[peer_out(p) for p in items])
 
-    @router.get("/peers/{guid}", response_model=PeerDetailOut)
-    async def get_peer(guid: str) -> PeerDetailOut:
-        peer = await service.get_peer(v.guid(guid))
+    @router.get("/peers/{peer_id}", response_model=PeerDetailOut)
+    async def get_peer(peer_id: str) -> PeerDetailOut:
+        """A peer by its public id (or by its guid, for whoever holds it); the view is public."""
+        peer = await service.find_peer(peer_id)
         files = await service.browse(peer.guid)
         return PeerDetailOut(**peer_out(peer).model_dump(), files=[FileOut(**file_out(f)) for f in files])
 
@@ -216,19 +233,19 @@ def native_router(service: IndexService) -> APIRouter:
         await service.check_owner(guid, user)
         return guid
 
-    @router.post("/peers/{guid}/login", response_model=PeerOut)
-    async def login_peer(guid: str, user: Auth, body: PeerIn | None = None) -> PeerOut:
+    @router.post("/peers/{guid}/login", response_model=OwnedPeerOut)
+    async def login_peer(guid: str, user: Auth, body: PeerIn | None = None) -> OwnedPeerOut:
         ip = v.ip(body.ip) if body is not None and body.ip is not None else None
         port = body.port if body is not None else None
-        return peer_out(await service.login_peer(await _owned(guid, user), user=user, ip=ip, port=port))
+        return owned_peer_out(await service.login_peer(await _owned(guid, user), user=user, ip=ip, port=port))
 
-    @router.post("/peers/{guid}/keepalive", response_model=PeerOut)
-    async def keepalive(guid: str, user: Auth) -> PeerOut:
-        return peer_out(await service.keep_alive(await _owned(guid, user)))
+    @router.post("/peers/{guid}/keepalive", response_model=OwnedPeerOut)
+    async def keepalive(guid: str, user: Auth) -> OwnedPeerOut:
+        return owned_peer_out(await service.keep_alive(await _owned(guid, user)))
 
-    @router.post("/peers/{guid}/logout", response_model=PeerOut)
-    async def logout_peer(guid: str, user: Auth) -> PeerOut:
-        return peer_out(await service.logout_peer(await _owned(guid, user), user=user))
+    @router.post("/peers/{guid}/logout", response_model=OwnedPeerOut)
+    async def logout_peer(guid: str, user: Auth) -> OwnedPeerOut:
+        return owned_peer_out(await service.logout_peer(await _owned(guid, user), user=user))
 
     @router.post("/files", status_code=201, response_model=FileDetailOut)
     async def add_file(body: FileIn, user: Auth) -> FileDetailOut:

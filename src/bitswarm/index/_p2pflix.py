@@ -177,11 +177,13 @@ def p2pflix_router(service: IndexService, federation: Federation, *, tracker_nam
 
     @router.patch("/tracker_sync")
     async def tracker_sync(request: Request) -> dict[str, Any]:
+        federation.check_trusted(request.headers.get("authorization"))
         await federation.receive(await read_json(request))
         return _ok()
 
     @router.post("/new_tracker")
     async def new_tracker(request: Request) -> JSONResponse:
+        federation.check_trusted(request.headers.get("authorization"))  # the dump holds every guid
         body = v.json_object(await read_json(request, optional=True))
         ip = body.get("ip")
         if ip is None:

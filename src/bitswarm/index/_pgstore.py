@@ -40,6 +40,7 @@ from bitswarm.index._model import (
     SearchResult,
     Tracker,
     User,
+    public_peer_id,
 )
 
 #: Most full-text matches ranked per query (same cap as the SQLite path).
@@ -120,6 +121,13 @@ PG_MIGRATIONS: tuple[str, ...] = (
     # 2: the .torrent metainfo (BEP 3 / BEP 52) a seeder registered, so `bitswarm get` can rebuild it
     """
     ALTER TABLE files ADD COLUMN torrent BYTEA;
+    """,
+    # 3: the public id of each peer (public views never show the guid, which is its credential)
+    """
+    ALTER TABLE peers ADD COLUMN public_id TEXT;
+    UPDATE peers SET public_id =
+        substr(encode(sha256(convert_to('bitswarm-peer:' || guid, 'UTF8')), 'hex'), 1, 16);
+    CREATE INDEX peers_public_id ON peers(public_id);
     """,
 )
 
@@ -344,6 +352,17 @@ class PgStore:
         async with self._pool.acquire() as c:
             return await self._peer(c, guid, now)
 
+    async def peer_by_public_id(self, public_id: str, now: float) -> Peer:
+        row = await self._pool.fetchrow(
+            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
+            "WHERE p.public_id = $1 AND p.expires_at > $2 ORDER BY p.created_at LIMIT 1",
+            _clean(public_id),
+            now,
+        )
+        if row is None:
+            raise NotFound(f"unknown peer {public_id}")
+        return _peer_from(row, now)
+
     @staticmethod
     async def _create_peer(
         c: asyncpg.Connection,
@@ -358,8 +377,8 @@ class PgStore:
         guid = guid or str(uuid.uuid4())
         inserted = await c.fetchval(
             "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
-            "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT(guid) DO NOTHING "
-            "RETURNING guid",
+            "expires_at, public_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+            "ON CONFLICT(guid) DO NOTHING RETURNING guid",
             guid,
             user_id,
             ip,
@@ -369,6 +388,7 @@ class PgStore:
             now if online else None,
             online,
             now + REGISTRATION_TTL,
+            public_peer_id(guid),
         )
         if inserted is None:
             raise Conflict(f"peer {guid} exists")
@@ -922,8 +942,8 @@ class PgStore:
             for p in data.get("peers", []):
                 await c.execute(
                     "INSERT INTO peers(guid, ip, port, created_at, last_login, last_seen, logged_in, "
-                    "expires_at, seq_expected, ka_seq_expected) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                    "expires_at, seq_expected, ka_seq_expected, public_id) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                     "ON CONFLICT(guid) DO UPDATE SET "
                     "last_seen = greatest(coalesce(peers.last_seen, 0), coalesce(excluded.last_seen, 0)), "
                     "expires_at = greatest(peers.expires_at, excluded.expires_at), "
@@ -939,6 +959,7 @@ class PgStore:
                     float(p["expires_at"]),
                     int(p.get("seq_expected", 0)),
                     int(p.get("ka_seq_expected", 0)),
+                    public_peer_id(p["guid"]),
                 )
             n = 0
             for f in data.get("files", []):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +24,10 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from bitswarm.index import _validate as v
 from bitswarm.index._errors import AuthError, NotFound
 from bitswarm.index._model import (
+    PUBLIC_ID_LEN,
     SESSION_TTL,
     FileDetail,
     FileRecord,
@@ -40,6 +43,7 @@ from bitswarm.index._pgstore import is_postgres_dsn
 from bitswarm.index._store import Store
 
 Clock = Callable[[], float]
+_PUBLIC_ID = re.compile(f"[0-9a-fA-F]{{{PUBLIC_ID_LEN}}}")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -286,6 +290,13 @@ class IndexService:
 
     async def get_peer(self, guid: str) -> Peer:
         return await self._call(Store.get_peer, guid, self.clock())
+
+    async def find_peer(self, ref: str) -> Peer:
+        """A peer by its public id (what public views show) or by its guid (a secret: whoever gives
+        it already holds it). Raises NotFound or ValidationError."""
+        if _PUBLIC_ID.fullmatch(ref):
+            return await self._call(Store.peer_by_public_id, ref.lower(), self.clock())
+        return await self.get_peer(v.guid(ref, "peer id"))
 
     async def list_peers(
         self, status: PeerStatus = "all", *, limit: int = 100, offset: int = 0

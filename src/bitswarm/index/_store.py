@@ -37,6 +37,7 @@ from bitswarm.index._model import (
     SearchResult,
     Tracker,
     User,
+    public_peer_id,
 )
 
 P = ParamSpec("P")
@@ -131,6 +132,12 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN torrent BLOB;
     """,
+    # 3: the public id of each peer (public views never show the guid, which is its credential)
+    """
+    ALTER TABLE peers ADD COLUMN public_id TEXT;
+    UPDATE peers SET public_id = bitswarm_public_id(guid);
+    CREATE INDEX peers_public_id ON peers(public_id);
+    """,
 )
 
 _ONLINE_SQL = "(p.logged_in = 1 AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
@@ -197,6 +204,7 @@ class Store:
             _private_file(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._db.create_function("bitswarm_public_id", 1, public_peer_id, deterministic=True)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA busy_timeout = 5000")
         if self.path != ":memory:":
@@ -306,6 +314,16 @@ class Store:
     def get_peer(self, guid: str, now: float) -> Peer:
         return self._peer(guid, now)
 
+    def peer_by_public_id(self, public_id: str, now: float) -> Peer:
+        row = self._db.execute(
+            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
+            "WHERE p.public_id = ? AND p.expires_at > ? ORDER BY p.created_at LIMIT 1",
+            (public_id, now),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"unknown peer {public_id}")
+        return _peer_from(row, now)
+
     def _create_peer(
         self,
         now: float,
@@ -320,7 +338,7 @@ class Store:
         try:
             self._db.execute(
                 "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "expires_at, public_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     guid,
                     user_id,
@@ -331,6 +349,7 @@ class Store:
                     now if online else None,
                     1 if online else 0,
                     now + REGISTRATION_TTL,
+                    public_peer_id(guid),
                 ),
             )
         except sqlite3.IntegrityError:
@@ -834,13 +853,14 @@ class Store:
         for p in data.get("peers", []):
             self._db.execute(
                 "INSERT INTO peers(guid, ip, port, created_at, last_login, last_seen, logged_in, expires_at, "
-                "seq_expected, ka_seq_expected) VALUES (:guid, :ip, :port, :created_at, :last_login, "
-                ":last_seen, :logged_in, :expires_at, :seq_expected, :ka_seq_expected) "
+                "seq_expected, ka_seq_expected, public_id) VALUES (:guid, :ip, :port, :created_at, "
+                ":last_login, :last_seen, :logged_in, :expires_at, :seq_expected, :ka_seq_expected, "
+                ":public_id) "
                 "ON CONFLICT(guid) DO UPDATE SET last_seen = max(coalesce(peers.last_seen, 0), "
                 "coalesce(excluded.last_seen, 0)), expires_at = max(peers.expires_at, excluded.expires_at), "
                 "seq_expected = max(peers.seq_expected, excluded.seq_expected), "
                 "ka_seq_expected = max(peers.ka_seq_expected, excluded.ka_seq_expected)",
-                p,
+                {**p, "public_id": public_peer_id(p["guid"])},
             )
         n = 0
         for f in data.get("files", []):

@@ -125,9 +125,9 @@ def _peers_table(peers: list[Peer], now: float, *, path: dict[str, str | None] |
     rows = []
     for p in peers:
         addr = f"{p.ip or '?'}:{p.port or '?'}"
-        extra = f"<td><code>{escape(path.get(p.guid) or '')}</code></td>" if path is not None else ""
+        extra = f"<td><code>{escape(path.get(p.public_id) or '')}</code></td>" if path is not None else ""
         rows.append(
-            f'<tr><td><a class="hash" href="/peers/{escape(p.guid)}">{escape(p.guid)}</a></td>'
+            f'<tr><td><a class="hash" href="/peers/{p.public_id}">{p.public_id}</a></td>'
             f"<td>{escape(p.username or '')}</td><td><code>{escape(addr)}</code></td>"
             f"<td>{_badge(p.online)}</td><td>{_ago(p.last_seen, now)}</td>{extra}</tr>"
         )
@@ -260,7 +260,7 @@ def web_router(service: IndexService) -> APIRouter:
         if f.has_torrent:
             hashes.append(("Torrent", f'<a href="/api/v1/files/{f.id}/torrent">download .torrent</a>'))
         kv = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in hashes)
-        paths = {h.peer.guid: h.path for h in d.hosts}
+        paths = {h.peer.public_id: h.path for h in d.hosts}
         chunk_rows = "".join(
             f"<tr><td class='num'>{c.id}</td><td>{escape(c.name)}</td>"
             f"<td class='hash'>{escape(c.hash)}</td></tr>"
@@ -304,10 +304,10 @@ def web_router(service: IndexService) -> APIRouter:
         )
         return await page(request, "Peers", body)
 
-    @router.get("/peers/{guid}", response_class=HTMLResponse)
-    async def peer_page(request: Request, guid: str) -> HTMLResponse:
+    @router.get("/peers/{peer_id}", response_class=HTMLResponse)
+    async def peer_page(request: Request, peer_id: str) -> HTMLResponse:
         try:
-            peer = await service.get_peer(v.guid(guid))
+            peer = await service.find_peer(peer_id)
             files = await service.browse(peer.guid)
         except IndexServiceError as exc:
             return await error_page(request, NotFound(str(exc)) if isinstance(exc, ValidationError) else exc)
@@ -320,7 +320,7 @@ def web_router(service: IndexService) -> APIRouter:
             f"<dt>Registered until</dt><dd>{time.strftime('%Y-%m-%d', time.gmtime(peer.expires_at))}</dd>"
         )
         body = (
-            f'<div class="card"><h1 class="hash">{escape(peer.guid)}</h1><dl class="kv">{kv}</dl></div>'
+            f'<div class="card"><h1 class="hash">{peer.public_id}</h1><dl class="kv">{kv}</dl></div>'
             f'<div class="card"><h2>Files ({len(files)})</h2>{_files_table(files)}</div>'
         )
         return await page(request, "Peer", body)

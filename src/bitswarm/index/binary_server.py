@@ -240,20 +240,22 @@ class BinaryIndexServer:
                             mb_text(record.size),
                             record.sha1 or "",
                             _clean(host.peer.username or ""),
-                            host.peer.guid,
+                            host.peer.public_id,
                             host.peer.ip or "",
                             host.peer.port or 0,
                         )
                     )
             return SearchOk(tuple(hits))
         if isinstance(event, Browse):
-            files = await svc.browse(v.guid(event.peer_id, "id"))
+            peer = await svc.find_peer(event.peer_id)  # a public id from SHOW_PEERS / SEARCH
+            files = await svc.browse(peer.guid)
             return BrowseOk(tuple(_shared(f) for f in files))
         assert isinstance(event, ShowPeers)
         peers = await svc.list_peers(event.which, limit=MAX_PEERS_SHOWN)
         return ShowPeersOk(
             tuple(
-                PeerEntry(p.guid, _clean(p.username or ""), p.ip or "", p.port or 0, p.online) for p in peers
+                PeerEntry(p.public_id, _clean(p.username or ""), p.ip or "", p.port or 0, p.online)
+                for p in peers
             )
         )
 

@@ -43,7 +43,7 @@ class IndexClientError(BitswarmError):
 
 @dataclass(frozen=True, slots=True)
 class PeerAddress:
-    guid: str
+    peer_id: str  # the public id (the index never shows a peer's guid to others)
     ip: str
     port: int
     online: bool
@@ -267,7 +267,7 @@ class IndexClient:
 
 def _indexed(d: dict[str, Any]) -> IndexedFile:
     peers = tuple(
-        PeerAddress(p["guid"], p["ip"], int(p["port"]), bool(p["online"]))
+        PeerAddress(p["id"], p["ip"], int(p["port"]), bool(p["online"]))
         for p in d.get("peers", [])
         if p.get("ip") and p.get("port")
     )

@@ -56,7 +56,9 @@ def create_app(
     to reach other trackers (tests join several in-process apps with it)."""
     config = config or IndexConfig()
     if federation is None:
-        federation = Federation(service, name=config.name, advertise=config.advertise, send=send)
+        federation = Federation(
+            service, name=config.name, advertise=config.advertise, send=send, key=config.federation_key
+        )
     app = FastAPI(
         title="bitswarm index",
         version="1",

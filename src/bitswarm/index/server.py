@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 
 from bitswarm.index._config import IndexConfig
+from bitswarm.index._errors import Forbidden
 from bitswarm.index._federation import Federation, tracker_url
 from bitswarm.index._service import IndexService
 from bitswarm.index.binary_server import BinaryIndexServer
@@ -72,7 +73,9 @@ class IndexServer:
     def __init__(self, config: IndexConfig, service: IndexService) -> None:
         self.config = config
         self.service = service
-        self.federation = Federation(service, name=config.name, advertise=config.advertise)
+        self.federation = Federation(
+            service, name=config.name, advertise=config.advertise, key=config.federation_key
+        )
         self.app = create_app(service, config, federation=self.federation)
         self._uvicorn: _Uvicorn | None = None
         self._binary: BinaryIndexServer | None = None
@@ -107,13 +110,22 @@ class IndexServer:
 
     async def join(self, url: str) -> int:
         """Seed 000 ``new_tracker``: register with the tracker at ``url`` and load its database dump."""
+        if self.federation.key is None:
+            raise Forbidden(
+                f"cannot join {url}: federation needs a federation_key (config.toml or "
+                "BITSWARM_INDEX_FEDERATION_KEY) shared with that index"
+            )
         body: dict[str, Any] = {"name": self.config.name}
         if self.federation.advertise:
             body["ip"] = self.federation.advertise
         async with httpx.AsyncClient(timeout=10) as client:
-            reply = (await client.post(tracker_url(url) + "/new_tracker", json=body)).json()
+            reply = (
+                await client.post(
+                    tracker_url(url) + "/new_tracker", json=body, headers=self.federation.auth_headers()
+                )
+            ).json()
         if not reply.get("success"):
-            raise RuntimeError(f"new_tracker refused: {reply.get('error')}")
+            raise Forbidden(f"new_tracker refused by {url}: {reply.get('error')}")
         base = tracker_url(url)
         await self.service.add_tracker(base.split("://", 1)[1], base.split("://", 1)[1])
         return await self.service.load_dump(json.loads(reply["data"]))
