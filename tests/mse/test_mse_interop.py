@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realclients import libtorrent_peer, wait_for
 
 from bitswarm.bencode import encode
 from bitswarm.mse import (
@@ -29,6 +28,7 @@ from bitswarm.mse import (
     SkeyIndex,
     StreamCipher,
 )
+from bitswarm.wire import NEED_DATA as WIRE_NEED_DATA
 from bitswarm.wire import (
     ConnectionClosed,
     Event,
@@ -45,7 +45,7 @@ from bitswarm.wire import (
     Reserved,
     Unchoke,
 )
-from bitswarm.wire import NEED_DATA as WIRE_NEED_DATA
+from realclients import libtorrent_peer, wait_for
 
 lt = pytest.importorskip("libtorrent")
 pytestmark = pytest.mark.interop
@@ -213,8 +213,8 @@ def test_seed_to_libtorrent(
             conn = PeerConnection()
             conn.receive_data(done.initial_payload + done.trailing)
             link = Link(sock, conn, hs.cipher)
-            header = link.until(HandshakeHeader)[-1]
-            assert isinstance(header, HandshakeHeader) and header.info_hash == info_hash
+            head = link.until(HandshakeHeader)[-1]
+            assert isinstance(head, HandshakeHeader) and head.info_hash == info_hash
             conn.set_layout(layout)
             link.send(Handshake(info_hash, PEER_ID, OUR_BITS))
             link.until(Handshake)
@@ -228,9 +228,8 @@ def test_seed_to_libtorrent(
                 req = events[-1]
                 assert isinstance(req, Request)
                 start = req.index * PIECE_LENGTH + req.begin
-                link.write(
-                    conn.send_piece_header(req.index, req.begin, req.length) + data[start : start + req.length]
-                )
+                header = conn.send_piece_header(req.index, req.begin, req.length)
+                link.write(header + data[start : start + req.length])
             assert handle.status().is_seeding
     assert (tmp_path / "leech" / "blob.bin").read_bytes() == data
 
