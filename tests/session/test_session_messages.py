@@ -23,6 +23,7 @@ import pytest
 from bitswarm.metainfo import Torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
+from bitswarm.session.clock import ManualClock
 from bitswarm.wire import (
     BLOCK_SIZE,
     NEED_DATA,
@@ -298,14 +299,12 @@ async def test_an_unchoked_peer_that_asks_nothing_gives_its_slot_away(tmp_path: 
             await wait_for(idle, Choke)
 
 
-async def test_a_seed_unchokes_up_to_its_seed_slots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_seed_unchokes_up_to_its_seed_slots(tmp_path: Path) -> None:
     """``seed_upload_slots``: a seed with one leecher slot but two seed slots unchokes both
-    interested peers at once, and a third waits (choked; idle-slot rotation is off here)."""
-    import bitswarm.session.torrent as torrent_mod
-
-    monkeypatch.setattr(torrent_mod, "IDLE_UNCHOKE_SECONDS", 3600.0)
+    interested peers at once, and a third waits (choked; the seed's clock stands still: no rechoke,
+    no idle-slot rotation)."""
     src, t = make_torrent(tmp_path / "seed", 8 * BLOCK_SIZE, 2 * BLOCK_SIZE)
-    async with Session(config(upload_slots=1, seed_upload_slots=2, rechoke_interval=3600.0)) as seed:
+    async with Session(config(upload_slots=1, seed_upload_slots=2), clock=ManualClock()) as seed:
         await seed.add(t, src.parent)
         async with raw_peers(t, seed.port, 3) as peers:
             for p in peers[:2]:

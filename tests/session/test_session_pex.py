@@ -60,7 +60,7 @@ async def test_pex_introduces_the_seeder(tmp_path: Path) -> None:
 
 
 async def test_pex_off_and_received_contacts_are_bounded(tmp_path: Path) -> None:
-    from bitswarm.session.torrent import MAX_PEX_CANDIDATES
+    from bitswarm.session.peer_manager import MAX_PEX_CANDIDATES
     from bitswarm.wire.ut_pex import PexMessage, PexPeer
 
     src = tmp_path / "x.bin"
@@ -75,5 +75,5 @@ async def test_pex_off_and_received_contacts_are_bounded(tmp_path: Path) -> None
         assert rt.pex is not None
         for n in range(20):  # 20 messages of 50 contacts: 1000 offered
             msg = PexMessage(added=tuple(PexPeer(f"10.{n}.0.{i + 1}", 6881) for i in range(50)))
-            rt.on_pex(None, msg)  # type: ignore[arg-type]
+            rt.peer_manager.on_pex(None, msg)  # type: ignore[arg-type]
         assert len(rt.candidates) == MAX_PEX_CANDIDATES

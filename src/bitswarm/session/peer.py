@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -70,6 +69,7 @@ from bitswarm.wire.ut_metadata import (
 from bitswarm.wire.ut_pex import decode_pex_message
 
 if TYPE_CHECKING:
+    from bitswarm.session.clock import Timer
     from bitswarm.session.session import Session
     from bitswarm.session.torrent import TorrentRuntime
 
@@ -146,7 +146,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.download = RateMeter()
         self.recent = WindowMeter(2.0)  # sizes the request queue (exact from the first block)
         self.upload = RateMeter()
-        self.connected_at = time.monotonic()
+        self._now = session.clock.now
+        self.connected_at = self._now()
         self.last_recv = self.connected_at
         self.last_send = self.connected_at
         self.last_block = self.connected_at
@@ -163,7 +164,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self._upload_task: asyncio.Task[None] | None = None
         self._can_write = asyncio.Event()
         self._can_write.set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._sock: socket.socket | None = None
         self._rcvlowat = 1  # the socket's SO_RCVLOWAT (see RCVLOWAT_MIN)
         self._out: list[bytes] = []
@@ -187,13 +188,13 @@ class PeerProtocol(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.address = (str(peer[0]), int(peer[1]))
-        self.session._connections.add(self)
+        self.session.connection_opened(self)
         if self.outgoing:
             assert self.torrent is not None
             self._attach_layout()
             self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, self.session.reserved))
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.session.config.handshake_timeout, self._handshake_timeout)
+        timeout = self.session.config.handshake_timeout
+        self._timer = self.session.clock.call_later(timeout, self._handshake_timeout)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         buf = self.codec.get_buffer(sizehint)
@@ -209,7 +210,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         codec = self.codec
         codec.buffer_updated(nbytes)
-        self.last_recv = time.monotonic()
+        self.last_recv = self._now()
         rest = codec.direct_remaining
         lowat = rest if rest >= RCVLOWAT_MIN else 1
         if lowat != self._rcvlowat and self._sock is not None:
@@ -231,6 +232,15 @@ class PeerProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._teardown()
 
+    def pause_reading(self) -> None:
+        """Stop taking bytes from the peer (back-pressure: the disk or the rate limit is behind)."""
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
     def pause_writing(self) -> None:
         self._can_write.clear()
 
@@ -243,7 +253,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         assert self.torrent is not None
         info = self.torrent.info
         self.codec.set_layout(PieceLayout.from_info(info))
-        self.codec.set_block_sink(self.torrent.block_sink_for(self))
+        self.codec.set_block_sink(self.torrent.scheduler.block_sink_for(self))
         self.has = PieceSet(info.num_pieces)
 
     def _send(self, event: Event) -> None:
@@ -258,7 +268,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         if self._out and self.transport is not None and not self.closed:
             data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
             self.transport.write(data)
-            self.last_send = time.monotonic()
+            self.last_send = self._now()
         self._out.clear()
 
     def close(self, reason: str = "") -> None:
@@ -288,7 +298,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
             self._upload_task.cancel()
             self._upload_task = None
         self._can_write.set()
-        self.session._connections.discard(self)
+        self.session.connection_closed(self)
         if self.torrent is not None:
             self.torrent.peer_gone(self)
 
@@ -321,38 +331,38 @@ class PeerProtocol(asyncio.BufferedProtocol):
             assert torrent is not None and isinstance(ev, Piece)
             self.last_block = self.last_recv
             self.snubbed = False
-            torrent.on_block(self, ev.index, ev.begin, ev.data)
+            torrent.scheduler.on_block(self, ev.index, ev.begin, ev.data)
         elif t is Have:
             assert torrent is not None and isinstance(ev, Have)
-            torrent.on_have(self, ev.index)
+            torrent.scheduler.on_have(self, ev.index)
         elif t is Request:
             assert torrent is not None and isinstance(ev, Request)
             self._on_request(ev)
         elif t is Unchoke:
             self.peer_choking = False
             if torrent is not None:
-                torrent.fill_requests(self)
+                torrent.scheduler.fill_requests(self)
         elif t is Choke:
             self.peer_choking = True
             if torrent is not None:
-                torrent.on_choked(self)
+                torrent.scheduler.on_choked(self)
         elif t is Interested:
             self.peer_interested = True
             if torrent is not None:
-                torrent.on_interest_changed(self)
+                torrent.choking.on_interest_changed(self)
         elif t is NotInterested:
             self.peer_interested = False
             if torrent is not None:
-                torrent.on_interest_changed(self)
+                torrent.choking.on_interest_changed(self)
         elif t is Bitfield:
             assert torrent is not None and isinstance(ev, Bitfield)
-            torrent.on_bitfield(self, ev.bits)
+            torrent.scheduler.on_bitfield(self, ev.bits)
         elif t is HaveAll:
             assert torrent is not None
-            torrent.on_have_all(self)
+            torrent.scheduler.on_have_all(self)
         elif t is HaveNone:
             assert torrent is not None
-            torrent.on_have_none(self)
+            torrent.scheduler.on_have_none(self)
         elif t is Cancel:
             assert isinstance(ev, Cancel)
             key = (ev.index, ev.begin, ev.length)
@@ -364,12 +374,12 @@ class PeerProtocol(asyncio.BufferedProtocol):
                     self._send(RejectRequest(*key))
         elif t is RejectRequest:
             assert torrent is not None and isinstance(ev, RejectRequest)
-            torrent.on_reject(self, ev.index, ev.begin)
+            torrent.scheduler.on_reject(self, ev.index, ev.begin)
         elif t is AllowedFast:
             assert isinstance(ev, AllowedFast)
             self.allowed_fast.add(ev.index)
             if torrent is not None and self.peer_choking:
-                torrent.fill_requests(self)
+                torrent.scheduler.fill_requests(self)
         elif t is ExtendedHandshake:
             assert isinstance(ev, ExtendedHandshake)
             if ev.reqq:
@@ -402,7 +412,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
             if ev.info_hash != self.torrent.swarm_hash:
                 self.abort("peer answered with another info-hash")
             return
-        torrent = self.session._lookup(ev.info_hash)
+        torrent = self.session.lookup(ev.info_hash)
         if torrent is None or not torrent.accepting:
             self.abort("unknown info-hash")
             return
@@ -463,7 +473,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
                 log.debug("%s:%d asked for metadata without offering ut_metadata", *self.address)
             # data / reject / unknown: we have the metadata already, nothing to do (BEP 9: ignore)
         elif ev.ext_id == UT_PEX_ID and torrent.pex is not None:
-            torrent.on_pex(self, decode_pex_message(ev.payload))
+            torrent.peer_manager.on_pex(self, decode_pex_message(ev.payload))
 
     def send_extended(self, name: str, payload: bytes) -> bool:
         """Send a BEP 10 message for extension ``name`` if the peer offered it (True if sent)."""
@@ -489,7 +499,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         ok = (
             ev.length <= BLOCK_SIZE
             and torrent.have.get(ev.index)
-            and (not self.am_choking or ev.index in torrent.allowed_fast_for(self))
+            and (not self.am_choking or ev.index in torrent.choking.allowed_fast_for(self))
             and len(self.uploads) < 2000
         )
         if not ok:
@@ -530,7 +540,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.am_choking = value
         self._send(Choke() if value else Unchoke())
         if not value:
-            self.unchoked_at = time.monotonic()
+            self.unchoked_at = self._now()
         else:
             if self.codec.fast:
                 for index, begin, length in self.uploads:
@@ -566,7 +576,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         assert torrent is not None and transport is not None
         uploads, pending = self.uploads, self._upload_set
         header_for = self.codec.send_piece_header
-        cached = torrent.cached_piece
+        cached = torrent.read_cache.cached_piece
         got_index, got = -1, b""  # the piece last awaited (used even if the cache is off)
         try:
             while uploads and not self.closed:
@@ -593,12 +603,12 @@ class PeerProtocol(asyncio.BufferedProtocol):
                     sent += length
                 if not parts:
                     index = uploads[0][0]
-                    got = await torrent.read_piece(index)
+                    got = await torrent.read_cache.read_piece(index)
                     got_index = index
                     continue
                 self._flush()
                 transport.writelines(parts)
-                self.last_send = time.monotonic()
+                self.last_send = self._now()
                 self.upload.add(sent)
                 torrent.on_uploaded(sent)
                 wait = limiter.take(sent + 13 * (len(parts) // 2))

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 from bitswarm.dht.bep42 import is_local_address
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, load_torrent, parse_info, parse_torrent
+from bitswarm.session.clock import Clock, LoopClock
 from bitswarm.session.config import PUBLIC_DHT_ROUTERS, SessionConfig
 from bitswarm.session.ratelimit import RateLimiter
 from bitswarm.session.torrent import TorrentHandle, TorrentRuntime, TorrentStatus
@@ -68,8 +69,10 @@ class SessionEvent:
 class Session:
     """A BitTorrent client and server at once: downloads and seeds any number of torrents."""
 
-    def __init__(self, config: SessionConfig | None = None) -> None:
+    def __init__(self, config: SessionConfig | None = None, *, clock: Clock | None = None) -> None:
         self.config = config or SessionConfig()
+        #: the engine's time (timeouts, rechokes, retries): tests give a ManualClock and advance it
+        self.clock: Clock = clock or LoopClock()
         self.peer_id = self.config.peer_id
         self._server: asyncio.Server | None = None
         self.port = self.config.listen_port
@@ -77,7 +80,8 @@ class Session:
         self._aliases: dict[bytes, TorrentRuntime] = {}
         self._connections: set[PeerProtocol] = set()
         self._subscribers: list[asyncio.Queue[SessionEvent]] = []
-        self._disk_pool = ThreadPoolExecutor(self.config.disk_workers, thread_name_prefix="bitswarm-disk")
+        #: threads for disk reads, writes and hashing (hashlib releases the GIL)
+        self.disk_pool = ThreadPoolExecutor(self.config.disk_workers, thread_name_prefix="bitswarm-disk")
         self.download_limiter = RateLimiter(self.config.download_rate_limit)
         self.upload_limiter = RateLimiter(self.config.upload_rate_limit)
         self._closed = False
@@ -240,7 +244,7 @@ class Session:
             await asyncio.sleep(min(5.0, max(0.2, self.config.lsd_interval / 4)))
 
     def _on_lsd_peer(self, info_hash: bytes, addr: tuple[str, int]) -> None:
-        rt = self._lookup(info_hash)
+        rt = self.lookup(info_hash)
         if rt is not None and not rt.private and rt.accepting:
             rt.add_peer(addr[0], addr[1])
 
@@ -268,7 +272,7 @@ class Session:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
-        self._disk_pool.shutdown(wait=True)
+        self.disk_pool.shutdown(wait=True)
 
     # -- torrents ------------------------------------------------------------------------------
 
@@ -347,7 +351,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await rt.storage.close()
             raise
-        self._emit("torrent_added", rt)
+        self.publish("torrent_added", rt)
         return TorrentHandle(rt)
 
     async def _resolve_magnet(
@@ -418,15 +422,22 @@ class Session:
                 shutil.rmtree(target, ignore_errors=True)
             elif target.exists():
                 target.unlink()
-        self._emit("torrent_removed", rt)
+        self.publish("torrent_removed", rt)
 
     def _forget(self, rt: TorrentRuntime) -> None:
         self._torrents.pop(rt.swarm_hash, None)
         for k in [k for k, v in self._aliases.items() if v is rt]:
             del self._aliases[k]
 
-    def _lookup(self, info_hash: bytes) -> TorrentRuntime | None:
+    def lookup(self, info_hash: bytes) -> TorrentRuntime | None:
+        """The running torrent an incoming handshake names (its v1, v2 or truncated v2 hash)."""
         return self._aliases.get(info_hash) or self._torrents.get(info_hash)
+
+    def connection_opened(self, conn: PeerProtocol) -> None:
+        self._connections.add(conn)
+
+    def connection_closed(self, conn: PeerProtocol) -> None:
+        self._connections.discard(conn)
 
     @property
     def torrents(self) -> list[TorrentHandle]:
@@ -437,7 +448,8 @@ class Session:
 
     # -- events --------------------------------------------------------------------------------
 
-    def _emit(self, kind: str, rt: TorrentRuntime, **data: Any) -> None:
+    def publish(self, kind: str, rt: TorrentRuntime, **data: Any) -> None:
+        """Send an event about ``rt`` to every :meth:`events` subscriber."""
         if not self._subscribers:
             return
         ev = SessionEvent(kind, rt.swarm_hash.hex(), rt.info.name, data)

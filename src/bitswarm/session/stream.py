@@ -157,7 +157,7 @@ class TorrentReader:
                 rt.picker.set_deadline(index, deadline)
                 self._deadlines.add(index)
         for peer in list(rt.peers.values()):
-            rt.fill_requests(peer)
+            rt.scheduler.fill_requests(peer)
 
     async def read_range(self, offset: int, length: int, *, timeout: float | None = 120.0) -> bytes:
         """``length`` bytes at ``offset`` of the file (clipped at its end), once they are verified."""

@@ -1,0 +1,289 @@
+"""The peers of one torrent: candidates, dialing, duplicate connections, bans, PEX and HAVEs.
+
+libtorrent's ``peer_list`` is the model. :class:`PeerManager` owns the addresses we may dial
+(``candidates``, each with a not-before time), the dials in flight, the connected peers by peer id,
+the :class:`~bitswarm.session.smartban.SmartBan` record and BEP 11 peer exchange. It dials through an
+injected ``dial(address)`` coroutine (the transport is the caller's choice: see
+:mod:`bitswarm.transport`) and reads time through an injected :class:`~bitswarm.session.clock.Clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
+
+from bitswarm.session.smartban import Ban, PeerKey, SmartBan
+from bitswarm.wire.ut_pex import (
+    FLAG_REACHABLE,
+    FLAG_SEED,
+    PexMessage,
+    PexPeer,
+    PexTracker,
+    encode_pex_message,
+)
+
+if TYPE_CHECKING:
+    from bitswarm.session.clock import Clock, Timer
+    from bitswarm.session.config import SessionConfig
+    from bitswarm.session.peer import PeerProtocol
+
+log = logging.getLogger("bitswarm.torrent")
+
+Address = tuple[str, int]
+
+#: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
+#: new address wakes it at once.
+CONNECT_TICK = 0.5
+#: Seconds before an address we dialed is dialed again.
+REDIAL_SECONDS = 30.0
+#: Addresses learnt from peer exchange are remembered only while fewer than this many are known.
+MAX_PEX_CANDIDATES = 500
+#: HAVEs to peers we choke wait this long and leave together: such a peer cannot ask us for the
+#: piece yet, and one HAVE per segment (plus the receiver's wake-up and ACK) was the swarm's most
+#: frequent message by far.
+HAVE_BATCH_SECONDS = 0.1
+
+
+class PeerManager:
+    """Candidates, dials, connected peers and bans of one torrent."""
+
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        clock: Clock,
+        our_peer_id: bytes,
+        own_address: Callable[[], Address],
+        dial: Callable[[Address], Coroutine[Any, Any, None]],
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        emit: Callable[..., None],
+        pex: PexTracker | None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.our_peer_id = our_peer_id
+        self._own_address = own_address
+        self._dial = dial
+        self._spawn = spawn
+        self._emit = emit
+        #: BEP 11: what we told each peer about our other peers (None: no PEX for this torrent).
+        self.pex = pex
+        self.peers: dict[bytes, PeerProtocol] = {}  # by peer id
+        self.connecting: set[Address] = set()
+        self.candidates: dict[Address, float] = {}  # address -> not before (clock seconds)
+        #: set when a new address arrives: the connect loop dials it now, not at its next tick
+        #: (a tracker reply at start-up used to wait up to half a second for its dials)
+        self._new_candidates = asyncio.Event()
+        #: who sent the bad data of failed pieces (bans per peer, per IP only after several)
+        self.smart_ban = SmartBan()
+        #: set by the torrent: a seed dials only while it has addresses to try
+        self.seeding = False
+        self._have_timer: Timer | None = None
+
+    def __iter__(self) -> Iterator[PeerProtocol]:
+        return iter(self.peers.values())
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    # -- candidates and dialing ----------------------------------------------------------------
+
+    def add(self, host: str, port: int) -> None:
+        """Remember an address to dial (from a tracker, ``--peer``, PEX ...)."""
+        if not 0 < port < 65536 or (host, port) in self.candidates:
+            return
+        if not self.smart_ban.is_banned(host, port):
+            self.candidates[(host, port)] = 0.0
+            self._new_candidates.set()
+
+    def known_addresses(self) -> set[Address]:
+        """Every address we are connected to or may dial (kept by the daemon across restarts)."""
+        return {p.address for p in self.peers.values()} | set(self.candidates)
+
+    def wanted_connections(self) -> int:
+        return self.config.max_peers_per_torrent - len(self.peers) - len(self.connecting)
+
+    def dial_due(self) -> int:
+        """Start dials to due candidates within the connection budgets; the number started."""
+        budget = min(self.wanted_connections(), self.config.max_half_open - len(self.connecting))
+        if budget <= 0 or (self.seeding and not self.candidates):
+            return 0
+        now = self.clock.now()
+        connected = {p.address for p in self.peers.values()}
+        own = self._own_address()
+        started = 0
+        for addr, not_before in list(self.candidates.items()):
+            if started >= budget:
+                break
+            if not_before > now or addr in self.connecting or addr in connected:
+                continue
+            if self.smart_ban.is_banned(*addr) or addr == own:
+                del self.candidates[addr]
+                continue
+            self.candidates[addr] = now + REDIAL_SECONDS
+            self.connecting.add(addr)
+            started += 1
+            self._spawn(self._dial_one(addr))
+        return started
+
+    async def run(self) -> None:
+        """The connect loop: dial due candidates every ``CONNECT_TICK`` and whenever one arrives."""
+        while True:
+            self.dial_due()
+            self._new_candidates.clear()
+            await self.clock.wait(self._new_candidates, CONNECT_TICK)
+
+    async def _dial_one(self, addr: Address) -> None:
+        try:
+            await self._dial(addr)
+        finally:
+            self.connecting.discard(addr)
+
+    # -- connected peers -----------------------------------------------------------------------
+
+    def join(self, peer: PeerProtocol) -> bool:
+        """A handshake completed. False (and the connection is closed) for a duplicate or a ban."""
+        assert peer.peer_id is not None
+        if self.is_banned(peer):
+            peer.abort("banned")
+            return False
+        old = self.peers.get(peer.peer_id)
+        if old is not None:
+            # Two connections to one peer (both sides dialed: LSD, PEX, DHT find each other at once).
+            # Both sides keep the one opened by the peer with the lower peer id, so they agree.
+            keep_new = old.outgoing != peer.outgoing and (peer.outgoing == (self.our_peer_id < peer.peer_id))
+            if not keep_new:
+                peer.close("duplicate connection")
+                return False
+            old.close("duplicate connection (the other one is kept)")
+        if len(self.peers) >= self.config.max_peers_per_torrent:
+            peer.close("too many peers")
+            return False
+        self.peers[peer.peer_id] = peer
+        self._emit("peer_connected", address=f"{peer.address[0]}:{peer.address[1]}")
+        return True
+
+    def remove(self, peer: PeerProtocol) -> bool:
+        """Forget a closed connection; True if it was one of our peers."""
+        if peer.peer_id is None or self.peers.get(peer.peer_id) is not peer:
+            return False
+        del self.peers[peer.peer_id]
+        if self.pex is not None:
+            self.pex.forget(peer)
+        return True
+
+    def close_all(self, reason: str) -> None:
+        for peer in list(self.peers.values()):
+            peer.close(reason)
+
+    # -- bans (policy: smartban.py) ------------------------------------------------------------
+
+    def is_banned(self, peer: PeerProtocol) -> bool:
+        key = peer_key(peer)
+        return self.smart_ban.is_banned(key.ip, key.port, key.peer_id)
+
+    def apply(self, verdicts: list[Ban]) -> None:
+        """Apply smart-ban verdicts: drop the peer's address (or every address of its IP) from the
+        candidates and close its connections."""
+        for verdict in verdicts:
+            key = verdict.peer
+            if verdict.whole_ip:
+                gone = [a for a in self.candidates if a[0] == key.ip]
+            else:
+                gone = [(key.ip, key.port)] if (key.ip, key.port) in self.candidates else []
+            for addr in gone:
+                del self.candidates[addr]
+            scope = "ip" if verdict.whole_ip else "peer"
+            self._emit("peer_banned", address=key.ip, port=key.port, scope=scope, reason=verdict.reason)
+            log.warning("banning %s %s:%d: %s", scope, key.ip, key.port, verdict.reason)
+            for other in list(self.peers.values()):
+                if self.is_banned(other):
+                    other.abort(f"banned: {verdict.reason}")
+
+    # -- peer exchange (BEP 11) ----------------------------------------------------------------
+
+    def on_pex(self, peer: PeerProtocol, msg: PexMessage) -> None:
+        """Addresses a peer is connected to: dial candidates (bounded; dropped ones are left alone)."""
+        for p in msg.added:
+            if len(self.candidates) >= MAX_PEX_CANDIDATES:
+                break
+            self.add(p.ip, p.port)
+
+    def send_pex(self, now: float) -> None:
+        """Give every peer that offered ``ut_pex`` the changes in our peer set (at most one message
+        per ``pex_interval`` each; :class:`PexTracker` keeps the per-peer state)."""
+        pex = self.pex
+        if pex is None:
+            return
+        targets = [p for p in self.peers.values() if p.ext_ids.get("ut_pex")]
+        if not targets:
+            return
+        connected: list[PexPeer] = []
+        for p in self.peers.values():
+            addr = p.pex_address
+            if addr is not None:
+                flags = (FLAG_REACHABLE if p.outgoing else 0) | (FLAG_SEED if p.is_seed else 0)
+                connected.append(PexPeer(addr[0], addr[1], flags))
+        for peer in targets:
+            own = peer.pex_address
+            try:
+                msg = pex.next_message(peer, connected, now, exclude=[own] if own else [])
+            except ValueError:  # an address that is not an IP literal: nothing to tell
+                continue
+            if msg is not None:
+                peer.send_extended("ut_pex", encode_pex_message(msg))
+
+    # -- HAVEs ---------------------------------------------------------------------------------
+
+    def announce_have(self, index: int) -> None:
+        """Tell peers we have piece ``index`` now, or later where it is not news to them.
+
+        A seed learns nothing from a HAVE (late in a swarm most peers are seeds), nor does a peer
+        that has the piece: its HAVE waits until we complete (peers tell a seed from its HAVEs). On a
+        connection we do not upload on, each HAVE is a packet of its own, and the receiver's ACK
+        another one: those are batched for ``HAVE_BATCH_SECONDS``."""
+        for peer in list(self.peers.values()):
+            if peer.is_seed:
+                continue
+            has = peer.has
+            if has is not None and has.get(index):
+                peer.withheld_haves.append(index)
+            elif peer.am_choking:
+                peer.queued_haves.append(index)
+                if self._have_timer is None:
+                    self._have_timer = self.clock.call_later(HAVE_BATCH_SECONDS, self._flush_haves)
+            else:
+                peer.send_have(index)
+
+    def _flush_haves(self) -> None:
+        self._have_timer = None
+        for peer in self.peers.values():
+            if peer.queued_haves:
+                peer.flush_haves()
+
+    def became_seed(self) -> None:
+        """We completed: drop seeds, lose interest, send every withheld HAVE."""
+        self.seeding = True
+        for peer in list(self.peers.values()):
+            if peer.is_seed:
+                peer.close("both seeds")
+            else:
+                peer.set_interested(False)
+                peer.queued_haves.extend(peer.withheld_haves)  # one write: they go out together
+                peer.withheld_haves.clear()
+                peer.flush_haves()
+
+    def stop(self) -> None:
+        if self._have_timer is not None:
+            self._have_timer.cancel()
+            self._have_timer = None
+        self.close_all("torrent stopped")
+
+
+def peer_key(peer: PeerProtocol) -> PeerKey:
+    """Who a peer is for the smart ban: its IP, the port it listens on (the address we dialed, or an
+    incoming peer's advertised port) and its peer id."""
+    host, port = peer.pex_address or peer.address
+    return PeerKey(host, port, peer.peer_id or b"")

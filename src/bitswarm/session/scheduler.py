@@ -1,0 +1,389 @@
+"""What to request from whom, and what becomes of the blocks: the download side of one torrent.
+
+libtorrent's ``request_blocks`` and ``piece_picker`` glue is the model. :class:`RequestScheduler`
+keeps each peer's request queue about ``request_queue_seconds`` of its rate deep, asks the
+:class:`~bitswarm.session.picker.PiecePicker` for blocks (rarest first, end-game duplicates to idle
+peers), owns the piece buffers and the *block sink* through which the wire codec receives a block
+straight into its piece buffer, and finishes pieces: hash and write off the event loop (with
+back-pressure on every peer while the disk is behind), then the smart-ban policy and the torrent's
+``on_verified`` callback. It also follows each peer's pieces (bitfield, HAVEs) and our interest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from bitswarm.errors import BitswarmError
+from bitswarm.session.peer_manager import peer_key
+from bitswarm.session.picker import BLOCK_SIZE
+from bitswarm.storage.bitfield import Bitfield as PieceSet
+
+if TYPE_CHECKING:
+    from bitswarm.metainfo import InfoDict
+    from bitswarm.session.clock import Clock
+    from bitswarm.session.config import SessionConfig
+    from bitswarm.session.peer import PeerProtocol
+    from bitswarm.session.peer_manager import PeerManager
+    from bitswarm.session.picker import PiecePicker
+    from bitswarm.session.ratelimit import RateLimiter, RateMeter
+    from bitswarm.storage import Storage
+
+log = logging.getLogger("bitswarm.torrent")
+
+#: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
+ENDGAME_IDLE_BLOCKS = 4
+
+
+class RequestScheduler:
+    """Requests, piece buffers, block receipt and piece completion of one torrent."""
+
+    def __init__(
+        self,
+        *,
+        info: InfoDict,
+        piece_size: Callable[[int], int],
+        picker: PiecePicker,
+        storage: Storage,
+        peers: PeerManager,
+        config: SessionConfig,
+        clock: Clock,
+        download_limiter: RateLimiter,
+        down: RateMeter,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        on_verified: Callable[[int, bytearray], None],
+        on_hash_failed: Callable[[int], None],
+        on_disk_error: Callable[[str], None],
+    ) -> None:
+        self.info = info
+        self.piece_size = piece_size
+        self.picker = picker
+        self.storage = storage
+        self.peers = peers
+        self.config = config
+        self.clock = clock
+        self.download_limiter = download_limiter
+        self.down = down
+        self._spawn = spawn
+        self._on_verified = on_verified
+        self._on_hash_failed = on_hash_failed
+        self._on_disk_error = on_disk_error
+        #: set by the torrent: requests go out only while downloading; a seed drops seeds
+        self.downloading = False
+        self.seeding = False
+        self.buffers: dict[int, bytearray] = {}
+        #: finished piece buffers for reuse: a fresh 512 KiB ``bytearray`` costs a zero-fill and a
+        #: page fault per 4 KiB (~15 % of the leecher's time before the pool)
+        self._buffer_pool: list[bytearray] = []
+        self._buffer_pool_max = max(4, config.piece_buffer_pool_bytes // max(1, info.piece_length))
+        self._block_src: dict[int, dict[int, PeerProtocol]] = {}
+        self.finishing = 0  #: complete pieces waiting for their hash + write
+        self._disk_paused = False  # peers' reading paused until the disk catches up
+        self.hash_failures = 0
+        self.redundant = 0  #: see TorrentStatus.redundant
+
+    # -- what peers have -----------------------------------------------------------------------
+
+    def on_bitfield(self, peer: PeerProtocol, bits: bytes) -> None:
+        assert peer.has is not None
+        if peer.is_seed:  # a repeated bitfield (aria2 batches its haves so) replaces the first
+            peer.is_seed = False
+            self.picker.peer_has_all(-1)
+        elif peer.has.any():
+            self.picker.peer_bitfield(_bits(peer.has), -1)
+        has = PieceSet.from_bytes(bits, self.info.num_pieces)
+        peer.has = has
+        if has.all():
+            peer.is_seed = True
+            self.picker.peer_has_all()
+        else:
+            self.picker.peer_bitfield(_bits(has))
+        self._after_pieces_known(peer)
+
+    def on_have_all(self, peer: PeerProtocol) -> None:
+        assert peer.has is not None
+        peer.has.set_all()
+        peer.is_seed = True
+        self.picker.peer_has_all()
+        self._after_pieces_known(peer)
+
+    def on_have_none(self, peer: PeerProtocol) -> None:
+        self._after_pieces_known(peer)
+
+    def on_have(self, peer: PeerProtocol, index: int) -> None:
+        has = peer.has
+        assert has is not None
+        if has.get(index):
+            return
+        has.set(index)
+        if peer.is_seed:
+            return
+        self.picker.peer_has(index)
+        if has.all():
+            # a seed from now on; its per-piece counts already equal the all-pieces form that
+            # leaving takes back (``peer_has_all(-1)``), so availability needs no rewrite (swapping
+            # one for the other walked every piece twice, ~10 ms per peer at 2,048 pieces)
+            peer.is_seed = True
+        if peer.is_seed and self.seeding:
+            peer.close("both seeds")
+            return
+        if not self.downloading:
+            return
+        if self.storage.have.get(index) or not self.picker.priority[index]:
+            return  # nothing new for us: no scan (a busy swarm sends thousands of these)
+        if not peer.am_interested:
+            peer.set_interested(True)
+        if peer.peer_choking or peer.outstanding > peer.refill_at or peer.closed:
+            return
+        # request from the piece just announced only (O(1)); the regular refill scans the rest
+        blocks = self.picker.pick_piece(peer, index, self.queue_target(peer) - peer.outstanding)
+        if blocks:
+            if index not in self.buffers:
+                self.buffers[index] = self._new_buffer(self.piece_size(index))
+            peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
+
+    def _after_pieces_known(self, peer: PeerProtocol) -> None:
+        if self.seeding:
+            if peer.is_seed:
+                peer.close("both seeds")
+            return
+        assert peer.has is not None
+        if self.picker.wants_mask(peer.has.as_int()):
+            peer.set_interested(True)
+            self.fill_requests(peer)
+
+    def peer_lost(self, peer: PeerProtocol) -> None:
+        """A peer left: its requests go back to the picker, its pieces leave the availability."""
+        self.picker.peer_lost(peer)
+        if peer.has is not None:
+            if peer.is_seed:
+                self.picker.peer_has_all(-1)
+            elif peer.has.any():
+                self.picker.peer_bitfield(_bits(peer.has), -1)
+
+    # -- choke, reject, snub -------------------------------------------------------------------
+
+    def on_choked(self, peer: PeerProtocol) -> None:
+        peer.choked_at = self.clock.now()
+        if peer.codec.fast:
+            # BEP 6: a choke no longer cancels requests: each one is still answered, by its block
+            # (already on its way) or a reject, and frees its block then. Freeing them all now
+            # would hand blocks in flight to other peers: duplicate transfers.
+            if peer.allowed_fast:
+                self.fill_requests(peer)
+            return
+        self.give_back(peer)  # without it every request is gone
+
+    def on_reject(self, peer: PeerProtocol, index: int, begin: int) -> None:
+        key = (index, begin)
+        if key in peer.requested:  # not one we cancelled already
+            peer.requested.discard(key)
+            self.picker.cancel(peer, index, begin)
+            if not peer.peer_choking:
+                self.fill_requests(peer)
+
+    def give_back(self, peer: PeerProtocol) -> None:
+        """Hand every block requested from ``peer`` to others (choked without BEP 6, snubbed)."""
+        self.picker.peer_lost(peer)
+        peer.requested.clear()
+
+    # -- requesting ----------------------------------------------------------------------------
+
+    def queue_target(self, peer: PeerProtocol) -> int:
+        cfg = self.config
+        # about ``request_queue_seconds`` of this peer's current rate in flight: deep enough to keep a
+        # fast link busy, shallow enough that end-game starts late (deep queues request everything
+        # early and turn the last part of a swarm download into duplicate transfers)
+        by_rate = int(peer.recent.rate * cfg.request_queue_seconds / BLOCK_SIZE)
+        return max(cfg.min_queue, min(cfg.max_queue, peer.reqq, by_rate))
+
+    def fill_all(self) -> None:
+        for peer in list(self.peers):
+            self.fill_requests(peer)
+
+    def fill_requests(self, peer: PeerProtocol) -> None:
+        """Top up the requests to ``peer`` (after unchoke, a block, a have ...)."""
+        if peer.outstanding > peer.refill_at:
+            return  # the common case, once per block: top up in batches of a quarter queue
+        if peer.closed or not peer.established or not self.downloading:
+            return
+        if peer.peer_choking and not peer.allowed_fast:
+            return
+        target = self.queue_target(peer)
+        want = target - peer.outstanding
+        peer.refill_at = target - target // 4
+        if want <= 0 or (peer.outstanding and want < target // 4):
+            return  # top up in batches: one pick per several blocks, not per block
+        has = peer.has
+        if has is None:
+            return
+        peer_has: Callable[[int], bool] = has.get
+        mask: int | None = has.as_int()
+        if peer.peer_choking:
+            fast = peer.allowed_fast
+            mask = None
+
+            def peer_has(i: int) -> bool:
+                return i in fast and has.get(i)
+
+        blocks = self.picker.pick(
+            peer,
+            peer_has,
+            want,
+            memo=not peer.peer_choking,
+            endgame_max=ENDGAME_IDLE_BLOCKS - peer.outstanding,
+            peer_mask=mask,
+        )
+        if not blocks:
+            if peer.outstanding == 0 and not self.picker.wants_mask(has.as_int()):
+                peer.set_interested(False)
+            return
+        if not peer.am_interested:
+            peer.set_interested(True)
+        buffers = self.buffers
+        for b in blocks:
+            if b.index not in buffers:
+                buffers[b.index] = self._new_buffer(self.piece_size(b.index))
+        peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
+
+    # -- piece buffers -------------------------------------------------------------------------
+
+    def _new_buffer(self, size: int) -> bytearray:
+        """A piece buffer. Recycled ones hold stale bytes: every block is received before a piece is
+        hashed, so each byte is overwritten first (padding blocks too: they are requested like any)."""
+        pool = self._buffer_pool
+        if pool and size == self.info.piece_length:
+            return pool.pop()
+        return bytearray(size)
+
+    def _recycle_buffer(self, buf: bytearray) -> None:
+        if len(buf) != self.info.piece_length or len(self._buffer_pool) >= self._buffer_pool_max:
+            return
+        try:
+            buf.append(0)  # BufferError while a view is alive (an end-game duplicate still arriving)
+        except BufferError:
+            return
+        buf.pop()
+        self._buffer_pool.append(buf)
+
+    def drop_buffer_pool(self) -> None:
+        self._buffer_pool.clear()
+
+    def block_sink_for(self, peer: PeerProtocol) -> Callable[[int, int, int], memoryview | None]:
+        """Where an incoming block of ``peer`` may be received in place (the wire codec's sink)."""
+        picker, buffers = self.picker, self.buffers
+
+        def sink(index: int, begin: int, length: int) -> memoryview | None:
+            buf = buffers.get(index)
+            if buf is None or not picker.block_wanted(index, begin) or begin + length > len(buf):
+                return None
+            return memoryview(buf)[begin : begin + length]
+
+        return sink
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def on_block(self, peer: PeerProtocol, index: int, begin: int, data: bytes | memoryview) -> None:
+        n = len(data)
+        peer.requested.discard((index, begin))
+        peer.download.add(n)
+        peer.recent.add(n)
+        self.down.add(n)
+        buf = self.buffers.get(index)
+        result = self.picker.received(peer, index, begin) if buf is not None else None
+        if result is None or buf is None or (n != BLOCK_SIZE and begin + n != len(buf)):
+            if result is None:
+                self.redundant += n
+            if result is not None and buf is not None:
+                # wrong length for this block: give it back to the picker
+                self.picker.piece_failed(index)
+                self.buffers[index] = bytearray(len(buf))
+            self.fill_requests(peer)
+            return
+        if not (isinstance(data, memoryview) and data.obj is buf):
+            buf[begin : begin + n] = data
+        src = self._block_src.get(index)
+        if src is None:
+            src = self._block_src[index] = {}
+        src[begin] = peer
+        done, others = result
+        for other in others:  # end-game duplicates still in flight elsewhere
+            assert isinstance(other, type(peer))
+            other.send_cancel(index, begin, n)
+        if done:
+            self.finishing += 1
+            self._spawn(self._finish_piece(index))
+            if (
+                not self._disk_paused
+                and self.finishing * self.info.piece_length > self.config.max_inflight_write_bytes
+            ):
+                # back-pressure: the network is faster than hashing + writing; stop reading
+                self._disk_paused = True
+                for p in self.peers:
+                    if not p.closed:
+                        p.pause_reading()
+        self.fill_requests(peer)
+        wait = self.download_limiter.take(n)
+        if wait > 0.01 and not peer.closed:
+            peer.pause_reading()
+            self.clock.call_later(wait, peer.resume_reading)
+
+    # -- finishing pieces ----------------------------------------------------------------------
+
+    async def _finish_piece(self, index: int) -> None:
+        buf = self.buffers.pop(index, None)
+        src = self._block_src.pop(index, {})
+        try:
+            if buf is None:
+                return
+            try:
+                ok = await self.storage.write_piece(index, buf)
+            except BitswarmError as exc:
+                self._on_disk_error(f"disk error: {exc}")
+                return
+            if ok:
+                self._piece_passed(index, buf)
+            else:
+                self._piece_failed(index, buf, src)
+            if self.downloading:
+                self._recycle_buffer(buf)
+        finally:
+            self.finishing -= 1
+            behind = self.finishing * self.info.piece_length
+            if self._disk_paused and behind <= self.config.max_inflight_write_bytes // 2:
+                self._disk_paused = False
+                for p in self.peers:
+                    p.resume_reading()
+
+    def _piece_passed(self, index: int, buf: bytearray) -> None:
+        self.picker.piece_passed(index)
+        smart_ban = self.peers.smart_ban
+        if smart_ban.suspect_blocks(index):
+            mv = memoryview(buf)
+
+            def digest(begin: int) -> bytes:
+                return hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest()
+
+            self.peers.apply(smart_ban.piece_passed(index, digest))
+        self._on_verified(index, buf)
+
+    def _piece_failed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
+        self.hash_failures += 1
+        self.picker.piece_failed(index)
+        log.info("piece %d failed its hash check (%d peers contributed)", index, len(set(src.values())))
+        self._on_hash_failed(index)
+        mv = memoryview(buf)
+        blocks = {
+            begin: (peer_key(peer), hashlib.sha1(mv[begin : begin + BLOCK_SIZE]).digest())
+            for begin, peer in src.items()
+        }
+        self.peers.apply(self.peers.smart_ban.piece_failed(index, blocks))
+
+
+def _bits(has: PieceSet) -> bytearray:
+    out = bytearray(len(has))
+    for i in has.iter_set():
+        out[i] = 1
+    return out

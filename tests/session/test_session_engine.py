@@ -1,0 +1,150 @@
+"""Engine parts driven by a ManualClock, without sockets: the peer manager's dials and retries,
+the choke driver's idle-slot rotation, the HAVE batching, the clock itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from bitswarm.session import SessionConfig
+from bitswarm.session.choker import Choker
+from bitswarm.session.choking import IDLE_UNCHOKE_SECONDS, ChokeDriver
+from bitswarm.session.clock import ManualClock
+from bitswarm.session.peer_manager import CONNECT_TICK, HAVE_BATCH_SECONDS, REDIAL_SECONDS, PeerManager
+
+
+class FakePeer:
+    """The attributes of a PeerProtocol the drivers read, and the calls they make."""
+
+    def __init__(self, name: str, *, interested: bool = True, choking: bool = True) -> None:
+        self.name = name
+        self.peer_id = name.encode().ljust(20, b"-")
+        self.address = ("10.0.0.9", 6881)
+        self.outgoing = True
+        self.am_choking = choking
+        self.peer_interested = interested
+        self.closed = False
+        self.uploads: list[object] = []
+        self.last_request = 0.0
+        self.unchoked_at = 0.0
+        self.idle_choked_at = 0.0
+        self.is_seed = False
+        self.has = None
+        self.queued_haves: list[int] = []
+        self.withheld_haves: list[int] = []
+        self.sent_haves: list[list[int]] = []
+
+    def set_choking(self, value: bool) -> None:
+        self.am_choking = value
+
+    def send_have(self, index: int) -> None:
+        self.sent_haves.append([index])
+
+    def flush_haves(self) -> None:
+        self.sent_haves.append(list(self.queued_haves))
+        self.queued_haves.clear()
+
+
+def manager(clock: ManualClock, dials: list[tuple[float, tuple[str, int]]]) -> PeerManager:
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def dial(addr: tuple[str, int]) -> None:
+        dials.append((clock.now(), addr))
+
+    def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return PeerManager(
+        config=SessionConfig(),
+        clock=clock,
+        our_peer_id=b"us".ljust(20, b"-"),
+        own_address=lambda: ("127.0.0.1", 6881),
+        dial=dial,
+        spawn=spawn,
+        emit=lambda kind, **data: None,
+        pex=None,
+    )
+
+
+async def test_a_new_address_is_dialed_at_once_and_redialed_only_after_the_retry_time() -> None:
+    clock = ManualClock()
+    dials: list[tuple[float, tuple[str, int]]] = []
+    pm = manager(clock, dials)
+    loop_task = asyncio.ensure_future(pm.run())
+    try:
+        await clock.advance(0)
+        pm.add("10.0.0.1", 6881)
+        pm.add("127.0.0.1", 6881)  # our own address: dropped, never dialed
+        await clock.advance(0)
+        assert dials == [(1000.0, ("10.0.0.1", 6881))]
+        await clock.advance(REDIAL_SECONDS - CONNECT_TICK)
+        assert len(dials) == 1
+        await clock.advance(CONNECT_TICK)
+        assert [addr for _, addr in dials] == [("10.0.0.1", 6881)] * 2
+        assert dials[1][0] == 1000.0 + REDIAL_SECONDS
+        assert ("127.0.0.1", 6881) not in pm.candidates
+    finally:
+        loop_task.cancel()
+
+
+async def test_haves_to_choked_peers_leave_together_after_the_batch_time() -> None:
+    clock = ManualClock()
+    pm = manager(clock, [])
+    choked, unchoked = FakePeer("choked"), FakePeer("unchoked", choking=False)
+    pm.peers.update({choked.peer_id: choked, unchoked.peer_id: unchoked})  # type: ignore[dict-item]
+    pm.announce_have(1)
+    pm.announce_have(2)
+    assert unchoked.sent_haves == [[1], [2]] and choked.sent_haves == []
+    await clock.advance(HAVE_BATCH_SECONDS / 2)
+    assert choked.sent_haves == []
+    await clock.advance(HAVE_BATCH_SECONDS / 2 + 1e-6)
+    assert choked.sent_haves == [[1, 2]]
+
+
+async def test_an_idle_unchoked_peer_gives_its_slot_to_a_waiting_one() -> None:
+    clock = ManualClock()
+    pm = manager(clock, [])
+    idle, waiting = FakePeer("idle", choking=False), FakePeer("waiting")
+    idle.unchoked_at = clock.now()
+    pm.peers.update({idle.peer_id: idle, waiting.peer_id: waiting})  # type: ignore[dict-item]
+    driver = ChokeDriver(Choker(1), pm, clock=clock, rechoke_interval=10.0)
+    await clock.advance(IDLE_UNCHOKE_SECONDS - 0.1)
+    driver.rotate_idle_unchokes()
+    assert not idle.am_choking and waiting.am_choking
+    await clock.advance(0.1)
+    driver.rotate_idle_unchokes()
+    assert idle.am_choking and not waiting.am_choking
+    assert idle.idle_choked_at == clock.now()
+
+
+async def test_the_rechoke_runs_every_interval_of_the_clock() -> None:
+    clock = ManualClock()
+    pm = manager(clock, [])
+    driver = ChokeDriver(Choker(1), pm, clock=clock, rechoke_interval=10.0)
+    runs: list[float] = []
+    driver.rechoke = lambda: runs.append(clock.now())  # type: ignore[method-assign]
+    task = asyncio.ensure_future(driver.run())
+    try:
+        await clock.advance(35.0)
+        assert runs == [1010.0, 1020.0, 1030.0]
+    finally:
+        task.cancel()
+
+
+async def test_manual_clock_wait_returns_on_the_event_or_the_timeout() -> None:
+    clock = ManualClock()
+    event = asyncio.Event()
+    waiter = asyncio.ensure_future(clock.wait(event, 5.0))
+    await clock.advance(4.9)
+    assert not waiter.done()
+    await clock.advance(0.1)
+    assert waiter.done() and waiter.result() is False
+    waiter = asyncio.ensure_future(clock.wait(event, 5.0))
+    await clock.advance(0)
+    event.set()
+    await clock.advance(0)
+    assert waiter.result() is True
+    assert clock.pending == 0
