@@ -23,6 +23,7 @@ from bitswarm.session.lifecycle import (
     mermaid,
     next_state,
     sync_document,
+    transfer,
 )
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md"
@@ -116,6 +117,13 @@ def test_illegal_transitions(state: State, event: Event) -> None:
     with pytest.raises(LifecycleError):
         next_state(state, event)
     assert event not in allowed(state)
+
+
+def test_transfer_is_the_download_or_seed_decision() -> None:
+    assert transfer(True) is Event.SEED and transfer(False) is Event.DOWNLOAD
+    for state in (State.CHECKING, State.PAUSED, State.MOVING):
+        assert next_state(state, transfer(True)) is State.SEEDING
+        assert next_state(state, transfer(False)) is State.DOWNLOADING
 
 
 def test_the_error_is_typed() -> None:

@@ -8,8 +8,8 @@ whether that is allowed from where it is::
     queue -> (metadata ->) check -> download <-> seed        pause / move / fail / stop from anywhere
 
 ``DOWNLOAD`` and ``SEED`` are the same decision wherever it is made — after a check, on resume,
-after a move, when a piece completes or file priorities change: fire ``SEED`` when every wanted
-piece is verified, else ``DOWNLOAD``.
+after a move, when a piece completes or file priorities change: fire ``transfer(complete)``, which
+is ``SEED`` when every wanted piece is verified, else ``DOWNLOAD``.
 
 The diagram in ``docs/lifecycle.md`` is generated from the table (:func:`mermaid`); a test keeps
 it in sync. Print it, or rewrite the document's diagram block, with::
@@ -158,6 +158,11 @@ def next_state(state: State, event: Event) -> State:
         return TRANSITIONS[state, event]
     except KeyError:
         raise LifecycleError(state, event) from None
+
+
+def transfer(complete: bool) -> Event:
+    """The one download-or-seed decision: ``SEED`` when every wanted piece is verified."""
+    return Event.SEED if complete else Event.DOWNLOAD
 
 
 def allowed(state: State) -> frozenset[Event]:
