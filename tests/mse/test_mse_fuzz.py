@@ -20,6 +20,8 @@ from bitswarm.mse import (
 
 POLICIES = st.sampled_from(list(EncryptionPolicy))
 CHUNK_SIZES = st.lists(st.integers(1, 700), min_size=1, max_size=8)
+PAD = st.integers(0, 512)
+FLIP = st.integers(1, 255)
 
 
 def run(hs: MSEHandshake, data: bytes, chunks: list[int], *, eof: bool) -> object:
@@ -68,13 +70,7 @@ def test_garbage_to_an_initiator(data: bytes, chunks: list[int], policy: Encrypt
     assert not isinstance(out, HandshakeComplete | PlaintextHandshake)
 
 
-@given(
-    pad_a=st.integers(0, 512),
-    pad_c=st.integers(0, 512),
-    flip_at=st.integers(0, 2000),
-    flip=st.integers(1, 255),
-    chunks=CHUNK_SIZES,
-)
+@given(pad_a=PAD, pad_c=PAD, flip_at=st.integers(0, 2000), flip=FLIP, chunks=CHUNK_SIZES)
 def test_mutated_initiator_stream(pad_a: int, pad_c: int, flip_at: int, flip: int, chunks: list[int]) -> None:
     """A valid initiator stream with one byte changed: the responder completes (the byte was in
     padding, or the IA changes) or raises MSEProtocolError."""
@@ -101,13 +97,7 @@ def test_mutated_initiator_stream(pad_a: int, pad_c: int, flip_at: int, flip: in
         assert isinstance(out, MSEProtocolError)
 
 
-@given(
-    pad_b=st.integers(0, 512),
-    pad_d=st.integers(0, 512),
-    flip_at=st.integers(0, 1200),
-    flip=st.integers(1, 255),
-    chunks=CHUNK_SIZES,
-)
+@given(pad_b=PAD, pad_d=PAD, flip_at=st.integers(0, 1200), flip=FLIP, chunks=CHUNK_SIZES)
 def test_mutated_responder_stream(pad_b: int, pad_d: int, flip_at: int, flip: int, chunks: list[int]) -> None:
     a = MSEHandshake.initiator(INFO_HASH, initial_payload=BT_HANDSHAKE)
     b = HandPeer(x=0xBEEF_BEEF_BEEF_BEEF_BEEF_BEEF_BEEF_BEEF_BEEF_BEEF)
