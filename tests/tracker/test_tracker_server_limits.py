@@ -292,3 +292,52 @@ async def test_udp_with_a_stalled_async_store_holds_a_bounded_number_of_requests
     while proto.inflight:
         await asyncio.sleep(0)
     assert core.announces["udp"] == MAX_INFLIGHT
+
+
+class StuckTransport:
+    """A transport whose peer never reads: its buffer never drains."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closing = self.aborted = False
+
+    def get_extra_info(self, name: str) -> object:
+        return ("10.0.0.9", 5555) if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return sum(map(len, self.written))
+
+    def close(self) -> None:
+        self.closing = True  # waits for the buffer to drain: forever
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def pause_reading(self) -> None:
+        pass
+
+
+def test_a_closing_connection_whose_client_does_not_read_is_aborted_at_the_deadline() -> None:
+    from bitswarm.tracker.server import MemoryStore
+    from bitswarm.tracker.server.http import HttpTrackerProtocol
+
+    config = TrackerConfig(db=None)
+    core = TrackerCore(config, MemoryStore(config.ttl))
+    clock = Clock()
+    guard = connection_guard(config, clock)
+    conns: set[HttpTrackerProtocol] = set()
+    proto = HttpTrackerProtocol(core, None, conns, guard)
+    transport = StuckTransport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    path = announce_url("/announce", req(HASH, 1)).encode()
+    proto.data_received(b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path)
+    assert transport.closing and not transport.aborted  # the last reply queued, close pending
+    clock.t += config.http_idle_timeout + 1
+    for conn, kind in guard.sweep(conns):
+        conn.timed_out(kind)
+    assert transport.aborted
+    proto.connection_lost(None)
+    assert guard.per_ip == {} and not conns

@@ -204,7 +204,12 @@ class HttpTrackerProtocol(asyncio.Protocol):
         """Close a connection past a deadline (``"header"``: 408 first when nothing else is queued;
         ``"idle"``: just close). Unsent data is dropped: a client that does not read loses it."""
         transport = self.transport
-        if transport is None or self._closed:
+        if transport is None:
+            return
+        if self._closed:  # closing after its last reply: only a client that does not read holds it open
+            if transport.get_write_buffer_size():
+                self.core.errors[f"http_{kind}_timeout"] += 1
+                transport.abort()
             return
         self.core.errors[f"http_{kind}_timeout"] += 1
         self._closed = True
