@@ -284,3 +284,21 @@ def test_server_answers_or_closes_on_random_bytes(data):
             await svc.close()
 
     asyncio.run(scenario())
+
+
+async def test_binary_login_is_throttled(server):
+    """Issue 16 item 5: LOGIN (and every password check) is throttled per account: LOGIN_KO with the
+    reason, without checking the password, until the injected clock passes the lock."""
+    host, port, svc = server
+    c = await Client.open(host, port)
+    reg = await c.call(b.Register("zoe", "pw", FILES))
+    replies = [await c.call(b.Login("zoe", "wrong", reg.peer_id)) for _ in range(7)]
+    assert all(isinstance(r, b.Ko) and r.request is b.MessageType.LOGIN for r in replies)
+    assert [("too many failed logins" in r.reason) for r in replies] == [False] * 5 + [True] * 2
+    assert "too many failed logins" in (await c.call(b.Login("zoe", "pw", reg.peer_id))).reason
+    assert "too many failed logins" in (await c.call(b.Register("zoe", "pw", ()))).reason
+    svc.clock.advance(1)
+    assert await c.call(b.Login("zoe", "pw", reg.peer_id)) == b.SimpleOk(
+        b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
+    )
+    c.close()

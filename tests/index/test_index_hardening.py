@@ -3,6 +3,7 @@ every JSON endpoint, secret guids, login throttling, private database files, HTT
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -231,3 +232,68 @@ async def test_federation_needs_the_shared_key(index_db):
                 assert sent and all(e["event"] == "new_tracker" for e in sent)
             await app.state.federation.aclose()
     await svc.close()
+
+
+# -- issue 16 item 5: login throttling, per account and per address ----------------------------------
+
+
+async def _login(c: httpx.AsyncClient, user: str, pw: str) -> httpx.Response:
+    return await c.post("/api/v1/sessions", json={"username": user, "password": pw})
+
+
+async def test_rest_login_is_throttled_per_account_with_exponential_lockout(env):
+    c, _, clock, _ = env
+    await c.post("/api/v1/users", json={"username": "vera", "password": "right password"})
+    answered = 0
+    for _ in range(500):
+        r = await _login(c, "vera", "wrong")
+        if r.status_code == 401:
+            answered += 1
+        else:
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["code"] == "throttled" and "retry in" in r.json()["error"]["message"]
+            assert int(r.headers["retry-after"]) >= 1
+    assert answered == 5  # 500 guesses in a row: five were checked, the rest refused unchecked
+    r = await _login(c, "vera", "right password")
+    assert r.status_code == 429  # locked: even the right password waits
+    clock.advance(int(r.headers["retry-after"]))
+    assert (await _login(c, "vera", "wrong")).status_code == 401  # one more try after the lock ...
+    r = await _login(c, "vera", "wrong")
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"  # ... and the lock doubles
+    clock.advance(2)
+    assert (await _login(c, "vera", "right password")).status_code == 201
+    for _ in range(5):  # a success starts the account over
+        assert (await _login(c, "vera", "wrong")).status_code == 401
+
+
+async def test_rest_login_is_throttled_per_address(env):
+    c, _, clock, _ = env
+    await c.post("/api/v1/users", json={"username": "walt", "password": "right password"})
+    for n in range(20):  # one address guessing across many accounts, a few tries each
+        assert (await _login(c, f"user{n}", "guess")).status_code == 401
+    r = await _login(c, "walt", "right password")
+    assert r.status_code == 429 and "this address" in r.json()["error"]["message"]
+    clock.advance(int(r.headers["retry-after"]))
+    assert (await _login(c, "walt", "right password")).status_code == 201
+    clock.advance(3601)  # an hour without failures: the address starts over
+    for n in range(19):
+        assert (await _login(c, f"other{n}", "guess")).status_code == 401
+
+
+async def test_web_login_is_throttled(env):
+    c, _, _, _ = env
+    await c.post("/register", data={"username": "xena", "password": "right password"})
+    codes = [
+        (await c.post("/login", data={"username": "xena", "password": "bad"})).status_code for _ in range(8)
+    ]
+    assert codes == [401] * 5 + [429] * 3
+    r = await c.post("/login", data={"username": "xena", "password": "bad"})
+    assert "too many failed logins" in r.text and "retry-after" in r.headers
+
+
+async def test_parallel_guesses_cannot_slip_past_the_count(env):
+    c, _, _, _ = env
+    await c.post("/api/v1/users", json={"username": "yuri", "password": "right password"})
+    replies = await asyncio.gather(*(_login(c, "yuri", "wrong") for _ in range(50)))
+    assert sum(r.status_code == 401 for r in replies) <= 5
+    assert all(r.status_code in (401, 429) for r in replies)

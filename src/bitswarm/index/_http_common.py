@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from bitswarm._asgi import ASGIApp, Message, Receive, Scope, Send
-from bitswarm.index._errors import IndexServiceError, ValidationError
+from bitswarm.index._errors import IndexServiceError, Throttled, ValidationError
 
 NATIVE_PREFIX = "/api/v1"
 CENTRALIZED_PATHS = ("/resource", "/heartbeat")
@@ -43,7 +43,10 @@ def error_response(path: str, status: int, code: str, message: str) -> JSONRespo
 
 
 def service_error_response(request: Request, exc: IndexServiceError) -> JSONResponse:
-    return error_response(request.url.path, exc.status, exc.code, str(exc))
+    response = error_response(request.url.path, exc.status, exc.code, str(exc))
+    if isinstance(exc, Throttled):
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+    return response
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:

@@ -198,9 +198,16 @@ def native_router(service: IndexService) -> APIRouter:
         user = await service.create_user(v.username(body.username), v.password(body.password))
         return UserOut(username=user.username)
 
-    @router.post("/sessions", status_code=201, response_model=SessionOut)
-    async def login(body: Credentials) -> SessionOut:
-        s = await service.login(body.username, body.password)
+    @router.post(
+        "/sessions",
+        status_code=201,
+        response_model=SessionOut,
+        responses={429: {"description": "too many failed logins (see Retry-After)"}},
+    )
+    async def login(body: Credentials, request: Request) -> SessionOut:
+        s = await service.login(
+            body.username, body.password, ip=request.client.host if request.client else None
+        )
         return SessionOut(token=s.token, username=s.username, expires_at=s.expires_at)
 
     @router.delete("/sessions", status_code=204)

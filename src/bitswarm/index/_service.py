@@ -41,6 +41,7 @@ from bitswarm.index._model import (
 )
 from bitswarm.index._pgstore import is_postgres_dsn
 from bitswarm.index._store import Store
+from bitswarm.index._throttle import LoginThrottle, ThrottlePolicy
 
 Clock = Callable[[], float]
 _PUBLIC_ID = re.compile(f"[0-9a-fA-F]{{{PUBLIC_ID_LEN}}}")
@@ -129,19 +130,27 @@ class IndexService:
         *,
         clock: Clock = time.time,
         hasher: PasswordHasher | None = None,
+        throttle: ThrottlePolicy | None = None,
     ) -> None:
         self._backend = backend
         self.clock = clock
         self._hasher = hasher or PasswordHasher()
+        self.throttle = LoginThrottle(clock, throttle)
         self._closed = False
 
     @classmethod
     async def open(
-        cls, path: str | Path = ":memory:", *, clock: Clock = time.time, hasher: PasswordHasher | None = None
+        cls,
+        path: str | Path = ":memory:",
+        *,
+        clock: Clock = time.time,
+        hasher: PasswordHasher | None = None,
+        throttle: ThrottlePolicy | None = None,
     ) -> IndexService:
         """Open (creating and migrating if needed) the index at ``path``: a SQLite file (``":memory:"``
-        for a throw-away one) or a ``postgresql://user@host:port/db`` DSN."""
-        return cls(await open_backend(path), clock=clock, hasher=hasher)
+        for a throw-away one) or a ``postgresql://user@host:port/db`` DSN. ``throttle``: the login
+        throttling policy (:mod:`bitswarm.index._throttle`)."""
+        return cls(await open_backend(path), clock=clock, hasher=hasher, throttle=throttle)
 
     @property
     def path(self) -> str:
@@ -176,8 +185,19 @@ class IndexService:
     async def create_user(self, username: str, password: str) -> User:
         return await self._call(Store.create_user, username, await self._hash(password), self.clock())
 
-    async def authenticate(self, username: str, password: str) -> User:
-        """Check a password (argon2); raises :class:`AuthError` for an unknown user or a wrong password."""
+    async def authenticate(self, username: str, password: str, *, ip: str | None = None) -> User:
+        """Check a password (argon2); raises :class:`AuthError` for an unknown user or a wrong password,
+        :class:`Throttled` (without checking) after too many failures for the account or from ``ip``."""
+        self.throttle.begin(username, ip)
+        ok = False
+        try:
+            user = await self._verify(username, password)
+            ok = True
+        finally:
+            self.throttle.end(username, ip, ok=ok)
+        return user
+
+    async def _verify(self, username: str, password: str) -> User:
         try:
             user, stored = await self._call(Store.password_hash, username)
         except NotFound:
@@ -190,7 +210,7 @@ class IndexService:
             await self._call(Store.set_password_hash, user.id, await self._hash(password))
         return user
 
-    async def register_or_authenticate(self, username: str, password: str) -> User:
+    async def register_or_authenticate(self, username: str, password: str, *, ip: str | None = None) -> User:
         """Seed 001 REGISTER: a new username is created, a known one must give its password."""
         try:
             await self._call(Store.password_hash, username)
@@ -199,11 +219,11 @@ class IndexService:
                 return await self.create_user(username, password)
             except Exception:  # lost a race with another registration of the same name
                 pass
-        return await self.authenticate(username, password)
+        return await self.authenticate(username, password, ip=ip)
 
-    async def login(self, username: str, password: str) -> Session:
+    async def login(self, username: str, password: str, *, ip: str | None = None) -> Session:
         """Native API login: an opaque bearer token (only its SHA-256 is stored)."""
-        user = await self.authenticate(username, password)
+        user = await self.authenticate(username, password, ip=ip)
         token = secrets.token_urlsafe(32)
         now = self.clock()
         await self._call(Store.create_session, user.id, token, now, now + SESSION_TTL)

@@ -18,7 +18,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bitswarm.index import _validate as v
-from bitswarm.index._errors import AuthError, Conflict, IndexServiceError, NotFound, ValidationError
+from bitswarm.index._errors import (
+    AuthError,
+    Conflict,
+    IndexServiceError,
+    NotFound,
+    Throttled,
+    ValidationError,
+)
 from bitswarm.index._model import SESSION_TTL, FileRecord, Peer, User
 from bitswarm.index._service import IndexService
 
@@ -117,6 +124,10 @@ def _files_table(items: tuple[FileRecord, ...] | list[FileRecord]) -> str:
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _peers_table(peers: list[Peer], now: float, *, path: dict[str, str | None] | None = None) -> str:
@@ -361,8 +372,8 @@ def web_router(service: IndexService) -> APIRouter:
         name, pw = data.get("username", ""), data.get("password", "")
         try:
             await service.create_user(v.username(name), v.password(pw))
-            session = await service.login(name, pw)
-        except (ValidationError, Conflict, AuthError) as exc:
+            session = await service.login(name, pw, ip=_ip(request))
+        except (ValidationError, Conflict, AuthError, Throttled) as exc:
             return await page(
                 request, "Register", account_form("register", str(exc), name), status=exc.status
             )
@@ -377,9 +388,14 @@ def web_router(service: IndexService) -> APIRouter:
         data = await form(request)
         name, pw = data.get("username", ""), data.get("password", "")
         try:
-            session = await service.login(name[:64], pw[:1024])
-        except AuthError as exc:
-            return await page(request, "Log in", account_form("login", str(exc), name), status=401, user=None)
+            session = await service.login(name[:64], pw[:1024], ip=_ip(request))
+        except (AuthError, Throttled) as exc:
+            response = await page(
+                request, "Log in", account_form("login", str(exc), name), status=exc.status, user=None
+            )
+            if isinstance(exc, Throttled):
+                response.headers["Retry-After"] = str(int(exc.retry_after))
+            return response
         return logged_in(session.token)
 
     @router.post("/logout")

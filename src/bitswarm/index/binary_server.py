@@ -189,25 +189,27 @@ class BinaryIndexServer:
             log.exception("binary index request %s failed", mtype.name)
             return Ko(mtype, "internal error")
 
-    async def _user(self, username: str, password: str) -> User:
-        return await self.service.authenticate(username, password)
+    async def _user(self, username: str, password: str, session: _Session) -> User:
+        return await self.service.authenticate(username, password, ip=session.ip)
 
     async def _dispatch(self, event: Request, session: _Session) -> Reply:
         svc = self.service
         if isinstance(event, Register):
             specs = _specs(event.files)
-            user = await svc.register_or_authenticate(v.username(event.username), v.password(event.password))
+            user = await svc.register_or_authenticate(
+                v.username(event.username), v.password(event.password), ip=session.ip
+            )
             guid = await svc.register_with_files(user, specs, ip=session.ip)
             return RegisterOk(guid)
         if isinstance(event, RegisterUpdate):
             specs = _specs(event.files)
-            user = await self._user(event.username, event.password)
+            user = await self._user(event.username, event.password, session)
             guid = v.guid(event.peer_id, "id")
             await svc.check_owner(guid, user)
             await svc.replace_files(guid, specs)
             return SimpleOk(MessageType.REGISTER_UPDATE_OK, "REGISTER UPDATE SUCCESS")
         if isinstance(event, Login):
-            user = await self._user(event.username, event.password)
+            user = await self._user(event.username, event.password, session)
             guid = v.guid(event.peer_id, "id")
             await svc.check_owner(guid, user)
             await svc.login_peer(guid, user=user, ip=session.ip, port=event.port)
@@ -220,7 +222,7 @@ class BinaryIndexServer:
             await svc.keep_alive(guid, require_login=True)
             return SimpleOk(MessageType.KEEP_ALIVE_OK, "KEEP ALIVE SUCCESS")
         if isinstance(event, Logout):
-            user = await self._user(event.username, event.password)
+            user = await self._user(event.username, event.password, session)
             guid = v.guid(event.peer_id, "id")
             await svc.check_owner(guid, user)
             await svc.logout_peer(guid, user=user)
