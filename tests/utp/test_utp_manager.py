@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -266,3 +267,30 @@ async def test_pause_reading_pushes_back_on_the_writer() -> None:
     finally:
         server.close()
         client.close()
+
+
+async def _gso_transfer(gso: bool) -> int:
+    size = 3 << 20
+    server, client, accepted = await pair(expect=size, use_gso=gso)
+    try:
+        stream, src = await client.connect(server.address, Source, timeout=TIMEOUT)
+        data = os.urandom(size)
+        await write_all(stream, src, data)
+        await Watch.until(lambda: bool(accepted))
+        await asyncio.wait_for(accepted[0].done, TIMEOUT)
+        assert bytes(accepted[0].data) == data
+        return client.stats.gso_sends
+    finally:
+        server.close()
+        client.close()
+
+
+async def test_plain_sends_when_gso_is_off() -> None:
+    assert await _gso_transfer(False) == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="UDP GSO is Linux-only")
+def test_gso_batches_runs_of_datagrams_under_uvloop() -> None:
+    import uvloop  # a dependency on Linux, and the loop bitswarm runs on: it reads datagrams in bursts
+
+    assert uvloop.run(_gso_transfer(True)) > 0

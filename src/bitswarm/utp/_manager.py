@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import os
 import random
 import socket
+import struct
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +48,11 @@ Addr = tuple[str, int]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 _SYN, _RESET = int(PacketType.SYN), int(PacketType.RESET)
 _SOCKET_BUFFER = 4 << 20
+# Linux UDP generic segmentation offload: one sendmsg carries a run of equal-size datagrams (the
+# kernel cuts it). Measured on loopback: the sender's sendto per datagram was its largest cost.
+_UDP_SEGMENT = 103
+_GSO_MAX_SEGMENTS = 44  # 44 x 1420 bytes stays under the 64 KiB UDP limit (and the 64-segment cap)
+_U16 = struct.Struct("=H")
 
 
 @dataclass(slots=True)
@@ -55,6 +63,7 @@ class ManagerStats:
     invalid: int = 0  # looked like uTP, failed to parse
     resets_sent: int = 0  # replies to packets for unknown connections
     refused: int = 0  # SYNs over max_connections or with no accept factory
+    gso_sends: int = 0  # sendmsg calls that carried several datagrams (UDP GSO)
 
 
 class _Entry:
@@ -81,11 +90,13 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         config: UtpConfig | None = None,
         max_connections: int = 1000,
         rng: random.Random | None = None,
+        use_gso: bool = True,
     ) -> None:
         self.accept = accept
         self.on_other_datagram = on_other_datagram
         self.config = config or UtpConfig()
         self.max_connections = max_connections
+        self.use_gso = use_gso
         self.stats = ManagerStats()
         self._rng = rng or random.Random()
         self._loop = asyncio.get_running_loop()
@@ -98,6 +109,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._heap_seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._gso: socket.socket | None = None
         self.closed = asyncio.Event()
 
     @classmethod
@@ -116,9 +128,15 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+            if self.use_gso and sys.platform == "linux":
+                # a plain socket object on a duplicate of the transport's descriptor: asyncio's and
+                # uvloop's socket wrappers do not offer sendmsg
+                with contextlib.suppress(OSError):
+                    self._gso = socket.socket(fileno=os.dup(sock.fileno()))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._drop_gso()
         for entry in list(self._conns.values()):
             entry.conn.abort()
             self._lost(entry, ConnectionAbortedError("uTP socket closed"))
@@ -269,10 +287,13 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         conn = entry.conn
         out = conn.datagrams_to_send(now)
         if out and self._transport is not None:
-            sendto = self._transport.sendto
-            addr = entry.addr
-            for dgram in out:
-                sendto(dgram, addr)
+            if self._gso is not None and len(out) > 2:
+                self._send_gso(out, entry.addr)
+            else:
+                sendto = self._transport.sendto
+                addr = entry.addr
+                for dgram in out:
+                    sendto(dgram, addr)
             self.stats.datagrams_out += len(out)
         self._events(entry)
         if entry.stream is not None:
@@ -285,6 +306,40 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             entry.deadline = t
             self._heap_seq += 1
             heapq.heappush(self._heap, (t, self._heap_seq, entry))
+
+    def _send_gso(self, out: list[bytes], addr: Addr) -> None:
+        """Runs of equal-size datagrams (and one shorter datagram closing a run) in one sendmsg."""
+        assert self._transport is not None
+        sendto = self._transport.sendto
+        i, n = 0, len(out)
+        while i < n:
+            size = len(out[i])
+            j = i + 1
+            while j < n and j - i < _GSO_MAX_SEGMENTS and len(out[j]) == size:
+                j += 1
+            if j < n and j - i < _GSO_MAX_SEGMENTS and len(out[j]) < size:
+                j += 1
+            gso = self._gso
+            if j - i < 2 or gso is None:
+                for k in range(i, j):
+                    sendto(out[k], addr)
+            else:
+                try:
+                    gso.sendmsg(
+                        [b"".join(out[i:j])], [(socket.SOL_UDP, _UDP_SEGMENT, _U16.pack(size))], 0, addr
+                    )
+                    self.stats.gso_sends += 1
+                except OSError as exc:
+                    if not isinstance(exc, BlockingIOError):
+                        self._drop_gso()  # no GSO here (old kernel, device): datagram by datagram
+                    for k in range(i, j):
+                        sendto(out[k], addr)  # the transport queues them while the socket is full
+            i = j
+
+    def _drop_gso(self) -> None:
+        if self._gso is not None:
+            self._gso.close()
+            self._gso = None
 
     def _arm(self) -> None:
         heap = self._heap
