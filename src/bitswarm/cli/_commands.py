@@ -56,8 +56,11 @@ def load(argv: list[str] | None = None) -> None:
     """Register the commands ``argv`` needs: one module when it names a known command, else all."""
     name = command_of(argv) if argv is not None else None
     module = COMMAND_MODULES.get(name) if name is not None else None
-    for mod in [module] if module is not None else sorted(set(COMMAND_MODULES.values())):
-        import_module(f"bitswarm.cli.{mod}")
+    try:
+        for mod in [module] if module is not None else sorted(set(COMMAND_MODULES.values())):
+            import_module(f"bitswarm.cli.{mod}")
+    except KeyboardInterrupt:  # Ctrl-C while starting: a quiet exit (128 + SIGINT), not a traceback
+        raise SystemExit(130) from None
 
 
 def only_invoked(commands: list[CommandInfo], argv: list[str]) -> list[CommandInfo]:

@@ -2,19 +2,27 @@
 
 Progress: a Rich bar on stderr (percent, rates, peers, ETA) when stderr is a terminal; with
 ``--json`` one JSON object per line on stdout — ``{"event": "progress", ...status}`` every half
-second and one line per session event (``piece_verified``, ``torrent_completed`` ...). Ctrl-C or
-SIGTERM stops cleanly (``stopped`` announce, resume data saved); running the same command again
-resumes where it stopped.
+second and one line per session event (``piece_verified``, ``torrent_completed`` ...).
+
+Stopping: Ctrl-C (SIGINT) or SIGTERM stops every command within :data:`STOP_DEADLINE` seconds, in
+every phase — starting, fetching a magnet's metadata, checking existing data, creating a torrent,
+downloading, seeding. The phase under way is cancelled (a check cut short saves the pieces it
+verified), resume data is saved, and the clean shutdown (``stopped`` announces, closing files) gets
+the rest of the time; whatever is still unfinished then does not hold the process. Running the same
+command again resumes where it stopped. A command stopped before it finished exits with code 130.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -25,6 +33,15 @@ from bitswarm.session import Session, SessionConfig, TorrentHandle
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+T = TypeVar("T")
+
+#: Seconds from SIGTERM/SIGINT to the end of the process, whatever it was doing.
+STOP_DEADLINE = 1.5
+#: Of those, what saving resume data and the clean close of the session may take.
+_CLOSE_BUDGET = 1.0
+#: Exit code of a command stopped by a signal before it finished (128 + SIGINT, as shells report).
+EXIT_STOPPED = 130
 
 PortOption = Annotated[
     int, typer.Option("--port", "-p", help="TCP port to listen on for peers (0: any free).")
@@ -79,6 +96,8 @@ def _run(main: Any) -> None:
         runner = asyncio.run
     try:
         runner(main())
+    except _Stopped:
+        raise typer.Exit(EXIT_STOPPED) from None
     except BitswarmError as exc:
         fail(str(exc))
 
@@ -146,12 +165,100 @@ class _Display:
         if self.json:
             print_json({"event": kind, **data})
 
+    def checking(self, name: str) -> Callable[[int, int], None]:
+        """A ``progress`` callback for checking existing data: ``{"event": "checking", "done": pieces
+        hashed, "total": pieces to hash}`` at most twice a second, and once at the end."""
+        last = 0.0
 
-def _install_stop(stop: asyncio.Event) -> None:
+        def progress(done: int, total: int) -> None:
+            nonlocal last
+            now = asyncio.get_running_loop().time()
+            if total and (now - last >= 0.5 or done == total):
+                last = now
+                self.event("checking", name=name, done=done, total=total)
+
+        return progress
+
+
+class _Stopped(Exception):
+    """A stop signal came while the command was starting, fetching metadata, checking or hashing."""
+
+
+def catch_stop_signals() -> None:
+    """From the start of a command until its event loop takes over: SIGINT/SIGTERM exit at once
+    (nothing is running yet that could save anything), quietly, with :data:`EXIT_STOPPED`."""
+
+    def early(signum: int, frame: object) -> None:
+        raise SystemExit(EXIT_STOPPED)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, early)
+
+
+def _exit_by_deadline() -> None:
+    """The clean shutdown gets :data:`STOP_DEADLINE` seconds; then the process ends anyway (an
+    unanswered ``stopped`` announce, a hashing thread or a DNS lookup must not keep it alive)."""
+    timer = threading.Timer(STOP_DEADLINE, os._exit, args=(EXIT_STOPPED,))
+    timer.daemon = True
+    timer.start()
+
+
+def install_stop(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set ``stop`` (and start the :data:`STOP_DEADLINE` clock)."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            _exit_by_deadline()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
+
+
+async def until_stopped(
+    stop: asyncio.Event, aw: Awaitable[T], on_stop: Callable[[], None] | None = None
+) -> T:
+    """``await aw``, unless ``stop`` is set first: then ``aw`` is cancelled, its own clean-up runs
+    (briefly: a check cut short saves what it verified), ``on_stop`` is called and :class:`_Stopped`
+    raised. Every long phase of a command (start, metadata, checking, hashing) is raced this way."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    if on_stop is not None:
+        on_stop()
+    task.cancel()
+    await asyncio.wait({task}, timeout=_CLOSE_BUDGET)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: a clean-up error after the stop is not worth reporting
+    raise _Stopped
+
+
+@contextlib.asynccontextmanager
+async def peer_session(config: SessionConfig, stop: asyncio.Event) -> AsyncIterator[Session]:
+    """A started :class:`Session`, closed on exit; after a stop signal the close saves resume data
+    first and is cut off at :data:`_CLOSE_BUDGET` seconds."""
+    session = Session(config)
+    try:
+        await until_stopped(stop, session.start())
+        yield session
+    finally:
+        if not stop.is_set():
+            await session.close()
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_BUDGET):
+                    await asyncio.gather(*(h.save_resume() for h in session.torrents), return_exceptions=True)
+                    await session.close()
 
 
 async def _pump_events(session: Session, display: _Display) -> None:
@@ -248,6 +355,7 @@ def download(
 
     Running it again with the same directory resumes the download.
     """
+    catch_stop_signals()
     torrent = _load_source(source)
     config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
     peers = [parse_hostport(p) for p in peer or []]
@@ -255,22 +363,24 @@ def download(
 
     async def main() -> None:
         stop = asyncio.Event()
-        _install_stop(stop)
+        install_stop(stop)
         display = _Display(json_out)
-        async with Session(config) as session:
+        async with peer_session(config, stop) as session:
             pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
             if isinstance(torrent, str):
                 display.event("metadata", magnet=torrent, port=session.port)
                 if not json_out and err_console.is_terminal:
                     err_console.print("fetching the torrent's metadata from peers ...")
-            handle = await session.add(
+            adding = session.add(
                 torrent,
                 output,
                 trackers=tracker or [],
                 peers=peers,
                 sequential=sequential,
                 metadata_timeout=metadata_timeout,
+                progress=display.checking(torrent if isinstance(torrent, str) else torrent.name),
             )
+            handle = await until_stopped(stop, adding)  # metadata fetch and checking end on a signal
             display.event("started", name=handle.name, info_hash=handle.info_hash.hex(), port=session.port)
             with display:
                 done = await _drive(session, [handle], display, until_complete=True, stop=stop)
@@ -338,11 +448,10 @@ async def _seed_forever(
     trackers: list[str],
     json_out: bool,
     peers: list[tuple[str, int]],
+    stop: asyncio.Event,
     tracker_server: Any = None,
     index: str | None = None,
 ) -> None:
-    stop = asyncio.Event()
-    _install_stop(stop)
     display = _Display(json_out)
     try:
         await _seed_session(torrents, config, trackers, json_out, peers, stop, display, index)
@@ -362,11 +471,14 @@ async def _seed_session(
     index: str | None = None,
 ) -> None:
     host = config.listen_host
-    async with Session(config) as session, contextlib.AsyncExitStack() as stack:
+    async with peer_session(config, stop) as session, contextlib.AsyncExitStack() as stack:
         pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
         handles = []
         for torrent, save in torrents:
-            h = await session.add(torrent, save, trackers=trackers, peers=peers)
+            adding = session.add(
+                torrent, save, trackers=trackers, peers=peers, progress=display.checking(torrent.name)
+            )
+            h = await until_stopped(stop, adding)
             st = h.status()
             if st.state != "seeding":
                 fail(f"{save}: only {st.progress:.1%} of {torrent.name!r} is there and verified", code=1)
@@ -376,7 +488,8 @@ async def _seed_session(
             from bitswarm.index.client import announce_share
 
             for h in handles:
-                reg = await stack.enter_async_context(announce_share(index, h.torrent, host, session.port))
+                registering = stack.enter_async_context(announce_share(index, h.torrent, host, session.port))
+                reg = await until_stopped(stop, registering)
                 display.event("indexed", name=h.name, file_id=reg.file_id, peer_guid=reg.peer_guid)
         if not json_out:
             err_console.print(f"seeding on port {session.port} (Ctrl-C to stop)")
@@ -400,18 +513,21 @@ def seed(
     json_out: JsonOption = False,
 ) -> None:
     """Seed a torrent whose content is already on disk (it is verified first)."""
+    catch_stop_signals()
     torrent = _load(torrent_path)
     save = _seed_paths(torrent, data)
     peers = [parse_hostport(p) for p in peer or []]
     config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
 
     async def main() -> None:
+        stop = asyncio.Event()
+        install_stop(stop)
         server = url = None
         if embed_tracker is not None:
             server, url = await _start_embedded_tracker(embed_tracker)
             _announce_tracker(url, json_out)
         extra = [*(tracker or []), *([url] if url else [])]
-        await _seed_forever([(torrent, save)], config, extra, json_out, peers, server)
+        await _seed_forever([(torrent, save)], config, extra, json_out, peers, stop, server)
 
     _run(main)
 
@@ -449,19 +565,29 @@ def share(
     """
     from bitswarm.metainfo import magnet_from_torrent, make_torrent
 
+    catch_stop_signals()
     if not path.exists():
         fail(f"{path} does not exist")
     out = output or Path(f"{path.resolve().name}.torrent")
     config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
 
     async def main() -> None:
+        stop = asyncio.Event()
+        install_stop(stop)
         server = url = None
         if embed_tracker is not None:
             server, url = await _start_embedded_tracker(embed_tracker)
             _announce_tracker(url, json_out)
         tiers = [[t] for t in tracker or []] or ([[url]] if url else [])
+        interrupted = threading.Event()
+
+        def hashed(done: int, total: int) -> None:  # runs in the hashing thread: a stop ends it
+            if interrupted.is_set():
+                raise _Stopped
+
         try:
-            made = await asyncio.to_thread(make_torrent, path, trackers=tiers)
+            hashing = asyncio.to_thread(make_torrent, path, trackers=tiers, progress=hashed)
+            made = await until_stopped(stop, hashing, on_stop=interrupted.set)
             out.write_bytes(made.data)
         except BaseException:
             if server is not None:
@@ -476,6 +602,6 @@ def share(
         sys.stdout.flush()
         extra = [url] if url and tracker else []
         save = path.resolve().parent
-        await _seed_forever([(torrent, save)], config, extra, json_out, [], server, index)
+        await _seed_forever([(torrent, save)], config, extra, json_out, [], stop, server, index)
 
     _run(main)

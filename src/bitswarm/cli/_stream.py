@@ -7,8 +7,6 @@ fetches what is under the read position first and reads ahead, and seeking works
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +22,12 @@ from bitswarm.cli._peer import (
     TrackerOption,
     _config,
     _load_source,
+    _run,
+    catch_stop_signals,
+    install_stop,
     parse_hostport,
+    peer_session,
+    until_stopped,
 )
 
 
@@ -45,27 +48,22 @@ def stream(
     json_out: Annotated[bool, typer.Option("--json", help="Print the URLs as one JSON line.")] = False,
 ) -> None:
     """Download SOURCE and serve its files over HTTP while it downloads (Range requests, seeking)."""
-    from bitswarm.session import Session
     from bitswarm.session.stream import StreamServer
 
+    catch_stop_signals()
     torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
     output.mkdir(parents=True, exist_ok=True)
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        async with Session(_config(host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)) as session:
-            handle = await session.add(
-                torrent,
-                output,
-                trackers=tracker or [],
-                peers=peers,
-                sequential=True,
-            )
+        install_stop(stop)  # every phase (metadata, checking, streaming) ends within 2 s of a signal
+        config = _config(host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
+        async with peer_session(config, stop) as session:
+            if json_out and isinstance(torrent, str):
+                print_json({"event": "metadata", "magnet": torrent, "port": session.port})
+            adding = session.add(torrent, output, trackers=tracker or [], peers=peers, sequential=True)
+            handle = await until_stopped(stop, adding)
             files = handle.torrent.info.data_files
             if file is not None and not 0 <= file < len(files):
                 fail(f"--file must be 0..{len(files) - 1}, got {file}")
@@ -89,9 +87,4 @@ def stream(
             finally:
                 await server.stop()
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:  # pragma: no cover
-        asyncio.run(main())
+    _run(main)
