@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from bitswarm.daemon import Daemon, create_app
+from bitswarm.daemon import Daemon, HttpLimits, create_app, server_config
 from bitswarm.metainfo import Torrent, create_torrent, parse_torrent
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 
@@ -44,14 +44,15 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(data: Path, *, token: str = TOKEN, **kw: object) -> AsyncIterator[Running]:
-    """A started daemon on ``data`` with its API served on 127.0.0.1:<free port>."""
+async def running_daemon(
+    data: Path, *, token: str = TOKEN, limits: HttpLimits | None = None, **kw: object
+) -> AsyncIterator[Running]:
+    """A started daemon on ``data`` with its API served on 127.0.0.1:<free port> (as ``bitswarm
+    daemon`` serves it: uvicorn with the daemon's HTTP limits)."""
     d = Daemon(data, session_config(**kw))
     tok = d.data.token(token)
     await d.start()
-    server = _QuietServer(
-        uvicorn.Config(create_app(d, tok), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
+    server = _QuietServer(server_config(create_app(d, tok), "127.0.0.1", 0, limits))
     task = asyncio.get_running_loop().create_task(server.serve())
     try:
         async with asyncio.timeout(10):

@@ -11,6 +11,9 @@ Config file (``--config daemon.toml``), top-level keys named like the options pl
     dht = true
     lsd = false
     download_rate_limit = 0   # bytes/s, also settable at run time (PUT /api/v1/limits)
+    api_max_per_ip = 64       # open API connections per client address (0: no cap)
+    api_header_timeout = 10   # seconds for a request's line and headers
+    api_idle_timeout = 30     # seconds a keep-alive API connection may stay silent
 
 Command-line options win over the file.
 """
@@ -50,6 +53,9 @@ _KEYS = {
     "upload_slots",
     "seed_upload_slots",
     "announce_ip",
+    "api_max_per_ip",
+    "api_header_timeout",
+    "api_idle_timeout",
 }
 
 ApiOption = Annotated[
@@ -93,7 +99,7 @@ def daemon(
     json_out: Annotated[bool, typer.Option("--json", help="Print the startup line as JSON.")] = False,
 ) -> None:
     """Run a BitTorrent client in the background, controlled by a REST API and a web UI."""
-    from bitswarm.daemon import Daemon, create_app
+    from bitswarm.daemon import Daemon, HttpLimits, create_app, server_config
     from bitswarm.daemon.client import default_data_dir
     from bitswarm.session import SessionConfig
 
@@ -119,9 +125,24 @@ def daemon(
     if hasattr(scfg, "dht_state_file"):
         scfg.dht_state_file = str(Path(data_dir) / "dht.state")
 
+    dflt = HttpLimits()
+    try:
+        limits = HttpLimits(
+            header_timeout=float(cfg.get("api_header_timeout", dflt.header_timeout)),
+            idle_timeout=float(cfg.get("api_idle_timeout", dflt.idle_timeout)),
+            max_per_ip=int(cfg.get("api_max_per_ip", dflt.max_per_ip)),
+        )
+    except (TypeError, ValueError):
+        fail("api_header_timeout and api_idle_timeout are seconds, api_max_per_ip a number")
+    if not limits.header_timeout > 0 or not limits.idle_timeout > 0 or limits.max_per_ip < 0:
+        fail("api_header_timeout and api_idle_timeout must be > 0, api_max_per_ip >= 0")
+
     async def main() -> None:
         import uvicorn
 
+        from bitswarm.tracker.server.limits import raise_nofile_limit
+
+        raise_nofile_limit()  # every API connection and peer is a descriptor
         try:
             d = Daemon(data_dir, scfg, download_dir=dl_dir)
         except OSError as exc:
@@ -136,17 +157,7 @@ def daemon(
             def capture_signals(self) -> Iterator[None]:  # our own handlers stop the daemon
                 yield
 
-        server = _Server(
-            uvicorn.Config(
-                fastapi_app,
-                host=api_host,
-                port=api_port,
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=3,
-                access_log=False,
-            )
-        )
+        server = _Server(server_config(fastapi_app, api_host, api_port, limits, timeout_graceful_shutdown=3))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

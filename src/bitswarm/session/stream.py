@@ -1,6 +1,13 @@
 """Play while downloading: an async seekable reader over one file of a torrent, and an HTTP server
 with ``Range`` support on top of it (``bitswarm stream``).
 
+The HTTP server never trusts a client to be polite (:class:`HttpLimits`, shared with the daemon's
+API): a request's line and headers must arrive within ``header_timeout`` of its first byte (of the
+accept, for the first request), a keep-alive connection may stay silent ``idle_timeout`` between
+requests, each client address (an IPv6 /64) holds at most ``max_per_ip`` connections and the server
+``max_connections``; the request head is capped at ``max_head_bytes``, requests with a body are
+refused (413) and at most a few pipelined requests are queued before reading pauses.
+
 A read of ``[offset, offset + n)`` turns into pieces of the torrent's piece space; pieces not yet
 verified get a picker *deadline* (the piece under the read position first, then ``readahead`` bytes
 ahead, later deadlines further out), so the engine fetches them before anything else. The read then
@@ -13,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import mimetypes
 import os
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitswarm.errors import BitswarmError
@@ -221,13 +231,101 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Per-client limits of bitswarm's own HTTP servers (the streaming server, the daemon's API)."""
+
+    #: a request's line and headers must arrive within this many seconds of its first byte (for the
+    #: first request of a connection: of the accept); else ``408`` and close
+    header_timeout: float = 10.0
+    #: a request body (daemon API only) must arrive within this many seconds of the end of the headers
+    body_timeout: float = 60.0
+    #: a keep-alive connection is closed after this many seconds of silence between requests
+    idle_timeout: float = 30.0
+    #: open connections per client address (an IPv4 address, an IPv6 /64); 0: no cap; ``503`` beyond
+    max_per_ip: int = 64
+    #: open connections in all; ``503`` beyond
+    max_connections: int = 1024
+    #: request line plus headers, in bytes; ``431`` beyond
+    max_head_bytes: int = 16 * 1024
+
+
+class ConnectionCounter:
+    """Open connections per client address and in all, within the caps of :class:`HttpLimits`."""
+
+    def __init__(self, limits: HttpLimits) -> None:
+        self.limits = limits
+        self.per_ip: dict[str, int] = {}
+        self.total = 0
+
+    def admit(self, host: str) -> str | None:
+        """Count a new connection from ``host``; its key for :meth:`release`, or None when refused."""
+        key = client_key(host)
+        count = self.per_ip.get(key, 0)
+        lim = self.limits
+        if (lim.max_per_ip and count >= lim.max_per_ip) or self.total >= lim.max_connections:
+            return None
+        self.per_ip[key] = count + 1
+        self.total += 1
+        return key
+
+    def release(self, key: str) -> None:
+        count = self.per_ip.pop(key, 0) - 1
+        if count > 0:
+            self.per_ip[key] = count
+        self.total -= 1
+
+
+def client_key(host: str) -> str:
+    """The per-IP cap's key: the IPv4 address, or the /64 of an IPv6 address."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+class Deadline:
+    """One re-armable timer of a connection: ``expire`` runs unless it is re-armed or cancelled."""
+
+    def __init__(self, expire: Callable[[], None]) -> None:
+        self._expire = expire
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self, seconds: float) -> None:
+        self.cancel()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+#: Pipelined requests queued on one connection before it stops reading.
+MAX_PIPELINED = 8
+
+
 class StreamServer:
     """Serves every file of a torrent over HTTP while it downloads: ``/`` lists the files,
-    ``/files/<index>/<name>`` streams one (``GET``/``HEAD``, ``Range``, keep-alive)."""
+    ``/files/<index>/<name>`` streams one (``GET``/``HEAD``, ``Range``, keep-alive), within
+    ``limits``."""
 
-    def __init__(self, handle: TorrentHandle, *, readahead: int = DEFAULT_READAHEAD) -> None:
+    def __init__(
+        self,
+        handle: TorrentHandle,
+        *,
+        readahead: int = DEFAULT_READAHEAD,
+        limits: HttpLimits | None = None,
+    ) -> None:
         self.handle = handle
         self.readahead = readahead
+        self.limits = limits or HttpLimits()
+        self.connections = ConnectionCounter(self.limits)
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -315,9 +413,12 @@ def _head(status: int, reason: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _error(status: int, reason: str, text: str) -> bytes:
+def _error(status: int, reason: str, text: str, *, close: bool = False) -> bytes:
     body = f"{text}\n".encode()
-    return _head(status, reason, {"Content-Type": "text/plain", "Content-Length": str(len(body))}) + body
+    headers = {"Content-Type": "text/plain", "Content-Length": str(len(body))}
+    if close:
+        headers["Connection"] = "close"
+    return _head(status, reason, headers) + body
 
 
 CHUNK = 256 * 1024
@@ -328,30 +429,61 @@ class _HttpProtocol(asyncio.Protocol):
         import httptools
 
         self.server = server
+        self.limits = server.limits
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self._key: str | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
+        self._head_bytes = 0
+        self._refusal: bytes | None = None
         self._queue: asyncio.Queue[tuple[str, str, dict[str, str], bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
+        self._busy = False  #: a response is being produced (no clock runs)
+        self._in_request = False  #: a request's line and headers are arriving
+        self._served = 0
+        self._deadline = Deadline(self._timed_out)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._key = self.server.connections.admit(str(peer[0]) if peer else "")
+        if self._key is None:
+            self._refuse(_error(503, "Service Unavailable", "too many connections", close=True))
+            return
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     def data_received(self, data: bytes) -> None:
         import httptools
 
+        if self._refusal is not None or self.transport is None or self.transport.is_closing():
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            if self.transport is not None:
-                self.transport.write(_error(400, "Bad Request", "bad request"))
-                self.transport.close()
+            self._refuse(self._refusal or _error(400, "Bad Request", "bad request", close=True))
+
+    def _refuse(self, reply: bytes) -> None:
+        """Answer ``reply`` and close (the request is not served)."""
+        self._refusal = reply
+        self._deadline.cancel()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(reply)
+            self.transport.close()
+
+    def _timed_out(self) -> None:
+        if not self._busy and (self._in_request or not self._served):
+            self._refuse(_error(408, "Request Timeout", "request timeout", close=True))
+        elif self.transport is not None:  # a silent keep-alive connection (or a stalled pipeline)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._deadline.cancel()
+        if self._key is not None:
+            self.server.connections.release(self._key)
+            self._key = None
         if self._task is not None:
             self._task.cancel()
 
@@ -365,27 +497,58 @@ class _HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = {}
+        self._head_bytes = 0
+        self._in_request = True
+        self._deadline.arm(self.limits.header_timeout)
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > self.limits.max_head_bytes:
+            self._refusal = _error(
+                431, "Request Header Fields Too Large", "request head too large", close=True
+            )
+            raise ValueError("request head too large")  # stops the parser: data_received refuses
 
     def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
         self._url += url
-        if len(self._url) > 8192:
-            raise ValueError("url too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
         if len(self._headers) < 100:
             self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        if self._headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in self._headers:
+            self._refusal = _error(413, "Content Too Large", "requests take no body", close=True)
+            raise ValueError("request with a body")
 
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode()
         keep = self.parser.should_keep_alive()
+        self._in_request = False
+        self._deadline.cancel()
         self._queue.put_nowait((method, self._url.decode("latin-1"), dict(self._headers), keep))
+        if self._queue.qsize() >= MAX_PIPELINED and self.transport is not None:
+            self.transport.pause_reading()  # a client that pipelines without reading waits
 
     async def _serve(self) -> None:
         transport = self.transport
         assert transport is not None
         try:
             while True:
+                if self._queue.empty():
+                    self._busy = False
+                    if not self._in_request:  # waiting for the first request, or idle between two
+                        lim = self.limits
+                        self._deadline.arm(lim.idle_timeout if self._served else lim.header_timeout)
                 method, url, headers, keep = await self._queue.get()
+                self._busy = True
+                self._served += 1
+                if self._queue.qsize() < MAX_PIPELINED // 2 and not transport.is_closing():
+                    transport.resume_reading()
+                if not self._in_request:
+                    self._deadline.cancel()  # no clock runs while a response is produced
                 if method not in ("GET", "HEAD"):
                     transport.write(_error(405, "Method Not Allowed", "only GET and HEAD"))
                     continue
@@ -398,11 +561,12 @@ class _HttpProtocol(asyncio.Protocol):
                             chunk = await reader.read_range(pos, min(CHUNK, left))
                             if not chunk:
                                 break
-                            await self._writable.wait()
+                            if not self._writable.is_set():  # a client that stops reading is cut off
+                                await asyncio.wait_for(self._writable.wait(), self.limits.idle_timeout)
                             transport.write(chunk)
                             pos += len(chunk)
                             left -= len(chunk)
-                    except StreamError:
+                    except (StreamError, TimeoutError):
                         transport.close()  # headers are out: the only honest signal is to cut
                         return
                     finally:
