@@ -14,7 +14,9 @@ and for a non-default ``max_depth``. Depth limits: 4096 on the fast path (bencod
 :data:`DEFAULT_MAX_DEPTH` on the reference path. See ``docs/benchmarks.md`` for the measurements.
 
 Decoded values: ``int``, ``bytes``, ``list`` and ``dict[bytes, ...]``. Every decoding failure raises
-:class:`BencodeError` (a :class:`~bitswarm.errors.RemoteProtocolError`) carrying the byte offset.
+:class:`BencodeError` (a :class:`~bitswarm.errors.RemoteProtocolError`) carrying the byte offset. An
+integer has at most 20 digits (every 64-bit value fits; ``.torrent`` files included): a longer one is a
+``BencodeError`` on the fast path too, whose input is pre-scanned for one (``docs/security.md``).
 """
 
 from bitswarm.bencode._codec import (
