@@ -68,7 +68,7 @@ async def test_hybrid_magnet_survives_restarts(tmp_path: Path, sig: signal.Signa
     (data).mkdir()
     (data / "token").write_text(TOKEN + "\n")
     async with seeder(content, t) as (s, _):
-        s.upload_limiter.set_rate(150_000)  # slow enough to stop it half-way
+        s.upload_limiter.set_rate(100_000)  # slow enough to stop it half-way
         magnet = magnet_from_torrent(t).to_uri() + f"&x.pe=127.0.0.1:{s.port}"
         async with _daemon(data, sig) as api, httpx.AsyncClient(base_url=api, timeout=10, headers=_AUTH) as c:
             added = await c.post("/api/v1/torrents", json={"magnet": magnet})
