@@ -302,3 +302,58 @@ async def test_binary_login_is_throttled(server):
         b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
     )
     c.close()
+
+
+def test_codec_caps_the_payload_before_login():
+    """Issue 16 item 7: before LOGIN_OK a server connection takes at most 16 KiB of payload (a LOGIN or
+    a REGISTER fits), refused as soon as the header is in; after login the 1 MiB cap applies."""
+    assert b.MAX_PAYLOAD_BEFORE_LOGIN <= 16 * 1024
+    conn = b.IndexConnection("server")
+    conn.receive_data(struct.pack("!IB", b.MAX_PAYLOAD_BEFORE_LOGIN + 1, b.MessageType.REGISTER))
+    with pytest.raises(IndexCodecError) as err:
+        conn.next_event()
+    assert isinstance(err.value.hint, b.Error) and "before login" in err.value.hint.reason
+    conn = b.IndexConnection("server")
+    conn.send(b.SimpleOk(b.MessageType.LOGIN_OK, "LOGIN SUCCESS"))
+    conn.receive_data(struct.pack("!IB", b.MAX_PAYLOAD_BEFORE_LOGIN + 1, b.MessageType.REGISTER_UPDATE))
+    assert conn.next_event() is b.NEED_DATA
+    # a REGISTER of 100 files fits before login
+    files = tuple(b.SharedFile(f"file number {n:04d}.bin", "1.5", "a" * 40) for n in range(100))
+    conn = b.IndexConnection("server")
+    conn.receive_data(b.encode(b.Register("alice", "pw", files)))
+    assert isinstance(conn.next_event(), b.Register)
+
+
+async def test_server_caps_unauthenticated_connections():
+    """Issue 16 item 7: connections per address are capped, an oversized frame before login is
+    refused at once, and a connection that does not log in is closed at the login timeout (10 s by
+    default, configurable)."""
+    assert BinaryIndexServer.__init__.__kwdefaults__["login_timeout"] <= 10
+    svc = await IndexService.open(":memory:", clock=FakeClock(), hasher=FAST_HASHER)
+    srv = BinaryIndexServer(svc, login_timeout=0.5, max_per_ip=4)
+    host, port = await srv.start("127.0.0.1", 0)
+    try:
+        idle = [await asyncio.open_connection(host, port) for _ in range(4)]
+        extra = await Client.open(host, port)
+        assert (await extra.reply()) == b.Error("too many connections from this address")
+        assert await asyncio.wait_for(extra.reader.read(), 5) == b""  # and closed
+        # the idle ones are closed at the login timeout, which frees the slots
+        for reader, _ in idle:
+            assert b"login timeout" in await asyncio.wait_for(reader.read(), 5)
+        big = await Client.open(host, port)
+        big.writer.write(struct.pack("!IB", 1 << 20, b.MessageType.REGISTER) + b"x" * 1000)
+        reply = await big.reply()
+        assert isinstance(reply, b.Error) and "before login" in reply.reason
+        assert await asyncio.wait_for(big.reader.read(), 5) == b""
+        c = await Client.open(host, port)
+        reg = await c.call(b.Register("amy", "pw", FILES))
+        assert isinstance(reg, b.RegisterOk)
+        assert await c.call(b.Login("amy", "pw", reg.peer_id)) == b.SimpleOk(
+            b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
+        )
+        c.close()
+        for _, writer in idle:
+            writer.close()
+    finally:
+        await srv.close()
+        await svc.close()

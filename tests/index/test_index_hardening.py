@@ -10,10 +10,11 @@ import httpx
 import pytest
 from index_testlib import FAST_HASHER, FED, FED_KEY, SHA_A, FakeClock, asgi_client
 
-from bitswarm.index import IndexService, public_peer_id
-from bitswarm.index._config import IndexConfig
+from bitswarm.index import IndexService, ValidationError, public_peer_id
+from bitswarm.index._config import IndexConfig, load_config
 from bitswarm.index._http_common import front_end
 from bitswarm.index.http import create_app
+from bitswarm.index.server import IndexServer
 
 DEEP = b"[" * 50_000 + b"]" * 50_000
 DEEP_OBJECT = b'{"name": ' + DEEP + b"}"
@@ -297,3 +298,116 @@ async def test_parallel_guesses_cannot_slip_past_the_count(env):
     replies = await asyncio.gather(*(_login(c, "yuri", "wrong") for _ in range(50)))
     assert sum(r.status_code == 401 for r in replies) <= 5
     assert all(r.status_code in (401, 429) for r in replies)
+
+
+# -- issue 16 items 6 and 7: the HTTP port's timeouts and per-address cap ----------------------------
+
+
+async def _raw(host: str, port: int, source: str = "127.0.0.1"):
+    return await asyncio.open_connection(host, port, local_addr=(source, 0))
+
+
+async def _get(host: str, port: int, source: str) -> bytes:
+    reader, writer = await _raw(host, port, source)
+    writer.write(b"GET /file_list HTTP/1.1\r\nHost: idx\r\nConnection: close\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return data
+
+
+@pytest.fixture
+async def http_server(tmp_path):
+    cfg = IndexConfig(
+        host="127.0.0.1",
+        port=0,
+        db=str(tmp_path / "i.db"),
+        http_header_timeout=0.5,
+        http_body_timeout=0.5,
+        http_idle_timeout=0.5,
+        http_max_per_ip=64,
+    )
+    svc = await IndexService.open(cfg.db, hasher=FAST_HASHER)
+    server = IndexServer(cfg, svc)
+    bound = await server.start()
+    yield bound.host, bound.http_port
+    await server.stop()
+    await svc.close()
+
+
+async def test_http_idle_connections_from_one_address_are_capped_and_closed(http_server):
+    host, port = http_server
+    idle = []
+    for _ in range(200):  # one host opens 200 connections and sends nothing
+        idle.append(await _raw(host, port))
+    refused = 0
+    for reader, _ in idle[64:]:  # beyond the cap of 64: 503 at once, closed
+        reply = await asyncio.wait_for(reader.read(), 5)
+        assert reply.startswith(b"HTTP/1.1 503"), reply
+        refused += 1
+    assert refused == 136
+    # a legitimate client (another address) is served at once
+    assert (await _get(host, port, "127.0.0.2")).startswith(b"HTTP/1.1 200")
+    # the 64 idle ones are closed at the header timeout (408), freeing the address
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for reader, _ in idle[:64]:
+        reply = await asyncio.wait_for(reader.read(), 5)
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert loop.time() - start < 3
+    for _, writer in idle:
+        writer.close()
+    assert (await _get(host, port, "127.0.0.1")).startswith(b"HTTP/1.1 200")
+
+
+async def test_http_slow_headers_slow_body_idle_keepalive_and_huge_heads_are_cut(http_server):
+    host, port = http_server
+    # headers that never end (slowloris)
+    reader, writer = await _raw(host, port)
+    writer.write(b"GET /file_list HTTP/1.1\r\nHost: idx\r\n")
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 408")
+    writer.close()
+    # a body that never comes
+    reader, writer = await _raw(host, port)
+    writer.write(b"POST /add_file HTTP/1.1\r\nHost: idx\r\nContent-Length: 100\r\n\r\n{")
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 408")
+    writer.close()
+    # a keep-alive connection left idle after its response
+    reader, writer = await _raw(host, port)
+    writer.write(b"GET /file_list HTTP/1.1\r\nHost: idx\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)  # the response, then EOF at the idle timeout
+    assert data.startswith(b"HTTP/1.1 200") and data.count(b"HTTP/1.1") == 1
+    writer.close()
+    # a request head over 64 KiB
+    reader, writer = await _raw(host, port)
+    writer.write(b"GET /file_list HTTP/1.1\r\nHost: idx\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 431")
+    writer.close()
+
+
+def test_config_toml_sets_the_limits_and_the_federation_key(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(
+        'federation_key = "0123456789abcdef0123"\nhttp_header_timeout = 5\nhttp_idle_timeout = 12.5\n'
+        "http_max_per_ip = 8\nbinary_max_per_ip = 2\nlogin_timeout = 3\n"
+    )
+    cfg = load_config(path)
+    assert (cfg.federation_key, cfg.http_header_timeout, cfg.http_idle_timeout) == (
+        "0123456789abcdef0123",
+        5.0,
+        12.5,
+    )
+    assert (cfg.http_max_per_ip, cfg.binary_max_per_ip, cfg.login_timeout) == (8, 2, 3.0)
+    assert "0123456789abcdef0123" not in repr(cfg)
+    for bad in (
+        'federation_key = "short"',
+        "http_idle_timeout = 0",
+        "http_max_per_ip = 1.5",
+        "login_timeout = true",
+    ):
+        path.write_text(bad + "\n")
+        with pytest.raises(ValidationError):
+            load_config(path)
+    defaults = IndexConfig()
+    assert (
+        defaults.login_timeout <= 10 and defaults.http_header_timeout <= 10 and defaults.http_max_per_ip <= 64
+    )

@@ -30,6 +30,10 @@ HEADER: Final = struct.Struct("!IB")
 HEADER_SIZE: Final = HEADER.size
 #: Largest payload accepted (and sent): 1 MiB.
 MAX_PAYLOAD: Final = 1 << 20
+#: Largest payload a server accepts before LOGIN_OK: a LOGIN, or a REGISTER of ~150 files, fits; a
+#: longer file list goes in a REGISTER_UPDATE once logged in. An unauthenticated connection thus holds
+#: at most this much (plus one read) instead of 1 MiB.
+MAX_PAYLOAD_BEFORE_LOGIN: Final = 16 * 1024
 OK_BIT: Final = 0x80
 KO_BITS: Final = 0xC0
 
@@ -490,10 +494,15 @@ class IndexConnection:
     """One end of a binary index connection (``role="server"`` parses requests, ``"client"`` replies)."""
 
     def __init__(
-        self, role: Literal["server", "client"] = "server", *, max_payload: int = MAX_PAYLOAD
+        self,
+        role: Literal["server", "client"] = "server",
+        *,
+        max_payload: int = MAX_PAYLOAD,
+        max_payload_before_login: int = MAX_PAYLOAD_BEFORE_LOGIN,
     ) -> None:
         self.role: Literal["server", "client"] = role
         self.max_payload = max_payload
+        self.max_payload_before_login = max_payload_before_login
         self.state = State.NEW
         self._buffer = bytearray()
 
@@ -507,9 +516,18 @@ class IndexConnection:
             raise IndexCodecError("connection is broken", hint=None)
         self._buffer += data
 
+    @property
+    def payload_cap(self) -> int:
+        """The largest payload accepted now: ``max_payload_before_login`` on a server connection that
+        has not logged in, else ``max_payload``."""
+        if self.role == "server" and self.state is State.NEW:
+            return min(self.max_payload, self.max_payload_before_login)
+        return self.max_payload
+
     def next_event(self) -> Event | _NeedData:
-        """The next whole event, or :data:`NEED_DATA`. A frame over the length cap breaks the
-        connection (IndexCodecError, hint None); any other bad frame is consumed and the error's
+        """The next whole event, or :data:`NEED_DATA`. A frame over the length cap (:attr:`payload_cap`,
+        checked as soon as its header is in) breaks the connection (IndexCodecError with an ``ERROR``
+        hint to send before closing); any other bad frame is consumed and the error's
         ``hint`` is the reply to send. On the server side, a request the state does not allow
         (anything but REGISTER/REGISTER_UPDATE/LOGIN before LOGIN_OK) raises with a ``*_KO`` hint."""
         if self.state is State.BROKEN:
@@ -517,12 +535,13 @@ class IndexConnection:
         if len(self._buffer) < HEADER_SIZE:
             return NEED_DATA
         length, mtype_raw = HEADER.unpack_from(self._buffer)
-        if length > self.max_payload:
+        cap = self.payload_cap
+        if length > cap:
             self.state = State.BROKEN
-            raise IndexCodecError(
-                f"payload length {length} exceeds {self.max_payload}",
-                hint=Error(f"payload length {length} exceeds {self.max_payload}"),
+            why = f"payload length {length} exceeds {cap}" + (
+                " before login" if cap < self.max_payload else ""
             )
+            raise IndexCodecError(why, hint=Error(why))
         if len(self._buffer) < HEADER_SIZE + length:
             return NEED_DATA
         payload = bytes(self._buffer[HEADER_SIZE : HEADER_SIZE + length])
@@ -547,6 +566,7 @@ __all__ = [
     "ALLOWED",
     "HEADER_SIZE",
     "MAX_PAYLOAD",
+    "MAX_PAYLOAD_BEFORE_LOGIN",
     "NEED_DATA",
     "Browse",
     "BrowseOk",

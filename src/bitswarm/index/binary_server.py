@@ -2,8 +2,10 @@
 
 The server only moves bytes and timers; :class:`~bitswarm.index.binary.IndexConnection` parses. A
 bad frame is answered with its ``*_KO`` (or ``ERROR``) reply and the connection goes on; a frame
-over the length cap, a connection that does not LOGIN within ``login_timeout`` seconds, or one idle
-longer than ``idle_timeout`` gets ``ERROR`` and is closed. No input crashes the server.
+over the length cap (16 KiB before login, 1 MiB after), a connection that does not LOGIN within
+``login_timeout`` seconds, or one idle longer than ``idle_timeout`` gets ``ERROR`` and is closed.
+A connection beyond ``max_per_ip`` from one address, or ``max_connections`` in all, gets ``ERROR``
+and is closed at once. No input crashes the server.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from decimal import Decimal
 
 from bitswarm.errors import LocalProtocolError
@@ -83,13 +86,16 @@ class BinaryIndexServer:
         self,
         service: IndexService,
         *,
-        login_timeout: float = 30.0,
+        login_timeout: float = 10.0,
         idle_timeout: float = OFFLINE_AFTER + 60.0,
         max_connections: int = 1024,
+        max_per_ip: int = 16,
     ) -> None:
         self.service = service
         self.login_timeout = login_timeout
         self.idle_timeout = idle_timeout
+        self.max_per_ip = max_per_ip
+        self._per_ip: Counter[str] = Counter()
         self._slots = asyncio.Semaphore(max_connections)
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
@@ -115,7 +121,13 @@ class BinaryIndexServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        self._per_ip[ip] += 1
         try:
+            if self._per_ip[ip] > self.max_per_ip:
+                writer.write(IndexConnection("server").send(Error("too many connections from this address")))
+                return
             if self._slots.locked():
                 writer.write(IndexConnection("server").send(Error("server busy")))
                 return
@@ -125,6 +137,9 @@ class BinaryIndexServer:
             pass  # the peer went away, or the server is closing
         finally:
             self._conns.discard(task)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 2)

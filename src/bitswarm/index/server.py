@@ -20,6 +20,7 @@ import uvicorn
 from bitswarm.index._config import IndexConfig
 from bitswarm.index._errors import Forbidden
 from bitswarm.index._federation import Federation, tracker_url
+from bitswarm.index._httpguard import HttpLimits, guarded_protocol
 from bitswarm.index._service import IndexService
 from bitswarm.index.binary_server import BinaryIndexServer
 from bitswarm.index.http import create_app
@@ -91,12 +92,29 @@ class IndexServer:
         if self.federation.advertise is None and cfg.host not in ("0.0.0.0", "::", ""):
             # port 0 (tests, ad-hoc federations): other trackers must learn the port we really got
             self.federation.advertise = f"{_url_host(cfg.host)}:{http_port}"
-        ucfg = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
+        limits = HttpLimits(
+            header_timeout=cfg.http_header_timeout,
+            body_timeout=cfg.http_body_timeout,
+            idle_timeout=cfg.http_idle_timeout,
+            max_per_ip=cfg.http_max_per_ip,
+            max_connections=cfg.http_max_connections,
+        )
+        ucfg = uvicorn.Config(
+            self.app,
+            http=guarded_protocol(limits),
+            # uvicorn hands this to loop.call_later: a float works (tests use fractions of a second)
+            timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
         self._uvicorn = _Uvicorn(ucfg)
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
         binary_port = None
         if cfg.binary_port is not None:
-            self._binary = BinaryIndexServer(self.service, login_timeout=cfg.login_timeout)
+            self._binary = BinaryIndexServer(
+                self.service, login_timeout=cfg.login_timeout, max_per_ip=cfg.binary_max_per_ip
+            )
             _, binary_port = await self._binary.start(cfg.host, cfg.binary_port)
         self._tasks.append(asyncio.create_task(self._purge_loop()))
         loop = asyncio.get_running_loop()
@@ -150,6 +168,17 @@ class IndexServer:
         await self.federation.aclose()
 
 
+def raise_fd_limit() -> None:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit: every connection is a descriptor, and the
+    per-address caps (not the soft limit) are what should refuse a flood."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 @contextlib.contextmanager
 def _signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
@@ -172,6 +201,7 @@ async def run_index(
 ) -> None:
     """Serve until SIGTERM/SIGINT; ``on_ready`` gets the bound ports once both listeners are up and
     every ``join`` tracker (``--peer-index``, seed 000 ``new_tracker``) has sent its database."""
+    raise_fd_limit()
     service = await IndexService.open(config.db)
     server = IndexServer(config, service)
     stop = asyncio.Event()
