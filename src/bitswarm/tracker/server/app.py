@@ -212,15 +212,18 @@ class TrackerServer:
         the changed completed counters in one SQLite transaction; every ``snapshot_every`` seconds a
         full peer snapshot instead (it holds the journal's changes too)."""
         assert self.persist is not None
-        since_snapshot = 0.0
+        loop = asyncio.get_running_loop()
+        last_snapshot = loop.time()
+        spent = 0.0
         while True:
-            await asyncio.sleep(self.config.flush_every)
+            # one batch per flush_every, however long the last write took (the loss bound)
+            await asyncio.sleep(max(0.0, self.config.flush_every - spent))
             if not isinstance(self.store, MemoryStore):
                 continue  # Redis keeps the swarms itself
+            started = loop.time()
             try:
                 assert self.core is not None
-                since_snapshot += self.config.flush_every
-                snapshot = since_snapshot >= self.config.snapshot_every
+                snapshot = started - last_snapshot >= self.config.snapshot_every
                 with self.core.lock:
                     dirty = self.store.take_dirty()
                     journal = self.store.take_journal()
@@ -228,11 +231,12 @@ class TrackerServer:
                 if peers is None:
                     await self.persist.save_batch(journal, dirty)
                 else:
-                    since_snapshot = 0.0
+                    last_snapshot = started
                     await self.persist.save_completed(dirty)
                     await self.persist.save_peers(peers)
             except Exception:  # keep serving; the next snapshot writes what a failed batch lost
                 log.exception("tracker persistence failed")
+            spent = loop.time() - started
 
     def describe(self) -> dict[str, Any]:
         """The bound addresses as printed by ``bitswarm tracker --json``."""
