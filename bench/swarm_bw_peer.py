@@ -42,10 +42,10 @@ def install_experiment(name: str) -> None:
     ~2 000 haves per peer per torrent here); requests to it are topped up by its next block and by
     the 1 s housekeeping tick, as for any peer.
     """
-    from bitswarm.session.torrent import TorrentRuntime
+    from bitswarm.session.scheduler import RequestScheduler
 
     if name == "have-nofill":
-        orig = TorrentRuntime.on_have
+        orig = RequestScheduler.on_have
 
         def on_have(self: Any, peer: Any, index: int) -> None:
             if not peer.am_interested:
@@ -57,7 +57,7 @@ def install_experiment(name: str) -> None:
             finally:
                 del self.fill_requests
 
-        TorrentRuntime.on_have = on_have  # type: ignore[method-assign]
+        RequestScheduler.on_have = on_have  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown experiment {name!r}")
 
@@ -148,10 +148,10 @@ class _SendSampler:
             rt = getattr(self.handle, "_rt", None)
             if rt is None:
                 continue
-            self.reading += len(rt._reading)
+            self.reading += rt.read_cache.reading
             queued = 0
             for p in rt.peers.values():
-                sock = getattr(p, "_sock", None)
+                sock = getattr(p.stream, "socket", None)
                 if p.am_choking or sock is None or p.closed:
                     continue
                 try:

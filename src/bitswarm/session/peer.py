@@ -1,16 +1,17 @@
-"""One peer connection: an asyncio ``BufferedProtocol`` driving the sans-I/O wire codec.
+"""One peer connection: the sans-I/O wire codec driven over a byte stream (:mod:`bitswarm.transport`).
 
-Receive path (the download hot path): the event loop asks :meth:`PeerProtocol.get_buffer` where to
-``recv_into``; the codec answers with its scratch buffer, or — when the bytes in flight are the body
-of a ``piece`` message we asked for — with the slot of that block inside the torrent's piece buffer
-(its *block sink*), so the kernel writes the block straight where it belongs. Events are handled
+Receive path (the download hot path): the stream (for TCP: the event loop) asks
+:meth:`PeerProtocol.get_buffer` where to ``recv_into``; the codec answers with its scratch buffer,
+or — when the bytes in flight are the body of a ``piece`` message we asked for — with the slot of
+that block inside the torrent's piece buffer (its *block sink*), so the kernel writes the block
+straight where it belongs. Events are handled
 synchronously in :meth:`_drain`; nothing on this path awaits.
 
 Send path: small messages are written as they are produced; uploads are served by one task per peer
 (:meth:`_serve_uploads`) that takes requests in order, reads whole pieces through the torrent's
-read cache, charges the rate limiters and respects the transport's write flow control.
+read cache, charges the rate limiters and respects the stream's write flow control.
 
-Uploads are written late: a batch of blocks goes to the transport only once the previous one has
+Uploads are written late: a batch of blocks goes to the stream only once the previous one has
 left our buffer, and the kernel keeps at most ``TCP_NOTSENT_LOWAT`` bytes unsent. A request stays
 in :attr:`PeerProtocol.uploads` until then, so a ``cancel`` (an end-game duplicate the requester no
 longer needs) or our ``choke`` still takes it back (BEP 6: answered with ``reject``) instead of
@@ -22,9 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from bitswarm.errors import BitswarmError
 from bitswarm.session.ratelimit import RateMeter, WindowMeter
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from bitswarm.session.clock import Timer
     from bitswarm.session.session import Session
     from bitswarm.session.torrent import TorrentRuntime
+    from bitswarm.transport import PeerStream
 
 log = logging.getLogger("bitswarm.peer")
 
@@ -81,20 +82,13 @@ OUR_RESERVED_DHT = Reserved.make(fast=True, extension_protocol=True, dht=True)
 #: The extended ids we receive BEP 11 ``ut_pex`` and BEP 9 ``ut_metadata`` on (our ``m`` dictionary).
 UT_PEX_ID = 1
 UT_METADATA_ID = 2
-#: Transport flow control: ``pause_writing`` as soon as anything waits in our buffer (the kernel
-#: took less than we wrote), ``resume_writing`` once it is empty again; the upload task writes its
-#: next batch only then.
-WRITE_HIGH_WATER = 0
-WRITE_LOW_WATER = 0
-#: Unsent bytes the kernel may hold per connection (Linux ``TCP_NOTSENT_LOWAT``): enough to keep
-#: the link busy between two event-loop turns, little enough that queued requests stay cancellable.
-NOTSENT_LOWAT = 32 * 1024
 _SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is its scratch buffer
 #: While a block is being received in place and at least this many of its bytes are still to come,
-#: the socket's ``SO_RCVLOWAT`` is set to exactly that many: the kernel wakes us once for the rest of
-#: the block instead of once per TCP segment (a 16 KiB block at 10 Mbit/s arrives in ~11 segments).
+#: the stream is told so (TCP: ``SO_RCVLOWAT`` of exactly that many): the kernel wakes us once for
+#: the rest of the block instead of once per TCP segment (a 16 KiB block at 10 Mbit/s arrives in
+#: ~11 segments).
 RCVLOWAT_MIN = 2048
-#: Bytes of cached blocks handed to the transport in one ``writelines``: about
+#: Bytes of cached blocks handed to the stream in one ``writelines``: about
 #: ``UPLOAD_BATCH_SECONDS`` of this connection's upload rate, within these bounds. Enough that a
 #: busy machine (a loop turn late by a scheduling slice) does not idle the link, little enough that
 #: the requests behind stay cancellable.
@@ -103,8 +97,11 @@ UPLOAD_BATCH_MAX = 256 * 1024
 UPLOAD_BATCH_SECONDS = 0.25
 
 
-class PeerProtocol(asyncio.BufferedProtocol):
-    """A connection to one peer, incoming or outgoing, for one torrent."""
+class PeerProtocol:
+    """A connection to one peer, incoming or outgoing, for one torrent.
+
+    It runs on any :class:`~bitswarm.transport.PeerStream` (TCP, uTP, encrypted or not) and is
+    that stream's :class:`~bitswarm.transport.StreamReceiver`."""
 
     def __init__(
         self,
@@ -119,7 +116,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.outgoing = outgoing
         self.address: tuple[str, int] = address or ("?", 0)
         self.codec = PeerConnection()
-        self.transport: asyncio.Transport | None = None
+        self.stream: PeerStream | None = None
         self.peer_id: bytes | None = None
         self.client: str | None = None
         #: BEP 10: the peer's ``m`` dictionary (extension name -> the id it receives it on) and its
@@ -165,8 +162,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._timer: Timer | None = None
-        self._sock: socket.socket | None = None
-        self._rcvlowat = 1  # the socket's SO_RCVLOWAT (see RCVLOWAT_MIN)
+        self._rcvlowat = 1  # the stream's receive hint (see RCVLOWAT_MIN)
         self._out: list[bytes] = []
         self._flush_scheduled = False
 
@@ -177,17 +173,11 @@ class PeerProtocol(asyncio.BufferedProtocol):
         """Blocks requested from this peer and not yet in (see :attr:`requested`)."""
         return len(self.requested)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
-        sock = self._sock = transport.get_extra_info("socket")
-        lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
-        if sock is not None and lowat is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, lowat, NOTSENT_LOWAT)
-        peer = transport.get_extra_info("peername")
+    def connection_made(self, stream: PeerStream) -> None:
+        self.stream = stream
+        peer = stream.peer_address
         if peer:
-            self.address = (str(peer[0]), int(peer[1]))
+            self.address = peer
         self.session.connection_opened(self)
         if self.outgoing:
             assert self.torrent is not None
@@ -213,14 +203,10 @@ class PeerProtocol(asyncio.BufferedProtocol):
         self.last_recv = self._now()
         rest = codec.direct_remaining
         lowat = rest if rest >= RCVLOWAT_MIN else 1
-        if lowat != self._rcvlowat and self._sock is not None:
-            # never above what is certain to come (the rest of this block): a peer that then
-            # waits for us must still wake us; EOF and errors wake us whatever the value
-            try:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
-                self._rcvlowat = lowat
-            except OSError:
-                self._sock = None
+        if lowat != self._rcvlowat and self.stream is not None:
+            # never above what is certain to come (the rest of this block)
+            self._rcvlowat = lowat
+            self.stream.set_receive_hint(lowat)
         self._drain()
 
     def eof_received(self) -> bool:
@@ -234,12 +220,20 @@ class PeerProtocol(asyncio.BufferedProtocol):
 
     def pause_reading(self) -> None:
         """Stop taking bytes from the peer (back-pressure: the disk or the rate limit is behind)."""
-        if self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+        if self.stream is not None and not self.closed:
+            self.stream.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        if self.stream is not None and not self.closed:
+            self.stream.resume_reading()
+
+    @property
+    def transport_kind(self) -> str:
+        """``"tcp"`` or ``"utp"``, with ``"+enc"`` when encrypted (status)."""
+        stream = self.stream
+        if stream is None:
+            return "?"
+        return stream.kind + ("+enc" if stream.encrypted else "")
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -265,9 +259,9 @@ class PeerProtocol(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self.transport is not None and not self.closed:
+        if self._out and self.stream is not None and not self.closed:
             data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-            self.transport.write(data)
+            self.stream.write(data)
             self.last_send = self._now()
         self._out.clear()
 
@@ -278,15 +272,15 @@ class PeerProtocol(asyncio.BufferedProtocol):
             log.debug("closing %s:%d: %s", *self.address, reason)
         self._flush()
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        if self.stream is not None:
+            self.stream.close()
         self._teardown()
 
     def abort(self, reason: str) -> None:
         log.info("dropping peer %s:%d: %s", *self.address, reason)
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        if self.stream is not None:
+            self.stream.abort()
         self._teardown()
 
     def _teardown(self) -> None:
@@ -572,8 +566,8 @@ class PeerProtocol(asyncio.BufferedProtocol):
         several pieces per cycle and then announces them with a mid-stream ``bitfield``, which the
         wire codec rejects (aria2 then reconnects for a minute). Measured: no gain on loopback."""
         torrent = self.torrent
-        transport = self.transport
-        assert torrent is not None and transport is not None
+        stream = self.stream
+        assert torrent is not None and stream is not None
         uploads, pending = self.uploads, self._upload_set
         header_for = self.codec.send_piece_header
         cached = torrent.read_cache.cached_piece
@@ -607,7 +601,7 @@ class PeerProtocol(asyncio.BufferedProtocol):
                     got_index = index
                     continue
                 self._flush()
-                transport.writelines(parts)
+                stream.writelines(parts)
                 self.last_send = self._now()
                 self.upload.add(sent)
                 torrent.on_uploaded(sent)

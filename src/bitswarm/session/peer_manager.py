@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from bitswarm.session.smartban import Ban, PeerKey, SmartBan
 from bitswarm.wire.ut_pex import (
+    FLAG_PREFERS_ENCRYPTION,
     FLAG_REACHABLE,
     FLAG_SEED,
+    FLAG_UTP,
     PexMessage,
     PexPeer,
     PexTracker,
@@ -225,6 +227,11 @@ class PeerManager:
             addr = p.pex_address
             if addr is not None:
                 flags = (FLAG_REACHABLE if p.outgoing else 0) | (FLAG_SEED if p.is_seed else 0)
+                stream = p.stream
+                if stream is not None:
+                    flags |= (FLAG_PREFERS_ENCRYPTION if stream.encrypted else 0) | (
+                        FLAG_UTP if stream.kind == "utp" else 0
+                    )
                 connected.append(PexPeer(addr[0], addr[1], flags))
         for peer in targets:
             own = peer.pex_address

@@ -104,14 +104,14 @@ class Session:
 
     async def start(self) -> None:
         """Start listening for peers (``listen_port`` 0 picks a free port: see :attr:`port`)."""
-        from bitswarm.session.peer import PeerProtocol
+        from bitswarm.transport import TcpStream
 
         if self._server is not None:
             return
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                lambda: PeerProtocol(self, None, outgoing=False),
+                lambda: TcpStream(self.incoming_connection()),
                 self.config.listen_host,
                 self.config.listen_port,
                 reuse_address=True,
@@ -432,6 +432,13 @@ class Session:
     def lookup(self, info_hash: bytes) -> TorrentRuntime | None:
         """The running torrent an incoming handshake names (its v1, v2 or truncated v2 hash)."""
         return self._aliases.get(info_hash) or self._torrents.get(info_hash)
+
+    def incoming_connection(self) -> PeerProtocol:
+        """A peer connection for a stream someone opened to us, on any transport (TCP listener, uTP
+        socket, a decrypting wrapper): its handshake's info-hash picks the torrent (:meth:`lookup`)."""
+        from bitswarm.session.peer import PeerProtocol
+
+        return PeerProtocol(self, None, outgoing=False)
 
     def connection_opened(self, conn: PeerProtocol) -> None:
         self._connections.add(conn)

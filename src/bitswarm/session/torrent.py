@@ -29,6 +29,7 @@ from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.tracker import Event
 from bitswarm.tracker.client import AnnounceManager, TransferStats
+from bitswarm.transport import connect_tcp
 from bitswarm.wire.ut_metadata import MetadataServer
 from bitswarm.wire.ut_pex import PexTracker
 
@@ -333,15 +334,17 @@ class TorrentRuntime:
         """Remember an address to dial (from a tracker, ``--peer``, PEX ...)."""
         self.peer_manager.add(host, port)
 
-    async def _dial(self, addr: tuple[str, int]) -> None:
+    def outgoing_connection(self, addr: tuple[str, int]) -> PeerProtocol:
+        """A peer connection for a stream we open to ``addr`` (on any transport)."""
         from bitswarm.session.peer import PeerProtocol
 
-        loop = asyncio.get_running_loop()
+        return PeerProtocol(self.session, self, outgoing=True, address=addr)
+
+    async def _dial(self, addr: tuple[str, int]) -> None:
+        """Dial over TCP (the transport a uTP-first dialer would fall back to)."""
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                await loop.create_connection(
-                    lambda: PeerProtocol(self.session, self, outgoing=True, address=addr), addr[0], addr[1]
-                )
+                await connect_tcp(addr[0], addr[1], self.outgoing_connection(addr))
         except (OSError, TimeoutError) as exc:
             log.debug("dial %s:%d failed: %s", *addr, exc)
 
@@ -547,6 +550,7 @@ class TorrentHandle:
                 "upload_rate": p.upload.rate,
                 "choked": p.peer_choking,
                 "choking": p.am_choking,
+                "transport": p.transport_kind,
             }
             for p in self._rt.peers.values()
         ]
