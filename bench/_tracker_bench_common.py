@@ -43,6 +43,12 @@ def bitswarm_tracker(*extra: str) -> Iterator[dict[str, Any]]:
         proc.wait(10)
 
 
+def db_args(tmp: str, persist: bool) -> tuple[str, ...]:
+    """``bitswarm tracker`` options: a database in ``tmp`` (persistence on), or none (the default: the
+    later ``--db`` wins over the ``--db none`` of :func:`bitswarm_tracker`)."""
+    return ("--db", str(Path(tmp) / "tracker.sqlite")) if persist else ()
+
+
 @contextmanager
 def opentracker(http_port: int, udp_port: int) -> Iterator[int]:
     """Run opentracker on loopback (whitelist = the generators' info-hashes); yields its pid."""

@@ -1,10 +1,12 @@
 """HTTP announce throughput, bitswarm tracker vs opentracker, same wrk load in the same run.
 
-    python bench/bench_tracker_http.py [--seconds 8] [--rounds 3] [--json]
+    python bench/bench_tracker_http.py [--seconds 8] [--rounds 3] [--persist] [--json]
     python bench/bench_tracker_http.py --memory [--json]      # bytes per peer at 10^5 and 10^6 peers
                                                               # (tracemalloc and RSS growth)
 
 Load: ``wrk -t1 -c64 -s /work/shared/tools/announce.lua`` (1,000 info-hashes, keep-alive, compact).
+``--persist``: bitswarm keeps its SQLite database (peer journal every second, snapshots) instead of
+``--db none``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tracker_bench_common import TOOLS, bitswarm_tracker, free_port, interleaved, opentracker, port_of
+from _tracker_bench_common import (
+    TOOLS,
+    bitswarm_tracker,
+    db_args,
+    free_port,
+    interleaved,
+    opentracker,
+    port_of,
+)
 
 
 def wrk(port: int, seconds: int) -> float:
@@ -38,7 +49,7 @@ def wrk(port: int, seconds: int) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def throughput(seconds: int, rounds: int) -> dict[str, Any]:
+def throughput(seconds: int, rounds: int, persist: bool = False) -> dict[str, Any]:
     """Both trackers side by side, the wrk load alternating between them ``rounds`` times.
 
     opentracker closes the connection after every reply (no keep-alive), so wrk reconnects for
@@ -46,7 +57,8 @@ def throughput(seconds: int, rounds: int) -> dict[str, Any]:
     """
     http_port = free_port()
     with (
-        bitswarm_tracker("--http", "127.0.0.1:0", "--no-udp") as info,
+        tempfile.TemporaryDirectory() as tmp,
+        bitswarm_tracker("--http", "127.0.0.1:0", "--no-udp", *db_args(tmp, persist)) as info,
         opentracker(http_port, free_port()) as ot_pid,
     ):
         ports = {info["pid"]: port_of(info["http"][0]), ot_pid: http_port}
@@ -109,6 +121,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="measure bytes per peer instead")
+    parser.add_argument("--persist", action="store_true", help="bitswarm with its SQLite database")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.memory:
@@ -117,7 +130,7 @@ def main() -> None:
             result[f"tracemalloc_bytes_per_peer_{n}"] = round(memory(n), 1)
             result[f"rss_bytes_per_peer_{n}"] = round(rss(n), 1)
     else:
-        result = throughput(args.seconds, args.rounds)
+        result = throughput(args.seconds, args.rounds, args.persist)
     if args.json:
         print(json.dumps(result))
     else:
