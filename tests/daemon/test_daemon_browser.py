@@ -80,6 +80,8 @@ async def test_browser_add_progress_pause_resume(tmp_path: Path) -> None:
                 assert await page.title() == "bitswarm"
                 assert "token" not in page.url  # taken from the fragment, then dropped
                 await expect(page.locator(".row")).to_have_count(3)
+                # the event stream is up: read with fetch, which sends the token (every read needs it)
+                await expect(page.locator("#conn")).to_have_class(re.compile(r"\blive\b"))
 
                 # add by file upload, with the seeder as a peer
                 await page.click("#add-btn")
