@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -48,6 +50,25 @@ def test_stream_command_serves_ranges(tmp_path: Path) -> None:
         r = httpx.get(str(url), headers={"Range": "bytes=1000000-1000999"}, timeout=60)
         assert r.status_code == 206 and r.content == data[1_000_000:1_001_000]
         assert r.headers["content-type"] == "video/webm"
+        # one address holds at most 64 connections (issue 16): the 6 over the cap get 503 at once
+        host, port = str(url).split("/")[2].rsplit(":", 1)
+        socks = [socket.create_connection((host, int(port)), timeout=5) for _ in range(70)]
+        try:
+            refused = 0
+            for sock in socks[-6:]:
+                refused += sock.recv(64).startswith(b"HTTP/1.1 503 ")
+            assert refused == 6
+            again = httpx.get(str(url), headers={"Range": "bytes=0-9"}, timeout=10)
+            assert again.status_code == 503  # the address is at its cap ...
+        finally:
+            for sock in socks:
+                sock.close()
+        for _ in range(50):  # ... until its connections close
+            if httpx.get(str(url), headers={"Range": "bytes=0-9"}, timeout=10).status_code == 206:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the cap was not released")
     finally:
         for p in (stream, seed):
             if p is not None:
