@@ -11,7 +11,9 @@ Layout (big endian)::
     payload
 
 Extensions are kept in wire order as ``(type, bytes)`` pairs so ``encode(decode(b)) == b`` for every
-valid datagram; extension 1 is the selective ACK bitmask (:func:`sack_bitmask`, :func:`sack_seqs`).
+valid datagram; extension 1 is the selective ACK bitmask (:func:`sack_bitmask`, :func:`sack_seqs`),
+of any length (libtorrent does not pad it to 4 bytes); others (libtorrent's close reason, 3) are
+kept and ignored.
 Garbage raises only :class:`UtpPacketError`.
 """
 
@@ -110,8 +112,8 @@ def _walk(data: bytes, ext: int, extensions: list[tuple[int, bytes]] | None) -> 
             raise UtpPacketError(f"uTP extension {ext} of {length} bytes runs past the end of the datagram")
         body = bytes(data[pos : pos + length])
         if ext == EXT_SACK:
-            if length < 4 or length % 4:
-                raise UtpPacketError(f"selective ACK of {length} bytes (must be a non-zero multiple of 4)")
+            # BEP 29 asks for a multiple of 4 bytes; libtorrent sends (span + 7) // 8 bytes, so any
+            # length is taken (bits past the end are "not received")
             sack = body
         if extensions is not None:
             extensions.append((ext, body))
