@@ -143,6 +143,14 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class _StoredPeer:
+    """A peer stored by announce_peer: when it expires and the DHT address that announced it."""
+
+    expires: float
+    announcer: Addr
+
+
+@dataclass(slots=True)
 class _StoredItem:
     """A BEP 44 item stored here, and when it expires."""
 
@@ -199,7 +207,7 @@ class DHTNode:
         self._secret = self.rng.randbytes(16)
         self._prev_secret = self._secret
         self._rotated = now
-        self._peers: dict[bytes, dict[Addr, float]] = {}
+        self._peers: dict[bytes, dict[Addr, _StoredPeer]] = {}
         self._items: dict[bytes, _StoredItem] = {}
         self._rate: dict[object, _Bucket] = {}
         self._lookups: set[Lookup] = set()
@@ -489,7 +497,7 @@ class DHTNode:
         if isinstance(args, GetPeersArgs):
             out = {**me, **self._nodes_for(args.info_hash, args.want, addr, now)}
             out[b"token"] = self.make_token(addr, args.info_hash)
-            values = self._values_for(args.info_hash, family_of(addr[0]), now)
+            values = self._values_for(args.info_hash, addr, now)
             if values:
                 out[b"values"] = values
             return out
@@ -501,7 +509,7 @@ class DHTNode:
             if port == 0:
                 self._error(q.t, addr, ERROR_PROTOCOL, "Bad port")
                 return None
-            self._store_peer(args.info_hash, (addr[0], port), now)
+            self._store_peer(args.info_hash, (addr[0], port), addr, now)
             return me
         if isinstance(args, SampleInfohashesArgs):
             out = {**me, **self._nodes_for(args.target, args.want, addr, now)}
@@ -528,28 +536,38 @@ class DHTNode:
             return self._handle_put(args, q, addr, now)
         return None  # pragma: no cover - parse_query returns only the types above
 
-    def _values_for(self, info_hash: bytes, family: int, now: float) -> list[bytes]:
+    def _values_for(self, info_hash: bytes, requester: Addr, now: float) -> list[bytes]:
+        """Stored peers for ``requester``: its family, live, and never the requester itself — neither its
+        own endpoint nor a peer it announced (a libtorrent peer handed its own address dials itself and
+        bans its own IP). Other peers on the requester's IP (other ports) are returned."""
         peers = self._peers.get(info_hash)
         if not peers:
             return []
-        live = [a for a, exp in peers.items() if exp > now and family_of(a[0]) == family]
+        family = family_of(requester[0])
+        live = [
+            a
+            for a, p in peers.items()
+            if p.expires > now and family_of(a[0]) == family and a != requester and p.announcer != requester
+        ]
         if len(live) > self.config.max_values_returned:
             live = self.rng.sample(live, self.config.max_values_returned)
         return [encode_compact_addr(a) for a in live]
 
-    def _store_peer(self, info_hash: bytes, peer: Addr, now: float) -> None:
+    def _store_peer(self, info_hash: bytes, peer: Addr, announcer: Addr, now: float) -> None:
         c = self.config
         peers = self._peers.get(info_hash)
         if peers is None:
             if len(self._peers) >= c.max_info_hashes:
                 # evict the info-hash whose freshest announce is the oldest
-                victim = min(self._peers, key=lambda h: max(self._peers[h].values(), default=0.0))
+                victim = min(
+                    self._peers, key=lambda h: max((p.expires for p in self._peers[h].values()), default=0.0)
+                )
                 del self._peers[victim]
             peers = self._peers[info_hash] = {}
         if peer not in peers and len(peers) >= c.max_peers_per_hash:
-            oldest = min(peers, key=peers.__getitem__)
+            oldest = min(peers, key=lambda a: peers[a].expires)
             del peers[oldest]
-        peers[peer] = now + c.peer_ttl
+        peers[peer] = _StoredPeer(now + c.peer_ttl, announcer)
 
     def _handle_put(self, a: PutArgs, q: Query, addr: Addr, now: float) -> dict[bytes, Any] | None:
         if len(a.v) > bep44.MAX_V:
@@ -706,7 +724,7 @@ class DHTNode:
     def _maintenance(self, now: float) -> None:
         for h in list(self._peers):
             peers = self._peers[h]
-            for a in [a for a, exp in peers.items() if exp <= now]:
+            for a in [a for a, p in peers.items() if p.expires <= now]:
                 del peers[a]
             if not peers:
                 del self._peers[h]
@@ -750,4 +768,4 @@ class DHTNode:
 
     def stored_peers(self, info_hash: bytes) -> list[Addr]:
         now = self.clock()
-        return [a for a, exp in self._peers.get(info_hash, {}).items() if exp > now]
+        return [a for a, p in self._peers.get(info_hash, {}).items() if p.expires > now]
