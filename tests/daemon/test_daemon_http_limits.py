@@ -17,7 +17,7 @@ from bitswarm.daemon import HttpLimits
 
 pytestmark = pytest.mark.timeout(60)
 
-LIMITS = HttpLimits(header_timeout=1.0, body_timeout=1.5, idle_timeout=1.0, max_per_ip=16)
+LIMITS = HttpLimits(header_timeout=2.0, body_timeout=2.5, idle_timeout=2.0, max_per_ip=16)
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
 
 
@@ -40,14 +40,14 @@ async def test_idle_connections_from_one_address(tmp_path: Path) -> None:
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
         opened = time.monotonic()
         # the 24 over the cap are refused at once
-        refused = [await _until_closed(reader, 0.5) for reader, _ in conns[16:]]
+        refused = [await _until_closed(reader, 1.5) for reader, _ in conns[16:]]
         assert all(x.startswith(b"HTTP/1.1 503 ") for x in refused), refused[:2]
         # a legitimate request from another address is answered at once
         transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
         async with httpx.AsyncClient(transport=transport, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
             t0 = time.monotonic()
             reply = await c.get(f"http://127.0.0.1:{port}/api/v1/stats", timeout=5)
-            assert reply.status_code == 200 and time.monotonic() - t0 < 0.5
+            assert reply.status_code == 200 and time.monotonic() - t0 < 1.0
         # the 16 idle ones are closed within the header timeout, with a 408
         for reader, _ in conns[:16]:
             assert (await _until_closed(reader, LIMITS.header_timeout + 1.5)).startswith(b"HTTP/1.1 408 ")

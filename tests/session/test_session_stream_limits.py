@@ -19,7 +19,7 @@ from bitswarm.session.stream import HttpLimits, StreamServer, client_key
 
 pytestmark = pytest.mark.timeout(60)
 
-LIMITS = HttpLimits(header_timeout=1.0, idle_timeout=1.0, max_per_ip=16)
+LIMITS = HttpLimits(header_timeout=2.0, idle_timeout=2.0, max_per_ip=16)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def test_many_idle_connections_from_one_address(served: tuple[StreamServer
     server, data = served
     conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(40)]
     opened = time.monotonic()
-    over = [await _eof(reader, 0.5) for reader, _ in conns[16:]]
+    over = [await _eof(reader, 1.5) for reader, _ in conns[16:]]
     assert all(x.startswith(b"HTTP/1.1 503 ") for x in over)
     assert server.connections.per_ip == {"127.0.0.1": 16}
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
@@ -59,7 +59,7 @@ async def test_many_idle_connections_from_one_address(served: tuple[StreamServer
         t0 = time.monotonic()
         reply = await http.get(server.file_url(0), headers={"Range": "bytes=100-199"})
         assert reply.status_code == 206 and reply.content == data[100:200]
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < 1.0
     for reader, _ in conns[:16]:
         assert (await _eof(reader, LIMITS.header_timeout + 1.5)).startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - opened < LIMITS.header_timeout + 1.5
