@@ -5,7 +5,9 @@ takes the bytes through the ``BufferedProtocol`` path (``get_buffer``/``buffer_u
 engine uses and checks their SHA-256. Two layouts:
 
 * ``two`` - receiver in its own process (each side has a core, as between two machines);
-* ``one`` - both managers on one event loop (the CPU cost of both ends per byte).
+* ``one`` - both managers on one event loop (the CPU cost of both ends per byte);
+* ``--libtorrent`` - the reference: two libtorrent sessions (uTP only, encryption off) moving a
+  one-file torrent of the same size (wall time from ``connect_peer`` to complete; CPU of both).
 
 Reports MB/s, CPU seconds per side and per MiB, datagrams, retransmits and the final window.
 Prints a table, or one JSON object with ``--json``.
@@ -175,6 +177,62 @@ async def run_two(mib: int, loop_name: str) -> dict[str, Any]:
         child.wait(30)
 
 
+def run_libtorrent(mib: int) -> dict[str, Any]:
+    """The reference: two libtorrent sessions in this process, uTP only, one torrent of ``mib``."""
+    import os
+    import tempfile
+
+    import libtorrent as lt
+
+    settings: dict[str, Any] = {
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_tcp": False,
+        "enable_incoming_tcp": False,
+        "enable_outgoing_utp": True,
+        "enable_incoming_utp": True,
+        "out_enc_policy": 2,
+        "in_enc_policy": 2,
+        "allow_multiple_connections_per_ip": True,
+    }
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        seed_dir, leech_dir = os.path.join(tmp, "seed"), os.path.join(tmp, "leech")
+        os.makedirs(seed_dir)
+        os.makedirs(leech_dir)
+        path = os.path.join(seed_dir, "data.bin")
+        with open(path, "wb") as f:
+            f.write(payload(mib))
+        ct = lt.create_torrent(lt.list_files(path), 1 << 20, lt.create_torrent.v1_only)
+        lt.set_piece_hashes(ct, seed_dir)
+        ti = lt.torrent_info(bytes(lt.bencode(ct.generate())))
+        seeder, leecher = lt.session(settings), lt.session(settings)  # type: ignore[call-overload]
+        handles = []
+        for ses, where, seed in ((seeder, seed_dir, True), (leecher, leech_dir, False)):
+            params = lt.add_torrent_params()
+            params.ti = ti
+            params.save_path = where
+            if seed:
+                params.flags |= lt.torrent_flags.seed_mode
+            handles.append(ses.add_torrent(params))
+        c0, t0 = time.process_time(), time.perf_counter()
+        handles[1].connect_peer(("127.0.0.1", seeder.listen_port()))
+        while not handles[1].status().is_seeding:
+            if time.perf_counter() - t0 > 300:
+                raise SystemExit("bench_utp: libtorrent pair timed out")
+            time.sleep(0.01)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        with open(os.path.join(leech_dir, "data.bin"), "rb") as f:
+            ok = hashlib.sha256(f.read()).digest() == hashlib.sha256(payload(mib)).digest()
+        size = mib << 20
+        row = {"mode": "libtorrent", "MiB": mib, "seconds": round(seconds, 3)}
+        row |= {"MB_per_s": round(size / seconds / 1e6, 1), "cpu_s": round(cpu, 2), "verified": ok}
+        return row
+
+
 def run(loop_name: str, coro_fn: Callable[[], Any]) -> Any:
     if loop_name == "uvloop":
         import uvloop
@@ -188,6 +246,7 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=64, help="bytes to stream (MiB)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per mode; the fastest is kept")
     ap.add_argument("--mode", choices=("one", "two", "both"), default="both")
+    ap.add_argument("--libtorrent", action="store_true", help="also time a libtorrent pair, uTP only")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     ap.add_argument("--role", choices=("bench", "recv"), default="bench", help=argparse.SUPPRESS)
     ap.add_argument("--no-gso", action="store_true", help="send datagram by datagram (no UDP GSO)")
@@ -198,11 +257,15 @@ def main() -> None:
         run(args.loop, lambda: receiver_process(args.mib))
         return
     rows: list[dict[str, Any]] = []
-    modes = ("two", "one") if args.mode == "both" else (args.mode,)
+    modes: tuple[str, ...] = ("two", "one") if args.mode == "both" else (args.mode,)
+    if args.libtorrent:
+        modes += ("libtorrent",)
     for mode in modes:
         best: dict[str, Any] | None = None
         for _ in range(args.repeat):
-            if mode == "one":
+            if mode == "libtorrent":
+                row = run_libtorrent(args.mib)
+            elif mode == "one":
                 row = run(args.loop, lambda: run_one(args.mib))
             else:
                 row = run(args.loop, lambda: run_two(args.mib, args.loop))
@@ -211,7 +274,7 @@ def main() -> None:
             if best is None or row["seconds"] < best["seconds"]:
                 best = row
         assert best is not None
-        rows.append(best | {"loop": args.loop, "gso": GSO[0]})
+        rows.append(best if mode == "libtorrent" else best | {"loop": args.loop, "gso": GSO[0]})
     if args.json:
         print(json.dumps({"results": rows}, indent=2))
         return
