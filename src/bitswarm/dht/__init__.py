@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
     from bitswarm.dht.lookup import Item, Lookup, LookupResult
-    from bitswarm.dht.node import DHTConfig, DHTNode, DHTStats, load_state
+    from bitswarm.dht.node import DHTConfig, DHTNode, DHTStats, NodeRouter, QueryHook, load_state
     from bitswarm.dht.routing import RoutingTable
     from bitswarm.dht.server import DHTServer
     from bitswarm.dht.sim import SimNetwork
@@ -34,6 +34,8 @@ else:
             "DHTConfig": ".node",
             "DHTNode": ".node",
             "DHTStats": ".node",
+            "NodeRouter": ".node",
+            "QueryHook": ".node",
             "load_state": ".node",
             "RoutingTable": ".routing",
             "DHTServer": ".server",
@@ -52,6 +54,8 @@ __all__ = [
     "Lookup",
     "LookupResult",
     "NodeInfo",
+    "NodeRouter",
+    "QueryHook",
     "RoutingTable",
     "SimNetwork",
     "load_state",

@@ -115,6 +115,7 @@ class Lookup:
         self._dirty = False
         self._peers: set[Addr] = set()
         self._callbacks: list[Callable[[LookupResult], None]] = []
+        self._reply_callbacks: list[Callable[[Addr, ResponseBody], None]] = []
         self._pending_stores = 0
         self._storing = False
 
@@ -125,6 +126,11 @@ class Lookup:
             fn(self.result)
         else:
             self._callbacks.append(fn)
+
+    def add_reply_callback(self, fn: Callable[[Addr, ResponseBody], None]) -> None:
+        """Call ``fn(addr, reply)`` for each response of the traversal as it arrives (peers and write
+        tokens while the lookup runs; :attr:`ResponseBody.token` is what an announce to ``addr`` needs)."""
+        self._reply_callbacks.append(fn)
 
     def add_candidate(self, addr: Addr, node_id: bytes | None) -> None:
         if addr in self._cands or (node_id is not None and node_id in self._ids):
@@ -210,6 +216,8 @@ class Lookup:
                 self.result.peers.append(peer)
         if self.kind == "get" and reply.v is not None:
             self._consider_item(c, reply)
+        for fn in self._reply_callbacks:
+            fn(addr, reply)
         families = self.node.families
         if 4 in families:
             for n in reply.nodes:

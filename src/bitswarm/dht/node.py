@@ -25,7 +25,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bitswarm.bencode import BencodeError
 from bitswarm.bencode import decode as bdecode
@@ -72,10 +72,33 @@ from bitswarm.dht.routing import RoutingTable
 if TYPE_CHECKING:
     from bitswarm.dht.lookup import Item, Lookup, LookupResult
 
-__all__ = ["DHTConfig", "DHTNode", "DHTStats", "family_of", "load_state"]
+__all__ = ["DHTConfig", "DHTNode", "DHTStats", "NodeRouter", "QueryHook", "family_of", "load_state"]
 
 SendFn = Callable[[bytes, Addr], None]
 ReplyFn = Callable[[ResponseBody | Error | None], None]
+#: A custom query handler (:attr:`DHTNode.query_hook`): it sees each well-formed incoming query (after
+#: the rate limit) and returns True when it has taken care of it — answering now or later with
+#: :meth:`DHTNode.respond` / :meth:`DHTNode.respond_error`, or not at all; False leaves the query to the
+#: built-in handlers.
+QueryHook = Callable[[Query, Addr], bool]
+
+
+class NodeRouter(Protocol):
+    """A user routing policy (:attr:`DHTNode.router`, tinybt's ``user_router``).
+
+    The node tells it about every contact it hears from and every query that went unanswered, and asks
+    it for the contacts to hand out in ``nodes``/``nodes6`` and to start lookups from. The built-in
+    routing tables keep running beside it (bucket refresh, persistence)."""
+
+    def node_seen(self, node: NodeInfo, responded: bool) -> None:
+        """``node`` answered one of our queries (``responded``) or sent us a query."""
+
+    def node_failed(self, addr: Addr) -> None:
+        """A query to ``addr`` timed out or its reply was malformed."""
+
+    def closest_nodes(self, target: bytes, count: int) -> list[NodeInfo]:
+        """Up to ``count`` known contacts, closest to ``target`` first."""
+        ...
 
 
 def family_of(host: str) -> int:
@@ -215,6 +238,10 @@ class DHTNode:
         self._votes: dict[str, str] = {}  # voter IP -> the external IP it reported (BEP 42)
         self._vote_counts: dict[str, int] = {}
         self.external_ip: str | None = None
+        self._reported: dict[str, Addr] = {}  # voter IP -> the (ip, port) it saw us at
+        self._first_report: Addr | None = None
+        self.query_hook: QueryHook | None = None
+        self.router: NodeRouter | None = None
         self.on_node_id_change: Callable[[bytes], None] | None = None
         self._last_maintenance = now
         self._bootstrap_addrs: list[Addr] = []
@@ -342,7 +369,10 @@ class DHTNode:
             if status == "replacement":
                 for e in table.questionable_in_bucket(body.id, now):
                     self.ping(e.addr, self._make_maint_cb(e.id, e.addr))
+            if self.router is not None:
+                self.router.node_seen(NodeInfo(body.id, addr), True)
         if msg.ip is not None:
+            self._report(msg.ip, addr)
             self._vote(msg.ip[0], addr)
         p.callback(body)
 
@@ -356,8 +386,36 @@ class DHTNode:
     def _failed(self, p: _Pending) -> None:
         if p.node_id is not None:
             self.table_for(p.addr).failed(p.node_id, p.addr, self.clock())
+        if self.router is not None:
+            self.router.node_failed(p.addr)
 
     # ------------------------------------------------------------------ BEP 42 external IP voting
+
+    def _report(self, reported: Addr, voter: Addr) -> None:
+        if self._first_report is None:
+            self._first_report = reported
+        if voter[0] not in self._reported and len(self._reported) >= 50:
+            del self._reported[next(iter(self._reported))]
+        self._reported.pop(voter[0], None)
+        self._reported[voter[0]] = reported
+
+    @property
+    def external_address(self) -> Addr | None:
+        """The (ip, port) other nodes see us at (BEP 42 ``ip`` of their responses), None before any
+        report. The first report counts at once; then the address most of the last 50 reporters (one per
+        IP) agree on — once the IP vote settles (:attr:`external_ip`), the most reported port at that IP."""
+        reports = list(self._reported.values())
+        if self.external_ip is not None:
+            reports = [a for a in reports if a[0] == self.external_ip] or reports
+        if not reports:
+            return self._first_report
+        counts: dict[Addr, int] = {}
+        for a in reports:
+            counts[a] = counts.get(a, 0) + 1
+        best = max(counts.values())
+        if self._first_report is not None and counts.get(self._first_report) == best:
+            return self._first_report  # ties keep the address already handed out
+        return next(a for a in reports if counts[a] == best)
 
     def _vote(self, reported: str, voter: Addr) -> None:
         """One vote per voter IP (the latest), over the last 50 voters; the only count that can
@@ -417,6 +475,8 @@ class DHTNode:
         if not self._rate_ok(addr, now):
             self.stats.dropped_rate_limited += 1
             return
+        if self.query_hook is not None and self.query_hook(q, addr):
+            return
         try:
             args = parse_query(q)
         except KRPCError as exc:
@@ -431,9 +491,10 @@ class DHTNode:
                 return
         values = self._dispatch(args, q, addr, now)
         if values is not None:
-            self.stats.queries_answered += 1
-            self._send_msg(Response(q.t, values, self.config.version, addr), addr)
+            self.respond(q, addr, values)
         if not q.ro and self.acceptable_contact(addr, args.id):
+            if self.router is not None:
+                self.router.node_seen(NodeInfo(args.id, addr), False)
             table = self.table_for(addr)
             status = table.heard(args.id, addr, now, responded=False)
             if status == "replacement" and self._confirm_pings < self.config.max_confirm_pings:
@@ -464,6 +525,15 @@ class DHTNode:
         self.stats.errors_sent += 1
         self._send_msg(Error(t, code, message, self.config.version, addr), addr)
 
+    def respond(self, query: Query, addr: Addr, values: dict[bytes, Any]) -> None:
+        """Answer ``query`` from ``addr`` (for a :attr:`query_hook`); ``id`` defaults to our node id."""
+        self.stats.queries_answered += 1
+        self._send_msg(Response(query.t, {b"id": self.node_id, **values}, self.config.version, addr), addr)
+
+    def respond_error(self, query: Query, addr: Addr, code: int, message: str) -> None:
+        """Answer ``query`` from ``addr`` with a KRPC error (for a :attr:`query_hook`)."""
+        self._error(query.t, addr, code, message)
+
     def _token(self, secret: bytes, addr: Addr, target: bytes) -> bytes:
         return hashlib.sha1(secret + pack_ip(addr[0]) + target).digest()[:8]
 
@@ -482,6 +552,13 @@ class DHTNode:
             want = frozenset([b"n6" if family_of(addr[0]) == 6 else b"n4"])
         out: dict[bytes, Any] = {}
         k = self.config.k
+        if self.router is not None:
+            chosen = self.router.closest_nodes(target, 2 * k)
+            if b"n4" in want:
+                out[b"nodes"] = encode_nodes([n for n in chosen if family_of(n.addr[0]) == 4][:k])
+            if b"n6" in want:
+                out[b"nodes6"] = encode_nodes6([n for n in chosen if family_of(n.addr[0]) == 6][:k])
+            return out
         if b"n4" in want:
             out[b"nodes"] = encode_nodes([e.info() for e in self.tables[4].closest(target, k, now)])
         if b"n6" in want:
@@ -611,9 +688,13 @@ class DHTNode:
                 lookup.add_candidate(x.addr, x.id)
             else:
                 lookup.add_candidate((x[0], x[1]), None)
-        for f in self.families:
-            for e in self.tables[f].closest(lookup.target, self.config.k * 2, now):
-                lookup.add_candidate(e.addr, e.id)
+        if self.router is not None:
+            for n in self.router.closest_nodes(lookup.target, self.config.k * 2):
+                lookup.add_candidate(n.addr, n.id)
+        else:
+            for f in self.families:
+                for e in self.tables[f].closest(lookup.target, self.config.k * 2, now):
+                    lookup.add_candidate(e.addr, e.id)
         if not lookup._cands:
             for a in self._bootstrap_addrs:
                 lookup.add_candidate(a, None)
