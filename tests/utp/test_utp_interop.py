@@ -130,7 +130,7 @@ async def test_download_from_libtorrent_over_utp(tmp_path: Path) -> None:
         )
         await until(peer, lambda: peer.handshaken)
         peer.send(2)  # interested
-        await until(peer, lambda: state["unchoked"])
+        await until(peer, lambda: bool(state["unchoked"]))
         requests = [
             (i // PIECE, i % PIECE, min(BLOCK, len(content) - i)) for i in range(0, len(content), BLOCK)
         ]

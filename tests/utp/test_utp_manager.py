@@ -10,9 +10,11 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from bitswarm.transport import PeerStream, TcpStream
 from bitswarm.utp import Packet, PacketType, UtpConfig, UtpSocketManager, UtpStream, decode, encode
 
 TIMEOUT = 60.0
@@ -104,8 +106,8 @@ async def pair(**kw: object) -> tuple[UtpSocketManager, UtpSocketManager, list[S
         accepted.append(s)
         return s
 
-    server = await UtpSocketManager.open("127.0.0.1", 0, accept=accept, **kw)  # type: ignore[arg-type]
-    client = await UtpSocketManager.open("127.0.0.1", 0, **kw)  # type: ignore[arg-type]
+    server = await UtpSocketManager.open("127.0.0.1", 0, accept=accept, **kw)
+    client = await UtpSocketManager.open("127.0.0.1", 0, **kw)
     return server, client, accepted
 
 
@@ -294,3 +296,70 @@ def test_gso_batches_runs_of_datagrams_under_uvloop() -> None:
     import uvloop  # a dependency on Linux, and the loop bitswarm runs on: it reads datagrams in bursts
 
     assert uvloop.run(_gso_transfer(True)) > 0
+
+
+class Receiver:
+    """The engine's StreamReceiver shape, no asyncio base class (like the session's peer connection)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(1000)  # smaller than a datagram: delivery takes several rounds
+        self.data = bytearray()
+        self.stream: Any = None
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, stream: Any) -> None:
+        self.stream = stream
+        Watch.poke()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self.buf)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data += self.buf[:nbytes]
+        Watch.poke()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+
+async def test_stream_is_a_peer_stream_for_the_engines_receivers() -> None:
+    got: list[Receiver] = []
+
+    def accept() -> Receiver:
+        got.append(Receiver())
+        return got[-1]
+
+    server = await UtpSocketManager.open("127.0.0.1", 0, accept=accept)
+    client = await UtpSocketManager.open("127.0.0.1", 0)
+    try:
+        stream, mine = await client.connect(server.address, Receiver, timeout=TIMEOUT)
+        check: PeerStream = stream  # the seam's protocol, checked by mypy
+        assert (check.kind, check.encrypted, check.peer_address) == ("utp", False, server.address)
+        stream.set_receive_hint(16384)  # accepted, ignored
+        data = os.urandom(300_000)
+        stream.writelines([data[:100_000], memoryview(data)[100_000:]])
+        await Watch.until(lambda: bool(got) and len(got[0].data) == len(data))
+        assert bytes(got[0].data) == data
+        got[0].stream.write(b"pong")
+        await Watch.until(lambda: bytes(mine.data) == b"pong")
+        # the TcpStream adapter of the seam drives a uTP stream too
+        adapted = Receiver()
+        await client.connect(server.address, lambda: TcpStream(adapted, kind="utp"), timeout=TIMEOUT)
+        assert adapted.stream.kind == "utp" and adapted.stream.peer_address == server.address
+        adapted.stream.write(b"via adapter")
+        await Watch.until(lambda: len(got) == 2 and bytes(got[1].data) == b"via adapter")
+        stream.close()
+        assert await asyncio.wait_for(got[0].lost, TIMEOUT) is None
+    finally:
+        server.close()
+        client.close()

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from bitswarm.transport import StreamReceiver
 from bitswarm.utp._connection import (
     Closed,
     Connected,
@@ -45,7 +46,10 @@ from bitswarm.utp._packet import HEADER, SEQ_MASK, VERSION, PacketType, UtpPacke
 __all__ = ["Addr", "ManagerStats", "UtpSocketManager", "UtpStream"]
 
 Addr = tuple[str, int]
-P = TypeVar("P", bound=asyncio.BaseProtocol)
+#: What a stream drives: an asyncio ``Protocol``/``BufferedProtocol`` or the engine's
+#: :class:`~bitswarm.transport.StreamReceiver` (the same callbacks, duck-typed).
+Receiver = asyncio.BaseProtocol | StreamReceiver
+P = TypeVar("P", bound=Receiver)
 _SYN, _RESET = int(PacketType.SYN), int(PacketType.RESET)
 _SOCKET_BUFFER = 4 << 20
 # Linux UDP generic segmentation offload: one sendmsg carries a run of equal-size datagrams (the
@@ -85,7 +89,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
     def __init__(
         self,
         *,
-        accept: Callable[[], asyncio.BaseProtocol] | None = None,
+        accept: Callable[[], Receiver] | None = None,
         on_other_datagram: Callable[[bytes, Addr], None] | None = None,
         config: UtpConfig | None = None,
         max_connections: int = 1000,
@@ -207,7 +211,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         entry.waiter = waiter
         holder: list[P] = []
 
-        def factory() -> asyncio.BaseProtocol:
+        def factory() -> Receiver:
             holder.append(protocol_factory())
             return holder[0]
 
@@ -414,17 +418,21 @@ class UtpSocketManager(asyncio.DatagramProtocol):
 
 
 class UtpStream(asyncio.Transport):
-    """One uTP connection as an asyncio transport (``write``/``close``/flow control both ways)."""
+    """One uTP connection as an asyncio transport (``write``/``close``/flow control both ways) and
+    as the engine's :class:`~bitswarm.transport.PeerStream` (``kind``, ``encrypted``,
+    ``peer_address``, ``set_receive_hint``): hand it a ``StreamReceiver`` such as the session's
+    peer connection directly, or wrap it in ``TcpStream(receiver, kind="utp")``."""
 
-    def __init__(
-        self, manager: UtpSocketManager, entry: _Entry, factory: Callable[[], asyncio.BaseProtocol]
-    ) -> None:
+    kind = "utp"
+    encrypted = False
+
+    def __init__(self, manager: UtpSocketManager, entry: _Entry, factory: Callable[[], Receiver]) -> None:
         super().__init__()
         self._manager = manager
         self._entry = entry
         self._conn = entry.conn
         self._factory = factory
-        self._protocol: asyncio.BaseProtocol | None = None
+        self._protocol: Any = None  # a Receiver, called duck-typed
         self._buffered = False
         self._paused_reading = False
         self._pending: deque[bytes] = deque()
@@ -435,6 +443,15 @@ class UtpStream(asyncio.Transport):
         self._writing_paused = False
         self._high = manager.config.send_high_water
         self._low = manager.config.send_low_water
+
+    # ---- PeerStream --------------------------------------------------------------------------
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None:
+        return self._entry.addr
+
+    def set_receive_hint(self, nbytes: int) -> None:
+        """Ignored: payload arrives a datagram at a time, each handed over as it comes in order."""
 
     # ---- asyncio.Transport -----------------------------------------------------------------
 
@@ -467,12 +484,11 @@ class UtpStream(asyncio.Transport):
         self._manager._touch(self._entry)
         self._lost(None)
 
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+    def set_protocol(self, protocol: Receiver) -> None:
         self._protocol = protocol
-        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._buffered = hasattr(protocol, "get_buffer")
 
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        assert self._protocol is not None
+    def get_protocol(self) -> Any:
         return self._protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -541,11 +557,9 @@ class UtpStream(asyncio.Transport):
         proto = self._protocol
         conn = self._conn
         if not self._buffered:
-            assert isinstance(proto, asyncio.Protocol)
             proto.data_received(data)
             conn.consumed(len(data))
             return
-        assert isinstance(proto, asyncio.BufferedProtocol)
         view = memoryview(data)
         total = len(view)
         pos = 0
@@ -569,9 +583,7 @@ class UtpStream(asyncio.Transport):
         proto = self._protocol
         if proto is None or self._lost_called:
             return
-        keep_open = (
-            proto.eof_received() if isinstance(proto, asyncio.Protocol | asyncio.BufferedProtocol) else None
-        )
+        keep_open = proto.eof_received() if hasattr(proto, "eof_received") else None
         if not keep_open:
             self.close()
 
