@@ -16,7 +16,9 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -124,15 +126,15 @@ class JsonProc:
 
 
 # ----------------------------------------------------------------------------------------------
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+def run(argv: list[str], check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr.strip()}")
     return res
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _run(["ip", *args], check)
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["ip", *args], check)
 
 
 def netns_unavailable_reason() -> str | None:
@@ -145,20 +147,20 @@ def netns_unavailable_reason() -> str | None:
             return f"{tool} (iproute2) is not installed"
     probe = f"bwprobe{os.getpid()}"
     try:
-        res = _ip("netns", "add", probe, check=False)
+        res = ip("netns", "add", probe, check=False)
         if res.returncode != 0:
             return f"ip netns add failed: {res.stderr.strip()}"
-        res = _ip("-n", probe, "link", "add", "vp0", "type", "veth", "peer", "name", "vp1", check=False)
+        res = ip("-n", probe, "link", "add", "vp0", "type", "veth", "peer", "name", "vp1", check=False)
         if res.returncode != 0:
             return f"cannot create veth pairs: {res.stderr.strip()}"
-        res = _ip("-n", probe, "link", "add", "brprobe", "type", "bridge", check=False)
+        res = ip("-n", probe, "link", "add", "brprobe", "type", "bridge", check=False)
         if res.returncode != 0:
             return f"cannot create bridges: {res.stderr.strip()}"
     except (OSError, subprocess.SubprocessError) as exc:
         return f"ip netns does not work here: {exc}"
     finally:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            _ip("netns", "del", probe, check=False)
+            ip("netns", "del", probe, check=False)
     return None
 
 
@@ -193,16 +195,16 @@ class Lan:
         self._namespaces: list[str] = []
         try:
             self._add_ns(self.bridge_ns)
-            _ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
-            _ip("-n", self.bridge_ns, "link", "set", "br0", "up")
+            ip("-n", self.bridge_ns, "link", "add", "br0", "type", "bridge")
+            ip("-n", self.bridge_ns, "link", "set", "br0", "up")
         except BaseException:
             self.close()
             raise
 
     def _add_ns(self, ns: str) -> None:
-        _ip("netns", "add", ns)
+        ip("netns", "add", ns)
         self._namespaces.append(ns)
-        _ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
 
     def add_host(self, name: str, octet: int, *, uplink: str | None = None) -> Host:
         """A namespace ``name`` at ``<subnet>.<octet>``; ``uplink`` (e.g. ``"10mbit"``) shapes what it
@@ -211,27 +213,25 @@ class Lan:
         self._add_ns(ns)
         idx = len(self.hosts)
         veth, peer = f"eth{idx}", f"p{idx}"
-        _ip("link", "add", veth, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
-        _ip("-n", self.bridge_ns, "link", "set", peer, "master", "br0")
-        _ip("-n", self.bridge_ns, "link", "set", peer, "up")
+        ip("link", "add", veth, "netns", ns, "type", "veth", "peer", "name", peer, "netns", self.bridge_ns)
+        ip("-n", self.bridge_ns, "link", "set", peer, "master", "br0")
+        ip("-n", self.bridge_ns, "link", "set", peer, "up")
         addr = f"{self.subnet}.{octet}"
-        _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", veth)
-        _ip("-n", ns, "link", "set", veth, "up")
+        ip("-n", ns, "addr", "add", f"{addr}/24", "dev", veth)
+        ip("-n", ns, "link", "set", veth, "up")
         if uplink is not None:
-            _run(["tc", "-n", ns, "qdisc", "add", "dev", veth, "root", "tbf",
+            run(["tc", "-n", ns, "qdisc", "add", "dev", veth, "root", "tbf",
                   "rate", uplink, "burst", "32kbit", "latency", "400ms"])  # fmt: skip
         host = self.hosts[name] = Host(ns, addr, veth)
         return host
 
     def qdisc(self, host: Host) -> str:
-        return _run(["tc", "-n", host.ns, "-s", "qdisc", "show", "dev", host.veth], check=False).stdout
+        return run(["tc", "-n", host.ns, "-s", "qdisc", "show", "dev", host.veth], check=False).stdout
 
     def close(self) -> None:
         """Delete every namespace made (their veths and the bridge go with them). Idempotent."""
         while self._namespaces:
-            ns = self._namespaces.pop()
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                _ip("netns", "del", ns, check=False)
+            delete_namespace(self._namespaces.pop())
 
 
 @contextlib.contextmanager
@@ -244,5 +244,29 @@ def lan(subnet: str = "10.77.0") -> Iterator[Lan]:
 
 
 def leftover_namespaces(prefix: str) -> list[str]:
-    res = _ip("netns", "list", check=False)
+    res = ip("netns", "list", check=False)
     return [line.split()[0] for line in res.stdout.splitlines() if line.startswith(prefix)]
+
+
+def delete_namespace(ns: str) -> None:
+    """SIGKILL every process still inside ``ns`` (a daemon such as miniupnpd would keep the namespace
+    alive after ``ip netns del``), then delete it. Never raises."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        pids = ip("netns", "pids", ns, check=False).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        ip("netns", "del", ns, check=False)
+
+
+def remove_stale_namespaces(prefix: str) -> list[str]:
+    """Delete namespaces named ``<prefix><pid>-...`` whose creating process ``pid`` is gone (a run that
+    was SIGKILLed could not clean up); returns their names."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-")
+    removed = []
+    for ns in leftover_namespaces(prefix):
+        m = pattern.match(ns)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            delete_namespace(ns)
+            removed.append(ns)
+    return removed
