@@ -24,7 +24,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError
 from bitswarm.session.ratelimit import RateMeter, WindowMeter
@@ -56,9 +57,7 @@ from bitswarm.wire import (
     RejectRequest,
     Request,
     Reserved,
-    SuggestPiece,
     Unchoke,
-    UnknownMessage,
     WireProtocolError,
 )
 from bitswarm.wire.ut_metadata import (
@@ -312,93 +311,87 @@ class PeerProtocol:
                     return
                 if ev is PAUSED:
                     return  # waiting for our handshake: sent from the HandshakeHeader handler
-                self._handle(ev)  # type: ignore[arg-type]
+                handler = _HANDLERS.get(type(ev))
+                if handler is not None:  # KeepAlive, SuggestPiece, UnknownMessage: nothing to do
+                    handler(self, ev)
         except WireProtocolError as exc:
             self.abort(f"protocol error: {exc}")
         except BitswarmError as exc:
             self.abort(f"error: {exc}")
 
-    def _handle(self, ev: Event) -> None:
-        t = type(ev)
+    # One handler per event class (:data:`_HANDLERS`): a dict lookup instead of a chain of type
+    # tests. Every message but the handshake comes after it, so ``self.torrent`` is set by then.
+
+    def _on_piece(self, ev: Piece) -> None:
         torrent = self.torrent
-        if t is Piece:
-            assert torrent is not None and isinstance(ev, Piece)
-            self.last_block = self.last_recv
-            self.snubbed = False
-            torrent.scheduler.on_block(self, ev.index, ev.begin, ev.data)
-        elif t is Have:
-            assert torrent is not None and isinstance(ev, Have)
-            torrent.scheduler.on_have(self, ev.index)
-        elif t is Request:
-            assert torrent is not None and isinstance(ev, Request)
-            self._on_request(ev)
-        elif t is Unchoke:
-            self.peer_choking = False
-            if torrent is not None:
-                torrent.scheduler.fill_requests(self)
-        elif t is Choke:
-            self.peer_choking = True
-            if torrent is not None:
-                torrent.scheduler.on_choked(self)
-        elif t is Interested:
-            self.peer_interested = True
-            if torrent is not None:
-                torrent.choking.on_interest_changed(self)
-        elif t is NotInterested:
-            self.peer_interested = False
-            if torrent is not None:
-                torrent.choking.on_interest_changed(self)
-        elif t is Bitfield:
-            assert torrent is not None and isinstance(ev, Bitfield)
-            torrent.scheduler.on_bitfield(self, ev.bits)
-        elif t is HaveAll:
-            assert torrent is not None
-            torrent.scheduler.on_have_all(self)
-        elif t is HaveNone:
-            assert torrent is not None
-            torrent.scheduler.on_have_none(self)
-        elif t is Cancel:
-            assert isinstance(ev, Cancel)
-            key = (ev.index, ev.begin, ev.length)
-            if key in self._upload_set:
-                self._upload_set.discard(key)
-                with contextlib.suppress(ValueError):
-                    self.uploads.remove(key)
-                if self.codec.fast:  # BEP 6: every request gets exactly one answer, piece or reject
-                    self._send(RejectRequest(*key))
-        elif t is RejectRequest:
-            assert torrent is not None and isinstance(ev, RejectRequest)
-            torrent.scheduler.on_reject(self, ev.index, ev.begin)
-        elif t is AllowedFast:
-            assert isinstance(ev, AllowedFast)
-            self.allowed_fast.add(ev.index)
-            if torrent is not None and self.peer_choking:
-                torrent.scheduler.fill_requests(self)
-        elif t is ExtendedHandshake:
-            assert isinstance(ev, ExtendedHandshake)
-            if ev.reqq:
-                self.reqq = max(1, min(ev.reqq, 5000))
-            self.client = ev.client
-            self.ext_ids = {k: v for k, v in ev.m.items() if isinstance(v, int) and 0 < v < 256}
-            if ev.port is not None and 0 < ev.port < 65536:
-                self.listen_port = ev.port
-        elif t is Extended:
-            assert isinstance(ev, Extended)
-            self._on_extended(ev)
-        elif t is Port:
-            assert isinstance(ev, Port)
-            if torrent is not None and not torrent.info.private:
-                self.session.on_dht_port(self.address[0], ev.port)  # BEP 5: ping it into the table
-        elif t is HandshakeHeader:
-            assert isinstance(ev, HandshakeHeader)
-            self._on_handshake_header(ev)
-        elif t is Handshake:
-            assert isinstance(ev, Handshake)
-            self._on_handshake(ev)
-        elif t is ConnectionClosed:
-            self.close()
-        elif t in (KeepAlive, SuggestPiece, UnknownMessage):
-            pass  # suggestions and unknown messages: not used by the engine
+        assert torrent is not None
+        self.last_block = self.last_recv
+        self.snubbed = False
+        torrent.scheduler.on_block(self, ev.index, ev.begin, ev.data)
+
+    def _on_have(self, ev: Have) -> None:
+        assert self.torrent is not None
+        self.torrent.scheduler.on_have(self, ev.index)
+
+    def _on_unchoke(self, ev: Unchoke) -> None:
+        self.peer_choking = False
+        if self.torrent is not None:
+            self.torrent.scheduler.fill_requests(self)
+
+    def _on_choke(self, ev: Choke) -> None:
+        self.peer_choking = True
+        if self.torrent is not None:
+            self.torrent.scheduler.on_choked(self)
+
+    def _on_interest(self, ev: Interested | NotInterested) -> None:
+        self.peer_interested = type(ev) is Interested
+        if self.torrent is not None:
+            self.torrent.choking.on_interest_changed(self)
+
+    def _on_bitfield(self, ev: Bitfield) -> None:
+        assert self.torrent is not None
+        self.torrent.scheduler.on_bitfield(self, ev.bits)
+
+    def _on_have_all(self, ev: HaveAll) -> None:
+        assert self.torrent is not None
+        self.torrent.scheduler.on_have_all(self)
+
+    def _on_have_none(self, ev: HaveNone) -> None:
+        assert self.torrent is not None
+        self.torrent.scheduler.on_have_none(self)
+
+    def _on_cancel(self, ev: Cancel) -> None:
+        key = (ev.index, ev.begin, ev.length)
+        if key in self._upload_set:
+            self._upload_set.discard(key)
+            with contextlib.suppress(ValueError):
+                self.uploads.remove(key)
+            if self.codec.fast:  # BEP 6: every request gets exactly one answer, piece or reject
+                self._send(RejectRequest(*key))
+
+    def _on_reject(self, ev: RejectRequest) -> None:
+        assert self.torrent is not None
+        self.torrent.scheduler.on_reject(self, ev.index, ev.begin)
+
+    def _on_allowed_fast(self, ev: AllowedFast) -> None:
+        self.allowed_fast.add(ev.index)
+        if self.torrent is not None and self.peer_choking:
+            self.torrent.scheduler.fill_requests(self)
+
+    def _on_extended_handshake(self, ev: ExtendedHandshake) -> None:
+        if ev.reqq:
+            self.reqq = max(1, min(ev.reqq, 5000))
+        self.client = ev.client
+        self.ext_ids = {k: v for k, v in ev.m.items() if isinstance(v, int) and 0 < v < 256}
+        if ev.port is not None and 0 < ev.port < 65536:
+            self.listen_port = ev.port
+
+    def _on_port(self, ev: Port) -> None:
+        if self.torrent is not None and not self.torrent.info.private:
+            self.session.on_dht_port(self.address[0], ev.port)  # BEP 5: ping it into the table
+
+    def _on_closed(self, ev: ConnectionClosed) -> None:
+        self.close()
 
     def _on_handshake_header(self, ev: HandshakeHeader) -> None:
         if self.outgoing:
@@ -612,3 +605,27 @@ class PeerProtocol:
             self.abort(f"upload failed: {exc}")
         finally:
             self._upload_task = None
+
+
+#: event class -> its handler (:meth:`PeerProtocol._drain`); events not listed are ignored
+_HANDLERS: dict[type, Callable[[PeerProtocol, Any], None]] = {
+    Piece: PeerProtocol._on_piece,
+    Have: PeerProtocol._on_have,
+    Request: PeerProtocol._on_request,
+    Unchoke: PeerProtocol._on_unchoke,
+    Choke: PeerProtocol._on_choke,
+    Interested: PeerProtocol._on_interest,
+    NotInterested: PeerProtocol._on_interest,
+    Bitfield: PeerProtocol._on_bitfield,
+    HaveAll: PeerProtocol._on_have_all,
+    HaveNone: PeerProtocol._on_have_none,
+    Cancel: PeerProtocol._on_cancel,
+    RejectRequest: PeerProtocol._on_reject,
+    AllowedFast: PeerProtocol._on_allowed_fast,
+    ExtendedHandshake: PeerProtocol._on_extended_handshake,
+    Extended: PeerProtocol._on_extended,
+    Port: PeerProtocol._on_port,
+    HandshakeHeader: PeerProtocol._on_handshake_header,
+    Handshake: PeerProtocol._on_handshake,
+    ConnectionClosed: PeerProtocol._on_closed,
+}

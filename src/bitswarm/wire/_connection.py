@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from bitswarm.wire._errors import LocalWireError, WireProtocolError
 from bitswarm.wire._events import (
@@ -638,84 +638,92 @@ class PeerConnection:
             self._local_error(f"piece index {index} out of range")
 
     def send(self, event: Event) -> bytes:
-        """The bytes to write for ``event``; raises :class:`LocalWireError` if it is not allowed now."""
-        cls = type(event)
+        """The bytes to write for ``event``; raises :class:`LocalWireError` if it is not allowed now.
+
+        One encoder per event class (:data:`_ENCODERS`): a dict lookup instead of a chain of type
+        tests (``bench/bench_wire.py``: ``send Request`` as fast as the chain that tested it first)."""
         if self.our_state is ERROR:
             raise LocalWireError("connection is in ERROR state")
-        if cls is Request or cls is Cancel or cls is RejectRequest:
-            assert isinstance(event, Request | Cancel | RejectRequest)
-            self._local_check_block(event.index, event.begin, event.length)
-            self._ours(event)
-            return _TRIPLE_MSG.pack(13, cls.MESSAGE_ID, event.index, event.begin, event.length)
-        if cls is Piece:
-            assert isinstance(event, Piece)
-            return self.send_piece_header(event.index, event.begin, len(event.data)) + event.data
-        if cls is Have or cls is SuggestPiece or cls is AllowedFast:
-            assert isinstance(event, Have | SuggestPiece | AllowedFast)
-            self._local_check_index(event.index)
-            self._ours(event)
-            return _IDX_MSG.pack(5, cls.MESSAGE_ID, event.index)
-        if cls is KeepAlive:
-            self._ours(event)
-            return b"\0\0\0\0"
-        if cls in (Choke, Unchoke, Interested, NotInterested, HaveAll, HaveNone):
-            self._ours(event)
-            return _HEAD.pack(1, cls.MESSAGE_ID)
-        if cls is Bitfield:
-            assert isinstance(event, Bitfield)
-            bits = bytes(event.bits)
-            if self._n >= 0:
-                if len(bits) != (self._n + 7) >> 3:
-                    self._local_error(f"bitfield of {len(bits)} bytes for {self._n} pieces")
-                spare = (-self._n) & 7
-                if spare and bits[-1] & ((1 << spare) - 1):
-                    self._local_error("bitfield has spare bits set")
-            elif len(bits) > MAX_BITFIELD_UNKNOWN_LAYOUT:
-                self._local_error("bitfield too long")
-            self._ours(event)
-            return _HEAD.pack(1 + len(bits), MSG_BITFIELD) + bits
-        if cls is Extended:
-            assert isinstance(event, Extended)
-            if not 1 <= event.ext_id <= 255:
-                self._local_error("extended id must be 1..255 (0 is ExtendedHandshake)")
-            if 2 + len(event.payload) > MAX_EXTENDED_MESSAGE:
-                self._local_error("extended message too long")
-            self._ours(event)
-            return _HEAD.pack(2 + len(event.payload), MSG_EXTENDED) + bytes([event.ext_id]) + event.payload
-        if cls is ExtendedHandshake:
-            assert isinstance(event, ExtendedHandshake)
-            payload = event.encode_payload()
-            if 2 + len(payload) > MAX_EXTENDED_MESSAGE:
-                self._local_error("extended handshake too long")
-            self._ours(event)
-            return _HEAD.pack(2 + len(payload), MSG_EXTENDED) + b"\0" + payload
-        if cls is Port:
-            assert isinstance(event, Port)
-            if not 0 <= event.port <= 0xFFFF:
-                self._local_error(f"port {event.port} out of range")
-            self._ours(event)
-            return _PORT_MSG.pack(3, MSG_PORT, event.port)
-        if cls is UnknownMessage:
-            assert isinstance(event, UnknownMessage)
-            if not 0 <= event.message_id <= 255 or event.message_id in _KNOWN_IDS:
-                self._local_error(f"UnknownMessage cannot use id {event.message_id}")
-            if 1 + len(event.payload) > MAX_UNKNOWN_MESSAGE:
-                self._local_error("message too long")
-            self._ours(event)
-            return _HEAD.pack(1 + len(event.payload), event.message_id) + event.payload
-        if cls is Handshake:
-            assert isinstance(event, Handshake)
-            theirs = self.their_header
-            if theirs is not None and theirs.info_hash != event.info_hash:
-                self._local_error("our handshake must carry the info_hash the peer sent")
-            self._ours(event)
-            self.our_handshake = event
-            self._negotiate()
-            return HANDSHAKE_PREFIX + event.reserved.raw + event.info_hash + event.peer_id
-        if cls is ConnectionClosed:
-            self._ours(event)
-            return b""
-        raise LocalWireError(f"cannot send {cls.__name__}")
+        encode = _ENCODERS.get(type(event))
+        if encode is None:
+            raise LocalWireError(f"cannot send {type(event).__name__}")
+        return encode(self, event)
+
+    def _encode_block(self, event: Request | Cancel | RejectRequest) -> bytes:
+        self._local_check_block(event.index, event.begin, event.length)
+        self._ours(event)
+        return _TRIPLE_MSG.pack(13, event.MESSAGE_ID, event.index, event.begin, event.length)
+
+    def _encode_piece(self, event: Piece) -> bytes:
+        return self.send_piece_header(event.index, event.begin, len(event.data)) + event.data
+
+    def _encode_index(self, event: Have | SuggestPiece | AllowedFast) -> bytes:
+        self._local_check_index(event.index)
+        self._ours(event)
+        return _IDX_MSG.pack(5, event.MESSAGE_ID, event.index)
+
+    def _encode_keepalive(self, event: KeepAlive) -> bytes:
+        self._ours(event)
+        return b"\0\0\0\0"
+
+    def _encode_bare(self, event: Choke | Unchoke | Interested | NotInterested | HaveAll | HaveNone) -> bytes:
+        self._ours(event)
+        return _HEAD.pack(1, event.MESSAGE_ID)
+
+    def _encode_bitfield(self, event: Bitfield) -> bytes:
+        bits = bytes(event.bits)
+        if self._n >= 0:
+            if len(bits) != (self._n + 7) >> 3:
+                self._local_error(f"bitfield of {len(bits)} bytes for {self._n} pieces")
+            spare = (-self._n) & 7
+            if spare and bits[-1] & ((1 << spare) - 1):
+                self._local_error("bitfield has spare bits set")
+        elif len(bits) > MAX_BITFIELD_UNKNOWN_LAYOUT:
+            self._local_error("bitfield too long")
+        self._ours(event)
+        return _HEAD.pack(1 + len(bits), MSG_BITFIELD) + bits
+
+    def _encode_extended(self, event: Extended) -> bytes:
+        if not 1 <= event.ext_id <= 255:
+            self._local_error("extended id must be 1..255 (0 is ExtendedHandshake)")
+        if 2 + len(event.payload) > MAX_EXTENDED_MESSAGE:
+            self._local_error("extended message too long")
+        self._ours(event)
+        return _HEAD.pack(2 + len(event.payload), MSG_EXTENDED) + bytes([event.ext_id]) + event.payload
+
+    def _encode_extended_handshake(self, event: ExtendedHandshake) -> bytes:
+        payload = event.encode_payload()
+        if 2 + len(payload) > MAX_EXTENDED_MESSAGE:
+            self._local_error("extended handshake too long")
+        self._ours(event)
+        return _HEAD.pack(2 + len(payload), MSG_EXTENDED) + b"\0" + payload
+
+    def _encode_port(self, event: Port) -> bytes:
+        if not 0 <= event.port <= 0xFFFF:
+            self._local_error(f"port {event.port} out of range")
+        self._ours(event)
+        return _PORT_MSG.pack(3, MSG_PORT, event.port)
+
+    def _encode_unknown(self, event: UnknownMessage) -> bytes:
+        if not 0 <= event.message_id <= 255 or event.message_id in _KNOWN_IDS:
+            self._local_error(f"UnknownMessage cannot use id {event.message_id}")
+        if 1 + len(event.payload) > MAX_UNKNOWN_MESSAGE:
+            self._local_error("message too long")
+        self._ours(event)
+        return _HEAD.pack(1 + len(event.payload), event.message_id) + event.payload
+
+    def _encode_handshake(self, event: Handshake) -> bytes:
+        theirs = self.their_header
+        if theirs is not None and theirs.info_hash != event.info_hash:
+            self._local_error("our handshake must carry the info_hash the peer sent")
+        self._ours(event)
+        self.our_handshake = event
+        self._negotiate()
+        return HANDSHAKE_PREFIX + event.reserved.raw + event.info_hash + event.peer_id
+
+    def _encode_closed(self, event: ConnectionClosed) -> bytes:
+        self._ours(event)
+        return b""
 
     def send_piece_header(self, index: int, begin: int, length: int) -> bytes:
         """The 13-byte header of a ``piece`` message; the caller writes ``length`` block bytes after it.
@@ -730,5 +738,30 @@ class PeerConnection:
 
 
 _KNOWN_IDS: Final = frozenset({*_FIXED_LENGTH, MSG_BITFIELD, MSG_PIECE, MSG_EXTENDED})
+
+#: event class -> its encoder (:meth:`PeerConnection.send`)
+_ENCODERS: Final[dict[type, Callable[[PeerConnection, Any], bytes]]] = {
+    Request: PeerConnection._encode_block,
+    Cancel: PeerConnection._encode_block,
+    RejectRequest: PeerConnection._encode_block,
+    Piece: PeerConnection._encode_piece,
+    Have: PeerConnection._encode_index,
+    SuggestPiece: PeerConnection._encode_index,
+    AllowedFast: PeerConnection._encode_index,
+    KeepAlive: PeerConnection._encode_keepalive,
+    Choke: PeerConnection._encode_bare,
+    Unchoke: PeerConnection._encode_bare,
+    Interested: PeerConnection._encode_bare,
+    NotInterested: PeerConnection._encode_bare,
+    HaveAll: PeerConnection._encode_bare,
+    HaveNone: PeerConnection._encode_bare,
+    Bitfield: PeerConnection._encode_bitfield,
+    Extended: PeerConnection._encode_extended,
+    ExtendedHandshake: PeerConnection._encode_extended_handshake,
+    Port: PeerConnection._encode_port,
+    UnknownMessage: PeerConnection._encode_unknown,
+    Handshake: PeerConnection._encode_handshake,
+    ConnectionClosed: PeerConnection._encode_closed,
+}
 
 __all__ = ["BLOCK_SIZE", "BlockSink", "PeerConnection"]
