@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -146,3 +147,30 @@ def test_connection_counter_never_exceeds_its_caps(
     for key in held:
         counter.release(key)
     assert counter.total == 0 and counter.per_ip == {}
+
+
+async def test_a_client_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
+    """A response the client stops reading holds its connection for at most the idle timeout."""
+    path = tmp_path / "seed" / "big.bin"
+    path.parent.mkdir()
+    path.write_bytes(random.Random(5).randbytes(8_000_000))
+    t = parse_torrent(create_torrent(path, version="v1", piece_length=262144))
+    async with Session(SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False)) as s:
+        server = StreamServer(await s.add(t, path.parent), limits=LIMITS)
+        await server.start("127.0.0.1", 0)
+        try:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                loop = asyncio.get_running_loop()
+                await loop.sock_connect(sock, ("127.0.0.1", server.port))
+                await loop.sock_sendall(sock, b"GET /files/0/big.bin HTTP/1.1\r\n\r\n")
+                t0 = time.monotonic()
+                while not server.connections.total:
+                    await asyncio.sleep(0.01)
+                while server.connections.total:  # never read: the server gives up on us
+                    assert time.monotonic() - t0 < LIMITS.idle_timeout + 3.0, "the stalled client was kept"
+                    await asyncio.sleep(0.05)
+                assert time.monotonic() - t0 > LIMITS.idle_timeout - 0.5
+        finally:
+            await server.stop()

@@ -566,8 +566,11 @@ class _HttpProtocol(asyncio.Protocol):
                             transport.write(chunk)
                             pos += len(chunk)
                             left -= len(chunk)
-                    except (StreamError, TimeoutError):
+                    except BitswarmError:  # StreamError, or the storage closed under us
                         transport.close()  # headers are out: the only honest signal is to cut
+                        return
+                    except TimeoutError:  # the client stopped reading: drop what it did not take
+                        transport.abort()
                         return
                     finally:
                         await reader.close()
