@@ -330,7 +330,7 @@ async def test_server_caps_unauthenticated_connections():
     default, configurable)."""
     assert BinaryIndexServer.__init__.__kwdefaults__["login_timeout"] <= 10
     svc = await IndexService.open(":memory:", clock=FakeClock(), hasher=FAST_HASHER)
-    srv = BinaryIndexServer(svc, login_timeout=0.5, max_per_ip=4)
+    srv = BinaryIndexServer(svc, login_timeout=2.0, max_per_ip=4)
     host, port = await srv.start("127.0.0.1", 0)
     try:
         idle = [await asyncio.open_connection(host, port) for _ in range(4)]
