@@ -6,12 +6,15 @@ keep-alive connections and oversized heads are cut off too. Short timeouts keep 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from daemon_testlib import TOKEN, running_daemon
+from daemon_testlib import TOKEN, running_daemon, torrent_of, wait_for
 
 from bitswarm.daemon import HttpLimits
 
@@ -101,3 +104,39 @@ async def test_slow_head_slow_body_idle_keepalive_and_large_head(tmp_path: Path)
         writer.write(f"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20000}\r\n\r\n".encode())
         assert (await _until_closed(reader, 2.0)).startswith(b"HTTP/1.1 431 ")
         writer.close()
+
+
+async def test_a_client_that_stops_reading_a_stream_is_cut_off(tmp_path: Path) -> None:
+    """A file stream the client stops reading holds its connection for at most the idle timeout."""
+    content = tmp_path / "seed" / "big"
+    content.mkdir(parents=True)
+    (content / "movie.mp4").write_bytes(random.Random(9).randbytes(8_000_000))
+    raw, _t = torrent_of(content, piece_length=262144)
+    async with running_daemon(tmp_path / "d", limits=LIMITS) as r, r.client() as c:
+        reply = await c.post(
+            "/api/v1/torrents",
+            content=raw,
+            params={"save_path": str(content.parent)},
+            headers={"Content-Type": "application/x-bittorrent"},
+        )
+        tid = reply.json()["id"]
+
+        async def seeding() -> dict | None:
+            d = (await c.get(f"/api/v1/torrents/{tid}")).json()
+            return d if d["state"] == "seeding" else None
+
+        url = (await wait_for(seeding, 30))["files"][0]["stream_url"]
+        loop = asyncio.get_running_loop()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", _port(r.url)))
+            await loop.sock_sendall(sock, f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await asyncio.sleep(LIMITS.idle_timeout + 1.5)  # not reading
+            got = 0
+            with contextlib.suppress(ConnectionResetError):
+                async with asyncio.timeout(10):
+                    while chunk := await loop.sock_recv(sock, 1 << 16):
+                        got += len(chunk)
+        assert got < 8_000_000  # cut off, not kept waiting for us
+        assert (await c.get("/api/v1/stats")).status_code == 200

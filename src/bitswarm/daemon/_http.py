@@ -7,7 +7,8 @@ parser has no cap on the size of a request head. :func:`http_protocol` adds thos
 protocol: a connection must send each request's line and headers within ``header_timeout`` of their
 first byte (of the accept, for the first request) and the body within ``body_timeout`` of the end of
 the headers (``408`` and close), at most ``max_per_ip`` connections per client address and
-``max_connections`` in all (``503`` and close at once), a head of at most ``max_head_bytes`` (``431``).
+``max_connections`` in all (``503`` and close at once), a head of at most ``max_head_bytes`` (``431``),
+and a client that stops reading a response (the event stream, a file) for ``idle_timeout`` is cut off.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ def http_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
         _head_bytes = 0
         _head_too_large = False
         _in_request = False
+        _stall: Deadline | None = None
+
+        def pause_writing(self) -> None:
+            """The client does not take what we send: it gets ``idle_timeout`` to start again."""
+            super().pause_writing()
+            if self._stall is None:
+                self._stall = Deadline(self.transport.abort)  # close() would wait for the unsent data
+            self._stall.arm(limits.idle_timeout)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._stall is not None:
+                self._stall.cancel()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -65,6 +79,8 @@ def http_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
+            if self._stall is not None:
+                self._stall.cancel()
             if self._key is not None:
                 counter.release(self._key)
                 self._key = None
