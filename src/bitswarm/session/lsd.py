@@ -154,29 +154,11 @@ def decode_lsd_announce(data: bytes) -> LsdAnnounce:
     ``Infohash`` of 40 hex digits (duplicates merged), at most one ``cookie`` and ``Host``; unknown
     headers ignored; only empty lines after the headers.
     """
-    if len(data) > MAX_LSD_DATAGRAM:
-        raise LsdProtocolError(f"LSD datagram of {len(data)} bytes")
-    try:
-        text = bytes(data).decode("ascii")
-    except UnicodeDecodeError:
-        raise LsdProtocolError("LSD datagram is not ASCII") from None
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    if lines[0] != _REQUEST_LINE:
-        raise LsdProtocolError(f"not a BT-SEARCH request line: {lines[0][:40]!r}")
-    try:
-        end = lines.index("", 1, len(lines) - 1)  # the last item is what follows the final LF
-    except ValueError:
-        raise LsdProtocolError("LSD announce has no empty line after its headers") from None
-    if any(lines[end:]):
-        raise LsdProtocolError("data after the LSD announce headers")
-    headers = lines[1:end]
-    if len(headers) > _MAX_HEADERS:
-        raise LsdProtocolError(f"more than {_MAX_HEADERS} LSD headers")
     port: int | None = None
     host: str | None = None
     cookie: str | None = None
     hashes: dict[bytes, None] = {}
-    for line in headers:
+    for line in _lsd_headers(data):
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name):
             raise LsdProtocolError(f"bad LSD header line {line[:40]!r}")
@@ -203,6 +185,29 @@ def decode_lsd_announce(data: bytes) -> LsdAnnounce:
     if not hashes:
         raise LsdProtocolError("LSD announce without Infohash")
     return LsdAnnounce(port, tuple(hashes), cookie, host)
+
+
+def _lsd_headers(data: bytes) -> list[str]:
+    """The header lines of an LSD datagram (framing rules of :func:`decode_lsd_announce`)."""
+    if len(data) > MAX_LSD_DATAGRAM:
+        raise LsdProtocolError(f"LSD datagram of {len(data)} bytes")
+    try:
+        text = bytes(data).decode("ascii")
+    except UnicodeDecodeError:
+        raise LsdProtocolError("LSD datagram is not ASCII") from None
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    if lines[0] != _REQUEST_LINE:
+        raise LsdProtocolError(f"not a BT-SEARCH request line: {lines[0][:40]!r}")
+    try:
+        end = lines.index("", 1, len(lines) - 1)  # the last item is what follows the final LF
+    except ValueError:
+        raise LsdProtocolError("LSD announce has no empty line after its headers") from None
+    if any(lines[end:]):
+        raise LsdProtocolError("data after the LSD announce headers")
+    headers = lines[1:end]
+    if len(headers) > _MAX_HEADERS:
+        raise LsdProtocolError(f"more than {_MAX_HEADERS} LSD headers")
+    return headers
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bitswarm.errors import BitswarmError
@@ -28,6 +29,7 @@ from bitswarm.tracker.client import AnnounceManager, TransferStats
 from bitswarm.wire import (
     NEED_DATA,
     ConnectionClosed,
+    Event,
     Extended,
     ExtendedHandshake,
     Handshake,
@@ -62,6 +64,16 @@ REQUESTS_PER_PEER = 4
 MAX_CANDIDATES = 1000
 #: A peer that sends nothing for this long is dropped.
 IDLE_TIMEOUT = 30.0
+
+
+@dataclass(slots=True)
+class _FetchPeer:
+    """One metadata connection: its codec, the peer's ``ut_metadata`` id, bytes to write."""
+
+    addr: tuple[str, int]
+    codec: PeerConnection
+    ut_metadata: int = 0  #: the peer's id for ut_metadata (0: not offered yet)
+    out: list[bytes] = field(default_factory=list)
 
 
 class _Dropped(Exception):
@@ -199,19 +211,18 @@ class MetadataFetch:
                 await asyncio.wait_for(self._wake.wait(), 0.5)
 
     async def _peer(self, addr: tuple[str, int]) -> None:
-        from bitswarm.session.peer import UT_METADATA_ID, UT_PEX_ID
-
         cfg = self.session.config
         writer: asyncio.StreamWriter | None = None
         try:
             async with asyncio.timeout(cfg.connect_timeout):
                 reader, writer = await asyncio.open_connection(addr[0], addr[1])
             self._writers[addr] = writer
-            codec = PeerConnection()
-            writer.write(codec.send(Handshake(self.info_hash, self.session.peer_id, self.session.reserved)))
+            conn = _FetchPeer(addr, PeerConnection())
+            writer.write(
+                conn.codec.send(Handshake(self.info_hash, self.session.peer_id, self.session.reserved))
+            )
             last_recv = time.monotonic()
             handshake_deadline = last_recv + cfg.handshake_timeout
-            ut_metadata = 0  # the peer's id for ut_metadata
             while True:
                 try:
                     data = await asyncio.wait_for(reader.read(65536), 1.0)
@@ -222,65 +233,19 @@ class MetadataFetch:
                     if not data:
                         raise _Dropped("closed by peer")
                     last_recv = now
-                    codec.receive_data(data)
+                    conn.codec.receive_data(data)
                 elif now - last_recv > IDLE_TIMEOUT:
                     raise _Dropped("idle")
-                if codec.their_handshake is None and now > handshake_deadline:
+                if conn.codec.their_handshake is None and now > handshake_deadline:
                     raise _Dropped("handshake timeout")
-                out: list[bytes] = []
-                while True:
-                    ev = codec.next_event()
-                    if ev is NEED_DATA:
-                        break
-                    if isinstance(ev, Handshake):
-                        if ev.info_hash != self.info_hash:
-                            raise _Dropped("another info-hash")
-                        if ev.peer_id == self.session.peer_id:
-                            raise _Dropped("ourselves")
-                        if not codec.extension_protocol:
-                            raise _Dropped("no extension protocol (BEP 10): cannot send metadata")
-                        m = {"ut_metadata": UT_METADATA_ID, "ut_pex": UT_PEX_ID}
-                        out.append(
-                            codec.send(ExtendedHandshake(m=m, client=cfg.user_agent, port=self.session.port))
-                        )
-                        if codec.fast:
-                            out.append(codec.send(HaveNone()))
-                        dht_port = self.session.dht_port
-                        if ev.reserved.dht and dht_port:
-                            out.append(codec.send(Port(dht_port)))
-                    elif isinstance(ev, ExtendedHandshake):
-                        ut_metadata = ev.m.get("ut_metadata", 0)
-                        if not ut_metadata or not ev.metadata_size:
-                            raise _Dropped("peer does not offer ut_metadata")
-                        if self.assembler is None:
-                            self.assembler = MetadataAssembler(
-                                self.magnet.info_hash_v1, self.magnet.info_hash_v2, ev.metadata_size
-                            )
-                        elif ev.metadata_size != self.assembler.metadata_size:
-                            raise _Dropped("metadata_size differs from the other peers'")
-                        if addr not in self.peers_with_metadata:
-                            self.peers_with_metadata.append(addr)
-                    elif isinstance(ev, Extended) and ev.ext_id == UT_METADATA_ID:
-                        self._on_metadata(addr, ev.payload, ut_metadata, codec, out)
-                    elif isinstance(ev, Extended) and ev.ext_id == UT_PEX_ID:
-                        for p in decode_pex_message(ev.payload).added:
-                            self.add_candidate(p.ip, p.port)
-                    elif isinstance(ev, Port):
-                        self.session.on_dht_port(addr[0], ev.port)
-                    elif isinstance(ev, ConnectionClosed):
-                        raise _Dropped("closed by peer")
-                asm = self.assembler
-                if ut_metadata and asm is not None and addr not in self.bad:
-                    while len(asm.outstanding(addr)) < REQUESTS_PER_PEER:
-                        piece = asm.next_request(addr, now)
-                        if piece is None:
-                            break
-                        payload = encode_metadata_message(MetadataRequest(piece))
-                        out.append(codec.send(Extended(ut_metadata, payload)))
+                while (ev := conn.codec.next_event()) is not NEED_DATA:
+                    self._on_event(conn, ev)  # type: ignore[arg-type]
+                self._request_metadata(conn, now)
                 if addr in self.bad:
                     raise _Dropped("supplied bad metadata")
-                if out:
-                    writer.write(b"".join(out))
+                if conn.out:
+                    writer.write(b"".join(conn.out))
+                    conn.out.clear()
                     await writer.drain()
         except _Dropped as exc:
             log.debug("metadata peer %s:%d: %s", *addr, exc)
@@ -294,6 +259,67 @@ class MetadataFetch:
             if writer is not None:
                 writer.close()
             self._wake.set()
+
+    def _on_event(self, conn: _FetchPeer, ev: Event) -> None:
+        from bitswarm.session.peer import UT_METADATA_ID, UT_PEX_ID
+
+        if isinstance(ev, Handshake):
+            self._on_handshake(conn, ev)
+        elif isinstance(ev, ExtendedHandshake):
+            self._on_extended_handshake(conn, ev)
+        elif isinstance(ev, Extended) and ev.ext_id == UT_METADATA_ID:
+            self._on_metadata(conn.addr, ev.payload, conn.ut_metadata, conn.codec, conn.out)
+        elif isinstance(ev, Extended) and ev.ext_id == UT_PEX_ID:
+            for p in decode_pex_message(ev.payload).added:
+                self.add_candidate(p.ip, p.port)
+        elif isinstance(ev, Port):
+            self.session.on_dht_port(conn.addr[0], ev.port)
+        elif isinstance(ev, ConnectionClosed):
+            raise _Dropped("closed by peer")
+
+    def _on_handshake(self, conn: _FetchPeer, ev: Handshake) -> None:
+        from bitswarm.session.peer import UT_METADATA_ID, UT_PEX_ID
+
+        codec = conn.codec
+        if ev.info_hash != self.info_hash:
+            raise _Dropped("another info-hash")
+        if ev.peer_id == self.session.peer_id:
+            raise _Dropped("ourselves")
+        if not codec.extension_protocol:
+            raise _Dropped("no extension protocol (BEP 10): cannot send metadata")
+        m = {"ut_metadata": UT_METADATA_ID, "ut_pex": UT_PEX_ID}
+        agent = self.session.config.user_agent
+        conn.out.append(codec.send(ExtendedHandshake(m=m, client=agent, port=self.session.port)))
+        if codec.fast:
+            conn.out.append(codec.send(HaveNone()))
+        dht_port = self.session.dht_port
+        if ev.reserved.dht and dht_port:
+            conn.out.append(codec.send(Port(dht_port)))
+
+    def _on_extended_handshake(self, conn: _FetchPeer, ev: ExtendedHandshake) -> None:
+        conn.ut_metadata = ev.m.get("ut_metadata", 0)
+        if not conn.ut_metadata or not ev.metadata_size:
+            raise _Dropped("peer does not offer ut_metadata")
+        if self.assembler is None:
+            self.assembler = MetadataAssembler(
+                self.magnet.info_hash_v1, self.magnet.info_hash_v2, ev.metadata_size
+            )
+        elif ev.metadata_size != self.assembler.metadata_size:
+            raise _Dropped("metadata_size differs from the other peers'")
+        if conn.addr not in self.peers_with_metadata:
+            self.peers_with_metadata.append(conn.addr)
+
+    def _request_metadata(self, conn: _FetchPeer, now: float) -> None:
+        """Keep ``REQUESTS_PER_PEER`` metadata pieces requested from a peer that offers them."""
+        asm = self.assembler
+        if not conn.ut_metadata or asm is None or conn.addr in self.bad:
+            return
+        while len(asm.outstanding(conn.addr)) < REQUESTS_PER_PEER:
+            piece = asm.next_request(conn.addr, now)
+            if piece is None:
+                break
+            payload = encode_metadata_message(MetadataRequest(piece))
+            conn.out.append(conn.codec.send(Extended(conn.ut_metadata, payload)))
 
     def _on_metadata(
         self, addr: tuple[str, int], payload: bytes, reply_id: int, codec: PeerConnection, out: list[bytes]

@@ -479,24 +479,29 @@ class PeerConnection:
                     self._check_block(index, begin, blen, WireProtocolError)
                 return self._their(state, _TRIPLE_CLASSES[mid](index, begin, blen))
             return self._their(state, Port(struct.unpack_from(">H", buf, pos + 5)[0]))
+        return self._variable_message(state, mid, length, buf[pos + 5 : pos + total])
+
+    def _variable_message(self, state: State, mid: int, length: int, body: memoryview) -> Event:
+        """A bitfield, extended or unknown message (rare: kept out of :meth:`_next_message`, whose
+        ``piece`` and fixed-length paths run once per message)."""
         why = self._bad_length(mid, length)
         if why is not None:
             raise WireProtocolError(why)
         if mid == MSG_BITFIELD:
-            bits = bytes(buf[pos + 5 : pos + total])
+            bits = bytes(body)
             spare = (-self._n) & 7 if self._n >= 0 else 0
             if spare and bits[-1] & ((1 << spare) - 1):
                 raise WireProtocolError("bitfield has spare bits set")
             return self._their(state, Bitfield(bits))
         if mid == MSG_EXTENDED:
-            ext_id = buf[pos + 5]
-            payload = bytes(buf[pos + 6 : pos + total])
+            ext_id = body[0]
+            payload = bytes(body[1:])
             if ext_id == 0:
                 # Check the state first: the payload decode is the expensive part.
                 self._check_their(state, ExtendedHandshake)
                 return self._their(state, ExtendedHandshake.decode_payload(payload))
             return self._their(state, Extended(ext_id, payload))
-        return self._their(state, UnknownMessage(mid, bytes(buf[pos + 5 : pos + total])))
+        return self._their(state, UnknownMessage(mid, bytes(body)))
 
     def _check_their(self, state: State, cls: type[Event]) -> State:
         nxt = TRANSITIONS.get((state, cls))
