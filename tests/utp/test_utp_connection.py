@@ -431,3 +431,17 @@ def test_keepalive_on_idle_connection() -> None:
     link.run(lambda: link.now > 60)
     assert link.a.conn.state is State.CONNECTED and b.conn.state is State.CONNECTED
     assert link.sent["a"] >= 3 and link.sent["b"] >= 3  # STATE packets every 29 s
+
+
+def test_packets_too_far_ahead_are_not_buffered() -> None:
+    link = Link(seed=25)
+    b = link.connect()
+    c = b.conn
+    far = Packet(PacketType.DATA, c.recv_id, 0, 0, 1 << 20, (c.ack_nr + 9000) & 0xFFFF, c.acked_upto, b"x")
+    near = Packet(PacketType.DATA, c.recv_id, 0, 0, 1 << 20, (c.ack_nr + 50) & 0xFFFF, c.acked_upto, b"y")
+    c.receive_datagram(encode(far), link.now)
+    assert c.stats.dropped == 1
+    c.receive_datagram(encode(near), link.now)
+    assert c.stats.dropped == 1
+    sack = decode(c.datagrams_to_send(link.now)[-1]).sack
+    assert sack is not None and len(sack) == 8  # only the near packet is reported

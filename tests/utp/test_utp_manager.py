@@ -363,3 +363,42 @@ async def test_stream_is_a_peer_stream_for_the_engines_receivers() -> None:
     finally:
         server.close()
         client.close()
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 on this host")
+async def test_dual_stack_socket_serves_ipv4_peers() -> None:
+    accepted: list[Sink] = []
+
+    def accept() -> Sink:
+        accepted.append(Sink(50_000))
+        return accepted[-1]
+
+    got: list[tuple[str, int]] = []
+    server = await UtpSocketManager.open("::", 0, accept=accept, on_other_datagram=lambda d, a: got.append(a))
+    client = await UtpSocketManager.open("127.0.0.1", 0)
+    try:
+        port = server.address[1]
+        stream, src = await client.connect(("127.0.0.1", port), lambda: Source(4), timeout=TIMEOUT)
+        data = os.urandom(50_000)
+        stream.write(data)
+        await Watch.until(lambda: bool(accepted))
+        await asyncio.wait_for(accepted[0].done, TIMEOUT)
+        assert bytes(accepted[0].data) == data
+        assert accepted[0].transport is not None
+        assert accepted[0].transport.get_extra_info("peername") == client.address  # plain IPv4 form
+        accepted[0].transport.write(b"back")
+        await asyncio.wait_for(src.done, TIMEOUT)
+        server.sendto(b"d1:y1:qe", client.address)  # the DHT's replies reach IPv4 nodes too
+        assert bytes(src.data) == b"back"
+    finally:
+        server.close()
+        client.close()

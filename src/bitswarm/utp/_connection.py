@@ -47,6 +47,7 @@ __all__ = [
 _ST_DATA, _ST_FIN, _ST_STATE, _ST_RESET, _ST_SYN = 0, 1, 2, 3, 4
 _TYPE_VER = [(t << 4) | VERSION for t in range(5)]
 _PACKET_INPUT = (Input.DATA, Input.FIN, Input.STATE, Input.RESET, Input.SYN)
+_MAX_REORDER = 8192  # packets ahead of ack_nr we buffer (a 1 MiB window of 150-byte packets is ~7000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +486,9 @@ class UtpConnection:
         if fin and eof_seq is None:
             self._eof_seq = seq
         if d > 1:
+            if d > _MAX_REORDER:
+                self.stats.dropped += 1  # too far ahead for the reorder buffer (libtorrent drops too)
+                return
             inbuf = self._inbuf
             if seq not in inbuf:
                 inbuf[seq] = _Recv(payload, fin)

@@ -114,6 +114,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._gso: socket.socket | None = None
+        self._dual = False  # an AF_INET6 socket: IPv4 peers are addressed as ::ffff:a.b.c.d
         self.closed = asyncio.Event()
 
     @classmethod
@@ -129,6 +130,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
+            self._dual = sock.family == socket.AF_INET6
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
@@ -190,7 +192,13 @@ class UtpSocketManager(asyncio.DatagramProtocol):
     def sendto(self, data: bytes, addr: Addr) -> None:
         """Send a datagram that is not uTP (the DHT's KRPC) through the shared socket."""
         if self._transport is not None:
-            self._transport.sendto(data, addr)
+            with contextlib.suppress(OSError):  # unreachable: the DHT query simply times out
+                self._transport.sendto(data, self._wire(addr))
+
+    def _wire(self, addr: Addr) -> Addr:
+        if self._dual and ":" not in addr[0]:
+            return ("::ffff:" + addr[0], addr[1])
+        return addr
 
     async def connect(
         self, addr: Addr, protocol_factory: Callable[[], P], *, timeout: float | None = 10.0
@@ -254,7 +262,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
                 (_RESET << 4) | VERSION, 0, conn_id, 0, 0, 0, self._rng.randrange(0x10000), seq
             )
             self.stats.resets_sent += 1
-            self._transport.sendto(reply, peer)
+            self._transport.sendto(reply, self._wire(peer))
 
     def _register(self, conn: UtpConnection, peer: Addr) -> _Entry:
         entry = _Entry(conn, peer)
@@ -291,11 +299,11 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         conn = entry.conn
         out = conn.datagrams_to_send(now)
         if out and self._transport is not None:
+            addr = self._wire(entry.addr)
             if self._gso is not None and len(out) > 2:
-                self._send_gso(out, entry.addr)
+                self._send_gso(out, addr)
             else:
                 sendto = self._transport.sendto
-                addr = entry.addr
                 for dgram in out:
                     sendto(dgram, addr)
             self.stats.datagrams_out += len(out)
