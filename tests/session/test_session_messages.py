@@ -283,15 +283,26 @@ async def wait_for(peer: RawPeer, kind: type, timeout: float = 10.0) -> Event:
 
 async def test_an_unchoked_peer_that_asks_nothing_gives_its_slot_away(tmp_path: Path) -> None:
     """One upload slot, rechoke pushed out to an hour: the first peer is unchoked but never asks
-    for a block; within a few housekeeping ticks the slot goes to the second, which asks."""
+    for a block; once the seed's clock has moved past ``IDLE_UNCHOKE_SECONDS`` (housekeeping ticks
+    driven by a ManualClock) the slot goes to the second, which asks."""
+    from bitswarm.session.choking import IDLE_UNCHOKE_SECONDS
+
     src, t = make_torrent(tmp_path / "seed", 8 * BLOCK_SIZE, 2 * BLOCK_SIZE)
-    async with Session(config(upload_slots=1, seed_upload_slots=1, rechoke_interval=3600.0)) as seed:
+    clock = ManualClock()
+    cfg = config(upload_slots=1, seed_upload_slots=1, rechoke_interval=3600.0)
+    async with Session(cfg, clock=clock) as seed:
         await seed.add(t, src.parent)
         async with raw_peers(t, seed.port, 2) as (idle, asker):
             idle.send(Interested())
             await wait_for(idle, Unchoke)
+            start = clock.now()
             asker.send(Interested())
-            await wait_for(asker, Unchoke, timeout=8.0)
+            unchoked = asyncio.ensure_future(wait_for(asker, Unchoke, timeout=8.0))
+            while not unchoked.done():
+                await clock.advance(0.5)
+                await asyncio.sleep(0.01)  # real time for the sockets
+            await unchoked
+            assert clock.now() - start >= IDLE_UNCHOKE_SECONDS
             asker.send(Request(0, 0, BLOCK_SIZE))
             ev = await wait_for(asker, Piece)
             assert isinstance(ev, Piece)
@@ -313,6 +324,19 @@ async def test_a_seed_unchokes_up_to_its_seed_slots(tmp_path: Path) -> None:
             peers[2].send(Interested())
             with pytest.raises(TimeoutError):
                 await wait_for(peers[2], Unchoke, timeout=1.5)
+
+
+async def test_the_handle_lists_each_peers_transport_and_the_known_addresses(tmp_path: Path) -> None:
+    src, t = make_torrent(tmp_path / "seed", 8 * BLOCK_SIZE, 2 * BLOCK_SIZE)
+    async with Session(config()) as seed:
+        h = await seed.add(t, src.parent, peers=[("127.0.0.1", 1)])  # refused: stays a candidate
+        async with raw_peers(t, seed.port, 2):
+            async with asyncio.timeout(10):
+                while len(h.peers()) < 2:
+                    await asyncio.sleep(0.01)
+            assert [p["transport"] for p in h.peers()] == ["tcp", "tcp"]
+            known = h.known_peers()
+            assert ("127.0.0.1", 1) in known and len(known) == 3
 
 
 async def test_haves_to_a_choked_peer_leave_in_batches(tmp_path: Path) -> None:

@@ -555,5 +555,9 @@ class TorrentHandle:
             for p in self._rt.peers.values()
         ]
 
+    def known_peers(self) -> list[tuple[str, int]]:
+        """Every address the torrent is connected to or may dial (to keep across a restart)."""
+        return sorted(self._rt.peer_manager.known_addresses())
+
     async def save_resume(self) -> None:
         await self._rt._save_resume(force=True)
