@@ -445,3 +445,12 @@ def test_packets_too_far_ahead_are_not_buffered() -> None:
     assert c.stats.dropped == 1
     sack = decode(c.datagrams_to_send(link.now)[-1]).sack
     assert sack is not None and len(sack) == 8  # only the near packet is reported
+
+
+def test_acceptor_may_send_at_once_after_a_syn_with_zero_window() -> None:
+    # libtorrent's ST_SYN carries wnd_size 0; the acceptor must still be able to speak first
+    syn = Packet(PacketType.SYN, 700, 0, 0, 0, 42, 0)
+    b = UtpConnection.accept(encode(syn), 0.0, initial_seq=9)
+    b.send(b"hello first")
+    kinds = [(decode(d).type, decode(d).payload) for d in b.datagrams_to_send(0.0)]
+    assert (PacketType.DATA, b"hello first") in kinds

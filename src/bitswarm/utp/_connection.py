@@ -251,7 +251,8 @@ class UtpConnection:
         )
         c._move(Input.ACCEPT)
         c.ack_nr = c._syn_seq = seq
-        c.peer_wnd = wnd
+        if wnd:  # libtorrent's SYN says 0: not a closed window, just no value yet
+            c.peer_wnd = wnd
         c._reply_micro = (_micros(now) - ts) & MASK32
         c._ack_needed = True
         c._events.append(Connected())  # like libtorrent: usable at once (it may send first)
