@@ -13,10 +13,10 @@ demo: setup
 test: setup
 	$(PY) -m ruff check src tests $(wildcard bench)
 	$(PY) -m mypy src
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not interop and not netns" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -m "not slow and not interop and not netns" $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check src tests $(wildcard bench)

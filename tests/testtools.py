@@ -1,15 +1,126 @@
-"""Small helpers shared by the test suites (import as ``from testtools import ...``)."""
+"""Small helpers shared by the test suites (import as ``from testtools import ...``).
+
+Missing tools: a test that needs an external tool (Redis, PostgreSQL, libtorrent, aria2, Chromium,
+miniupnpd, nginx ...) skips when it is missing, **only outside CI**: with ``CI=true`` the same skip
+is a failure (the CI machine must have everything). Use :func:`require_tool`, :func:`require_module`
+or :func:`skip_missing`; ``tests/conftest.py`` also turns any other skip whose reason says that
+something is not installed or missing into a failure under CI (:func:`is_missing_tool_reason`).
+
+Waiting: never a fixed ``sleep`` to order events; :func:`eventually` polls a condition until it
+holds or a deadline passes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import os
+import re
 import shutil
+import time
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any, NoReturn
 
 import pytest
 
+#: The prefix of every skip reason :func:`skip_missing` writes.
+MISSING = "missing tool: "
 
-def require_tool(name: str) -> str:
-    """Path of a real reference tool; skips the test (with the install hint) when it is missing."""
+#: Skip reasons that mean "an external tool/package is not there" (and so fail under ``CI=true``).
+_MISSING_REASON = re.compile(
+    r"missing tool:|not installed|is missing|could not import|no module named|not found on path"
+    r"|command not found|needs? .* installed",
+    re.IGNORECASE,
+)
+
+
+def in_ci() -> bool:
+    """True when running in CI (``CI`` set to ``true``/``1``/``yes``, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def is_missing_tool_reason(reason: str) -> bool:
+    """Whether a skip reason says a tool or package is missing (not e.g. "root can read ...")."""
+    return bool(_MISSING_REASON.search(reason))
+
+
+def skip_missing(tool: str, hint: str = "") -> NoReturn:
+    """Skip the calling test because ``tool`` is missing; with ``CI=true`` fail it instead."""
+    reason = f"{MISSING}{tool}" + (f" ({hint})" if hint else "")
+    if in_ci():
+        pytest.fail(f"CI=true and a required tool is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, hint: str = "") -> str:
+    """Path of a real reference tool (an executable on PATH); see :func:`skip_missing`."""
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed (make test installs it as root: apt-get install ...)")
+        skip_missing(name, hint or "make test installs it as root: apt-get install ...")
     return path
+
+
+def require_module(name: str, hint: str = "") -> ModuleType:
+    """The imported Python module ``name`` (``pytest.importorskip`` that fails under CI)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        skip_missing(name, hint or "pip install -e '.[dev]'")
+
+
+def eventually(
+    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> Any:
+    """Poll ``check`` until it returns a truthy value (returned) without raising ``AssertionError``;
+    after ``timeout`` seconds the last assertion (or a "never true" one) is raised.
+
+    ``check`` may be a coroutine function: then ``eventually`` returns an awaitable that polls with
+    ``asyncio.sleep`` (the event loop keeps running meanwhile)."""
+    attempts = _Attempts(timeout, what)
+    if inspect.iscoroutinefunction(check):
+        return _eventually_async(check, attempts, interval)
+    while True:
+        try:
+            result = check()
+        except AssertionError as exc:
+            result = attempts.failed(exc)
+        if result:
+            return result
+        attempts.raise_if_late()
+        time.sleep(interval)
+
+
+async def _eventually_async(check: Callable[[], Awaitable[Any]], attempts: _Attempts, interval: float) -> Any:
+    while True:
+        try:
+            result = await check()
+        except AssertionError as exc:
+            result = attempts.failed(exc)
+        if result:
+            return result
+        attempts.raise_if_late()
+        await asyncio.sleep(interval)
+
+
+class _Attempts:
+    """The deadline of :func:`eventually` and the assertion of its last failed attempt."""
+
+    def __init__(self, timeout: float, what: str) -> None:
+        self.timeout = timeout
+        self.what = what
+        self.deadline = time.monotonic() + timeout
+        self.last: AssertionError | None = None
+
+    def failed(self, exc: AssertionError) -> None:
+        self.last = exc
+
+    def raise_if_late(self) -> None:
+        if time.monotonic() < self.deadline:
+            self.last = None
+            return
+        if self.last is not None:
+            raise self.last
+        raise AssertionError(f"{self.what or 'condition'} not true within {self.timeout} s")

@@ -68,7 +68,7 @@ def test_share_with_embedded_tracker_then_download_through_it(tmp_path: Path) ->
     [
         (["download", "missing.torrent", "-o", "x"], "No such file"),
         (["download", "t.torrent", "-o", "x", "--peer", "nonsense"], "HOST:PORT"),
-        (["download", "magnet:?xt=urn:btih:" + "a" * 40, "-o", "x", "--no-dht"], "magnet"),
+        (["download", "magnet:?xt=urn:btih:" + "a" * 40, "-o", "x", "--no-dht", "--port", "0"], "magnet"),
         (["seed", "t.torrent", "--data", "nowhere"], "does not"),
         (["seed", "t.torrent", "--data", ".", "--embed-tracker", "host:99999"], "HOST:PORT"),
         (["share", "nothing-here"], "does not exist"),
