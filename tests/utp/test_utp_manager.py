@@ -402,3 +402,28 @@ async def test_dual_stack_socket_serves_ipv4_peers() -> None:
     finally:
         server.close()
         client.close()
+
+
+async def test_time_wait_acks_a_retransmitted_fin_instead_of_resetting() -> None:
+    server, client, accepted = await pair(expect=5)
+    try:
+        stream, src = await client.connect(server.address, Source, timeout=TIMEOUT)
+        stream.write(b"hello")
+        await Watch.until(lambda: bool(accepted))
+        await asyncio.wait_for(accepted[0].done, TIMEOUT)
+        conn = stream.get_extra_info("utp_connection")
+        stream.close()  # our FIN; the server's protocol closes on EOF: its FIN; both CLOSED
+        await asyncio.wait_for(asyncio.gather(accepted[0].lost, src.lost), TIMEOUT)
+        await asyncio.wait_for(_yield_until(lambda: conn.finished and server.connections == 1), TIMEOUT)
+        # our FIN again, as if the server's ACK of it had been lost: the server is in TIME_WAIT and
+        # answers with an ACK, not with a RESET (which would fail our clean close)
+        fin = Packet(PacketType.FIN, conn.send_id, 0, 0, 0, (conn.seq_nr - 1) & 0xFFFF, conn.ack_nr)
+        before = server.stats.datagrams_out
+        client.sendto(encode(fin), server.address)
+        await asyncio.wait_for(
+            _yield_until(lambda: server.stats.datagrams_out > before or server.stats.resets_sent > 0), TIMEOUT
+        )
+        assert server.stats.resets_sent == 0
+    finally:
+        server.close()
+        client.close()

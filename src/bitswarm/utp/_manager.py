@@ -42,6 +42,7 @@ from bitswarm.utp._connection import (
     WritableAgain,
 )
 from bitswarm.utp._packet import HEADER, SEQ_MASK, VERSION, PacketType, UtpPacketError, is_utp_datagram
+from bitswarm.utp._state import State
 
 __all__ = ["Addr", "ManagerStats", "UtpSocketManager", "UtpStream"]
 
@@ -52,6 +53,7 @@ Receiver = asyncio.BaseProtocol | StreamReceiver
 P = TypeVar("P", bound=Receiver)
 _SYN, _RESET = int(PacketType.SYN), int(PacketType.RESET)
 _SOCKET_BUFFER = 4 << 20
+TIME_WAIT = 5.0  # seconds a cleanly closed connection still answers a retransmitted FIN
 # Linux UDP generic segmentation offload: one sendmsg carries a run of equal-size datagrams (the
 # kernel cuts it). Measured on loopback: the sender's sendto per datagram was its largest cost.
 _UDP_SEGMENT = 103
@@ -73,7 +75,7 @@ class ManagerStats:
 class _Entry:
     """A connection, its address and (once connected) its stream."""
 
-    __slots__ = ("addr", "conn", "deadline", "stream", "waiter")
+    __slots__ = ("addr", "conn", "deadline", "stream", "time_wait", "waiter")
 
     def __init__(self, conn: UtpConnection, addr: Addr) -> None:
         self.conn = conn
@@ -81,6 +83,7 @@ class _Entry:
         self.stream: UtpStream | None = None
         self.deadline: float | None = None
         self.waiter: asyncio.Future[UtpStream] | None = None
+        self.time_wait: float | None = None  # a cleanly closed connection stays until then
 
 
 class UtpSocketManager(asyncio.DatagramProtocol):
@@ -310,10 +313,19 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._events(entry)
         if entry.stream is not None:
             entry.stream._after_flush()
+        t: float | None
         if conn.finished:
-            self._forget(entry)
-            return
-        t = conn.next_timeout()
+            if conn.state is State.CLOSED and entry.time_wait is None:
+                # TIME_WAIT: a FIN retransmitted because our last ACK was lost gets that ACK again
+                # (not a RESET that would fail the peer's clean close)
+                entry.time_wait = t = now + TIME_WAIT
+            elif entry.time_wait is None or now >= entry.time_wait:
+                self._forget(entry)
+                return
+            else:
+                t = entry.time_wait
+        else:
+            t = conn.next_timeout()
         if t is not None and (entry.deadline is None or t < entry.deadline):
             entry.deadline = t
             self._heap_seq += 1
