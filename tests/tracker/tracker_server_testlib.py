@@ -130,34 +130,19 @@ def tracker_process(
     db: Path, *extra: str, soft_nofile: int | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``bitswarm tracker --json [extra...]`` on loopback port 0 over ``db`` (HTTP only); yields the
-    process and its base URL."""
-
-    def lower_nofile() -> None:
-        if soft_nofile is not None:
-            import resource
-
-            resource.setrlimit(
-                resource.RLIMIT_NOFILE, (soft_nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-            )
-
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bitswarm",
-            "tracker",
-            "--http",
-            "127.0.0.1:0",
-            "--no-udp",
-            "--db",
-            str(db),
-            "--json",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=lower_nofile,
-    )
+    process and its base URL. ``soft_nofile``: start it with that soft open-files limit."""
+    args = ["tracker", "--http", "127.0.0.1:0", "--no-udp", "--db", str(db), "--json", *extra]
+    if soft_nofile is None:
+        cmd = [sys.executable, "-m", "bitswarm", *args]
+    else:  # lower the limit in the child itself (no preexec_fn: the test process may have threads)
+        code = (
+            "import resource, runpy, sys; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, "
+            "(int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+            "sys.argv = ['bitswarm', *sys.argv[2:]]; runpy.run_module('bitswarm', run_name='__main__')"
+        )
+        cmd = [sys.executable, "-c", code, str(soft_nofile), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
