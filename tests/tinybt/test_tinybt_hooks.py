@@ -164,5 +164,12 @@ def test_public_bootstrap_is_not_contacted_under_bitswarm_no_public_dht(
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     DHT(LOCAL).shutdown()  # default bootstrap router.bittorrent.com: never resolved
     monkeypatch.delenv("BITSWARM_NO_PUBLIC_DHT")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(LOCAL)
+        port = s.getsockname()[1]
+        with pytest.raises(OSError):
+            DHT(("127.0.0.1", port), ("127.0.0.1", port))  # the port is taken: a clear error
     with pytest.raises(OSError, match="DNS was asked"):
-        DHT(LOCAL)  # without the guard it would resolve (and contact) the public router
+        DHT(("127.0.0.1", port))  # without the guard it would resolve (and contact) the public router
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))  # the failed constructor freed its port

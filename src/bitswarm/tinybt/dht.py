@@ -109,9 +109,12 @@ class DHT:
     async def _start(self, bootstrap_connection: tuple[str, int]) -> Addr:
         await self._server.start()
         me = self._server.address
-        boot_host = str(bootstrap_connection[0])
-        if not _public_dht_forbidden(boot_host):
-            boot = await _loop.resolve(bootstrap_connection)
+        if not _public_dht_forbidden(str(bootstrap_connection[0])):
+            try:
+                boot = await _loop.resolve(bootstrap_connection)
+            except BaseException:
+                await self._server.stop()  # the constructor fails: free the port
+                raise
             if self._server.config.lan is None:
                 self._server.config.lan = is_local_address(boot[0])
             if not self._is_self(boot, me) and boot[1] != 0:
@@ -131,7 +134,10 @@ class DHT:
     async def _every(self, interval: float, job: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(interval)
-            job()
+            try:
+                job()
+            except Exception:  # a user router that raises must not end the maintenance
+                log.exception("tinybt maintenance task failed")
 
     def _discover(self) -> None:
         self._node.find_node(self._rng.randbytes(20))
