@@ -454,3 +454,30 @@ def test_acceptor_may_send_at_once_after_a_syn_with_zero_window() -> None:
     b.send(b"hello first")
     kinds = [(decode(d).type, decode(d).payload) for d in b.datagrams_to_send(0.0)]
     assert (PacketType.DATA, b"hello first") in kinds
+
+
+def test_lost_retransmission_is_detected_by_later_sacks_without_a_timeout() -> None:
+    link = Link(seed=26)
+    b = link.connect()
+    a = link.a.conn
+    victim: list[int] = []
+    drops = [0]
+
+    def drop_twice(d: bytes, who: str) -> bool:
+        p = decode(d)
+        if who != "a" or p.type is not PacketType.DATA:
+            return False
+        if not victim:
+            victim.append(p.seq_nr)
+        if p.seq_nr == victim[0] and drops[0] < 2:
+            drops[0] += 1  # the packet and its first retransmission
+            return True
+        return False
+
+    link.drop = drop_twice
+    data = os.urandom(60 * 1400)
+    a.send(data)  # a long stream: later packets keep the SACKs coming
+    link.run(lambda: len(b.received) == len(data))
+    assert bytes(b.received) == data
+    assert drops[0] == 2
+    assert a.stats.timeouts == 0 and a.stats.retransmits == 2

@@ -427,3 +427,57 @@ async def test_time_wait_acks_a_retransmitted_fin_instead_of_resetting() -> None
     finally:
         server.close()
         client.close()
+
+
+class _Relay(asyncio.DatagramProtocol):
+    def __init__(self, forward: Callable[[bytes], None], drop: Callable[[], bool]) -> None:
+        self.forward = forward
+        self.drop = drop
+        self.peer: tuple[str, int] | None = None
+        self.dropped = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.peer = addr
+        if self.drop():
+            self.dropped += 1
+        else:
+            self.forward(data)
+
+
+async def test_lossy_path_8_mib_with_2_percent_loss_each_way() -> None:
+    """A UDP relay between the managers drops 2 % of the datagrams in each direction."""
+    import random
+
+    rng = random.Random(1234)
+    size = 8 << 20
+    server, client, accepted = await pair(expect=size)
+    loop = asyncio.get_running_loop()
+    back_t: Any = None
+    front_t: Any = None
+
+    def to_server(d: bytes) -> None:
+        back_t.sendto(d, server.address)
+
+    def to_client(d: bytes) -> None:
+        if front.peer is not None:
+            front_t.sendto(d, front.peer)
+
+    front = _Relay(to_server, lambda: rng.random() < 0.02)
+    back = _Relay(to_client, lambda: rng.random() < 0.02)
+    front_t, _ = await loop.create_datagram_endpoint(lambda: front, local_addr=("127.0.0.1", 0))
+    back_t, _ = await loop.create_datagram_endpoint(lambda: back, local_addr=("127.0.0.1", 0))
+    try:
+        stream, src = await client.connect(front_t.get_extra_info("sockname"), Source, timeout=TIMEOUT)
+        data = os.urandom(size)
+        await write_all(stream, src, data)
+        await Watch.until(lambda: bool(accepted))
+        await asyncio.wait_for(accepted[0].done, TIMEOUT)
+        assert hashlib.sha256(accepted[0].data).digest() == hashlib.sha256(data).digest()
+        conn = stream.get_extra_info("utp_connection")
+        assert front.dropped > 0 and back.dropped > 0
+        assert 0 < conn.stats.retransmits <= 2 * front.dropped + 10  # no go-back-N storms
+    finally:
+        server.close()
+        client.close()
+        front_t.close()
+        back_t.close()

@@ -175,7 +175,7 @@ class UtpConnection:
         self._fin_seq: int | None = None
         self._fin_acked = False
         self._reset_pending = False
-        self._fast_resend_seq = self.seq_nr
+        self._sacked: dict[int, float] = {}  # selectively acked seq -> its last send time
         self._dup_acks = 0
         # receiving
         self.ack_nr = 0  # the last in-order sequence number received
@@ -378,13 +378,18 @@ class UtpConnection:
                 p = outbuf.pop(s, None)
                 if p is not None:
                     acked_bytes += self._acked(p, now)
+            if self._sacked:
+                s = self.acked_upto
+                for _ in range(d):
+                    s = (s + 1) & SEQ_MASK
+                    self._sacked.pop(s, None)
             self.acked_upto = ack
             self._dup_acks = 0
         elif d == 0 and pure_ack and outbuf and sack is None:
             self._dup_acks += 1
-            if self._dup_acks >= 3:
+            if self._dup_acks == 3:
                 first = outbuf.get((ack + 1) & SEQ_MASK)
-                if first is not None and seq_diff(first.seq, self._fast_resend_seq) >= 0:
+                if first is not None and first.in_flight:
                     self._lost(first)
         if sack is not None and outbuf:
             acked_bytes += self._on_sack(ack, sack, now)
@@ -407,15 +412,19 @@ class UtpConnection:
 
     def _on_sack(self, ack: int, mask: bytes, now: float) -> int:
         outbuf = self._outbuf
+        sacked = self._sacked
         received = [s for s in sack_seqs(ack, mask) if seq_diff(s, self.seq_nr) < 0]
         acked = 0
         for s in received:
             p = outbuf.pop(s, None)
             if p is not None:
+                sacked[s] = p.sent_at
                 acked += self._acked(p, now)
         if len(received) < 3:
             return acked
-        # a packet with 3 or more packets received after it is lost (BEP 29 "packet loss")
+        # a packet with 3 or more packets received after it is lost (BEP 29 "packet loss"); for a
+        # packet already retransmitted, only packets sent after that retransmission count (so a
+        # lost retransmission is caught by the same rule instead of waiting for the RTO)
         after = len(received)
         i = 0
         s = (ack + 1) & SEQ_MASK
@@ -426,14 +435,18 @@ class UtpConnection:
                 after -= 1
             else:
                 p = outbuf.get(s)
-                if p is not None and after >= 3 and seq_diff(s, self._fast_resend_seq) >= 0:
-                    self._lost(p)
+                if p is not None and p.in_flight and after >= 3:
+                    if p.transmissions == 1:
+                        self._lost(p)
+                    else:
+                        sent = p.sent_at
+                        if sum(1 for r in received[i:] if sacked.get(r, 0.0) > sent) >= 3:
+                            self._lost(p)
             s = (s + 1) & SEQ_MASK
         return acked
 
     def _lost(self, p: _Out) -> None:
         self.stats.fast_retransmits += 1
-        self._fast_resend_seq = (p.seq + 1) & SEQ_MASK
         if p.in_flight:
             p.in_flight = False
             self.bytes_in_flight -= p.size
