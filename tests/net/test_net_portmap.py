@@ -1,0 +1,144 @@
+"""bitswarm's PortMapper on the namespace internet (docs/testing-net.md): behind the miniupnpd router it
+maps the TCP and UDP port (UPnP IGD, PCP, NAT-PMP), the public side reaches the home host through the
+mapping, the mapping is renewed, and SIGTERM removes it; behind the router without a mapping service
+it says so within a bounded time. Root only; skipped with the reason elsewhere, an error in CI."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from internet import (
+    MINIUPNPD_EXT_IP,
+    Internet,
+    NetHost,
+    internet,
+    leftover_namespaces,
+    require_internet,
+    standard_internet,
+    tcp_probe,
+    udp_probe,
+    upnpc_mappings,
+)
+from netns_testlib import Event, JsonProc
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
+
+DRIVER = str(Path(__file__).with_name("portmap_driver.py"))
+PORT = 6881
+GREETING = b"bitswarm-behind-nat"
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Internet]:
+    require_internet()
+    with internet(tmp_path) as built:
+        yield standard_internet(built, ipv6_home=False)
+    assert not leftover_namespaces(built.prefix), "namespaces left behind"
+
+
+def start_mapper(host: NetHost, tmp: Path, *args: str) -> JsonProc:
+    argv = host.argv(sys.executable, DRIVER, "--port", str(PORT), *args)
+    return JsonProc(argv, stderr_path=tmp / f"mapper-{host.name}.err", name=f"mapper@{host.name}")
+
+
+def mapped(ev: Event, method: str) -> dict[str, dict[str, object]]:
+    """The ev's mappings of ``method`` by protocol."""
+    return {m["protocol"]: m for m in ev["mappings"] if m["method"] == method}
+
+
+def renewed(method: str, at_least: int) -> object:
+    def pred(ev: Event) -> bool:
+        maps = mapped(ev, method)
+        return len(maps) == 2 and all(
+            m["state"] == "mapped" and int(m["renewals"]) >= at_least
+            for m in maps.values()  # type: ignore[call-overload]
+        )
+
+    return pred
+
+
+def reachable_from_public(net: Internet) -> tuple[bytes | None, bytes | None]:
+    pub, router = net.public["pub1"], net.homes["upnp"].router
+    assert router.addr is not None
+    return tcp_probe(pub, router.addr, PORT), udp_probe(pub, router.addr, PORT, b"ping")
+
+
+@pytest.mark.parametrize(
+    ("methods", "extra", "method", "label"),
+    [
+        ("upnp", (), "upnp", "bitswarm"),
+        ("natpmp", (), "pcp", "PCP MAP"),
+        ("natpmp", ("--natpmp-only",), "natpmp", "NAT-PMP"),
+    ],
+    ids=["upnp", "pcp", "natpmp"],
+)
+def test_maps_renews_and_unmaps_behind_miniupnpd(
+    net: Internet, tmp_path: Path, methods: str, extra: tuple[str, ...], method: str, label: str
+) -> None:
+    home = net.homes["upnp"]
+    host = home.hosts["upnp1"]
+    assert reachable_from_public(net) == (None, None)  # before: the NAT forwards nothing
+    proc = start_mapper(host, tmp_path, "--methods", methods, "--lifetime", "120", "--max-renew", "2", *extra)
+    try:
+        settled = proc.wait_event(lambda e: e["event"] == "settled", 30, "the first mapping round")
+        maps = mapped(settled, method)
+        assert {p: m["state"] for p, m in maps.items()} == {"tcp": "mapped", "udp": "mapped"}, (
+            settled,
+            net.miniupnpd_log(home)[-2000:],
+        )
+        assert {m["external_port"] for m in maps.values()} == {PORT}
+        assert settled["external_ip"] == MINIUPNPD_EXT_IP  # what miniupnpd reports (its ext_ip=)
+        assert settled["external"] == [f"{MINIUPNPD_EXT_IP} ({method})"]
+        listed = {(m.protocol, m.external_port, m.internal_client, m.internal_port)
+                  for m in upnpc_mappings(host) if m.description.startswith(label)}  # fmt: skip
+        assert listed == {("TCP", PORT, host.addr, PORT), ("UDP", PORT, host.addr, PORT)}
+        # the public side reaches the home host at the router's real WAN address
+        assert reachable_from_public(net) == (GREETING, b"echo:ping")
+        proc.wait_event(renewed(method, 1), 20, "a renewal of both mappings")  # type: ignore[arg-type]
+        proc.proc.terminate()  # SIGTERM: a clean stop deletes the mappings
+        stopped = proc.wait_event(lambda e: e["event"] == "stopped", 20, "the stop")
+        assert {m["state"] for m in stopped["mappings"]} == {"removed"}
+        assert proc.wait_exit(10) == 0
+    finally:
+        proc.stop()
+    assert [m for m in upnpc_mappings(host) if m.internal_port == PORT] == []
+    assert reachable_from_public(net) == (None, None)
+
+
+def test_both_methods_together_behind_miniupnpd(net: Internet, tmp_path: Path) -> None:
+    """The default: UPnP and PCP in parallel; each maps, and stop removes everything."""
+    host = net.homes["upnp"].hosts["upnp1"]
+    proc = start_mapper(host, tmp_path)
+    try:
+        settled = proc.wait_event(lambda e: e["event"] == "settled", 30, "the first mapping round")
+        states = {(m["method"], m["protocol"]): m["state"] for m in settled["mappings"]}
+        assert states == {("upnp", "tcp"): "mapped", ("upnp", "udp"): "mapped",
+                          ("pcp", "tcp"): "mapped", ("pcp", "udp"): "mapped"}, settled  # fmt: skip
+        assert reachable_from_public(net) == (GREETING, b"echo:ping")
+        proc.proc.terminate()
+        proc.wait_event(lambda e: e["event"] == "stopped", 20, "the stop")
+    finally:
+        proc.stop()
+    assert [m for m in upnpc_mappings(host) if m.internal_port == PORT] == []
+
+
+def test_no_mapping_service_is_reported_in_bounded_time(net: Internet, tmp_path: Path) -> None:
+    host = net.homes["plain"].hosts["plain1"]
+    started = time.monotonic()
+    proc = start_mapper(host, tmp_path)
+    try:
+        settled = proc.wait_event(lambda e: e["event"] == "settled", 30, "the first mapping round")
+        assert settled["ok"] and settled["seconds"] < 10, settled
+        assert {m["state"] for m in settled["mappings"]} == {"unavailable"}
+        assert settled["summary"].startswith("no mapping service ("), settled["summary"]
+        assert "UPnP IGD" in settled["summary"] and "NAT-PMP/PCP" in settled["summary"]
+        assert settled["external_ip"] is None
+        proc.proc.terminate()
+        proc.wait_event(lambda e: e["event"] == "stopped", 20, "the stop")
+    finally:
+        proc.stop()
+    assert time.monotonic() - started < 30
