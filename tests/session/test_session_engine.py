@@ -34,9 +34,18 @@ class FakePeer:
         self.queued_haves: list[int] = []
         self.withheld_haves: list[int] = []
         self.sent_haves: list[list[int]] = []
+        self.last_recv = self.last_send = 0.0
+        self.keepalives = 0
+        self.closed_for = ""
 
     def set_choking(self, value: bool) -> None:
         self.am_choking = value
+
+    def close(self, reason: str = "") -> None:
+        self.closed, self.closed_for = True, reason
+
+    def send_keepalive(self) -> None:
+        self.keepalives += 1
 
     def send_have(self, index: int) -> None:
         self.sent_haves.append([index])
@@ -148,3 +157,21 @@ async def test_manual_clock_wait_returns_on_the_event_or_the_timeout() -> None:
     await clock.advance(0)
     assert waiter.result() is True
     assert clock.pending == 0
+
+
+async def test_silent_peers_are_closed_and_quiet_links_kept_alive() -> None:
+    clock = ManualClock()
+    pm = manager(clock, [])
+    cfg = pm.config
+    quiet, silent, busy = FakePeer("quiet"), FakePeer("silent"), FakePeer("busy")
+    for p in (quiet, silent, busy):
+        p.last_recv = p.last_send = clock.now()
+        pm.peers[p.peer_id] = p  # type: ignore[assignment]
+    await clock.advance(cfg.keepalive_interval + 1)
+    busy.last_send = clock.now()
+    pm.check_timeouts(clock.now())
+    assert (quiet.keepalives, silent.keepalives, busy.keepalives) == (1, 1, 0)
+    await clock.advance(cfg.inactivity_timeout)
+    busy.last_recv = quiet.last_recv = clock.now()
+    pm.check_timeouts(clock.now())
+    assert silent.closed_for == "inactive" and not quiet.closed and not busy.closed

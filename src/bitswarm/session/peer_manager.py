@@ -176,6 +176,15 @@ class PeerManager:
             self.pex.forget(peer)
         return True
 
+    def check_timeouts(self, now: float) -> None:
+        """Close peers silent for ``inactivity_timeout``; keep quiet links alive."""
+        cfg = self.config
+        for peer in list(self.peers.values()):
+            if now - peer.last_recv > cfg.inactivity_timeout:
+                peer.close("inactive")
+            elif now - peer.last_send > cfg.keepalive_interval:
+                peer.send_keepalive()
+
     def close_all(self, reason: str) -> None:
         for peer in list(self.peers.values()):
             peer.close(reason)

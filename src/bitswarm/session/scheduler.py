@@ -35,6 +35,9 @@ log = logging.getLogger("bitswarm.torrent")
 
 #: End-game duplicates go only to a peer with fewer blocks than this outstanding (an idle peer).
 ENDGAME_IDLE_BLOCKS = 4
+#: Seconds a peer that choked us (fast extension) may leave our requests unanswered before they are
+#: given to other peers.
+CHOKED_REQUESTS_TIMEOUT = 10.0
 
 
 class RequestScheduler:
@@ -183,6 +186,19 @@ class RequestScheduler:
             self.picker.cancel(peer, index, begin)
             if not peer.peer_choking:
                 self.fill_requests(peer)
+
+    def check_snubs(self, now: float) -> None:
+        """Snub a peer silent on our requests for ``request_timeout``, or one that choked us and
+        neither sent nor rejected them (BEP 6 asks for one or the other): its blocks go to others."""
+        timeout = self.config.request_timeout
+        for peer in list(self.peers):
+            if not peer.outstanding or peer.snubbed:
+                continue
+            if now - peer.last_block > timeout or (
+                peer.peer_choking and now - peer.choked_at > CHOKED_REQUESTS_TIMEOUT
+            ):
+                peer.snubbed = True
+                self.give_back(peer)
 
     def give_back(self, peer: PeerProtocol) -> None:
         """Hand every block requested from ``peer`` to others (choked without BEP 6, snubbed)."""

@@ -41,9 +41,6 @@ log = logging.getLogger("bitswarm.torrent")
 
 #: Seconds between housekeeping ticks (timeouts, keep-alives, snubs, PEX, resume data).
 HOUSEKEEPING_SECONDS = 1.0
-#: Seconds a peer that choked us (fast extension) may leave our requests unanswered before they are
-#: given to other peers.
-CHOKED_REQUESTS_TIMEOUT = 10.0
 
 
 class TorrentState(enum.Enum):
@@ -384,31 +381,14 @@ class TorrentRuntime:
     async def housekeeping(self) -> None:
         """One tick: drop silent peers, keep quiet links alive, hand a snubbing peer's requests to
         others, keep upload slots busy, top up requests, send PEX, save resume data when due."""
-        cfg = self.config
         now = self.clock.now()
-        for peer in list(self.peers.values()):
-            if now - peer.last_recv > cfg.inactivity_timeout:
-                peer.close("inactive")
-                continue
-            if now - peer.last_send > cfg.keepalive_interval:
-                peer.send_keepalive()
-            if (
-                peer.outstanding
-                and not peer.snubbed
-                and (
-                    now - peer.last_block > cfg.request_timeout
-                    or (peer.peer_choking and now - peer.choked_at > CHOKED_REQUESTS_TIMEOUT)
-                )
-            ):
-                # silent for too long, or choked us and neither sent nor rejected our requests
-                # (BEP 6 asks for one or the other): hand its blocks to others
-                peer.snubbed = True
-                self.scheduler.give_back(peer)
+        self.peer_manager.check_timeouts(now)
+        self.scheduler.check_snubs(now)
         self.choking.rotate_idle_unchokes()
         if self.state is TorrentState.DOWNLOADING:
             self.scheduler.fill_all()
         self.peer_manager.send_pex(now)
-        if now - self._last_resume_save >= cfg.resume_save_interval:
+        if now - self._last_resume_save >= self.config.resume_save_interval:
             await self._save_resume()
 
     async def _save_resume(self, *, force: bool = False) -> None:
