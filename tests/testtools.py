@@ -13,10 +13,12 @@ holds or a deadline passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from types import ModuleType
@@ -124,3 +126,32 @@ class _Attempts:
         if self.last is not None:
             raise self.last
         raise AssertionError(f"{self.what or 'condition'} not true within {self.timeout} s")
+
+
+async def read_until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """Everything a server sends until it closes the connection (AssertionError if it does not within
+    ``timeout`` seconds)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await reader.read()
+    except TimeoutError:
+        raise AssertionError(f"the connection was not closed within {timeout} s") from None
+
+
+async def bytes_after_stalling(port: int, request: bytes, stall: float) -> int:
+    """Send ``request`` to 127.0.0.1:``port`` from a socket with a 4 KiB receive buffer, read nothing
+    for ``stall`` seconds, then read until the server closes (or 10 s pass): how many bytes came. A
+    server that cuts off a client that stops reading sends less than the whole response."""
+    loop = asyncio.get_running_loop()
+    got = 0
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, request)
+        await asyncio.sleep(stall)  # the point of the helper: a client that does not read
+        with contextlib.suppress(ConnectionResetError):
+            async with asyncio.timeout(10):
+                while chunk := await loop.sock_recv(sock, 1 << 16):
+                    got += len(chunk)
+    return got

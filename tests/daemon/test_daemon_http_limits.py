@@ -6,9 +6,7 @@ keep-alive connections and oversized heads are cut off too. Short timeouts keep 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import socket
 import time
 from pathlib import Path
 
@@ -17,20 +15,12 @@ import pytest
 from daemon_testlib import TOKEN, running_daemon, torrent_of, wait_for
 
 from bitswarm.daemon import HttpLimits
+from testtools import bytes_after_stalling, read_until_closed
 
 pytestmark = pytest.mark.timeout(60)
 
 LIMITS = HttpLimits(header_timeout=2.0, body_timeout=2.5, idle_timeout=2.0, max_per_ip=16)
 AUTH = f"Authorization: Bearer {TOKEN}\r\n"
-
-
-async def _until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
-    """Everything the server sends until it closes the connection (AssertionError if it does not)."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await reader.read()
-    except TimeoutError:
-        raise AssertionError(f"the connection was not closed within {timeout} s") from None
 
 
 def _port(url: str) -> int:
@@ -43,7 +33,7 @@ async def test_idle_connections_from_one_address(tmp_path: Path) -> None:
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
         opened = time.monotonic()
         # the 24 over the cap are refused at once
-        refused = [await _until_closed(reader, 1.5) for reader, _ in conns[16:]]
+        refused = [await read_until_closed(reader, 1.5) for reader, _ in conns[16:]]
         assert all(x.startswith(b"HTTP/1.1 503 ") for x in refused), refused[:2]
         # a legitimate request from another address is answered at once
         transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
@@ -53,7 +43,7 @@ async def test_idle_connections_from_one_address(tmp_path: Path) -> None:
             assert reply.status_code == 200 and time.monotonic() - t0 < 1.0
         # the 16 idle ones are closed within the header timeout, with a 408
         for reader, _ in conns[:16]:
-            assert (await _until_closed(reader, LIMITS.header_timeout + 1.5)).startswith(b"HTTP/1.1 408 ")
+            assert (await read_until_closed(reader, LIMITS.header_timeout + 1.5)).startswith(b"HTTP/1.1 408 ")
         assert time.monotonic() - opened < LIMITS.header_timeout + 1.5
         for _, writer in conns:
             writer.close()
@@ -76,7 +66,7 @@ async def test_slow_head_slow_body_idle_keepalive_and_large_head(tmp_path: Path)
                 await asyncio.sleep(0.1)
 
         task = asyncio.create_task(trickle())
-        got = await _until_closed(reader, LIMITS.header_timeout + 1.5)
+        got = await read_until_closed(reader, LIMITS.header_timeout + 1.5)
         task.cancel()
         assert got.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < LIMITS.header_timeout + 1.0
         writer.close()
@@ -88,21 +78,21 @@ async def test_slow_head_slow_body_idle_keepalive_and_large_head(tmp_path: Path)
             "Content-Length: 100\r\n\r\n{".encode()
         )
         t0 = time.monotonic()
-        await _until_closed(reader, LIMITS.body_timeout + 1.5)
+        await read_until_closed(reader, LIMITS.body_timeout + 1.5)
         assert time.monotonic() - t0 > LIMITS.body_timeout - 0.3
         writer.close()
 
         # a keep-alive connection that stays silent after its reply is closed
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n".encode())
-        got = await _until_closed(reader, LIMITS.idle_timeout + 2.0)
+        got = await read_until_closed(reader, LIMITS.idle_timeout + 2.0)
         assert got.startswith(b"HTTP/1.1 200 ")
         writer.close()
 
         # a head over max_head_bytes: 431
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\nX-Big: {'b' * 20000}\r\n\r\n".encode())
-        assert (await _until_closed(reader, 2.0)).startswith(b"HTTP/1.1 431 ")
+        assert (await read_until_closed(reader, 2.0)).startswith(b"HTTP/1.1 431 ")
         writer.close()
 
 
@@ -126,17 +116,7 @@ async def test_a_client_that_stops_reading_a_stream_is_cut_off(tmp_path: Path) -
             return d if d["state"] == "seeding" else None
 
         url = (await wait_for(seeding, 30))["files"][0]["stream_url"]
-        loop = asyncio.get_running_loop()
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.setblocking(False)
-            await loop.sock_connect(sock, ("127.0.0.1", _port(r.url)))
-            await loop.sock_sendall(sock, f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            await asyncio.sleep(LIMITS.idle_timeout + 1.5)  # not reading
-            got = 0
-            with contextlib.suppress(ConnectionResetError):
-                async with asyncio.timeout(10):
-                    while chunk := await loop.sock_recv(sock, 1 << 16):
-                        got += len(chunk)
+        request = f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        got = await bytes_after_stalling(_port(r.url), request, LIMITS.idle_timeout + 1.5)
         assert got < 8_000_000  # cut off, not kept waiting for us
         assert (await c.get("/api/v1/stats")).status_code == 200

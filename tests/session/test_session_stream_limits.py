@@ -13,12 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
+from bitswarm.httpguard import HttpLimits
 from bitswarm.metainfo import create_torrent, parse_torrent
 from bitswarm.session import Session, SessionConfig
-from bitswarm.session.stream import ConnectionCounter, HttpLimits, StreamServer, client_key
+from bitswarm.session.stream import StreamServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,41 +111,6 @@ async def test_slow_head_idle_keepalive_large_head_body_pipeline(served: tuple[S
     got = await _eof(reader, LIMITS.idle_timeout + 3.0)
     assert got.count(b"HTTP/1.1 200 OK") == 50 and got.endswith(b"</ul>")
     writer.close()
-
-
-def test_client_key() -> None:
-    assert client_key("10.1.2.3") == "10.1.2.3"
-    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
-    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
-    assert client_key("::ffff:10.1.2.3") == "10.1.2.3"
-    assert client_key("") == ""
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    ops=st.lists(
-        st.tuples(st.booleans(), st.sampled_from(["10.0.0.1", "10.0.0.2", "2001:db8::1", "2001:db8::2"]))
-    ),
-    per_ip=st.integers(0, 4),
-    total=st.integers(1, 6),
-)
-def test_connection_counter_never_exceeds_its_caps(
-    ops: list[tuple[bool, str]], per_ip: int, total: int
-) -> None:
-    counter = ConnectionCounter(HttpLimits(max_per_ip=per_ip, max_connections=total))
-    held: list[str] = []
-    for opening, host in ops:
-        if opening:
-            key = counter.admit(host)
-            if key is not None:
-                held.append(key)
-        elif held:
-            counter.release(held.pop(0))
-        assert counter.total == len(held) == sum(counter.per_ip.values()) <= total
-        assert per_ip == 0 or all(0 < n <= per_ip for n in counter.per_ip.values())
-    for key in held:
-        counter.release(key)
-    assert counter.total == 0 and counter.per_ip == {}
 
 
 async def test_a_client_that_stops_reading_is_cut_off(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def daemon(
     async def main() -> None:
         import uvicorn
 
-        from bitswarm.tracker.server.limits import raise_nofile_limit
+        from bitswarm.httpguard import raise_nofile_limit
 
         raise_nofile_limit()  # every API connection and peer is a descriptor
         try:

@@ -17,15 +17,18 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bitswarm.httpguard import HttpLimits, raise_nofile_limit, server_config
 from bitswarm.index._config import IndexConfig
 from bitswarm.index._errors import Forbidden
 from bitswarm.index._federation import Federation, tracker_url
-from bitswarm.index._httpguard import HttpLimits, guarded_protocol
 from bitswarm.index._service import IndexService
 from bitswarm.index.binary_server import BinaryIndexServer
 from bitswarm.index.http import create_app
 
 log = logging.getLogger("bitswarm.index")
+
+#: The HTTP port's cap on a request's line plus headers, in bytes (no config key).
+HTTP_MAX_HEAD_BYTES = 64 * 1024
 
 #: Seconds between sweeps that delete registrations whose 30-day TTL ran out.
 PURGE_INTERVAL = 60.0
@@ -98,17 +101,9 @@ class IndexServer:
             idle_timeout=cfg.http_idle_timeout,
             max_per_ip=cfg.http_max_per_ip,
             max_connections=cfg.http_max_connections,
+            max_head_bytes=HTTP_MAX_HEAD_BYTES,
         )
-        ucfg = uvicorn.Config(
-            self.app,
-            http=guarded_protocol(limits),
-            # uvicorn hands this to loop.call_later: a float works (tests use fractions of a second)
-            timeout_keep_alive=limits.idle_timeout,  # type: ignore[arg-type]
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-        )
-        self._uvicorn = _Uvicorn(ucfg)
+        self._uvicorn = _Uvicorn(server_config(self.app, limits=limits))
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
         binary_port = None
         if cfg.binary_port is not None:
@@ -168,17 +163,6 @@ class IndexServer:
         await self.federation.aclose()
 
 
-def raise_fd_limit() -> None:
-    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit: every connection is a descriptor, and the
-    per-address caps (not the soft limit) are what should refuse a flood."""
-    with contextlib.suppress(ImportError, ValueError, OSError):
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard != resource.RLIM_INFINITY and soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 @contextlib.contextmanager
 def _signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
@@ -201,7 +185,7 @@ async def run_index(
 ) -> None:
     """Serve until SIGTERM/SIGINT; ``on_ready`` gets the bound ports once both listeners are up and
     every ``join`` tracker (``--peer-index``, seed 000 ``new_tracker``) has sent its database."""
-    raise_fd_limit()
+    raise_nofile_limit()  # every connection is a descriptor: the caps, not the soft limit, refuse a flood
     service = await IndexService.open(config.db)
     server = IndexServer(config, service)
     stop = asyncio.Event()

@@ -1,12 +1,13 @@
 """Play while downloading: an async seekable reader over one file of a torrent, and an HTTP server
 with ``Range`` support on top of it (``bitswarm stream``).
 
-The HTTP server never trusts a client to be polite (:class:`HttpLimits`, shared with the daemon's
-API): a request's line and headers must arrive within ``header_timeout`` of its first byte (of the
-accept, for the first request), a keep-alive connection may stay silent ``idle_timeout`` between
-requests, each client address (an IPv6 /64) holds at most ``max_per_ip`` connections and the server
-``max_connections``; the request head is capped at ``max_head_bytes``, requests with a body are
-refused (413) and at most a few pipelined requests are queued before reading pauses.
+The HTTP server never trusts a client to be polite (:class:`~bitswarm.httpguard.HttpLimits`, shared
+with the daemon's API and the index): a request's line and headers must arrive within
+``header_timeout`` of its first byte (of the accept, for the first request), a keep-alive connection
+may stay silent ``idle_timeout`` between requests, each client address (an IPv6 /64) holds at most
+``max_per_ip`` connections and the server ``max_connections``; the request head is capped at
+``max_head_bytes``, requests with a body are refused (413) and at most a few pipelined requests are
+queued before reading pauses.
 
 A read of ``[offset, offset + n)`` turns into pieces of the torrent's piece space; pieces not yet
 verified get a picker *deadline* (the piece under the read position first, then ``readahead`` bytes
@@ -20,17 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import mimetypes
 import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitswarm.errors import BitswarmError
+from bitswarm.httpguard import ConnectionCounter, Deadline, HttpLimits
 from bitswarm.metainfo import FileEntry
 
 if TYPE_CHECKING:
@@ -229,81 +228,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first >= size or first > last:
         raise StreamError("range not satisfiable")
     return first, last
-
-
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    """Per-client limits of bitswarm's own HTTP servers (the streaming server, the daemon's API)."""
-
-    #: a request's line and headers must arrive within this many seconds of its first byte (for the
-    #: first request of a connection: of the accept); else ``408`` and close
-    header_timeout: float = 10.0
-    #: a request body (daemon API only) must arrive within this many seconds of the end of the headers
-    body_timeout: float = 60.0
-    #: a keep-alive connection is closed after this many seconds of silence between requests
-    idle_timeout: float = 30.0
-    #: open connections per client address (an IPv4 address, an IPv6 /64); 0: no cap; ``503`` beyond
-    max_per_ip: int = 64
-    #: open connections in all; ``503`` beyond
-    max_connections: int = 1024
-    #: request line plus headers, in bytes; ``431`` beyond
-    max_head_bytes: int = 16 * 1024
-
-
-class ConnectionCounter:
-    """Open connections per client address and in all, within the caps of :class:`HttpLimits`."""
-
-    def __init__(self, limits: HttpLimits) -> None:
-        self.limits = limits
-        self.per_ip: dict[str, int] = {}
-        self.total = 0
-
-    def admit(self, host: str) -> str | None:
-        """Count a new connection from ``host``; its key for :meth:`release`, or None when refused."""
-        key = client_key(host)
-        count = self.per_ip.get(key, 0)
-        lim = self.limits
-        if (lim.max_per_ip and count >= lim.max_per_ip) or self.total >= lim.max_connections:
-            return None
-        self.per_ip[key] = count + 1
-        self.total += 1
-        return key
-
-    def release(self, key: str) -> None:
-        count = self.per_ip.pop(key, 0) - 1
-        if count > 0:
-            self.per_ip[key] = count
-        self.total -= 1
-
-
-def client_key(host: str) -> str:
-    """The per-IP cap's key: the IPv4 address, or the /64 of an IPv6 address."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return str(ip)
-
-
-class Deadline:
-    """One re-armable timer of a connection: ``expire`` runs unless it is re-armed or cancelled."""
-
-    def __init__(self, expire: Callable[[], None]) -> None:
-        self._expire = expire
-        self._timer: asyncio.TimerHandle | None = None
-
-    def arm(self, seconds: float) -> None:
-        self.cancel()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._expire)
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 #: Pipelined requests queued on one connection before it stops reading.

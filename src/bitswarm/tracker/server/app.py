@@ -17,12 +17,12 @@ import os
 import socket
 from typing import Any
 
+from bitswarm.httpguard import raise_nofile_limit
 from bitswarm.tracker.server.admin import AdminApi
 from bitswarm.tracker.server.config import Address, TrackerConfig
 from bitswarm.tracker.server.core import TrackerCore
 from bitswarm.tracker.server.errors import TrackerServerError
 from bitswarm.tracker.server.http import HttpTrackerProtocol, connection_guard, http_factory
-from bitswarm.tracker.server.limits import raise_nofile_limit
 from bitswarm.tracker.server.persist import Persistence
 from bitswarm.tracker.server.state import MemoryStore
 from bitswarm.tracker.server.udp import UdpTrackerProtocol, UdpWorker

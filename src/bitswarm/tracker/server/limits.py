@@ -1,5 +1,6 @@
 """Per-client limits of the HTTP front end: a per-IP connection cap, a request (header + body)
-deadline and a keep-alive idle deadline; and raising ``RLIMIT_NOFILE`` at start.
+deadline and a keep-alive idle deadline (raising ``RLIMIT_NOFILE`` at start is
+:func:`bitswarm.httpguard.raise_nofile_limit`).
 
 :class:`ConnectionGuard` is sans-I/O: it counts connections per address and, given an injected
 clock, tells which connections are overdue. The server calls :meth:`ConnectionGuard.sweep` every
@@ -19,12 +20,9 @@ Deadlines are enforced to within one ``tick`` (a quarter of the shorter timeout,
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
-
-log = logging.getLogger("bitswarm.tracker.server")
 
 
 class Guarded(Protocol):
@@ -108,21 +106,3 @@ class ConnectionGuard:
             elif conn.last < idle_limit and not conn.busy():
                 overdue.append((conn, "idle"))
         return overdue
-
-
-def raise_nofile_limit() -> int | None:
-    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit (capped at 2^20 when unlimited); returns the
-    soft limit in force afterwards, None where there is no such limit."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not POSIX
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as exc:  # e.g. macOS caps below an unlimited hard limit
-            log.warning("could not raise the open-files limit from %d to %d: %s", soft, target, exc)
-    return int(soft)
