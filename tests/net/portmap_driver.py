@@ -52,13 +52,15 @@ async def main() -> int:
     ap.add_argument("--natpmp-only", action="store_true", help="skip PCP: speak NAT-PMP (RFC 6886)")
     ap.add_argument("--lifetime", type=int, default=3600)
     ap.add_argument("--max-renew", type=float, default=1800.0)
+    ap.add_argument("--no-listen", action="store_true", help="map only (another process listens)")
     args = ap.parse_args()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    server = await asyncio.start_server(greet, "0.0.0.0", args.port)
-    udp, _ = await loop.create_datagram_endpoint(Echo, local_addr=("0.0.0.0", args.port))
+    if not args.no_listen:
+        server = await asyncio.start_server(greet, "0.0.0.0", args.port)
+        udp, _ = await loop.create_datagram_endpoint(Echo, local_addr=("0.0.0.0", args.port))
     policy = RenewalPolicy(lifetime=args.lifetime, max_renew_interval=args.max_renew)
     config = PortMapConfig(methods=tuple(args.methods.split(",")), policy=policy)
     backends = default_backends(config)
@@ -92,8 +94,9 @@ async def main() -> int:
             emit("status", mapper)
     await mapper.stop()
     emit("stopped", mapper)
-    server.close()
-    udp.close()
+    if not args.no_listen:
+        server.close()
+        udp.close()
     return 0
 
 

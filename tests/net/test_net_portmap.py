@@ -5,6 +5,8 @@ it says so within a bounded time. Root only; skipped with the reason elsewhere, 
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -142,3 +144,71 @@ def test_no_mapping_service_is_reported_in_bounded_time(net: Internet, tmp_path:
     finally:
         proc.stop()
     assert time.monotonic() - started < 30
+
+
+BITSWARM = str(Path(sys.executable).with_name("bitswarm"))
+LEECHER = str(Path(__file__).with_name("lt_leecher.py"))
+TRACKER_PORT = 6969
+SIZE = 3 * 1024 * 1024
+
+
+@pytest.mark.interop
+def test_public_libtorrent_leecher_downloads_from_a_seeder_behind_miniupnpd(
+    net: Internet, tmp_path: Path
+) -> None:
+    """``bitswarm seed`` in the miniupnpd home with the PortMapper beside it (the CLI does not run one
+    yet); a public libtorrent leecher that accepts no connection gets the seeder's address from the
+    tracker (the NAT'd 198.18.0.101:6881) and downloads every byte through the mapping."""
+    pytest.importorskip("libtorrent")
+    home = net.homes["upnp"]
+    seed_host, tracker_host, pub = home.hosts["upnp1"], net.public["tracker"], net.public["pub1"]
+    announce = f"http://{tracker_host.addr}:{TRACKER_PORT}/announce"
+    src = tmp_path / "seed" / "nat.bin"
+    src.parent.mkdir()
+    src.write_bytes(hashlib.shake_256(b"bitswarm-behind-nat").digest(SIZE))
+    torrent = tmp_path / "nat.torrent"
+    subprocess.run([BITSWARM, "create", str(src), "-o", str(torrent), "--tracker", announce, "-q"],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    # the leecher only dials out: nothing may connect to it
+    for proto in ("tcp", "udp"):
+        pub.run("iptables", "-A", "INPUT", "-p", proto, "--dport", str(PORT), "-j", "DROP")
+    procs: list[JsonProc] = []
+    try:
+        tracker = JsonProc(
+            tracker_host.argv(BITSWARM, "tracker", "--http", f"{tracker_host.addr}:{TRACKER_PORT}",
+                              "--no-udp", "--db", "none", "--mode", "open", "--json"),
+            stderr_path=tmp_path / "tracker.err", name="tracker",
+        )  # fmt: skip
+        procs.append(tracker)
+        tracker.wait_event(lambda e: "http" in e, 30, "the tracker to listen")
+        seeder = JsonProc(
+            seed_host.argv(BITSWARM, "seed", str(torrent), "--data", str(src.parent), "--port", str(PORT),
+                           "--no-dht", "--json"),
+            stderr_path=tmp_path / "seeder.err", name="seeder",
+        )  # fmt: skip
+        procs.append(seeder)
+        seeder.wait_event(lambda e: e["event"] == "seeding", 60, "the seeder to verify its data")
+        assert tcp_probe(pub, home.router.addr or "", PORT) is None  # no mapping: the seeder is unreachable
+        mapper = start_mapper(seed_host, tmp_path, "--methods", "upnp,natpmp", "--no-listen")
+        procs.append(mapper)
+        settled = mapper.wait_event(lambda e: e["event"] == "settled", 30, "the mappings")
+        assert {m["state"] for m in settled["mappings"]} == {"mapped"}, settled
+        leecher = JsonProc(
+            pub.argv(sys.executable, LEECHER, str(torrent), "--save", str(tmp_path / "leech"),
+                     "--host", pub.addr or "", "--port", str(PORT), "--timeout", "60"),
+            stderr_path=tmp_path / "leecher.err", name="leecher",
+        )  # fmt: skip
+        procs.append(leecher)
+        done = leecher.wait_event(
+            lambda e: e["event"] in ("torrent_completed", "timeout"), 90, "the download"
+        )
+        assert done["event"] == "torrent_completed", (done, seeder.stderr_tail())
+        assert done["peers"] == [f"{home.router.addr}:{PORT}"]
+        got = (tmp_path / "leech" / "nat.bin").read_bytes()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(src.read_bytes()).digest()
+        mapper.proc.terminate()
+        mapper.wait_event(lambda e: e["event"] == "stopped", 20, "the mapper to stop")
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+    assert [m for m in upnpc_mappings(seed_host) if m.internal_port == PORT] == []
