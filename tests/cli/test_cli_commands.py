@@ -22,7 +22,7 @@ def _registered(code: str) -> dict[str, list[str]]:
         "\nnames += [g.name if isinstance(g.name, str) else g.typer_instance.info.name"
         " for g in app.registered_groups]"
         "\nmods = sorted(m for m in sys.modules if m.startswith('bitswarm.cli._')"
-        " and m not in ('bitswarm.cli._app', 'bitswarm.cli._commands'))"
+        " and m not in ('bitswarm.cli._app', 'bitswarm.cli._commands', 'bitswarm.cli._globals'))"
         "\nprint(json.dumps({'names': sorted(names), 'mods': mods, "
         "'heavy': sorted(m for m in ('bitswarm.index', 'bitswarm.daemon', 'bitswarm.tracker.server', "
         "'httpx', 'fastapi', 'rich.console', 'rich.progress') if m in sys.modules)}))"
@@ -56,7 +56,8 @@ def _deps(command: str) -> set[str]:
     import bitswarm.cli
 
     src = (Path(bitswarm.cli.__file__).parent / f"{COMMAND_MODULES[command]}.py").read_text()
-    found = set(re.findall(r"^from bitswarm\.cli\.(_[a-z]+) import", src, re.M)) - {"_app", "_commands"}
+    found = set(re.findall(r"^from bitswarm\.cli\.(_[a-z]+) import", src, re.M))
+    found -= {"_app", "_commands", "_globals"}
     return {f"bitswarm.cli.{m}" for m in found}
 
 

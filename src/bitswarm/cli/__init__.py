@@ -1,24 +1,22 @@
 """The ``bitswarm`` command line (Typer + Rich).
 
 Every error bitswarm raises on purpose becomes one line on stderr and exit code 2 (``--debug``
-shows the traceback instead).
+shows the traceback instead); exit codes: ``docs/cli.md``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from bitswarm.cli import _app, _commands
-from bitswarm.cli._app import EXIT_USAGE, state
+from bitswarm.cli._app import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, HOSTPORT, state
+from bitswarm.cli._globals import GLOBAL_HELP, setup_logging, split_globals, version
 from bitswarm.errors import BitswarmError
 
 #: Options whose value may be left out (Typer cannot say so): the value they then take.
 OPTIONAL_VALUE_OPTIONS = {"--embed-tracker": "0.0.0.0:6969"}
-_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
 
 def _fill_optional_values(argv: list[str]) -> list[str]:
@@ -26,49 +24,57 @@ def _fill_optional_values(argv: list[str]) -> list[str]:
     for i, arg in enumerate(argv):
         out.append(arg)
         default = OPTIONAL_VALUE_OPTIONS.get(arg)
-        if default is not None and (i + 1 == len(argv) or not _HOSTPORT.match(argv[i + 1])):
+        if default is not None and (i + 1 == len(argv) or not HOSTPORT.match(argv[i + 1])):
             out.append(default)
     return out
 
 
-def _setup_logging(args: list[str]) -> None:
-    """Library log records stay quiet on the command line — errors reach the user as the one
-    ``bitswarm: error:`` line — unless ``--debug`` (everything) or ``BITSWARM_LOG=LEVEL`` asks."""
-    root = logging.getLogger("bitswarm")
-    level = os.environ.get("BITSWARM_LOG")
-    if "--debug" in args[:1] or level:
-        logging.basicConfig(
-            level=logging.DEBUG if not level else level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-    elif not root.handlers:
-        root.addHandler(logging.NullHandler())  # no last-resort handler printing to stderr
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``bitswarm`` console script."""
+    """Entry point of the ``bitswarm`` console script.
+
+    The error contract of every command: an error bitswarm expects (bad input, a file it cannot
+    read, an address it cannot listen on ...) is one ``bitswarm: error: ...`` line on stderr and exit
+    code 2; an unexpected one is one line and exit code 1 (``--debug`` shows the traceback instead).
+    """
     # httpx imports its own command line (click, pygments, rich.syntax: ~40 ms of CPU) whenever
     # click is installed; this process never runs it, and swarm peers are started by the dozen
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    args = _fill_optional_values(list(sys.argv[1:] if argv is None else argv))
-    _setup_logging(args)
+    opts, args = split_globals(_fill_optional_values(list(sys.argv[1:] if argv is None else argv)))
+    if opts.version:
+        print(version())
+        sys.exit(EXIT_OK)
+    state.debug, state.quiet, state.verbose = opts.debug, opts.quiet, opts.verbose
+    try:
+        setup_logging(opts)
+    except OSError as exc:
+        _error(f"cannot open the log file {opts.log_file}: {exc.strerror or exc}", EXIT_USAGE)
     _commands.load(args)  # command modules register themselves on import: only the one needed
     registered = _app.app.registered_commands
     _app.app.registered_commands = _commands.only_invoked(registered, args)
+    for command in _app.app.registered_commands:
+        command.epilog = command.epilog or GLOBAL_HELP  # every command's --help lists the globals
     try:
         _app.app(args=args, standalone_mode=True)
     except BitswarmError as exc:
         if state.debug:
             raise
-        print(f"bitswarm: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        _error(str(exc), EXIT_USAGE)
     except OSError as exc:
         if state.debug:
             raise
-        print(f"bitswarm: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_USAGE)
+    except Exception as exc:  # a bug or an unexpected failure: still one line (and a way to see more)
+        if state.debug:
+            raise
+        logging.getLogger("bitswarm.cli").debug("unexpected error", exc_info=True)
+        _error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_FAILURE)
     finally:
         _app.app.registered_commands = registered
+
+
+def _error(message: str, code: int) -> NoReturn:
+    print(f"bitswarm: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
 
 
 def __getattr__(name: str) -> Any:

@@ -7,20 +7,24 @@ registers itself with ``@app.command()``; :mod:`bitswarm.cli` imports them all.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+from bitswarm.cli._globals import GLOBAL_HELP
+
 app = typer.Typer(
     name="bitswarm",
     help="bitswarm — BitTorrent peer, tracker, DHT node and file index.",
+    epilog=GLOBAL_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -39,6 +43,11 @@ class _LazyConsole:
             from rich.console import Console
 
             self._console = Console(**self._options)
+            if not self._console.is_terminal:
+                # piped or redirected: never wrap (a magnet link, a path or a table row is one line
+                # for the script reading it) — soft wrapping, and room for the widest table
+                self._console.soft_wrap = True
+                self._console.width = max(self._console.width, NOT_A_TERMINAL_WIDTH)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -51,25 +60,64 @@ def real_console(c: Console) -> Console:
     return c.real() if isinstance(c, _LazyConsole) else c
 
 
+#: Width Rich lays out tables in when the output is not a terminal (lines are not wrapped at all).
+NOT_A_TERMINAL_WIDTH = 1000
+
 #: Rich console for human output (stdout) and for progress and errors (stderr).
 console = cast("Console", _LazyConsole())
 err_console = cast("Console", _LazyConsole(stderr=True))
 
+#: Exit codes of every command (``bitswarm --help``, README, ``docs/cli.md``).
+EXIT_OK = 0
+#: The operation failed at run time: a torrent error, an unreachable service, an internal error.
+EXIT_FAILURE = 1
+#: Bad input or usage: one line on stderr.
 EXIT_USAGE = 2
+#: Stopped by Ctrl-C or SIGTERM before it finished (128 + SIGINT, as shells report).
+EXIT_STOPPED = 130
 
 
 class _State:
     debug = False
+    quiet = False
+    verbose = 0
 
 
 state = _State()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from bitswarm.cli._globals import version
+
+        print(version())
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks on errors, DEBUG logs.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v INFO, -vv DEBUG).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors: no progress, no notes.")] = False,
+    log_file: Annotated[str | None, typer.Option("--log-file", help="Also log to this file.")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log records as JSON lines.")] = False,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
-    state.debug = debug
+    """The global options; :func:`bitswarm.cli.main` takes them out of the arguments wherever they
+    are (so they work after the command name too) — this callback sees them when ``app`` is called
+    directly."""
+    state.debug = state.debug or debug
+    state.verbose = max(state.verbose, verbose)
+    state.quiet = state.quiet or quiet
+    if log_file is not None or log_json or verbose or debug:
+        from bitswarm.cli._globals import GlobalOptions, setup_logging
+
+        setup_logging(GlobalOptions(verbose, quiet, debug, log_file, log_json))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -77,6 +125,61 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     first = " ".join(str(message).split("\n")[0].split())
     print(f"bitswarm: error: {first}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
+HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+
+
+def parse_rate(text: str | None, option: str) -> int:
+    """``500k``, ``2M``, ``1.5MiB/s``, ``0`` → bytes/s (binary units; 0 and None: no limit)."""
+    if text is None:
+        return 0
+    m = _RATE.match(text)
+    if not m:
+        fail(f"{option} must be bytes/s such as 500k or 2M (0: no limit), got {text!r}")
+    return int(float(m.group(1)) * 1024 ** ("kmg".find(m.group(2).lower()) + 1 if m.group(2) else 0))
+
+
+def tracker_url(text: str) -> str:
+    """A tracker URL as other clients need it in a .torrent: a URL stays, a bare ``HOST:PORT``
+    becomes ``http://HOST:PORT/announce``; anything else is a one-line error."""
+    if "://" in text:
+        return text
+    if HOSTPORT.match(text):
+        return f"http://{text}/announce"
+    fail(f"--tracker must be a URL (http://, https://, udp://) or HOST:PORT, got {text!r}")
+
+
+def write_new_file(out: Path, data: bytes, force: bool) -> None:
+    """Write ``out`` atomically (a temporary file in the same directory, then rename); without
+    ``force`` an existing ``out`` is a one-line error, never overwritten."""
+    import os
+    import tempfile
+
+    directory = out.parent if str(out.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=directory)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        if force:
+            os.replace(tmp, out)
+        else:
+            os.link(tmp, out)  # fails if ``out`` appeared meanwhile: never overwrite without --force
+            os.unlink(tmp)
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        fail(f"{out} exists (use --force to overwrite)")
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_toml(path: Path, known: set[str]) -> dict[str, Any]:

@@ -6,9 +6,7 @@ was written and its info-hashes, or with ``--json`` one object. Errors: one line
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +21,17 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from bitswarm.cli._app import app, console, err_console, fail, print_json, real_console
+from bitswarm.cli._app import (
+    app,
+    console,
+    err_console,
+    fail,
+    print_json,
+    real_console,
+    state,
+    tracker_url,
+    write_new_file,
+)
 from bitswarm.metainfo._create import CreatedTorrent, make_torrent
 from bitswarm.metainfo._model import MetainfoError, TorrentVersion
 
@@ -37,24 +45,6 @@ def parse_size(text: str) -> int:
     if not m:
         raise MetainfoError(f"not a size in bytes: {text!r}", "piece size")
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
-def _write(out: Path, data: bytes, force: bool) -> None:
-    """Write ``out`` atomically (a temporary file in the same directory, then rename)."""
-    directory = out.parent if str(out.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        if force:
-            os.replace(tmp, out)
-        else:
-            os.link(tmp, out)  # fails if ``out`` appeared meanwhile: never overwrite without --force
-            os.unlink(tmp)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _human(made: CreatedTorrent, out: Path, version: str) -> None:
@@ -71,12 +61,20 @@ def _human(made: CreatedTorrent, out: Path, version: str) -> None:
         console.print(f"  info-hash v2: {made.info_hash_v2.hex()}", highlight=False)
 
 
+#: Printed (stderr) when ``create`` makes its default hybrid torrent without being asked to.
+HYBRID_NOTE = (
+    "note: this is a hybrid (v1+v2) torrent; clients that only know v1, such as Transmission 3.x, "
+    "cannot open it: make a v1 torrent for them with --v1 (--hybrid: no note)"
+)
+
+
 @app.command()
 def create(
     path: Annotated[Path, typer.Argument(help="File or directory to share.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .torrent.")],
     tracker: Annotated[
-        list[str] | None, typer.Option("--tracker", "-t", help="Tracker URL; repeat, one tier each.")
+        list[str] | None,
+        typer.Option("--tracker", "-t", help="Tracker URL (or HOST:PORT); repeat, one tier each."),
     ] = None,
     web_seed: Annotated[
         list[str] | None, typer.Option("--web-seed", "-w", help="BEP 19 web seed URL; repeatable.")
@@ -108,6 +106,8 @@ def create(
     if output.is_dir():
         fail(f"{output} is a directory")
 
+    quiet = quiet or state.quiet
+    trackers = [[tracker_url(url)] for url in tracker or []]
     show = not quiet and err_console.is_terminal
     progress = Progress(
         TextColumn("hashing"),
@@ -131,7 +131,7 @@ def create(
                 path,
                 version=version,
                 piece_length=plen,
-                trackers=[[url] for url in tracker or []],
+                trackers=trackers,
                 web_seeds=web_seed or [],
                 private=private,
                 comment=comment,
@@ -139,13 +139,11 @@ def create(
                 progress=on_progress,
                 threads=threads,
             )
-        _write(output, made.data, force)
+        write_new_file(output, made.data, force)
     except MetainfoError as exc:
         fail(str(exc))
-    except FileExistsError:
-        fail(f"{output} exists (use --force to overwrite)")
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}")
+    if version == "hybrid" and not hybrid and not quiet and not json_out:
+        err_console.print(HYBRID_NOTE, markup=False, highlight=False, soft_wrap=True)
 
     if json_out:
         print_json(

@@ -26,7 +26,20 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from bitswarm.cli._app import app, console, err_console, fail, print_json, real_console
+from bitswarm.cli._app import (
+    EXIT_FAILURE,
+    EXIT_STOPPED,
+    app,
+    console,
+    err_console,
+    fail,
+    parse_rate,
+    print_json,
+    real_console,
+    state,
+    tracker_url,
+    write_new_file,
+)
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
 from bitswarm.session import Session, SessionConfig, TorrentHandle
@@ -40,16 +53,31 @@ T = TypeVar("T")
 STOP_DEADLINE = 1.5
 #: Of those, what saving resume data and the clean close of the session may take.
 _CLOSE_BUDGET = 1.0
-#: Exit code of a command stopped by a signal before it finished (128 + SIGINT, as shells report).
-EXIT_STOPPED = 130
+
+#: The peer port the commands try first; when it is taken they listen on a free one and say so.
+DEFAULT_PEER_PORT = 6881
 
 PortOption = Annotated[
-    int, typer.Option("--port", "-p", help="TCP port to listen on for peers (0: any free).")
+    int | None,
+    typer.Option(
+        "--port",
+        "-p",
+        help=f"TCP port to listen on for peers (default: {DEFAULT_PEER_PORT}, or a free port when "
+        f"{DEFAULT_PEER_PORT} is taken; 0: any free port).",
+    ),
+]
+DownloadLimitOption = Annotated[
+    str | None,
+    typer.Option("--download-limit", metavar="RATE", help="Most bytes/s to download (500k, 2M; 0: none)."),
+]
+UploadLimitOption = Annotated[
+    str | None,
+    typer.Option("--upload-limit", metavar="RATE", help="Most bytes/s to upload (500k, 2M; 0: none)."),
 ]
 HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 TrackerOption = Annotated[
     list[str] | None,
-    typer.Option("--tracker", "-t", help="Extra tracker URL (or bare HOST:PORT); repeatable."),
+    typer.Option("--tracker", "-t", help="Tracker URL (HOST:PORT: http://HOST:PORT/announce); repeatable."),
 ]
 PeerOption = Annotated[
     list[str] | None, typer.Option("--peer", help="Connect to this peer, HOST:PORT; repeatable.")
@@ -243,13 +271,39 @@ async def until_stopped(
     raise _Stopped
 
 
+def note(message: str) -> None:
+    """A line for the user on stderr (not with ``-q``)."""
+    if not state.quiet:
+        err_console.print(message, markup=False, highlight=False)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP listener could bind ``host:port`` now (only "in use" counts as taken: any other
+    error is left for the session to report, naming the address)."""
+    import errno
+    import socket
+
+    try:
+        info = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family = info[0][0]
+        with socket.create_server((host, port), family=family):
+            return True
+    except OSError as exc:
+        return exc.errno != errno.EADDRINUSE
+
+
 @contextlib.asynccontextmanager
-async def peer_session(config: SessionConfig, stop: asyncio.Event) -> AsyncIterator[Session]:
+async def peer_session(
+    config: SessionConfig, stop: asyncio.Event, requested_port: int | None = 0
+) -> AsyncIterator[Session]:
     """A started :class:`Session`, closed on exit; after a stop signal the close saves resume data
-    first and is cut off at :data:`_CLOSE_BUDGET` seconds."""
+    first and is cut off at :data:`_CLOSE_BUDGET` seconds. ``requested_port`` None (no ``--port``)
+    and a config on port 0: the default port was taken, which a note on stderr says."""
     session = Session(config)
     try:
         await until_stopped(stop, session.start())
+        if requested_port is None and config.listen_port == 0:
+            note(f"port {DEFAULT_PEER_PORT} is in use: listening for peers on port {session.port}")
         yield session
     finally:
         if not stop.is_set():
@@ -283,7 +337,7 @@ async def _drive(
             for h in handles:
                 st = h.status()
                 if st.error:
-                    fail(f"{st.name}: {st.error}", code=1)
+                    fail(f"{st.name}: {st.error}", code=EXIT_FAILURE)
         if until_complete and all(s == "seeding" for s in states):
             for h in handles:
                 display.update(h)
@@ -295,21 +349,33 @@ async def _drive(
 
 def _config(
     host: str,
-    port: int,
+    port: int | None,
     *,
     bootstrap: list[str] | None = None,
     no_dht: bool = False,
     lsd: bool = False,
+    download_limit: str | None = None,
+    upload_limit: str | None = None,
 ) -> SessionConfig:
-    """Session settings from the common options (``--bootstrap``, ``--no-dht``, ``--lsd``)."""
+    """Session settings from the common options (``--port``: None is :data:`DEFAULT_PEER_PORT`, or 0
+    when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``)."""
     nodes = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
+    if port is None:
+        port = DEFAULT_PEER_PORT if _port_is_free(host, DEFAULT_PEER_PORT) else 0
     return SessionConfig(
         listen_host=host,
         listen_port=port,
         enable_dht=not no_dht,
         dht_bootstrap=nodes or None,
         enable_lsd=lsd,
+        download_rate_limit=parse_rate(download_limit, "--download-limit"),
+        upload_rate_limit=parse_rate(upload_limit, "--upload-limit"),
     )
+
+
+def _trackers(tracker: list[str] | None) -> list[str]:
+    """The ``--tracker`` values as URLs (a bare HOST:PORT is an http:// announce URL)."""
+    return [tracker_url(t) for t in tracker or []]
 
 
 def _load(source: str) -> Torrent:
@@ -337,8 +403,10 @@ def download(
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")],
     tracker: TrackerOption = None,
     peer: PeerOption = None,
-    port: PortOption = 6881,
+    port: PortOption = None,
     host: HostOption = "0.0.0.0",
+    download_limit: DownloadLimitOption = None,
+    upload_limit: UploadLimitOption = None,
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding after the download.")] = False,
     sequential: Annotated[bool, typer.Option("--sequential", help="Download pieces in order.")] = False,
     bootstrap: BootstrapOption = None,
@@ -356,25 +424,29 @@ def download(
     Running it again with the same directory resumes the download.
     """
     catch_stop_signals()
+    trackers = _trackers(tracker)
+    config = _config(
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        download_limit=download_limit, upload_limit=upload_limit,
+    )  # fmt: skip
     torrent = _load_source(source)
-    config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
     peers = [parse_hostport(p) for p in peer or []]
     output.mkdir(parents=True, exist_ok=True)
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop(stop)
-        display = _Display(json_out)
-        async with peer_session(config, stop) as session:
+        display = _Display(json_out, state.quiet)
+        async with peer_session(config, stop, port) as session:
             pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
             if isinstance(torrent, str):
                 display.event("metadata", magnet=torrent, port=session.port)
                 if not json_out and err_console.is_terminal:
-                    err_console.print("fetching the torrent's metadata from peers ...")
+                    note("fetching the torrent's metadata from peers ...")
             adding = session.add(
                 torrent,
                 output,
-                trackers=tracker or [],
+                trackers=trackers,
                 peers=peers,
                 sequential=sequential,
                 metadata_timeout=metadata_timeout,
@@ -389,7 +461,7 @@ def download(
             pump.cancel()
         if not done:
             raise typer.Exit(130)
-        if not json_out:
+        if not json_out and not state.quiet:
             console.print(f"[green]complete[/]: {handle.name} in {output}")
 
     _run(main)
@@ -451,10 +523,11 @@ async def _seed_forever(
     stop: asyncio.Event,
     tracker_server: Any = None,
     index: str | None = None,
+    requested_port: int | None = 0,
 ) -> None:
-    display = _Display(json_out)
+    display = _Display(json_out, state.quiet)
     try:
-        await _seed_session(torrents, config, trackers, json_out, peers, stop, display, index)
+        await _seed_session(torrents, config, trackers, json_out, peers, stop, display, index, requested_port)
     finally:
         if tracker_server is not None:
             await tracker_server.stop()
@@ -469,9 +542,10 @@ async def _seed_session(
     stop: asyncio.Event,
     display: _Display,
     index: str | None = None,
+    requested_port: int | None = 0,
 ) -> None:
     host = config.listen_host
-    async with peer_session(config, stop) as session, contextlib.AsyncExitStack() as stack:
+    async with peer_session(config, stop, requested_port) as session, contextlib.AsyncExitStack() as stack:
         pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
         handles = []
         for torrent, save in torrents:
@@ -492,7 +566,7 @@ async def _seed_session(
                 reg = await until_stopped(stop, registering)
                 display.event("indexed", name=h.name, file_id=reg.file_id, peer_guid=reg.peer_guid)
         if not json_out:
-            err_console.print(f"seeding on port {session.port} (Ctrl-C to stop)")
+            note(f"seeding on port {session.port} (Ctrl-C to stop)")
         with display:
             await _drive(session, handles, display, until_complete=False, stop=stop)
         pump.cancel()
@@ -504,8 +578,10 @@ def seed(
     data: Annotated[Path, typer.Option("--data", "-d", help="Directory holding the content (or the file).")],
     tracker: TrackerOption = None,
     peer: PeerOption = None,
-    port: PortOption = 6881,
+    port: PortOption = None,
     host: HostOption = "0.0.0.0",
+    download_limit: DownloadLimitOption = None,
+    upload_limit: UploadLimitOption = None,
     embed_tracker: EmbedOption = None,
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
@@ -517,7 +593,11 @@ def seed(
     torrent = _load(torrent_path)
     save = _seed_paths(torrent, data)
     peers = [parse_hostport(p) for p in peer or []]
-    config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
+    trackers = _trackers(tracker)
+    config = _config(
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        download_limit=download_limit, upload_limit=upload_limit,
+    )  # fmt: skip
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -526,8 +606,9 @@ def seed(
         if embed_tracker is not None:
             server, url = await _start_embedded_tracker(embed_tracker)
             _announce_tracker(url, json_out)
-        extra = [*(tracker or []), *([url] if url else [])]
-        await _seed_forever([(torrent, save)], config, extra, json_out, peers, stop, server)
+        extra = [*trackers, *([url] if url else [])]
+        torrents = [(torrent, save)]
+        await _seed_forever(torrents, config, extra, json_out, peers, stop, server, requested_port=port)
 
     _run(main)
 
@@ -536,7 +617,7 @@ def _announce_tracker(url: str, json_out: bool) -> None:
     if json_out:
         print_json({"event": "tracker", "announce": url})
     else:
-        err_console.print(f"embedded tracker: {url}")
+        note(f"embedded tracker: {url}")
 
 
 @app.command()
@@ -547,8 +628,11 @@ def share(
         Path | None,
         typer.Option("-o", "--output", help="Where to write the .torrent (default: NAME.torrent)."),
     ] = None,
-    port: PortOption = 6881,
+    port: PortOption = None,
     host: HostOption = "0.0.0.0",
+    download_limit: DownloadLimitOption = None,
+    upload_limit: UploadLimitOption = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing .torrent.")] = False,
     embed_tracker: EmbedOption = None,
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
@@ -569,7 +653,13 @@ def share(
     if not path.exists():
         fail(f"{path} does not exist")
     out = output or Path(f"{path.resolve().name}.torrent")
-    config = _config(host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
+    if out.exists() and not force:
+        fail(f"{out} exists (use --force to overwrite)")
+    trackers = _trackers(tracker)
+    config = _config(
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        download_limit=download_limit, upload_limit=upload_limit,
+    )  # fmt: skip
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -578,7 +668,7 @@ def share(
         if embed_tracker is not None:
             server, url = await _start_embedded_tracker(embed_tracker)
             _announce_tracker(url, json_out)
-        tiers = [[t] for t in tracker or []] or ([[url]] if url else [])
+        tiers = [[t] for t in trackers] or ([[url]] if url else [])
         interrupted = threading.Event()
 
         def hashed(done: int, total: int) -> None:  # runs in the hashing thread: a stop ends it
@@ -588,7 +678,7 @@ def share(
         try:
             hashing = asyncio.to_thread(make_torrent, path, trackers=tiers, progress=hashed)
             made = await until_stopped(stop, hashing, on_stop=interrupted.set)
-            out.write_bytes(made.data)
+            write_new_file(out, made.data, force)
         except BaseException:
             if server is not None:
                 await server.stop()
@@ -597,11 +687,11 @@ def share(
         magnet = magnet_from_torrent(torrent).to_uri()
         if json_out:
             print_json({"event": "shared", "torrent": str(out), "magnet": magnet, "name": torrent.name})
-        else:
-            console.print(f"torrent: {out}\nmagnet:  {magnet}")
+        else:  # plain lines, never wrapped: a script takes the magnet link from its line
+            print(f"torrent: {out}\nmagnet:  {magnet}")
         sys.stdout.flush()
         extra = [url] if url and tracker else []
         save = path.resolve().parent
-        await _seed_forever([(torrent, save)], config, extra, json_out, [], stop, server, index)
+        await _seed_forever([(torrent, save)], config, extra, json_out, [], stop, server, index, port)
 
     _run(main)

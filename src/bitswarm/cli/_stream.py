@@ -12,17 +12,21 @@ from typing import Annotated
 
 import typer
 
-from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._app import app, fail, print_json
 from bitswarm.cli._peer import (
+    DEFAULT_PEER_PORT,
     BootstrapOption,
+    DownloadLimitOption,
     HostOption,
     LsdOption,
     NoDhtOption,
     PeerOption,
     TrackerOption,
+    UploadLimitOption,
     _config,
     _load_source,
     _run,
+    _trackers,
     catch_stop_signals,
     install_stop,
     parse_hostport,
@@ -38,7 +42,15 @@ def stream(
     port: Annotated[int, typer.Option("--port", help="HTTP port to serve on (0: any free port).")] = 8080,
     http_host: Annotated[str, typer.Option("--http-host", help="HTTP address to serve on.")] = "127.0.0.1",
     file: Annotated[int | None, typer.Option("--file", help="Index of the file to print the URL of.")] = None,
-    peer_port: Annotated[int, typer.Option("--peer-port", help="BitTorrent listen port (0: any).")] = 6881,
+    peer_port: Annotated[
+        int | None,
+        typer.Option(
+            "--peer-port",
+            help=f"BitTorrent listen port (default: {DEFAULT_PEER_PORT}, or a free one if taken; 0: any).",
+        ),
+    ] = None,
+    download_limit: DownloadLimitOption = None,
+    upload_limit: UploadLimitOption = None,
     host: HostOption = "0.0.0.0",
     tracker: TrackerOption = None,
     peer: PeerOption = None,
@@ -53,16 +65,20 @@ def stream(
     catch_stop_signals()
     torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
+    trackers = _trackers(tracker)
     output.mkdir(parents=True, exist_ok=True)
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop(stop)  # every phase (metadata, checking, streaming) ends within 2 s of a signal
-        config = _config(host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd)
-        async with peer_session(config, stop) as session:
+        config = _config(
+            host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+            download_limit=download_limit, upload_limit=upload_limit,
+        )  # fmt: skip
+        async with peer_session(config, stop, peer_port) as session:
             if json_out and isinstance(torrent, str):
                 print_json({"event": "metadata", "magnet": torrent, "port": session.port})
-            adding = session.add(torrent, output, trackers=tracker or [], peers=peers, sequential=True)
+            adding = session.add(torrent, output, trackers=trackers, peers=peers, sequential=True)
             handle = await until_stopped(stop, adding)
             files = handle.torrent.info.data_files
             if file is not None and not 0 <= file < len(files):
@@ -80,8 +96,8 @@ def stream(
             else:
                 shown = urls if file is None else [urls[file]]
                 for u in shown:
-                    console.print(u)
-                console.print(f"all files: http://{http_host}:{server.port}/   (Ctrl-C to stop)")
+                    print(u)  # plain lines: a URL is never wrapped
+                print(f"all files: http://{http_host}:{server.port}/   (Ctrl-C to stop)", flush=True)
             try:
                 await stop.wait()
             finally:

@@ -1,0 +1,235 @@
+"""The conventions every command keeps (issue 22): output that is not a terminal is never wrapped,
+one error contract with documented exit codes, ``--version``, ``-v``/``-q``/``--log-file``/``--log-json``
+anywhere, shell completion, rate limits, a free peer port when 6881 is taken, ``share``'s tracker URL
+and ``--force``, ``create``'s note on hybrid torrents."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import bitswarm
+from bitswarm.metainfo import load_torrent, parse_magnet
+
+BW = [sys.executable, "-m", "bitswarm"]
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "BITSWARM_NO_PUBLIC_DHT": "1", "COLUMNS": "80"}
+LONG = "a-file-with-a-name-long-enough-that-any-eighty-column-wrapping-would-split-it-" + "x" * 40
+
+
+def run(args: list[str], cwd: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BW, *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=ENV, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bitswarm: error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def payload(tmp_path: Path) -> Path:
+    src = tmp_path / "src" / f"{LONG}.bin"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(40_000))
+    return src
+
+
+@contextlib.contextmanager
+def running(args: list[str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """A long-running command (``share``, ``seed``) with its stdout piped; terminated on exit."""
+    proc = subprocess.Popen([*BW, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def read_until(proc: subprocess.Popen[str], pred: Callable[[str], bool], timeout: float = 30) -> list[str]:
+    """Lines of ``proc``'s stdout up to the first for which ``pred`` holds."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if pred(lines[-1]):
+            return lines
+    raise AssertionError(f"not seen within {timeout} s: {lines}")
+
+
+def test_share_prints_the_magnet_link_on_one_line_when_piped(payload: Path, tmp_path: Path) -> None:
+    args = ["share", str(payload), "--port", "0", "--host", "127.0.0.1", "--no-dht"]
+    with running(args, tmp_path) as proc:
+        lines = read_until(proc, lambda x: x.startswith("magnet:"))
+    magnet_line = lines[-1]
+    uri = magnet_line.split(None, 1)[1]
+    assert uri.startswith("magnet:?xt=urn:btih:") and len(magnet_line) > 80
+    assert parse_magnet(uri).name == payload.name  # the whole link, name included
+    assert lines[0] == f"torrent: {payload.name}.torrent"
+
+
+def test_share_writes_a_full_announce_url_for_host_port(payload: Path, tmp_path: Path) -> None:
+    args = ["share", str(payload), "--tracker", "tracker.example:6969", "-o", "t.torrent",
+            "--port", "0", "--host", "127.0.0.1", "--no-dht", "--json"]  # fmt: skip
+    with running(args, tmp_path) as proc:
+        read_until(proc, lambda x: '"shared"' in x)
+    assert load_torrent(tmp_path / "t.torrent").trackers == [["http://tracker.example:6969/announce"]]
+
+
+def test_create_writes_a_full_announce_url_for_host_port(payload: Path, tmp_path: Path) -> None:
+    proc = run(["create", str(payload), "-o", "t.torrent", "--tracker", "10.0.0.1:6969", "--v1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert load_torrent(tmp_path / "t.torrent").trackers == [["http://10.0.0.1:6969/announce"]]
+    bad = run(["create", str(payload), "-o", "u.torrent", "--tracker", "not a tracker"], tmp_path)
+    assert "--tracker must be a URL" in one_error_line(bad)
+
+
+def test_share_refuses_to_overwrite_a_torrent_without_force(payload: Path, tmp_path: Path) -> None:
+    existing = tmp_path / f"{payload.name}.torrent"
+    existing.write_bytes(b"mine")
+    proc = run(["share", str(payload), "--port", "0", "--host", "127.0.0.1", "--no-dht"], tmp_path)
+    assert "exists (use --force to overwrite)" in one_error_line(proc)
+    assert existing.read_bytes() == b"mine"
+    args = ["share", str(payload), "--force", "--port", "0", "--host", "127.0.0.1", "--no-dht", "--json"]
+    with running(args, tmp_path) as share:
+        read_until(share, lambda x: '"shared"' in x)
+    assert load_torrent(existing).name == payload.name
+
+
+def test_output_that_is_not_a_terminal_is_not_wrapped(payload: Path, tmp_path: Path) -> None:
+    assert run(["create", str(payload), "-o", "t.torrent", "-q"], tmp_path).returncode == 0
+    info = run(["info", "t.torrent"], tmp_path)
+    assert info.returncode == 0 and any(LONG in line for line in info.stdout.splitlines()), info.stdout
+    created = run(["create", str(payload), "-o", "u.torrent", "-q"], tmp_path)
+    assert any(f"{payload.name}: 1 file(s), 40000 bytes" in line for line in created.stdout.splitlines())
+
+
+def test_version(tmp_path: Path) -> None:
+    for args in (["--version"], ["info", "--version"]):
+        proc = run(args, tmp_path)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"bitswarm {bitswarm.__version__}", proc
+
+
+def test_exit_codes_are_documented_in_help_and_readme(tmp_path: Path) -> None:
+    listing = run(["--help"], tmp_path, check=True).stdout
+    flat = " ".join(listing.replace("│", " ").split())
+    for text in ("Exit codes: 0 success", "1 the operation failed", "2 bad input", "130 stopped"):
+        assert text in flat, flat
+    for option in ("--version", "--verbose", "--quiet", "--log-file", "--log-json", "--install-completion"):
+        assert option in listing
+    readme = (ROOT / "README.md").read_text()
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 130 |"):
+        assert code in readme
+    assert "Exit codes" in (ROOT / "docs" / "cli.md").read_text()
+
+
+def test_global_options_work_after_the_command(payload: Path, tmp_path: Path) -> None:
+    """``-vv --log-file --log-json`` after ``seed``: JSON log records in the file (the session says
+    where it listens), DEBUG ones on stderr too."""
+    assert run(["create", str(payload), "-o", "t.torrent", "-q"], tmp_path).returncode == 0
+    log = tmp_path / "seed.log"
+    args = ["seed", "t.torrent", "--data", str(payload.parent), "--port", "0", "--host", "127.0.0.1",
+            "--no-dht", "--json", "--log-file", str(log), "--log-json", "-vv"]  # fmt: skip
+    with running(args, tmp_path) as proc:
+        read_until(proc, lambda x: '"seeding"' in x)
+        records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert any(r["logger"].startswith("bitswarm.") and "listening on" in r["msg"] for r in records), records
+    assert {"ts", "level", "logger", "msg"} <= set(records[0])
+
+
+def test_quiet_prints_no_notes(payload: Path, tmp_path: Path) -> None:
+    loud = run(["create", str(payload), "-o", "a.torrent"], tmp_path)
+    assert loud.returncode == 0 and "--v1" in loud.stderr  # the hybrid note
+    quiet = run(["create", str(payload), "-o", "b.torrent", "-q"], tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert run(["create", str(payload), "-o", "c.torrent", "--v1"], tmp_path).stderr == ""
+    assert run(["create", str(payload), "-o", "d.torrent", "--hybrid"], tmp_path).stderr == ""
+
+
+def test_a_bad_log_file_is_one_error_line(tmp_path: Path) -> None:
+    proc = run(["info", "x.torrent", "--log-file", str(tmp_path / "no" / "such" / "dir" / "log")], tmp_path)
+    assert "cannot open the log file" in one_error_line(proc)
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bitswarm.cli._info as info_module
+    from bitswarm.cli import main
+
+    def boom(path: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(info_module, "load_torrent", boom)
+    with pytest.raises(SystemExit) as exc:
+        main(["info", str(tmp_path / "x.torrent")])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["bitswarm: error: RuntimeError: boom second line (run with --debug for the traceback)"]
+
+
+def test_shell_completion_is_on(tmp_path: Path) -> None:
+    env = {**ENV, "_BITSWARM_COMPLETE": "complete_bash", "COMP_WORDS": "bitswarm dow", "COMP_CWORD": "1"}
+    code = "import sys; from bitswarm.cli import main; sys.argv[0] = 'bitswarm'; main()"
+    script = [sys.executable, "-c", code]
+    proc = subprocess.run(script, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert proc.stdout.split() == ["download"], proc
+
+
+def test_rate_limits(tmp_path: Path) -> None:
+    from bitswarm.cli._peer import _config
+
+    config = _config("127.0.0.1", 0, download_limit="1M", upload_limit="500k")
+    assert (config.download_rate_limit, config.upload_rate_limit) == (1024**2, 500 * 1024)
+    assert _config("127.0.0.1", 0).download_rate_limit == 0
+    for command in ("download", "seed", "share", "stream"):
+        assert "--download-limit" in run([command, "--help"], tmp_path).stdout
+    bad = run(["download", "x.torrent", "-o", "out", "--download-limit", "fast"], tmp_path)
+    assert "--download-limit must be bytes/s" in one_error_line(bad)
+
+
+def test_a_peer_command_picks_a_free_port_when_6881_is_taken(payload: Path, tmp_path: Path) -> None:
+    assert run(["create", str(payload), "-o", "t.torrent", "-q"], tmp_path).returncode == 0
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 6881))
+        holder.listen()
+    except OSError:
+        pass  # someone else holds it: taken either way
+    args = ["seed", "t.torrent", "--data", str(payload.parent), "--host", "127.0.0.1", "--no-dht", "--json"]
+    try:
+        with running(args, tmp_path) as proc:
+            lines = read_until(proc, lambda x: '"seeding"' in x)
+            port = json.loads(lines[-1])["port"]
+            proc.terminate()
+            _, err = proc.communicate(timeout=10)
+    finally:
+        holder.close()
+    assert port != 6881
+    assert f"port 6881 is in use: listening for peers on port {port}" in err
+
+
+def test_cannot_listen_names_the_address(payload: Path, tmp_path: Path) -> None:
+    assert run(["create", str(payload), "-o", "t.torrent", "-q"], tmp_path).returncode == 0
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        args = ["seed", "t.torrent", "--data", str(payload.parent), "--host", "127.0.0.1", "--no-dht"]
+        line = one_error_line(run([*args, "--port", str(port)], tmp_path))
+    assert f"cannot listen on 127.0.0.1:{port}" in line
