@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bitswarm.errors import LocalProtocolError
 from bitswarm.portmap import MappingRefused, NoMappingService, PortMapConfig, PortMapper, RenewalPolicy
@@ -217,3 +219,67 @@ async def test_stop_during_a_hanging_request_unmaps_it_bounded() -> None:
     async with asyncio.timeout(5):
         await mapper.stop()
     assert gw.unmaps == [("tcp", 6881, 6881)]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["granted", "refused", "no_service"]),
+            st.floats(0, 5000),
+            st.integers(0, 100_000),
+            st.none() | st.floats(0, 10_000),
+        ),
+        max_size=30,
+    )
+)
+def test_schedule_always_moves_forward(steps: list[tuple[str, float, int, float | None]]) -> None:
+    """Whatever the gateways answer, the next attempt is strictly later (no busy loop) and within
+    the longest interval of the policy; the mapping counts as held only inside a granted lease."""
+    lease = MappingLease("upnp", "tcp", 6881)
+    now = 0.0
+    longest = max(POLICY.max_renew_interval, POLICY.retry_max, POLICY.unavailable_retry,
+                  POLICY.permanent_renew_interval)  # fmt: skip
+    for kind, dt, lifetime, retry_after in steps:
+        now += dt
+        if kind == "granted":
+            lease.granted(now, POLICY, None, 6881, lifetime)
+        else:
+            lease.failed(now, POLICY, kind, no_service=kind == "no_service", retry_after=retry_after)
+        assert now < lease.next_at <= now + longest
+        if lease.active and lease.lifetime:
+            assert lease.granted_at is not None and now < lease.granted_at + lease.lifetime
+    lease.removed()
+    assert not lease.due(now + 1e9) and not lease.active
+
+
+def test_policy_rejects_intervals_that_would_spin() -> None:
+    with pytest.raises(ValueError):
+        RenewalPolicy(retry_initial=0)
+    with pytest.raises(ValueError):
+        RenewalPolicy(lifetime=0)
+
+
+async def test_refresh_closes_the_old_gateway_and_asks_a_new_one() -> None:
+    clock = ManualClock(0.0)
+    first, second = FakeGateway("upnp", ext="203.0.114.1"), FakeGateway("upnp", ext="203.0.114.9")
+    gateways = [first, second]
+
+    async def next_gateway() -> MappingBackend:
+        return gateways.pop(0)
+
+    seen: list[str] = []
+    mapper = PortMapper(
+        {"tcp": 6881},
+        config=PortMapConfig(methods=("upnp",), policy=POLICY),
+        clock=clock,
+        backends={"upnp": next_gateway},
+        on_external_address=lambda a, m: seen.append(a),
+    )
+    await mapper.start()
+    assert await mapper.wait_settled(5)
+    mapper.refresh()
+    await clock.advance(0)
+    assert first.closed and len(second.maps) == 1
+    assert seen == ["203.0.114.1", "203.0.114.9"] and mapper.external_ip == "203.0.114.9"
+    await mapper.stop()
+    assert second.unmaps == [("tcp", 6881, 6881)]

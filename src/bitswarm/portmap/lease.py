@@ -62,6 +62,14 @@ class RenewalPolicy:
     retry_max: float = 900.0
     unavailable_retry: float = 300.0  #: re-probe for a gateway (a network change may bring one)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.lifetime <= 0xFFFFFFFF:
+            raise ValueError(f"lease lifetime {self.lifetime} s is not in 1..2**32-1")
+        waits = (self.max_renew_interval, self.min_renew_interval, self.permanent_renew_interval,
+                 self.retry_initial, self.retry_max, self.unavailable_retry)  # fmt: skip
+        if min(waits) <= 0:
+            raise ValueError("every renewal and retry interval must be positive")
+
 
 @dataclass
 class MappingLease:

@@ -157,6 +157,7 @@ class PortMapper:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[tuple[str, str]] = set()
+        self._rediscover: set[str] = set()
         self._first_round: dict[str, asyncio.Event] = {}
         self.external_ip: str | None = None
         self.changed = asyncio.Event()  #: set on every status change (a watcher clears it)
@@ -184,7 +185,7 @@ class PortMapper:
         """Ask again now with every method (after a network change): rediscover, remap."""
         now = self._clock.now()
         for name, leases in self._leases.items():
-            self._backends.pop(name, None)
+            self._rediscover.add(name)  # the task drops the old gateway before its next request
             for lease in leases:
                 if lease.phase is not Phase.REMOVED:
                     lease.next_at = now
@@ -229,6 +230,11 @@ class PortMapper:
         while True:
             now = self._clock.now()
             due = [lease for lease in leases if lease.due(now)]
+            if name in self._rediscover:
+                self._rediscover.discard(name)
+                old = self._backends.pop(name, None)
+                if old is not None:
+                    old.close()
             if due:
                 backend = await self._backend(name, due)
                 if backend is not None:
