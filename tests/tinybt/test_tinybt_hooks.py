@@ -153,6 +153,12 @@ def test_shutdown_frees_the_port_and_the_process_exits() -> None:
         s.bind(("127.0.0.1", port))
     with pytest.raises(RuntimeError):
         d.dht_ping(("127.0.0.1", port))
+    with pytest.raises(RuntimeError):
+        d.ping(("127.0.0.1", port), b"x" * 20)
+    k = KRPCPeer(LOCAL)
+    k.shutdown()
+    with pytest.raises(RuntimeError):
+        k.send_krpc_query(("127.0.0.1", port), "ping", id=b"x" * 20)
 
 
 def test_public_bootstrap_is_not_contacted_under_bitswarm_no_public_dht(

@@ -196,11 +196,11 @@ class LoopThread:
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Start ``coro`` on the loop from any thread without waiting (it reports through its own means,
-        e.g. an :class:`AsyncResult`)."""
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(coro, self.loop)
-        else:
+        e.g. an :class:`AsyncResult`). RuntimeError once shut down."""
+        if not self._thread.is_alive() or self.loop.is_closed():
             coro.close()
+            raise RuntimeError("this tinybt object has been shut down")
+        asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn(*args)`` on the loop thread and wait for its result."""

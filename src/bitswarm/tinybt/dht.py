@@ -239,7 +239,7 @@ class DHT:
                 return
             self._node.query(addr, method, args, lambda r: done(addr, r))
 
-        self._runner.run(send())
+        self._runner.spawn(send())
         return result
 
     def ping(self, target_connection: tuple[str, int], sender_id: bytes) -> AsyncResult[KRPCDict]:
