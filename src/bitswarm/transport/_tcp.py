@@ -31,6 +31,10 @@ class TcpStream(ReceiverRelay, asyncio.BufferedProtocol):
     def __init__(self, receiver: StreamReceiver, *, kind: str = "tcp") -> None:
         self.receiver = receiver
         self.kind = kind
+        # The receive hot path: the loop calls these once per read; bound straight to the
+        # receiver's methods, a read costs no extra call through this adapter.
+        self.get_buffer = receiver.get_buffer  # type: ignore[method-assign]
+        self.buffer_updated = receiver.buffer_updated  # type: ignore[method-assign]
         self.transport: asyncio.Transport | None = None
         self._sock: socket.socket | None = None
         self._address: tuple[str, int] | None = None
@@ -52,10 +56,10 @@ class TcpStream(ReceiverRelay, asyncio.BufferedProtocol):
             self._address = (str(peer[0]), int(peer[1]))
         self.receiver.connection_made(self)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def get_buffer(self, sizehint: int) -> memoryview:  # replaced per instance (see __init__)
         return self.receiver.get_buffer(sizehint)
 
-    def buffer_updated(self, nbytes: int) -> None:
+    def buffer_updated(self, nbytes: int) -> None:  # replaced per instance (see __init__)
         self.receiver.buffer_updated(nbytes)
 
     # -- PeerStream side -----------------------------------------------------------------------
