@@ -414,7 +414,7 @@ class DHTNode:
             counts[a] = counts.get(a, 0) + 1
         best = max(counts.values())
         if self._first_report is not None and counts.get(self._first_report) == best:
-            return self._first_report  # ties keep the address already handed out
+            return self._first_report  # a tie keeps the first report; else the earliest of the best
         return next(a for a in reports if counts[a] == best)
 
     def _vote(self, reported: str, voter: Addr) -> None:
