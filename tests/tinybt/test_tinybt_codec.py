@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bitswarm.bencode import decode as bdecode
 from bitswarm.bencode import encode as bencode
-from bitswarm.tinybt import DHT, KRPCDict, KRPCPeer
+from bitswarm.tinybt import DHT, AsyncTimeout, KRPCDict, KRPCPeer, KRPCRemoteError, SendResponse
 from bitswarm.tinybt._loop import to_krpc_args, wrap
 
 names = st.text(st.characters(min_codepoint=97, max_codepoint=122), min_size=1, max_size=8)
@@ -74,3 +76,32 @@ def test_garbage_datagrams_get_no_reply_and_break_nothing() -> None:
         peer.shutdown()
         dht.shutdown()
     assert got == [b"hello"]
+
+
+def test_a_flood_of_queries_is_bounded_by_max_handlers() -> None:
+    release = threading.Event()
+    calls: list[bytes] = []
+
+    def slow(send: SendResponse, rec: KRPCDict, src: tuple[str, int]) -> None:
+        calls.append(rec["a"]["n"])
+        release.wait(10)
+        send(id=b"s" * 20)
+
+    server = KRPCPeer(("127.0.0.1", 0), slow, max_handlers=2)
+    client = KRPCPeer(("127.0.0.1", 0))
+    try:
+        results = [client.send_krpc_query(server.connection, "work", id=b"c" * 20, n=i) for i in range(5)]
+        # the server's own query to the client is answered (204) after the client's 5 queries reached
+        # the server's socket: once the answer is in, all 5 have been seen by the server's loop
+        with pytest.raises(KRPCRemoteError):
+            server.send_krpc_query(client.connection, "ping", id=b"s" * 20).get(5)
+        release.set()
+        assert results[0].get(5)["id"] == results[1].get(5)["id"] == b"s" * 20
+        for r in results[2:]:
+            with pytest.raises(AsyncTimeout):
+                r.get(0.3)
+        assert sorted(calls) == [0, 1]
+    finally:
+        release.set()
+        client.shutdown()
+        server.shutdown()

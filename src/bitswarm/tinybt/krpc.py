@@ -67,7 +67,8 @@ class _Protocol(asyncio.DatagramProtocol):
 class KRPCPeer:
     """A KRPC endpoint listening on ``connection`` = (host, port); port 0 picks a free port (see
     :attr:`connection`). ``cleanup_timeout`` is how long an unanswered query is kept (then its
-    result raises :class:`AsyncTimeout`)."""
+    result raises :class:`AsyncTimeout`); at most ``max_handlers`` incoming queries wait for or run in
+    the handler at once (more are dropped unanswered)."""
 
     def __init__(
         self,
@@ -75,8 +76,11 @@ class KRPCPeer:
         query_handler: QueryHandler | None = None,
         *,
         cleanup_timeout: float = 60.0,
+        max_handlers: int = 64,
     ) -> None:
         self._handler = query_handler
+        self._max_handlers = max_handlers
+        self._handlers = 0  # handler calls queued or running (loop thread)
         self._cleanup_timeout = cleanup_timeout
         self._pending: dict[bytes, tuple[Addr, AsyncResult[KRPCDict], asyncio.TimerHandle]] = {}
         self._tid = 0
@@ -165,7 +169,11 @@ class KRPCPeer:
         except KRPCError:
             return  # not KRPC: no reply (no amplification)
         if isinstance(msg, Query):
-            self._loop.loop.run_in_executor(None, self._handle, msg, wrap(bdecode(data)), addr)
+            if self._handlers >= self._max_handlers:
+                return  # the handlers cannot keep up: drop, as an overloaded UDP server does
+            self._handlers += 1
+            fut = self._loop.loop.run_in_executor(None, self._handle, msg, wrap(bdecode(data)), addr)
+            fut.add_done_callback(self._handler_done)
             return
         entry = self._pending.get(msg.t)
         if entry is None or entry[0] != addr:
@@ -176,6 +184,9 @@ class KRPCPeer:
             entry[1].set_exception(KRPCRemoteError(msg.code, msg.message))
         else:
             entry[1].set_result(wrap(msg.values), addr)
+
+    def _handler_done(self, fut: asyncio.Future[None]) -> None:
+        self._handlers -= 1
 
     def _handle(self, q: Query, rec: KRPCDict, addr: Addr) -> None:
         """Run the user's handler (worker thread)."""
