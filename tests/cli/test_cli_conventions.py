@@ -233,3 +233,32 @@ def test_cannot_listen_names_the_address(payload: Path, tmp_path: Path) -> None:
         args = ["seed", "t.torrent", "--data", str(payload.parent), "--host", "127.0.0.1", "--no-dht"]
         line = one_error_line(run([*args, "--port", str(port)], tmp_path))
     assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+#: Azureus-style client codes other clients already name (libtorrent, Transmission, Vuze/BiglyBT,
+#: bittorrent-peerid), BitWombat's BW among them.
+_TAKEN = """
+AG A~ AR AT AV AX AZ BB BC BE BF BG BH BI BL BM BN BP BR BS BT BU BW BX CB CD CT DE DP EB ES FC
+FD FG FL FT FW FX G3 GR GS HK HL HN IL KC KG KT LC LH LK LP LT LW MG MK ML MO MP MR MT NE NX OS
+OT PC PD PE PI PT QD QT RS RT RZ SB SD SG SK SM SN SP SS ST SZ S~ TB TG TL TN TR TS TT UE UL UM
+UT UW VG WD WS WT WW WY XC XF XL XS XT XX ZO ZT 7T bk lt pb pX qB st
+"""
+TAKEN_CLIENT_CODES = frozenset(_TAKEN.split())
+
+
+def test_the_peer_id_prefix_is_ours() -> None:
+    import warnings
+
+    from bitswarm.session.config import PEER_ID_PREFIX, make_peer_id
+
+    assert PEER_ID_PREFIX[:1] == b"-" and PEER_ID_PREFIX[7:8] == b"-" and len(make_peer_id()) == 20
+    code = PEER_ID_PREFIX[1:3].decode()
+    assert code not in TAKEN_CLIENT_CODES
+    assert f"`-{code}" in (ROOT / "docs" / "cli.md").read_text()  # registered in the docs
+    from testtools import require_module
+
+    lt = require_module("libtorrent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        shown = lt.identify_client(lt.sha1_hash(make_peer_id()))
+    assert shown.startswith(f"{code} ") and "BitWombat" not in shown  # libtorrent knows no other client by it

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from bitswarm import __version__
 
-#: Azureus-style peer id prefix: -BW<major><minor><patch>0-
-PEER_ID_PREFIX = ("-BW" + "".join(__version__.split(".")[:3]).ljust(4, "0")[:4] + "-").encode()
+#: Azureus-style peer id prefix: -SW<major><minor><patch>0- ("SW": unassigned in the client lists
+#: of libtorrent, Transmission, Vuze/BiglyBT and bittorrent-peerid; "BW" is BitWombat's). docs/cli.md
+PEER_ID_PREFIX = ("-SW" + "".join(__version__.split(".")[:3]).ljust(4, "0")[:4] + "-").encode()
 
 
 #: Well-known public DHT routers, used only under the rule of :attr:`SessionConfig.dht_bootstrap`.
