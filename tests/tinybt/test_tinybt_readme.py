@@ -50,12 +50,15 @@ def _defaults(fn: object) -> dict[str, object]:
 
 
 def test_names_arguments_and_defaults_are_the_seeds() -> None:
-    assert _defaults(KRPCPeer.__init__) | {"cleanup_timeout": None} == {
-        "self": "<required>",
-        "connection": "<required>",
-        "query_handler": None,
-        "cleanup_timeout": None,  # ours, keyword-only
-    }
+    krpc_init = inspect.signature(KRPCPeer.__init__).parameters
+    assert [n for n, p in krpc_init.items() if p.kind is not p.KEYWORD_ONLY] == [
+        "self",
+        "connection",
+        "query_handler",
+    ]
+    assert all(
+        krpc_init[n].kind is inspect.Parameter.KEYWORD_ONLY for n in ("cleanup_timeout", "max_handlers")
+    )
     assert list(_defaults(KRPCPeer.send_krpc_query)) == ["self", "connection", "method", "kwargs"]
     assert _defaults(DHT.__init__) == {
         "self": "<required>",
