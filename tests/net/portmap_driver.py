@@ -1,7 +1,8 @@
 """Runs bitswarm's PortMapper inside a namespace for tests/net (``ip netns exec NS python this.py``).
 
-Listens on the TCP and UDP port it maps (a greeting on TCP, an echo on UDP: what the public side
-dials to prove the mapping forwards), prints one JSON line per status change, and on SIGTERM stops
+Listens on the TCP and UDP port it maps (a greeting on TCP, an echo on UDP, both ending with the
+host's own address: what the public side dials to prove the mapping forwards, and to whom), prints
+one JSON line per status change, and on SIGTERM stops
 the mapper (which deletes the mappings) and prints ``{"event": "stopped", ...}``.
 """
 
@@ -36,11 +37,13 @@ class Echo(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.transport.sendto(b"echo:" + data, addr)
+        self.transport.sendto(
+            b"echo:" + data + b" " + self.transport.get_extra_info("sockname")[0].encode(), addr
+        )
 
 
 async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(GREETING)
+    writer.write(GREETING + b" " + writer.get_extra_info("sockname")[0].encode())
     await writer.drain()
     writer.close()
 
@@ -48,6 +51,7 @@ async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="0.0.0.0", help="address to listen on")
     ap.add_argument("--methods", default="upnp,natpmp")
     ap.add_argument("--natpmp-only", action="store_true", help="skip PCP: speak NAT-PMP (RFC 6886)")
     ap.add_argument("--lifetime", type=int, default=3600)
@@ -59,8 +63,8 @@ async def main() -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     if not args.no_listen:
-        server = await asyncio.start_server(greet, "0.0.0.0", args.port)
-        udp, _ = await loop.create_datagram_endpoint(Echo, local_addr=("0.0.0.0", args.port))
+        server = await asyncio.start_server(greet, args.host, args.port)
+        udp, _ = await loop.create_datagram_endpoint(Echo, local_addr=(args.host, args.port))
     policy = RenewalPolicy(lifetime=args.lifetime, max_renew_interval=args.max_renew)
     config = PortMapConfig(methods=tuple(args.methods.split(",")), policy=policy)
     backends = default_backends(config)

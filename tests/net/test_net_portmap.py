@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 
 DRIVER = str(Path(__file__).with_name("portmap_driver.py"))
 PORT = 6881
-GREETING = b"bitswarm-behind-nat"
+GREETING = b"bitswarm-behind-nat"  # portmap_driver.GREETING
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def net(tmp_path: Path) -> Iterator[Internet]:
 
 
 def start_mapper(host: NetHost, tmp: Path, *args: str) -> JsonProc:
-    argv = host.argv(sys.executable, DRIVER, "--port", str(PORT), *args)
+    argv = host.argv(sys.executable, DRIVER, "--port", str(PORT), "--host", host.addr or "0.0.0.0", *args)
     return JsonProc(argv, stderr_path=tmp / f"mapper-{host.name}.err", name=f"mapper@{host.name}")
 
 
@@ -63,10 +63,17 @@ def renewed(method: str, at_least: int) -> object:
     return pred
 
 
-def reachable_from_public(net: Internet) -> tuple[bytes | None, bytes | None]:
+def reachable_from_public(net: Internet, port: int = PORT) -> tuple[bytes | None, bytes | None]:
+    """What ``pub1`` gets from the miniupnpd router's WAN address at ``port``: (TCP greeting, UDP echo)."""
     pub, router = net.public["pub1"], net.homes["upnp"].router
     assert router.addr is not None
-    return tcp_probe(pub, router.addr, PORT), udp_probe(pub, router.addr, PORT, b"ping")
+    return tcp_probe(pub, router.addr, port), udp_probe(pub, router.addr, port, b"ping")
+
+
+def answers_of(host: NetHost) -> tuple[bytes, bytes]:
+    """What the driver in ``host`` answers (its greeting and echo end with its own address)."""
+    addr = (host.addr or "").encode()
+    return GREETING + b" " + addr, b"echo:ping " + addr
 
 
 @pytest.mark.parametrize(
@@ -99,7 +106,7 @@ def test_maps_renews_and_unmaps_behind_miniupnpd(
                   for m in upnpc_mappings(host) if m.description.startswith(label)}  # fmt: skip
         assert listed == {("TCP", PORT, host.addr, PORT), ("UDP", PORT, host.addr, PORT)}
         # the public side reaches the home host at the router's real WAN address
-        assert reachable_from_public(net) == (GREETING, b"echo:ping")
+        assert reachable_from_public(net) == answers_of(host)
         proc.wait_event(renewed(method, 1), 20, "a renewal of both mappings")  # type: ignore[arg-type]
         proc.proc.terminate()  # SIGTERM: a clean stop deletes the mappings
         stopped = proc.wait_event(lambda e: e["event"] == "stopped", 20, "the stop")
@@ -120,12 +127,44 @@ def test_both_methods_together_behind_miniupnpd(net: Internet, tmp_path: Path) -
         states = {(m["method"], m["protocol"]): m["state"] for m in settled["mappings"]}
         assert states == {("upnp", "tcp"): "mapped", ("upnp", "udp"): "mapped",
                           ("pcp", "tcp"): "mapped", ("pcp", "udp"): "mapped"}, settled  # fmt: skip
-        assert reachable_from_public(net) == (GREETING, b"echo:ping")
+        assert reachable_from_public(net) == answers_of(host)
         proc.proc.terminate()
         proc.wait_event(lambda e: e["event"] == "stopped", 20, "the stop")
     finally:
         proc.stop()
     assert [m for m in upnpc_mappings(host) if m.internal_port == PORT] == []
+
+
+def test_second_host_gets_another_external_port(net: Internet, tmp_path: Path) -> None:
+    """Two hosts of one home want port 6881: UPnP answers the second with ConflictInMappingEntry (718)
+    and the mapper takes another external port; PCP lets the gateway pick one. The public side
+    reaches each host at its own external port."""
+    home = net.homes["upnp"]
+    first, second = home.hosts["upnp1"], net.add_home_host(home, "upnp2", 11)
+    procs = [start_mapper(first, tmp_path, "--methods", "upnp")]
+    try:
+        procs[0].wait_event(lambda e: e["event"] == "settled", 30, "the first host's mappings")
+        for methods, method in (("upnp", "upnp"), ("natpmp", "pcp")):
+            proc = start_mapper(second, tmp_path, "--methods", methods)
+            procs.append(proc)
+            settled = proc.wait_event(lambda e: e["event"] == "settled", 30, "the second host's mappings")
+            maps = mapped(settled, method)
+            assert {m["state"] for m in maps.values()} == {"mapped"}, settled
+            tcp_port, udp_port = (int(maps[p]["external_port"]) for p in ("tcp", "udp"))  # type: ignore[call-overload]
+            assert PORT not in (tcp_port, udp_port), settled
+            if method == "upnp":
+                assert tcp_port == udp_port  # one port for both, as peers expect
+            greeting, echo = answers_of(second)
+            assert reachable_from_public(net, tcp_port)[0] == greeting, (method, tcp_port)
+            assert reachable_from_public(net, udp_port)[1] == echo, (method, udp_port)
+            assert reachable_from_public(net) == answers_of(first)
+            proc.proc.terminate()
+            proc.wait_event(lambda e: e["event"] == "stopped", 20, "the stop")
+            assert proc.wait_exit(10) == 0
+            assert [m for m in upnpc_mappings(second) if m.internal_client == second.addr] == []
+    finally:
+        for proc in procs:
+            proc.stop()
 
 
 def test_no_mapping_service_is_reported_in_bounded_time(net: Internet, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +39,8 @@ _CONNECTION_SERVICES = (
     "urn:schemas-upnp-org:service:WANPPPConnection:1",
 )
 _ONLY_PERMANENT_LEASES = 725  # UPnP IGD error: "OnlyPermanentLeasesSupported"
+_CONFLICT_IN_MAPPING_ENTRY = 718  # another internal client holds this external port
+_CONFLICT_RETRIES = 3
 _CALL_ERRORS = (UpnpError, aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError)
 
 
@@ -95,8 +98,29 @@ class UpnpIgdClient:
         return address
 
     async def map(self, protocol: Protocol, internal_port: int, external_port: int, lifetime: int) -> Granted:
-        """``AddPortMapping`` (also a renewal: the same mapping again). Falls back to a permanent
-        lease when the IGD supports only those (error 725)."""
+        """``AddPortMapping`` (also a renewal: the same mapping again). When another host holds the
+        external port (error 718) a few other ports are tried instead; the grant says which one.
+        Those are drawn from a generator seeded with our address and ``internal_port``, so the TCP and
+        the UDP mapping of one port try the same ones (peers expect one port for both) while two
+        hosts of one home try different ones. Falls back to a permanent lease when the IGD supports
+        only those (error 725)."""
+        rng = random.Random(f"{self.local_ip}/{internal_port}")
+        candidates = [external_port] + [rng.randint(1024, 65535) for _ in range(_CONFLICT_RETRIES)]
+        for i, port in enumerate(candidates):
+            try:
+                lifetime = await self._add(protocol, internal_port, port, lifetime)
+            except MappingRefused as exc:
+                if exc.code == _CONFLICT_IN_MAPPING_ENTRY and i + 1 < len(candidates):
+                    continue
+                raise
+            if self.external_ip is None:
+                with contextlib.suppress(PortMapError):
+                    await self.get_external_address()
+            return Granted(self.external_ip, port, lifetime)
+        raise AssertionError("unreachable: the last candidate raises or returns")
+
+    async def _add(self, protocol: Protocol, internal_port: int, external_port: int, lifetime: int) -> int:
+        """One ``AddPortMapping``; the lease granted (0 when only permanent ones are supported)."""
         args = {
             "NewRemoteHost": "",
             "NewExternalPort": external_port,
@@ -112,12 +136,9 @@ class UpnpIgdClient:
         except MappingRefused as exc:
             if exc.code != _ONLY_PERMANENT_LEASES or lifetime == 0:
                 raise
-            lifetime = 0
             await self._call("AddPortMapping", **{**args, "NewLeaseDuration": 0})
-        if self.external_ip is None:
-            with contextlib.suppress(PortMapError):
-                await self.get_external_address()
-        return Granted(self.external_ip, external_port, lifetime)
+            return 0
+        return lifetime
 
     async def unmap(self, protocol: Protocol, internal_port: int, external_port: int) -> None:
         await self._call(
