@@ -30,8 +30,14 @@ def _free_udp_port() -> int:
 @pytest.fixture
 def nodes() -> Iterator[list[DHT]]:
     """A first node bootstrapping from its own address, two more bootstrapping from it."""
-    port = _free_udp_port()
-    first = DHT(("127.0.0.1", port), bootstrap_connection=("127.0.0.1", port))
+    for attempt in range(5):  # the free port may be taken again before we bind it
+        port = _free_udp_port()
+        try:
+            first = DHT(("127.0.0.1", port), bootstrap_connection=("127.0.0.1", port))
+            break
+        except OSError:
+            if attempt == 4:
+                raise
     out = [first]
     try:
         for _ in range(2):
