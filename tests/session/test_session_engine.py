@@ -1,10 +1,12 @@
-"""Engine parts driven by a ManualClock, without sockets: the peer manager's dials and retries,
-the choke driver's idle-slot rotation, the HAVE batching, the clock itself."""
+"""Engine parts driven by a ManualClock, without sockets: the peer manager's dials, retries and
+timeouts, the HAVE batching, the choke driver's idle-slot rotation, the scheduler's back-pressure
+and download limit, the clock itself."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from types import SimpleNamespace
 from typing import Any
 
 from bitswarm.session import SessionConfig
@@ -12,6 +14,10 @@ from bitswarm.session.choker import Choker
 from bitswarm.session.choking import IDLE_UNCHOKE_SECONDS, ChokeDriver
 from bitswarm.session.clock import ManualClock
 from bitswarm.session.peer_manager import CONNECT_TICK, HAVE_BATCH_SECONDS, REDIAL_SECONDS, PeerManager
+from bitswarm.session.picker import BLOCK_SIZE, PiecePicker
+from bitswarm.session.ratelimit import RateLimiter, RateMeter, WindowMeter
+from bitswarm.session.scheduler import RequestScheduler
+from bitswarm.storage.bitfield import Bitfield as PieceSet
 
 
 class FakePeer:
@@ -55,16 +61,18 @@ class FakePeer:
         self.queued_haves.clear()
 
 
-def manager(clock: ManualClock, dials: list[tuple[float, tuple[str, int]]]) -> PeerManager:
-    tasks: set[asyncio.Task[Any]] = set()
+_tasks: set[asyncio.Task[Any]] = set()
 
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def manager(clock: ManualClock, dials: list[tuple[float, tuple[str, int]]]) -> PeerManager:
     async def dial(addr: tuple[str, int]) -> None:
         dials.append((clock.now(), addr))
-
-    def spawn(coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
 
     return PeerManager(
         config=SessionConfig(),
@@ -175,3 +183,101 @@ async def test_silent_peers_are_closed_and_quiet_links_kept_alive() -> None:
     busy.last_recv = quiet.last_recv = clock.now()
     pm.check_timeouts(clock.now())
     assert silent.closed_for == "inactive" and not quiet.closed and not busy.closed
+
+
+class BlockPeer(FakePeer):
+    """A FakePeer that blocks arrive from (the download side of PeerProtocol)."""
+
+    def __init__(self, name: str, clock: ManualClock) -> None:
+        super().__init__(name)
+        self.requested: set[tuple[int, int]] = set()
+        self.download = RateMeter(clock=clock.now)
+        self.recent = WindowMeter(clock=clock.now)
+        self.refill_at = -1  # never tops up: the scheduler sends no requests here
+        self.established = True
+        self.reading = True
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.requested)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+class GatedStorage:
+    """``write_piece`` waits until the test opens the gate (a disk that is behind)."""
+
+    def __init__(self, n: int) -> None:
+        self.have = PieceSet(n)
+        self.gate = asyncio.Event()
+
+    async def write_piece(self, index: int, buf: bytearray) -> bool:
+        await self.gate.wait()
+        return True
+
+
+def scheduler(
+    clock: ManualClock, peer: BlockPeer, storage: GatedStorage, limiter: RateLimiter, verified: list[int]
+) -> RequestScheduler:
+    pm = manager(clock, [])
+    pm.peers[peer.peer_id] = peer  # type: ignore[assignment]
+    plen = 2 * BLOCK_SIZE
+    sched = RequestScheduler(
+        info=SimpleNamespace(piece_length=plen, num_pieces=8),  # type: ignore[arg-type]
+        piece_size=lambda i: plen,
+        picker=PiecePicker(8, lambda i: plen),
+        storage=storage,  # type: ignore[arg-type]
+        peers=pm,
+        config=SessionConfig(max_inflight_write_bytes=2 * plen),
+        clock=clock,
+        download_limiter=limiter,
+        down=RateMeter(clock=clock.now),
+        spawn=spawn,
+        on_verified=lambda index, buf: verified.append(index),
+        on_hash_failed=lambda index: None,
+        on_disk_error=lambda message: None,
+    )
+    sched.downloading = True
+    return sched
+
+
+def receive_piece(sched: RequestScheduler, peer: BlockPeer, index: int) -> None:
+    blocks = sched.picker.pick_piece(peer, index, 2)
+    sched.buffers[index] = bytearray(2 * BLOCK_SIZE)
+    for b in blocks:
+        peer.requested.add((b.index, b.begin))
+        sched.on_block(peer, b.index, b.begin, bytes(b.length))  # type: ignore[arg-type]
+
+
+async def test_a_disk_that_falls_behind_pauses_every_peer_until_it_catches_up() -> None:
+    clock = ManualClock()
+    peer, storage = BlockPeer("p", clock), GatedStorage(8)
+    verified: list[int] = []
+    sched = scheduler(clock, peer, storage, RateLimiter(0, clock=clock.now), verified)
+    receive_piece(sched, peer, 0)
+    receive_piece(sched, peer, 1)
+    assert peer.reading and sched.finishing == 2  # two pieces in flight: at the limit, not over
+    receive_piece(sched, peer, 2)
+    assert not peer.reading  # over max_inflight_write_bytes: reading stops
+    storage.gate.set()
+    await clock.advance(0)
+    assert peer.reading and sched.finishing == 0 and sorted(verified) == [0, 1, 2]
+
+
+async def test_the_download_limit_pauses_a_peer_for_the_time_the_clock_says() -> None:
+    clock = ManualClock()
+    peer, storage = BlockPeer("p", clock), GatedStorage(8)
+    verified: list[int] = []
+    storage.gate.set()
+    limiter = RateLimiter(BLOCK_SIZE, burst=BLOCK_SIZE, clock=clock.now)  # one block per second
+    sched = scheduler(clock, peer, storage, limiter, verified)
+    receive_piece(sched, peer, 0)  # two blocks: the second is one second over the budget
+    assert not peer.reading
+    await clock.advance(0.9)
+    assert not peer.reading
+    await clock.advance(0.2)
+    assert peer.reading

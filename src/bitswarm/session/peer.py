@@ -139,9 +139,10 @@ class PeerProtocol:
         self.requested: set[tuple[int, int]] = set()
         #: the torrent tops up requests only once ``outstanding`` falls to this (set when it picks)
         self.refill_at = 1 << 30
-        self.download = RateMeter()
-        self.recent = WindowMeter(2.0)  # sizes the request queue (exact from the first block)
-        self.upload = RateMeter()
+        now = session.clock.now
+        self.download = RateMeter(clock=now)
+        self.recent = WindowMeter(2.0, clock=now)  # sizes the request queue (exact from the first block)
+        self.upload = RateMeter(clock=now)
         self._now = session.clock.now
         self.connected_at = self._now()
         self.last_recv = self.connected_at
@@ -600,7 +601,7 @@ class PeerProtocol:
                 torrent.on_uploaded(sent)
                 wait = limiter.take(sent + 13 * (len(parts) // 2))
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await self.session.clock.sleep(wait)
         except BitswarmError as exc:
             self.abort(f"upload failed: {exc}")
         finally:

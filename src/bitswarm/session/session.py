@@ -82,8 +82,8 @@ class Session:
         self._subscribers: list[asyncio.Queue[SessionEvent]] = []
         #: threads for disk reads, writes and hashing (hashlib releases the GIL)
         self.disk_pool = ThreadPoolExecutor(self.config.disk_workers, thread_name_prefix="bitswarm-disk")
-        self.download_limiter = RateLimiter(self.config.download_rate_limit)
-        self.upload_limiter = RateLimiter(self.config.upload_rate_limit)
+        self.download_limiter = RateLimiter(self.config.download_rate_limit, clock=self.clock.now)
+        self.upload_limiter = RateLimiter(self.config.upload_rate_limit, clock=self.clock.now)
         self._closed = False
         self.dht: DHTServer | None = None
         self.lsd: LocalDiscovery | None = None

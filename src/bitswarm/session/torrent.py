@@ -140,10 +140,11 @@ class TorrentRuntime:
         self.accepting = False
         self._seed_mode = seed_mode
         self.trackers = trackers
-        self.download_limiter = RateLimiter(0, parent=session.download_limiter)
-        self.upload_limiter = RateLimiter(0, parent=session.upload_limiter)
-        self.down = RateMeter()
-        self.up = RateMeter()
+        now = self.clock.now
+        self.download_limiter = RateLimiter(0, parent=session.download_limiter, clock=now)
+        self.upload_limiter = RateLimiter(0, parent=session.upload_limiter, clock=now)
+        self.down = RateMeter(clock=now)
+        self.up = RateMeter(clock=now)
         self._complete = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
