@@ -21,6 +21,11 @@ POLICY = RenewalPolicy(lifetime=3600, max_renew_interval=1800, retry_initial=10,
                        unavailable_retry=300)  # fmt: skip
 
 
+def config(*methods: str) -> PortMapConfig:
+    """The test policy; no network watcher (a test of its own drives it with a fake probe)."""
+    return PortMapConfig(methods=methods or ("upnp", "natpmp"), policy=POLICY, network_check_interval=0)
+
+
 # -- lease ---------------------------------------------------------------------------------------
 def test_every_phase_outcome_pair_is_in_the_table_except_after_removal() -> None:
     for phase in Phase:
@@ -120,7 +125,7 @@ async def test_maps_both_ports_with_every_method_renews_and_unmaps_on_stop() -> 
     seen: list[tuple[str, str]] = []
     mapper = PortMapper(
         {"tcp": 6881, "udp": 6882},
-        config=PortMapConfig(policy=POLICY),
+        config=config(),
         clock=clock,
         backends={"upnp": factory(upnp), "natpmp": factory(pcp)},
         on_external_address=lambda addr, method: seen.append((addr, method)),
@@ -159,7 +164,7 @@ async def test_no_mapping_service_is_reported_and_reprobed() -> None:
         probes += 1
         return await absent()
 
-    mapper = PortMapper({"tcp": 6881, "udp": 6881}, config=PortMapConfig(policy=POLICY), clock=clock,
+    mapper = PortMapper({"tcp": 6881, "udp": 6881}, config=config(), clock=clock,
                         backends={"upnp": counting_absent, "natpmp": absent})  # fmt: skip
     await mapper.start()
     assert await mapper.wait_settled(5)
@@ -175,7 +180,7 @@ async def test_refusal_backs_off_then_maps_and_stop_unmaps_only_what_is_held() -
     clock = ManualClock(0.0)
     gw = FakeGateway("upnp")
     gw.fail = [MappingRefused("UPnP AddPortMapping refused: 718 ConflictInMappingEntry", code=718)]
-    mapper = PortMapper({"tcp": 6881, "udp": 6881}, config=PortMapConfig(methods=("upnp",), policy=POLICY),
+    mapper = PortMapper({"tcp": 6881, "udp": 6881}, config=config("upnp"),
                         clock=clock, backends={"upnp": factory(gw)})  # fmt: skip
     await mapper.start()
     assert await mapper.wait_settled(5)
@@ -191,7 +196,7 @@ async def test_refusal_backs_off_then_maps_and_stop_unmaps_only_what_is_held() -
 async def test_gateway_lost_then_refresh_rediscovers() -> None:
     clock = ManualClock(0.0)
     gw = FakeGateway("pcp", lifetime=120)
-    mapper = PortMapper({"udp": 6881}, config=PortMapConfig(methods=("natpmp",), policy=POLICY), clock=clock,
+    mapper = PortMapper({"udp": 6881}, config=config("natpmp"), clock=clock,
                         backends={"natpmp": factory(gw)})  # fmt: skip
     await mapper.start()
     assert await mapper.wait_settled(5)
@@ -210,7 +215,7 @@ async def test_stop_during_a_hanging_request_unmaps_it_bounded() -> None:
     """A map request still in flight at stop may have been granted: it is deleted too."""
     gw = FakeGateway("upnp")
     gw.hang = True
-    mapper = PortMapper({"tcp": 6881}, config=PortMapConfig(methods=("upnp",), policy=POLICY),
+    mapper = PortMapper({"tcp": 6881}, config=config("upnp"),
                         clock=ManualClock(0.0), backends={"upnp": factory(gw)})  # fmt: skip
     await mapper.start()
     for _ in range(10):
@@ -270,7 +275,7 @@ async def test_refresh_closes_the_old_gateway_and_asks_a_new_one() -> None:
     seen: list[str] = []
     mapper = PortMapper(
         {"tcp": 6881},
-        config=PortMapConfig(methods=("upnp",), policy=POLICY),
+        config=config("upnp"),
         clock=clock,
         backends={"upnp": next_gateway},
         on_external_address=lambda a, m: seen.append(a),
@@ -283,3 +288,28 @@ async def test_refresh_closes_the_old_gateway_and_asks_a_new_one() -> None:
     assert seen == ["203.0.114.1", "203.0.114.9"] and mapper.external_ip == "203.0.114.9"
     await mapper.stop()
     assert second.unmaps == [("tcp", 6881, 6881)]
+
+
+async def test_a_network_change_maps_again_at_once() -> None:
+    clock = ManualClock(0.0)
+    gw = FakeGateway("pcp", lifetime=3600)
+    network = ["192.168.1.1/192.168.1.10"]
+
+    async def probe() -> object:
+        return network[0]
+
+    mapper = PortMapper(
+        {"tcp": 6881},
+        config=PortMapConfig(methods=("natpmp",), policy=POLICY, network_check_interval=30),
+        clock=clock,
+        backends={"natpmp": factory(gw)},
+        network_probe=probe,
+    )
+    await mapper.start()
+    assert await mapper.wait_settled(5)
+    await clock.advance(60)
+    assert len(gw.maps) == 1  # same network: nothing until the renewal (at 1800 s)
+    network[0] = "10.0.0.1/10.0.0.7"
+    await clock.advance(30)
+    assert len(gw.maps) == 2 and gw.closed  # remapped through a new gateway object
+    await mapper.stop()

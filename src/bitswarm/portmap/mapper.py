@@ -3,9 +3,10 @@
 Every method (UPnP IGD, and NAT-PMP/PCP) runs in its own task, in parallel from :meth:`start`; each
 finds its gateway (SSDP; the default route for port 5351), asks for every port, then sleeps on the
 injected clock until a :class:`~bitswarm.portmap.lease.MappingLease` is due (renewal at half the
-lease, back-off after errors). :meth:`refresh` wakes them all at once (call it after a network
-change). :meth:`stop` cancels them and deletes every mapping the gateway still holds for us, each
-delete bounded by a timeout. :meth:`status` is one :class:`MappingStatus` per method and port.
+lease, back-off after errors). :meth:`refresh` wakes them all at once: a watcher calls it when the
+default gateway or our address towards it changes (checked every ``network_check_interval``).
+:meth:`stop` cancels them and deletes every mapping the gateway still holds for us, each delete
+bounded by a timeout. :meth:`status` is one :class:`MappingStatus` per method and port.
 
 The gateway side is behind :class:`MappingBackend` (``map``/``unmap``), so the scheduling is tested
 with fakes and a manual clock; the real backends are :class:`~bitswarm.portmap.upnp.UpnpIgdClient`
@@ -17,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bitswarm.portmap import natpmp
 from bitswarm.portmap.errors import MappingRefused, NoMappingService, PortMapError
 from bitswarm.portmap.lease import MappingLease, Phase, RenewalPolicy
 from bitswarm.portmap.natpmp import Protocol as IPProtocol
@@ -33,6 +36,7 @@ __all__ = [
     "MappingStatus",
     "PortMapConfig",
     "PortMapper",
+    "current_network",
     "default_backends",
 ]
 
@@ -68,6 +72,7 @@ class PortMapConfig:
     discover_timeout: float = 3.0  #: SSDP wait; NAT-PMP/PCP retransmits give up after ~3.75 s
     request_timeout: float = 10.0  #: one map request (UPnP SOAP call, or a NAT-PMP/PCP exchange)
     unmap_timeout: float = 3.0  #: each delete on stop
+    network_check_interval: float = 30.0  #: how often to look for a network change (0: never)
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,26 @@ def default_backends(config: PortMapConfig) -> dict[str, BackendFactory]:
     return {name: factories[name] for name in config.methods}
 
 
+def _local_address(gateway: str) -> str | None:
+    """The local address a packet to ``gateway`` would leave from (a UDP connect sends nothing)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((gateway, natpmp.NATPMP_PORT))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
+
+
+def _network_now() -> tuple[str | None, str | None]:
+    gateway = default_gateway()
+    return gateway, _local_address(gateway) if gateway else None
+
+
+async def current_network() -> tuple[str | None, str | None]:
+    """(IPv4 default gateway, our address towards it): what :class:`PortMapper` watches."""
+    return await asyncio.to_thread(_network_now)
+
+
 class PortMapper:
     """Maps ``ports`` (protocol -> local port) on the home router with every configured method."""
 
@@ -143,12 +168,15 @@ class PortMapper:
         clock: Clock | None = None,
         backends: Mapping[str, BackendFactory] | None = None,
         on_external_address: Callable[[str, str], object] | None = None,
+        network_probe: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.config = config or PortMapConfig()
         self.ports = dict(ports)
         self._clock: Clock = clock if clock is not None else _LoopClock()
         self._factories = dict(backends) if backends is not None else default_backends(self.config)
         self._on_external = on_external_address
+        #: what identifies "the network we are on"; a different answer means: map again
+        self._network_probe = network_probe if network_probe is not None else current_network
         self._leases: dict[str, list[MappingLease]] = {
             name: [MappingLease(name, proto, port) for proto, port in self.ports.items()]
             for name in self._factories
@@ -171,6 +199,20 @@ class PortMapper:
             self._wake[name] = asyncio.Event()
             self._first_round[name] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._run(name), name=f"portmap-{name}"))
+        if self.config.network_check_interval > 0:
+            self._tasks.append(asyncio.create_task(self._watch_network(), name="portmap-network"))
+
+    async def _watch_network(self) -> None:
+        """Call :meth:`refresh` when the network changes (another gateway or local address)."""
+        never = asyncio.Event()
+        last = await self._network_probe()
+        while True:
+            await self._clock.wait(never, self.config.network_check_interval)
+            now = await self._network_probe()
+            if now != last:
+                log.info("network changed (%s -> %s): mapping again", last, now)
+                last = now
+                self.refresh()
 
     async def wait_settled(self, timeout: float) -> bool:
         """Wait (real time) until every method has tried once; True if they all did in time."""
