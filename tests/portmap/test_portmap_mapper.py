@@ -88,6 +88,7 @@ class FakeGateway:
         self.fail: list[Exception] = []
         self.closed = False
         self.hang = False
+        self.hang_unmap = False
 
     async def map(self, protocol: Protocol, internal_port: int, external_port: int, lifetime: int) -> Granted:
         self.maps.append((protocol, internal_port, external_port, lifetime))
@@ -99,6 +100,8 @@ class FakeGateway:
 
     async def unmap(self, protocol: Protocol, internal_port: int, external_port: int) -> None:
         self.unmaps.append((protocol, internal_port, external_port))
+        if self.hang_unmap:
+            await asyncio.Event().wait()
 
     def close(self) -> None:
         self.closed = True
@@ -313,3 +316,20 @@ async def test_a_network_change_maps_again_at_once() -> None:
     await clock.advance(30)
     assert len(gw.maps) == 2 and gw.closed  # remapped through a new gateway object
     await mapper.stop()
+
+
+async def test_stop_is_bounded_when_gateways_do_not_answer_the_deletes() -> None:
+    """Every delete runs at once under ``unmap_timeout``: four hanging deletes cost one timeout."""
+    upnp, pcp = FakeGateway("upnp"), FakeGateway("pcp")
+    cfg = PortMapConfig(policy=POLICY, network_check_interval=0, unmap_timeout=0.3)
+    mapper = PortMapper({"tcp": 6881, "udp": 6881}, config=cfg, clock=ManualClock(0.0),
+                        backends={"upnp": factory(upnp), "natpmp": factory(pcp)})  # fmt: skip
+    await mapper.start()
+    assert await mapper.wait_settled(5)
+    upnp.hang_unmap = pcp.hang_unmap = True
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await mapper.stop()
+    assert loop.time() - started < 0.9
+    assert len(upnp.unmaps) == len(pcp.unmaps) == 2
+    assert {s.state for s in mapper.status()} == {"removed"}
