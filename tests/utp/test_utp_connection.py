@@ -481,3 +481,50 @@ def test_lost_retransmission_is_detected_by_later_sacks_without_a_timeout() -> N
     assert bytes(b.received) == data
     assert drops[0] == 2
     assert a.stats.timeouts == 0 and a.stats.retransmits == 2
+
+
+def test_fin_linger_lasts_while_the_peer_still_sends() -> None:
+    link = Link(seed=27)
+    b = link.connect()
+    link.a.conn.close()
+    link.run(lambda: b.eof and link.a.conn.stats.packets_received >= 2)
+    for i in range(5):  # one write every 20 s: each gap below the linger, all of them above it
+        link.run(lambda t=link.now: link.now >= t + 20)
+        b.conn.send(bytes([i]) * 100)
+    link.run(lambda: len(link.a.received) == 500)
+    assert link.a.conn.state is State.FIN_SENT
+    b.conn.close()
+    link.run(lambda: link.a.conn.state is State.CLOSED and b.conn.state is State.CLOSED)
+
+
+def test_a_fin_after_the_linger_is_still_acknowledged() -> None:
+    link = Link(seed=28)
+    b = link.connect()
+    link.a.conn.close()
+    link.run(lambda: link.a.conn.state is State.CLOSED)  # the peer stayed silent: linger over
+    b.conn.close()  # its FIN, in order, after everything: a CLOSED connection still takes it
+    link.run(lambda: b.conn.state is State.CLOSED)
+    assert b.events[-1] == Closed()
+
+
+def test_answers_that_never_acknowledge_do_not_keep_a_dead_connection_alive() -> None:
+    cfg = UtpConfig(max_timeouts=3, nagle=False)  # the peer's one-byte writes go out at once
+    link = Link(seed=29, config=cfg)
+    b = link.connect()
+    a = link.a.conn
+    # our data never arrives; our ACKs and the peer's packets do
+    link.drop = lambda d, who: who == "a" and kind(d) is PacketType.DATA
+    a.send(b"x" * 3000)
+    link.flush()
+    for _ in range(10):
+        if a.finished:
+            break
+        t = a.next_timeout()
+        assert t is not None
+        link.now = t
+        a.on_timeout(t)
+        link.flush()
+        b.conn.send(b"y")  # the peer keeps talking, acknowledging nothing new
+        before = len(link.a.received)
+        link.run(lambda before=before: len(link.a.received) > before or a.finished)
+    assert a.state is State.RESET and link.a.events[-1] == Reset("timed out")

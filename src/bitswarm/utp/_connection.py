@@ -75,7 +75,7 @@ class WritableAgain:
 
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """Both FINs are acknowledged (or ours is and the peer stayed silent for ``fin_linger``)."""
+    """Both FINs are acknowledged (or ours is and the peer then stayed silent for ``fin_linger``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class UtpConfig:
     max_rto: float = 60.0
     syn_retries: int = 3  # SYN_SENT gives up after this many timeouts (1 + 2 + 4 + 8 s)
     max_timeouts: int = 7  # consecutive timeouts without a packet from the peer, then "timed out"
-    fin_linger: float = 10.0  # our FIN acknowledged, no FIN from the peer: closed after this
+    fin_linger: float = 30.0  # our FIN acknowledged: closed after this long without a peer packet
     keepalive: float = 29.0  # an idle connection ACKs at this interval (keeps NAT mappings)
     nagle: bool = True  # hold a short packet while data is in flight
     send_high_water: int = 1 << 20
@@ -199,7 +199,7 @@ class UtpConnection:
         self.delay = DelayHistory()
         self.rtt = RttEstimator(cfg.initial_rto, cfg.min_rto, cfg.max_rto)
         # timers
-        self.timeouts = 0  # consecutive, reset by any packet from the peer
+        self.timeouts = 0  # consecutive; reset by an ack of something new or a closed peer window
         self._timeout_at: float | None = None
         self._give_up_at: float | None = None
         self._last_send = 0.0
@@ -334,8 +334,16 @@ class UtpConnection:
             self._stop_timers()
             self._events.append(Reset("reset by peer"))
             return
-        if state is State.CLOSED:  # (CLOSED, FIN): the peer did not get the ACK of its FIN
-            self._ack_needed = True
+        if state is State.CLOSED:  # (CLOSED, FIN)
+            d = seq_diff(seq, self.ack_nr)
+            if d <= 0:
+                self._ack_needed = True  # the peer did not get the ACK of its FIN: again
+            elif d == 1 and not self.eof:
+                self.ack_nr = seq  # we stopped lingering just before it came: take it, ACK it
+                self.eof = True
+                self._ack_needed = True
+            else:
+                self._reset_pending = True  # its data before the FIN is lost to us: stop it
             return
         if kind == _ST_SYN:
             if self.initiator or seq != self._syn_seq:
@@ -353,21 +361,27 @@ class UtpConnection:
             return
         self._reply_micro = (_micros(now) - ts) & MASK32
         self.peer_wnd = wnd
-        self.timeouts = 0
         if nxt is not state:
             self.state = nxt
             if state is State.SYN_SENT:
                 self._events.append(Connected())
-        self._on_ack(ack, sack, ts_diff, kind == _ST_STATE, now)
+        if self._on_ack(ack, sack, ts_diff, kind == _ST_STATE, now) or wnd < self.config.payload_size:
+            # progress, or a peer that is alive but has no room: not a dead path. (Any packet would
+            # do for "alive", but a peer that answers without ever acknowledging would keep us
+            # retransmitting forever.)
+            self.timeouts = 0
         if kind <= _ST_FIN:
             self._on_data(kind, seq, data, off)
         if self._fin_acked and self.state is State.FIN_SENT:
             if self.eof:
                 self._finish()
-            elif self._give_up_at is None:
+            elif kind == _ST_DATA or self._give_up_at is None:
+                # linger while the peer still sends data: re-armed by each of its data packets
+                # (not by keepalives)
                 self._give_up_at = now + self.config.fin_linger
 
-    def _on_ack(self, ack: int, sack: bytes | None, ts_diff: int, pure_ack: bool, now: float) -> None:
+    def _on_ack(self, ack: int, sack: bytes | None, ts_diff: int, pure_ack: bool, now: float) -> int:
+        """Process the cumulative and selective acks; returns the bytes newly acknowledged."""
         outbuf = self._outbuf
         d = seq_diff(ack, self.acked_upto)
         acked_bytes = 0
@@ -398,6 +412,7 @@ class UtpConnection:
             self._timeout_at = now + self.rtt.rto if outbuf else None
         elif not outbuf and not self._tx:
             self._timeout_at = None
+        return acked_bytes
 
     def _acked(self, p: _Out, now: float) -> int:
         if p.in_flight:
