@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from bitswarm.metainfo import Torrent
 from bitswarm.storage._filemap import Extent, FileMap, StorageError
 from bitswarm.storage._io import FdCache, pread_into, pwrite_all, stat_file, storage_error
+from bitswarm.storage._move import Rename, move_file, remove_empty_dirs
 from bitswarm.storage._plan import DiskStats, FileEntry, OpenLayout, plan_open
 from bitswarm.storage._verify import PieceHasher
 from bitswarm.storage.bitfield import Bitfield
@@ -195,6 +196,7 @@ class Storage:
         self._opened = False
         self._closing = False
         self._closed = False
+        self._move: tuple[str, str] | None = None  # (from, to) while :meth:`move` runs
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -224,6 +226,7 @@ class Storage:
         if self._closed:
             raise StorageError("storage is closed")
         loop = asyncio.get_running_loop()
+        moved = await self._finish_interrupted_move()
         have, to_check, status = await loop.run_in_executor(self._executor, self._open_job, seed_mode)
         self.have = have
         self.resume_status = status
@@ -234,7 +237,9 @@ class Storage:
             await self._check_pieces(to_check, progress)
         elif progress is not None:
             progress(0, 0)
-        self._saved_gen = -1 if status != "trusted" else self._gen
+        self._saved_gen = -1 if status != "trusted" or moved else self._gen
+        if moved:
+            await self.save_resume(force=True)  # the record no longer names a move in progress
         return self.have
 
     async def close(self) -> None:
@@ -483,6 +488,65 @@ class Storage:
             self._priorities = list(priorities)
             self._gen += 1
 
+    # -- moving ------------------------------------------------------------------------------------
+
+    async def move(
+        self,
+        new_save_path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+        rename: Rename = os.rename,
+    ) -> None:
+        """Move every file (and the ``.parts`` file) below ``new_save_path``; piece I/O waits
+        meanwhile. Each file moves atomically (:func:`~bitswarm.storage._move.move_file`: a rename
+        within one filesystem, copy + fsync + rename across). The move is recorded in the resume
+        data first, so a process killed mid-move finishes it on the next :meth:`open`.
+        ``progress(files moved, files)`` runs on the event loop after each file."""
+        self._require_open()
+        target = FileMap(self.info, new_save_path)  # StorageError for an unusable path
+        if target.save_path == self.save_path:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._exclusive():
+            await loop.run_in_executor(self._executor, functools.partial(self._fds.close_all, fsync=True))
+            self._move = (self.save_path, target.save_path)
+            await self.save_resume(force=True)
+            await self._move_files(self.file_map, target, progress, rename)
+            self._move = None
+            self._gen += 1
+            await self.save_resume(force=True)
+
+    async def _move_files(
+        self, source: FileMap, target: FileMap, progress: ProgressCallback | None, rename: Rename
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        pairs = [(s, d) for s, d in zip(source.paths, target.paths, strict=True) if s and d]
+        parts = os.path.basename(self.parts_path)
+        pairs.append((os.path.join(source.save_path, parts), os.path.join(target.save_path, parts)))
+        for k, (src, dst) in enumerate(pairs):
+            await loop.run_in_executor(self._executor, functools.partial(move_file, src, dst, rename=rename))
+            if progress is not None:
+                progress(k + 1, len(pairs))
+        if not self.info.single_file:
+            top = os.path.join(source.save_path, self.info.name)
+            await loop.run_in_executor(self._executor, remove_empty_dirs, top, source.save_path)
+        self.file_map = self._hasher.fmap = target
+        self.save_path = target.save_path
+        self.parts_path = os.path.join(target.save_path, parts)
+        target.check_paths()
+
+    async def _finish_interrupted_move(self) -> bool:
+        """Before opening: finish a move the resume data says was interrupted. True if it did."""
+        if self.resume_path is None:
+            return False
+        loop = asyncio.get_running_loop()
+        resume = await loop.run_in_executor(self._executor, load_resume, self.resume_path)
+        if resume is None or resume.move is None or resume.info_hash != self.torrent.swarm_hash:
+            return False
+        src, dst = resume.move
+        await self._move_files(FileMap(self.info, src), FileMap(self.info, dst), None, os.rename)
+        return True
+
     # -- resume data -------------------------------------------------------------------------------
 
     async def save_resume(self, *, force: bool = False) -> bool:
@@ -498,11 +562,18 @@ class Storage:
             prios = tuple(self._priorities)
             unchecked = frozenset(self._unchecked)
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._save_resume_job, pieces, prios, unchecked)
+            job = functools.partial(self._save_resume_job, pieces, prios, unchecked, self._move)
+            await loop.run_in_executor(self._executor, job)
             self._saved_gen = gen
             return True
 
-    def _save_resume_job(self, pieces: bytes, prios: tuple[int, ...], unchecked: frozenset[int]) -> None:
+    def _save_resume_job(
+        self,
+        pieces: bytes,
+        prios: tuple[int, ...],
+        unchecked: frozenset[int],
+        move: tuple[str, str] | None,
+    ) -> None:
         assert self.resume_path is not None
         if self._fsync_data_on_save:  # survive power loss: the data is durable before the claim is
             self._fds.fsync_all()
@@ -524,6 +595,7 @@ class Storage:
             files=files,
             parts=stat_file(self.parts_path),
             priorities=prios,
+            move=move,
         )
         try:
             save_resume_file(self.resume_path, data, fsync=self._fsync_resume)

@@ -4,7 +4,11 @@ One small bencoded file per torrent::
 
     {"bitswarm-resume": 1, "info-hash": <20 bytes>, "num-pieces": N, "pieces": <bitfield bytes>,
      "files": [[size, mtime_ns] | [] for every entry of info.files], "parts": [size, mtime_ns] | [],
-     "priorities": [int, ...]}
+     "priorities": [int, ...], "move-from": <path>, "move-to": <path>}
+
+``move-from``/``move-to`` are there only while ``Storage.move`` runs: a torrent whose resume data
+has them was killed mid-move, and its next open finishes the move first (``files`` describe the
+files as they were before it started; a move keeps sizes and mtimes).
 
 An empty ``[]`` stands for a padding entry or a file that is not on disk. It is written atomically
 (temp file, fsync, ``os.replace``), so a crash leaves either the old or the new file, never a torn one.
@@ -53,22 +57,25 @@ class ResumeData:
     files: tuple[FileStat, ...]  #: per entry of ``info.files``
     parts: FileStat  #: the ``.parts`` side file
     priorities: tuple[int, ...]
+    #: a move in progress (``Storage.move``): from this save path to that one
+    move: tuple[str, str] | None = None
 
     def encode(self) -> bytes:
         def st(s: FileStat) -> list[int]:
             return [] if s is None else [s[0], s[1]]
 
-        return encode(
-            {
-                b"bitswarm-resume": FORMAT_VERSION,
-                b"info-hash": self.info_hash,
-                b"num-pieces": self.num_pieces,
-                b"pieces": self.pieces,
-                b"files": [st(s) for s in self.files],
-                b"parts": st(self.parts),
-                b"priorities": list(self.priorities),
-            }
-        )
+        out: dict[bytes, object] = {
+            b"bitswarm-resume": FORMAT_VERSION,
+            b"info-hash": self.info_hash,
+            b"num-pieces": self.num_pieces,
+            b"pieces": self.pieces,
+            b"files": [st(s) for s in self.files],
+            b"parts": st(self.parts),
+            b"priorities": list(self.priorities),
+        }
+        if self.move is not None:
+            out[b"move-from"], out[b"move-to"] = (os.fsencode(p) for p in self.move)
+        return encode(out)
 
     @classmethod
     def decode(cls, data: bytes) -> ResumeData | None:
@@ -100,7 +107,13 @@ class ResumeData:
             prios = d[b"priorities"]
             if not isinstance(prios, list) or not all(isinstance(p, int) for p in prios):
                 return None
-            return cls(ih, n, pieces, files, parts, tuple(prios))
+            move: tuple[str, str] | None = None
+            if b"move-from" in d or b"move-to" in d:
+                src, dst = d[b"move-from"], d[b"move-to"]
+                if not (isinstance(src, bytes) and isinstance(dst, bytes)):
+                    return None
+                move = (os.fsdecode(src), os.fsdecode(dst))
+            return cls(ih, n, pieces, files, parts, tuple(prios), move)
         except (KeyError, TypeError, ValueError):
             return None
 
