@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from testtools import skip_missing
+
 
 def _pg_bin() -> Path | None:
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
@@ -133,9 +135,9 @@ class PgServer:
 def pg_server() -> Iterator[PgServer]:
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+        skip_missing("PostgreSQL", "apt-get install -y postgresql")
     if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start postgres")
+        skip_missing("runuser", "running as root, postgres needs it: apt-get install -y util-linux")
     server = PgServer(bindir)
     try:
         server.start()
