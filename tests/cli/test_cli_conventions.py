@@ -262,3 +262,47 @@ def test_the_peer_id_prefix_is_ours() -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         shown = lt.identify_client(lt.sha1_hash(make_peer_id()))
     assert shown.startswith(f"{code} ") and "BitWombat" not in shown  # libtorrent knows no other client by it
+
+
+def test_debug_logs_failed_outgoing_connections(payload: Path, tmp_path: Path) -> None:
+    """``--debug`` says why no peer got going: a refused dial, and a peer that closed the connection
+    in the handshake."""
+    import threading
+
+    assert run(["create", str(payload), "-o", "t.torrent", "-q"], tmp_path).returncode == 0
+    with socket.socket() as closed:  # bound, never listening: connections to it are refused
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+        closer = socket.create_server(("127.0.0.1", 0))
+        closer_port = closer.getsockname()[1]
+
+        def accept_and_close() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = closer.accept()
+                    conn.close()
+
+        threading.Thread(target=accept_and_close, daemon=True).start()
+        peers = ["--peer", f"127.0.0.1:{refused_port}", "--peer", f"127.0.0.1:{closer_port}"]
+        args = ["download", "t.torrent", "-o", "out", "--port", "0", "--host", "127.0.0.1", *peers]
+        proc = subprocess.Popen([*BW, *args, "--no-dht", "--debug"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=ENV)  # fmt: skip
+        seen: list[str] = []
+        try:
+            assert proc.stderr is not None
+            deadline = time.monotonic() + 30
+            keys = [f"dial 127.0.0.1:{refused_port}", f"127.0.0.1:{closer_port} closed the"]
+            want = dict.fromkeys(keys, False)
+            while not all(want.values()) and time.monotonic() < deadline:
+                line = proc.stderr.readline()
+                if not line:
+                    break
+                seen.append(line)
+                for key in want:
+                    if key in line and ("failed" in line or "handshake" in line):
+                        want[key] = True
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+            closer.close()
+    assert all(want.values()), (want, seen[-20:])

@@ -216,6 +216,9 @@ class PeerProtocol:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed and not self.established:  # --debug: why a peer never got going
+            why = f": {exc}" if exc is not None else ""
+            log.debug("%s:%d closed the connection during the handshake%s", *self.address, why)
         self._teardown()
 
     def pause_reading(self) -> None:
