@@ -144,7 +144,8 @@ async def receiver_process(mib: int) -> None:
     c0 = time.process_time()
     await asyncio.wait_for(receivers[0].done, 300)
     cpu = time.process_time() - c0
-    print(json.dumps({"cpu_s": cpu, "sha256": receivers[0].hash.hexdigest()}), flush=True)
+    result = {"cpu_s": cpu, "sha256": receivers[0].hash.hexdigest(), "acks": server.stats.datagrams_out}
+    print(json.dumps(result), flush=True)
     server.close()
 
 
@@ -171,6 +172,7 @@ async def run_two(mib: int, loop_name: str) -> dict[str, Any]:
             "MB_per_s": round(size / seconds / 1e6, 1),
         }
         row |= {"cpu_s_sender": round(cpu, 2), "cpu_s_receiver": round(result["cpu_s"], 2), "verified": ok}
+        row |= {"acks_sent": result["acks"]}
         return row | conn_stats(stream)
     finally:
         client.close()
