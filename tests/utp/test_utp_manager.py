@@ -481,3 +481,31 @@ async def test_lossy_path_8_mib_with_2_percent_loss_each_way() -> None:
         client.close()
         front_t.close()
         back_t.close()
+
+
+async def test_dht_node_and_utp_share_one_port() -> None:
+    """The wiring the engine uses: the DHT node sends through the manager and gets its datagrams."""
+    from bitswarm.dht import DHTConfig, DHTNode
+
+    loop = asyncio.get_running_loop()
+    server, client, accepted = await pair(expect=2 << 20)
+    nodes = []
+    for mgr in (server, client):
+        node = DHTNode(None, mgr.sendto, loop.time, config=DHTConfig(lan=True))
+        mgr.on_other_datagram = node.datagram_received
+        nodes.append(node)
+    try:
+        stream, src = await client.connect(server.address, Source, timeout=TIMEOUT)
+        data = os.urandom(2 << 20)
+        writer = asyncio.ensure_future(write_all(stream, src, data))
+        pong: asyncio.Future[object] = loop.create_future()
+        nodes[1].ping(server.address, lambda r: pong.done() or pong.set_result(r))  # mid-transfer
+        reply = await asyncio.wait_for(pong, TIMEOUT)
+        assert getattr(reply, "id", None) == nodes[0].node_id  # the server node answered
+        await Watch.until(lambda: bool(accepted))
+        await asyncio.wait_for(asyncio.gather(accepted[0].done, writer), TIMEOUT)
+        assert bytes(accepted[0].data) == data
+        assert server.stats.other_in >= 1 and client.stats.other_in >= 1  # the ping and its reply
+    finally:
+        server.close()
+        client.close()
