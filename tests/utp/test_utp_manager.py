@@ -509,3 +509,28 @@ async def test_dht_node_and_utp_share_one_port() -> None:
     finally:
         server.close()
         client.close()
+
+
+async def test_cancelled_connect_and_closed_manager_leave_nothing_behind() -> None:
+    silent = await UtpSocketManager.open("127.0.0.1", 0)  # never answers a SYN
+    server, client, accepted = await pair()
+    try:
+        task = asyncio.ensure_future(client.connect(silent.address, Source, timeout=TIMEOUT))
+        await asyncio.wait_for(_yield_until(lambda: client.connections == 1), TIMEOUT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(_yield_until(lambda: client.connections == 0), TIMEOUT)
+        stream, src = await client.connect(server.address, Source, timeout=TIMEOUT)  # still usable
+        stream.write(b"x")
+        await Watch.until(lambda: bool(accepted) and accepted[0].data == b"x")
+        client.close()  # every stream hears of it
+        exc = await asyncio.wait_for(src.lost, TIMEOUT)
+        assert isinstance(exc, ConnectionAbortedError)
+        assert isinstance(await asyncio.wait_for(accepted[0].lost, TIMEOUT), ConnectionResetError)
+        assert client.connections == 0
+        await asyncio.wait_for(client.closed.wait(), TIMEOUT)
+    finally:
+        silent.close()
+        server.close()
+        client.close()

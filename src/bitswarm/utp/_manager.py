@@ -242,6 +242,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         for entry in list(self._conns.values()):
             entry.conn.abort()
             self._flush_one(entry, self._loop.time())
+            self._lost(entry, ConnectionAbortedError("uTP socket manager closed"))
         if self._transport is not None:
             self._transport.close()
 
