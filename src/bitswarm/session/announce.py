@@ -55,6 +55,7 @@ class AnnounceDriver:
         self.dht_lookups = 0  #: DHT lookups/announces run (status, tests)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self._dht_now = asyncio.Event()  # set by :meth:`reannounce`: the DHT loop runs at once
 
     def start(self, name: str) -> None:
         loop = asyncio.get_running_loop()
@@ -90,6 +91,12 @@ class AnnounceDriver:
         except BitswarmError as exc:
             log.info("announce (%s) failed: %s", event.name, exc)
 
+    async def reannounce(self) -> None:
+        """Announce to the trackers now (returns when one answered or all failed) and run a DHT
+        lookup at once (``force_reannounce``)."""
+        self._dht_now.set()
+        await self.announce_event(Event.NONE)
+
     async def _tracker_loop(self) -> None:
         announcer = self.announcer
         assert announcer is not None
@@ -124,4 +131,5 @@ class AnnounceDriver:
                 log.debug("DHT announce failed: %s", exc)
             if self._stopped:
                 return  # asyncio.wait_for (3.11) may swallow the stop's cancel when the lookup ends
-            await self.clock.sleep(soon if self._want_more_peers() else self.dht_interval)
+            await self.clock.wait(self._dht_now, soon if self._want_more_peers() else self.dht_interval)
+            self._dht_now.clear()

@@ -287,6 +287,27 @@ class RequestScheduler:
     def drop_buffer_pool(self) -> None:
         self._buffer_pool.clear()
 
+    def reset(self, picker: PiecePicker) -> None:
+        """Start over with a new picker (after a recheck; no peer is connected): the partly
+        received pieces are dropped."""
+        for buf in self.buffers.values():
+            self._recycle_buffer(buf)
+        self.buffers.clear()
+        self._block_src.clear()
+        self.picker = picker
+
+    def refresh_interest(self) -> None:
+        """What we want changed (file priorities): tell each peer whether it has something for us
+        and request from those that do."""
+        for peer in list(self.peers):
+            if peer.has is None or not peer.established:
+                continue
+            if self.downloading and self.picker.wants_mask(peer.has.as_int()):
+                peer.set_interested(True)
+                self.fill_requests(peer)
+            elif peer.outstanding == 0:
+                peer.set_interested(False)
+
     def block_sink_for(self, peer: PeerProtocol) -> Callable[[int, int, int], memoryview | None]:
         """Where an incoming block of ``peer`` may be received in place (the wire codec's sink)."""
         picker, buffers = self.picker, self.buffers

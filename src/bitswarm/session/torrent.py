@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
+import os
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from bitswarm.metainfo import Torrent
 from bitswarm.session.announce import DHT_FEW_PEERS, AnnounceDriver
 from bitswarm.session.choker import Choker
 from bitswarm.session.choking import ChokeDriver
+from bitswarm.session.lifecycle import DISPLAY_NAME, Event, Lifecycle, State, transfer
 from bitswarm.session.peer_manager import PeerManager
 from bitswarm.session.picker import PiecePicker
 from bitswarm.session.ratelimit import RateLimiter, RateMeter
@@ -27,9 +28,8 @@ from bitswarm.session.scheduler import RequestScheduler
 from bitswarm.session.upload_cache import ReadCache
 from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
-from bitswarm.tracker import Event
+from bitswarm.tracker import Event as TrackerEvent
 from bitswarm.tracker.client import AnnounceManager, TransferStats
-from bitswarm.transport import connect_tcp
 from bitswarm.wire.ut_metadata import MetadataServer
 from bitswarm.wire.ut_pex import PexTracker
 
@@ -43,13 +43,8 @@ log = logging.getLogger("bitswarm.torrent")
 HOUSEKEEPING_SECONDS = 1.0
 
 
-class TorrentState(enum.Enum):
-    CHECKING = "checking"
-    DOWNLOADING = "downloading"
-    SEEDING = "seeding"
-    PAUSED = "paused"
-    ERROR = "error"
-    STOPPED = "stopped"
+#: A torrent's state: the lifecycle table's (:mod:`bitswarm.session.lifecycle`), the one source of it.
+TorrentState = State
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +53,7 @@ class TorrentStatus:
 
     name: str
     info_hash: str
-    state: str
+    state: str  #: ``DISPLAY_NAME`` of the lifecycle state (``downloading``, ``paused``, ``error`` ...)
     progress: float  #: 0..1 of the wanted bytes
     total_size: int
     wanted_size: int
@@ -109,6 +104,7 @@ class TorrentRuntime:
         priorities: list[int] | None,
         seed_mode: bool,
         sequential: bool,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.session = session
         self.clock = session.clock
@@ -135,9 +131,13 @@ class TorrentRuntime:
         )
         #: BEP 9: our info dictionary, served to peers that fetch it for a magnet link.
         self.metadata_server = MetadataServer(self.info.raw)
-        self.state = TorrentState.CHECKING
+        #: THE state (shared with the daemon when it passes its own): change it only through _fire
+        self.life = lifecycle if lifecycle is not None else Lifecycle()
         self.error: str | None = None
         self.accepting = False
+        self.closed = False  #: stopped: out of the session
+        #: pause, resume, recheck, priorities, move and stop run one at a time
+        self._control = asyncio.Lock()
         self._seed_mode = seed_mode
         self.trackers = trackers
         now = self.clock.now
@@ -199,7 +199,7 @@ class TorrentRuntime:
         for addr in peers:
             self.add_peer(*addr)
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, keep: bool = False) -> None:
         """Run a short background job, keeping a reference so it is not garbage-collected.
@@ -214,13 +214,18 @@ class TorrentRuntime:
     def _emit(self, kind: str, **data: Any) -> None:
         self.session.publish(kind, self, **data)
 
-    def _set_state(self, state: TorrentState) -> None:
-        self.state = state
-        seeding = state is TorrentState.SEEDING
-        self.scheduler.downloading = state is TorrentState.DOWNLOADING
-        self.scheduler.seeding = self.choking.seeding = seeding
-        if seeding:
-            self.peer_manager.seeding = True
+    @property
+    def state(self) -> State:
+        return self.life.state
+
+    def _fire(self, event: Event) -> State:
+        """Apply a lifecycle event (:class:`LifecycleError` if the table refuses it) and point the
+        parts at the new state: requests only while downloading, seed behaviour only while seeding."""
+        state = self.life.fire(event)
+        seeding = state is State.SEEDING
+        self.scheduler.downloading = state is State.DOWNLOADING
+        self.scheduler.seeding = self.choking.seeding = self.peer_manager.seeding = seeding
+        return state
 
     @property
     def have(self) -> PieceSet:
@@ -228,24 +233,49 @@ class TorrentRuntime:
 
     async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Open storage (resume data / recheck), then start trackers, connections and choking."""
-        try:
-            await self.storage.open(progress=progress, seed_mode=self._seed_mode)
-        except BitswarmError as exc:
-            self._set_state(TorrentState.ERROR)
-            self.error = str(exc)
-            raise
-        prios = self.storage.piece_priorities()
-        for i in range(self.info.num_pieces):
-            if self.storage.have.get(i):
-                self.picker.set_have(i)
-            if not prios[i]:
-                self.picker.set_priority(i, 0)
-        self.accepting = True
-        if self.picker.is_complete():
-            self._become_seed(announce=False)
+        async with self._control:
+            self._fire(Event.CHECK)
+            try:
+                await self.storage.open(progress=progress, seed_mode=self._seed_mode)
+            except BitswarmError as exc:
+                self.error = str(exc)
+                self._fire(Event.FAIL)
+                raise
+            self.save_path = self.storage.save_path  # an interrupted move was finished
+            self._load_picker()
+            self._transfer(announce=False)
+
+    def _load_picker(self) -> None:
+        """A picker for what storage has and wants (at the start, and after a recheck)."""
+        old = self.picker
+        picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=random.Random())
+        picker.sequential = old.sequential
+        have = self.storage.have
+        for i, prio in enumerate(self.storage.piece_priorities()):
+            if have.get(i):
+                picker.set_have(i)
+            if prio != 1:
+                picker.set_priority(i, prio)
+        self.picker = picker
+        self.scheduler.reset(picker)
+
+    def _transfer(self, *, announce: bool) -> None:
+        """Download or seed, whichever the pieces say (the lifecycle's one decision), and run the
+        connections, choking and announces if they are not running."""
+        complete = self.picker.is_complete()
+        if complete:
+            self._become_seed(announce=announce)
         else:
-            self._set_state(TorrentState.DOWNLOADING)
+            if self.state is State.SEEDING:  # a file wanted again: seeds it closed are dialed again
+                self._dial_candidates_now()
+            self._fire(transfer(complete))
+            self._complete.clear()
+        if not self._tasks:
+            self._start_transfer()
+
+    def _start_transfer(self) -> None:
         session, cfg = self.session, self.config
+        self.accepting = True
         announcer = None
         if self.trackers:
             announcer = AnnounceManager(
@@ -276,11 +306,9 @@ class TorrentRuntime:
         ]
         self.announce.start(name)
 
-    def _wants_more_peers(self) -> bool:
-        return self.state is TorrentState.DOWNLOADING and len(self.peers) < DHT_FEW_PEERS
-
-    async def stop(self) -> None:
-        """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
+    async def _stop_transfer(self, reason: str) -> None:
+        """Close every connection (their addresses stay candidates, to be dialed at once on resume),
+        stop the loops, let verified writes land, send ``stopped`` to the trackers."""
         self.accepting = False
         for task in self._tasks + list(self._background):
             task.cancel()
@@ -289,39 +317,166 @@ class TorrentRuntime:
                 await task
         self._tasks = []
         await self.read_cache.close()
-        self.peer_manager.stop()
+        pm = self.peer_manager
+        for peer in pm.peers.values():  # dialable addresses: ours, or the one an incoming peer gave
+            addr = peer.address if peer.outgoing else peer.pex_address
+            if addr is not None:
+                pm.add(*addr)
+        pm.stop()
+        self._dial_candidates_now()
         if self._writes:  # pieces already downloaded: let their verified writes land
             await asyncio.wait(list(self._writes), timeout=30)
         if self.announce is not None:
             await self.announce.stop()
-        await self.storage.close()
-        if self.state is not TorrentState.ERROR:
-            self._set_state(TorrentState.STOPPED)
+            self.announce = None
+        log.debug("%s: transfer stopped (%s)", self.info.name, reason)
+
+    def _dial_candidates_now(self) -> None:
+        candidates = self.peer_manager.candidates
+        for addr in candidates:
+            candidates[addr] = 0.0
+
+    def _wants_more_peers(self) -> bool:
+        return self.state is State.DOWNLOADING and len(self.peers) < DHT_FEW_PEERS
+
+    async def stop(self) -> None:
+        """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
+        async with self._control:
+            if self.closed:
+                return
+            self.closed = True
+            await self._stop_transfer("torrent stopped")
+            await self.storage.close()
+            self._fire(Event.STOP)  # an error stays an error
 
     def _become_seed(self, *, announce: bool) -> None:
-        if self.state is TorrentState.SEEDING:
+        if self.state is State.SEEDING:
             return
-        self._set_state(TorrentState.SEEDING)
-        self.completed_at = self.clock.now()
-        self.scheduler.drop_buffer_pool()
+        before = self.state
+        self._fire(Event.SEED)
         self._complete.set()
-        self._emit("torrent_completed")
         self.peer_manager.became_seed()
         self.choking.unchoke_free_slots()  # a seed has more slots (``seed_upload_slots``)
+        if before not in (State.CHECKING, State.DOWNLOADING):
+            return  # resumed or moved: it had completed before
+        self.completed_at = self.clock.now()
+        self.scheduler.drop_buffer_pool()
+        self._emit("torrent_completed")
         self._spawn(self._save_resume(force=True))
         if announce and self.announce is not None:
-            self._spawn(self.announce.announce_event(Event.COMPLETED))
+            self._spawn(self.announce.announce_event(TrackerEvent.COMPLETED))
 
     def _fail(self, message: str) -> None:
-        if self.state is TorrentState.ERROR:
+        if self.state is State.ERROR:
             return
-        self._set_state(TorrentState.ERROR)
+        self._fire(Event.FAIL)
         self.error = message
         self.accepting = False
         log.error("%s: %s", self.info.name, message)
         self._emit("torrent_error", error=message)
         self.peer_manager.close_all("torrent error")
         self._complete.set()  # wake waiters: they check the state
+
+    # -- control: pause, resume, recheck, priorities, move, reannounce -------------------------
+
+    def _require_open(self) -> None:
+        if self.closed:
+            raise BitswarmError(f"torrent {self.info.name} is no longer in the session")
+
+    async def pause(self) -> None:
+        """Close every connection cleanly and stop announcing; peers' addresses, pieces and resume
+        data are kept (the resume data is saved now). Pausing a paused torrent does nothing."""
+        async with self._control:
+            self._require_open()
+            if self.state is State.PAUSED:
+                return
+            self._fire(Event.PAUSE)
+            await self._stop_transfer("torrent paused")
+            await self._save_resume(force=True)
+            self._emit("torrent_paused")
+
+    async def resume(self) -> None:
+        """Download or seed again after :meth:`pause`, dialing the peers it knew at once; an
+        errored torrent is rechecked first. Resuming a running torrent does nothing."""
+        async with self._control:
+            self._require_open()
+            if self.state is State.ERROR:
+                await self._recheck(None)
+            elif self.state is State.PAUSED:
+                self._transfer(announce=False)
+                self._emit("torrent_resumed")
+
+    async def recheck(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Hash every piece again (connections are closed meanwhile); a piece that fails is
+        downloaded again. A paused torrent stays paused; an error is cleared."""
+        async with self._control:
+            self._require_open()
+            await self._recheck(progress)
+
+    async def _recheck(self, progress: Callable[[int, int], None] | None) -> None:
+        paused = self.state is State.PAUSED
+        self._fire(Event.CHECK)
+        self.error = None
+        await self._stop_transfer("recheck")
+        try:
+            await self.storage.recheck(progress)
+        except BitswarmError as exc:
+            self._fail(f"recheck failed: {exc}")
+            return
+        self._load_picker()
+        await self._save_resume(force=True)
+        if paused:
+            self._fire(Event.PAUSE)
+        else:
+            self._transfer(announce=False)
+
+    async def set_file_priorities(self, priorities: list[int]) -> None:
+        """Change file priorities (one per ``info.files`` entry, 0 = skip) while running: the picker
+        follows at once, a seed that wants a file again downloads, a download whose wanted pieces
+        are all there seeds."""
+        async with self._control:
+            self._require_open()
+            await self.storage.set_file_priorities(priorities)
+            picker = self.picker
+            for i, prio in enumerate(self.storage.piece_priorities()):
+                if picker.priority[i] != prio:
+                    picker.set_priority(i, prio)
+            await self._save_resume(force=True)
+            if self.state in (State.DOWNLOADING, State.SEEDING):
+                if picker.is_complete() != (self.state is State.SEEDING):
+                    self._transfer(announce=True)
+                self.scheduler.refresh_interest()
+
+    async def move_storage(
+        self, new_path: str, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Move the files below ``new_path`` (see :meth:`Storage.move`); peers stay connected,
+        piece I/O waits, no new requests go out. Afterwards the torrent goes on from where it was
+        (paused stays paused). A failure is a torrent error (and raised)."""
+        async with self._control:
+            self._require_open()
+            before = self.state
+            self._fire(Event.MOVE)
+            try:
+                await self.storage.move(new_path, progress=progress)
+            except BitswarmError as exc:
+                self._fail(f"moving to {new_path}: {exc}")
+                raise
+            self.save_path = self.storage.save_path
+            if self.state is not State.MOVING:
+                return  # failed meanwhile (a disk error)
+            if before is State.PAUSED:
+                self._fire(Event.PAUSE)
+            else:
+                self._transfer(announce=True)
+
+    async def force_reannounce(self) -> None:
+        """Announce to the trackers now and look the torrent up on the DHT (not while paused)."""
+        self._require_open()
+        if self.announce is None:
+            state = DISPLAY_NAME[self.state]
+            raise BitswarmError(f"torrent {self.info.name} is {state}: it does not announce")
+        await self.announce.reannounce()
 
     async def wait_complete(self) -> None:
         await self._complete.wait()
@@ -339,12 +494,8 @@ class TorrentRuntime:
         return PeerProtocol(self.session, self, outgoing=True, address=addr)
 
     async def _dial(self, addr: tuple[str, int]) -> None:
-        """Dial over TCP (the transport a uTP-first dialer would fall back to)."""
-        try:
-            async with asyncio.timeout(self.config.connect_timeout):
-                await connect_tcp(addr[0], addr[1], self.outgoing_connection(addr))
-        except (OSError, TimeoutError) as exc:
-            log.debug("dial %s:%d failed: %s", *addr, exc)
+        """Dial under the session's encryption policy (MSE first, plaintext fallback: PeerManager)."""
+        await self.peer_manager.connect(addr, self.outgoing_connection, self.swarm_hash)
 
     def peer_joined(self, peer: PeerProtocol) -> bool:
         """A handshake completed. False (and the connection is closed) for a duplicate or a ban."""
@@ -366,7 +517,7 @@ class TorrentRuntime:
             self.read_cache.put(index, bytes(buf))
         self.peer_manager.announce_have(index)
         self._emit("piece_verified", index=index)
-        if self.picker.is_complete():
+        if self.picker.is_complete() and self.state is State.DOWNLOADING:  # not while moving
             self._become_seed(announce=True)
 
     def on_uploaded(self, n: int) -> None:
@@ -386,7 +537,7 @@ class TorrentRuntime:
         self.peer_manager.check_timeouts(now)
         self.scheduler.check_snubs(now)
         self.choking.rotate_idle_unchokes()
-        if self.state is TorrentState.DOWNLOADING:
+        if self.state is State.DOWNLOADING:
             self.scheduler.fill_all()
         self.peer_manager.send_pex(now)
         if now - self._last_resume_save >= self.config.resume_save_interval:
@@ -447,7 +598,7 @@ class TorrentRuntime:
         return TorrentStatus(
             name=info.name,
             info_hash=self.swarm_hash.hex(),
-            state=self.state.value,
+            state=DISPLAY_NAME[self.state],
             progress=(done / wanted) if wanted else 1.0,
             total_size=info.total_size,
             wanted_size=wanted,
@@ -479,7 +630,10 @@ def _piece_sizer(num_pieces: int, piece_length: int, piece_space: int) -> Callab
 
 
 class TorrentHandle:
-    """What :meth:`Session.add` returns: status, waiting, pausing, peers, priorities."""
+    """What :meth:`Session.add` returns: status, waiting, control (pause, resume, recheck, file
+    priorities, moving, reannouncing), peers. Every control is one lifecycle event; one the
+    torrent's state does not allow raises :class:`~bitswarm.session.lifecycle.LifecycleError`, and
+    any control on a removed torrent raises :class:`~bitswarm.errors.BitswarmError`."""
 
     def __init__(self, runtime: TorrentRuntime) -> None:
         self._rt = runtime
@@ -496,6 +650,33 @@ class TorrentHandle:
     def name(self) -> str:
         return self._rt.info.name
 
+    @property
+    def state(self) -> State:
+        """The lifecycle state (:class:`~bitswarm.session.lifecycle.State`)."""
+        return self._rt.state
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self._rt.life
+
+    @property
+    def save_path(self) -> str:
+        """The directory the content is in (it changes with :meth:`move_storage`)."""
+        return self._rt.save_path
+
+    @property
+    def trackers(self) -> list[list[str]]:
+        """The announce tiers in use."""
+        return [list(tier) for tier in self._rt.trackers]
+
+    def pieces(self) -> PieceSet:
+        """A copy of the verified pieces."""
+        return self._rt.storage.have.copy()
+
+    def file_priorities(self) -> list[int]:
+        """The priority of each ``info.files`` entry (0 = skipped)."""
+        return self._rt.storage.priorities
+
     def status(self) -> TorrentStatus:
         return self._rt.status()
 
@@ -503,8 +684,28 @@ class TorrentHandle:
         """Wait until every wanted piece is verified (raises on torrent error or timeout)."""
         async with asyncio.timeout(timeout):
             await self._rt.wait_complete()
-        if self._rt.state is TorrentState.ERROR:
+        if self._rt.state is State.ERROR:
             raise BitswarmError(self._rt.error or "torrent failed")
+
+    async def pause(self) -> None:
+        await self._rt.pause()
+
+    async def resume(self) -> None:
+        await self._rt.resume()
+
+    async def recheck(self, progress: Callable[[int, int], None] | None = None) -> None:
+        await self._rt.recheck(progress)
+
+    async def set_file_priorities(self, priorities: list[int]) -> None:
+        await self._rt.set_file_priorities(priorities)
+
+    async def move_storage(
+        self, new_path: str | os.PathLike[str], progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        await self._rt.move_storage(os.fspath(new_path), progress)
+
+    async def force_reannounce(self) -> None:
+        await self._rt.force_reannounce()
 
     def add_peer(self, host: str, port: int) -> None:
         self._rt.add_peer(host, port)
@@ -532,6 +733,7 @@ class TorrentHandle:
                 "choked": p.peer_choking,
                 "choking": p.am_choking,
                 "transport": p.transport_kind,
+                "encrypted": p.encrypted,
             }
             for p in self._rt.peers.values()
         ]
