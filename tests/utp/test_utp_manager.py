@@ -436,7 +436,7 @@ class _Relay(asyncio.DatagramProtocol):
         self.peer: tuple[str, int] | None = None
         self.dropped = 0
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.peer = addr
         if self.drop():
             self.dropped += 1
@@ -499,7 +499,12 @@ async def test_dht_node_and_utp_share_one_port() -> None:
         data = os.urandom(2 << 20)
         writer = asyncio.ensure_future(write_all(stream, src, data))
         pong: asyncio.Future[object] = loop.create_future()
-        nodes[1].ping(server.address, lambda r: pong.done() or pong.set_result(r))  # mid-transfer
+
+        def answered(r: object) -> None:
+            if not pong.done():
+                pong.set_result(r)
+
+        nodes[1].ping(server.address, answered)  # mid-transfer
         reply = await asyncio.wait_for(pong, TIMEOUT)
         assert getattr(reply, "id", None) == nodes[0].node_id  # the server node answered
         await Watch.until(lambda: bool(accepted))
