@@ -193,8 +193,8 @@ async def test_fast_choke_keeps_requests_until_answered(tmp_path: Path) -> None:
         return protocols[-1]
 
     server = await loop.create_server(factory, "127.0.0.1", 0)
-    try:
-        async with Session(config()) as leecher:
+    try:  # plaintext: the fake seed counts connections (prefer would dial MSE first)
+        async with Session(config(encryption="off")) as leecher:
             h = await leecher.add(t, tmp_path / "leech", peers=[server.sockets[0].getsockname()[:2]])
             await h.wait_complete(timeout=30)
             st = h.status()

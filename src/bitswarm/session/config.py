@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from bitswarm import __version__
+from bitswarm.mse import EncryptionPolicy
 
 #: Azureus-style peer id prefix: -SW<major><minor><patch>0- ("SW": unassigned in the client lists
 #: of libtorrent, Transmission, Vuze/BiglyBT and bittorrent-peerid; "BW" is BitWombat's). docs/cli.md
@@ -96,3 +97,15 @@ class SessionConfig:
     #: Seconds a magnet link may take to get its metadata (BEP 9) before ``Session.add`` fails.
     metadata_timeout: float = 300.0
     user_agent: str = f"bitswarm/{__version__}"
+    #: MSE/PE protocol encryption (``docs/protocols/mse.md``). ``prefer``: dial with MSE first and
+    #: redial in plaintext if the peer refuses it, accept both; ``require``: MSE with RC4 only, both
+    #: ways; ``off``: plaintext BitTorrent only. A string ("prefer", "require", "off") is accepted.
+    encryption: EncryptionPolicy = EncryptionPolicy.PREFER
+
+    def __post_init__(self) -> None:
+        try:
+            self.encryption = EncryptionPolicy(self.encryption)
+        except ValueError:
+            raise ValueError(
+                f"encryption must be one of prefer, require, off (got {self.encryption!r})"
+            ) from None

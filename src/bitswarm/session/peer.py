@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError
+from bitswarm.mse import EncryptionPolicy
 from bitswarm.session.ratelimit import RateMeter, WindowMeter
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.wire import (
@@ -81,6 +82,9 @@ OUR_RESERVED_DHT = Reserved.make(fast=True, extension_protocol=True, dht=True)
 #: The extended ids we receive BEP 11 ``ut_pex`` and BEP 9 ``ut_metadata`` on (our ``m`` dictionary).
 UT_PEX_ID = 1
 UT_METADATA_ID = 2
+#: The extended handshake's ``e`` key: 1 = we prefer MSE/PE encryption (``prefer`` and ``require``;
+#: libtorrent sends it only when it requires encryption, Transmission when it prefers it).
+_E_KEY: dict[bytes, Any] = {b"e": 1}
 _SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is its scratch buffer
 #: While a block is being received in place and at least this many of its bytes are still to come,
 #: the stream is told so (TCP: ``SO_RCVLOWAT`` of exactly that many): the kernel wakes us once for
@@ -122,6 +126,8 @@ class PeerProtocol:
         #: listen port ``p``.
         self.ext_ids: dict[str, int] = {}
         self.listen_port: int | None = None
+        #: the peer's extended-handshake ``e`` (1: it prefers MSE/PE encryption), None if not sent
+        self.prefers_encryption: bool | None = None
         self.closed = False
         self.established = False
         # choke/interest state (BEP 3): we start choked and not interested, both ways
@@ -237,6 +243,18 @@ class PeerProtocol:
         if stream is None:
             return "?"
         return stream.kind + ("+enc" if stream.encrypted else "")
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the payload runs RC4-encrypted (MSE/PE)."""
+        return self.stream is not None and self.stream.encrypted
+
+    @property
+    def supports_encryption(self) -> bool:
+        """The peer speaks MSE/PE: it said ``e`` = 1, or this connection opened with MSE (even
+        when it then selected the plaintext method): the BEP 11 PEX flag 0x01."""
+        obfuscated = bool(getattr(self.stream, "obfuscated", False))  # an MSEStream's
+        return bool(self.prefers_encryption) or self.encrypted or obfuscated
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -389,6 +407,12 @@ class PeerProtocol:
         self.ext_ids = {k: v for k, v in ev.m.items() if isinstance(v, int) and 0 < v < 256}
         if ev.port is not None and 0 < ev.port < 65536:
             self.listen_port = ev.port
+        e = ev.extra.get(b"e")
+        if isinstance(e, int):
+            self.prefers_encryption = e == 1
+            addr = self.pex_address
+            if e == 1 and addr is not None and self.torrent is not None:
+                self.torrent.peer_manager.note_mse(addr, True)  # a redial goes MSE first again
 
     def _on_port(self, ev: Port) -> None:
         if self.torrent is not None and not self.torrent.info.private:
@@ -436,6 +460,7 @@ class PeerProtocol:
                     port=self.session.port,
                     reqq=1000,
                     metadata_size=torrent.metadata_server.metadata_size,
+                    extra=_E_KEY if cfg.encryption is not EncryptionPolicy.OFF else {},
                 )
             )
         have = torrent.have

@@ -3,17 +3,27 @@
 libtorrent's ``peer_list`` is the model. :class:`PeerManager` owns the addresses we may dial
 (``candidates``, each with a not-before time), the dials in flight, the connected peers by peer id,
 the :class:`~bitswarm.session.smartban.SmartBan` record and BEP 11 peer exchange. It dials through an
-injected ``dial(address)`` coroutine (the transport is the caller's choice: see
-:mod:`bitswarm.transport`) and reads time through an injected :class:`~bitswarm.session.clock.Clock`.
+injected ``dial(address)`` coroutine and reads time through an injected
+:class:`~bitswarm.session.clock.Clock`.
+
+How an address is dialed is :meth:`PeerManager.connect` (the torrent's ``dial``): the attempts of
+:func:`dial_plan` in order, each a transport and whether MSE/PE opens the stream. Under
+``encryption = prefer`` an MSE attempt the peer refuses (it closes, or answers without a DH key) is
+followed by a plaintext one on the same transport, and the address is remembered as plaintext-only
+until it advertises encryption again (extended handshake ``e``, PEX flag 0x01); a transport that
+cannot connect at all skips its remaining attempts (a uTP dialer adds uTP attempts before TCP's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bitswarm.mse import EncryptionPolicy, MSEProtocolError, State, skey_for
 from bitswarm.session.smartban import Ban, PeerKey, SmartBan
 from bitswarm.wire.ut_pex import (
     FLAG_PREFERS_ENCRYPTION,
@@ -30,6 +40,7 @@ if TYPE_CHECKING:
     from bitswarm.session.clock import Clock, Timer
     from bitswarm.session.config import SessionConfig
     from bitswarm.session.peer import PeerProtocol
+    from bitswarm.transport import StreamReceiver
 
 log = logging.getLogger("bitswarm.torrent")
 
@@ -46,6 +57,42 @@ MAX_PEX_CANDIDATES = 500
 #: piece yet, and one HAVE per segment (plus the receiver's wake-up and ACK) was the swarm's most
 #: frequent message by far.
 HAVE_BATCH_SECONDS = 0.1
+#: Addresses whose MSE support we remember (see :meth:`PeerManager.connect`).
+MAX_MSE_HINTS = 4 * MAX_PEX_CANDIDATES
+
+
+@dataclass(frozen=True, slots=True)
+class DialAttempt:
+    """One way to open a connection: over ``transport`` (``"tcp"``; uTP later), MSE first or not."""
+
+    transport: str
+    mse: bool
+
+
+class DialOutcome(enum.Enum):
+    CONNECTED = "CONNECTED"
+    #: The peer refused MSE (closed, or answered without a DH key): a plaintext attempt may follow.
+    MSE_REFUSED = "MSE_REFUSED"
+    #: No connection on this transport (refused, timed out, or the handshake failed otherwise).
+    FAILED = "FAILED"
+
+
+def dial_plan(
+    policy: EncryptionPolicy, *, mse_hint: bool | None = None, transports: Sequence[str] = ("tcp",)
+) -> list[DialAttempt]:
+    """The attempts to dial a peer with, in order.
+
+    ``require``: MSE only. ``off``: plaintext only. ``prefer``: MSE then plaintext, or plaintext only
+    for a peer known to refuse MSE (``mse_hint`` False: it refused before and has not advertised
+    encryption since). ``mse_hint`` None (unknown) or True (``e`` = 1, PEX flag 0x01) dials MSE
+    first, as libtorrent does. Every transport gets its attempts, in the order given."""
+    if policy is EncryptionPolicy.REQUIRE:
+        modes = [True]
+    elif policy is EncryptionPolicy.OFF or mse_hint is False:
+        modes = [False]
+    else:
+        modes = [True, False]
+    return [DialAttempt(t, m) for t in transports for m in modes]
 
 
 class PeerManager:
@@ -83,6 +130,9 @@ class PeerManager:
         #: set by the torrent: a seed dials only while it has addresses to try
         self.seeding = False
         self._have_timer: Timer | None = None
+        #: address -> does it speak MSE (True: advertised ``e``/PEX 0x01 or completed MSE; False:
+        #: refused MSE). Unknown addresses are dialed with MSE first under ``prefer``.
+        self.mse_hint: dict[Address, bool] = {}
 
     def __iter__(self) -> Iterator[PeerProtocol]:
         return iter(self.peers.values())
@@ -142,6 +192,77 @@ class PeerManager:
             await self._dial(addr)
         finally:
             self.connecting.discard(addr)
+
+    def note_mse(self, addr: Address, supported: bool) -> None:
+        """Remember whether ``addr`` speaks MSE (bounded: the oldest half is forgotten when full)."""
+        hints = self.mse_hint
+        hints.pop(addr, None)
+        if len(hints) >= MAX_MSE_HINTS:
+            for old in list(hints)[: MAX_MSE_HINTS // 2]:
+                del hints[old]
+        hints[addr] = supported
+
+    async def connect(
+        self,
+        addr: Address,
+        new_connection: Callable[[Address], StreamReceiver],
+        skey: bytes,
+        *,
+        transports: Sequence[str] = ("tcp",),
+    ) -> DialOutcome:
+        """Dial ``addr`` under the session's encryption policy (:func:`dial_plan`); ``skey`` is the
+        torrent's MSE stream key (its info-hash), ``new_connection`` makes each attempt's peer
+        connection. Returns once a connection is up (after MSE, if used) or every attempt failed."""
+        policy = self.config.encryption
+        dead: set[str] = set()
+        outcome = DialOutcome.FAILED
+        for attempt in dial_plan(policy, mse_hint=self.mse_hint.get(addr), transports=transports):
+            if attempt.transport in dead:
+                continue
+            outcome = await self._attempt(addr, attempt, new_connection(addr), skey)
+            if outcome is DialOutcome.CONNECTED:
+                if attempt.mse:
+                    self.note_mse(addr, True)
+                return outcome
+            if outcome is DialOutcome.MSE_REFUSED:
+                self.note_mse(addr, False)
+                log.debug("%s:%d refused MSE", *addr)
+            else:
+                dead.add(attempt.transport)
+        return outcome
+
+    async def _attempt(
+        self, addr: Address, attempt: DialAttempt, receiver: StreamReceiver, skey: bytes
+    ) -> DialOutcome:
+        from bitswarm.transport import MSEStream, connect_tcp
+
+        policy = self.config.encryption
+        done: asyncio.Future[MSEProtocolError | None] | None = None
+        if attempt.mse:
+            done = asyncio.get_running_loop().create_future()
+
+            def finished(exc: MSEProtocolError | None, done: asyncio.Future[Any] = done) -> None:
+                if not done.done():
+                    done.set_result(exc)
+
+            receiver = MSEStream.initiator(receiver, skey_for(skey), policy=policy, on_done=finished)
+        if attempt.transport != "tcp":
+            raise ValueError(f"no dialer for transport {attempt.transport!r}")
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                await connect_tcp(addr[0], addr[1], receiver)
+        except (OSError, TimeoutError) as exc:
+            log.debug("dial %s:%d (%s) failed: %s", *addr, attempt.transport, exc)
+            return DialOutcome.FAILED
+        if done is None:
+            return DialOutcome.CONNECTED
+        # bounded: the peer connection's handshake timeout closes a silent peer, which ends MSE
+        error = await done
+        if error is None:
+            return DialOutcome.CONNECTED
+        if error.state is State.AWAIT_KEY and policy is EncryptionPolicy.PREFER:
+            return DialOutcome.MSE_REFUSED
+        return DialOutcome.FAILED
 
     # -- connected peers -----------------------------------------------------------------------
 
@@ -218,6 +339,8 @@ class PeerManager:
     def on_pex(self, peer: PeerProtocol, msg: PexMessage) -> None:
         """Addresses a peer is connected to: dial candidates (bounded; dropped ones are left alone)."""
         for p in msg.added:
+            if p.flags & FLAG_PREFERS_ENCRYPTION:
+                self.note_mse((p.ip, p.port), True)
             if len(self.candidates) >= MAX_PEX_CANDIDATES:
                 break
             self.add(p.ip, p.port)
@@ -236,11 +359,11 @@ class PeerManager:
             addr = p.pex_address
             if addr is not None:
                 flags = (FLAG_REACHABLE if p.outgoing else 0) | (FLAG_SEED if p.is_seed else 0)
+                if p.supports_encryption:
+                    flags |= FLAG_PREFERS_ENCRYPTION
                 stream = p.stream
-                if stream is not None:
-                    flags |= (FLAG_PREFERS_ENCRYPTION if stream.encrypted else 0) | (
-                        FLAG_UTP if stream.kind == "utp" else 0
-                    )
+                if stream is not None and stream.kind == "utp":
+                    flags |= FLAG_UTP
                 connected.append(PexPeer(addr[0], addr[1], flags))
         for peer in targets:
             own = peer.pex_address

@@ -45,8 +45,10 @@ from bitswarm.tracker.client import normalize_tracker_url
 if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
     from bitswarm.metainfo import Magnet
+    from bitswarm.mse import SkeyIndex
     from bitswarm.session.lsd import LocalDiscovery
     from bitswarm.session.peer import PeerProtocol
+    from bitswarm.transport import StreamReceiver
     from bitswarm.wire import Reserved
 
 log = logging.getLogger("bitswarm.session")
@@ -79,6 +81,9 @@ class Session:
         self._torrents: dict[bytes, TorrentRuntime] = {}
         self._aliases: dict[bytes, TorrentRuntime] = {}
         self._connections: set[PeerProtocol] = set()
+        #: incoming MSE: the SKEY index and the hashes it holds (see :meth:`mse_skeys`)
+        self._skey_index: SkeyIndex | None = None
+        self._skey_hashes: set[bytes] = set()
         self._subscribers: list[asyncio.Queue[SessionEvent]] = []
         #: threads for disk reads, writes and hashing (hashlib releases the GIL)
         self.disk_pool = ThreadPoolExecutor(self.config.disk_workers, thread_name_prefix="bitswarm-disk")
@@ -111,7 +116,7 @@ class Session:
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                lambda: TcpStream(self.incoming_connection()),
+                lambda: TcpStream(self.incoming_stream()),
                 self.config.listen_host,
                 self.config.listen_port,
                 reuse_address=True,
@@ -439,6 +444,41 @@ class Session:
         from bitswarm.session.peer import PeerProtocol
 
         return PeerProtocol(self, None, outgoing=False)
+
+    def incoming_stream(self) -> StreamReceiver:
+        """What a transport hands an incoming stream to: the peer connection itself under
+        ``encryption = off``; otherwise an MSE responder in front of it, which tells plaintext
+        BitTorrent (accepted under ``prefer``) from MSE by the first bytes and finds an MSE peer's
+        torrent by its obfuscated SKEY among every running torrent's v1 and v2 hashes."""
+        from bitswarm.mse import EncryptionPolicy
+        from bitswarm.transport import MSEStream
+
+        conn = self.incoming_connection()
+        policy = self.config.encryption
+        if policy is EncryptionPolicy.OFF:
+            return conn
+        return MSEStream.responder(conn, self.mse_skeys(), policy=policy)
+
+    def mse_skeys(self) -> SkeyIndex:
+        """The SKEYs incoming MSE handshakes may name: the v1, v2 and truncated v2 hashes of every
+        torrent accepting peers (brought up to date here, from the torrent table; each hash's
+        HASH('req2', SKEY) is computed once, when it first appears)."""
+        from bitswarm.mse import SkeyIndex
+
+        index = self._skey_index
+        if index is None:
+            index = self._skey_index = SkeyIndex()
+        wanted = {h for h, rt in (*self._torrents.items(), *self._aliases.items()) if rt.accepting}
+        known = self._skey_hashes
+        if wanted != known:
+            kept = {h[:20] for h in wanted}  # a v2 hash and its truncation share one SKEY
+            for h in known - wanted:
+                if h[:20] not in kept:
+                    index.discard(h)
+            for h in wanted - known:
+                index.add(h)
+            self._skey_hashes = wanted
+        return index
 
     def connection_opened(self, conn: PeerProtocol) -> None:
         self._connections.add(conn)

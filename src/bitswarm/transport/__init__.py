@@ -13,6 +13,9 @@ Implementations:
   same way (a uTP stream that looks like an asyncio transport: ``kind="utp"``).
 * :class:`CipherStream` — wraps another stream: encrypts what is written and decrypts received
   bytes in place in the receiver's own buffer (MSE/PE's RC4 stream cipher after its handshake).
+* :class:`MSEStream` — opens with the MSE/PE handshake (initiator or responder; a responder also
+  accepts plaintext BitTorrent under ``prefer``), then carries the payload RC4-encrypted, decrypted
+  in place like :class:`CipherStream`, or plain.
 * :func:`deliver` — for transports that receive whole chunks (uTP datagrams, a handshake's
   leftover bytes): copies them into a receiver through ``get_buffer``/``buffer_updated``.
 
@@ -21,12 +24,14 @@ the transport gives a receiver from ``Session.incoming_connection()`` its stream
 """
 
 from bitswarm.transport._cipher import Cipher, CipherStream
+from bitswarm.transport._mse import MSEStream
 from bitswarm.transport._stream import PeerStream, StreamReceiver, deliver
 from bitswarm.transport._tcp import TcpStream, connect_tcp
 
 __all__ = [
     "Cipher",
     "CipherStream",
+    "MSEStream",
     "PeerStream",
     "StreamReceiver",
     "TcpStream",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from bitswarm.transport._stream import PeerStream, ReceiverRelay, StreamReceiver
+from bitswarm.transport._stream import PeerStream, StreamReceiver, StreamWrapper
 
 
 class Cipher(Protocol):
@@ -16,7 +16,7 @@ class Cipher(Protocol):
     def decrypt_in_place(self, buf: bytearray | memoryview) -> None: ...
 
 
-class CipherStream(ReceiverRelay):
+class CipherStream(StreamWrapper):
     """A :class:`PeerStream` over another one: writes are encrypted; received bytes are decrypted
     in place, in the upper receiver's own buffer (so a block received into its piece buffer is
     decrypted there, no extra copy). It is the inner stream's :class:`StreamReceiver`."""
@@ -48,14 +48,6 @@ class CipherStream(ReceiverRelay):
 
     # -- stream side (called by the upper receiver) --------------------------------------------
 
-    @property
-    def kind(self) -> str:
-        return self.inner.kind if self.inner is not None else "tcp"
-
-    @property
-    def peer_address(self) -> tuple[str, int] | None:
-        return self.inner.peer_address if self.inner is not None else None
-
     def write(self, data: bytes) -> None:
         if self.inner is not None:
             self.inner.writelines(self.cipher.encrypt_chunks([data]))
@@ -63,23 +55,3 @@ class CipherStream(ReceiverRelay):
     def writelines(self, parts: Iterable[bytes | memoryview]) -> None:
         if self.inner is not None:
             self.inner.writelines(self.cipher.encrypt_chunks(parts))
-
-    def pause_reading(self) -> None:
-        if self.inner is not None:
-            self.inner.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.inner is not None:
-            self.inner.resume_reading()
-
-    def set_receive_hint(self, nbytes: int) -> None:
-        if self.inner is not None:
-            self.inner.set_receive_hint(nbytes)
-
-    def close(self) -> None:
-        if self.inner is not None:
-            self.inner.close()
-
-    def abort(self) -> None:
-        if self.inner is not None:
-            self.inner.abort()

@@ -101,3 +101,38 @@ def deliver(receiver: StreamReceiver, data: bytes | bytearray | memoryview) -> N
         buf[:n] = view[:n]
         receiver.buffer_updated(n)
         view = view[n:]
+
+
+class StreamWrapper(ReceiverRelay):
+    """A stream over another one (``inner``, set by ``connection_made``): address, kind, flow
+    control and closing pass through; subclasses transform what is read and written."""
+
+    inner: PeerStream | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind if self.inner is not None else "tcp"
+
+    @property
+    def peer_address(self) -> tuple[str, int] | None:
+        return self.inner.peer_address if self.inner is not None else None
+
+    def pause_reading(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_reading()
+
+    def set_receive_hint(self, nbytes: int) -> None:
+        if self.inner is not None:
+            self.inner.set_receive_hint(nbytes)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
+    def abort(self) -> None:
+        if self.inner is not None:
+            self.inner.abort()
