@@ -734,7 +734,6 @@ class TorrentHandle:
                 "choking": p.am_choking,
                 "transport": p.transport_kind,
                 "encrypted": p.encrypted,
-                "encrypted": p.encrypted,
             }
             for p in self._rt.peers.values()
         ]
