@@ -13,6 +13,8 @@ Skips for other reasons ("root can read a mode-000 file", "no IPv6 loopback") st
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Generator
 from typing import Any
 
@@ -24,6 +26,16 @@ from testtools import in_ci, is_missing_tool_reason
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every command a test runs keeps its state (the one-shot commands' resume data) in a directory
+    of this test run, not in the user's ``~/.local/state``: ``XDG_STATE_HOME`` for the run."""
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bitswarm-test-state-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.get("XDG_STATE_HOME", ""), ignore_errors=True)
 
 
 def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str | None:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from bitswarm.bencode import encode
+from bitswarm.cli._peer import resume_dir_for
 from bitswarm.storage.resume import load_resume
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(sys.platform != "linux", reason="Linux /proc")]
@@ -181,7 +182,7 @@ def test_stops_while_checking_and_saves_what_it_verified(
         ev = child.wait_event("checking")
     assert ev["done"] < ev["total"], "the check ended before the signal: make BIG bigger"
     assert child.stop(sig) == 130
-    resumes = list((data.parent / ".bitswarm").glob("*.resume"))
+    resumes = list(resume_dir_for(data.parent).glob("*.resume"))
     assert len(resumes) == 1
     record = load_resume(str(resumes[0]))
     assert record is not None
@@ -283,7 +284,7 @@ def test_download_stops_while_downloading_despite_a_silent_tracker(tmp_path: Pat
         child.wait_event("piece_verified")
         assert tracker.started.wait(30)
         assert child.stop(signal.SIGTERM) == 130
-        resumes = list((out / ".bitswarm").glob("*.resume"))
+        resumes = list(resume_dir_for(out).glob("*.resume"))
         record = load_resume(str(resumes[0]))
         assert record is not None and any(record.pieces)
         assert not all(b == 0xFF for b in record.pieces[:-1])  # stopped mid-download

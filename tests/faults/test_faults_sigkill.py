@@ -33,6 +33,8 @@ from faults_testlib import (
     start_rate_limited_seeder,
 )
 
+from bitswarm.cli._peer import resume_dir_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SIZE = 32 * 1024 * 1024
@@ -134,7 +136,7 @@ def test_leecher_survives_twenty_sigkills_at_random_moments(tmp_path: Path) -> N
         sent = last_seeder_upload(seeder, finished_at)
         waste = sent - SIZE
         assert 0 <= waste <= KILLS * WASTE_PER_KILL, f"seeder sent {sent} bytes for {SIZE}: {waste} wasted"
-        leftovers = sorted(p.name for p in (out / ".bitswarm").glob("*.tmp.*"))
+        leftovers = sorted(p.name for p in resume_dir_for(out).glob("*.tmp.*"))
         print(
             f"\nsigkill x{KILLS}: causes {causes}\n verified per run {[len(v) for v in verified_runs]},"
             f" found on restart {first_done}\n wasted {waste} B ({waste / KILLS / 1024:.0f} KiB/kill),"

@@ -378,6 +378,72 @@ def _trackers(tracker: list[str] | None) -> list[str]:
     return [tracker_url(t) for t in tracker or []]
 
 
+#: The resume directory of the library's default (inside the download directory), migrated from.
+LEGACY_RESUME_DIR = ".bitswarm"
+
+
+def resume_dir_for(save: Path) -> Path:
+    """Where the one-shot commands keep the resume data of torrents saved in ``save``:
+    ``$XDG_STATE_HOME/bitswarm/resume/<key>`` (``~/.local/state`` when unset), ``key`` the first 32
+    hex digits of the SHA-256 of the absolute save path. Inside, each torrent's file is named by its
+    info-hash (``<hash>.resume``; a magnet link's fetched info dictionary ``<hash>.info``): keyed by
+    info-hash and save path, and nothing is written into the download directory."""
+    import hashlib
+
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    key = hashlib.sha256(os.fsencode(os.path.abspath(save))).hexdigest()[:32]
+    return Path(base) / "bitswarm" / "resume" / key
+
+
+def migrate_resume(save: Path, swarm_hash: bytes) -> list[str]:
+    """Move a torrent's resume data (and a magnet's cached info dictionary) from the old
+    ``save/.bitswarm/`` into :func:`resume_dir_for` ``(save)``, unless it is there already; the old
+    directory is removed once empty. A ``.bitswarm`` that is a symbolic link is never followed (nothing
+    is migrated from it). Returns the names moved. Blocking: run it off the event loop."""
+    from bitswarm.storage.resume import ResumePathError, read_resume_file, write_resume_file
+
+    old_dir = save / LEGACY_RESUME_DIR
+    new_dir = resume_dir_for(save)
+    moved: list[str] = []
+    for name in (f"{swarm_hash.hex()}.resume", f"{swarm_hash.hex()}.info"):
+        if (new_dir / name).exists():
+            continue
+        try:
+            blob = read_resume_file(str(old_dir / name))
+        except (ResumePathError, OSError):
+            return moved  # a link (or not a directory): left alone
+        if blob is None:
+            continue
+        write_resume_file(str(new_dir / name), blob)
+        with contextlib.suppress(OSError):
+            fd = os.open(old_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.unlink(name, dir_fd=fd)
+            finally:
+                os.close(fd)
+        moved.append(name)
+    if moved:
+        with contextlib.suppress(OSError):
+            os.rmdir(old_dir)  # only when empty
+    return moved
+
+
+async def resume_dir(save: Path, swarm_hash: bytes) -> str:
+    """The resume directory to pass to :meth:`Session.add` for ``save``, after the migration."""
+    moved = await asyncio.to_thread(migrate_resume, save, swarm_hash)
+    if moved:
+        note(f"moved resume data from {save / LEGACY_RESUME_DIR} to {resume_dir_for(save)}")
+    return str(resume_dir_for(save))
+
+
+def _swarm_hash(source: Torrent | str) -> bytes:
+    if isinstance(source, str):
+        from bitswarm.metainfo import parse_magnet
+
+        return parse_magnet(source).swarm_hash
+    return source.swarm_hash
+
+
 def _load(source: str) -> Torrent:
     if source.startswith("magnet:"):
         fail("this command needs a .torrent file, not a magnet link")
@@ -446,6 +512,7 @@ def download(
             adding = session.add(
                 torrent,
                 output,
+                resume_dir=await resume_dir(output, _swarm_hash(torrent)),
                 trackers=trackers,
                 peers=peers,
                 sequential=sequential,
@@ -549,8 +616,10 @@ async def _seed_session(
         pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
         handles = []
         for torrent, save in torrents:
+            rdir = await resume_dir(save, torrent.swarm_hash)
+            progress = display.checking(torrent.name)
             adding = session.add(
-                torrent, save, trackers=trackers, peers=peers, progress=display.checking(torrent.name)
+                torrent, save, resume_dir=rdir, trackers=trackers, peers=peers, progress=progress
             )
             h = await until_stopped(stop, adding)
             st = h.status()

@@ -26,11 +26,13 @@ from bitswarm.cli._peer import (
     _config,
     _load_source,
     _run,
+    _swarm_hash,
     _trackers,
     catch_stop_signals,
     install_stop,
     parse_hostport,
     peer_session,
+    resume_dir,
     until_stopped,
 )
 
@@ -78,7 +80,10 @@ def stream(
         async with peer_session(config, stop, peer_port) as session:
             if json_out and isinstance(torrent, str):
                 print_json({"event": "metadata", "magnet": torrent, "port": session.port})
-            adding = session.add(torrent, output, trackers=trackers, peers=peers, sequential=True)
+            rdir = await resume_dir(output, _swarm_hash(torrent))
+            adding = session.add(
+                torrent, output, resume_dir=rdir, trackers=trackers, peers=peers, sequential=True
+            )
             handle = await until_stopped(stop, adding)
             files = handle.torrent.info.data_files
             if file is not None and not 0 <= file < len(files):
