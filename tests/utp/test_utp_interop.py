@@ -107,7 +107,7 @@ async def test_download_from_libtorrent_over_utp(tmp_path: Path) -> None:
     lp = LibtorrentPeer(**UTP_ONLY)
     src = tmp_path / "seed" / "data.bin"
     src.parent.mkdir()
-    content = os.urandom(4 * PIECE + 12345)
+    content = os.urandom(32 * PIECE + 12345)  # 8 MiB
     src.write_bytes(content)
     torrent, info_hash = make_torrent(lp.lt, src)
     handle = lp.add(torrent, src.parent, seed_mode=True)
@@ -148,7 +148,7 @@ async def test_libtorrent_downloads_from_us_over_utp(tmp_path: Path) -> None:
     lp = LibtorrentPeer(**UTP_ONLY)
     src = tmp_path / "seed" / "data.bin"
     src.parent.mkdir()
-    content = os.urandom(6 * PIECE + 777)
+    content = os.urandom(32 * PIECE + 777)  # 8 MiB
     src.write_bytes(content)
     torrent, info_hash = make_torrent(lp.lt, src)
     (tmp_path / "leech").mkdir()
