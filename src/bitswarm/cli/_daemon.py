@@ -10,6 +10,7 @@ Config file (``--config daemon.toml``), top-level keys named like the options pl
     download_dir = "/srv/torrents"
     dht = true
     lsd = false
+    encryption = "prefer"     # MSE/PE: prefer (fall back to plaintext), require (RC4 only), off
     download_rate_limit = 0   # bytes/s, also settable at run time (PUT /api/v1/limits)
     api_max_per_ip = 64       # open API connections per client address (0: no cap)
     api_header_timeout = 10   # seconds for a request's line and headers
@@ -38,6 +39,7 @@ import typer
 
 from bitswarm.cli._app import app, console, err_console, fail, load_toml, print_json, real_console
 from bitswarm.cli._peer import BootstrapOption, parse_hostport
+from bitswarm.mse import EncryptionPolicy
 
 _KEYS = {
     "api",
@@ -53,6 +55,7 @@ _KEYS = {
     "upload_slots",
     "seed_upload_slots",
     "announce_ip",
+    "encryption",
     "api_max_per_ip",
     "api_header_timeout",
     "api_idle_timeout",
@@ -96,6 +99,10 @@ def daemon(
     download_dir: Annotated[Path | None, typer.Option("--download-dir", help="Default save path.")] = None,
     no_dht: Annotated[bool, typer.Option("--no-dht", help="No DHT node (BEP 5).")] = False,
     bootstrap: BootstrapOption = None,
+    encryption: Annotated[
+        EncryptionPolicy | None,
+        typer.Option("--encryption", help="MSE/PE protocol encryption: prefer, require or off [prefer]."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the startup line as JSON.")] = False,
 ) -> None:
     """Run a BitTorrent client in the background, controlled by a REST API and a web UI."""
@@ -122,6 +129,10 @@ def daemon(
             setattr(scfg, key, int(cfg[key]))
     if "announce_ip" in cfg:
         scfg.announce_ip = str(cfg["announce_ip"])
+    try:
+        scfg.encryption = encryption or EncryptionPolicy(str(cfg.get("encryption", "prefer")))
+    except ValueError:
+        fail(f"encryption must be prefer, require or off, not {cfg.get('encryption')!r}")
     if hasattr(scfg, "dht_state_file"):
         scfg.dht_state_file = str(Path(data_dir) / "dht.state")
 
@@ -339,7 +350,7 @@ def ctl_show(
     if d["peer_list"]:
         out.append("  peers:")
         out += [
-            f"    {p['address']:<24} {p.get('client') or '':<20}"
+            f"    {p['address']:<24} {p.get('client') or '':<20} {p.get('transport') or '':<8}"
             f" ↓{rate(p['download_rate'])} ↑{rate(p['upload_rate'])}"
             for p in d["peer_list"]
         ]

@@ -42,6 +42,7 @@ from bitswarm.cli._app import (
 )
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
+from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 
 if TYPE_CHECKING:
@@ -73,6 +74,14 @@ DownloadLimitOption = Annotated[
 UploadLimitOption = Annotated[
     str | None,
     typer.Option("--upload-limit", metavar="RATE", help="Most bytes/s to upload (500k, 2M; 0: none)."),
+]
+EncryptionOption = Annotated[
+    EncryptionPolicy,
+    typer.Option(
+        "--encryption",
+        help="MSE/PE protocol encryption. prefer: try it, fall back to plaintext; require: encrypted "
+        "(RC4) peers only; off: plaintext only.",
+    ),
 ]
 HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 TrackerOption = Annotated[
@@ -356,6 +365,7 @@ def _config(
     lsd: bool = False,
     download_limit: str | None = None,
     upload_limit: str | None = None,
+    encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
 ) -> SessionConfig:
     """Session settings from the common options (``--port``: None is :data:`DEFAULT_PEER_PORT`, or 0
     when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``)."""
@@ -370,6 +380,7 @@ def _config(
         enable_lsd=lsd,
         download_rate_limit=parse_rate(download_limit, "--download-limit"),
         upload_rate_limit=parse_rate(upload_limit, "--upload-limit"),
+        encryption=encryption,
     )
 
 
@@ -473,6 +484,7 @@ def download(
     host: HostOption = "0.0.0.0",
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
+    encryption: EncryptionOption = EncryptionPolicy.PREFER,
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding after the download.")] = False,
     sequential: Annotated[bool, typer.Option("--sequential", help="Download pieces in order.")] = False,
     bootstrap: BootstrapOption = None,
@@ -493,7 +505,7 @@ def download(
     trackers = _trackers(tracker)
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
-        download_limit=download_limit, upload_limit=upload_limit,
+        download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
     )  # fmt: skip
     torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
@@ -651,6 +663,7 @@ def seed(
     host: HostOption = "0.0.0.0",
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
+    encryption: EncryptionOption = EncryptionPolicy.PREFER,
     embed_tracker: EmbedOption = None,
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
@@ -665,7 +678,7 @@ def seed(
     trackers = _trackers(tracker)
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
-        download_limit=download_limit, upload_limit=upload_limit,
+        download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
     )  # fmt: skip
 
     async def main() -> None:
@@ -701,6 +714,7 @@ def share(
     host: HostOption = "0.0.0.0",
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
+    encryption: EncryptionOption = EncryptionPolicy.PREFER,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing .torrent.")] = False,
     embed_tracker: EmbedOption = None,
     bootstrap: BootstrapOption = None,
@@ -727,7 +741,7 @@ def share(
     trackers = _trackers(tracker)
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
-        download_limit=download_limit, upload_limit=upload_limit,
+        download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
     )  # fmt: skip
 
     async def main() -> None:

@@ -17,6 +17,7 @@ from bitswarm.cli._peer import (
     DEFAULT_PEER_PORT,
     BootstrapOption,
     DownloadLimitOption,
+    EncryptionOption,
     HostOption,
     LsdOption,
     NoDhtOption,
@@ -35,6 +36,7 @@ from bitswarm.cli._peer import (
     resume_dir,
     until_stopped,
 )
+from bitswarm.mse import EncryptionPolicy
 
 
 @app.command()
@@ -53,6 +55,7 @@ def stream(
     ] = None,
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
+    encryption: EncryptionOption = EncryptionPolicy.PREFER,
     host: HostOption = "0.0.0.0",
     tracker: TrackerOption = None,
     peer: PeerOption = None,
@@ -75,7 +78,7 @@ def stream(
         install_stop(stop)  # every phase (metadata, checking, streaming) ends within 2 s of a signal
         config = _config(
             host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
-            download_limit=download_limit, upload_limit=upload_limit,
+            download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         )  # fmt: skip
         async with peer_session(config, stop, peer_port) as session:
             if json_out and isinstance(torrent, str):

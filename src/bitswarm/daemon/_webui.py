@@ -437,8 +437,9 @@ function drawDetail() {
       try { detail = await call("PUT", "/torrents/" + d.id + "/priorities", { priorities: pr }); drawDetail(); toast("Priorities saved"); } catch (e) { toast(e.message); }
     };
   } else if (dtab === "peers") {
-    body.innerHTML = d.peer_list.length ? '<table><tr><th>Address</th><th>Client</th><th>↓</th><th>↑</th><th></th></tr>' + d.peer_list.map((p) =>
-      "<tr><td>" + esc(p.address) + "</td><td>" + esc(p.client || "") + "</td><td>" + fmtRate(p.download_rate) + "</td><td>" +
+    body.innerHTML = d.peer_list.length ? '<table><tr><th>Address</th><th>Client</th><th>Transport</th><th>↓</th><th>↑</th><th></th></tr>' + d.peer_list.map((p) =>
+      "<tr><td>" + esc(p.address) + "</td><td>" + esc(p.client || "") + "</td><td>" + esc((p.transport || "").split("+")[0]) +
+      (p.encrypted ? " 🔒 RC4" : "") + "</td><td>" + fmtRate(p.download_rate) + "</td><td>" +
       fmtRate(p.upload_rate) + "</td><td>" + (p.seed ? '<span class="badge seeding">seed</span>' : "") + "</td></tr>").join("") + "</table>"
       : '<p style="color:var(--muted)">No connected peers.</p>';
   } else if (dtab === "trackers") {

@@ -285,7 +285,12 @@ class PeerManager:
             peer.close("too many peers")
             return False
         self.peers[peer.peer_id] = peer
-        self._emit("peer_connected", address=f"{peer.address[0]}:{peer.address[1]}")
+        self._emit(
+            "peer_connected",
+            address=f"{peer.address[0]}:{peer.address[1]}",
+            transport=peer.transport_kind,
+            encrypted=peer.encrypted,
+        )
         return True
 
     def remove(self, peer: PeerProtocol) -> bool:
