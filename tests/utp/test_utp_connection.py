@@ -7,7 +7,7 @@ import itertools
 import os
 
 import pytest
-from utp_link import Link
+from utp_link import BottleneckLink, Link
 
 from bitswarm.errors import LocalProtocolError
 from bitswarm.utp import (
@@ -530,3 +530,36 @@ def test_answers_that_never_acknowledge_do_not_keep_a_dead_connection_alive() ->
         before = len(link.a.received)
         link.run(lambda before=before: len(link.a.received) > before or a.finished)  # type: ignore[misc]
     assert a.state is State.RESET and link.a.events[-1] == Reset("timed out")
+
+
+def test_ledbat_fills_a_bottleneck_near_its_target_delay_and_yields_to_greedy_traffic() -> None:
+    rate = 250_000.0  # 2 Mbit/s uplink, 20 ms each way
+    link = BottleneckLink(rate=rate, seed=30, delay=0.02)
+    b = link.connect()
+    link.a.conn.send(os.urandom(20_000_000))
+
+    def phase(seconds: float) -> tuple[float, float]:
+        """Run ``seconds``; return (uTP's share of the link, worst queueing delay seen)."""
+        start, got, worst = link.now, len(b.received), 0.0
+
+        def until() -> bool:
+            nonlocal worst
+            worst = max(worst, link.queue_delay())
+            return link.now >= start + seconds
+
+        link.run(until)
+        return (len(b.received) - got) / (rate * seconds), worst
+
+    phase(10.0)  # slow start, then LEDBAT settles
+    share, worst = phase(10.0)
+    assert share > 0.85  # the link is full ...
+    assert worst < 0.2  # ... at a queueing delay near the 100 ms target, not the modem's buffer
+    link.cross = True  # a greedy flow keeps 300 ms queued: above target, LEDBAT backs off
+    phase(5.0)
+    share, _ = phase(10.0)
+    assert share < 0.1
+    link.cross = False
+    phase(10.0)
+    share, worst = phase(10.0)
+    assert share > 0.85 and worst < 0.2  # and takes the link back once it is free
+    assert link.a.conn.stats.retransmits == 0  # delay alone steered it: no loss on this link

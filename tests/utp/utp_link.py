@@ -135,3 +135,44 @@ class Link:
         self.run(lambda: self.b is not None and self.a.conn.state is State.CONNECTED)
         assert self.b is not None
         return self.b
+
+
+class BottleneckLink(Link):
+    """A link whose a->b direction is a FIFO queue drained at ``rate`` bytes/s (a modem uplink), with
+    optional greedy cross traffic (a TCP-like flow that keeps the queue ``cross_queue`` seconds deep
+    while ``cross`` is on). ``queue_delay()`` is the queueing delay a packet sent now would see."""
+
+    def __init__(self, *, rate: float, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.rate = rate
+        self.busy_until = 0.0
+        self.cross = False
+        self.cross_queue = 0.3
+        self.cross_bytes = 0.0
+        self.utp_bytes = 0
+
+    def queue_delay(self) -> float:
+        return max(0.0, self.busy_until - self.now)
+
+    def _fill_cross(self) -> None:
+        if self.cross and self.queue_delay() < self.cross_queue:
+            extra = (self.cross_queue - self.queue_delay()) * self.rate
+            self.cross_bytes += extra
+            self.busy_until = max(self.busy_until, self.now) + extra / self.rate
+
+    def flush(self) -> None:
+        self._fill_cross()
+        for s in (self.a, self.b):
+            if s is None:
+                continue
+            s.drain()
+            for dgram in s.conn.datagrams_to_send(self.now):
+                self.sent[s.name] += 1
+                if s.name == "a":
+                    start = max(self.now, self.busy_until)
+                    self.busy_until = start + len(dgram) / self.rate
+                    self.utp_bytes += len(dgram)
+                    self.wire.append((self.busy_until + self.delay, "b", dgram))
+                else:
+                    self.wire.append((self.now + self.delay, "a", dgram))
+            s.drain()
