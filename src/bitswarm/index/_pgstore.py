@@ -201,7 +201,10 @@ def _clean(value: str | None) -> str | None:
 
 
 class PgStore:
-    """The index tables in one PostgreSQL database. Create with :meth:`connect`."""
+    """The index tables in one PostgreSQL database, an :class:`~bitswarm.index._storeapi.IndexStore`.
+    Create with :meth:`connect`."""
+
+    kind = "postgresql"
 
     def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
         self.path = dsn

@@ -1,25 +1,23 @@
 """The asyncio-facing index core every front end shares.
 
-:class:`IndexService` talks to one storage :class:`Backend`: :class:`SqliteBackend` (the
-:class:`~bitswarm.index._store.Store` run in a single worker thread, so the event loop never blocks
-and SQLite sees one thread) or :class:`PostgresBackend` (:class:`~bitswarm.index._pgstore.PgStore`
-on asyncpg, chosen by a ``postgresql://`` location). Both expose the same operations with the same
-results; the tests run the core and the API suites against both. Argon2 password hashing runs in
-the default thread pool. Time comes from an injected ``clock`` (``time.time`` by default) so tests
-can move it.
+:class:`IndexService` talks to one :class:`~bitswarm.index._storeapi.IndexStore`:
+:class:`~bitswarm.index._store.Store` (SQLite; its operations run in a single worker thread, so the
+event loop never blocks and SQLite sees one thread) or :class:`~bitswarm.index._pgstore.PgStore`
+(asyncpg, chosen by a ``postgresql://`` location). Both implement the same typed operations with the
+same results (mypy checks each against the protocol); the tests run the core and the API suites
+against both. Argon2 password hashing runs in the default thread pool. Time comes from an injected
+``clock`` (``time.time`` by default) so tests can move it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -41,84 +39,20 @@ from bitswarm.index._model import (
 )
 from bitswarm.index._pgstore import is_postgres_dsn
 from bitswarm.index._store import Store
+from bitswarm.index._storeapi import IndexStore
 from bitswarm.index._throttle import LoginThrottle, ThrottlePolicy
 
 Clock = Callable[[], float]
 _PUBLIC_ID = re.compile(f"[0-9a-fA-F]{{{PUBLIC_ID_LEN}}}")
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
-class Backend(Protocol):
-    """Storage behind :class:`IndexService`: ``call(op, *args)`` runs the store operation ``op``
-    (a method name of :class:`~bitswarm.index._store.Store`, which every backend implements with
-    the same signature and results) as one transaction."""
-
-    kind: str
-    location: str
-
-    async def call(self, op: str, /, *args: Any, **kwargs: Any) -> Any: ...
-
-    async def close(self) -> None: ...
-
-
-class SqliteBackend:
-    """The SQLite :class:`Store` in one worker thread."""
-
-    kind = "sqlite"
-
-    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
-        self._store = store
-        self._executor = executor
-        self.location = store.path
-
-    @classmethod
-    async def open(cls, path: str | Path) -> SqliteBackend:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-index-db")
-        try:
-            store = await asyncio.get_running_loop().run_in_executor(executor, Store, path)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(store, executor)
-
-    async def call(self, op: str, /, *args: Any, **kwargs: Any) -> Any:
-        fn = getattr(self._store, op)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    async def close(self) -> None:
-        await self.call("close")
-        self._executor.shutdown(wait=True)
-
-
-class PostgresBackend:
-    """:class:`~bitswarm.index._pgstore.PgStore` (asyncpg pool, tsvector search)."""
-
-    kind = "postgresql"
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.location = store.path
-
-    @classmethod
-    async def open(cls, dsn: str) -> PostgresBackend:
-        from bitswarm.index._pgstore import PgStore
-
-        return cls(await PgStore.connect(dsn))
-
-    async def call(self, op: str, /, *args: Any, **kwargs: Any) -> Any:
-        return await getattr(self._store, op)(*args, **kwargs)
-
-    async def close(self) -> None:
-        await self._store.close()
-
-
-async def open_backend(location: str | Path) -> Backend:
+async def open_store(location: str | Path) -> IndexStore:
     """``postgresql://…`` / ``postgres://…`` opens PostgreSQL, anything else is a SQLite path."""
     if isinstance(location, str) and is_postgres_dsn(location):
-        return await PostgresBackend.open(location)
-    return await SqliteBackend.open(location)
+        from bitswarm.index._pgstore import PgStore
+
+        return await PgStore.connect(location)
+    return await Store.open(location)
 
 
 class IndexService:
@@ -126,13 +60,13 @@ class IndexService:
 
     def __init__(
         self,
-        backend: Backend,
+        store: IndexStore,
         *,
         clock: Clock = time.time,
         hasher: PasswordHasher | None = None,
         throttle: ThrottlePolicy | None = None,
     ) -> None:
-        self._backend = backend
+        self._store = store
         self.clock = clock
         self._hasher = hasher or PasswordHasher()
         self.throttle = LoginThrottle(clock, throttle)
@@ -150,32 +84,30 @@ class IndexService:
         """Open (creating and migrating if needed) the index at ``path``: a SQLite file (``":memory:"``
         for a throw-away one) or a ``postgresql://user@host:port/db`` DSN. ``throttle``: the login
         throttling policy (:mod:`bitswarm.index._throttle`)."""
-        return cls(await open_backend(path), clock=clock, hasher=hasher, throttle=throttle)
+        return cls(await open_store(path), clock=clock, hasher=hasher, throttle=throttle)
 
     @property
     def path(self) -> str:
-        return self._backend.location
+        return self._store.path
 
     @property
     def backend_kind(self) -> str:
-        return self._backend.kind
+        return self._store.kind
 
-    async def _call(self, op: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run store operation ``op`` (named by the SQLite :class:`Store` method, which types it) on
-        the backend."""
+    @property
+    def _db(self) -> IndexStore:
         if self._closed:
             raise RuntimeError("index service is closed")
-        result: T = await self._backend.call(op.__name__, *args, **kwargs)
-        return result
+        return self._store
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        await self._backend.close()
+        await self._store.close()
 
     async def schema_version(self) -> int:
-        return await self._call(Store.schema_version)
+        return await self._db.schema_version()
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -183,7 +115,7 @@ class IndexService:
         return await asyncio.to_thread(self._hasher.hash, password)
 
     async def create_user(self, username: str, password: str) -> User:
-        return await self._call(Store.create_user, username, await self._hash(password), self.clock())
+        return await self._db.create_user(username, await self._hash(password), self.clock())
 
     async def authenticate(self, username: str, password: str, *, ip: str | None = None) -> User:
         """Check a password (argon2); raises :class:`AuthError` for an unknown user or a wrong password,
@@ -199,7 +131,7 @@ class IndexService:
 
     async def _verify(self, username: str, password: str) -> User:
         try:
-            user, stored = await self._call(Store.password_hash, username)
+            user, stored = await self._db.password_hash(username)
         except NotFound:
             raise AuthError("bad username or password") from None
         try:
@@ -207,13 +139,13 @@ class IndexService:
         except (VerificationError, InvalidHashError):
             raise AuthError("bad username or password") from None
         if self._hasher.check_needs_rehash(stored):
-            await self._call(Store.set_password_hash, user.id, await self._hash(password))
+            await self._db.set_password_hash(user.id, await self._hash(password))
         return user
 
     async def register_or_authenticate(self, username: str, password: str, *, ip: str | None = None) -> User:
         """Seed 001 REGISTER: a new username is created, a known one must give its password."""
         try:
-            await self._call(Store.password_hash, username)
+            await self._db.password_hash(username)
         except NotFound:
             try:
                 return await self.create_user(username, password)
@@ -226,17 +158,17 @@ class IndexService:
         user = await self.authenticate(username, password, ip=ip)
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        await self._call(Store.create_session, user.id, token, now, now + SESSION_TTL)
+        await self._db.create_session(user.id, token, now, now + SESSION_TTL)
         return Session(token, user.username, now + SESSION_TTL)
 
     async def user_for_token(self, token: str) -> User:
         try:
-            return await self._call(Store.session_user, token, self.clock())
+            return await self._db.session_user(token, self.clock())
         except NotFound:
             raise AuthError("unknown or expired token") from None
 
     async def logout(self, token: str) -> None:
-        await self._call(Store.delete_session, token)
+        await self._db.delete_session(token)
 
     # -- peers ---------------------------------------------------------------------------------
 
@@ -251,8 +183,7 @@ class IndexService:
         seq_number: int | None = None,
         ka_seq_number: int | None = None,
     ) -> Peer:
-        return await self._call(
-            Store.register_peer,
+        return await self._db.register_peer(
             self.clock(),
             guid=guid,
             user_id=None if user is None else user.id,
@@ -264,13 +195,12 @@ class IndexService:
         )
 
     async def ensure_peer(self, guid: str, *, ip: str | None = None, port: int | None = None) -> Peer:
-        return await self._call(Store.ensure_peer, guid, self.clock(), ip=ip, port=port)
+        return await self._db.ensure_peer(guid, self.clock(), ip=ip, port=port)
 
     async def login_peer(
         self, guid: str, *, user: User | None = None, ip: str | None = None, port: int | None = None
     ) -> Peer:
-        return await self._call(
-            Store.login_peer,
+        return await self._db.login_peer(
             guid,
             self.clock(),
             user_id=None if user is None else user.id,
@@ -286,8 +216,7 @@ class IndexService:
         require_login: bool = False,
         ip: str | None = None,
     ) -> Peer:
-        return await self._call(
-            Store.keep_alive,
+        return await self._db.keep_alive(
             guid,
             self.clock(),
             ka_seq_number=ka_seq_number,
@@ -296,45 +225,43 @@ class IndexService:
         )
 
     async def logout_peer(self, guid: str, *, user: User | None = None) -> Peer:
-        return await self._call(
-            Store.logout_peer, guid, self.clock(), user_id=None if user is None else user.id
-        )
+        return await self._db.logout_peer(guid, self.clock(), user_id=None if user is None else user.id)
 
     async def delete_user_peers(self, user: User) -> int:
-        return await self._call(Store.delete_user_peers, user.id)
+        return await self._db.delete_user_peers(user.id)
 
     async def check_owner(self, guid: str, user: User) -> None:
-        owner = await self._call(Store.peer_owner, guid, self.clock())
+        owner = await self._db.peer_owner(guid, self.clock())
         if owner != user.id:
             raise AuthError(f"peer {guid} belongs to another user")
 
     async def get_peer(self, guid: str) -> Peer:
-        return await self._call(Store.get_peer, guid, self.clock())
+        return await self._db.get_peer(guid, self.clock())
 
     async def find_peer(self, ref: str) -> Peer:
         """A peer by its public id (what public views show) or by its guid (a secret: whoever gives
         it already holds it). Raises NotFound or ValidationError."""
         if _PUBLIC_ID.fullmatch(ref):
-            return await self._call(Store.peer_by_public_id, ref.lower(), self.clock())
+            return await self._db.peer_by_public_id(ref.lower(), self.clock())
         return await self.get_peer(v.guid(ref, "peer id"))
 
     async def list_peers(
         self, status: PeerStatus = "all", *, limit: int = 100, offset: int = 0
     ) -> list[Peer]:
-        return await self._call(Store.list_peers, self.clock(), status, limit, offset)
+        return await self._db.list_peers(self.clock(), status, limit, offset)
 
     async def count_peers(self, status: PeerStatus = "all") -> int:
-        return await self._call(Store.count_peers, self.clock(), status)
+        return await self._db.count_peers(self.clock(), status)
 
     async def browse(self, guid: str) -> list[FileRecord]:
         """Every file peer ``guid`` hosts (seed 001 BROWSE)."""
-        return await self._call(Store.browse, guid, self.clock())
+        return await self._db.browse(guid, self.clock())
 
     async def host_paths(self, guid: str) -> dict[int, str | None]:
-        return await self._call(Store.hosts_paths, guid)
+        return await self._db.hosts_paths(guid)
 
     async def purge_expired(self) -> int:
-        return await self._call(Store.purge_expired, self.clock())
+        return await self._db.purge_expired(self.clock())
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -353,8 +280,7 @@ class IndexService:
     ) -> tuple[int, str]:
         """Add a file (deduplicated by any hash) hosted by ``guid`` (None: register a new peer).
         Returns ``(file_id, guid)``."""
-        return await self._call(
-            Store.add_file,
+        return await self._db.add_file(
             spec,
             self.clock(),
             guid=guid,
@@ -368,15 +294,13 @@ class IndexService:
         )
 
     async def replace_files(self, guid: str, specs: Sequence[FileSpec]) -> list[int]:
-        return await self._call(Store.replace_files, guid, list(specs), self.clock())
+        return await self._db.replace_files(guid, list(specs), self.clock())
 
     async def register_with_files(
         self, user: User, specs: Sequence[FileSpec], *, ip: str | None = None, replace: bool = True
     ) -> str:
         """Seed 001 REGISTER: a fresh peer id for ``user`` hosting ``specs`` (old ids dropped)."""
-        return await self._call(
-            Store.register_with_files, user.id, list(specs), self.clock(), ip=ip, replace=replace
-        )
+        return await self._db.register_with_files(user.id, list(specs), self.clock(), ip=ip, replace=replace)
 
     async def remove_host(
         self,
@@ -386,8 +310,7 @@ class IndexService:
         file_hash: str | None = None,
         seq_number: int | None = None,
     ) -> int:
-        return await self._call(
-            Store.remove_host,
+        return await self._db.remove_host(
             guid,
             self.clock(),
             file_id=file_id,
@@ -396,47 +319,47 @@ class IndexService:
         )
 
     async def get_file(self, file_id: int) -> FileDetail:
-        return await self._call(Store.get_file, file_id, self.clock())
+        return await self._db.get_file(file_id, self.clock())
 
     async def file_by_hash(self, value: str) -> FileDetail:
         """A file by any of its hashes (SHA-1, SHA-256, MD5, BEP 3 / BEP 52 info-hash)."""
-        return await self._call(Store.file_by_hash, value, self.clock())
+        return await self._db.file_by_hash(value, self.clock())
 
     async def files_named(self, name: str) -> list[FileDetail]:
-        return await self._call(Store.files_of_name, name, self.clock())
+        return await self._db.files_of_name(name, self.clock())
 
     async def torrent(self, file_id: int) -> bytes:
         """The .torrent (bencoded metainfo) registered with file ``file_id`` (NotFound if none)."""
-        return await self._call(Store.torrent_of, file_id)
+        return await self._db.torrent_of(file_id)
 
     async def list_files(self, *, limit: int = 100, offset: int = 0) -> list[FileRecord]:
-        return await self._call(Store.list_files, self.clock(), limit, offset)
+        return await self._db.list_files(self.clock(), limit, offset)
 
     async def count_files(self) -> int:
-        return await self._call(Store.count_files)
+        return await self._db.count_files()
 
     async def search(self, query: str, *, limit: int = 50, offset: int = 0) -> SearchResult:
-        return await self._call(Store.search, query, self.clock(), limit, offset)
+        return await self._db.search(query, self.clock(), limit, offset)
 
     async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]]) -> int:
-        return await self._call(Store.bulk_add, list(rows), self.clock())
+        return await self._db.bulk_add(list(rows), self.clock())
 
     # -- federation ----------------------------------------------------------------------------
 
     async def mark_event(self, event_id: str) -> bool:
-        return await self._call(Store.mark_event, event_id, self.clock())
+        return await self._db.mark_event(event_id, self.clock())
 
     async def forget_event(self, event_id: str) -> None:
-        await self._call(Store.forget_event, event_id)
+        await self._db.forget_event(event_id)
 
     async def add_tracker(self, name: str, ip: str) -> bool:
-        return await self._call(Store.add_tracker, name, ip, self.clock())
+        return await self._db.add_tracker(name, ip, self.clock())
 
     async def trackers(self) -> list[Tracker]:
-        return await self._call(Store.trackers)
+        return await self._db.trackers()
 
     async def dump(self) -> dict[str, Any]:
-        return await self._call(Store.dump, self.clock())
+        return await self._db.dump(self.clock())
 
     async def load_dump(self, data: dict[str, Any]) -> int:
-        return await self._call(Store.load_dump, data, self.clock())
+        return await self._db.load_dump(data, self.clock())

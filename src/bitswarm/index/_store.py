@@ -1,5 +1,5 @@
-"""SQLite storage of the index (synchronous; :class:`bitswarm.index.IndexService` runs it in one
-worker thread so the event loop never blocks).
+"""SQLite storage of the index (each operation a coroutine whose synchronous body runs in one worker
+thread, so the event loop never blocks).
 
 Every public method is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error),
 so a rejected request never leaves half of itself behind. Time is passed in (``now``) by the caller,
@@ -9,6 +9,7 @@ that records which numbered migrations ran.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import functools
@@ -18,9 +19,10 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bitswarm.index._errors import Conflict, NotFound, StaleSequence, ValidationError
 from bitswarm.index._model import (
@@ -161,22 +163,37 @@ _PEER_COLS = (
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _transaction(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run a :class:`Store` method as one ``BEGIN IMMEDIATE`` transaction."""
+def _in_thread(
+    fn: Callable[Concatenate[Store, P], R],
+) -> Callable[Concatenate[Store, P], Coroutine[Any, Any, R]]:
+    """Make a synchronous :class:`Store` method a coroutine run in the store's single worker thread
+    (so the event loop never blocks and SQLite sees one thread)."""
 
     @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        db: sqlite3.Connection = args[0]._db  # type: ignore[attr-defined]
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
+    async def wrapper(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        call = functools.partial(fn, self, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     return wrapper
+
+
+def _transaction(
+    fn: Callable[Concatenate[Store, P], R],
+) -> Callable[Concatenate[Store, P], Coroutine[Any, Any, R]]:
+    """Like :func:`_in_thread`, as one ``BEGIN IMMEDIATE`` transaction (rolled back on any error)."""
+
+    @functools.wraps(fn)
+    def body(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self, *args, **kwargs)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return result
+
+    return _in_thread(body)
 
 
 def fts_query(text: str) -> str | None:
@@ -196,10 +213,15 @@ def fts_query(text: str) -> str | None:
 
 
 class Store:
-    """The index tables in one SQLite file (``":memory:"`` for a throw-away store)."""
+    """The index tables in one SQLite file (``":memory:"`` for a throw-away store), an
+    :class:`~bitswarm.index._storeapi.IndexStore`: every public method is a coroutine whose body runs
+    in the store's single worker thread. Create with :meth:`open`."""
 
-    def __init__(self, path: str | Path) -> None:
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, executor: ThreadPoolExecutor) -> None:
         self.path = str(path)
+        self._executor = executor
         if self.path != ":memory:":
             _private_file(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -236,12 +258,23 @@ class Store:
                 raise
             db.execute("COMMIT")
 
+    @_in_thread
     def schema_version(self) -> int:
         row = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
-    def close(self) -> None:
-        self._db.close()
+    @classmethod
+    async def open(cls, path: str | Path) -> Store:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bitswarm-index-db")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, cls, path, executor)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        self._executor.shutdown(wait=True)
 
     # -- users and sessions --------------------------------------------------------------------
 
@@ -256,6 +289,7 @@ class Store:
             raise Conflict(f"username {username!r} is taken") from None
         return User(int(cur.lastrowid or 0), username)
 
+    @_in_thread
     def password_hash(self, username: str) -> tuple[User, str]:
         row = self._db.execute(
             "SELECT id, username, password_hash FROM users WHERE username = ?", (username,)
@@ -276,6 +310,7 @@ class Store:
             (_token_hash(token), user_id, now, expires_at),
         )
 
+    @_in_thread
     def session_user(self, token: str, now: float) -> User:
         row = self._db.execute(
             "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
@@ -311,9 +346,11 @@ class Store:
             raise NotFound(f"unknown peer {guid}")
         return _peer_from(row, now)
 
+    @_in_thread
     def get_peer(self, guid: str, now: float) -> Peer:
         return self._peer(guid, now)
 
+    @_in_thread
     def peer_by_public_id(self, public_id: str, now: float) -> Peer:
         row = self._db.execute(
             f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
@@ -490,10 +527,12 @@ class Store:
             self._delete_peer(guid)
         return len(guids)
 
+    @_in_thread
     def peer_owner(self, guid: str, now: float) -> int | None:
         row = self._peer_row(guid, now)
         return None if row["user_id"] is None else int(row["user_id"])
 
+    @_in_thread
     def list_peers(
         self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
     ) -> list[Peer]:
@@ -509,6 +548,7 @@ class Store:
         ).fetchall()
         return [_peer_from(r, now) for r in rows]
 
+    @_in_thread
     def count_peers(self, now: float, status: PeerStatus = "all") -> int:
         where = "p.expires_at > :now"
         if status == "online":
@@ -691,7 +731,11 @@ class Store:
             raise NotFound(f"no file {file_id}")
         return _record_from(row)
 
+    @_in_thread
     def get_file(self, file_id: int, now: float) -> FileDetail:
+        return self._detail(file_id, now)
+
+    def _detail(self, file_id: int, now: float) -> FileDetail:
         record = self._record(file_id, now)
         chunks = tuple(
             Chunk(r[0], r[1], r[2])
@@ -708,9 +752,11 @@ class Store:
         hosts = tuple(Host(_peer_from(r, now), r["path"]) for r in rows)
         return FileDetail(record, chunks, hosts)
 
+    @_in_thread
     def file_by_hash(self, value: str, now: float) -> FileDetail:
-        return self.get_file(self._file_id_by_hash(value), now)
+        return self._detail(self._file_id_by_hash(value), now)
 
+    @_in_thread
     def torrent_of(self, file_id: int) -> bytes:
         row = self._db.execute("SELECT torrent FROM files WHERE id = ?", (file_id,)).fetchone()
         if row is None:
@@ -719,6 +765,7 @@ class Store:
             raise NotFound(f"no torrent stored for file {file_id}")
         return bytes(row[0])
 
+    @_in_thread
     def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
         rows = self._db.execute(
             f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
@@ -726,13 +773,16 @@ class Store:
         ).fetchall()
         return [_record_from(r) for r in rows]
 
+    @_in_thread
     def count_files(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
 
+    @_in_thread
     def files_of_name(self, name: str, now: float) -> list[FileDetail]:
         ids = [r[0] for r in self._db.execute("SELECT id FROM files WHERE name = ? ORDER BY id", (name,))]
-        return [self.get_file(i, now) for i in ids]
+        return [self._detail(i, now) for i in ids]
 
+    @_in_thread
     def browse(self, guid: str, now: float) -> list[FileRecord]:
         self._peer_row(guid, now)
         rows = self._db.execute(
@@ -742,11 +792,13 @@ class Store:
         ).fetchall()
         return [_record_from(r) for r in rows]
 
+    @_in_thread
     def hosts_paths(self, guid: str) -> dict[int, str | None]:
         return {
             r[0]: r[1] for r in self._db.execute("SELECT file_id, path FROM hosts WHERE guid = ?", (guid,))
         }
 
+    @_in_thread
     def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
         """Full-text search on names (prefix words, quoted phrases), ranked by online peers then BM25.
 
@@ -813,12 +865,17 @@ class Store:
         )
         return cur.rowcount == 1
 
+    @_in_thread
     def trackers(self) -> list[Tracker]:
+        return self._trackers()
+
+    def _trackers(self) -> list[Tracker]:
         return [
             Tracker(r[1], r[0])
             for r in self._db.execute("SELECT ip, name FROM trackers ORDER BY added_at, ip")
         ]
 
+    @_in_thread
     def dump(self, now: float) -> dict[str, Any]:
         """Everything a new tracker needs (seed 000 ``new_tracker``), JSON-serialisable."""
         peers = [
@@ -844,7 +901,7 @@ class Store:
                 for h in self._db.execute("SELECT guid, path FROM hosts WHERE file_id = ?", (r["id"],))
             ]
             files.append(f)
-        trackers = [{"name": t.name, "ip": t.ip} for t in self.trackers()]
+        trackers = [{"name": t.name, "ip": t.ip} for t in self._trackers()]
         return {"version": 1, "peers": peers, "files": files, "trackers": trackers}
 
     @_transaction

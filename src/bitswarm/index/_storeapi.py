@@ -1,0 +1,166 @@
+"""The typed storage interface of the index.
+
+:class:`IndexStore` is what :class:`~bitswarm.index.IndexService` (the rules layer: clock, sessions,
+ownership, password hashing) calls, one coroutine per operation, each one transaction. Both backends
+implement it — :class:`~bitswarm.index._store.Store` (SQLite, FTS5) and
+:class:`~bitswarm.index._pgstore.PgStore` (PostgreSQL, tsvector) — and mypy checks each against it
+(see :func:`bitswarm.index._service.open_store`), so there is no dispatch by method name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from bitswarm.index._model import (
+    FileDetail,
+    FileRecord,
+    FileSpec,
+    Peer,
+    PeerStatus,
+    SearchResult,
+    Tracker,
+    User,
+)
+
+
+class IndexStore(Protocol):
+    """One index database (see the module docstring). Time (``now``) is always passed in."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def create_user(self, username: str, password_hash: str, now: float) -> User: ...
+
+    async def password_hash(self, username: str) -> tuple[User, str]: ...
+
+    async def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
+
+    async def create_session(self, user_id: int, token: str, now: float, expires_at: float) -> None: ...
+
+    async def session_user(self, token: str, now: float) -> User: ...
+
+    async def delete_session(self, token: str) -> None: ...
+
+    async def get_peer(self, guid: str, now: float) -> Peer: ...
+
+    async def peer_by_public_id(self, public_id: str, now: float) -> Peer: ...
+
+    async def purge_expired(self, now: float) -> int: ...
+
+    async def register_peer(
+        self,
+        now: float,
+        *,
+        guid: str | None = None,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+        online: bool = False,
+        seq_number: int | None = None,
+        ka_seq_number: int | None = None,
+    ) -> Peer: ...
+
+    async def ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> Peer: ...
+
+    async def login_peer(
+        self,
+        guid: str,
+        now: float,
+        *,
+        user_id: int | None = None,
+        ip: str | None = None,
+        port: int | None = None,
+    ) -> Peer: ...
+
+    async def keep_alive(
+        self,
+        guid: str,
+        now: float,
+        *,
+        ka_seq_number: int | None = None,
+        require_login: bool = False,
+        ip: str | None = None,
+    ) -> Peer: ...
+
+    async def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer: ...
+
+    async def delete_user_peers(self, user_id: int) -> int: ...
+
+    async def peer_owner(self, guid: str, now: float) -> int | None: ...
+
+    async def list_peers(
+        self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
+    ) -> list[Peer]: ...
+
+    async def count_peers(self, now: float, status: PeerStatus = "all") -> int: ...
+
+    async def add_file(
+        self,
+        spec: FileSpec,
+        now: float,
+        *,
+        guid: str | None,
+        ip: str | None = None,
+        port: int | None = None,
+        path: str | None = None,
+        seq_number: int | None = None,
+        create_guid: str | None = None,
+        touch: bool = True,
+        upsert_peer: bool = False,
+    ) -> tuple[int, str]: ...
+
+    async def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]: ...
+
+    async def register_with_files(
+        self, user_id: int, specs: Sequence[FileSpec], now: float, *, ip: str | None, replace: bool = True
+    ) -> str: ...
+
+    async def remove_host(
+        self,
+        guid: str,
+        now: float,
+        *,
+        file_id: int | None = None,
+        file_hash: str | None = None,
+        seq_number: int | None = None,
+    ) -> int: ...
+
+    async def get_file(self, file_id: int, now: float) -> FileDetail: ...
+
+    async def file_by_hash(self, value: str, now: float) -> FileDetail: ...
+
+    async def torrent_of(self, file_id: int) -> bytes: ...
+
+    async def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]: ...
+
+    async def count_files(self) -> int: ...
+
+    async def files_of_name(self, name: str, now: float) -> list[FileDetail]: ...
+
+    async def browse(self, guid: str, now: float) -> list[FileRecord]: ...
+
+    async def hosts_paths(self, guid: str) -> dict[int, str | None]: ...
+
+    async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult: ...
+
+    async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int: ...
+
+    async def mark_event(self, event_id: str, now: float) -> bool: ...
+
+    async def forget_event(self, event_id: str) -> None: ...
+
+    async def add_tracker(self, name: str, ip: str, now: float) -> bool: ...
+
+    async def trackers(self) -> list[Tracker]: ...
+
+    async def dump(self, now: float) -> dict[str, Any]: ...
+
+    async def load_dump(self, data: dict[str, Any], now: float) -> int: ...
