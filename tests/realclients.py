@@ -11,12 +11,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testtools import eventually
 
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
@@ -27,15 +28,9 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds
+    (:func:`testtools.eventually`)."""
+    return eventually(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def wait_tcp(host: str, port: int, timeout: float = 10.0) -> None:
@@ -178,7 +173,12 @@ class Aria2:
     """aria2c from Debian, seeding or downloading one torrent on 127.0.0.1 (DHT/LPD/PEX off)."""
 
     def __init__(
-        self, torrent_path: str | os.PathLike[str], directory: str | os.PathLike[str], *, seed: bool
+        self,
+        torrent_path: str | os.PathLike[str],
+        directory: str | os.PathLike[str],
+        *,
+        seed: bool,
+        extra_args: Sequence[str] = (),
     ):
         exe = shutil.which("aria2c")
         if exe is None:
@@ -206,6 +206,7 @@ class Aria2:
             cmd += ["--seed-ratio=0.0", "--seed-time=60", "--bt-seed-unverified=false"]
         else:
             cmd += ["--seed-time=0"]
+        cmd += extra_args
         cmd.append(str(torrent_path))
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

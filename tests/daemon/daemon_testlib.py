@@ -16,6 +16,7 @@ import uvicorn
 from bitswarm.daemon import Daemon, HttpLimits, create_app, server_config
 from bitswarm.metainfo import Torrent, create_torrent, parse_torrent
 from bitswarm.session import Session, SessionConfig, TorrentHandle
+from testtools import eventually
 
 TOKEN = "test-token-0123456789"
 
@@ -97,12 +98,13 @@ async def seeder(
 
 
 async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Poll an async or sync predicate until it returns a truthy value (bounded)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            await asyncio.sleep(interval)
+    """Poll an async or sync predicate until it returns a truthy value (bounded: testtools.eventually)."""
+
+    async def check():  # type: ignore[no-untyped-def]
+        value = predicate()
+        return await value if asyncio.iscoroutine(value) else value
+
+    try:
+        return await eventually(check, timeout=timeout, interval=interval)
+    except AssertionError as exc:  # callers catch TimeoutError to say what was not reached
+        raise TimeoutError(str(exc)) from exc
