@@ -115,6 +115,10 @@ def test_output_that_is_not_a_terminal_is_not_wrapped(payload: Path, tmp_path: P
     assert run(["create", str(payload), "-o", "t.torrent", "-q"], tmp_path).returncode == 0
     info = run(["info", "t.torrent"], tmp_path)
     assert info.returncode == 0 and any(LONG in line for line in info.stdout.splitlines()), info.stdout
+    magnet = run(["magnet", "t.torrent"], tmp_path).stdout.splitlines()
+    assert len(magnet) == 1 and parse_magnet(magnet[0]).name == payload.name
+    as_json = json.loads(run(["magnet", "t.torrent", "--json"], tmp_path).stdout)
+    assert as_json["magnet"] == magnet[0] and as_json["name"] == payload.name
     created = run(["create", str(payload), "-o", "u.torrent", "-q"], tmp_path)
     assert any(f"{payload.name}: 1 file(s), 40000 bytes" in line for line in created.stdout.splitlines())
 

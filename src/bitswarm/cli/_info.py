@@ -205,7 +205,13 @@ def info_command(
 @app.command("magnet")
 def magnet_command(
     torrent: str = typer.Argument(..., metavar="TORRENT", help="A .torrent file."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object: magnet, name, info-hashes."),
 ) -> None:
-    """Print the magnet link of a .torrent file."""
+    """Print the magnet link of a .torrent file (one line, never wrapped)."""
     t = _load(torrent)
-    typer.echo(magnet_from_torrent(t).to_uri())
+    uri = magnet_from_torrent(t).to_uri()
+    if json_out:
+        print_json({"magnet": uri, "name": t.name, "info_hash_v1": _hex(t.info_hash_v1),
+                    "info_hash_v2": _hex(t.info_hash_v2)})  # fmt: skip
+    else:
+        typer.echo(uri)
