@@ -485,8 +485,13 @@ async def test_limits_priorities_recheck_stats_events(tmp_path: Path) -> None:
         clip.write_bytes(bytes(data))
         (await c.post(f"/api/v1/torrents/{tid}/pause")).raise_for_status()
         rc = await c.post(f"/api/v1/torrents/{tid}/recheck")
-        assert rc.status_code == 200 and rc.json()["state"] == "paused"
-        d = await _details(c, tid)
+        assert rc.status_code == 200 and rc.json()["state"] == "checking"  # in the background
+
+        async def rechecked() -> dict | None:
+            d = await _details(c, tid)
+            return d if d["state"] == "paused" else None  # a paused torrent stays paused
+
+        d = await wait_for(rechecked, 40)
         assert d["pieces_done"] == t.info.num_pieces - 1 and d["progress"] < 1.0
         assert d["files"][0]["progress"] < 1.0
         # resumed: the bad piece is fetched again from the seeder

@@ -113,7 +113,9 @@ async def test_browser_add_progress_pause_resume(tmp_path: Path) -> None:
                 await row.locator('[data-action="toggle"]').click()
                 await expect(row.locator(".badge")).to_have_text("paused")
                 await expect(row.locator('[data-action="toggle"]')).to_contain_text("Resume")
-                assert r.daemon._entries[t.swarm_hash.hex()].handle is None
+                # still in the session: the engine paused it
+                paused = next(h for h in r.daemon.session.torrents if h.info_hash == t.swarm_hash)
+                assert paused.status().state == "paused" and paused.status().peers == 0
                 await page.click('.tab[data-f="paused"]')
                 await expect(page.locator(".row")).to_have_count(3)  # + the paused one and the magnet
                 await page.click('.tab[data-f="all"]')

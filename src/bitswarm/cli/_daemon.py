@@ -382,6 +382,24 @@ _simple("resume", "Resume a paused torrent.")
 _simple("recheck", "Hash every piece of a torrent again.")
 
 
+@ctl.command("move")
+def ctl_move(
+    ref: Annotated[str, typer.Argument(help="Id, id prefix, list number or name.")],
+    save_path: Annotated[str, typer.Argument(help="The new directory (on the daemon's machine).")],
+    api: ApiOption = "http://127.0.0.1:9091",
+    token: TokenOption = None,
+    data: DataOption = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Move a torrent's files to another directory; it goes on seeding or downloading from there."""
+    with _client(api, token, data) as c:
+        t = _run(lambda: c.move(_run(lambda: c.resolve(ref)), save_path))
+    if json_out:
+        print_json(t)
+    else:
+        console.print(f"move: {t['name']} ({t['state']}) to {save_path}", highlight=False, markup=False)
+
+
 @ctl.command("remove")
 def ctl_remove(
     ref: Annotated[str, typer.Argument(help="Id, id prefix, list number or name.")],

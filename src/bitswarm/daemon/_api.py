@@ -31,6 +31,7 @@ from bitswarm import __version__
 from bitswarm._asgi import ASGIApp, BodyLimit, Scope
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
 from bitswarm.daemon._webui import FAVICON_SVG, PAGE
+from bitswarm.session.lifecycle import LifecycleError
 
 #: Request bodies above this many bytes are refused with 413 before they reach a handler.
 MAX_BODY_BYTES = MAX_TORRENT_BYTES + 64 * 1024
@@ -68,6 +69,11 @@ class AddRequest(BaseModel):
 class PrioritiesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     priorities: list[int] = Field(..., max_length=1000000, description="one per file: 0 skip, 1..7")
+
+
+class MoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    save_path: str = Field(..., min_length=1, max_length=4096, description="the new directory")
 
 
 class LimitsRequest(BaseModel):
@@ -150,6 +156,10 @@ def create_app(
     @app.exception_handler(DaemonError)
     async def _daemon_error(request: Request, exc: DaemonError) -> JSONResponse:
         return _error(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(LifecycleError)
+    async def _lifecycle_error(request: Request, exc: LifecycleError) -> JSONResponse:
+        return _error(409, "wrong_state", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -294,6 +304,11 @@ def create_app(
     async def priorities(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
         req = parse_body(PrioritiesRequest, await request.body())
         return await daemon.set_priorities(torrent_id, req.priorities)
+
+    @put_json("/torrents/{torrent_id}/location", "Move the files to another directory", MoveRequest)
+    async def move(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(MoveRequest, await request.body())
+        return await daemon.move(torrent_id, req.save_path)
 
     @put_json("/torrents/{torrent_id}/limits", "Per-torrent rate limits", LimitsRequest)
     async def torrent_limits(torrent_id: TorrentId, request: Request) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """The :class:`Daemon`: a long-running :class:`~bitswarm.session.Session` whose torrent list,
 settings and resume data live in a data directory, plus the operations the control API offers.
 
-The engine has no per-torrent pause, recheck or live priority change yet, so the daemon builds them
-from what it has: *pause* removes the torrent from the session keeping its data and resume data,
-*resume* adds it again (resume data makes that a quick open, no re-hash), *recheck* deletes the resume
-data and re-adds (every piece is hashed again), and a *priority change* re-adds with the new
-priorities (the peers it knew are handed to the new runtime).
+Each torrent's state is its :class:`~bitswarm.session.lifecycle.Lifecycle` (one object, shared with
+the engine once the torrent is in the session): the daemon fires ``queue`` when it starts a torrent
+(at most :data:`MAX_CONCURRENT_STARTS` open at once), the engine the rest. Pause, resume, recheck,
+file priorities and moving are the engine's own controls on the torrent's
+:class:`~bitswarm.session.TorrentHandle`. A torrent that is paused and not in the session (added
+paused, or paused when the daemon started) is opened paused when one of them needs it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from bitswarm.daemon._store import DataDir, TorrentRecord
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
 from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
+from bitswarm.session.lifecycle import DISPLAY_NAME, Event, Lifecycle, LifecycleError, State
 from bitswarm.storage import Bitfield, FileMap, StorageError, load_resume
 
 log = logging.getLogger("bitswarm.daemon")
@@ -39,7 +41,7 @@ MAX_PRIORITY = 7
 #: Torrents opened (hashed) at the same time.
 MAX_CONCURRENT_STARTS = 2
 #: Engine events forwarded to event-stream subscribers (``piece_verified`` is summed up in the
-#: periodic ``torrents`` snapshot instead; ``torrent_added``/``torrent_removed`` happen on every pause).
+#: periodic ``torrents`` snapshot instead; the daemon sends its own ``added``/``removed``/``paused``).
 FORWARDED_ENGINE_EVENTS = frozenset(
     {"peer_connected", "torrent_completed", "hash_failed", "peer_banned", "torrent_error"}
 )
@@ -58,17 +60,27 @@ def _not_found(torrent_id: str) -> DaemonError:
     return DaemonError(f"no torrent with id {torrent_id!r}", 404, "not_found")
 
 
+def _refused(exc: LifecycleError) -> DaemonError:
+    return DaemonError(str(exc), 409, "wrong_state")
+
+
 @dataclass(eq=False)
 class _Entry:
     rec: TorrentRecord
     torrent: Torrent | None
     handle: TorrentHandle | None = None
-    task: asyncio.Task[None] | None = None
-    phase: str = "stopped"  #: stopped | queued | checking | metadata | running | error
+    task: asyncio.Task[None] | None = None  #: adding it to the session (queued, metadata, checking)
+    job: asyncio.Task[None] | None = None  #: a recheck or move running in the background
+    life: Lifecycle = field(default_factory=Lifecycle)  #: THE state (the engine's, once added)
     error: str | None = None
     check: tuple[int, int] = (0, 0)
     have: Bitfield | None = None  #: verified pieces while not running (from the resume data)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _errored(rec: TorrentRecord, message: str) -> _Entry:
+    """The entry of a saved torrent that cannot be restored: listed in the error state."""
+    return _Entry(rec, None, life=Lifecycle(State.ERROR), error=message)
 
 
 class Daemon:
@@ -106,16 +118,17 @@ class Daemon:
         for rec in records:
             entry = self._restore(rec)
             self._entries[rec.id] = entry
-            if entry.phase == "error":
+            if entry.life.state is State.ERROR:
                 continue
             if rec.paused:
+                entry.life = Lifecycle(State.PAUSED)
                 self._load_have(entry)
             else:
                 self._start(entry)
         for tid, reason in broken.items():  # never dropped silently: listed, in the error state
             log.warning("saved torrent %s cannot be restored: %s", tid, reason)
             rec = TorrentRecord(id=tid, name=tid, save_path=str(self.download_dir))
-            self._entries[tid] = _Entry(rec, None, phase="error", error=f"cannot be restored: {reason}")
+            self._entries[tid] = _errored(rec, f"cannot be restored: {reason}")
 
     def _restore(self, rec: TorrentRecord) -> _Entry:
         """The entry of a saved torrent; in the error state (with the reason) if it cannot be loaded."""
@@ -123,7 +136,7 @@ class Daemon:
         if raw is None:
             if rec.magnet is not None:  # still waiting for its metadata
                 return _Entry(rec, None)
-            return _Entry(rec, None, phase="error", error="cannot be restored: its .torrent file is missing")
+            return _errored(rec, "cannot be restored: its .torrent file is missing")
         try:
             # A magnet's metadata has no BEP 52 piece layers: its pieces are checked with SHA-1.
             torrent = parse_torrent(raw, layers_optional=rec.metadata_only or rec.magnet is not None)
@@ -132,18 +145,16 @@ class Daemon:
                 log.warning("%s: saved metadata unusable (%s): fetching it again", rec.id, exc)
                 return _Entry(rec, None)
             log.warning("saved torrent %s cannot be restored: %s", rec.id, exc)
-            return _Entry(rec, None, phase="error", error=f"cannot be restored: {exc}")
+            return _errored(rec, f"cannot be restored: {exc}")
         if torrent.swarm_hash.hex() != rec.id:
-            return _Entry(
-                rec, None, phase="error", error="cannot be restored: its .torrent is another torrent"
-            )
+            return _errored(rec, "cannot be restored: its .torrent is another torrent")
         return _Entry(rec, torrent)
 
     async def close(self) -> None:
         """Stop everything; resume data and records are saved (a kill loses at most a few seconds)."""
         self.closing.set()
         for entry in self._entries.values():
-            await self._cancel_start(entry)
+            await self._cancel_tasks(entry)  # a move cut short is finished at the next start
             if entry.handle is not None:
                 self._snapshot(entry)
                 self.data.save_record(entry.rec)
@@ -219,6 +230,7 @@ class Daemon:
         if not paused:
             self._start(entry)
         else:
+            entry.life = Lifecycle(State.PAUSED)
             entry.have = Bitfield(torrent.info.num_pieces)
         self._publish("added", entry)
         return self.status(entry)
@@ -251,7 +263,7 @@ class Daemon:
             magnet=magnet.to_uri(),
         )
         self.data.save_record(rec)
-        entry = _Entry(rec, None)
+        entry = _Entry(rec, None, life=Lifecycle(State.PAUSED if paused else State.STOPPED))
         self._entries[tid] = entry
         if not paused:
             self._start(entry)
@@ -290,22 +302,22 @@ class Daemon:
 
     # -- starting and stopping one torrent -----------------------------------------------------
 
-    def _start(self, entry: _Entry, *, recheck: bool = False) -> None:
-        entry.phase = "queued"
+    def _start(self, entry: _Entry, *, recheck: bool = False, paused: bool = False) -> None:
+        """Queue the torrent for the session (``paused``: opened, checked and left paused)."""
+        entry.life.fire(Event.QUEUE)
         entry.error = None
-        entry.task = asyncio.get_running_loop().create_task(self._run_start(entry, recheck))
+        entry.task = asyncio.get_running_loop().create_task(self._run_start(entry, recheck, paused))
 
-    async def _run_start(self, entry: _Entry, recheck: bool) -> None:
+    async def _run_start(self, entry: _Entry, recheck: bool, paused: bool) -> None:
         rec = entry.rec
         if entry.torrent is None and rec.magnet is None:  # a saved torrent that could not be restored
-            entry.phase = "error"
+            entry.life.fire(Event.FAIL)
             entry.error = entry.error or "cannot be restored: no metainfo and no magnet link"
             return
         async with self._starts:
             if recheck:
                 with contextlib.suppress(FileNotFoundError):
                     self.data.resume_file(rec.id).unlink()
-            entry.phase = "checking" if entry.torrent is not None else "metadata"
             entry.check = (0, 0)
 
             def progress(done: int, total: int) -> None:
@@ -321,12 +333,10 @@ class Daemon:
                     file_priorities=rec.priorities if entry.torrent is not None else None,
                     resume_dir=self.data.resume,
                     progress=progress,
+                    lifecycle=entry.life,
+                    paused=paused,
                 )
-            except asyncio.CancelledError:
-                entry.phase = "stopped"
-                raise
-            except (BitswarmError, OSError, ValueError) as exc:
-                entry.phase = "error"
+            except (BitswarmError, OSError, ValueError) as exc:  # the engine fired ``fail``
                 entry.error = str(exc)
                 log.warning("%s: cannot start: %s", rec.name, exc)
                 self._publish("error", entry, error=entry.error)
@@ -339,33 +349,49 @@ class Daemon:
             rec.total_size, rec.num_pieces = handle.torrent.info.total_size, handle.torrent.info.num_pieces
             self.data.save_metainfo(rec.id, raw)
             self.data.save_record(rec)
+        if handle.save_path != rec.save_path:  # a move cut short by a kill, finished on opening
+            rec.save_path = handle.save_path
+            self.data.save_record(rec)
         entry.handle = handle
         entry.have = None
         handle.set_rate_limits(download=rec.download_limit, upload=rec.upload_limit)
-        entry.phase = "running"
         self._publish("started", entry)
 
-    async def _cancel_start(self, entry: _Entry) -> None:
-        task, entry.task = entry.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _cancel_tasks(self, entry: _Entry) -> None:
+        for task in (entry.task, entry.job):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        entry.task = entry.job = None
 
     async def _stop(self, entry: _Entry) -> None:
         """Take the torrent out of the session (data and resume data stay)."""
-        await self._cancel_start(entry)
+        await self._cancel_tasks(entry)
         handle, entry.handle = entry.handle, None
         if handle is not None:
             self._snapshot(entry)
-            rt = handle._rt
-            known = {p.address for p in rt.peers.values()} | set(rt.candidates)
+            known = handle.known_peers()
             with contextlib.suppress(SessionError, StorageError):  # a failed final save: data stays
                 await self.session.remove(handle)
-            entry.rec.peers = _clean_peers([*entry.rec.peers, *sorted(known)])[:200]
+            entry.rec.peers = _clean_peers([*entry.rec.peers, *known])[:200]
         self._load_have(entry)
-        if entry.phase != "error":
-            entry.phase = "stopped"
+
+    async def _opened(self, entry: _Entry) -> TorrentHandle:
+        """The torrent's handle; one that is paused outside the session is opened (checked) paused
+        first. 409 while it is being started, or when it cannot be opened."""
+        if entry.handle is None and entry.life.state is State.PAUSED and entry.torrent is not None:
+            self._start(entry, paused=True)
+            assert entry.task is not None
+            await asyncio.shield(entry.task)
+        if entry.handle is None:
+            state = DISPLAY_NAME[entry.life.state]
+            raise DaemonError(f"the torrent is {state}, not in the session", 409, "not_running")
+        return entry.handle
+
+    def _in_background(self, entry: _Entry, job: Coroutine[Any, Any, None]) -> None:
+        """Run a recheck or move after the reply (the reply shows ``checking`` or ``moving``)."""
+        entry.job = asyncio.get_running_loop().create_task(job)
 
     def _snapshot(self, entry: _Entry) -> None:
         if entry.handle is None:
@@ -400,24 +426,46 @@ class Daemon:
     # -- operations ----------------------------------------------------------------------------
 
     async def pause(self, torrent_id: str) -> dict[str, Any]:
+        """The engine closes the torrent's connections and keeps it, its peers and resume data; one
+        that is still starting stops starting."""
         entry = self._entry(torrent_id, usable=True)
         async with entry.lock:
             if not entry.rec.paused:
                 entry.rec.paused = True
-                await self._stop(entry)
                 self.data.save_record(entry.rec)
+                try:
+                    await self._pause(entry)
+                except LifecycleError as exc:
+                    raise _refused(exc) from None
                 self._publish("paused", entry)
         return self.status(entry)
 
+    async def _pause(self, entry: _Entry) -> None:
+        if entry.handle is not None:
+            if entry.job is not None and not entry.job.done():
+                await entry.job  # a recheck or move finishes first (the engine runs one at a time)
+            await entry.handle.pause()
+            self._snapshot(entry)
+            self.data.save_record(entry.rec)
+            return
+        if entry.life.can(Event.PAUSE):
+            entry.life.fire(Event.PAUSE)  # before the cancel: the cancelled add keeps it paused
+        await self._cancel_tasks(entry)
+        self._load_have(entry)
+
     async def resume(self, torrent_id: str) -> dict[str, Any]:
+        """Resume a paused torrent (the engine dials the peers it knew); retry one in error."""
         entry = self._entry(torrent_id, usable=True)
         async with entry.lock:
-            if entry.rec.paused or entry.phase == "error":
+            if entry.rec.paused or entry.life.state is State.ERROR:
                 entry.rec.paused = False
                 self.data.save_record(entry.rec)
-                if entry.handle is None and (entry.task is None or entry.task.done()):
+                if entry.handle is not None:  # an error is rechecked first
+                    self._in_background(entry, self._guarded(entry, entry.handle.resume()))
+                elif entry.task is None or entry.task.done():
                     self._start(entry)
                 self._publish("resumed", entry)
+        await asyncio.sleep(0)  # the resume has begun: the reply shows where it went
         return self.status(entry)
 
     async def remove(self, torrent_id: str, *, delete_data: bool = False) -> dict[str, Any]:
@@ -434,47 +482,71 @@ class Daemon:
         return {"id": entry.rec.id, "removed": True, "deleted_data": delete_data}
 
     async def recheck(self, torrent_id: str) -> dict[str, Any]:
-        """Hash every piece again (the resume data is dropped); a paused torrent stays paused after."""
+        """Hash every piece again in the background (the engine's recheck; peers are dialed again
+        after it); a paused torrent stays paused. One still starting starts over without its resume
+        data."""
         entry = self._entry(torrent_id, usable=True)
         if entry.torrent is None:
             raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
         async with entry.lock:
-            await self._stop(entry)
-            if entry.rec.paused:
-                await self._recheck_offline(entry)
-            else:
+            if entry.handle is None and entry.life.state is not State.PAUSED:
+                await self._cancel_tasks(entry)  # queued, checking or failed: start over, hashing all
                 self._start(entry, recheck=True)
+            else:
+                handle = await self._opened(entry)
+
+                def progress(done: int, total: int) -> None:
+                    entry.check = (done, total)
+
+                entry.check = (0, 0)
+                self._in_background(entry, self._guarded(entry, handle.recheck(progress)))
             self._publish("rechecking", entry)
+        await asyncio.sleep(0)  # the engine has fired ``check``: the reply shows it
         return self.status(entry)
 
-    async def _recheck_offline(self, entry: _Entry) -> None:
-        from bitswarm.storage import Storage
-
-        assert entry.torrent is not None
-        with contextlib.suppress(FileNotFoundError):
-            self.data.resume_file(entry.rec.id).unlink()
-        entry.phase = "checking"
+    async def _guarded(self, entry: _Entry, job: Coroutine[Any, Any, None]) -> None:
+        """A background control: a refusal or failure is logged and published (the engine keeps the
+        torrent's error in its status)."""
         try:
-            async with Storage(
-                entry.torrent,
-                entry.rec.save_path,
-                priorities=entry.rec.priorities,
-                resume_path=self.data.resume_file(entry.rec.id),
-            ) as storage:
-                entry.have = storage.have.copy()
-                wanted = storage.wanted()
-                info = entry.torrent.info
-                done = sum(info.piece_size(i) for i in entry.have.iter_set() if wanted.get(i))
-                total = sum(info.piece_size(i) for i in wanted.iter_set())
-                rec = entry.rec
-                rec.done_size, rec.wanted_size = done, total
-                rec.progress = done / total if total else 1.0
-                rec.pieces_done = entry.have.count()
-                self.data.save_record(rec)
-            entry.phase = "stopped"
-        except (BitswarmError, OSError) as exc:
-            entry.phase = "error"
-            entry.error = str(exc)
+            await job
+        except BitswarmError as exc:
+            log.warning("%s: %s", entry.rec.name, exc)
+            self._publish("error", entry, error=str(exc))
+        finally:
+            if entry.handle is not None:
+                self._snapshot(entry)
+                self.data.save_record(entry.rec)
+
+    async def move(self, torrent_id: str, save_path: str) -> dict[str, Any]:
+        """Move the torrent's files to ``save_path`` in the background; it goes on seeding or
+        downloading from there (the engine's ``move_storage``: atomic per file, and a move cut short
+        by a kill is finished at the next start)."""
+        entry = self._entry(torrent_id, usable=True)
+        target = self._save_path(save_path)
+        async with entry.lock:
+            if entry.torrent is None:  # a magnet without metadata: nothing on disk yet
+                if entry.handle is None and (entry.task is None or entry.task.done()):
+                    entry.rec.save_path = str(target)
+                    self.data.save_record(entry.rec)
+                    return self.status(entry)
+                raise DaemonError("the torrent is fetching its metadata", 409, "no_metadata")
+            try:
+                FileMap(entry.torrent.info, target)  # every file path must stay inside the new path
+            except StorageError as exc:
+                raise DaemonError(f"cannot move there: {exc}", 400, "bad_path") from None
+            handle = await self._opened(entry)
+            if not handle.lifecycle.can(Event.MOVE):
+                raise _refused(LifecycleError(handle.state, Event.MOVE))
+            self._in_background(entry, self._guarded(entry, self._run_move(entry, handle, target)))
+            self._publish("moving", entry, save_path=str(target))
+        await asyncio.sleep(0)  # the engine has fired ``move``: the reply shows ``moving``
+        return self.status(entry)
+
+    async def _run_move(self, entry: _Entry, handle: TorrentHandle, target: Path) -> None:
+        await handle.move_storage(target)
+        entry.rec.save_path = handle.save_path
+        self.data.save_record(entry.rec)
+        self._publish("moved", entry, save_path=entry.rec.save_path)
 
     def _file_priorities(self, torrent: Torrent, priorities: list[int]) -> list[int]:
         """API priorities (one per data file, pads hidden) → engine priorities (per ``info.files``)."""
@@ -497,8 +569,10 @@ class Daemon:
         async with entry.lock:
             entry.rec.priorities = prios
             self.data.save_record(entry.rec)
-            if entry.handle is not None or (entry.task is not None and not entry.task.done()):
-                await self._stop(entry)
+            if entry.handle is not None:  # live: the engine fetches what is wanted now
+                await entry.handle.set_file_priorities(prios)
+            elif entry.task is not None and not entry.task.done():  # starting: start with them
+                await self._cancel_tasks(entry)
                 self._start(entry)
             self._publish("priorities", entry)
         return self.details(entry.rec.id)
@@ -550,7 +624,7 @@ class Daemon:
         else:
             out = {
                 "name": rec.name,
-                "state": "stopped",
+                "state": DISPLAY_NAME[entry.life.state],
                 "progress": rec.progress,
                 "total_size": rec.total_size,
                 "wanted_size": rec.wanted_size,
@@ -577,14 +651,8 @@ class Daemon:
                 done = sum(info.piece_size(i) for i in have.iter_set())
                 out["done_size"], out["wanted_size"] = done, info.piece_space
                 out["progress"] = done / info.piece_space if info.piece_space else 1.0
-        if entry.phase == "error" and entry.torrent is None and rec.magnet is None:
-            out["state"], out["error"] = "error", entry.error  # could not be restored
-        elif rec.paused:
-            out["state"] = "paused"
-        elif entry.phase in ("queued", "checking", "metadata", "error"):
-            out["state"] = entry.phase
-            if entry.phase == "error":
-                out["error"] = entry.error
+        if entry.life.state is State.ERROR and not out.get("error"):
+            out["error"] = entry.error or "failed"
         done, total = entry.check
         out.update(
             id=rec.id,
@@ -614,10 +682,12 @@ class Daemon:
         if torrent is None:
             return out
         info = torrent.info
-        rt = entry.handle._rt if entry.handle is not None else None
-        have = rt.storage.have if rt is not None else (entry.have or Bitfield(info.num_pieces))
-        prios = rt.storage.priorities if rt is not None else (entry.rec.priorities or [1] * len(info.files))
-        fmap = rt.storage.file_map if rt is not None else FileMap(info, entry.rec.save_path)
+        handle = entry.handle
+        have = handle.pieces() if handle is not None else (entry.have or Bitfield(info.num_pieces))
+        prios = entry.rec.priorities or [1] * len(info.files)
+        if handle is not None:
+            prios = handle.file_priorities()
+        fmap = FileMap(info, entry.rec.save_path)
         k = 0
         for i, f in enumerate(info.files):
             if f.pad:
@@ -639,7 +709,9 @@ class Daemon:
             )
             k += 1
         tiers = (
-            rt.trackers if rt is not None else [[u] for u in [*_flat(torrent.trackers), *entry.rec.trackers]]
+            handle.trackers
+            if handle is not None
+            else [[u] for u in [*_flat(torrent.trackers), *entry.rec.trackers]]
         )
         out["trackers"] = [{"tier": t, "url": u} for t, tier in enumerate(tiers) for u in tier]
         if entry.handle is not None:
@@ -657,7 +729,7 @@ class Daemon:
 
     def handle(self, torrent_id: str) -> TorrentHandle:
         entry = self._entry(torrent_id)
-        if entry.handle is None:
+        if entry.handle is None or entry.life.state in (State.PAUSED, State.ERROR):
             raise DaemonError("the torrent is not running (resume it first)", 409, "not_running")
         return entry.handle
 

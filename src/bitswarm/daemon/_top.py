@@ -20,6 +20,7 @@ _STATE_STYLE = {
     "checking": "yellow",
     "queued": "yellow",
     "metadata": "yellow",
+    "moving": "yellow",
 }
 
 

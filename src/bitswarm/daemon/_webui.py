@@ -70,12 +70,12 @@ main{max-width:1180px;margin:0 auto;padding:22px 24px 60px}
 .row[data-state=seeding] .bar>i{background:linear-gradient(90deg,#059669,var(--ok))}
 .row[data-state=paused] .bar>i,.row[data-state=stopped] .bar>i{background:var(--idle)}
 .row[data-state=error] .bar>i{background:var(--err)}
-.row[data-state=checking] .bar>i,.row[data-state=queued] .bar>i,.row[data-state=metadata] .bar>i{background:var(--warn)}
+.row[data-state=checking] .bar>i,.row[data-state=queued] .bar>i,.row[data-state=metadata] .bar>i,.row[data-state=moving] .bar>i{background:var(--warn)}
 .badge{display:inline-block;padding:1px 8px;border-radius:99px;font-size:12px;font-weight:600;background:var(--chip);
   color:var(--muted);text-transform:capitalize}
 .badge.downloading{background:#e0e7ff;color:#4338ca}.badge.seeding{background:#d1fae5;color:#047857}
 .badge.paused,.badge.stopped{background:#f1f5f9;color:#64748b}.badge.error{background:#fee2e2;color:#b91c1c}
-.badge.checking,.badge.queued,.badge.metadata{background:#fef3c7;color:#b45309}
+.badge.checking,.badge.queued,.badge.metadata,.badge.moving{background:#fef3c7;color:#b45309}
 .pct{font-weight:600;color:var(--ink)}
 .empty{text-align:center;color:var(--muted);padding:70px 20px;background:var(--panel);border-radius:12px;
   box-shadow:var(--shadow)}

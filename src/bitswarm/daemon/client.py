@@ -122,6 +122,9 @@ class DaemonClient:
     def recheck(self, torrent_id: str) -> dict[str, Any]:
         return dict(self.request("POST", f"/torrents/{torrent_id}/recheck"))
 
+    def move(self, torrent_id: str, save_path: str) -> dict[str, Any]:
+        return dict(self.request("PUT", f"/torrents/{torrent_id}/location", json={"save_path": save_path}))
+
     def remove(self, torrent_id: str, *, delete_data: bool = False) -> dict[str, Any]:
         return dict(
             self.request(

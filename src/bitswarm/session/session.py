@@ -37,6 +37,7 @@ from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, load_torrent, parse_info, parse_torrent
 from bitswarm.session.clock import Clock, LoopClock
 from bitswarm.session.config import PUBLIC_DHT_ROUTERS, SessionConfig
+from bitswarm.session.lifecycle import Event, Lifecycle, State
 from bitswarm.session.ratelimit import RateLimiter
 from bitswarm.session.torrent import TorrentHandle, TorrentRuntime, TorrentStatus
 from bitswarm.storage.resume import make_resume_dir, read_resume_file, write_resume_file
@@ -295,6 +296,8 @@ class Session:
         use_torrent_trackers: bool = True,
         progress: Callable[[int, int], None] | None = None,
         metadata_timeout: float | None = None,
+        lifecycle: Lifecycle | None = None,
+        paused: bool = False,
     ) -> TorrentHandle:
         """Add a torrent (a .torrent path, its bytes, a parsed :class:`Torrent`, a magnet link or a
         parsed :class:`Magnet`) and start it.
@@ -308,13 +311,64 @@ class Session:
         ``metadata_timeout`` seconds (default ``config.metadata_timeout``; SessionError after it).
         The verified dictionary is kept in the resume directory, so adding the magnet again starts
         at once. v2-only torrents cannot be fetched this way (their piece layers are not exchanged).
+
+        ``lifecycle`` is the torrent's :class:`~bitswarm.session.lifecycle.Lifecycle` when the caller
+        keeps one (the daemon: ``queued`` before this call); the engine fires its events on it:
+        ``fetch_metadata`` for a magnet, ``check``, then ``download`` or ``seed``. A failure fires
+        ``fail``; a cancelled add fires ``stop`` (unless it was paused meanwhile). ``paused`` opens and
+        checks the torrent and leaves it paused (no connections, no announces) until
+        :meth:`TorrentHandle.resume`.
         """
+        life = lifecycle if lifecycle is not None else Lifecycle()
+        try:
+            return await self._add(
+                source,
+                save_path,
+                life,
+                trackers=trackers,
+                peers=peers,
+                file_priorities=file_priorities,
+                resume_dir=resume_dir,
+                seed_mode=seed_mode,
+                sequential=sequential,
+                use_torrent_trackers=use_torrent_trackers,
+                progress=progress,
+                metadata_timeout=metadata_timeout,
+                paused=paused,
+            )
+        except asyncio.CancelledError:
+            if life.state is not State.PAUSED:
+                life.fire(Event.STOP)
+            raise
+        except BaseException:
+            if life.state is not State.ERROR:
+                life.fire(Event.FAIL)
+            raise
+
+    async def _add(
+        self,
+        source: str | os.PathLike[str] | bytes | Torrent | Magnet,
+        save_path: str | os.PathLike[str],
+        life: Lifecycle,
+        *,
+        trackers: list[str] | None,
+        peers: list[tuple[str, int]] | None,
+        file_priorities: list[int] | None,
+        resume_dir: str | os.PathLike[str] | None,
+        seed_mode: bool,
+        sequential: bool,
+        use_torrent_trackers: bool,
+        progress: Callable[[int, int], None] | None,
+        metadata_timeout: float | None,
+        paused: bool,
+    ) -> TorrentHandle:
         if self._server is None:
             await self.start()
         save = os.fspath(save_path)
         rdir = os.fspath(resume_dir) if resume_dir is not None else os.path.join(save, ".bitswarm")
         magnet = _as_magnet(source)
         if magnet is not None:
+            life.fire(Event.FETCH_METADATA)
             peers = [*magnet.peers, *(peers or [])]
             torrent = await self._resolve_magnet(
                 magnet, rdir, trackers or [], peers, metadata_timeout or self.config.metadata_timeout
@@ -344,13 +398,14 @@ class Session:
             priorities=file_priorities,
             seed_mode=seed_mode,
             sequential=sequential,
+            lifecycle=life,
         )
         self._torrents[torrent.swarm_hash] = rt
         for alias in (torrent.info_hash_v1, torrent.info_hash_v2_short):
             if alias is not None:
                 self._aliases[alias] = rt
         try:
-            await rt.start(progress=progress)
+            await rt.start(progress=progress, paused=paused)
         except BaseException:
             self._forget(rt)
             with contextlib.suppress(Exception):

@@ -231,8 +231,11 @@ class TorrentRuntime:
     def have(self) -> PieceSet:
         return self.storage.have
 
-    async def start(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Open storage (resume data / recheck), then start trackers, connections and choking."""
+    async def start(
+        self, progress: Callable[[int, int], None] | None = None, *, paused: bool = False
+    ) -> None:
+        """Open storage (resume data / recheck), then start trackers, connections and choking
+        (``paused``: stop after the check, in the paused state)."""
         async with self._control:
             self._fire(Event.CHECK)
             try:
@@ -243,7 +246,10 @@ class TorrentRuntime:
                 raise
             self.save_path = self.storage.save_path  # an interrupted move was finished
             self._load_picker()
-            self._transfer(announce=False)
+            if paused:
+                self._fire(Event.PAUSE)
+            else:
+                self._transfer(announce=False)
 
     def _load_picker(self) -> None:
         """A picker for what storage has and wants (at the start, and after a recheck)."""
@@ -447,9 +453,7 @@ class TorrentRuntime:
                     self._transfer(announce=True)
                 self.scheduler.refresh_interest()
 
-    async def move_storage(
-        self, new_path: str, progress: Callable[[int, int], None] | None = None
-    ) -> None:
+    async def move_storage(self, new_path: str, progress: Callable[[int, int], None] | None = None) -> None:
         """Move the files below ``new_path`` (see :meth:`Storage.move`); peers stay connected,
         piece I/O waits, no new requests go out. Afterwards the torrent goes on from where it was
         (paused stays paused). A failure is a torrent error (and raised)."""
@@ -637,6 +641,14 @@ class TorrentHandle:
 
     def __init__(self, runtime: TorrentRuntime) -> None:
         self._rt = runtime
+
+    def __eq__(self, other: object) -> bool:
+        """Two handles are equal when they are of the same torrent in the same session (added once:
+        a torrent removed and added again is another one)."""
+        return isinstance(other, TorrentHandle) and other._rt is self._rt
+
+    def __hash__(self) -> int:
+        return id(self._rt)
 
     @property
     def torrent(self) -> Torrent:
