@@ -310,3 +310,25 @@ def test_debug_logs_failed_outgoing_connections(payload: Path, tmp_path: Path) -
             proc.communicate(timeout=10)
             closer.close()
     assert all(want.values()), (want, seen[-20:])
+
+
+def test_no_command_has_an_option_named_like_a_global_one() -> None:
+    """The global options are taken out of the arguments wherever they are: a command's own option
+    of the same name would never see its value (``create --quiet`` reads the global state)."""
+    import typer.main
+
+    from bitswarm.cli import app
+    from bitswarm.cli._globals import GLOBAL_OPTIONS
+
+    def walk(command: object, path: str) -> Iterator[tuple[str, str]]:
+        for param in getattr(command, "params", []):
+            for name in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]:
+                yield path, name
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    root = typer.main.get_command(app)
+    found = {(path, name) for path, name in walk(root, "bitswarm") if path != "bitswarm"}
+    clashes = {(p, n) for p, n in found if n in GLOBAL_OPTIONS} - {("bitswarm create", "--quiet"),
+                                                                    ("bitswarm create", "-q")}  # fmt: skip
+    assert not clashes

@@ -9,13 +9,14 @@ incoming path (v1 and v2 hashes, added and dropped with the torrents).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import random
 from pathlib import Path
 
 import pytest
 
-from bitswarm.metainfo import Torrent, parse_torrent
+from bitswarm.metainfo import Torrent, magnet_from_torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.mse import EncryptionPolicy, skey_for
@@ -173,3 +174,20 @@ async def test_extended_handshake_e_and_pex_flag(tmp_path: Path) -> None:
             assert lpeer.supports_encryption is e_seen
             # a refused MSE dial is remembered: the next dial of that address goes plaintext first
             assert lrt.peer_manager.mse_hint.get(("127.0.0.1", seeder.port)) is e_seen
+
+
+@pytest.mark.parametrize(
+    ("leech", "seed"), [(PREFER, OFF), (REQUIRE, REQUIRE), (REQUIRE, PREFER)], ids=lambda p: p.value
+)
+async def test_magnet_metadata_fetch_follows_the_policy(
+    tmp_path: Path, leech: EncryptionPolicy, seed: EncryptionPolicy
+) -> None:
+    """The metadata fetch of a magnet link dials like the torrent: MSE (RC4 under require), and
+    plaintext again when an ``off`` seed refuses MSE under ``prefer``."""
+    f, t = make_torrent(tmp_path / "seed", "hybrid")
+    async with Session(config(seed)) as seeder, Session(config(leech)) as leecher:
+        await seeder.add(t, f.parent)
+        uri = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=[("127.0.0.1", seeder.port)])
+        hl = await leecher.add(uri.to_uri(), tmp_path / "leech", metadata_timeout=20)
+        await hl.wait_complete(timeout=30)
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()

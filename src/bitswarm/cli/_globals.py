@@ -22,6 +22,8 @@ from dataclasses import dataclass
 #: flag -> what it sets; ``--log-file`` takes a value
 _FLAGS = {"--debug", "-v", "-vv", "-vvv", "--verbose", "-q", "--quiet", "--log-json", "--version"}
 _VALUED = {"--log-file"}
+#: Every global option name (no command may define one of its own: it would never see it).
+GLOBAL_OPTIONS = frozenset(_FLAGS | _VALUED)
 
 #: The text shown after every command's own help.
 GLOBAL_HELP = (

@@ -211,16 +211,49 @@ class MetadataFetch:
                 await asyncio.wait_for(self._wake.wait(), 0.5)
 
     async def _peer(self, addr: tuple[str, int]) -> None:
+        """Fetch from one peer under the session's encryption policy: MSE first, and in plaintext
+        again when the peer refuses MSE under ``prefer`` (``PeerManager.connect`` does the same)."""
+        from bitswarm.session.peer_manager import dial_plan
+
+        try:
+            for attempt in dial_plan(self.session.config.encryption):
+                if not await self._fetch_from(addr, mse=attempt.mse):
+                    break
+        finally:
+            self._active.discard(addr)
+            self._wake.set()
+
+    async def _fetch_from(self, addr: tuple[str, int], *, mse: bool) -> bool:
+        """One connection; True if the peer refused MSE (a plaintext attempt may follow)."""
+        from bitswarm.mse import EncryptionPolicy, MSEProtocolError, State, StreamCipher, skey_for
+        from bitswarm.transport import initiate_mse
+
         cfg = self.session.config
         writer: asyncio.StreamWriter | None = None
+        cipher: StreamCipher | None = None
         try:
             async with asyncio.timeout(cfg.connect_timeout):
                 reader, writer = await asyncio.open_connection(addr[0], addr[1])
             self._writers[addr] = writer
             conn = _FetchPeer(addr, PeerConnection())
-            writer.write(
-                conn.codec.send(Handshake(self.info_hash, self.session.peer_id, self.session.reserved))
-            )
+            hello = conn.codec.send(Handshake(self.info_hash, self.session.peer_id, self.session.reserved))
+            if mse:
+                try:
+                    async with asyncio.timeout(cfg.handshake_timeout):
+                        cipher, trailing = await initiate_mse(
+                            reader,
+                            writer,
+                            skey_for(self.info_hash),
+                            policy=cfg.encryption,
+                            initial_payload=hello,
+                        )
+                except MSEProtocolError as exc:
+                    log.debug("metadata peer %s:%d: MSE failed: %s", *addr, exc)
+                    return exc.state is State.AWAIT_KEY and cfg.encryption is EncryptionPolicy.PREFER
+                if trailing:
+                    conn.codec.receive_data(trailing)
+            else:
+                writer.write(hello)
             last_recv = time.monotonic()
             handshake_deadline = last_recv + cfg.handshake_timeout
             while True:
@@ -233,7 +266,7 @@ class MetadataFetch:
                     if not data:
                         raise _Dropped("closed by peer")
                     last_recv = now
-                    conn.codec.receive_data(data)
+                    conn.codec.receive_data(cipher.decrypt(data) if cipher is not None else data)
                 elif now - last_recv > IDLE_TIMEOUT:
                     raise _Dropped("idle")
                 if conn.codec.their_handshake is None and now > handshake_deadline:
@@ -244,7 +277,8 @@ class MetadataFetch:
                 if addr in self.bad:
                     raise _Dropped("supplied bad metadata")
                 if conn.out:
-                    writer.write(b"".join(conn.out))
+                    out = b"".join(conn.out)
+                    writer.write(cipher.encrypt(out) if cipher is not None else out)
                     conn.out.clear()
                     await writer.drain()
         except _Dropped as exc:
@@ -252,13 +286,12 @@ class MetadataFetch:
         except (OSError, TimeoutError, BitswarmError) as exc:
             log.debug("metadata peer %s:%d failed: %s", *addr, exc)
         finally:
-            self._active.discard(addr)
             self._writers.pop(addr, None)
             if self.assembler is not None:
                 self.assembler.drop_peer(addr)
             if writer is not None:
                 writer.close()
-            self._wake.set()
+        return False
 
     def _on_event(self, conn: _FetchPeer, ev: Event) -> None:
         from bitswarm.session.peer import UT_METADATA_ID, UT_PEX_ID

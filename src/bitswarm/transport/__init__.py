@@ -24,7 +24,7 @@ the transport gives a receiver from ``Session.incoming_connection()`` its stream
 """
 
 from bitswarm.transport._cipher import Cipher, CipherStream
-from bitswarm.transport._mse import MSEStream
+from bitswarm.transport._mse import MSEStream, initiate_mse
 from bitswarm.transport._stream import PeerStream, StreamReceiver, deliver
 from bitswarm.transport._tcp import TcpStream, connect_tcp
 
@@ -37,4 +37,5 @@ __all__ = [
     "TcpStream",
     "connect_tcp",
     "deliver",
+    "initiate_mse",
 ]

@@ -21,6 +21,7 @@ in plaintext when an initiator fails in ``AWAIT_KEY`` (the peer did not answer w
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Callable, Iterable
@@ -238,3 +239,30 @@ class MSEStream(StreamWrapper):
     def set_receive_hint(self, nbytes: int) -> None:
         if self._phase is _Phase.OPEN:
             super().set_receive_hint(nbytes)
+
+
+async def initiate_mse(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    skey: bytes,
+    *,
+    policy: EncryptionPolicy,
+    initial_payload: bytes,
+) -> tuple[StreamCipher | None, bytes]:
+    """The MSE initiator over asyncio streams (a magnet's metadata fetch dials this way).
+
+    ``initial_payload`` is our BitTorrent handshake. Returns the payload cipher (None: the peer
+    selected plaintext) and the payload bytes that came with the handshake's end, decrypted.
+    Raises :class:`~bitswarm.mse.MSEProtocolError` (the peer closing during it included); the caller
+    bounds it in time."""
+    hs = MSEHandshake.initiator(skey, policy=policy, initial_payload=initial_payload)
+    while True:
+        ev = hs.next_event()
+        out = hs.data_to_send()
+        if out:
+            writer.write(out)
+        if ev is not NEED_DATA:
+            break
+        hs.receive_data(await reader.read(_SCRATCH))  # b"": EOF, reported by next_event
+    assert isinstance(ev, HandshakeComplete)
+    return hs.cipher, ev.trailing
