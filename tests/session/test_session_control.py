@@ -161,6 +161,22 @@ async def test_move_storage_while_seeding_keeps_seeding_from_the_new_place(tmp_p
         assert sha(tmp_path / "leech" / "d" / rel) == sha(tmp_path / "new" / "d" / rel)
 
 
+async def test_a_failed_move_keeps_seeding_from_the_old_place(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "old" / "d", {"a.bin": 100_000, "s/b.bin": 100_000})
+    t = torrent_of(src)
+    (tmp_path / "new" / "d" / "s" / "b.bin").mkdir(parents=True)  # in the way of the second file
+    async with Session(config()) as seeder, Session(config()) as leecher:
+        hs = await seeder.add(t, tmp_path / "old", resume_dir=tmp_path / "resume")
+        with pytest.raises(BitswarmError, match="moving"):
+            await hs.move_storage(tmp_path / "new")
+        st = hs.status()
+        assert st.state == "seeding" and st.error is None and hs.save_path == str(tmp_path / "old")
+        assert (src / "a.bin").exists() and not (tmp_path / "new" / "d" / "a.bin").exists()
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        await hl.wait_complete(timeout=60)
+    assert sha(tmp_path / "leech" / "d" / "a.bin") == sha(src / "a.bin")
+
+
 KILLED_MOVE = textwrap.dedent(
     """
     import asyncio, os

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from storage_testlib import blob, build_torrent, file_path, piece
 
-from bitswarm.storage import Storage, load_resume
+from bitswarm.storage import Storage, StorageError, load_resume
 from bitswarm.storage._move import MOVE_TMP_SUFFIX, move_file
 
 FILES = [("a.bin", blob(40_000, 1)), ("sub/b.bin", blob(30_000, 2)), ("c.bin", blob(20_000, 3))]
@@ -124,3 +124,21 @@ async def test_a_move_killed_midway_is_finished_by_the_next_open(tmp_path: Path)
     await again.close()
     data = load_resume(str(resume))
     assert data is not None and data.move is None
+
+
+async def test_a_failed_move_moves_back_what_had_moved(tmp_path: Path) -> None:
+    storage, space, old = await seeded(tmp_path)
+    torrent = storage.torrent
+    new = tmp_path / "new"
+    (new / "t" / "sub").mkdir(parents=True)
+    (new / "t" / "sub" / "b.bin").mkdir()  # a directory where sub/b.bin must go: its rename fails
+    with pytest.raises(StorageError, match="moving"):
+        await storage.move(new)
+    assert not storage.move_pending and storage.save_path == str(old)
+    for i, (_, data) in enumerate(FILES):  # a.bin had moved: it is back
+        assert Path(file_path(old, torrent, i)).read_bytes() == data
+    assert not (new / "t" / "a.bin").exists()
+    assert await storage.read_piece(0) == bytes(piece(space, torrent, 0))
+    resume = load_resume(str(tmp_path / "t.resume"))
+    assert resume is not None and resume.move is None
+    await storage.close()

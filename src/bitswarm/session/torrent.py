@@ -456,7 +456,8 @@ class TorrentRuntime:
     async def move_storage(self, new_path: str, progress: Callable[[int, int], None] | None = None) -> None:
         """Move the files below ``new_path`` (see :meth:`Storage.move`); peers stay connected,
         piece I/O waits, no new requests go out. Afterwards the torrent goes on from where it was
-        (paused stays paused). A failure is a torrent error (and raised)."""
+        (paused stays paused). A move that fails is raised; its files are moved back and the
+        torrent goes on from the old place, or, if that failed too, the torrent is in error."""
         async with self._control:
             self._require_open()
             before = self.state
@@ -464,15 +465,22 @@ class TorrentRuntime:
             try:
                 await self.storage.move(new_path, progress=progress)
             except BitswarmError as exc:
-                self._fail(f"moving to {new_path}: {exc}")
+                if self.storage.move_pending:
+                    self._fail(f"moving to {new_path}: {exc}")
+                else:
+                    self._after_move(before)
                 raise
-            self.save_path = self.storage.save_path
-            if self.state is not State.MOVING:
-                return  # failed meanwhile (a disk error)
-            if before is State.PAUSED:
-                self._fire(Event.PAUSE)
-            else:
-                self._transfer(announce=True)
+            finally:
+                self.save_path = self.storage.save_path
+            self._after_move(before)
+
+    def _after_move(self, before: State) -> None:
+        if self.state is not State.MOVING:
+            return  # failed meanwhile (a disk error)
+        if before is State.PAUSED:
+            self._fire(Event.PAUSE)
+        else:
+            self._transfer(announce=True)
 
     async def force_reannounce(self) -> None:
         """Announce to the trackers now and look the torrent up on the DHT (not while paused)."""

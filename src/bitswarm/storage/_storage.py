@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import threading
 from collections import deque
@@ -40,6 +41,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_INFLIGHT_BYTES = 64 << 20
 _PARTS_KEY = -1
+log = logging.getLogger("bitswarm.storage")
 _CHECK_GROUP_BYTES = 4 << 20
 
 ProgressCallback = Callable[[int, int], object]  #: progress(pieces_done, pieces_total), on the loop
@@ -501,7 +503,12 @@ class Storage:
         meanwhile. Each file moves atomically (:func:`~bitswarm.storage._move.move_file`: a rename
         within one filesystem, copy + fsync + rename across). The move is recorded in the resume
         data first, so a process killed mid-move finishes it on the next :meth:`open`.
-        ``progress(files moved, files)`` runs on the event loop after each file."""
+        ``progress(files moved, files)`` runs on the event loop after each file.
+
+        A failure (:class:`StorageError`: disk full, a file in the way ...) moves the files that had
+        moved back and leaves the storage where it was; only if that fails too does the move stay
+        recorded (:attr:`move_pending`), to be finished by the next :meth:`open`. A cancelled move
+        stays recorded the same way."""
         self._require_open()
         target = FileMap(self.info, new_save_path)  # StorageError for an unusable path
         if target.save_path == self.save_path:
@@ -511,20 +518,48 @@ class Storage:
             await loop.run_in_executor(self._executor, functools.partial(self._fds.close_all, fsync=True))
             self._move = (self.save_path, target.save_path)
             await self.save_resume(force=True)
-            await self._move_files(self.file_map, target, progress, rename)
+            moved: list[tuple[str, str]] = []
+            try:
+                await self._move_files(self.file_map, target, progress, rename, moved)
+            except StorageError:
+                await self._move_back(moved)
+                raise
             self._move = None
             self._gen += 1
             await self.save_resume(force=True)
 
+    @property
+    def move_pending(self) -> bool:
+        """A :meth:`move` is under way, or failed halfway and could not be undone."""
+        return self._move is not None
+
+    async def _move_back(self, moved: list[tuple[str, str]]) -> None:
+        loop = asyncio.get_running_loop()
+        for src, dst in reversed(moved):
+            try:
+                await loop.run_in_executor(self._executor, move_file, dst, src)
+            except StorageError as exc:
+                log.error("cannot move %s back after a failed move (%s): the next open finishes it", dst, exc)
+                return
+        self._move = None
+        await self.save_resume(force=True)
+
     async def _move_files(
-        self, source: FileMap, target: FileMap, progress: ProgressCallback | None, rename: Rename
+        self,
+        source: FileMap,
+        target: FileMap,
+        progress: ProgressCallback | None,
+        rename: Rename,
+        moved: list[tuple[str, str]] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         pairs = [(s, d) for s, d in zip(source.paths, target.paths, strict=True) if s and d]
         parts = os.path.basename(self.parts_path)
         pairs.append((os.path.join(source.save_path, parts), os.path.join(target.save_path, parts)))
         for k, (src, dst) in enumerate(pairs):
-            await loop.run_in_executor(self._executor, functools.partial(move_file, src, dst, rename=rename))
+            job = functools.partial(move_file, src, dst, rename=rename)
+            if await loop.run_in_executor(self._executor, job) and moved is not None:
+                moved.append((src, dst))
             if progress is not None:
                 progress(k + 1, len(pairs))
         if not self.info.single_file:
