@@ -35,6 +35,7 @@ def config(encryption: EncryptionPolicy, **kw: object) -> SessionConfig:
         listen_port=0,
         enable_dht=False,
         encryption=encryption,
+        transports=("tcp",),  # MSE over TCP here; over uTP: test_session_utp.py
         **kw,  # type: ignore[arg-type]
     )
 

@@ -48,6 +48,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def config(**kw: object) -> SessionConfig:
+    # TCP only: the raw peers below listen on TCP (a uTP dial would wait for its timeout first)
+    kw.setdefault("transports", ("tcp",))
     return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, **kw)  # type: ignore[arg-type]
 
 

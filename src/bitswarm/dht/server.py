@@ -16,9 +16,9 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bitswarm.dht.bep42 import is_local_address
 from bitswarm.dht.krpc import Addr, KRPCError, NodeInfo
@@ -27,7 +27,19 @@ from bitswarm.dht.node import DHTConfig, DHTNode, load_state
 if TYPE_CHECKING:
     from bitswarm.dht.lookup import Item, Lookup, LookupResult
 
-__all__ = ["DHTServer"]
+__all__ = ["DHTServer", "SharedSocket"]
+
+
+class SharedSocket(Protocol):
+    """A UDP socket the DHT shares with another protocol (the uTP socket manager): it sends our
+    datagrams and hands us the ones that are not its own (``on_other_datagram``)."""
+
+    on_other_datagram: Callable[[bytes, Addr], None] | None
+
+    @property
+    def address(self) -> Addr: ...
+
+    def sendto(self, data: bytes, addr: Addr) -> None: ...
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -47,7 +59,11 @@ class _Protocol(asyncio.DatagramProtocol):
 
 
 class DHTServer:
-    """A DHT node on a real UDP socket. ``host`` "::" binds dual-stack (BEP 32)."""
+    """A DHT node on a real UDP socket. ``host`` "::" binds dual-stack (BEP 32).
+
+    ``shared``: run on that socket (the session's uTP socket manager, BEP 29's one port for uTP and
+    the DHT) instead of binding one; ``host`` then only says whether it is dual-stack, and
+    :meth:`stop` leaves the socket open."""
 
     def __init__(
         self,
@@ -60,8 +76,10 @@ class DHTServer:
         state_file: str | os.PathLike[str] | None = None,
         rng: random.Random | None = None,
         tick_interval: float = 0.1,
+        shared: SharedSocket | None = None,
     ) -> None:
         self.host = host
+        self._shared = shared
         self.port = port
         self.config = config or DHTConfig()
         self.bootstrap_addrs = list(bootstrap)
@@ -82,22 +100,25 @@ class DHTServer:
         self.node = DHTNode(node_id, self._send, time.monotonic, rng, self.config)
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._running = False
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, *, wait_bootstrap: float | None = None) -> None:
         """Bind the socket, start the timer and bootstrap (optionally waiting up to ``wait_bootstrap`` s)."""
         loop = asyncio.get_running_loop()
-        if self._dual:
+        if self._shared is not None:
+            self._shared.on_other_datagram = self.node.datagram_received
+        elif self._dual:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((self.host, self.port))
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         else:
-            transport, _ = await loop.create_datagram_endpoint(
+            self._transport, _ = await loop.create_datagram_endpoint(
                 lambda: _Protocol(self), local_addr=(self.host, self.port)
             )
-        self._transport = transport
+        self._running = True
         self._timer = loop.call_later(self.tick_interval, self._tick)
         contacts: list[NodeInfo | Addr] = [*self._saved, *self.bootstrap_addrs]
         if contacts:
@@ -106,6 +127,7 @@ class DHTServer:
                 await self._wait(lk, wait_bootstrap)
 
     async def stop(self) -> None:
+        self._running = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -114,6 +136,8 @@ class DHTServer:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._shared is not None and self._shared.on_other_datagram == self.node.datagram_received:
+            self._shared.on_other_datagram = None
 
     async def __aenter__(self) -> DHTServer:
         await self.start()
@@ -131,6 +155,8 @@ class DHTServer:
 
     @property
     def address(self) -> Addr:
+        if self._shared is not None:
+            return self._shared.address
         assert self._transport is not None, "server not started"
         sockname = self._transport.get_extra_info("sockname")
         return str(sockname[0]), int(sockname[1])
@@ -142,6 +168,10 @@ class DHTServer:
     # ------------------------------------------------------------------ I/O glue
 
     def _send(self, data: bytes, addr: Addr) -> None:
+        if self._shared is not None:
+            if self._running:
+                self._shared.sendto(data, addr)
+            return
         if self._transport is None:
             return
         host = addr[0]
@@ -154,7 +184,7 @@ class DHTServer:
         try:
             self.node.tick()
         finally:
-            if self._transport is not None:
+            if self._running:
                 self._timer = asyncio.get_running_loop().call_later(self.tick_interval, self._tick)
 
     async def _wait(self, lookup: Lookup, timeout: float) -> LookupResult:

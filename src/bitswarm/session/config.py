@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bitswarm import __version__
@@ -19,6 +20,22 @@ PUBLIC_DHT_ROUTERS: list[tuple[str, int]] = [
     ("dht.transmissionbt.com", 6881),
     ("router.utorrent.com", 6881),
 ]
+
+
+#: The transports bitswarm speaks, in its default dialing order.
+TRANSPORTS: tuple[str, ...] = ("utp", "tcp")
+
+
+def parse_transports(value: str | Iterable[str]) -> tuple[str, ...]:
+    """``"tcp,utp"`` or a sequence of names: the transports, uTP first when both are given (a uTP
+    dial that fails falls back to TCP quickly; the other way round a TCP timeout would be slow).
+    ValueError names an unknown or missing transport."""
+    names = [n.strip().lower() for n in (value.split(",") if isinstance(value, str) else value)]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in TRANSPORTS]
+    if unknown or not names:
+        raise ValueError(f"transports must be a non-empty list of tcp, utp (got {value!r})")
+    return tuple(t for t in TRANSPORTS if t in names)
 
 
 def make_peer_id() -> bytes:
@@ -101,8 +118,16 @@ class SessionConfig:
     #: redial in plaintext if the peer refuses it, accept both; ``require``: MSE with RC4 only, both
     #: ways; ``off``: plaintext BitTorrent only. A string ("prefer", "require", "off") is accepted.
     encryption: EncryptionPolicy = EncryptionPolicy.PREFER
+    #: Transports peers are dialed and accepted on, in the order dials try them (``docs/protocols/
+    #: utp.md``): ``("utp", "tcp")`` dials uTP (BEP 29) first and falls back to TCP when it does not
+    #: connect within ``utp_connect_timeout``; ``("utp",)`` is uTP only (no TCP listener). uTP runs on
+    #: one UDP socket on the listen port number, shared with the DHT. A string ("tcp,utp") is accepted.
+    transports: tuple[str, ...] = TRANSPORTS
+    #: Seconds a uTP dial may take before the next transport is tried (libtorrent: 3 s).
+    utp_connect_timeout: float = 3.0
 
     def __post_init__(self) -> None:
+        self.transports = parse_transports(self.transports)
         try:
             self.encryption = EncryptionPolicy(self.encryption)
         except ValueError:

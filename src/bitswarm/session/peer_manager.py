@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from bitswarm.session.config import SessionConfig
     from bitswarm.session.peer import PeerProtocol
     from bitswarm.transport import StreamReceiver
+    from bitswarm.utp import UtpSocketManager
 
 log = logging.getLogger("bitswarm.torrent")
 
@@ -49,21 +50,27 @@ Address = tuple[str, int]
 #: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
 #: new address wakes it at once.
 CONNECT_TICK = 0.5
-#: Seconds before an address we dialed is dialed again.
+#: Seconds before an address we dialed is dialed again (if it did not connect, or it did and the
+#: connection closed: then after :data:`REDIAL_BACKOFF` instead).
 REDIAL_SECONDS = 30.0
+#: Seconds before a peer whose connection closed is dialed again: the first delay, doubled for
+#: each further close of a connection that lasted less than :data:`STABLE_SECONDS`, at most
+#: ``REDIAL_SECONDS`` (a simultaneous-connect loser or a peer restarting is back in a second).
+REDIAL_BACKOFF = 1.0
+STABLE_SECONDS = 60.0
 #: Addresses learnt from peer exchange are remembered only while fewer than this many are known.
 MAX_PEX_CANDIDATES = 500
 #: HAVEs to peers we choke wait this long and leave together: such a peer cannot ask us for the
 #: piece yet, and one HAVE per segment (plus the receiver's wake-up and ACK) was the swarm's most
 #: frequent message by far.
 HAVE_BATCH_SECONDS = 0.1
-#: Addresses whose MSE support we remember (see :meth:`PeerManager.connect`).
+#: Addresses whose MSE support (and uTP support, and close counts) we remember.
 MAX_MSE_HINTS = 4 * MAX_PEX_CANDIDATES
 
 
 @dataclass(frozen=True, slots=True)
 class DialAttempt:
-    """One way to open a connection: over ``transport`` (``"tcp"``; uTP later), MSE first or not."""
+    """One way to open a connection: over ``transport`` (``"utp"`` or ``"tcp"``), MSE first or not."""
 
     transport: str
     mse: bool
@@ -109,8 +116,11 @@ class PeerManager:
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         emit: Callable[..., None],
         pex: PexTracker | None,
+        utp: Callable[[], UtpSocketManager | None] = lambda: None,
     ) -> None:
         self.config = config
+        #: the session's uTP socket (None: no uTP; its dials are skipped)
+        self._utp = utp
         self.clock = clock
         self.our_peer_id = our_peer_id
         self._own_address = own_address
@@ -133,6 +143,11 @@ class PeerManager:
         #: address -> does it speak MSE (True: advertised ``e``/PEX 0x01 or completed MSE; False:
         #: refused MSE). Unknown addresses are dialed with MSE first under ``prefer``.
         self.mse_hint: dict[Address, bool] = {}
+        #: address -> does it speak uTP (True: PEX flag 0x04 or a uTP connection; False: a uTP dial
+        #: failed). Unknown addresses are dialed over uTP first when uTP is on.
+        self.utp_hint: dict[Address, bool] = {}
+        #: address -> closes of short-lived connections in a row (the redial back-off's exponent)
+        self._closes: dict[Address, int] = {}
 
     def __iter__(self) -> Iterator[PeerProtocol]:
         return iter(self.peers.values())
@@ -163,7 +178,10 @@ class PeerManager:
         if budget <= 0 or (self.seeding and not self.candidates):
             return 0
         now = self.clock.now()
-        connected = {p.address for p in self.peers.values()}
+        # an incoming peer is connected at the listen address it gave, too: not dialed again
+        connected = {p.address for p in self.peers.values()} | {
+            a for p in self.peers.values() if (a := p.pex_address) is not None
+        }
         own = self._own_address()
         started = 0
         for addr, not_before in list(self.candidates.items()):
@@ -195,12 +213,20 @@ class PeerManager:
 
     def note_mse(self, addr: Address, supported: bool) -> None:
         """Remember whether ``addr`` speaks MSE (bounded: the oldest half is forgotten when full)."""
-        hints = self.mse_hint
-        hints.pop(addr, None)
-        if len(hints) >= MAX_MSE_HINTS:
-            for old in list(hints)[: MAX_MSE_HINTS // 2]:
-                del hints[old]
-        hints[addr] = supported
+        _remember(self.mse_hint, addr, supported)
+
+    def note_utp(self, addr: Address, supported: bool) -> None:
+        """Remember whether ``addr`` speaks uTP (PEX flag 0x04, a uTP connection, a failed dial)."""
+        _remember(self.utp_hint, addr, supported)
+
+    def transports_for(self, addr: Address) -> list[str]:
+        """The transports to dial ``addr`` on, in order: the configured ones (uTP first), uTP left
+        out when the session has no uTP socket, and tried last for an address whose uTP dial
+        failed before (it is still tried: the failure may have been loss, not a TCP-only peer)."""
+        order = [t for t in self.config.transports if t != "utp" or self._utp() is not None]
+        if self.utp_hint.get(addr) is False and order[:1] == ["utp"]:
+            order = [*order[1:], "utp"]
+        return order
 
     async def connect(
         self,
@@ -208,18 +234,23 @@ class PeerManager:
         new_connection: Callable[[Address], StreamReceiver],
         skey: bytes,
         *,
-        transports: Sequence[str] = ("tcp",),
+        transports: Sequence[str] | None = None,
     ) -> DialOutcome:
-        """Dial ``addr`` under the session's encryption policy (:func:`dial_plan`); ``skey`` is the
+        """Dial ``addr`` under the session's encryption policy (:func:`dial_plan`) on ``transports``
+        (default :meth:`transports_for`: uTP first, TCP when uTP does not connect); ``skey`` is the
         torrent's MSE stream key (its info-hash), ``new_connection`` makes each attempt's peer
         connection. Returns once a connection is up (after MSE, if used) or every attempt failed."""
         policy = self.config.encryption
+        if transports is None:
+            transports = self.transports_for(addr)
         dead: set[str] = set()
         outcome = DialOutcome.FAILED
         for attempt in dial_plan(policy, mse_hint=self.mse_hint.get(addr), transports=transports):
             if attempt.transport in dead:
                 continue
             outcome = await self._attempt(addr, attempt, new_connection(addr), skey)
+            if attempt.transport == "utp" and outcome is not DialOutcome.MSE_REFUSED:
+                self.note_utp(addr, outcome is DialOutcome.CONNECTED)
             if outcome is DialOutcome.CONNECTED:
                 if attempt.mse:
                     self.note_mse(addr, True)
@@ -246,11 +277,17 @@ class PeerManager:
                     done.set_result(exc)
 
             receiver = MSEStream.initiator(receiver, skey_for(skey), policy=policy, on_done=finished)
-        if attempt.transport != "tcp":
-            raise ValueError(f"no dialer for transport {attempt.transport!r}")
         try:
-            async with asyncio.timeout(self.config.connect_timeout):
-                await connect_tcp(addr[0], addr[1], receiver)
+            if attempt.transport == "utp":
+                utp = self._utp()
+                if utp is None:
+                    raise ConnectionError("no uTP socket")
+                await utp.connect(addr, lambda: receiver, timeout=self.config.utp_connect_timeout)
+            elif attempt.transport == "tcp":
+                async with asyncio.timeout(self.config.connect_timeout):
+                    await connect_tcp(addr[0], addr[1], receiver)
+            else:
+                raise ValueError(f"no dialer for transport {attempt.transport!r}")
         except (OSError, TimeoutError) as exc:
             log.debug("dial %s:%d (%s) failed: %s", *addr, attempt.transport, exc)
             return DialOutcome.FAILED
@@ -300,7 +337,20 @@ class PeerManager:
         del self.peers[peer.peer_id]
         if self.pex is not None:
             self.pex.forget(peer)
+        self._redial_later(peer)
         return True
+
+    def _redial_later(self, peer: PeerProtocol) -> None:
+        """A connection closed: its address is dialed again after a short back-off (doubled for
+        each short-lived connection in a row), not after the failed-dial wait. A seed we no longer
+        need is left to that wait."""
+        addr = peer.pex_address
+        if addr is None or addr not in self.candidates or (self.seeding and peer.is_seed):
+            return
+        now = self.clock.now()
+        n = 0 if now - peer.connected_at >= STABLE_SECONDS else self._closes.get(addr, 0)
+        _remember(self._closes, addr, n + 1)
+        self.candidates[addr] = now + min(REDIAL_SECONDS, REDIAL_BACKOFF * 2**n)
 
     def check_timeouts(self, now: float) -> None:
         """Close peers silent for ``inactivity_timeout``; keep quiet links alive."""
@@ -346,6 +396,8 @@ class PeerManager:
         for p in msg.added:
             if p.flags & FLAG_PREFERS_ENCRYPTION:
                 self.note_mse((p.ip, p.port), True)
+            if p.flags & FLAG_UTP:
+                self.note_utp((p.ip, p.port), True)
             if len(self.candidates) >= MAX_PEX_CANDIDATES:
                 break
             self.add(p.ip, p.port)
@@ -424,6 +476,15 @@ class PeerManager:
             self._have_timer.cancel()
             self._have_timer = None
         self.close_all("torrent stopped")
+
+
+def _remember(hints: dict[Address, Any], addr: Address, value: Any) -> None:
+    """Set ``hints[addr]`` (bounded: the oldest half is forgotten when full)."""
+    hints.pop(addr, None)
+    if len(hints) >= MAX_MSE_HINTS:
+        for old in list(hints)[: MAX_MSE_HINTS // 2]:
+            del hints[old]
+    hints[addr] = value
 
 
 def peer_key(peer: PeerProtocol) -> PeerKey:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from bitswarm.session.lsd import LocalDiscovery
     from bitswarm.session.peer import PeerProtocol
     from bitswarm.transport import StreamReceiver
+    from bitswarm.utp import UtpSocketManager
     from bitswarm.wire import Reserved
 
 log = logging.getLogger("bitswarm.session")
@@ -78,6 +79,9 @@ class Session:
         self.clock: Clock = clock or LoopClock()
         self.peer_id = self.config.peer_id
         self._server: asyncio.Server | None = None
+        #: uTP (BEP 29): one UDP socket on the listen port for every uTP connection and the DHT
+        self.utp: UtpSocketManager | None = None
+        self._started = False
         self.port = self.config.listen_port
         self._torrents: dict[bytes, TorrentRuntime] = {}
         self._aliases: dict[bytes, TorrentRuntime] = {}
@@ -109,31 +113,74 @@ class Session:
         await self.close()
 
     async def start(self) -> None:
-        """Start listening for peers (``listen_port`` 0 picks a free port: see :attr:`port`)."""
+        """Start listening for peers (``listen_port`` 0 picks a free port: see :attr:`port`): TCP
+        and uTP on the same port number (``config.transports``), the DHT on uTP's UDP socket."""
+        if self._started:
+            return
+        cfg = self.config
+        tcp = "tcp" in cfg.transports
+        for _ in range(16 if cfg.listen_port == 0 and tcp else 1):
+            if tcp:
+                await self._listen_tcp()
+            if "utp" in cfg.transports:
+                self.utp = await self._open_utp(self.port if tcp else cfg.listen_port)
+            if self.utp is not None or "utp" not in cfg.transports or cfg.listen_port != 0 or not tcp:
+                break
+            # an ephemeral TCP port whose UDP twin is taken: another one
+            assert self._server is not None
+            self._server.close()
+            self._server = None
+        if self.utp is not None:
+            self.port = self.utp.address[1]
+        elif not tcp:
+            raise SessionError(f"cannot listen on UDP {cfg.listen_host}:{cfg.listen_port} (uTP)")
+        elif "utp" in cfg.transports:
+            log.warning("uTP disabled: UDP port %d on %s is taken", self.port, cfg.listen_host)
+        self._started = True
+        log.info("listening on %s:%d (%s)", cfg.listen_host, self.port, ", ".join(self.transports))
+        if cfg.enable_dht:
+            await self._start_dht()
+        if cfg.enable_lsd:
+            await self._start_lsd()
+
+    async def _listen_tcp(self) -> None:
         from bitswarm.transport import TcpStream
 
-        if self._server is not None:
-            return
-        loop = asyncio.get_running_loop()
+        cfg = self.config
         try:
-            self._server = await loop.create_server(
+            self._server = await asyncio.get_running_loop().create_server(
                 lambda: TcpStream(self.incoming_stream()),
-                self.config.listen_host,
-                self.config.listen_port,
+                cfg.listen_host,
+                cfg.listen_port,
                 reuse_address=True,
                 backlog=128,
             )
         except OSError as exc:
-            raise SessionError(
-                f"cannot listen on {self.config.listen_host}:{self.config.listen_port}: {exc.strerror}"
-            ) from None
-        sock = self._server.sockets[0]
-        self.port = int(sock.getsockname()[1])
-        log.info("listening on %s:%d", self.config.listen_host, self.port)
-        if self.config.enable_dht:
-            await self._start_dht()
-        if self.config.enable_lsd:
-            await self._start_lsd()
+            where = f"{cfg.listen_host}:{cfg.listen_port}"
+            raise SessionError(f"cannot listen on {where}: {exc.strerror}") from None
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _open_utp(self, port: int) -> UtpSocketManager | None:
+        """The uTP socket (BEP 29) on UDP ``port``, accepting into :meth:`incoming_stream` (None:
+        the port is taken)."""
+        from bitswarm.utp import UtpSocketManager
+
+        host = self.config.listen_host
+        try:
+            return await UtpSocketManager.open(
+                "::" if host == "" else host,
+                port,
+                accept=self.incoming_stream,
+                max_connections=self.config.max_connections,
+            )
+        except OSError as exc:
+            log.debug("uTP cannot bind UDP %s:%d: %s", host, port, exc)
+            return None
+
+    @property
+    def transports(self) -> list[str]:
+        """The transports this session accepts and dials on (uTP only if its socket is open)."""
+        return [t for t in self.config.transports if t == "tcp" or self.utp is not None]
 
     # -- DHT (BEP 5) and LSD (BEP 14) ----------------------------------------------------------
 
@@ -167,9 +214,16 @@ class Session:
             dconf.lan = True
         dht_host = "::" if host in ("::", "") else host
         dht: DHTServer | None = None
-        for port in (self.port, 0):  # the TCP port number when the UDP one is free, else any
+        # on uTP's socket (KRPC and uTP told apart by their first byte); else its own, on the TCP
+        # port number when the UDP one is free, else on any
+        for port in (self.port,) if self.utp is not None else (self.port, 0):
             candidate = DHTServer(
-                dht_host, port, bootstrap=literal, config=dconf, state_file=cfg.dht_state_file
+                dht_host,
+                port,
+                bootstrap=literal,
+                config=dconf,
+                state_file=cfg.dht_state_file,
+                shared=self.utp,
             )
             try:
                 await candidate.start()
@@ -275,6 +329,8 @@ class Session:
         self.dht = None
         for conn in list(self._connections):
             conn.close("session closing")
+        if self.utp is not None:
+            self.utp.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)

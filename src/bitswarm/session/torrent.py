@@ -165,6 +165,7 @@ class TorrentRuntime:
             spawn=self._spawn,
             emit=self._emit,
             pex=PexTracker(interval=cfg.pex_interval) if cfg.enable_pex and not self.private else None,
+            utp=lambda: session.utp,
         )
         #: connected peers by peer id, and the addresses we may dial (the peer manager's own)
         self.peers = self.peer_manager.peers

@@ -1,0 +1,166 @@
+"""uTP (BEP 29) in the session: ``SessionConfig.transports``, one UDP socket for uTP and the DHT,
+uTP first with a TCP fallback, one connection per peer across transports and a quick redial.
+
+bitswarm <-> bitswarm on loopback; the interop with libtorrent is in ``tests/interop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from bitswarm.metainfo import Torrent, parse_torrent
+from bitswarm.metainfo._create import create_torrent
+from bitswarm.metainfo._model import TorrentVersion
+from bitswarm.mse import EncryptionPolicy
+from bitswarm.session import Session, SessionConfig
+from bitswarm.session.config import parse_transports
+from bitswarm.session.torrent import TorrentHandle
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config(transports: str = "utp,tcp", **kw: object) -> SessionConfig:
+    kw.setdefault("enable_dht", False)
+    return SessionConfig(
+        listen_host="127.0.0.1",
+        listen_port=0,
+        transports=transports,  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def make_torrent(root: Path, version: TorrentVersion = "v1", size: int = 700_000) -> tuple[Path, Torrent]:
+    root.mkdir(parents=True, exist_ok=True)
+    f = root / "data.bin"
+    f.write_bytes(random.Random(7).randbytes(size))
+    return f, parse_torrent(create_torrent(f, version=version, piece_length=32768))
+
+
+async def eventually_peers(
+    handle: TorrentHandle, n: int = 1, timeout: float = 10.0
+) -> list[dict[str, object]]:
+    async with asyncio.timeout(timeout):
+        while len(peers := handle.peers()) < n:
+            await asyncio.sleep(0.02)
+    return peers
+
+
+def test_transports_parse() -> None:
+    assert parse_transports("tcp,utp") == ("utp", "tcp")  # uTP is dialed first
+    assert parse_transports(" UTP ") == ("utp",)
+    assert parse_transports(["tcp"]) == ("tcp",)
+    assert SessionConfig().transports == ("utp", "tcp")
+    for bad in ("", "tcp,quic", ","):
+        with pytest.raises(ValueError, match="transports"):
+            parse_transports(bad)
+    with pytest.raises(ValueError, match="transports"):
+        SessionConfig(transports="sctp")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("transports", "encryption", "version"),
+    [
+        ("utp", EncryptionPolicy.OFF, "v1"),
+        ("utp", EncryptionPolicy.REQUIRE, "hybrid"),
+        ("utp,tcp", EncryptionPolicy.PREFER, "v2"),
+    ],
+)
+async def test_transfer_over_utp(
+    tmp_path: Path, transports: str, encryption: EncryptionPolicy, version: TorrentVersion
+) -> None:
+    """Both sides dial and accept uTP (uTP only: no TCP listener at all); MSE runs over it."""
+    f, t = make_torrent(tmp_path / "seed", version, size=3_000_000)
+    slow = config(transports, encryption=encryption, download_rate_limit=1_500_000)
+    async with Session(config(transports, encryption=encryption)) as seeder, Session(slow) as leecher:
+        if transports == "utp":
+            assert seeder.transports == ["utp"]
+            with pytest.raises(OSError):  # nothing listens on TCP
+                await asyncio.open_connection("127.0.0.1", seeder.port)
+        await seeder.add(t, f.parent)
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        kind = "utp+enc" if encryption is not EncryptionPolicy.OFF else "utp"
+        assert [p["transport"] for p in await eventually_peers(hl)] == [kind]
+        assert [p["transport"] for p in await eventually_peers(seeder.torrents[0])] == [kind]
+        await hl.wait_complete(timeout=40)
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_utp_dial_falls_back_to_tcp(tmp_path: Path) -> None:
+    """A TCP-only peer: the uTP dial times out (nothing answers on its UDP port) and TCP connects;
+    the next dial of that address tries TCP first."""
+    f, t = make_torrent(tmp_path / "seed")
+    async with (
+        Session(config("tcp")) as seeder,
+        Session(config("utp,tcp", utp_connect_timeout=0.5)) as leecher,
+    ):
+        assert seeder.utp is None
+        await seeder.add(t, f.parent)
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        assert [p["transport"] for p in await eventually_peers(hl)] == ["tcp+enc"]
+        await hl.wait_complete(timeout=30)
+        rt = leecher.lookup(t.swarm_hash)
+        assert rt is not None
+        assert rt.peer_manager.transports_for(("127.0.0.1", seeder.port)) == ["tcp", "utp"]
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_dht_shares_the_utp_socket(tmp_path: Path) -> None:
+    """One UDP socket on the listen port: the DHT's KRPC goes through uTP's socket manager."""
+    cfg = config(enable_dht=True, dht_bootstrap=[])
+    async with Session(cfg) as a, Session(config(enable_dht=True, dht_bootstrap=[])) as b:
+        assert a.utp is not None and a.dht is not None
+        assert a.dht.address == a.utp.address == ("127.0.0.1", a.port)
+        before = a.utp.stats.other_in
+        assert b.dht is not None
+        b.dht.node.ping(("127.0.0.1", a.port))
+        async with asyncio.timeout(5):
+            while b.dht.node.routing_table_size() == 0:
+                await asyncio.sleep(0.02)
+        assert a.utp.stats.other_in > before
+
+
+async def test_simultaneous_connect_leaves_one_connection(tmp_path: Path) -> None:
+    """Both peers dial each other at once (over uTP and TCP): each ends with one connection, the
+    same one on both sides, and the transfer runs on it."""
+    f, t = make_torrent(tmp_path / "seed", size=3_000_000)
+    async with Session(config()) as seeder, Session(config(download_rate_limit=1_500_000)) as leecher:
+        hs = await seeder.add(t, f.parent)
+        hl = await leecher.add(t, tmp_path / "leech")
+        hs.add_peer("127.0.0.1", leecher.port)
+        hl.add_peer("127.0.0.1", seeder.port)
+        await eventually_peers(hl)
+        await asyncio.sleep(1.0)  # every duplicate has been settled by now
+        lp, sp = hl.peers(), hs.peers()
+        assert len(lp) == 1 and len(sp) == 1
+        assert lp[0]["transport"] == sp[0]["transport"]
+        # the one connection: the leecher's local end is the seeder's remote end
+        seeder_rt, leecher_rt = seeder.lookup(t.swarm_hash), leecher.lookup(t.swarm_hash)
+        assert seeder_rt is not None and leecher_rt is not None
+        (a,) = leecher_rt.peers.values()
+        (b,) = seeder_rt.peers.values()
+        assert a.outgoing != b.outgoing
+        await hl.wait_complete(timeout=40)
+        assert len(hl.peers()) <= 1
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_closed_connection_is_redialled_quickly(tmp_path: Path) -> None:
+    """The seeder drops the leecher's connection: the leecher dials it again within seconds (it
+    waited 30 s before)."""
+    f, t = make_torrent(tmp_path / "seed", size=3_000_000)
+    async with Session(config()) as seeder, Session(config(download_rate_limit=500_000)) as leecher:
+        await seeder.add(t, f.parent)
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        await eventually_peers(hl)
+        seeder_rt = seeder.lookup(t.swarm_hash)
+        assert seeder_rt is not None
+        (first,) = seeder_rt.peers.values()
+        first.close("test drops it")
+        async with asyncio.timeout(5):
+            while not seeder_rt.peers or next(iter(seeder_rt.peers.values())) is first:
+                await asyncio.sleep(0.02)
+        assert hl.status().progress < 1.0
