@@ -30,6 +30,8 @@ COMMAND_MODULES: dict[str, str] = {
     "search": "_index",
     "peers": "_index",
     "get": "_index",
+    "index-peer": "_index_peer",
+    "centralized-peer": "_centralized_peer",
     "serve": "_serve",
     "demo": "_demo",
     "daemon": "_daemon",

@@ -643,7 +643,9 @@ async def _seed_session(
             from bitswarm.index.client import announce_share
 
             for h in handles:
-                registering = stack.enter_async_context(announce_share(index, h.torrent, host, session.port))
+                registering = stack.enter_async_context(
+                    announce_share(index, h.torrent, host, session.port, save_path=h.save_path)
+                )
                 reg = await until_stopped(stop, registering)
                 display.event("indexed", name=h.name, file_id=reg.file_id, peer_guid=reg.peer_guid)
         if not json_out:

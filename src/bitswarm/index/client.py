@@ -14,10 +14,12 @@ import asyncio
 import base64
 import contextlib
 import logging
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -108,7 +110,7 @@ class IndexClient:
         self._token: str | None = None
         self.peer_guid: str | None = None
         self._peer_addr: tuple[str | None, int] | None = None
-        self._shares: list[bytes] = []
+        self._shares: list[tuple[bytes, str | None]] = []
 
     async def __aenter__(self) -> IndexClient:
         return self
@@ -177,18 +179,22 @@ class IndexClient:
         self._peer_addr = (ip, port)
         return self.peer_guid
 
-    async def register_share(self, torrent: Torrent | bytes, host: str | None, port: int) -> Registration:
-        """Register a torrent this peer seeds at ``host:port`` (the .torrent is uploaded with it)."""
+    async def register_share(
+        self, torrent: Torrent | bytes, host: str | None, port: int, *, sha1: str | None = None
+    ) -> Registration:
+        """Register a torrent this peer seeds at ``host:port`` (the .torrent is uploaded with it);
+        ``sha1``: the whole-file SHA-1 of a single-file torrent (what the binary protocol's SEARCH
+        and BROWSE show, see :func:`content_sha1`)."""
         data = torrent if isinstance(torrent, bytes) else torrent.raw
         if not data:
             raise IndexClientError("the torrent has no raw bytes to register")
         if self.peer_guid is None or self._peer_addr != (_specific(host), port):
             await self.register_peer(host, port)
-        reg = await self._add(data)
-        self._shares.append(data)
+        reg = await self._add(data, sha1)
+        self._shares.append((data, sha1))
         return reg
 
-    async def _add(self, data: bytes) -> Registration:
+    async def _add(self, data: bytes, sha1: str | None = None) -> Registration:
         t = parse_torrent(data)
         body = {
             "peer_guid": self.peer_guid,
@@ -196,6 +202,8 @@ class IndexClient:
             "size": t.info.total_size,
             "torrent": base64.b64encode(data).decode("ascii"),
         }
+        if sha1 is not None:
+            body["sha1"] = sha1
         out = await self._json("POST", "/files", json=body, auth=True)
         assert self.peer_guid is not None
         return Registration(int(out["id"]), self.peer_guid)
@@ -216,8 +224,8 @@ class IndexClient:
         await self.login()
         assert self._peer_addr is not None
         await self.register_peer(*self._peer_addr)
-        for data in self._shares:
-            await self._add(data)
+        for data, sha1 in self._shares:
+            await self._add(data, sha1)
 
     async def keep_alive_loop(self, interval: float = KEEPALIVE_INTERVAL / 2) -> None:
         """Keep-alives every ``interval`` seconds until cancelled; a failure is logged and retried at
@@ -283,6 +291,21 @@ def _indexed(d: dict[str, Any]) -> IndexedFile:
     )
 
 
+async def content_sha1(torrent: Torrent, save_path: str | os.PathLike[str]) -> str | None:
+    """The whole-file SHA-1 (hex) of a single-file torrent's content under ``save_path``, hashed in a
+    worker thread; None for a multi-file torrent (the index's ``sha1`` is one file's)."""
+    files = torrent.info.data_files
+    if not torrent.info.single_file or len(files) != 1:
+        return None
+    from bitswarm.index.peer_files import sha1_file
+
+    path = Path(save_path, *files[0].path)
+    try:
+        return await asyncio.to_thread(sha1_file, path)
+    except OSError as exc:
+        raise IndexClientError(f"cannot hash {path}: {exc.strerror or exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def announce_share(
     index_url: str,
@@ -291,11 +314,18 @@ async def announce_share(
     port: int,
     *,
     keepalive_interval: float = KEEPALIVE_INTERVAL / 2,
+    save_path: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[Registration]:
     """Register a seeded torrent on the index and keep the peer online while the block runs; the
-    peer is logged out on exit (``bitswarm share PATH --index URL``)."""
+    peer is logged out on exit (``bitswarm share PATH --index URL``). With ``save_path`` (where the
+    content is) a single file's whole-file SHA-1 is registered too."""
+    sha1 = None
+    if save_path is not None:
+        sha1 = await content_sha1(
+            torrent if not isinstance(torrent, bytes) else parse_torrent(torrent), save_path
+        )
     async with IndexClient(index_url) as idx:
-        reg = await idx.register_share(torrent, host, port)
+        reg = await idx.register_share(torrent, host, port, sha1=sha1)
         task = asyncio.create_task(idx.keep_alive_loop(keepalive_interval))
         try:
             yield reg
@@ -352,5 +382,6 @@ __all__ = [
     "PeerAddress",
     "Registration",
     "announce_share",
+    "content_sha1",
     "get",
 ]
