@@ -168,7 +168,7 @@ def search_command(
     timeout: TimeoutOption = 10.0,
     as_json: JsonOption = False,
 ) -> None:
-    """LOGIN, SEARCH (then LOGOUT, unless --id): the files matching QUERY and the online peers holding them."""
+    """LOGIN, SEARCH (then LOGOUT, unless --id): the files matching QUERY and who holds them."""
     hits = _ask(server, username, password, peer_id, timeout, lambda c: c.search(query))
     if as_json:
         for h in hits:
@@ -239,7 +239,7 @@ def get_command(
     timeout: TimeoutOption = 10.0,
     as_json: JsonOption = False,
 ) -> None:
-    """LOGIN, SEARCH NAME (then LOGOUT, unless --id), download the file from a peer holding it (SHA-1 checked)."""
+    """LOGIN, SEARCH NAME (then LOGOUT, unless --id), download it from a holder (SHA-1 checked)."""
     from bitswarm.index.binary_peer import fetch, logged_in, pick
 
     if not output.is_dir():
