@@ -7,12 +7,13 @@ bitswarm <-> bitswarm on loopback; the interop with libtorrent is in ``tests/int
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from pathlib import Path
 
 import pytest
 
-from bitswarm.metainfo import Torrent, parse_torrent
+from bitswarm.metainfo import Torrent, magnet_from_torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.mse import EncryptionPolicy
@@ -164,3 +165,18 @@ async def test_closed_connection_is_redialled_quickly(tmp_path: Path) -> None:
             while not seeder_rt.peers or next(iter(seeder_rt.peers.values())) is first:
                 await asyncio.sleep(0.02)
         assert hl.status().progress < 1.0
+
+
+@pytest.mark.parametrize("encryption", [EncryptionPolicy.OFF, EncryptionPolicy.REQUIRE])
+async def test_magnet_over_utp_only(tmp_path: Path, encryption: EncryptionPolicy) -> None:
+    """A uTP-only seeder: the magnet's metadata fetch dials uTP too (it dialed TCP only)."""
+    f, t = make_torrent(tmp_path / "seed", "hybrid")
+    async with (
+        Session(config("utp", encryption=encryption)) as seeder,
+        Session(config("utp", encryption=encryption)) as leecher,
+    ):
+        await seeder.add(t, f.parent)
+        uri = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=[("127.0.0.1", seeder.port)])
+        hl = await leecher.add(uri.to_uri(), tmp_path / "leech", metadata_timeout=20)
+        await hl.wait_complete(timeout=30)
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()

@@ -223,6 +223,26 @@ class MetadataFetch:
             self._active.discard(addr)
             self._wake.set()
 
+    async def _open(self, addr: tuple[str, int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Dial ``addr`` the way a torrent's peers are dialed: over uTP first when the session has
+        its socket (a uTP-only peer is reachable no other way), over TCP when uTP does not connect
+        within ``utp_connect_timeout`` (see ``PeerManager.connect``)."""
+        cfg = self.session.config
+        utp = self.session.utp
+        if utp is not None:
+            loop = asyncio.get_running_loop()
+            reader = asyncio.StreamReader(loop=loop)
+            proto = asyncio.StreamReaderProtocol(reader, loop=loop)
+            try:
+                stream, _ = await utp.connect(addr, lambda: proto, timeout=cfg.utp_connect_timeout)
+                return reader, asyncio.StreamWriter(stream, proto, reader, loop)
+            except (OSError, TimeoutError) as exc:
+                if "tcp" not in cfg.transports:
+                    raise
+                log.debug("metadata peer %s:%d: no uTP (%s), trying TCP", *addr, exc or "timeout")
+        async with asyncio.timeout(cfg.connect_timeout):
+            return await asyncio.open_connection(addr[0], addr[1])
+
     async def _fetch_from(self, addr: tuple[str, int], *, mse: bool) -> bool:
         """One connection; True if the peer refused MSE (a plaintext attempt may follow)."""
         from bitswarm.mse import EncryptionPolicy, MSEProtocolError, State, StreamCipher, skey_for
@@ -232,8 +252,7 @@ class MetadataFetch:
         writer: asyncio.StreamWriter | None = None
         cipher: StreamCipher | None = None
         try:
-            async with asyncio.timeout(cfg.connect_timeout):
-                reader, writer = await asyncio.open_connection(addr[0], addr[1])
+            reader, writer = await self._open(addr)
             self._writers[addr] = writer
             conn = _FetchPeer(addr, PeerConnection())
             hello = conn.codec.send(Handshake(self.info_hash, self.session.peer_id, self.session.reserved))
