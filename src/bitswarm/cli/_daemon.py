@@ -56,6 +56,7 @@ _KEYS = {
     "seed_upload_slots",
     "announce_ip",
     "encryption",
+    "transports",
     "api_max_per_ip",
     "api_header_timeout",
     "api_idle_timeout",
@@ -103,12 +104,17 @@ def daemon(
         EncryptionPolicy | None,
         typer.Option("--encryption", help="MSE/PE protocol encryption: prefer, require or off [prefer]."),
     ] = None,
+    transports: Annotated[
+        str | None,
+        typer.Option("--transports", metavar="LIST", help="Peer transports: tcp,utp, utp or tcp [tcp,utp]."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the startup line as JSON.")] = False,
 ) -> None:
     """Run a BitTorrent client in the background, controlled by a REST API and a web UI."""
     from bitswarm.daemon import Daemon, HttpLimits, create_app, server_config
     from bitswarm.daemon.client import default_data_dir
     from bitswarm.session import SessionConfig
+    from bitswarm.session.config import parse_transports
 
     cfg = _load_config(config) if config else {}
     api_addr = api or str(cfg.get("api", "127.0.0.1:9091"))
@@ -133,6 +139,10 @@ def daemon(
         scfg.encryption = encryption or EncryptionPolicy(str(cfg.get("encryption", "prefer")))
     except ValueError:
         fail(f"encryption must be prefer, require or off, not {cfg.get('encryption')!r}")
+    try:  # "tcp,utp" or a TOML list (the same as the peer commands' --transports)
+        scfg.transports = parse_transports(transports or cfg.get("transports", "tcp,utp"))
+    except (ValueError, TypeError):
+        fail(f"transports must be tcp, utp or tcp,utp, not {transports or cfg.get('transports')!r}")
     if hasattr(scfg, "dht_state_file"):
         scfg.dht_state_file = str(Path(data_dir) / "dht.state")
 

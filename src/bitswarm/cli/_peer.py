@@ -44,6 +44,7 @@ from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
 from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig, TorrentHandle
+from bitswarm.session.config import parse_transports
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -81,6 +82,15 @@ EncryptionOption = Annotated[
         "--encryption",
         help="MSE/PE protocol encryption. prefer: try it, fall back to plaintext; require: encrypted "
         "(RC4) peers only; off: plaintext only.",
+    ),
+]
+TransportsOption = Annotated[
+    str,
+    typer.Option(
+        "--transports",
+        metavar="LIST",
+        help="Transports to dial and accept peers on: tcp,utp (uTP first, TCP when it does not "
+        "connect), utp (uTP only) or tcp.",
     ),
 ]
 HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
@@ -366,6 +376,7 @@ def _config(
     download_limit: str | None = None,
     upload_limit: str | None = None,
     encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
+    transports: str = "tcp,utp",
 ) -> SessionConfig:
     """Session settings from the common options (``--port``: None is :data:`DEFAULT_PEER_PORT`, or 0
     when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``)."""
@@ -381,7 +392,16 @@ def _config(
         download_rate_limit=parse_rate(download_limit, "--download-limit"),
         upload_rate_limit=parse_rate(upload_limit, "--upload-limit"),
         encryption=encryption,
+        transports=_transports(transports),
     )
+
+
+def _transports(text: str) -> tuple[str, ...]:
+    """``--transports``: tcp, utp or both, comma-separated."""
+    try:
+        return parse_transports(text)
+    except ValueError:
+        fail(f"--transports must be tcp, utp or tcp,utp, not {text!r}")
 
 
 def _trackers(tracker: list[str] | None) -> list[str]:
@@ -485,6 +505,7 @@ def download(
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
+    transports: TransportsOption = "tcp,utp",
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding after the download.")] = False,
     sequential: Annotated[bool, typer.Option("--sequential", help="Download pieces in order.")] = False,
     bootstrap: BootstrapOption = None,
@@ -506,6 +527,7 @@ def download(
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
+        transports=transports,
     )  # fmt: skip
     torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
@@ -666,6 +688,7 @@ def seed(
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
+    transports: TransportsOption = "tcp,utp",
     embed_tracker: EmbedOption = None,
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
@@ -681,6 +704,7 @@ def seed(
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
+        transports=transports,
     )  # fmt: skip
 
     async def main() -> None:
@@ -717,6 +741,7 @@ def share(
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
+    transports: TransportsOption = "tcp,utp",
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing .torrent.")] = False,
     embed_tracker: EmbedOption = None,
     bootstrap: BootstrapOption = None,
@@ -744,6 +769,7 @@ def share(
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
+        transports=transports,
     )  # fmt: skip
 
     async def main() -> None:

@@ -23,6 +23,7 @@ from bitswarm.cli._peer import (
     NoDhtOption,
     PeerOption,
     TrackerOption,
+    TransportsOption,
     UploadLimitOption,
     _config,
     _load_source,
@@ -56,6 +57,7 @@ def stream(
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
+    transports: TransportsOption = "tcp,utp",
     host: HostOption = "0.0.0.0",
     tracker: TrackerOption = None,
     peer: PeerOption = None,
@@ -79,6 +81,7 @@ def stream(
         config = _config(
             host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
             download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
+            transports=transports,
         )  # fmt: skip
         async with peer_session(config, stop, peer_port) as session:
             if json_out and isinstance(torrent, str):
