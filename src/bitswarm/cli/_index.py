@@ -29,7 +29,10 @@ def index_command(
         help="SQLite database file, or a postgresql://user@host:port/dbname DSN [default: index.sqlite3].",
     ),
     config: str | None = typer.Option(
-        None, "--config", help="config.toml to load [default: ./config.toml when it exists]."
+        None,
+        "--config",
+        "-c",
+        help="config.toml to load (seed 000: tracker.py -c FILE) [default: ./config.toml when it exists].",
     ),
     name: str | None = typer.Option(None, "--name", help="Tracker name (federation)."),
     advertise: str | None = typer.Option(None, "--advertise", help="host:port other trackers reach us at."),

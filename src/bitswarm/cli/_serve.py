@@ -142,7 +142,7 @@ def serve(
         list[str] | None, typer.Option("--bootstrap", "-b", help="DHT node to join, HOST:PORT; repeatable.")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="serve.toml with the same settings.")
+        Path | None, typer.Option("--config", "-c", help="serve.toml with the same settings.")
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the bound addresses as one JSON line.")

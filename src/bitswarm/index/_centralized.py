@@ -3,7 +3,8 @@
 The seed gives only request bodies. Our replies (documented in docs/protocols/index-rest.md):
 
 * ``GET /resource`` with no body or ``{}``: 200, a JSON list of every peer; with
-  ``{"resource_name": "test.csv"}``: the peers hosting a file of exactly that name (``[]`` if none).
+  ``{"resource_name": "test.csv"}`` (a GET body, as the seed sends it) or ``?resource_name=test.csv``:
+  the peers hosting a file of exactly that name (``[]`` if none).
   Each peer is ``{"peer_id", "peer_ip", "peer_port", "online", "resources": [{"resource_name",
   "resource_path", "resource_hash"}]}``. A listed ``peer_id`` is the peer's *public* id (16 hex): the
   id a peer registers with is its credential for ``POST /resource`` and ``/heartbeat``, so it is
@@ -69,7 +70,7 @@ def centralized_router(service: IndexService) -> APIRouter:
     @router.get("/resource")
     async def get_resource(request: Request) -> list[dict[str, Any]]:
         body = v.json_object(await read_json(request, optional=True))
-        name = body.get("resource_name")
+        name = body.get("resource_name", request.query_params.get("resource_name"))
         if name is None:
             limit = RESOURCE_LIST_LIMIT
             offset = 0

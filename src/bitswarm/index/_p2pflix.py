@@ -197,6 +197,7 @@ def p2pflix_router(service: IndexService, federation: Federation, *, tracker_nam
         if not isinstance(name, str) or not 0 < len(name) <= 256:
             raise ValidationError("name must be a string")
         dump = await service.dump()
+        dump["name"] = tracker_name  # so the new tracker lists us by our configured name
         if federation.advertise:
             dump["trackers"].append({"name": tracker_name, "ip": federation.advertise})
         if ip != federation.advertise:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import unicodedata
 import uuid
@@ -25,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from bitswarm.index._errors import Conflict, NotFound, StaleSequence, ValidationError
+from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
     OFFLINE_AFTER,
@@ -41,6 +40,14 @@ from bitswarm.index._model import (
     Tracker,
     User,
     public_peer_id,
+)
+from bitswarm.index._rules import (
+    accept_seq,
+    check_owner,
+    peer_from,
+    record_from,
+    registration_expiry,
+    token_hash,
 )
 
 #: Most full-text matches ranked per query (same cap as the SQLite path).
@@ -128,6 +135,10 @@ PG_MIGRATIONS: tuple[str, ...] = (
     UPDATE peers SET public_id =
         substr(encode(sha256(convert_to('bitswarm-peer:' || guid, 'UTF8')), 'hex'), 1, 16);
     CREATE INDEX peers_public_id ON peers(public_id);
+    """,
+    # 4: (SQLite: file ids never reused) a BIGSERIAL never gives an id out twice; nothing to do
+    """
+    SELECT 1;
     """,
 )
 
@@ -309,7 +320,7 @@ class PgStore:
             await c.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
             await c.execute(
                 "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-                _token_hash(token),
+                token_hash(token),
                 user_id,
                 now,
                 expires_at,
@@ -319,7 +330,7 @@ class PgStore:
         row = await self._pool.fetchrow(
             "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
             "WHERE s.token_hash = $1 AND s.expires_at > $2",
-            _token_hash(token),
+            token_hash(token),
             now,
         )
         if row is None:
@@ -328,7 +339,7 @@ class PgStore:
 
     async def delete_session(self, token: str) -> None:
         async with self._tx_() as c:
-            await c.execute("DELETE FROM sessions WHERE token_hash = $1", _token_hash(token))
+            await c.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash(token))
 
     # -- peers ---------------------------------------------------------------------------------
 
@@ -349,7 +360,7 @@ class PgStore:
         )
         if row is None:
             raise NotFound(f"unknown peer {guid}")
-        return _peer_from(row, now)
+        return peer_from(row, now)
 
     async def get_peer(self, guid: str, now: float) -> Peer:
         async with self._pool.acquire() as c:
@@ -364,7 +375,7 @@ class PgStore:
         )
         if row is None:
             raise NotFound(f"unknown peer {public_id}")
-        return _peer_from(row, now)
+        return peer_from(row, now)
 
     @staticmethod
     async def _create_peer(
@@ -390,7 +401,7 @@ class PgStore:
             now if online else None,
             now if online else None,
             online,
-            now + REGISTRATION_TTL,
+            registration_expiry(now),
             public_peer_id(guid),
         )
         if inserted is None:
@@ -399,13 +410,10 @@ class PgStore:
 
     @staticmethod
     async def _check_seq(c: asyncpg.Connection, row: asyncpg.Record, column: str, seq: int | None) -> None:
-        """Seed 000 sequence numbers, as in the SQLite store (below expected: stale; gaps allowed)."""
-        if seq is None:
-            return
-        expected = int(row[column])
-        if seq < expected:
-            raise StaleSequence(f"stale or replayed sequence number {seq}; expected {expected} or more")
-        await c.execute(f"UPDATE peers SET {column} = $1 WHERE guid = $2", seq + 1, row["guid"])
+        """Apply :func:`~bitswarm.index._rules.accept_seq` to the peer's ``column``."""
+        expected = accept_seq(int(row[column]), seq)
+        if expected is not None:
+            await c.execute(f"UPDATE peers SET {column} = $1 WHERE guid = $2", expected, row["guid"])
 
     @classmethod
     async def _delete_peer(cls, c: asyncpg.Connection, guid: str) -> None:
@@ -477,7 +485,7 @@ class PgStore:
                 ip,
                 port,
                 now,
-                now + REGISTRATION_TTL,
+                registration_expiry(now),
                 guid,
             )
 
@@ -492,13 +500,12 @@ class PgStore:
     ) -> Peer:
         async with self._tx_() as c:
             row = await self._peer_row(c, guid, now)
-            if user_id is not None and row["user_id"] != user_id:
-                raise NotFound(f"unknown peer {guid} for this user")
+            check_owner(guid, row["user_id"], user_id)
             await c.execute(
                 "UPDATE peers SET logged_in = true, last_login = $1, last_seen = $1, expires_at = $2, "
                 "ip = coalesce($3, ip), port = coalesce($4, port) WHERE guid = $5",
                 now,
-                now + REGISTRATION_TTL,
+                registration_expiry(now),
                 ip,
                 port,
                 guid,
@@ -530,8 +537,7 @@ class PgStore:
     async def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer:
         async with self._tx_() as c:
             row = await self._peer_row(c, guid, now)
-            if user_id is not None and row["user_id"] != user_id:
-                raise NotFound(f"unknown peer {guid} for this user")
+            check_owner(guid, row["user_id"], user_id)
             await c.execute("UPDATE peers SET logged_in = false WHERE guid = $1", guid)
             return await self._peer(c, guid, now)
 
@@ -567,7 +573,7 @@ class PgStore:
             limit=limit,
             offset=offset,
         )
-        return [_peer_from(r, now) for r in await self._pool.fetch(sql, *args)]
+        return [peer_from(r, now) for r in await self._pool.fetch(sql, *args)]
 
     async def count_peers(self, now: float, status: PeerStatus = "all") -> int:
         where = self._status_where(status)
@@ -675,7 +681,7 @@ class PgStore:
                         "expires_at = greatest(expires_at, $2), ip = coalesce($3, ip), "
                         "port = coalesce($4, port) WHERE guid = $5",
                         now,
-                        now + REGISTRATION_TTL,
+                        registration_expiry(now),
                         ip,
                         port,
                         guid,
@@ -754,7 +760,7 @@ class PgStore:
         row = await c.fetchrow(sql, *args)
         if row is None:
             raise NotFound(f"no file {file_id}")
-        return _record_from(row)
+        return record_from(row)
 
     @classmethod
     async def _detail(cls, c: asyncpg.Connection, file_id: int, now: float) -> FileDetail:
@@ -773,7 +779,7 @@ class PgStore:
             now=now,
             stale=now - OFFLINE_AFTER,
         )
-        hosts = tuple(Host(_peer_from(r, now), r["path"]) for r in await c.fetch(sql, *args))
+        hosts = tuple(Host(peer_from(r, now), r["path"]) for r in await c.fetch(sql, *args))
         return FileDetail(record, chunks, hosts)
 
     async def get_file(self, file_id: int, now: float) -> FileDetail:
@@ -800,7 +806,7 @@ class PgStore:
             limit=limit,
             offset=offset,
         )
-        return [_record_from(r) for r in await self._pool.fetch(sql, *args)]
+        return [record_from(r) for r in await self._pool.fetch(sql, *args)]
 
     async def count_files(self) -> int:
         return int(await self._pool.fetchval("SELECT count(*) FROM files"))
@@ -822,7 +828,7 @@ class PgStore:
                 now=now,
                 stale=now - OFFLINE_AFTER,
             )
-            return [_record_from(r) for r in await c.fetch(sql, *args)]
+            return [record_from(r) for r in await c.fetch(sql, *args)]
 
     async def hosts_paths(self, guid: str) -> dict[int, str | None]:
         rows = await self._pool.fetch("SELECT file_id, path FROM hosts WHERE guid = $1", _clean(guid))
@@ -863,7 +869,7 @@ class PgStore:
                     SEARCH_CANDIDATES,
                 )
             )
-        return SearchResult(total, tuple(_record_from(r) for r in rows))
+        return SearchResult(total, tuple(record_from(r) for r in rows))
 
     async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
         async with self._tx_() as c:
@@ -983,45 +989,6 @@ class PgStore:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _peer_from(row: asyncpg.Record, now: float) -> Peer:
-    last_seen = row["last_seen"]
-    online = bool(row["logged_in"]) and last_seen is not None and last_seen > now - OFFLINE_AFTER
-    return Peer(
-        guid=row["guid"],
-        username=row["username"],
-        ip=row["ip"],
-        port=row["port"],
-        online=online and row["expires_at"] > now,
-        created_at=row["created_at"],
-        last_login=row["last_login"],
-        last_seen=last_seen,
-        expires_at=row["expires_at"],
-        seq_expected=row["seq_expected"],
-        ka_seq_expected=row["ka_seq_expected"],
-    )
-
-
-def _record_from(row: asyncpg.Record) -> FileRecord:
-    return FileRecord(
-        id=row["id"],
-        name=row["name"],
-        size=row["size"],
-        sha1=row["sha1"],
-        sha256=row["sha256"],
-        md5=row["md5"],
-        btih_v1=row["btih_v1"],
-        btih_v2=row["btih_v2"],
-        magnet=row["magnet"],
-        online_peers=row["online"],
-        total_peers=row["total"],
-        has_torrent=bool(row["has_torrent"]),
-    )
 
 
 def is_postgres_dsn(value: str) -> bool:

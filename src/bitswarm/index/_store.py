@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from bitswarm.index._errors import Conflict, NotFound, StaleSequence, ValidationError
+from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
     OFFLINE_AFTER,
@@ -40,6 +39,14 @@ from bitswarm.index._model import (
     Tracker,
     User,
     public_peer_id,
+)
+from bitswarm.index._rules import (
+    accept_seq,
+    check_owner,
+    peer_from,
+    record_from,
+    registration_expiry,
+    token_hash,
 )
 
 P = ParamSpec("P")
@@ -139,6 +146,14 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE peers ADD COLUMN public_id TEXT;
     UPDATE peers SET public_id = bitswarm_public_id(guid);
     CREATE INDEX peers_public_id ON peers(public_id);
+    """,
+    # 4: file ids are never reused (seed 000 clients hold on to ids): the highest id ever given out
+    """
+    CREATE TABLE file_id_high(one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL);
+    INSERT INTO file_id_high(one, last) SELECT 1, coalesce(max(id), 0) FROM files;
+    CREATE TRIGGER files_id_high AFTER INSERT ON files BEGIN
+        UPDATE file_id_high SET last = new.id WHERE one = 1 AND last < new.id;
+    END;
     """,
 )
 
@@ -307,7 +322,7 @@ class Store:
         self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
         self._db.execute(
             "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (_token_hash(token), user_id, now, expires_at),
+            (token_hash(token), user_id, now, expires_at),
         )
 
     @_in_thread
@@ -315,7 +330,7 @@ class Store:
         row = self._db.execute(
             "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
             "WHERE s.token_hash = ? AND s.expires_at > ?",
-            (_token_hash(token), now),
+            (token_hash(token), now),
         ).fetchone()
         if row is None:
             raise NotFound("unknown or expired token")
@@ -323,7 +338,7 @@ class Store:
 
     @_transaction
     def delete_session(self, token: str) -> None:
-        self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+        self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
 
     # -- peers ---------------------------------------------------------------------------------
 
@@ -344,7 +359,7 @@ class Store:
         ).fetchone()
         if row is None:
             raise NotFound(f"unknown peer {guid}")
-        return _peer_from(row, now)
+        return peer_from(row, now)
 
     @_in_thread
     def get_peer(self, guid: str, now: float) -> Peer:
@@ -359,7 +374,7 @@ class Store:
         ).fetchone()
         if row is None:
             raise NotFound(f"unknown peer {public_id}")
-        return _peer_from(row, now)
+        return peer_from(row, now)
 
     def _create_peer(
         self,
@@ -385,7 +400,7 @@ class Store:
                     now if online else None,
                     now if online else None,
                     1 if online else 0,
-                    now + REGISTRATION_TTL,
+                    registration_expiry(now),
                     public_peer_id(guid),
                 ),
             )
@@ -394,15 +409,10 @@ class Store:
         return guid
 
     def _check_seq(self, row: sqlite3.Row, column: str, seq: int | None) -> None:
-        """Seed 000: a message whose sequence number is below the next expected one is a replay or
-        stale and is rejected; an accepted number moves the expectation to ``seq + 1`` (gaps are
-        allowed so that a lost message does not lock the client out)."""
-        if seq is None:
-            return
-        expected = int(row[column])
-        if seq < expected:
-            raise StaleSequence(f"stale or replayed sequence number {seq}; expected {expected} or more")
-        self._db.execute(f"UPDATE peers SET {column} = ? WHERE guid = ?", (seq + 1, row["guid"]))
+        """Apply :func:`~bitswarm.index._rules.accept_seq` to the peer's ``column``."""
+        expected = accept_seq(int(row[column]), seq)
+        if expected is not None:
+            self._db.execute(f"UPDATE peers SET {column} = ? WHERE guid = ?", (expected, row["guid"]))
 
     def _purge_expired_peers(self, now: float) -> int:
         expired = [r[0] for r in self._db.execute("SELECT guid FROM peers WHERE expires_at <= ?", (now,))]
@@ -466,7 +476,7 @@ class Store:
             self._db.execute(
                 "UPDATE peers SET ip = coalesce(?, ip), port = coalesce(?, port), logged_in = 1, "
                 "last_seen = ?, last_login = coalesce(last_login, ?), expires_at = ? WHERE guid = ?",
-                (ip, port, now, now, now + REGISTRATION_TTL, guid),
+                (ip, port, now, now, registration_expiry(now), guid),
             )
 
     @_transaction
@@ -481,12 +491,11 @@ class Store:
     ) -> Peer:
         """Set the peer online and refresh its 30-day registration TTL (seed 001 ``LOGIN``)."""
         row = self._peer_row(guid, now)
-        if user_id is not None and row["user_id"] != user_id:
-            raise NotFound(f"unknown peer {guid} for this user")
+        check_owner(guid, row["user_id"], user_id)
         self._db.execute(
             "UPDATE peers SET logged_in = 1, last_login = ?, last_seen = ?, expires_at = ?, "
             "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
-            (now, now, now + REGISTRATION_TTL, ip, port, guid),
+            (now, now, registration_expiry(now), ip, port, guid),
         )
         return self._peer(guid, now)
 
@@ -515,8 +524,7 @@ class Store:
     @_transaction
     def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer:
         row = self._peer_row(guid, now)
-        if user_id is not None and row["user_id"] != user_id:
-            raise NotFound(f"unknown peer {guid} for this user")
+        check_owner(guid, row["user_id"], user_id)
         self._db.execute("UPDATE peers SET logged_in = 0 WHERE guid = ?", (guid,))
         return self._peer(guid, now)
 
@@ -546,7 +554,7 @@ class Store:
             "ORDER BY p.created_at, p.guid LIMIT :limit OFFSET :offset",
             {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
         ).fetchall()
-        return [_peer_from(r, now) for r in rows]
+        return [peer_from(r, now) for r in rows]
 
     @_in_thread
     def count_peers(self, now: float, status: PeerStatus = "all") -> int:
@@ -576,8 +584,8 @@ class Store:
         file_id = self._find_file_id(hashes)
         if file_id is None:
             cur = self._db.execute(
-                "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files(id, name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
+                "created_at) VALUES ((SELECT last + 1 FROM file_id_high), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name,
                     spec.size,
@@ -653,7 +661,7 @@ class Store:
                 self._db.execute(
                     "UPDATE peers SET logged_in = 1, last_seen = ?, expires_at = max(expires_at, ?), "
                     "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
-                    (now, now + REGISTRATION_TTL, ip, port, guid),
+                    (now, registration_expiry(now), ip, port, guid),
                 )
         file_id = self._upsert_file(spec, now)
         self._add_host(file_id, guid, path, now)
@@ -729,7 +737,7 @@ class Store:
         ).fetchone()
         if row is None:
             raise NotFound(f"no file {file_id}")
-        return _record_from(row)
+        return record_from(row)
 
     @_in_thread
     def get_file(self, file_id: int, now: float) -> FileDetail:
@@ -749,7 +757,7 @@ class Store:
             f"ORDER BY {_ONLINE_SQL} DESC, p.last_seen DESC",
             {"id": file_id, "now": now, "stale": now - OFFLINE_AFTER},
         ).fetchall()
-        hosts = tuple(Host(_peer_from(r, now), r["path"]) for r in rows)
+        hosts = tuple(Host(peer_from(r, now), r["path"]) for r in rows)
         return FileDetail(record, chunks, hosts)
 
     @_in_thread
@@ -771,7 +779,7 @@ class Store:
             f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
             {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
         ).fetchall()
-        return [_record_from(r) for r in rows]
+        return [record_from(r) for r in rows]
 
     @_in_thread
     def count_files(self) -> int:
@@ -790,7 +798,7 @@ class Store:
             "WHERE hh.guid = :guid ORDER BY f.id",
             {"guid": guid, "now": now, "stale": now - OFFLINE_AFTER},
         ).fetchall()
-        return [_record_from(r) for r in rows]
+        return [record_from(r) for r in rows]
 
     @_in_thread
     def hosts_paths(self, guid: str) -> dict[int, str | None]:
@@ -833,7 +841,7 @@ class Store:
                     "SELECT rowid FROM files_fts WHERE files_fts MATCH :q LIMIT :cand", params
                 ).fetchall()
             )
-        return SearchResult(total, tuple(_record_from(r) for r in rows))
+        return SearchResult(total, tuple(record_from(r) for r in rows))
 
     @_transaction
     def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
@@ -967,45 +975,6 @@ def _split_sql(script: str) -> list[str]:
     if current:
         statements.append("\n".join(current))
     return statements
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _peer_from(row: sqlite3.Row, now: float) -> Peer:
-    last_seen = row["last_seen"]
-    online = bool(row["logged_in"]) and last_seen is not None and last_seen > now - OFFLINE_AFTER
-    return Peer(
-        guid=row["guid"],
-        username=row["username"],
-        ip=row["ip"],
-        port=row["port"],
-        online=online and row["expires_at"] > now,
-        created_at=row["created_at"],
-        last_login=row["last_login"],
-        last_seen=last_seen,
-        expires_at=row["expires_at"],
-        seq_expected=row["seq_expected"],
-        ka_seq_expected=row["ka_seq_expected"],
-    )
-
-
-def _record_from(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(
-        id=row["id"],
-        name=row["name"],
-        size=row["size"],
-        sha1=row["sha1"],
-        sha256=row["sha256"],
-        md5=row["md5"],
-        btih_v1=row["btih_v1"],
-        btih_v2=row["btih_v2"],
-        magnet=row["magnet"],
-        online_peers=row["online"],
-        total_peers=row["total"],
-        has_torrent=bool(row["has_torrent"]),
-    )
 
 
 def b64(data: bytes | None) -> str | None:

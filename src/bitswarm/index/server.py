@@ -139,9 +139,11 @@ class IndexServer:
             ).json()
         if not reply.get("success"):
             raise Forbidden(f"new_tracker refused by {url}: {reply.get('error')}")
-        base = tracker_url(url)
-        await self.service.add_tracker(base.split("://", 1)[1], base.split("://", 1)[1])
-        return await self.service.load_dump(json.loads(reply["data"]))
+        dump = json.loads(reply["data"])
+        address = tracker_url(url).split("://", 1)[1]
+        name = dump.get("name")
+        await self.service.add_tracker(name if isinstance(name, str) and name else address, address)
+        return await self.service.load_dump(dump)
 
     async def _purge_loop(self) -> None:
         while True:
