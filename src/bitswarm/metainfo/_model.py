@@ -105,6 +105,7 @@ class Torrent:
     info_hash_v2: bytes | None  #: SHA-256 of ``info.raw`` (v2 and hybrid)
     trackers: list[list[str]] = field(default_factory=list)  #: BEP 12 tiers (``announce`` alone = one tier)
     url_list: list[str] = field(default_factory=list)  #: BEP 19 web seeds
+    httpseeds: list[str] = field(default_factory=list)  #: BEP 17 HTTP seeds (``httpseeds``)
     piece_layers: dict[bytes, bytes] = field(default_factory=dict)  #: BEP 52: pieces root -> hashes
     comment: str | None = None
     created_by: str | None = None

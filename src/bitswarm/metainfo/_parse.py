@@ -467,16 +467,17 @@ def _trackers(top: dict[bytes, Any]) -> list[list[str]]:
     return []
 
 
-def _url_list(top: dict[bytes, Any]) -> list[str]:
-    v = top.get(b"url-list")
+def _url_list(top: dict[bytes, Any], key: str = "url-list") -> list[str]:
+    """BEP 19 ``url-list`` (or BEP 17 ``httpseeds``): a URL or a list of them."""
+    v = top.get(key.encode())
     if v is None:
         return []
     if type(v) is bytes:
         v = [v]
-    _expect(v, list, "url-list")
+    _expect(v, list, key)
     out = []
     for i, u in enumerate(v):
-        _expect(u, bytes, f"url-list[{i}]")
+        _expect(u, bytes, f"{key}[{i}]")
         s = _text(u).strip()
         if s:
             out.append(s)
@@ -529,6 +530,7 @@ def parse_torrent(data: bytes, *, layers_optional: bool = False) -> Torrent:
         info_hash_v2=h2,
         trackers=_trackers(top),
         url_list=_url_list(top),
+        httpseeds=_url_list(top, "httpseeds"),
         piece_layers=layers,
         comment=_opt_str({b"c": comment}, b"c", "comment"),
         created_by=created_by,

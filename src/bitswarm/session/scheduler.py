@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError
 from bitswarm.session.peer_manager import peer_key
-from bitswarm.session.picker import BLOCK_SIZE
+from bitswarm.session.picker import BLOCK_SIZE, BlockRequest
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 
 if TYPE_CHECKING:
@@ -347,8 +347,8 @@ class RequestScheduler:
         src[begin] = peer
         done, others = result
         for other in others:  # end-game duplicates still in flight elsewhere
-            assert isinstance(other, type(peer))
-            other.send_cancel(index, begin, n)
+            if isinstance(other, type(peer)):  # not a web seed (its request is already under way)
+                other.send_cancel(index, begin, n)
         if done:
             self.finishing += 1
             self._spawn(self._finish_piece(index))
@@ -369,23 +369,25 @@ class RequestScheduler:
 
     # -- finishing pieces ----------------------------------------------------------------------
 
-    async def _finish_piece(self, index: int) -> None:
+    async def _finish_piece(self, index: int) -> bool | None:
+        """Hash and write a complete piece: True if it passed, False if it failed, None if no more."""
         buf = self.buffers.pop(index, None)
         src = self._block_src.pop(index, {})
         try:
             if buf is None:
-                return
+                return None
             try:
                 ok = await self.storage.write_piece(index, buf)
             except BitswarmError as exc:
                 self._on_disk_error(f"disk error: {exc}")
-                return
+                return None
             if ok:
                 self._piece_passed(index, buf)
             else:
                 self._piece_failed(index, buf, src)
             if self.downloading:
                 self._recycle_buffer(buf)
+            return ok
         finally:
             self.finishing -= 1
             behind = self.finishing * self.info.piece_length
@@ -393,6 +395,66 @@ class RequestScheduler:
                 self._disk_paused = False
                 for p in self.peers:
                     p.resume_reading()
+
+    # -- web seeds (webseed.py): whole pieces, keyed in the picker by the seed ---------------------
+
+    def pick_web_piece(self, source: Hashable) -> list[BlockRequest]:
+        """Every block of one piece nobody has started, requested from the web seed ``source``
+        (none in end-game: a web seed fetches whole pieces, not duplicates of peers' blocks)."""
+        if not self.downloading:
+            return []
+        picker, buffers = self.picker, self.buffers
+        blocks = picker.pick(
+            source, lambda i: i not in buffers, picker.num_blocks(0), memo=False, endgame_max=0
+        )
+        if not blocks:
+            return []
+        index = blocks[0].index
+        mine = [b for b in blocks if b.index == index]
+        whole = len(mine) == picker.num_blocks(index)
+        for b in blocks if not whole else blocks[len(mine) :]:
+            picker.cancel(source, b.index, b.begin)  # a part of a piece: back to the peers
+        if not whole:
+            return []
+        buffers[index] = self._new_buffer(self.piece_size(index))
+        return mine
+
+    def release_web_piece(self, source: Hashable, index: int) -> None:
+        """The web seed could not fetch piece ``index``: its blocks go back to the picker."""
+        picker = self.picker
+        for b in range(picker.num_blocks(index)):
+            picker.cancel(source, index, b * picker.block_size)
+        bs = picker.block_size
+        if not any(picker.block_wanted(index, b * bs) for b in range(picker.num_blocks(index))):
+            buf = self.buffers.pop(index, None)  # nobody else started it: a fresh piece again
+            if buf is not None:
+                self._recycle_buffer(buf)
+
+    async def finish_web_piece(self, source: Hashable, index: int, data: bytes | bytearray) -> bool | None:
+        """The web seed ``source`` fetched piece ``index`` (from :meth:`pick_web_piece`): its blocks
+        go in like a peer's, then the piece is hashed and written on the usual path. True: it passed;
+        False: it failed its hash check (drop the seed); None: the piece was not ours any more."""
+        buf = self.buffers.get(index)
+        picker, bs = self.picker, self.picker.block_size
+        if buf is None or len(buf) != len(data):
+            self.redundant += len(data)
+            return None
+        done = False
+        for begin in range(0, len(data), bs):
+            result = picker.received(source, index, begin)
+            if result is None:  # a peer's end-game duplicate came first
+                self.redundant += min(bs, len(data) - begin)
+                continue
+            buf[begin : begin + bs] = data[begin : begin + bs]
+            done = done or result[0]
+            if result[1]:  # peers' end-game duplicates of this block: cancel them
+                for peer in self.peers:
+                    if peer in result[1]:
+                        peer.send_cancel(index, begin, min(bs, len(data) - begin))
+        if not done:
+            return None
+        self.finishing += 1
+        return await self._finish_piece(index)
 
     def _piece_passed(self, index: int, buf: bytearray) -> None:
         self.picker.piece_passed(index)

@@ -26,6 +26,7 @@ from bitswarm.session.picker import PiecePicker
 from bitswarm.session.ratelimit import RateLimiter, RateMeter
 from bitswarm.session.scheduler import RequestScheduler
 from bitswarm.session.upload_cache import ReadCache
+from bitswarm.session.webseed import WebSeedManager
 from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.tracker import Event as TrackerEvent
@@ -73,6 +74,8 @@ class TorrentStatus:
     #: block still in flight when its cancel went out) or of a piece already finished (libtorrent's
     #: ``total_redundant_bytes``). Counted in ``downloaded`` too.
     redundant: int = 0
+    web_seeds: int = 0  #: web seeds (BEP 19/17) answering now
+    web_seed_downloaded: int = 0  #: payload bytes from web seeds (counted in ``downloaded`` too)
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -185,6 +188,15 @@ class TorrentRuntime:
             on_verified=self._piece_verified,
             on_hash_failed=lambda index: self._emit("hash_failed", index=index),
             on_disk_error=self._fail,
+        )
+        self.web_seeds = WebSeedManager.for_torrent(
+            url_list=torrent.url_list,
+            httpseeds=torrent.httpseeds,
+            info=self.info,
+            info_hash_v1=torrent.info_hash_v1,
+            scheduler=self.scheduler,
+            clock=self.clock,
+            limiter=self.download_limiter,
         )
         self.choking = ChokeDriver(
             Choker(cfg.upload_slots, seed_slots=cfg.seed_upload_slots),
@@ -310,6 +322,7 @@ class TorrentRuntime:
             loop.create_task(self.peer_manager.run(), name=f"connect-{name}"),
             loop.create_task(self.choking.run(), name=f"choke-{name}"),
             loop.create_task(self._housekeeping_loop(), name=f"housekeeping-{name}"),
+            loop.create_task(self.web_seeds.run(), name=f"webseeds-{name}"),
         ]
         self.announce.start(name)
 
@@ -628,6 +641,8 @@ class TorrentRuntime:
             eta=eta,
             error=self.error,
             redundant=self.scheduler.redundant,
+            web_seeds=self.web_seeds.connected,
+            web_seed_downloaded=self.web_seeds.downloaded,
         )
 
 
@@ -744,7 +759,8 @@ class TorrentHandle:
         self._rt.picker.set_deadline(index, deadline)
 
     def peers(self) -> list[dict[str, object]]:
-        return [
+        """Connected peers, then the web seeds (``transport`` ``http``)."""
+        peers: list[dict[str, object]] = [
             {
                 "address": f"{p.address[0]}:{p.address[1]}",
                 "client": p.client,
@@ -758,6 +774,7 @@ class TorrentHandle:
             }
             for p in self._rt.peers.values()
         ]
+        return peers + self._rt.web_seeds.peers()
 
     def known_peers(self) -> list[tuple[str, int]]:
         """Every address the torrent is connected to or may dial (to keep across a restart)."""
