@@ -201,3 +201,28 @@ def test_centralized_peer_usage_errors(tmp_path):
     assert out.returncode == 2 and "not both" in out.stderr
     out = cpeer("127.0.0.1:1", "--get", "x")  # nothing listens
     assert out.returncode == 2 and out.stderr.count("\n") == 1
+
+
+def test_bitswarm_share_registers_the_whole_file_sha1(index, tmp_path):
+    """A file shared with ``bitswarm share --index`` shows its SHA-1 in a seed-001 SEARCH."""
+    data = os.urandom(100_000)
+    (tmp_path / "shared clip.bin").write_bytes(data)
+    share = subprocess.Popen(
+        [*CLI, "share", "shared clip.bin", "--index", index["url"], "--port", "0", "--host", "127.0.0.1",
+         "--no-dht", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        for _ in range(400):
+            line = share.stdout.readline()
+            assert line, share.stderr.read()
+            if json.loads(line).get("event") == "indexed":
+                break
+        out = run("index-peer", "search", "clip", "--server", f"127.0.0.1:{index['binary_port']}",
+                  "-u", "dave", "-p", "pw", "--json")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        (hit,) = [json.loads(line) for line in out.stdout.splitlines()]
+        assert hit["filename"] == "shared clip.bin" and hit["sha1"] == hashlib.sha1(data).hexdigest()
+    finally:
+        share.send_signal(signal.SIGTERM)
+        share.communicate(timeout=20)
