@@ -22,7 +22,7 @@ from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig, TorrentHandle
-from bitswarm.session.lifecycle import LifecycleError, State
+from bitswarm.session.lifecycle import Event, Lifecycle, LifecycleError, State
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -287,3 +287,34 @@ async def test_controls_follow_the_lifecycle_table(tmp_path: Path) -> None:
         await h2.move_storage(tmp_path / "moved")  # paused: moves and stays paused
         assert h2.state is State.PAUSED and (tmp_path / "moved" / "f.bin").exists()
         assert issubclass(LifecycleError, BitswarmError)
+
+
+async def test_session_add_fires_the_callers_lifecycle(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "seed", {"f.bin": 60_000})
+    t = torrent_of(src / "f.bin")
+    seen: list[tuple[str, str, str]] = []
+
+    def record(old: State, event: Event, new: State) -> None:
+        seen.append((old.value, event.value, new.value))
+
+    async with Session(config()) as session:
+        life = Lifecycle(on_change=record)
+        life.fire(Event.QUEUE)  # as the daemon does before it adds
+        h = await session.add(t, src, lifecycle=life)
+        assert h.lifecycle is life
+        await h.pause()
+        await session.remove(h)
+        assert seen == [
+            ("stopped", "queue", "queued"),
+            ("queued", "check", "checking"),
+            ("checking", "seed", "seeding"),
+            ("seeding", "pause", "paused"),
+            ("paused", "stop", "stopped"),
+        ]
+        # a failed add leaves the caller's lifecycle in error; a paused add is checked, then paused
+        broken = Lifecycle()
+        with pytest.raises(BitswarmError):
+            await session.add(b"not a torrent", src, lifecycle=broken)
+        assert broken.state is State.ERROR
+        hp = await session.add(t, src, paused=True)
+        assert hp.status().state == "paused" and hp.pieces().all() and hp.status().peers == 0
