@@ -123,7 +123,11 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if not MAN_PAGE.exists() or MAN_PAGE.read_text() != text:
-            print(f"{MAN_PAGE} is out of date: run {Path(__file__).name}", file=sys.stderr)
+            print(
+                f"{MAN_PAGE} is out of date (a command's options or help changed): regenerate it with "
+                ".venv/bin/python packaging/gen_manpage.py and commit it",
+                file=sys.stderr,
+            )
             return 1
         return 0
     MAN_PAGE.parent.mkdir(exist_ok=True)
