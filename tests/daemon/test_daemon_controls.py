@@ -189,3 +189,10 @@ async def test_a_control_that_does_not_fit_the_state_is_409(tmp_path: Path) -> N
         assert (await c.post(f"/api/v1/torrents/{mid}/recheck")).status_code == 409
         moved = await c.put(f"/api/v1/torrents/{mid}/location", json={"save_path": str(tmp_path / "x")})
         assert moved.status_code == 409 and moved.json()["error"]["code"] == "no_metadata"
+
+
+def test_top_styles_every_lifecycle_state() -> None:
+    from bitswarm.daemon._top import _STATE_STYLE
+    from bitswarm.session.lifecycle import DISPLAY_NAME
+
+    assert set(_STATE_STYLE) == set(DISPLAY_NAME.values())

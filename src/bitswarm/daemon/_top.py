@@ -11,6 +11,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+#: The style of each lifecycle state's name (``lifecycle.DISPLAY_NAME``; not imported: ``top`` and
+#: ``ctl`` would load the whole engine for it; a daemon test checks every state has a style).
 _STATE_STYLE = {
     "downloading": "bold blue",
     "seeding": "bold green",
