@@ -211,3 +211,42 @@ async def test_download_checks_the_sha1_and_leaves_nothing_behind(tmp_path):
 def test_safe_name_refuses_paths(name):
     with pytest.raises(PeerFileError):
         safe_name(name)
+
+
+async def test_sharing_logs_in_again_after_the_index_restarts(tmp_path):
+    """The connection is lost (the binary server restarts on the same port) and the peer is logged
+    out meanwhile: the next keep-alive tick connects again, REGISTER_UPDATEs and LOGINs with the
+    file server's port, so SEARCH lists the peer's file again."""
+    svc = await IndexService.open(":memory:", clock=FakeClock(), hasher=FAST_HASHER)
+    srv = BinaryIndexServer(svc)
+    host, port = await srv.start("127.0.0.1", 0)
+    (tmp_path / "f.bin").write_bytes(b"f" * 1000)
+    ticks: asyncio.Queue[None] = asyncio.Queue()
+    go = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await ticks.put(None)
+        await go.wait()
+        go.clear()
+
+    alice = Account(host, port, "alice", "pw")
+    try:
+        async with sharing(alice, tmp_path, listen_host="127.0.0.1", sleep=sleep) as peer:
+            await ticks.get()
+            await srv.close()  # drops every connection, the peer's included
+            srv = BinaryIndexServer(svc)
+            await srv.start(host, port)
+            async with await BinaryIndexClient.connect(host, port) as other:
+                await other.login("alice", "pw", peer.peer_id)
+                await other.logout("alice", "pw", peer.peer_id)
+            async with logged_in(Account(host, port, "bob", "pw-b")) as c:
+                assert await c.search("f.bin") == ()
+                old = peer.client
+                go.set()
+                await ticks.get()  # the tick is over: the loop sleeps again
+                assert peer.client is not old
+                (hit,) = await c.search("f.bin")
+                assert (hit.username, hit.peer_port) == ("alice", peer.port)
+    finally:
+        await srv.close()
+        await svc.close()

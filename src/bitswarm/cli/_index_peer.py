@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from bitswarm.cli._app import app, console, fail, print_json
 
 if TYPE_CHECKING:
     from bitswarm.index.binary_client import BinaryIndexClient
+    from bitswarm.index.binary_peer import SharingPeer
 
 _T = TypeVar("_T")
 
@@ -96,6 +98,17 @@ def _ask(
     return _run(main)
 
 
+async def _update(peer: SharingPeer) -> bool:
+    """Rescan and REGISTER_UPDATE; a failure is logged (the keep-alive logs in again) and retried."""
+    from bitswarm.errors import BitswarmError
+
+    try:
+        return await peer.update()
+    except BitswarmError as exc:
+        logging.getLogger("bitswarm.index.binary_peer").warning("REGISTER_UPDATE failed: %s", exc)
+        return False
+
+
 @index_peer_app.command("share")
 def share_command(
     directory: Annotated[Path, typer.Argument(help="Folder whose files are shared.")],
@@ -147,7 +160,7 @@ def share_command(
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), rescan or None)
-                if not stop.is_set() and await peer.update():
+                if not stop.is_set() and await _update(peer):
                     if as_json:
                         print_json({"event": "updated", "files": len(peer.files)})
                     else:

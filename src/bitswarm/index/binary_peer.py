@@ -2,7 +2,8 @@
 
 :func:`sharing` registers a folder's files (``name|MB|sha1``), logs in with the port its file server
 listens on (the 4th LOGIN line, so SEARCH results carry it), sends KEEP_ALIVE every 5 minutes, sends
-REGISTER_UPDATE when :meth:`SharingPeer.update` finds the folder changed, and LOGOUT on exit.
+REGISTER_UPDATE when :meth:`SharingPeer.update` finds the folder changed, logs in again when the
+connection is lost, and sends LOGOUT on exit.
 :func:`logged_in` opens a logged-in connection for the calls the seed only allows after LOGIN
 (SEARCH, BROWSE, SHOW_PEERS); :func:`fetch` downloads a SEARCH hit from the peer that hosts it
 (:mod:`bitswarm.index.peer_files`).
@@ -18,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitswarm.index.binary import SearchHit, SharedFile
-from bitswarm.index.binary_client import KEEP_ALIVE_EVERY, BinaryIndexClient, BinaryIndexError
+from bitswarm.index.binary_client import (
+    KEEP_ALIVE_EVERY,
+    BinaryIndexClient,
+    BinaryIndexError,
+    BinaryIndexRefused,
+)
 from bitswarm.index.peer_files import (
     LocalFile,
     PeerFileError,
@@ -71,6 +77,35 @@ class SharingPeer:
         self.files = files
         return True
 
+    async def keep_online(
+        self, interval: float = KEEP_ALIVE_EVERY, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        """KEEP_ALIVE every ``interval`` seconds until cancelled. When one fails (the connection was
+        lost, the index restarted or forgot the peer) connect again, REGISTER_UPDATE the files (a
+        fresh REGISTER if the id is gone) and LOGIN; a failure there is retried at the next tick."""
+        while True:
+            await sleep(interval)
+            try:
+                await self.client.keep_alive(self.peer_id)
+                continue
+            except BinaryIndexError as exc:
+                log.warning("KEEP_ALIVE failed (%s): logging in again", exc)
+            try:
+                await self._login_again()
+            except BinaryIndexError as exc:
+                log.warning("cannot log in to the index again: %s", exc)
+
+    async def _login_again(self) -> None:
+        a = self.account
+        await self.client.aclose()
+        self.client = await BinaryIndexClient.connect(a.host, a.port, timeout=a.timeout)
+        try:
+            await self.client.register_update(a.username, a.password, self.peer_id, shared(self.files))
+        except BinaryIndexRefused:
+            self.peer_id = await self.client.register(a.username, a.password, shared(self.files))
+            log.warning("the index forgot peer id; registered again as %s", self.peer_id)
+        await self.client.login(a.username, a.password, self.peer_id, self.port)
+
 
 async def _register(client: BinaryIndexClient, account: Account, files: tuple[SharedFile, ...]) -> str:
     if account.peer_id is None:
@@ -95,21 +130,23 @@ async def sharing(
     async with PeerFileServer(files) as server:
         port = await server.start(listen_host, listen_port)
         client = await BinaryIndexClient.connect(account.host, account.port, timeout=account.timeout)
-        async with client:
+        try:
             peer_id = await _register(client, account, shared(files))
             await client.login(account.username, account.password, peer_id, port)
-            peer = SharingPeer(account, client, server, Path(directory), peer_id, port, files)
-            keeper = asyncio.create_task(
-                client.keep_alive_loop(peer_id, interval=keep_alive_every, sleep=sleep)
-            )
-            try:
-                yield peer
-            finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, BinaryIndexError):
-                    await keeper
-                with contextlib.suppress(BinaryIndexError):
-                    await client.logout(account.username, account.password, peer_id)
+        except BaseException:
+            await client.aclose()
+            raise
+        peer = SharingPeer(account, client, server, Path(directory), peer_id, port, files)
+        keeper = asyncio.create_task(peer.keep_online(keep_alive_every, sleep))
+        try:
+            yield peer
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(BinaryIndexError):
+                await peer.client.logout(account.username, account.password, peer.peer_id)
+            await peer.client.aclose()
 
 
 @contextlib.asynccontextmanager
