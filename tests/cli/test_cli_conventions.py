@@ -6,6 +6,7 @@ and ``--force``, ``create``'s note on hybrid torrents."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -297,6 +298,7 @@ def test_debug_logs_failed_outgoing_connections(payload: Path, tmp_path: Path) -
             deadline = time.monotonic() + 30
             keys = [f"dial 127.0.0.1:{refused_port}", f"127.0.0.1:{closer_port} closed the"]
             want = dict.fromkeys(keys, False)
+            refused_line = ""
             while not all(want.values()) and time.monotonic() < deadline:
                 line = proc.stderr.readline()
                 if not line:
@@ -305,11 +307,22 @@ def test_debug_logs_failed_outgoing_connections(payload: Path, tmp_path: Path) -
                 for key in want:
                     if key in line and ("failed" in line or "handshake" in line):
                         want[key] = True
+                        refused_line = line if key == keys[0] else refused_line
         finally:
             proc.terminate()
             proc.communicate(timeout=10)
             closer.close()
     assert all(want.values()), (want, seen[-20:])
+    assert refused_line.rstrip().endswith("failed: Connection refused"), refused_line
+
+
+def test_a_failed_dial_says_why_in_words() -> None:
+    from bitswarm.session.peer_manager import dial_failure
+
+    assert dial_failure(TimeoutError()) == "timed out"  # asyncio.timeout's: no text of its own
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)")
+    assert dial_failure(refused) == "Connection refused"
+    assert dial_failure(OSError("no uTP socket")) == "no uTP socket"
 
 
 def test_no_command_has_an_option_named_like_a_global_one() -> None:

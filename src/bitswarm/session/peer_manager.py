@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,15 @@ if TYPE_CHECKING:
     from bitswarm.utp import UtpSocketManager
 
 log = logging.getLogger("bitswarm.torrent")
+
+
+def dial_failure(exc: BaseException) -> str:
+    """Why a dial failed, in words: "timed out", "Connection refused", "No route to host" ..."""
+    if isinstance(exc, TimeoutError) and not exc.args:
+        return "timed out"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
 
 Address = tuple[str, int]
 
@@ -288,8 +298,8 @@ class PeerManager:
                     await connect_tcp(addr[0], addr[1], receiver)
             else:
                 raise ValueError(f"no dialer for transport {attempt.transport!r}")
-        except (OSError, TimeoutError) as exc:
-            log.debug("dial %s:%d (%s) failed: %s", *addr, attempt.transport, exc)
+        except (OSError, TimeoutError) as exc:  # --debug says why no peer got going
+            log.debug("dial %s:%d (%s) failed: %s", *addr, attempt.transport, dial_failure(exc))
             return DialOutcome.FAILED
         if done is None:
             return DialOutcome.CONNECTED
