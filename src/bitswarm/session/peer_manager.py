@@ -55,6 +55,7 @@ def dial_failure(exc: BaseException) -> str:
         return os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
 
+
 Address = tuple[str, int]
 
 #: Seconds between passes of the connect loop over known addresses (retry timers, freed slots); a
