@@ -112,3 +112,17 @@ def test_every_readme_command_and_option_exists() -> None:
     for words in lines:
         assert unknown_options(words) == [], words
     assert sum(options_in(words) for words in lines) > 40
+
+
+def test_readme_torrent_file_commands_run(tmp_path: Path) -> None:
+    """The README's ``create``, ``info`` and ``magnet`` lines, run as written (in README order, on a
+    ``my-folder``), succeed; placeholder lines (``...``) are left to the option check above."""
+    _folder(tmp_path)
+    ran = 0
+    for words in _command_lines():
+        if words[0] not in ("create", "info", "magnet") or any("..." in w for w in words):
+            continue
+        proc = subprocess.run([*BW, *words], cwd=tmp_path, capture_output=True, text=True, env=ENV)
+        assert proc.returncode == 0, (words, proc.stderr)
+        ran += 1
+    assert ran >= 5
