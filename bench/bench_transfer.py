@@ -17,6 +17,14 @@ is hashed and compared with the source.
 
     .venv/bin/python bench/bench_transfer.py                 # 1 GiB, all pairs, best of 3
     .venv/bin/python bench/bench_transfer.py --pairs bw-bw,lt-lt --repeat 5 --json
+    .venv/bin/python bench/bench_transfer.py --pairs bw-bw,lt-lt --encryption both --repeat 5
+
+Encryption (issue 18): ``--encryption on`` runs the pairs with MSE/PE forced (bitswarm
+``encryption = require``; libtorrent ``pe_forced`` both ways, ``pe_rc4`` only), ``both`` runs every
+pair plaintext and encrypted, interleaved (names ``bw-bw+enc``). An encrypted pair's ratio is
+against ``lt-lt+enc`` of the same run, and the table adds its time over the same pair in plaintext.
+Plaintext pairs run bitswarm with ``encryption = off`` and libtorrent with encryption disabled.
+aria2 pairs run plaintext only.
 """
 
 from __future__ import annotations
@@ -58,6 +66,14 @@ LT_SETTINGS: dict[str, Any] = {
     "allow_multiple_connections_per_ip": True,
     "user_agent": "libtorrent-bench",
 }
+#: libtorrent with MSE/PE forced both ways and RC4 only (pe_forced = 0, pe_rc4 = 2)
+LT_ENCRYPTED: dict[str, Any] = {
+    "out_enc_policy": 0,
+    "in_enc_policy": 0,
+    "allowed_enc_level": 2,
+    "prefer_rc4": True,
+}
+ENC = "+enc"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -79,12 +95,19 @@ def role_bw(args: argparse.Namespace) -> None:
     import asyncio
 
     from bitswarm.metainfo import load_torrent
+    from bitswarm.mse import EncryptionPolicy
     from bitswarm.session import Session, SessionConfig
 
     torrent = load_torrent(args.torrent)
 
     async def main() -> None:
-        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, min_announce_interval=1.0)
+        cfg = SessionConfig(
+            listen_host="127.0.0.1",
+            listen_port=0,
+            min_announce_interval=1.0,
+            encryption=EncryptionPolicy.REQUIRE if args.encrypt else EncryptionPolicy.OFF,
+            transports=("tcp",),  # loopback TCP, like the libtorrent pair (uTP: bench_utp.py)
+        )
         async with Session(cfg) as s:
             if args.role == "bw-seed":
                 # a fresh resume dir: seed mode then hashes each piece before its first upload,
@@ -120,6 +143,8 @@ def role_lt(args: argparse.Namespace) -> None:
     import libtorrent as lt
 
     settings = dict(LT_SETTINGS)
+    if args.encrypt:
+        settings.update(LT_ENCRYPTED)
     settings["alert_mask"] = lt.alert.category_t.status_notification | lt.alert.category_t.error_notification
     ses = lt.session(settings)
     params = lt.add_torrent_params()
@@ -248,9 +273,12 @@ class Proc:
         return self.reap(timeout)
 
 
-def spawn_py(role: str, torrent: Path, directory: Path, peer_port: int = 0, timeout: float = 120) -> Proc:
+def spawn_py(
+    role: str, torrent: Path, directory: Path, peer_port: int = 0, timeout: float = 120, encrypt: bool = False
+) -> Proc:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--torrent", str(torrent)]
     cmd += ["--dir", str(directory), "--peer-port", str(peer_port), "--timeout", str(timeout)]
+    cmd += ["--encrypt"] if encrypt else []
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     return Proc(role, p)
@@ -408,7 +436,8 @@ def run_pair(
     timeout: float,
 ) -> tuple[float, Proc, Proc]:
     """One transfer. Returns (seconds, seeder, leecher): their peak RSS and CPU time are sampled."""
-    seeder, leecher = pair.split("-")
+    encrypt = pair.endswith(ENC)
+    seeder, leecher = pair.removesuffix(ENC).split("-")
     leech_dir = work / f"leech-{pair}"
     shutil.rmtree(leech_dir, ignore_errors=True)
     leech_dir.mkdir(parents=True)
@@ -420,7 +449,7 @@ def run_pair(
             procs.append(sp)
             wait_tcp(port, 15)
         else:
-            sp = spawn_py(f"{seeder}-seed", tfile, data_dir, timeout=timeout)
+            sp = spawn_py(f"{seeder}-seed", tfile, data_dir, timeout=timeout, encrypt=encrypt)
             procs.append(sp)
             port = int(sp.read_json(30)["port"])
         if leecher == "aria":
@@ -435,7 +464,9 @@ def run_pair(
                 out = lp.popen.stdout.read().decode(errors="replace") if lp.popen.stdout else ""
                 raise RuntimeError(f"aria2c leecher exited {rc}: {out[-1500:]}")
         else:
-            lp = spawn_py(f"{leecher}-leech", tfile, leech_dir, peer_port=port, timeout=timeout)
+            lp = spawn_py(
+                f"{leecher}-leech", tfile, leech_dir, peer_port=port, timeout=timeout, encrypt=encrypt
+            )
             procs.append(lp)
             seconds = float(lp.read_json(timeout + 30)["seconds"])
             lp.sample_rss()
@@ -470,11 +501,18 @@ def main() -> None:
     ap.add_argument("--workdir", default="/dev/shm/bitswarm-bench-transfer")
     ap.add_argument("--keep", action="store_true", help="keep the source file for the next run")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--encryption",
+        choices=["off", "on", "both"],
+        default="off",
+        help="MSE/PE forced on the bitswarm/libtorrent pairs: off, on, or both (each pair twice)",
+    )
     # child roles
     ap.add_argument("--role", help=argparse.SUPPRESS)
     ap.add_argument("--torrent", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--peer-port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--encrypt", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
         (role_bw if args.role.startswith("bw-") else role_lt)(args)
@@ -484,6 +522,11 @@ def main() -> None:
     for p in pairs:
         if p not in ALL_PAIRS:
             ap.error(f"unknown pair {p!r}")
+    if args.encryption != "off":
+        enc = [p + ENC for p in pairs if "aria" not in p]
+        pairs = (
+            enc if args.encryption == "on" else [q for p in pairs for q in (p, p + ENC) if q in enc or q == p]
+        )
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
@@ -538,21 +581,27 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    base = min(results["lt-lt"].seconds) if "lt-lt" in results and results["lt-lt"].seconds else None
+    def best_of(pair: str) -> float | None:
+        return min(results[pair].seconds) if pair in results and results[pair].seconds else None
+
     rows = []
     for p in pairs:
         r = results[p]
-        best = min(r.seconds) if r.seconds else None
-        s, le = p.split("-")
+        best = best_of(p)
+        base = best_of("lt-lt" + ENC) if p.endswith(ENC) else best_of("lt-lt")
+        plain = best_of(p.removesuffix(ENC)) if p.endswith(ENC) else None
+        s, le = p.removesuffix(ENC).split("-")
         rows.append(
             {
                 "pair": p,
+                "encrypted": p.endswith(ENC),
                 "seeder": CLIENTS[s],
                 "leecher": CLIENTS[le],
                 "seconds": best,
                 "all_seconds": [round(x, 4) for x in r.seconds],
                 "mb_per_s": (args.size / best / 1e6) if best else None,
                 "ratio_vs_lt_lt": (best / base) if best and base else None,
+                "ratio_vs_own_plaintext": (best / plain) if best and plain else None,
                 "seeder_peak_rss_mib": round(r.seed_rss_kb / 1024, 1),
                 "leecher_peak_rss_mib": round(r.leech_rss_kb / 1024, 1),
                 "seeder_cpu_seconds": [round(x, 2) for x in r.seed_cpu],
@@ -576,17 +625,18 @@ def main() -> None:
         f"load {summary['loadavg'][0]:.1f}, {summary['wall_seconds']} s"
     )
     print(
-        f"{'seeder → leecher':26s} {'seconds':>8s} {'MB/s':>8s} {'vs lt':>6s} "
+        f"{'seeder → leecher':32s} {'seconds':>8s} {'MB/s':>8s} {'vs lt':>6s} {'vs plain':>8s} "
         f"{'seed RSS':>9s} {'leech RSS':>9s}"
     )
     for row in rows:
-        name = f"{row['seeder']} → {row['leecher']}"
+        name = f"{row['seeder']} → {row['leecher']}" + (" (RC4)" if row["encrypted"] else "")
         if row["seconds"] is None:
-            print(f"{name:26s} FAILED: {'; '.join(row['errors'])[:200]}")
+            print(f"{name:32s} FAILED: {'; '.join(row['errors'])[:200]}")
             continue
         ratio = f"{row['ratio_vs_lt_lt']:.2f}" if row["ratio_vs_lt_lt"] else "-"
+        vs_plain = f"{row['ratio_vs_own_plaintext']:.2f}" if row["ratio_vs_own_plaintext"] else "-"
         print(
-            f"{name:26s} {row['seconds']:8.3f} {row['mb_per_s']:8.1f} {ratio:>6s} "
+            f"{name:32s} {row['seconds']:8.3f} {row['mb_per_s']:8.1f} {ratio:>6s} {vs_plain:>8s} "
             f"{row['seeder_peak_rss_mib']:7.0f} M {row['leecher_peak_rss_mib']:7.0f} M"
         )
 
