@@ -23,8 +23,9 @@ def help_text(command: tuple[str, ...]) -> str:
 
 
 def command_of(words: list[str]) -> tuple[str, ...]:
-    """The command (with its subcommand, for ``ctl`` and ``dht lookup``) ``bitswarm WORDS`` runs."""
-    if len(words) > 1 and (words[0] == "ctl" or words[:2] == ["dht", "lookup"]):
+    """The command (with its subcommand, for ``ctl``, ``index-peer`` and ``dht lookup``) ``bitswarm
+    WORDS`` runs."""
+    if len(words) > 1 and (words[0] in ("ctl", "index-peer") or words[:2] == ["dht", "lookup"]):
         return tuple(words[:2])
     return (words[0],)
 
