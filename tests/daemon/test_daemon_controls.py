@@ -17,6 +17,7 @@ from daemon_testlib import make_content, running_daemon, seeder, session_config,
 
 from bitswarm.daemon.client import DaemonClient
 from bitswarm.session import Session, TorrentHandle
+from bitswarm.session.lifecycle import Event, LifecycleError, State
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -189,6 +190,15 @@ async def test_a_control_that_does_not_fit_the_state_is_409(tmp_path: Path) -> N
         assert (await c.post(f"/api/v1/torrents/{mid}/recheck")).status_code == 409
         moved = await c.put(f"/api/v1/torrents/{mid}/location", json={"save_path": str(tmp_path / "x")})
         assert moved.status_code == 409 and moved.json()["error"]["code"] == "no_metadata"
+
+        # a control the engine's table refuses (a race the daemon cannot rule out) is 409 too
+        async def refused(torrent_id: str) -> dict[str, Any]:
+            raise LifecycleError(State.CHECKING, Event.MOVE)
+
+        r.daemon.recheck = refused  # type: ignore[method-assign]
+        rc = await c.post(f"/api/v1/torrents/{mid}/recheck")
+        assert rc.status_code == 409 and rc.json()["error"]["code"] == "wrong_state"
+        assert "cannot move a torrent that is checking" in rc.json()["error"]["message"]
 
 
 def test_top_styles_every_lifecycle_state() -> None:
