@@ -13,8 +13,12 @@ looks up peers there. ``enable_pex`` exchanges peers with BEP 11 ``ut_pex``; ``e
 multicast discovery on the LAN. Magnet links (``add("magnet:?...")``) fetch the info dictionary
 first (BEP 9, :mod:`bitswarm.session.magnet`) and then download like a .torrent. Events
 (``torrent_added``, ``peer_connected``, ``piece_verified``, ``torrent_completed``, ``hash_failed``,
-``peer_banned``, ``torrent_error``, ``torrent_removed``) are published to every :meth:`events`
-subscriber.
+``peer_banned``, ``torrent_error``, ``torrent_paused``, ``torrent_resumed``, ``torrent_removed``)
+are published to every :meth:`events` subscriber.
+
+A torrent's state is its :class:`~bitswarm.session.lifecycle.Lifecycle` (one table of legal
+transitions); :class:`~bitswarm.session.torrent.TorrentHandle` pauses, resumes, rechecks, changes
+file priorities, moves the files and reannounces a running torrent.
 """
 
 from __future__ import annotations
