@@ -17,8 +17,9 @@ from bitswarm.cli._app import app, fail, print_json
     "centralized-peer",
     help="A peer of the CentralizedP2P REST API (seed 002: POST /resource, POST /heartbeat, GET /resource; "
     "serve it with `bitswarm index`). Arguments in the seed's order: PEER_IP (this peer's address), "
-    "SERVER_IP[:PORT] (the index; port 42070 when left out), ACTION_PORT (the peer's command interface: "
-    "one command per line — help, list, find NAME, get NAME, quit — one JSON reply per line) and "
+    "SERVER_IP[:PORT] (the index; port 42070 when left out), ACTION_PORT (the peer's command interface, "
+    "on 127.0.0.1 unless --action-host says otherwise: one command per line — help, list, find NAME, "
+    "get NAME, quit — one JSON reply per line) and "
     "LISTEN_PORT (where this peer serves its files to other peers, over HTTP). "
     "--share DIR registers each file of DIR (peer_port = LISTEN_PORT, resource_hash = its SHA-1), serves "
     "them and sends a heartbeat every 5 minutes until SIGTERM / Ctrl-C. --get NAME --output DIR finds the "
@@ -41,6 +42,10 @@ def centralized_peer(
     peer_id: Annotated[
         str | None, typer.Option("--peer-id", help="This peer's id (a UUID; default: new).")
     ] = None,
+    action_host: Annotated[
+        str,
+        typer.Option("--action-host", help="Address of the command interface (it takes no password)."),
+    ] = "127.0.0.1",
     heartbeat: Annotated[float, typer.Option("--heartbeat", help="Seconds between heartbeats.")] = 300.0,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the server or a peer.")
@@ -91,15 +96,15 @@ def centralized_peer(
             peer_id=peer_id, heartbeat_every=heartbeat,
         ) as peer:  # fmt: skip
             actions = ActionServer(client, peer.files, output)
-            aport = await actions.start(peer_ip, action_port)
+            aport = await actions.start(action_host, action_port)
             try:
                 info = {"event": "ready", "peer_id": peer.peer_id, "action_port": aport,
                         "listen_port": peer.port, "resources": [f.name for f in peer.files]}  # fmt: skip
                 if as_json:
                     print_json(info)
                 else:
-                    print(f"peer {peer.peer_id}: {len(peer.files)} resource(s) served on "
-                          f"{peer_ip}:{peer.port}, commands on {peer_ip}:{aport}", flush=True)  # fmt: skip
+                    where = f"{peer_ip}:{peer.port}, commands on {action_host}:{aport}"
+                    print(f"peer {peer.peer_id}: {len(peer.files)} resource(s) served on {where}", flush=True)
                 await stop.wait()
             finally:
                 await actions.stop()
