@@ -60,6 +60,12 @@ def _not_found(torrent_id: str) -> DaemonError:
     return DaemonError(f"no torrent with id {torrent_id!r}", 404, "not_found")
 
 
+#: The states counted as ``active`` in the stats.
+_ACTIVE = frozenset(
+    DISPLAY_NAME[s] for s in (State.METADATA, State.CHECKING, State.DOWNLOADING, State.SEEDING, State.MOVING)
+)
+
+
 def _refused(exc: LifecycleError) -> DaemonError:
     return DaemonError(str(exc), 409, "wrong_state")
 
@@ -741,7 +747,7 @@ class Daemon:
             "uptime": time.time() - self.started_at,
             "listen_port": self.session.port,
             "torrents": len(sts),
-            "active": sum(1 for s in sts if s["state"] in ("downloading", "seeding", "checking", "metadata")),
+            "active": sum(1 for s in sts if s["state"] in _ACTIVE),
             "downloading": sum(1 for s in sts if s["state"] == "downloading"),
             "seeding": sum(1 for s in sts if s["state"] == "seeding"),
             "paused": sum(1 for s in sts if s["state"] == "paused"),
