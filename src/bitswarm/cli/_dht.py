@@ -1,10 +1,12 @@
-"""``bitswarm dht``: a standalone Mainline DHT node (e.g. a LAN bootstrap), and ``dht lookup``.
+"""``bitswarm dht``: a standalone Mainline DHT node (e.g. a LAN bootstrap), ``dht lookup`` and ``dht scrape``.
 
 ``bitswarm dht [--port N] [--bootstrap HOST:PORT]... [--state FILE]`` runs a node and prints its id,
 address and routing-table size every few seconds (``--json``: one object per line).
 ``bitswarm dht lookup INFOHASH [--bootstrap HOST:PORT]...`` prints the peers found, one
-``HOST:PORT`` per line. Loopback and private addresses are accepted when the bootstrap node (or the
-bound address) is itself loopback/private, so a LAN or a test needs no extra flag.
+``HOST:PORT`` per line. ``bitswarm dht scrape INFOHASH --bootstrap HOST:PORT`` estimates its seeds
+and peers from the nodes' BEP 33 bloom filters (``--json``: one object). Loopback and private
+addresses are accepted when the bootstrap node (or the bound address) is itself loopback/private, so
+a LAN or a test needs no extra flag.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bitswarm.cli._app import app, console, err_console, fail, print_json
 from bitswarm.cli._peer import parse_hostport
+
+if TYPE_CHECKING:
+    from bitswarm.dht.lookup import LookupResult
 
 dht_app = typer.Typer(
     name="dht",
@@ -104,14 +109,13 @@ def dht(
     _run(main)
 
 
-@dht_app.command()
-def lookup(
-    info_hash: Annotated[str, typer.Argument(help="40 hex digits (v1, or a truncated v2 hash).")],
-    bootstrap: BootstrapOption = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")] = 30.0,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with the peers.")] = False,
-) -> None:
-    """Find the peers of INFOHASH on the DHT; prints HOST:PORT lines."""
+InfoHashArgument = Annotated[str, typer.Argument(help="40 hex digits (v1, or a truncated v2 hash).")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
+
+
+def _search(info_hash: str, bootstrap: list[str] | None, timeout: float, *, scrape: bool) -> LookupResult:
+    """Join the DHT through ``bootstrap`` and run one get_peers lookup for ``info_hash`` (``scrape``:
+    BEP 33, with bloom filters). Bad input exits 2."""
     from bitswarm.dht.server import DHTServer
 
     try:
@@ -124,17 +128,56 @@ def lookup(
     if not contacts:
         fail("give at least one --bootstrap HOST:PORT")
     host = "127.0.0.1" if all(h.startswith("127.") for h, _ in contacts) else "0.0.0.0"
+    results: list[LookupResult] = []
 
     async def main() -> None:
         async with DHTServer(host, 0, bootstrap=contacts, config=_config(contacts, host)) as server:  # type: ignore[arg-type]
             await server.bootstrap(contacts, timeout=timeout)
-            peers = await server.lookup(target, timeout=timeout)
-        if json_out:
-            print_json({"info_hash": target.hex(), "peers": [f"{h}:{p}" for h, p in peers]})
-        else:
-            for h, p in peers:
-                print(f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
-        if not peers:
-            err_console.print("no peers found")
+            run = server.scrape if scrape else server.get_peers
+            results.append(await run(target, timeout=timeout))
 
     _run(main)
+    return results[0]
+
+
+@dht_app.command()
+def lookup(
+    info_hash: InfoHashArgument,
+    bootstrap: BootstrapOption = None,
+    timeout: TimeoutOption = 30.0,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with the peers.")] = False,
+) -> None:
+    """Find the peers of INFOHASH on the DHT; prints HOST:PORT lines."""
+    res = _search(info_hash, bootstrap, timeout, scrape=False)
+    peers = res.peers
+    if json_out:
+        print_json({"info_hash": res.target.hex(), "peers": [f"{h}:{p}" for h, p in peers]})
+    else:
+        for h, p in peers:
+            print(f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
+    if not peers:
+        err_console.print("no peers found")
+
+
+@dht_app.command()
+def scrape(
+    info_hash: InfoHashArgument,
+    bootstrap: BootstrapOption = None,
+    timeout: TimeoutOption = 30.0,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object with the counts.")] = False,
+) -> None:
+    """Estimate the seeds and peers of INFOHASH on the DHT (BEP 33 scrape)."""
+    res = _search(info_hash, bootstrap, timeout, scrape=True)
+    out = {
+        "info_hash": res.target.hex(),
+        "seeds": res.seeds_estimate,
+        "peers": res.peers_estimate,
+        "nodes_answered": res.scrapes,
+        "peers_found": len(res.peers),
+    }
+    if json_out:
+        print_json(out)
+    else:
+        print(f"seeds: {out['seeds']}  peers: {out['peers']}  (BEP 33 estimate from {res.scrapes} nodes)")
+    if not res.scrapes:
+        err_console.print("no node answered with a scrape")

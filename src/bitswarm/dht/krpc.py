@@ -79,6 +79,8 @@ ERROR_CAS_MISMATCH: Final = 301
 ERROR_SEQ_TOO_LOW: Final = 302
 
 ID_LEN: Final = 20
+#: BEP 33: the size of a scrape bloom filter (``BFsd``/``BFpe``)
+BLOOM_BYTES: Final = 256
 MAX_SALT: Final = 64  # BEP 44
 MAX_T_LEN: Final = 64  # opaque, but bound what we echo back
 
@@ -330,16 +332,22 @@ class FindNodeArgs:
 
 @dataclass(frozen=True, slots=True)
 class GetPeersArgs:
-    """``get_peers`` arguments (BEP 5; ``want``: BEP 32)."""
+    """``get_peers`` arguments (BEP 5; ``want``: BEP 32; ``scrape``, ``noseed``: BEP 33)."""
 
     id: bytes
     info_hash: bytes
     want: frozenset[bytes] = frozenset()  # BEP 32
+    scrape: bool = False  # BEP 33: answer with the BFsd/BFpe bloom filters
+    noseed: bool = False  # BEP 33: values without seeds (best effort)
 
     def to_args(self) -> dict[bytes, Any]:
         d: dict[bytes, Any] = {b"id": self.id, b"info_hash": self.info_hash}
         if self.want:
             d[b"want"] = sorted(self.want)
+        if self.scrape:
+            d[b"scrape"] = 1
+        if self.noseed:
+            d[b"noseed"] = 1
         return d
 
 
@@ -453,7 +461,9 @@ def parse_query(q: Query) -> QueryArgs:
         if m == b"find_node":
             return FindNodeArgs(_id(a), _id(a, b"target"), _want(a))
         if m == b"get_peers":
-            return GetPeersArgs(_id(a), _id(a, b"info_hash"), _want(a))
+            return GetPeersArgs(
+                _id(a), _id(a, b"info_hash"), _want(a), _int(a, b"scrape") == 1, _int(a, b"noseed") == 1
+            )
         if m == b"announce_peer":
             port = _int(a, b"port")
             implied = _int(a, b"implied_port") == 1
@@ -527,6 +537,9 @@ class ResponseBody:
     samples: list[bytes] | None = None
     interval: int | None = None
     num: int | None = None
+    # BEP 33: bloom filters of the seeds' and the other peers' IPs (256 bytes each)
+    bf_seeds: bytes | None = None
+    bf_peers: bytes | None = None
 
     def to_values(self) -> dict[bytes, Any]:
         d: dict[bytes, Any] = {b"id": self.id}
@@ -552,6 +565,10 @@ class ResponseBody:
             d[b"interval"] = self.interval
         if self.num is not None:
             d[b"num"] = self.num
+        if self.bf_seeds is not None:
+            d[b"BFsd"] = self.bf_seeds
+        if self.bf_peers is not None:
+            d[b"BFpe"] = self.bf_peers
         return d
 
 
@@ -589,6 +606,10 @@ def parse_response(resp: Response) -> ResponseBody:
             if len(samples_raw) % ID_LEN:
                 raise KRPCError("'samples' is not a multiple of 20 bytes")
             samples = [samples_raw[i : i + ID_LEN] for i in range(0, len(samples_raw), ID_LEN)]
+        bf_seeds, bf_peers = _opt_bytes(r, b"BFsd"), _opt_bytes(r, b"BFpe")
+        for key, bloom in ((b"BFsd", bf_seeds), (b"BFpe", bf_peers)):
+            if bloom is not None and len(bloom) != BLOOM_BYTES:
+                raise KRPCError(f"{key.decode()!r} is {len(bloom)} bytes, not {BLOOM_BYTES}")
         return ResponseBody(
             id=node_id,
             nodes=decode_nodes(nodes_raw) if nodes_raw else [],
@@ -602,6 +623,8 @@ def parse_response(resp: Response) -> ResponseBody:
             samples=samples,
             interval=_int(r, b"interval"),
             num=_int(r, b"num"),
+            bf_seeds=bf_seeds,
+            bf_peers=bf_peers,
         )
     except KRPCError as exc:
         raise KRPCError(str(exc), code=exc.code, t=resp.t) from None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bitswarm.bencode import decode as bdecode
-from bitswarm.dht import bep44
+from bitswarm.dht import bep33, bep44
 from bitswarm.dht.bep42 import is_valid_node_id
 from bitswarm.dht.krpc import Addr, Error, NodeInfo, ResponseBody
 
@@ -62,6 +62,22 @@ class LookupResult:
     item: Item | None = None
     started: float = 0.0
     finished: float = 0.0
+    #: BEP 33 (a scrape lookup): the union of the nodes' ``BFsd``/``BFpe`` bloom filters (a node that
+    #: answered with ``values`` only adds those IPs to ``bf_peers``, unless ``bf_seeds`` has them);
+    #: None when nothing was found. ``scrapes``: nodes that answered with filters.
+    bf_seeds: bytes | None = None
+    bf_peers: bytes | None = None
+    scrapes: int = 0
+
+    @property
+    def seeds_estimate(self) -> int:
+        """BEP 33: about how many seeds the DHT knows of (0 without a scrape answer)."""
+        return 0 if self.bf_seeds is None else round(bep33.estimate(self.bf_seeds))
+
+    @property
+    def peers_estimate(self) -> int:
+        """BEP 33: about how many other peers (downloaders) the DHT knows of."""
+        return 0 if self.bf_peers is None else round(bep33.estimate(self.bf_peers))
 
 
 @dataclass(slots=True, eq=False)
@@ -93,6 +109,8 @@ class Lookup:
         put_item: Item | None = None,
         salt: bytes = b"",
         seq: int | None = None,
+        scrape: bool = False,
+        seed: bool = False,
     ) -> None:
         self.node = node
         self.kind = kind
@@ -104,6 +122,11 @@ class Lookup:
         self.put_item = put_item
         self.salt = salt
         self.seq = seq
+        self.scrape = scrape  #: BEP 33: ask for bloom filters (``get_peers`` with ``scrape=1``)
+        self.seed = seed  #: BEP 33: announce with ``seed=1``
+        self._bf_seeds: bep33.ScrapeBloom | None = None
+        self._bf_peers: bep33.ScrapeBloom | None = None
+        self._legacy_ips: set[str] = set()  # values of nodes that sent no filters
         self.k = node.config.k
         self.alpha = node.config.alpha
         self.max_queries = node.config.max_lookup_queries
@@ -216,6 +239,8 @@ class Lookup:
                 self.result.peers.append(peer)
         if self.kind == "get" and reply.v is not None:
             self._consider_item(c, reply)
+        if self.scrape:
+            self._add_scrape(reply)
         for fn in self._reply_callbacks:
             fn(addr, reply)
         families = self.node.families
@@ -226,6 +251,29 @@ class Lookup:
             for n in reply.nodes6:
                 self.add_candidate(n.addr, n.id)
         self.step()
+
+    def _add_scrape(self, r: ResponseBody) -> None:
+        if r.bf_seeds is None or r.bf_peers is None:
+            self._legacy_ips.update(host for host, _port in r.values)
+            return
+        if self._bf_seeds is None or self._bf_peers is None:
+            self._bf_seeds, self._bf_peers = bep33.ScrapeBloom(), bep33.ScrapeBloom()
+        self._bf_seeds.update(r.bf_seeds)
+        self._bf_peers.update(r.bf_peers)
+        self.result.scrapes += 1
+
+    def _scrape_result(self) -> None:
+        """BEP 33 "legacy responses": IPs from nodes without filters count as peers, unless some
+        node's seed filter holds them."""
+        seeds, peers = self._bf_seeds, self._bf_peers
+        if seeds is None or peers is None:
+            if not self._legacy_ips:
+                return
+            seeds, peers = bep33.ScrapeBloom(), bep33.ScrapeBloom()
+        for ip in self._legacy_ips:
+            if ip not in seeds:
+                peers.insert(ip)
+        self.result.bf_seeds, self.result.bf_peers = bytes(seeds), bytes(peers)
 
     def on_slow(self, addr: Addr) -> None:
         c = self._cands.get(addr)
@@ -257,6 +305,8 @@ class Lookup:
         return [c for c in self._order if c.state == OK][: self.k]
 
     def _traversal_done(self) -> None:
+        if self.scrape:
+            self._scrape_result()
         closest = self._closest_ok()
         self.result.nodes = [NodeInfo(c.id, c.addr) for c in closest if c.id is not None]
         if self.store is None:
@@ -275,6 +325,8 @@ class Lookup:
                 }
                 if self.implied_port:
                     args[b"implied_port"] = 1
+                if self.seed:
+                    args[b"seed"] = 1
                 method = b"announce_peer"
             else:
                 item = self.put_item

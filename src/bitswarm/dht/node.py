@@ -105,6 +105,10 @@ def family_of(host: str) -> int:
     return 6 if ":" in host else 4
 
 
+#: BEP 33: at most this many values beside the two 256-byte filters (the answer stays in one datagram).
+SCRAPE_MAX_VALUES = 20
+
+
 @dataclass(slots=True)
 class DHTConfig:
     """Tunables. Times are in seconds of the injected clock."""
@@ -171,6 +175,7 @@ class _StoredPeer:
 
     expires: float
     announcer: Addr
+    seed: bool = False  #: BEP 33: announced with ``seed=1``
 
 
 @dataclass(slots=True)
@@ -318,6 +323,8 @@ class DHTNode:
     def send_lookup_query(self, lookup: Lookup, addr: Addr, node_id: bytes | None) -> None:
         if lookup.kind == "get_peers":
             args = {b"info_hash": lookup.target}
+            if lookup.scrape:
+                args[b"scrape"] = 1  # type: ignore[assignment]
         elif lookup.kind == "get":
             args = {b"target": lookup.target}
             if lookup.seq is not None:
@@ -574,9 +581,12 @@ class DHTNode:
         if isinstance(args, GetPeersArgs):
             out = {**me, **self._nodes_for(args.info_hash, args.want, addr, now)}
             out[b"token"] = self.make_token(addr, args.info_hash)
-            values = self._values_for(args.info_hash, addr, now)
+            limit = SCRAPE_MAX_VALUES if args.scrape else self.config.max_values_returned
+            values = self._values_for(args.info_hash, addr, now, noseed=args.noseed, limit=limit)
             if values:
                 out[b"values"] = values
+            if args.scrape:
+                out.update(self._scrape_filters(args.info_hash, now))
             return out
         if isinstance(args, AnnouncePeerArgs):
             if not self.token_valid(args.token, addr, args.info_hash):
@@ -586,7 +596,7 @@ class DHTNode:
             if port == 0:
                 self._error(q.t, addr, ERROR_PROTOCOL, "Bad port")
                 return None
-            self._store_peer(args.info_hash, (addr[0], port), addr, now)
+            self._store_peer(args.info_hash, (addr[0], port), addr, now, seed=args.seed)
             return me
         if isinstance(args, SampleInfohashesArgs):
             out = {**me, **self._nodes_for(args.target, args.want, addr, now)}
@@ -613,10 +623,13 @@ class DHTNode:
             return self._handle_put(args, q, addr, now)
         return None  # pragma: no cover - parse_query returns only the types above
 
-    def _values_for(self, info_hash: bytes, requester: Addr, now: float) -> list[bytes]:
+    def _values_for(
+        self, info_hash: bytes, requester: Addr, now: float, *, noseed: bool = False, limit: int | None = None
+    ) -> list[bytes]:
         """Stored peers for ``requester``: its family, live, and never the requester itself — neither its
         own endpoint nor a peer it announced (a libtorrent peer handed its own address dials itself and
-        bans its own IP). Other peers on the requester's IP (other ports) are returned."""
+        bans its own IP). Other peers on the requester's IP (other ports) are returned. ``noseed``
+        (BEP 33): no seeds. At most ``limit`` (default ``max_values_returned``)."""
         peers = self._peers.get(info_hash)
         if not peers:
             return []
@@ -624,13 +637,35 @@ class DHTNode:
         live = [
             a
             for a, p in peers.items()
-            if p.expires > now and family_of(a[0]) == family and a != requester and p.announcer != requester
+            if p.expires > now
+            and family_of(a[0]) == family
+            and a != requester
+            and p.announcer != requester
+            and not (noseed and p.seed)
         ]
-        if len(live) > self.config.max_values_returned:
-            live = self.rng.sample(live, self.config.max_values_returned)
+        limit = self.config.max_values_returned if limit is None else limit
+        if len(live) > limit:
+            live = self.rng.sample(live, limit)
         return [encode_compact_addr(a) for a in live]
 
-    def _store_peer(self, info_hash: bytes, peer: Addr, announcer: Addr, now: float) -> None:
+    def _scrape_filters(self, info_hash: bytes, now: float) -> dict[bytes, bytes]:
+        """BEP 33 ``BFsd``/``BFpe`` of the live peers stored for ``info_hash`` (nothing if none): one
+        entry per IP, a seed if its latest announce said so."""
+        from bitswarm.dht.bep33 import ScrapeBloom
+
+        latest: dict[str, _StoredPeer] = {}
+        for (host, _port), p in self._peers.get(info_hash, {}).items():
+            if p.expires > now and (host not in latest or p.expires >= latest[host].expires):
+                latest[host] = p
+        if not latest:
+            return {}
+        seeds = ScrapeBloom.of(h for h, p in latest.items() if p.seed)
+        others = ScrapeBloom.of(h for h, p in latest.items() if not p.seed)
+        return {b"BFsd": bytes(seeds), b"BFpe": bytes(others)}
+
+    def _store_peer(
+        self, info_hash: bytes, peer: Addr, announcer: Addr, now: float, *, seed: bool = False
+    ) -> None:
         c = self.config
         peers = self._peers.get(info_hash)
         if peers is None:
@@ -644,7 +679,7 @@ class DHTNode:
         if peer not in peers and len(peers) >= c.max_peers_per_hash:
             oldest = min(peers, key=lambda a: peers[a].expires)
             del peers[oldest]
-        peers[peer] = _StoredPeer(now + c.peer_ttl, announcer)
+        peers[peer] = _StoredPeer(now + c.peer_ttl, announcer, seed)
 
     def _handle_put(self, a: PutArgs, q: Query, addr: Addr, now: float) -> dict[bytes, Any] | None:
         if len(a.v) > bep44.MAX_V:
@@ -753,12 +788,30 @@ class DHTNode:
 
         return self._start(Lookup(self, "get_peers", info_hash))
 
-    def announce(self, info_hash: bytes, port: int = 0, *, implied_port: bool = False) -> Lookup:
-        """get_peers lookup, then announce_peer to the k closest nodes that gave a token."""
+    def scrape(self, info_hash: bytes) -> Lookup:
+        """BEP 33: a get_peers lookup with ``scrape=1``; the result's ``bf_seeds``/``bf_peers`` are the
+        union of the nodes' bloom filters (``seeds_estimate``/``peers_estimate`` count them)."""
+        from bitswarm.dht.lookup import Lookup
+
+        return self._start(Lookup(self, "get_peers", info_hash, scrape=True))
+
+    def announce(
+        self, info_hash: bytes, port: int = 0, *, implied_port: bool = False, seed: bool = False
+    ) -> Lookup:
+        """get_peers lookup, then announce_peer to the k closest nodes that gave a token (``seed``:
+        BEP 33 ``seed=1``, we have the whole torrent)."""
         from bitswarm.dht.lookup import Lookup
 
         return self._start(
-            Lookup(self, "get_peers", info_hash, store="announce", port=port, implied_port=implied_port)
+            Lookup(
+                self,
+                "get_peers",
+                info_hash,
+                store="announce",
+                port=port,
+                implied_port=implied_port,
+                seed=seed,
+            )
         )
 
     def get_item(self, target: bytes, *, salt: bytes = b"", seq: int | None = None) -> Lookup:

@@ -213,11 +213,22 @@ class DHTServer:
     async def get_peers(self, info_hash: bytes, timeout: float = 30.0) -> LookupResult:
         return await self._wait(self.node.get_peers(info_hash), timeout)
 
+    async def scrape(self, info_hash: bytes, timeout: float = 30.0) -> LookupResult:
+        """BEP 33 scrape: ``result.seeds_estimate`` / ``result.peers_estimate`` (and the peers found)."""
+        return await self._wait(self.node.scrape(info_hash), timeout)
+
     async def announce(
-        self, info_hash: bytes, port: int = 0, *, implied_port: bool = False, timeout: float = 30.0
+        self,
+        info_hash: bytes,
+        port: int = 0,
+        *,
+        implied_port: bool = False,
+        seed: bool = False,
+        timeout: float = 30.0,
     ) -> LookupResult:
-        """get_peers lookup then announce_peer; ``result.stored`` counts acknowledging nodes."""
-        lk = self.node.announce(info_hash, port, implied_port=implied_port)
+        """get_peers lookup then announce_peer; ``result.stored`` counts acknowledging nodes
+        (``seed``: BEP 33 ``seed=1``)."""
+        lk = self.node.announce(info_hash, port, implied_port=implied_port, seed=seed)
         return await self._wait(lk, timeout)
 
     async def get_item(
