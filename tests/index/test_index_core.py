@@ -35,7 +35,7 @@ async def svc(index_db):
 
 
 #: Both backends are at the same schema version (SQLite and PostgreSQL migrations are numbered alike).
-LATEST_SCHEMA = 4
+LATEST_SCHEMA = 5
 
 
 def spec(name: str, sha256: str, **kw) -> FileSpec:

@@ -4,7 +4,8 @@ The seed gives only request bodies. Our replies (documented in docs/protocols/in
 
 * ``GET /resource`` with no body or ``{}``: 200, a JSON list of every peer; with
   ``{"resource_name": "test.csv"}`` (a GET body, as the seed sends it) or ``?resource_name=test.csv``:
-  the peers hosting a file of exactly that name (``[]`` if none).
+  the peers hosting a file that any peer calls exactly that name (``[]`` if none), each listing it
+  under its own name (names are per peer).
   Each peer is ``{"peer_id", "peer_ip", "peer_port", "online", "resources": [{"resource_name",
   "resource_path", "resource_hash"}]}``. A listed ``peer_id`` is the peer's *public* id (16 hex): the
   id a peer registers with is its credential for ``POST /resource`` and ``/heartbeat``, so it is
@@ -52,7 +53,7 @@ def _hash_fields(value: object) -> dict[str, str]:
 def centralized_router(service: IndexService) -> APIRouter:
     router = APIRouter(tags=["CentralizedP2P (seed 002)"])
 
-    async def _peer_json(peer: Peer, only_name: str | None = None) -> dict[str, Any]:
+    async def _peer_json(peer: Peer, only_ids: set[int] | None = None) -> dict[str, Any]:
         files = await service.browse(peer.guid)
         paths = await service.host_paths(peer.guid)
         return {
@@ -63,7 +64,7 @@ def centralized_router(service: IndexService) -> APIRouter:
             "resources": [
                 {"resource_name": f.name, "resource_path": paths.get(f.id), "resource_hash": resource_hash(f)}
                 for f in files
-                if only_name is None or f.name == only_name
+                if only_ids is None or f.id in only_ids
             ],
         }
 
@@ -86,11 +87,13 @@ def centralized_router(service: IndexService) -> APIRouter:
         name = v.name(name, "resource_name")
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for detail in await service.files_named(name):
+        details = await service.files_named(name)  # by any peer's name for the file
+        ids = {d.file.id for d in details}
+        for detail in details:
             for host in detail.hosts:
                 if host.peer.public_id not in seen:
                     seen.add(host.peer.public_id)
-                    out.append(await _peer_json(host.peer, only_name=name))
+                    out.append(await _peer_json(host.peer, only_ids=ids))
         return out
 
     @router.post("/resource", status_code=201)

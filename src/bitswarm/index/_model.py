@@ -127,6 +127,8 @@ class FileRecord:
 class Host:
     peer: Peer
     path: str | None
+    #: what this peer calls the file (names are per peer; None: the file's own name)
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from bitswarm.index._model import (
 from bitswarm.index._rules import (
     accept_seq,
     check_owner,
+    file_names,
     peer_from,
     record_from,
     registration_expiry,
@@ -140,6 +141,12 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """
     SELECT 1;
     """,
+    # 5: names per peer: each host's own name for a file, and the file's other names (in ``search``)
+    """
+    ALTER TABLE hosts ADD COLUMN name TEXT;
+    CREATE INDEX hosts_name ON hosts(name) WHERE name IS NOT NULL;
+    ALTER TABLE files ADD COLUMN aliases TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 _ONLINE = "(p.logged_in AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
@@ -147,6 +154,8 @@ _FILE_COLS = (
     "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
     "(f.torrent IS NOT NULL) AS has_torrent"
 )
+#: A file as one host lists it (BROWSE): under that host's own name.
+_HOST_FILE_COLS = _FILE_COLS.replace("f.name", "coalesce(hh.name, f.name) AS name", 1)
 _COUNTS = f"""
     (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
         WHERE h.file_id = f.id AND {_ONLINE}) AS online,
@@ -421,14 +430,34 @@ class PgStore:
         await c.execute("DELETE FROM peers WHERE guid = $1", guid)
         await cls._drop_orphans(c, file_ids)
 
-    @staticmethod
-    async def _drop_orphans(c: asyncpg.Connection, file_ids: Iterable[int]) -> None:
+    @classmethod
+    async def _drop_orphans(cls, c: asyncpg.Connection, file_ids: Iterable[int]) -> None:
+        """Remove files left without hosts; recompute the names of a kept file that had other names."""
         ids = list(file_ids)
         if ids:
             await c.execute(
                 "DELETE FROM files f WHERE f.id = ANY($1::bigint[]) "
                 "AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.file_id = f.id)",
                 ids,
+            )
+            for r in await c.fetch(
+                "SELECT id FROM files WHERE id = ANY($1::bigint[]) AND aliases <> ''", ids
+            ):
+                await cls._refresh_names(c, r[0])
+
+    @staticmethod
+    async def _refresh_names(c: asyncpg.Connection, file_id: int) -> None:
+        """Apply :func:`~bitswarm.index._rules.file_names` (names per peer) to file ``file_id``."""
+        row = await c.fetchrow("SELECT name, aliases FROM files WHERE id = $1", file_id)
+        hosts = await c.fetch("SELECT name FROM hosts WHERE file_id = $1 ORDER BY added_at, guid", file_id)
+        name, aliases = file_names(row[0], [h[0] for h in hosts])
+        if (name, aliases) != (row[0], row[1]):
+            await c.execute(
+                "UPDATE files SET name = $1, aliases = $2, search = $3::tsvector WHERE id = $4",
+                name,
+                aliases,
+                tsvector_literal(f"{name}\n{aliases}"),
+                file_id,
             )
 
     async def purge_expired(self, now: float) -> int:
@@ -583,20 +612,52 @@ class PgStore:
     # -- files ---------------------------------------------------------------------------------
 
     @staticmethod
-    async def _find_file_id(c: asyncpg.Connection, hashes: dict[str, str]) -> int | None:
+    async def _find_file(c: asyncpg.Connection, hashes: dict[str, str]) -> asyncpg.Record | None:
         for algo, value in hashes.items():
-            fid = await c.fetchval(f"SELECT id FROM files WHERE {algo} = $1", value)
-            if fid is not None:
-                return int(fid)
+            row = await c.fetchrow(f"SELECT id, name, aliases FROM files WHERE {algo} = $1", value)
+            if row is not None:
+                return row
         return None
 
     @classmethod
-    async def _upsert_file(cls, c: asyncpg.Connection, spec: FileSpec, now: float) -> int:
+    async def _host_file(
+        cls,
+        c: asyncpg.Connection,
+        spec: FileSpec,
+        guid: str,
+        path: str | None,
+        now: float,
+        name: str | None = None,
+    ) -> int:
+        """Add ``spec`` (or find it by any hash) and record ``guid`` hosting it under ``name`` (default:
+        the spec's name; names are per peer). Returns the file id."""
+        name = spec.name if name is None else name
+        file_id, (current, aliases) = await cls._upsert_file(c, spec, now)
+        await c.execute(
+            "INSERT INTO hosts(file_id, guid, path, added_at, name) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path), "
+            "name = excluded.name",
+            file_id,
+            guid,
+            path,
+            now,
+            name,
+        )
+        if name != current or aliases:
+            await cls._refresh_names(c, file_id)
+        return file_id
+
+    @classmethod
+    async def _upsert_file(
+        cls, c: asyncpg.Connection, spec: FileSpec, now: float
+    ) -> tuple[int, tuple[str, str]]:
+        """The file's id and its (name, other names) as they were (a new file: ``spec.name``, none)."""
         hashes = spec.hashes()
         if not hashes:
             raise ValidationError("a file needs at least one hash")
-        file_id = await cls._find_file_id(c, hashes)
-        if file_id is None:
+        found = await cls._find_file(c, hashes)
+        names = (spec.name, "") if found is None else (str(found["name"]), str(found["aliases"]))
+        if found is None:
             file_id = int(
                 await c.fetchval(
                     "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
@@ -616,6 +677,7 @@ class PgStore:
                 )
             )
         else:
+            file_id = int(found["id"])
             cols = (*HASH_ALGOS, "size", "magnet", "torrent")
             sets = ", ".join(f"{col} = coalesce({col}, :{col})" for col in cols)
             sql, args = _q(
@@ -636,18 +698,7 @@ class PgStore:
                 "INSERT INTO chunks(file_id, chunk_id, name, hash) VALUES ($1, $2, $3, $4)",
                 [(file_id, ch.id, ch.name, ch.hash) for ch in spec.chunks],
             )
-        return file_id
-
-    @staticmethod
-    async def _add_host(c: asyncpg.Connection, file_id: int, guid: str, path: str | None, now: float) -> None:
-        await c.execute(
-            "INSERT INTO hosts(file_id, guid, path, added_at) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path)",
-            file_id,
-            guid,
-            path,
-            now,
-        )
+        return file_id, names
 
     async def add_file(
         self,
@@ -686,8 +737,7 @@ class PgStore:
                         port,
                         guid,
                     )
-            file_id = await self._upsert_file(c, spec, now)
-            await self._add_host(c, file_id, guid, path, now)
+            file_id = await self._host_file(c, spec, guid, path, now)
             return file_id, guid
 
     async def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]:
@@ -697,9 +747,7 @@ class PgStore:
             await c.execute("DELETE FROM hosts WHERE guid = $1", guid)
             ids = []
             for spec in specs:
-                file_id = await self._upsert_file(c, spec, now)
-                await self._add_host(c, file_id, guid, None, now)
-                ids.append(file_id)
+                ids.append(await self._host_file(c, spec, guid, None, now))
             await self._drop_orphans(c, old)
             return ids
 
@@ -712,7 +760,7 @@ class PgStore:
                     await self._delete_peer(c, r[0])
             guid = await self._create_peer(c, now, user_id=user_id, ip=ip)
             for spec in specs:
-                await self._add_host(c, await self._upsert_file(c, spec, now), guid, None, now)
+                await self._host_file(c, spec, guid, None, now)
             return guid
 
     async def remove_host(
@@ -772,14 +820,17 @@ class PgStore:
             )
         )
         sql, args = _q(
-            f"SELECT {_PEER_COLS}, h.path FROM hosts h JOIN peers p ON p.guid = h.guid "
+            f"SELECT {_PEER_COLS}, h.path, h.name AS host_name FROM hosts h JOIN peers p ON p.guid = h.guid "
             "LEFT JOIN users u ON u.id = p.user_id WHERE h.file_id = :id AND p.expires_at > :now "
             f"ORDER BY {_ONLINE} DESC, p.last_seen DESC NULLS LAST",
             id=file_id,
             now=now,
             stale=now - OFFLINE_AFTER,
         )
-        hosts = tuple(Host(peer_from(r, now), r["path"]) for r in await c.fetch(sql, *args))
+        hosts = tuple(
+            Host(peer_from(r, now), r["path"], r["host_name"] or record.name)
+            for r in await c.fetch(sql, *args)
+        )
         return FileDetail(record, chunks, hosts)
 
     async def get_file(self, file_id: int, now: float) -> FileDetail:
@@ -814,7 +865,12 @@ class PgStore:
     async def files_of_name(self, name: str, now: float) -> list[FileDetail]:
         async with self._tx_(write=False) as c:
             ids = [
-                r[0] for r in await c.fetch("SELECT id FROM files WHERE name = $1 ORDER BY id", _clean(name))
+                r[0]
+                for r in await c.fetch(
+                    "SELECT id FROM files WHERE name = $1 UNION SELECT file_id FROM hosts WHERE name = $1 "
+                    "ORDER BY 1",
+                    _clean(name),
+                )
             ]
             return [await self._detail(c, i, now) for i in ids]
 
@@ -822,7 +878,7 @@ class PgStore:
         async with self._tx_(write=False) as c:
             await self._peer_row(c, guid, now)
             sql, args = _q(
-                f"SELECT {_FILE_COLS}, {_COUNTS} FROM hosts hh JOIN files f ON f.id = hh.file_id "
+                f"SELECT {_HOST_FILE_COLS}, {_COUNTS} FROM hosts hh JOIN files f ON f.id = hh.file_id "
                 "WHERE hh.guid = :guid ORDER BY f.id",
                 guid=guid,
                 now=now,
@@ -874,8 +930,7 @@ class PgStore:
     async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
         async with self._tx_() as c:
             for spec, guid in rows:
-                file_id = await self._upsert_file(c, spec, now)
-                await self._add_host(c, file_id, guid, None, now)
+                await self._host_file(c, spec, guid, None, now)
         return len(rows)
 
     # -- federation ----------------------------------------------------------------------------
@@ -929,8 +984,8 @@ class PgStore:
             ):
                 chunks.setdefault(ch[0], []).append({"id": ch[1], "name": ch[2], "chunk_hash": ch[3]})
             hosts: dict[int, list[dict[str, Any]]] = {}
-            for h in await c.fetch("SELECT file_id, guid, path FROM hosts ORDER BY file_id, guid"):
-                hosts.setdefault(h[0], []).append({"guid": h[1], "path": h[2]})
+            for h in await c.fetch("SELECT file_id, guid, path, name FROM hosts ORDER BY file_id, guid"):
+                hosts.setdefault(h[0], []).append({"guid": h[1], "path": h[2], "name": h[3]})
             files = []
             for r in await c.fetch("SELECT * FROM files ORDER BY id"):
                 f = {k: r[k] for k in ("id", "name", "size", *HASH_ALGOS, "magnet")}
@@ -972,10 +1027,14 @@ class PgStore:
                 )
             n = 0
             for f in data.get("files", []):
-                file_id = await self._upsert_file(c, spec_from_dump(f), now)
+                spec = spec_from_dump(f)
+                hosted = False
                 for h in f.get("hosts", []):
                     if await c.fetchval("SELECT 1 FROM peers WHERE guid = $1", h["guid"]):
-                        await self._add_host(c, file_id, h["guid"], h.get("path"), now)
+                        await self._host_file(c, spec, h["guid"], h.get("path"), now, h.get("name"))
+                        hosted = True
+                if not hosted:
+                    await self._upsert_file(c, spec, now)
                 n += 1
             for t in data.get("trackers", []):
                 await c.execute(

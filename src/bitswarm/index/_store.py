@@ -43,6 +43,7 @@ from bitswarm.index._model import (
 from bitswarm.index._rules import (
     accept_seq,
     check_owner,
+    file_names,
     peer_from,
     record_from,
     registration_expiry,
@@ -155,6 +156,32 @@ _MIGRATIONS: tuple[str, ...] = (
         UPDATE file_id_high SET last = new.id WHERE one = 1 AND last < new.id;
     END;
     """,
+    # 5: names per peer: each host's own name for a file, and the file's other names, searchable
+    """
+    ALTER TABLE hosts ADD COLUMN name TEXT;
+    CREATE INDEX hosts_name ON hosts(name) WHERE name IS NOT NULL;
+    ALTER TABLE files ADD COLUMN aliases TEXT NOT NULL DEFAULT '';
+    DROP TRIGGER files_ai;
+    DROP TRIGGER files_ad;
+    DROP TRIGGER files_au;
+    DROP TABLE files_fts;
+    CREATE VIRTUAL TABLE files_fts USING fts5(
+        name, aliases, content='files', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    );
+    INSERT INTO files_fts(files_fts) VALUES ('rebuild');
+    CREATE TRIGGER files_ai AFTER INSERT ON files BEGIN
+        INSERT INTO files_fts(rowid, name, aliases) VALUES (new.id, new.name, new.aliases);
+    END;
+    CREATE TRIGGER files_ad AFTER DELETE ON files BEGIN
+        INSERT INTO files_fts(files_fts, rowid, name, aliases)
+            VALUES ('delete', old.id, old.name, old.aliases);
+    END;
+    CREATE TRIGGER files_au AFTER UPDATE OF name, aliases ON files BEGIN
+        INSERT INTO files_fts(files_fts, rowid, name, aliases)
+            VALUES ('delete', old.id, old.name, old.aliases);
+        INSERT INTO files_fts(rowid, name, aliases) VALUES (new.id, new.name, new.aliases);
+    END;
+    """,
 )
 
 _ONLINE_SQL = "(p.logged_in = 1 AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
@@ -163,6 +190,8 @@ _FILE_COLS = (
     "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
     "(f.torrent IS NOT NULL) AS has_torrent"
 )
+#: A file as one host lists it (BROWSE): under that host's own name.
+_HOST_FILE_COLS = _FILE_COLS.replace("f.name", "coalesce(hh.name, f.name) AS name", 1)
 _COUNTS_SQL = f"""
     (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
         WHERE h.file_id = f.id AND {_ONLINE_SQL}) AS online,
@@ -426,11 +455,27 @@ class Store:
         self._drop_orphans(file_ids)
 
     def _drop_orphans(self, file_ids: Iterable[int]) -> None:
-        """Remove files that no longer have any host (seed 000 ``deregister_file``)."""
+        """Remove files that no longer have any host (seed 000 ``deregister_file``); a file that keeps
+        hosts gets its names recomputed when it had other names (a host that left took its name)."""
+        ids = list(file_ids)
         self._db.executemany(
             "DELETE FROM files WHERE id = ? AND NOT EXISTS (SELECT 1 FROM hosts WHERE file_id = ?)",
-            [(fid, fid) for fid in file_ids],
+            [(fid, fid) for fid in ids],
         )
+        for fid in ids:
+            row = self._db.execute("SELECT aliases FROM files WHERE id = ?", (fid,)).fetchone()
+            if row is not None and row[0]:
+                self._refresh_names(fid)
+
+    def _refresh_names(self, file_id: int) -> None:
+        """Apply :func:`~bitswarm.index._rules.file_names` (names per peer) to file ``file_id``."""
+        row = self._db.execute("SELECT name, aliases FROM files WHERE id = ?", (file_id,)).fetchone()
+        hosts = self._db.execute(
+            "SELECT name FROM hosts WHERE file_id = ? ORDER BY added_at, guid", (file_id,)
+        ).fetchall()
+        name, aliases = file_names(row[0], [h[0] for h in hosts])
+        if (name, aliases) != (row[0], row[1]):
+            self._db.execute("UPDATE files SET name = ?, aliases = ? WHERE id = ?", (name, aliases, file_id))
 
     @_transaction
     def purge_expired(self, now: float) -> int:
@@ -570,19 +615,41 @@ class Store:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def _find_file_id(self, hashes: dict[str, str]) -> int | None:
+    def _find_file(self, hashes: dict[str, str]) -> sqlite3.Row | None:
         for algo, value in hashes.items():
-            row = self._db.execute(f"SELECT id FROM files WHERE {algo} = ?", (value,)).fetchone()
+            row = self._db.execute(
+                f"SELECT id, name, aliases FROM files WHERE {algo} = ?", (value,)
+            ).fetchone()
             if row is not None:
-                return int(row[0])
+                assert isinstance(row, sqlite3.Row)
+                return row
         return None
 
-    def _upsert_file(self, spec: FileSpec, now: float) -> int:
+    def _host_file(
+        self, spec: FileSpec, guid: str, path: str | None, now: float, name: str | None = None
+    ) -> int:
+        """Add ``spec`` (or find it by any of its hashes) and record ``guid`` hosting it under ``name``
+        (default: the spec's name; names are per peer). Returns the file id."""
+        name = spec.name if name is None else name
+        file_id, (current, aliases) = self._upsert_file(spec, now)
+        self._db.execute(
+            "INSERT INTO hosts(file_id, guid, path, added_at, name) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path), "
+            "name = excluded.name",
+            (file_id, guid, path, now, name),
+        )
+        if name != current or aliases:
+            self._refresh_names(file_id)
+        return file_id
+
+    def _upsert_file(self, spec: FileSpec, now: float) -> tuple[int, tuple[str, str]]:
+        """The file's id and its (name, other names) as they were (a new file: ``spec.name``, none)."""
         hashes = spec.hashes()
         if not hashes:
             raise ValidationError("a file needs at least one hash")
-        file_id = self._find_file_id(hashes)
-        if file_id is None:
+        found = self._find_file(hashes)
+        names = (spec.name, "") if found is None else (str(found["name"]), str(found["aliases"]))
+        if found is None:
             cur = self._db.execute(
                 "INSERT INTO files(id, name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
                 "created_at) VALUES ((SELECT last + 1 FROM file_id_high), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -601,6 +668,7 @@ class Store:
             )
             file_id = int(cur.lastrowid or 0)
         else:
+            file_id = int(found["id"])
             # Fill in what the first registration did not know; never overwrite a known value.
             cols = (*HASH_ALGOS, "size", "magnet", "torrent")
             sets = [f"{col} = coalesce({col}, :{col})" for col in cols]
@@ -617,14 +685,7 @@ class Store:
                     "INSERT INTO chunks(file_id, chunk_id, name, hash) VALUES (?, ?, ?, ?)",
                     [(file_id, c.id, c.name, c.hash) for c in spec.chunks],
                 )
-        return file_id
-
-    def _add_host(self, file_id: int, guid: str, path: str | None, now: float) -> None:
-        self._db.execute(
-            "INSERT INTO hosts(file_id, guid, path, added_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path)",
-            (file_id, guid, path, now),
-        )
+        return file_id, names
 
     @_transaction
     def add_file(
@@ -663,8 +724,7 @@ class Store:
                     "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
                     (now, registration_expiry(now), ip, port, guid),
                 )
-        file_id = self._upsert_file(spec, now)
-        self._add_host(file_id, guid, path, now)
+        file_id = self._host_file(spec, guid, path, now)
         return file_id, guid
 
     @_transaction
@@ -675,9 +735,7 @@ class Store:
         self._db.execute("DELETE FROM hosts WHERE guid = ?", (guid,))
         ids = []
         for spec in specs:
-            file_id = self._upsert_file(spec, now)
-            self._add_host(file_id, guid, None, now)
-            ids.append(file_id)
+            ids.append(self._host_file(spec, guid, None, now))
         self._drop_orphans(old)
         return ids
 
@@ -694,7 +752,7 @@ class Store:
                 self._delete_peer(guid)
         guid = self._create_peer(now, user_id=user_id, ip=ip)
         for spec in specs:
-            self._add_host(self._upsert_file(spec, now), guid, None, now)
+            self._host_file(spec, guid, None, now)
         return guid
 
     @_transaction
@@ -752,12 +810,12 @@ class Store:
             )
         )
         rows = self._db.execute(
-            f"SELECT {_PEER_COLS}, h.path FROM hosts h JOIN peers p ON p.guid = h.guid "
+            f"SELECT {_PEER_COLS}, h.path, h.name AS host_name FROM hosts h JOIN peers p ON p.guid = h.guid "
             "LEFT JOIN users u ON u.id = p.user_id WHERE h.file_id = :id AND p.expires_at > :now "
             f"ORDER BY {_ONLINE_SQL} DESC, p.last_seen DESC",
             {"id": file_id, "now": now, "stale": now - OFFLINE_AFTER},
         ).fetchall()
-        hosts = tuple(Host(peer_from(r, now), r["path"]) for r in rows)
+        hosts = tuple(Host(peer_from(r, now), r["path"], r["host_name"] or record.name) for r in rows)
         return FileDetail(record, chunks, hosts)
 
     @_in_thread
@@ -787,14 +845,21 @@ class Store:
 
     @_in_thread
     def files_of_name(self, name: str, now: float) -> list[FileDetail]:
-        ids = [r[0] for r in self._db.execute("SELECT id FROM files WHERE name = ? ORDER BY id", (name,))]
+        ids = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT id FROM files WHERE name = ? "
+                "UNION SELECT file_id FROM hosts WHERE name = ? ORDER BY 1",
+                (name, name),
+            )
+        ]
         return [self._detail(i, now) for i in ids]
 
     @_in_thread
     def browse(self, guid: str, now: float) -> list[FileRecord]:
         self._peer_row(guid, now)
         rows = self._db.execute(
-            f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM hosts hh JOIN files f ON f.id = hh.file_id "
+            f"SELECT {_HOST_FILE_COLS}, {_COUNTS_SQL} FROM hosts hh JOIN files f ON f.id = hh.file_id "
             "WHERE hh.guid = :guid ORDER BY f.id",
             {"guid": guid, "now": now, "stale": now - OFFLINE_AFTER},
         ).fetchall()
@@ -847,8 +912,7 @@ class Store:
     def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
         """Insert many (file, host guid) pairs in one transaction (bench and dump loading)."""
         for spec, guid in rows:
-            file_id = self._upsert_file(spec, now)
-            self._add_host(file_id, guid, None, now)
+            self._host_file(spec, guid, None, now)
         return len(rows)
 
     # -- federation (seed 000 tracker_sync / new_tracker) ----------------------------------------
@@ -905,8 +969,8 @@ class Store:
                 )
             ]
             f["hosts"] = [
-                {"guid": h[0], "path": h[1]}
-                for h in self._db.execute("SELECT guid, path FROM hosts WHERE file_id = ?", (r["id"],))
+                {"guid": h[0], "path": h[1], "name": h[2]}
+                for h in self._db.execute("SELECT guid, path, name FROM hosts WHERE file_id = ?", (r["id"],))
             ]
             files.append(f)
         trackers = [{"name": t.name, "ip": t.ip} for t in self._trackers()]
@@ -929,10 +993,14 @@ class Store:
             )
         n = 0
         for f in data.get("files", []):
-            file_id = self._upsert_file(spec_from_dump(f), now)
+            spec = spec_from_dump(f)
+            hosted = False
             for h in f.get("hosts", []):
                 if self._db.execute("SELECT 1 FROM peers WHERE guid = ?", (h["guid"],)).fetchone():
-                    self._add_host(file_id, h["guid"], h.get("path"), now)
+                    self._host_file(spec, h["guid"], h.get("path"), now, h.get("name"))
+                    hosted = True
+            if not hosted:
+                self._upsert_file(spec, now)
             n += 1
         for t in data.get("trackers", []):
             self._db.execute(

@@ -253,7 +253,7 @@ class BinaryIndexServer:
                         continue
                     hits.append(
                         SearchHit(
-                            _clean(record.name),
+                            _clean(host.name or record.name),  # as that peer calls it
                             mb_text(record.size),
                             record.sha1 or "",
                             _clean(host.peer.username or ""),
