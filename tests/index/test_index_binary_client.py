@@ -24,7 +24,15 @@ from bitswarm.index.binary_client import (
 )
 from bitswarm.index.binary_peer import Account, fetch, logged_in, pick, sharing
 from bitswarm.index.binary_server import BinaryIndexServer
-from bitswarm.index.peer_files import PeerFileError, PeerFileServer, download, file_url, local_file, safe_name
+from bitswarm.index.peer_files import (
+    PeerFileError,
+    PeerFileServer,
+    download,
+    file_url,
+    local_file,
+    safe_name,
+    size_bound,
+)
 
 pytestmark = pytest.mark.timeout(60)
 SHA = "c" * 40
@@ -197,6 +205,9 @@ async def test_download_checks_the_sha1_and_leaves_nothing_behind(tmp_path):
         path.unlink()
         with pytest.raises(PeerFileError, match="do not match"):
             await download(file_url("127.0.0.1", port, sha1=f.sha1), out, "data.bin", sha1="0" * 40)
+        with pytest.raises(PeerFileError, match="more than the 299999 bytes"):
+            await download(file_url("127.0.0.1", port, sha1=f.sha1), out, "data.bin", max_bytes=299_999)
+        assert size_bound(f.size_mb) == 300_000 + (1 << 20) and size_bound("") is None
         with pytest.raises(PeerFileError, match="HTTP 404"):
             await download(file_url("127.0.0.1", port, sha1="0" * 40), out, "x", sha1="0" * 40)
         with pytest.raises(PeerFileError, match="plain file name"):

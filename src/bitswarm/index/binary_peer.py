@@ -32,6 +32,7 @@ from bitswarm.index.peer_files import (
     download,
     file_url,
     scan_folder,
+    size_bound,
 )
 
 log = logging.getLogger("bitswarm.index.binary_peer")
@@ -183,7 +184,15 @@ async def fetch(
     for hit in hits:
         url = file_url(hit.peer_ip, hit.peer_port, sha1=hit.sha1)
         try:
-            return hit, await download(url, directory, hit.filename, sha1=hit.sha1, timeout=timeout)
+            got = await download(
+                url,
+                directory,
+                hit.filename,
+                sha1=hit.sha1,
+                timeout=timeout,
+                max_bytes=size_bound(hit.size_mb),
+            )
+            return hit, got
         except PeerFileError as exc:
             log.info("download from %s failed: %s", url, exc)
             errors.append(str(exc))

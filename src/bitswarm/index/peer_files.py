@@ -91,12 +91,14 @@ async def scan_folder(directory: str | os.PathLike[str]) -> list[LocalFile]:
 async def local_file(path: str | os.PathLike[str]) -> LocalFile:
     """One file to share, hashed in a thread."""
     p = Path(path)
+
+    def read() -> LocalFile:
+        return LocalFile(p, p.name, p.stat().st_size, sha1_file(p))
+
     try:
-        size = p.stat().st_size
-        digest = await asyncio.to_thread(sha1_file, p)
+        return await asyncio.to_thread(read)
     except OSError as exc:
         raise PeerFileError(f"cannot read {p}: {exc.strerror or exc}") from None
-    return LocalFile(p, p.name, size, digest)
 
 
 class PeerFileServer:
@@ -125,16 +127,16 @@ class PeerFileServer:
         from starlette.responses import FileResponse, PlainTextResponse, Response
         from starlette.routing import Route
 
-        def reply(f: LocalFile | None) -> Response:
-            if f is None or not f.path.is_file():
+        async def reply(f: LocalFile | None) -> Response:
+            if f is None or not await asyncio.to_thread(f.path.is_file):
                 return PlainTextResponse("no such file\n", status_code=404)
             return FileResponse(f.path, filename=f.name, media_type="application/octet-stream")
 
         async def by_sha1(request: Request) -> Response:
-            return reply(self._by_sha1.get(str(request.path_params["sha1"]).lower()))
+            return await reply(self._by_sha1.get(str(request.path_params["sha1"]).lower()))
 
         async def by_name(request: Request) -> Response:
-            return reply(self._by_name.get(str(request.path_params["name"])))
+            return await reply(self._by_name.get(str(request.path_params["name"])))
 
         return Starlette(routes=[Route("/sha1/{sha1}", by_sha1), Route("/name/{name}", by_name)])
 
@@ -183,6 +185,15 @@ class PeerFileServer:
         await self.stop()
 
 
+def size_bound(size_mb: str) -> int | None:
+    """The most bytes a file of ``size_mb`` (seed 001's "dimension in Mb", which other clients may
+    round to whole MiB) can have; None when the size is not known."""
+    try:
+        return int(Decimal(size_mb) * _MIB) + (1 << 20)
+    except ArithmeticError:
+        return None
+
+
 def file_url(ip: str, port: int, *, sha1: str | None = None, name: str | None = None) -> str:
     """The URL of a file on a peer: by SHA-1 when known, else by name."""
     host = f"[{ip}]" if ":" in ip else ip
@@ -199,15 +210,24 @@ def _write(fh: Any, chunk: bytes, h: Any) -> None:
 
 
 async def download(
-    url: str, directory: str | os.PathLike[str], name: str, *, sha1: str | None = None, timeout: float = 60.0
+    url: str,
+    directory: str | os.PathLike[str],
+    name: str,
+    *,
+    sha1: str | None = None,
+    timeout: float = 60.0,
+    max_bytes: int | None = None,
 ) -> Path:
     """Fetch ``url`` into ``directory/name`` (the name must be a plain file name); with ``sha1`` the
-    bytes must hash to it. Returns the path written. :class:`PeerFileError` on any failure."""
+    bytes must hash to it; more than ``max_bytes`` is refused. Returns the path written.
+    :class:`PeerFileError` on any failure."""
     if sha1 is not None and not _SHA1.fullmatch(sha1):
         raise PeerFileError(f"bad sha1 {sha1!r}")
     target = Path(directory) / safe_name(name)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        fd, tmp = await asyncio.to_thread(
+            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent
+        )
     except OSError as exc:
         raise PeerFileError(f"cannot write into {directory}: {exc.strerror or exc}") from None
     h = hashlib.sha1()
@@ -217,7 +237,11 @@ async def download(
                 if reply.status_code != 200:
                     raise PeerFileError(f"{url}: HTTP {reply.status_code}")
                 buf = bytearray()
+                received = 0
                 async for chunk in reply.aiter_bytes():
+                    received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise PeerFileError(f"{url}: more than the {max_bytes} bytes expected")
                     buf += chunk
                     if len(buf) >= _READ:
                         await asyncio.to_thread(_write, fh, bytes(buf), h)
@@ -226,7 +250,7 @@ async def download(
                     await asyncio.to_thread(_write, fh, bytes(buf), h)
         if sha1 is not None and h.hexdigest() != sha1.lower():
             raise PeerFileError(f"{url}: the bytes received do not match sha1 {sha1.lower()}")
-        os.replace(tmp, target)
+        await asyncio.to_thread(os.replace, tmp, target)
     except httpx.HTTPError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise PeerFileError(f"{url}: {exc or type(exc).__name__}") from None
@@ -249,4 +273,5 @@ __all__ = [
     "safe_name",
     "scan_folder",
     "sha1_file",
+    "size_bound",
 ]
