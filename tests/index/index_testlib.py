@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -38,3 +39,28 @@ async def asgi_client(app: Any, base_url: str = "http://idx") -> AsyncIterator[h
     """An httpx client talking to the ASGI ``app`` in-process."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url, timeout=10) as c:
         yield c
+
+
+@contextlib.asynccontextmanager
+async def binary_session(host: str, port: int) -> AsyncIterator[Callable[[Any], Awaitable[Any]]]:
+    """A seed 001 connection to ``host:port``; yields ``call(request) -> reply`` (5 s per read)."""
+    from bitswarm.index import binary as b
+
+    reader, writer = await asyncio.open_connection(host, port)
+    conn = b.IndexConnection("client")
+
+    async def call(event: Any) -> Any:
+        writer.write(conn.send(event))
+        await writer.drain()
+        while True:
+            ev = conn.next_event()
+            if ev is not b.NEED_DATA:
+                return ev
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            assert data
+            conn.receive_data(data)
+
+    try:
+        yield call
+    finally:
+        writer.close()

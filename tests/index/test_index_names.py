@@ -4,10 +4,8 @@ and seed 001 SEARCH find it by any peer's name; a rename (``POST /resource`` wit
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from index_testlib import FAST_HASHER, FakeClock, asgi_client
+from index_testlib import FAST_HASHER, FakeClock, asgi_client, binary_session
 
 from bitswarm.index import FileSpec, IndexService
 from bitswarm.index import binary as b
@@ -94,39 +92,25 @@ async def test_a_holder_leaving_takes_its_name_along(svc):
 async def test_binary_register_update_rename_shows_in_browse_and_search(svc):
     server = BinaryIndexServer(svc)
     host, port = await server.start("127.0.0.1", 0)
-    reader, writer = await asyncio.open_connection(host, port)
-    conn = b.IndexConnection("client")
-
-    async def call(event):
-        writer.write(conn.send(event))
-        await writer.drain()
-        while True:
-            ev = conn.next_event()
-            if ev is not b.NEED_DATA:
-                return ev
-            data = await asyncio.wait_for(reader.read(65536), 5)
-            assert data
-            conn.receive_data(data)
-
     try:
-        sha1 = "ab" * 20
-        ann = await call(b.Register("ann", "pw", (b.SharedFile("old name.txt", "1", sha1),)))
-        bob = await call(b.Register("bob", "pw", (b.SharedFile("bob calls it.txt", "1", sha1),)))
-        await call(b.Login("ann", "pw", ann.peer_id, 6001))
-        await call(b.Login("bob", "pw", bob.peer_id, 6002))
-        ok = await call(
-            b.RegisterUpdate("ann", "pw", ann.peer_id, (b.SharedFile("new name.txt", "1", sha1),))
-        )
-        assert ok == b.SimpleOk(b.MessageType.REGISTER_UPDATE_OK, "REGISTER UPDATE SUCCESS")
-        hits = (await call(b.Search("new"))).hits
-        assert sorted(h.peer_port for h in hits) == [6001, 6002]
-        names = {h.username: h.filename for h in hits}
-        assert names == {"ann": "new name.txt", "bob": "bob calls it.txt"}
-        assert (await call(b.Search("old"))).hits == ()
-        ann_public = next(h.peer_id for h in hits if h.username == "ann")
-        bob_public = next(h.peer_id for h in hits if h.username == "bob")
-        assert [f.filename for f in (await call(b.Browse(ann_public))).files] == ["new name.txt"]
-        assert [f.filename for f in (await call(b.Browse(bob_public))).files] == ["bob calls it.txt"]
+        async with binary_session(host, port) as call:
+            sha1 = "ab" * 20
+            ann = await call(b.Register("ann", "pw", (b.SharedFile("old name.txt", "1", sha1),)))
+            bob = await call(b.Register("bob", "pw", (b.SharedFile("bob calls it.txt", "1", sha1),)))
+            await call(b.Login("ann", "pw", ann.peer_id, 6001))
+            await call(b.Login("bob", "pw", bob.peer_id, 6002))
+            ok = await call(
+                b.RegisterUpdate("ann", "pw", ann.peer_id, (b.SharedFile("new name.txt", "1", sha1),))
+            )
+            assert ok == b.SimpleOk(b.MessageType.REGISTER_UPDATE_OK, "REGISTER UPDATE SUCCESS")
+            hits = (await call(b.Search("new"))).hits
+            assert sorted(h.peer_port for h in hits) == [6001, 6002]
+            names = {h.username: h.filename for h in hits}
+            assert names == {"ann": "new name.txt", "bob": "bob calls it.txt"}
+            assert (await call(b.Search("old"))).hits == ()
+            ann_public = next(h.peer_id for h in hits if h.username == "ann")
+            bob_public = next(h.peer_id for h in hits if h.username == "bob")
+            assert [f.filename for f in (await call(b.Browse(ann_public))).files] == ["new name.txt"]
+            assert [f.filename for f in (await call(b.Browse(bob_public))).files] == ["bob calls it.txt"]
     finally:
-        writer.close()
         await server.close()

@@ -3,11 +3,9 @@ found through all the others" (binary included)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
-from index_testlib import FAST_HASHER, FakeClock
+from index_testlib import FAST_HASHER, FakeClock, binary_session
 
 from bitswarm.index import OFFLINE_AFTER, IndexService, public_peer_id
 from bitswarm.index import binary as b
@@ -181,70 +179,58 @@ async def test_registered_once_found_everywhere(env, tmp_path):
     server = BinaryIndexServer(svc)
     host, port = await server.start("127.0.0.1", 0)
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-        conn = b.IndexConnection("client")
+        async with binary_session(host, port) as call:
+            # registered through the binary protocol ...
+            reg = await call(b.Register("erin", "pw", (b.SharedFile("alpha-bin.dat", "2", "a1" * 20),)))
+            assert isinstance(reg, b.RegisterOk)
+            assert await call(b.Login("erin", "pw", reg.peer_id, 51413)) == b.SimpleOk(
+                b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
+            )
+            # ... through P2PFlix ...
+            await c.post(
+                "/add_file",
+                json={
+                    "name": "beta flix.mkv",
+                    "full_hash": "BETAHASH",
+                    "chunks": [],
+                    "guid": None,
+                    "seq_number": 0,
+                },
+            )
+            # ... through CentralizedP2P ...
+            await c.post("/resource", json={**RES, "resource_name": "gamma central.csv"})
+            # ... and through the native API
+            await c.post("/api/v1/users", json={"username": "fay", "password": "pw"})
+            tok = (await c.post("/api/v1/sessions", json={"username": "fay", "password": "pw"})).json()[
+                "token"
+            ]
+            auth = {"Authorization": f"Bearer {tok}"}
+            guid = (await c.post("/api/v1/peers", json={"port": 7000}, headers=auth)).json()["guid"]
+            await c.post(
+                "/api/v1/files",
+                json={"peer_guid": guid, "name": "delta native.txt", "md5": "d" * 32},
+                headers=auth,
+            )
 
-        async def call(event):
-            writer.write(conn.send(event))
-            await writer.drain()
-            while True:
-                ev = conn.next_event()
-                if ev is not b.NEED_DATA:
-                    return ev
-                data = await asyncio.wait_for(reader.read(65536), 5)
-                assert data
-                conn.receive_data(data)
-
-        # registered through the binary protocol ...
-        reg = await call(b.Register("erin", "pw", (b.SharedFile("alpha-bin.dat", "2", "a1" * 20),)))
-        assert isinstance(reg, b.RegisterOk)
-        assert await call(b.Login("erin", "pw", reg.peer_id, 51413)) == b.SimpleOk(
-            b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
-        )
-        # ... through P2PFlix ...
-        await c.post(
-            "/add_file",
-            json={
-                "name": "beta flix.mkv",
-                "full_hash": "BETAHASH",
-                "chunks": [],
-                "guid": None,
-                "seq_number": 0,
-            },
-        )
-        # ... through CentralizedP2P ...
-        await c.post("/resource", json={**RES, "resource_name": "gamma central.csv"})
-        # ... and through the native API
-        await c.post("/api/v1/users", json={"username": "fay", "password": "pw"})
-        tok = (await c.post("/api/v1/sessions", json={"username": "fay", "password": "pw"})).json()["token"]
-        auth = {"Authorization": f"Bearer {tok}"}
-        guid = (await c.post("/api/v1/peers", json={"port": 7000}, headers=auth)).json()["guid"]
-        await c.post(
-            "/api/v1/files",
-            json={"peer_guid": guid, "name": "delta native.txt", "md5": "d" * 32},
-            headers=auth,
-        )
-
-        names = {
-            "alpha": "alpha-bin.dat",
-            "beta": "beta flix.mkv",
-            "gamma": "gamma central.csv",
-            "delta": "delta native.txt",
-        }
-        for word, name in names.items():
-            # native search
-            items = (await c.get("/api/v1/search", params={"q": word})).json()["items"]
-            assert [i["name"] for i in items] == [name]
-            # P2PFlix file list
-            assert name in {f["name"] for f in (await c.get("/file_list")).json()["files"]}
-            # CentralizedP2P by name
-            peers = (await c.request("GET", "/resource", json={"resource_name": name})).json()
-            assert peers and peers[0]["resources"][0]["resource_name"] == name
-            # binary SEARCH
-            hits = await call(b.Search(word))
-            assert isinstance(hits, b.SearchOk) and [h.filename for h in hits.hits] == [name]
-        alpha = (await call(b.Search("alpha"))).hits[0]
-        assert (alpha.peer_port, alpha.size_mb, alpha.username) == (51413, "2", "erin")
-        writer.close()
+            names = {
+                "alpha": "alpha-bin.dat",
+                "beta": "beta flix.mkv",
+                "gamma": "gamma central.csv",
+                "delta": "delta native.txt",
+            }
+            for word, name in names.items():
+                # native search
+                items = (await c.get("/api/v1/search", params={"q": word})).json()["items"]
+                assert [i["name"] for i in items] == [name]
+                # P2PFlix file list
+                assert name in {f["name"] for f in (await c.get("/file_list")).json()["files"]}
+                # CentralizedP2P by name
+                peers = (await c.request("GET", "/resource", json={"resource_name": name})).json()
+                assert peers and peers[0]["resources"][0]["resource_name"] == name
+                # binary SEARCH
+                hits = await call(b.Search(word))
+                assert isinstance(hits, b.SearchOk) and [h.filename for h in hits.hits] == [name]
+            alpha = (await call(b.Search("alpha"))).hits[0]
+            assert (alpha.peer_port, alpha.size_mb, alpha.username) == (51413, "2", "erin")
     finally:
         await server.close()
