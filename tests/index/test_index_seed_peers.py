@@ -117,6 +117,11 @@ def test_two_index_peers_register_search_download_logout(index, tmp_path):
                   *alice_id)  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert (got_a / "beta song.mp3").read_bytes() == b_data
+        # `bitswarm get` (native API) fetches a binary-registered file from its peer too (no .torrent)
+        got_c = tmp_path / "got-c"
+        out = run("get", "beta song.mp3", "--index", index["url"], "-o", str(got_c), "--host", "127.0.0.1")
+        assert out.returncode == 0, out.stderr
+        assert (got_c / "beta song.mp3").read_bytes() == b_data
         # REGISTER_UPDATE: a new file in alice's folder is found after a rescan... (see the library
         # test); LOGOUT on SIGTERM: alice is offline and SEARCH no longer lists her file
         rest = alice.stop()
@@ -171,6 +176,9 @@ def test_two_centralized_peers_share_and_get(index, tmp_path):
         assert out.returncode == 0, out.stderr
         assert (got / "test.csv").read_bytes() == a_data
         assert f"127.0.0.1:{alice.info['listen_port']}" in out.stdout
+        out = run("get", "other file.bin", "--index", index["url"], "-o", str(got), "--host", "127.0.0.1")
+        assert out.returncode == 0, out.stderr
+        assert (got / "other file.bin").read_bytes() == b_data
         # alice's command interface on her action port: find and get bob's file
         with socket.create_connection(("127.0.0.1", alice.info["action_port"]), timeout=30) as s:
             f = s.makefile("rwb")

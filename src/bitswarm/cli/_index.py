@@ -173,7 +173,8 @@ def get_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line."),
 ) -> None:
     """Look a file up on an index (by name or hash) and download it over BitTorrent from the peers
-    the index lists; exits 0 once every piece is verified."""
+    the index lists (a file a seed-001/002 peer registered without a .torrent: over HTTP from that
+    peer, SHA-1 checked); exits 0 once every piece is verified."""
     from bitswarm.errors import BitswarmError
     from bitswarm.index.client import get
 
@@ -187,11 +188,11 @@ def get_command(
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     result: dict[str, Any] = {
-        "name": got.torrent.name,
+        "name": got.name,
         "file_id": got.file.id,
-        "size": got.torrent.info.total_size,
-        "info_hash": got.torrent.swarm_hash.hex(),
-        "path": str(output / got.torrent.name),
+        "size": got.size,
+        "info_hash": got.info_hash,
+        "path": str(output / got.name),
         "peers": len(got.file.peers),
     }
     if as_json:

@@ -63,6 +63,7 @@ class IndexedFile:
     magnet: str | None
     has_torrent: bool
     peers: tuple[PeerAddress, ...]
+    sha1: str | None = None  #: whole-file SHA-1 (a seed-001/002 peer serves the file by it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +289,7 @@ def _indexed(d: dict[str, Any]) -> IndexedFile:
         magnet=d.get("magnet"),
         has_torrent=bool(d.get("has_torrent")),
         peers=tuple(sorted(peers, key=lambda p: not p.online)),
+        sha1=d.get("sha1"),
     )
 
 
@@ -339,8 +341,20 @@ async def announce_share(
 @dataclass(frozen=True, slots=True)
 class Fetched:
     file: IndexedFile
-    torrent: Torrent
+    torrent: Torrent | None  #: None: fetched over HTTP from a seed-001/002 peer (no .torrent registered)
     save_path: str
+
+    @property
+    def name(self) -> str:
+        return self.torrent.name if self.torrent is not None else self.file.name
+
+    @property
+    def size(self) -> int | None:
+        return self.torrent.info.total_size if self.torrent is not None else self.file.size
+
+    @property
+    def info_hash(self) -> str | None:
+        return self.torrent.swarm_hash.hex() if self.torrent is not None else None
 
 
 async def get(
@@ -354,24 +368,48 @@ async def get(
     include_offline: bool = False,
 ) -> Fetched:
     """Look ``name_or_hash`` up on the index and download it over BitTorrent from the peers the index
-    lists (BEP 3 wire protocol, our own peer engine). Returns when every piece is verified."""
+    lists (BEP 3 wire protocol, our own peer engine). Returns when every piece is verified.
+
+    A file registered without a .torrent but with its SHA-1 (by ``bitswarm index-peer`` or
+    ``bitswarm centralized-peer``, seeds 001/002) is fetched from a peer that serves it over HTTP
+    (:mod:`bitswarm.index.peer_files`), SHA-1 checked."""
     from bitswarm.session import Session, SessionConfig
 
     async with IndexClient(index_url) as idx:
         found = await idx.lookup(name_or_hash)
-        if not found.has_torrent:
+        if not found.has_torrent and found.sha1 is None:
             raise IndexClientError(
                 f"{found.name!r} has no .torrent on the index (magnet-only entries need the DHT)"
             )
-        data = await idx.torrent(found.id)
-    torrent = parse_torrent(data)
+        data = await idx.torrent(found.id) if found.has_torrent else None
     peers = [(p.ip, p.port) for p in found.peers if p.online or include_offline]
     if not peers:
         raise IndexClientError(f"no online peer has {found.name!r}")
+    if data is None:
+        await asyncio.wait_for(_get_over_http(found, peers, save_path), timeout)
+        return Fetched(found, None, save_path)
+    torrent = parse_torrent(data)
     async with Session(SessionConfig(listen_host=host, listen_port=port)) as session:
         handle = await session.add(torrent, save_path, peers=peers)
         await handle.wait_complete(timeout)
     return Fetched(found, torrent, save_path)
+
+
+async def _get_over_http(found: IndexedFile, peers: list[tuple[str, int]], save_path: str) -> None:
+    from bitswarm.index.peer_files import PeerFileError, download, file_url
+
+    assert found.sha1 is not None
+    # a size registered in seed 001's "dimension in Mb" is rounded: allow a little more
+    cap = None if found.size is None else found.size + (1 << 20)
+    last = ""
+    for ip, port in peers:
+        url = file_url(ip, port, sha1=found.sha1)
+        try:
+            await download(url, save_path, found.name, sha1=found.sha1, max_bytes=cap)
+            return
+        except PeerFileError as exc:
+            last = str(exc)
+    raise IndexClientError(f"{found.name!r} has no .torrent and no peer served it over HTTP ({last})")
 
 
 __all__ = [
