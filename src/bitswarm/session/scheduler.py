@@ -11,6 +11,7 @@ back-pressure on every peer while the disk is behind), then the smart-ban policy
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Coroutine, Hashable
@@ -438,6 +439,7 @@ class RequestScheduler:
         picker, bs = self.picker, self.picker.block_size
         if buf is None or len(buf) != len(data):
             self.redundant += len(data)
+            self.release_web_piece(source, index)
             return None
         done = False
         for begin in range(0, len(data), bs):
@@ -454,7 +456,20 @@ class RequestScheduler:
         if not done:
             return None
         self.finishing += 1
-        return await self._finish_piece(index)
+        # the hash + write runs as a kept job like a peer's piece: a stop (pause) that cancels the web
+        # seed waits for it instead of cutting it off with every block marked received
+        outcome: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+
+        async def finish() -> None:
+            ok = None
+            try:
+                ok = await self._finish_piece(index)
+            finally:
+                if not outcome.done():
+                    outcome.set_result(ok)
+
+        self._spawn(finish())
+        return await outcome
 
     def _piece_passed(self, index: int, buf: bytearray) -> None:
         self.picker.piece_passed(index)

@@ -260,6 +260,9 @@ class WebSeed:
         """Bytes to skip at the start of the body; :class:`WebSeedError` for a status we cannot use."""
         code = resp.status_code
         if code == 206 and offset is not None:
+            got = resp.headers.get("content-range", "")
+            if not got.startswith(f"bytes {offset}-"):
+                raise WebSeedError(f"206 with Content-Range {got[:60]!r}, asked for bytes {offset}-")
             return 0
         if code == 200:
             return offset or 0  # a server that ignores Range: read up to our part
