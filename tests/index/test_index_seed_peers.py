@@ -119,8 +119,15 @@ def test_two_index_peers_register_search_download_logout(index, tmp_path):
         assert (got_a / "beta song.mp3").read_bytes() == b_data
         # `bitswarm get` (native API) fetches a binary-registered file from its peer too (no .torrent)
         got_c = tmp_path / "got-c"
-        out = run("get", "beta song.mp3", "--index", index["url"], "-o", str(got_c), "--host", "127.0.0.1")
+        out = run("get", "beta song.mp3", "--index", index["url"], "-o", str(got_c), "--host", "127.0.0.1",
+                  "--json")  # fmt: skip
         assert out.returncode == 0, out.stderr
+        done = json.loads(out.stdout)
+        assert (done["size"], done["info_hash"], done["path"]) == (
+            200_000,
+            None,
+            str(got_c / "beta song.mp3"),
+        )
         assert (got_c / "beta song.mp3").read_bytes() == b_data
         # REGISTER_UPDATE: a new file in alice's folder is found after a rescan... (see the library
         # test); LOGOUT on SIGTERM: alice is offline and SEARCH no longer lists her file

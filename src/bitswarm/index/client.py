@@ -343,6 +343,7 @@ class Fetched:
     file: IndexedFile
     torrent: Torrent | None  #: None: fetched over HTTP from a seed-001/002 peer (no .torrent registered)
     save_path: str
+    received: int | None = None  #: bytes written, when fetched over HTTP
 
     @property
     def name(self) -> str:
@@ -350,7 +351,7 @@ class Fetched:
 
     @property
     def size(self) -> int | None:
-        return self.torrent.info.total_size if self.torrent is not None else self.file.size
+        return self.torrent.info.total_size if self.torrent is not None else self.received
 
     @property
     def info_hash(self) -> str | None:
@@ -386,8 +387,8 @@ async def get(
     if not peers:
         raise IndexClientError(f"no online peer has {found.name!r}")
     if data is None:
-        await asyncio.wait_for(_get_over_http(found, peers, save_path), timeout)
-        return Fetched(found, None, save_path)
+        received = await asyncio.wait_for(_get_over_http(found, peers, save_path), timeout)
+        return Fetched(found, None, save_path, received)
     torrent = parse_torrent(data)
     async with Session(SessionConfig(listen_host=host, listen_port=port)) as session:
         handle = await session.add(torrent, save_path, peers=peers)
@@ -395,7 +396,7 @@ async def get(
     return Fetched(found, torrent, save_path)
 
 
-async def _get_over_http(found: IndexedFile, peers: list[tuple[str, int]], save_path: str) -> None:
+async def _get_over_http(found: IndexedFile, peers: list[tuple[str, int]], save_path: str) -> int:
     from bitswarm.index.peer_files import PeerFileError, download, file_url
 
     assert found.sha1 is not None
@@ -405,8 +406,8 @@ async def _get_over_http(found: IndexedFile, peers: list[tuple[str, int]], save_
     for ip, port in peers:
         url = file_url(ip, port, sha1=found.sha1)
         try:
-            await download(url, save_path, found.name, sha1=found.sha1, max_bytes=cap)
-            return
+            path = await download(url, save_path, found.name, sha1=found.sha1, max_bytes=cap)
+            return (await asyncio.to_thread(path.stat)).st_size
         except PeerFileError as exc:
             last = str(exc)
     raise IndexClientError(f"{found.name!r} has no .torrent and no peer served it over HTTP ({last})")
