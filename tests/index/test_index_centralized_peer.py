@@ -190,3 +190,32 @@ async def test_share_registers_the_whole_file_sha1(tmp_path):
     finally:
         await app.state.federation.aclose()
         await svc.close()
+
+
+async def test_sharing_sends_a_heartbeat_every_5_minutes(tmp_path):
+    clock = FakeClock()
+    svc = await IndexService.open(":memory:", clock=clock, hasher=FAST_HASHER)
+    app = create_app(svc)
+    ticks: asyncio.Queue[float] = asyncio.Queue()
+    go = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await ticks.put(seconds)
+        await go.wait()
+        go.clear()
+        clock.advance(seconds)
+
+    (tmp_path / "a.txt").write_bytes(b"a")
+    try:
+        client = CentralizedClient("http://idx", transport=httpx.ASGITransport(app=app))
+        async with client, sharing(client, tmp_path, peer_ip="127.0.0.1", listen_port=0, sleep=sleep) as peer:
+            for _ in range(3):  # 900 s: offline after 600 s without a heartbeat
+                assert await ticks.get() == 300.0
+                go.set()
+            await ticks.get()
+            assert (await svc.find_peer(peer.peer_id)).online
+            clock.advance(700)
+            assert not (await svc.find_peer(peer.peer_id)).online
+    finally:
+        await app.state.federation.aclose()
+        await svc.close()
