@@ -178,8 +178,8 @@ async def test_lying_peer_is_dropped_and_never_asked_again(tmp_path: Path) -> No
     t = torrent_of(src)
     liar = LyingPeer(t.swarm_hash, len(t.info.raw))
     lport = await liar.start()
-    try:  # plaintext: the liar counts connections (prefer would dial MSE first)
-        async with Session(config(encryption="off")) as s:
+    try:  # plaintext TCP: the liar counts connections (prefer would dial MSE first, uTP before TCP)
+        async with Session(config(encryption="off", transports="tcp")) as s:
             m = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=[])
             fetch = MetadataFetch(s, m, peers=[("127.0.0.1", lport)], trackers=[])
             with pytest.raises(TimeoutError):
