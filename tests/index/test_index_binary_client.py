@@ -202,6 +202,11 @@ async def test_download_checks_the_sha1_and_leaves_nothing_behind(tmp_path):
         port = await srv.start("127.0.0.1", 0)
         path = await download(file_url("127.0.0.1", port, name="data.bin"), out, "data.bin", sha1=f.sha1)
         assert path.read_bytes() == src.read_bytes()
+        again = await download(file_url("127.0.0.1", port, sha1="0" * 40), out, "data.bin", sha1=f.sha1)
+        assert again == path  # the same bytes are there already: nothing fetched (that URL is a 404)
+        with pytest.raises(PeerFileError, match="exists"):
+            await download(file_url("127.0.0.1", port, sha1=f.sha1), out, "data.bin", sha1="1" * 40)
+        assert path.read_bytes() == src.read_bytes()
         path.unlink()
         with pytest.raises(PeerFileError, match="do not match"):
             await download(file_url("127.0.0.1", port, sha1=f.sha1), out, "data.bin", sha1="0" * 40)

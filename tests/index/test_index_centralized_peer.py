@@ -70,7 +70,7 @@ async def test_share_and_fetch_through_the_rest_server(rest, tmp_path):
         with pytest.raises(CentralizedError, match="HTTP 404"):
             await client.heartbeat(str(uuid.uuid4()))
         with pytest.raises(CentralizedError, match=r"no holder of 'test.csv' answered \(1 tried"):
-            await fetch_resource(client, "test.csv", out)  # registered, but its file server is gone
+            await fetch_resource(client, "test.csv", tmp_path)  # registered, but its server is gone
 
 
 async def test_get_resource_sends_the_name_as_body_and_query():

@@ -199,7 +199,7 @@ def test_two_centralized_peers_share_and_get(index, tmp_path):
         assert bad == {"ok": False, "error": "unknown command 'bogus' (try help)"}
         # no holder answers: alice is gone (still registered, but nothing serves the file)
         alice.stop()
-        out = cpeer(server, "--get", "test.csv", "--output", str(got))
+        out = cpeer(server, "--get", "test.csv", "--output", str(tmp_path))
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
         assert "no holder of 'test.csv' answered" in out.stderr
         out = cpeer(server, "--get", "nothing.txt", "-o", str(got))

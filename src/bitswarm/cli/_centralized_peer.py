@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import app, fail, print_json
+from bitswarm.cli._app import EXIT_STOPPED, app, fail, print_json
 
 
 @app.command(
@@ -118,6 +118,8 @@ def centralized_peer(
                 print(f"{path} from {holder.ip}:{holder.port}")
             return
         asyncio.run(serve())
+    except KeyboardInterrupt:  # Ctrl-C before the stop handlers are in place
+        raise typer.Exit(EXIT_STOPPED) from None
     except BitswarmError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
-from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._app import EXIT_STOPPED, app, console, fail, print_json
 
 if TYPE_CHECKING:
     from bitswarm.index.binary_client import BinaryIndexClient
@@ -76,6 +76,8 @@ def _run(make: Callable[[], Awaitable[_T]]) -> _T:
 
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # Ctrl-C before the stop handlers are in place
+        raise typer.Exit(EXIT_STOPPED) from None
     except BitswarmError as exc:
         fail(str(exc))
     except OSError as exc:

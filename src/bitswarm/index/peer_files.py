@@ -204,6 +204,13 @@ def file_url(ip: str, port: int, *, sha1: str | None = None, name: str | None = 
     return f"http://{host}:{port}/name/{quote(name, safe='')}"
 
 
+def _same_sha1(path: Path, sha1: str) -> bool:
+    try:
+        return path.is_file() and sha1_file(path) == sha1.lower()
+    except OSError:
+        return False
+
+
 def _write(fh: Any, chunk: bytes, h: Any) -> None:
     fh.write(chunk)
     h.update(chunk)
@@ -219,11 +226,18 @@ async def download(
     max_bytes: int | None = None,
 ) -> Path:
     """Fetch ``url`` into ``directory/name`` (the name must be a plain file name); with ``sha1`` the
-    bytes must hash to it; more than ``max_bytes`` is refused. Returns the path written.
+    bytes must hash to it; more than ``max_bytes`` is refused. An existing file is never overwritten
+    (one with the same SHA-1 is the download, done). Returns the path.
     :class:`PeerFileError` on any failure."""
     if sha1 is not None and not _SHA1.fullmatch(sha1):
         raise PeerFileError(f"bad sha1 {sha1!r}")
     target = Path(directory) / safe_name(name)
+    if await asyncio.to_thread(target.exists):
+        # the same bytes already there: done; anything else is never overwritten
+        same = sha1 is not None and await asyncio.to_thread(_same_sha1, target, sha1)
+        if same:
+            return target
+        raise PeerFileError(f"{target} exists (and is not the file asked for)")
     try:
         fd, tmp = await asyncio.to_thread(
             tempfile.mkstemp, prefix=f".{target.name}.", suffix=".part", dir=target.parent
@@ -250,10 +264,14 @@ async def download(
                     await asyncio.to_thread(_write, fh, bytes(buf), h)
         if sha1 is not None and h.hexdigest() != sha1.lower():
             raise PeerFileError(f"{url}: the bytes received do not match sha1 {sha1.lower()}")
-        await asyncio.to_thread(os.replace, tmp, target)
+        await asyncio.to_thread(os.link, tmp, target)  # fails if ``target`` appeared meanwhile
+        await asyncio.to_thread(os.unlink, tmp)
     except httpx.HTTPError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise PeerFileError(f"{url}: {exc or type(exc).__name__}") from None
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        raise PeerFileError(f"{target} exists") from None
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise PeerFileError(f"cannot write {target}: {exc.strerror or exc}") from None
