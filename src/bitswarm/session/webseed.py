@@ -78,10 +78,12 @@ class Segment:
     length: int
 
 
-def map_range(info: InfoDict, start: int, length: int) -> list[Segment]:
-    """The files holding ``length`` bytes of the piece space from ``start``, in order."""
+def map_range(info: InfoDict, start: int, length: int, starts: Sequence[int] | None = None) -> list[Segment]:
+    """The files holding ``length`` bytes of the piece space from ``start``, in order. ``starts``:
+    each file's offset (``[f.offset for f in info.files]``), when the caller keeps it."""
     files = info.files
-    starts = [f.offset for f in files]
+    if starts is None:
+        starts = [f.offset for f in files]
     out: list[Segment] = []
     pos, end = start, start + length
     i = max(0, bisect.bisect_right(starts, pos) - 1)
@@ -159,6 +161,7 @@ class WebSeed:
         self.downloaded = 0
         self.pieces = 0
         self.recent = RateMeter(clock=clock.now)
+        self._starts = [f.offset for f in info.files]
 
     @property
     def connected(self) -> bool:
@@ -224,7 +227,7 @@ class WebSeed:
             await self._get(client, httpseed_url(self.url, self.info_hash, index), None, view)
             return out
         pos = 0
-        for seg in map_range(info, index * info.piece_length, size):
+        for seg in map_range(info, index * info.piece_length, size, self._starts):
             if seg.file is not None:
                 url = file_url(self.url, info, seg.file)
                 await self._get(client, url, seg.offset, view[pos : pos + seg.length])
