@@ -11,6 +11,7 @@ import os
 
 import pytest
 from index_testlib import FAST_HASHER, FakeClock
+from seed_peer_testlib import StepSleep
 
 from bitswarm.index import IndexService
 from bitswarm.index import binary as b
@@ -134,14 +135,8 @@ async def test_error_reply_and_refused_connection():
 async def test_keep_alive_loop_every_5_minutes_keeps_the_peer_online(server):
     host, port, _, clock = server
     assert KEEP_ALIVE_EVERY == 300.0
-    ticks: asyncio.Queue[float] = asyncio.Queue()
-    go = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        await ticks.put(seconds)
-        await go.wait()
-        go.clear()
-        clock.advance(seconds)
+    sleep = StepSleep(clock.advance)
+    ticks = sleep.ticks
 
     async with await BinaryIndexClient.connect(host, port) as c:
         pid = await c.register("alice", "pw", ())
@@ -149,7 +144,7 @@ async def test_keep_alive_loop_every_5_minutes_keeps_the_peer_online(server):
         loop = asyncio.create_task(c.keep_alive_loop(pid, sleep=sleep))
         for _ in range(3):  # 900 s in all: without keep-alives the peer is offline after 600 s
             assert await ticks.get() == 300.0
-            go.set()
+            sleep.step()
         assert await ticks.get() == 300.0  # the third KEEP_ALIVE went out before the 4th sleep
         loop.cancel()
         assert [p.online for p in await c.show_peers("all")] == [True]
@@ -237,13 +232,8 @@ async def test_sharing_logs_in_again_after_the_index_restarts(tmp_path):
     srv = BinaryIndexServer(svc)
     host, port = await srv.start("127.0.0.1", 0)
     (tmp_path / "f.bin").write_bytes(b"f" * 1000)
-    ticks: asyncio.Queue[None] = asyncio.Queue()
-    go = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        await ticks.put(None)
-        await go.wait()
-        go.clear()
+    sleep = StepSleep()
+    ticks = sleep.ticks
 
     alice = Account(host, port, "alice", "pw")
     try:
@@ -258,7 +248,7 @@ async def test_sharing_logs_in_again_after_the_index_restarts(tmp_path):
             async with logged_in(Account(host, port, "bob", "pw-b")) as c:
                 assert await c.search("f.bin") == ()
                 old = peer.client
-                go.set()
+                sleep.step()
                 await ticks.get()  # the tick is over: the loop sleeps again
                 assert peer.client is not old
                 (hit,) = await c.search("f.bin")

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from index_testlib import FAST_HASHER, FakeClock
+from seed_peer_testlib import StepSleep
 
 from bitswarm.index import IndexService
 from bitswarm.index.centralized_peer import (
@@ -196,14 +197,8 @@ async def test_sharing_sends_a_heartbeat_every_5_minutes(tmp_path):
     clock = FakeClock()
     svc = await IndexService.open(":memory:", clock=clock, hasher=FAST_HASHER)
     app = create_app(svc)
-    ticks: asyncio.Queue[float] = asyncio.Queue()
-    go = asyncio.Event()
-
-    async def sleep(seconds: float) -> None:
-        await ticks.put(seconds)
-        await go.wait()
-        go.clear()
-        clock.advance(seconds)
+    sleep = StepSleep(clock.advance)
+    ticks = sleep.ticks
 
     (tmp_path / "a.txt").write_bytes(b"a")
     try:
@@ -211,7 +206,7 @@ async def test_sharing_sends_a_heartbeat_every_5_minutes(tmp_path):
         async with client, sharing(client, tmp_path, peer_ip="127.0.0.1", listen_port=0, sleep=sleep) as peer:
             for _ in range(3):  # 900 s: offline after 600 s without a heartbeat
                 assert await ticks.get() == 300.0
-                go.set()
+                sleep.step()
             await ticks.get()
             assert (await svc.find_peer(peer.peer_id)).online
             clock.advance(700)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import EXIT_STOPPED, app, fail, print_json
+from bitswarm.cli._app import app, fail, print_json
 
 
 @app.command(
@@ -52,7 +52,6 @@ def centralized_peer(
     ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
 ) -> None:
-    from bitswarm.errors import BitswarmError
     from bitswarm.index.centralized_peer import (
         ActionServer,
         CentralizedClient,
@@ -109,18 +108,13 @@ def centralized_peer(
             finally:
                 await actions.stop()
 
-    try:
-        if get is not None:
-            holder, path = asyncio.run(fetch_one())
-            if as_json:
-                print_json({"event": "complete", "path": str(path), "from": f"{holder.ip}:{holder.port}"})
-            else:
-                print(f"{path} from {holder.ip}:{holder.port}")
-            return
-        asyncio.run(serve())
-    except KeyboardInterrupt:  # Ctrl-C before the stop handlers are in place
-        raise typer.Exit(EXIT_STOPPED) from None
-    except BitswarmError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"{exc.strerror or exc}")
+    from bitswarm.cli._index_peer import run_peer  # the same error handling as index-peer
+
+    if get is None:
+        run_peer(serve)
+        return
+    holder, path = run_peer(fetch_one)
+    if as_json:
+        print_json({"event": "complete", "path": str(path), "from": f"{holder.ip}:{holder.port}"})
+    else:
+        print(f"{path} from {holder.ip}:{holder.port}")

@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -71,11 +71,13 @@ def _account(server: str, username: str, password: str, peer_id: str | None, tim
     return Account(host, port, username, password, peer_id, timeout)
 
 
-def _run(make: Callable[[], Awaitable[_T]]) -> _T:
+def run_peer(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run a peer's coroutine: a bitswarm error or an OS error (a port taken ...) is one line and
+    exit code 2; Ctrl-C before the stop handlers are in place exits 130 (also ``centralized-peer``)."""
     from bitswarm.errors import BitswarmError
 
     try:
-        return asyncio.run(make())  # type: ignore[arg-type]
+        return asyncio.run(make())
     except KeyboardInterrupt:  # Ctrl-C before the stop handlers are in place
         raise typer.Exit(EXIT_STOPPED) from None
     except BitswarmError as exc:
@@ -97,7 +99,7 @@ def _ask(
         async with logged_in(account) as client:
             return await call(client)
 
-    return _run(main)
+    return run_peer(main)
 
 
 async def _update(peer: SharingPeer) -> bool:
@@ -170,7 +172,7 @@ def share_command(
         if as_json:
             print_json({"event": "logged_out", "peer_id": peer.peer_id})
 
-    _run(main)
+    run_peer(main)
 
 
 @index_peer_app.command("search")
@@ -268,7 +270,7 @@ def get_command(
             fail(f"no online peer holds {name!r}")
         return await fetch(hits, output, timeout=max(timeout, 60.0))
 
-    hit, path = _run(main)
+    hit, path = run_peer(main)
     if as_json:
         print_json({"event": "complete", "path": str(path), "sha1": hit.sha1, "peer_id": hit.peer_id})
     else:
