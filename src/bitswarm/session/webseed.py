@@ -47,8 +47,10 @@ log = logging.getLogger("bitswarm.webseed")
 
 #: Requests in flight per web seed (each fetches one whole piece).
 CONNECTIONS_PER_SEED = 3
-#: Seconds between looks for work while the picker has nothing for web seeds.
+#: Seconds between looks for work while the picker has nothing for web seeds (while downloading),
+#: and while the torrent is not downloading (seeding: a file wanted again starts them within this).
 IDLE_POLL = 0.5
+IDLE_POLL_NOT_DOWNLOADING = 5.0
 #: Back-off after the first failure; doubled per failure in a row, up to :data:`BACKOFF_MAX`.
 BACKOFF_FIRST = 2.0
 BACKOFF_MAX = 300.0
@@ -194,7 +196,7 @@ class WebSeed:
                 continue
             blocks = sched.pick_web_piece(self)
             if not blocks:
-                await clock.sleep(IDLE_POLL)
+                await clock.sleep(IDLE_POLL if sched.downloading else IDLE_POLL_NOT_DOWNLOADING)
                 continue
             index = blocks[0].index
             try:
