@@ -6,10 +6,13 @@ peers' file transfer (SHA-1 checked, nothing half-written)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from index_testlib import FAST_HASHER, FakeClock
 from seed_peer_testlib import StepSleep
 
@@ -256,3 +259,45 @@ async def test_sharing_logs_in_again_after_the_index_restarts(tmp_path):
     finally:
         await srv.close()
         await svc.close()
+
+
+class _Sink:
+    """A StreamWriter stand-in that drops what is written."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_reply_bytes_give_a_reply_or_a_typed_error(data):
+    async def run() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        client = BinaryIndexClient(reader, _Sink(), timeout=5)  # type: ignore[arg-type]
+        with contextlib.suppress(BinaryIndexError):  # a reply, or only our typed errors
+            await client.keep_alive("p1")
+
+    asyncio.run(run())
+
+
+async def test_sharing_with_an_id_keeps_it(server, tmp_path):
+    host, port, _, _ = server
+    async with await BinaryIndexClient.connect(host, port) as c:
+        pid = await c.register("alice", "pw", ())
+    (tmp_path / "k.bin").write_bytes(b"k")
+    async with sharing(Account(host, port, "alice", "pw", pid), tmp_path, listen_host="127.0.0.1") as peer:
+        assert peer.peer_id == pid  # REGISTER_UPDATE of the files, not a new REGISTER
+        async with logged_in(Account(host, port, "alice", "pw", pid)) as c:
+            (hit,) = await c.search("k.bin")
+            assert hit.peer_port == peer.port
