@@ -296,8 +296,10 @@ async def test_sharing_with_an_id_keeps_it(server, tmp_path):
     async with await BinaryIndexClient.connect(host, port) as c:
         pid = await c.register("alice", "pw", ())
     (tmp_path / "k.bin").write_bytes(b"k")
+    (tmp_path / "pipe|name.bin").write_bytes(b"p")  # a name seed 001 cannot carry: left out
     async with sharing(Account(host, port, "alice", "pw", pid), tmp_path, listen_host="127.0.0.1") as peer:
         assert peer.peer_id == pid  # REGISTER_UPDATE of the files, not a new REGISTER
+        assert [f.name for f in peer.files] == ["k.bin"]
         async with logged_in(Account(host, port, "alice", "pw", pid)) as c:
             (hit,) = await c.search("k.bin")
             assert hit.peer_port == peer.port

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bitswarm.index.binary import SearchHit, SharedFile
+from bitswarm.index.binary import MAX_FIELD, SearchHit, SharedFile
 from bitswarm.index.binary_client import (
     KEEP_ALIVE_EVERY,
     BinaryIndexClient,
@@ -54,6 +54,18 @@ def shared(files: Sequence[LocalFile]) -> tuple[SharedFile, ...]:
     return tuple(SharedFile(f.name, f.size_mb, f.sha1) for f in files)
 
 
+async def _shareable(directory: str | Path) -> list[LocalFile]:
+    """The folder's files whose names the protocol can carry (no ``|``, newline or NUL, at most
+    1024 characters); the others are left out with a warning."""
+    files = []
+    for f in await scan_folder(directory):
+        if len(f.name) > MAX_FIELD or any(c in f.name for c in "|\n\x00"):
+            log.warning("not sharing %r: seed 001 cannot carry that file name", f.name)
+        else:
+            files.append(f)
+    return files
+
+
 @dataclass
 class SharingPeer:
     """A registered, logged-in peer serving ``directory`` (see :func:`sharing`)."""
@@ -68,7 +80,7 @@ class SharingPeer:
 
     async def update(self) -> bool:
         """Rescan the folder; when its files changed, REGISTER_UPDATE the new list (True)."""
-        files = await scan_folder(self.directory)
+        files = await _shareable(self.directory)
         if shared(files) == shared(self.files):
             return False
         for f in files:
@@ -127,7 +139,7 @@ async def sharing(
 ) -> AsyncIterator[SharingPeer]:
     """Serve ``directory``'s files, REGISTER them (REGISTER_UPDATE when ``account.peer_id`` is
     given), LOGIN with the file server's port and keep alive until the block ends; then LOGOUT."""
-    files = await scan_folder(directory)
+    files = await _shareable(directory)
     async with PeerFileServer(files) as server:
         port = await server.start(listen_host, listen_port)
         client = await BinaryIndexClient.connect(account.host, account.port, timeout=account.timeout)
