@@ -630,7 +630,9 @@ class PgStore:
         name: str | None = None,
     ) -> int:
         """Add ``spec`` (or find it by any hash) and record ``guid`` hosting it under ``name`` (default:
-        the spec's name; names are per peer). Returns the file id."""
+        the spec's name; names are per peer). Returns the file id. A host name equal to
+        the file's is stored as NULL ("the file's name", no index entry): a file's name changes
+        only when no host uses it."""
         name = spec.name if name is None else name
         file_id, (current, aliases) = await cls._upsert_file(c, spec, now)
         await c.execute(
@@ -641,7 +643,7 @@ class PgStore:
             guid,
             path,
             now,
-            name,
+            None if name == current else name,
         )
         if name != current or aliases:
             await cls._refresh_names(c, file_id)

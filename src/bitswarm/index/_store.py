@@ -148,12 +148,13 @@ _MIGRATIONS: tuple[str, ...] = (
     UPDATE peers SET public_id = bitswarm_public_id(guid);
     CREATE INDEX peers_public_id ON peers(public_id);
     """,
-    # 4: file ids are never reused (seed 000 clients hold on to ids): the highest id ever given out
+    # 4: file ids are never reused (seed 000 clients hold on to ids): the highest id deleted so far;
+    # a new file gets max(that, highest id in use) + 1
     """
     CREATE TABLE file_id_high(one INTEGER PRIMARY KEY CHECK (one = 1), last INTEGER NOT NULL);
     INSERT INTO file_id_high(one, last) SELECT 1, coalesce(max(id), 0) FROM files;
-    CREATE TRIGGER files_id_high AFTER INSERT ON files BEGIN
-        UPDATE file_id_high SET last = new.id WHERE one = 1 AND last < new.id;
+    CREATE TRIGGER files_id_high AFTER DELETE ON files BEGIN
+        UPDATE file_id_high SET last = old.id WHERE one = 1 AND last < old.id;
     END;
     """,
     # 5: names per peer: each host's own name for a file, and the file's other names, searchable
@@ -629,14 +630,16 @@ class Store:
         self, spec: FileSpec, guid: str, path: str | None, now: float, name: str | None = None
     ) -> int:
         """Add ``spec`` (or find it by any of its hashes) and record ``guid`` hosting it under ``name``
-        (default: the spec's name; names are per peer). Returns the file id."""
+        (default: the spec's name; names are per peer). Returns the file id. A host name equal to the
+        file's is stored as NULL ("the file's name", no index entry): a file's name changes
+        only when no host uses it."""
         name = spec.name if name is None else name
         file_id, (current, aliases) = self._upsert_file(spec, now)
         self._db.execute(
             "INSERT INTO hosts(file_id, guid, path, added_at, name) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path), "
             "name = excluded.name",
-            (file_id, guid, path, now, name),
+            (file_id, guid, path, now, None if name == current else name),
         )
         if name != current or aliases:
             self._refresh_names(file_id)
@@ -652,7 +655,8 @@ class Store:
         if found is None:
             cur = self._db.execute(
                 "INSERT INTO files(id, name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
-                "created_at) VALUES ((SELECT last + 1 FROM file_id_high), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at) VALUES ((SELECT max(coalesce((SELECT max(id) FROM files), 0), last) + 1 "
+                "FROM file_id_high), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name,
                     spec.size,
