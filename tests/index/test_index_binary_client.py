@@ -168,7 +168,10 @@ async def test_sharing_registers_updates_and_logs_out(server, tmp_path):
         assert hit.peer_port == peer.port and hit.sha1 == hashlib.sha1(b"1" * 5000).hexdigest()
         assert await peer.update() is False  # nothing changed: no REGISTER_UPDATE
         (folder / "two.bin").write_bytes(b"2" * 3000)
+        (folder / "one.bin").unlink()
         assert await peer.update() is True
+        assert await c.search("one") == ()
+        assert peer.server.files == peer.files  # the file server follows the folder
         (hit2,) = await c.search("two")
         assert hit2.peer_id == hit.peer_id
         got = tmp_path / "got"

@@ -83,8 +83,7 @@ class SharingPeer:
         files = await _shareable(self.directory)
         if shared(files) == shared(self.files):
             return False
-        for f in files:
-            self.server.add(f)
+        self.server.set_files(files)
         a = self.account
         await self.client.register_update(a.username, a.password, self.peer_id, shared(files))
         self.files = files

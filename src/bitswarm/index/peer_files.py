@@ -117,6 +117,13 @@ class PeerFileServer:
         self._by_sha1[f.sha1.lower()] = f
         self._by_name[f.name] = f
 
+    def set_files(self, files: Iterable[LocalFile]) -> None:
+        """Serve exactly ``files`` from now on (a folder rescan)."""
+        self._by_sha1.clear()
+        self._by_name.clear()
+        for f in files:
+            self.add(f)
+
     @property
     def files(self) -> list[LocalFile]:
         return list(self._by_name.values())
