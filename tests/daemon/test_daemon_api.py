@@ -425,6 +425,7 @@ async def test_limits_priorities_recheck_stats_events(tmp_path: Path) -> None:
 
             kind, data = await asyncio.wait_for(next_event(), 10)
             assert kind == "torrents" and data["torrents"] == [] and data["stats"]["torrents"] == 0
+            assert data["stats"]["encryption"] == "prefer"  # the session's MSE/PE policy
             reply = await c.post(
                 "/api/v1/torrents",
                 json={

@@ -757,6 +757,7 @@ class Daemon:
             "uploaded": sum(s["uploaded"] for s in sts),
             "peers": sum(s["peers"] for s in sts),
             "dht": dht is not None,
+            "encryption": self.session.config.encryption.value,  # MSE/PE policy (daemon.toml)
             "data_dir": str(self.data.root),
             "download_dir": str(self.download_dir),
             **self.global_limits(),
