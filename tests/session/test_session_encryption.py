@@ -23,6 +23,8 @@ from bitswarm.mse import EncryptionPolicy, skey_for
 from bitswarm.session import Session, SessionConfig
 from bitswarm.session.peer import PeerProtocol
 from bitswarm.session.peer_manager import DialAttempt, dial_plan
+from bitswarm.transport import initiate_mse
+from bitswarm.wire import Handshake, PeerConnection, Reserved
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -192,3 +194,33 @@ async def test_magnet_metadata_fetch_follows_the_policy(
         hl = await leecher.add(uri.to_uri(), tmp_path / "leech", metadata_timeout=20)
         await hl.wait_complete(timeout=30)
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_handshake_must_name_the_torrent_of_the_mse_stream_key(tmp_path: Path) -> None:
+    """An MSE connection for torrent A whose BitTorrent handshake names torrent B is dropped (the
+    SKEY chose A); the same handshake under A's own SKEY is answered."""
+    fa, ta = make_torrent(tmp_path / "a")
+    fb, tb = make_torrent(tmp_path / "b", size=300_000)
+    async with Session(config(REQUIRE)) as seeder:
+        await seeder.add(ta, fa.parent)
+        await seeder.add(tb, fb.parent)
+        for skey_of, expect_answer in [(ta, False), (tb, True)]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.port)
+            try:
+                hello = Handshake(tb.swarm_hash, b"-XX0000-" + bytes(12), Reserved.make(fast=True))
+                cipher, trailing = await initiate_mse(
+                    reader,
+                    writer,
+                    skey_for(skey_of.swarm_hash),
+                    policy=REQUIRE,
+                    initial_payload=PeerConnection().send(hello),
+                )
+                assert cipher is not None
+                got = bytearray(trailing)
+                async with asyncio.timeout(5):
+                    while len(got) < 68 and (data := await reader.read(4096)):
+                        got += cipher.decrypt(data)
+                answered = got[28:48] == tb.swarm_hash
+                assert answered is expect_answer, bytes(got[:68])
+            finally:
+                writer.close()

@@ -431,6 +431,10 @@ class PeerProtocol:
         if torrent is None or not torrent.accepting:
             self.abort("unknown info-hash")
             return
+        skey = getattr(self.stream, "skey", None)  # an MSEStream's: the torrent MSE named
+        if skey is not None and self.session.lookup(skey) is not torrent:
+            self.abort("the handshake names another torrent than its MSE stream key")
+            return
         self.torrent = torrent
         self._attach_layout()
         self._send(Handshake(ev.info_hash, self.session.peer_id, self.session.reserved))
