@@ -180,3 +180,26 @@ async def test_magnet_over_utp_only(tmp_path: Path, encryption: EncryptionPolicy
         hl = await leecher.add(uri.to_uri(), tmp_path / "leech", metadata_timeout=20)
         await hl.wait_complete(timeout=30)
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+@pytest.mark.parametrize("encryption", [EncryptionPolicy.PREFER, EncryptionPolicy.REQUIRE])
+async def test_a_dial_closed_in_the_handshake_is_retried_quickly(
+    tmp_path: Path, encryption: EncryptionPolicy
+) -> None:
+    """The peer hangs up in the handshake (its torrent is not running yet): the address is dialed
+    again within seconds, not after the 30 s of a failed dial. Under ``require`` it hangs up in
+    the MSE handshake, under ``prefer`` in the BitTorrent one (after MSE is refused)."""
+    f, t = make_torrent(tmp_path / "seed")
+    cfg = config(encryption=encryption)
+    async with Session(cfg) as seeder, Session(config(encryption=encryption)) as leecher:
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        rt = leecher.lookup(t.swarm_hash)
+        assert rt is not None
+        pm = rt.peer_manager
+        async with asyncio.timeout(10):  # dialed, connected, refused ("unknown torrent")
+            while pm.candidates.get(("127.0.0.1", seeder.port), 0.0) == 0.0 or pm.connecting:
+                await asyncio.sleep(0.02)
+        await seeder.add(t, f.parent)
+        await eventually_peers(hl, timeout=5)
+        await hl.wait_complete(timeout=30)
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()

@@ -93,6 +93,10 @@ class DialOutcome(enum.Enum):
     MSE_REFUSED = "MSE_REFUSED"
     #: No connection on this transport (refused, timed out, or the handshake failed otherwise).
     FAILED = "FAILED"
+    #: The transport connected and the peer closed it in the MSE handshake (for instance, no such
+    #: torrent there yet). The attempt's peer connection is torn down like any other, and
+    #: :meth:`PeerManager.remove` redials after a short back-off.
+    CLOSED = "CLOSED"
 
 
 def dial_plan(
@@ -261,7 +265,7 @@ class PeerManager:
                 continue
             outcome = await self._attempt(addr, attempt, new_connection(addr), skey)
             if attempt.transport == "utp" and outcome is not DialOutcome.MSE_REFUSED:
-                self.note_utp(addr, outcome is DialOutcome.CONNECTED)
+                self.note_utp(addr, outcome is not DialOutcome.FAILED)
             if outcome is DialOutcome.CONNECTED:
                 if attempt.mse:
                     self.note_mse(addr, True)
@@ -310,7 +314,7 @@ class PeerManager:
             return DialOutcome.CONNECTED
         if error.state is State.AWAIT_KEY and policy is EncryptionPolicy.PREFER:
             return DialOutcome.MSE_REFUSED
-        return DialOutcome.FAILED
+        return DialOutcome.CLOSED
 
     # -- connected peers -----------------------------------------------------------------------
 
@@ -342,8 +346,12 @@ class PeerManager:
         return True
 
     def remove(self, peer: PeerProtocol) -> bool:
-        """Forget a closed connection; True if it was one of our peers."""
+        """Forget a closed connection; True if it was one of our peers. A connection we opened that
+        closed before it joined (the peer hung up in the handshake: its torrent not running yet, or
+        a connection to us it keeps instead) is redialed after the same short back-off."""
         if peer.peer_id is None or self.peers.get(peer.peer_id) is not peer:
+            if peer.outgoing and peer.stream is not None:
+                self._redial_later(peer)
             return False
         del self.peers[peer.peer_id]
         if self.pex is not None:
@@ -356,12 +364,17 @@ class PeerManager:
         each short-lived connection in a row), not after the failed-dial wait. A seed we no longer
         need is left to that wait."""
         addr = peer.pex_address
-        if addr is None or addr not in self.candidates or (self.seeding and peer.is_seed):
+        if addr is not None and not (self.seeding and peer.is_seed):
+            self._redial_soon(addr, lasted=self.clock.now() - peer.connected_at)
+
+    def _redial_soon(self, addr: Address, *, lasted: float) -> None:
+        """Dial ``addr`` (if it is a candidate) again after ``REDIAL_BACKOFF``, doubled for each
+        connection to it in a row that lasted less than ``STABLE_SECONDS``, at most ``REDIAL_SECONDS``."""
+        if addr not in self.candidates:
             return
-        now = self.clock.now()
-        n = 0 if now - peer.connected_at >= STABLE_SECONDS else self._closes.get(addr, 0)
+        n = 0 if lasted >= STABLE_SECONDS else self._closes.get(addr, 0)
         _remember(self._closes, addr, n + 1)
-        self.candidates[addr] = now + min(REDIAL_SECONDS, REDIAL_BACKOFF * 2**n)
+        self.candidates[addr] = self.clock.now() + min(REDIAL_SECONDS, REDIAL_BACKOFF * 2**n)
 
     def check_timeouts(self, now: float) -> None:
         """Close peers silent for ``inactivity_timeout``; keep quiet links alive."""
