@@ -1,7 +1,8 @@
 """MSE/PE in the session (``SessionConfig.encryption``): bitswarm <-> bitswarm with every policy pair.
 
-Which pairs connect, and how: ``require`` on either side means RC4; ``prefer`` <-> ``prefer`` selects
-RC4 too; ``prefer`` dialing ``off`` falls back to plaintext; ``require`` and ``off`` never connect.
+Which pairs connect, and how: ``require`` on either side means RC4; ``prefer`` <-> ``prefer``
+obfuscates the handshake and selects plaintext (RC4 with ``prefer_rc4``, tested below);
+``prefer`` dialing ``off`` falls back to plaintext; ``require`` and ``off`` never connect.
 Also the dial plan, the PEX flag and the extended handshake's ``e`` key, and the SKEY index of the
 incoming path (v1 and v2 hashes, added and dropped with the torrents).
 """
@@ -74,7 +75,7 @@ def test_config_takes_the_policy_as_text() -> None:
 # (leecher's policy, seeder's policy) -> the leecher's peer entry ("transport", "encrypted"), or
 # None when the two must not connect
 PAIRS: list[tuple[EncryptionPolicy, EncryptionPolicy, tuple[str, bool] | None]] = [
-    (PREFER, PREFER, ("tcp+enc", True)),
+    (PREFER, PREFER, ("tcp", False)),  # obfuscated handshake, plaintext payload (prefer_rc4 off)
     (PREFER, REQUIRE, ("tcp+enc", True)),
     (PREFER, OFF, ("tcp", False)),  # MSE refused: redialed in plaintext
     (REQUIRE, PREFER, ("tcp+enc", True)),
@@ -110,6 +111,25 @@ async def test_policy_pairs(
         hashlib.sha256((tmp_path / "leech" / "data.bin").read_bytes()).digest()
         == hashlib.sha256(f.read_bytes()).digest()
     )
+
+
+
+async def test_prefer_rc4_selects_rc4_between_two_prefer_peers(tmp_path: Path) -> None:
+    """With ``prefer_rc4`` on the listener, a ``prefer`` dialer's offer of both methods gets RC4;
+    without it (the default, as libtorrent) the same pair runs plaintext after the MSE handshake."""
+    for prefer_rc4, expect in [(True, ("tcp+enc", True)), (False, ("tcp", False))]:
+        f, t = make_torrent(tmp_path / f"seed{prefer_rc4}", size=3_000_000)
+        slow = config(PREFER, download_rate_limit=1_500_000)  # still downloading while we look
+        async with Session(config(PREFER, prefer_rc4=prefer_rc4)) as seeder, Session(slow) as leecher:
+            await seeder.add(t, f.parent)
+            hl = await leecher.add(t, tmp_path / f"leech{prefer_rc4}", peers=[("127.0.0.1", seeder.port)])
+            for _ in range(200):
+                if hl.peers():
+                    break
+                await asyncio.sleep(0.02)
+            assert [(p["transport"], p["encrypted"]) for p in hl.peers()] == [expect]
+            await hl.wait_complete(timeout=30)
+        assert (tmp_path / f"leech{prefer_rc4}" / "data.bin").read_bytes() == f.read_bytes()
 
 
 @pytest.mark.parametrize("version", ["v1", "hybrid", "v2"])

@@ -118,6 +118,11 @@ class SessionConfig:
     #: redial in plaintext if the peer refuses it, accept both; ``require``: MSE with RC4 only, both
     #: ways; ``off``: plaintext BitTorrent only. A string ("prefer", "require", "off") is accepted.
     encryption: EncryptionPolicy = EncryptionPolicy.PREFER
+    #: When a dialer offers both RC4 and plaintext (its ``prefer``), select RC4 for the payload.
+    #: Off by default, as libtorrent's ``prefer_rc4``: the handshake is obfuscated either way, and
+    #: RC4 costs ~1.4x the plaintext time of a 1 GiB loopback transfer (docs/protocols/mse.md);
+    #: ``require`` on either side still means RC4.
+    prefer_rc4: bool = False
     #: Transports peers are dialed and accepted on, in the order dials try them (``docs/protocols/
     #: utp.md``): ``("utp", "tcp")`` dials uTP (BEP 29) first and falls back to TCP when it does not
     #: connect within ``utp_connect_timeout``; ``("utp",)`` is uTP only (no TCP listener). uTP runs on

@@ -572,7 +572,9 @@ class Session:
         policy = self.config.encryption
         if policy is EncryptionPolicy.OFF:
             return conn
-        return MSEStream.responder(conn, self.mse_skeys(), policy=policy)
+        return MSEStream.responder(
+            conn, self.mse_skeys(), policy=policy, prefer_rc4=self.config.prefer_rc4
+        )
 
     def mse_skeys(self) -> SkeyIndex:
         """The SKEYs incoming MSE handshakes may name: the v1, v2 and truncated v2 hashes of every

@@ -62,6 +62,7 @@ class MSEStream(StreamWrapper):
         policy: EncryptionPolicy,
         skey: bytes | None = None,
         skeys: SkeyIndex | None = None,
+        prefer_rc4: bool = False,
         on_done: Callable[[MSEProtocolError | None], None] | None = None,
     ) -> None:
         self.receiver = receiver
@@ -79,7 +80,7 @@ class MSEStream(StreamWrapper):
         if skey is None:
             if skeys is None:
                 raise ValueError("an MSEStream needs the initiator's skey or the responder's skeys")
-            self._hs = MSEHandshake.responder(skeys, policy=policy)
+            self._hs = MSEHandshake.responder(skeys, policy=policy, prefer_rc4=prefer_rc4)
             self._phase = _Phase.HANDSHAKE
         else:
             self._phase = _Phase.WAIT_IA
@@ -106,10 +107,12 @@ class MSEStream(StreamWrapper):
         skeys: SkeyIndex,
         *,
         policy: EncryptionPolicy = EncryptionPolicy.PREFER,
+        prefer_rc4: bool = False,
         on_done: Callable[[MSEProtocolError | None], None] | None = None,
     ) -> MSEStream:
-        """Someone dialed us: plaintext BitTorrent or MSE for any torrent in ``skeys``."""
-        return cls(receiver, policy=policy, skeys=skeys, on_done=on_done)
+        """Someone dialed us: plaintext BitTorrent or MSE for any torrent in ``skeys``. When the
+        dialer offers both methods, ``prefer_rc4`` selects RC4 (else plaintext, as libtorrent)."""
+        return cls(receiver, policy=policy, skeys=skeys, prefer_rc4=prefer_rc4, on_done=on_done)
 
     @property
     def handshaking(self) -> bool:
