@@ -31,13 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
-
 from bitswarm import __version__
 from bitswarm.errors import BitswarmError
 from bitswarm.session.ratelimit import RateMeter
 
 if TYPE_CHECKING:
+    import httpx
+
     from bitswarm.metainfo import InfoDict
     from bitswarm.session.clock import Clock
     from bitswarm.session.ratelimit import RateLimiter
@@ -238,6 +238,8 @@ class WebSeed:
 
     async def _get(self, client: httpx.AsyncClient, url: str, offset: int | None, into: memoryview) -> None:
         """GET ``len(into)`` bytes of ``url`` from ``offset`` (None: the whole answer) into ``into``."""
+        import httpx  # only when a torrent has web seeds: a peer process must not load it at start
+
         want = len(into)
         headers = {"Accept-Encoding": "identity"}
         if offset is not None:
@@ -358,6 +360,8 @@ class WebSeedManager:
         """Fetch from every seed until cancelled (the torrent's transfer stops)."""
         if not self.seeds:
             return
+        import httpx  # only when a torrent has web seeds: a peer process must not load it at start
+
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=4 * len(self.seeds))
         async with (
             httpx.AsyncClient(
