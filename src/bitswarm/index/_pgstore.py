@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
+from bitswarm.index import _scripts as scripts
 from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
@@ -42,14 +42,14 @@ from bitswarm.index._model import (
     public_peer_id,
 )
 from bitswarm.index._rules import (
-    accept_seq,
-    check_owner,
     file_names,
     peer_from,
     record_from,
-    registration_expiry,
     token_hash,
 )
+from bitswarm.index._scripts import Script
+
+T = TypeVar("T")
 
 #: Most full-text matches ranked per query (same cap as the SQLite path).
 SEARCH_CANDIDATES = 2000
@@ -352,28 +352,35 @@ class PgStore:
 
     # -- peers ---------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _peer_row(c: asyncpg.Connection, guid: str, now: float) -> asyncpg.Record:
-        row = await c.fetchrow("SELECT * FROM peers WHERE guid = $1 AND expires_at > $2", _clean(guid), now)
-        if row is None:
-            raise NotFound(f"unknown peer {guid}")
-        return row
-
-    @staticmethod
-    async def _peer(c: asyncpg.Connection, guid: str, now: float) -> Peer:
-        row = await c.fetchrow(
-            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
-            "WHERE p.guid = $1 AND p.expires_at > $2",
-            _clean(guid),
-            now,
-        )
-        if row is None:
-            raise NotFound(f"unknown peer {guid}")
-        return peer_from(row, now)
-
-    async def get_peer(self, guid: str, now: float) -> Peer:
+    async def run(self, script: Script[T], *, write: bool = True) -> T:
+        """Run a transaction script on one connection (``write``: in a transaction under the write
+        lock; a read runs on a pooled connection without it)."""
+        if write:
+            async with self._tx_() as c:
+                return await self._run(c, script)
         async with self._pool.acquire() as c:
-            return await self._peer(c, guid, now)
+            return await self._run(c, script)
+
+    @staticmethod
+    async def _run(c: asyncpg.Connection, script: Script[T]) -> T:
+        """Run a transaction script (:mod:`bitswarm.index._scripts`) on connection ``c``."""
+        try:
+            query = next(script)
+            while True:
+                params = {k: _clean(v) if isinstance(v, str) else v for k, v in query.params.items()}
+                sql, args = _q(query.sql, **params)
+                result: Any
+                if query.fetch == "one":
+                    result = await c.fetchrow(sql, *args)
+                elif query.fetch == "all":
+                    result = await c.fetch(sql, *args)
+                else:
+                    status = await c.execute(sql, *args)
+                    result = int(status.rsplit(" ", 1)[-1])
+                query = script.send(result)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
 
     async def peer_by_public_id(self, public_id: str, now: float) -> Peer:
         row = await self._pool.fetchrow(
@@ -385,44 +392,6 @@ class PgStore:
         if row is None:
             raise NotFound(f"unknown peer {public_id}")
         return peer_from(row, now)
-
-    @staticmethod
-    async def _create_peer(
-        c: asyncpg.Connection,
-        now: float,
-        *,
-        guid: str | None = None,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-        online: bool = False,
-    ) -> str:
-        guid = guid or str(uuid.uuid4())
-        inserted = await c.fetchval(
-            "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
-            "expires_at, public_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-            "ON CONFLICT(guid) DO NOTHING RETURNING guid",
-            guid,
-            user_id,
-            ip,
-            port,
-            now,
-            now if online else None,
-            now if online else None,
-            online,
-            registration_expiry(now),
-            public_peer_id(guid),
-        )
-        if inserted is None:
-            raise Conflict(f"peer {guid} exists")
-        return guid
-
-    @staticmethod
-    async def _check_seq(c: asyncpg.Connection, row: asyncpg.Record, column: str, seq: int | None) -> None:
-        """Apply :func:`~bitswarm.index._rules.accept_seq` to the peer's ``column``."""
-        expected = accept_seq(int(row[column]), seq)
-        if expected is not None:
-            await c.execute(f"UPDATE peers SET {column} = $1 WHERE guid = $2", expected, row["guid"])
 
     @classmethod
     async def _delete_peer(cls, c: asyncpg.Connection, guid: str) -> None:
@@ -469,118 +438,12 @@ class PgStore:
                 await self._delete_peer(c, guid)
             return len(expired)
 
-    async def register_peer(
-        self,
-        now: float,
-        *,
-        guid: str | None = None,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-        online: bool = False,
-        seq_number: int | None = None,
-        ka_seq_number: int | None = None,
-    ) -> Peer:
-        async with self._tx_() as c:
-            if guid is not None:
-                await c.execute("DELETE FROM peers WHERE guid = $1 AND expires_at <= $2", guid, now)
-            guid = await self._create_peer(
-                c, now, guid=guid, user_id=user_id, ip=ip, port=port, online=online
-            )
-            if seq_number is not None:
-                await c.execute("UPDATE peers SET seq_expected = $1 WHERE guid = $2", seq_number + 1, guid)
-            if ka_seq_number is not None:
-                await c.execute(
-                    "UPDATE peers SET ka_seq_expected = $1 WHERE guid = $2", ka_seq_number + 1, guid
-                )
-            return await self._peer(c, guid, now)
-
-    async def ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> Peer:
-        async with self._tx_() as c:
-            await self._ensure_peer(c, guid, now, ip=ip, port=port)
-            return await self._peer(c, guid, now)
-
-    @classmethod
-    async def _ensure_peer(
-        cls, c: asyncpg.Connection, guid: str, now: float, *, ip: str | None, port: int | None
-    ) -> None:
-        await c.execute("DELETE FROM peers WHERE guid = $1 AND expires_at <= $2", guid, now)
-        if await c.fetchval("SELECT 1 FROM peers WHERE guid = $1", guid) is None:
-            await cls._create_peer(c, now, guid=guid, ip=ip, port=port, online=True)
-        else:
-            await c.execute(
-                "UPDATE peers SET ip = coalesce($1, ip), port = coalesce($2, port), logged_in = true, "
-                "last_seen = $3, last_login = coalesce(last_login, $3), expires_at = $4 WHERE guid = $5",
-                ip,
-                port,
-                now,
-                registration_expiry(now),
-                guid,
-            )
-
-    async def login_peer(
-        self,
-        guid: str,
-        now: float,
-        *,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-    ) -> Peer:
-        async with self._tx_() as c:
-            row = await self._peer_row(c, guid, now)
-            check_owner(guid, row["user_id"], user_id)
-            await c.execute(
-                "UPDATE peers SET logged_in = true, last_login = $1, last_seen = $1, expires_at = $2, "
-                "ip = coalesce($3, ip), port = coalesce($4, port) WHERE guid = $5",
-                now,
-                registration_expiry(now),
-                ip,
-                port,
-                guid,
-            )
-            return await self._peer(c, guid, now)
-
-    async def keep_alive(
-        self,
-        guid: str,
-        now: float,
-        *,
-        ka_seq_number: int | None = None,
-        require_login: bool = False,
-        ip: str | None = None,
-    ) -> Peer:
-        async with self._tx_() as c:
-            row = await self._peer_row(c, guid, now)
-            if require_login and not row["logged_in"]:
-                raise NotFound(f"peer {guid} is not logged in")
-            await self._check_seq(c, row, "ka_seq_expected", ka_seq_number)
-            await c.execute(
-                "UPDATE peers SET logged_in = true, last_seen = $1, ip = coalesce($2, ip) WHERE guid = $3",
-                now,
-                ip,
-                guid,
-            )
-            return await self._peer(c, guid, now)
-
-    async def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer:
-        async with self._tx_() as c:
-            row = await self._peer_row(c, guid, now)
-            check_owner(guid, row["user_id"], user_id)
-            await c.execute("UPDATE peers SET logged_in = false WHERE guid = $1", guid)
-            return await self._peer(c, guid, now)
-
     async def delete_user_peers(self, user_id: int) -> int:
         async with self._tx_() as c:
             guids = [r[0] for r in await c.fetch("SELECT guid FROM peers WHERE user_id = $1", user_id)]
             for guid in guids:
                 await self._delete_peer(c, guid)
             return len(guids)
-
-    async def peer_owner(self, guid: str, now: float) -> int | None:
-        async with self._pool.acquire() as c:
-            row = await self._peer_row(c, guid, now)
-        return None if row["user_id"] is None else int(row["user_id"])
 
     @staticmethod
     def _status_where(status: PeerStatus) -> str:
@@ -717,34 +580,23 @@ class PgStore:
         upsert_peer: bool = False,
     ) -> tuple[int, str]:
         async with self._tx_() as c:
-            if guid is not None and upsert_peer:
-                await self._ensure_peer(c, guid, now, ip=ip, port=port)
-            if guid is None:
-                guid = await self._create_peer(c, now, guid=create_guid, ip=ip, port=port, online=touch)
-                if seq_number is not None:
-                    await c.execute(
-                        "UPDATE peers SET seq_expected = $1 WHERE guid = $2", seq_number + 1, guid
-                    )
-            else:
-                row = await self._peer_row(c, guid, now)
-                await self._check_seq(c, row, "seq_expected", seq_number)
-                if touch:
-                    await c.execute(
-                        "UPDATE peers SET logged_in = true, last_seen = $1, "
-                        "expires_at = greatest(expires_at, $2), ip = coalesce($3, ip), "
-                        "port = coalesce($4, port) WHERE guid = $5",
-                        now,
-                        registration_expiry(now),
-                        ip,
-                        port,
-                        guid,
-                    )
+            script = scripts.file_host(
+                now,
+                guid=guid,
+                ip=ip,
+                port=port,
+                seq_number=seq_number,
+                create_guid=create_guid,
+                touch=touch,
+                upsert_peer=upsert_peer,
+            )
+            guid = await self._run(c, script)
             file_id = await self._host_file(c, spec, guid, path, now)
             return file_id, guid
 
     async def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]:
         async with self._tx_() as c:
-            await self._peer_row(c, guid, now)
+            await self._run(c, scripts.peer_row(guid, now))
             old = [r[0] for r in await c.fetch("SELECT file_id FROM hosts WHERE guid = $1", guid)]
             await c.execute("DELETE FROM hosts WHERE guid = $1", guid)
             ids = []
@@ -760,7 +612,7 @@ class PgStore:
             if replace:
                 for r in await c.fetch("SELECT guid FROM peers WHERE user_id = $1", user_id):
                     await self._delete_peer(c, r[0])
-            guid = await self._create_peer(c, now, user_id=user_id, ip=ip)
+            guid = await self._run(c, scripts.create_peer(now, user_id=user_id, ip=ip))
             for spec in specs:
                 await self._host_file(c, spec, guid, None, now)
             return guid
@@ -775,12 +627,12 @@ class PgStore:
         seq_number: int | None = None,
     ) -> int:
         async with self._tx_() as c:
-            row = await self._peer_row(c, guid, now)
+            row = await self._run(c, scripts.peer_row(guid, now))
             if file_id is None:
                 if file_hash is None:
                     raise ValidationError("file id or hash required")
                 file_id = await self._file_id_by_hash(c, file_hash)
-            await self._check_seq(c, row, "seq_expected", seq_number)
+            await self._run(c, scripts.check_seq(row, "seq_expected", seq_number))
             status = await c.execute("DELETE FROM hosts WHERE file_id = $1 AND guid = $2", file_id, guid)
             if status.endswith(" 0"):
                 raise NotFound(f"peer {guid} does not host file {file_id}")
@@ -878,7 +730,7 @@ class PgStore:
 
     async def browse(self, guid: str, now: float) -> list[FileRecord]:
         async with self._tx_(write=False) as c:
-            await self._peer_row(c, guid, now)
+            await self._run(c, scripts.peer_row(guid, now))
             sql, args = _q(
                 f"SELECT {_HOST_FILE_COLS}, {_COUNTS} FROM hosts hh JOIN files f ON f.id = hh.file_id "
                 "WHERE hh.guid = :guid ORDER BY f.id",

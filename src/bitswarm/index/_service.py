@@ -22,6 +22,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from bitswarm.index import _scripts as scripts
 from bitswarm.index import _validate as v
 from bitswarm.index._errors import AuthError, NotFound
 from bitswarm.index._model import (
@@ -183,29 +184,33 @@ class IndexService:
         seq_number: int | None = None,
         ka_seq_number: int | None = None,
     ) -> Peer:
-        return await self._db.register_peer(
-            self.clock(),
-            guid=guid,
-            user_id=None if user is None else user.id,
-            ip=ip,
-            port=port,
-            online=online,
-            seq_number=seq_number,
-            ka_seq_number=ka_seq_number,
+        return await self._db.run(
+            scripts.register_peer(
+                self.clock(),
+                guid=guid,
+                user_id=None if user is None else user.id,
+                ip=ip,
+                port=port,
+                online=online,
+                seq_number=seq_number,
+                ka_seq_number=ka_seq_number,
+            )
         )
 
     async def ensure_peer(self, guid: str, *, ip: str | None = None, port: int | None = None) -> Peer:
-        return await self._db.ensure_peer(guid, self.clock(), ip=ip, port=port)
+        return await self._db.run(scripts.upsert_peer(guid, self.clock(), ip=ip, port=port))
 
     async def login_peer(
         self, guid: str, *, user: User | None = None, ip: str | None = None, port: int | None = None
     ) -> Peer:
-        return await self._db.login_peer(
-            guid,
-            self.clock(),
-            user_id=None if user is None else user.id,
-            ip=ip,
-            port=port,
+        return await self._db.run(
+            scripts.login_peer(
+                guid,
+                self.clock(),
+                user_id=None if user is None else user.id,
+                ip=ip,
+                port=port,
+            )
         )
 
     async def keep_alive(
@@ -216,27 +221,31 @@ class IndexService:
         require_login: bool = False,
         ip: str | None = None,
     ) -> Peer:
-        return await self._db.keep_alive(
-            guid,
-            self.clock(),
-            ka_seq_number=ka_seq_number,
-            require_login=require_login,
-            ip=ip,
+        return await self._db.run(
+            scripts.keep_alive(
+                guid,
+                self.clock(),
+                ka_seq_number=ka_seq_number,
+                require_login=require_login,
+                ip=ip,
+            )
         )
 
     async def logout_peer(self, guid: str, *, user: User | None = None) -> Peer:
-        return await self._db.logout_peer(guid, self.clock(), user_id=None if user is None else user.id)
+        return await self._db.run(
+            scripts.logout_peer(guid, self.clock(), user_id=None if user is None else user.id)
+        )
 
     async def delete_user_peers(self, user: User) -> int:
         return await self._db.delete_user_peers(user.id)
 
     async def check_owner(self, guid: str, user: User) -> None:
-        owner = await self._db.peer_owner(guid, self.clock())
+        owner = await self._db.run(scripts.peer_owner(guid, self.clock()), write=False)
         if owner != user.id:
             raise AuthError(f"peer {guid} belongs to another user")
 
     async def get_peer(self, guid: str) -> Peer:
-        return await self._db.get_peer(guid, self.clock())
+        return await self._db.run(scripts.peer(guid, self.clock()), write=False)
 
     async def find_peer(self, ref: str) -> Peer:
         """A peer by its public id (what public views show) or by its guid (a secret: whoever gives

@@ -17,12 +17,12 @@ import json
 import os
 import re
 import sqlite3
-import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from bitswarm.index import _scripts as scripts
 from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
@@ -41,17 +41,16 @@ from bitswarm.index._model import (
     public_peer_id,
 )
 from bitswarm.index._rules import (
-    accept_seq,
-    check_owner,
     file_names,
     peer_from,
     record_from,
-    registration_expiry,
     token_hash,
 )
+from bitswarm.index._scripts import Script
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 #: Most FTS matches considered before ranking by online peers (keeps p99 bounded on huge catalogues).
 SEARCH_CANDIDATES = 2000
@@ -229,14 +228,7 @@ def _transaction(
 
     @functools.wraps(fn)
     def body(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(self, *args, **kwargs)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return result
+        return self._in_transaction(fn, self, *args, **kwargs)
 
     return _in_thread(body)
 
@@ -372,28 +364,47 @@ class Store:
 
     # -- peers ---------------------------------------------------------------------------------
 
-    def _peer_row(self, guid: str, now: float) -> sqlite3.Row:
-        row = self._db.execute(
-            "SELECT * FROM peers WHERE guid = ? AND expires_at > ?", (guid, now)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"unknown peer {guid}")
-        assert isinstance(row, sqlite3.Row)
-        return row
+    async def run(self, script: Script[T], *, write: bool = True) -> T:
+        """Run a transaction script in the worker thread (``write``: inside ``BEGIN IMMEDIATE``)."""
+        call = (
+            functools.partial(self._in_transaction, self._run, script)
+            if write
+            else functools.partial(self._run, script)
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    def _peer(self, guid: str, now: float) -> Peer:
-        row = self._db.execute(
-            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
-            "WHERE p.guid = ? AND p.expires_at > ?",
-            (guid, now),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"unknown peer {guid}")
-        return peer_from(row, now)
+    def _in_transaction(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` as one ``BEGIN IMMEDIATE`` transaction, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return result
 
-    @_in_thread
-    def get_peer(self, guid: str, now: float) -> Peer:
-        return self._peer(guid, now)
+    def _run(self, script: Script[T]) -> T:
+        """Run a transaction script (:mod:`bitswarm.index._scripts`) here, in the worker thread."""
+        try:
+            query = next(script)
+            while True:
+                try:
+                    cur = self._db.execute(query.sql, query.params)
+                except sqlite3.IntegrityError as exc:
+                    query = script.throw(Conflict(str(exc)))
+                    continue
+                result: Any = (
+                    cur.fetchone()
+                    if query.fetch == "one"
+                    else cur.fetchall()
+                    if query.fetch == "all"
+                    else cur.rowcount
+                )
+                query = script.send(result)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
 
     @_in_thread
     def peer_by_public_id(self, public_id: str, now: float) -> Peer:
@@ -405,44 +416,6 @@ class Store:
         if row is None:
             raise NotFound(f"unknown peer {public_id}")
         return peer_from(row, now)
-
-    def _create_peer(
-        self,
-        now: float,
-        *,
-        guid: str | None = None,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-        online: bool = False,
-    ) -> str:
-        guid = guid or str(uuid.uuid4())
-        try:
-            self._db.execute(
-                "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
-                "expires_at, public_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    guid,
-                    user_id,
-                    ip,
-                    port,
-                    now,
-                    now if online else None,
-                    now if online else None,
-                    1 if online else 0,
-                    registration_expiry(now),
-                    public_peer_id(guid),
-                ),
-            )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"peer {guid} exists") from None
-        return guid
-
-    def _check_seq(self, row: sqlite3.Row, column: str, seq: int | None) -> None:
-        """Apply :func:`~bitswarm.index._rules.accept_seq` to the peer's ``column``."""
-        expected = accept_seq(int(row[column]), seq)
-        if expected is not None:
-            self._db.execute(f"UPDATE peers SET {column} = ? WHERE guid = ?", (expected, row["guid"]))
 
     def _purge_expired_peers(self, now: float) -> int:
         expired = [r[0] for r in self._db.execute("SELECT guid FROM peers WHERE expires_at <= ?", (now,))]
@@ -486,105 +459,11 @@ class Store:
         return self._purge_expired_peers(now)
 
     @_transaction
-    def register_peer(
-        self,
-        now: float,
-        *,
-        guid: str | None = None,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-        online: bool = False,
-        seq_number: int | None = None,
-        ka_seq_number: int | None = None,
-    ) -> Peer:
-        """Create a peer (a fresh UUID4 guid unless ``guid`` is given; an expired one is replaced)."""
-        if guid is not None:
-            self._db.execute("DELETE FROM peers WHERE guid = ? AND expires_at <= ?", (guid, now))
-        guid = self._create_peer(now, guid=guid, user_id=user_id, ip=ip, port=port, online=online)
-        if seq_number is not None:
-            self._db.execute("UPDATE peers SET seq_expected = ? WHERE guid = ?", (seq_number + 1, guid))
-        if ka_seq_number is not None:
-            self._db.execute("UPDATE peers SET ka_seq_expected = ? WHERE guid = ?", (ka_seq_number + 1, guid))
-        return self._peer(guid, now)
-
-    @_transaction
-    def ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> Peer:
-        """CentralizedP2P: clients pick their own UUID; create the peer on first use, else refresh it."""
-        self._ensure_peer(guid, now, ip=ip, port=port)
-        return self._peer(guid, now)
-
-    def _ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> None:
-        self._db.execute("DELETE FROM peers WHERE guid = ? AND expires_at <= ?", (guid, now))
-        if self._db.execute("SELECT 1 FROM peers WHERE guid = ?", (guid,)).fetchone() is None:
-            self._create_peer(now, guid=guid, ip=ip, port=port, online=True)
-        else:
-            self._db.execute(
-                "UPDATE peers SET ip = coalesce(?, ip), port = coalesce(?, port), logged_in = 1, "
-                "last_seen = ?, last_login = coalesce(last_login, ?), expires_at = ? WHERE guid = ?",
-                (ip, port, now, now, registration_expiry(now), guid),
-            )
-
-    @_transaction
-    def login_peer(
-        self,
-        guid: str,
-        now: float,
-        *,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-    ) -> Peer:
-        """Set the peer online and refresh its 30-day registration TTL (seed 001 ``LOGIN``)."""
-        row = self._peer_row(guid, now)
-        check_owner(guid, row["user_id"], user_id)
-        self._db.execute(
-            "UPDATE peers SET logged_in = 1, last_login = ?, last_seen = ?, expires_at = ?, "
-            "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
-            (now, now, registration_expiry(now), ip, port, guid),
-        )
-        return self._peer(guid, now)
-
-    @_transaction
-    def keep_alive(
-        self,
-        guid: str,
-        now: float,
-        *,
-        ka_seq_number: int | None = None,
-        require_login: bool = False,
-        ip: str | None = None,
-    ) -> Peer:
-        """Record a keep-alive. P2PFlix peers never log in, so for them a keep-alive also sets them
-        online (``require_login=False``); the binary protocol requires a prior LOGIN."""
-        row = self._peer_row(guid, now)
-        if require_login and not row["logged_in"]:
-            raise NotFound(f"peer {guid} is not logged in")
-        self._check_seq(row, "ka_seq_expected", ka_seq_number)
-        self._db.execute(
-            "UPDATE peers SET logged_in = 1, last_seen = ?, ip = coalesce(?, ip) WHERE guid = ?",
-            (now, ip, guid),
-        )
-        return self._peer(guid, now)
-
-    @_transaction
-    def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer:
-        row = self._peer_row(guid, now)
-        check_owner(guid, row["user_id"], user_id)
-        self._db.execute("UPDATE peers SET logged_in = 0 WHERE guid = ?", (guid,))
-        return self._peer(guid, now)
-
-    @_transaction
     def delete_user_peers(self, user_id: int) -> int:
         guids = [r[0] for r in self._db.execute("SELECT guid FROM peers WHERE user_id = ?", (user_id,))]
         for guid in guids:
             self._delete_peer(guid)
         return len(guids)
-
-    @_in_thread
-    def peer_owner(self, guid: str, now: float) -> int | None:
-        row = self._peer_row(guid, now)
-        return None if row["user_id"] is None else int(row["user_id"])
 
     @_in_thread
     def list_peers(
@@ -713,28 +592,25 @@ class Store:
         ``upsert_peer`` creates or refreshes peer ``guid`` in the same transaction (CentralizedP2P).
         Returns ``(file_id, guid)``.
         """
-        if guid is not None and upsert_peer:
-            self._ensure_peer(guid, now, ip=ip, port=port)
-        if guid is None:
-            guid = self._create_peer(now, guid=create_guid, ip=ip, port=port, online=touch)
-            if seq_number is not None:
-                self._db.execute("UPDATE peers SET seq_expected = ? WHERE guid = ?", (seq_number + 1, guid))
-        else:
-            row = self._peer_row(guid, now)
-            self._check_seq(row, "seq_expected", seq_number)
-            if touch:
-                self._db.execute(
-                    "UPDATE peers SET logged_in = 1, last_seen = ?, expires_at = max(expires_at, ?), "
-                    "ip = coalesce(?, ip), port = coalesce(?, port) WHERE guid = ?",
-                    (now, registration_expiry(now), ip, port, guid),
-                )
+        guid = self._run(
+            scripts.file_host(
+                now,
+                guid=guid,
+                ip=ip,
+                port=port,
+                seq_number=seq_number,
+                create_guid=create_guid,
+                touch=touch,
+                upsert_peer=upsert_peer,
+            )
+        )
         file_id = self._host_file(spec, guid, path, now)
         return file_id, guid
 
     @_transaction
     def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]:
         """Make ``specs`` the whole list of files peer ``guid`` hosts (seed 001 ``REGISTER_UPDATE``)."""
-        self._peer_row(guid, now)
+        self._run(scripts.peer_row(guid, now))
         old = [r[0] for r in self._db.execute("SELECT file_id FROM hosts WHERE guid = ?", (guid,))]
         self._db.execute("DELETE FROM hosts WHERE guid = ?", (guid,))
         ids = []
@@ -754,7 +630,7 @@ class Store:
                 "SELECT guid FROM peers WHERE user_id = ?", (user_id,)
             ).fetchall():
                 self._delete_peer(guid)
-        guid = self._create_peer(now, user_id=user_id, ip=ip)
+        guid = self._run(scripts.create_peer(now, user_id=user_id, ip=ip))
         for spec in specs:
             self._host_file(spec, guid, None, now)
         return guid
@@ -771,12 +647,12 @@ class Store:
     ) -> int:
         """Remove ``guid`` as a host of a file (by id or by any hash); a file left without hosts is
         deleted. Returns the file id."""
-        row = self._peer_row(guid, now)
+        row = self._run(scripts.peer_row(guid, now))
         if file_id is None:
             if file_hash is None:
                 raise ValidationError("file id or hash required")
             file_id = self._file_id_by_hash(file_hash)
-        self._check_seq(row, "seq_expected", seq_number)
+        self._run(scripts.check_seq(row, "seq_expected", seq_number))
         cur = self._db.execute("DELETE FROM hosts WHERE file_id = ? AND guid = ?", (file_id, guid))
         if cur.rowcount == 0:
             raise NotFound(f"peer {guid} does not host file {file_id}")
@@ -861,7 +737,7 @@ class Store:
 
     @_in_thread
     def browse(self, guid: str, now: float) -> list[FileRecord]:
-        self._peer_row(guid, now)
+        self._run(scripts.peer_row(guid, now))
         rows = self._db.execute(
             f"SELECT {_HOST_FILE_COLS}, {_COUNTS_SQL} FROM hosts hh JOIN files f ON f.id = hh.file_id "
             "WHERE hh.guid = :guid ORDER BY f.id",

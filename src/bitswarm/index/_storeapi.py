@@ -4,13 +4,14 @@
 ownership, password hashing) calls, one coroutine per operation, each one transaction. Both backends
 implement it — :class:`~bitswarm.index._store.Store` (SQLite, FTS5) and
 :class:`~bitswarm.index._pgstore.PgStore` (PostgreSQL, tsvector) — and mypy checks each against it
-(see :func:`bitswarm.index._service.open_store`), so there is no dispatch by method name.
+(see :func:`bitswarm.index._service.open_store`), so there is no dispatch by method name. The peer
+rules are transaction scripts (:mod:`bitswarm.index._scripts`) that both run with :meth:`run`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bitswarm.index._model import (
     FileDetail,
@@ -22,6 +23,9 @@ from bitswarm.index._model import (
     Tracker,
     User,
 )
+from bitswarm.index._scripts import Script
+
+T = TypeVar("T")
 
 
 class IndexStore(Protocol):
@@ -34,6 +38,11 @@ class IndexStore(Protocol):
     def path(self) -> str: ...
 
     async def close(self) -> None: ...
+
+    async def run(self, script: Script[T], *, write: bool = True) -> T:
+        """Run a transaction script of :mod:`bitswarm.index._scripts` as one transaction (``write``:
+        it may change something; a read runs without the write lock)."""
+        ...
 
     async def schema_version(self) -> int: ...
 
@@ -49,52 +58,11 @@ class IndexStore(Protocol):
 
     async def delete_session(self, token: str) -> None: ...
 
-    async def get_peer(self, guid: str, now: float) -> Peer: ...
-
     async def peer_by_public_id(self, public_id: str, now: float) -> Peer: ...
 
     async def purge_expired(self, now: float) -> int: ...
 
-    async def register_peer(
-        self,
-        now: float,
-        *,
-        guid: str | None = None,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-        online: bool = False,
-        seq_number: int | None = None,
-        ka_seq_number: int | None = None,
-    ) -> Peer: ...
-
-    async def ensure_peer(self, guid: str, now: float, *, ip: str | None, port: int | None) -> Peer: ...
-
-    async def login_peer(
-        self,
-        guid: str,
-        now: float,
-        *,
-        user_id: int | None = None,
-        ip: str | None = None,
-        port: int | None = None,
-    ) -> Peer: ...
-
-    async def keep_alive(
-        self,
-        guid: str,
-        now: float,
-        *,
-        ka_seq_number: int | None = None,
-        require_login: bool = False,
-        ip: str | None = None,
-    ) -> Peer: ...
-
-    async def logout_peer(self, guid: str, now: float, *, user_id: int | None = None) -> Peer: ...
-
     async def delete_user_peers(self, user_id: int) -> int: ...
-
-    async def peer_owner(self, guid: str, now: float) -> int | None: ...
 
     async def list_peers(
         self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0

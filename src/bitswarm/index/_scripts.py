@@ -1,0 +1,251 @@
+"""Transaction scripts: the index's peer rules written once for both storage backends (sans-I/O).
+
+A script is a generator that yields :class:`Query` objects — SQL with ``:name`` parameters, which
+SQLite takes as they are and :class:`~bitswarm.index._pgstore.PgStore` rewrites to ``$n`` — and
+receives each one's result (a row or None, a list of rows, or the number of rows changed); what it
+returns is the operation's result. :class:`~bitswarm.index._store.Store` runs scripts synchronously
+in its worker thread, ``PgStore`` awaits each query on one connection; both inside the transaction
+they opened for the operation, so a script never sees half of another write.
+
+Peer creation, presence (LOGIN, keep-alive, LOGOUT, CentralizedP2P's implicit peers), ownership and
+sequence numbers live here, on top of the pure rules of :mod:`bitswarm.index._rules`; the stores keep
+only what is truly dialect-specific (full text, bulk loading, dumps).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from bitswarm.index._errors import Conflict, NotFound
+from bitswarm.index._model import Peer, public_peer_id
+from bitswarm.index._rules import Row, accept_seq, check_owner, peer_from, registration_expiry
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One statement of a script. ``fetch``: ``"one"`` (a row or None), ``"all"`` (a list of rows)
+    or ``"count"`` (how many rows it inserted, updated or deleted)."""
+
+    sql: str
+    params: dict[str, Any]
+    fetch: Literal["one", "all", "count"] = "count"
+
+
+#: A transaction script returning ``T``: yields queries, is sent their results.
+Script = Generator[Query, Any, T]
+
+PEER_SQL = (
+    "SELECT p.guid, u.username, p.ip, p.port, p.logged_in, p.created_at, p.last_login, p.last_seen, "
+    "p.expires_at, p.seq_expected, p.ka_seq_expected FROM peers p LEFT JOIN users u ON u.id = p.user_id"
+)
+
+
+def peer(guid: str, now: float) -> Script[Peer]:
+    """The live peer ``guid`` (NotFound when unknown or expired)."""
+    row = yield Query(
+        f"{PEER_SQL} WHERE p.guid = :guid AND p.expires_at > :now", {"guid": guid, "now": now}, "one"
+    )
+    if row is None:
+        raise NotFound(f"unknown peer {guid}")
+    return peer_from(row, now)
+
+
+def peer_row(guid: str, now: float) -> Script[Row]:
+    """The live peer's whole row (``user_id``, ``logged_in``, the sequence expectations …)."""
+    row = yield Query(
+        "SELECT * FROM peers WHERE guid = :guid AND expires_at > :now", {"guid": guid, "now": now}, "one"
+    )
+    if row is None:
+        raise NotFound(f"unknown peer {guid}")
+    result: Row = row
+    return result
+
+
+def create_peer(
+    now: float,
+    *,
+    guid: str | None = None,
+    user_id: int | None = None,
+    ip: str | None = None,
+    port: int | None = None,
+    online: bool = False,
+) -> Script[str]:
+    """A new peer (a fresh UUID4 unless ``guid`` is given; Conflict when it exists), online or not,
+    registered for 30 days. Returns its guid."""
+    guid = guid or str(uuid.uuid4())
+    seen = now if online else None
+    inserted = yield Query(
+        "INSERT INTO peers(guid, user_id, ip, port, created_at, last_login, last_seen, logged_in, "
+        "expires_at, public_id) VALUES (:guid, :user_id, :ip, :port, :now, :seen, :seen, :online, "
+        ":expires, :public_id) ON CONFLICT(guid) DO NOTHING",
+        {
+            "guid": guid,
+            "user_id": user_id,
+            "ip": ip,
+            "port": port,
+            "now": now,
+            "seen": seen,
+            "online": online,
+            "expires": registration_expiry(now),
+            "public_id": public_peer_id(guid),
+        },
+    )
+    if inserted != 1:
+        raise Conflict(f"peer {guid} exists")
+    return guid
+
+
+def check_seq(row: Row, column: Literal["seq_expected", "ka_seq_expected"], seq: int | None) -> Script[None]:
+    """Apply :func:`~bitswarm.index._rules.accept_seq` to the peer's ``column``."""
+    expected = accept_seq(int(row[column]), seq)
+    if expected is not None:
+        yield Query(
+            f"UPDATE peers SET {column} = :expected WHERE guid = :guid",
+            {"expected": expected, "guid": row["guid"]},
+        )
+
+
+def _expect(guid: str, column: Literal["seq_expected", "ka_seq_expected"], seq: int | None) -> Script[None]:
+    """A new peer's first message sets the expectation from its own number."""
+    if seq is not None:
+        yield Query(
+            f"UPDATE peers SET {column} = :expected WHERE guid = :guid", {"expected": seq + 1, "guid": guid}
+        )
+
+
+def _drop_expired(guid: str, now: float) -> Script[None]:
+    """A guid whose registration expired may be registered afresh."""
+    yield Query("DELETE FROM peers WHERE guid = :guid AND expires_at <= :now", {"guid": guid, "now": now})
+
+
+def register_peer(
+    now: float,
+    *,
+    guid: str | None = None,
+    user_id: int | None = None,
+    ip: str | None = None,
+    port: int | None = None,
+    online: bool = False,
+    seq_number: int | None = None,
+    ka_seq_number: int | None = None,
+) -> Script[Peer]:
+    """Create a peer (a fresh UUID4 guid unless ``guid`` is given; an expired one is replaced)."""
+    if guid is not None:
+        yield from _drop_expired(guid, now)
+    guid = yield from create_peer(now, guid=guid, user_id=user_id, ip=ip, port=port, online=online)
+    yield from _expect(guid, "seq_expected", seq_number)
+    yield from _expect(guid, "ka_seq_expected", ka_seq_number)
+    return (yield from peer(guid, now))
+
+
+def ensure_peer(guid: str, now: float, *, ip: str | None, port: int | None) -> Script[None]:
+    """CentralizedP2P: clients pick their own UUID; create the peer on first use (online), else
+    refresh it (online, address, 30-day TTL)."""
+    yield from _drop_expired(guid, now)
+    if (yield Query("SELECT 1 FROM peers WHERE guid = :guid", {"guid": guid}, "one")) is None:
+        yield from create_peer(now, guid=guid, ip=ip, port=port, online=True)
+        return
+    yield Query(
+        "UPDATE peers SET ip = coalesce(:ip, ip), port = coalesce(:port, port), logged_in = :on, "
+        "last_seen = :now, last_login = coalesce(last_login, :now), expires_at = :expires WHERE guid = :guid",
+        {"ip": ip, "port": port, "on": True, "now": now, "expires": registration_expiry(now), "guid": guid},
+    )
+
+
+def upsert_peer(guid: str, now: float, *, ip: str | None, port: int | None) -> Script[Peer]:
+    """:func:`ensure_peer`, then the peer."""
+    yield from ensure_peer(guid, now, ip=ip, port=port)
+    return (yield from peer(guid, now))
+
+
+def login_peer(
+    guid: str, now: float, *, user_id: int | None = None, ip: str | None = None, port: int | None = None
+) -> Script[Peer]:
+    """Seed 001 LOGIN: the user's own peer goes online, its 30-day TTL starts again, the address and
+    listening port it gives are kept (a port not given keeps the known one)."""
+    row = yield from peer_row(guid, now)
+    check_owner(guid, row["user_id"], user_id)
+    yield Query(
+        "UPDATE peers SET logged_in = :on, last_login = :now, last_seen = :now, expires_at = :expires, "
+        "ip = coalesce(:ip, ip), port = coalesce(:port, port) WHERE guid = :guid",
+        {"on": True, "now": now, "expires": registration_expiry(now), "ip": ip, "port": port, "guid": guid},
+    )
+    return (yield from peer(guid, now))
+
+
+def keep_alive(
+    guid: str,
+    now: float,
+    *,
+    ka_seq_number: int | None = None,
+    require_login: bool = False,
+    ip: str | None = None,
+) -> Script[Peer]:
+    """A keep-alive. P2PFlix peers never log in, so for them a keep-alive also sets them online
+    (``require_login=False``); the binary protocol requires a prior LOGIN."""
+    row = yield from peer_row(guid, now)
+    if require_login and not row["logged_in"]:
+        raise NotFound(f"peer {guid} is not logged in")
+    yield from check_seq(row, "ka_seq_expected", ka_seq_number)
+    yield Query(
+        "UPDATE peers SET logged_in = :on, last_seen = :now, ip = coalesce(:ip, ip) WHERE guid = :guid",
+        {"on": True, "now": now, "ip": ip, "guid": guid},
+    )
+    return (yield from peer(guid, now))
+
+
+def logout_peer(guid: str, now: float, *, user_id: int | None = None) -> Script[Peer]:
+    row = yield from peer_row(guid, now)
+    check_owner(guid, row["user_id"], user_id)
+    yield Query("UPDATE peers SET logged_in = :off WHERE guid = :guid", {"off": False, "guid": guid})
+    return (yield from peer(guid, now))
+
+
+def peer_owner(guid: str, now: float) -> Script[int | None]:
+    row = yield from peer_row(guid, now)
+    return None if row["user_id"] is None else int(row["user_id"])
+
+
+def file_host(
+    now: float,
+    *,
+    guid: str | None,
+    ip: str | None,
+    port: int | None,
+    seq_number: int | None,
+    create_guid: str | None,
+    touch: bool,
+    upsert_peer: bool,
+) -> Script[str]:
+    """The peer side of adding a file: ``guid=None`` registers a new peer (seed 000: "they can
+    provide null and will be given a guid"; ``create_guid`` chooses it), ``upsert_peer`` creates or
+    refreshes ``guid`` (CentralizedP2P); a known peer's ``seq_number`` is checked and, with
+    ``touch``, the peer is marked seen. Returns the host's guid."""
+    if guid is not None and upsert_peer:
+        yield from ensure_peer(guid, now, ip=ip, port=port)
+    if guid is None:
+        guid = yield from create_peer(now, guid=create_guid, ip=ip, port=port, online=touch)
+        yield from _expect(guid, "seq_expected", seq_number)
+        return guid
+    row = yield from peer_row(guid, now)
+    yield from check_seq(row, "seq_expected", seq_number)
+    if touch:
+        yield Query(
+            "UPDATE peers SET logged_in = :on, last_seen = :now, "
+            "expires_at = CASE WHEN expires_at > :expires THEN expires_at ELSE :expires END, "
+            "ip = coalesce(:ip, ip), port = coalesce(:port, port) WHERE guid = :guid",
+            {
+                "on": True,
+                "now": now,
+                "expires": registration_expiry(now),
+                "ip": ip,
+                "port": port,
+                "guid": guid,
+            },
+        )
+    return guid
