@@ -1,6 +1,10 @@
 """The announce driver of one torrent: its trackers (BEP 3/15 through
 :class:`~bitswarm.tracker.client.AnnounceManager`) and the DHT (BEP 5), feeding found peers to
 ``add_peer``. Sleeps through an injected :class:`~bitswarm.session.clock.Clock`.
+
+:class:`TrackerBook` remembers what each tracker last answered (or why it failed) and publishes
+``tracker_reply`` / ``tracker_error`` events; :func:`waiting_reason` says in one line why a torrent
+has no peer ("waiting: tracker X unreachable, DHT 0 nodes, 0 peers known").
 """
 
 from __future__ import annotations
@@ -8,11 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bitswarm.errors import BitswarmError
-from bitswarm.tracker import Event
+from bitswarm.tracker import Event, TrackerError, TrackerTimeout, TrackerUnreachable
+from bitswarm.tracker.client import (
+    AllTrackersFailed,
+    AnnounceParams,
+    AnnounceResult,
+    ScrapeResult,
+    TrackerClient,
+    open_tracker,
+)
 
 if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
@@ -29,6 +44,226 @@ DHT_FIRST_DELAY = 0.2
 DHT_TIMEOUT = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class TrackerStatus:
+    """What one tracker of a torrent last said (:meth:`TorrentHandle.tracker_status`). Times are
+    Unix seconds (wall clock, for display)."""
+
+    url: str
+    tier: int
+    #: ``not contacted``, ``ok`` (the last announce was answered) or ``error``
+    status: str
+    last_announce: float | None = None  #: when the last announce was answered or failed
+    peers: int | None = None  #: peers the last answer returned
+    seeders: int | None = None  #: as the tracker reported them (None if it did not)
+    leechers: int | None = None
+    interval: int | None = None  #: the re-announce interval the tracker asked for
+    next_announce: float | None = None  #: when the torrent announces next (None: not running)
+    error: str | None = None  #: the current error (None after an answer)
+    warning: str | None = None  #: the tracker's ``warning message``, if any
+    announces: int = 0  #: answers received this session
+    failures: int = 0  #: failed announces this session
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class DhtStatus:
+    """The DHT side of a torrent's peer search."""
+
+    enabled: bool  #: False for a private torrent (BEP 27) or a session without the DHT
+    nodes: int = 0  #: nodes in the routing table(s) now
+    lookups: int = 0  #: lookups run for this torrent
+    last_lookup: float | None = None  #: when the last one ended (Unix seconds)
+    peers_found: int | None = None  #: peers the last lookup found
+    error: str | None = None  #: why the last lookup failed
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _error_text(exc: BaseException) -> str:
+    """A tracker failure in a few words: the tracker's own ``failure reason`` as it is, else the
+    kind of failure and its detail."""
+    if isinstance(exc, TrackerError):
+        return exc.reason or "failure"
+    text = str(exc)
+    url = getattr(exc, "url", "")
+    if url and text.startswith(f"{url}: "):
+        text = text[len(url) + 2 :]
+    if isinstance(exc, TrackerTimeout):
+        return f"timed out ({text})"
+    if isinstance(exc, TrackerUnreachable):
+        return f"unreachable ({text})"
+    return f"{type(exc).__name__}: {text}"
+
+
+@dataclass(slots=True)
+class _Record:
+    url: str
+    tier: int
+    status: str = "not contacted"
+    last_announce: float | None = None
+    result: AnnounceResult | None = None
+    error: str | None = None
+    announces: int = 0
+    failures: int = 0
+    last_exc: BaseException | None = field(default=None, repr=False)
+
+
+class TrackerBook:
+    """Per-tracker results of one torrent, kept across pauses. :meth:`client_factory` is given to
+    the :class:`~bitswarm.tracker.client.AnnounceManager`: each client it opens reports its answers
+    and failures here, and each one is published as a ``tracker_reply`` or ``tracker_error`` event
+    through ``emit``."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Sequence[str]],
+        *,
+        emit: Callable[..., None],
+        wall: Callable[[], float] = time.time,
+        open_client: Callable[[str], TrackerClient] = open_tracker,
+    ) -> None:
+        self._emit = emit
+        self._wall = wall
+        self._open = open_client
+        self._records: dict[str, _Record] = {}
+        for n, tier in enumerate(tiers):
+            for url in tier:
+                url = url.strip()
+                if url and url not in self._records:
+                    self._records[url] = _Record(url, n)
+        self.errors_total = 0  #: failed announces of every tracker this session (metrics)
+
+    def client_factory(self, url: str) -> TrackerClient:
+        return _RecordingClient(self._open(url), url, self)
+
+    def _record(self, url: str) -> _Record:
+        rec = self._records.get(url)
+        if rec is None:
+            rec = self._records[url] = _Record(url, len({r.tier for r in self._records.values()}))
+        return rec
+
+    def answered(self, url: str, result: AnnounceResult) -> None:
+        rec = self._record(url)
+        rec.status, rec.result, rec.error = "ok", result, None
+        rec.last_announce = self._wall()
+        rec.announces += 1
+        rec.last_exc = None
+        self._emit(
+            "tracker_reply",
+            url=url,
+            peers=len(result.peers),
+            seeders=result.seeders,
+            leechers=result.leechers,
+            interval=result.interval,
+            warning=result.warning,
+        )
+
+    def failed(self, url: str, exc: BaseException) -> None:
+        """Record a failed announce (once per exception: the client and the manager may both report
+        the same one)."""
+        rec = self._record(url)
+        if rec.last_exc is exc:
+            return
+        rec.last_exc = exc
+        rec.status, rec.error = "error", _error_text(exc)
+        rec.last_announce = self._wall()
+        rec.failures += 1
+        self.errors_total += 1
+        self._emit("tracker_error", url=url, error=rec.error)
+
+    def failed_all(self, exc: AllTrackersFailed) -> None:
+        for url, err in exc.errors.items():
+            self.failed(url, err)
+
+    def snapshot(self, next_in: float | None) -> list[TrackerStatus]:
+        """Every tracker, in tier order; ``next_in``: seconds until the next announce (None: the
+        torrent does not announce now)."""
+        nxt = self._wall() + next_in if next_in is not None else None
+        out = []
+        for rec in sorted(self._records.values(), key=lambda r: r.tier):
+            res = rec.result
+            out.append(
+                TrackerStatus(
+                    url=rec.url,
+                    tier=rec.tier,
+                    status=rec.status,
+                    last_announce=rec.last_announce,
+                    peers=len(res.peers) if res is not None else None,
+                    seeders=res.seeders if res is not None else None,
+                    leechers=res.leechers if res is not None else None,
+                    interval=res.interval if res is not None else None,
+                    next_announce=nxt,
+                    error=rec.error,
+                    warning=res.warning if res is not None and rec.status == "ok" else None,
+                    announces=rec.announces,
+                    failures=rec.failures,
+                )
+            )
+        return out
+
+
+class _RecordingClient:
+    """A :class:`~bitswarm.tracker.client.TrackerClient` that reports each announce's outcome to a
+    :class:`TrackerBook` (``stopped`` announces excepted: they end a session)."""
+
+    def __init__(self, inner: TrackerClient, url: str, book: TrackerBook) -> None:
+        self._inner = inner
+        self.url = url
+        self._book = book
+
+    async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        try:
+            result = await self._inner.announce(params)
+        except BitswarmError as exc:
+            if params.event is not Event.STOPPED:
+                self._book.failed(self.url, exc)
+            raise
+        if params.event is not Event.STOPPED:
+            self._book.answered(self.url, result)
+        return result
+
+    async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        return await self._inner.scrape(info_hashes)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def dht_nodes(dht: DHTServer) -> int:
+    """Nodes in the DHT's routing tables (IPv4 and IPv6)."""
+    return sum(len(table) for table in dht.node.tables.values())
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:
+        return url
+
+
+def waiting_reason(trackers: Sequence[TrackerStatus], dht: DhtStatus, known_peers: int) -> str:
+    """Why a torrent has no peer, in one line: each tracker's last outcome, the DHT, the peers known.
+    E.g. ``waiting: tracker t.example:6969 unreachable, DHT 0 nodes, 0 peers known``."""
+    parts: list[str] = []
+    for t in trackers:
+        if t.status == "ok":
+            parts.append(f"tracker {_host(t.url)} returned {t.peers} peers")
+        elif t.status == "error":
+            kind = "unreachable" if t.error and t.error.startswith(("unreachable", "timed out")) else None
+            parts.append(f"tracker {_host(t.url)} " + (kind or f"failed: {t.error}"))
+        else:
+            parts.append(f"tracker {_host(t.url)} not answered yet")
+    if not trackers:
+        parts.append("no trackers")
+    parts.append(f"DHT {dht.nodes} nodes" if dht.enabled else "DHT off")
+    parts.append(f"{known_peers} peers known")
+    return "waiting: " + ", ".join(parts)
+
+
 class AnnounceDriver:
     """Tracker announces and DHT lookups for one torrent, each in its own task."""
 
@@ -43,6 +278,8 @@ class AnnounceDriver:
         announcer: AnnounceManager | None,
         dht: DHTServer | None,
         dht_interval: float,
+        book: TrackerBook | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock
         self.swarm_hash = swarm_hash
@@ -53,6 +290,11 @@ class AnnounceDriver:
         self.dht = dht
         self.dht_interval = max(0.5, dht_interval)
         self.dht_lookups = 0  #: DHT lookups/announces run (status, tests)
+        self.book = book
+        self._wall = wall
+        self.dht_last_lookup: float | None = None
+        self.dht_peers_found: int | None = None
+        self.dht_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._dht_now = asyncio.Event()  # set by :meth:`reannounce`: the DHT loop runs at once
@@ -89,6 +331,7 @@ class AnnounceDriver:
                 for host, port in result.peers:
                     self._add_peer(host, port)
         except BitswarmError as exc:
+            self._failed(exc)
             log.info("announce (%s) failed: %s", event.name, exc)
 
     async def reannounce(self) -> None:
@@ -96,6 +339,28 @@ class AnnounceDriver:
         lookup at once (``force_reannounce``)."""
         self._dht_now.set()
         await self.announce_event(Event.NONE)
+
+    def _failed(self, exc: BitswarmError) -> None:
+        """Record the failures the clients could not (the manager's own timeout of a client)."""
+        if self.book is not None and isinstance(exc, AllTrackersFailed):
+            self.book.failed_all(exc)
+
+    def seconds_until_next(self) -> float | None:
+        """Seconds until the next tracker announce (None without trackers)."""
+        return self.announcer.seconds_until_next() if self.announcer is not None else None
+
+    def dht_status(self) -> DhtStatus:
+        dht = self.dht
+        if dht is None:
+            return DhtStatus(enabled=False)
+        return DhtStatus(
+            enabled=True,
+            nodes=dht_nodes(dht),
+            lookups=self.dht_lookups,
+            last_lookup=self.dht_last_lookup,
+            peers_found=self.dht_peers_found,
+            error=self.dht_error,
+        )
 
     async def _tracker_loop(self) -> None:
         announcer = self.announcer
@@ -110,6 +375,7 @@ class AnnounceDriver:
                 if result.warning:
                     log.warning("tracker %s: %s", result.url, result.warning)
             except BitswarmError as exc:
+                self._failed(exc)
                 log.info("announce failed: %s", exc)
             await self.clock.sleep(max(1.0, announcer.seconds_until_next()))
 
@@ -127,8 +393,11 @@ class AnnounceDriver:
                 result = await dht.announce(self.swarm_hash, self._port(), timeout=DHT_TIMEOUT)
                 for host, port in result.peers:
                     self._add_peer(host, port)
+                self.dht_peers_found, self.dht_error = len(result.peers), None
             except (TimeoutError, BitswarmError, OSError) as exc:
+                self.dht_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.debug("DHT announce failed: %s", exc)
+            self.dht_last_lookup = self._wall()
             if self._stopped:
                 return  # asyncio.wait_for (3.11) may swallow the stop's cancel when the lookup ends
             await self.clock.wait(self._dht_now, soon if self._want_more_peers() else self.dht_interval)

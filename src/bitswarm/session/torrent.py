@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent
-from bitswarm.session.announce import DHT_FEW_PEERS, AnnounceDriver
+from bitswarm.session.announce import (
+    DHT_FEW_PEERS,
+    AnnounceDriver,
+    DhtStatus,
+    TrackerBook,
+    TrackerStatus,
+    dht_nodes,
+    waiting_reason,
+)
 from bitswarm.session.choker import Choker
 from bitswarm.session.choking import ChokeDriver
 from bitswarm.session.lifecycle import DISPLAY_NAME, Event, Lifecycle, State, transfer
@@ -76,6 +84,9 @@ class TorrentStatus:
     redundant: int = 0
     web_seeds: int = 0  #: web seeds (BEP 19/17) answering now
     web_seed_downloaded: int = 0  #: payload bytes from web seeds (counted in ``downloaded`` too)
+    #: Why a downloading torrent has no peer: each tracker's last outcome, the DHT's nodes, the peers
+    #: known (``waiting: tracker X unreachable, DHT 0 nodes, 0 peers known``); None otherwise.
+    waiting_reason: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -143,6 +154,8 @@ class TorrentRuntime:
         self._control = asyncio.Lock()
         self._seed_mode = seed_mode
         self.trackers = trackers
+        #: each tracker's last answer or error, kept across pauses (``tracker_reply``/``_error`` events)
+        self.tracker_book = TrackerBook(trackers, emit=self._emit)
         now = self.clock.now
         self.download_limiter = RateLimiter(0, parent=session.download_limiter, clock=now)
         self.upload_limiter = RateLimiter(0, parent=session.upload_limiter, clock=now)
@@ -304,6 +317,7 @@ class TorrentRuntime:
                 port=session.port,
                 stats=self._transfer_stats,
                 num_want=cfg.announce_numwant,
+                client_factory=self.tracker_book.client_factory,
             )
             announcer.schedule.floor = cfg.min_announce_interval
         self.announce = AnnounceDriver(
@@ -315,6 +329,7 @@ class TorrentRuntime:
             announcer=announcer,
             dht=session.dht if not self.private else None,
             dht_interval=cfg.dht_announce_interval,
+            book=self.tracker_book,
         )
         loop = asyncio.get_running_loop()
         name = self.info.name
@@ -582,6 +597,21 @@ class TorrentRuntime:
     def dht_lookups(self) -> int:
         return self.announce.dht_lookups if self.announce is not None else 0
 
+    def tracker_status(self) -> list[TrackerStatus]:
+        nxt = self.announce.seconds_until_next() if self.announce is not None else None
+        return self.tracker_book.snapshot(nxt)
+
+    def dht_status(self) -> DhtStatus:
+        if self.announce is not None:
+            return self.announce.dht_status()
+        dht = self.session.dht if not self.private else None
+        return DhtStatus(enabled=False) if dht is None else DhtStatus(enabled=True, nodes=dht_nodes(dht))
+
+    def _waiting_reason(self) -> str | None:
+        if self.peers or self.state is not State.DOWNLOADING:
+            return None
+        return waiting_reason(self.tracker_status(), self.dht_status(), len(self.candidates))
+
     def _transfer_stats(self) -> TransferStats:
         return TransferStats(uploaded=self.up.total, downloaded=self.down.total, left=self._left())
 
@@ -643,6 +673,7 @@ class TorrentRuntime:
             redundant=self.scheduler.redundant,
             web_seeds=self.web_seeds.connected,
             web_seed_downloaded=self.web_seeds.downloaded,
+            waiting_reason=self._waiting_reason(),
         )
 
 
@@ -704,6 +735,15 @@ class TorrentHandle:
     def trackers(self) -> list[list[str]]:
         """The announce tiers in use."""
         return [list(tier) for tier in self._rt.trackers]
+
+    def tracker_status(self) -> list[TrackerStatus]:
+        """Each tracker's last announce: when, the outcome (``ok`` with the peers, seeders and
+        leechers it returned, or the error), the next announce. (:attr:`trackers` is the tiers.)"""
+        return self._rt.tracker_status()
+
+    def dht_status(self) -> DhtStatus:
+        """The DHT's part: nodes, lookups for this torrent, the last one's time and peers found."""
+        return self._rt.dht_status()
 
     def pieces(self) -> PieceSet:
         """A copy of the verified pieces."""

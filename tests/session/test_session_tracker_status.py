@@ -1,0 +1,142 @@
+"""Tracker and error status (issue 21): each tracker's last outcome through the handle, the status's
+``waiting_reason`` and the ``tracker_reply`` / ``tracker_error`` events, against real loopback
+trackers (a closed port, one that answers ``failure reason``, bitswarm's own tracker)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from bitswarm.metainfo import Torrent, parse_torrent
+from bitswarm.metainfo._create import create_torrent
+from bitswarm.session import Session, SessionConfig
+from bitswarm.session.announce import DhtStatus, TrackerStatus, waiting_reason
+from bitswarm.session.torrent import TorrentHandle
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def config() -> SessionConfig:
+    return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False)
+
+
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_torrent(tmp_path: Path, tracker: str) -> Torrent:
+    data = tmp_path / "seed" / "f.bin"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(random.Random(3).randbytes(200_000))
+    return parse_torrent(create_torrent(data, version="v1", piece_length=32768, trackers=[[tracker]]))
+
+
+@asynccontextmanager
+async def failing_tracker(reason: bytes) -> AsyncIterator[str]:
+    """An HTTP tracker that answers every announce with a BEP 3 ``failure reason``."""
+    body = b"d14:failure reason%d:%se" % (len(reason), reason)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        writer.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce"
+
+
+async def first_event(session: Session, kinds: set[str]) -> dict[str, object]:
+    async for ev in session.events():
+        if ev.kind in kinds:
+            return {"kind": ev.kind, **ev.data}
+    raise AssertionError("the event stream ended")
+
+
+async def add_and_wait(
+    session: Session, torrent: Torrent, save: Path, kinds: set[str], **kw: object
+) -> tuple[TorrentHandle, dict[str, object]]:
+    waiter = asyncio.ensure_future(first_event(session, kinds))
+    await asyncio.sleep(0)  # subscribed before the first announce can happen
+    handle = await session.add(torrent, save, **kw)  # type: ignore[arg-type]
+    return handle, await asyncio.wait_for(waiter, 20)
+
+
+async def test_a_dead_tracker_is_an_error_with_a_waiting_reason(tmp_path: Path) -> None:
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}/announce"
+    t = make_torrent(tmp_path, url)
+    async with Session(config()) as s:
+        handle, ev = await add_and_wait(s, t, tmp_path / "leech", {"tracker_error", "tracker_reply"})
+        assert ev["kind"] == "tracker_error" and ev["url"] == url
+        assert str(ev["error"]).startswith("unreachable")
+        [tr] = handle.tracker_status()
+        assert (tr.url, tr.tier, tr.status, tr.failures, tr.announces) == (url, 0, "error", 1, 0)
+        assert tr.error is not None and tr.error.startswith("unreachable")
+        assert tr.last_announce is not None and tr.next_announce is not None
+        assert tr.next_announce > tr.last_announce
+        st = handle.status()
+        assert st.peers == 0
+        assert st.waiting_reason == f"waiting: tracker 127.0.0.1:{port} unreachable, DHT off, 0 peers known"
+        assert st.as_dict()["waiting_reason"] == st.waiting_reason
+        assert not handle.dht_status().enabled
+
+
+async def test_a_tracker_failure_reason_is_shown_as_it_is(tmp_path: Path) -> None:
+    async with failing_tracker(b"torrent not registered") as url:
+        t = make_torrent(tmp_path, url)
+        async with Session(config()) as s:
+            handle, ev = await add_and_wait(s, t, tmp_path / "leech", {"tracker_error", "tracker_reply"})
+            assert ev == {"kind": "tracker_error", "url": url, "error": "torrent not registered"}
+            [tr] = handle.tracker_status()
+            assert (tr.status, tr.error, tr.peers) == ("error", "torrent not registered", None)
+            reason = handle.status().waiting_reason
+            assert reason is not None and "failed: torrent not registered" in reason
+
+
+async def test_a_working_tracker_is_ok_with_the_peers_it_returned(tmp_path: Path) -> None:
+    from bitswarm.tracker.server.app import TrackerServer
+    from bitswarm.tracker.server.config import TrackerConfig
+
+    server = TrackerServer(TrackerConfig(http=(("127.0.0.1", 0),), udp=(), db=None))
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{server.http_addresses[0][1]}/announce"
+        t = make_torrent(tmp_path, url)
+        async with Session(config()) as seeder, Session(config()) as leecher:
+            hs, ev = await add_and_wait(seeder, t, tmp_path / "seed", {"tracker_reply", "tracker_error"})
+            assert ev["kind"] == "tracker_reply" and ev["peers"] == 0
+            hl, ev = await add_and_wait(leecher, t, tmp_path / "leech", {"tracker_reply", "tracker_error"})
+            assert ev["kind"] == "tracker_reply" and ev["peers"] == 1  # the seeder
+            assert ev["seeders"] == 1
+            [tr] = hl.tracker_status()
+            assert (tr.status, tr.error, tr.peers, tr.seeders, tr.announces) == ("ok", None, 1, 1, 1)
+            await hl.wait_complete(timeout=30)
+            assert hs.tracker_status()[0].status == "ok"
+            assert hl.status().waiting_reason is None
+    finally:
+        await server.stop()
+
+
+def test_waiting_reason_names_each_tracker_the_dht_and_the_known_peers() -> None:
+    trackers = [
+        TrackerStatus(url="udp://a.example:6969", tier=0, status="error", error="timed out (3 tries)"),
+        TrackerStatus(url="http://b.example/announce", tier=1, status="ok", peers=0),
+        TrackerStatus(url="http://c.example/announce", tier=2, status="not contacted"),
+    ]
+    assert waiting_reason(trackers, DhtStatus(enabled=True, nodes=0), 0) == (
+        "waiting: tracker a.example:6969 unreachable, tracker b.example returned 0 peers,"
+        " tracker c.example not answered yet, DHT 0 nodes, 0 peers known"
+    )
+    assert waiting_reason([], DhtStatus(enabled=False), 3) == "waiting: no trackers, DHT off, 3 peers known"
