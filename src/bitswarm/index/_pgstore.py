@@ -37,15 +37,12 @@ from bitswarm.index._model import (
     Peer,
     PeerStatus,
     SearchResult,
-    Tracker,
-    User,
     public_peer_id,
 )
 from bitswarm.index._rules import (
     file_names,
     peer_from,
     record_from,
-    token_hash,
 )
 from bitswarm.index._scripts import Script
 
@@ -299,57 +296,6 @@ class PgStore:
 
     # -- users and sessions --------------------------------------------------------------------
 
-    async def create_user(self, username: str, password_hash: str, now: float) -> User:
-        async with self._tx_() as c:
-            try:
-                uid = await c.fetchval(
-                    "INSERT INTO users(username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-                    username,
-                    password_hash,
-                    now,
-                )
-            except asyncpg.UniqueViolationError:
-                raise Conflict(f"username {username!r} is taken") from None
-        return User(int(uid), username)
-
-    async def password_hash(self, username: str) -> tuple[User, str]:
-        row = await self._pool.fetchrow(
-            "SELECT id, username, password_hash FROM users WHERE username = $1", _clean(username)
-        )
-        if row is None:
-            raise NotFound(f"no user {username!r}")
-        return User(row[0], row[1]), row[2]
-
-    async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        async with self._tx_() as c:
-            await c.execute("UPDATE users SET password_hash = $1 WHERE id = $2", password_hash, user_id)
-
-    async def create_session(self, user_id: int, token: str, now: float, expires_at: float) -> None:
-        async with self._tx_() as c:
-            await c.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
-            await c.execute(
-                "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-                token_hash(token),
-                user_id,
-                now,
-                expires_at,
-            )
-
-    async def session_user(self, token: str, now: float) -> User:
-        row = await self._pool.fetchrow(
-            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
-            "WHERE s.token_hash = $1 AND s.expires_at > $2",
-            token_hash(token),
-            now,
-        )
-        if row is None:
-            raise NotFound("unknown or expired token")
-        return User(row[0], row[1])
-
-    async def delete_session(self, token: str) -> None:
-        async with self._tx_() as c:
-            await c.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash(token))
-
     # -- peers ---------------------------------------------------------------------------------
 
     async def run(self, script: Script[T], *, write: bool = True) -> T:
@@ -381,17 +327,6 @@ class PgStore:
         except StopIteration as stop:
             value: T = stop.value
             return value
-
-    async def peer_by_public_id(self, public_id: str, now: float) -> Peer:
-        row = await self._pool.fetchrow(
-            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
-            "WHERE p.public_id = $1 AND p.expires_at > $2 ORDER BY p.created_at LIMIT 1",
-            _clean(public_id),
-            now,
-        )
-        if row is None:
-            raise NotFound(f"unknown peer {public_id}")
-        return peer_from(row, now)
 
     @classmethod
     async def _delete_peer(cls, c: asyncpg.Connection, guid: str) -> None:
@@ -788,35 +723,6 @@ class PgStore:
         return len(rows)
 
     # -- federation ----------------------------------------------------------------------------
-
-    async def mark_event(self, event_id: str, now: float) -> bool:
-        async with self._tx_() as c:
-            got = await c.fetchval(
-                "INSERT INTO seen_events(id, seen_at) VALUES ($1, $2) "
-                "ON CONFLICT(id) DO NOTHING RETURNING id",
-                event_id,
-                now,
-            )
-        return got is not None
-
-    async def forget_event(self, event_id: str) -> None:
-        async with self._tx_() as c:
-            await c.execute("DELETE FROM seen_events WHERE id = $1", event_id)
-
-    async def add_tracker(self, name: str, ip: str, now: float) -> bool:
-        async with self._tx_() as c:
-            got = await c.fetchval(
-                "INSERT INTO trackers(ip, name, added_at) VALUES ($1, $2, $3) ON CONFLICT(ip) DO NOTHING "
-                "RETURNING ip",
-                ip,
-                name,
-                now,
-            )
-        return got is not None
-
-    async def trackers(self) -> list[Tracker]:
-        rows = await self._pool.fetch("SELECT ip, name FROM trackers ORDER BY added_at, ip")
-        return [Tracker(r[1], r[0]) for r in rows]
 
     async def dump(self, now: float) -> dict[str, Any]:
         """The same JSON shape as the SQLite store's dump (``logged_in`` as 0/1, torrent base64)."""

@@ -7,9 +7,10 @@ returns is the operation's result. :class:`~bitswarm.index._store.Store` runs sc
 in its worker thread, ``PgStore`` awaits each query on one connection; both inside the transaction
 they opened for the operation, so a script never sees half of another write.
 
-Peer creation, presence (LOGIN, keep-alive, LOGOUT, CentralizedP2P's implicit peers), ownership and
-sequence numbers live here, on top of the pure rules of :mod:`bitswarm.index._rules`; the stores keep
-only what is truly dialect-specific (full text, bulk loading, dumps).
+Peer creation, presence (LOGIN, keep-alive, LOGOUT, CentralizedP2P's implicit peers), ownership,
+sequence numbers, users and sessions and the federation's bookkeeping live here, on top of the pure
+rules of :mod:`bitswarm.index._rules`; the stores keep file registration, search (FTS5 / tsvector),
+listings and dumps.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from bitswarm.index._errors import Conflict, NotFound
-from bitswarm.index._model import Peer, public_peer_id
-from bitswarm.index._rules import Row, accept_seq, check_owner, peer_from, registration_expiry
+from bitswarm.index._model import Peer, Tracker, User, public_peer_id
+from bitswarm.index._rules import Row, accept_seq, check_owner, peer_from, registration_expiry, token_hash
 
 T = TypeVar("T")
 
@@ -249,3 +250,98 @@ def file_host(
             },
         )
     return guid
+
+
+def peer_by_public_id(public_id: str, now: float) -> Script[Peer]:
+    """The oldest live peer with that public id (what public views show)."""
+    row = yield Query(
+        f"{PEER_SQL} WHERE p.public_id = :pid AND p.expires_at > :now ORDER BY p.created_at LIMIT 1",
+        {"pid": public_id, "now": now},
+        "one",
+    )
+    if row is None:
+        raise NotFound(f"unknown peer {public_id}")
+    return peer_from(row, now)
+
+
+# -- users and sessions (passwords are hashed by IndexService; a token is stored as its SHA-256) -------
+
+
+def create_user(username: str, password_hash: str, now: float) -> Script[User]:
+    row = yield Query(
+        "INSERT INTO users(username, password_hash, created_at) VALUES (:name, :hash, :now) "
+        "ON CONFLICT(username) DO NOTHING RETURNING id",
+        {"name": username, "hash": password_hash, "now": now},
+        "one",
+    )
+    if row is None:
+        raise Conflict(f"username {username!r} is taken")
+    return User(int(row[0]), username)
+
+
+def password_hash(username: str) -> Script[tuple[User, str]]:
+    row = yield Query(
+        "SELECT id, username, password_hash FROM users WHERE username = :name", {"name": username}, "one"
+    )
+    if row is None:
+        raise NotFound(f"no user {username!r}")
+    return User(row[0], row[1]), str(row[2])
+
+
+def set_password_hash(user_id: int, password_hash: str) -> Script[None]:
+    yield Query(
+        "UPDATE users SET password_hash = :hash WHERE id = :id", {"hash": password_hash, "id": user_id}
+    )
+
+
+def create_session(user_id: int, token: str, now: float, expires_at: float) -> Script[None]:
+    yield Query("DELETE FROM sessions WHERE expires_at <= :now", {"now": now})
+    yield Query(
+        "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (:t, :uid, :now, :exp)",
+        {"t": token_hash(token), "uid": user_id, "now": now, "exp": expires_at},
+    )
+
+
+def session_user(token: str, now: float) -> Script[User]:
+    row = yield Query(
+        "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE s.token_hash = :t AND s.expires_at > :now",
+        {"t": token_hash(token), "now": now},
+        "one",
+    )
+    if row is None:
+        raise NotFound("unknown or expired token")
+    return User(row[0], row[1])
+
+
+def delete_session(token: str) -> Script[None]:
+    yield Query("DELETE FROM sessions WHERE token_hash = :t", {"t": token_hash(token)})
+
+
+# -- federation bookkeeping (seed 000 tracker_sync / new_tracker) -------------------------------------
+
+
+def mark_event(event_id: str, now: float) -> Script[bool]:
+    """True the first time ``event_id`` is seen, False for a repeat."""
+    added = yield Query(
+        "INSERT INTO seen_events(id, seen_at) VALUES (:id, :now) ON CONFLICT(id) DO NOTHING",
+        {"id": event_id, "now": now},
+    )
+    return bool(added == 1)
+
+
+def forget_event(event_id: str) -> Script[None]:
+    yield Query("DELETE FROM seen_events WHERE id = :id", {"id": event_id})
+
+
+def add_tracker(name: str, ip: str, now: float) -> Script[bool]:
+    added = yield Query(
+        "INSERT INTO trackers(ip, name, added_at) VALUES (:ip, :name, :now) ON CONFLICT(ip) DO NOTHING",
+        {"ip": ip, "name": name, "now": now},
+    )
+    return bool(added == 1)
+
+
+def trackers() -> Script[list[Tracker]]:
+    rows = yield Query("SELECT ip, name FROM trackers ORDER BY added_at, ip", {}, "all")
+    return [Tracker(r[1], r[0]) for r in rows]

@@ -116,7 +116,7 @@ class IndexService:
         return await asyncio.to_thread(self._hasher.hash, password)
 
     async def create_user(self, username: str, password: str) -> User:
-        return await self._db.create_user(username, await self._hash(password), self.clock())
+        return await self._db.run(scripts.create_user(username, await self._hash(password), self.clock()))
 
     async def authenticate(self, username: str, password: str, *, ip: str | None = None) -> User:
         """Check a password (argon2); raises :class:`AuthError` for an unknown user or a wrong password,
@@ -132,7 +132,7 @@ class IndexService:
 
     async def _verify(self, username: str, password: str) -> User:
         try:
-            user, stored = await self._db.password_hash(username)
+            user, stored = await self._db.run(scripts.password_hash(username), write=False)
         except NotFound:
             raise AuthError("bad username or password") from None
         try:
@@ -140,13 +140,13 @@ class IndexService:
         except (VerificationError, InvalidHashError):
             raise AuthError("bad username or password") from None
         if self._hasher.check_needs_rehash(stored):
-            await self._db.set_password_hash(user.id, await self._hash(password))
+            await self._db.run(scripts.set_password_hash(user.id, await self._hash(password)))
         return user
 
     async def register_or_authenticate(self, username: str, password: str, *, ip: str | None = None) -> User:
         """Seed 001 REGISTER: a new username is created, a known one must give its password."""
         try:
-            await self._db.password_hash(username)
+            await self._db.run(scripts.password_hash(username), write=False)
         except NotFound:
             try:
                 return await self.create_user(username, password)
@@ -159,17 +159,17 @@ class IndexService:
         user = await self.authenticate(username, password, ip=ip)
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        await self._db.create_session(user.id, token, now, now + SESSION_TTL)
+        await self._db.run(scripts.create_session(user.id, token, now, now + SESSION_TTL))
         return Session(token, user.username, now + SESSION_TTL)
 
     async def user_for_token(self, token: str) -> User:
         try:
-            return await self._db.session_user(token, self.clock())
+            return await self._db.run(scripts.session_user(token, self.clock()), write=False)
         except NotFound:
             raise AuthError("unknown or expired token") from None
 
     async def logout(self, token: str) -> None:
-        await self._db.delete_session(token)
+        await self._db.run(scripts.delete_session(token))
 
     # -- peers ---------------------------------------------------------------------------------
 
@@ -251,7 +251,7 @@ class IndexService:
         """A peer by its public id (what public views show) or by its guid (a secret: whoever gives
         it already holds it). Raises NotFound or ValidationError."""
         if _PUBLIC_ID.fullmatch(ref):
-            return await self._db.peer_by_public_id(ref.lower(), self.clock())
+            return await self._db.run(scripts.peer_by_public_id(ref.lower(), self.clock()), write=False)
         return await self.get_peer(v.guid(ref, "peer id"))
 
     async def list_peers(
@@ -356,16 +356,16 @@ class IndexService:
     # -- federation ----------------------------------------------------------------------------
 
     async def mark_event(self, event_id: str) -> bool:
-        return await self._db.mark_event(event_id, self.clock())
+        return await self._db.run(scripts.mark_event(event_id, self.clock()))
 
     async def forget_event(self, event_id: str) -> None:
-        await self._db.forget_event(event_id)
+        await self._db.run(scripts.forget_event(event_id))
 
     async def add_tracker(self, name: str, ip: str) -> bool:
-        return await self._db.add_tracker(name, ip, self.clock())
+        return await self._db.run(scripts.add_tracker(name, ip, self.clock()))
 
     async def trackers(self) -> list[Tracker]:
-        return await self._db.trackers()
+        return await self._db.run(scripts.trackers(), write=False)
 
     async def dump(self) -> dict[str, Any]:
         return await self._db.dump(self.clock())

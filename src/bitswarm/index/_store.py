@@ -36,15 +36,12 @@ from bitswarm.index._model import (
     Peer,
     PeerStatus,
     SearchResult,
-    Tracker,
-    User,
     public_peer_id,
 )
 from bitswarm.index._rules import (
     file_names,
     peer_from,
     record_from,
-    token_hash,
 )
 from bitswarm.index._scripts import Script
 
@@ -315,53 +312,6 @@ class Store:
 
     # -- users and sessions --------------------------------------------------------------------
 
-    @_transaction
-    def create_user(self, username: str, password_hash: str, now: float) -> User:
-        try:
-            cur = self._db.execute(
-                "INSERT INTO users(username, password_hash, created_at) VALUES (?, ?, ?)",
-                (username, password_hash, now),
-            )
-        except sqlite3.IntegrityError:
-            raise Conflict(f"username {username!r} is taken") from None
-        return User(int(cur.lastrowid or 0), username)
-
-    @_in_thread
-    def password_hash(self, username: str) -> tuple[User, str]:
-        row = self._db.execute(
-            "SELECT id, username, password_hash FROM users WHERE username = ?", (username,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no user {username!r}")
-        return User(row[0], row[1]), row[2]
-
-    @_transaction
-    def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        self._db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
-
-    @_transaction
-    def create_session(self, user_id: int, token: str, now: float, expires_at: float) -> None:
-        self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
-        self._db.execute(
-            "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            (token_hash(token), user_id, now, expires_at),
-        )
-
-    @_in_thread
-    def session_user(self, token: str, now: float) -> User:
-        row = self._db.execute(
-            "SELECT u.id, u.username FROM sessions s JOIN users u ON u.id = s.user_id "
-            "WHERE s.token_hash = ? AND s.expires_at > ?",
-            (token_hash(token), now),
-        ).fetchone()
-        if row is None:
-            raise NotFound("unknown or expired token")
-        return User(row[0], row[1])
-
-    @_transaction
-    def delete_session(self, token: str) -> None:
-        self._db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
-
     # -- peers ---------------------------------------------------------------------------------
 
     async def run(self, script: Script[T], *, write: bool = True) -> T:
@@ -405,17 +355,6 @@ class Store:
         except StopIteration as stop:
             value: T = stop.value
             return value
-
-    @_in_thread
-    def peer_by_public_id(self, public_id: str, now: float) -> Peer:
-        row = self._db.execute(
-            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
-            "WHERE p.public_id = ? AND p.expires_at > ? ORDER BY p.created_at LIMIT 1",
-            (public_id, now),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"unknown peer {public_id}")
-        return peer_from(row, now)
 
     def _purge_expired_peers(self, now: float) -> int:
         expired = [r[0] for r in self._db.execute("SELECT guid FROM peers WHERE expires_at <= ?", (now,))]
@@ -797,36 +736,6 @@ class Store:
 
     # -- federation (seed 000 tracker_sync / new_tracker) ----------------------------------------
 
-    @_transaction
-    def mark_event(self, event_id: str, now: float) -> bool:
-        """True the first time ``event_id`` is seen, False for a repeat."""
-        cur = self._db.execute(
-            "INSERT INTO seen_events(id, seen_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", (event_id, now)
-        )
-        return cur.rowcount == 1
-
-    @_transaction
-    def forget_event(self, event_id: str) -> None:
-        self._db.execute("DELETE FROM seen_events WHERE id = ?", (event_id,))
-
-    @_transaction
-    def add_tracker(self, name: str, ip: str, now: float) -> bool:
-        cur = self._db.execute(
-            "INSERT INTO trackers(ip, name, added_at) VALUES (?, ?, ?) ON CONFLICT(ip) DO NOTHING",
-            (ip, name, now),
-        )
-        return cur.rowcount == 1
-
-    @_in_thread
-    def trackers(self) -> list[Tracker]:
-        return self._trackers()
-
-    def _trackers(self) -> list[Tracker]:
-        return [
-            Tracker(r[1], r[0])
-            for r in self._db.execute("SELECT ip, name FROM trackers ORDER BY added_at, ip")
-        ]
-
     @_in_thread
     def dump(self, now: float) -> dict[str, Any]:
         """Everything a new tracker needs (seed 000 ``new_tracker``), JSON-serialisable."""
@@ -853,7 +762,7 @@ class Store:
                 for h in self._db.execute("SELECT guid, path, name FROM hosts WHERE file_id = ?", (r["id"],))
             ]
             files.append(f)
-        trackers = [{"name": t.name, "ip": t.ip} for t in self._trackers()]
+        trackers = [{"name": t.name, "ip": t.ip} for t in self._run(scripts.trackers())]
         return {"version": 1, "peers": peers, "files": files, "trackers": trackers}
 
     @_transaction
