@@ -15,7 +15,7 @@ if [ -z "$PY" ]; then
   fi
 fi
 want_apt=(mktorrent aria2 opentracker wrk redis-server postgresql iproute2 iptables chromium
-          nftables miniupnpd-nftables miniupnpc nginx)
+          nftables miniupnpd-nftables miniupnpc nginx transmission-cli)
 if [ "${BITSWARM_SETUP_APT:-1}" = 1 ]; then
   missing=()
   for p in "${want_apt[@]}"; do

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitswarm import __version__
 from bitswarm._asgi import ASGIApp, BodyLimit, Scope
+from bitswarm.daemon import transmission
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
 from bitswarm.daemon._webui import FAVICON_SVG, PAGE
 from bitswarm.session.lifecycle import LifecycleError
@@ -364,6 +365,7 @@ def create_app(
         )
 
     app.include_router(api)
+    transmission.mount(app, daemon, token)  # /transmission/rpc (Transmission's RPC)
     return app
 
 

@@ -75,6 +75,8 @@ class TorrentRecord:
     total_size: int = 0
     pieces_done: int = 0
     num_pieces: int = 0
+    #: what the Transmission and qBittorrent APIs keep (their int id, labels, category, tags ...)
+    compat: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
