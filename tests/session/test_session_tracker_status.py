@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
 from bitswarm.session.announce import DhtStatus, TrackerStatus, waiting_reason
 from bitswarm.session.torrent import TorrentHandle
+from trackertools import closed_port, failing_tracker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,35 +24,11 @@ def config() -> SessionConfig:
     return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False)
 
 
-def closed_port() -> int:
-    """A loopback TCP port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def make_torrent(tmp_path: Path, tracker: str) -> Torrent:
     data = tmp_path / "seed" / "f.bin"
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_bytes(random.Random(3).randbytes(200_000))
     return parse_torrent(create_torrent(data, version="v1", piece_length=32768, trackers=[[tracker]]))
-
-
-@asynccontextmanager
-async def failing_tracker(reason: bytes) -> AsyncIterator[str]:
-    """An HTTP tracker that answers every announce with a BEP 3 ``failure reason``."""
-    body = b"d14:failure reason%d:%se" % (len(reason), reason)
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-        writer.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    async with server:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce"
 
 
 async def first_event(session: Session, kinds: set[str]) -> dict[str, object]:

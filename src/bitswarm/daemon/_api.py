@@ -31,6 +31,8 @@ from bitswarm import __version__
 from bitswarm._asgi import ASGIApp, BodyLimit, Scope
 from bitswarm.daemon import transmission
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
+from bitswarm.daemon._metrics import CONTENT_TYPE as METRICS_TYPE
+from bitswarm.daemon._metrics import DaemonMetrics
 from bitswarm.daemon._webui import FAVICON_SVG, PAGE
 from bitswarm.session.lifecycle import LifecycleError
 
@@ -281,6 +283,10 @@ def create_app(
             f["stream_url"] += "?key=" + stream_key(token, out["id"], f["index"])
         return out
 
+    @api.get("/torrents/{torrent_id}/trackers", summary="Each tracker's last announce, the DHT")
+    async def torrent_trackers(torrent_id: TorrentId) -> dict[str, Any]:
+        return daemon.trackers(torrent_id)
+
     @api.delete("/torrents/{torrent_id}", summary="Remove a torrent")
     async def remove_torrent(torrent_id: TorrentId, delete_data: bool = False) -> dict[str, Any]:
         return await daemon.remove(torrent_id, delete_data=delete_data)
@@ -363,6 +369,12 @@ def create_app(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    metrics = DaemonMetrics(daemon)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Auth])  # Prometheus, needs the token
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=METRICS_TYPE)
 
     app.include_router(api)
     transmission.mount(app, daemon, token)  # /transmission/rpc (Transmission's RPC)

@@ -26,6 +26,7 @@ from typing import Any
 
 from bitswarm import __version__
 from bitswarm.daemon._store import DataDir, TorrentRecord
+from bitswarm.daemon._trackers import Tiers, tracker_report, tracker_rows
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
 from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
@@ -44,6 +45,7 @@ MAX_CONCURRENT_STARTS = 2
 #: periodic ``torrents`` snapshot instead; the daemon sends its own ``added``/``removed``/``paused``).
 FORWARDED_ENGINE_EVENTS = frozenset(
     {"peer_connected", "torrent_completed", "hash_failed", "peer_banned", "torrent_error"}
+    | {"tracker_reply", "tracker_error"}
 )
 
 
@@ -647,6 +649,7 @@ class Daemon:
                 "eta": None,
                 "error": entry.error,
                 "redundant": 0,
+                "waiting_reason": None,
             }
             if entry.torrent is not None and not rec.wanted_size:
                 info = entry.torrent.info
@@ -714,12 +717,7 @@ class Daemon:
                 }
             )
             k += 1
-        tiers = (
-            handle.trackers
-            if handle is not None
-            else [[u] for u in [*_flat(torrent.trackers), *entry.rec.trackers]]
-        )
-        out["trackers"] = [{"tier": t, "url": u} for t, tier in enumerate(tiers) for u in tier]
+        out["trackers"] = tracker_rows(handle, self._tiers(entry))
         if entry.handle is not None:
             out["peer_list"] = entry.handle.peers()
         out["pieces"] = have.to_bytes().hex()
@@ -732,6 +730,18 @@ class Daemon:
             with contextlib.suppress(Exception):
                 out["magnet"] = magnet_from_torrent(torrent).to_uri()
         return out
+
+    def _tiers(self, entry: _Entry) -> Tiers:
+        if entry.handle is not None:
+            return entry.handle.trackers
+        torrent_tiers = _flat(entry.torrent.trackers) if entry.torrent is not None else []
+        return [[u] for u in [*torrent_tiers, *entry.rec.trackers]]
+
+    def trackers(self, torrent_id: str) -> dict[str, Any]:
+        """Each tracker's last announce (result, peers, error, next announce), the DHT, the peers
+        known and why a downloading torrent has no peer."""
+        entry = self._entry(torrent_id)
+        return tracker_report(entry.handle, self._tiers(entry))
 
     def handle(self, torrent_id: str) -> TorrentHandle:
         entry = self._entry(torrent_id)
