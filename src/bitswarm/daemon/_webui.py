@@ -443,8 +443,14 @@ function drawDetail() {
       fmtRate(p.upload_rate) + "</td><td>" + (p.seed ? '<span class="badge seeding">seed</span>' : "") + "</td></tr>").join("") + "</table>"
       : '<p style="color:var(--muted)">No connected peers.</p>';
   } else if (dtab === "trackers") {
-    body.innerHTML = d.trackers.length ? "<table><tr><th>Tier</th><th>URL</th></tr>" + d.trackers.map((t) => "<tr><td>" + t.tier + '</td><td class="path">' + esc(t.url) + "</td></tr>").join("") + "</table>"
-      : '<p style="color:var(--muted)">No trackers (peers come from the DHT, PEX or were given directly).</p>';
+    const when = (s) => (s ? new Date(s * 1000).toLocaleTimeString() : "–");
+    const num = (n) => (n === null || n === undefined ? "–" : String(n));
+    body.innerHTML = (d.waiting_reason ? '<p id="waiting" style="color:var(--muted);margin-top:0">' + esc(d.waiting_reason) + "</p>" : "") +
+      (d.trackers.length ? "<table><tr><th>Tier</th><th>URL</th><th>Status</th><th>Peers</th><th>Seeds / leechers</th><th>Last announce</th><th>Next</th></tr>" +
+      d.trackers.map((t) => "<tr><td>" + t.tier + '</td><td class="path">' + esc(t.url) + '</td><td class="tstatus">' +
+        esc(t.status === "error" ? "error: " + (t.error || "") : t.status) + (t.warning ? " ⚠ " + esc(t.warning) : "") + "</td><td>" + num(t.peers) +
+        "</td><td>" + num(t.seeders) + " / " + num(t.leechers) + "</td><td>" + when(t.last_announce) + "</td><td>" + when(t.next_announce) + "</td></tr>").join("") + "</table>"
+      : '<p style="color:var(--muted)">No trackers (peers come from the DHT, PEX or were given directly).</p>');
   } else if (dtab === "pieces") {
     body.innerHTML = '<p style="color:var(--muted);margin-top:0">' + d.pieces_done + " of " + d.num_pieces + " pieces · " + fmtBytes(d.piece_length || 0) + ' each</p><canvas class="pieces" id="pc"></canvas>';
     drawPieces($("pc"), d);
