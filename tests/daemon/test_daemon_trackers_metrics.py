@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,27 @@ async def test_metrics_count_a_real_transfer(tmp_path: Path) -> None:
         after = parse((await c.get("/metrics")).text)
         assert after[("bitswarm_downloaded_bytes_total", ())] == m[("bitswarm_downloaded_bytes_total", ())]
         assert after[("bitswarm_torrents", (("state", "seeding"),))] == 0
+
+
+async def test_ctl_show_prints_each_tracker_and_the_waiting_reason(tmp_path: Path) -> None:
+    raw, _ = torrent_of(make_content(tmp_path / "seed", files=1))
+    port = closed_port()
+    dead = f"http://127.0.0.1:{port}/announce"
+    async with running_daemon(tmp_path / "d") as r, r.client() as c:
+        tid = await add(c, raw, trackers=[dead])
+        await trackers_when(c, tid, "error")
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bitswarm", "ctl", "show", tid[:10], "--api", r.url, "--token", r.token],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert f"  waiting: tracker 127.0.0.1:{port} unreachable, DHT off, 0 peers known" in lines
+        [line] = [x for x in lines if dead in x]
+        assert line.startswith(f"    tier 0  {dead}  error: unreachable (")
+        assert ", last " in line and ", next in " in line

@@ -348,6 +348,8 @@ def ctl_show(
     ]
     if d.get("error"):
         out.append(f"  error      {d['error']}")
+    if d.get("waiting_reason"):
+        out.append(f"  {d['waiting_reason']}")
     out.append("  files:")
     out += [
         f"    [{f['index']}] prio {f['priority']}  {f['progress'] * 100:5.1f}%"
@@ -356,7 +358,7 @@ def ctl_show(
     ]
     if d["trackers"]:
         out.append("  trackers:")
-        out += [f"    tier {t['tier']}  {t['url']}" for t in d["trackers"]]
+        out += [_tracker_line(t) for t in d["trackers"]]
     if d["peer_list"]:
         out.append("  peers:")
         out += [
@@ -366,6 +368,24 @@ def ctl_show(
         ]
     for line in out:
         console.print(line, highlight=False, markup=False)
+
+
+def _tracker_line(t: dict[str, Any]) -> str:
+    """``tier 0  URL  ok: 12 peers (3 seeders, 9 leechers), last 14:02:11, next in 1790 s``, or
+    ``error: <why>`` instead of the peers."""
+    status = t.get("status") or "not contacted"
+    line = f"    tier {t['tier']}  {t['url']}  {status}"
+    if status == "error":
+        line += f": {t.get('error')}"
+    elif status == "ok":
+        line += f": {t.get('peers')} peers"
+        if t.get("seeders") is not None:
+            line += f" ({t['seeders']} seeders, {t.get('leechers')} leechers)"
+    if t.get("last_announce"):
+        line += f", last {time.strftime('%H:%M:%S', time.localtime(t['last_announce']))}"
+    if t.get("next_announce"):
+        line += f", next in {max(0, round(t['next_announce'] - time.time()))} s"
+    return line
 
 
 def _simple(op: str, help_text: str) -> None:
