@@ -34,8 +34,6 @@ from bitswarm.index._model import (
     FileRecord,
     FileSpec,
     Host,
-    Peer,
-    PeerStatus,
     SearchResult,
     public_peer_id,
 )
@@ -380,33 +378,6 @@ class PgStore:
                 await self._delete_peer(c, guid)
             return len(guids)
 
-    @staticmethod
-    def _status_where(status: PeerStatus) -> str:
-        where = "p.expires_at > :now"
-        if status == "online":
-            where += f" AND {_ONLINE}"
-        elif status == "offline":
-            where += f" AND NOT {_ONLINE}"
-        return where
-
-    async def list_peers(
-        self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
-    ) -> list[Peer]:
-        sql, args = _q(
-            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id "
-            f"WHERE {self._status_where(status)} ORDER BY p.created_at, p.guid LIMIT :limit OFFSET :offset",
-            now=now,
-            stale=now - OFFLINE_AFTER,
-            limit=limit,
-            offset=offset,
-        )
-        return [peer_from(r, now) for r in await self._pool.fetch(sql, *args)]
-
-    async def count_peers(self, now: float, status: PeerStatus = "all") -> int:
-        where = self._status_where(status)
-        sql, args = _q(f"SELECT count(*) FROM peers p WHERE {where}", now=now, stale=now - OFFLINE_AFTER)
-        return int(await self._pool.fetchval(sql, *args))
-
     # -- files ---------------------------------------------------------------------------------
 
     @staticmethod
@@ -630,14 +601,6 @@ class PgStore:
         async with self._tx_(write=False) as c:
             return await self._detail(c, await self._file_id_by_hash(c, value), now)
 
-    async def torrent_of(self, file_id: int) -> bytes:
-        row = await self._pool.fetchrow("SELECT torrent FROM files WHERE id = $1", file_id)
-        if row is None:
-            raise NotFound(f"no file {file_id}")
-        if row[0] is None:
-            raise NotFound(f"no torrent stored for file {file_id}")
-        return bytes(row[0])
-
     async def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
         sql, args = _q(
             f"SELECT {_FILE_COLS}, {_COUNTS} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
@@ -647,9 +610,6 @@ class PgStore:
             offset=offset,
         )
         return [record_from(r) for r in await self._pool.fetch(sql, *args)]
-
-    async def count_files(self) -> int:
-        return int(await self._pool.fetchval("SELECT count(*) FROM files"))
 
     async def files_of_name(self, name: str, now: float) -> list[FileDetail]:
         async with self._tx_(write=False) as c:
@@ -674,10 +634,6 @@ class PgStore:
                 stale=now - OFFLINE_AFTER,
             )
             return [record_from(r) for r in await c.fetch(sql, *args)]
-
-    async def hosts_paths(self, guid: str) -> dict[int, str | None]:
-        rows = await self._pool.fetch("SELECT file_id, path FROM hosts WHERE guid = $1", _clean(guid))
-        return {r[0]: r[1] for r in rows}
 
     async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
         """Prefix words and quoted phrases over names (tsvector), ranked by online peers then

@@ -8,9 +8,9 @@ in its worker thread, ``PgStore`` awaits each query on one connection; both insi
 they opened for the operation, so a script never sees half of another write.
 
 Peer creation, presence (LOGIN, keep-alive, LOGOUT, CentralizedP2P's implicit peers), ownership,
-sequence numbers, users and sessions and the federation's bookkeeping live here, on top of the pure
-rules of :mod:`bitswarm.index._rules`; the stores keep file registration, search (FTS5 / tsvector),
-listings and dumps.
+sequence numbers, users and sessions, the federation's bookkeeping and the peer listings live here,
+on top of the pure rules of :mod:`bitswarm.index._rules`; the stores keep file registration, search
+(FTS5 / tsvector), file listings and dumps.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from bitswarm.index._errors import Conflict, NotFound
-from bitswarm.index._model import Peer, Tracker, User, public_peer_id
+from bitswarm.index._model import OFFLINE_AFTER, Peer, PeerStatus, Tracker, User, public_peer_id
 from bitswarm.index._rules import Row, accept_seq, check_owner, peer_from, registration_expiry, token_hash
 
 T = TypeVar("T")
@@ -345,3 +345,59 @@ def add_tracker(name: str, ip: str, now: float) -> Script[bool]:
 def trackers() -> Script[list[Tracker]]:
     rows = yield Query("SELECT ip, name FROM trackers ORDER BY added_at, ip", {}, "all")
     return [Tracker(r[1], r[0]) for r in rows]
+
+
+# -- listings ----------------------------------------------------------------------------------------
+
+#: A peer is online: logged in, heard from since ``:stale``, registration valid (``:on`` is true).
+ONLINE_SQL = (
+    "(p.logged_in = :on AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
+)
+
+
+def _peer_filter(status: PeerStatus, now: float) -> tuple[str, dict[str, Any]]:
+    where = "p.expires_at > :now"
+    if status == "online":
+        where += f" AND {ONLINE_SQL}"
+    elif status == "offline":
+        where += f" AND NOT {ONLINE_SQL}"
+    return where, {"now": now, "stale": now - OFFLINE_AFTER, "on": True}
+
+
+def list_peers(
+    now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
+) -> Script[list[Peer]]:
+    where, params = _peer_filter(status, now)
+    rows = yield Query(
+        f"{PEER_SQL} WHERE {where} ORDER BY p.created_at, p.guid LIMIT :limit OFFSET :offset",
+        {**params, "limit": limit, "offset": offset},
+        "all",
+    )
+    return [peer_from(r, now) for r in rows]
+
+
+def count_peers(now: float, status: PeerStatus = "all") -> Script[int]:
+    where, params = _peer_filter(status, now)
+    row = yield Query(f"SELECT count(*) FROM peers p WHERE {where}", params, "one")
+    return int(row[0])
+
+
+def count_files() -> Script[int]:
+    row = yield Query("SELECT count(*) FROM files", {}, "one")
+    return int(row[0])
+
+
+def hosts_paths(guid: str) -> Script[dict[int, str | None]]:
+    """The path each file of peer ``guid`` has on that peer (CentralizedP2P ``resource_path``)."""
+    rows = yield Query("SELECT file_id, path FROM hosts WHERE guid = :guid", {"guid": guid}, "all")
+    return {int(r[0]): r[1] for r in rows}
+
+
+def torrent_of(file_id: int) -> Script[bytes]:
+    """The .torrent registered with the file (NotFound for no file or no torrent)."""
+    row = yield Query("SELECT torrent FROM files WHERE id = :id", {"id": file_id}, "one")
+    if row is None:
+        raise NotFound(f"no file {file_id}")
+    if row[0] is None:
+        raise NotFound(f"no torrent stored for file {file_id}")
+    return bytes(row[0])

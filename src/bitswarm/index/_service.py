@@ -257,17 +257,17 @@ class IndexService:
     async def list_peers(
         self, status: PeerStatus = "all", *, limit: int = 100, offset: int = 0
     ) -> list[Peer]:
-        return await self._db.list_peers(self.clock(), status, limit, offset)
+        return await self._db.run(scripts.list_peers(self.clock(), status, limit, offset), write=False)
 
     async def count_peers(self, status: PeerStatus = "all") -> int:
-        return await self._db.count_peers(self.clock(), status)
+        return await self._db.run(scripts.count_peers(self.clock(), status), write=False)
 
     async def browse(self, guid: str) -> list[FileRecord]:
         """Every file peer ``guid`` hosts (seed 001 BROWSE)."""
         return await self._db.browse(guid, self.clock())
 
     async def host_paths(self, guid: str) -> dict[int, str | None]:
-        return await self._db.hosts_paths(guid)
+        return await self._db.run(scripts.hosts_paths(guid), write=False)
 
     async def purge_expired(self) -> int:
         return await self._db.purge_expired(self.clock())
@@ -339,13 +339,13 @@ class IndexService:
 
     async def torrent(self, file_id: int) -> bytes:
         """The .torrent (bencoded metainfo) registered with file ``file_id`` (NotFound if none)."""
-        return await self._db.torrent_of(file_id)
+        return await self._db.run(scripts.torrent_of(file_id), write=False)
 
     async def list_files(self, *, limit: int = 100, offset: int = 0) -> list[FileRecord]:
         return await self._db.list_files(self.clock(), limit, offset)
 
     async def count_files(self) -> int:
-        return await self._db.count_files()
+        return await self._db.run(scripts.count_files(), write=False)
 
     async def search(self, query: str, *, limit: int = 50, offset: int = 0) -> SearchResult:
         return await self._db.search(query, self.clock(), limit, offset)

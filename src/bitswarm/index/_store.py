@@ -33,8 +33,6 @@ from bitswarm.index._model import (
     FileRecord,
     FileSpec,
     Host,
-    Peer,
-    PeerStatus,
     SearchResult,
     public_peer_id,
 )
@@ -404,34 +402,6 @@ class Store:
             self._delete_peer(guid)
         return len(guids)
 
-    @_in_thread
-    def list_peers(
-        self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
-    ) -> list[Peer]:
-        where = "p.expires_at > :now"
-        if status == "online":
-            where += f" AND {_ONLINE_SQL}"
-        elif status == "offline":
-            where += f" AND NOT {_ONLINE_SQL}"
-        rows = self._db.execute(
-            f"SELECT {_PEER_COLS} FROM peers p LEFT JOIN users u ON u.id = p.user_id WHERE {where} "
-            "ORDER BY p.created_at, p.guid LIMIT :limit OFFSET :offset",
-            {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
-        ).fetchall()
-        return [peer_from(r, now) for r in rows]
-
-    @_in_thread
-    def count_peers(self, now: float, status: PeerStatus = "all") -> int:
-        where = "p.expires_at > :now"
-        if status == "online":
-            where += f" AND {_ONLINE_SQL}"
-        elif status == "offline":
-            where += f" AND NOT {_ONLINE_SQL}"
-        row = self._db.execute(
-            f"SELECT count(*) FROM peers p WHERE {where}", {"now": now, "stale": now - OFFLINE_AFTER}
-        ).fetchone()
-        return int(row[0])
-
     # -- files ---------------------------------------------------------------------------------
 
     def _find_file(self, hashes: dict[str, str]) -> sqlite3.Row | None:
@@ -642,25 +612,12 @@ class Store:
         return self._detail(self._file_id_by_hash(value), now)
 
     @_in_thread
-    def torrent_of(self, file_id: int) -> bytes:
-        row = self._db.execute("SELECT torrent FROM files WHERE id = ?", (file_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no file {file_id}")
-        if row[0] is None:
-            raise NotFound(f"no torrent stored for file {file_id}")
-        return bytes(row[0])
-
-    @_in_thread
     def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
         rows = self._db.execute(
             f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
             {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
         ).fetchall()
         return [record_from(r) for r in rows]
-
-    @_in_thread
-    def count_files(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
 
     @_in_thread
     def files_of_name(self, name: str, now: float) -> list[FileDetail]:
@@ -683,12 +640,6 @@ class Store:
             {"guid": guid, "now": now, "stale": now - OFFLINE_AFTER},
         ).fetchall()
         return [record_from(r) for r in rows]
-
-    @_in_thread
-    def hosts_paths(self, guid: str) -> dict[int, str | None]:
-        return {
-            r[0]: r[1] for r in self._db.execute("SELECT file_id, path FROM hosts WHERE guid = ?", (guid,))
-        }
 
     @_in_thread
     def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:

@@ -17,8 +17,6 @@ from bitswarm.index._model import (
     FileDetail,
     FileRecord,
     FileSpec,
-    Peer,
-    PeerStatus,
     SearchResult,
 )
 from bitswarm.index._scripts import Script
@@ -47,12 +45,6 @@ class IndexStore(Protocol):
     async def purge_expired(self, now: float) -> int: ...
 
     async def delete_user_peers(self, user_id: int) -> int: ...
-
-    async def list_peers(
-        self, now: float, status: PeerStatus = "all", limit: int = 100, offset: int = 0
-    ) -> list[Peer]: ...
-
-    async def count_peers(self, now: float, status: PeerStatus = "all") -> int: ...
 
     async def add_file(
         self,
@@ -89,17 +81,11 @@ class IndexStore(Protocol):
 
     async def file_by_hash(self, value: str, now: float) -> FileDetail: ...
 
-    async def torrent_of(self, file_id: int) -> bytes: ...
-
     async def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]: ...
-
-    async def count_files(self) -> int: ...
 
     async def files_of_name(self, name: str, now: float) -> list[FileDetail]: ...
 
     async def browse(self, guid: str, now: float) -> list[FileRecord]: ...
-
-    async def hosts_paths(self, guid: str) -> dict[int, str | None]: ...
 
     async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult: ...
 
