@@ -205,7 +205,8 @@ class _Display:
             completed=st.done_size,
             peers=st.peers,
             up=f"{st.upload_rate / 1024:.0f} KiB/s",
-            description=f"{st.name} [{st.state}]",
+            # no peer: why (each tracker's outcome, the DHT, the peers known), not "0 peers" forever
+            description=f"{st.name} [{st.state}]" + (f" {st.waiting_reason}" if st.waiting_reason else ""),
         )
 
     def event(self, kind: str, **data: Any) -> None:
