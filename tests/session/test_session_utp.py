@@ -204,3 +204,25 @@ async def test_a_dial_closed_in_the_handshake_is_retried_quickly(
         await eventually_peers(hl, timeout=5)
         await hl.wait_complete(timeout=30)
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_magnet_with_both_sides_dialing_ends_with_one_connection(tmp_path: Path) -> None:
+    """The seeder dials the magnet leecher while the leecher fetches the metadata from it (refused:
+    no torrent there yet) and again after (quick redial) while the leecher's torrent dials too:
+    one connection is left on each side, the same one, and the download completes on it."""
+    f, t = make_torrent(tmp_path / "seed", "hybrid", size=3_000_000)
+    async with Session(config()) as seeder, Session(config(download_rate_limit=400_000)) as leecher:
+        hs = await seeder.add(t, f.parent, peers=[("127.0.0.1", leecher.port)])
+        uri = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=[("127.0.0.1", seeder.port)])
+        hl = await leecher.add(uri.to_uri(), tmp_path / "leech", metadata_timeout=20)
+        await eventually_peers(hl)
+        await eventually_peers(hs)
+        await asyncio.sleep(3.0)  # the seeder's redials (1 s, 2 s) have come and been settled
+        seeder_rt, leecher_rt = seeder.lookup(t.swarm_hash), leecher.lookup(t.swarm_hash)
+        assert seeder_rt is not None and leecher_rt is not None
+        assert hl.status().progress < 1.0  # still downloading (400 kB/s): both ends are up
+        (a,) = leecher_rt.peers.values()
+        (b,) = seeder_rt.peers.values()
+        assert a.outgoing != b.outgoing and a.transport_kind == b.transport_kind
+        await hl.wait_complete(timeout=30)
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
