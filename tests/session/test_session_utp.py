@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -18,8 +19,15 @@ from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig
+from bitswarm.session.clock import ManualClock
 from bitswarm.session.config import parse_transports
+from bitswarm.session.peer_manager import PeerManager
 from bitswarm.session.torrent import TorrentHandle
+from bitswarm.wire.ut_pex import FLAG_UTP, PexMessage, PexPeer
+
+if TYPE_CHECKING:
+    from bitswarm.session.peer import PeerProtocol
+    from bitswarm.utp import UtpSocketManager
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -226,3 +234,28 @@ async def test_magnet_with_both_sides_dialing_ends_with_one_connection(tmp_path:
         assert a.outgoing != b.outgoing and a.transport_kind == b.transport_kind
         await hl.wait_complete(timeout=30)
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+def test_dial_order_follows_what_each_address_did() -> None:
+    """Unknown addresses: uTP first. A failed uTP dial puts TCP first for that address; PEX flag 0x04
+    puts uTP first again; without a uTP socket uTP is left out. No sockets: the peer manager alone."""
+    sockets: list[object] = [object()]
+    pm = PeerManager(
+        config=SessionConfig(),
+        clock=ManualClock(),
+        our_peer_id=bytes(20),
+        own_address=lambda: ("0.0.0.0", 6881),
+        dial=lambda addr: asyncio.sleep(0),
+        spawn=lambda coro: coro.close(),
+        emit=lambda *a, **kw: None,
+        pex=None,
+        utp=lambda: cast("UtpSocketManager | None", sockets[0] if sockets else None),
+    )
+    a, b = ("192.0.2.1", 6881), ("192.0.2.2", 6881)
+    assert pm.transports_for(a) == ["utp", "tcp"]
+    pm.note_utp(a, False)
+    assert pm.transports_for(a) == ["tcp", "utp"] and pm.transports_for(b) == ["utp", "tcp"]
+    pm.on_pex(cast("PeerProtocol", None), PexMessage(added=(PexPeer(*a, FLAG_UTP),)))
+    assert pm.transports_for(a) == ["utp", "tcp"]
+    sockets.clear()
+    assert pm.transports_for(a) == ["tcp"]
