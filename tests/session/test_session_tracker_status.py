@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,16 @@ import pytest
 from bitswarm.metainfo import Torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
-from bitswarm.session.announce import DhtStatus, TrackerStatus, waiting_reason
+from bitswarm.session.announce import DhtStatus, TrackerBook, TrackerStatus, waiting_reason
 from bitswarm.session.torrent import TorrentHandle
+from bitswarm.tracker import TrackerError
+from bitswarm.tracker.client import (
+    AllTrackersFailed,
+    AnnounceManager,
+    AnnounceParams,
+    AnnounceResult,
+    ScrapeResult,
+)
 from trackertools import closed_port, failing_tracker
 
 pytestmark = pytest.mark.timeout(60)
@@ -114,3 +123,78 @@ def test_waiting_reason_names_each_tracker_the_dht_and_the_known_peers() -> None
         " tracker c.example not answered yet, DHT 0 nodes, 0 peers known"
     )
     assert waiting_reason([], DhtStatus(enabled=False), 3) == "waiting: no trackers, DHT off, 3 peers known"
+
+
+class FakeTracker:
+    """A tracker client answering from a script: a result, an exception, or never (a hang)."""
+
+    def __init__(self, url: str, outcome: AnnounceResult | Exception | None) -> None:
+        self.url = url
+        self.outcome = outcome
+
+    async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        if self.outcome is None:
+            await asyncio.Event().wait()
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        assert self.outcome is not None
+        return self.outcome
+
+    async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        return {}
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_book_records_every_tracker_tried_and_the_managers_own_timeout() -> None:
+    """BEP 12 fallback: a tier's first tracker fails, the second answers — both are recorded (the
+    manager reports only the one that answered); a tracker that never answers is cut by the
+    manager's timeout, which the client never sees: recorded once, from AllTrackersFailed."""
+    ok = AnnounceResult(
+        url="http://b/announce", peers=(("10.0.0.1", 1),), interval=1800, seeders=4, leechers=2
+    )
+    outcomes: dict[str, AnnounceResult | Exception | None] = {
+        "http://a/announce": TrackerError("go away", url="http://a/announce"),
+        "http://b/announce": ok,
+        "udp://c:80": None,
+    }
+    events: list[tuple[str, dict[str, object]]] = []
+    book = TrackerBook(
+        [["http://a/announce", "http://b/announce"], ["udp://c:80"]],
+        emit=lambda kind, **data: events.append((kind, data)),
+        wall=lambda: 1000.0,
+        open_client=lambda url: FakeTracker(url, outcomes[url]),
+    )
+    manager = AnnounceManager(
+        [["http://a/announce", "http://b/announce"]],
+        info_hash=b"\1" * 20,
+        peer_id=b"\2" * 20,
+        port=1,
+        client_factory=book.client_factory,
+        rng=random.Random(0),
+    )
+    manager.tiers = [["http://a/announce", "http://b/announce"]]  # not shuffled: a first, then b
+    await manager.announce()
+    a, b, c = book.snapshot(60.0)
+    assert (a.status, a.error, a.failures, a.last_announce) == ("error", "go away", 1, 1000.0)
+    assert (b.status, b.peers, b.seeders, b.leechers, b.interval) == ("ok", 1, 4, 2, 1800)
+    assert (c.status, c.next_announce) == ("not contacted", 1060.0)
+    assert [k for k, _ in events] == ["tracker_error", "tracker_reply"]
+
+    hanging = AnnounceManager(
+        [["udp://c:80"]],
+        info_hash=b"\1" * 20,
+        peer_id=b"\2" * 20,
+        port=1,
+        client_factory=book.client_factory,
+        tracker_timeout=0.05,
+    )
+    with pytest.raises(AllTrackersFailed) as failed:
+        await hanging.announce()
+    book.failed_all(failed.value)
+    book.failed_all(failed.value)  # the same failure twice is one failure
+    c = book.snapshot(None)[2]
+    assert (c.status, c.failures, c.next_announce) == ("error", 1, None)
+    assert c.error is not None and c.error.startswith("timed out")
+    assert book.errors_total == 2
