@@ -5,80 +5,17 @@ daemon's own status and the bytes on disk), downloading from a local bitswarm se
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from daemon_testlib import Running, make_content, running_daemon, seeder, wait_for
+from compat_testlib import Swarm, same_tree
+from daemon_testlib import make_content, wait_for
 
-from bitswarm.daemon import Daemon
-from bitswarm.metainfo import Torrent, create_torrent, parse_torrent
-from bitswarm.session import Session
+from bitswarm.metainfo import create_torrent
 from testtools import require_module, require_tool
 
 pytestmark = pytest.mark.timeout(120)
-
-DEAD_TRACKER = "http://127.0.0.1:9/announce"
-
-
-@dataclass
-class Swarm:
-    run: Running
-    seed: Session
-    content: Path
-    torrent: Torrent
-    data: bytes
-    torrent_file: Path
-    tmp: Path
-
-    @property
-    def daemon(self) -> Daemon:
-        return self.run.daemon
-
-    @property
-    def port(self) -> int:
-        return int(self.run.url.rsplit(":", 1)[1])
-
-    @property
-    def tid(self) -> str:
-        return self.torrent.swarm_hash.hex()
-
-    def status(self) -> dict[str, Any]:
-        return self.daemon.details(self.tid)
-
-    async def connect_seeder(self) -> None:
-        """The torrent has no live tracker: the test tells it where the seeder is."""
-        handle = await wait_for(lambda: _running_handle(self.daemon, self.tid))
-        handle.add_peer("127.0.0.1", self.seed.port)
-
-    def same_bytes(self, save_path: Path) -> bool:
-        for f in sorted(self.content.iterdir()):
-            got = save_path / self.content.name / f.name
-            if not got.is_file() or got.read_bytes() != f.read_bytes():
-                return False
-        return True
-
-
-def _running_handle(daemon: Daemon, tid: str) -> Any:
-    try:
-        return daemon.handle(tid)
-    except Exception:
-        return None
-
-
-@pytest.fixture
-async def swarm(tmp_path: Path) -> AsyncIterator[Swarm]:
-    content = make_content(tmp_path / "seed", "album", files=3, size=200_000)
-    data = create_torrent(content, version="v1", piece_length=32768, trackers=[[DEAD_TRACKER]])
-    torrent = parse_torrent(data)
-    tfile = tmp_path / "album.torrent"
-    tfile.write_bytes(data)
-    async with seeder(content, torrent) as (seed, _h), running_daemon(tmp_path / "daemon") as run:
-        yield Swarm(run, seed, content, torrent, data, tfile, tmp_path)
 
 
 # -- the protocol itself -----------------------------------------------------------------------
@@ -127,7 +64,6 @@ async def _remote(swarm: Swarm, *args: str) -> str:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TR_AUTH": ""},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     text = out.decode(errors="replace")
@@ -162,7 +98,7 @@ async def test_transmission_remote_drives_a_download(swarm: Swarm) -> None:
     await _remote(swarm, "-t", "1", "-D")
     assert swarm.status()["download_limit"] == 0
     await wait_for(lambda: swarm.status()["state"] == "seeding", timeout=60)
-    assert swarm.same_bytes(dl)
+    assert same_tree(swarm.content, dl / "album")
     listing = await _remote(swarm, "-l")
     line = next(x for x in listing.splitlines() if "album" in x)
     assert "100%" in line and ("Seeding" in line or "Idle" in line), listing
@@ -188,7 +124,9 @@ async def test_transmission_remote_drives_a_download(swarm: Swarm) -> None:
     raw[100] ^= 0xFF
     victim.write_bytes(bytes(raw))
     await _remote(swarm, "-t", "1", "-v")  # the check finds it; the piece is fetched again
-    await wait_for(lambda: swarm.status()["state"] == "seeding" and swarm.same_bytes(dl), timeout=60)
+    await wait_for(
+        lambda: swarm.status()["state"] == "seeding" and same_tree(swarm.content, dl / "album"), timeout=60
+    )
 
     # move: the data goes to the new directory (and the torrent goes on from there)
     moved = swarm.tmp / "moved"
@@ -223,7 +161,7 @@ async def test_transmission_rpc_library(swarm: Swarm) -> None:
     assert added.id == 1 and added.hash_string == swarm.tid
     await swarm.connect_seeder()
     await wait_for(lambda: swarm.status()["state"] == "seeding", timeout=60)
-    assert swarm.same_bytes(dl)
+    assert same_tree(swarm.content, dl / "album")
     t = await asyncio.to_thread(tc.get_torrent, 1)
     assert t.percent_done == 1.0 and t.status == "seeding" and t.labels == ["music"]
     assert t.download_dir == str(dl) and len(t.get_files()) == 3

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitswarm import __version__
 from bitswarm._asgi import ASGIApp, BodyLimit, Scope
-from bitswarm.daemon import transmission
+from bitswarm.daemon import qbittorrent, transmission
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
 from bitswarm.daemon._metrics import CONTENT_TYPE as METRICS_TYPE
 from bitswarm.daemon._metrics import DaemonMetrics
@@ -378,6 +378,7 @@ def create_app(
 
     app.include_router(api)
     transmission.mount(app, daemon, token)  # /transmission/rpc (Transmission's RPC)
+    qbittorrent.mount(app, daemon, token)  # /api/v2 (qBittorrent's Web API)
     return app
 
 

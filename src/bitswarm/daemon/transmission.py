@@ -674,29 +674,38 @@ def _tracker(i: int, t: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tracker_stats(i: int, t: dict[str, Any]) -> dict[str, Any]:
+    """Transmission's tracker stats from the daemon's tracker row (its last announce, when known)."""
     url = str(t["url"])
+    answered = t.get("status") == "ok"
+    failed = t.get("status") == "error"
+    last = int(t.get("last_announce") or 0)
+    result = "Success" if answered else str(t.get("error") or "") if failed else ""
     return {
         **_tracker(i, t),
         "host": _host(url),
         "isBackup": False,
-        "announceState": 1,  # waiting
-        "scrapeState": 0,  # inactive
-        "hasAnnounced": False,
+        "announceState": 1 if t.get("next_announce") else 0,  # waiting / inactive
+        "scrapeState": 0,
+        "hasAnnounced": bool(answered or failed),
         "hasScraped": False,
-        "lastAnnounceResult": "",
-        "lastAnnouncePeerCount": 0,
-        "lastAnnounceStartTime": 0,
-        "lastAnnounceSucceeded": False,
-        "lastAnnounceTime": 0,
+        "lastAnnounceResult": result,
+        "lastAnnouncePeerCount": int(t.get("peers") or 0),
+        "lastAnnounceStartTime": last,
+        "lastAnnounceSucceeded": answered,
+        "lastAnnounceTime": last,
         "lastAnnounceTimedOut": False,
         "lastScrapeResult": "",
         "lastScrapeStartTime": 0,
         "lastScrapeSucceeded": False,
         "lastScrapeTime": 0,
         "lastScrapeTimedOut": False,
-        "nextAnnounceTime": 0,
+        "nextAnnounceTime": int(t.get("next_announce") or 0),
         "nextScrapeTime": 0,
-        "seederCount": -1,
-        "leecherCount": -1,
+        "seederCount": _count(t.get("seeders")),
+        "leecherCount": _count(t.get("leechers")),
         "downloadCount": -1,
     }
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int) else -1

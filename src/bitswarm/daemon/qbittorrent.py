@@ -1,0 +1,702 @@
+"""A subset of qBittorrent's Web API v2 at ``/api/v2`` on the daemon's API port: what Sonarr, Radarr,
+Flood and the ``qbittorrent-api`` library call.
+
+``POST /api/v2/auth/login`` (form ``username``, ``password``: any user name, the daemon's token as
+password) answers ``Ok.`` and a ``SID`` cookie; a wrong password gets ``Fails.``; every other call
+without a valid cookie gets 403; ``auth/logout`` ends the session. The Web API version reported is
+2.8.3 (before 2.11, where clients switch from ``pause``/``resume`` to ``stop``/``start``); both pairs
+are served. Categories (with their save paths) and tags are kept in the daemon's settings and each
+torrent's record. docs/daemon.md lists the endpoints and where they differ from qBittorrent.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hmac
+import json
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from bitswarm.daemon import _compat as c
+from bitswarm.daemon._core import Daemon, DaemonError
+from bitswarm.session.lifecycle import State
+
+APP_VERSION = "v4.4.5"
+WEBAPI_VERSION = "2.8.3"
+#: logged-in sessions kept (the oldest is dropped beyond this)
+MAX_SESSIONS = 256
+#: qBittorrent's "infinite" ETA
+ETA_INFINITE = 8640000
+
+
+class QbitError(Exception):
+    """A refused call: its HTTP status and qBittorrent's text."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class Form:
+    """The call's parameters (query string, urlencoded or multipart body) and uploaded files."""
+
+    def __init__(self, fields: dict[str, str], files: list[bytes]) -> None:
+        self.fields = fields
+        self.files = files
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.fields.get(key, default)
+
+    def flag(self, key: str) -> bool | None:
+        value = self.fields.get(key)
+        return None if value is None or value == "" else value.lower() in ("true", "1", "yes")
+
+    def required(self, key: str) -> str:
+        value = self.fields.get(key)
+        if value is None:
+            raise QbitError(400, f"Missing required parameter: {key}")
+        return value
+
+
+_Handler = Callable[[Form], Awaitable[Any]]
+
+
+class QbittorrentAPI:
+    def __init__(self, daemon: Daemon, token: str) -> None:
+        self.daemon = daemon
+        self.token = token
+        self.sessions: OrderedDict[str, None] = OrderedDict()
+        self.rid = 0
+        d = daemon
+        self.routes: dict[str, _Handler] = {
+            "app/version": self._const(APP_VERSION),
+            "app/webapiVersion": self._const(WEBAPI_VERSION),
+            "app/buildInfo": self._const(
+                {"qt": "", "libtorrent": "bitswarm", "boost": "", "openssl": "", "zlib": "", "bitness": 64}
+            ),
+            "app/preferences": self.preferences,
+            "app/setPreferences": self.set_preferences,
+            "app/defaultSavePath": self._call(lambda f: str(d.download_dir)),
+            "torrents/info": self.info,
+            "torrents/properties": self.properties,
+            "torrents/files": self.files,
+            "torrents/trackers": self.trackers,
+            "torrents/add": self.add,
+            "torrents/pause": self._each(d.pause),
+            "torrents/stop": self._each(d.pause),
+            "torrents/resume": self._each(d.resume),
+            "torrents/start": self._each(d.resume),
+            "torrents/recheck": self._each(d.recheck),
+            "torrents/reannounce": self._each(d.reannounce),
+            "torrents/delete": self.delete,
+            "torrents/setLocation": self.set_location,
+            "torrents/setDownloadLimit": self._limit("download"),
+            "torrents/setUploadLimit": self._limit("upload"),
+            "torrents/setCategory": self.set_category,
+            "torrents/categories": self._call(lambda f: self.categories()),
+            "torrents/createCategory": self.create_category,
+            "torrents/editCategory": self.edit_category,
+            "torrents/removeCategories": self.remove_categories,
+            "torrents/addTags": self.add_tags,
+            "torrents/removeTags": self.remove_tags,
+            "torrents/tags": self._call(lambda f: self.tags()),
+            "torrents/createTags": self.create_tags,
+            "torrents/deleteTags": self.delete_tags,
+            "transfer/info": self._call(lambda f: self.transfer_info()),
+            "transfer/setDownloadLimit": self._global_limit("download"),
+            "transfer/setUploadLimit": self._global_limit("upload"),
+            "sync/maindata": self.maindata,
+        }
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def endpoint(self, request: Request, name: str) -> Response:
+        try:
+            form = await _form(request)
+            if name == "auth/login":
+                return self.login(form)
+            if not self.logged_in(request):
+                return _text("Forbidden", 403)
+            if name == "auth/logout":
+                self.sessions.pop(request.cookies.get("SID", ""), None)
+                return _text("")
+            handler = self.routes.get(name)
+            if handler is None:
+                return _text("Not Found", 404)
+            result = await handler(form)
+        except QbitError as exc:
+            return _text(str(exc), exc.status)
+        except DaemonError as exc:
+            return _text(str(exc), 404 if exc.status == 404 else 409 if exc.status == 409 else 400)
+        if isinstance(result, str):
+            return _text(result)
+        body = json.dumps(result, separators=(",", ":"), allow_nan=False, default=str)
+        return Response(body, 200, media_type="application/json")
+
+    def login(self, form: Form) -> Response:
+        password = form.get("password")
+        if not hmac.compare_digest(password.encode(), self.token.encode()):
+            return _text("Fails.")
+        sid = secrets.token_urlsafe(24)
+        self.sessions[sid] = None
+        while len(self.sessions) > MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+        resp = _text("Ok.")
+        resp.set_cookie("SID", sid, httponly=True, samesite="strict", path="/")
+        return resp
+
+    def logged_in(self, request: Request) -> bool:
+        sid = request.cookies.get("SID", "")
+        return any(hmac.compare_digest(sid.encode(), known.encode()) for known in self.sessions)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _const(self, value: Any) -> _Handler:
+        async def run(form: Form) -> Any:
+            return value
+
+        return run
+
+    def _call(self, fn: Callable[[Form], Any]) -> _Handler:
+        async def run(form: Form) -> Any:
+            return fn(form)
+
+        return run
+
+    def _each(self, op: Callable[[str], Awaitable[object]]) -> _Handler:
+        async def run(form: Form) -> str:
+            for tid in self.select(form.required("hashes")):
+                await op(tid)
+            return ""
+
+        return run
+
+    def _limit(self, which: str) -> _Handler:
+        async def run(form: Form) -> str:
+            limit = _rate(form.required("limit"))
+            for tid in self.select(form.required("hashes")):
+                await self.daemon.set_limits(tid, **{which: limit})
+            return ""
+
+        return run
+
+    def _global_limit(self, which: str) -> _Handler:
+        async def run(form: Form) -> str:
+            self.daemon.set_global_limits(**{which: _rate(form.required("limit"))})
+            return ""
+
+        return run
+
+    def select(self, hashes: str) -> list[str]:
+        """``all`` or ``|``-separated info-hashes; unknown ones are skipped (as qBittorrent does)."""
+        ids = self.daemon.ids()
+        if hashes.strip().lower() == "all":
+            return ids
+        known = set(ids)
+        return [h for h in (x.strip().lower() for x in hashes.split("|")) if h in known]
+
+    def one(self, form: Form) -> str:
+        tid = form.required("hash").strip().lower()
+        if tid not in self.daemon.ids():
+            raise QbitError(404, "Not Found")
+        return tid
+
+    # -- torrents ------------------------------------------------------------------------------
+
+    def torrent_info(self, s: dict[str, Any]) -> dict[str, Any]:
+        tid = s["id"]
+        comp = c.compat(self.daemon, tid)
+        wanted = int(s.get("wanted_size") or s.get("total_size") or 0)
+        done = int(s.get("done_size") or 0)
+        left = max(0, wanted - done)
+        up, down = int(s.get("uploaded") or 0), int(s.get("downloaded") or 0)
+        eta = s.get("eta")
+        return {
+            "hash": tid,
+            "infohash_v1": tid,
+            "infohash_v2": "",
+            "name": s["name"],
+            "state": _state(s),
+            "progress": float(s.get("progress") or 0.0),
+            "size": wanted,
+            "total_size": int(s.get("total_size") or 0),
+            "completed": done,
+            "downloaded": down,
+            "uploaded": up,
+            "downloaded_session": down,
+            "uploaded_session": up,
+            "amount_left": left,
+            "dlspeed": int(s.get("download_rate") or 0),
+            "upspeed": int(s.get("upload_rate") or 0),
+            "dl_limit": int(s.get("download_limit") or 0) or -1,
+            "up_limit": int(s.get("upload_limit") or 0) or -1,
+            "eta": int(eta) if eta is not None and left else ETA_INFINITE,
+            "ratio": max(0.0, c.ratio(up, down or done)),
+            "num_seeds": int(s.get("seeds") or 0),
+            "num_leechs": max(0, int(s.get("peers") or 0) - int(s.get("seeds") or 0)),
+            "num_complete": -1,
+            "num_incomplete": -1,
+            "save_path": s["save_path"],
+            "content_path": str(Path(s["save_path"], s["name"])),
+            "download_path": "",
+            "category": comp.get("category", ""),
+            "tags": ", ".join(comp.get("tags", [])),
+            "added_on": int(s.get("added_at") or 0),
+            "completion_on": -1,
+            "last_activity": c.now() if s.get("download_rate") or s.get("upload_rate") else 0,
+            "magnet_uri": s.get("magnet") or "",
+            "tracker": "",
+            "priority": c.queue_order(self.daemon).index(tid) + 1 if tid in self.daemon.ids() else 0,
+            "force_start": False,
+            "auto_tmm": False,
+            "seq_dl": False,
+            "f_l_piece_prio": False,
+            "super_seeding": False,
+            "availability": -1,
+            "time_active": 0,
+            "seeding_time": 0,
+            "max_ratio": -1,
+            "ratio_limit": -2,
+            "max_seeding_time": -1,
+            "seeding_time_limit": -2,
+        }
+
+    async def info(self, form: Form) -> list[dict[str, Any]]:
+        rows = [self.torrent_info(s) for s in self.daemon.list()]
+        if form.get("hashes"):
+            chosen = set(self.select(form.get("hashes")))
+            rows = [r for r in rows if r["hash"] in chosen]
+        if "category" in form.fields:
+            rows = [r for r in rows if r["category"] == form.get("category")]
+        if "tag" in form.fields:
+            tag = form.get("tag")
+            rows = [r for r in rows if (tag in r["tags"].split(", ") if tag else not r["tags"])]
+        rows = [r for r in rows if _matches(form.get("filter", "all"), r)]
+        key = form.get("sort")
+        if key:
+            rows.sort(key=lambda r: (r.get(key) is None, r.get(key)), reverse=bool(form.flag("reverse")))
+        offset = _int(form.get("offset", "0") or "0")
+        if offset < 0:
+            offset = max(0, len(rows) + offset)
+        limit = _int(form.get("limit", "0") or "0")
+        return rows[offset : offset + limit] if limit > 0 else rows[offset:]
+
+    async def properties(self, form: Form) -> dict[str, Any]:
+        tid = self.one(form)
+        s = self.daemon.details(tid)
+        info = self.torrent_info(s)
+        return {
+            "hash": tid,
+            "name": s["name"],
+            "save_path": s["save_path"],
+            "creation_date": -1,
+            "piece_size": int(s.get("piece_length") or 0),
+            "comment": s.get("comment") or "",
+            "created_by": "",
+            "total_wasted": int(s.get("redundant") or 0),
+            "total_uploaded": info["uploaded"],
+            "total_uploaded_session": info["uploaded"],
+            "total_downloaded": info["downloaded"],
+            "total_downloaded_session": info["downloaded"],
+            "up_limit": info["up_limit"],
+            "dl_limit": info["dl_limit"],
+            "time_elapsed": 0,
+            "seeding_time": 0,
+            "nb_connections": int(s.get("peers") or 0),
+            "nb_connections_limit": 50,
+            "share_ratio": info["ratio"],
+            "addition_date": info["added_on"],
+            "completion_date": -1,
+            "last_seen": -1,
+            "dl_speed": info["dlspeed"],
+            "dl_speed_avg": info["dlspeed"],
+            "up_speed": info["upspeed"],
+            "up_speed_avg": info["upspeed"],
+            "eta": info["eta"],
+            "pieces_have": int(s.get("pieces_done") or 0),
+            "pieces_num": int(s.get("num_pieces") or 0),
+            "total_size": info["total_size"],
+            "seeds": info["num_seeds"],
+            "seeds_total": info["num_seeds"],
+            "peers": info["num_leechs"],
+            "peers_total": info["num_leechs"],
+            "reannounce": 0,
+            "is_private": bool(s.get("private")),
+        }
+
+    async def files(self, form: Form) -> list[dict[str, Any]]:
+        s = self.daemon.details(self.one(form))
+        n = len(s["files"])
+        plen = int(s.get("piece_length") or 1)
+        out = []
+        offset = 0
+        for f in s["files"]:
+            first = offset // plen
+            last = max(first, (offset + max(f["length"], 1) - 1) // plen)
+            offset += f["length"]
+            prio = f["priority"]
+            out.append(
+                {
+                    "index": f["index"],
+                    "name": c.file_name(s["name"], f["path"], n),
+                    "size": f["length"],
+                    "progress": float(f["progress"]),
+                    "priority": 0 if prio == 0 else 7 if prio >= 7 else 6 if prio > 1 else 1,
+                    "is_seed": f["progress"] >= 1.0,
+                    "piece_range": [first, last],
+                    "availability": -1,
+                }
+            )
+        return out
+
+    async def trackers(self, form: Form) -> list[dict[str, Any]]:
+        s = self.daemon.details(self.one(form))
+        dht = "" if s.get("private") else "** [DHT] **"
+        out: list[dict[str, Any]] = [
+            {"url": u, "status": 2, "tier": "", "num_peers": 0, "num_seeds": 0, "num_leeches": 0,
+             "num_downloaded": 0, "msg": ""}
+            for u in ([dht] if dht else []) + ["** [PeX] **", "** [LSD] **"]
+        ]  # fmt: skip
+        for t in s["trackers"]:
+            status = {"ok": 2, "error": 4}.get(str(t.get("status")), 1)
+            out.append(
+                {
+                    "url": t["url"],
+                    "status": status,
+                    "tier": t["tier"],
+                    "num_peers": int(t.get("peers") or 0),
+                    "num_seeds": t.get("seeders") if isinstance(t.get("seeders"), int) else -1,
+                    "num_leeches": t.get("leechers") if isinstance(t.get("leechers"), int) else -1,
+                    "num_downloaded": -1,
+                    "msg": str(t.get("error") or t.get("warning") or ""),
+                }
+            )
+        return out
+
+    async def add(self, form: Form) -> str:
+        paused = bool(form.flag("paused") or form.flag("stopped"))
+        category = form.get("category").strip()
+        if category and category not in self.categories():
+            self._save_categories({**self._categories(), category: ""})
+        save_path = form.get("savepath") or (self._categories().get(category) if category else None) or None
+        tags = _tag_list(form.get("tags"))
+        added: list[str] = []
+        sources: list[bytes | str] = [*form.files, *(u for u in form.get("urls").splitlines() if u.strip())]
+        for source in sources:
+            try:
+                if isinstance(source, bytes):
+                    st = await self.daemon.add_torrent(source, save_path=save_path, paused=paused)
+                else:
+                    st = await c.add_source(self.daemon, source, save_path=save_path, paused=paused)
+            except DaemonError:
+                continue
+            added.append(st["id"])
+        for tid in added:
+            comp = c.compat(self.daemon, tid)
+            if category:
+                comp["category"] = category
+            if tags:
+                comp["tags"] = tags
+                self._save_tags(tags)
+            c.save(self.daemon, tid)
+        if not added:
+            raise QbitError(415 if form.files else 200, "Fails.")
+        return "Ok."
+
+    async def delete(self, form: Form) -> str:
+        delete_files = bool(form.flag("deleteFiles"))
+        for tid in self.select(form.required("hashes")):
+            await self.daemon.remove(tid, delete_data=delete_files)
+        return ""
+
+    async def set_location(self, form: Form) -> str:
+        location = form.required("location")
+        if not location:
+            raise QbitError(400, "Save path cannot be empty")
+        for tid in self.select(form.required("hashes")):
+            await self.daemon.move(tid, location)
+        return ""
+
+    # -- categories and tags ------------------------------------------------------------------
+
+    def _categories(self) -> dict[str, str]:
+        saved = self.daemon.setting("categories", {}) or {}
+        return {str(k): str(v) for k, v in saved.items()} if isinstance(saved, dict) else {}
+
+    def _save_categories(self, cats: dict[str, str]) -> None:
+        self.daemon.set_setting("categories", cats)
+
+    def categories(self) -> dict[str, dict[str, str]]:
+        return {name: {"name": name, "savePath": path} for name, path in self._categories().items()}
+
+    async def create_category(self, form: Form) -> str:
+        name = form.required("category").strip()
+        if not _valid_category(name):
+            raise QbitError(400, "Invalid category name")
+        cats = self._categories()
+        if name in cats:
+            raise QbitError(409, "Category already exists")
+        cats[name] = form.get("savePath")
+        self._save_categories(cats)
+        return ""
+
+    async def edit_category(self, form: Form) -> str:
+        name = form.required("category").strip()
+        cats = self._categories()
+        if name not in cats:
+            raise QbitError(409, "Category doesn't exist")
+        cats[name] = form.get("savePath")
+        self._save_categories(cats)
+        return ""
+
+    async def remove_categories(self, form: Form) -> str:
+        gone = {x.strip() for x in form.get("categories").splitlines() if x.strip()}
+        self._save_categories({k: v for k, v in self._categories().items() if k not in gone})
+        for tid in self.daemon.ids():
+            comp = c.compat(self.daemon, tid)
+            if comp.get("category") in gone:
+                comp["category"] = ""
+                c.save(self.daemon, tid)
+        return ""
+
+    async def set_category(self, form: Form) -> str:
+        name = form.required("category").strip()
+        if name and name not in self._categories():
+            raise QbitError(409, "Incorrect category name")
+        for tid in self.select(form.required("hashes")):
+            c.compat(self.daemon, tid)["category"] = name
+            c.save(self.daemon, tid)
+        return ""
+
+    def tags(self) -> list[str]:
+        saved = self.daemon.setting("tags", []) or []
+        return sorted(str(t) for t in saved) if isinstance(saved, list) else []
+
+    def _save_tags(self, new: list[str]) -> None:
+        self.daemon.set_setting("tags", sorted({*self.tags(), *new}))
+
+    async def create_tags(self, form: Form) -> str:
+        self._save_tags(_tag_list(form.get("tags")))
+        return ""
+
+    async def delete_tags(self, form: Form) -> str:
+        gone = set(_tag_list(form.get("tags")))
+        self.daemon.set_setting("tags", [t for t in self.tags() if t not in gone])
+        self._retag(self.daemon.ids(), lambda tags: [t for t in tags if t not in gone])
+        return ""
+
+    async def add_tags(self, form: Form) -> str:
+        new = _tag_list(form.get("tags"))
+        self._save_tags(new)
+        self._retag(self.select(form.required("hashes")), lambda tags: sorted({*tags, *new}))
+        return ""
+
+    async def remove_tags(self, form: Form) -> str:
+        gone = set(_tag_list(form.get("tags")))
+        chosen = self.select(form.required("hashes"))
+        self._retag(chosen, lambda tags: [t for t in tags if t not in gone] if gone else [])
+        return ""
+
+    def _retag(self, ids: list[str], change: Callable[[list[str]], list[str]]) -> None:
+        for tid in ids:
+            comp = c.compat(self.daemon, tid)
+            comp["tags"] = change(list(comp.get("tags", [])))
+            c.save(self.daemon, tid)
+
+    # -- session -------------------------------------------------------------------------------
+
+    async def preferences(self, form: Form) -> dict[str, Any]:
+        d = self.daemon
+        limits = d.global_limits()
+        return {
+            "save_path": str(d.download_dir),
+            "temp_path_enabled": False,
+            "temp_path": "",
+            "listen_port": d.session.port,
+            "dl_limit": limits["download_limit"],
+            "up_limit": limits["upload_limit"],
+            "dht": getattr(d.session, "dht", None) is not None,
+            "pex": True,
+            "lsd": False,
+            "encryption": {"require": 1, "prefer": 0}.get(d.session.config.encryption.value, 2),
+            "queueing_enabled": False,
+            "max_active_downloads": -1,
+            "max_active_torrents": -1,
+            "max_active_uploads": -1,
+            "max_ratio_enabled": False,
+            "max_ratio": -1,
+            "max_ratio_act": 0,
+            "max_seeding_time_enabled": False,
+            "max_seeding_time": -1,
+            "start_paused_enabled": False,
+            "auto_tmm_enabled": False,
+            "create_subfolder_enabled": True,
+            "web_ui_port": 0,
+            "bypass_local_auth": False,
+        }
+
+    async def set_preferences(self, form: Form) -> str:
+        try:
+            prefs = json.loads(form.required("json"))
+        except ValueError:
+            raise QbitError(400, "json is not valid JSON") from None
+        if not isinstance(prefs, dict):
+            raise QbitError(400, "json must be an object")
+        limits = {"download": prefs.get("dl_limit"), "upload": prefs.get("up_limit")}
+        given = {k: max(0, v) for k, v in limits.items() if isinstance(v, int) and not isinstance(v, bool)}
+        if given:
+            self.daemon.set_global_limits(**given)
+        save_path = prefs.get("save_path")
+        if isinstance(save_path, str) and Path(save_path).is_absolute():
+            Path(save_path).mkdir(parents=True, exist_ok=True)
+            self.daemon.download_dir = Path(save_path)
+        return ""
+
+    def transfer_info(self) -> dict[str, Any]:
+        st = self.daemon.stats()
+        return {
+            "dl_info_speed": int(st["download_rate"]),
+            "dl_info_data": int(st["downloaded"]),
+            "up_info_speed": int(st["upload_rate"]),
+            "up_info_data": int(st["uploaded"]),
+            "dl_rate_limit": int(st["download_limit"]),
+            "up_rate_limit": int(st["upload_limit"]),
+            "dht_nodes": 0,
+            "connection_status": "connected",
+        }
+
+    async def maindata(self, form: Form) -> dict[str, Any]:
+        """Always a full update (``full_update: true``): clients replace their state with it."""
+        self.rid += 1
+        free = await self._free()
+        return {
+            "rid": self.rid,
+            "full_update": True,
+            "torrents": {s["id"]: self.torrent_info(s) for s in self.daemon.list()},
+            "categories": self.categories(),
+            "tags": self.tags(),
+            "server_state": {
+                **self.transfer_info(),
+                "free_space_on_disk": free,
+                "alltime_dl": 0,
+                "alltime_ul": 0,
+                "queueing": False,
+                "use_alt_speed_limits": False,
+                "refresh_interval": 1500,
+            },
+        }
+
+    async def _free(self) -> int:
+        import asyncio
+        import shutil
+
+        try:
+            return (await asyncio.to_thread(shutil.disk_usage, self.daemon.download_dir)).free
+        except OSError:
+            return 0
+
+
+def mount(app: FastAPI, daemon: Daemon, token: str) -> QbittorrentAPI:
+    """Serve the API at ``/api/v2/...`` (outside the OpenAPI schema)."""
+    api = QbittorrentAPI(daemon, token)
+    app.add_api_route("/api/v2/{name:path}", api.endpoint, methods=["GET", "POST"], include_in_schema=False)
+    return api
+
+
+def _text(text: str, status: int = 200) -> Response:
+    return Response(text, status, media_type="text/plain; charset=UTF-8")
+
+
+async def _form(request: Request) -> Form:
+    fields = dict(request.query_params)
+    files: list[bytes] = []
+    if request.method == "POST":
+        body = await request.body()
+        ctype = request.headers.get("content-type", "")
+        kind = ctype.split(";", 1)[0].strip().lower()
+        if kind == "application/x-www-form-urlencoded":
+            fields.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        elif kind == "multipart/form-data":
+            msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                b"Content-Type: " + ctype.encode("latin-1", "replace") + b"\r\n\r\n" + body
+            )
+            if not msg.is_multipart():
+                raise QbitError(400, "malformed multipart body")
+            for part in msg.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                payload = part.get_payload(decode=True)
+                if not isinstance(name, str) or not isinstance(payload, bytes):
+                    continue
+                if part.get_param("filename", header="content-disposition") is not None:
+                    files.append(payload)
+                else:
+                    fields[name] = payload.decode("utf-8", "replace")
+    return Form(fields, files)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise QbitError(400, f"not an integer: {text[:40]!r}") from None
+
+
+def _rate(text: str) -> int:
+    return max(0, _int(text))
+
+
+def _tag_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _valid_category(name: str) -> bool:
+    return bool(name) and not name.startswith("/") and not name.endswith("/") and "//" not in name
+
+
+def _state(s: dict[str, Any]) -> str:
+    state = c.STATE_OF.get(s["state"], State.ERROR)
+    done = float(s.get("progress") or 0.0) >= 1.0
+    if state is State.DOWNLOADING:
+        return "downloading" if s.get("download_rate") else "stalledDL"
+    if state is State.SEEDING:
+        return "uploading" if s.get("upload_rate") else "stalledUP"
+    if state in (State.PAUSED, State.STOPPED):
+        return "pausedUP" if done else "pausedDL"
+    return {
+        State.QUEUED: "queuedDL",
+        State.CHECKING: "checkingUP" if done else "checkingDL",
+        State.METADATA: "metaDL",
+        State.MOVING: "moving",
+    }.get(state, "error")
+
+
+def _matches(flt: str, r: dict[str, Any]) -> bool:
+    st = str(r["state"])
+    paused = st.startswith("paused")
+    table: dict[str, bool] = {
+        "all": True,
+        "downloading": st in ("downloading", "stalledDL", "metaDL", "queuedDL", "checkingDL", "pausedDL"),
+        "seeding": st in ("uploading", "stalledUP", "checkingUP"),
+        "completed": r["progress"] >= 1.0,
+        "paused": paused,
+        "stopped": paused,
+        "resumed": not paused,
+        "running": not paused,
+        "active": bool(r["dlspeed"] or r["upspeed"]),
+        "inactive": not (r["dlspeed"] or r["upspeed"]),
+        "stalled": st in ("stalledDL", "stalledUP"),
+        "stalled_uploading": st == "stalledUP",
+        "stalled_downloading": st == "stalledDL",
+        "checking": st.startswith("checking"),
+        "moving": st == "moving",
+        "errored": st == "error",
+    }
+    return table.get(flt, True)
