@@ -27,19 +27,13 @@ from bitswarm.index import _scripts as scripts
 from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
-    OFFLINE_AFTER,
     REGISTRATION_TTL,
-    Chunk,
-    FileDetail,
-    FileRecord,
     FileSpec,
-    Host,
     SearchResult,
     public_peer_id,
 )
 from bitswarm.index._rules import (
     file_names,
-    peer_from,
     record_from,
 )
 from bitswarm.index._scripts import Script
@@ -144,23 +138,6 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_ONLINE = "(p.logged_in AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
-_FILE_COLS = (
-    "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
-    "(f.torrent IS NOT NULL) AS has_torrent"
-)
-#: A file as one host lists it (BROWSE): under that host's own name.
-_HOST_FILE_COLS = _FILE_COLS.replace("f.name", "coalesce(hh.name, f.name) AS name", 1)
-_COUNTS = f"""
-    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
-        WHERE h.file_id = f.id AND {_ONLINE}) AS online,
-    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
-        WHERE h.file_id = f.id AND p.expires_at > :now) AS total
-"""
-_PEER_COLS = (
-    "p.guid, u.username, p.ip, p.port, p.logged_in, p.created_at, p.last_login, p.last_seen, "
-    "p.expires_at, p.seq_expected, p.ka_seq_expected"
-)
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -537,103 +514,13 @@ class PgStore:
             if file_id is None:
                 if file_hash is None:
                     raise ValidationError("file id or hash required")
-                file_id = await self._file_id_by_hash(c, file_hash)
+                file_id = await self._run(c, scripts.file_id_by_hash(file_hash))
             await self._run(c, scripts.check_seq(row, "seq_expected", seq_number))
             status = await c.execute("DELETE FROM hosts WHERE file_id = $1 AND guid = $2", file_id, guid)
             if status.endswith(" 0"):
                 raise NotFound(f"peer {guid} does not host file {file_id}")
             await self._drop_orphans(c, [file_id])
             return file_id
-
-    @staticmethod
-    async def _file_id_by_hash(c: asyncpg.Connection, value: str) -> int:
-        if _clean(value) is not None:
-            candidates = list({value, value.lower()})
-            for algo in HASH_ALGOS:
-                fid = await c.fetchval(
-                    f"SELECT id FROM files WHERE {algo} = ANY($1::text[]) LIMIT 1", candidates
-                )
-                if fid is not None:
-                    return int(fid)
-        raise NotFound(f"no file with hash {value}")
-
-    @staticmethod
-    async def _record(c: asyncpg.Connection, file_id: int, now: float) -> FileRecord:
-        sql, args = _q(
-            f"SELECT {_FILE_COLS}, {_COUNTS} FROM files f WHERE f.id = :id",
-            id=file_id,
-            now=now,
-            stale=now - OFFLINE_AFTER,
-        )
-        row = await c.fetchrow(sql, *args)
-        if row is None:
-            raise NotFound(f"no file {file_id}")
-        return record_from(row)
-
-    @classmethod
-    async def _detail(cls, c: asyncpg.Connection, file_id: int, now: float) -> FileDetail:
-        record = await cls._record(c, file_id, now)
-        chunks = tuple(
-            Chunk(r[0], r[1], r[2])
-            for r in await c.fetch(
-                "SELECT chunk_id, name, hash FROM chunks WHERE file_id = $1 ORDER BY chunk_id", file_id
-            )
-        )
-        sql, args = _q(
-            f"SELECT {_PEER_COLS}, h.path, h.name AS host_name FROM hosts h JOIN peers p ON p.guid = h.guid "
-            "LEFT JOIN users u ON u.id = p.user_id WHERE h.file_id = :id AND p.expires_at > :now "
-            f"ORDER BY {_ONLINE} DESC, p.last_seen DESC NULLS LAST",
-            id=file_id,
-            now=now,
-            stale=now - OFFLINE_AFTER,
-        )
-        hosts = tuple(
-            Host(peer_from(r, now), r["path"], r["host_name"] or record.name)
-            for r in await c.fetch(sql, *args)
-        )
-        return FileDetail(record, chunks, hosts)
-
-    async def get_file(self, file_id: int, now: float) -> FileDetail:
-        async with self._tx_(write=False) as c:
-            return await self._detail(c, file_id, now)
-
-    async def file_by_hash(self, value: str, now: float) -> FileDetail:
-        async with self._tx_(write=False) as c:
-            return await self._detail(c, await self._file_id_by_hash(c, value), now)
-
-    async def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
-        sql, args = _q(
-            f"SELECT {_FILE_COLS}, {_COUNTS} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
-            now=now,
-            stale=now - OFFLINE_AFTER,
-            limit=limit,
-            offset=offset,
-        )
-        return [record_from(r) for r in await self._pool.fetch(sql, *args)]
-
-    async def files_of_name(self, name: str, now: float) -> list[FileDetail]:
-        async with self._tx_(write=False) as c:
-            ids = [
-                r[0]
-                for r in await c.fetch(
-                    "SELECT id FROM files WHERE name = $1 UNION SELECT file_id FROM hosts WHERE name = $1 "
-                    "ORDER BY 1",
-                    _clean(name),
-                )
-            ]
-            return [await self._detail(c, i, now) for i in ids]
-
-    async def browse(self, guid: str, now: float) -> list[FileRecord]:
-        async with self._tx_(write=False) as c:
-            await self._run(c, scripts.peer_row(guid, now))
-            sql, args = _q(
-                f"SELECT {_HOST_FILE_COLS}, {_COUNTS} FROM hosts hh JOIN files f ON f.id = hh.file_id "
-                "WHERE hh.guid = :guid ORDER BY f.id",
-                guid=guid,
-                now=now,
-                stale=now - OFFLINE_AFTER,
-            )
-            return [record_from(r) for r in await c.fetch(sql, *args)]
 
     async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
         """Prefix words and quoted phrases over names (tsvector), ranked by online peers then
@@ -645,14 +532,13 @@ class PgStore:
             f"""
             WITH m AS (SELECT f.id, ts_rank(f.search, q) AS rank
                        FROM files f, CAST(:q AS tsquery) q WHERE f.search @@ q LIMIT :cand)
-            SELECT {_FILE_COLS}, {_COUNTS}, m.rank AS rank, count(*) OVER () AS n
+            SELECT {scripts.FILE_COLS}, {scripts.COUNTS_SQL}, m.rank AS rank, count(*) OVER () AS n
             FROM m JOIN files f ON f.id = m.id
             ORDER BY online DESC, rank DESC, f.id LIMIT :limit OFFSET :offset
             """,
             q=expr,
-            now=now,
-            stale=now - OFFLINE_AFTER,
             cand=SEARCH_CANDIDATES,
+            **scripts.counts(now),
             limit=limit,
             offset=offset,
         )

@@ -8,9 +8,9 @@ in its worker thread, ``PgStore`` awaits each query on one connection; both insi
 they opened for the operation, so a script never sees half of another write.
 
 Peer creation, presence (LOGIN, keep-alive, LOGOUT, CentralizedP2P's implicit peers), ownership,
-sequence numbers, users and sessions, the federation's bookkeeping and the peer listings live here,
-on top of the pure rules of :mod:`bitswarm.index._rules`; the stores keep file registration, search
-(FTS5 / tsvector), file listings and dumps.
+sequence numbers, users and sessions, the federation's bookkeeping, the peer and file listings and
+lookups live here, on top of the pure rules of :mod:`bitswarm.index._rules`; the stores keep file
+registration and removal (the PostgreSQL search vector), search (FTS5 / tsvector) and dumps.
 """
 
 from __future__ import annotations
@@ -21,8 +21,28 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from bitswarm.index._errors import Conflict, NotFound
-from bitswarm.index._model import OFFLINE_AFTER, Peer, PeerStatus, Tracker, User, public_peer_id
-from bitswarm.index._rules import Row, accept_seq, check_owner, peer_from, registration_expiry, token_hash
+from bitswarm.index._model import (
+    HASH_ALGOS,
+    OFFLINE_AFTER,
+    Chunk,
+    FileDetail,
+    FileRecord,
+    Host,
+    Peer,
+    PeerStatus,
+    Tracker,
+    User,
+    public_peer_id,
+)
+from bitswarm.index._rules import (
+    Row,
+    accept_seq,
+    check_owner,
+    peer_from,
+    record_from,
+    registration_expiry,
+    token_hash,
+)
 
 T = TypeVar("T")
 
@@ -361,7 +381,7 @@ def _peer_filter(status: PeerStatus, now: float) -> tuple[str, dict[str, Any]]:
         where += f" AND {ONLINE_SQL}"
     elif status == "offline":
         where += f" AND NOT {ONLINE_SQL}"
-    return where, {"now": now, "stale": now - OFFLINE_AFTER, "on": True}
+    return where, counts(now)
 
 
 def list_peers(
@@ -401,3 +421,111 @@ def torrent_of(file_id: int) -> Script[bytes]:
     if row[0] is None:
         raise NotFound(f"no torrent stored for file {file_id}")
     return bytes(row[0])
+
+
+# -- files (reads) -------------------------------------------------------------------------------------
+
+FILE_COLS = (
+    "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
+    "(f.torrent IS NOT NULL) AS has_torrent"
+)
+#: A file as one host lists it (BROWSE): under that host's own name.
+HOST_FILE_COLS = FILE_COLS.replace("f.name", "coalesce(hh.name, f.name) AS name", 1)
+#: Online and live hosts of file ``f`` (parameters ``:now``, ``:stale``, ``:on``: see :func:`counts`).
+COUNTS_SQL = f"""
+    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
+        WHERE h.file_id = f.id AND {ONLINE_SQL}) AS online,
+    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
+        WHERE h.file_id = f.id AND p.expires_at > :now) AS total
+"""
+
+
+#: A file's hosts: each peer's columns (as :data:`PEER_SQL`) with its path and its name for the file.
+HOSTS_SQL = PEER_SQL.replace(
+    " FROM peers p", ", h.path, h.name AS host_name FROM hosts h JOIN peers p ON p.guid = h.guid", 1
+)
+
+
+def counts(now: float) -> dict[str, Any]:
+    """The parameters of :data:`COUNTS_SQL` and :data:`ONLINE_SQL`."""
+    return {"now": now, "stale": now - OFFLINE_AFTER, "on": True}
+
+
+def file_id_by_hash(value: str) -> Script[int]:
+    """A file by any of its hashes, as given or lower-cased (NotFound when none matches)."""
+    for algo in HASH_ALGOS:
+        for candidate in dict.fromkeys((value, value.lower())):
+            row = yield Query(f"SELECT id FROM files WHERE {algo} = :v", {"v": candidate}, "one")
+            if row is not None:
+                return int(row[0])
+    raise NotFound(f"no file with hash {value}")
+
+
+def record(file_id: int, now: float) -> Script[FileRecord]:
+    row = yield Query(
+        f"SELECT {FILE_COLS}, {COUNTS_SQL} FROM files f WHERE f.id = :id",
+        {"id": file_id, **counts(now)},
+        "one",
+    )
+    if row is None:
+        raise NotFound(f"no file {file_id}")
+    return record_from(row)
+
+
+def detail(file_id: int, now: float) -> Script[FileDetail]:
+    """A file with its chunks and its live hosts (online first, then most recently seen), each host
+    with its own name for the file."""
+    rec = yield from record(file_id, now)
+    chunk_rows = yield Query(
+        "SELECT chunk_id, name, hash FROM chunks WHERE file_id = :id ORDER BY chunk_id",
+        {"id": file_id},
+        "all",
+    )
+    host_rows = yield Query(
+        f"{HOSTS_SQL} WHERE h.file_id = :id AND p.expires_at > :now "
+        f"ORDER BY {ONLINE_SQL} DESC, p.last_seen DESC NULLS LAST",
+        {"id": file_id, **counts(now)},
+        "all",
+    )
+    chunks = tuple(Chunk(r[0], r[1], r[2]) for r in chunk_rows)
+    hosts = tuple(Host(peer_from(r, now), r["path"], r["host_name"] or rec.name) for r in host_rows)
+    return FileDetail(rec, chunks, hosts)
+
+
+def file_by_hash(value: str, now: float) -> Script[FileDetail]:
+    return (yield from detail((yield from file_id_by_hash(value)), now))
+
+
+def list_files(now: float, limit: int = 100, offset: int = 0) -> Script[list[FileRecord]]:
+    rows = yield Query(
+        f"SELECT {FILE_COLS}, {COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
+        {"limit": limit, "offset": offset, **counts(now)},
+        "all",
+    )
+    return [record_from(r) for r in rows]
+
+
+def files_of_name(name: str, now: float) -> Script[list[FileDetail]]:
+    """Every file that some peer calls exactly ``name`` (names are per peer)."""
+    rows = yield Query(
+        "SELECT id FROM files WHERE name = :name "
+        "UNION SELECT file_id FROM hosts WHERE name = :name ORDER BY 1",
+        {"name": name},
+        "all",
+    )
+    found = []
+    for r in rows:
+        found.append((yield from detail(int(r[0]), now)))
+    return found
+
+
+def browse(guid: str, now: float) -> Script[list[FileRecord]]:
+    """Seed 001 BROWSE: the peer's files, each under the peer's own name."""
+    yield from peer_row(guid, now)
+    rows = yield Query(
+        f"SELECT {HOST_FILE_COLS}, {COUNTS_SQL} FROM hosts hh JOIN files f ON f.id = hh.file_id "
+        "WHERE hh.guid = :guid ORDER BY f.id",
+        {"guid": guid, **counts(now)},
+        "all",
+    )
+    return [record_from(r) for r in rows]

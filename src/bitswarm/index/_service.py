@@ -264,7 +264,7 @@ class IndexService:
 
     async def browse(self, guid: str) -> list[FileRecord]:
         """Every file peer ``guid`` hosts (seed 001 BROWSE)."""
-        return await self._db.browse(guid, self.clock())
+        return await self._db.run(scripts.browse(guid, self.clock()), write=False)
 
     async def host_paths(self, guid: str) -> dict[int, str | None]:
         return await self._db.run(scripts.hosts_paths(guid), write=False)
@@ -328,21 +328,21 @@ class IndexService:
         )
 
     async def get_file(self, file_id: int) -> FileDetail:
-        return await self._db.get_file(file_id, self.clock())
+        return await self._db.run(scripts.detail(file_id, self.clock()), write=False)
 
     async def file_by_hash(self, value: str) -> FileDetail:
         """A file by any of its hashes (SHA-1, SHA-256, MD5, BEP 3 / BEP 52 info-hash)."""
-        return await self._db.file_by_hash(value, self.clock())
+        return await self._db.run(scripts.file_by_hash(value, self.clock()), write=False)
 
     async def files_named(self, name: str) -> list[FileDetail]:
-        return await self._db.files_of_name(name, self.clock())
+        return await self._db.run(scripts.files_of_name(name, self.clock()), write=False)
 
     async def torrent(self, file_id: int) -> bytes:
         """The .torrent (bencoded metainfo) registered with file ``file_id`` (NotFound if none)."""
         return await self._db.run(scripts.torrent_of(file_id), write=False)
 
     async def list_files(self, *, limit: int = 100, offset: int = 0) -> list[FileRecord]:
-        return await self._db.list_files(self.clock(), limit, offset)
+        return await self._db.run(scripts.list_files(self.clock(), limit, offset), write=False)
 
     async def count_files(self) -> int:
         return await self._db.run(scripts.count_files(), write=False)

@@ -26,19 +26,14 @@ from bitswarm.index import _scripts as scripts
 from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
-    OFFLINE_AFTER,
     REGISTRATION_TTL,
     Chunk,
-    FileDetail,
-    FileRecord,
     FileSpec,
-    Host,
     SearchResult,
     public_peer_id,
 )
 from bitswarm.index._rules import (
     file_names,
-    peer_from,
     record_from,
 )
 from bitswarm.index._scripts import Script
@@ -179,25 +174,6 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_ONLINE_SQL = "(p.logged_in = 1 AND p.last_seen IS NOT NULL AND p.last_seen > :stale AND p.expires_at > :now)"
-
-_FILE_COLS = (
-    "f.id, f.name, f.size, f.sha1, f.sha256, f.md5, f.btih_v1, f.btih_v2, f.magnet, "
-    "(f.torrent IS NOT NULL) AS has_torrent"
-)
-#: A file as one host lists it (BROWSE): under that host's own name.
-_HOST_FILE_COLS = _FILE_COLS.replace("f.name", "coalesce(hh.name, f.name) AS name", 1)
-_COUNTS_SQL = f"""
-    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
-        WHERE h.file_id = f.id AND {_ONLINE_SQL}) AS online,
-    (SELECT count(*) FROM hosts h JOIN peers p ON p.guid = h.guid
-        WHERE h.file_id = f.id AND p.expires_at > :now) AS total
-"""
-
-_PEER_COLS = (
-    "p.guid, u.username, p.ip, p.port, p.logged_in, p.created_at, p.last_login, p.last_seen, "
-    "p.expires_at, p.seq_expected, p.ka_seq_expected"
-)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -560,86 +536,13 @@ class Store:
         if file_id is None:
             if file_hash is None:
                 raise ValidationError("file id or hash required")
-            file_id = self._file_id_by_hash(file_hash)
+            file_id = self._run(scripts.file_id_by_hash(file_hash))
         self._run(scripts.check_seq(row, "seq_expected", seq_number))
         cur = self._db.execute("DELETE FROM hosts WHERE file_id = ? AND guid = ?", (file_id, guid))
         if cur.rowcount == 0:
             raise NotFound(f"peer {guid} does not host file {file_id}")
         self._drop_orphans([file_id])
         return file_id
-
-    def _file_id_by_hash(self, value: str) -> int:
-        candidates = {value, value.lower()}
-        for algo in HASH_ALGOS:
-            for v in candidates:
-                row = self._db.execute(f"SELECT id FROM files WHERE {algo} = ?", (v,)).fetchone()
-                if row is not None:
-                    return int(row[0])
-        raise NotFound(f"no file with hash {value}")
-
-    def _record(self, file_id: int, now: float) -> FileRecord:
-        row = self._db.execute(
-            f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f WHERE f.id = :id",
-            {"id": file_id, "now": now, "stale": now - OFFLINE_AFTER},
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no file {file_id}")
-        return record_from(row)
-
-    @_in_thread
-    def get_file(self, file_id: int, now: float) -> FileDetail:
-        return self._detail(file_id, now)
-
-    def _detail(self, file_id: int, now: float) -> FileDetail:
-        record = self._record(file_id, now)
-        chunks = tuple(
-            Chunk(r[0], r[1], r[2])
-            for r in self._db.execute(
-                "SELECT chunk_id, name, hash FROM chunks WHERE file_id = ? ORDER BY chunk_id", (file_id,)
-            )
-        )
-        rows = self._db.execute(
-            f"SELECT {_PEER_COLS}, h.path, h.name AS host_name FROM hosts h JOIN peers p ON p.guid = h.guid "
-            "LEFT JOIN users u ON u.id = p.user_id WHERE h.file_id = :id AND p.expires_at > :now "
-            f"ORDER BY {_ONLINE_SQL} DESC, p.last_seen DESC",
-            {"id": file_id, "now": now, "stale": now - OFFLINE_AFTER},
-        ).fetchall()
-        hosts = tuple(Host(peer_from(r, now), r["path"], r["host_name"] or record.name) for r in rows)
-        return FileDetail(record, chunks, hosts)
-
-    @_in_thread
-    def file_by_hash(self, value: str, now: float) -> FileDetail:
-        return self._detail(self._file_id_by_hash(value), now)
-
-    @_in_thread
-    def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]:
-        rows = self._db.execute(
-            f"SELECT {_FILE_COLS}, {_COUNTS_SQL} FROM files f ORDER BY f.id LIMIT :limit OFFSET :offset",
-            {"now": now, "stale": now - OFFLINE_AFTER, "limit": limit, "offset": offset},
-        ).fetchall()
-        return [record_from(r) for r in rows]
-
-    @_in_thread
-    def files_of_name(self, name: str, now: float) -> list[FileDetail]:
-        ids = [
-            r[0]
-            for r in self._db.execute(
-                "SELECT id FROM files WHERE name = ? "
-                "UNION SELECT file_id FROM hosts WHERE name = ? ORDER BY 1",
-                (name, name),
-            )
-        ]
-        return [self._detail(i, now) for i in ids]
-
-    @_in_thread
-    def browse(self, guid: str, now: float) -> list[FileRecord]:
-        self._run(scripts.peer_row(guid, now))
-        rows = self._db.execute(
-            f"SELECT {_HOST_FILE_COLS}, {_COUNTS_SQL} FROM hosts hh JOIN files f ON f.id = hh.file_id "
-            "WHERE hh.guid = :guid ORDER BY f.id",
-            {"guid": guid, "now": now, "stale": now - OFFLINE_AFTER},
-        ).fetchall()
-        return [record_from(r) for r in rows]
 
     @_in_thread
     def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
@@ -651,9 +554,8 @@ class Store:
             return SearchResult(0, ())
         params = {
             "q": expr,
-            "now": now,
-            "stale": now - OFFLINE_AFTER,
             "cand": SEARCH_CANDIDATES,
+            **scripts.counts(now),
             "limit": limit,
             "offset": offset,
         }
@@ -661,7 +563,7 @@ class Store:
             rows = self._db.execute(
                 f"""
                 WITH m AS (SELECT rowid AS id, rank FROM files_fts WHERE files_fts MATCH :q LIMIT :cand)
-                SELECT {_FILE_COLS}, {_COUNTS_SQL}, m.rank AS rank, count(*) OVER () AS n
+                SELECT {scripts.FILE_COLS}, {scripts.COUNTS_SQL}, m.rank AS rank, count(*) OVER () AS n
                 FROM m JOIN files f ON f.id = m.id
                 ORDER BY online DESC, rank, f.id LIMIT :limit OFFSET :offset
                 """,

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 from bitswarm.index._model import (
-    FileDetail,
-    FileRecord,
     FileSpec,
     SearchResult,
 )
@@ -76,16 +74,6 @@ class IndexStore(Protocol):
         file_hash: str | None = None,
         seq_number: int | None = None,
     ) -> int: ...
-
-    async def get_file(self, file_id: int, now: float) -> FileDetail: ...
-
-    async def file_by_hash(self, value: str, now: float) -> FileDetail: ...
-
-    async def list_files(self, now: float, limit: int = 100, offset: int = 0) -> list[FileRecord]: ...
-
-    async def files_of_name(self, name: str, now: float) -> list[FileDetail]: ...
-
-    async def browse(self, guid: str, now: float) -> list[FileRecord]: ...
 
     async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult: ...
 
