@@ -111,6 +111,11 @@ async def test_transmission_remote_drives_a_download(swarm: Swarm) -> None:
     trackers = await _remote(swarm, "-t", "1", "-it")
     assert "Tracker 0: http://127.0.0.1:9" in trackers, trackers
 
+    async def tracker_error_shown() -> bool:  # the dead tracker's error, from the daemon's status
+        return 'Got an error "unreachable' in await _remote(swarm, "-t", "1", "-it")
+
+    await wait_for(tracker_error_shown, timeout=30, interval=0.5)
+
     # stop, start
     await _remote(swarm, "-t", "1", "-S")
     await wait_for(lambda: swarm.status()["state"] == "paused")
