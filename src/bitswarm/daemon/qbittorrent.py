@@ -27,6 +27,7 @@ from fastapi.responses import Response
 
 from bitswarm.daemon import _compat as c
 from bitswarm.daemon._core import Daemon, DaemonError
+from bitswarm.errors import BitswarmError
 from bitswarm.session.lifecycle import State
 
 APP_VERSION = "v4.4.5"
@@ -136,6 +137,10 @@ class QbittorrentAPI:
             return _text(str(exc), exc.status)
         except DaemonError as exc:
             return _text(str(exc), 404 if exc.status == 404 else 409 if exc.status == 409 else 400)
+        except BitswarmError as exc:  # a control the torrent's state does not allow
+            return _text(str(exc), 409)
+        except (ValueError, OSError) as exc:  # e.g. a path that is not Unicode text
+            return _text(f"Bad argument: {exc}"[:300], 400)
         if isinstance(result, str):
             return _text(result)
         body = json.dumps(result, separators=(",", ":"), allow_nan=False, default=str)
@@ -546,7 +551,8 @@ class QbittorrentAPI:
     async def set_preferences(self, form: Form) -> str:
         try:
             prefs = json.loads(form.required("json"))
-        except ValueError:
+            json.dumps(prefs, ensure_ascii=False).encode()  # lone surrogates ("\ud800") are not text
+        except (ValueError, RecursionError):
             raise QbitError(400, "json is not valid JSON") from None
         if not isinstance(prefs, dict):
             raise QbitError(400, "json must be an object")

@@ -28,7 +28,8 @@ from fastapi.responses import Response
 from bitswarm import __version__
 from bitswarm.daemon import _compat as c
 from bitswarm.daemon._core import MAX_PRIORITY, Daemon, DaemonError
-from bitswarm.session.lifecycle import TRANSMISSION_STATUS, LifecycleError, State
+from bitswarm.errors import BitswarmError
+from bitswarm.session.lifecycle import TRANSMISSION_STATUS, State
 
 RPC_VERSION = 16
 #: Transmission's kB (speed-units: 1000 bytes).
@@ -112,8 +113,9 @@ class TransmissionRPC:
             return Response(body, 409, headers=headers, media_type="text/html")
         try:
             req = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            req = None
+            json.dumps(req, ensure_ascii=False).encode()  # lone surrogates ("\ud800") are not text
+        except (ValueError, RecursionError):  # not JSON, not text, or nested deeper than the parser goes
+            return _answer({"result": "JSON parse error", "arguments": {}}, headers)
         if not isinstance(req, dict):
             return _answer({"result": "no method name", "arguments": {}}, headers)
         out: dict[str, Any] = {"arguments": {}}
@@ -130,12 +132,10 @@ class TransmissionRPC:
             try:
                 out["arguments"] = await handler(args)
                 out["result"] = "success"
-            except RpcError as exc:
+            except (RpcError, BitswarmError) as exc:  # DaemonError, LifecycleError ...
                 out["result"] = str(exc)
-            except DaemonError as exc:
-                out["result"] = str(exc)
-            except LifecycleError as exc:
-                out["result"] = str(exc)
+            except (ValueError, OSError) as exc:  # e.g. a path that is not Unicode text
+                out["result"] = f"bad argument: {exc}"[:300]
         return _answer(out, headers)
 
     # -- ids -----------------------------------------------------------------------------------
