@@ -78,3 +78,18 @@ async def swarm_of(tmp: Path) -> AsyncIterator[Swarm]:
     tfile.write_bytes(data)
     async with seeder(content, torrent) as (seed, _h), running_daemon(tmp / "daemon") as run:
         yield Swarm(run, seed, content, torrent, data, tfile, tmp)
+
+
+@contextlib.asynccontextmanager
+async def magnet_seeder(tmp: Path) -> AsyncIterator[tuple[Path, Torrent, str]]:
+    """A second seeder (directory ``single``, 2 files) and a magnet link naming it (``x.pe``): the
+    daemon gets the metadata and the data from it."""
+    content = make_content(tmp / "seed2", "single", files=2, size=60_000, seed=9)
+    torrent = parse_torrent(create_torrent(content, version="v1", piece_length=16384))
+    async with seeder(content, torrent) as (seed, _h):
+        assert torrent.info_hash_v1 is not None
+        yield (
+            content,
+            torrent,
+            f"magnet:?xt=urn:btih:{torrent.info_hash_v1.hex()}&dn=single&x.pe=127.0.0.1:{seed.port}",
+        )

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from compat_testlib import DEAD_TRACKER, Swarm, same_tree
-from daemon_testlib import make_content, seeder, wait_for
+from compat_testlib import DEAD_TRACKER, Swarm, magnet_seeder, same_tree
+from daemon_testlib import wait_for
 
-from bitswarm.metainfo import create_torrent, parse_torrent
 from testtools import require_module
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,10 +96,7 @@ async def test_qbittorrent_api_library(swarm: Swarm) -> None:
         assert main["torrents"][swarm.tid]["progress"] == 1.0 and "music" in main["categories"]
 
     # by magnet: the metadata and the data come from a second seeder named in the link (x.pe)
-    other = make_content(swarm.tmp / "seed2", "single", files=2, size=60_000, seed=9)
-    t2 = parse_torrent(create_torrent(other, version="v1", piece_length=16384))
-    async with seeder(other, t2) as (seed2, _h2):
-        magnet = f"magnet:?xt=urn:btih:{t2.info_hash_v1.hex()}&dn=single&x.pe=127.0.0.1:{seed2.port}"
+    async with magnet_seeder(swarm.tmp) as (other, t2, magnet):
         inbox = swarm.tmp / "inbox"
         ok = await asyncio.to_thread(qb.torrents_add, urls=magnet, save_path=str(inbox))
         assert ok == "Ok."

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from compat_testlib import Swarm, same_tree
+from compat_testlib import Swarm, magnet_seeder, same_tree
 from daemon_testlib import make_content, wait_for
 
 from bitswarm.metainfo import create_torrent
@@ -195,7 +195,16 @@ async def test_transmission_rpc_library(swarm: Swarm) -> None:
     ids = [x.id for x in await asyncio.to_thread(tc.get_torrents)]
     assert ids == [1, 2]
 
+    # a magnet: the metadata and the data come from the seeder the link names
+    async with magnet_seeder(swarm.tmp) as (other, t3, magnet):
+        added3 = await asyncio.to_thread(tc.add_torrent, magnet, download_dir=str(swarm.tmp / "mag"))
+        assert added3.id == 3 and added3.hash_string == t3.swarm_hash.hex()
+        await wait_for(lambda: swarm.state(t3.swarm_hash.hex()) == "seeding", timeout=60)
+    assert same_tree(other, swarm.tmp / "mag" / "single")
+    t = await asyncio.to_thread(tc.get_torrent, 3)
+    assert t.name == "single" and t.percent_done == 1.0 and len(t.get_files()) == 2
+
     await asyncio.to_thread(tc.remove_torrent, 1, delete_data=True)
     assert swarm.tid not in swarm.daemon.ids()
     assert not (dl / "album").exists()
-    assert [x.id for x in await asyncio.to_thread(tc.get_torrents)] == [2]
+    assert [x.id for x in await asyncio.to_thread(tc.get_torrents)] == [2, 3]
