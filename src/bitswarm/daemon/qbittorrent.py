@@ -216,7 +216,11 @@ class QbittorrentAPI:
 
     # -- torrents ------------------------------------------------------------------------------
 
-    def torrent_info(self, s: dict[str, Any]) -> dict[str, Any]:
+    def positions(self) -> dict[str, int]:
+        """Each torrent's 1-based queue position (qBittorrent's ``priority``)."""
+        return {tid: i + 1 for i, tid in enumerate(c.queue_order(self.daemon))}
+
+    def torrent_info(self, s: dict[str, Any], positions: dict[str, int]) -> dict[str, Any]:
         tid = s["id"]
         comp = c.compat(self.daemon, tid)
         wanted = int(s.get("wanted_size") or s.get("total_size") or 0)
@@ -259,7 +263,7 @@ class QbittorrentAPI:
             "last_activity": c.now() if s.get("download_rate") or s.get("upload_rate") else 0,
             "magnet_uri": s.get("magnet") or "",
             "tracker": "",
-            "priority": c.queue_order(self.daemon).index(tid) + 1 if tid in self.daemon.ids() else 0,
+            "priority": positions.get(tid, 0),
             "force_start": False,
             "auto_tmm": False,
             "seq_dl": False,
@@ -275,7 +279,8 @@ class QbittorrentAPI:
         }
 
     async def info(self, form: Form) -> list[dict[str, Any]]:
-        rows = [self.torrent_info(s) for s in self.daemon.list()]
+        positions = self.positions()
+        rows = [self.torrent_info(s, positions) for s in self.daemon.list()]
         if form.get("hashes"):
             chosen = set(self.select(form.get("hashes")))
             rows = [r for r in rows if r["hash"] in chosen]
@@ -297,7 +302,7 @@ class QbittorrentAPI:
     async def properties(self, form: Form) -> dict[str, Any]:
         tid = self.one(form)
         s = self.daemon.details(tid)
-        info = self.torrent_info(s)
+        info = self.torrent_info(s, self.positions())
         return {
             "hash": tid,
             "name": s["name"],
@@ -583,10 +588,11 @@ class QbittorrentAPI:
         """Always a full update (``full_update: true``): clients replace their state with it."""
         self.rid += 1
         free = await self._free()
+        positions = self.positions()
         return {
             "rid": self.rid,
             "full_update": True,
-            "torrents": {s["id"]: self.torrent_info(s) for s in self.daemon.list()},
+            "torrents": {s["id"]: self.torrent_info(s, positions) for s in self.daemon.list()},
             "categories": self.categories(),
             "tags": self.tags(),
             "server_state": {

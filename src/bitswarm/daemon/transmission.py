@@ -305,12 +305,12 @@ class TransmissionRPC:
             raise RpcError("no fields specified")
         names = [f for f in fields if isinstance(f, str)]
         statuses = {s["id"]: s for s in self.daemon.list()}
-        order = c.queue_order(self.daemon)
+        position = {tid: i for i, tid in enumerate(c.queue_order(self.daemon))}
         need_details = any(f in _DETAIL_FIELDS for f in names)
         rows: list[dict[str, Any]] = []
         for tid in self.select(args.get("ids")):
             st = self.daemon.details(tid) if need_details else statuses[tid]
-            values = self._fields(tid, st, order.index(tid) if tid in order else 0)
+            values = self._fields(tid, st, position.get(tid, 0))
             rows.append({k: values[k](st) for k in names if k in values})
         if args.get("format") == "table":
             table: list[list[Any]] = [names]
