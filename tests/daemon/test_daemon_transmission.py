@@ -5,6 +5,9 @@ daemon's own status and the bytes on disk), downloading from a local bitswarm se
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
+import threading
 from typing import Any
 
 import httpx
@@ -208,3 +211,32 @@ async def test_transmission_rpc_library(swarm: Swarm) -> None:
     assert swarm.tid not in swarm.daemon.ids()
     assert not (dl / "album").exists()
     assert [x.id for x in await asyncio.to_thread(tc.get_torrents)] == [2, 3]
+
+
+async def test_torrent_add_by_url_and_table_format(swarm: Swarm) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(swarm.tmp))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = swarm.run.url + "/transmission/rpc"
+    try:
+        async with httpx.AsyncClient(timeout=30, auth=("x", swarm.run.token)) as client:
+            sid = (await client.post(url)).headers["x-transmission-session-id"]
+            headers = {"X-Transmission-Session-Id": sid}
+            link = f"http://127.0.0.1:{server.server_address[1]}/{swarm.torrent_file.name}"
+            body = {"method": "torrent-add", "arguments": {"filename": link, "paused": True}}
+            out = (await client.post(url, json=body, headers=headers)).json()
+            assert out["arguments"]["torrent-added"]["hashString"] == swarm.tid, out
+            missing = {"method": "torrent-add", "arguments": {"filename": link + ".nope"}}
+            out = (await client.post(url, json=missing, headers=headers)).json()
+            assert "HTTP 404" in out["result"]
+            body = {
+                "method": "torrent-get",
+                "arguments": {"fields": ["id", "name", "status"], "format": "table"},
+            }
+            out = (await client.post(url, json=body, headers=headers)).json()
+            assert out["arguments"]["torrents"] == [["id", "name", "status"], [1, "album", 0]]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert swarm.state() == "paused"
