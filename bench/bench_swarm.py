@@ -63,6 +63,9 @@ from swarm_net import Net, Proc, netns_unavailable_reason, proc_net_tx, remove_s
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 BITSWARM = str(ROOT / ".venv" / "bin" / "bitswarm")
+# The libtorrent runner turns uTP and encryption off (swarm_lt_peer.py); bitswarm's CLI dials uTP
+# first and offers MSE by default, so the like-for-like swarm runs both clients on plaintext TCP.
+LIKE_THE_LT_RUNNER = ("--transports", "tcp", "--encryption", "off")
 TRACKER_PORT = 6969
 PEER_PORT = 6881
 CLIENT_NAMES = {"bw": "bitswarm", "bwcfg": "bitswarm (runner)", "lt": "libtorrent"}
@@ -206,6 +209,7 @@ def peer_argv(
                 "--port",
                 str(port),
                 "--no-dht",
+                *LIKE_THE_LT_RUNNER,
                 "--json",
             ]
         return [
@@ -220,6 +224,7 @@ def peer_argv(
             str(port),
             "--seed",
             "--no-dht",  # as the libtorrent runner (enable_dht False): the tracker is the only source
+            *LIKE_THE_LT_RUNNER,
             "--json",
         ]
     if client == "bwcfg":
