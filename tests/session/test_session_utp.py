@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -101,11 +102,11 @@ async def test_transfer_over_utp(
 
 async def test_utp_dial_falls_back_to_tcp(tmp_path: Path) -> None:
     """A TCP-only peer: the uTP dial times out (nothing answers on its UDP port) and TCP connects;
-    the next dial of that address tries TCP first."""
-    f, t = make_torrent(tmp_path / "seed")
+    the next dial of that address tries TCP first (the rate limit keeps the peer long enough to see)."""
+    f, t = make_torrent(tmp_path / "seed", size=3_000_000)
     async with (
         Session(config("tcp")) as seeder,
-        Session(config("utp,tcp", utp_connect_timeout=0.5)) as leecher,
+        Session(config("utp,tcp", utp_connect_timeout=0.5, download_rate_limit=1_500_000)) as leecher,
     ):
         assert seeder.utp is None
         await seeder.add(t, f.parent)
@@ -116,6 +117,22 @@ async def test_utp_dial_falls_back_to_tcp(tmp_path: Path) -> None:
         assert rt is not None
         assert rt.peer_manager.transports_for(("127.0.0.1", seeder.port)) == ["tcp", "utp"]
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ICMP errors reach a UDP socket on Linux only")
+async def test_first_dial_of_a_tcp_only_peer_falls_back_at_once(tmp_path: Path) -> None:
+    """Default transports (uTP first) with the default 3 s uTP connect timeout: the TCP-only peer's
+    kernel answers the SYN with ICMP port unreachable, the uTP dial fails at once and TCP connects."""
+    f, t = make_torrent(tmp_path / "seed", size=3_000_000)
+    async with Session(config("tcp")) as seeder, Session(config(download_rate_limit=1_500_000)) as leecher:
+        assert leecher.config.utp_connect_timeout >= 3
+        await seeder.add(t, f.parent)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        assert [p["transport"] for p in await eventually_peers(hl)] == ["tcp"]
+        assert loop.time() - start < 1.0
+        assert leecher.utp is not None and leecher.utp.stats.unreachable == 1
 
 
 async def test_dht_shares_the_utp_socket(tmp_path: Path) -> None:

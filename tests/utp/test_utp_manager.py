@@ -539,3 +539,88 @@ async def test_cancelled_connect_and_closed_manager_leave_nothing_behind() -> No
         silent.close()
         server.close()
         client.close()
+
+
+# ---- ICMP errors (Linux: IP_RECVERR and the socket's error queue) ------------------------------
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the ICMP error queue is Linux-only")
+
+
+def _closed_udp_port(host: str = "127.0.0.1") -> tuple[str, int]:
+    """A loopback UDP port nothing listens on: the kernel answers datagrams with ICMP port unreachable."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return host, int(s.getsockname()[1])
+
+
+async def _dial_closed_port(host: str = "127.0.0.1", bind: str = "127.0.0.1") -> float:
+    client = await UtpSocketManager.open(bind, 0)
+    loop = asyncio.get_running_loop()
+    try:
+        start = loop.time()
+        with pytest.raises(ConnectionRefusedError):
+            await client.connect(_closed_udp_port(host), Source, timeout=5.0)
+        elapsed = loop.time() - start
+        assert client.stats.unreachable == 1
+        await asyncio.wait_for(_yield_until(lambda: client.connections == 0), TIMEOUT)
+        return elapsed
+    finally:
+        client.close()
+
+
+@linux_only
+async def test_connect_to_a_closed_port_is_refused_at_once() -> None:
+    """ICMP port unreachable for the SYN fails the dial now, not after the 5 s timeout."""
+    assert await _dial_closed_port() < 0.5
+
+
+@linux_only
+def test_connect_to_a_closed_port_is_refused_at_once_under_uvloop() -> None:
+    import uvloop
+
+    assert uvloop.run(_dial_closed_port()) < 0.5
+
+
+@linux_only
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 on this host")
+async def test_dual_stack_socket_refuses_ipv4_and_ipv6_dials_at_once() -> None:
+    assert await _dial_closed_port("127.0.0.1", bind="::") < 0.5
+    assert await _dial_closed_port("::1", bind="::") < 0.5
+
+
+@linux_only
+async def test_icmp_fails_only_the_dial_not_an_established_connection() -> None:
+    """A scripted peer accepts our SYN, then its socket closes: the ICMP port unreachable that our
+    data and a second dial to the same address draw fails only the dial; the established connection
+    is left to its timers. ICMP for a DHT query through the shared socket is dropped."""
+    loop = asyncio.get_running_loop()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    addr = peer.getsockname()
+    client = await UtpSocketManager.open("127.0.0.1", 0, on_other_datagram=lambda d, a: None)
+    server = await UtpSocketManager.open("127.0.0.1", 0, accept=Sink)
+    try:
+        dial = asyncio.ensure_future(client.connect(addr, Source, timeout=TIMEOUT))
+        raw, _ = await asyncio.wait_for(loop.sock_recvfrom(peer, 2048), TIMEOUT)
+        syn = decode(raw)
+        assert syn.type == PacketType.SYN
+        syn_ack = Packet(PacketType.STATE, syn.connection_id, 0, 0, 1 << 20, 500, syn.seq_nr)
+        peer.sendto(encode(syn_ack), client.address)
+        stream, src = await asyncio.wait_for(dial, TIMEOUT)
+        peer.close()  # from now on the kernel answers the address with ICMP port unreachable
+        stream.write(b"are you there?")
+        client.sendto(b"d1:ad2:id20:xxxxxxxxxxxxxxxxxxxxe1:q4:ping1:t2:aa1:y1:qe", addr)  # the DHT's
+        with pytest.raises(ConnectionRefusedError):
+            await client.connect(addr, Source, timeout=5.0)
+        assert client.stats.unreachable == 1
+        assert not src.lost.done() and not stream.is_closing()
+        assert stream.get_extra_info("utp_connection").state.name == "CONNECTED"
+        # the socket still works for everyone else
+        other, _ = await client.connect(server.address, Source, timeout=TIMEOUT)
+        other.close()
+    finally:
+        peer.close()
+        server.close()
+        client.close()

@@ -289,6 +289,14 @@ class UtpConnection:
             self._reset_pending = True
             self._stop_timers()
 
+    def unreachable(self) -> None:
+        """The network reports the peer unreachable (ICMP port/host unreachable for our SYN): give
+        up a dial at once, without an ST_RESET (nobody is there to read it). A no-op past SYN_SENT:
+        one ICMP message does not end an established connection."""
+        if self.state is State.SYN_SENT:
+            self._move(Input.GIVE_UP)
+            self._stop_timers()
+
     def consumed(self, n: int) -> None:
         """``n`` bytes of :class:`Data` left our hands: they no longer shrink the receive window."""
         self.unconsumed = max(0, self.unconsumed - n)

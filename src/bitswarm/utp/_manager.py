@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import heapq
 import os
 import random
@@ -59,6 +60,15 @@ TIME_WAIT = 5.0  # seconds a cleanly closed connection still answers a retransmi
 _UDP_SEGMENT = 103
 _GSO_MAX_SEGMENTS = 44  # 44 x 1420 bytes stays under the 64 KiB UDP limit (and the 64-segment cap)
 _U16 = struct.Struct("=H")
+# Linux reports ICMP errors for what an unconnected UDP socket sent only with IP_RECVERR (IPV6_RECVERR
+# on an AF_INET6 socket): as messages on the socket's error queue whose msg_name is the destination of
+# the datagram that failed (ip(7)). A dial to a peer with nothing on its UDP port then fails at once.
+_IP_RECVERR, _IPV6_RECVERR, _MSG_ERRQUEUE = 11, 25, 0x2000
+_RECVERR_CMSGS = frozenset({(socket.IPPROTO_IP, _IP_RECVERR), (socket.IPPROTO_IPV6, _IPV6_RECVERR)})
+_EXTENDED_ERR = struct.Struct("=IB")  # struct sock_extended_err: ee_errno, ee_origin, ...
+_ORIGIN_ICMP = frozenset({2, 3})  # SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6
+_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+_ERRQUEUE_BATCH = 64  # error-queue messages read per loop turn; more wait for the next turn
 
 
 @dataclass(slots=True)
@@ -69,6 +79,7 @@ class ManagerStats:
     invalid: int = 0  # looked like uTP, failed to parse
     resets_sent: int = 0  # replies to packets for unknown connections
     refused: int = 0  # SYNs over max_connections or with no accept factory
+    unreachable: int = 0  # dials failed at once by an ICMP port/host unreachable (Linux)
     gso_sends: int = 0  # sendmsg calls that carried several datagrams (UDP GSO)
 
 
@@ -118,6 +129,9 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._gso: socket.socket | None = None
         self._dual = False  # an AF_INET6 socket: IPv4 peers are addressed as ::ffff:a.b.c.d
+        self._fd = -1  # the socket's descriptor while the error queue is on (Linux IP_RECVERR)
+        self._drain_handle: asyncio.Handle | None = None
+        self._dialing: dict[_Entry, None] = {}  # connect() calls waiting for their SYN's answer
         self.closed = asyncio.Event()
 
     @classmethod
@@ -142,9 +156,23 @@ class UtpSocketManager(asyncio.DatagramProtocol):
                 # uvloop's socket wrappers do not offer sendmsg
                 with contextlib.suppress(OSError):
                     self._gso = socket.socket(fileno=os.dup(sock.fileno()))
+            if sys.platform == "linux":
+                opts = [(socket.IPPROTO_IP, _IP_RECVERR)]
+                if self._dual:
+                    opts.append((socket.IPPROTO_IPV6, _IPV6_RECVERR))
+                try:
+                    for level, opt in opts:
+                        sock.setsockopt(level, opt, 1)
+                    self._fd = sock.fileno()
+                except OSError:
+                    pass  # no error queue: a dial to a dead port times out, as elsewhere
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._fd = -1  # closed: the number may soon name another file
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
         self._drop_gso()
         for entry in list(self._conns.values()):
             entry.conn.abort()
@@ -155,7 +183,10 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self.closed.set()
 
     def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors on UDP: the connection's timers decide
+        """An ICMP error on the socket (asyncio and uvloop call this when a receive or send returns
+        ECONNREFUSED and the like). Only dials are failed by it; for established connections the
+        timers decide, and errors for the DHT's queries are dropped (the query times out)."""
+        self._drain_errors()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
         if not is_utp_datagram(data):  # KRPC (b"d...") and anything else: not ours
@@ -198,6 +229,41 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             with contextlib.suppress(OSError):  # unreachable: the DHT query simply times out
                 self._transport.sendto(data, self._wire(addr))
 
+    def _drain_errors(self) -> None:
+        """Read the error queue (bounded; the rest on the next loop turn) and fail the dials whose
+        destination answered ICMP port/host unreachable."""
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        if self._fd < 0 or self._transport is None:
+            return
+        sock = socket.socket(fileno=self._fd)  # the transport's own socket, not the GSO duplicate
+        try:
+            for _ in range(_ERRQUEUE_BATCH):
+                try:
+                    _, ancdata, _, name = sock.recvmsg(0, 256, _MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                except OSError:
+                    return  # empty (EAGAIN)
+                for level, kind, data in ancdata:
+                    if (level, kind) not in _RECVERR_CMSGS or len(data) < _EXTENDED_ERR.size or not name:
+                        continue
+                    err, origin = _EXTENDED_ERR.unpack_from(data)
+                    if origin in _ORIGIN_ICMP and err in _UNREACHABLE:
+                        self._unreachable(_addr(name), err)
+            self._drain_handle = self._loop.call_soon(self._drain_errors)  # maybe more queued
+        finally:
+            sock.detach()
+
+    def _unreachable(self, addr: Addr, err: int) -> None:
+        for entry in [e for e in self._dialing if e.addr == addr]:
+            if entry.conn.state is not State.SYN_SENT:
+                continue
+            entry.conn.unreachable()
+            self.stats.unreachable += 1
+            msg = f"uTP: {os.strerror(err)} (ICMP from {addr[0]}:{addr[1]})"
+            self._lost(entry, ConnectionRefusedError(err, msg))
+            self._touch(entry)
+
     def _wire(self, addr: Addr) -> Addr:
         if self._dual and ":" not in addr[0]:
             return ("::ffff:" + addr[0], addr[1])
@@ -208,7 +274,8 @@ class UtpSocketManager(asyncio.DatagramProtocol):
     ) -> tuple[UtpStream, P]:
         """Dial ``addr``; once the SYN is acknowledged, build the protocol and connect it to a
         :class:`UtpStream` (``connection_made``), like ``loop.create_connection``. Raises
-        ``TimeoutError`` (after ``timeout`` or the SYN retries) or ``ConnectionResetError``."""
+        ``TimeoutError`` (after ``timeout`` or the SYN retries), ``ConnectionResetError``, or on Linux
+        ``ConnectionRefusedError`` at once when ``addr`` answers ICMP port/host unreachable."""
         if self._transport is None:
             raise ConnectionError("uTP socket manager is closed")
         peer = (addr[0], addr[1])
@@ -228,6 +295,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
 
         entry.stream = UtpStream(self, entry, factory)
         self._touch(entry)
+        self._dialing[entry] = None
         try:
             stream = await asyncio.wait_for(waiter, timeout)
         except BaseException:
@@ -235,6 +303,8 @@ class UtpSocketManager(asyncio.DatagramProtocol):
                 entry.conn.abort()
                 self._touch(entry)
             raise
+        finally:
+            del self._dialing[entry]
         return stream, holder[0]
 
     def close(self) -> None:
@@ -355,7 +425,9 @@ class UtpSocketManager(asyncio.DatagramProtocol):
                     )
                     self.stats.gso_sends += 1
                 except OSError as exc:
-                    if not isinstance(exc, BlockingIOError):
+                    if exc.errno in _UNREACHABLE:
+                        self._drain_errors()  # an ICMP error was pending on the socket: not GSO's fault
+                    elif not isinstance(exc, BlockingIOError):
                         self._drop_gso()  # no GSO here (old kernel, device): datagram by datagram
                     for k in range(i, j):
                         sendto(out[k], addr)  # the transport queues them while the socket is full
