@@ -274,8 +274,11 @@ def test_corrupt_and_garbage_peers_are_dropped_and_the_download_completes(tmp_pa
             }
             out = tmp_path / "down"
             peers = [f"127.0.0.1:{seed_port}", *(f"{hosts[k]}:{ports[k]}" for k in hosts)]
+            # the scripted hostile peers speak plaintext BitTorrent over TCP only (no MSE, no uTP): a
+            # first MSE attempt would be one more hang-up in their counts (the fallback to plaintext
+            # and to TCP is tested in tests/session/test_session_encryption.py and _utp.py)
             argv = [BITSWARM, "download", str(torrent_path), "-o", str(out), "--host", "127.0.0.1",
-                    "--port", "0", "--json"]  # fmt: skip
+                    "--port", "0", "--encryption", "off", "--transports", "tcp", "--json"]  # fmt: skip
             for p in peers:
                 argv += ["--peer", p]
             leecher = group.start(argv, stderr_path=tmp_path / "leecher.err", name="leecher")
@@ -314,7 +317,11 @@ async def test_a_bad_peer_does_not_get_an_honest_peer_on_its_ip_banned(tmp_path:
     from bitswarm.session import Session, SessionConfig
 
     def cfg(**kw: object) -> SessionConfig:
-        return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, enable_lsd=False, **kw)  # type: ignore[arg-type]
+        # plaintext TCP: the scripted bad peer speaks nothing else (see the test above)
+        return SessionConfig(
+            listen_host="127.0.0.1", listen_port=0, enable_dht=False, enable_lsd=False,
+            encryption="off", transports=("tcp",), **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
 
     src = make_payload(tmp_path / "seed" / "shared.bin", 2 * 1024 * 1024, seed=11)
     create_torrent(src, tmp_path / "shared.torrent", piece=PIECE)

@@ -34,8 +34,12 @@ PIECE = 64 * 1024
 KILLS = 5
 SEED_RATE = 6 * 1024 * 1024  #: seeder upload limit, bytes/s: the download takes ~5-6 s of transfer
 #: Bytes a killed run may have received without them reaching a verified piece on disk: pieces being
-#: assembled or written, what the seeder's token bucket let out in a burst, socket buffers.
-WASTE_PER_KILL = 16 * PIECE
+#: assembled or written, what the seeder's token bucket let out in a burst, socket buffers. The peers
+#: talk uTP (the default transport, dialed first): the seeder counts a block as sent once its uTP
+#: stream queues it, and a stream queues up to ``UtpConfig.send_high_water`` (1 MiB, about one
+#: bandwidth-delay product at 100 Mbit/s and 80 ms) before it pushes back, so a kill can cost that too
+#: (measured: ~1.4 MiB per kill over uTP, ~0.06 MiB over TCP).
+WASTE_PER_KILL = 16 * PIECE + (1 << 20)
 
 SEEDER_SCRIPT = textwrap.dedent(
     """
