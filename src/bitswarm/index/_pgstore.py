@@ -16,27 +16,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
 from bitswarm.index import _scripts as scripts
-from bitswarm.index._errors import Conflict, NotFound, ValidationError
+from bitswarm.index._errors import Conflict, ValidationError
 from bitswarm.index._model import (
-    HASH_ALGOS,
-    REGISTRATION_TTL,
-    FileSpec,
     SearchResult,
-    public_peer_id,
 )
 from bitswarm.index._rules import (
-    file_names,
     record_from,
 )
-from bitswarm.index._scripts import Script
+from bitswarm.index._scripts import Query, Script
 
 T = TypeVar("T")
 
@@ -138,12 +133,25 @@ PG_MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+_INSERT_FILE = (
+    f"INSERT INTO files({', '.join(scripts.NEW_FILE_COLS)}, search) "
+    f"VALUES ({', '.join(':' + c for c in scripts.NEW_FILE_COLS)}, CAST(:search AS tsvector)) RETURNING id"
+)
+_SET_NAMES = (
+    "UPDATE files SET name = :name, aliases = :aliases, search = CAST(:search AS tsvector) WHERE id = :id"
+)
 _PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def _q(sql: str, **params: Any) -> tuple[str, list[Any]]:
     """``:name`` placeholders to asyncpg's ``$n`` (each name bound once, reused by number)."""
+    text, names = _translate(sql)
+    return text, [params[name] for name in names]
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate(sql: str) -> tuple[str, tuple[str, ...]]:
     order: dict[str, int] = {}
 
     def sub(m: re.Match[str]) -> str:
@@ -152,8 +160,7 @@ def _q(sql: str, **params: Any) -> tuple[str, list[Any]]:
             order[name] = len(order) + 1
         return f"${order[name]}"
 
-    text = _PARAM.sub(sub, sql)
-    return text, [params[name] for name in order]
+    return _PARAM.sub(sub, sql), tuple(order)
 
 
 def search_words(text: str) -> list[str]:
@@ -282,245 +289,50 @@ class PgStore:
         async with self._pool.acquire() as c:
             return await self._run(c, script)
 
-    @staticmethod
-    async def _run(c: asyncpg.Connection, script: Script[T]) -> T:
-        """Run a transaction script (:mod:`bitswarm.index._scripts`) on connection ``c``."""
+    @classmethod
+    async def _run(cls, c: asyncpg.Connection, script: Script[T]) -> T:
+        """Run a transaction script (:mod:`bitswarm.index._scripts`) on connection ``c``; a broken
+        uniqueness constraint is thrown into the script as Conflict (the transaction is then aborted)."""
         try:
-            query = next(script)
+            step = next(script)
             while True:
+                query = step if isinstance(step, Query) else cls.lower(step)
                 params = {k: _clean(v) if isinstance(v, str) else v for k, v in query.params.items()}
                 sql, args = _q(query.sql, **params)
                 result: Any
-                if query.fetch == "one":
-                    result = await c.fetchrow(sql, *args)
-                elif query.fetch == "all":
-                    result = await c.fetch(sql, *args)
-                else:
-                    status = await c.execute(sql, *args)
-                    result = int(status.rsplit(" ", 1)[-1])
-                query = script.send(result)
+                try:
+                    if query.fetch == "one":
+                        result = await c.fetchrow(sql, *args)
+                    elif query.fetch == "all":
+                        result = await c.fetch(sql, *args)
+                    elif query.fetch == "id":
+                        result = await c.fetchval(sql, *args)
+                    else:
+                        status = await c.execute(sql, *args)
+                        result = int(status.rsplit(" ", 1)[-1])
+                except asyncpg.UniqueViolationError as exc:
+                    step = script.throw(Conflict(str(exc)))
+                    continue
+                step = script.send(result)
         except StopIteration as stop:
             value: T = stop.value
             return value
 
-    @classmethod
-    async def _delete_peer(cls, c: asyncpg.Connection, guid: str) -> None:
-        file_ids = [r[0] for r in await c.fetch("SELECT file_id FROM hosts WHERE guid = $1", guid)]
-        await c.execute("DELETE FROM peers WHERE guid = $1", guid)
-        await cls._drop_orphans(c, file_ids)
-
-    @classmethod
-    async def _drop_orphans(cls, c: asyncpg.Connection, file_ids: Iterable[int]) -> None:
-        """Remove files left without hosts; recompute the names of a kept file that had other names."""
-        ids = list(file_ids)
-        if ids:
-            await c.execute(
-                "DELETE FROM files f WHERE f.id = ANY($1::bigint[]) "
-                "AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.file_id = f.id)",
-                ids,
-            )
-            for r in await c.fetch(
-                "SELECT id FROM files WHERE id = ANY($1::bigint[]) AND aliases <> ''", ids
-            ):
-                await cls._refresh_names(c, r[0])
-
     @staticmethod
-    async def _refresh_names(c: asyncpg.Connection, file_id: int) -> None:
-        """Apply :func:`~bitswarm.index._rules.file_names` (names per peer) to file ``file_id``."""
-        row = await c.fetchrow("SELECT name, aliases FROM files WHERE id = $1", file_id)
-        hosts = await c.fetch("SELECT name FROM hosts WHERE file_id = $1 ORDER BY added_at, guid", file_id)
-        name, aliases = file_names(row[0], [h[0] for h in hosts])
-        if (name, aliases) != (row[0], row[1]):
-            await c.execute(
-                "UPDATE files SET name = $1, aliases = $2, search = $3::tsvector WHERE id = $4",
-                name,
-                aliases,
-                tsvector_literal(f"{name}\n{aliases}"),
-                file_id,
-            )
-
-    async def purge_expired(self, now: float) -> int:
-        async with self._tx_() as c:
-            await c.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
-            await c.execute("DELETE FROM seen_events WHERE seen_at <= $1", now - REGISTRATION_TTL)
-            expired = [r[0] for r in await c.fetch("SELECT guid FROM peers WHERE expires_at <= $1", now)]
-            for guid in expired:
-                await self._delete_peer(c, guid)
-            return len(expired)
-
-    async def delete_user_peers(self, user_id: int) -> int:
-        async with self._tx_() as c:
-            guids = [r[0] for r in await c.fetch("SELECT guid FROM peers WHERE user_id = $1", user_id)]
-            for guid in guids:
-                await self._delete_peer(c, guid)
-            return len(guids)
-
-    # -- files ---------------------------------------------------------------------------------
-
-    @staticmethod
-    async def _find_file(c: asyncpg.Connection, hashes: dict[str, str]) -> asyncpg.Record | None:
-        for algo, value in hashes.items():
-            row = await c.fetchrow(f"SELECT id, name, aliases FROM files WHERE {algo} = $1", value)
-            if row is not None:
-                return row
-        return None
-
-    @classmethod
-    async def _host_file(
-        cls,
-        c: asyncpg.Connection,
-        spec: FileSpec,
-        guid: str,
-        path: str | None,
-        now: float,
-        name: str | None = None,
-    ) -> int:
-        """Add ``spec`` (or find it by any hash) and record ``guid`` hosting it under ``name`` (default:
-        the spec's name; names are per peer). Returns the file id. A host name equal to
-        the file's is stored as NULL ("the file's name", no index entry): a file's name changes
-        only when no host uses it."""
-        name = spec.name if name is None else name
-        file_id, (current, aliases) = await cls._upsert_file(c, spec, now)
-        await c.execute(
-            "INSERT INTO hosts(file_id, guid, path, added_at, name) VALUES ($1, $2, $3, $4, $5) "
-            "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path), "
-            "name = excluded.name",
-            file_id,
-            guid,
-            path,
-            now,
-            None if name == current else name,
+    def lower(step: scripts.InsertFile | scripts.SetNames) -> Query:
+        """A dialect primitive of a script as PostgreSQL's statement: the BIGSERIAL gives the id (never
+        reused), and the row's ``search`` tsvector is written with the names it indexes."""
+        if isinstance(step, scripts.InsertFile):
+            return Query(_INSERT_FILE, {**step.params(), "search": tsvector_literal(step.spec.name)}, "id")
+        return Query(
+            _SET_NAMES,
+            {
+                "name": step.name,
+                "aliases": step.aliases,
+                "search": tsvector_literal(f"{step.name}\n{step.aliases}"),
+                "id": step.file_id,
+            },
         )
-        if name != current or aliases:
-            await cls._refresh_names(c, file_id)
-        return file_id
-
-    @classmethod
-    async def _upsert_file(
-        cls, c: asyncpg.Connection, spec: FileSpec, now: float
-    ) -> tuple[int, tuple[str, str]]:
-        """The file's id and its (name, other names) as they were (a new file: ``spec.name``, none)."""
-        hashes = spec.hashes()
-        if not hashes:
-            raise ValidationError("a file needs at least one hash")
-        found = await cls._find_file(c, hashes)
-        names = (spec.name, "") if found is None else (str(found["name"]), str(found["aliases"]))
-        if found is None:
-            file_id = int(
-                await c.fetchval(
-                    "INSERT INTO files(name, size, sha1, sha256, md5, btih_v1, btih_v2, magnet, torrent, "
-                    "created_at, search) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::tsvector) "
-                    "RETURNING id",
-                    spec.name,
-                    spec.size,
-                    spec.sha1,
-                    spec.sha256,
-                    spec.md5,
-                    spec.btih_v1,
-                    spec.btih_v2,
-                    spec.magnet,
-                    spec.torrent,
-                    now,
-                    tsvector_literal(spec.name),
-                )
-            )
-        else:
-            file_id = int(found["id"])
-            cols = (*HASH_ALGOS, "size", "magnet", "torrent")
-            sets = ", ".join(f"{col} = coalesce({col}, :{col})" for col in cols)
-            sql, args = _q(
-                f"UPDATE files SET {sets} WHERE id = :id",
-                id=file_id,
-                **{col: getattr(spec, col) for col in cols},
-            )
-            try:
-                async with c.transaction():
-                    await c.execute(sql, *args)
-            except asyncpg.UniqueViolationError:
-                raise Conflict("the hashes given belong to two different files") from None
-        if (
-            spec.chunks
-            and await c.fetchval("SELECT 1 FROM chunks WHERE file_id = $1 LIMIT 1", file_id) is None
-        ):
-            await c.executemany(
-                "INSERT INTO chunks(file_id, chunk_id, name, hash) VALUES ($1, $2, $3, $4)",
-                [(file_id, ch.id, ch.name, ch.hash) for ch in spec.chunks],
-            )
-        return file_id, names
-
-    async def add_file(
-        self,
-        spec: FileSpec,
-        now: float,
-        *,
-        guid: str | None,
-        ip: str | None = None,
-        port: int | None = None,
-        path: str | None = None,
-        seq_number: int | None = None,
-        create_guid: str | None = None,
-        touch: bool = True,
-        upsert_peer: bool = False,
-    ) -> tuple[int, str]:
-        async with self._tx_() as c:
-            script = scripts.file_host(
-                now,
-                guid=guid,
-                ip=ip,
-                port=port,
-                seq_number=seq_number,
-                create_guid=create_guid,
-                touch=touch,
-                upsert_peer=upsert_peer,
-            )
-            guid = await self._run(c, script)
-            file_id = await self._host_file(c, spec, guid, path, now)
-            return file_id, guid
-
-    async def replace_files(self, guid: str, specs: Sequence[FileSpec], now: float) -> list[int]:
-        async with self._tx_() as c:
-            await self._run(c, scripts.peer_row(guid, now))
-            old = [r[0] for r in await c.fetch("SELECT file_id FROM hosts WHERE guid = $1", guid)]
-            await c.execute("DELETE FROM hosts WHERE guid = $1", guid)
-            ids = []
-            for spec in specs:
-                ids.append(await self._host_file(c, spec, guid, None, now))
-            await self._drop_orphans(c, old)
-            return ids
-
-    async def register_with_files(
-        self, user_id: int, specs: Sequence[FileSpec], now: float, *, ip: str | None, replace: bool = True
-    ) -> str:
-        async with self._tx_() as c:
-            if replace:
-                for r in await c.fetch("SELECT guid FROM peers WHERE user_id = $1", user_id):
-                    await self._delete_peer(c, r[0])
-            guid = await self._run(c, scripts.create_peer(now, user_id=user_id, ip=ip))
-            for spec in specs:
-                await self._host_file(c, spec, guid, None, now)
-            return guid
-
-    async def remove_host(
-        self,
-        guid: str,
-        now: float,
-        *,
-        file_id: int | None = None,
-        file_hash: str | None = None,
-        seq_number: int | None = None,
-    ) -> int:
-        async with self._tx_() as c:
-            row = await self._run(c, scripts.peer_row(guid, now))
-            if file_id is None:
-                if file_hash is None:
-                    raise ValidationError("file id or hash required")
-                file_id = await self._run(c, scripts.file_id_by_hash(file_hash))
-            await self._run(c, scripts.check_seq(row, "seq_expected", seq_number))
-            status = await c.execute("DELETE FROM hosts WHERE file_id = $1 AND guid = $2", file_id, guid)
-            if status.endswith(" 0"):
-                raise NotFound(f"peer {guid} does not host file {file_id}")
-            await self._drop_orphans(c, [file_id])
-            return file_id
 
     async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
         """Prefix words and quoted phrases over names (tsvector), ranked by online peers then
@@ -557,99 +369,6 @@ class PgStore:
                 )
             )
         return SearchResult(total, tuple(record_from(r) for r in rows))
-
-    async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]], now: float) -> int:
-        async with self._tx_() as c:
-            for spec, guid in rows:
-                await self._host_file(c, spec, guid, None, now)
-        return len(rows)
-
-    # -- federation ----------------------------------------------------------------------------
-
-    async def dump(self, now: float) -> dict[str, Any]:
-        """The same JSON shape as the SQLite store's dump (``logged_in`` as 0/1, torrent base64)."""
-        from bitswarm.index._store import b64
-
-        async with self._tx_(write=False) as c:
-            peers = []
-            for r in await c.fetch(
-                "SELECT guid, ip, port, created_at, last_login, last_seen, logged_in, expires_at, "
-                "seq_expected, ka_seq_expected FROM peers WHERE expires_at > $1",
-                now,
-            ):
-                p = dict(r)
-                p["logged_in"] = int(p["logged_in"])
-                peers.append(p)
-            chunks: dict[int, list[dict[str, Any]]] = {}
-            for ch in await c.fetch(
-                "SELECT file_id, chunk_id, name, hash FROM chunks ORDER BY file_id, chunk_id"
-            ):
-                chunks.setdefault(ch[0], []).append({"id": ch[1], "name": ch[2], "chunk_hash": ch[3]})
-            hosts: dict[int, list[dict[str, Any]]] = {}
-            for h in await c.fetch("SELECT file_id, guid, path, name FROM hosts ORDER BY file_id, guid"):
-                hosts.setdefault(h[0], []).append({"guid": h[1], "path": h[2], "name": h[3]})
-            files = []
-            for r in await c.fetch("SELECT * FROM files ORDER BY id"):
-                f = {k: r[k] for k in ("id", "name", "size", *HASH_ALGOS, "magnet")}
-                f["torrent"] = b64(r["torrent"])
-                f["chunks"] = chunks.get(r["id"], [])
-                f["hosts"] = hosts.get(r["id"], [])
-                files.append(f)
-            trackers = [
-                {"name": t[1], "ip": t[0]}
-                for t in await c.fetch("SELECT ip, name FROM trackers ORDER BY added_at, ip")
-            ]
-        return {"version": 1, "peers": peers, "files": files, "trackers": trackers}
-
-    async def load_dump(self, data: dict[str, Any], now: float) -> int:
-        from bitswarm.index._store import spec_from_dump
-
-        async with self._tx_() as c:
-            for p in data.get("peers", []):
-                await c.execute(
-                    "INSERT INTO peers(guid, ip, port, created_at, last_login, last_seen, logged_in, "
-                    "expires_at, seq_expected, ka_seq_expected, public_id) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                    "ON CONFLICT(guid) DO UPDATE SET "
-                    "last_seen = greatest(coalesce(peers.last_seen, 0), coalesce(excluded.last_seen, 0)), "
-                    "expires_at = greatest(peers.expires_at, excluded.expires_at), "
-                    "seq_expected = greatest(peers.seq_expected, excluded.seq_expected), "
-                    "ka_seq_expected = greatest(peers.ka_seq_expected, excluded.ka_seq_expected)",
-                    p["guid"],
-                    p.get("ip"),
-                    p.get("port"),
-                    float(p["created_at"]),
-                    _opt_float(p.get("last_login")),
-                    _opt_float(p.get("last_seen")),
-                    bool(p.get("logged_in")),
-                    float(p["expires_at"]),
-                    int(p.get("seq_expected", 0)),
-                    int(p.get("ka_seq_expected", 0)),
-                    public_peer_id(p["guid"]),
-                )
-            n = 0
-            for f in data.get("files", []):
-                spec = spec_from_dump(f)
-                hosted = False
-                for h in f.get("hosts", []):
-                    if await c.fetchval("SELECT 1 FROM peers WHERE guid = $1", h["guid"]):
-                        await self._host_file(c, spec, h["guid"], h.get("path"), now, h.get("name"))
-                        hosted = True
-                if not hosted:
-                    await self._upsert_file(c, spec, now)
-                n += 1
-            for t in data.get("trackers", []):
-                await c.execute(
-                    "INSERT INTO trackers(ip, name, added_at) VALUES ($1, $2, $3) ON CONFLICT(ip) DO NOTHING",
-                    t["ip"],
-                    t["name"],
-                    now,
-                )
-            return n
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def is_postgres_dsn(value: str) -> bool:

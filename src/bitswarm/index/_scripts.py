@@ -8,25 +8,34 @@ in its worker thread, ``PgStore`` awaits each query on one connection; both insi
 they opened for the operation, so a script never sees half of another write.
 
 Peer creation, presence (LOGIN, keep-alive, LOGOUT, CentralizedP2P's implicit peers), ownership,
-sequence numbers, users and sessions, the federation's bookkeeping, the peer and file listings and
-lookups live here, on top of the pure rules of :mod:`bitswarm.index._rules`; the stores keep file
-registration and removal (the PostgreSQL search vector), search (FTS5 / tsvector) and dumps.
+sequence numbers, users and sessions, the federation's bookkeeping and dumps, the peer and file
+listings and lookups, file registration and removal (hosts, orphans, names per peer) live here, on top
+of the pure rules of :mod:`bitswarm.index._rules`. What differs between the dialects is yielded as one
+of two typed primitives (:class:`InsertFile`, :class:`SetNames`) that each store turns into its own
+statement; the stores keep only that, their plumbing and full-text search (FTS5 / tsvector).
+
+A statement that breaks a uniqueness constraint is thrown into the script as
+:class:`~bitswarm.index._errors.Conflict`; the script must then end (PostgreSQL has aborted the
+transaction), re-raising it or another error.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from bitswarm.index._errors import Conflict, NotFound
+from bitswarm.index._errors import Conflict, NotFound, ValidationError
 from bitswarm.index._model import (
     HASH_ALGOS,
     OFFLINE_AFTER,
+    REGISTRATION_TTL,
     Chunk,
     FileDetail,
     FileRecord,
+    FileSpec,
     Host,
     Peer,
     PeerStatus,
@@ -38,6 +47,7 @@ from bitswarm.index._rules import (
     Row,
     accept_seq,
     check_owner,
+    file_names,
     peer_from,
     record_from,
     registration_expiry,
@@ -47,18 +57,20 @@ from bitswarm.index._rules import (
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """One statement of a script. ``fetch``: ``"one"`` (a row or None), ``"all"`` (a list of rows)
-    or ``"count"`` (how many rows it inserted, updated or deleted)."""
+class Query(NamedTuple):
+    """One statement of a script. ``fetch``: ``"one"`` (a row or None), ``"all"`` (a list of rows),
+    ``"count"`` (how many rows it inserted, updated or deleted) or ``"id"`` (the id of the row it
+    inserted: only the stores' own statements use it, as PostgreSQL needs ``RETURNING id`` for it).
+    A named tuple, not a frozen dataclass: a bulk load makes three per file, and this is cheaper."""
 
     sql: str
     params: dict[str, Any]
-    fetch: Literal["one", "all", "count"] = "count"
+    fetch: Literal["one", "all", "count", "id"] = "count"
 
 
-#: A transaction script returning ``T``: yields queries, is sent their results.
-Script = Generator[Query, Any, T]
+#: A transaction script returning ``T``: yields queries (or the two dialect primitives
+#: :class:`InsertFile` and :class:`SetNames`, defined with the file writes below), is sent their results.
+Script = Generator["Query | InsertFile | SetNames", Any, T]
 
 PEER_SQL = (
     "SELECT p.guid, u.username, p.ip, p.port, p.logged_in, p.created_at, p.last_login, p.last_seen, "
@@ -529,3 +541,390 @@ def browse(guid: str, now: float) -> Script[list[FileRecord]]:
         "all",
     )
     return [record_from(r) for r in rows]
+
+
+# -- files (writes) ------------------------------------------------------------------------------------
+#
+# Registration and removal: written once here. The only dialect-specific steps are the two typed
+# primitives below, which each store turns into its own statement (:meth:`Store.lower` /
+# ``PgStore.lower``): SQLite gives ids that are never reused through ``file_id_high`` and keeps FTS5 in
+# step with triggers; PostgreSQL has a BIGSERIAL and maintains the ``search`` tsvector in the row.
+
+#: Columns of a new file that both dialects insert alike (in this order).
+NEW_FILE_COLS = ("name", "size", *HASH_ALGOS, "magnet", "torrent", "created_at")
+#: The values a known file takes from a later registration when it did not know them yet.
+FILL_COLS = (*HASH_ALGOS, "size", "magnet", "torrent")
+#: Most ``:name`` parameters one statement gets from a list (both SQLite and PostgreSQL take more).
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class InsertFile:
+    """Primitive: insert a new file row (:data:`NEW_FILE_COLS` from :meth:`params`); answers its id."""
+
+    spec: FileSpec
+    now: float
+
+    def params(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "name": s.name,
+            "size": s.size,
+            "sha1": s.sha1,
+            "sha256": s.sha256,
+            "md5": s.md5,
+            "btih_v1": s.btih_v1,
+            "btih_v2": s.btih_v2,
+            "magnet": s.magnet,
+            "torrent": s.torrent,
+            "created_at": self.now,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SetNames:
+    """Primitive: set file ``file_id``'s listed name and other names (and whatever the dialect indexes
+    them with). Answers the number of rows changed."""
+
+    file_id: int
+    name: str
+    aliases: str
+
+
+#: What a script may yield: a portable statement or a dialect primitive.
+Step = Query | InsertFile | SetNames
+
+
+def _in_list(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """``(:p0, :p1, …)`` and its parameters, for ``IN`` lists (at most :data:`BATCH` values)."""
+    params = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{k}" for k in params) + ")", params
+
+
+def refresh_names(file_id: int) -> Script[None]:
+    """Apply :func:`~bitswarm.index._rules.file_names` (names per peer) to file ``file_id``."""
+    row = yield Query("SELECT name, aliases FROM files WHERE id = :id", {"id": file_id}, "one")
+    hosts = yield Query(
+        "SELECT name FROM hosts WHERE file_id = :id ORDER BY added_at, guid", {"id": file_id}, "all"
+    )
+    name, aliases = file_names(row[0], [h[0] for h in hosts])
+    if (name, aliases) != (row[0], row[1]):
+        yield SetNames(file_id, name, aliases)
+
+
+def drop_orphans(file_ids: Iterable[int]) -> Script[None]:
+    """Remove files that no longer have any host (seed 000 ``deregister_file``); a kept file that had
+    other names gets them recomputed (a host that left took its name)."""
+    ids = list(dict.fromkeys(file_ids))
+    for start in range(0, len(ids), BATCH):
+        in_sql, params = _in_list("f", ids[start : start + BATCH])
+        yield Query(
+            f"DELETE FROM files WHERE id IN {in_sql} "
+            "AND NOT EXISTS (SELECT 1 FROM hosts WHERE hosts.file_id = files.id)",
+            params,
+        )
+        named = yield Query(f"SELECT id FROM files WHERE id IN {in_sql} AND aliases <> ''", params, "all")
+        for r in named:
+            yield from refresh_names(int(r[0]))
+
+
+def delete_peer(guid: str) -> Script[None]:
+    """Delete peer ``guid`` with its hosts and the files only it hosted."""
+    rows = yield Query("SELECT file_id FROM hosts WHERE guid = :guid", {"guid": guid}, "all")
+    yield Query("DELETE FROM peers WHERE guid = :guid", {"guid": guid})
+    yield from drop_orphans(int(r[0]) for r in rows)
+
+
+def _delete_peers(where: str, params: dict[str, Any]) -> Script[int]:
+    rows = yield Query(f"SELECT guid FROM peers WHERE {where}", params, "all")
+    for r in rows:
+        yield from delete_peer(str(r[0]))
+    return len(rows)
+
+
+def purge_expired(now: float) -> Script[int]:
+    """Delete expired sessions and events, and peers whose registration TTL ran out (with their hosts
+    and orphaned files). Returns how many peers went."""
+    yield Query("DELETE FROM sessions WHERE expires_at <= :now", {"now": now})
+    yield Query("DELETE FROM seen_events WHERE seen_at <= :old", {"old": now - REGISTRATION_TTL})
+    return (yield from _delete_peers("expires_at <= :now", {"now": now}))
+
+
+def delete_user_peers(user_id: int) -> Script[int]:
+    return (yield from _delete_peers("user_id = :uid", {"uid": user_id}))
+
+
+_FIND_FILE: dict[str, str] = {
+    algo: f"SELECT id, name, aliases FROM files WHERE {algo} = :v" for algo in HASH_ALGOS
+}
+_FILL = (
+    "UPDATE files SET "
+    + ", ".join(f"{col} = coalesce({col}, :{col})" for col in FILL_COLS)
+    + " WHERE id = :id"
+)
+_HOST = (
+    "INSERT INTO hosts(file_id, guid, path, added_at, name) VALUES (:fid, :guid, :path, :now, :name) "
+    "ON CONFLICT(file_id, guid) DO UPDATE SET path = coalesce(excluded.path, hosts.path), "
+    "name = excluded.name"
+)
+
+
+def find_file(hashes: dict[str, str]) -> Script[Row | None]:
+    """The file (id, name, aliases) having any of ``hashes``, or None."""
+    for algo, value in hashes.items():
+        row = yield Query(_FIND_FILE[algo], {"v": value}, "one")
+        if row is not None:
+            found: Row = row
+            return found
+    return None
+
+
+def upsert_file(spec: FileSpec, now: float) -> Script[tuple[int, tuple[str, str]]]:
+    """The file's id and its (name, other names) as they were (a new file: ``spec.name``, none);
+    a known file gets what it did not know yet (a known value is never overwritten)."""
+    hashes = spec.hashes()
+    if not hashes:
+        raise ValidationError("a file needs at least one hash")
+    found: Row | None = None
+    for algo, value in hashes.items():  # find_file, inlined: bulk loads pass here for every file
+        found = yield Query(_FIND_FILE[algo], {"v": value}, "one")
+        if found is not None:
+            break
+    if found is None:
+        file_id = int((yield InsertFile(spec, now)))
+        names = (spec.name, "")
+    else:
+        file_id, names = int(found["id"]), (str(found["name"]), str(found["aliases"]))
+        try:
+            yield Query(_FILL, {"id": file_id, **{col: getattr(spec, col) for col in FILL_COLS}})
+        except Conflict:
+            raise Conflict("the hashes given belong to two different files") from None
+    if spec.chunks:
+        have = yield Query("SELECT 1 FROM chunks WHERE file_id = :id LIMIT 1", {"id": file_id}, "one")
+        if have is None:
+            for start in range(0, len(spec.chunks), BATCH // 4):
+                values: list[str] = []
+                params: dict[str, Any] = {"fid": file_id}
+                for i, c in enumerate(spec.chunks[start : start + BATCH // 4]):
+                    values.append(f"(:fid, :c{i}, :n{i}, :h{i})")
+                    params.update({f"c{i}": c.id, f"n{i}": c.name, f"h{i}": c.hash})
+                yield Query(
+                    f"INSERT INTO chunks(file_id, chunk_id, name, hash) VALUES {', '.join(values)}", params
+                )
+    return file_id, names
+
+
+def host_file(
+    spec: FileSpec, guid: str, path: str | None, now: float, name: str | None = None
+) -> Script[int]:
+    """Add ``spec`` (or find it by any of its hashes) and record ``guid`` hosting it under ``name``
+    (default: the spec's name; names are per peer). Returns the file id. A host name equal to the
+    file's is stored as NULL ("the file's name", no index entry): a file's name changes only when no
+    host uses it."""
+    name = spec.name if name is None else name
+    file_id, (current, aliases) = yield from upsert_file(spec, now)
+    host_name = None if name == current else name
+    yield Query(_HOST, {"fid": file_id, "guid": guid, "path": path, "now": now, "name": host_name})
+    if name != current or aliases:
+        yield from refresh_names(file_id)
+    return file_id
+
+
+def add_file(
+    spec: FileSpec,
+    now: float,
+    *,
+    guid: str | None,
+    ip: str | None = None,
+    port: int | None = None,
+    path: str | None = None,
+    seq_number: int | None = None,
+    create_guid: str | None = None,
+    touch: bool = True,
+    upsert_peer: bool = False,
+) -> Script[tuple[int, str]]:
+    """Add ``spec`` (or find it by any of its hashes) and record peer ``guid`` as a host (see
+    :func:`file_host` for the peer side). Returns ``(file_id, guid)``."""
+    guid = yield from file_host(
+        now,
+        guid=guid,
+        ip=ip,
+        port=port,
+        seq_number=seq_number,
+        create_guid=create_guid,
+        touch=touch,
+        upsert_peer=upsert_peer,
+    )
+    return (yield from host_file(spec, guid, path, now)), guid
+
+
+def replace_files(guid: str, specs: Sequence[FileSpec], now: float) -> Script[list[int]]:
+    """Make ``specs`` the whole list of files peer ``guid`` hosts (seed 001 ``REGISTER_UPDATE``)."""
+    yield from peer_row(guid, now)
+    old = yield Query("SELECT file_id FROM hosts WHERE guid = :guid", {"guid": guid}, "all")
+    yield Query("DELETE FROM hosts WHERE guid = :guid", {"guid": guid})
+    ids = []
+    for spec in specs:
+        ids.append((yield from host_file(spec, guid, None, now)))
+    yield from drop_orphans(int(r[0]) for r in old)
+    return ids
+
+
+def register_with_files(
+    user_id: int, specs: Sequence[FileSpec], now: float, *, ip: str | None, replace: bool = True
+) -> Script[str]:
+    """Seed 001 REGISTER: (with ``replace``) drop the user's old peers and their indexes, create a
+    fresh peer id (offline until LOGIN) and index its files."""
+    if replace:
+        yield from delete_user_peers(user_id)
+    guid = yield from create_peer(now, user_id=user_id, ip=ip)
+    for spec in specs:
+        yield from host_file(spec, guid, None, now)
+    return guid
+
+
+def remove_host(
+    guid: str,
+    now: float,
+    *,
+    file_id: int | None = None,
+    file_hash: str | None = None,
+    seq_number: int | None = None,
+) -> Script[int]:
+    """Remove ``guid`` as a host of a file (by id or by any hash); a file left without hosts is
+    deleted. Returns the file id."""
+    row = yield from peer_row(guid, now)
+    if file_id is None:
+        if file_hash is None:
+            raise ValidationError("file id or hash required")
+        file_id = yield from file_id_by_hash(file_hash)
+    yield from check_seq(row, "seq_expected", seq_number)
+    removed = yield Query(
+        "DELETE FROM hosts WHERE file_id = :fid AND guid = :guid", {"fid": file_id, "guid": guid}
+    )
+    if removed == 0:
+        raise NotFound(f"peer {guid} does not host file {file_id}")
+    yield from drop_orphans([file_id])
+    return file_id
+
+
+def bulk_add(rows: Sequence[tuple[FileSpec, str]], now: float) -> Script[int]:
+    """Many (file, host guid) pairs in one transaction (bench and dump loading)."""
+    for spec, guid in rows:
+        yield from host_file(spec, guid, None, now)
+    return len(rows)
+
+
+# -- dumps (seed 000 tracker_sync / new_tracker) -------------------------------------------------------
+
+DUMP_PEER_COLS = (
+    "guid",
+    "ip",
+    "port",
+    "created_at",
+    "last_login",
+    "last_seen",
+    "logged_in",
+    "expires_at",
+    "seq_expected",
+    "ka_seq_expected",
+)
+
+
+def dump(now: float) -> Script[dict[str, Any]]:
+    """Everything a new tracker needs (seed 000 ``new_tracker``), JSON-serialisable and the same on
+    both backends (``logged_in`` 0/1, the .torrent base64)."""
+    peer_rows = yield Query(
+        f"SELECT {', '.join(DUMP_PEER_COLS)} FROM peers WHERE expires_at > :now ORDER BY guid",
+        {"now": now},
+        "all",
+    )
+    peers = [{**dict(r), "logged_in": int(r["logged_in"])} for r in peer_rows]
+    chunks: dict[int, list[dict[str, Any]]] = {}
+    for c in (
+        yield Query("SELECT file_id, chunk_id, name, hash FROM chunks ORDER BY file_id, chunk_id", {}, "all")
+    ):
+        chunks.setdefault(int(c[0]), []).append({"id": c[1], "name": c[2], "chunk_hash": c[3]})
+    hosts: dict[int, list[dict[str, Any]]] = {}
+    for h in (yield Query("SELECT file_id, guid, path, name FROM hosts ORDER BY file_id, guid", {}, "all")):
+        hosts.setdefault(int(h[0]), []).append({"guid": h[1], "path": h[2], "name": h[3]})
+    files = []
+    cols = ("id", "name", "size", *HASH_ALGOS, "magnet")
+    for r in (yield Query(f"SELECT {', '.join(cols)}, torrent FROM files ORDER BY id", {}, "all")):
+        f = {k: r[k] for k in cols}
+        f["torrent"] = None if r["torrent"] is None else base64.b64encode(bytes(r["torrent"])).decode("ascii")
+        f["chunks"] = chunks.get(int(r["id"]), [])
+        f["hosts"] = hosts.get(int(r["id"]), [])
+        files.append(f)
+    tracker_list = yield from trackers()
+    return {
+        "version": 1,
+        "peers": peers,
+        "files": files,
+        "trackers": [{"name": t.name, "ip": t.ip} for t in tracker_list],
+    }
+
+
+def spec_from_dump(f: dict[str, Any]) -> FileSpec:
+    """A file entry of a :func:`dump` back to a :class:`FileSpec`."""
+    torrent = f.get("torrent")
+    return FileSpec(
+        name=f["name"],
+        size=f.get("size"),
+        magnet=f.get("magnet"),
+        torrent=None if torrent is None else base64.b64decode(torrent),
+        chunks=tuple(Chunk(c["id"], c["name"], c["chunk_hash"]) for c in f.get("chunks", [])),
+        **{algo: f.get(algo) for algo in HASH_ALGOS},
+    )
+
+
+def _later(column: str) -> str:
+    """The larger of the stored and the incoming value (portable: no ``max(a, b)`` / ``greatest``)."""
+    old, new = f"coalesce(peers.{column}, 0)", f"coalesce(excluded.{column}, 0)"
+    return f"{column} = CASE WHEN {new} > {old} THEN {new} ELSE {old} END"
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def load_dump(data: dict[str, Any], now: float) -> Script[int]:
+    """Merge a :func:`dump` of another tracker (peers by guid, files by hash). Returns files merged."""
+    for p in data.get("peers", []):
+        yield Query(
+            f"INSERT INTO peers({', '.join(DUMP_PEER_COLS)}, public_id) VALUES "
+            f"({', '.join(':' + c for c in DUMP_PEER_COLS)}, :public_id) ON CONFLICT(guid) DO UPDATE SET "
+            + ", ".join(_later(c) for c in ("last_seen", "expires_at", "seq_expected", "ka_seq_expected")),
+            {
+                "guid": p["guid"],
+                "ip": p.get("ip"),
+                "port": p.get("port"),
+                "created_at": float(p["created_at"]),
+                "last_login": _opt_float(p.get("last_login")),
+                "last_seen": _opt_float(p.get("last_seen")),
+                "logged_in": bool(p.get("logged_in")),
+                "expires_at": float(p["expires_at"]),
+                "seq_expected": int(p.get("seq_expected", 0)),
+                "ka_seq_expected": int(p.get("ka_seq_expected", 0)),
+                "public_id": public_peer_id(p["guid"]),
+            },
+        )
+    n = 0
+    for f in data.get("files", []):
+        spec = spec_from_dump(f)
+        hosted = False
+        for h in f.get("hosts", []):
+            if (
+                yield Query("SELECT 1 FROM peers WHERE guid = :guid", {"guid": h["guid"]}, "one")
+            ) is not None:
+                yield from host_file(spec, h["guid"], h.get("path"), now, h.get("name"))
+                hosted = True
+        if not hosted:
+            yield from upsert_file(spec, now)
+        n += 1
+    for t in data.get("trackers", []):
+        yield Query(
+            "INSERT INTO trackers(ip, name, added_at) VALUES (:ip, :name, :now) ON CONFLICT(ip) DO NOTHING",
+            {"ip": t["ip"], "name": t["name"], "now": now},
+        )
+    return n

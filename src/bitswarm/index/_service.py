@@ -237,7 +237,7 @@ class IndexService:
         )
 
     async def delete_user_peers(self, user: User) -> int:
-        return await self._db.delete_user_peers(user.id)
+        return await self._db.run(scripts.delete_user_peers(user.id))
 
     async def check_owner(self, guid: str, user: User) -> None:
         owner = await self._db.run(scripts.peer_owner(guid, self.clock()), write=False)
@@ -270,7 +270,7 @@ class IndexService:
         return await self._db.run(scripts.hosts_paths(guid), write=False)
 
     async def purge_expired(self) -> int:
-        return await self._db.purge_expired(self.clock())
+        return await self._db.run(scripts.purge_expired(self.clock()))
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -289,27 +289,31 @@ class IndexService:
     ) -> tuple[int, str]:
         """Add a file (deduplicated by any hash) hosted by ``guid`` (None: register a new peer).
         Returns ``(file_id, guid)``."""
-        return await self._db.add_file(
-            spec,
-            self.clock(),
-            guid=guid,
-            ip=ip,
-            port=port,
-            path=path,
-            seq_number=seq_number,
-            create_guid=create_guid,
-            touch=touch,
-            upsert_peer=upsert_peer,
+        return await self._db.run(
+            scripts.add_file(
+                spec,
+                self.clock(),
+                guid=guid,
+                ip=ip,
+                port=port,
+                path=path,
+                seq_number=seq_number,
+                create_guid=create_guid,
+                touch=touch,
+                upsert_peer=upsert_peer,
+            )
         )
 
     async def replace_files(self, guid: str, specs: Sequence[FileSpec]) -> list[int]:
-        return await self._db.replace_files(guid, list(specs), self.clock())
+        return await self._db.run(scripts.replace_files(guid, list(specs), self.clock()))
 
     async def register_with_files(
         self, user: User, specs: Sequence[FileSpec], *, ip: str | None = None, replace: bool = True
     ) -> str:
         """Seed 001 REGISTER: a fresh peer id for ``user`` hosting ``specs`` (old ids dropped)."""
-        return await self._db.register_with_files(user.id, list(specs), self.clock(), ip=ip, replace=replace)
+        return await self._db.run(
+            scripts.register_with_files(user.id, list(specs), self.clock(), ip=ip, replace=replace)
+        )
 
     async def remove_host(
         self,
@@ -319,12 +323,10 @@ class IndexService:
         file_hash: str | None = None,
         seq_number: int | None = None,
     ) -> int:
-        return await self._db.remove_host(
-            guid,
-            self.clock(),
-            file_id=file_id,
-            file_hash=file_hash,
-            seq_number=seq_number,
+        return await self._db.run(
+            scripts.remove_host(
+                guid, self.clock(), file_id=file_id, file_hash=file_hash, seq_number=seq_number
+            )
         )
 
     async def get_file(self, file_id: int) -> FileDetail:
@@ -351,7 +353,7 @@ class IndexService:
         return await self._db.search(query, self.clock(), limit, offset)
 
     async def bulk_add(self, rows: Sequence[tuple[FileSpec, str]]) -> int:
-        return await self._db.bulk_add(list(rows), self.clock())
+        return await self._db.run(scripts.bulk_add(list(rows), self.clock()))
 
     # -- federation ----------------------------------------------------------------------------
 
@@ -368,7 +370,7 @@ class IndexService:
         return await self._db.run(scripts.trackers(), write=False)
 
     async def dump(self) -> dict[str, Any]:
-        return await self._db.dump(self.clock())
+        return await self._db.run(scripts.dump(self.clock()))
 
     async def load_dump(self, data: dict[str, Any]) -> int:
-        return await self._db.load_dump(data, self.clock())
+        return await self._db.run(scripts.load_dump(data, self.clock()))
