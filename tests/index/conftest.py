@@ -1,6 +1,15 @@
 """Index test fixtures: a real PostgreSQL server (Debian's binaries, initdb into a temp dir, run as the
 ``postgres`` user when we are root) shared by the session, a fresh database per test, and
-``index_db``: the storage location every core/API test runs against — SQLite and PostgreSQL."""
+``index_db``: the storage location every core/API test runs against — SQLite and PostgreSQL.
+
+Every test here also fails when it leaves an exception in a finalizer behind (a transport, socket or
+pipe left to the garbage collector: with warnings as errors, its ResourceWarning is raised inside
+``__del__``). The project ignores those warnings elsewhere, but they are not harmless: pytest formats
+each one when it happens, and on CPython 3.11 formatting a traceback calls ``ast.parse``, so when the
+collector runs such a finalizer in the middle of another ``ast.parse`` (pytest rewriting a module
+imported lazily, e.g. anyio's file I/O under starlette's ``FileResponse``), the nested call breaks
+3.11's AST recursion bookkeeping and the outer one fails with ``SystemError: AST constructor recursion
+depth mismatch`` — in whichever later test happens to import something then."""
 
 from __future__ import annotations
 
@@ -20,6 +29,16 @@ from pathlib import Path
 import pytest
 
 from testtools import skip_missing
+
+_HERE = Path(__file__).parent
+_NO_LEAKS = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """No exception left in a finalizer by any test of this directory (see the module docstring)."""
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(_NO_LEAKS)
 
 
 def _pg_bin() -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -64,3 +65,11 @@ async def binary_session(host: str, port: int) -> AsyncIterator[Callable[[Any], 
         yield call
     finally:
         writer.close()
+
+
+def close_pipes(proc: subprocess.Popen[Any]) -> None:
+    """Close a child's pipes once it is stopped: left to the garbage collector, each is a
+    ResourceWarning raised inside a finalizer (see ``conftest.py``: that fails the test)."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

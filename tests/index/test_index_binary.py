@@ -351,7 +351,8 @@ async def test_server_caps_unauthenticated_connections():
         assert await c.call(b.Login("amy", "pw", reg.peer_id)) == b.SimpleOk(
             b.MessageType.LOGIN_OK, "LOGIN SUCCESS"
         )
-        c.close()
+        for client in (c, extra, big):  # all of them: a transport left to the GC is a failure (conftest)
+            client.close()
         for _, writer in idle:
             writer.close()
     finally:

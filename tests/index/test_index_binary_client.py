@@ -84,15 +84,18 @@ async def scripted(reply: bytes | None, *, close: bool = False):
     got = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(100)
-        got.set()
-        if reply is not None:
-            writer.write(reply)
-            await writer.drain()
-        if close:
+        try:
+            await reader.read(100)
+            got.set()
+            if reply is not None:
+                writer.write(reply)
+                await writer.drain()
+            if not close:
+                await asyncio.sleep(30)
+        finally:  # also when cancelled at the end of the test: no transport left to the GC
             writer.close()
-            return
-        await asyncio.sleep(30)
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
 
     srv = await asyncio.start_server(handle, "127.0.0.1", 0)
     return srv, srv.sockets[0].getsockname()[1], got

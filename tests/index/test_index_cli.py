@@ -11,6 +11,7 @@ import sys
 
 import httpx
 import pytest
+from index_testlib import close_pipes
 
 pytestmark = pytest.mark.timeout(60)
 CLI = [sys.executable, "-m", "bitswarm"]
@@ -39,13 +40,19 @@ def start(tmp_path, *extra):
     line = proc.stdout.readline()  # blocks until the server printed its ports (or died)
     if not line:
         proc.kill()
-        raise AssertionError(proc.stderr.read())
+        proc.wait(timeout=5)
+        err = proc.stderr.read()
+        close_pipes(proc)
+        raise AssertionError(err)
     return proc, json.loads(line)
 
 
 def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        close_pipes(proc)
 
 
 def test_index_process_search_peers_and_restart(tmp_path):

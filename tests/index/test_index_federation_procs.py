@@ -14,7 +14,7 @@ import time
 
 import httpx
 import pytest
-from index_testlib import FED_KEY
+from index_testlib import FED_KEY, close_pipes
 
 CLI = [sys.executable, "-m", "bitswarm"]
 
@@ -31,14 +31,20 @@ def start(tmp_path, name, *extra):
     line = proc.stdout.readline()  # printed once listening and every --peer-index dump is loaded
     if not line:
         proc.kill()
-        raise AssertionError(proc.stderr.read())
+        proc.wait(timeout=5)
+        err = proc.stderr.read()
+        close_pipes(proc)
+        raise AssertionError(err)
     return proc, json.loads(line)["url"]
 
 
 def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+    finally:
+        close_pipes(proc)
 
 
 def names(url):

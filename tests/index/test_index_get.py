@@ -13,7 +13,7 @@ import sys
 
 import httpx
 import pytest
-from index_testlib import FAST_HASHER, FakeClock
+from index_testlib import FAST_HASHER, FakeClock, close_pipes
 
 from bitswarm.index import IndexService, public_peer_id
 from bitswarm.index.client import IndexClient, IndexClientError
@@ -125,13 +125,16 @@ def _json_lines_until(proc, event, limit=400):
 
 
 def _stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+    finally:
+        close_pipes(proc)
 
 
 @pytest.mark.timeout(90)
