@@ -417,3 +417,33 @@ def test_config_toml_sets_the_limits_and_the_federation_key(tmp_path):
     assert (
         defaults.login_timeout <= 10 and defaults.http_header_timeout <= 10 and defaults.http_max_per_ip <= 64
     )
+
+
+async def test_deep_json_is_refused_before_any_parser_recurses(monkeypatch):
+    """Nesting is counted on the bytes first: the parser (which would recurse until RecursionError,
+    leaving the process to recover from it) never sees a body nested too deep."""
+    import json
+
+    from bitswarm.index._http_common import JsonGuard, too_deep
+
+    assert too_deep(DEEP) and too_deep(DEEP_OBJECT) and not too_deep(b'{"name": "' + b"[" * 99 + b'"}')
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("a body nested too deep reached the JSON parser")
+
+    async def app(scope, receive, send):
+        raise AssertionError("a body nested too deep reached the handler")
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": DEEP_OBJECT, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/files", "headers": [], "query_string": b""}
+    monkeypatch.setattr(json, "loads", no_parse)
+    await JsonGuard(app)(scope, receive, send)
+    monkeypatch.undo()
+    assert sent[0]["status"] == 400 and b"nested deeper than" in sent[1]["body"]

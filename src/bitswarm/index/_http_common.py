@@ -6,6 +6,7 @@ holding a lone surrogate (``"\\ud800"``: not Unicode text, cannot be stored) bef
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import Request
@@ -56,16 +57,39 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
         if optional:
             return {}
         raise ValidationError("a JSON body is required")
+    if too_deep(raw):
+        raise ValidationError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ValidationError("the body is not valid UTF-8") from None
-    except RecursionError:
+    except RecursionError:  # not reached after too_deep(); kept as a last line
         raise ValidationError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ValidationError(f"the body is not valid JSON: {exc}") from None
     check_json(value)
     return value
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def too_deep(raw: bytes) -> bool:
+    """Whether ``raw`` nests arrays/objects deeper than :data:`MAX_JSON_DEPTH` — found by counting
+    brackets outside strings, before any parser recurses (so no RecursionError is ever raised in the
+    process). Not a validity check: a body that is not JSON is the parser's business."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for m in _BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def check_json(value: Any) -> None:
@@ -131,6 +155,8 @@ def _json_problem(raw: bytes) -> str | None:
     """Why a JSON body is refused here (too deep, lone surrogate), or None (fine, or not JSON)."""
     if raw.lstrip()[:1] not in (b"{", b"[", b'"'):
         return None
+    if too_deep(raw):
+        return f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
     try:
         check_json(json.loads(raw))
     except RecursionError:
