@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitswarm.session.picker import BLOCK_SIZE, PiecePicker
+from bitswarm.session.picker import BLOCK_SIZE, PiecePicker, pick_rank
 
 PIECE = 4 * BLOCK_SIZE
 
@@ -222,3 +222,78 @@ def test_mask_path_never_touches_the_callback() -> None:
     assert {r.index for r in got} == {5, 9}
     assert p.pick("a", boom, 8, peer_mask=_mask(64, {5, 9})) == []  # both started, nothing fresh
     assert not p.wants_mask(_mask(64, set())) and p.wants_mask(_mask(64, {5}))
+
+
+# -- priorities 1-7 (libtorrent's weighting: pick_rank) -----------------------------------------
+
+
+def picked_order(p: PiecePicker) -> list[int]:
+    """Indices in the order rarest-first opens them, one piece per pick."""
+    out: list[int] = []
+    while True:
+        reqs = p.pick(f"peer{len(out)}", everything, p.num_blocks(0))
+        if not reqs:
+            return out
+        out.append(reqs[0].index)
+        for r in reqs:
+            p.received(f"peer{len(out) - 1}", r.index, r.begin)
+        p.piece_passed(reqs[0].index)
+
+
+def test_single_source_priorities_strictly_ordered() -> None:
+    """One seeder (every piece equally available): higher priority pieces are all picked first."""
+    p = make(num=14)
+    p.peer_has_all()
+    prios = [1, 7, 2, 4, 3, 5, 6, 1, 7, 2, 4, 3, 5, 6]
+    for i, pr in enumerate(prios):
+        p.set_priority(i, pr)
+    order = picked_order(p)
+    assert [prios[i] for i in order] == sorted(prios, reverse=True)
+
+
+def test_priority_weighs_against_rarity() -> None:
+    """libtorrent's proportional share: 4–6 count half the peers, 1–3 break ties within a level,
+    7 ignores rarity."""
+    p = make(num=6)
+    avail = [1, 2, 4, 9, 3, 9]
+    prios = [1, 3, 4, 7, 1, 2]
+    for i, (a, pr) in enumerate(zip(avail, prios, strict=True)):
+        for _ in range(a):
+            p.peer_has(i)
+        p.set_priority(i, pr)
+    # ranks: 7 → 0; (4, avail 4) → 2*4+3 = 11; (1, avail 1) → 7; (3, avail 2) → 9;
+    # (1, avail 3) → 15; (2, avail 9) → 38
+    assert picked_order(p) == [3, 0, 1, 2, 4, 5]
+
+
+def test_pick_rank_levels() -> None:
+    assert pick_rank(100, 7) == 0 < pick_rank(1, 6) < pick_rank(1, 4) < pick_rank(1, 3) < pick_rank(1, 1)
+    assert pick_rank(1, 3) < pick_rank(1, 2) < pick_rank(1, 1) < pick_rank(2, 3)
+    assert pick_rank(4, 4) == pick_rank(2, 1)  # priority 4 counts half the peers
+
+
+def test_priorities_through_the_mask_path() -> None:
+    """The few-candidates path (peer mask) follows the same weighted order."""
+    p = make(num=10)
+    p.peer_has_all()
+    for i in range(10):
+        p.set_priority(i, 1 if i < 8 else 6)
+    mask = ((1 << 10) - 1) << 6  # all ten pieces, BEP 3 layout in 16 bits
+    first = p.pick("a", everything, 4, peer_mask=mask)  # a whole piece each
+    second = p.pick("b", everything, 4, peer_mask=mask)
+    assert first[0].index in (8, 9) and second[0].index in (8, 9) and first[0].index != second[0].index
+
+
+def test_sequential_highest_priority_level_first() -> None:
+    p = make(num=6)
+    p.peer_has_all()
+    p.sequential = True
+    p.set_priority(4, 5)
+    p.set_priority(2, 5)
+    p.set_priority(5, 2)
+    p.set_priority(0, 0)
+    assert [r.index for r in p.pick("a", everything, 6 * 4)][::4] == [2, 4, 5, 1, 3]
+    assert p.weighted
+    for i in (2, 4, 5):
+        p.set_priority(i, 1)
+    assert not p.weighted

@@ -6,11 +6,13 @@ Policy, in order of precedence:
 2. partial pieces already started, so pieces complete and can be verified and shared early;
 3. in sequential mode, the lowest missing index;
 4. otherwise rarest first — fewest peers have it — with random tie-breaks, so a swarm spreads
-   pieces instead of everyone fetching the same ones;
+   pieces instead of everyone fetching the same ones, weighted by piece priority (1–7, the highest
+   priority of the files a piece touches) as libtorrent weighs them (see :func:`pick_rank`);
 5. end-game: once every missing block is requested, a block may be requested again from another
    peer (at most ``endgame_dups`` extra times); the session cancels the duplicates on arrival.
 
-Pieces of priority 0 (from files the user skipped) are never picked. The picker is pure logic: no
+Pieces of priority 0 (from files the user skipped) are never picked. In sequential mode the
+lowest index of the highest priority level goes first. The picker is pure logic: no
 I/O, no clock of its own (deadlines are plain numbers the caller compares), an injected RNG.
 """
 
@@ -24,6 +26,34 @@ BLOCK_SIZE = 16 * 1024
 #: a peer with at most this many fresh pieces we want: list them from the bitmask and sort by
 #: rarity, instead of walking the rarest-first order to find them
 _ENUMERATE_MAX = 128
+#: rarity steps of :func:`pick_rank`: each availability level spans this many ranks, so the three
+#: priority offsets inside one level never reach the next level
+_LEVEL_SPAN = 4
+TOP_PRIORITY = 7
+
+
+def pick_rank(availability: int, priority: int) -> int:
+    """Where a fresh piece stands in the pick order: lower goes first (random tie-breaks follow).
+
+    The weighting is libtorrent's (its piece picker's priority buckets), so a swarm of mixed
+    clients treats file priorities alike:
+
+    * priority 7 ignores rarity: such pieces go before every other piece;
+    * priorities 4–6 count half the peers that have a piece (a piece of priority 4 held by 4 peers
+      stands with a priority-1 piece held by 2), then act as priorities 1–3;
+    * within one availability level, a higher priority goes first (priority 3 before 2 before 1),
+      but a rarer piece of priority 1 still beats a commoner piece of priority 3.
+
+    With a single source (every piece equally available) this is strictly by priority; in a swarm
+    higher priorities get a proportional head start without starving rare low-priority pieces.
+    Priority 0 is never picked and has no rank.
+    """
+    if priority >= TOP_PRIORITY:
+        return 0
+    if priority > 3:
+        availability //= 2
+        priority -= 3
+    return availability * _LEVEL_SPAN + (_LEVEL_SPAN - priority)
 
 
 @dataclass(slots=True)
@@ -81,6 +111,7 @@ class PiecePicker:
         self._order_pos = 0  # entries before it are had or started
         self._stale = 0  # availability changes since the order was sorted
         self._missing = num_pieces
+        self._weighted = 0  # pieces whose priority is above 1 (the default)
         self._wanted_missing = num_pieces  # pieces we lack with priority > 0
         self._tiebreak = list(range(num_pieces))
         #: end-game: bumped whenever a block may have become a candidate for duplication; a peer
@@ -154,6 +185,7 @@ class PiecePicker:
         old = self.priority[index]
         if not self.have[index] and bool(old) != bool(new):
             self._wanted_missing += 1 if new else -1
+        self._weighted += (new > 1) - (old > 1)
         self.priority[index] = new
         self._order = None
         self._epoch += 1
@@ -171,6 +203,12 @@ class PiecePicker:
     def missing(self) -> int:
         """Pieces we do not have yet (any priority)."""
         return self._missing
+
+    @property
+    def weighted(self) -> bool:
+        """Do some pieces have a priority above the default 1? (Then a peer's ``have`` is not a
+        reason to request that very piece: the regular pick weighs it against the others.)"""
+        return self._weighted > 0
 
     def is_complete(self) -> bool:
         """True when every piece we want (priority > 0) is verified."""
@@ -201,7 +239,7 @@ class PiecePicker:
             avail, tb, have, prio = self.availability, self._tiebreak, self.have, self.priority
             parts = self._partials
             cands = [i for i in range(self.num_pieces) if not have[i] and prio[i] and i not in parts]
-            cands.sort(key=lambda i: (-prio[i], avail[i], tb[i]))
+            cands.sort(key=lambda i: (pick_rank(avail[i], prio[i]), tb[i]))
             self._order = cands
             self._order_pos = 0
             self._stale = 0
@@ -307,13 +345,19 @@ class PiecePicker:
     def _pick_sequential(
         self, peer: Hashable, peer_has: Callable[[int], bool], count: int, out: list[BlockRequest]
     ) -> None:
-        """3. New pieces in sequential mode: the lowest missing index first."""
+        """3. New pieces in sequential mode: the lowest missing index of the highest priority level
+        first (one pass per level present when priorities differ)."""
         have, prio, partials = self.have, self.priority, self._partials
-        for index in range(self.num_pieces):
-            if len(out) >= count:
-                return
-            if not have[index] and prio[index] and index not in partials and peer_has(index):
-                self._take_from(index, peer, count - len(out), out)
+        levels = sorted({p for p in prio if p}, reverse=True) if self._weighted else [0]
+        for level in levels:
+            for index in range(self.num_pieces):
+                if len(out) >= count:
+                    return
+                p = prio[index]
+                if not p or (level and p != level):
+                    continue
+                if not have[index] and index not in partials and peer_has(index):
+                    self._take_from(index, peer, count - len(out), out)
 
     def _pick_rarest(
         self,

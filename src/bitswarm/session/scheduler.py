@@ -141,6 +141,10 @@ class RequestScheduler:
             peer.set_interested(True)
         if peer.peer_choking or peer.outstanding > peer.refill_at or peer.closed:
             return
+        if self.picker.weighted:
+            # file priorities differ: the announced piece is weighed against the others
+            self.fill_requests(peer)
+            return
         # request from the piece just announced only (O(1)); the regular refill scans the rest
         blocks = self.picker.pick_piece(peer, index, self.queue_target(peer) - peer.outstanding)
         if blocks:
