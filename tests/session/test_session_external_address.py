@@ -107,8 +107,11 @@ def test_bad_arguments() -> None:
         ExternalAddressVote().add(PUB, "rumour", "x")
 
 
-@given(st.lists(st.tuples(st.sampled_from(["mapping", "tracker", "peer", "dht"]),
-                          st.integers(0, 9), st.sampled_from([PUB, OTHER, "10.0.0.1"])), max_size=60))  # fmt: skip
+SOURCE = st.sampled_from(["mapping", "tracker", "peer", "dht"])
+ADDRESS = st.sampled_from([PUB, OTHER, "10.0.0.1"])
+
+
+@given(st.lists(st.tuples(SOURCE, st.integers(0, 9), ADDRESS), max_size=60))
 def test_the_decision_is_always_a_best_scoring_address_past_the_threshold(
     reports: list[tuple[str, int, str]],
 ) -> None:
