@@ -247,7 +247,7 @@ def _run(fn: Any) -> Any:
     try:
         return fn()
     except DaemonClientError as exc:
-        fail(str(exc), 1)
+        fail(str(exc), exc.exit_code)
 
 
 def _line(t: dict[str, Any]) -> str:
@@ -512,14 +512,15 @@ def top(
 
     with _client(api, token, data, timeout=5.0) as c:
 
-        def frame() -> Any:
-            return render(c.list(), c.stats(), c.api)
+        def frame() -> Any:  # piped or redirected: as wide as the rows, nothing left out
+            width = real_console(console).width if real_console(console).is_terminal else None
+            return render(c.list(), c.stats(), c.api, width=width)
 
         if once:
             try:
                 console.print(frame())
             except DaemonClientError as exc:
-                fail(str(exc), 1)
+                fail(str(exc), exc.exit_code)
             return
         fd = sys.stdin.fileno() if sys.stdin.isatty() else None
         old = termios.tcgetattr(fd) if fd is not None else None

@@ -52,8 +52,37 @@ def eta(s: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
 
 
-def render(torrents: list[dict[str, Any]], stats: dict[str, Any], api: str) -> Group:
-    """The dashboard: a header line with session totals and one table row per torrent."""
+#: The columns after ``#``, Name, State and Progress, in the order they are dropped from a narrow
+#: terminal (last first): (header, width).
+_OPTIONAL_COLUMNS = (("Down", 11), ("Size", 10), ("Peers", 5), ("Up", 11), ("ETA", 7))
+_DISPLAY_ORDER = ("Size", "Down", "Up", "Peers", "ETA")
+#: The narrowest Name and Progress columns a terminal table keeps (they are never dropped).
+NAME_MIN, PROGRESS_MIN = 16, 14
+
+
+def _columns(width: int | None) -> list[str]:
+    """The optional columns that fit ``width`` next to the ones always shown (all when not a terminal)."""
+    if width is None:
+        return [name for name, _ in _OPTIONAL_COLUMNS]
+    used = 3 + NAME_MIN + 11 + PROGRESS_MIN + 4 * 2 + 2  # each column is padded by one space a side
+    shown = []
+    for name, w in _OPTIONAL_COLUMNS:
+        if used + w + 2 > width:
+            break
+        used += w + 2
+        shown.append(name)
+    return shown
+
+
+def render(
+    torrents: list[dict[str, Any]], stats: dict[str, Any], api: str, *, width: int | None = None
+) -> Group:
+    """The dashboard: a header line with session totals and one table row per torrent.
+
+    ``width``: the terminal's width — the table fills it, and the columns that do not fit are left out
+    (Name and Progress always stay). ``None``: not a terminal (``top --once`` piped or redirected) —
+    the table is as wide as its contents, every name in full."""
+    terminal = width is not None
     head = Text.assemble(
         ("bitswarm ", "bold magenta"),
         (f"{api}  ", "dim"),
@@ -64,34 +93,43 @@ def render(torrents: list[dict[str, Any]], stats: dict[str, Any], api: str) -> G
         (f"  {stats.get('torrents', 0)} torrents, {stats.get('peers', 0)} peers", ""),
         (f"  port {stats.get('listen_port', '?')}", "dim"),
     )
-    table = Table(box=box.SIMPLE_HEAD, expand=True, header_style="bold")
+    optional = _columns(width)
+    table = Table(box=box.SIMPLE_HEAD, expand=terminal, header_style="bold")
     table.add_column("#", justify="right", width=3)
-    table.add_column("Name", ratio=3, no_wrap=True, overflow="ellipsis")
+    if terminal:
+        table.add_column("Name", ratio=3, min_width=NAME_MIN, no_wrap=True, overflow="ellipsis")
+    else:
+        table.add_column("Name", no_wrap=True)
     table.add_column("State", width=11)
-    table.add_column("Progress", ratio=2)
-    table.add_column("Size", justify="right", width=10)
-    table.add_column("Down", justify="right", width=11)
-    table.add_column("Up", justify="right", width=11)
-    table.add_column("Peers", justify="right", width=5)
-    table.add_column("ETA", justify="right", width=7)
+    table.add_column("Progress", ratio=2 if terminal else None, min_width=PROGRESS_MIN)
+    widths = dict(_OPTIONAL_COLUMNS)
+    optional = [name for name in _DISPLAY_ORDER if name in optional]
+    for name in optional:
+        table.add_column(name, justify="right", width=widths[name])
     for n, t in enumerate(torrents, 1):
         p = float(t.get("progress") or 0.0)
         state = str(t.get("state", "?"))
-        bar = Table.grid(expand=True)
-        bar.add_column(ratio=1)
+        bar = Table.grid(expand=terminal)
+        bar.add_column(ratio=1 if terminal else None)
         bar.add_column(width=7, justify="right")
-        bar.add_row(ProgressBar(total=1.0, completed=p, width=None), f"{p * 100:5.1f}%")
+        bar.add_row(ProgressBar(total=1.0, completed=p, width=None if terminal else 20), f"{p * 100:5.1f}%")
+        cells = {
+            "Size": size(t.get("wanted_size") or t.get("total_size")),
+            "Down": rate(t.get("download_rate")),
+            "Up": rate(t.get("upload_rate")),
+            "Peers": str(t.get("peers", 0)),
+            "ETA": eta(t.get("eta")) if state == "downloading" else "",
+        }
         table.add_row(
             str(n),
             str(t.get("name", "")),
             Text(state, style=_STATE_STYLE.get(state, "")),
             bar,
-            size(t.get("wanted_size") or t.get("total_size")),
-            rate(t.get("download_rate")),
-            rate(t.get("upload_rate")),
-            str(t.get("peers", 0)),
-            eta(t.get("eta")) if state == "downloading" else "",
+            *(cells[name] for name in optional),
         )
     if not torrents:
-        table.add_row("", Text("no torrents — bitswarm ctl add FILE|MAGNET", style="dim"), *[""] * 7)
-    return Group(Panel(head, box=box.ROUNDED, padding=(0, 1)), table, Text("q / Ctrl-C: quit", style="dim"))
+        table.add_row(
+            "", Text("no torrents — bitswarm ctl add FILE|MAGNET", style="dim"), *[""] * (2 + len(optional))
+        )
+    panel = Panel(head, box=box.ROUNDED, padding=(0, 1), expand=terminal)
+    return Group(panel, table, Text("q / Ctrl-C: quit", style="dim"))

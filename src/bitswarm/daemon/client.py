@@ -21,6 +21,13 @@ class DaemonClientError(BitswarmError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def exit_code(self) -> int:
+        """The ``bitswarm ctl`` exit code (``docs/cli.md``): 2 when the request was wrong — a bad
+        token (401/403), no such torrent (404), a bad argument (any other 4xx); 1 when the daemon
+        could not be reached, failed (5xx) or is not a bitswarm daemon."""
+        return 2 if 400 <= self.status < 500 else 1
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -60,12 +67,19 @@ class DaemonClient:
         try:
             reply = self._http.request(method, path, headers=headers, **kw)
         except httpx.HTTPError as exc:
-            raise DaemonClientError(f"cannot reach the daemon at {self.api}: {exc}") from None
+            why = str(exc) or type(exc).__name__  # a timeout has no text of its own
+            raise DaemonClientError(f"cannot reach the daemon at {self.api}: {why}") from None
         if reply.status_code >= 400:
             try:
                 message = reply.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = reply.text[:200]
+            if reply.status_code in (401, 403):
+                raise DaemonClientError(
+                    f"the daemon at {self.api} refused the token (HTTP {reply.status_code}: {message}); "
+                    "give it with --token, $BITSWARM_TOKEN or --data DIR (the daemon's data dir)",
+                    reply.status_code,
+                )
             raise DaemonClientError(f"HTTP {reply.status_code}: {message}", reply.status_code)
         try:
             return reply.json()
