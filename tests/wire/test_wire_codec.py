@@ -19,6 +19,9 @@ from bitswarm.wire import (
     ExtendedHandshake,
     Handshake,
     HandshakeHeader,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -68,7 +71,10 @@ MESSAGES = [
         metadata_size=12345,
         extra={b"upload_only": 1, b"e": 0},
     ),
-    UnknownMessage(21, b"hash request payload"),
+    UnknownMessage(24, b"some future message"),
+    HashRequest(b"R" * 32, 3, 512, 512, 9),
+    Hashes(b"R" * 32, 3, 0, 4, 5, bytes(range(32)) * 8),
+    HashReject(b"R" * 32, 0, 2, 2, 0),
     KeepAlive(),
 ]
 

@@ -21,6 +21,9 @@ from bitswarm.wire import (
     Extended,
     ExtendedHandshake,
     Handshake,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -36,6 +39,7 @@ from bitswarm.wire import (
     Unchoke,
     UnknownMessage,
     WireProtocolError,
+    uncle_count,
 )
 
 N = LAYOUT.num_pieces
@@ -84,7 +88,7 @@ def test_garbage_whole_and_bytewise(data: bytes, handshaken: bool) -> None:
 # Frames that look like messages: a plausible length prefix and id, random payload.
 frames = st.builds(
     lambda mid, payload, fudge: struct.pack(">IB", max(0, 1 + len(payload) + fudge), mid) + payload,
-    st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 20, 21, 200]),
+    st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 20, 21, 22, 23, 200]),
     st.binary(max_size=40),
     st.sampled_from([0, 0, 0, 0, 1, -1]),
 )
@@ -110,6 +114,8 @@ def block(draw: st.DrawFn) -> tuple[int, int, int]:
     length = draw(st.integers(1, min(size - begin, 128 * 1024)))
     return i, begin, length
 
+
+hash_fields = st.tuples(st.binary(min_size=32, max_size=32), u32, u32, st.integers(1, 20), st.integers(0, 12))
 
 ext_handshakes = st.builds(
     ExtendedHandshake,
@@ -140,7 +146,14 @@ messages = st.one_of(
     st.builds(AllowedFast, index),
     st.builds(Extended, st.integers(1, 255), st.binary(max_size=64)),
     ext_handshakes,
-    st.builds(UnknownMessage, st.sampled_from([10, 11, 12, 21, 22, 23, 255]), st.binary(max_size=64)),
+    st.builds(UnknownMessage, st.sampled_from([10, 11, 12, 24, 255]), st.binary(max_size=64)),
+    hash_fields.map(lambda f: HashRequest(*f)),
+    hash_fields.map(lambda f: HashReject(*f)),
+    hash_fields.flatmap(
+        lambda f: st.binary(
+            min_size=32 * (f[3] + uncle_count(f[3], f[4])), max_size=32 * (f[3] + uncle_count(f[3], f[4]))
+        ).map(lambda h: Hashes(*f, h))
+    ),
 )
 firsts = st.one_of(
     st.just(HaveAll()),

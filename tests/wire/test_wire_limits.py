@@ -139,7 +139,7 @@ def test_extended_and_unknown_length_caps() -> None:
     a, b = ready()
     rejects(b, struct.pack(">IB", 1, 20), "extended")  # no extended id byte
     a, b = ready()
-    rejects(b, struct.pack(">IB", MAX_UNKNOWN_MESSAGE + 1, 21), "too long")
+    rejects(b, struct.pack(">IB", MAX_UNKNOWN_MESSAGE + 1, 24), "too long")
     a, b = ready()
     big = Extended(1, bytes(MAX_EXTENDED_MESSAGE - 2))
     assert feed(b, a.send(big)) == [big]

@@ -52,7 +52,7 @@ SAMPLES: list[Event] = [
     Request(1, 0, 16384),
     Piece(1, 0, b"abc"),
     Port(1),
-    UnknownMessage(22, b""),
+    UnknownMessage(24, b""),
     *FAST_MESSAGES,
     *EXT_MESSAGES,
 ]

@@ -1,4 +1,4 @@
-"""The BitTorrent peer wire protocol as a sans-I/O codec (BEP 3, 5, 6, 10).
+"""The BitTorrent peer wire protocol as a sans-I/O codec (BEP 3, 5, 6, 10, 52 hash messages).
 
 One :class:`PeerConnection` per TCP connection: feed it bytes with ``receive_data`` (or the
 ``get_buffer``/``buffer_updated`` pair of an asyncio ``BufferedProtocol``), pull events with
@@ -12,6 +12,8 @@ from bitswarm.wire._connection import (
     MAX_BITFIELD_UNKNOWN_LAYOUT,
     MAX_BLOCK,
     MAX_EXTENDED_MESSAGE,
+    MAX_HASH_COUNT,
+    MAX_PROOF_LAYERS,
     MAX_UNKNOWN_MESSAGE,
     BlockSink,
     PeerConnection,
@@ -33,6 +35,9 @@ from bitswarm.wire._events import (
     ExtendedHandshake,
     Handshake,
     HandshakeHeader,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -48,6 +53,7 @@ from bitswarm.wire._events import (
     SuggestPiece,
     Unchoke,
     UnknownMessage,
+    uncle_count,
 )
 from bitswarm.wire._layout import PieceLayout
 from bitswarm.wire._state import TRANSITIONS, State
@@ -58,6 +64,8 @@ __all__ = [
     "MAX_BITFIELD_UNKNOWN_LAYOUT",
     "MAX_BLOCK",
     "MAX_EXTENDED_MESSAGE",
+    "MAX_HASH_COUNT",
+    "MAX_PROOF_LAYERS",
     "MAX_UNKNOWN_MESSAGE",
     "NEED_DATA",
     "PAUSED",
@@ -74,6 +82,9 @@ __all__ = [
     "ExtendedHandshake",
     "Handshake",
     "HandshakeHeader",
+    "HashReject",
+    "HashRequest",
+    "Hashes",
     "Have",
     "HaveAll",
     "HaveNone",
@@ -94,4 +105,5 @@ __all__ = [
     "Unchoke",
     "UnknownMessage",
     "WireProtocolError",
+    "uncle_count",
 ]

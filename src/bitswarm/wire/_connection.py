@@ -1,4 +1,4 @@
-"""`PeerConnection`: the sans-I/O peer wire codec (BEP 3, 5, 6, 10).
+"""`PeerConnection`: the sans-I/O peer wire codec (BEP 3, 5, 6, 10, 52).
 
 Bytes in (:meth:`PeerConnection.receive_data`), events out (:meth:`PeerConnection.next_event`), and
 :meth:`PeerConnection.send` turns events into bytes. No sockets, no asyncio.
@@ -25,6 +25,9 @@ from bitswarm.wire._events import (
     MSG_CANCEL,
     MSG_CHOKE,
     MSG_EXTENDED,
+    MSG_HASH_REJECT,
+    MSG_HASH_REQUEST,
+    MSG_HASHES,
     MSG_HAVE,
     MSG_HAVE_ALL,
     MSG_HAVE_NONE,
@@ -48,6 +51,9 @@ from bitswarm.wire._events import (
     ExtendedHandshake,
     Handshake,
     HandshakeHeader,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -63,6 +69,7 @@ from bitswarm.wire._events import (
     Unchoke,
     UnknownMessage,
     _Sentinel,
+    uncle_count,
 )
 from bitswarm.wire._layout import PieceLayout
 from bitswarm.wire._state import (
@@ -87,6 +94,11 @@ MAX_EXTENDED_MESSAGE: Final = 1024 * 1024
 MAX_UNKNOWN_MESSAGE: Final = 1024 * 1024
 #: Largest bitfield payload accepted while the torrent's size is unknown (8 Mi pieces).
 MAX_BITFIELD_UNKNOWN_LAYOUT: Final = 1024 * 1024
+#: Largest ``length`` of a BEP 52 hash request / hashes / hash reject (libtorrent's limit: 8192
+#: hashes, a 128 MiB piece's blocks); BEP 52 advises at most 512.
+MAX_HASH_COUNT: Final = 8192
+#: Largest ``proof layers`` (a tree of 2**63 leaves is far beyond any file).
+MAX_PROOF_LAYERS: Final = 63
 
 _U32 = struct.Struct(">I")
 _HEAD = struct.Struct(">IB")
@@ -96,6 +108,10 @@ _IDX_MSG = struct.Struct(">IBI")
 _TRIPLE_MSG = struct.Struct(">IBIII")
 _PIECE_HEAD = struct.Struct(">IBII")
 _PORT_MSG = struct.Struct(">IBH")
+#: BEP 52: pieces root, base layer, index, length, proof layers (after the id byte)
+_HASH_FIELDS = struct.Struct(">32sIIII")
+_HASH_HEAD = struct.Struct(">IB32sIIII")
+_HASH_FIELDS_LENGTH: Final = 1 + _HASH_FIELDS.size  # the length field of a request or reject
 
 #: Exact length field of the messages with a fixed layout.
 _FIXED_LENGTH: Final = {
@@ -112,6 +128,8 @@ _FIXED_LENGTH: Final = {
     MSG_HAVE_NONE: 1,
     MSG_REJECT_REQUEST: 13,
     MSG_ALLOWED_FAST: 5,
+    MSG_HASH_REQUEST: _HASH_FIELDS_LENGTH,
+    MSG_HASH_REJECT: _HASH_FIELDS_LENGTH,
 }
 _BARE: Final = {
     MSG_CHOKE: Choke(),
@@ -410,6 +428,11 @@ class PeerConnection:
             if 2 <= length <= MAX_EXTENDED_MESSAGE:
                 return None
             return f"extended message of length {length} (allowed 2..{MAX_EXTENDED_MESSAGE})"
+        if mid == MSG_HASHES:
+            most = _HASH_FIELDS_LENGTH + 32 * (MAX_HASH_COUNT + MAX_PROOF_LAYERS + 1)
+            if _HASH_FIELDS_LENGTH < length <= most and (length - _HASH_FIELDS_LENGTH) % 32 == 0:
+                return None
+            return f"hashes message of length {length} (a 49-byte header and 32-byte hashes)"
         return None if length <= MAX_UNKNOWN_MESSAGE else f"message {mid} of length {length} is too long"
 
     def _next_message(self, state: State) -> Event | _Sentinel:
@@ -471,6 +494,10 @@ class PeerConnection:
                 if index >= self._n >= 0:
                     raise WireProtocolError(f"piece index {index} out of range (0..{self._n - 1})")
                 return self._their(state, _INDEX_CLASSES[mid](index))
+            if length == _HASH_FIELDS_LENGTH:
+                fields = _hash_fields(buf, pos + 5)
+                cls = HashRequest if mid == MSG_HASH_REQUEST else HashReject
+                return self._their(state, cls(*fields))
             if length == 13:
                 index, begin, blen = _TRIPLE.unpack_from(buf, pos + 5)
                 if not 0 < blen <= MAX_BLOCK:
@@ -501,6 +528,16 @@ class PeerConnection:
                 self._check_their(state, ExtendedHandshake)
                 return self._their(state, ExtendedHandshake.decode_payload(payload))
             return self._their(state, Extended(ext_id, payload))
+        if mid == MSG_HASHES:
+            root, base, index, count, proofs = _hash_fields(body, 0)
+            want = count + uncle_count(count, proofs)
+            got = (len(body) - _HASH_FIELDS.size) // 32
+            if got != want:
+                raise WireProtocolError(
+                    f"hashes message carries {got} hashes, its header says {count} + {want - count} uncles"
+                )
+            hashes = bytes(body[_HASH_FIELDS.size :])
+            return self._their(state, Hashes(root, base, index, count, proofs, hashes))
         return self._their(state, UnknownMessage(mid, bytes(body)))
 
     def _check_their(self, state: State, cls: type[Event]) -> State:
@@ -717,6 +754,46 @@ class PeerConnection:
         self._ours(event)
         return _HEAD.pack(1 + len(event.payload), event.message_id) + event.payload
 
+    def _check_hash_fields(self, event: HashRequest | Hashes | HashReject) -> None:
+        if len(event.pieces_root) != 32:
+            self._local_error("pieces root must be 32 bytes")
+        if not 0 <= event.base_layer <= 0xFFFFFFFF or not 0 <= event.index <= 0xFFFFFFFF:
+            self._local_error("base layer and index must be 0..2**32-1")
+        if not 1 <= event.length <= MAX_HASH_COUNT:
+            self._local_error(f"hash count {event.length} (allowed 1..{MAX_HASH_COUNT})")
+        if not 0 <= event.proof_layers <= MAX_PROOF_LAYERS:
+            self._local_error(f"proof layers {event.proof_layers} (allowed 0..{MAX_PROOF_LAYERS})")
+
+    def _encode_hash_fields(self, event: HashRequest | HashReject) -> bytes:
+        self._check_hash_fields(event)
+        self._ours(event)
+        return _HASH_HEAD.pack(
+            _HASH_FIELDS_LENGTH,
+            event.MESSAGE_ID,
+            event.pieces_root,
+            event.base_layer,
+            event.index,
+            event.length,
+            event.proof_layers,
+        )
+
+    def _encode_hashes(self, event: Hashes) -> bytes:
+        self._check_hash_fields(event)
+        want = event.length + uncle_count(event.length, event.proof_layers)
+        if len(event.hashes) != 32 * want:
+            self._local_error(f"hashes message needs {want} hashes, got {len(event.hashes) / 32:g}")
+        self._ours(event)
+        head = _HASH_HEAD.pack(
+            _HASH_FIELDS_LENGTH + len(event.hashes),
+            MSG_HASHES,
+            event.pieces_root,
+            event.base_layer,
+            event.index,
+            event.length,
+            event.proof_layers,
+        )
+        return head + bytes(event.hashes)
+
     def _encode_handshake(self, event: Handshake) -> bytes:
         theirs = self.their_header
         if theirs is not None and theirs.info_hash != event.info_hash:
@@ -742,7 +819,19 @@ class PeerConnection:
         return _PIECE_HEAD.pack(9 + length, MSG_PIECE, index, begin)
 
 
-_KNOWN_IDS: Final = frozenset({*_FIXED_LENGTH, MSG_BITFIELD, MSG_PIECE, MSG_EXTENDED})
+_KNOWN_IDS: Final = frozenset({*_FIXED_LENGTH, MSG_BITFIELD, MSG_PIECE, MSG_EXTENDED, MSG_HASHES})
+
+
+def _hash_fields(buf: memoryview, at: int) -> tuple[bytes, int, int, int, int]:
+    """The five BEP 52 fields at ``buf[at:]``; :class:`WireProtocolError` if a count is absurd
+    (the session judges the rest against the file's tree)."""
+    root, base, index, count, proofs = _HASH_FIELDS.unpack_from(buf, at)
+    if not 1 <= count <= MAX_HASH_COUNT:
+        raise WireProtocolError(f"hash count {count} (allowed 1..{MAX_HASH_COUNT})")
+    if proofs > MAX_PROOF_LAYERS:
+        raise WireProtocolError(f"proof layers {proofs} (allowed 0..{MAX_PROOF_LAYERS})")
+    return bytes(root), base, index, count, proofs
+
 
 #: event class -> its encoder (:meth:`PeerConnection.send`)
 _ENCODERS: Final[dict[type, Callable[[PeerConnection, Any], bytes]]] = {
@@ -766,6 +855,9 @@ _ENCODERS: Final[dict[type, Callable[[PeerConnection, Any], bytes]]] = {
     Port: PeerConnection._encode_port,
     UnknownMessage: PeerConnection._encode_unknown,
     Handshake: PeerConnection._encode_handshake,
+    HashRequest: PeerConnection._encode_hash_fields,
+    HashReject: PeerConnection._encode_hash_fields,
+    Hashes: PeerConnection._encode_hashes,
     ConnectionClosed: PeerConnection._encode_closed,
 }
 

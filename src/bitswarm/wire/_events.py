@@ -2,7 +2,7 @@
 
 The same classes flow in both directions: :meth:`PeerConnection.next_event` returns them and
 :meth:`PeerConnection.send` takes them. Message ids and layouts follow BEP 3 (core), BEP 5 (``port``),
-BEP 6 (fast extension) and BEP 10 (extension protocol).
+BEP 6 (fast extension), BEP 10 (extension protocol) and BEP 52 (hash request, hashes, hash reject).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ MSG_HAVE_NONE: Final = 15  # BEP 6
 MSG_REJECT_REQUEST: Final = 16  # BEP 6
 MSG_ALLOWED_FAST: Final = 17  # BEP 6
 MSG_EXTENDED: Final = 20  # BEP 10
+MSG_HASH_REQUEST: Final = 21  # BEP 52
+MSG_HASHES: Final = 22  # BEP 52
+MSG_HASH_REJECT: Final = 23  # BEP 52
 
 #: The block size every client requests (BEP 3 convention; libtorrent rejects larger requests).
 BLOCK_SIZE: Final = 16 * 1024
@@ -428,9 +431,79 @@ _HANDSHAKE_KEYS: Final[dict[bytes, tuple[str, Callable[[object], Any], Callable[
 }
 
 
+# --------------------------------------------------------------------------------------------------
+# BEP 52 hash exchange
+
+#: Bytes of a SHA-256 hash in the BEP 52 messages.
+HASH_SIZE: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class HashRequest(Message):
+    """BEP 52 ``hash request`` (id 21): ``length`` hashes of layer ``base_layer`` (0 = the 16 KiB
+    block leaves) of the tree of ``pieces_root``, from ``index`` on, plus the uncle hashes of
+    ``proof_layers`` ancestor layers. The codec checks only the layout; whether the range makes sense
+    for the file is the session's question (it answers with :class:`HashReject`)."""
+
+    MESSAGE_ID: ClassVar[int | None] = MSG_HASH_REQUEST
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes(Message):
+    """BEP 52 ``hashes`` (id 22): the answer to a :class:`HashRequest` with the same five fields,
+    then ``hashes``: the ``length`` base-layer hashes followed by the uncle hashes, lowest first
+    (32 bytes each, concatenated)."""
+
+    MESSAGE_ID: ClassVar[int | None] = MSG_HASHES
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+    hashes: bytes
+
+    @property
+    def request(self) -> HashRequest:
+        """The request this message answers."""
+        return HashRequest(self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers)
+
+    def hash_list(self) -> list[bytes]:
+        """``hashes`` cut into 32-byte hashes: the base layer first, then the uncles."""
+        h = self.hashes
+        return [bytes(h[i : i + HASH_SIZE]) for i in range(0, len(h), HASH_SIZE)]
+
+
+@dataclass(frozen=True, slots=True)
+class HashReject(Message):
+    """BEP 52 ``hash reject`` (id 23): the sender will not answer the :class:`HashRequest` with
+    these fields."""
+
+    MESSAGE_ID: ClassVar[int | None] = MSG_HASH_REJECT
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+def uncle_count(length: int, proof_layers: int) -> int:
+    """How many uncle hashes follow the ``length`` base hashes of a BEP 52 ``hashes`` message.
+
+    The first ``log2(length) - 1`` proof layers are computed from the base hashes themselves and
+    are omitted (BEP 52); a ``length`` that is not a power of two counts as the next one (libtorrent
+    does the same)."""
+    width = 1 if length <= 1 else 1 << (length - 1).bit_length()
+    return max(0, proof_layers - (width.bit_length() - 2))
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownMessage(Message):
-    """A message id bitswarm does not interpret (e.g. BEP 52 hash messages 21-23), passed through."""
+    """A message id bitswarm does not interpret, passed through."""
 
     message_id: int
     payload: bytes

@@ -24,6 +24,9 @@ from bitswarm.wire._events import (
     ExtendedHandshake,
     Handshake,
     HandshakeHeader,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -87,6 +90,9 @@ REGULAR: Final[tuple[type[Event], ...]] = (
     SuggestPiece,
     RejectRequest,
     AllowedFast,
+    HashRequest,
+    Hashes,
+    HashReject,
     UnknownMessage,
 )
 
