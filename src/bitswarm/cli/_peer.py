@@ -45,6 +45,7 @@ from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
 from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 from bitswarm.session.config import parse_transports
+from bitswarm.storage import DiskSpaceError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -112,7 +113,32 @@ BootstrapOption = Annotated[
     ),
 ]
 NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Do not run a DHT node (BEP 5).")]
+NoPortMappingOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-port-mapping",
+        help="Do not map the listen port on the home router (by default UPnP IGD and NAT-PMP/PCP are "
+        "tried in the background, and the mapping is removed on exit).",
+    ),
+]
 LsdOption = Annotated[bool, typer.Option("--lsd", help="Find peers on the LAN by multicast (BEP 14).")]
+PreallocateOption = Annotated[
+    str,
+    typer.Option(
+        "--preallocate",
+        metavar="sparse|full",
+        help="How data files are created: sparse (allocated as data arrives) or full (allocated up "
+        "front; fails before downloading when the disk is too small).",
+    ),
+]
+SuperSeedOption = Annotated[
+    bool,
+    typer.Option(
+        "--super-seed",
+        help="BEP 16 super-seeding: offer each peer one rare piece at a time instead of a bitfield "
+        "(for an initial seed with little upload capacity).",
+    ),
+]
 EmbedOption = Annotated[
     str | None,
     typer.Option(
@@ -145,6 +171,8 @@ def _run(main: Any) -> None:
         runner(main())
     except _Stopped:
         raise typer.Exit(EXIT_STOPPED) from None
+    except DiskSpaceError as exc:  # --preallocate full on a disk too small: a run-time failure
+        fail(str(exc), code=EXIT_FAILURE)
     except BitswarmError as exc:
         fail(str(exc))
 
@@ -331,13 +359,19 @@ async def peer_session(
         else:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_BUDGET):
-                    await asyncio.gather(*(h.save_resume() for h in session.torrents), return_exceptions=True)
+                    await asyncio.gather(
+                        session.reachability.stop(),  # unmap now, beside saving: the deadline is near
+                        *(h.save_resume() for h in session.torrents),
+                        return_exceptions=True,
+                    )
                     await session.close()
 
 
 async def _pump_events(session: Session, display: _Display) -> None:
     async for ev in session.events():
         display.event(ev.kind, info_hash=ev.info_hash, name=ev.name, **ev.data)
+        if ev.kind == "port_mapping" and not display.json and not ev.data["summary"].endswith("trying"):
+            note(str(ev.data["summary"]))  # mapped, or why not: once per change
 
 
 async def _drive(
@@ -374,14 +408,20 @@ def _config(
     bootstrap: list[str] | None = None,
     no_dht: bool = False,
     lsd: bool = False,
+    port_mapping: bool = True,
     download_limit: str | None = None,
     upload_limit: str | None = None,
     encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
     transports: str = "tcp,utp",
+    preallocate: str = "sparse",
+    super_seed: bool = False,
 ) -> SessionConfig:
     """Session settings from the common options (``--port``: None is :data:`DEFAULT_PEER_PORT`, or 0
-    when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``)."""
+    when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``,
+    ``--preallocate``, ``--super-seed``)."""
     nodes = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
+    if preallocate not in ("sparse", "full"):
+        fail(f"--preallocate must be sparse or full, not {preallocate!r}")
     if port is None:
         port = DEFAULT_PEER_PORT if _port_is_free(host, DEFAULT_PEER_PORT) else 0
     return SessionConfig(
@@ -390,10 +430,13 @@ def _config(
         enable_dht=not no_dht,
         dht_bootstrap=nodes or None,
         enable_lsd=lsd,
+        port_mapping=port_mapping,
         download_rate_limit=parse_rate(download_limit, "--download-limit"),
         upload_rate_limit=parse_rate(upload_limit, "--upload-limit"),
         encryption=encryption,
         transports=_transports(transports),
+        preallocate=preallocate,
+        super_seed=super_seed,
     )
 
 
@@ -512,6 +555,8 @@ def download(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
+    preallocate: PreallocateOption = "sparse",
     metadata_timeout: Annotated[
         float, typer.Option("--metadata-timeout", help="Seconds a magnet link may take to get its metadata.")
     ] = 300.0,
@@ -526,9 +571,9 @@ def download(
     catch_stop_signals()
     trackers = _trackers(tracker)
     config = _config(
-        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-        transports=transports,
+        transports=transports, preallocate=preallocate,
     )  # fmt: skip
     torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
@@ -694,6 +739,9 @@ def seed(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
+    preallocate: PreallocateOption = "sparse",
+    super_seed: SuperSeedOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Seed a torrent whose content is already on disk (it is verified first)."""
@@ -703,9 +751,9 @@ def seed(
     peers = [parse_hostport(p) for p in peer or []]
     trackers = _trackers(tracker)
     config = _config(
-        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-        transports=transports,
+        transports=transports, preallocate=preallocate, super_seed=super_seed,
     )  # fmt: skip
 
     async def main() -> None:
@@ -748,6 +796,9 @@ def share(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
+    preallocate: PreallocateOption = "sparse",
+    super_seed: SuperSeedOption = False,
     json_out: JsonOption = False,
     index: Annotated[
         str | None,
@@ -768,9 +819,9 @@ def share(
         fail(f"{out} exists (use --force to overwrite)")
     trackers = _trackers(tracker)
     config = _config(
-        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-        transports=transports,
+        transports=transports, preallocate=preallocate, super_seed=super_seed,
     )  # fmt: skip
 
     async def main() -> None:

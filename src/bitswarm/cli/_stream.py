@@ -21,7 +21,9 @@ from bitswarm.cli._peer import (
     HostOption,
     LsdOption,
     NoDhtOption,
+    NoPortMappingOption,
     PeerOption,
+    PreallocateOption,
     TrackerOption,
     TransportsOption,
     UploadLimitOption,
@@ -64,6 +66,8 @@ def stream(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
+    preallocate: PreallocateOption = "sparse",
     json_out: Annotated[bool, typer.Option("--json", help="Print the URLs as one JSON line.")] = False,
 ) -> None:
     """Download SOURCE and serve its files over HTTP while it downloads (Range requests, seeking)."""
@@ -79,9 +83,9 @@ def stream(
         stop = asyncio.Event()
         install_stop(stop)  # every phase (metadata, checking, streaming) ends within 2 s of a signal
         config = _config(
-            host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+            host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
             download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-            transports=transports,
+            transports=transports, preallocate=preallocate,
         )  # fmt: skip
         async with peer_session(config, stop, peer_port) as session:
             if json_out and isinstance(torrent, str):

@@ -130,9 +130,18 @@ class SessionConfig:
     transports: tuple[str, ...] = TRANSPORTS
     #: Seconds a uTP dial may take before the next transport is tried (libtorrent: 3 s).
     utp_connect_timeout: float = 3.0
+    #: How new data files are created: ``"sparse"`` (truncated to size, the default) or ``"full"``
+    #: (``posix_fallocate`` after a free-space check: a disk too small for the selected files fails
+    #: the torrent with :class:`~bitswarm.storage.DiskSpaceError` before it downloads anything).
+    preallocate: str = "sparse"
+    #: BEP 16 super-seeding while a torrent seeds: no bitfield, one rare piece offered to each peer
+    #: at a time, the next once another peer has announced it (:mod:`bitswarm.session.superseed`).
+    super_seed: bool = False
 
     def __post_init__(self) -> None:
         self.transports = parse_transports(self.transports)
+        if self.preallocate not in ("sparse", "full"):
+            raise ValueError(f"preallocate must be sparse or full (got {self.preallocate!r})")
         try:
             self.encryption = EncryptionPolicy(self.encryption)
         except ValueError:

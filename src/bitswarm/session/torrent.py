@@ -142,6 +142,7 @@ class TorrentRuntime:
             executor=session.disk_pool,
             max_inflight_bytes=cfg.max_inflight_write_bytes,
             verify_v2_in_hybrid=not hybrid_without_layers,
+            preallocate="full" if cfg.preallocate == "full" else "sparse",
         )
         #: BEP 9: our info dictionary, served to peers that fetch it for a magnet link.
         self.metadata_server = MetadataServer(self.info.raw)

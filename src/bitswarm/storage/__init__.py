@@ -5,6 +5,7 @@ piece-aligned files, SHA-256 merkle verification against piece layers). See :cla
 """
 
 from bitswarm.storage._filemap import Extent, FileMap, PathEscapeError, StorageError
+from bitswarm.storage._prealloc import PREALLOCATION_MODES, DiskSpaceError, Preallocation
 from bitswarm.storage._storage import (
     DEFAULT_MAX_INFLIGHT_BYTES,
     ProgressCallback,
@@ -17,11 +18,14 @@ from bitswarm.storage.resume import ResumeData, load_resume, save_resume_file
 
 __all__ = [
     "DEFAULT_MAX_INFLIGHT_BYTES",
+    "PREALLOCATION_MODES",
     "Bitfield",
     "BitfieldError",
+    "DiskSpaceError",
     "Extent",
     "FileMap",
     "PathEscapeError",
+    "Preallocation",
     "ProgressCallback",
     "ResumeData",
     "SendSegment",

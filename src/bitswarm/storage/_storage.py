@@ -33,6 +33,7 @@ from bitswarm.storage._filemap import Extent, FileMap, StorageError
 from bitswarm.storage._io import FdCache, pread_into, pwrite_all, stat_file, storage_error
 from bitswarm.storage._move import Rename, move_file, remove_empty_dirs
 from bitswarm.storage._plan import DiskStats, FileEntry, OpenLayout, plan_open
+from bitswarm.storage._prealloc import Preallocation, check_mode, check_space, fallocate
 from bitswarm.storage._verify import PieceHasher
 from bitswarm.storage.bitfield import Bitfield
 from bitswarm.storage.resume import ResumeData, load_resume, save_resume_file
@@ -134,7 +135,11 @@ class Storage:
     ``verify_v2_in_hybrid``: hybrid pieces are checked against SHA-1 and also the BEP 52 merkle
     hashes (False: SHA-1 only, about twice as fast). ``fsync_resume`` makes the resume file durable;
     ``fsync_data_on_save`` also fsyncs the data files first (power-loss safe resume data);
-    ``fsync_on_close`` fsyncs data files in :meth:`close`.
+    ``fsync_on_close`` fsyncs data files in :meth:`close`. ``preallocate`` is ``"sparse"`` (files
+    are truncated to size, blocks allocated as data arrives) or ``"full"`` (every wanted file is
+    allocated with ``posix_fallocate`` when it is created, after a free-space check:
+    :class:`~bitswarm.storage.DiskSpaceError` from :meth:`open` or :meth:`set_file_priorities` when
+    the filesystem is too small, before anything is written).
 
     Resume data (``resume_path``) is trusted per file on :meth:`open`: it records each file's size
     and mtime (ns) at save time, and a piece touching a file whose size/mtime changed is re-hashed. A
@@ -157,7 +162,12 @@ class Storage:
         fsync_on_close: bool = False,
         fsync_resume: bool = True,
         fsync_data_on_save: bool = False,
+        preallocate: Preallocation = "sparse",
     ) -> None:
+        try:
+            self.preallocate: Preallocation = check_mode(preallocate)
+        except ValueError as exc:
+            raise StorageError(str(exc)) from None
         self.torrent = torrent
         self.info = torrent.info
         self.file_map = FileMap(torrent.info, save_path)
@@ -483,6 +493,13 @@ class Storage:
             ]
             have = self.have.copy()
             loop = asyncio.get_running_loop()
+            if self.preallocate == "full":
+                wanted_now = [
+                    i
+                    for i, p in enumerate(priorities)
+                    if p > 0 and self._priorities[i] <= 0 and not self.info.files[i].pad
+                ]
+                await loop.run_in_executor(self._executor, self._allocate_selected, wanted_now, new)
             for i in new:
                 await loop.run_in_executor(self._executor, self._materialize, i, have, True)
             if new:
@@ -814,10 +831,27 @@ class Storage:
             try:
                 if os.fstat(fd).st_size < length:
                     os.ftruncate(fd, length)  # sparse: no zeros are written
+                if self.preallocate == "full":
+                    fallocate(fd, length)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise storage_error(exc, "creating", path) from exc
+
+    def _allocate_selected(self, files: Sequence[int], later: Sequence[int]) -> None:
+        """``files`` were just selected (full preallocation): check the space for all of them, then
+        allocate those that exist already (``later`` ones are created, allocated, by the caller)."""
+        self._check_space(files)
+        for i in files:
+            if i not in later:
+                self._create_file(i)
+
+    def _check_space(self, files: Sequence[int]) -> None:
+        """Can the filesystem hold ``files`` fully allocated? (:class:`DiskSpaceError` if not.)"""
+        paths = self.file_map.paths
+        check_space(
+            [(p, self.info.files[i].length) for i in files if (p := paths[i]) is not None], self.save_path
+        )
 
     def _materialize(self, i: int, have: Bitfield, migrate: bool) -> None:
         """Create skipped file ``i`` on disk and move its verified bytes out of the ``.parts`` file."""
@@ -867,6 +901,12 @@ class Storage:
         )
         plan = plan_open(self._layout(), resume, stats, self._given_priorities, seed_mode)
         self._priorities = list(plan.priorities)
+        if self.preallocate == "full":
+            wanted = [i for i, f in enumerate(self.info.files) if not f.pad and self._priorities[i] > 0]
+            self._check_space(wanted)  # before any file is created or extended
+            for i in wanted:
+                if i not in plan.create:
+                    self._create_file(i)  # a wanted file already there: allocate its holes
         for i in plan.create:  # wanted files that are missing or short: create/extend (sparse)
             self._create_file(i)
         self._materialized = list(plan.materialized)
