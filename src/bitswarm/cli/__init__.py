@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     for command in _app.app.registered_commands:
         command.epilog = command.epilog or GLOBAL_HELP  # every command's --help lists the globals
     try:
-        _app.app(args=args, standalone_mode=True)
+        command = _app.typer_command()
+        command(args=args, standalone_mode=True)
     except BitswarmError as exc:
         if state.debug:
             raise

@@ -120,6 +120,29 @@ def _root(
         setup_logging(GlobalOptions(verbose, quiet, debug, log_file, log_json))
 
 
+def typer_command() -> Any:
+    """The Click command of :data:`app`, its help texts shown as written: Typer reads them as Rich
+    markup, which takes ``[default: 127.0.0.1]`` or ``[prefer]`` for a style tag and drops it."""
+    import typer.main
+
+    def escape(text: str) -> str:  # what Rich would read as a tag: "[" + a letter, "#", "/" or "@"
+        return _MARKUP_TAG.sub(r"\\\1", text)
+
+    def walk(command: Any) -> None:
+        for attr in ("help", "short_help", "epilog"):
+            if isinstance(getattr(command, attr, None), str):
+                setattr(command, attr, escape(getattr(command, attr)))
+        for param in getattr(command, "params", []):
+            if isinstance(getattr(param, "help", None), str):
+                param.help = escape(param.help)
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    command = typer.main.get_command(app)
+    walk(command)
+    return command
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print a one-line error on stderr and exit with ``code``."""
     first = " ".join(str(message).split("\n")[0].split())
@@ -127,6 +150,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+_MARKUP_TAG = re.compile(r"(\[[a-z#/@])")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
 HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
