@@ -74,6 +74,9 @@ class AnnounceRequest:
     key: str | bytes | None = None
     trackerid: bytes | None = None
     ip: str | None = None
+    #: BEP 7: our IPv4 / IPv6 address, so a tracker reached over one family learns the other
+    ipv4: str | None = None
+    ipv6: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class AnnounceResponse:
     complete: int | None = None
     incomplete: int | None = None
     warning: str | None = None
+    #: BEP 24 ``external ip``: the address the tracker saw the announce come from
+    external_ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,10 @@ def encode_announce_query(req: AnnounceRequest) -> str:
         parts.append(f"trackerid={_q(req.trackerid)}")
     if req.ip is not None:
         parts.append(f"ip={_q(req.ip)}")
+    if req.ipv4 is not None:
+        parts.append(f"ipv4={_q(req.ipv4)}")
+    if req.ipv6 is not None:
+        parts.append(f"ipv6={_q(req.ipv6)}")
     return "&".join(parts)
 
 
@@ -279,6 +288,8 @@ def decode_announce_response(body: bytes) -> AnnounceResponse | FailureResponse:
     if tid is not None and not isinstance(tid, bytes):
         raise TrackerProtocolError("'tracker id' is not a string")
     warning = d.get(b"warning message")
+    ext = d.get(b"external ip")  # BEP 24: 4 or 16 bytes; anything else is ignored (it is advisory)
+    external_ip = str(ipaddress.ip_address(ext)) if isinstance(ext, bytes) and len(ext) in (4, 16) else None
     return AnnounceResponse(
         interval=_count(d, b"interval", required=True),
         peers=tuple(peers),
@@ -287,6 +298,7 @@ def decode_announce_response(body: bytes) -> AnnounceResponse | FailureResponse:
         complete=_count(d, b"complete"),
         incomplete=_count(d, b"incomplete"),
         warning=None if warning is None else _text(warning, "warning message"),
+        external_ip=external_ip,
     )
 
 
@@ -400,6 +412,8 @@ def parse_announce_query(query: str | bytes) -> AnnounceRequest:
         key=_opaque(seen["key"], "key") if "key" in seen else None,
         trackerid=trackerid,
         ip=_str(seen["ip"], "ip") if "ip" in seen else None,
+        ipv4=_str(seen["ipv4"], "ipv4") if "ipv4" in seen else None,
+        ipv6=_str(seen["ipv6"], "ipv6") if "ipv6" in seen else None,
     )
 
 
