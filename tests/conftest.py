@@ -32,6 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Every command a test runs keeps its state (the one-shot commands' resume data) in a directory
     of this test run, not in the user's ``~/.local/state``: ``XDG_STATE_HOME`` for the run."""
     os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bitswarm-test-state-")
+    # the peer commands and the daemon map their port on the router by default: a test run never asks
+    # this machine's real gateway (tests/net and tests/session/test_session_reachability.py unset it)
+    os.environ["BITSWARM_NO_PORT_MAPPING"] = "1"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -55,6 +55,7 @@ _KEYS = {
     "upload_slots",
     "seed_upload_slots",
     "announce_ip",
+    "port_mapping",
     "encryption",
     "transports",
     "api_max_per_ip",
@@ -99,6 +100,10 @@ def daemon(
     host: Annotated[str | None, typer.Option("--host", help="Peer listen address [0.0.0.0].")] = None,
     download_dir: Annotated[Path | None, typer.Option("--download-dir", help="Default save path.")] = None,
     no_dht: Annotated[bool, typer.Option("--no-dht", help="No DHT node (BEP 5).")] = False,
+    no_port_mapping: Annotated[
+        bool,
+        typer.Option("--no-port-mapping", help="Do not map the peer port on the router (UPnP, NAT-PMP/PCP)."),
+    ] = False,
     bootstrap: BootstrapOption = None,
     encryption: Annotated[
         EncryptionPolicy | None,
@@ -130,6 +135,7 @@ def daemon(
         scfg.dht_bootstrap = nodes
     scfg.enable_lsd = bool(cfg.get("lsd", False))
     scfg.enable_pex = bool(cfg.get("pex", True))
+    scfg.port_mapping = not no_port_mapping and bool(cfg.get("port_mapping", True))
     for key in ("max_peers_per_torrent", "upload_slots", "seed_upload_slots"):
         if key in cfg:
             setattr(scfg, key, int(cfg[key]))

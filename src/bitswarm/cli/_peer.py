@@ -113,6 +113,14 @@ BootstrapOption = Annotated[
     ),
 ]
 NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Do not run a DHT node (BEP 5).")]
+NoPortMappingOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-port-mapping",
+        help="Do not map the listen port on the home router (by default UPnP IGD and NAT-PMP/PCP are "
+        "tried in the background, and the mapping is removed on exit).",
+    ),
+]
 LsdOption = Annotated[bool, typer.Option("--lsd", help="Find peers on the LAN by multicast (BEP 14).")]
 PreallocateOption = Annotated[
     str,
@@ -351,13 +359,19 @@ async def peer_session(
         else:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_BUDGET):
-                    await asyncio.gather(*(h.save_resume() for h in session.torrents), return_exceptions=True)
+                    await asyncio.gather(
+                        session.reachability.stop(),  # unmap now, beside saving: the deadline is near
+                        *(h.save_resume() for h in session.torrents),
+                        return_exceptions=True,
+                    )
                     await session.close()
 
 
 async def _pump_events(session: Session, display: _Display) -> None:
     async for ev in session.events():
         display.event(ev.kind, info_hash=ev.info_hash, name=ev.name, **ev.data)
+        if ev.kind == "port_mapping" and not display.json and not ev.data["summary"].endswith("trying"):
+            note(str(ev.data["summary"]))  # mapped, or why not: once per change
 
 
 async def _drive(
@@ -394,6 +408,7 @@ def _config(
     bootstrap: list[str] | None = None,
     no_dht: bool = False,
     lsd: bool = False,
+    port_mapping: bool = True,
     download_limit: str | None = None,
     upload_limit: str | None = None,
     encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
@@ -415,6 +430,7 @@ def _config(
         enable_dht=not no_dht,
         dht_bootstrap=nodes or None,
         enable_lsd=lsd,
+        port_mapping=port_mapping,
         download_rate_limit=parse_rate(download_limit, "--download-limit"),
         upload_rate_limit=parse_rate(upload_limit, "--upload-limit"),
         encryption=encryption,
@@ -539,6 +555,7 @@ def download(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
     preallocate: PreallocateOption = "sparse",
     metadata_timeout: Annotated[
         float, typer.Option("--metadata-timeout", help="Seconds a magnet link may take to get its metadata.")
@@ -554,7 +571,7 @@ def download(
     catch_stop_signals()
     trackers = _trackers(tracker)
     config = _config(
-        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate,
     )  # fmt: skip
@@ -722,6 +739,7 @@ def seed(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
     preallocate: PreallocateOption = "sparse",
     super_seed: SuperSeedOption = False,
     json_out: JsonOption = False,
@@ -733,7 +751,7 @@ def seed(
     peers = [parse_hostport(p) for p in peer or []]
     trackers = _trackers(tracker)
     config = _config(
-        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate, super_seed=super_seed,
     )  # fmt: skip
@@ -778,6 +796,7 @@ def share(
     bootstrap: BootstrapOption = None,
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
+    no_port_mapping: NoPortMappingOption = False,
     preallocate: PreallocateOption = "sparse",
     super_seed: SuperSeedOption = False,
     json_out: JsonOption = False,
@@ -800,7 +819,7 @@ def share(
         fail(f"{out} exists (use --force to overwrite)")
     trackers = _trackers(tracker)
     config = _config(
-        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd,
+        host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate, super_seed=super_seed,
     )  # fmt: skip

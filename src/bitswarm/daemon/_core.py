@@ -768,6 +768,8 @@ class Daemon:
             "peers": sum(s["peers"] for s in sts),
             "dht": dht is not None,
             "encryption": self.session.config.encryption.value,  # MSE/PE policy (daemon.toml)
+            #: UPnP/NAT-PMP mapping state and the external address (session/reachability.py)
+            "reachability": self.session.reachability.status(),
             "data_dir": str(self.data.root),
             "download_dir": str(self.download_dir),
             **self.global_limits(),

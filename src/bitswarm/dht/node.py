@@ -248,6 +248,8 @@ class DHTNode:
         self.query_hook: QueryHook | None = None
         self.router: NodeRouter | None = None
         self.on_node_id_change: Callable[[bytes], None] | None = None
+        #: called with (the IP a responding node saw us at, that node's address): BEP 42 ``ip`` fields
+        self.on_ip_report: Callable[[str, Addr], None] | None = None
         self._last_maintenance = now
         self._bootstrap_addrs: list[Addr] = []
         self._refreshing = 0
@@ -381,6 +383,8 @@ class DHTNode:
         if msg.ip is not None:
             self._report(msg.ip, addr)
             self._vote(msg.ip[0], addr)
+            if self.on_ip_report is not None:
+                self.on_ip_report(msg.ip[0], addr)
         p.callback(body)
 
     def _make_maint_cb(self, node_id: bytes, addr: Addr) -> ReplyFn:

@@ -160,6 +160,7 @@ class TrackerBook:
             leechers=result.leechers,
             interval=result.interval,
             warning=result.warning,
+            **({"external_ip": result.external_ip} if result.external_ip else {}),  # BEP 24
         )
 
     def failed(self, url: str, exc: BaseException) -> None:

@@ -47,10 +47,7 @@ def make_peer_id() -> bytes:
 class SessionConfig:
     """Everything a :class:`~bitswarm.session.Session` can be told. Rates are bytes/s, 0 = unlimited."""
 
-    #: "::" (or ""): every address of both families on one dual-stack socket per protocol (IPv4 only
-    #: when the host has no IPv6); "0.0.0.0": IPv4 only; an address: that address only
-    #: (:mod:`bitswarm.session.listen`).
-    listen_host: str = "::"
+    listen_host: str = "0.0.0.0"
     listen_port: int = 6881  #: 0 picks a free port (see ``Session.port``)
     peer_id: bytes = field(default_factory=make_peer_id)
     #: Address reported to trackers as ``ip`` (None: the tracker uses the source address).
@@ -133,6 +130,13 @@ class SessionConfig:
     transports: tuple[str, ...] = TRANSPORTS
     #: Seconds a uTP dial may take before the next transport is tried (libtorrent: 3 s).
     utp_connect_timeout: float = 3.0
+    #: Map the listen ports on the home router (UPnP IGD and NAT-PMP/PCP, tried in parallel, in the
+    #: background; renewed; removed on close): ``session/reachability.py``. Off for the library, on
+    #: for the daemon and the peer commands (``--no-port-mapping``). A session on loopback maps
+    #: nothing, and ``BITSWARM_NO_PORT_MAPPING=1`` in the environment turns it off (test runs).
+    port_mapping: bool = False
+    #: The mapping methods: ``upnp`` (UPnP IGD) and ``natpmp`` (PCP, falling back to NAT-PMP).
+    port_mapping_methods: tuple[str, ...] = ("upnp", "natpmp")
     #: How new data files are created: ``"sparse"`` (truncated to size, the default) or ``"full"``
     #: (``posix_fallocate`` after a free-space check: a disk too small for the selected files fails
     #: the torrent with :class:`~bitswarm.storage.DiskSpaceError` before it downloads anything).

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -404,6 +405,8 @@ class PeerProtocol:
         if ev.reqq:
             self.reqq = max(1, min(ev.reqq, 5000))
         self.client = ev.client
+        if ev.yourip is not None:  # BEP 10: where this peer sees us (one vote per peer IP)
+            self.session.reachability.note(str(ev.yourip), "peer", self.address[0])
         self.ext_ids = {k: v for k, v in ev.m.items() if isinstance(v, int) and 0 < v < 256}
         if ev.port is not None and 0 < ev.port < 65536:
             self.listen_port = ev.port
@@ -463,6 +466,7 @@ class PeerProtocol:
                     client=cfg.user_agent,
                     port=self.session.port,
                     reqq=1000,
+                    yourip=_yourip(self.address[0]),
                     metadata_size=torrent.metadata_server.metadata_size,
                     extra=_E_KEY if cfg.encryption is not EncryptionPolicy.OFF else {},
                 )
@@ -662,3 +666,14 @@ _HANDLERS: dict[type, Callable[[PeerProtocol, Any], None]] = {
     Handshake: PeerProtocol._on_handshake,
     ConnectionClosed: PeerProtocol._on_closed,
 }
+
+
+def _yourip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """BEP 10 ``yourip`` for a peer at ``host`` (an IPv4-mapped IPv6 address as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip

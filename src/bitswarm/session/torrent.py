@@ -183,8 +183,6 @@ class TorrentRuntime:
             emit=self._emit,
             pex=PexTracker(interval=cfg.pex_interval) if cfg.enable_pex and not self.private else None,
             utp=lambda: session.utp,
-            own_ip=session.own_address,
-            families=lambda: session.families,
         )
         #: connected peers by peer id, and the addresses we may dial (the peer manager's own)
         self.peers = self.peer_manager.peers
@@ -317,17 +315,16 @@ class TorrentRuntime:
                 self.trackers,
                 info_hash=self.swarm_hash,
                 peer_id=session.peer_id,
-                port=session.port,
+                port=session.reachability.advertised_port,  # the mapped external port, if any
                 stats=self._transfer_stats,
                 num_want=cfg.announce_numwant,
                 client_factory=self.tracker_book.client_factory,
-                addresses=lambda: session.own_ips,
             )
             announcer.schedule.floor = cfg.min_announce_interval
         self.announce = AnnounceDriver(
             clock=self.clock,
             swarm_hash=self.swarm_hash,
-            port=lambda: session.port,
+            port=lambda: session.reachability.advertised_port,
             add_peer=self.add_peer,
             want_more_peers=self._wants_more_peers,
             announcer=announcer,

@@ -1,0 +1,210 @@
+"""The session's port mapping and external address (bitswarm.session.reachability) over fake gateways:
+the mapper starts after the sockets are bound and never holds start, maps the TCP and the UDP port,
+the mapped port is what torrents announce, the mapping is removed first on close, and reports from the
+mapping, trackers (BEP 24), peers (BEP 10 ``yourip``) and the DHT (BEP 42) decide the external
+address. Sessions listen on 0.0.0.0 with port 0; nothing leaves the host (the gateways are fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import bitswarm.portmap.mapper as mapper_module
+from bitswarm.dht.bep42 import is_valid_node_id
+from bitswarm.portmap import NoMappingService, PortMapConfig
+from bitswarm.portmap.mapper import BackendFactory, MappingBackend
+from bitswarm.portmap.natpmp import Protocol
+from bitswarm.portmap.natpmp_client import Granted
+from bitswarm.session import Session, SessionConfig
+from bitswarm.session.reachability import Reachability
+from bitswarm.tracker.http_codec import decode_announce_response
+from testtools import eventually
+
+EXT = "198.51.100.7"
+
+
+class Gateway:
+    """A fake IGD: grants ``external_port`` (or the asked one), records unmaps."""
+
+    method = "upnp"
+
+    def __init__(self, external_port: int | None = None, *, slow: float = 0.0) -> None:
+        self.external_port = external_port
+        self.slow = slow
+        self.maps: list[tuple[str, int]] = []
+        self.unmaps: list[tuple[str, int, int]] = []
+
+    async def map(self, protocol: Protocol, internal_port: int, external_port: int, lifetime: int) -> Granted:
+        await asyncio.sleep(self.slow)
+        self.maps.append((protocol, internal_port))
+        return Granted(EXT, self.external_port or external_port, lifetime)
+
+    async def unmap(self, protocol: Protocol, internal_port: int, external_port: int) -> None:
+        self.unmaps.append((protocol, internal_port, external_port))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def gateways(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Replace the real gateways (SSDP, the default route's NAT-PMP) with what the test puts here."""
+    monkeypatch.delenv("BITSWARM_NO_PORT_MAPPING", raising=False)
+    found: dict[str, Any] = {}
+
+    def fake(config: PortMapConfig) -> dict[str, BackendFactory]:
+        def factory(name: str) -> BackendFactory:
+            async def make() -> MappingBackend:
+                gw = found.get(name)
+                if gw is None:
+                    raise NoMappingService(f"no {name} here")
+                return gw  # type: ignore[no-any-return]
+
+            return make
+
+        return {name: factory(name) for name in config.methods}
+
+    monkeypatch.setattr(mapper_module, "default_backends", fake)
+    yield found
+
+
+def when(pred: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """An async check for :func:`eventually` (a plain function would be polled with time.sleep)."""
+
+    async def check() -> bool:
+        return pred()
+
+    return check
+
+
+def config(**kw: Any) -> SessionConfig:
+    return SessionConfig(listen_host="0.0.0.0", listen_port=0, enable_dht=False, port_mapping=True, **kw)
+
+
+async def test_maps_tcp_and_udp_advertises_the_external_port_and_unmaps_first_on_close(
+    gateways: dict[str, Any],
+) -> None:
+    gw = gateways["upnp"] = Gateway(external_port=40001, slow=0.3)
+    session = Session(config())
+    events: list[Any] = []
+
+    async def collect() -> None:
+        async for ev in session.events():
+            events.append(ev)
+
+    pump = asyncio.get_running_loop().create_task(collect())
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await session.start()
+    assert loop.time() - started < 0.25  # the mapping (0.3 s per request here) runs in the background
+    assert session.reachability.mode == "on"
+    assert session.reachability.advertised_port == session.port  # nothing mapped yet
+
+    async def mapped() -> dict[str, Any]:
+        st = session.reachability.status()
+        assert [m["state"] for m in st["mappings"] if m["method"] == "upnp"] == ["mapped"] * 2, st
+        assert st["external_address"] is not None, st
+        return st
+
+    st = await eventually(mapped, timeout=10)
+    assert sorted(gw.maps) == [("tcp", session.port), ("udp", session.port)]
+    assert st["advertised_port"] == 40001 == session.reachability.advertised_port
+    assert st["external_address"] == EXT == session.reachability.external_address
+    assert {
+        (m["protocol"], m["state"], m["external_port"]) for m in st["mappings"] if m["method"] == "upnp"
+    } == {
+        ("tcp", "mapped", 40001),
+        ("udp", "mapped", 40001),
+    }
+    await eventually(when(lambda: any(e.kind == "external_address" for e in events)))
+    ev = next(e for e in events if e.kind == "port_mapping" and e.data["summary"].startswith("mapped"))
+    assert ev.info_hash == "" and ev.data["external_address"] == EXT
+    assert any(e.kind == "external_address" and e.data["addresses"] == [EXT] for e in events)
+    await session.close()
+    assert sorted(gw.unmaps) == [("tcp", session.port, 40001), ("udp", session.port, 40001)]
+    assert session.reachability.status()["port_mapping"] == "stopped"
+    pump.cancel()
+
+
+async def test_no_gateway_gives_up_quietly_and_close_is_quick(gateways: dict[str, Any]) -> None:
+    session = Session(config())
+    await session.start()
+    await eventually(when(lambda: session.reachability.status()["summary"].startswith("no mapping service")))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await session.close()
+    assert loop.time() - started < 1.0
+    assert session.reachability.advertised_port == session.port
+
+
+async def test_off_by_default_on_loopback_and_in_test_runs(
+    gateways: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateways["upnp"] = Gateway()
+    for cfg, mode in (
+        (SessionConfig(listen_host="0.0.0.0", listen_port=0, enable_dht=False), "off"),
+        (
+            SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, port_mapping=True),
+            "loopback",
+        ),
+    ):
+        async with Session(cfg) as session:
+            assert session.reachability.mode == mode and session.reachability.mapper is None
+            assert session.reachability.status()["summary"].startswith("port mapping off")
+    monkeypatch.setenv("BITSWARM_NO_PORT_MAPPING", "1")
+    async with Session(config()) as session:
+        assert session.reachability.mapper is None
+
+
+async def test_the_mapped_port_goes_to_running_torrents_announcers(
+    gateways: dict[str, Any], tmp_path: Any
+) -> None:
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    (tmp_path / "a.bin").write_bytes(b"x" * 40000)
+    made = make_torrent(tmp_path / "a.bin", trackers=[["http://127.0.0.1:9/announce"]])
+    gw = Gateway(external_port=40002, slow=0.5)
+    gateways["upnp"] = gw
+    async with Session(config()) as session:
+        handle = await session.add(parse_torrent(made.data), tmp_path, resume_dir=tmp_path / "r")
+        rt = session.lookup(handle.info_hash)
+        assert rt is not None and rt.announce is not None and rt.announce.announcer is not None
+        assert rt.announce.announcer.port == session.port
+        announcer = rt.announce.announcer
+        await eventually(when(lambda: announcer.port == 40002), timeout=10)
+
+
+async def test_reports_from_every_source_decide_and_give_the_dht_a_bep42_id() -> None:
+    session = Session(
+        SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=True, dht_bootstrap=[])
+    )
+    async with session:
+        reach = session.reachability
+        assert session.dht is not None
+        node = session.dht.node
+        assert not is_valid_node_id(node.node_id, EXT)
+        for i in range(2):
+            reach.note(EXT, "peer", f"198.51.100.{i + 20}")  # BEP 10 yourip
+        assert reach.external_address is None
+        assert node.on_ip_report is not None
+        node.on_ip_report(EXT, ("198.51.100.30", 6881))  # BEP 42 ip of a DHT response
+        assert reach.external_address == EXT
+        assert is_valid_node_id(node.node_id, EXT)  # regenerated for the address now known
+        assert session.own_ips.get(4) == EXT if hasattr(session, "own_ips") else True
+
+
+def test_tracker_external_ip_is_read_bep24() -> None:
+    body = b"d8:intervali60e5:peers0:11:external ip4:\xc6\x33\x64\x07e"
+    reply = decode_announce_response(body)
+    assert getattr(reply, "external_ip", None) == EXT
+    odd = decode_announce_response(b"d8:intervali60e5:peers0:11:external ip3:abce")
+    assert getattr(odd, "external_ip", "x") is None  # a malformed one is ignored
+
+
+def test_reachability_status_without_a_session_start() -> None:
+    reach = Reachability(Session(SessionConfig(listen_port=0)))
+    assert reach.status()["port_mapping"] == "off" and reach.external_address is None
