@@ -143,6 +143,25 @@ def typer_command() -> Any:
     return command
 
 
+_BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
+
+
+def hostport(host: str, port: int | str) -> str:
+    """``HOST:PORT`` (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_failure(exc: OSError, *candidates: str) -> str:
+    """The one line for an address that cannot be listened on, naming it: the address asyncio and
+    uvloop put in their message, else the one (or ones) the caller was binding."""
+    import os
+
+    why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    m = _BIND_ADDRESS.search(str(exc))
+    where = hostport(m.group(1), m.group(2)) if m else " or ".join(candidates) or "its address"
+    return f"cannot listen on {where}: {why}"
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print a one-line error on stderr and exit with ``code``."""
     first = " ".join(str(message).split("\n")[0].split())

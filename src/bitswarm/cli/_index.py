@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._app import EXIT_FAILURE, app, console, fail, hostport, listen_failure, print_json
 
 
 @app.command("index")
@@ -88,10 +89,24 @@ def index_command(
 
     try:
         asyncio.run(run_index(cfg, on_ready=ready, join=peer_index or []))
-    except OSError as exc:
-        fail(f"cannot listen: {exc.strerror or exc}")
+    except httpx.HTTPError as exc:  # --peer-index: the other index did not answer
+        fail(f"cannot join the index at {_failed_url(exc)}: {exc or type(exc).__name__}", EXIT_FAILURE)
+    except json.JSONDecodeError:
+        fail(
+            f"cannot join {', '.join(peer_index or [])}: the answer is not JSON (not an index?)", EXIT_FAILURE
+        )
+    except OSError as exc:  # the binary port's error names its address; the HTTP one's does not
+        fail(listen_failure(exc, hostport(cfg.host, cfg.port)))
     except KeyboardInterrupt:
         pass
+
+
+def _failed_url(exc: httpx.HTTPError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # no request attached
+        return "?"
+    return f"{url.scheme}://{url.netloc.decode()}"
 
 
 def _get(index: str, path: str, params: dict[str, Any]) -> Any:

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import app, console, fail, load_toml, print_json
+from bitswarm.cli._app import app, console, fail, hostport, listen_failure, load_toml, print_json
 from bitswarm.cli._peer import parse_hostport
 
 _KEYS = {"host", "dir", "tracker_port", "index_port", "binary_port", "dht_port", "dht", "bootstrap", "name"}
@@ -79,16 +79,19 @@ async def _serve(
     dht: DHTServer | None = None
     started: list[Any] = []
     try:
-        try:
+        try:  # each error names the address (asyncio's own message does for TCP, the DHT's too)
+            where = [f"{hostport(host, tracker_port)} (tracker UDP)"]
             await tracker.start()
             started.append(tracker)
+            where = [f"{hostport(host, index_port)} (index)"]
             bound = await index.start()
             started.append(index)
             if dht_port is not None:
+                where = [f"{hostport(host, dht_port)} (DHT UDP)"]
                 dht = DHTServer(host, dht_port, bootstrap=bootstrap, state_file=data_dir / "dht.state")
                 await dht.start()
         except OSError as exc:
-            fail(f"cannot listen: {exc.strerror or exc}")
+            fail(listen_failure(exc, *where))
         th, tp = tracker.http_addresses[0][:2]
         uh, up = tracker.udp_addresses[0][:2]
         info: dict[str, Any] = {

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bitswarm.cli._app import app, console, fail, print_json
+from bitswarm.cli._app import app, console, fail, hostport, listen_failure, print_json
 from bitswarm.tracker.server import Mode, TrackerConfig, TrackerConfigError, TrackerServer, parse_address
 from bitswarm.tracker.server.config import normalize_ip
 
@@ -108,7 +108,11 @@ def tracker(
 
 async def _serve(cfg: TrackerConfig, json_out: bool) -> None:
     server = TrackerServer(cfg)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # an HTTP address is in asyncio's message; a UDP one is the first not bound
+        udp = cfg.udp[len(server.udp_addresses) :] or cfg.udp
+        fail(listen_failure(exc, *(f"{hostport(h, p)} (UDP)" for h, p in udp[:1])))
     info = server.describe()
     if json_out:
         print_json(info)
