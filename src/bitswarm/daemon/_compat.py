@@ -74,30 +74,13 @@ def number(daemon: Daemon, torrent_id: str) -> int:
 
 
 def queue_order(daemon: Daemon) -> list[str]:
-    """Every torrent id in queue order (kept in the settings; new torrents at the end)."""
-    ids = daemon.ids()
-    known = set(ids)
-    saved = [t for t in daemon.setting("queue_order", []) or [] if t in known]
-    seen = set(saved)
-    return saved + [t for t in ids if t not in seen]
+    """Every torrent id in queue order (the daemon's queue; new torrents at the end)."""
+    return daemon.queue_order()
 
 
 def move_in_queue(daemon: Daemon, torrent_ids: list[str], where: str) -> None:
     """``where``: top, up, down or bottom."""
-    order = queue_order(daemon)
-    chosen = [t for t in order if t in set(torrent_ids)]
-    if where == "top":
-        order = chosen + [t for t in order if t not in chosen]
-    elif where == "bottom":
-        order = [t for t in order if t not in chosen] + chosen
-    else:
-        step = -1 if where == "up" else 1
-        for tid in chosen if step < 0 else reversed(chosen):
-            i = order.index(tid)
-            j = i + step
-            if 0 <= j < len(order):
-                order[i], order[j] = order[j], order[i]
-    daemon.set_setting("queue_order", order)
+    daemon.move_in_queue(torrent_ids, where)
 
 
 def ratio(uploaded: int, downloaded: int) -> float:

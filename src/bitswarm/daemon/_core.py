@@ -12,6 +12,7 @@ paused, or paused when the daemon started) is opened paused when one of them nee
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import mimetypes
@@ -19,14 +20,27 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bitswarm import __version__
 from bitswarm.daemon._store import DataDir, TorrentRecord
 from bitswarm.daemon._trackers import Tiers, tracker_report, tracker_rows
+from bitswarm.daemon.automation import (
+    SPECS,
+    Automation,
+    SettingsError,
+    TorrentView,
+    WatchFolder,
+    check_goals,
+    check_setting,
+    effective_goals,
+    ratio_of,
+    settings_view,
+)
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
 from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
@@ -82,6 +96,8 @@ class _Entry:
     life: Lifecycle = field(default_factory=Lifecycle)  #: THE state (the engine's, once added)
     error: str | None = None
     check: tuple[int, int] = (0, 0)
+    #: waiting in the queue: the user wants it running, the automation holds it (engine-paused)
+    held: bool = False
     have: Bitfield | None = None  #: verified pieces while not running (from the resume data)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -100,6 +116,8 @@ class Daemon:
         config: SessionConfig | None = None,
         *,
         download_dir: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = datetime.now,
     ) -> None:
         self.data = DataDir(data_dir)
         self.download_dir = Path(download_dir).resolve() if download_dir else self.data.downloads
@@ -112,6 +130,15 @@ class Daemon:
         self._settings: dict[str, Any] = {}
         self.started_at = time.time()
         self.closing = asyncio.Event()
+        self.clock = clock
+        #: the queue, seeding goals, speed schedule and watch folder (automation.py)
+        self.automation = Automation(self, clock=clock, wall=wall)
+        self._auto_task: asyncio.Task[None] | None = None
+        self.watch: WatchFolder | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
+        self._dirty: set[str] = set()
+        self._flushed = clock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -119,8 +146,7 @@ class Daemon:
         """Listen for peers and bring back every saved torrent (paused ones stay paused)."""
         await self.session.start()
         self._settings = self.data.load_settings()
-        self.session.download_limiter.set_rate(int(self._settings.get("download_limit", 0) or 0))
-        self.session.upload_limiter.set_rate(int(self._settings.get("upload_limit", 0) or 0))
+        self.apply_rates(*self._rates_now())
         self._pump = asyncio.get_running_loop().create_task(self._pump_events())
         records, broken = self.data.records()
         for rec in records:
@@ -132,11 +158,13 @@ class Daemon:
                 entry.life = Lifecycle(State.PAUSED)
                 self._load_have(entry)
             else:
-                self._start(entry)
+                self._start(entry, held=self.queueing())
         for tid, reason in broken.items():  # never dropped silently: listed, in the error state
             log.warning("saved torrent %s cannot be restored: %s", tid, reason)
             rec = TorrentRecord(id=tid, name=tid, save_path=str(self.download_dir))
             self._entries[tid] = _errored(rec, f"cannot be restored: {reason}")
+        self._configure_watch()
+        self._auto_task = asyncio.get_running_loop().create_task(self.automation.run())
 
     def _restore(self, rec: TorrentRecord) -> _Entry:
         """The entry of a saved torrent; in the error state (with the reason) if it cannot be loaded."""
@@ -161,9 +189,15 @@ class Daemon:
     async def close(self) -> None:
         """Stop everything; resume data and records are saved (a kill loses at most a few seconds)."""
         self.closing.set()
+        for task in (self._auto_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._auto_task = self._watch_task = None
         for entry in self._entries.values():
             await self._cancel_tasks(entry)  # a move cut short is finished at the next start
-            if entry.handle is not None:
+            if entry.handle is not None or entry.rec.id in self._dirty:
                 self._snapshot(entry)
                 self.data.save_record(entry.rec)
         if self._pump is not None:
@@ -203,15 +237,19 @@ class Daemon:
         trackers: list[str] | None = None,
         peers: list[tuple[str, int]] | None = None,
         priorities: list[int] | None = None,
+        category: str | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Add a torrent from its metainfo bytes; it starts in the background (hashing existing data)."""
+        """Add a torrent from its metainfo bytes; it starts in the background (hashing existing data).
+        ``category``: saved in the category's save path unless ``save_path`` is given (an unknown
+        category is created, with no save path)."""
         if len(data) > MAX_TORRENT_BYTES:
             raise DaemonError(f"torrent file is larger than {MAX_TORRENT_BYTES} bytes", 413, "too_large")
         try:
             torrent = parse_torrent(data)
         except MetainfoError as exc:
             raise DaemonError(f"not a valid torrent: {exc}", 400, "bad_torrent") from None
-        target = self._save_path(save_path)
+        target = self._save_path(self._category_path(category, save_path))
         try:
             FileMap(torrent.info, target)  # every file path must stay inside the save path
         except StorageError as exc:
@@ -231,16 +269,18 @@ class Daemon:
             total_size=torrent.info.total_size,
             num_pieces=torrent.info.num_pieces,
         )
+        self._label(rec, category, tags)
         self.data.save_metainfo(tid, data)
         self.data.save_record(rec)
         entry = _Entry(rec, torrent)
         self._entries[tid] = entry
         if not paused:
-            self._start(entry)
+            self._start(entry, held=self.queueing())
         else:
             entry.life = Lifecycle(State.PAUSED)
             entry.have = Bitfield(torrent.info.num_pieces)
         self._publish("added", entry)
+        self.automation.poke()
         return self.status(entry)
 
     async def add_magnet(
@@ -251,6 +291,8 @@ class Daemon:
         paused: bool = False,
         trackers: list[str] | None = None,
         peers: list[tuple[str, int]] | None = None,
+        category: str | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any]:
         """Add a BEP 9 magnet link; the engine fetches the metadata in the background."""
         try:
@@ -263,19 +305,21 @@ class Daemon:
         rec = TorrentRecord(
             id=tid,
             name=magnet.name or tid,
-            save_path=str(self._save_path(save_path)),
+            save_path=str(self._save_path(self._category_path(category, save_path))),
             paused=paused,
             added_at=time.time(),
             trackers=clean_trackers(trackers),
             peers=_clean_peers([*(peers or []), *magnet.peers]),
             magnet=magnet.to_uri(),
         )
+        self._label(rec, category, tags)
         self.data.save_record(rec)
         entry = _Entry(rec, None, life=Lifecycle(State.PAUSED if paused else State.STOPPED))
         self._entries[tid] = entry
         if not paused:
             self._start(entry)
         self._publish("added", entry)
+        self.automation.poke()
         return self.status(entry)
 
     async def add_path(self, path: str, **kw: Any) -> dict[str, Any]:
@@ -310,11 +354,17 @@ class Daemon:
 
     # -- starting and stopping one torrent -----------------------------------------------------
 
-    def _start(self, entry: _Entry, *, recheck: bool = False, paused: bool = False) -> None:
-        """Queue the torrent for the session (``paused``: opened, checked and left paused)."""
+    def _start(
+        self, entry: _Entry, *, recheck: bool = False, paused: bool = False, held: bool = False
+    ) -> None:
+        """Queue the torrent for the session (``paused``: opened, checked and left paused; ``held``:
+        the same, waiting for the automation's queue to release it). A magnet without metadata is
+        never held before it has its metadata."""
+        held = held and entry.torrent is not None
+        entry.held = held
         entry.life.fire(Event.QUEUE)
         entry.error = None
-        entry.task = asyncio.get_running_loop().create_task(self._run_start(entry, recheck, paused))
+        entry.task = asyncio.get_running_loop().create_task(self._run_start(entry, recheck, paused or held))
 
     async def _run_start(self, entry: _Entry, recheck: bool, paused: bool) -> None:
         rec = entry.rec
@@ -363,7 +413,10 @@ class Daemon:
         entry.handle = handle
         entry.have = None
         handle.set_rate_limits(download=rec.download_limit, upload=rec.upload_limit)
+        if paused and not entry.held and not rec.paused and entry.life.state is State.PAUSED:
+            self._in_background(entry, self._guarded(entry, handle.resume()))  # released while checking
         self._publish("started", entry)
+        self.automation.poke()
 
     async def _cancel_tasks(self, entry: _Entry) -> None:
         for task in (entry.task, entry.job):
@@ -389,7 +442,7 @@ class Daemon:
         """The torrent's handle; one that is paused outside the session is opened (checked) paused
         first. 409 while it is being started, or when it cannot be opened."""
         if entry.handle is None and entry.life.state is State.PAUSED and entry.torrent is not None:
-            self._start(entry, paused=True)
+            self._start(entry, paused=True, held=entry.held)
             assert entry.task is not None
             await asyncio.shield(entry.task)
         if entry.handle is None:
@@ -438,6 +491,7 @@ class Daemon:
         that is still starting stops starting."""
         entry = self._entry(torrent_id, usable=True)
         async with entry.lock:
+            entry.held = False
             if not entry.rec.paused:
                 entry.rec.paused = True
                 self.data.save_record(entry.rec)
@@ -468,11 +522,15 @@ class Daemon:
             if entry.rec.paused or entry.life.state is State.ERROR:
                 entry.rec.paused = False
                 self.data.save_record(entry.rec)
-                if entry.handle is not None:  # an error is rechecked first
+                queued = self.queueing() and entry.life.state is not State.ERROR
+                if entry.handle is not None and queued:  # waits in the queue (engine-paused)
+                    entry.held = True
+                elif entry.handle is not None:  # an error is rechecked first
                     self._in_background(entry, self._guarded(entry, entry.handle.resume()))
                 elif entry.task is None or entry.task.done():
-                    self._start(entry)
+                    self._start(entry, held=queued)
                 self._publish("resumed", entry)
+                self.automation.poke()
         await asyncio.sleep(0)  # the resume has begun: the reply shows where it went
         return self.status(entry)
 
@@ -483,6 +541,7 @@ class Daemon:
                 raise _not_found(torrent_id)
             await self._stop(entry)
             del self._entries[entry.rec.id]
+            self._dirty.discard(entry.rec.id)
             self.data.delete(entry.rec.id)
             if delete_data and entry.torrent is not None:
                 await asyncio.to_thread(_delete_data, entry.torrent, entry.rec.save_path)
@@ -601,6 +660,7 @@ class Daemon:
         return self.status(entry)
 
     def global_limits(self) -> dict[str, int]:
+        """The normal global limits (the alternative ones are in :meth:`settings`)."""
         return {
             "download_limit": int(self._settings.get("download_limit", 0) or 0),
             "upload_limit": int(self._settings.get("upload_limit", 0) or 0),
@@ -609,11 +669,11 @@ class Daemon:
     def set_global_limits(self, *, download: int | None = None, upload: int | None = None) -> dict[str, int]:
         if download is not None:
             self._settings["download_limit"] = _rate(download)
-            self.session.download_limiter.set_rate(self._settings["download_limit"])
         if upload is not None:
             self._settings["upload_limit"] = _rate(upload)
-            self.session.upload_limiter.set_rate(self._settings["upload_limit"])
         self.data.save_settings(self._settings)
+        self.apply_rates(*self._rates_now())
+        self.automation.rates_changed()
         limits = self.global_limits()
         self._broadcast({"event": "limits", **limits})
         return limits
@@ -623,7 +683,7 @@ class Daemon:
     def ids(self) -> list[str]:
         return list(self._entries)
 
-    def status(self, entry: _Entry) -> dict[str, Any]:
+    def status(self, entry: _Entry, positions: dict[str, int] | None = None) -> dict[str, Any]:
         rec = entry.rec
         out: dict[str, Any]
         if entry.handle is not None:
@@ -672,13 +732,26 @@ class Daemon:
             upload_limit=rec.upload_limit,
             check_progress=(done / total) if total else None,
             magnet=rec.magnet,
+            queue_position=(positions or self._positions()).get(rec.id, 0),
+            category=str(rec.compat.get("category", "") or ""),
+            tags=list(rec.compat.get("tags", []) or []),
+            downloaded_ever=rec.downloaded_ever,
+            uploaded_ever=rec.uploaded_ever,
+            ratio=ratio_of(rec.uploaded_ever, rec.downloaded_ever, rec.wanted_size or rec.total_size),
+            seeding_time=int(rec.seeding_seconds),
+            goals=dict(rec.goals),
+            goal_reached=rec.goal_reached,
+            held=entry.held,
         )
+        if entry.held and out["state"] in ("paused", "stopped", "queued"):
+            out["state"] = "queued"  # waiting for a slot of the automation's queue
         if out.get("eta") is not None and out["eta"] != out["eta"]:  # NaN never reaches JSON
             out["eta"] = None
         return out
 
     def list(self) -> list[dict[str, Any]]:
-        return [self.status(e) for e in self._entries.values()]
+        positions = self._positions()
+        return [self.status(e, positions) for e in self._entries.values()]
 
     def details(self, torrent_id: str) -> dict[str, Any]:
         entry = self._entry(torrent_id)
@@ -775,6 +848,340 @@ class Daemon:
             **self.global_limits(),
         }
 
+    # -- automation: settings, queue, seeding goals, categories, tags (automation.py) -----------
+
+    def automation_settings(self) -> dict[str, Any]:
+        """Every setting of :data:`~bitswarm.daemon.automation.SPECS` (saved or default)."""
+        return settings_view(self._settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings page's view: every automation setting, categories, tags, the download dir,
+        and the watch folder's last outcomes."""
+        out = self.automation_settings()
+        out["categories"] = self.categories()
+        out["tags"] = self.tags()
+        out["download_dir"] = str(self.download_dir)
+        out["listen_port"] = self.session.port
+        out["encryption"] = self.session.config.encryption.value
+        out["watch_results"] = [
+            {"file": r.path.name, "outcome": r.outcome, "detail": r.detail[:300]}
+            for r in (self.watch.results if self.watch is not None else [])
+        ]
+        return out
+
+    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Validate and save ``changes`` (keys of SPECS), then apply them: limits and the schedule
+        at once, the queue and the goals at the next tick (now), the watch folder restarted."""
+        if not isinstance(changes, dict):
+            raise DaemonError("settings must be an object")
+        checked: dict[str, Any] = {}
+        for key, value in changes.items():
+            try:
+                checked[key] = check_setting(str(key), value)
+            except SettingsError as exc:
+                raise DaemonError(str(exc), 400, "bad_setting") from None
+        for key in ("watch_dir", "watch_done_dir"):
+            path = checked.get(key)
+            if path and not Path(path).expanduser().is_absolute():
+                raise DaemonError(f"{key} must be an absolute path", 400, "bad_setting")
+        if checked.get("watch_category"):
+            _check_category(checked["watch_category"])
+        old = self.automation_settings()
+        self._settings.update(checked)
+        self.data.save_settings(self._settings)
+        new = self.automation_settings()
+        changed = {k for k in SPECS if old[k] != new[k]}
+        if any(k.startswith("seed_") for k in changed):  # new goals: every seed is judged again
+            for entry in self._entries.values():
+                if entry.rec.goal_reached:
+                    entry.rec.goal_reached = False
+                    self.data.save_record(entry.rec)
+        if any(k.startswith("watch_") for k in changed):
+            self._configure_watch()
+        self.apply_rates(*self._rates_now())
+        self.automation.rates_changed()
+        self._broadcast({"event": "settings", "changed": sorted(changed)})
+        return self.settings()
+
+    def queueing(self) -> bool:
+        """Whether a queue limit is on (torrents then start held, the queue releases them in order)."""
+        st = self.automation_settings()
+        return bool(st["queue_downloads_enabled"] or st["queue_seeds_enabled"])
+
+    def _rates_now(self) -> tuple[int, int]:
+        st = self.automation_settings()
+        if st["alt_speed_enabled"]:
+            return int(st["alt_speed_down"]), int(st["alt_speed_up"])
+        return int(st["download_limit"]), int(st["upload_limit"])
+
+    def apply_rates(self, download: int, upload: int) -> None:
+        """Set the session's global limits (the normal or the alternative ones)."""
+        self.session.download_limiter.set_rate(download)
+        self.session.upload_limiter.set_rate(upload)
+
+    def set_alt_speed(self, enabled: bool) -> None:
+        self._settings["alt_speed_enabled"] = enabled
+        self.data.save_settings(self._settings)
+        self._broadcast({"event": "alt_speed", "enabled": enabled})
+
+    def views(self) -> builtins.list[TorrentView]:
+        """What the automation reads: every torrent, in queue order."""
+        out: builtins.list[TorrentView] = []
+        positions = self._positions()
+        for tid in self.queue_order():
+            entry = self._entries[tid]
+            rec, handle = entry.rec, entry.handle
+            st = self.status(entry, positions)
+            usable = entry.torrent is not None or rec.magnet is not None
+            state = handle.state if handle is not None else entry.life.state
+            busy = entry.job is not None and not entry.job.done()
+            out.append(
+                TorrentView(
+                    id=tid,
+                    wanted=usable and not rec.paused and state is not State.ERROR,
+                    complete=entry.torrent is not None and float(st["progress"] or 0.0) >= 1.0,
+                    held=entry.held,
+                    holdable=handle is not None and not busy and state in (State.DOWNLOADING, State.SEEDING),
+                    seeding=handle is not None and state is State.SEEDING and not entry.held,
+                    counters=(id(handle), int(st["downloaded"]), int(st["uploaded"])) if handle else _NONE,
+                    uploaded_ever=rec.uploaded_ever,
+                    downloaded_ever=rec.downloaded_ever,
+                    size=int(st["wanted_size"] or st["total_size"] or 0),
+                    seeding_seconds=rec.seeding_seconds,
+                    goals=rec.goals,
+                    goal_reached=rec.goal_reached,
+                )
+            )
+        return out
+
+    def account(self, torrent_id: str, downloaded: int, uploaded: int, seeding_seconds: float) -> None:
+        entry = self._entries.get(torrent_id)
+        if entry is None:
+            return
+        rec = entry.rec
+        rec.downloaded_ever += downloaded
+        rec.uploaded_ever += uploaded
+        rec.seeding_seconds += seeding_seconds
+        self._dirty.add(torrent_id)
+        if self.clock() - self._flushed >= 30.0:  # the totals reach the disk every 30 s (and at close)
+            self._flushed = self.clock()
+            for tid in list(self._dirty):
+                e = self._entries.get(tid)
+                if e is not None:
+                    self.data.save_record(e.rec)
+            self._dirty.clear()
+
+    async def hold(self, torrent_id: str) -> None:
+        """The queue holds the torrent: the engine pauses it, it shows ``queued``."""
+        entry = self._entries.get(torrent_id)
+        if entry is None or entry.rec.paused:
+            return
+        async with entry.lock:
+            entry.held = True
+            if entry.handle is not None and entry.handle.state in (State.DOWNLOADING, State.SEEDING):
+                await entry.handle.pause()
+                self._snapshot(entry)
+        self._publish("queued", entry)
+
+    async def release(self, torrent_id: str) -> None:
+        """The queue gives the torrent a slot: the engine resumes it (or starts it)."""
+        entry = self._entries.get(torrent_id)
+        if entry is None:
+            return
+        async with entry.lock:
+            if not entry.held or entry.rec.paused:
+                return
+            entry.held = False
+            if entry.handle is not None:
+                if entry.handle.state is State.PAUSED:
+                    self._in_background(entry, self._guarded(entry, entry.handle.resume()))
+            elif entry.task is None or entry.task.done():
+                self._start(entry)
+            # else: still being opened (held): _run_start resumes it when it is open
+        self._publish("dequeued", entry)
+
+    async def goal_reached(self, torrent_id: str, action: str, reason: str) -> None:
+        """A seeding goal was reached: pause the torrent, or remove it (its data stays)."""
+        entry = self._entries.get(torrent_id)
+        if entry is None:
+            return
+        entry.rec.goal_reached = True
+        self.data.save_record(entry.rec)
+        self._publish("goal_reached", entry, reason=reason, action=action)
+        if action == "remove":
+            await self.remove(torrent_id)
+        else:
+            await self.pause(torrent_id)
+
+    async def set_goals(self, torrent_id: str, goals: dict[str, Any]) -> dict[str, Any]:
+        """This torrent's seeding goals (automation.check_goals); a reached goal is judged again."""
+        entry = self._entry(torrent_id)
+        try:
+            checked = check_goals(goals)
+        except SettingsError as exc:
+            raise DaemonError(str(exc), 400, "bad_setting") from None
+        entry.rec.goals.update(checked)
+        entry.rec.goal_reached = False
+        self.data.save_record(entry.rec)
+        self.automation.poke()
+        return self.status(entry)
+
+    def goals(self, torrent_id: str) -> dict[str, Any]:
+        """The torrent's goals with the limits in force (``ratio_limit``/``time_minutes`` None: none)."""
+        rec = self._entry(torrent_id).rec
+        ratio, minutes = effective_goals(self.automation_settings(), rec.goals)
+        return {"own": dict(rec.goals), "ratio_limit": ratio, "time_minutes": minutes}
+
+    # queue order (kept in settings.json: ``queue_order``; torrents not in it follow, oldest first)
+
+    def queue_order(self) -> builtins.list[str]:
+        """Every torrent id in queue order."""
+        ids = list(self._entries)
+        known = set(ids)
+        saved = [t for t in self._settings.get("queue_order", []) or [] if isinstance(t, str) and t in known]
+        seen = set(saved)
+        return saved + [t for t in ids if t not in seen]
+
+    def _positions(self) -> dict[str, int]:
+        return {tid: i for i, tid in enumerate(self.queue_order())}
+
+    def move_in_queue(self, torrent_ids: builtins.list[str], where: str) -> None:
+        """``where``: top, up, down or bottom (the queue is applied at once)."""
+        order = self.queue_order()
+        chosen_set = set(torrent_ids)
+        chosen = [t for t in order if t in chosen_set]
+        if where == "top":
+            order = chosen + [t for t in order if t not in chosen_set]
+        elif where == "bottom":
+            order = [t for t in order if t not in chosen_set] + chosen
+        elif where in ("up", "down"):
+            step = -1 if where == "up" else 1
+            for tid in chosen if step < 0 else reversed(chosen):
+                i = order.index(tid)
+                j = i + step
+                if 0 <= j < len(order) and order[j] not in chosen_set:
+                    order[i], order[j] = order[j], order[i]
+        else:
+            raise DaemonError("where must be top, up, down or bottom")
+        self.set_setting("queue_order", order)
+        self.automation.poke()
+
+    def set_queue_position(self, torrent_id: str, position: int) -> None:
+        """Put the torrent at ``position`` (0 = first; past the end = last)."""
+        tid = self._entry(torrent_id).rec.id
+        order = [t for t in self.queue_order() if t != tid]
+        order.insert(max(0, min(position, len(order))), tid)
+        self.set_setting("queue_order", order)
+        self.automation.poke()
+
+    # categories ({name: save path} in settings.json; a torrent's in its record) and tags
+
+    def categories(self) -> dict[str, str]:
+        saved = self._settings.get("categories", {}) or {}
+        return {str(k): str(v or "") for k, v in saved.items()} if isinstance(saved, dict) else {}
+
+    def set_category_path(self, name: str, save_path: str = "") -> dict[str, str]:
+        """Create the category ``name`` or change its save path ("" = the default download dir)."""
+        _check_category(name)
+        if save_path:
+            save_path = str(self._save_path(save_path))
+        cats = self.categories()
+        cats[name] = save_path
+        self.set_setting("categories", cats)
+        return cats
+
+    def remove_categories(self, names: builtins.list[str]) -> dict[str, str]:
+        gone = set(names)
+        cats = {k: v for k, v in self.categories().items() if k not in gone}
+        self.set_setting("categories", cats)
+        for entry in self._entries.values():
+            if entry.rec.compat.get("category") in gone:
+                entry.rec.compat["category"] = ""
+                self.data.save_record(entry.rec)
+        return cats
+
+    def set_category(self, torrent_id: str, name: str) -> dict[str, Any]:
+        """Put the torrent in category ``name`` ("" = none); 409 if there is no such category (its
+        files stay where they are: move them with :meth:`move`)."""
+        entry = self._entry(torrent_id)
+        if name and name not in self.categories():
+            raise DaemonError(f"no category {name!r} (create it first)", 409, "no_category")
+        entry.rec.compat["category"] = name
+        self.data.save_record(entry.rec)
+        self._publish("category", entry, category=name)
+        return self.status(entry)
+
+    def tags(self) -> builtins.list[str]:
+        saved = self._settings.get("tags", []) or []
+        return sorted({str(t) for t in saved}) if isinstance(saved, list) else []
+
+    def set_tags(self, torrent_id: str, tags: builtins.list[str]) -> dict[str, Any]:
+        """The torrent's tags (replacing its old ones; new tags join the tag list)."""
+        entry = self._entry(torrent_id)
+        clean = _clean_tags(tags)
+        entry.rec.compat["tags"] = clean
+        self.data.save_record(entry.rec)
+        if set(clean) - set(self.tags()):
+            self.set_setting("tags", sorted({*self.tags(), *clean}))
+        self._publish("tags", entry, tags=clean)
+        return self.status(entry)
+
+    def _category_path(self, category: str | None, save_path: str | None) -> str | None:
+        """The save path of a torrent added in ``category`` (created when new) unless one is given."""
+        if not category:
+            return save_path
+        _check_category(category)
+        cats = self.categories()
+        if category not in cats:
+            self.set_setting("categories", {**cats, category: ""})
+        return save_path or cats.get(category) or None
+
+    def _label(self, rec: TorrentRecord, category: str | None, tags: builtins.list[str] | None) -> None:
+        if category:
+            rec.compat["category"] = category
+        if tags:
+            rec.compat["tags"] = _clean_tags(tags)
+            self.set_setting("tags", sorted({*self.tags(), *rec.compat["tags"]}))
+
+    # the watch folder
+
+    def _configure_watch(self) -> None:
+        """(Re)start the watch folder from the settings (``watch_dir`` empty: none)."""
+        self._watch_stop.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        self._watch_task = None
+        self.watch = None
+        self.automation.extra = []
+        st = self.automation_settings()
+        if not st["watch_dir"]:
+            return
+        category = str(st["watch_category"]) or None
+        paused = bool(st["watch_paused"])
+
+        async def add_torrent(data: bytes) -> object:
+            return await self.add_torrent(data, paused=paused, category=category)
+
+        async def add_magnet(link: str) -> object:
+            return await self.add_magnet(link, paused=paused, category=category)
+
+        done = Path(st["watch_done_dir"]).expanduser() if st["watch_done_dir"] else None
+        self.watch = WatchFolder(Path(st["watch_dir"]).expanduser(), add_torrent, add_magnet, done_dir=done)
+        self.automation.extra = [self._scan_watch]
+        self._watch_stop = asyncio.Event()
+        job = self._run_watch(self.watch, self._watch_stop)
+        self._watch_task = asyncio.get_running_loop().create_task(job)
+
+    async def _scan_watch(self) -> None:
+        if self.watch is not None:
+            await self.watch.scan()
+
+    async def _run_watch(self, watch: WatchFolder, stop: asyncio.Event) -> None:
+        try:
+            await watch.watch(self.automation.poke, stop)
+        except (OSError, RuntimeError) as exc:  # the tick's scan still polls the folder
+            log.warning("watch folder %s: %s (polled every second instead)", watch.folder, exc)
+
     # -- for the compatible APIs (transmission.py, qbittorrent.py) -----------------------------
 
     def record(self, torrent_id: str) -> TorrentRecord:
@@ -839,6 +1246,31 @@ class Daemon:
                     yield {"event": "torrents", "torrents": self.list(), "stats": self.stats()}
         finally:
             self._subscribers.discard(q)
+
+
+_NONE = (0, 0, 0)  #: a torrent outside the session has no counters
+
+
+def _check_category(name: str) -> None:
+    if (
+        not isinstance(name, str) or not name or len(name) > 200 or name != name.strip()
+        or name.startswith("/") or name.endswith("/") or "//" in name or "\\" in name
+        or any(ord(ch) < 32 for ch in name)
+    ):  # fmt: skip
+        raise DaemonError(f"bad category name {str(name)[:80]!r}", 400, "bad_category")
+
+
+def _clean_tags(tags: list[str]) -> list[str]:
+    if not isinstance(tags, list):
+        raise DaemonError("tags must be a list of strings")
+    out: list[str] = []
+    for t in tags:
+        if not isinstance(t, str) or "," in t or len(t) > 200 or any(ord(ch) < 32 for ch in t):
+            raise DaemonError(f"bad tag {str(t)[:80]!r}", 400, "bad_tag")
+        t = t.strip()
+        if t and t not in out:
+            out.append(t)
+    return out
 
 
 def _rate(value: int) -> int:

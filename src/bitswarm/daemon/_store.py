@@ -1,7 +1,8 @@
 """The daemon's data directory: what survives a restart (also a SIGKILL).
 
     DIR/token                    the API's bearer token (0600)
-    DIR/settings.json            global settings (rate limits)
+    DIR/settings.json            global settings (limits, queue, seeding goals, schedule, watch
+                                 folder, categories, tags, queue order: docs/daemon.md)
     DIR/torrents/<id>.torrent    the metainfo as added (absent while a magnet waits for metadata; for a
                                  magnet, the fetched info dictionary without BEP 52 piece layers)
     DIR/torrents/<id>.json       save path and per-torrent settings (paused, priorities, limits ...)
@@ -77,6 +78,15 @@ class TorrentRecord:
     num_pieces: int = 0
     #: what the Transmission and qBittorrent APIs keep (their int id, labels, category, tags ...)
     compat: dict[str, Any] = field(default_factory=dict)
+    #: payload totals over every session (the ratio of the seeding goals) and time seeded
+    downloaded_ever: int = 0
+    uploaded_ever: int = 0
+    seeding_seconds: float = 0.0
+    #: this torrent's seeding goals (automation.check_goals: ratio_mode, ratio_limit, time_mode,
+    #: time_minutes); empty: the global goals
+    goals: dict[str, Any] = field(default_factory=dict)
+    #: a goal was reached (paused then); resumed by hand it seeds on until its goals change
+    goal_reached: bool = False
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()

@@ -27,6 +27,7 @@ from fastapi.responses import Response
 
 from bitswarm.daemon import _compat as c
 from bitswarm.daemon._core import Daemon, DaemonError
+from bitswarm.daemon.automation import effective_goals
 from bitswarm.errors import BitswarmError
 from bitswarm.session.lifecycle import State
 
@@ -115,6 +116,16 @@ class QbittorrentAPI:
             "transfer/setDownloadLimit": self._global_limit("download"),
             "transfer/setUploadLimit": self._global_limit("upload"),
             "sync/maindata": self.maindata,
+            # the daemon's automation: queue positions, seeding goals, alternative speed
+            "torrents/topPrio": self._queue("top"),
+            "torrents/bottomPrio": self._queue("bottom"),
+            "torrents/increasePrio": self._queue("up"),
+            "torrents/decreasePrio": self._queue("down"),
+            "torrents/setShareLimits": self.set_share_limits,
+            "transfer/speedLimitsMode": self._call(
+                lambda f: int(self.daemon.automation_settings()["alt_speed_enabled"])
+            ),
+            "transfer/toggleSpeedLimitsMode": self.toggle_speed_limits,
         }
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -216,6 +227,43 @@ class QbittorrentAPI:
 
     # -- torrents ------------------------------------------------------------------------------
 
+    def _queue(self, where: str) -> _Handler:
+        async def run(form: Form) -> str:
+            self.daemon.move_in_queue(self.select(form.required("hashes")), where)
+            return ""
+
+        return run
+
+    async def set_share_limits(self, form: Form) -> str:
+        """``ratioLimit`` / ``seedingTimeLimit`` (minutes): -2 the global goal, -1 none, else own."""
+        goals: dict[str, Any] = {}
+        for field, mode, limit in (
+            ("ratioLimit", "ratio_mode", "ratio_limit"), ("seedingTimeLimit", "time_mode", "time_minutes")
+        ):  # fmt: skip
+            text = form.get(field)
+            if not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                raise QbitError(400, f"{field} must be a number") from None
+            if value == -2:
+                goals[mode] = 0
+            elif value == -1:
+                goals[mode] = 2
+            elif 0 <= value <= 1e8:
+                goals[mode], goals[limit] = 1, value
+            else:
+                raise QbitError(400, f"{field} out of range")
+        for tid in self.select(form.required("hashes")):
+            await self.daemon.set_goals(tid, goals)
+        return ""
+
+    async def toggle_speed_limits(self, form: Form) -> str:
+        on = bool(self.daemon.automation_settings()["alt_speed_enabled"])
+        self.daemon.update_settings({"alt_speed_enabled": not on})
+        return ""
+
     def positions(self) -> dict[str, int]:
         """Each torrent's 1-based queue position (qBittorrent's ``priority``)."""
         return {tid: i + 1 for i, tid in enumerate(c.queue_order(self.daemon))}
@@ -248,7 +296,7 @@ class QbittorrentAPI:
             "dl_limit": int(s.get("download_limit") or 0) or -1,
             "up_limit": int(s.get("upload_limit") or 0) or -1,
             "eta": int(eta) if eta is not None and left else ETA_INFINITE,
-            "ratio": max(0.0, c.ratio(up, down or done)),
+            "ratio": float(s.get("ratio") or 0.0),
             "num_seeds": int(s.get("seeds") or 0),
             "num_leechs": max(0, int(s.get("peers") or 0) - int(s.get("seeds") or 0)),
             "num_complete": -1,
@@ -271,11 +319,20 @@ class QbittorrentAPI:
             "super_seeding": False,
             "availability": -1,
             "time_active": 0,
-            "seeding_time": 0,
-            "max_ratio": -1,
-            "ratio_limit": -2,
-            "max_seeding_time": -1,
-            "seeding_time_limit": -2,
+            "seeding_time": int(s.get("seeding_time") or 0),
+            **self._share_limits(s),
+        }
+
+    def _share_limits(self, s: dict[str, Any]) -> dict[str, Any]:
+        goals = s.get("goals") or {}
+        auto = self.daemon.automation_settings()
+        ratio, minutes = effective_goals(auto, goals)
+        own = {0: -2, 2: -1}
+        return {
+            "max_ratio": ratio if ratio is not None else -1,
+            "ratio_limit": own.get(goals.get("ratio_mode", 0), goals.get("ratio_limit", -2)),
+            "max_seeding_time": int(minutes) if minutes is not None else -1,
+            "seeding_time_limit": own.get(goals.get("time_mode", 0), int(goals.get("time_minutes", -2))),
         }
 
     async def info(self, form: Form) -> list[dict[str, Any]]:
@@ -537,15 +594,7 @@ class QbittorrentAPI:
             "pex": True,
             "lsd": False,
             "encryption": {"require": 1, "prefer": 0}.get(d.session.config.encryption.value, 2),
-            "queueing_enabled": False,
-            "max_active_downloads": -1,
-            "max_active_torrents": -1,
-            "max_active_uploads": -1,
-            "max_ratio_enabled": False,
-            "max_ratio": -1,
-            "max_ratio_act": 0,
-            "max_seeding_time_enabled": False,
-            "max_seeding_time": -1,
+            **_automation_prefs(d.automation_settings()),
             "start_paused_enabled": False,
             "auto_tmm_enabled": False,
             "create_subfolder_enabled": True,
@@ -561,6 +610,12 @@ class QbittorrentAPI:
             raise QbitError(400, "json is not valid JSON") from None
         if not isinstance(prefs, dict):
             raise QbitError(400, "json must be an object")
+        auto = _automation_changes(prefs, d=self.daemon.automation_settings())
+        if auto:
+            try:
+                self.daemon.update_settings(auto)
+            except DaemonError as exc:
+                raise QbitError(400, str(exc)) from None
         limits = {"download": prefs.get("dl_limit"), "upload": prefs.get("up_limit")}
         given = {k: max(0, v) for k, v in limits.items() if isinstance(v, int) and not isinstance(v, bool)}
         if given:
@@ -600,8 +655,8 @@ class QbittorrentAPI:
                 "free_space_on_disk": free,
                 "alltime_dl": 0,
                 "alltime_ul": 0,
-                "queueing": False,
-                "use_alt_speed_limits": False,
+                "queueing": self.daemon.queueing(),
+                "use_alt_speed_limits": bool(self.daemon.automation_settings()["alt_speed_enabled"]),
                 "refresh_interval": 1500,
             },
         }
@@ -673,9 +728,92 @@ def _valid_category(name: str) -> bool:
     return bool(name) and not name.startswith("/") and not name.endswith("/") and "//" not in name
 
 
+#: qBittorrent's ``scheduler_days`` (0 every day, 1 weekdays, 2 weekends, 3 Monday ... 9 Sunday) →
+#: Transmission's day mask (Sunday 1, Monday 2 ... Saturday 64), which the daemon keeps
+_QB_DAYS = {0: 127, 1: 62, 2: 65, **{3 + i: 1 << ((i + 1) % 7) for i in range(7)}}
+
+
+def _automation_prefs(a: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's automation settings as qBittorrent's preferences."""
+    days = {v: k for k, v in _QB_DAYS.items()}.get(int(a["alt_speed_time_day"]), 0)
+    return {
+        "queueing_enabled": bool(a["queue_downloads_enabled"] or a["queue_seeds_enabled"]),
+        "max_active_downloads": a["queue_downloads_max"] if a["queue_downloads_enabled"] else -1,
+        "max_active_uploads": a["queue_seeds_max"] if a["queue_seeds_enabled"] else -1,
+        "max_active_torrents": -1,
+        "dont_count_slow_torrents": a["queue_stalled_enabled"],
+        "slow_torrent_inactive_timer": int(a["queue_stalled_minutes"] * 60),
+        "max_ratio_enabled": a["seed_ratio_enabled"],
+        "max_ratio": a["seed_ratio_limit"] if a["seed_ratio_enabled"] else -1,
+        "max_ratio_act": 1 if a["seed_goal_action"] == "remove" else 0,
+        "max_seeding_time_enabled": a["seed_time_enabled"],
+        "max_seeding_time": int(a["seed_time_minutes"]) if a["seed_time_enabled"] else -1,
+        "alt_dl_limit": a["alt_speed_down"],
+        "alt_up_limit": a["alt_speed_up"],
+        "scheduler_enabled": a["alt_speed_time_enabled"],
+        "schedule_from_hour": a["alt_speed_time_begin"] // 60,
+        "schedule_from_min": a["alt_speed_time_begin"] % 60,
+        "schedule_to_hour": a["alt_speed_time_end"] // 60,
+        "schedule_to_min": a["alt_speed_time_end"] % 60,
+        "scheduler_days": days,
+    }
+
+
+def _automation_changes(prefs: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:
+    """qBittorrent preferences → changes of the daemon's automation settings (others ignored)."""
+
+    def num(key: str) -> float | None:
+        v = prefs.get(key)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    out: dict[str, Any] = {}
+    if isinstance(prefs.get("queueing_enabled"), bool):
+        out["queue_downloads_enabled"] = out["queue_seeds_enabled"] = prefs["queueing_enabled"]
+    for key, name, enabled in (
+        ("max_active_downloads", "queue_downloads_max", "queue_downloads_enabled"),
+        ("max_active_uploads", "queue_seeds_max", "queue_seeds_enabled"),
+    ):
+        v = num(key)
+        if v is not None and v < 0:
+            out[enabled] = False
+        elif v is not None:
+            out[name] = int(v)
+    if isinstance(prefs.get("dont_count_slow_torrents"), bool):
+        out["queue_stalled_enabled"] = prefs["dont_count_slow_torrents"]
+    if (v := num("slow_torrent_inactive_timer")) is not None:
+        out["queue_stalled_minutes"] = max(0.05, v / 60)
+    for key, name in (
+        ("max_ratio_enabled", "seed_ratio_enabled"),
+        ("max_seeding_time_enabled", "seed_time_enabled"),
+    ):
+        if isinstance(prefs.get(key), bool):
+            out[name] = prefs[key]
+    if (v := num("max_ratio")) is not None and v >= 0:
+        out["seed_ratio_limit"] = v
+    if (v := num("max_seeding_time")) is not None and v >= 0:
+        out["seed_time_minutes"] = v
+    if (v := num("max_ratio_act")) is not None:
+        out["seed_goal_action"] = "remove" if v in (1, 3) else "pause"
+    for key, name in (("alt_dl_limit", "alt_speed_down"), ("alt_up_limit", "alt_speed_up")):
+        if (v := num(key)) is not None:
+            out[name] = max(0, int(v))
+    if isinstance(prefs.get("scheduler_enabled"), bool):
+        out["alt_speed_time_enabled"] = prefs["scheduler_enabled"]
+    for prefix, name in (("schedule_from", "alt_speed_time_begin"), ("schedule_to", "alt_speed_time_end")):
+        h, m = num(prefix + "_hour"), num(prefix + "_min")
+        if h is not None or m is not None:
+            cur = int(d[name])
+            out[name] = int(h if h is not None else cur // 60) * 60 + int(m if m is not None else cur % 60)
+    if (v := num("scheduler_days")) is not None and int(v) in _QB_DAYS:
+        out["alt_speed_time_day"] = _QB_DAYS[int(v)]
+    return out
+
+
 def _state(s: dict[str, Any]) -> str:
     state = c.STATE_OF.get(s["state"], State.ERROR)
     done = float(s.get("progress") or 0.0) >= 1.0
+    if s.get("held"):
+        return "queuedUP" if done else "queuedDL"
     if state is State.DOWNLOADING:
         return "downloading" if s.get("download_rate") else "stalledDL"
     if state is State.SEEDING:

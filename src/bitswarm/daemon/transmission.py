@@ -46,6 +46,27 @@ _DETAIL_FIELDS = frozenset(
 _TR_PRIORITY = {"priority-high": 1, "priority-normal": 0, "priority-low": -1}
 
 
+#: session-set/-get keys kept by the daemon's automation: key → (setting, scale: bool, 1.0 for a
+#: number as is, KB for kB/s, 1 for an int as is)
+_SESSION_AUTOMATION: dict[str, tuple[str, Any]] = {
+    "alt-speed-enabled": ("alt_speed_enabled", bool),
+    "alt-speed-down": ("alt_speed_down", KB),
+    "alt-speed-up": ("alt_speed_up", KB),
+    "alt-speed-time-enabled": ("alt_speed_time_enabled", bool),
+    "alt-speed-time-begin": ("alt_speed_time_begin", 1),
+    "alt-speed-time-end": ("alt_speed_time_end", 1),
+    "alt-speed-time-day": ("alt_speed_time_day", 1),
+    "download-queue-enabled": ("queue_downloads_enabled", bool),
+    "download-queue-size": ("queue_downloads_max", 1),
+    "seed-queue-enabled": ("queue_seeds_enabled", bool),
+    "seed-queue-size": ("queue_seeds_max", 1),
+    "queue-stalled-enabled": ("queue_stalled_enabled", bool),
+    "queue-stalled-minutes": ("queue_stalled_minutes", 1),
+    "seedRatioLimited": ("seed_ratio_enabled", bool),
+    "seedRatioLimit": ("seed_ratio_limit", 1.0),
+}
+
+
 class RpcError(Exception):
     """A request Transmission refuses: its ``result`` text."""
 
@@ -243,15 +264,18 @@ class TransmissionRPC:
             for key, name in (("downloadLimited", "dl_on"), ("uploadLimited", "ul_on")):
                 if key in args:
                     comp[name] = bool(args[key])
+            goals: dict[str, Any] = {}
             if "seedRatioLimit" in args:
-                comp["seed_ratio_limit"] = _num(args["seedRatioLimit"], "seedRatioLimit")
+                goals["ratio_limit"] = _num(args["seedRatioLimit"], "seedRatioLimit")
             if "seedRatioMode" in args:
-                comp["seed_ratio_mode"] = _int(args["seedRatioMode"], "seedRatioMode")
+                goals["ratio_mode"] = _int(args["seedRatioMode"], "seedRatioMode")
             if "labels" in args:
                 if not isinstance(args["labels"], list):
                     raise RpcError("labels must be a list of strings")
                 comp["labels"] = [str(x) for x in args["labels"]]
             c.save(self.daemon, tid)
+            if goals:
+                await self.daemon.set_goals(tid, goals)  # ratio mode 0 global, 1 own, 2 unlimited
             if any(k in args for k in ("downloadLimit", "uploadLimit", "downloadLimited", "uploadLimited")):
                 await self.daemon.set_limits(
                     tid,
@@ -267,9 +291,7 @@ class TransmissionRPC:
         return {}
 
     def _queue_position(self, tid: str, pos: int) -> None:
-        order = [t for t in c.queue_order(self.daemon) if t != tid]
-        order.insert(max(0, min(pos, len(order))), tid)
-        self.daemon.set_setting("queue_order", order)
+        self.daemon.set_queue_position(tid, pos)
 
     async def _set_files(self, tid: str, args: dict[str, Any]) -> None:
         """files-wanted / files-unwanted / priority-high|normal|low (file indices; [] = all files)."""
@@ -326,6 +348,7 @@ class TransmissionRPC:
         """field name → its value from the status ``s`` (lazily: only requested fields are built)."""
         comp = c.compat(self.daemon, tid)
         state = c.STATE_OF.get(s["state"], State.ERROR)
+        global_ratio = self.daemon.automation_settings()["seed_ratio_limit"]
         wanted_size = int(s.get("wanted_size") or s.get("total_size") or 0)
         done = int(s.get("done_size") or 0)
         left = max(0, wanted_size - done)
@@ -338,7 +361,10 @@ class TransmissionRPC:
             "id": lambda s: c.number(self.daemon, tid),
             "hashString": lambda s: tid,
             "name": lambda s: s["name"],
-            "status": lambda s: TRANSMISSION_STATUS[state],
+            # held by the queue: 3 download-wait, 5 seed-wait
+            "status": lambda s: (
+                (5 if s.get("progress", 0) >= 1.0 else 3) if s.get("held") else TRANSMISSION_STATUS[state]
+            ),
             "error": lambda s: 3 if error else 0,
             "errorString": lambda s: error or "",
             "percentDone": lambda s: float(s.get("progress") or 0.0) if has_meta else 0.0,
@@ -359,7 +385,7 @@ class TransmissionRPC:
             "rateUpload": lambda s: int(s.get("upload_rate") or 0),
             "eta": lambda s: int(s["eta"]) if s.get("eta") is not None and left else -1,
             "etaIdle": lambda s: -1,
-            "isFinished": lambda s: False,
+            "isFinished": lambda s: bool(s.get("goal_reached")),
             "isStalled": lambda s: False,
             "peersConnected": lambda s: int(s.get("peers") or 0),
             "peersSendingToUs": lambda s: sum(1 for p in s["peer_list"] if p.get("download_rate")),
@@ -377,7 +403,7 @@ class TransmissionRPC:
             "editDate": lambda s: 0,
             "manualAnnounceTime": lambda s: -1,
             "secondsDownloading": lambda s: 0,
-            "secondsSeeding": lambda s: 0,
+            "secondsSeeding": lambda s: int(s.get("seeding_time") or 0),
             "creator": lambda s: "",
             "source": lambda s: "",
             "comment": lambda s: s.get("comment") or "",
@@ -392,8 +418,8 @@ class TransmissionRPC:
             "uploadLimited": lambda s: bool(s.get("upload_limit")),
             "honorsSessionLimits": lambda s: True,
             "bandwidthPriority": lambda s: 0,
-            "seedRatioLimit": lambda s: float(comp.get("seed_ratio_limit", 2.0)),
-            "seedRatioMode": lambda s: int(comp.get("seed_ratio_mode", 0)),
+            "seedRatioLimit": lambda s: float((s.get("goals") or {}).get("ratio_limit", global_ratio)),
+            "seedRatioMode": lambda s: int((s.get("goals") or {}).get("ratio_mode", 0)),
             "seedIdleLimit": lambda s: 30,
             "seedIdleMode": lambda s: 0,
             "queuePosition": lambda s: position,
@@ -418,6 +444,7 @@ class TransmissionRPC:
         d = self.daemon
         limits = d.global_limits()
         tr = d.setting("transmission", {}) or {}
+        auto = d.automation_settings()
         values: dict[str, Any] = {
             "version": f"3.00 (bitswarm {__version__})",
             "rpc-version": RPC_VERSION,
@@ -443,24 +470,24 @@ class TransmissionRPC:
             "speed-limit-down-enabled": bool(limits["download_limit"]),
             "speed-limit-up": tr.get("speed-limit-up", limits["upload_limit"] // KB),
             "speed-limit-up-enabled": bool(limits["upload_limit"]),
-            "alt-speed-down": 50,
-            "alt-speed-up": 50,
-            "alt-speed-enabled": False,
-            "alt-speed-time-enabled": False,
-            "alt-speed-time-begin": 540,
-            "alt-speed-time-end": 1020,
-            "alt-speed-time-day": 127,
+            "alt-speed-down": auto["alt_speed_down"] // KB,
+            "alt-speed-up": auto["alt_speed_up"] // KB,
+            "alt-speed-enabled": auto["alt_speed_enabled"],
+            "alt-speed-time-enabled": auto["alt_speed_time_enabled"],
+            "alt-speed-time-begin": auto["alt_speed_time_begin"],
+            "alt-speed-time-end": auto["alt_speed_time_end"],
+            "alt-speed-time-day": auto["alt_speed_time_day"],
             "blocklist-enabled": False,
             "blocklist-size": 0,
             "blocklist-url": "",
-            "download-queue-enabled": False,
-            "download-queue-size": 5,
-            "seed-queue-enabled": False,
-            "seed-queue-size": 10,
-            "queue-stalled-enabled": False,
-            "queue-stalled-minutes": 30,
-            "seedRatioLimit": float(tr.get("seedRatioLimit", 2.0)),
-            "seedRatioLimited": bool(tr.get("seedRatioLimited", False)),
+            "download-queue-enabled": auto["queue_downloads_enabled"],
+            "download-queue-size": auto["queue_downloads_max"],
+            "seed-queue-enabled": auto["queue_seeds_enabled"],
+            "seed-queue-size": auto["queue_seeds_max"],
+            "queue-stalled-enabled": auto["queue_stalled_enabled"],
+            "queue-stalled-minutes": max(1, round(auto["queue_stalled_minutes"])),
+            "seedRatioLimit": auto["seed_ratio_limit"],
+            "seedRatioLimited": auto["seed_ratio_enabled"],
             "idle-seeding-limit": 30,
             "idle-seeding-limit-enabled": False,
             "peer-limit-global": 200,
@@ -491,13 +518,21 @@ class TransmissionRPC:
         for key in ("speed-limit-down", "speed-limit-up"):
             if key in args:
                 tr[key] = _int(args[key], key)
-        for key in (
-            "speed-limit-down-enabled", "speed-limit-up-enabled", "seedRatioLimited", "start-added-torrents"
-        ):  # fmt: skip
+        for key in ("speed-limit-down-enabled", "speed-limit-up-enabled", "start-added-torrents"):
             if key in args:
                 tr[key] = bool(args[key])
-        if "seedRatioLimit" in args:
-            tr["seedRatioLimit"] = _num(args["seedRatioLimit"], "seedRatioLimit")
+        auto: dict[str, Any] = {}
+        for key, (name, scale) in _SESSION_AUTOMATION.items():
+            if key in args:
+                value = args[key]
+                if scale is bool:
+                    auto[name] = bool(value)
+                elif scale == 1.0:
+                    auto[name] = _num(value, key)
+                else:
+                    auto[name] = _int(value, key) * int(scale)
+        if auto:
+            d.update_settings(auto)  # DaemonError (out of range) is the RPC's result text
         limits = d.global_limits()
         down_on = tr.get("speed-limit-down-enabled", bool(limits["download_limit"]))
         up_on = tr.get("speed-limit-up-enabled", bool(limits["upload_limit"]))
