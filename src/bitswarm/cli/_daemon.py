@@ -5,7 +5,7 @@ Config file (``--config daemon.toml``), top-level keys named like the options pl
 
     api = "127.0.0.1:9091"
     port = 6881
-    host = "0.0.0.0"          # peer listen address
+    host = "::"               # peer listen address (dual-stack; "0.0.0.0": IPv4 only)
     data = "/var/lib/bitswarm-daemon"
     download_dir = "/srv/torrents"
     dht = true
@@ -97,7 +97,9 @@ def daemon(
     token: Annotated[
         str | None, typer.Option("--token", help="API token [generated into DATA/token].")
     ] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Peer listen address [0.0.0.0].")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Peer listen address ('::': IPv6 and IPv4) [::].")
+    ] = None,
     download_dir: Annotated[Path | None, typer.Option("--download-dir", help="Default save path.")] = None,
     no_dht: Annotated[bool, typer.Option("--no-dht", help="No DHT node (BEP 5).")] = False,
     no_port_mapping: Annotated[
@@ -126,7 +128,7 @@ def daemon(
     api_host, api_port = parse_hostport(api_addr, "--api", allow_zero=True)
     data_dir = data or (Path(str(cfg["data"])) if "data" in cfg else default_data_dir())
     dl_dir = download_dir or (Path(str(cfg["download_dir"])) if "download_dir" in cfg else None)
-    peer_host = host or str(cfg.get("host", "0.0.0.0"))
+    peer_host = host or str(cfg.get("host", "::"))
     peer_port = port if port is not None else int(cfg.get("port", 6881))
     scfg = SessionConfig(listen_host=peer_host, listen_port=peer_port)
     scfg.enable_dht = not no_dht and bool(cfg.get("dht", True))

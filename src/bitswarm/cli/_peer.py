@@ -94,7 +94,14 @@ TransportsOption = Annotated[
         "connect), utp (uTP only) or tcp.",
     ),
 ]
-HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+HostOption = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="Address to listen on: '::' every IPv6 and IPv4 address (IPv4 only when the host has no "
+        "IPv6), 0.0.0.0 IPv4 only, an address only that one.",
+    ),
+]
 TrackerOption = Annotated[
     list[str] | None,
     typer.Option("--tracker", "-t", help="Tracker URL (HOST:PORT: http://HOST:PORT/announce); repeatable."),
@@ -329,15 +336,14 @@ def _port_is_free(host: str, port: int) -> bool:
     """Whether a TCP listener could bind ``host:port`` now (only "in use" counts as taken: any other
     error is left for the session to report, naming the address)."""
     import errno
-    import socket
 
-    try:
-        info = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family = info[0][0]
-        with socket.create_server((host, port), family=family):
-            return True
+    from bitswarm.session.listen import bind_socket
+
+    try:  # bound as the session binds it: "::" dual-stack, so an IPv4-only holder counts too
+        bind_socket(host, port).sock.close()
     except OSError as exc:
         return exc.errno != errno.EADDRINUSE
+    return True
 
 
 @contextlib.asynccontextmanager
@@ -545,7 +551,7 @@ def download(
     tracker: TrackerOption = None,
     peer: PeerOption = None,
     port: PortOption = None,
-    host: HostOption = "0.0.0.0",
+    host: HostOption = "::",
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
@@ -730,7 +736,7 @@ def seed(
     tracker: TrackerOption = None,
     peer: PeerOption = None,
     port: PortOption = None,
-    host: HostOption = "0.0.0.0",
+    host: HostOption = "::",
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
@@ -786,7 +792,7 @@ def share(
         typer.Option("-o", "--output", help="Where to write the .torrent (default: NAME.torrent)."),
     ] = None,
     port: PortOption = None,
-    host: HostOption = "0.0.0.0",
+    host: HostOption = "::",
     download_limit: DownloadLimitOption = None,
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,

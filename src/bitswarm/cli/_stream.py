@@ -60,7 +60,7 @@ def stream(
     upload_limit: UploadLimitOption = None,
     encryption: EncryptionOption = EncryptionPolicy.PREFER,
     transports: TransportsOption = "tcp,utp",
-    host: HostOption = "0.0.0.0",
+    host: HostOption = "::",
     tracker: TrackerOption = None,
     peer: PeerOption = None,
     bootstrap: BootstrapOption = None,

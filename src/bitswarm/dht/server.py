@@ -85,10 +85,11 @@ class DHTServer:
         self.bootstrap_addrs = list(bootstrap)
         self.state_file = Path(state_file) if state_file is not None else None
         self.tick_interval = tick_interval
-        self._dual = ":" in host
+        self._dual = ":" in host or host == ""
         if self.config.lan is None and is_local_address(host):
             self.config.lan = True  # bound to loopback/private: a LAN or test network
-        self.config.families = (4, 6) if self._dual else (4,)
+        # BEP 32: a wildcard "::" carries both families; an IPv6 address only IPv6
+        self.config.families = ((4, 6) if host in ("::", "") else (6,)) if self._dual else (4,)
         saved: list[NodeInfo] = []
         if self.state_file is not None and self.state_file.exists():
             try:

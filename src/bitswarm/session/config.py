@@ -47,7 +47,10 @@ def make_peer_id() -> bytes:
 class SessionConfig:
     """Everything a :class:`~bitswarm.session.Session` can be told. Rates are bytes/s, 0 = unlimited."""
 
-    listen_host: str = "0.0.0.0"
+    #: "::" (or ""): every address of both families on one dual-stack socket per protocol (IPv4 only
+    #: when the host has no IPv6); "0.0.0.0": IPv4 only; an address: that address only
+    #: (:mod:`bitswarm.session.listen`).
+    listen_host: str = "::"
     listen_port: int = 6881  #: 0 picks a free port (see ``Session.port``)
     peer_id: bytes = field(default_factory=make_peer_id)
     #: Address reported to trackers as ``ip`` (None: the tracker uses the source address).

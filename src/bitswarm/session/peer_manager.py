@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bitswarm.mse import EncryptionPolicy, MSEProtocolError, State, skey_for
+from bitswarm.session.peer_priority import canonical_ip, ip_family, peer_priority
 from bitswarm.session.smartban import Ban, PeerKey, SmartBan
 from bitswarm.wire.ut_pex import (
     FLAG_PREFERS_ENCRYPTION,
@@ -132,8 +133,16 @@ class PeerManager:
         emit: Callable[..., None],
         pex: PexTracker | None,
         utp: Callable[[], UtpSocketManager | None] = lambda: None,
+        own_ip: Callable[[int], Address | None] = lambda family: None,
+        families: Callable[[], tuple[int, ...]] = lambda: (4, 6),
     ) -> None:
         self.config = config
+        #: our (IP, listen port) of a family when known: BEP 40 priorities (dial order, eviction)
+        self._own_ip = own_ip
+        #: the address families the session listens and dials on: other candidates are skipped
+        self._families = families
+        #: BEP 40 priority of each candidate, computed once (dropped with the candidate)
+        self._priority: dict[Address, int] = {}
         #: the session's uTP socket (None: no uTP; its dials are skipped)
         self._utp = utp
         self.clock = clock
@@ -173,12 +182,30 @@ class PeerManager:
     # -- candidates and dialing ----------------------------------------------------------------
 
     def add(self, host: str, port: int) -> None:
-        """Remember an address to dial (from a tracker, ``--peer``, PEX ...)."""
+        """Remember an address to dial (from a tracker, ``--peer``, PEX ...). IPv4-mapped IPv6 is
+        kept as IPv4 (one key per peer); an IP of a family the session does not speak is skipped."""
+        host = canonical_ip(host)
         if not 0 < port < 65536 or (host, port) in self.candidates:
+            return
+        family = ip_family(host)
+        if family is not None and family not in self._families():
             return
         if not self.smart_ban.is_banned(host, port):
             self.candidates[(host, port)] = 0.0
             self._new_candidates.set()
+
+    def priority(self, addr: Address) -> int:
+        """BEP 40 canonical priority of a connection to ``addr`` (-1: our own address of its family
+        is unknown, or it is not an IP literal). Higher is dialed first and dropped last."""
+        prio = self._priority.get(addr)
+        if prio is None:
+            family = ip_family(addr[0])
+            own = self._own_ip(family) if family is not None else None
+            prio = peer_priority(own, addr) if own is not None else -1
+            if len(self._priority) >= MAX_MSE_HINTS:
+                self._priority.clear()
+            self._priority[addr] = prio
+        return prio
 
     def known_addresses(self) -> set[Address]:
         """Every address we are connected to or may dial (kept by the daemon across restarts)."""
@@ -199,10 +226,12 @@ class PeerManager:
         }
         own = self._own_address()
         started = 0
-        for addr, not_before in list(self.candidates.items()):
+        due = [a for a, not_before in self.candidates.items() if not_before <= now]
+        due.sort(key=self.priority, reverse=True)  # BEP 40: highest canonical priority first
+        for addr in due:
             if started >= budget:
                 break
-            if not_before > now or addr in self.connecting or addr in connected:
+            if addr in self.connecting or addr in connected:
                 continue
             if self.smart_ban.is_banned(*addr) or addr == own:
                 del self.candidates[addr]
@@ -333,9 +362,16 @@ class PeerManager:
                 peer.close("duplicate connection")
                 return False
             old.close("duplicate connection (the other one is kept)")
-        if len(self.peers) >= self.config.max_peers_per_torrent:
-            peer.close("too many peers")
-            return False
+        if sum(not p.closed for p in self.peers.values()) >= self.config.max_peers_per_torrent:
+            # BEP 40: the connection of lowest canonical priority goes, the new one or another
+            def prio(p: PeerProtocol) -> int:
+                return self.priority(p.pex_address or p.address)
+
+            victim = min((p for p in self.peers.values() if not p.closed), key=prio)
+            if prio(peer) <= prio(victim):
+                peer.close("too many peers")
+                return False
+            victim.close("too many peers (dropped for a peer of higher BEP 40 priority)")
         self.peers[peer.peer_id] = peer
         self._emit(
             "peer_connected",
@@ -417,14 +453,15 @@ class PeerManager:
 
     def on_pex(self, peer: PeerProtocol, msg: PexMessage) -> None:
         """Addresses a peer is connected to: dial candidates (bounded; dropped ones are left alone)."""
-        for p in msg.added:
+        for p in msg.added:  # added and added6 (BEP 11), IPv4-mapped ones as IPv4
+            addr = (canonical_ip(p.ip), p.port)
             if p.flags & FLAG_PREFERS_ENCRYPTION:
-                self.note_mse((p.ip, p.port), True)
+                self.note_mse(addr, True)
             if p.flags & FLAG_UTP:
-                self.note_utp((p.ip, p.port), True)
+                self.note_utp(addr, True)
             if len(self.candidates) >= MAX_PEX_CANDIDATES:
                 break
-            self.add(p.ip, p.port)
+            self.add(*addr)
 
     def send_pex(self, now: float) -> None:
         """Give every peer that offered ``ut_pex`` the changes in our peer set (at most one message

@@ -88,6 +88,10 @@ class Session:
         self.utp: UtpSocketManager | None = None
         self._started = False
         self.port = self.config.listen_port
+        #: the address families the listening sockets carry: (4, 6) dual-stack, (4,) or (6,)
+        self.families: tuple[int, ...] = (4,)
+        #: our own IP per family (4, 6) when known: for BEP 40 priorities and BEP 7 announces
+        self.own_ips: dict[int, str] = {}
         self._torrents: dict[bytes, TorrentRuntime] = {}
         self._aliases: dict[bytes, TorrentRuntime] = {}
         self._connections: set[PeerProtocol] = set()
@@ -144,7 +148,9 @@ class Session:
         elif "utp" in cfg.transports:
             log.warning("uTP disabled: UDP port %d on %s is taken", self.port, cfg.listen_host)
         self._started = True
-        log.info("listening on %s:%d (%s)", cfg.listen_host, self.port, ", ".join(self.transports))
+        self._learn_own_ips()
+        fams = "IPv4 and IPv6" if len(self.families) == 2 else f"IPv{self.families[0]} only"
+        log.info("listening on %s:%d (%s; %s)", cfg.listen_host, self.port, ", ".join(self.transports), fams)
         if cfg.enable_dht:
             await self._start_dht()
         if cfg.enable_lsd:
@@ -152,38 +158,58 @@ class Session:
         await self.reachability.start()  # in the background: never waits for a gateway
 
     async def _listen_tcp(self) -> None:
+        from bitswarm.session.listen import bind_socket
         from bitswarm.transport import TcpStream
 
         cfg = self.config
-        try:
+        try:  # dual-stack on "::" (the default), one family for an explicit address (listen.py)
+            bound = bind_socket(cfg.listen_host, cfg.listen_port, socket.SOCK_STREAM)
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: TcpStream(self.incoming_stream()),
-                cfg.listen_host,
-                cfg.listen_port,
-                reuse_address=True,
-                backlog=128,
+                lambda: TcpStream(self.incoming_stream()), sock=bound.sock, backlog=128
             )
         except OSError as exc:
             where = f"{cfg.listen_host}:{cfg.listen_port}"
             raise SessionError(f"cannot listen on {where}: {exc.strerror}") from None
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port = bound.port
+        self.families = bound.families
 
     async def _open_utp(self, port: int) -> UtpSocketManager | None:
         """The uTP socket (BEP 29) on UDP ``port``, accepting into :meth:`incoming_stream` (None:
         the port is taken)."""
+        from bitswarm.session.listen import bind_socket
         from bitswarm.utp import UtpSocketManager
 
         host = self.config.listen_host
         try:
-            return await UtpSocketManager.open(
-                "::" if host == "" else host,
-                port,
-                accept=self.incoming_stream,
-                max_connections=self.config.max_connections,
-            )
+            bound = bind_socket(host, port, socket.SOCK_DGRAM)
         except OSError as exc:
             log.debug("uTP cannot bind UDP %s:%d: %s", host, port, exc)
             return None
+        self.families = bound.families
+        mgr = UtpSocketManager(accept=self.incoming_stream, max_connections=self.config.max_connections)
+        await asyncio.get_running_loop().create_datagram_endpoint(lambda: mgr, sock=bound.sock)
+        return mgr
+
+    def _learn_own_ips(self) -> None:
+        """Our address of each family we listen on: the bound one, else the source address of the
+        route out (no packet is sent); an address learnt elsewhere (the external one) wins."""
+        from bitswarm.session.listen import is_wildcard, route_source
+        from bitswarm.session.peer_priority import canonical_ip
+
+        host = self.config.listen_host
+        for fam in self.families:
+            if fam in self.own_ips:
+                continue
+            ip = None if is_wildcard(host) or host in ("0.0.0.0", "localhost") else canonical_ip(host)
+            if ip is None:
+                ip = route_source(fam)
+            if ip is not None:
+                self.own_ips[fam] = ip
+
+    def own_address(self, family: int) -> tuple[str, int] | None:
+        """(our IP of ``family``, listen port) when known (BEP 40 priorities)."""
+        ip = self.own_ips.get(family)
+        return (ip, self.port) if ip is not None else None
 
     @property
     def transports(self) -> list[str]:
@@ -220,7 +246,8 @@ class Session:
             dconf.lan = True  # a loopback/private bootstrap: a LAN or a test network
         elif is_local_address(host):
             dconf.lan = True
-        dht_host = "::" if host in ("::", "") else host
+        # the DHT speaks the families of the listen sockets (BEP 32: an IPv6 table beside IPv4's)
+        dht_host = {(4, 6): "::", (4,): "0.0.0.0" if host in ("::", "") else host}.get(self.families, host)
         dht: DHTServer | None = None
         # on uTP's socket (KRPC and uTP told apart by their first byte); else its own, on the TCP
         # port number when the UDP one is free, else on any
@@ -251,16 +278,22 @@ class Session:
 
     async def _resolve_routers(self, names: list[tuple[str, int]]) -> None:
         """Resolve bootstrap host names (the public routers) and join through their addresses."""
+        from bitswarm.session.peer_priority import canonical_address
+
         loop = asyncio.get_running_loop()
         addrs: list[tuple[str, int]] = []
+        families = {4: socket.AF_INET, 6: socket.AF_INET6}
         for host, port in names:
-            try:
-                async with asyncio.timeout(10.0):
-                    infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-            except (OSError, TimeoutError) as exc:
-                log.info("cannot resolve DHT router %s: %s", host, exc)
-                continue
-            addrs.extend((str(i[4][0]), int(i[4][1])) for i in infos[:2])
+            for fam in self.families:  # BEP 32: routers of both families on a dual-stack node
+                try:
+                    async with asyncio.timeout(10.0):
+                        infos = await loop.getaddrinfo(
+                            host, port, family=families[fam], type=socket.SOCK_DGRAM
+                        )
+                except (OSError, TimeoutError) as exc:
+                    log.info("cannot resolve DHT router %s (IPv%d): %s", host, fam, exc)
+                    continue
+                addrs.extend(canonical_address((str(i[4][0]), int(i[4][1]))) for i in infos[:2])
         if addrs and self.dht is not None:
             self.dht.node.bootstrap(addrs)
 

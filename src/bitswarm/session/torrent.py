@@ -183,6 +183,8 @@ class TorrentRuntime:
             emit=self._emit,
             pex=PexTracker(interval=cfg.pex_interval) if cfg.enable_pex and not self.private else None,
             utp=lambda: session.utp,
+            own_ip=session.own_address,
+            families=lambda: session.families,
         )
         #: connected peers by peer id, and the addresses we may dial (the peer manager's own)
         self.peers = self.peer_manager.peers
@@ -319,6 +321,7 @@ class TorrentRuntime:
                 stats=self._transfer_stats,
                 num_want=cfg.announce_numwant,
                 client_factory=self.tracker_book.client_factory,
+                addresses=lambda: session.own_ips,
             )
             announcer.schedule.floor = cfg.min_announce_interval
         self.announce = AnnounceDriver(

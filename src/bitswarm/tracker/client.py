@@ -27,7 +27,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, cast
 from urllib.parse import urljoin, urlsplit
@@ -90,6 +90,9 @@ class AnnounceParams:
     num_want: int | None = None
     tracker_id: bytes | None = None
     ip: str | None = None
+    #: BEP 7 ``ipv4=`` / ``ipv6=``: our addresses of each family (HTTP announces only)
+    ipv4: str | None = None
+    ipv6: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,8 @@ class HttpTrackerClient:
             key=f"{params.key & 0xFFFFFFFF:08x}",
             trackerid=params.tracker_id,
             ip=params.ip,
+            ipv4=params.ipv4,
+            ipv6=params.ipv6,
         )
         status, body = await self._get(http_codec.announce_url(self.url, request))
         self._check_status(status, body)
@@ -593,8 +598,11 @@ class AnnounceManager:
         schedule: AnnounceSchedule | None = None,
         tracker_timeout: float = 60.0,
         stopped_timeout: float = 5.0,
+        addresses: Callable[[], Mapping[int, str]] | None = None,
     ) -> None:
         rng = rng or random.Random()
+        #: our IP per family (4, 6) as far as known: sent as BEP 7 ``ipv4=``/``ipv6=`` when public
+        self.addresses = addresses
         self.tiers: list[list[str]] = []
         for tier in tiers:
             urls = list(dict.fromkeys(u.strip() for u in tier if u.strip()))
@@ -636,7 +644,19 @@ class AnnounceManager:
             key=self.key,
             num_want=0 if event is Event.STOPPED else self.num_want,
             tracker_id=self._tracker_ids.get(url),
+            **self._bep7_addresses(),
         )
+
+    def _bep7_addresses(self) -> dict[str, str]:
+        """BEP 7 ``ipv4``/``ipv6``: our addresses a peer elsewhere could dial (loopback, private and
+        link-local ones are left out: a tracker must not hand those to the swarm)."""
+        from bitswarm.dht.bep42 import is_local_address
+
+        out: dict[str, str] = {}
+        for family, ip in (self.addresses() if self.addresses is not None else {}).items():
+            if family in (4, 6) and ip and not is_local_address(ip) and ip not in ("0.0.0.0", "::"):
+                out[f"ipv{family}"] = ip
+        return out
 
     async def _announce_one(self, url: str, event: Event, stats: TransferStats) -> AnnounceResult:
         if event is Event.NONE and url not in self._started:

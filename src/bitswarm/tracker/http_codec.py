@@ -74,6 +74,9 @@ class AnnounceRequest:
     key: str | bytes | None = None
     trackerid: bytes | None = None
     ip: str | None = None
+    #: BEP 7: our IPv4 / IPv6 address, so a tracker reached over one family learns the other
+    ipv4: str | None = None
+    ipv6: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,10 @@ def encode_announce_query(req: AnnounceRequest) -> str:
         parts.append(f"trackerid={_q(req.trackerid)}")
     if req.ip is not None:
         parts.append(f"ip={_q(req.ip)}")
+    if req.ipv4 is not None:
+        parts.append(f"ipv4={_q(req.ipv4)}")
+    if req.ipv6 is not None:
+        parts.append(f"ipv6={_q(req.ipv6)}")
     return "&".join(parts)
 
 
@@ -405,6 +412,8 @@ def parse_announce_query(query: str | bytes) -> AnnounceRequest:
         key=_opaque(seen["key"], "key") if "key" in seen else None,
         trackerid=trackerid,
         ip=_str(seen["ip"], "ip") if "ip" in seen else None,
+        ipv4=_str(seen["ipv4"], "ipv4") if "ipv4" in seen else None,
+        ipv6=_str(seen["ipv6"], "ipv6") if "ipv6" in seen else None,
     )
 
 

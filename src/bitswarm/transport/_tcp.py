@@ -53,7 +53,10 @@ class TcpStream(ReceiverRelay, asyncio.BufferedProtocol):
             self._sock = None
         peer = t.get_extra_info("peername")
         if peer:
-            self._address = (str(peer[0]), int(peer[1]))
+            host = str(peer[0])
+            if host.startswith("::ffff:") and "." in host:
+                host = host[7:]  # IPv4-mapped on a dual-stack socket: the peer is an IPv4 one
+            self._address = (host, int(peer[1]))
         self.receiver.connection_made(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:  # replaced per instance (see __init__)

@@ -99,6 +99,8 @@ def _pack(ip: str, port: int) -> tuple[int, bytes]:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         raise LocalWireError(f"not an IP address: {ip!r}") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # a dual-stack socket's IPv4 peer goes in ``added``, not ``added6``
     if type(port) is not int or not 0 < port < 65536:
         raise LocalWireError(f"bad port for {ip}: {port!r}")
     return addr.version, addr.packed + port.to_bytes(2, "big")
@@ -208,7 +210,10 @@ def _unique(peers: Iterable[PexPeer]) -> list[PexPeer]:
 
 def _normalize(address: PexAddress) -> PexAddress:
     ip, port = address
-    return (ipaddress.ip_address(ip).compressed, port)
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (addr.compressed, port)
 
 
 @dataclass(slots=True)
