@@ -44,6 +44,7 @@ def spec(name: str, sha256: str, **kw) -> FileSpec:
 
 def test_fts_query_forms():
     assert fts_query("ubu desk") == '"ubu"* AND "desk"*'
+    assert fts_query('ubu "big buck"', any_part=True) == '"ubu"* OR "big buck"'
     assert fts_query('"big buck" bunny') == '"big buck" AND "bunny"*'
     assert fts_query("  *** ") is None
     assert fts_query('NEAR(" OR') == '"NEAR"* AND "OR"'  # an unclosed quote runs to the end
@@ -64,6 +65,28 @@ async def test_add_search_prefix_phrase_and_hash(svc):
     assert (await svc.file_by_hash(SHA_A.upper())).file.id == fid
     with pytest.raises(NotFound):
         await svc.file_by_hash("c" * 64)
+
+
+async def test_search_finds_any_word_all_words_first(svc):
+    """Issue 22: the README's ``bitswarm search "holiday video"`` finds ``holiday.mp4`` (every word
+    had to match); files matching every word come first, even before ones with more peers online."""
+    fid_mp4, _g1 = await svc.add_file(spec("holiday.mp4", "1" * 64), guid=None)
+    fid_both, _g2 = await svc.add_file(spec("Holiday Video 2024.mkv", "2" * 64), guid=None)
+    svc.test_clock.advance(OFFLINE_AFTER + 1)  # their hosts go offline
+    _, g3 = await svc.add_file(spec("video of the beach.mkv", "3" * 64), guid=None)
+    await svc.add_file(spec("video of the beach.mkv", "3" * 64), guid=None)
+    await svc.add_file(spec("unrelated.txt", "4" * 64), guid=g3)
+    found = await svc.search("holiday video")
+    names = [f.name for f in found.items]
+    assert found.total == 3 and names[0] == "Holiday Video 2024.mkv", names
+    assert set(names[1:]) == {"holiday.mp4", "video of the beach.mkv"}
+    assert names[1] == "video of the beach.mkv"  # among partial matches: online peers first
+    phrase = await svc.search('"holiday video" 2024')  # a quoted phrase stays one part
+    assert [f.id for f in phrase.items] == [fid_both]
+    assert {f.id for f in (await svc.search("holiday")).items} == {fid_mp4, fid_both}
+    assert next(f.name for f in (await svc.search("beach video")).items) == "video of the beach.mkv"
+    page = await svc.search("holiday video", limit=1, offset=5)
+    assert page.total == 3 and page.items == ()
 
 
 async def test_search_ranked_by_online_peers(svc):
@@ -246,6 +269,7 @@ def test_tsquery_and_tsvector_literals():
     from bitswarm.index._pgstore import tsquery_literal, tsvector_literal
 
     assert tsquery_literal("ubu desk") == "'ubu':* & 'desk':*"
+    assert tsquery_literal('ubu "big buck"', any_part=True) == "'ubu':* | ('big' <-> 'buck')"
     assert tsquery_literal('"big buck" bunny') == "('big' <-> 'buck') & 'bunny':*"
     assert tsquery_literal("  *** ") is None
     assert tsquery_literal("it's") == "'it':* & 's':*"
@@ -255,8 +279,9 @@ def test_tsquery_and_tsvector_literals():
 async def test_search_normalises_words_on_both_backends(svc):
     fid, guid = await svc.add_file(spec("Café_Déjà Vu (it's) 1080p.mkv", SHA_A), guid=None)
     await svc.add_file(spec("back\\slash 'quoted'.txt", SHA_B), guid=guid)
-    for query in ("cafe", "DÉJÀ", "deja vu", '"deja vu"', "it s", "1080"):
+    for query in ("cafe", "DÉJÀ", "deja vu", '"deja vu"', "1080"):
         assert [f.id for f in (await svc.search(query)).items] == [fid], query
+    assert next(f.id for f in (await svc.search("it s")).items) == fid  # "s" also starts "slash"
     assert (await svc.search('"vu deja"')).total == 0
     assert [f.name for f in (await svc.search("slash quoted")).items] == ["back\\slash 'quoted'.txt"]
     assert (await svc.search("'")).total == 0

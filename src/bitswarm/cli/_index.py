@@ -137,12 +137,14 @@ def _size(n: int | None) -> str:
 
 @app.command("search")
 def search_command(
-    query: str = typer.Argument(..., help='Words (prefix match) or a "quoted phrase".'),
+    query: str = typer.Argument(
+        ..., help='Words (prefix match) or a "quoted phrase"; a file matching any of them is found.'
+    ),
     index: str = typer.Option(..., "--index", help="Index server URL, e.g. http://127.0.0.1:42070"),
     limit: int = typer.Option(20, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line."),
 ) -> None:
-    """Search an index by file name (ranked by online peers)."""
+    """Search an index by file name: the files matching every word first, then by online peers."""
     body = _get(index, "/search", {"q": query, "limit": limit})
     if as_json:
         print_json(body)

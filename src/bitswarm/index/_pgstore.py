@@ -179,9 +179,25 @@ def tsvector_literal(name: str) -> str:
     return " ".join(f"{_lexeme(w)}:{i}" for i, w in enumerate(search_words(name)[:16000], start=1))
 
 
-def tsquery_literal(text: str) -> str | None:
-    """A user query as a ``tsquery`` literal: words are ANDed prefix terms (``'ubu':*``), a part in
-    double quotes is an exact phrase (``'big' <-> 'buck'``). None when nothing is searchable."""
+#: The files a search finds (``m``: id, ``ts_rank``, ``every`` 1 when all the query's parts match).
+_TS_MATCHES = """
+    WITH e AS (SELECT f.id, ts_rank(f.search, q) AS rank
+               FROM files f, CAST(:every AS tsquery) q WHERE f.search @@ q LIMIT :cand),
+    s AS (SELECT f.id, ts_rank(f.search, q) AS rank
+          FROM files f, CAST(:some AS tsquery) q WHERE f.search @@ q AND f.id NOT IN (SELECT id FROM e)
+          LIMIT :cand),
+    m AS (SELECT id, rank, 1 AS every FROM e UNION ALL SELECT id, rank, 0 AS every FROM s)
+"""
+_TS_MATCHES_ONE_PART = """
+    WITH m AS (SELECT f.id, ts_rank(f.search, q) AS rank, 1 AS every
+               FROM files f, CAST(:every AS tsquery) q WHERE f.search @@ q LIMIT :cand)
+"""
+
+
+def tsquery_literal(text: str, *, any_part: bool = False) -> str | None:
+    """A user query as a ``tsquery`` literal: words are prefix terms (``'ubu':*``), a part in double
+    quotes is an exact phrase (``'big' <-> 'buck'``); all of them ANDed, or ORed with ``any_part``.
+    None when nothing is searchable."""
     parts: list[str] = []
     for i, piece in enumerate(text.split('"')):
         words = search_words(piece)
@@ -191,7 +207,7 @@ def tsquery_literal(text: str) -> str | None:
             parts.append("(" + " <-> ".join(_lexeme(w) for w in words) + ")")
         else:
             parts.extend(f"{_lexeme(w)}:*" for w in words)
-    return " & ".join(parts) if parts else None
+    return (" | " if any_part else " & ").join(parts) if parts else None
 
 
 def _clean(value: str | None) -> str | None:
@@ -335,39 +351,37 @@ class PgStore:
         )
 
     async def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
-        """Prefix words and quoted phrases over names (tsvector), ranked by online peers then
-        ``ts_rank``; at most :data:`SEARCH_CANDIDATES` matches are ranked."""
-        expr = tsquery_literal(query)
-        if expr is None:
+        """Prefix words and quoted phrases over names (tsvector): a file matching any of them is
+        found; ranked by relevance — the files matching all of them first, then by online peers, then
+        ``ts_rank``. At most :data:`SEARCH_CANDIDATES` files matching all, and as many matching only
+        some, are ranked."""
+        every, some = tsquery_literal(query), tsquery_literal(query, any_part=True)
+        if every is None or some is None:
             return SearchResult(0, ())
+        matches = _TS_MATCHES if some != every else _TS_MATCHES_ONE_PART
+        params = {"every": every, "cand": SEARCH_CANDIDATES}
+        if some != every:
+            params["some"] = some
         sql, args = _q(
             f"""
-            WITH m AS (SELECT f.id, ts_rank(f.search, q) AS rank
-                       FROM files f, CAST(:q AS tsquery) q WHERE f.search @@ q LIMIT :cand)
+            {matches}
             SELECT {scripts.FILE_COLS}, {scripts.COUNTS_SQL}, m.rank AS rank, count(*) OVER () AS n
             FROM m JOIN files f ON f.id = m.id
-            ORDER BY online DESC, rank DESC, f.id LIMIT :limit OFFSET :offset
+            ORDER BY m.every DESC, online DESC, rank DESC, f.id LIMIT :limit OFFSET :offset
             """,
-            q=expr,
-            cand=SEARCH_CANDIDATES,
+            **params,
             **scripts.counts(now),
             limit=limit,
             offset=offset,
         )
         try:
             rows = await self._pool.fetch(sql, *args)
+            total = int(rows[0]["n"]) if rows else 0
+            if not rows and offset:
+                count_sql, count_args = _q(f"{matches} SELECT count(*) FROM m", **params)
+                total = int(await self._pool.fetchval(count_sql, *count_args))
         except asyncpg.DataError as exc:  # a tsquery corner we did not sanitise
             raise ValidationError(f"bad search query: {exc}") from None
-        total = int(rows[0]["n"]) if rows else 0
-        if not rows and offset:
-            total = int(
-                await self._pool.fetchval(
-                    "SELECT count(*) FROM "
-                    "(SELECT 1 FROM files WHERE search @@ CAST($1 AS tsquery) LIMIT $2) s",
-                    expr,
-                    SEARCH_CANDIDATES,
-                )
-            )
         return SearchResult(total, tuple(record_from(r) for r in rows))
 
 

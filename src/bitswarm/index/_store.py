@@ -203,9 +203,22 @@ def _transaction(
     return _in_thread(body)
 
 
-def fts_query(text: str) -> str | None:
-    """Turn a user query into an FTS5 expression: words are ANDed prefix terms (``ubu*``); a part in
-    double quotes is a phrase. Returns None when the text has no searchable word."""
+#: The files a search finds (``m``: id, BM25 rank, ``every`` 1 when all the query's parts match).
+_FTS_MATCHES = """
+    WITH e AS (SELECT rowid AS id, rank FROM files_fts WHERE files_fts MATCH :every LIMIT :cand),
+    s AS (SELECT rowid AS id, rank FROM files_fts WHERE files_fts MATCH :some
+          AND rowid NOT IN (SELECT id FROM e) LIMIT :cand),
+    m AS (SELECT id, rank, 1 AS every FROM e UNION ALL SELECT id, rank, 0 AS every FROM s)
+"""
+_FTS_MATCHES_ONE_PART = """
+    WITH m AS (SELECT rowid AS id, rank, 1 AS every FROM files_fts WHERE files_fts MATCH :every LIMIT :cand)
+"""
+
+
+def fts_query(text: str, *, any_part: bool = False) -> str | None:
+    """Turn a user query into an FTS5 expression: words are prefix terms (``ubu*``), a part in double
+    quotes is a phrase; all of them ANDed, or ORed with ``any_part``. Returns None when the text has
+    no searchable word."""
     parts: list[str] = []
     pieces = text.split('"')
     for i, piece in enumerate(pieces):
@@ -216,7 +229,7 @@ def fts_query(text: str) -> str | None:
             parts.append('"' + " ".join(words) + '"')
         else:
             parts.extend(f'"{w}"*' for w in words)
-    return " AND ".join(parts) if parts else None
+    return (" OR " if any_part else " AND ").join(parts) if parts else None
 
 
 class Store:
@@ -343,38 +356,40 @@ class Store:
 
     @_in_thread
     def search(self, query: str, now: float, limit: int = 50, offset: int = 0) -> SearchResult:
-        """Full-text search on names (prefix words, quoted phrases), ranked by online peers then BM25.
+        """Full-text search on names (prefix words, quoted phrases): a file matching any of them is
+        found; ranked by relevance — the files matching all of them first, then by online peers, then
+        BM25.
 
-        At most :data:`SEARCH_CANDIDATES` FTS matches are ranked (documented cap)."""
-        expr = fts_query(query)
-        if expr is None:
+        At most :data:`SEARCH_CANDIDATES` files matching all, and as many matching only some, are
+        ranked (documented cap)."""
+        every, some = fts_query(query), fts_query(query, any_part=True)
+        if every is None or some is None:
             return SearchResult(0, ())
         params = {
-            "q": expr,
+            "every": every,
+            "some": some,
             "cand": SEARCH_CANDIDATES,
             **scripts.counts(now),
             "limit": limit,
             "offset": offset,
         }
+        # one part: "some" finds what "every" does, nothing more
+        matches = _FTS_MATCHES if some != every else _FTS_MATCHES_ONE_PART
         try:
             rows = self._db.execute(
                 f"""
-                WITH m AS (SELECT rowid AS id, rank FROM files_fts WHERE files_fts MATCH :q LIMIT :cand)
+                {matches}
                 SELECT {scripts.FILE_COLS}, {scripts.COUNTS_SQL}, m.rank AS rank, count(*) OVER () AS n
                 FROM m JOIN files f ON f.id = m.id
-                ORDER BY online DESC, rank, f.id LIMIT :limit OFFSET :offset
+                ORDER BY m.every DESC, online DESC, rank, f.id LIMIT :limit OFFSET :offset
                 """,
                 params,
             ).fetchall()
+            total = int(rows[0]["n"]) if rows else 0
+            if not rows and offset:
+                total = int(self._db.execute(f"{matches} SELECT count(*) FROM m", params).fetchone()[0])
         except sqlite3.OperationalError as exc:  # an FTS syntax corner we did not sanitise
             raise ValidationError(f"bad search query: {exc}") from None
-        total = int(rows[0]["n"]) if rows else 0
-        if not rows and offset:
-            total = len(
-                self._db.execute(
-                    "SELECT rowid FROM files_fts WHERE files_fts MATCH :q LIMIT :cand", params
-                ).fetchall()
-            )
         return SearchResult(total, tuple(record_from(r) for r in rows))
 
 
