@@ -17,14 +17,14 @@ import json
 import mimetypes
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bitswarm import __version__
@@ -34,6 +34,7 @@ from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_
 from bitswarm.daemon._metrics import CONTENT_TYPE as METRICS_TYPE
 from bitswarm.daemon._metrics import DaemonMetrics
 from bitswarm.daemon._webui import FAVICON_SVG, PAGE
+from bitswarm.daemon.automation import SPECS
 from bitswarm.session.lifecycle import LifecycleError
 
 #: Request bodies above this many bytes are refused with 413 before they reach a handler.
@@ -67,6 +68,8 @@ class AddRequest(BaseModel):
     peers: list[str] = Field(default_factory=list, max_length=200, description='"host:port" to dial')
     trackers: list[str] = Field(default_factory=list, max_length=50)
     priorities: list[int] | None = Field(None, max_length=100000, description="one per file, 0..7")
+    category: str | None = Field(None, max_length=200, description="saved in the category's save path")
+    tags: list[str] = Field(default_factory=list, max_length=100)
 
 
 class PrioritiesRequest(BaseModel):
@@ -77,6 +80,52 @@ class PrioritiesRequest(BaseModel):
 class MoveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     save_path: str = Field(..., min_length=1, max_length=4096, description="the new directory")
+
+
+class CategoryRequest(BaseModel):
+    """Create a category or change its save path ("" = the daemon's download dir)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=200)
+    save_path: str = Field("", max_length=4096)
+
+
+class TorrentCategoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: str = Field(..., max_length=200, description='a category name, "" for none')
+
+
+class TagsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tags: list[str] = Field(..., max_length=100)
+
+
+class QueueRequest(BaseModel):
+    """Move in the queue: ``where`` (top, up, down, bottom) or ``position`` (0 = first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    where: Literal["top", "up", "down", "bottom"] | None = None
+    position: int | None = Field(None, ge=0, le=1_000_000)
+
+
+class GoalsRequest(BaseModel):
+    """This torrent's seeding goals: modes 0 (the global goal), 1 (its own limit), 2 (none)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ratio_mode: Literal[0, 1, 2] | None = None
+    ratio_limit: float | None = Field(None, ge=0, le=1e8)
+    time_mode: Literal[0, 1, 2] | None = None
+    time_minutes: float | None = Field(None, ge=0, le=1e8)
+
+
+_SETTING_TYPES: dict[type, Any] = {bool: bool | None, int: int | None, float: float | None, str: str | None}
+#: PUT /api/v1/settings: any subset of the automation settings (docs/daemon.md)
+_SETTING_FIELDS: dict[str, Any] = {
+    k: (_SETTING_TYPES[spec.kind], Field(None, description=spec.doc)) for k, spec in SPECS.items()
+}
+SettingsRequest: type[BaseModel] = create_model(
+    "SettingsRequest", __config__=ConfigDict(extra="forbid"), **_SETTING_FIELDS
+)
 
 
 class LimitsRequest(BaseModel):
@@ -251,6 +300,7 @@ def create_app(
         request: Request,
         save_path: Annotated[str | None, Query(max_length=4096)] = None,
         paused: bool = False,
+        category: Annotated[str | None, Query(max_length=200)] = None,
     ) -> dict[str, Any]:
         body = await request.body()
         ctype = request.headers.get("content-type", "")
@@ -261,6 +311,8 @@ def create_app(
                 "save_path": _text(fields.get("save_path")) or save_path,
                 "paused": (_text(fields.get("paused")) or str(paused)).lower() in ("1", "true", "on", "yes"),
                 "peers": [parse_peer(p) for p in (_text(fields.get("peers")) or "").split(",") if p.strip()],
+                "category": _text(fields.get("category")) or category or None,
+                "tags": [t.strip() for t in (_text(fields.get("tags")) or "").split(",") if t.strip()],
             }
             if "torrent" in fields:
                 return await daemon.add_torrent(fields["torrent"], **opts)
@@ -269,7 +321,9 @@ def create_app(
                 return await daemon.add_magnet(magnet.strip(), **opts)
             raise DaemonError("the form needs a 'torrent' file or a 'magnet' field")
         if kind in ("application/x-bittorrent", "application/octet-stream"):
-            return await daemon.add_torrent(body, save_path=save_path, paused=paused)
+            return await daemon.add_torrent(
+                body, save_path=save_path, paused=paused, category=category or None
+            )
         if kind != "application/json":
             raise DaemonError(
                 "send application/json, multipart/form-data or application/x-bittorrent", 415, "unsupported"
@@ -337,6 +391,67 @@ def create_app(
     async def stream_file_head(request: Request, torrent_id: TorrentId, file_index: FileIndex) -> Response:
         return await _stream(daemon, request, torrent_id, file_index)
 
+    @put_json(
+        "/torrents/{torrent_id}/category",
+        "Put the torrent in a category (files stay)",
+        TorrentCategoryRequest,
+    )
+    async def torrent_category(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(TorrentCategoryRequest, await request.body())
+        return daemon.set_category(torrent_id, req.category)
+
+    @put_json("/torrents/{torrent_id}/tags", "The torrent's tags", TagsRequest)
+    async def torrent_tags(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(TagsRequest, await request.body())
+        return daemon.set_tags(torrent_id, req.tags)
+
+    @put_json("/torrents/{torrent_id}/goals", "The torrent's seeding goals", GoalsRequest)
+    async def torrent_goals(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(GoalsRequest, await request.body())
+        return await daemon.set_goals(torrent_id, req.model_dump(exclude_none=True))
+
+    @api.post(
+        "/torrents/{torrent_id}/queue",
+        summary="Move the torrent in the queue",
+        openapi_extra=_json_body(QueueRequest),
+    )
+    async def torrent_queue(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(QueueRequest, await request.body())
+        if (req.where is None) == (req.position is None):
+            raise DaemonError("give where (top, up, down, bottom) or position")
+        tid = daemon.record(torrent_id).id
+        if req.where is not None:
+            daemon.move_in_queue([tid], req.where)
+        else:
+            daemon.set_queue_position(tid, req.position or 0)
+        return {"queue": daemon.queue_order()}
+
+    # -- settings, categories ------------------------------------------------------------------
+
+    @api.get("/settings", summary="Every setting: limits, schedule, queue, seeding goals, watch folder ...")
+    async def get_settings() -> dict[str, Any]:
+        return daemon.settings()
+
+    @put_json("/settings", "Change settings (any subset; applied at once)", SettingsRequest)
+    async def put_settings(request: Request) -> dict[str, Any]:
+        req = parse_body(SettingsRequest, await request.body())
+        return daemon.update_settings(req.model_dump(exclude_none=True))
+
+    @api.get("/categories", summary="Categories and their save paths")
+    async def get_categories() -> dict[str, str]:
+        return daemon.categories()
+
+    @put_json("/categories", "Create a category or change its save path", CategoryRequest)
+    async def put_category(request: Request) -> dict[str, str]:
+        req = parse_body(CategoryRequest, await request.body())
+        return daemon.set_category_path(req.name, req.save_path)
+
+    @api.delete("/categories/{name}", summary="Remove a category (its torrents keep their files)")
+    async def delete_category(name: Annotated[str, PathParam(max_length=200)]) -> dict[str, str]:
+        if name not in daemon.categories():
+            raise DaemonError(f"no category {name!r}", 404, "not_found")
+        return daemon.remove_categories([name])
+
     # -- session -------------------------------------------------------------------------------
 
     @api.get("/stats", summary="Session statistics")
@@ -403,6 +518,10 @@ async def _add_json(daemon: Daemon, req: AddRequest) -> dict[str, Any]:
         raise DaemonError("give exactly one of magnet, path, torrent_base64 or index_name")
     peers = [parse_peer(p) for p in req.peers]
     opts: dict[str, Any] = {"save_path": req.save_path, "paused": req.paused, "peers": peers}
+    if req.category:
+        opts["category"] = req.category
+    if req.tags:
+        opts["tags"] = req.tags
     if req.trackers:
         opts["trackers"] = clean_trackers(req.trackers)
     if req.magnet:
