@@ -15,6 +15,7 @@ import httpx
 import pytest
 from index_testlib import FAST_HASHER, FakeClock, close_pipes
 
+from bitswarm.cli._peer import resume_dir_for
 from bitswarm.index import IndexService, public_peer_id
 from bitswarm.index.client import IndexClient, IndexClientError
 from bitswarm.index.http import create_app
@@ -198,6 +199,13 @@ def test_share_then_get_between_processes(tmp_path):
         done = json.loads(out.stdout.strip().splitlines()[-1])
         assert done["event"] == "complete" and done["file_id"] == indexed["file_id"]
         assert (tmp_path / "b" / "Big Buck Bunny.mkv").read_bytes() == payload
+        # resume data in the XDG state directory, as the other one-shot commands keep it (issue 22)
+        assert not (tmp_path / "b" / ".bitswarm").exists()
+        resume = resume_dir_for(tmp_path / "b") / f"{done['info_hash']}.resume"
+        assert resume.is_file()
+        # an older bitswarm's DIR/.bitswarm is migrated
+        (tmp_path / "c" / ".bitswarm").mkdir(parents=True)
+        (tmp_path / "c" / ".bitswarm" / resume.name).write_bytes(resume.read_bytes())
         # by info-hash too, into another directory
         out = subprocess.run(
             [*GET, done["info_hash"], "--index", url, "-o", str(tmp_path / "c"), *LOCAL],
@@ -208,6 +216,8 @@ def test_share_then_get_between_processes(tmp_path):
         )
         assert out.returncode == 0, out.stderr
         assert (tmp_path / "c" / "Big Buck Bunny.mkv").read_bytes() == payload
+        assert not (tmp_path / "c" / ".bitswarm").exists() and "moved resume data" in out.stderr
+        assert (resume_dir_for(tmp_path / "c") / resume.name).is_file()
         out = subprocess.run(
             [*CLI, "get", "no such film", "--index", url, "-o", str(tmp_path / "d")],
             capture_output=True,

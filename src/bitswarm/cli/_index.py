@@ -192,12 +192,27 @@ def get_command(
     """Look a file up on an index (by name or hash) and download it over BitTorrent from the peers
     the index lists (a file a seed-001/002 peer registered without a .torrent: over HTTP from that
     peer, SHA-1 checked); exits 0 once every piece is verified."""
+    from bitswarm.cli._peer import resume_dir
     from bitswarm.errors import BitswarmError
     from bitswarm.index.client import get
 
     output.mkdir(parents=True, exist_ok=True)
+
+    async def resume_dir_of(swarm_hash: bytes) -> str:  # the XDG state dir, as download's (migrated)
+        return await resume_dir(output, swarm_hash)
+
     try:
-        got = asyncio.run(get(index, name_or_hash, str(output), host=host, port=port, timeout=timeout))
+        got = asyncio.run(
+            get(
+                index,
+                name_or_hash,
+                str(output),
+                host=host,
+                port=port,
+                timeout=timeout,
+                resume_dir=resume_dir_of,
+            )
+        )
     except TimeoutError:
         fail(f"{name_or_hash}: not complete after {timeout:g} s", code=1)
     except BitswarmError as exc:

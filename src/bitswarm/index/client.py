@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,9 +367,13 @@ async def get(
     port: int = 0,
     timeout: float = 600.0,
     include_offline: bool = False,
+    resume_dir: str | Callable[[bytes], Awaitable[str]] | None = None,
 ) -> Fetched:
     """Look ``name_or_hash`` up on the index and download it over BitTorrent from the peers the index
     lists (BEP 3 wire protocol, our own peer engine). Returns when every piece is verified.
+
+    ``resume_dir``: where the torrent's resume data goes (:meth:`Session.add`; default
+    ``save_path/.bitswarm``), or a coroutine function of the torrent's swarm hash returning it.
 
     A file registered without a .torrent but with its SHA-1 (by ``bitswarm index-peer`` or
     ``bitswarm centralized-peer``, seeds 001/002) is fetched from a peer that serves it over HTTP
@@ -390,8 +394,9 @@ async def get(
         received = await asyncio.wait_for(_get_over_http(found, peers, save_path), timeout)
         return Fetched(found, None, save_path, received)
     torrent = parse_torrent(data)
+    rdir = await resume_dir(torrent.swarm_hash) if callable(resume_dir) else resume_dir
     async with Session(SessionConfig(listen_host=host, listen_port=port)) as session:
-        handle = await session.add(torrent, save_path, peers=peers)
+        handle = await session.add(torrent, save_path, peers=peers, resume_dir=rdir)
         await handle.wait_complete(timeout)
     return Fetched(found, torrent, save_path)
 
