@@ -126,3 +126,17 @@ def test_readme_torrent_file_commands_run(tmp_path: Path) -> None:
         assert proc.returncode == 0, (words, proc.stderr)
         ran += 1
     assert ran >= 5
+
+
+def test_the_error_hierarchy_is_as_the_readme_says() -> None:
+    """Issue 22: the README called ``MetainfoError`` a ``RemoteProtocolError`` subclass; it is not."""
+    from bitswarm import BitswarmError, RemoteProtocolError
+    from bitswarm.bencode import BencodeError
+    from bitswarm.metainfo import MetainfoError
+
+    text = " ".join(README.read_text().split())
+    assert "`MetainfoError` — a bad .torrent file or magnet link, or a torrent that cannot be made — is a " \
+           "`BitswarmError` (not a `RemoteProtocolError`" in text  # fmt: skip
+    assert issubclass(MetainfoError, BitswarmError) and not issubclass(MetainfoError, RemoteProtocolError)
+    assert "raises a `bitswarm.RemoteProtocolError` subclass (`BencodeError`" in text
+    assert issubclass(BencodeError, RemoteProtocolError)
