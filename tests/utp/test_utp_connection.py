@@ -563,3 +563,120 @@ def test_ledbat_fills_a_bottleneck_near_its_target_delay_and_yields_to_greedy_tr
     share, worst = phase(10.0)
     assert share > 0.85 and worst < 0.2  # and takes the link back once it is free
     assert link.a.conn.stats.retransmits == 0  # delay alone steered it: no loss on this link
+
+
+# ---- dead peers: a SIGKILLed peer's connection ends in seconds, not minutes --------------------
+
+
+def _kill_b(link: Link) -> None:
+    """The peer vanishes without a word (SIGKILL, a pulled cable): nothing reaches it, nothing comes."""
+    link.drop = lambda d, who: True
+    link.wire.clear()
+
+
+def _run_timers(link: Link, until: float) -> None:
+    a = link.a.conn
+    while not a.finished:
+        t = a.next_timeout()
+        assert t is not None and t <= until, f"no end by t={until} (next timer {t})"
+        link.now = max(link.now, t)
+        a.on_timeout(link.now)
+        link.flush()
+
+
+def test_dead_peer_with_data_in_flight_is_declared_dead_within_ten_seconds() -> None:
+    link = Link(seed=40)
+    link.connect()
+    a = link.a.conn
+    a.send(os.urandom(1 << 20))
+    link.run(lambda: a.bytes_in_flight > 100_000)  # in mid-transfer (an RTT sample taken: RTO 0.5 s)
+    killed = link.now
+    last_heard = a.last_recv
+    _kill_b(link)
+    _run_timers(link, killed + 10.0)
+    assert a.state is State.RESET and link.a.events[-1] == Reset("timed out")
+    # 1 + max_timeouts expiries, doubled from the 0.5 s minimum RTO: 0.5 + 1 + 2 + 4 = 7.5 s
+    assert a.stats.timeouts == UtpConfig().max_timeouts + 1
+    assert 5.0 <= link.now - last_heard <= 10.0
+    assert a.next_timeout() is None and a.datagrams_to_send(link.now) == []
+
+
+def test_silent_idle_peer_is_dropped_after_idle_timeout_but_live_idle_peers_stay() -> None:
+    link = Link(seed=41)
+    b = link.connect()
+    link.run(lambda: link.now > 400)  # both idle: keepalives every 29 s keep each other alive
+    assert link.a.conn.state is State.CONNECTED and b.conn.state is State.CONNECTED
+    assert link.a.conn.stats.timeouts == 0
+    killed = link.now
+    last_heard = link.a.conn.last_recv
+    _kill_b(link)
+    _run_timers(link, killed + 200)
+    assert link.a.events[-1] == Reset("timed out")
+    assert link.now == pytest.approx(last_heard + UtpConfig().idle_timeout)
+
+
+def test_repeated_icmp_unreachable_ends_an_established_connection_a_probe_later() -> None:
+    link = Link(seed=42)
+    link.connect()
+    a = link.a.conn
+    _kill_b(link)
+    t0 = link.now
+    a.unreachable(t0)
+    a.unreachable(t0 + 0.01)  # a burst of reports for packets sent together is one report
+    assert a.state is State.CONNECTED and a.pop_events() == []
+    # the first report schedules a probe, well before the keepalive
+    assert a.next_timeout() == pytest.approx(t0 + UtpConfig().unreachable_confirm)
+    link.now = t0 + UtpConfig().unreachable_confirm
+    a.on_timeout(link.now)
+    probe = a.datagrams_to_send(link.now)
+    assert [kind(d) for d in probe] == [PacketType.STATE]
+    a.unreachable(link.now + 0.001)  # the probe draws the second report
+    assert a.state is State.RESET and a.pop_events() == [Reset("unreachable")]
+    assert a.next_timeout() is None and a.datagrams_to_send(link.now) == []
+
+
+def test_a_packet_from_the_peer_between_icmp_reports_keeps_the_connection() -> None:
+    link = Link(seed=43)
+    b = link.connect()
+    a = link.a.conn
+    a.unreachable(link.now)  # a route flapped, say
+    b.conn.send(b"still here")
+    link.run(lambda: bytes(link.a.received) == b"still here")
+    a.unreachable(link.now + 2.0)  # a first report again, not a second one
+    assert a.state is State.CONNECTED
+    a.unreachable(link.now + 3.5)
+    assert a.state is State.RESET
+
+
+def test_a_closed_port_is_confirmed_sooner_than_an_unreachable_host() -> None:
+    link = Link(seed=45, delay=0.01)
+    link.connect()
+    a = link.a.conn
+    assert a.rtt.rtt is not None and a.rtt.rtt < 0.05
+    _kill_b(link)
+    t0 = link.now
+    a.unreachable(t0, refused=True)  # port unreachable: the process is gone, the host is up
+    confirm = UtpConfig().refused_confirm
+    assert a.next_timeout() == pytest.approx(t0 + confirm)
+    a.unreachable(t0 + confirm / 2, refused=True)  # the same burst
+    assert a.state is State.CONNECTED
+    link.now = t0 + confirm
+    a.on_timeout(link.now)
+    assert [kind(d) for d in a.datagrams_to_send(link.now)] == [PacketType.STATE]
+    a.unreachable(link.now, refused=True)
+    assert a.pop_events() == [Reset("unreachable")]
+    # over a long path the wait is two RTTs, so a live peer's ACK can come between the reports
+    slow = Link(seed=46, delay=0.2)
+    slow.connect()
+    c = slow.a.conn
+    assert c.rtt.rtt is not None
+    c.unreachable(slow.now, refused=True)
+    assert c.next_timeout() == pytest.approx(slow.now + 2 * c.rtt.rtt)
+
+
+def test_icmp_unreachable_still_fails_a_dial_at_once_without_an_event() -> None:
+    link = Link(seed=44)
+    a = link.a.conn
+    a.datagrams_to_send(0.0)
+    a.unreachable(0.001)
+    assert a.state is State.RESET and a.pop_events() == [] and a.next_timeout() is None

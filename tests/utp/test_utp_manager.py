@@ -590,16 +590,19 @@ async def test_dual_stack_socket_refuses_ipv4_and_ipv6_dials_at_once() -> None:
 
 
 @linux_only
-async def test_icmp_fails_only_the_dial_not_an_established_connection() -> None:
-    """A scripted peer accepts our SYN, then its socket closes: the ICMP port unreachable that our
-    data and a second dial to the same address draw fails only the dial; the established connection
-    is left to its timers. ICMP for a DHT query through the shared socket is dropped."""
+async def test_icmp_fails_a_dial_at_once_and_an_established_connection_on_the_probes_report() -> None:
+    """A scripted peer accepts our SYN, then its socket closes (a SIGKILLed peer): the burst of ICMP
+    port unreachable that our data and a second dial to the same address draw fails the dial at
+    once, but the established connection only when the probe a moment later draws another one.
+    ICMP for a DHT query through the shared socket is dropped."""
     loop = asyncio.get_running_loop()
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     peer.setblocking(False)
     addr = peer.getsockname()
-    client = await UtpSocketManager.open("127.0.0.1", 0, on_other_datagram=lambda d, a: None)
+    # the probe 0.5 s (not 0.1 s) after the first report: time for the checks in between on a busy box
+    cfg = UtpConfig(refused_confirm=0.5)
+    client = await UtpSocketManager.open("127.0.0.1", 0, on_other_datagram=lambda d, a: None, config=cfg)
     server = await UtpSocketManager.open("127.0.0.1", 0, accept=Sink)
     try:
         dial = asyncio.ensure_future(client.connect(addr, Source, timeout=TIMEOUT))
@@ -610,6 +613,7 @@ async def test_icmp_fails_only_the_dial_not_an_established_connection() -> None:
         peer.sendto(encode(syn_ack), client.address)
         stream, src = await asyncio.wait_for(dial, TIMEOUT)
         peer.close()  # from now on the kernel answers the address with ICMP port unreachable
+        killed = loop.time()
         stream.write(b"are you there?")
         client.sendto(b"d1:ad2:id20:xxxxxxxxxxxxxxxxxxxxe1:q4:ping1:t2:aa1:y1:qe", addr)  # the DHT's
         with pytest.raises(ConnectionRefusedError):
@@ -620,6 +624,12 @@ async def test_icmp_fails_only_the_dial_not_an_established_connection() -> None:
         # the socket still works for everyone else
         other, _ = await client.connect(server.address, Source, timeout=TIMEOUT)
         other.close()
+        # the probe after the first report (a closed port: refused_confirm) draws the second: the
+        # connection ends, long before its retransmissions (0.5 + 1 + 2 + 4 s) would give up
+        exc = await asyncio.wait_for(src.lost, TIMEOUT)
+        assert isinstance(exc, ConnectionResetError) and "unreachable" in str(exc)
+        assert 0.45 <= loop.time() - killed < 3.0
+        assert client.stats.unreachable_closed == 1
     finally:
         peer.close()
         server.close()

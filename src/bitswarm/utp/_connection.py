@@ -80,7 +80,8 @@ class Closed:
 
 @dataclass(frozen=True, slots=True)
 class Reset:
-    """The connection is gone: ``reason`` is ``"reset by peer"`` or ``"timed out"``."""
+    """The connection is gone: ``reason`` is ``"reset by peer"``, ``"timed out"`` (retransmissions
+    unanswered, or a silent peer) or ``"unreachable"`` (repeated ICMP port/host unreachable)."""
 
     reason: str
 
@@ -103,7 +104,18 @@ class UtpConfig:
     min_rto: float = 0.5
     max_rto: float = 60.0
     syn_retries: int = 3  # SYN_SENT gives up after this many timeouts (1 + 2 + 4 + 8 s)
-    max_timeouts: int = 7  # consecutive timeouts without a packet from the peer, then "timed out"
+    # retransmission timeouts in a row without progress that are still retried; the next one gives
+    # up ("timed out"). libtorrent's utp_num_resends is 3 too: 0.5 + 1 + 2 + 4 = 7.5 s at the minimum RTO
+    max_timeouts: int = 3
+    # nothing at all from the peer for this long: dead, even with nothing in flight (four of its
+    # uTP keepalives; libtorrent sends no uTP keepalive but a BitTorrent keep-alive every 60 s)
+    idle_timeout: float = 120.0
+    # an ICMP host/net unreachable for an established connection sends a probe this long after it;
+    # a second one at least this long after the first, with no packet from the peer in between: dead
+    unreachable_confirm: float = 1.0
+    # the same for ICMP port unreachable (the host is up, nothing listens: a killed process), after
+    # max(this, 2 RTT) -- long enough that a burst of reports is one and a live peer's ACK comes first
+    refused_confirm: float = 0.1
     fin_linger: float = 30.0  # our FIN acknowledged: closed after this long without a peer packet
     keepalive: float = 29.0  # an idle connection ACKs at this interval (keeps NAT mappings)
     nagle: bool = True  # hold a short packet while data is in flight
@@ -203,6 +215,9 @@ class UtpConnection:
         self._timeout_at: float | None = None
         self._give_up_at: float | None = None
         self._last_send = 0.0
+        self.last_recv = 0.0  # when the peer's last packet came (idle_timeout)
+        self._unreach_at: float | None = None  # first ICMP unreachable since the peer's last packet
+        self._probe_at: float | None = None  # an ST_STATE to confirm that ICMP
 
     # ---- construction ----------------------------------------------------------------------
 
@@ -225,7 +240,7 @@ class UtpConnection:
         c._move(Input.CONNECT)
         c._syn_seq = c.seq_nr
         c._queue(_ST_SYN, b"")
-        c._last_send = now
+        c._last_send = c.last_recv = now
         return c
 
     @classmethod
@@ -256,7 +271,7 @@ class UtpConnection:
         c._reply_micro = (_micros(now) - ts) & MASK32
         c._ack_needed = True
         c._events.append(Connected())  # like libtorrent: usable at once (it may send first)
-        c._last_send = now
+        c._last_send = c.last_recv = now
         c.stats.packets_received += 1
         return c
 
@@ -289,13 +304,35 @@ class UtpConnection:
             self._reset_pending = True
             self._stop_timers()
 
-    def unreachable(self) -> None:
-        """The network reports the peer unreachable (ICMP port/host unreachable for our SYN): give
-        up a dial at once, without an ST_RESET (nobody is there to read it). A no-op past SYN_SENT:
-        one ICMP message does not end an established connection."""
-        if self.state is State.SYN_SENT:
+    def unreachable(self, now: float, *, refused: bool = False) -> None:
+        """The network reports the peer unreachable (ICMP port -- ``refused`` -- or host/net
+        unreachable for a datagram we sent it). A dial (SYN_SENT) gives up at once, without an event
+        or an ST_RESET (nobody is there to read it; the caller fails the dial). One report does not
+        end an established connection (a burst of them answers one burst of packets; routes flap):
+        it sends a probe a moment later (``refused_confirm`` or two RTTs for a closed port,
+        ``unreachable_confirm`` for a host), and a report at least that long after the first, with
+        no packet from the peer in between, ends it with ``Reset("unreachable")`` -- a SIGKILLed
+        peer's connection ends in a fraction of a second instead of the retransmission back-off."""
+        state = self.state
+        if state is State.SYN_SENT:
             self._move(Input.GIVE_UP)
             self._stop_timers()
+            return
+        if state in FINAL_STATES or state is State.IDLE:
+            return
+        cfg = self.config
+        confirm = cfg.unreachable_confirm
+        if refused:
+            rtt = self.rtt.rtt
+            confirm = min(confirm, max(cfg.refused_confirm, 2 * rtt if rtt is not None else 0.0))
+        first = self._unreach_at
+        if first is None:
+            self._unreach_at = now
+            self._probe_at = now + confirm
+        elif now - first >= confirm:
+            self._move(Input.GIVE_UP)
+            self._stop_timers()
+            self._events.append(Reset("unreachable"))
 
     def consumed(self, n: int) -> None:
         """``n`` bytes of :class:`Data` left our hands: they no longer shrink the receive window."""
@@ -332,6 +369,9 @@ class UtpConnection:
             raise UtpPacketError(f"uTP packet for connection id {conn_id}, this one is {self.recv_id}")
         stats = self.stats
         stats.packets_received += 1
+        self.last_recv = now
+        if self._unreach_at is not None:
+            self._unreach_at = self._probe_at = None  # the peer is there after all
         state = self.state
         nxt = TRANSITIONS.get((state, _PACKET_INPUT[kind]))
         if nxt is None:
@@ -676,15 +716,29 @@ class UtpConnection:
         if g is not None and (t is None or g < t):
             t = g
         if state is not State.SYN_SENT:
-            k = self._last_send + self.config.keepalive
+            cfg = self.config
+            k = min(self._last_send + cfg.keepalive, self.last_recv + cfg.idle_timeout)
             if t is None or k < t:
                 t = k
+            probe = self._probe_at
+            if probe is not None and probe < t:
+                t = probe
         return t
 
     def on_timeout(self, now: float) -> None:
-        """Run the expired timers: retransmission (with back-off), give-up, keepalive."""
+        """Run the expired timers: retransmission (with back-off), give-up, keepalive, a silent
+        peer (``idle_timeout``), the probe after an ICMP unreachable."""
         if self.state in FINAL_STATES:
             return
+        if self.state is not State.SYN_SENT and now >= self.last_recv + self.config.idle_timeout:
+            self._move(Input.GIVE_UP)
+            self._stop_timers()
+            self._events.append(Reset("timed out"))
+            return
+        probe = self._probe_at
+        if probe is not None and now >= probe:
+            self._probe_at = None
+            self._ack_needed = True
         g = self._give_up_at
         if g is not None and now >= g:
             if self.state is State.FIN_SENT:
@@ -745,6 +799,7 @@ class UtpConnection:
     def _stop_timers(self) -> None:
         self._timeout_at = None
         self._give_up_at = None
+        self._probe_at = None
 
 
 def _micros(now: float) -> int:

@@ -80,6 +80,7 @@ class ManagerStats:
     resets_sent: int = 0  # replies to packets for unknown connections
     refused: int = 0  # SYNs over max_connections or with no accept factory
     unreachable: int = 0  # dials failed at once by an ICMP port/host unreachable (Linux)
+    unreachable_closed: int = 0  # established connections ended by repeated ICMP unreachable
     gso_sends: int = 0  # sendmsg calls that carried several datagrams (UDP GSO)
 
 
@@ -121,6 +122,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._conns: dict[tuple[Addr, int], _Entry] = {}  # (addr, our receive id)
         self._by_send: dict[tuple[Addr, int], _Entry] = {}  # (addr, our send id): RESETs
+        self._by_addr: dict[Addr, dict[_Entry, None]] = {}  # ICMP errors name only the address
         self._dirty: dict[_Entry, None] = {}
         self._flush_handle: asyncio.Handle | None = None
         self._heap: list[tuple[float, int, _Entry]] = []
@@ -184,8 +186,9 @@ class UtpSocketManager(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error on the socket (asyncio and uvloop call this when a receive or send returns
-        ECONNREFUSED and the like). Only dials are failed by it; for established connections the
-        timers decide, and errors for the DHT's queries are dropped (the query times out)."""
+        ECONNREFUSED and the like). A dial fails at once; an established connection ends on a second
+        report a second after the first (see :meth:`UtpConnection.unreachable`); errors for the
+        DHT's queries are dropped (the query times out)."""
         self._drain_errors()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
@@ -255,13 +258,24 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             sock.detach()
 
     def _unreachable(self, addr: Addr, err: int) -> None:
-        for entry in [e for e in self._dialing if e.addr == addr]:
-            if entry.conn.state is not State.SYN_SENT:
+        now = self._loop.time()
+        for entry in list(self._by_addr.get(addr, ())):
+            conn = entry.conn
+            if conn.state is State.SYN_SENT:
+                if entry not in self._dialing:
+                    continue
+                conn.unreachable(now)
+                self.stats.unreachable += 1
+                msg = f"uTP: {os.strerror(err)} (ICMP from {addr[0]}:{addr[1]})"
+                self._lost(entry, ConnectionRefusedError(err, msg))
+            elif not conn.finished:
+                # established: a second report a moment after the first ends it
+                conn.unreachable(now, refused=err == errno.ECONNREFUSED)
+                if conn.finished:
+                    self.stats.unreachable_closed += 1
+                self._events(entry)
+            else:
                 continue
-            entry.conn.unreachable()
-            self.stats.unreachable += 1
-            msg = f"uTP: {os.strerror(err)} (ICMP from {addr[0]}:{addr[1]})"
-            self._lost(entry, ConnectionRefusedError(err, msg))
             self._touch(entry)
 
     def _wire(self, addr: Addr) -> Addr:
@@ -342,6 +356,7 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         entry = _Entry(conn, peer)
         self._conns[(peer, conn.recv_id)] = entry
         self._by_send[(peer, conn.send_id)] = entry
+        self._by_addr.setdefault(peer, {})[entry] = None
         return entry
 
     def _forget(self, entry: _Entry) -> None:
@@ -350,6 +365,11 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             del self._conns[(peer, conn.recv_id)]
         if self._by_send.get((peer, conn.send_id)) is entry:
             del self._by_send[(peer, conn.send_id)]
+        same = self._by_addr.get(peer)
+        if same is not None:
+            same.pop(entry, None)
+            if not same:
+                del self._by_addr[peer]
         self._dirty.pop(entry, None)
         entry.deadline = None
 
@@ -495,11 +515,14 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             elif isinstance(ev, Closed):
                 self._lost(entry, None)
             elif isinstance(ev, Reset):
-                exc: Exception = (
-                    TimeoutError("uTP connection timed out")
-                    if ev.reason == "timed out"
-                    else ConnectionResetError("uTP connection reset by peer")
-                )
+                exc: Exception
+                if ev.reason == "timed out":
+                    exc = TimeoutError("uTP connection timed out")
+                elif ev.reason == "unreachable":
+                    host, port = entry.addr
+                    exc = ConnectionResetError(f"uTP: peer unreachable (ICMP from {host}:{port})")
+                else:
+                    exc = ConnectionResetError("uTP connection reset by peer")
                 self._lost(entry, exc)
 
     def _lost(self, entry: _Entry, exc: Exception | None) -> None:
