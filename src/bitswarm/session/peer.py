@@ -62,6 +62,7 @@ from bitswarm.wire import (
     Unchoke,
     WireProtocolError,
 )
+from bitswarm.wire.lt_donthave import UPLOAD_ONLY_KEY, decode_donthave, upload_only_of
 from bitswarm.wire.ut_metadata import (
     MetadataRequest,
     decode_metadata_message,
@@ -83,6 +84,7 @@ OUR_RESERVED_DHT = Reserved.make(fast=True, extension_protocol=True, dht=True)
 #: The extended ids we receive BEP 11 ``ut_pex`` and BEP 9 ``ut_metadata`` on (our ``m`` dictionary).
 UT_PEX_ID = 1
 UT_METADATA_ID = 2
+LT_DONTHAVE_ID = 8  #: BEP 54 (RequestScheduler.on_dont_have)
 #: The extended handshake's ``e`` key: 1 = we prefer MSE/PE encryption (``prefer`` and ``require``;
 #: libtorrent sends it only when it requires encryption, Transmission when it prefers it).
 _E_KEY: dict[bytes, Any] = {b"e": 1}
@@ -139,6 +141,8 @@ class PeerProtocol:
         self.snubbed = False
         self.has: PieceSet | None = None
         self.is_seed = False
+        #: BEP 21: the peer's extended handshake said ``upload_only`` (it downloads nothing)
+        self.upload_only = False
         self.allowed_fast: set[int] = set()
         self.reqq = 250
         #: blocks (index, begin) requested from this peer and neither received, rejected, cancelled
@@ -370,6 +374,8 @@ class PeerProtocol:
         self.peer_interested = type(ev) is Interested
         if self.torrent is not None:
             self.torrent.choking.on_interest_changed(self)
+            if not self.peer_interested:
+                self.torrent.scheduler.on_not_interested(self)  # BEP 16: the next pieces
 
     def _on_bitfield(self, ev: Bitfield) -> None:
         assert self.torrent is not None
@@ -407,7 +413,13 @@ class PeerProtocol:
         self.client = ev.client
         if ev.yourip is not None:  # BEP 10: where this peer sees us (one vote per peer IP)
             self.session.reachability.note(str(ev.yourip), "peer", self.address[0])
-        self.ext_ids = {k: v for k, v in ev.m.items() if isinstance(v, int) and 0 < v < 256}
+        # BEP 10: a later handshake's ``m`` lists changes only (id 0: disabled)
+        self.ext_ids.update({k: v for k, v in ev.m.items() if isinstance(v, int) and 0 <= v < 256})
+        self.ext_ids = {k: v for k, v in self.ext_ids.items() if v}
+        upload_only = upload_only_of(ev.extra)
+        if upload_only is not None and self.torrent is not None:
+            self.upload_only = upload_only
+            self.torrent.scheduler.on_upload_only(self)
         if ev.port is not None and 0 < ev.port < 65536:
             self.listen_port = ev.port
         e = ev.extra.get(b"e")
@@ -460,6 +472,10 @@ class PeerProtocol:
             m = {"ut_metadata": UT_METADATA_ID}
             if torrent.pex is not None:
                 m["ut_pex"] = UT_PEX_ID
+            m["lt_donthave"] = LT_DONTHAVE_ID
+            extra = dict(_E_KEY) if cfg.encryption is not EncryptionPolicy.OFF else {}
+            if torrent.scheduler.partial_seed:
+                extra[UPLOAD_ONLY_KEY] = 1
             self._send(
                 ExtendedHandshake(
                     m=m,
@@ -468,11 +484,15 @@ class PeerProtocol:
                     reqq=1000,
                     yourip=_yourip(self.address[0]),
                     metadata_size=torrent.metadata_server.metadata_size,
-                    extra=_E_KEY if cfg.encryption is not EncryptionPolicy.OFF else {},
+                    extra=extra,
                 )
             )
         have = torrent.have
-        if self.codec.fast and have.all():
+        if torrent.scheduler.superseed is not None:  # BEP 16: no bitfield, pieces one by one
+            if self.codec.fast:
+                self._send(HaveNone())
+            torrent.scheduler.start_super_seeding(self)
+        elif self.codec.fast and have.all():
             self._send(HaveAll())
         elif self.codec.fast and not have.any():
             self._send(HaveNone())
@@ -496,6 +516,8 @@ class PeerProtocol:
             elif isinstance(msg, MetadataRequest):
                 log.debug("%s:%d asked for metadata without offering ut_metadata", *self.address)
             # data / reject / unknown: we have the metadata already, nothing to do (BEP 9: ignore)
+        elif ev.ext_id == LT_DONTHAVE_ID:
+            torrent.scheduler.on_dont_have(self, decode_donthave(ev.payload, torrent.info.num_pieces))
         elif ev.ext_id == UT_PEX_ID and torrent.pex is not None:
             torrent.peer_manager.on_pex(self, decode_pex_message(ev.payload))
 
@@ -506,6 +528,12 @@ class PeerProtocol:
             return False
         self._send(Extended(ext_id, payload))
         return True
+
+    def send_upload_only(self, value: bool) -> None:
+        """BEP 21: an extended handshake again, saying whether we download nothing any more (the
+        ``m`` of a later handshake lists changes only: none here)."""
+        if self.established and not self.closed and self.codec.extension_protocol:
+            self._send(ExtendedHandshake(m={}, extra={UPLOAD_ONLY_KEY: int(value)}))
 
     @property
     def pex_address(self) -> tuple[str, int] | None:
@@ -640,6 +668,7 @@ class PeerProtocol:
                     await self.session.clock.sleep(wait)
         except BitswarmError as exc:
             self.abort(f"upload failed: {exc}")
+            torrent.scheduler.pieces_dropped()  # a seed-mode piece that failed its check: BEP 54
         finally:
             self._upload_task = None
 

@@ -156,6 +156,18 @@ class PiecePicker:
         self._want &= ~bit
         self._fresh &= ~bit
 
+    def unset_have(self, index: int) -> None:
+        """A piece we had is gone (dropped from storage): it is wanted again like any missing one."""
+        if not self.have[index]:
+            return
+        self.have[index] = 0
+        self._missing += 1
+        if self.priority[index]:
+            self._wanted_missing += 1
+        self._order = None
+        self._epoch += 1
+        self._update_masks(index)
+
     def _availability_changed(self) -> None:
         # Re-sorting on every ``have`` would cost O(n log n) per message in a busy swarm: the order
         # is re-sorted lazily, after enough changes (rarest-first stays approximately right).
@@ -165,6 +177,12 @@ class PiecePicker:
         self.availability[index] += 1
         self._epoch += 1
         self._availability_changed()
+
+    def peer_has_not(self, index: int) -> None:
+        """A peer no longer has a piece it announced (BEP 54 ``lt_donthave``)."""
+        if self.availability[index] > 0:
+            self.availability[index] -= 1
+            self._availability_changed()
 
     def peer_bitfield(self, bits: Sequence[int] | bytes | bytearray, delta: int = 1) -> None:
         """Add (``delta=1``) or remove (``delta=-1``) a peer's whole set of pieces (a list of 0/1)."""

@@ -6,7 +6,9 @@ keeps each peer's request queue about ``request_queue_seconds`` of its rate deep
 peers), owns the piece buffers and the *block sink* through which the wire codec receives a block
 straight into its piece buffer, and finishes pieces: hash and write off the event loop (with
 back-pressure on every peer while the disk is behind), then the smart-ban policy and the torrent's
-``on_verified`` callback. It also follows each peer's pieces (bitfield, HAVEs) and our interest.
+``on_verified`` callback. It also follows each peer's pieces (bitfield, HAVEs, BEP 54 ``lt_donthave``),
+our interest, BEP 21 partial seeds (``upload_only``, both ways) and BEP 16 super-seeding
+(:mod:`bitswarm.session.superseed`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from bitswarm.errors import BitswarmError
 from bitswarm.session.peer_manager import peer_key
 from bitswarm.session.picker import BLOCK_SIZE, BlockRequest
+from bitswarm.session.superseed import SuperSeeder
 from bitswarm.storage.bitfield import Bitfield as PieceSet
+from bitswarm.wire.lt_donthave import LT_DONTHAVE, encode_donthave
 
 if TYPE_CHECKING:
     from bitswarm.metainfo import InfoDict
@@ -60,6 +64,7 @@ class RequestScheduler:
         on_verified: Callable[[int, bytearray], None],
         on_hash_failed: Callable[[int], None],
         on_disk_error: Callable[[str], None],
+        on_pieces_dropped: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
         self.piece_size = piece_size
@@ -74,9 +79,12 @@ class RequestScheduler:
         self._on_verified = on_verified
         self._on_hash_failed = on_hash_failed
         self._on_disk_error = on_disk_error
+        self._on_pieces_dropped = on_pieces_dropped
         #: set by the torrent: requests go out only while downloading; a seed drops seeds
         self.downloading = False
-        self.seeding = False
+        self._seeding = False
+        #: BEP 16: while seeding every piece with ``config.super_seed`` (see :attr:`seeding`)
+        self.superseed: SuperSeeder | None = None
         self.buffers: dict[int, bytearray] = {}
         #: finished piece buffers for reuse: a fresh 512 KiB ``bytearray`` costs a zero-fill and a
         #: page fault per 4 KiB (~15 % of the leecher's time before the pool)
@@ -87,6 +95,97 @@ class RequestScheduler:
         self._disk_paused = False  # peers' reading paused until the disk catches up
         self.hash_failures = 0
         self.redundant = 0  #: see TorrentStatus.redundant
+
+    # -- seeding, partial seeds (BEP 21), super-seeding (BEP 16) ---------------------------------
+
+    @property
+    def seeding(self) -> bool:
+        """Set by the torrent: every wanted piece is here (a seed, or a partial seed)."""
+        return self._seeding
+
+    @seeding.setter
+    def seeding(self, value: bool) -> None:
+        was_partial = self.partial_seed
+        self._seeding = value
+        if value and self.config.super_seed and self.storage.have.all():
+            if self.superseed is None:
+                self.superseed = SuperSeeder(self.info.num_pieces, lambda i: self.picker.availability[i])
+        else:
+            self.superseed = None
+        if self.partial_seed != was_partial:
+            for peer in list(self.peers):  # BEP 21: a handshake again, with the new upload_only
+                if peer.established and not peer.closed:
+                    peer.send_upload_only(self.partial_seed)
+
+    @property
+    def partial_seed(self) -> bool:
+        """BEP 21: every wanted piece is here, but not every piece (files were skipped)."""
+        return self._seeding and not self.storage.have.all()
+
+    def start_super_seeding(self, peer: PeerProtocol) -> bool:
+        """A peer just connected: when super-seeding, offer it its first pieces (the caller sent no
+        bitfield) and return True; otherwise False (the caller sends our pieces as usual)."""
+        ss = self.superseed
+        if ss is None or peer.has is None:
+            return False
+        for index in ss.peer_joined(peer, peer.has.get):
+            peer.send_have(index)
+        return True
+
+    def on_not_interested(self, peer: PeerProtocol) -> None:
+        """The peer sent ``not interested``: when super-seeding, it has its offered pieces."""
+        if self.superseed is not None:
+            for index in self.superseed.not_interested(peer):
+                peer.send_have(index)
+
+    def on_upload_only(self, peer: PeerProtocol) -> None:
+        """The peer's extended handshake set BEP 21 ``upload_only`` (``peer.upload_only``). It is
+        not a seed for that (its pieces say what it has). When we want nothing either (a seed or a
+        partial seed), nobody can get anything on this connection: it is closed."""
+        if not peer.upload_only:
+            return
+        if self._seeding:
+            peer.close("both upload-only")
+            return
+        if peer.has is not None and peer.outstanding == 0 and not self.picker.wants_mask(peer.has.as_int()):
+            peer.set_interested(False)
+
+    def on_dont_have(self, peer: PeerProtocol, index: int) -> None:
+        """BEP 54: the peer no longer has piece ``index``: its availability drops, requests for the
+        piece to it are given back, and our interest is checked again."""
+        has = peer.has
+        if has is None or not 0 <= index < len(has) or not has.get(index):
+            return
+        if peer.is_seed:  # a seed no more: its pieces are counted one by one from now on
+            peer.is_seed = False
+            self.picker.peer_has_all(-1)
+            has.clear(index)
+            self.picker.peer_bitfield(_bits(has))
+        else:
+            has.clear(index)
+            self.picker.peer_has_not(index)
+        for i, begin in [r for r in peer.requested if r[0] == index]:
+            peer.requested.discard((i, begin))
+            self.picker.cancel(peer, i, begin)
+        if peer.am_interested and not self.picker.wants_mask(has.as_int()) and peer.outstanding == 0:
+            peer.set_interested(False)
+
+    def pieces_dropped(self) -> list[int]:
+        """Pieces we had (and announced) that storage no longer has (e.g. a seed-mode piece that
+        failed its check before its first upload): the picker wants them again and every peer that
+        offered ``lt_donthave`` is told (BEP 54). Returns them."""
+        have = self.storage.have
+        dropped = [i for i in range(self.info.num_pieces) if self.picker.have[i] and not have.get(i)]
+        if not dropped:
+            return dropped
+        for i in dropped:
+            self.picker.unset_have(i)
+        for peer in list(self.peers):
+            for i in dropped:
+                peer.send_extended(LT_DONTHAVE, encode_donthave(i))
+        if self._on_pieces_dropped is not None:
+            self._on_pieces_dropped()  # the torrent downloads them again
+        return dropped
 
     # -- what peers have -----------------------------------------------------------------------
 
@@ -122,6 +221,11 @@ class RequestScheduler:
         if has.get(index):
             return
         has.set(index)
+        if self.superseed is not None:
+            for other, pieces in self.superseed.on_have(peer, index).items():
+                assert isinstance(other, type(peer))
+                for i in pieces:
+                    other.send_have(i)
         if peer.is_seed:
             return
         self.picker.peer_has(index)
@@ -153,9 +257,11 @@ class RequestScheduler:
             peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
 
     def _after_pieces_known(self, peer: PeerProtocol) -> None:
-        if self.seeding:
+        if self._seeding:
             if peer.is_seed:
                 peer.close("both seeds")
+            elif peer.upload_only:
+                peer.close("both upload-only")
             return
         assert peer.has is not None
         if self.picker.wants_mask(peer.has.as_int()):
@@ -165,6 +271,8 @@ class RequestScheduler:
     def peer_lost(self, peer: PeerProtocol) -> None:
         """A peer left: its requests go back to the picker, its pieces leave the availability."""
         self.picker.peer_lost(peer)
+        if self.superseed is not None:
+            self.superseed.peer_left(peer)
         if peer.has is not None:
             if peer.is_seed:
                 self.picker.peer_has_all(-1)
@@ -486,6 +594,17 @@ class RequestScheduler:
 
             self.peers.apply(smart_ban.piece_passed(index, digest))
         self._on_verified(index, buf)
+        self._drop_idle_interest()
+
+    def _drop_idle_interest(self) -> None:
+        """After a piece passed: a peer with nothing in flight that has no other piece we want is
+        told ``not interested`` now, not at the next request top-up (which an idle peer never gets;
+        a BEP 16 super-seed waits for exactly this to offer the next pieces)."""
+        wants = self.picker.wants_mask
+        for peer in self.peers:
+            has = peer.has
+            if peer.am_interested and not peer.requested and has is not None and not wants(has.as_int()):
+                peer.set_interested(False)
 
     def _piece_failed(self, index: int, buf: bytearray, src: dict[int, PeerProtocol]) -> None:
         self.hash_failures += 1

@@ -204,6 +204,7 @@ class TorrentRuntime:
             on_verified=self._piece_verified,
             on_hash_failed=lambda index: self._emit("hash_failed", index=index),
             on_disk_error=self._fail,
+            on_pieces_dropped=lambda: self._transfer(announce=False),
         )
         self.web_seeds = WebSeedManager.for_torrent(
             url_list=torrent.url_list,
