@@ -61,7 +61,7 @@ def magnet_uri(t: Torrent, peers: list[tuple[str, int]], *, v1: bool = True) -> 
 async def test_magnet_with_x_pe_only(tmp_path: Path, version: TorrentVersion) -> None:
     """No tracker, no DHT: the magnet's x.pe peer sends the metadata, then the content. The v1 case
     has 700 files, so its info dictionary is three 16 KiB metadata pieces. A hybrid torrent from a
-    magnet has no piece layers: its pieces are verified with SHA-1."""
+    magnet has no piece layers: they come by BEP 52 hash requests (test_session_hash_exchange.py)."""
     root = tmp_path / "seed" / "many"
     rng = random.Random(5)
     count = 700 if version == "v1" else 3
@@ -93,16 +93,6 @@ async def test_metadata_is_cached_for_the_next_add(tmp_path: Path) -> None:
         h2 = await again.add(magnet_uri(t, []), tmp_path / "leech", metadata_timeout=2)
         assert h2.status().state == "seeding"
     assert (tmp_path / "leech" / ".bitswarm" / f"{t.swarm_hash.hex()}.info").read_bytes() == t.info.raw
-
-
-async def test_v2_only_magnet_is_a_clear_error(tmp_path: Path) -> None:
-    src = make_content(tmp_path / "seed", 100_000)
-    t = torrent_of(src, "v2")
-    async with Session(config()) as seeder, Session(config()) as leecher:
-        await seeder.add(t, src.parent)
-        uri = magnet_uri(t, [("127.0.0.1", seeder.port)], v1=False)
-        with pytest.raises(SessionError, match="v2-only"):
-            await leecher.add(uri, tmp_path / "leech", metadata_timeout=20)
 
 
 async def test_metadata_timeout(tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ from bitswarm.wire import (
     ExtendedHandshake,
     Handshake,
     HandshakeHeader,
+    Hashes,
+    HashReject,
+    HashRequest,
     Have,
     HaveAll,
     HaveNone,
@@ -193,7 +196,7 @@ class PeerProtocol:
         if self.outgoing:
             assert self.torrent is not None
             self._attach_layout()
-            self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, self.session.reserved))
+            self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, self._reserved()))
         timeout = self.session.config.handshake_timeout
         self._timer = self.session.clock.call_later(timeout, self._handshake_timeout)
 
@@ -275,6 +278,19 @@ class PeerProtocol:
         self.codec.set_layout(PieceLayout.from_info(info))
         self.codec.set_block_sink(self.torrent.scheduler.block_sink_for(self))
         self.has = PieceSet(info.num_pieces)
+
+    def _reserved(self) -> Reserved:
+        """Our handshake's reserved bytes: the session's, plus the BEP 52 v2 bit for a torrent with
+        a v2 info-hash (libtorrent then takes hash requests from us on a hybrid torrent)."""
+        bits = self.session.reserved
+        if self.torrent is not None and self.torrent.torrent.info_hash_v2 is not None:
+            return Reserved(bits.raw[:7] + bytes([bits.raw[7] | 0x10]))
+        return bits
+
+    def send_message(self, event: Event) -> None:
+        """Send a message from another part of the engine (BEP 52 hash exchange) on this connection."""
+        if self.established and not self.closed:
+            self._send(event)
 
     def _send(self, event: Event) -> None:
         """Queue a message; queued messages go out in one write at the end of this loop turn."""
@@ -429,6 +445,10 @@ class PeerProtocol:
             if e == 1 and addr is not None and self.torrent is not None:
                 self.torrent.peer_manager.note_mse(addr, True)  # a redial goes MSE first again
 
+    def _on_hash_message(self, ev: HashRequest | Hashes | HashReject) -> None:
+        if self.torrent is not None:
+            self.torrent.hashes.on_message(self, ev)  # BEP 52: bitswarm.session.hash_exchange
+
     def _on_port(self, ev: Port) -> None:
         if self.torrent is not None and not self.torrent.info.private:
             self.session.on_dht_port(self.address[0], ev.port)  # BEP 5: ping it into the table
@@ -452,7 +472,7 @@ class PeerProtocol:
             return
         self.torrent = torrent
         self._attach_layout()
-        self._send(Handshake(ev.info_hash, self.session.peer_id, self.session.reserved))
+        self._send(Handshake(ev.info_hash, self.session.peer_id, self._reserved()))
 
     def _on_handshake(self, ev: Handshake) -> None:
         torrent = self.torrent
@@ -691,6 +711,9 @@ _HANDLERS: dict[type, Callable[[PeerProtocol, Any], None]] = {
     ExtendedHandshake: PeerProtocol._on_extended_handshake,
     Extended: PeerProtocol._on_extended,
     Port: PeerProtocol._on_port,
+    HashRequest: PeerProtocol._on_hash_message,
+    Hashes: PeerProtocol._on_hash_message,
+    HashReject: PeerProtocol._on_hash_message,
     HandshakeHeader: PeerProtocol._on_handshake_header,
     Handshake: PeerProtocol._on_handshake,
     ConnectionClosed: PeerProtocol._on_closed,

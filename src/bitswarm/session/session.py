@@ -408,7 +408,8 @@ class Session:
         ``peers``, the ``tr`` trackers, ``trackers`` and the DHT), waiting at most
         ``metadata_timeout`` seconds (default ``config.metadata_timeout``; SessionError after it).
         The verified dictionary is kept in the resume directory, so adding the magnet again starts
-        at once. v2-only torrents cannot be fetched this way (their piece layers are not exchanged).
+        at once. The BEP 52 piece layers of a v2 or hybrid torrent (not in the info dictionary) are
+        then fetched from peers with hash requests (:mod:`bitswarm.session.hash_exchange`).
 
         ``lifecycle`` is the torrent's :class:`~bitswarm.session.lifecycle.Lifecycle` when the caller
         keeps one (the daemon: ``queued`` before this call); the engine fires its events on it:
@@ -551,11 +552,6 @@ class Session:
             info, v1, v2 = parse_info(raw)
         except MetainfoError as exc:
             raise SessionError(f"the metadata of {h.hex()} is not a valid info dictionary: {exc}") from None
-        if v1 is None:
-            raise SessionError(
-                "v2-only torrents cannot be downloaded from a magnet link yet (their BEP 52 piece "
-                "layers would have to be fetched from peers): use the .torrent file"
-            )
         if fetch is not None:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(write_resume_file, cache, raw)

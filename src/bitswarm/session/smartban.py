@@ -98,6 +98,12 @@ class SmartBan:
                 out += self._ban(peer, f"sent corrupt data for piece {index}")
         return out
 
+    def bad_data(self, peer: PeerKey, reason: str) -> list[Ban]:
+        """``peer`` sent something that is wrong on its own, with no other sender to share the blame
+        (a BEP 52 hash set that does not lead to the file's pieces root): banned at once, like the
+        sole sender of a piece that failed."""
+        return self._ban(peer, reason)
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _ban(self, peer: PeerKey, reason: str) -> list[Ban]:

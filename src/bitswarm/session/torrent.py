@@ -28,6 +28,7 @@ from bitswarm.session.announce import (
 )
 from bitswarm.session.choker import Choker
 from bitswarm.session.choking import ChokeDriver
+from bitswarm.session.hash_exchange import HashDriver
 from bitswarm.session.lifecycle import DISPLAY_NAME, Event, Lifecycle, State, transfer
 from bitswarm.session.peer_manager import PeerManager
 from bitswarm.session.picker import PiecePicker
@@ -129,11 +130,9 @@ class TorrentRuntime:
         self.save_path = save_path
         #: BEP 27: a private torrent gets peers from its trackers only (no DHT, PEX or LSD).
         self.private = self.info.private
-        # A hybrid torrent built from a magnet's metadata has no BEP 52 piece layers (they are not in
-        # the info dictionary): its pieces are verified with SHA-1 only.
-        hybrid_without_layers = (
-            torrent.info_hash_v1 is not None and torrent.info_hash_v2 is not None and not torrent.piece_layers
-        )
+        # A v2 or hybrid torrent built from a magnet's metadata has no BEP 52 piece layers (they are
+        # not in the info dictionary): ``hashes`` fetches them from peers; a hybrid torrent's pieces
+        # are verified with SHA-1 alone until its file's layer is in, then with both.
         self.storage = Storage(
             torrent,
             save_path,
@@ -141,9 +140,11 @@ class TorrentRuntime:
             resume_path=resume_path,
             executor=session.disk_pool,
             max_inflight_bytes=cfg.max_inflight_write_bytes,
-            verify_v2_in_hybrid=not hybrid_without_layers,
+            verify_v2_in_hybrid=True,
             preallocate="full" if cfg.preallocate == "full" else "sparse",
         )
+        #: BEP 52 hash exchange: serves hash requests, fetches the piece layers we lack
+        self.hashes = HashDriver(self)
         #: BEP 9: our info dictionary, served to peers that fetch it for a magnet link.
         self.metadata_server = MetadataServer(self.info.raw)
         #: THE state (shared with the daemon when it passes its own): change it only through _fire
@@ -253,7 +254,7 @@ class TorrentRuntime:
         parts at the new state: requests only while downloading, seed behaviour only while seeding."""
         state = self.life.fire(event)
         seeding = state is State.SEEDING
-        self.scheduler.downloading = state is State.DOWNLOADING
+        self.scheduler.downloading = state is State.DOWNLOADING and not self.hashes.blocking
         self.scheduler.seeding = self.choking.seeding = self.peer_manager.seeding = seeding
         return state
 
@@ -548,9 +549,13 @@ class TorrentRuntime:
         if not self.accepting:
             peer.close("torrent not running")
             return False
-        return self.peer_manager.join(peer)
+        joined = self.peer_manager.join(peer)
+        if joined:
+            self.hashes.peer_joined(peer)
+        return joined
 
     def peer_gone(self, peer: PeerProtocol) -> None:
+        self.hashes.peer_gone(peer)
         if self.peer_manager.remove(peer):
             self.metadata_server.forget(peer)
             self.scheduler.peer_lost(peer)
@@ -565,6 +570,13 @@ class TorrentRuntime:
         self._emit("piece_verified", index=index)
         if self.picker.is_complete() and self.state is State.DOWNLOADING:  # not while moving
             self._become_seed(announce=True)
+
+    def on_piece_layers_complete(self) -> None:
+        """BEP 52: the last missing piece layer is in; a v2-only torrent's pieces can be verified now,
+        so it starts downloading."""
+        if self.state is State.DOWNLOADING and not self.scheduler.downloading:
+            self.scheduler.downloading = True
+            self.scheduler.refresh_interest()
 
     def on_uploaded(self, n: int) -> None:
         self.up.add(n)
@@ -583,6 +595,7 @@ class TorrentRuntime:
         self.peer_manager.check_timeouts(now)
         self.scheduler.check_snubs(now)
         self.choking.rotate_idle_unchokes()
+        self.hashes.tick()
         if self.state is State.DOWNLOADING:
             self.scheduler.fill_all()
         self.peer_manager.send_pex(now)

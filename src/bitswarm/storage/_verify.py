@@ -13,6 +13,10 @@ from bitswarm.metainfo.merkle import BLOCK_SIZE, block_hashes, merkle_root
 from bitswarm.storage._filemap import FileMap, StorageError
 
 
+class MissingLayer(StorageError):
+    """A v2-only piece cannot be checked yet: its file's BEP 52 piece layer is not known."""
+
+
 @dataclass(frozen=True, slots=True)
 class V2Check:
     """How to check one piece against BEP 52 hashes: the file's bytes at ``[start, start+length)`` of
@@ -67,7 +71,7 @@ class PieceHasher:
         if layer is None or len(layer) < (k + 1) * 32:
             if self.use_v1:
                 return None
-            raise StorageError(f"no piece layer for file {f.path_str!r} (piece {index})")
+            raise MissingLayer(f"no piece layer for file {f.path_str!r} (piece {index})")
         return V2Check(e.buf_offset, e.length, self.per_piece, layer[k * 32 : k * 32 + 32])
 
     def check(self, index: int, buf: bytes | bytearray | memoryview) -> bool:
@@ -77,7 +81,10 @@ class PieceHasher:
             if hashlib.sha1(buf).digest() != self.pieces_v1[index * 20 : index * 20 + 20]:
                 return False
         if self.use_v2:
-            c = self.v2_check(index)
+            try:
+                c = self.v2_check(index)
+            except MissingLayer:
+                return False  # not verifiable (yet): the piece is not counted as ours
             if c is not None:
                 mv = memoryview(buf)[c.start : c.start + c.length]
                 if merkle_root(block_hashes(mv), c.width) != c.expected:

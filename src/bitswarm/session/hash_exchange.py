@@ -1,0 +1,357 @@
+"""BEP 52 hash exchange for one torrent: serve ``hash request`` from the piece layers we hold, fetch
+the piece layers we lack (a v2 or hybrid torrent whose metadata came from a magnet link: the info
+dictionary has no ``piece layers``), verify every answer against the file's ``pieces root``.
+
+Pure policy with an injected clock: the torrent feeds it the peers' messages and sends what it
+returns. Fetching: each file longer than one piece needs its piece layer; it is asked for in ranges
+of at most 512 hashes (BEP 52's advice), each range with a proof up to the pieces root, so every
+answer is checked on its own (:func:`bitswarm.metainfo.merkle.verify_hashes`). A peer whose answer
+does not prove out is reported (``on_bad_peer``: the torrent bans it like a peer that sent bad
+data); a reject or a silent peer only moves the range to another peer.
+
+Serving: ranges of the piece layer and the layers above it, for any file whose layer we hold, with
+the uncle hashes up to the ``proof layers`` asked for; everything else (an unknown root, a range BEP
+52 does not allow, the 16 KiB leaf layer, a layer we lack, a peer over its rate) gets ``hash reject``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from bitswarm.metainfo import Torrent
+from bitswarm.metainfo.merkle import (
+    HASH_SIZE,
+    MerkleLayers,
+    ProofError,
+    file_tree_height,
+    full_proof_layers,
+    piece_height,
+    verify_hashes,
+)
+from bitswarm.session.peer_manager import peer_key
+from bitswarm.wire import Hashes, HashReject, HashRequest
+
+if TYPE_CHECKING:
+    from bitswarm.session.peer import PeerProtocol
+    from bitswarm.session.torrent import TorrentRuntime
+
+log = logging.getLogger("bitswarm.hashes")
+
+#: Piece-layer hashes asked for in one request (BEP 52: SHOULD NOT be more than 512).
+RANGE = 512
+#: Requests in flight to one peer at a time.
+PER_PEER = 4
+#: A request unanswered this long is given to another peer; the silent one is not asked again.
+REQUEST_TIMEOUT = 20.0
+#: A peer that rejected a range is asked for it again only after this long (it may get the layer).
+REJECT_RETRY = 10.0
+#: Hash requests served per peer per window (more are rejected: a per-client limit).
+SERVE_LIMIT = 256
+SERVE_WINDOW = 10.0
+
+
+@dataclass(slots=True)
+class _File:
+    """One file whose piece layer we fetch."""
+
+    root: bytes
+    num_pieces: int
+    height: int  #: tree height above the 16 KiB leaves
+    ranges: list[list[bytes] | None]  #: per range of RANGE pieces: its verified hashes, once in
+
+    def request(self, i: int, ph: int) -> HashRequest:
+        start = i * RANGE
+        rest = self.num_pieces - start
+        length = min(RANGE, max(2, 1 << (rest - 1).bit_length()))
+        return HashRequest(self.root, ph, start, length, full_proof_layers(self.height, ph))
+
+
+@dataclass(slots=True)
+class _PeerState:
+    inflight: dict[tuple[bytes, int], float] = field(default_factory=dict)  #: (root, range) -> sent at
+    rejected: dict[tuple[bytes, int], float] = field(default_factory=dict)  #: (root, range) -> when
+    silent: bool = False  #: let a request time out: asked no more
+    served: int = 0
+    window_start: float = 0.0
+
+
+class HashExchange:
+    """The BEP 52 hash exchange of one torrent (see the module docstring)."""
+
+    def __init__(
+        self,
+        torrent: Torrent,
+        *,
+        clock: Callable[[], float],
+        on_layer: Callable[[bytes, bytes], None],
+        on_bad_peer: Callable[[Hashable, str], None],
+    ) -> None:
+        self.clock = clock
+        self.on_layer = on_layer
+        self.on_bad_peer = on_bad_peer
+        info = torrent.info
+        self.enabled = torrent.info_hash_v2 is not None and info.meta_version == 2
+        self.v2_only = self.enabled and torrent.info_hash_v1 is None
+        self.piece_height = piece_height(info.piece_length) if self.enabled else 0
+        #: pieces root -> piece layer (concatenated hashes) for every file whose layer we hold
+        self.layers: dict[bytes, bytes] = dict(torrent.piece_layers)
+        self._trees: dict[bytes, MerkleLayers] = {}
+        #: pieces root -> height of its tree, for every non-empty file (small ones too)
+        self.heights: dict[bytes, int] = {}
+        self.missing: dict[bytes, _File] = {}
+        self._peers: dict[Hashable, _PeerState] = {}
+        self.fetched = 0  #: piece layers fetched and verified
+        self.bad_answers = 0
+        if not self.enabled:
+            return
+        pl = info.piece_length
+        for f in info.files:
+            if f.pad or f.length == 0 or f.pieces_root is None:
+                continue
+            self.heights[f.pieces_root] = file_tree_height(f.length)
+            if f.length > pl and f.pieces_root not in self.layers:
+                n = -(-f.length // pl)
+                self.missing[f.pieces_root] = _File(
+                    f.pieces_root, n, self.heights[f.pieces_root], [None] * -(-n // RANGE)
+                )
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """Every piece layer is known (always true for a v1 torrent)."""
+        return not self.missing
+
+    @property
+    def blocking(self) -> bool:
+        """Pieces cannot be verified yet: a v2-only torrent lacks piece layers (no download yet)."""
+        return self.v2_only and bool(self.missing)
+
+    def _peer(self, peer: Hashable) -> _PeerState:
+        st = self._peers.get(peer)
+        if st is None:
+            st = self._peers[peer] = _PeerState(window_start=self.clock())
+        return st
+
+    def peer_gone(self, peer: Hashable) -> None:
+        self._peers.pop(peer, None)
+
+    # -- fetching ----------------------------------------------------------------------------
+
+    def requests_for(self, peer: Hashable) -> list[HashRequest]:
+        """New requests to send to ``peer`` (one that speaks v2): ranges nobody has in flight first,
+        none it rejected lately, at most :data:`PER_PEER` in flight."""
+        if not self.missing:
+            return []
+        st = self._peer(peer)
+        if st.silent or len(st.inflight) >= PER_PEER:
+            return []
+        now = self.clock()
+        busy = {key for other in self._peers.values() for key in other.inflight}
+        out: list[HashRequest] = []
+        for f in self.missing.values():
+            for i, got in enumerate(f.ranges):
+                key = (f.root, i)
+                if got is not None or key in busy:
+                    continue
+                if now - st.rejected.get(key, -REJECT_RETRY) < REJECT_RETRY:
+                    continue
+                st.inflight[key] = now
+                out.append(f.request(i, self.piece_height))
+                if len(st.inflight) >= PER_PEER:
+                    return out
+        return out
+
+    def expire(self) -> None:
+        """Give up requests unanswered for :data:`REQUEST_TIMEOUT` (their ranges go to others)."""
+        now = self.clock()
+        for st in self._peers.values():
+            late = [k for k, t in st.inflight.items() if now - t >= REQUEST_TIMEOUT]
+            for k in late:
+                del st.inflight[k]
+                st.silent = True
+
+    def _match(self, peer: Hashable, req: HashRequest) -> tuple[_File, int] | None:
+        """The file and range of a request we sent ``peer`` with exactly these fields."""
+        f = self.missing.get(req.pieces_root)
+        if f is None or req.index % RANGE or req.index // RANGE >= len(f.ranges):
+            return None
+        i = req.index // RANGE
+        if f.request(i, self.piece_height) != req:
+            return None
+        st = self._peers.get(peer)
+        if st is None or (f.root, i) not in st.inflight:
+            return None
+        return f, i
+
+    def on_hashes(self, peer: Hashable, msg: Hashes) -> None:
+        """An answer: verified against the pieces root; a bad one reports the peer. Answers we did
+        not ask for (or no longer need: another peer was faster) are ignored."""
+        hit = self._match(peer, msg.request)
+        if hit is None:
+            return
+        f, i = hit
+        del self._peers[peer].inflight[(f.root, i)]
+        try:
+            got = verify_hashes(
+                f.root, f.height, msg.base_layer, msg.index, msg.length, msg.proof_layers, msg.hash_list()
+            )
+        except ProofError as exc:
+            self.bad_answers += 1
+            self.on_bad_peer(peer, f"bad BEP 52 hashes: {exc}")
+            return
+        f.ranges[i] = got
+        if all(r is not None for r in f.ranges):
+            layer = b"".join(h for r in f.ranges if r is not None for h in r)[: f.num_pieces * HASH_SIZE]
+            del self.missing[f.root]
+            self.layers[f.root] = layer
+            self.fetched += 1
+            self.on_layer(f.root, layer)
+
+    def on_reject(self, peer: Hashable, msg: HashReject) -> None:
+        hit = self._match(
+            peer, HashRequest(msg.pieces_root, msg.base_layer, msg.index, msg.length, msg.proof_layers)
+        )
+        if hit is None:
+            return
+        f, i = hit
+        st = self._peers[peer]
+        del st.inflight[(f.root, i)]
+        st.rejected[(f.root, i)] = self.clock()
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def answer(self, peer: Hashable, req: HashRequest) -> Hashes | HashReject:
+        """Our answer to a peer's hash request."""
+        reject = HashReject(req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers)
+        st = self._peer(peer)
+        now = self.clock()
+        if now - st.window_start >= SERVE_WINDOW:
+            st.window_start, st.served = now, 0
+        st.served += 1
+        if st.served > SERVE_LIMIT:
+            return reject
+        tree = self._tree(req.pieces_root)
+        if tree is None:
+            return reject
+        try:
+            hashes = tree.hashes(req.base_layer, req.index, req.length, req.proof_layers)
+        except ProofError:
+            return reject
+        return Hashes(
+            req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers, b"".join(hashes)
+        )
+
+    def _tree(self, root: bytes) -> MerkleLayers | None:
+        tree = self._trees.get(root)
+        if tree is not None:
+            return tree
+        layer = self.layers.get(root)
+        height = self.heights.get(root)
+        if layer is None or height is None:
+            return None  # unknown root, a file of one piece (no piece layer) or a layer we lack
+        nodes = [layer[i : i + HASH_SIZE] for i in range(0, len(layer), HASH_SIZE)]
+        try:
+            tree = MerkleLayers(nodes, self.piece_height, height)
+        except ValueError:
+            return None
+        self._trees[root] = tree
+        return tree
+
+
+def speaks_v2(torrent: Torrent, *, outgoing: bool, their_info_hash: bytes | None) -> bool:
+    """Whether we may send BEP 52 hash requests to a peer (libtorrent closes a connection that sends
+    them to a peer it does not count as v2).
+
+    A v2-only torrent's peers all are. In a hybrid swarm: a connection we opened (our handshake sets
+    the v2 bit, which upgrades it on the other side), or one the peer opened with the v2 info-hash.
+    A hybrid peer that dialed us with the v1 hash stays v1 on its side, whatever its bits say."""
+    if torrent.info_hash_v2 is None:
+        return False
+    if torrent.info_hash_v1 is None or outgoing:
+        return True
+    return their_info_hash is not None and their_info_hash == torrent.info_hash_v2_short
+
+
+class HashDriver:
+    """Runs a torrent's :class:`HashExchange` over its peer connections (small hooks in
+    :mod:`bitswarm.session.torrent` and :mod:`bitswarm.session.peer`): requests go to v2 peers once
+    they joined and on every housekeeping tick, answers and rejects come back through
+    :meth:`on_message`, a fetched layer goes to storage (pieces of that file are verified with it
+    from then on) and, when the last one of a v2-only torrent is in, the download starts."""
+
+    def __init__(self, runtime: TorrentRuntime) -> None:
+        self.runtime = runtime
+        self.exchange = HashExchange(
+            runtime.torrent,
+            clock=runtime.clock.now,
+            on_layer=self._on_layer,
+            on_bad_peer=self._on_bad_peer,
+        )
+
+    @property
+    def blocking(self) -> bool:
+        """No piece may be requested yet (a v2-only torrent still lacks piece layers)."""
+        return self.exchange.blocking
+
+    def _speaks_v2(self, peer: PeerProtocol) -> bool:
+        hs = peer.codec.their_handshake
+        return speaks_v2(
+            self.runtime.torrent, outgoing=peer.outgoing, their_info_hash=None if hs is None else hs.info_hash
+        )
+
+    def peer_joined(self, peer: PeerProtocol) -> None:
+        """A peer completed its handshake: ask it for layers once our bitfield has gone out (a hash
+        request before it would end the bitfield's window)."""
+        if self.exchange.missing and self._speaks_v2(peer):
+            asyncio.get_running_loop().call_soon(self._ask, peer)
+
+    def peer_gone(self, peer: PeerProtocol) -> None:
+        self.exchange.peer_gone(peer)
+
+    def tick(self) -> None:
+        """Housekeeping: give up silent requests, ask the v2 peers for what is still missing."""
+        ex = self.exchange
+        if not ex.missing:
+            return
+        ex.expire()
+        for peer in list(self.runtime.peers.values()):
+            if self._speaks_v2(peer):
+                self._ask(peer)
+
+    def _ask(self, peer: PeerProtocol) -> None:
+        if peer.closed or not peer.established:
+            return
+        for req in self.exchange.requests_for(peer):
+            peer.send_message(req)
+
+    def on_message(self, peer: PeerProtocol, ev: HashRequest | Hashes | HashReject) -> None:
+        """A BEP 52 message from ``peer``."""
+        ex = self.exchange
+        if isinstance(ev, HashRequest):
+            peer.send_message(ex.answer(peer, ev))
+        elif isinstance(ev, Hashes):
+            ex.on_hashes(peer, ev)
+            self._ask(peer)
+        else:
+            ex.on_reject(peer, ev)
+            self._ask(peer)
+
+    def _on_layer(self, root: bytes, layer: bytes) -> None:
+        rt = self.runtime
+        rt.storage.set_piece_layer(root, layer)
+        log.info("%s: piece layer of %s fetched and verified", rt.info.name, root.hex()[:16])
+        if not self.exchange.missing:
+            rt.on_piece_layers_complete()
+
+    def _on_bad_peer(self, who: Hashable, reason: str) -> None:
+        """A peer sent hashes that do not prove out: banned like the sender of bad data."""
+        peer = cast("PeerProtocol", who)
+        pm = self.runtime.peer_manager
+        pm.apply(pm.smart_ban.bad_data(peer_key(peer), reason))
+        if not peer.closed:  # banned before (its IP): still drop this connection
+            peer.abort(reason)

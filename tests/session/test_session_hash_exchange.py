@@ -1,0 +1,300 @@
+"""BEP 52 hash exchange: v2-only and hybrid magnets fetch their piece layers from peers (hash request
+/ hashes / hash reject), every answer checked against the file's pieces root; a peer that sends hashes
+that do not prove out is banned like one that sends bad data."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bitswarm.metainfo import Torrent, magnet_from_torrent, parse_torrent
+from bitswarm.metainfo._create import create_torrent
+from bitswarm.metainfo._model import TorrentVersion
+from bitswarm.metainfo.merkle import file_tree_height, full_proof_layers, piece_height
+from bitswarm.session import Session, SessionConfig
+from bitswarm.session.hash_exchange import HashExchange, speaks_v2
+from bitswarm.wire import (
+    NEED_DATA,
+    Handshake,
+    HandshakeHeader,
+    Hashes,
+    HashReject,
+    HashRequest,
+    HaveAll,
+    PeerConnection,
+    Reserved,
+    uncle_count,
+)
+
+pytestmark = pytest.mark.timeout(90)
+PL = 16384
+
+
+def config(**kw: object) -> SessionConfig:
+    kw.setdefault("enable_dht", False)
+    return SessionConfig(listen_host="127.0.0.1", listen_port=0, **kw)  # type: ignore[arg-type]
+
+
+def make_tree(root: Path, sizes: list[int]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, size in enumerate(sizes):
+        (root / f"f{i}.bin").write_bytes(random.Random(i).randbytes(size))
+    return root
+
+
+def torrent_of(path: Path, version: TorrentVersion) -> Torrent:
+    return parse_torrent(create_torrent(path, version=version, piece_length=PL))
+
+
+def magnet_uri(t: Torrent, peers: list[tuple[str, int]], *, v1: bool = True) -> str:
+    m = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=peers)
+    if not v1:
+        m = dataclasses.replace(m, info_hash_v1=None)
+    return m.to_uri()
+
+
+async def eventually_async(cond: Callable[[], object], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+def same_tree(a: Path, b: Path) -> None:
+    for p in a.iterdir():
+        assert (b / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+# -- the policy, without sockets ------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def exchange(t: Torrent, clock: Clock) -> tuple[HashExchange, dict[bytes, bytes], list[tuple[object, str]]]:
+    got: dict[bytes, bytes] = {}
+    bad: list[tuple[object, str]] = []
+    ex = HashExchange(
+        dataclasses.replace(t, piece_layers={}),
+        clock=clock,
+        on_layer=got.__setitem__,
+        on_bad_peer=lambda p, why: bad.append((p, why)),
+    )
+    return ex, got, bad
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory: pytest.TempPathFactory) -> Torrent:
+    # 1100 pieces (three ranges of 512: the last one 76 pieces, asked as 128), 7 pieces, one piece
+    return torrent_of(make_tree(tmp_path_factory.mktemp("v2") / "t", [1100 * PL - 5, 7 * PL, 1000]), "v2")
+
+
+def test_fetch_layers_from_a_serving_peer(v2: Torrent) -> None:
+    clock = Clock()
+    seed = HashExchange(v2, clock=clock, on_layer=lambda r, layer: None, on_bad_peer=lambda p, w: None)
+    assert seed.complete and not seed.blocking
+    ex, got, bad = exchange(v2, clock)
+    assert ex.blocking and len(ex.missing) == 2  # the one-piece file needs no layer
+    reqs = ex.requests_for("A")
+    assert len(reqs) == 4  # PER_PEER
+    assert {(r.index, r.length) for r in reqs} == {(0, 512), (512, 512), (1024, 128), (0, 8)}
+    while not ex.complete:
+        for r in reqs:
+            ans = seed.answer("L", r)
+            assert isinstance(ans, Hashes)
+            assert len(ans.hash_list()) == r.length + uncle_count(r.length, r.proof_layers)
+            ex.on_hashes("A", ans)
+        reqs = ex.requests_for("A")
+    assert got == v2.piece_layers and not bad and not ex.blocking
+    assert ex.requests_for("A") == []
+
+
+def test_bad_hashes_report_the_peer_and_the_range_goes_elsewhere(v2: Torrent) -> None:
+    clock = Clock()
+    seed = HashExchange(v2, clock=clock, on_layer=lambda r, layer: None, on_bad_peer=lambda p, w: None)
+    ex, got, bad = exchange(v2, clock)
+    (req, *_) = ex.requests_for("A")
+    ans = seed.answer("L", req)
+    assert isinstance(ans, Hashes)
+    flipped = dataclasses.replace(ans, hashes=ans.hashes[:40] + bytes([ans.hashes[40] ^ 1]) + ans.hashes[41:])
+    ex.on_hashes("A", flipped)
+    assert bad and bad[0][0] == "A" and "pieces root" in bad[0][1]
+    ex.peer_gone("A")
+    assert req in ex.requests_for("B")  # the range is asked again, of another peer
+    # an answer nobody asked for (or with other fields) is ignored, not trusted
+    ex.on_hashes("C", ans)
+    assert not got
+
+
+def test_rejects_and_silence_move_ranges(v2: Torrent) -> None:
+    clock = Clock()
+    ex, _, _ = exchange(v2, clock)
+    reqs = ex.requests_for("A")
+    r = reqs[0]
+    ex.on_reject("A", HashReject(r.pieces_root, r.base_layer, r.index, r.length, r.proof_layers))
+    assert r in ex.requests_for("B")  # B takes the rejected range
+    assert r not in ex.requests_for("A")  # A is not asked for it again soon
+    clock.t += 25  # everything in flight times out
+    ex.expire()
+    assert ex.requests_for("A") == [] and ex.requests_for("B") == []  # silent peers are left alone
+    assert len(ex.requests_for("C")) == 4
+
+
+def test_serving_rejects_what_it_cannot_answer(v2: Torrent) -> None:
+    seed = HashExchange(v2, clock=Clock(), on_layer=lambda r, layer: None, on_bad_peer=lambda p, w: None)
+    big = next(f for f in v2.info.files if f.length > 1000 * PL)
+    small = next(f for f in v2.info.files if f.length == 1000)
+    root = big.pieces_root
+    assert root is not None and small.pieces_root is not None
+    ph, h = piece_height(PL), file_tree_height(big.length)
+    ok = HashRequest(root, ph, 512, 512, full_proof_layers(h, ph))
+    assert isinstance(seed.answer("X", ok), Hashes)
+    for bad in [
+        HashRequest(b"\x07" * 32, ph, 0, 2, 0),  # unknown root
+        HashRequest(small.pieces_root, 0, 0, 2, 0),  # a one-piece file has no piece layer
+        HashRequest(root, ph, 3, 2, 0),  # index not a multiple of length
+        HashRequest(root, ph, 0, 6, 0),  # length not a power of two
+        HashRequest(root, ph, 2048, 2, 0),  # past the layer
+        HashRequest(root, ph, 0, 512, h),  # proof layers above the root
+    ]:
+        ans = seed.answer("X", bad)
+        assert ans == HashReject(bad.pieces_root, bad.base_layer, bad.index, bad.length, bad.proof_layers)
+    # a per-peer limit: a flood is rejected, another peer is still served
+    answers = [seed.answer("F", ok) for _ in range(300)]
+    assert isinstance(answers[0], Hashes) and isinstance(answers[-1], HashReject)
+    assert isinstance(seed.answer("G", ok), Hashes)
+
+
+def test_leaf_layer_is_not_served(tmp_path: Path) -> None:
+    t = parse_torrent(
+        create_torrent(make_tree(tmp_path / "t", [9 * 2 * PL]), version="v2", piece_length=2 * PL)
+    )
+    seed = HashExchange(t, clock=Clock(), on_layer=lambda r, layer: None, on_bad_peer=lambda p, w: None)
+    (root,) = t.piece_layers
+    h = file_tree_height(9 * 2 * PL)
+    assert isinstance(seed.answer("X", HashRequest(root, 1, 0, 8, full_proof_layers(h, 1))), Hashes)
+    assert isinstance(seed.answer("X", HashRequest(root, 0, 0, 2, full_proof_layers(h, 0))), HashReject)
+
+
+def test_who_gets_hash_requests(v2: Torrent, tmp_path: Path) -> None:
+    assert speaks_v2(v2, outgoing=False, their_info_hash=None)
+    hybrid = torrent_of(make_tree(tmp_path / "h", [3 * PL]), "hybrid")
+    v1 = torrent_of(tmp_path / "h", "v1")
+    assert speaks_v2(hybrid, outgoing=True, their_info_hash=hybrid.info_hash_v1)
+    assert not speaks_v2(hybrid, outgoing=False, their_info_hash=hybrid.info_hash_v1)
+    assert speaks_v2(hybrid, outgoing=False, their_info_hash=hybrid.info_hash_v2_short)
+    assert not speaks_v2(v1, outgoing=True, their_info_hash=v1.info_hash_v1)
+
+
+# -- sessions over loopback ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v2", "hybrid"])
+async def test_magnet_fetches_piece_layers(tmp_path: Path, version: TorrentVersion) -> None:
+    """A v2-only magnet downloads (it was refused before BEP 52 hash requests); a hybrid one ends
+    with every piece layer, so its pieces are checked against both hash trees."""
+    src = make_tree(tmp_path / "seed" / "t", [600 * PL + 123, 5 * PL, 700])
+    t = torrent_of(src, version)
+    assert len(t.piece_layers) == 2
+    async with Session(config()) as seeder, Session(config()) as leecher:
+        await seeder.add(t, src.parent)
+        uri = magnet_uri(t, [("127.0.0.1", seeder.port)], v1=version == "hybrid")
+        h = await leecher.add(uri, tmp_path / "leech", metadata_timeout=20)
+        assert not h.torrent.piece_layers  # the info dictionary alone
+        await h.wait_complete(timeout=60)
+        ex = h._rt.hashes.exchange
+        assert ex.complete and ex.fetched == 2 and ex.layers == t.piece_layers
+        assert h._rt.storage._hasher.use_v2
+    same_tree(src, tmp_path / "leech" / "t")
+
+
+class BadHashesPeer:
+    """A seed of a v2-only torrent that has every piece but answers hash requests with hashes that
+    do not lead to the pieces root (the right count, so the wire codec takes them)."""
+
+    def __init__(self, info_hash: bytes) -> None:
+        self.info_hash = info_hash
+        self.requests = 0
+        self.closed = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        codec = PeerConnection()
+        try:
+            while data := await reader.read(65536):
+                codec.receive_data(data)
+                while (ev := codec.next_event()) is not NEED_DATA:
+                    out = b""
+                    if isinstance(ev, HandshakeHeader):
+                        reserved = Reserved.make(fast=True, extension_protocol=True, v2=True)
+                        out += codec.send(Handshake(self.info_hash, b"-BH0001-" + bytes(12), reserved))
+                    elif isinstance(ev, Handshake):
+                        out += codec.send(HaveAll())
+                    elif isinstance(ev, HashRequest):
+                        self.requests += 1
+                        n = ev.length + uncle_count(ev.length, ev.proof_layers)
+                        junk = b"".join(hashlib.sha256(bytes([i % 256])).digest() for i in range(n))
+                        out += codec.send(
+                            Hashes(ev.pieces_root, ev.base_layer, ev.index, ev.length, ev.proof_layers, junk)
+                        )
+                    if out:
+                        writer.write(out)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.closed.set()
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_peer_sending_bad_hashes_is_banned(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "seed" / "t", [40 * PL + 9, 100])  # one file alone would be single-file
+    t = torrent_of(src, "v2")
+    bad = BadHashesPeer(t.swarm_hash)
+    port = await bad.start()
+    try:
+        async with Session(config(encryption="off", transports="tcp")) as leecher:
+            banned: list[dict[str, object]] = []
+
+            async def watch() -> None:
+                async for ev in leecher.events():
+                    if ev.kind == "peer_banned":
+                        banned.append(ev.data)
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(0)  # subscribed
+            layerless = dataclasses.replace(t, piece_layers={})
+            h = await leecher.add(layerless, tmp_path / "leech", peers=[("127.0.0.1", port)])
+            await asyncio.wait_for(bad.closed.wait(), 10)
+            assert bad.requests >= 1
+            await eventually_async(lambda: banned)
+            assert banned[0]["port"] == port and "BEP 52" in str(banned[0]["reason"])
+            watcher.cancel()
+            assert h._rt.hashes.exchange.blocking  # nothing was taken from it
+            # an honest seed comes along: the layer is fetched from it and the download completes
+            async with Session(config(encryption="off", transports="tcp")) as seeder:
+                await seeder.add(t, src.parent)
+                h.add_peer("127.0.0.1", seeder.port)
+                await h.wait_complete(timeout=40)
+            assert not any(p["port"] == port for p in h.peers())
+    finally:
+        await bad.stop()
+    same_tree(src, tmp_path / "leech" / "t")
