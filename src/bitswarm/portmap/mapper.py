@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -120,7 +121,13 @@ def default_backends(config: PortMapConfig) -> dict[str, BackendFactory]:
     """The real gateways: an SSDP-discovered UPnP IGD, and NAT-PMP/PCP on the default gateway."""
 
     async def upnp() -> MappingBackend:
-        from bitswarm.portmap.upnp import UpnpIgdClient  # aiohttp is imported only when used
+        # no default route: no router to be an IGD, and an SSDP search would only wait. Else the
+        # UPnP stack (aiohttp, async-upnp-client: ~0.3 s of imports) is imported in a thread, not on
+        # the event loop, which is busy starting the transfers meanwhile.
+        if await asyncio.to_thread(default_gateway) is None:
+            raise NoMappingService("no IPv4 default gateway: no router to ask over UPnP")
+        await asyncio.to_thread(importlib.import_module, "bitswarm.portmap.upnp")
+        from bitswarm.portmap.upnp import UpnpIgdClient  # imported above: only a lookup now
 
         return await UpnpIgdClient.discover(config.discover_timeout)
 
