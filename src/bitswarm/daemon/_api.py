@@ -33,7 +33,7 @@ from bitswarm.daemon import qbittorrent, transmission
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
 from bitswarm.daemon._metrics import CONTENT_TYPE as METRICS_TYPE
 from bitswarm.daemon._metrics import DaemonMetrics
-from bitswarm.daemon._webui import FAVICON_SVG, PAGE
+from bitswarm.daemon._webui import STATIC_TYPES, favicon, render, static_file
 from bitswarm.daemon.automation import SPECS
 from bitswarm.session.lifecycle import LifecycleError
 
@@ -257,12 +257,23 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(PAGE, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(render("index"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/settings", include_in_schema=False)
+    async def settings_page() -> HTMLResponse:
+        return HTMLResponse(render("settings"), headers={"Cache-Control": "no-cache"})
 
     @app.get("/favicon.svg", include_in_schema=False)
     @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> Response:
-        return Response(FAVICON_SVG, media_type="image/svg+xml")
+    async def favicon_svg() -> Response:
+        return Response(favicon(), media_type="image/svg+xml")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: Annotated[str, PathParam(max_length=64)]) -> Response:
+        data = static_file(name)
+        if data is None:
+            raise DaemonError(f"no static file {name!r}", 404, "not_found")
+        return Response(data, media_type=STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})
 
     # -- torrents ------------------------------------------------------------------------------
 

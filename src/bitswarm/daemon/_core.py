@@ -841,6 +841,8 @@ class Daemon:
             "peers": sum(s["peers"] for s in sts),
             "dht": dht is not None,
             "encryption": self.session.config.encryption.value,  # MSE/PE policy (daemon.toml)
+            "alt_speed_enabled": bool(self.automation_settings()["alt_speed_enabled"]),
+            "queueing": self.queueing(),
             #: UPnP/NAT-PMP mapping state and the external address (session/reachability.py)
             "reachability": self.session.reachability.status(),
             "data_dir": str(self.data.root),
@@ -863,6 +865,7 @@ class Daemon:
         out["download_dir"] = str(self.download_dir)
         out["listen_port"] = self.session.port
         out["encryption"] = self.session.config.encryption.value
+        out["transports"] = ", ".join(self.session.config.transports)
         out["watch_results"] = [
             {"file": r.path.name, "outcome": r.outcome, "detail": r.detail[:300]}
             for r in (self.watch.results if self.watch is not None else [])
