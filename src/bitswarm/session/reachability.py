@@ -63,12 +63,12 @@ class Reachability:
             dht.node.on_ip_report = lambda ip, voter: self.note(ip, "dht", voter[0])
         if not session.config.port_mapping:
             return
-        if os.environ.get("BITSWARM_NO_PORT_MAPPING", "") not in ("", "0"):
-            self.mode = "off"  # test runs: never ask the machine's real gateway
-            return
         host = session.config.listen_host
         if host.startswith(_LOOPBACK):
             self.mode = "loopback"
+            return
+        if os.environ.get("BITSWARM_NO_PORT_MAPPING", "") not in ("", "0"):
+            self.mode = "off"  # test runs: never ask the machine's real gateway
             return
         from bitswarm.portmap import PortMapConfig, PortMapper
 
