@@ -1,7 +1,8 @@
 """The peer commands map their port by default (issue 19), on the namespace internet (docs/testing-net.md):
 ``bitswarm seed`` behind the miniupnpd router maps its TCP and UDP port by itself, a public libtorrent
 leecher that only dials out downloads every byte through the mapping, and SIGTERM removes the mapping;
-``bitswarm download`` behind it removes its mapping when it exits after completing; behind the router
+``bitswarm download`` behind it removes its mapping when it exits after completing, and ``bitswarm daemon``
+maps by default, shows the mapping in its stats and removes it on SIGTERM; behind the router
 without a mapping service the seeder says so quickly and still stops at once. Root only; skipped with the
 reason elsewhere, an error in CI."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -209,3 +211,42 @@ def test_without_a_mapping_service_the_seeder_says_so_fast_and_stops_at_once(
     finally:
         seeder.stop()
         tracker.stop()
+
+
+STATS = """\
+import json, sys, urllib.request
+auth = {"Authorization": "Bearer " + sys.argv[2]}
+req = urllib.request.Request(sys.argv[1] + "/api/v1/stats", headers=auth)
+print(json.dumps(json.load(urllib.request.urlopen(req, timeout=5))["reachability"]))
+"""
+
+
+def test_daemon_maps_by_default_shows_it_in_stats_and_unmaps_on_sigterm(
+    net: Internet, tmp_path: Path
+) -> None:
+    host = net.homes["upnp"].hosts["upnp1"]
+    data = tmp_path / "daemon"
+    daemon = JsonProc(
+        mapping_on(host, BITSWARM, "daemon", "--port", str(PORT), "--api", "127.0.0.1:0", "--data", str(data),
+                   "--no-dht", "--json"),
+        stderr_path=tmp_path / "daemon.err", name="daemon",
+    )  # fmt: skip
+    try:
+        url = seen(daemon, lambda e: e.get("event") == "listening", 30, "the daemon")["api"]
+        token = (data / "token").read_text().strip()
+
+        def reachability() -> dict[str, object]:
+            out = host.run(sys.executable, "-c", STATS, url, token).stdout
+            return json.loads(out)  # type: ignore[no-any-return]
+
+        deadline = time.monotonic() + 30
+        while not str((reach := reachability())["summary"]).startswith("mapped"):
+            assert time.monotonic() < deadline, reach
+            time.sleep(0.5)
+        assert reach["port_mapping"] == "on" and reach["external_address"] == MINIUPNPD_EXT_IP
+        assert {("TCP", PORT, PORT), ("UDP", PORT, PORT)} <= ours(host)
+        daemon.proc.terminate()
+        assert daemon.wait_exit(15) == 0, daemon.stderr_tail()
+    finally:
+        daemon.stop()
+    assert ours(host) == set()
