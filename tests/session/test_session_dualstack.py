@@ -117,3 +117,42 @@ def test_wildcard_falls_back_to_ipv4_without_ipv6(monkeypatch: pytest.MonkeyPatc
         assert b.families == (4,) and b.sock.family == socket.AF_INET and b.host == "0.0.0.0"
     finally:
         b.sock.close()
+
+
+@needs_v6
+async def test_pex_added6_introduces_the_seeder_over_ipv6(tmp_path: Path) -> None:
+    """A (dual-stack) seeds; B (::1) leeches slowly from A; C (::1) knows only B and meets A through
+    B's ut_pex ``added6`` (A's address as B dialed it: [::1]:port)."""
+    import random
+
+    src = tmp_path / "a" / "data.bin"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(random.Random(7).randbytes(1_000_000))
+    t = parse_torrent(create_torrent(src, piece_length=65536))
+    async with (
+        Session(cfg("::", pex_interval=0.2)) as a,
+        Session(cfg("::1", pex_interval=0.2)) as b,
+        Session(cfg("::1", pex_interval=0.2)) as c,
+    ):
+        await a.add(t, src.parent)
+        hb = await b.add(t, tmp_path / "b", peers=[("::1", a.port)])
+        hb.set_rate_limits(upload=1024, download=32768)  # B stays a slow leecher of A
+        async with asyncio.timeout(10):
+            while not any(p["address"] == f"::1:{a.port}" for p in hb.peers()):
+                await asyncio.sleep(0.05)
+        hc = await c.add(t, tmp_path / "c", peers=[("::1", b.port)])
+        await hc.wait_complete(timeout=30)
+        rt = c.lookup(t.swarm_hash)
+        assert rt is not None and ("::1", a.port) in rt.peer_manager.known_addresses()
+        assert hb.status().uploaded <= 4 * 16384  # C's bytes came from A, known only through PEX
+    assert (tmp_path / "c" / "data.bin").read_bytes() == src.read_bytes()
+
+
+async def test_dht_families_follow_the_listen_sockets() -> None:
+    hosts = {"127.0.0.1": (4,), "0.0.0.0": (4,)}
+    if _has_ipv6_loopback():
+        hosts |= {"::": (4, 6), "::1": (6,)}
+    for host, families in hosts.items():
+        async with Session(SessionConfig(listen_host=host, listen_port=0, dht_bootstrap=[])) as s:
+            assert s.families == families
+            assert s.dht is not None and s.dht.node.families == families, host

@@ -114,6 +114,11 @@ class MetadataFetch:
             self.add_candidate(host, port)
 
     def add_candidate(self, host: str, port: int) -> None:
+        from bitswarm.session.peer_priority import canonical_ip, ip_family
+
+        host = canonical_ip(host)  # one key per peer; a family the session does not speak is skipped
+        if (family := ip_family(host)) is not None and family not in self.session.families:
+            return
         addr = (host, port)
         if (
             0 < port < 65536
