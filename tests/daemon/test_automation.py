@@ -351,3 +351,10 @@ def replace_done(watch: WatchFolder, done: Path) -> WatchFolder:
 def test_views_are_frozen() -> None:
     v = TorrentView("a", True, False, False, True, False, (0, 0, 0), 0, 0, 0, 0.0, {}, False)
     assert replace(v, held=True).held
+
+
+def test_docs_list_every_setting() -> None:
+    """docs/daemon.md's settings table has a row for every setting."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
+    missing = [k for k in SPECS if f"| `{k}` |" not in doc]
+    assert not missing, missing
