@@ -55,6 +55,8 @@ _KEYS = {
     "upload_slots",
     "seed_upload_slots",
     "announce_ip",
+    "preallocate",
+    "super_seed",
     "port_mapping",
     "encryption",
     "transports",
@@ -143,6 +145,10 @@ def daemon(
             setattr(scfg, key, int(cfg[key]))
     if "announce_ip" in cfg:
         scfg.announce_ip = str(cfg["announce_ip"])
+    if cfg.get("preallocate", "sparse") not in ("sparse", "full"):
+        fail(f"preallocate must be sparse or full, not {cfg.get('preallocate')!r}")
+    scfg.preallocate = str(cfg.get("preallocate", "sparse"))  # new torrents' data files (issue 20)
+    scfg.super_seed = bool(cfg.get("super_seed", False))  # BEP 16 for every seeding torrent
     try:
         scfg.encryption = encryption or EncryptionPolicy(str(cfg.get("encryption", "prefer")))
     except ValueError:
