@@ -16,6 +16,7 @@ import pytest
 from compat_testlib import Swarm
 from daemon_testlib import make_content, running_daemon, session_config, torrent_of, wait_for
 
+from bitswarm.daemon.transmission import TransmissionRPC
 from bitswarm.metainfo import Torrent
 from bitswarm.session import Session, TorrentHandle
 
@@ -298,3 +299,35 @@ async def test_transmission_and_qbittorrent_map_to_the_automation(swarm: Swarm) 
             assert (await q.get("/transfer/speedLimitsMode")).text == "1"
             await q.post("/transfer/toggleSpeedLimitsMode")
             assert not d.automation_settings()["alt_speed_enabled"]
+
+
+async def test_seed_queue_and_settings_survive_a_restart(tmp_path: Path) -> None:
+    """One seed slot: the first complete torrent seeds, the second waits; after a restart the same,
+    and moving the second to the top swaps them."""
+    a = make_content(tmp_path / "c", "one", files=1, size=50_000, seed=5)
+    b = make_content(tmp_path / "c", "two", files=1, size=50_000, seed=6)
+    (raw_a, ta), (raw_b, tb) = torrent_of(a), torrent_of(b)
+    ida, idb = ta.swarm_hash.hex(), tb.swarm_hash.hex()
+    both = {"queue_seeds_enabled": True, "queue_seeds_max": 1}
+
+    def states(r: Any) -> tuple[object, object]:
+        return r.daemon.details(ida)["state"], r.daemon.details(idb)["state"]
+
+    async with running_daemon(tmp_path / "d") as r:
+        r.daemon.update_settings(both)
+        await r.daemon.add_torrent(raw_a, save_path=str(a.parent))
+        await r.daemon.add_torrent(raw_b, save_path=str(b.parent))
+        await wait_for(lambda: states(r) == ("seeding", "queued"), timeout=30)
+    async with running_daemon(tmp_path / "d") as r:
+        assert r.daemon.automation_settings()["queue_seeds_max"] == 1
+        await wait_for(lambda: states(r) == ("seeding", "queued"), timeout=30)
+        r.daemon.move_in_queue([idb], "top")
+        await wait_for(lambda: states(r) == ("queued", "seeding"), timeout=30)
+        r.daemon.update_settings({"queue_seeds_enabled": False})  # no limit: both seed
+        await wait_for(lambda: states(r) == ("seeding", "seeding"), timeout=30)
+        # Transmission's torrent-start-now puts a paused torrent first in the queue and starts it
+        await r.daemon.pause(ida)
+        r.daemon.update_settings({"queue_seeds_enabled": True})
+        await wait_for(lambda: states(r) == ("paused", "seeding"), timeout=30)
+        await TransmissionRPC(r.daemon, r.token).torrent_start_now({"ids": [ida]})
+        await wait_for(lambda: states(r) == ("seeding", "queued"), timeout=30)

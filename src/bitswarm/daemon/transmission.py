@@ -83,7 +83,7 @@ class TransmissionRPC:
             "torrent-get": self.torrent_get,
             "torrent-set": self.torrent_set,
             "torrent-start": self._control(self.daemon.resume),
-            "torrent-start-now": self._control(self.daemon.resume),
+            "torrent-start-now": self.torrent_start_now,
             "torrent-stop": self._control(self.daemon.pause),
             "torrent-verify": self._control(self.daemon.recheck),
             "torrent-reannounce": self._control(self.daemon.reannounce),
@@ -238,6 +238,14 @@ class TransmissionRPC:
             c.save(self.daemon, tid)
         await self._set_files(tid, args)
         return {"torrent-added": self._ref(status)}
+
+    async def torrent_start_now(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Start at once: to the top of the queue (it takes a slot; one below may wait), then resume."""
+        ids = self.select(args.get("ids"))
+        self.daemon.move_in_queue(ids, "top")
+        for tid in ids:
+            await self.daemon.resume(tid)
+        return {}
 
     async def torrent_remove(self, args: dict[str, Any]) -> dict[str, Any]:
         delete = bool(args.get("delete-local-data", False))
