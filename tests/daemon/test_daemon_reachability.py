@@ -1,10 +1,14 @@
-"""The daemon's stats carry the port-mapping state and the external address (issue 19)."""
+"""The daemon's stats carry the port-mapping state and the external address, and the web UI's header
+shows the peer port and its mapping (issue 19)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from daemon_testlib import running_daemon
+import pytest
+from daemon_testlib import TOKEN, running_daemon
+from test_daemon_browser import CHROMIUM, CHROMIUM_ARGS
 
 
 async def test_stats_show_the_port_mapping_state(tmp_path: Path) -> None:
@@ -17,3 +21,24 @@ async def test_stats_show_the_port_mapping_state(tmp_path: Path) -> None:
         assert reach["external_address"] is None and reach["mappings"] == []
     async with running_daemon(tmp_path / "e") as run, run.client() as c:
         assert (await c.get("/api/v1/stats")).json()["reachability"]["port_mapping"] == "off"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_web_ui_header_shows_the_port_and_its_mapping(tmp_path: Path) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    try:
+        from playwright.async_api import async_playwright, expect
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install playwright; no browser download)")
+    async with running_daemon(tmp_path / "d", port_mapping=True) as r, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{r.url}/#token={TOKEN}")
+            await expect(page.locator("#g-port-n")).to_have_text(str(r.daemon.session.port), timeout=15000)
+            title = await page.locator("#g-port").get_attribute("title")
+            assert title == "port mapping off (loopback)", title
+        finally:
+            await browser.close()

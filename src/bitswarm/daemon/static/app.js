@@ -126,6 +126,11 @@ function setStats(s) {
   $("g-down").textContent = fmtRate(s.download_rate); $("g-up").textContent = fmtRate(s.upload_rate);
   $("g-count").textContent = s.torrents; $("g-peers").textContent = s.peers;
   $("g-alt").hidden = !s.alt_speed_enabled;
+  const r = s.reachability || {};  // port mapping (issue 19): "mapped", or why the port is not open
+  $("g-port-n").textContent = r.advertised_port || s.listen_port || "?";
+  const mapped = (r.summary || "").startsWith("mapped");
+  $("g-map").textContent = r.port_mapping === "on" ? (mapped ? "mapped ✓" : r.summary.startsWith("no mapping") ? "not mapped" : "mapping…") : "";
+  $("g-port").title = (r.summary || "port mapping off") + (r.external_address ? " — external address " + r.external_address : "");
 }
 
 function applySnapshot(list, stats) {
