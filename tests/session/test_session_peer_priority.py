@@ -38,7 +38,14 @@ class Peer:
     abort = close
 
 
-def make(dials: list[tuple[str, int]], max_half_open: int = 32, max_peers: int = 60) -> PeerManager:
+def make(
+    dials: list[tuple[str, int]],
+    max_half_open: int = 32,
+    max_peers: int = 60,
+    own: dict[int, tuple[str, int]] | None = None,
+) -> PeerManager:
+    mine = own if own is not None else {4: OWN}
+
     async def dial(addr: tuple[str, int]) -> None:
         dials.append(addr)
 
@@ -57,7 +64,7 @@ def make(dials: list[tuple[str, int]], max_half_open: int = 32, max_peers: int =
         spawn=spawn,
         emit=lambda kind, **data: None,
         pex=None,
-        own_ip=lambda family: OWN if family == 4 else None,
+        own_ip=mine.get,
         families=lambda: (4,),
     )
 
@@ -100,3 +107,12 @@ def test_ipv4_mapped_candidates_are_ipv4_and_foreign_families_skipped() -> None:
     pm.add("::ffff:98.76.54.32", 1)
     pm.add("2001:db8::1", 1)  # families() is (4,): nothing to dial it with
     assert set(pm.candidates) == {("98.76.54.32", 1)}
+
+
+def test_priority_follows_a_new_own_address() -> None:
+    own: dict[int, tuple[str, int]] = {4: OWN}
+    pm = make([], own=own)
+    peer = ("98.76.54.32", 1)
+    assert pm.priority(peer) == peer_priority(OWN, peer)
+    own[4] = ("203.0.113.5", 6881)  # an external address was decided
+    assert pm.priority(peer) == peer_priority(own[4], peer)

@@ -141,8 +141,8 @@ class PeerManager:
         self._own_ip = own_ip
         #: the address families the session listens and dials on: other candidates are skipped
         self._families = families
-        #: BEP 40 priority of each candidate, computed once (dropped with the candidate)
-        self._priority: dict[Address, int] = {}
+        #: BEP 40 priority of each address, with the own address it was computed against
+        self._priority: dict[Address, tuple[Address | None, int]] = {}
         #: the session's uTP socket (None: no uTP; its dials are skipped)
         self._utp = utp
         self.clock = clock
@@ -196,15 +196,17 @@ class PeerManager:
 
     def priority(self, addr: Address) -> int:
         """BEP 40 canonical priority of a connection to ``addr`` (-1: our own address of its family
-        is unknown, or it is not an IP literal). Higher is dialed first and dropped last."""
-        prio = self._priority.get(addr)
-        if prio is None:
-            family = ip_family(addr[0])
-            own = self._own_ip(family) if family is not None else None
-            prio = peer_priority(own, addr) if own is not None else -1
-            if len(self._priority) >= MAX_MSE_HINTS:
-                self._priority.clear()
-            self._priority[addr] = prio
+        is unknown, or it is not an IP literal). Higher is dialed first and dropped last. Cached per
+        address while our own address of its family stays the same (an external one may be learnt)."""
+        family = ip_family(addr[0])
+        own = self._own_ip(family) if family is not None else None
+        cached = self._priority.get(addr)
+        if cached is not None and cached[0] == own:
+            return cached[1]
+        prio = peer_priority(own, addr) if own is not None else -1
+        if len(self._priority) >= MAX_MSE_HINTS:
+            self._priority.clear()
+        self._priority[addr] = (own, prio)
         return prio
 
     def known_addresses(self) -> set[Address]:
