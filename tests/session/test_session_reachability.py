@@ -208,3 +208,63 @@ def test_tracker_external_ip_is_read_bep24() -> None:
 def test_reachability_status_without_a_session_start() -> None:
     reach = Reachability(Session(SessionConfig(listen_port=0)))
     assert reach.status()["port_mapping"] == "off" and reach.external_address is None
+
+
+async def test_peers_exchange_yourip_and_it_is_counted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Both sides of a loopback connection send BEP 10 ``yourip`` and count the other's as a vote (the
+    vote itself drops 127.0.0.1: nobody outside can dial it)."""
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    noted: list[tuple[str, str, str]] = []
+    real = Reachability.note
+
+    def note(self: Reachability, address: str, source: str, voter: str) -> None:
+        noted.append((address, source, voter))
+        real(self, address, source, voter)
+
+    monkeypatch.setattr(Reachability, "note", note)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "y.bin").write_bytes(b"y" * 70000)
+    torrent = parse_torrent(make_torrent(tmp_path / "s" / "y.bin").data)
+    cfg = {"listen_host": "127.0.0.1", "listen_port": 0, "enable_dht": False, "transports": ("tcp",)}
+    async with Session(SessionConfig(**cfg)) as seed, Session(SessionConfig(**cfg)) as leech:  # type: ignore[arg-type]
+        await seed.add(torrent, tmp_path / "s", resume_dir=tmp_path / "r1")
+        handle = await leech.add(
+            torrent, tmp_path / "l", peers=[("127.0.0.1", seed.port)], resume_dir=tmp_path / "r2"
+        )
+        await asyncio.wait_for(handle.wait_complete(), 30)
+        await eventually(when(lambda: len([n for n in noted if n[1] == "peer"]) >= 2))
+    assert {n for n in noted if n[1] == "peer"} == {("127.0.0.1", "peer", "127.0.0.1")}
+    assert seed.reachability.external_address is None
+
+
+async def test_a_trackers_external_ip_decides_bep24(tmp_path: Any) -> None:
+    """An HTTP tracker whose replies carry ``external ip`` (BEP 24): one tracker decides."""
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    body = b"d8:intervali1800e5:peers0:11:external ip4:\xc6\x33\x64\x07e"
+
+    async def tracker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(tracker, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce"
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "t.bin").write_bytes(b"t" * 50000)
+    torrent = parse_torrent(make_torrent(tmp_path / "s" / "t.bin", trackers=[[url]]).data)
+    try:
+        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False)
+        async with Session(cfg) as session:
+            await session.add(torrent, tmp_path / "s", resume_dir=tmp_path / "r")
+            await eventually(when(lambda: session.reachability.external_address == EXT), timeout=15)
+            assert session.reachability.vote.scores() == {EXT: 3}
+            assert session.own_ips.get(4) == EXT if hasattr(session, "own_ips") else True
+    finally:
+        server.close()
+        await server.wait_closed()
