@@ -12,8 +12,11 @@ names the tracker; peers find each other only through it. Clients:
   seeding until the whole swarm is done, as the bound assumes);
 * ``bwcfg``: the same through bench/swarm_bw_peer.py (Session API) with ``--bw-set FIELD=VALUE``
   SessionConfig overrides, to test a hypothesis without editing the engine;
-* ``lt``: libtorrent sessions through bench/swarm_lt_peer.py (uTP/DHT/LSD/UPnP/NAT-PMP and
-  encryption off, not auto-managed, seeder in seed_mode).
+* ``lt``: libtorrent sessions through bench/swarm_lt_peer.py (DHT/LSD/UPnP/NAT-PMP and encryption
+  off, TCP only, not auto-managed, seeder in seed_mode).
+
+``--transport utp`` puts every peer on uTP instead (bitswarm ``--transports utp``, libtorrent with
+outgoing/incoming TCP off), still plaintext; wire bytes then include UDP/IP headers and uTP ACKs.
 
 The clock starts when the leecher processes are spawned (after the seeder is registered on the
 tracker) — or, with ``--go`` (clients ``bwcfg`` and ``lt``), when every leecher process is up and
@@ -35,6 +38,7 @@ at the next start.
 
     sudo .venv/bin/python bench/bench_swarm.py                      # bw and lt LAN swarms + loopback
     .venv/bin/python bench/bench_swarm.py --clients bw --no-loopback --json
+    .venv/bin/python bench/bench_swarm.py --transport utp --no-loopback   # every peer on uTP
     .venv/bin/python bench/bench_swarm.py --clients bwcfg --bw-set upload_slots=8 --no-loopback
 """
 
@@ -63,9 +67,16 @@ from swarm_net import Net, Proc, netns_unavailable_reason, proc_net_tx, remove_s
 
 PY = str(ROOT / ".venv" / "bin" / "python")
 BITSWARM = str(ROOT / ".venv" / "bin" / "bitswarm")
-# The libtorrent runner turns uTP and encryption off (swarm_lt_peer.py); bitswarm's CLI dials uTP
-# first and offers MSE by default, so the like-for-like swarm runs both clients on plaintext TCP.
-LIKE_THE_LT_RUNNER = ("--transports", "tcp", "--encryption", "off")
+# The libtorrent runner turns encryption off and runs TCP only, or uTP only with ``--transport utp``
+# (swarm_lt_peer.py); bitswarm's CLI dials uTP first and offers MSE by default, so the like-for-like
+# swarm runs both clients on the same single plaintext transport.
+
+
+def like_the_lt_runner(transport: str) -> tuple[str, ...]:
+    """The CLI options that make a bitswarm peer speak what the libtorrent runner speaks."""
+    return ("--transports", transport, "--encryption", "off")
+
+
 TRACKER_PORT = 6969
 PEER_PORT = 6881
 CLIENT_NAMES = {"bw": "bitswarm", "bwcfg": "bitswarm (runner)", "lt": "libtorrent"}
@@ -195,6 +206,7 @@ def peer_argv(
     bw_patch: list[str],
     lt_set: list[str],
     count: int = 1,
+    transport: str = "tcp",
 ) -> list[str]:
     if client == "bw":
         if role == "seed":
@@ -209,7 +221,7 @@ def peer_argv(
                 "--port",
                 str(port),
                 "--no-dht",
-                *LIKE_THE_LT_RUNNER,
+                *like_the_lt_runner(transport),
                 "--json",
             ]
         return [
@@ -224,7 +236,7 @@ def peer_argv(
             str(port),
             "--seed",
             "--no-dht",  # as the libtorrent runner (enable_dht False): the tracker is the only source
-            *LIKE_THE_LT_RUNNER,
+            *like_the_lt_runner(transport),
             "--json",
         ]
     if client == "bwcfg":
@@ -241,6 +253,10 @@ def peer_argv(
             "--count",
             str(count),
         ]
+        # like the libtorrent runner unless --bw-set says otherwise
+        keys = {kv.partition("=")[0] for kv in bw_set}
+        defaults = [f"transports={transport}", "encryption=off"]
+        argv += [a for kv in defaults if kv.partition("=")[0] not in keys for a in ("--set", kv)]
         argv += [a for kv in bw_set for a in ("--set", kv)]
         argv += [
             a
@@ -260,6 +276,8 @@ def peer_argv(
         str(port),
     ]
     argv += [a for kv in lt_set for a in ("--set", kv)]
+    if transport == "utp":
+        argv.append("--utp")
     return argv + (["--seed"] if role == "seed" else [])
 
 
@@ -270,6 +288,16 @@ def tcp_retrans_segs(host: Any) -> int:
     if len(lines) == 2 and "RetransSegs" in lines[0]:
         return int(lines[1][lines[0].index("RetransSegs")])
     return -1
+
+
+def udp_datagrams(host: Any) -> dict[str, int]:
+    """``Udp: InDatagrams/OutDatagrams/RcvbufErrors/SndbufErrors`` of the host's namespace."""
+    res = subprocess.run(host.argv("cat", "/proc/net/snmp"), capture_output=True, text=True, check=False)
+    lines = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("Udp:")]
+    if len(lines) < 2:
+        return {}
+    names = ("InDatagrams", "OutDatagrams", "RcvbufErrors", "SndbufErrors")
+    return {k: int(lines[1][lines[0].index(k)]) for k in names if k in lines[0]}
 
 
 def machine_busy_s() -> float:
@@ -329,8 +357,11 @@ def run_lan(
     tracker.wait_for(lambda e: "http" in e, 30, "the tracker's address")
 
     pa = (args.bw_set, args.bw_patch, args.lt_set)
+    tr = args.transport
     seeder = Proc(
-        seed_host.argv(*peer_argv(client, "seed", torrent, src.parent, seed_host.addr, PEER_PORT, *pa)),
+        seed_host.argv(
+            *peer_argv(client, "seed", torrent, src.parent, seed_host.addr, PEER_PORT, *pa, transport=tr)
+        ),
         name="seeder",
         stderr_path=run_dir / "seeder.err",
     )
@@ -345,7 +376,7 @@ def run_lan(
     t0 = time.monotonic()
     for i, h in enumerate(leech_hosts):
         out = run_dir / f"l{i}"
-        argv = peer_argv(client, "leech", torrent, out, h.addr, PEER_PORT, *pa)
+        argv = peer_argv(client, "leech", torrent, out, h.addr, PEER_PORT, *pa, transport=tr)
         if args.go:
             argv.append("--wait-go")
         p = Proc(h.argv(*argv), name=f"leecher{i}", stderr_path=run_dir / f"l{i}.err")
@@ -408,6 +439,7 @@ def run_lan(
     final_tx = {h.name: h.tx_bytes_sysfs() - base_tx[h.name] for h in hosts}
     final_pk = {h.name: h.tx_bytes_sysfs("tx_packets") - base_pk[h.name] for h in hosts}
     retrans = {h.name: tcp_retrans_segs(h) for h in hosts}
+    udp = {h.name: udp_datagrams(h) for h in hosts}
     for p in [seeder, *leechers]:
         p.sample()
     uploads = {p.name: (p.last("progress") or {}).get("uploaded", 0) for p in [seeder, *leechers]}
@@ -478,6 +510,7 @@ def run_lan(
     return {
         "swarm": "lan",
         "client": client,
+        "transport": args.transport,
         "leechers": n,
         "size": size,
         "seeder_up_bps": u_s,
@@ -512,8 +545,10 @@ def run_lan(
         "redundant_over_nf": round(sum(redundant) / (n * size), 4),
         # frames sent, and their mean size (full data frames are MTU + 14; ACKs and lone HAVEs ~66-75)
         "tx_packets": sum(final_pk.values()),
-        # TCP segments retransmitted (the namespace's whole life): losses at the tbf queues
+        # TCP segments retransmitted (the namespace's whole life): losses at the tbf queues (TCP runs)
         "tcp_retrans_segs": retrans,
+        # UDP datagrams in and out of each host (the namespace's whole life; uTP runs)
+        "udp_datagrams": udp,
         "tx_mean_frame": round(sum(final_tx.values()) / max(1, sum(final_pk.values())), 1),
         "wire_over_payload": round(sum(final_tx.values()) / max(1, sum(v or 0 for v in uploads.values())), 3),
         "loadavg_after": os.getloadavg(),
@@ -630,7 +665,8 @@ def print_table(result: dict[str, Any]) -> None:
         print(
             f"\nLAN swarm: 1 seeder ({r0['seeder_up_bps'] / 1e6:g} Mbit/s up) + {r0['leechers']} leechers "
             f"({r0['leecher_up_bps'] / 1e6:g} Mbit/s up), {r0['size'] / 2**20:g} MiB; "
-            f"Kumar-Ross bound {r0['bound_s']:.2f} s; clock from {r0.get('clock', 'spawn')}"
+            f"Kumar-Ross bound {r0['bound_s']:.2f} s; clock from {r0.get('clock', 'spawn')}; "
+            f"peers on {r0.get('transport', 'tcp')}, plaintext"
         )
         print(
             f"{'client':<22}{'bound s':>8}{'time s':>8}{'ratio':>7}{'finish min/med/max s':>23}"
@@ -673,6 +709,13 @@ def main() -> int:
     ap.add_argument("--leecher-down", default=None, help="also cap each leecher's downlink (e.g. 40mbit)")
     ap.add_argument("--mtu", type=int, default=None, help="veth MTU (default 1500)")
     ap.add_argument("--subnet", default="10.78.0")
+    ap.add_argument(
+        "--transport",
+        choices=("tcp", "utp"),
+        default="tcp",
+        help="LAN swarm: every peer on this one transport, plaintext (bitswarm --transports X "
+        "--encryption off; libtorrent TCP only, or uTP only with outgoing/incoming TCP off)",
+    )
     ap.add_argument(
         "--go",
         action="store_true",

@@ -5,7 +5,8 @@ Prints JSON lines like ``bitswarm download --json``: ``started``, ``seeding`` (s
 ``torrent_completed`` (leecher has every piece), ``progress`` every half second (``uploaded``,
 ``downloaded``, ``peers``) and keeps seeding until SIGTERM/SIGINT or stdin closes.
 
-Settings: listen on ``--host:--port`` only, uTP off, DHT/LSD/UPnP/NAT-PMP off, encryption off
+Settings: listen on ``--host:--port`` only, uTP off (``--utp``: uTP only, outgoing and incoming TCP
+off), DHT/LSD/UPnP/NAT-PMP off, encryption off
 (``out_enc_policy``/``in_enc_policy`` 2 = disabled), the torrent neither auto-managed nor paused,
 ``seed_mode`` for the seeder (pieces verified lazily before their first upload).
 
@@ -36,6 +37,7 @@ def main() -> int:
     ap.add_argument("--host", required=True)
     ap.add_argument("--port", type=int, default=6881)
     ap.add_argument("--seed", action="store_true")
+    ap.add_argument("--utp", action="store_true", help="uTP only: outgoing and incoming TCP off")
     ap.add_argument(
         "--wait-go",
         action="store_true",
@@ -70,8 +72,10 @@ def main() -> int:
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
+        "enable_outgoing_utp": args.utp,
+        "enable_incoming_utp": args.utp,
+        "enable_outgoing_tcp": not args.utp,
+        "enable_incoming_tcp": not args.utp,
         "out_enc_policy": 2,
         "in_enc_policy": 2,
         "user_agent": "libtorrent-swarm-bench",
