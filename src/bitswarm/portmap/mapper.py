@@ -74,6 +74,9 @@ class PortMapConfig:
     request_timeout: float = 10.0  #: one map request (UPnP SOAP call, or a NAT-PMP/PCP exchange)
     unmap_timeout: float = 1.5  #: the deletes on stop (they run at once)
     network_check_interval: float = 30.0  #: how often to look for a network change (0: never)
+    #: seconds before the first UPnP search (PCP/NAT-PMP go at once): a command done within that
+    #: time never loads the UPnP stack (aiohttp) nor waits for its thread when it exits
+    upnp_delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ def default_backends(config: PortMapConfig) -> dict[str, BackendFactory]:
     """The real gateways: an SSDP-discovered UPnP IGD, and NAT-PMP/PCP on the default gateway."""
 
     async def upnp() -> MappingBackend:
+        if config.upnp_delay > 0:
+            await asyncio.sleep(config.upnp_delay)
         # no default route: no router to be an IGD, and an SSDP search would only wait. Else the
         # UPnP stack (aiohttp, async-upnp-client: ~0.3 s of imports) is imported in a thread, not on
         # the event loop, which is busy starting the transfers meanwhile.

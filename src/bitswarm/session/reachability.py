@@ -33,12 +33,16 @@ if TYPE_CHECKING:
     from bitswarm.portmap import PortMapper
     from bitswarm.session.session import Session
 
-__all__ = ["UNMAP_TIMEOUT", "Reachability"]
+__all__ = ["UNMAP_TIMEOUT", "UPNP_DELAY", "Reachability"]
 
 log = logging.getLogger("bitswarm.session")
 
 #: Seconds each mapping delete may take on stop (a CLI has 1 s for its whole clean close).
 UNMAP_TIMEOUT = 0.8
+
+#: Seconds before the UPnP search starts (PCP/NAT-PMP at once): a one-shot download that is done
+#: sooner never imports the UPnP stack; a long-running peer is mapped a second later.
+UPNP_DELAY = 1.0
 
 _LOOPBACK = ("127.", "::1", "localhost")
 
@@ -81,7 +85,9 @@ class Reachability:
         if not ports:
             return
         config = PortMapConfig(
-            methods=tuple(session.config.port_mapping_methods), unmap_timeout=UNMAP_TIMEOUT
+            methods=tuple(session.config.port_mapping_methods),
+            unmap_timeout=UNMAP_TIMEOUT,
+            upnp_delay=UPNP_DELAY,
         )
         self.mapper = PortMapper(ports, config=config, clock=session.clock)
         self.mode = "on"
