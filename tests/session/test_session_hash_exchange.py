@@ -18,7 +18,7 @@ from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.metainfo.merkle import file_tree_height, full_proof_layers, piece_height
 from bitswarm.session import Session, SessionConfig
-from bitswarm.session.hash_exchange import HashExchange, speaks_v2
+from bitswarm.session.hash_exchange import HashExchange, handshake_reply_hash, speaks_v2, upgrade_hash
 from bitswarm.wire import (
     NEED_DATA,
     Handshake,
@@ -187,13 +187,46 @@ def test_leaf_layer_is_not_served(tmp_path: Path) -> None:
 
 
 def test_who_gets_hash_requests(v2: Torrent, tmp_path: Path) -> None:
-    assert speaks_v2(v2, outgoing=False, their_info_hash=None)
-    hybrid = torrent_of(make_tree(tmp_path / "h", [3 * PL]), "hybrid")
+    assert speaks_v2(v2, None, None)
+    hybrid = torrent_of(make_tree(tmp_path / "h", [3 * PL, 5]), "hybrid")
     v1 = torrent_of(tmp_path / "h", "v1")
-    assert speaks_v2(hybrid, outgoing=True, their_info_hash=hybrid.info_hash_v1)
-    assert not speaks_v2(hybrid, outgoing=False, their_info_hash=hybrid.info_hash_v1)
-    assert speaks_v2(hybrid, outgoing=False, their_info_hash=hybrid.info_hash_v2_short)
-    assert not speaks_v2(v1, outgoing=True, their_info_hash=v1.info_hash_v1)
+    h1, h2 = hybrid.info_hash_v1, hybrid.info_hash_v2_short
+    assert h1 is not None and h2 is not None
+    assert not speaks_v2(hybrid, h1, h1)  # a v1 connection: libtorrent would close it
+    assert speaks_v2(hybrid, h1, h2) and speaks_v2(hybrid, h2, h1) and speaks_v2(hybrid, h2, h2)
+    assert not speaks_v2(v1, v1.info_hash_v1, v1.info_hash_v1)
+    # the BEP 52 upgrade: a hybrid connection opened with the v1 hash and the v2 bit is answered
+    # with the v2 hash; without the bit, or for a v1 or v2-only torrent, with the peer's own hash
+    assert upgrade_hash(hybrid) == h2 and upgrade_hash(v2) is None and upgrade_hash(v1) is None
+    assert handshake_reply_hash(hybrid, h1, True) == h2
+    assert handshake_reply_hash(hybrid, h1, False) == h1
+    assert handshake_reply_hash(hybrid, h2, True) == h2
+    assert handshake_reply_hash(v2, v2.swarm_hash, True) == v2.swarm_hash
+
+
+async def test_hybrid_connections_are_upgraded_to_v2(tmp_path: Path) -> None:
+    """Our side of BEP 52's upgrade path: an initiator that sends the v1 hash with the v2 bit gets
+    the v2 hash back, and the connection carries hash messages (a v1 one never does)."""
+    src = make_tree(tmp_path / "seed" / "t", [20 * PL + 1, 3])
+    t = torrent_of(src, "hybrid")
+    assert t.info_hash_v1 is not None and t.info_hash_v2_short is not None
+    async with Session(config(encryption="off", transports="tcp")) as seeder:
+        await seeder.add(t, src.parent)
+        for bit, expect in ((True, t.info_hash_v2_short), (False, t.info_hash_v1)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeder.port)
+            codec = PeerConnection()
+            codec.upgrade_info_hash = t.info_hash_v2_short
+            reserved = Reserved.make(fast=True, extension_protocol=True, v2=bit)
+            writer.write(codec.send(Handshake(t.info_hash_v1, b"-UP0001-" + bytes(12), reserved)))
+            got: list[object] = []
+            async with asyncio.timeout(10):
+                while not any(isinstance(e, Handshake) for e in got):
+                    codec.receive_data(await reader.read(65536))
+                    while (ev := codec.next_event()) is not NEED_DATA:
+                        got.append(ev)
+            hs = next(e for e in got if isinstance(e, Handshake))
+            assert hs.info_hash == expect and hs.reserved.v2
+            writer.close()
 
 
 # -- sessions over loopback ---------------------------------------------------------------------

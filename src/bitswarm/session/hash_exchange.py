@@ -105,7 +105,9 @@ class HashExchange:
         self.missing: dict[bytes, _File] = {}
         self._peers: dict[Hashable, _PeerState] = {}
         self.fetched = 0  #: piece layers fetched and verified
-        self.bad_answers = 0
+        self.bad_answers = 0  #: answers that did not prove out
+        self.served = 0  #: hash requests answered with hashes
+        self.rejected = 0  #: hash requests answered with a reject
         if not self.enabled:
             return
         pl = info.piece_length
@@ -233,15 +235,16 @@ class HashExchange:
         if now - st.window_start >= SERVE_WINDOW:
             st.window_start, st.served = now, 0
         st.served += 1
-        if st.served > SERVE_LIMIT:
-            return reject
-        tree = self._tree(req.pieces_root)
-        if tree is None:
-            return reject
+        tree = self._tree(req.pieces_root) if st.served <= SERVE_LIMIT else None
         try:
+            if tree is None:
+                raise ProofError("over the rate, an unknown root or a layer we lack")
             hashes = tree.hashes(req.base_layer, req.index, req.length, req.proof_layers)
-        except ProofError:
+        except ProofError as exc:
+            log.debug("hash reject %s: %s", req, exc)
+            self.rejected += 1
             return reject
+        self.served += 1
         return Hashes(
             req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers, b"".join(hashes)
         )
@@ -263,18 +266,32 @@ class HashExchange:
         return tree
 
 
-def speaks_v2(torrent: Torrent, *, outgoing: bool, their_info_hash: bytes | None) -> bool:
-    """Whether we may send BEP 52 hash requests to a peer (libtorrent closes a connection that sends
-    them to a peer it does not count as v2).
+def speaks_v2(torrent: Torrent, *handshake_hashes: bytes | None) -> bool:
+    """Whether we may send BEP 52 hash requests on a connection whose two handshakes carried
+    ``handshake_hashes`` (libtorrent closes a connection that sends them to a peer it counts as v1).
 
-    A v2-only torrent's peers all are. In a hybrid swarm: a connection we opened (our handshake sets
-    the v2 bit, which upgrades it on the other side), or one the peer opened with the v2 info-hash.
-    A hybrid peer that dialed us with the v1 hash stays v1 on its side, whatever its bits say."""
+    A v2-only torrent's peers all are. A hybrid torrent's connection is v2 when it was opened with,
+    or upgraded to, the (truncated) v2 info-hash (:func:`upgrade_hash`)."""
     if torrent.info_hash_v2 is None:
         return False
-    if torrent.info_hash_v1 is None or outgoing:
-        return True
-    return their_info_hash is not None and their_info_hash == torrent.info_hash_v2_short
+    return torrent.info_hash_v1 is None or torrent.info_hash_v2_short in handshake_hashes
+
+
+def upgrade_hash(torrent: Torrent) -> bytes | None:
+    """BEP 52 upgrade path: the truncated v2 info-hash that a hybrid torrent's connection opened
+    with the v1 hash (and the v2 reserved bit) may be answered with; None for v1 and v2-only."""
+    if torrent.info_hash_v1 is None or torrent.info_hash_v2 is None:
+        return None
+    return torrent.info_hash_v2_short
+
+
+def handshake_reply_hash(torrent: Torrent, their_hash: bytes, their_bits_v2: bool) -> bytes:
+    """The info-hash our handshake answers an incoming one with: the v2 one when the peer opened a
+    hybrid torrent's connection with the v1 hash and the v2 bit (the upgrade), else its own."""
+    up = upgrade_hash(torrent)
+    if up is not None and their_bits_v2 and their_hash == torrent.info_hash_v1:
+        return up
+    return their_hash
 
 
 class HashDriver:
@@ -299,9 +316,11 @@ class HashDriver:
         return self.exchange.blocking
 
     def _speaks_v2(self, peer: PeerProtocol) -> bool:
-        hs = peer.codec.their_handshake
+        theirs, ours = peer.codec.their_handshake, peer.codec.our_handshake
         return speaks_v2(
-            self.runtime.torrent, outgoing=peer.outgoing, their_info_hash=None if hs is None else hs.info_hash
+            self.runtime.torrent,
+            None if theirs is None else theirs.info_hash,
+            None if ours is None else ours.info_hash,
         )
 
     def peer_joined(self, peer: PeerProtocol) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError
 from bitswarm.mse import EncryptionPolicy
+from bitswarm.session.hash_exchange import handshake_reply_hash, upgrade_hash
 from bitswarm.session.ratelimit import RateMeter, WindowMeter
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.wire import (
@@ -196,6 +197,7 @@ class PeerProtocol:
         if self.outgoing:
             assert self.torrent is not None
             self._attach_layout()
+            self.codec.upgrade_info_hash = upgrade_hash(self.torrent.torrent)  # BEP 52 (hybrid)
             self._send(Handshake(self.torrent.swarm_hash, self.session.peer_id, self._reserved()))
         timeout = self.session.config.handshake_timeout
         self._timer = self.session.clock.call_later(timeout, self._handshake_timeout)
@@ -459,7 +461,7 @@ class PeerProtocol:
     def _on_handshake_header(self, ev: HandshakeHeader) -> None:
         if self.outgoing:
             assert self.torrent is not None
-            if ev.info_hash != self.torrent.swarm_hash:
+            if ev.info_hash not in (self.torrent.swarm_hash, self.codec.upgrade_info_hash):
                 self.abort("peer answered with another info-hash")
             return
         torrent = self.session.lookup(ev.info_hash)
@@ -472,7 +474,9 @@ class PeerProtocol:
             return
         self.torrent = torrent
         self._attach_layout()
-        self._send(Handshake(ev.info_hash, self.session.peer_id, self._reserved()))
+        reply = handshake_reply_hash(torrent.torrent, ev.info_hash, ev.reserved.v2)  # BEP 52 upgrade
+        self.codec.upgrade_info_hash = reply if reply != ev.info_hash else None
+        self._send(Handshake(reply, self.session.peer_id, self._reserved()))
 
     def _on_handshake(self, ev: Handshake) -> None:
         torrent = self.torrent

@@ -183,6 +183,7 @@ class PeerConnection:
         "their_handshake",
         "their_header",
         "their_state",
+        "upgrade_info_hash",
     )
 
     def __init__(self, layout: PieceLayout | None = None) -> None:
@@ -196,6 +197,9 @@ class PeerConnection:
         #: True once both handshakes set the BEP 10 bit.
         self.extension_protocol = False
         self.layout: PieceLayout | None = None
+        #: BEP 52 upgrade of a hybrid torrent's connection: the truncated v2 info-hash, which the
+        #: responder may answer a v1 handshake with (set it on either side; None: no upgrade)
+        self.upgrade_info_hash: bytes | None = None
         self._n = -1
         self._plen = 0
         self._last = 0
@@ -388,7 +392,11 @@ class PeerConnection:
             )
             self._pos = pos + 48
             ours = self.our_handshake
-            if ours is not None and ours.info_hash != header.info_hash:
+            if (
+                ours is not None
+                and ours.info_hash != header.info_hash
+                and header.info_hash != self.upgrade_info_hash
+            ):
                 raise WireProtocolError("peer answered with a different info_hash")
             self.their_header = header
             self.their_state = TRANSITIONS[state, HandshakeHeader]
@@ -796,8 +804,8 @@ class PeerConnection:
 
     def _encode_handshake(self, event: Handshake) -> bytes:
         theirs = self.their_header
-        if theirs is not None and theirs.info_hash != event.info_hash:
-            self._local_error("our handshake must carry the info_hash the peer sent")
+        if theirs is not None and event.info_hash not in (theirs.info_hash, self.upgrade_info_hash):
+            self._local_error("our handshake must carry the info_hash the peer sent (or its BEP 52 upgrade)")
         self._ours(event)
         self.our_handshake = event
         self._negotiate()
