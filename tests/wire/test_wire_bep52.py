@@ -11,11 +11,15 @@ from wire_link import connected_pair, feed
 
 from bitswarm.wire import (
     MAX_HASH_COUNT,
+    Handshake,
+    HandshakeHeader,
     Hashes,
     HashReject,
     HashRequest,
     HaveNone,
     LocalWireError,
+    PeerConnection,
+    Reserved,
     State,
     WireProtocolError,
     uncle_count,
@@ -140,3 +144,25 @@ def test_hash_messages_end_the_bitfield_window() -> None:
     assert b.their_state is State.ESTABLISHED
     with pytest.raises(WireProtocolError):
         feed(b, frame(14, b""))  # have all after a regular message
+
+
+def test_upgrade_path_lets_the_responder_answer_with_the_v2_hash() -> None:
+    """BEP 52: an initiator that sends a hybrid torrent's v1 hash with the v2 bit may get the
+    (truncated) v2 hash back; only that hash, and only when the codec was told it."""
+    v1, v2 = b"1" * 20, b"2" * 20
+    bits = Reserved.make(fast=True, extension_protocol=True, v2=True)
+    for upgrade, ok in ((v2, True), (None, False)):
+        a, b = PeerConnection(), PeerConnection()
+        a.upgrade_info_hash = upgrade
+        b.upgrade_info_hash = v2
+        feed(b, a.send(Handshake(v1, b"A" * 20, bits)))
+        reply = b.send(Handshake(v2, b"B" * 20, bits))  # the responder upgrades
+        if ok:
+            assert [type(e) for e in feed(a, reply)] == [HandshakeHeader, Handshake]
+        else:
+            with pytest.raises(WireProtocolError, match="different info_hash"):
+                feed(a, reply)
+    c, d = PeerConnection(), PeerConnection()
+    feed(d, c.send(Handshake(v1, b"C" * 20, bits)))
+    with pytest.raises(LocalWireError):
+        d.send(Handshake(b"3" * 20, b"D" * 20, bits))  # neither their hash nor the upgrade
