@@ -169,9 +169,9 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
             assert out.returncode == 0 and "added other" in out.stdout, out.stderr
             # requests without the token are refused, reads too
             out = await _bitswarm("ctl", "pause", tid, "--api", api, "--data", str(tmp_path / "nowhere"))
-            assert out.returncode == 1 and "401" in out.stderr
+            assert out.returncode == 2 and "401" in out.stderr  # docs/cli.md: a refused token is 2
             out = await _bitswarm("ctl", "list", "--api", api, "--data", str(tmp_path / "nowhere"))
-            assert out.returncode == 1 and "401" in out.stderr
+            assert out.returncode == 2 and "401" in out.stderr  # docs/cli.md: a refused token is 2
             await _wait(data, api, tid, "seeding")
             out = await _bitswarm("ctl", "limits", "film", "--down", "2M", *ctl, "--json")
             assert json.loads(out.stdout) == {"download_limit": 2 * 1024 * 1024, "upload_limit": 0}, (
@@ -182,7 +182,7 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
             shown = await _bitswarm("ctl", "show", tid[:10], *ctl)
             assert "clip.mp4" in shown.stdout and "100.0%" in shown.stdout, shown.stderr
             denied = await _bitswarm("top", "--once", "--api", api, "--data", str(tmp_path / "nowhere"))
-            assert denied.returncode == 1 and "401" in denied.stderr  # reads need the token too
+            assert denied.returncode == 2 and "401" in denied.stderr  # reads need the token too
             frame = await _bitswarm("top", "--once", "--api", api, "--data", str(data))
             assert frame.returncode == 0 and "film" in frame.stdout and "seeding" in frame.stdout
             assert "other" in frame.stdout and "paused" in frame.stdout
@@ -209,7 +209,7 @@ async def test_sigkill_restart_with_ctl_and_top(tmp_path: Path) -> None:
             out = await _bitswarm("ctl", "remove", "other", "--delete-data", *ctl)
             assert out.returncode == 0 and "removed" in out.stdout
             out = await _bitswarm("ctl", "show", "nothing-like-this", *ctl)
-            assert out.returncode == 1 and "no torrent matches" in out.stderr
+            assert out.returncode == 2 and "no torrent matches" in out.stderr
             proc.send_signal(signal.SIGTERM)  # clean stop
             assert await asyncio.to_thread(proc.wait, 20) == 0
         finally:
