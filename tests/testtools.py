@@ -95,6 +95,18 @@ def eventually(
         time.sleep(interval)
 
 
+async def until(
+    check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.01, what: str = ""
+) -> Any:
+    """:func:`eventually` for a plain (not async) ``check`` in async code: polled between
+    ``asyncio.sleep`` calls, so the event loop runs meanwhile (``eventually`` would block it)."""
+
+    async def check_async() -> Any:
+        return check()
+
+    return await _eventually_async(check_async, _Attempts(timeout, what), interval)
+
+
 async def _eventually_async(check: Callable[[], Awaitable[Any]], attempts: _Attempts, interval: float) -> Any:
     while True:
         try:

@@ -7,11 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from testtools import eventually
 
 BW = [sys.executable, "-m", "bitswarm"]
 
@@ -63,12 +64,10 @@ def test_stream_command_serves_ranges(tmp_path: Path) -> None:
         finally:
             for sock in socks:
                 sock.close()
-        for _ in range(50):  # ... until its connections close
-            if httpx.get(str(url), headers={"Range": "bytes=0-9"}, timeout=10).status_code == 206:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the cap was not released")
+        eventually(  # ... until its connections close
+            lambda: httpx.get(str(url), headers={"Range": "bytes=0-9"}, timeout=10).status_code == 206,
+            timeout=10, interval=0.1, what="the cap released",
+        )  # fmt: skip
     finally:
         for p in (stream, seed):
             if p is not None:

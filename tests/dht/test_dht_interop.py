@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from bitswarm.dht.server import DHTServer
+from testtools import until
 
 lt = pytest.importorskip("libtorrent")
 
@@ -18,14 +18,18 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
 
 async def _poll_alerts(ses: Any, match: Callable[[Any], Any], seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def alert() -> Any:
         for a in ses.pop_alerts():
             found = match(a)
             if found is not None:
                 return found
-        await asyncio.sleep(0.05)
-    return None
+        return None
+
+    try:
+        return await until(alert, timeout=seconds, interval=0.05)
+    except AssertionError:
+        return None
 
 
 async def test_libtorrent_dht_interop() -> None:
@@ -59,9 +63,8 @@ async def test_libtorrent_dht_interop() -> None:
         # libtorrent announces, our nodes store it and our lookup finds it
         ih = random.Random(1).randbytes(20)
         ses.dht_announce(lt.sha1_hash(ih), 7777, 0)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and sum(bool(s.node.stored_peers(ih)) for s in servers) < 3:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # asserted below
+            await until(lambda: sum(bool(s.node.stored_peers(ih)) for s in servers) >= 3, timeout=20)
         holders = [s for s in servers if s.node.stored_peers(ih)]
         assert len(holders) >= 3
         assert ("127.0.0.1", 7777) in await servers[5].lookup(ih, timeout=10)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from test_dht_sim import build, run
-from tests.testtools import require_module
+from tests.testtools import require_module, until
 
 from bitswarm.dht.bep33 import ScrapeBloom, estimate
 from bitswarm.dht.krpc import (
@@ -198,10 +198,8 @@ async def test_libtorrent_answers_and_asks_scrapes() -> None:
         # answer: libtorrent announces as a seed to our nodes; our scrape counts it
         ih2 = b"\x52" * 20
         ses.dht_announce(lt.sha1_hash(ih2), 9002, 1)  # 1: dht::announce::seed
-        deadline = asyncio.get_running_loop().time() + 20
-        while not any(s.node.stored_peers(ih2) for s in ours):
-            assert asyncio.get_running_loop().time() < deadline, "libtorrent's announce did not arrive"
-            await asyncio.sleep(0.05)
+        await until(lambda: any(s.node.stored_peers(ih2) for s in ours), timeout=20, interval=0.05,
+                    what="libtorrent's announce arrived")  # fmt: skip
         res = await ours[1].scrape(ih2, timeout=10)
         assert (res.seeds_estimate, res.peers_estimate) == (1, 0)
     finally:

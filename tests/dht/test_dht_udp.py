@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from bitswarm.dht.node import DHTConfig
 from bitswarm.dht.server import DHTServer
+from testtools import until
 
 
 async def _network(n: int, tick: float = 0.1) -> list[DHTServer]:
@@ -22,10 +24,8 @@ async def _network(n: int, tick: float = 0.1) -> list[DHTServer]:
         await s.start(wait_bootstrap=10)
         servers.append(s)
     # wait (bounded) for the post-bootstrap bucket refreshes
-    for _ in range(300):
-        if not any(s.node.active_lookups for s in servers):
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(AssertionError):
+        await until(lambda: not any(s.node.active_lookups for s in servers), timeout=15, interval=0.05)
     return servers
 
 
@@ -83,10 +83,8 @@ async def test_garbage_datagrams_get_no_reply() -> None:
             for junk in (b"x" * 100, b"d1:t2:aae", b"l" * 1000):
                 transport.sendto(junk)
             transport.sendto(b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe")
-            for _ in range(200):
-                if got:
-                    break
-                await asyncio.sleep(0.01)
+            with contextlib.suppress(AssertionError):  # asserted below
+                await until(lambda: got, timeout=2)
             replies = [g for g in got if b"1:y1:q" not in g]  # (it may ping us back to confirm us)
             assert len(replies) == 1 and b"1:t2:aa" in replies[0]  # only the ping was answered
             assert s.node.stats.dropped_malformed == 3

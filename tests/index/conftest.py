@@ -21,14 +21,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from testtools import skip_missing
+from testtools import eventually, skip_missing
 
 _HERE = Path(__file__).parent
 _NO_LEAKS = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
@@ -116,18 +115,20 @@ class PgServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postgres exited: {self.proc.stderr.read().decode(errors='replace')}")
-            ready = subprocess.run(
+            probe = subprocess.run(
                 [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
                 capture_output=True,
             )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("postgres did not become ready in 60 s")
+            return probe.returncode == 0
+
+        try:
+            eventually(ready, timeout=60, interval=0.1)
+        except AssertionError:
+            raise RuntimeError("postgres did not become ready in 60 s") from None
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

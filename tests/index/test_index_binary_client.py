@@ -91,7 +91,7 @@ async def scripted(reply: bytes | None, *, close: bool = False):
                 writer.write(reply)
                 await writer.drain()
             if not close:
-                await asyncio.sleep(30)
+                await asyncio.sleep(30)  # a silent server holding the connection: what is tested
         finally:  # also when cancelled at the end of the test: no transport left to the GC
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):

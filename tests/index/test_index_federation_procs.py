@@ -5,16 +5,18 @@ postgresql://…`` through the CLI, with a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from index_testlib import FED_KEY, close_pipes
+
+from testtools import eventually
 
 CLI = [sys.executable, "-m", "bitswarm"]
 
@@ -53,12 +55,14 @@ def names(url):
 
 def wait_for(urls, expected, deadline_s=15.0):
     """Poll (bounded in time and count) until every server lists exactly ``expected``."""
-    deadline = time.monotonic() + deadline_s
-    for _ in range(300):
-        got = {u: names(u) for u in urls}
-        if all(v == expected for v in got.values()) or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
+    got: dict = {}
+
+    def listed() -> bool:
+        got.update({u: names(u) for u in urls})
+        return all(v == expected for v in got.values())
+
+    with contextlib.suppress(AssertionError):  # the caller compares what was listed last
+        eventually(listed, timeout=deadline_s, interval=0.05)
     return got
 
 

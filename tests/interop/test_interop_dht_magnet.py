@@ -101,6 +101,6 @@ async def test_bitswarm_seeds_libtorrent_fetches_magnet_over_dht(tmp_path: Path)
                 async with asyncio.timeout(60):
                     while not h.status().num_peers and not h.status().is_seeding:
                         h.force_dht_announce()
-                        await asyncio.sleep(2.0)
+                        await asyncio.sleep(2.0)  # the re-announce interval, not an ordering wait
                 await asyncio.to_thread(lt_peer.wait_seeding, h, 60)
     assert (tmp_path / "lt" / src.name).read_bytes() == src.read_bytes()

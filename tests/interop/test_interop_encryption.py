@@ -22,6 +22,7 @@ from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 from realclients import Aria2, libtorrent_peer, opentracker, wait_for
+from testtools import until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -58,15 +59,15 @@ def lt_rc4_peers(lt_peer: Any, handle: Any) -> list[bool]:
 
 async def wait_encrypted_peer(h: TorrentHandle) -> None:
     """bitswarm sees its peer on an RC4 connection (checked while the transfer runs)."""
-    for _ in range(500):
+
+    def connected() -> bool:
         peers = h.peers()
         if peers:
             assert [(p["transport"], p["encrypted"]) for p in peers] == [("tcp+enc", True)]
-            return
-        if h.status().progress == 1.0:
-            return  # finished before we looked (the bytes are still checked)
-        await asyncio.sleep(0.01)
-    raise AssertionError("no peer connected")
+            return True
+        return h.status().progress == 1.0  # finished before we looked (the bytes are still checked)
+
+    await until(connected, what="a peer connected")
 
 
 CASES = [("v1", False), ("v1", True), ("hybrid", False), ("hybrid", True)]

@@ -23,6 +23,7 @@ from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 from bitswarm.session.config import make_peer_id
 from realclients import libtorrent_peer
+from testtools import until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -59,15 +60,15 @@ def config(mode: str) -> SessionConfig:
 
 async def wait_utp_peer(h: TorrentHandle, mode: str) -> None:
     """bitswarm's peer is on uTP (and RC4 under ``utp+enc``), checked while the transfer runs."""
-    for _ in range(1000):
+
+    def connected() -> bool:
         peers = h.peers()
         if peers:
             assert [p["transport"] for p in peers] == ["utp+enc" if mode == "utp+enc" else "utp"]
-            return
-        if h.status().progress == 1.0:
-            return  # finished before we looked (the bytes are still checked)
-        await asyncio.sleep(0.01)
-    raise AssertionError("no peer connected")
+            return True
+        return h.status().progress == 1.0  # finished before we looked (the bytes are still checked)
+
+    await until(connected, what="a peer connected")
 
 
 CASES = [(m, v) for m in MODES for v in ("v1", "hybrid")]

@@ -16,6 +16,7 @@ from bitswarm.portmap.mapper import MappingBackend
 from bitswarm.portmap.natpmp import Protocol
 from bitswarm.portmap.natpmp_client import Granted
 from bitswarm.session.clock import ManualClock
+from testtools import until
 
 POLICY = RenewalPolicy(lifetime=3600, max_renew_interval=1800, retry_initial=10, retry_max=80,
                        unavailable_retry=300)  # fmt: skip
@@ -221,8 +222,7 @@ async def test_stop_during_a_hanging_request_unmaps_it_bounded() -> None:
     mapper = PortMapper({"tcp": 6881}, config=config("upnp"),
                         clock=ManualClock(0.0), backends={"upnp": factory(gw)})  # fmt: skip
     await mapper.start()
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await until(lambda: gw.maps, interval=0, what="the map request sent")
     assert gw.maps and mapper.status()[0].state == "pending"
     async with asyncio.timeout(5):
         await mapper.stop()

@@ -263,7 +263,7 @@ async def test_back_pressure_bounds_inflight_jobs(tmp_path) -> None:  # type: ig
         release.clear()
         base = state["submitted"]
         tasks = [asyncio.ensure_future(st.write_piece(i, piece(space, torrent, i))) for i in range(20)]
-        for _ in range(200):  # bounded: let every task run as far as it can
+        for _ in range(200):  # bounded: let every task run as far as it can (tested: no more start)
             await asyncio.sleep(0)
         assert state["submitted"] - base == 2  # the other 18 wait for budget
         assert not any(t.done() for t in tasks)
@@ -281,7 +281,7 @@ async def test_cancelled_write_keeps_state_consistent(tmp_path) -> None:  # type
     torrent, space = build_torrent([("f", blob(8 * PL, 7))], PL, "v1")
     async with Storage(torrent, tmp_path, max_inflight_bytes=PL) as st:
         tasks = [asyncio.ensure_future(st.write_piece(i, piece(space, torrent, i))) for i in range(8)]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the writes start (the case tested), then half are cancelled
         for t in tasks[::2]:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -404,7 +404,7 @@ async def test_close_refuses_new_work_and_finishes_old(tmp_path) -> None:  # typ
     await st.open()
     first = asyncio.ensure_future(st.write_piece(0, piece(space, torrent, 0)))
     queued = asyncio.ensure_future(st.write_piece(1, piece(space, torrent, 1)))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the first write holds the budget, the second waits (tested)
     await st.close()
     assert await first  # in flight when close began: finished
     with pytest.raises(StorageError):

@@ -6,13 +6,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from bitswarm.dht.krpc import Addr, NodeInfo
 from bitswarm.tinybt import DHT, DHT_Router, KRPCDict, KRPCPeer, KRPCRemoteError, SendResponse
+from testtools import eventually
 
 LOCAL = ("127.0.0.1", 0)
 
@@ -23,12 +23,10 @@ def _no_public_dht(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _wait(cond: Any, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
+    try:
+        return bool(eventually(cond, timeout=timeout))
+    except AssertionError:
+        return False
 
 
 def test_custom_query_handler_on_a_dht() -> None:

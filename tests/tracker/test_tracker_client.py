@@ -35,7 +35,7 @@ from bitswarm.tracker import (
     tiers_from_metainfo,
 )
 from bitswarm.tracker.udp_codec import ConnectRequest, decode_response, encode_request
-from testtools import require_tool
+from testtools import eventually, require_tool, until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,8 +62,9 @@ def _free_port(kind: int) -> int:
 
 
 def _ready(tcp: int, udp: int, deadline: float) -> bool:
-    """Both listeners answer: a TCP connect and a BEP 15 connect round trip."""
-    while time.monotonic() < deadline:
+    """Both listeners answer (by ``deadline``): a TCP connect and a BEP 15 connect round trip."""
+
+    def answers() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", tcp), timeout=0.2):
                 pass
@@ -71,10 +72,14 @@ def _ready(tcp: int, udp: int, deadline: float) -> bool:
                 s.settimeout(0.2)
                 s.sendto(encode_request(ConnectRequest(1)), ("127.0.0.1", udp))
                 decode_response(s.recv(64))
-            return True
         except OSError:
-            time.sleep(0.05)
-    return False
+            return False
+        return True
+
+    try:
+        return bool(eventually(answers, timeout=deadline - time.monotonic(), interval=0.05))
+    except AssertionError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -424,10 +429,7 @@ async def test_udp_cancellation_leaves_client_usable() -> None:
     client = UdpTrackerClient(url, retry_base=5.0, max_retries=1)
     try:
         task = asyncio.create_task(client.announce(AnnounceParams(HASHES[10], _pid(11), 1)))
-        for _ in range(100):
-            if server.received:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: server.received, what="the announce sent")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -6,22 +6,22 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tracker_server_testlib import running
 
-from testtools import require_tool
+from testtools import require_tool, until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 
-async def _until(cond: object, seconds: float) -> bool:
-    for _ in range(int(seconds / 0.05)):  # bounded polling of another process's state
-        if cond():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.05)
-    return False
+async def _until(cond: Callable[[], object], seconds: float) -> bool:
+    try:  # bounded polling of another process's state
+        return bool(await until(cond, timeout=seconds, interval=0.05))
+    except AssertionError:
+        return False
 
 
 async def test_libtorrent_seeds_aria2c_downloads_through_tracker(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from bitswarm.tracker.server import TrackerConfig, TrackerServer
 from bitswarm.tracker.server.core import TrackerCore
 from bitswarm.tracker.server.http import connection_guard
 from bitswarm.tracker.server.limits import ConnectionGuard, client_key
+from testtools import until
 
 HASH = bytes(range(20))
 
@@ -165,10 +166,7 @@ async def test_500_idle_connections_from_one_address_do_not_lock_out_others() ->
         stats = await server_core(server).stats()
         assert stats["errors"]["http_per_ip_cap"] == 500 - CAP
         assert stats["errors"]["http_header_timeout"] == CAP
-        for _ in range(200):  # the server's side of the last closes
-            if not server.guard.per_ip:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: not server.guard.per_ip, what="the server's side of the last closes")
         assert server.guard.per_ip == {}
         # the address may connect again once its connections are gone
         status, _ = await _get(host, port, "/stats")
@@ -293,8 +291,7 @@ async def test_udp_with_a_stalled_async_store_holds_a_bounded_number_of_requests
     assert proto.inflight == MAX_INFLIGHT
     assert core.errors["udp_busy"] == 500
     core.store.gate.set()
-    while proto.inflight:
-        await asyncio.sleep(0)
+    await until(lambda: not proto.inflight, interval=0, what="the in-flight announces answered")
     assert core.announces["udp"] == MAX_INFLIGHT
 
 

@@ -16,7 +16,7 @@ from tracker_server_testlib import UdpClient, base_url, http_announce, http_scra
 from bitswarm.tracker import udp_codec as udp
 from bitswarm.tracker._common import Event
 from bitswarm.tracker.http_codec import Peer, ScrapeResponse, ScrapeStats
-from testtools import require_tool
+from testtools import eventually, require_tool
 
 pytestmark = pytest.mark.timeout(30)
 IH = os.urandom(20)
@@ -50,20 +50,20 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):  # bounded wait for the port
+
+        def pong() -> bool:
+            if proc.poll() is not None:
+                pytest.fail("redis-server exited")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.1) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
+                    return s.recv(16).startswith(b"+PONG")
             except OSError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail("redis-server exited")
-            import time
+                return False
 
-            time.sleep(0.05)
-        else:
+        try:
+            eventually(pong, timeout=10, interval=0.05)
+        except AssertionError:
             pytest.fail("redis-server did not answer")
         yield f"redis://127.0.0.1:{port}/0"
     finally:

@@ -18,6 +18,7 @@ from test_transport_streams import Recorder, memory_pair
 
 from bitswarm.mse import EncryptionPolicy, MSEProtocolError, SkeyIndex, State, skey_for
 from bitswarm.transport import MSEStream
+from testtools import until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,7 +43,7 @@ async def settle(*events: asyncio.Event) -> None:
     async with asyncio.timeout(5):
         for ev in events:
             await ev.wait()
-    for _ in range(5):  # let the deliveries queued behind the outcome run
+    for _ in range(5):  # loop turns: the deliveries queued behind the outcome run (memory pair, no I/O)
         await asyncio.sleep(0)
 
 
@@ -62,7 +63,7 @@ async def test_handshake_then_rc4_both_ways_in_the_receivers_buffers(info_hash: 
     assert ini.encrypted and res.encrypted and res.obfuscated and res.skey == skey_for(info_hash)
     assert bytes(top_b.got) == b"HELLO-HANDSHAKE and more"
     res.writelines([b"answer ", memoryview(b"from B")])
-    await asyncio.sleep(0.01)
+    await until(lambda: bytes(top_a.got) == b"answer from B")
     assert bytes(top_a.got) == b"answer from B"
     assert b"HELLO" not in sa.sent and b"answer" not in sb.sent  # the wire carried ciphertext
     assert all(len(b) == 9 for b in top_b.buffers)  # decrypted where the receiver asked to read
@@ -80,7 +81,7 @@ async def test_responder_passes_plaintext_bittorrent_through_under_prefer() -> N
     assert out.error is None and not res.encrypted and not res.obfuscated
     assert bytes(top.got) == hello
     res.write(b"reply")
-    await asyncio.sleep(0.01)
+    await until(lambda: bytes(peer.got) == b"reply")
     assert bytes(peer.got) == b"reply"
 
 
@@ -92,7 +93,7 @@ async def test_require_refuses_a_plaintext_handshake() -> None:
     sa.write(b"\x13BitTorrent protocol" + bytes(48))
     await settle(out.done)
     assert isinstance(out.error, MSEProtocolError) and "refused" in str(out.error)
-    await asyncio.sleep(0.01)
+    await until(lambda: sb.closed and top.lost)
     assert sb.closed and top.lost and top.got == b""  # nothing reached the peer connection
 
 
@@ -101,9 +102,10 @@ async def test_an_initiator_whose_peer_closes_reports_await_key() -> None:
     top = Recorder()
     out = Outcome()
     ini = MSEStream.initiator(top, HASH_V1, policy=EncryptionPolicy.PREFER, on_done=out)
-    _, sb = memory_pair(ini, Recorder(), A, B)
+    peer = Recorder()
+    _, sb = memory_pair(ini, peer, A, B)
     ini.write(b"IA")
-    await asyncio.sleep(0.01)
+    await until(lambda: peer.got)  # the peer has read Ya before it closes
     sb.close()
     await settle(out.done)
     assert isinstance(out.error, MSEProtocolError) and out.error.state is State.AWAIT_KEY
