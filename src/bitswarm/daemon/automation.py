@@ -29,6 +29,7 @@ import contextlib
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -515,24 +516,32 @@ class WatchFolder:
         self.wall = wall
         self.results: list[WatchResult] = []  #: the last 100 outcomes (for the API and tests)
 
-    def candidates(self) -> list[Path]:
+    def candidates(self) -> list[tuple[Path, int, float]]:
+        """(path, size, mtime) of each .torrent and .magnet regular file in the folder."""
         try:
             entries = sorted(self.folder.iterdir())
         except OSError:
             return []
-        return [p for p in entries if p.suffix.lower() in (".torrent", ".magnet") and p.is_file()]
-
-    async def scan(self) -> list[WatchResult]:
-        """Add every ready file in the folder once; the results of this pass."""
-        out: list[WatchResult] = []
-        for path in self.candidates():
+        out: list[tuple[Path, int, float]] = []
+        for p in entries:
+            if p.suffix.lower() not in (".torrent", ".magnet"):
+                continue
             try:
-                st = path.stat()
+                st = p.stat()
             except OSError:
                 continue
-            if self.wall() - st.st_mtime < self.min_age:
+            if stat.S_ISREG(st.st_mode):
+                out.append((p, st.st_size, st.st_mtime))
+        return out
+
+    async def scan(self) -> list[WatchResult]:
+        """Add every ready file in the folder once; the results of this pass. (The listing and the
+        reads run in a thread: no disk I/O on the event loop.)"""
+        out: list[WatchResult] = []
+        for path, size, mtime in await asyncio.to_thread(self.candidates):
+            if self.wall() - mtime < self.min_age:
                 continue  # still being written: the next pass takes it
-            result = await self._take(path, st.st_size)
+            result = await self._take(path, size)
             out.append(result)
         self.results = (self.results + out)[-100:]
         return out
