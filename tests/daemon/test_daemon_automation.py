@@ -16,6 +16,7 @@ import pytest
 from compat_testlib import Swarm
 from daemon_testlib import make_content, running_daemon, session_config, torrent_of, wait_for
 
+from bitswarm.daemon import Daemon
 from bitswarm.daemon.transmission import TransmissionRPC
 from bitswarm.metainfo import Torrent
 from bitswarm.session import Session, TorrentHandle
@@ -331,3 +332,35 @@ async def test_seed_queue_and_settings_survive_a_restart(tmp_path: Path) -> None
         await wait_for(lambda: states(r) == ("paused", "seeding"), timeout=30)
         await TransmissionRPC(r.daemon, r.token).torrent_start_now({"ids": [ida]})
         await wait_for(lambda: states(r) == ("seeding", "queued"), timeout=30)
+
+
+async def test_a_stalled_download_gives_its_slot_to_the_next(tmp_path: Path) -> None:
+    """One download slot; the first torrent has no peer (no payload), the second has a seeder. With
+    the daemon's clock moved past queue_stalled_minutes the first is stalled: it keeps running without
+    a slot and the second downloads."""
+    dead = make_content(tmp_path / "nobody", "unseeded", files=1, size=100_000, seed=7)
+    live = make_content(tmp_path / "seed", "seeded", files=1, size=200_000, seed=8)
+    (raw_dead, t_dead), (raw_live, t_live) = torrent_of(dead), torrent_of(live)
+    now = [1000.0]
+    d = Daemon(tmp_path / "d", session_config(), clock=lambda: now[0])
+    async with seeding([(live, t_live)]) as (s, _):
+        await d.start()
+        try:
+            d.update_settings(
+                {"queue_downloads_enabled": True, "queue_downloads_max": 1, "queue_stalled_minutes": 5}
+            )
+            await d.add_torrent(raw_dead)
+            await d.add_torrent(raw_live, peers=[("127.0.0.1", s.port)])
+            idd, idl = t_dead.swarm_hash.hex(), t_live.swarm_hash.hex()
+            await wait_for(lambda: d.details(idd)["state"] == "downloading", timeout=30)
+            await wait_for(lambda: d.details(idl)["state"] == "queued", timeout=30)
+            now[0] += 4 * 60  # not yet stalled: the second still waits
+            await d.automation.tick()  # a tick with the clock moved: nothing to release
+            assert d.details(idl)["state"] == "queued"
+            now[0] += 2 * 60
+            d.automation.poke()
+            await wait_for(lambda: d.details(idl)["state"] in ("downloading", "seeding"), timeout=30)
+            assert d.details(idd)["state"] == "downloading"  # stalled, still running
+            await wait_for(lambda: d.details(idl)["state"] == "seeding", timeout=60)
+        finally:
+            await d.close()
