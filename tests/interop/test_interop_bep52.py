@@ -27,7 +27,9 @@ PEX_LT_V2 = 0x80 | 13
 
 
 def config() -> SessionConfig:
-    return SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, encryption="off")
+    return SessionConfig(
+        listen_host="127.0.0.1", listen_port=0, enable_dht=False, encryption="off", transports="tcp"
+    )
 
 
 def make_content(root: Path, seed: int = 3) -> Path:
