@@ -361,6 +361,7 @@ async def test_a_stalled_download_gives_its_slot_to_the_next(tmp_path: Path) -> 
             d.automation.poke()
             await wait_for(lambda: d.details(idl)["state"] in ("downloading", "seeding"), timeout=30)
             assert d.details(idd)["state"] == "downloading"  # stalled, still running
+            assert d.details(idd)["stalled"] and not d.details(idl)["stalled"]
             await wait_for(lambda: d.details(idl)["state"] == "seeding", timeout=60)
         finally:
             await d.close()

@@ -742,6 +742,7 @@ class Daemon:
             goals=dict(rec.goals),
             goal_reached=rec.goal_reached,
             held=entry.held,
+            stalled=self.automation.stalled(rec.id, self._stalled_minutes()),
         )
         if entry.held and out["state"] in ("paused", "stopped", "queued"):
             out["state"] = "queued"  # waiting for a slot of the automation's queue
@@ -905,6 +906,12 @@ class Daemon:
         self.automation.rates_changed()
         self._broadcast({"event": "settings", "changed": sorted(changed)})
         return self.settings()
+
+    def _stalled_minutes(self) -> float:
+        value = self._settings.get("queue_stalled_minutes")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return float(SPECS["queue_stalled_minutes"].default)
 
     def queueing(self) -> bool:
         """Whether a queue limit is on (torrents then start held, the queue releases them in order)."""

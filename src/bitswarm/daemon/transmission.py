@@ -394,7 +394,7 @@ class TransmissionRPC:
             "eta": lambda s: int(s["eta"]) if s.get("eta") is not None and left else -1,
             "etaIdle": lambda s: -1,
             "isFinished": lambda s: bool(s.get("goal_reached")),
-            "isStalled": lambda s: False,
+            "isStalled": lambda s: bool(s.get("stalled")),
             "peersConnected": lambda s: int(s.get("peers") or 0),
             "peersSendingToUs": lambda s: sum(1 for p in s["peer_list"] if p.get("download_rate")),
             "peersGettingFromUs": lambda s: sum(1 for p in s["peer_list"] if p.get("upload_rate")),
