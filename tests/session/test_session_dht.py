@@ -179,3 +179,20 @@ async def test_cli_download_magnet_with_bootstrap_only(tmp_path: Path) -> None:
     events = [json.loads(line)["event"] for line in stdout.decode().splitlines() if line.startswith("{")]
     assert "metadata" in events and "torrent_completed" in events
     assert (out / src.name).read_bytes() == src.read_bytes()
+
+
+
+@pytest.mark.parametrize("seeding", [True, False])
+async def test_a_seed_announces_seed_1_and_a_leecher_does_not(tmp_path: Path, seeding: bool) -> None:
+    """BEP 33 counts seeds from ``announce_peer``'s ``seed`` flag: a seeding session announces with
+    ``seed=1``, a downloading one (no peers: it stays one) without; a scrape tells them apart."""
+    src = content(tmp_path / "seed", 300_000)
+    t = torrent_of(src)
+    async with DHTServer("127.0.0.1", 0) as boot:
+        cfg = {"dht_bootstrap": [boot.address], "dht_announce_interval": 1.0}
+        async with Session(config(**cfg)) as s:
+            await s.add(t, src.parent if seeding else tmp_path / "leech")
+            await until(lambda: boot.node.stored_peers(t.swarm_hash), 15, "announce")
+            async with DHTServer("127.0.0.1", 0, bootstrap=[boot.address]) as client:
+                res = await client.scrape(t.swarm_hash, timeout=10)
+    assert (res.seeds_estimate, res.peers_estimate) == ((1, 0) if seeding else (0, 1))

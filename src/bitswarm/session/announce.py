@@ -281,8 +281,11 @@ class AnnounceDriver:
         dht_interval: float,
         book: TrackerBook | None = None,
         wall: Callable[[], float] = time.time,
+        complete: Callable[[], bool] | None = None,
     ) -> None:
         self.clock = clock
+        #: do we hold every piece? (BEP 33: the DHT announce then says ``seed=1``)
+        self._complete = complete or (lambda: False)
         self.swarm_hash = swarm_hash
         self._port = port
         self._add_peer = add_peer
@@ -391,7 +394,9 @@ class AnnounceDriver:
         while True:
             self.dht_lookups += 1
             try:
-                result = await dht.announce(self.swarm_hash, self._port(), timeout=DHT_TIMEOUT)
+                result = await dht.announce(
+                    self.swarm_hash, self._port(), seed=self._complete(), timeout=DHT_TIMEOUT
+                )
                 for host, port in result.peers:
                     self._add_peer(host, port)
                 self.dht_peers_found, self.dht_error = len(result.peers), None

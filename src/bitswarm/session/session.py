@@ -555,7 +555,10 @@ class Session:
         if fetch is not None:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(write_resume_file, cache, raw)
-        torrent = Torrent(info=info, info_hash_v1=v1, info_hash_v2=v2, trackers=tiers)
+        # BEP 19 web seeds named by the link (``ws``) serve the download like a .torrent's url-list
+        torrent = Torrent(
+            info=info, info_hash_v1=v1, info_hash_v2=v2, trackers=tiers, url_list=list(magnet.web_seeds)
+        )
         if fetch is not None:  # the peers that had the metadata are the download's first peers
             peers[:] = [a for a in peers if a not in fetch.bad]
             peers.extend(a for a in fetch.peers_with_metadata if a not in peers)

@@ -336,6 +336,7 @@ class TorrentRuntime:
             dht=session.dht if not self.private else None,
             dht_interval=cfg.dht_announce_interval,
             book=self.tracker_book,
+            complete=lambda: self.storage.have.all(),
         )
         loop = asyncio.get_running_loop()
         name = self.info.name
