@@ -9,10 +9,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.session.test_session_messages import RawPeer
@@ -21,6 +21,7 @@ from tests.storage.test_storage_preallocate import small_fs
 from bitswarm.metainfo import parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.wire import Bitfield, Handshake, Have, HaveAll, HaveNone, Reserved
+from testtools import eventually, until
 
 BW = [sys.executable, "-m", "bitswarm"]
 pytestmark = pytest.mark.timeout(90)
@@ -77,10 +78,8 @@ async def test_super_seed_setting(tmp_path: Path) -> None:
     t = parse_torrent(data)
     with daemon(tmp_path, "super_seed = true\n") as info:
         added = ctl(info, tmp_path, "add", str(tmp_path / "f.torrent"), "--save-path", str(src))
-        deadline = time.monotonic() + 20
-        while ctl(info, tmp_path, "show", str(added["id"]))["state"] != "seeding":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        await until(lambda: ctl(info, tmp_path, "show", str(added["id"]))["state"] == "seeding", timeout=20,
+                    interval=0.1, what="seeding")  # fmt: skip
         reader, writer = await asyncio.open_connection("127.0.0.1", int(info["peer_port"]))
         peer = RawPeer(t, reader, writer)
         try:
@@ -103,10 +102,12 @@ def test_preallocate_full_setting_fails_a_torrent_that_does_not_fit(tmp_path: Pa
         (tmp_path / "big.torrent").write_bytes(create_torrent(tmp_path / "big.bin", version="v1"))
         with daemon(tmp_path, 'preallocate = "full"\n') as info:
             added = ctl(info, tmp_path, "add", str(tmp_path / "big.torrent"), "--save-path", str(target))
-            deadline = time.monotonic() + 20
-            while (shown := ctl(info, tmp_path, "show", str(added["id"])))["state"] != "error":
-                assert time.monotonic() < deadline, shown
-                time.sleep(0.1)
+
+            def in_error() -> Any:
+                shown = ctl(info, tmp_path, "show", str(added["id"]))
+                return shown["state"] == "error" and shown
+
+            shown = eventually(in_error, timeout=20, interval=0.1, what="the torrent in error")
             assert "not enough disk space" in str(shown.get("error")), shown
         assert not (target / "big.bin").exists()
     finally:

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from bitswarm.httpguard import HttpLimits, server_config
-from testtools import bytes_after_stalling, read_until_closed
+from testtools import bytes_after_stalling, read_until_closed, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,9 +55,7 @@ async def port() -> AsyncIterator[int]:
     sock.setblocking(False)
     server = _QuietServer(server_config(_app, limits=LIMITS))
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
+    await until(lambda: server.started, what="the server started")
     yield int(sock.getsockname()[1])
     server.should_exit = True
     with contextlib.suppress(Exception):

@@ -12,13 +12,13 @@ v1 torrents: the BEP 52 handshake bits are not what these tests are about.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import testtools
 from bitswarm.metainfo import parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
@@ -46,12 +46,7 @@ def two_files(root: Path) -> Path:
 
 
 async def until(check: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+    await testtools.until(check, timeout=timeout, interval=0.1, what=what)
 
 
 async def test_libtorrent_leecher_completes_from_a_bitswarm_super_seed(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -104,4 +103,3 @@ async def test_two_instances_share_one_swarm(redis_url: str) -> None:
         assert scraped == ScrapeResponse({IH: ScrapeStats(2, 1, 1)})
         stats = (await client.get(base_url(two) + "/stats")).json()
         assert (stats["torrents"], stats["seeders"], stats["leechers"]) == (1, 2, 1)
-        await asyncio.sleep(0)
