@@ -189,6 +189,7 @@ class Daemon:
     async def close(self) -> None:
         """Stop everything; resume data and records are saved (a kill loses at most a few seconds)."""
         self.closing.set()
+        self._watch_stop.set()  # watchfiles' thread stops at its next step
         for task in (self._auto_task, self._watch_task):
             if task is not None:
                 task.cancel()
