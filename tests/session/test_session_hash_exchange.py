@@ -248,7 +248,21 @@ async def test_magnet_fetches_piece_layers(tmp_path: Path, version: TorrentVersi
         ex = h._rt.hashes.exchange
         assert ex.complete and ex.fetched == 2 and ex.layers == t.piece_layers
         assert h._rt.storage._hasher.use_v2
+        await eventually_async(
+            lambda: (tmp_path / "leech" / ".bitswarm" / f"{t.swarm_hash.hex()}.layers").exists()
+        )
     same_tree(src, tmp_path / "leech" / "t")
+    # the next run of the same magnet needs no peer: metadata and piece layers were kept
+    async with Session(config()) as again:
+        h = await again.add(magnet_uri(t, [], v1=version == "hybrid"), tmp_path / "leech")
+        await h.wait_complete(timeout=10)
+        ex = h._rt.hashes.exchange
+        assert ex.complete and ex.fetched == 0 and ex.layers == t.piece_layers
+        big = max(t.info.files, key=lambda f: f.length)
+        assert big.pieces_root is not None
+        ph, height = piece_height(PL), file_tree_height(big.length)
+        ask = HashRequest(big.pieces_root, ph, 512, 128, full_proof_layers(height, ph))
+        assert isinstance(ex.answer("X", ask), Hashes)  # a seed that can serve the layers again
 
 
 class BadHashesPeer:
@@ -331,3 +345,13 @@ async def test_peer_sending_bad_hashes_is_banned(tmp_path: Path) -> None:
     finally:
         await bad.stop()
     same_tree(src, tmp_path / "leech" / "t")
+
+
+def test_saved_layers_are_checked_before_use(v2: Torrent) -> None:
+    ex, got, _ = exchange(v2, Clock())
+    (root, layer), *_ = sorted(v2.piece_layers.items(), key=lambda kv: -len(kv[1]))
+    assert not ex.add_layer(root, layer[:-32])  # short
+    assert not ex.add_layer(root, layer[32:] + layer[:32])  # the right hashes, in the wrong order
+    assert not ex.add_layer(b"\1" * 32, layer)  # no such file
+    assert root in ex.missing and not got
+    assert ex.add_layer(root, layer) and got == {root: layer} and root not in ex.missing

@@ -22,6 +22,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
+from bitswarm.bencode import BencodeError, decode, encode
+from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent
 from bitswarm.metainfo.merkle import (
     HASH_SIZE,
@@ -33,6 +35,7 @@ from bitswarm.metainfo.merkle import (
     verify_hashes,
 )
 from bitswarm.session.peer_manager import peer_key
+from bitswarm.storage.resume import read_resume_file, write_resume_file
 from bitswarm.wire import Hashes, HashReject, HashRequest
 
 if TYPE_CHECKING:
@@ -214,6 +217,20 @@ class HashExchange:
             self.fetched += 1
             self.on_layer(f.root, layer)
 
+    def add_layer(self, root: bytes, layer: bytes) -> bool:
+        """A whole piece layer from elsewhere (saved earlier): taken when it proves out against the
+        pieces root of a file whose layer is missing."""
+        f = self.missing.get(root)
+        if f is None or len(layer) != f.num_pieces * HASH_SIZE:
+            return False
+        nodes = [layer[i : i + HASH_SIZE] for i in range(0, len(layer), HASH_SIZE)]
+        if MerkleLayers(nodes, self.piece_height, f.height).root != root:
+            return False
+        del self.missing[root]
+        self.layers[root] = bytes(layer)
+        self.on_layer(root, self.layers[root])
+        return True
+
     def on_reject(self, peer: Hashable, msg: HashReject) -> None:
         hit = self._match(
             peer, HashRequest(msg.pieces_root, msg.base_layer, msg.index, msg.length, msg.proof_layers)
@@ -303,6 +320,7 @@ class HashDriver:
 
     def __init__(self, runtime: TorrentRuntime) -> None:
         self.runtime = runtime
+        self._tasks: set[asyncio.Task[None]] = set()
         self.exchange = HashExchange(
             runtime.torrent,
             clock=runtime.clock.now,
@@ -314,6 +332,45 @@ class HashDriver:
     def blocking(self) -> bool:
         """No piece may be requested yet (a v2-only torrent still lacks piece layers)."""
         return self.exchange.blocking
+
+    @property
+    def layers_path(self) -> str | None:
+        """Where fetched piece layers are kept: next to the resume data (``<hash>.layers``)."""
+        resume = self.runtime.storage.resume_path
+        if resume is None or not resume.endswith(".resume"):
+            return None
+        return resume[: -len(".resume")] + ".layers"
+
+    async def load(self) -> None:
+        """Take the piece layers saved by an earlier run (each proved against its pieces root)."""
+        path = self.layers_path
+        if not self.exchange.missing or path is None:
+            return
+        try:
+            raw = await asyncio.to_thread(read_resume_file, path)
+        except BitswarmError:
+            return
+        try:
+            saved = decode(raw) if raw is not None else None
+        except BencodeError:
+            saved = None
+        if not isinstance(saved, dict):
+            return
+        taken = sum(
+            self.exchange.add_layer(root, layer)
+            for root, layer in saved.items()
+            if isinstance(root, bytes) and isinstance(layer, bytes)
+        )
+        log.debug("%s: %d piece layers from %s", self.runtime.info.name, taken, path)
+
+    async def _save(self) -> None:
+        path = self.layers_path
+        if path is None:
+            return
+        try:
+            await asyncio.to_thread(write_resume_file, path, encode(dict(self.exchange.layers)))
+        except (BitswarmError, OSError) as exc:
+            log.warning("could not save the piece layers: %s", exc)
 
     def _speaks_v2(self, peer: PeerProtocol) -> bool:
         theirs, ours = peer.codec.their_handshake, peer.codec.our_handshake
@@ -366,6 +423,10 @@ class HashDriver:
         log.info("%s: piece layer of %s fetched and verified", rt.info.name, root.hex()[:16])
         if not self.exchange.missing:
             rt.on_piece_layers_complete()
+            if self.exchange.fetched:  # keep them for the next run (a magnet has no .torrent)
+                task = asyncio.get_running_loop().create_task(self._save())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     def _on_bad_peer(self, who: Hashable, reason: str) -> None:
         """A peer sent hashes that do not prove out: banned like the sender of bad data."""

@@ -270,6 +270,7 @@ class TorrentRuntime:
         async with self._control:
             self._fire(Event.CHECK)
             try:
+                await self.hashes.load()  # BEP 52 piece layers fetched by an earlier run
                 await self.storage.open(progress=progress, seed_mode=self._seed_mode)
             except BitswarmError as exc:
                 self.error = str(exc)
