@@ -365,3 +365,28 @@ async def test_a_stalled_download_gives_its_slot_to_the_next(tmp_path: Path) -> 
             await wait_for(lambda: d.details(idl)["state"] == "seeding", timeout=60)
         finally:
             await d.close()
+
+
+async def test_transmission_remote_sets_alt_speed_schedule_and_seed_ratio(swarm: Swarm) -> None:
+    """Debian's transmission-remote 3.00: the alternative limits, their schedule and the ratio goals."""
+    from test_daemon_transmission import _remote
+
+    await swarm.daemon.add_torrent(swarm.data, paused=True)
+    await _remote(swarm, "-asd", "40", "-asu", "30", "-as")
+    await _remote(swarm, "-asc", "--alt-speed-time-begin", "2230", "--alt-speed-time-end", "0615")
+    await _remote(swarm, "--alt-speed-days", "1-5", "-gsr", "1.5")
+    auto = swarm.daemon.automation_settings()
+    assert (auto["alt_speed_down"], auto["alt_speed_up"]) == (40_000, 30_000)
+    assert auto["alt_speed_time_enabled"] and (auto["alt_speed_time_begin"], auto["alt_speed_time_end"]) == (
+        22 * 60 + 30,
+        6 * 60 + 15,
+    )
+    assert auto["alt_speed_time_day"] == 62  # Monday to Friday
+    assert auto["seed_ratio_enabled"] and auto["seed_ratio_limit"] == 1.5
+    await _remote(swarm, "-t", "1", "-sr", "0.75")
+    assert swarm.daemon.goals(swarm.tid)["ratio_limit"] == 0.75
+    await _remote(swarm, "-t", "1", "-SR")
+    assert swarm.daemon.goals(swarm.tid)["ratio_limit"] is None
+    info = await _remote(swarm, "-si")  # what transmission-remote shows of it
+    assert "Default seed ratio limit: 1.5" in info and "Enabled turtle limit: 40 kB/s" in info
+    assert "Turtle schedule: 22:30 - 06:15  Mon Tue Wed Thu Fri" in info
