@@ -71,3 +71,21 @@ def test_readme_states_the_index_defaults() -> None:
     line = next(x for x in readme if re.match(r"bitswarm index\s+#", x))
     assert f"HTTP on {defaults.host}:{defaults.port}" in line, line
     assert f"SQLite ./{defaults.db}" in line, line
+
+
+def test_the_docs_say_how_to_make_a_torrent_for_v1_only_clients(tmp_path: Path) -> None:
+    """Issue 22: Debian 12's Transmission 3.00 cannot open the default (hybrid) torrents; the README
+    did not say so, nor how to make a v1 torrent."""
+    from bitswarm.metainfo import load_torrent
+
+    readme = (ROOT / "README.md").read_text()
+    note = next(line for line in readme.splitlines() if "Transmission 3" in line)
+    assert "hybrid" in note and "v1" in note
+    assert re.search(r"^bitswarm create \S+ .*--v1", readme, re.M)
+    assert "`bitswarm create DIR -o DIR.torrent --v1`" in (ROOT / "docs" / "cli.md").read_text()
+    (tmp_path / "f.bin").write_bytes(b"x" * 40_000)
+    with pytest.raises(SystemExit) as exc:
+        main(["create", str(tmp_path / "f.bin"), "-o", str(tmp_path / "f.torrent"), "--v1", "-q"])
+    assert exc.value.code in (0, None)
+    t = load_torrent(tmp_path / "f.torrent")
+    assert t.info_hash_v1 is not None and t.info_hash_v2 is None  # what a v1-only client reads
