@@ -70,6 +70,8 @@ def test_round_trip(kind: HolepunchType, ip: str, port: int, code: int) -> None:
         b"\xff\x00" + bytes(10),
         b"\x00\x02" + bytes(10),  # unknown address type
         b"\x00\x00" + bytes(9),  # IPv4, one byte short
+        b"\x00\x00" + bytes(5),  # IPv4 without err_code, one byte short
+        bytes([2, 0, 1, 2, 3, 4, 0, 80]),  # an error without its code
         b"\x00\x00" + bytes(11),  # IPv4, one byte long
         b"\x01\x01" + bytes(10),  # IPv6 type with an IPv4-sized body
         b"\x01\x01" + bytes(23),
@@ -82,14 +84,22 @@ def test_garbage_raises_typed_error(payload: bytes) -> None:
         decode_holepunch_message(payload)
 
 
+def test_libtorrent_form_without_err_code() -> None:
+    """libtorrent 2.1 writes rendezvous and connect without the 4-byte err_code."""
+    v4 = bytes([1, 0, 198, 18, 0, 104, 0x1A, 0xE1])
+    assert decode_holepunch_message(v4) == HolepunchMessage.connect(("198.18.0.104", 6881))
+    v6 = b"\x00\x01" + ipaddress.IPv6Address("2001:db8::2").packed + b"\x00\x50"
+    assert decode_holepunch_message(v6) == HolepunchMessage.rendezvous(("2001:db8::2", 80))
+
+
 @given(st.binary(max_size=40))
 def test_fuzz_only_typed_error(payload: bytes) -> None:
     try:
         msg = decode_holepunch_message(payload)
     except ExtensionProtocolError:
         return
-    assert len(payload) in (12, 24)
-    assert encode_holepunch_message(msg) == payload
+    assert len(payload) in (8, 12, 20, 24)
+    assert encode_holepunch_message(msg)[: len(payload)] == payload
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ rule of :meth:`~bitswarm.session.peer_manager.PeerManager.join` keeps one), come
   ``error``: ``NoSuchPeer`` (not a dialable endpoint, or the initiator itself), ``NotConnected``,
   ``NoSupport``, ``NoSelf`` (our own listen address). A peer that did not offer ``ut_holepunch`` is
   ignored (BEP 55), and each peer gets at most :data:`RENDEZVOUS_PER_MINUTE` rendezvous answered.
-* **initiator** — an address whose dial failed on every transport, and that a connected peer offering
-  ``ut_holepunch`` told us about in PEX (flag 0x08, or any contact: the sender is connected to it),
-  gets a ``rendezvous`` through that peer: at once when both are known (whichever came second), at
-  most once per :data:`PUNCH_RETRY` seconds per address.
+* **initiator** — an address whose uTP dial failed (we ask while TCP is still tried), and that a
+  connected peer offering ``ut_holepunch`` told us about in PEX (flag 0x08, or any contact: the
+  sender is connected to it), gets a ``rendezvous`` through that peer: at once when both are known
+  (whichever came second), at most once per :data:`PUNCH_RETRY` seconds per address.
 * **target and initiator on ``connect``** — dial the endpoint over uTP only (the torrent's own dial
   path: encryption policy, duplicate rule), unless we are connected to it already (then BEP 55 says
   ignore the message), a few times while the other side's SYN may still be on its way
@@ -40,9 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 from bitswarm.wire.ut_holepunch import (
     EXTENSION_NAME,
+    ExtensionProtocolError,
     HolepunchErrorCode,
     HolepunchMessage,
     HolepunchType,
+    decode_holepunch_message,
     encode_holepunch_message,
 )
 from bitswarm.wire.ut_pex import FLAG_HOLEPUNCH, PexMessage
@@ -124,7 +126,6 @@ class Holepuncher:
         clock: Clock,
         peers: Callable[[], list[PeerProtocol]],
         dial: Callable[[Address], Coroutine[Any, Any, None]],
-        connecting: set[Address],
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         own_address: Callable[[], Address],
         emit: Callable[..., None],
@@ -133,7 +134,6 @@ class Holepuncher:
         self.clock = clock
         self._peers = peers
         self._dial = dial
-        self._connecting = connecting
         self._spawn = spawn
         self._own_address = own_address
         self._emit = emit
@@ -141,7 +141,7 @@ class Holepuncher:
         self.stats = HolepunchStats()
         #: address -> the peer that told us it is connected to it (PEX), the relay to ask
         self._relays: dict[Address, PeerProtocol] = {}
-        #: address -> when its last dial failed (on every transport)
+        #: address -> when its last uTP dial failed
         self._failed: dict[Address, float] = {}
         #: address -> when we last sent a rendezvous for it
         self._asked: dict[Address, float] = {}
@@ -173,7 +173,7 @@ class Holepuncher:
                 self._rendezvous(addr)
 
     def dial_failed(self, addr: Address) -> None:
-        """Every transport failed to connect to ``addr``: ask a relay to punch (if we know one)."""
+        """A uTP dial to ``addr`` failed: ask a relay to punch (if we know one)."""
         key = canonical(addr)
         if key is None or key in self._punching:
             return
@@ -197,6 +197,16 @@ class Holepuncher:
                        relay=_text(relay.address))  # fmt: skip
 
     # -- messages ------------------------------------------------------------------------------
+
+    def on_payload(self, peer: PeerProtocol, payload: bytes) -> None:
+        """A ``ut_holepunch`` extended message from ``peer``; a malformed one is ignored (logged), as
+        libtorrent does: the extension is optional, the connection is worth more."""
+        try:
+            msg = decode_holepunch_message(payload)
+        except ExtensionProtocolError as exc:
+            log.debug("%s:%d sent a bad ut_holepunch message: %s", *peer.address, exc)
+            return
+        self.on_message(peer, msg)
 
     def on_message(self, peer: PeerProtocol, msg: HolepunchMessage) -> None:
         """A ``ut_holepunch`` message from ``peer``."""
@@ -283,8 +293,8 @@ class Holepuncher:
         )
         if addr is None or addr == canonical(self._own_address()) or not self._utp_available():
             return
-        if self._connected(addr) or addr in self._punching or addr in self._connecting:
-            return  # BEP 55: already connected (or dialing) -> ignore
+        if self._connected(addr) or addr in self._punching:
+            return  # BEP 55: already connected -> ignore (a normal dial may run: ours is over uTP)
         if len(self._punching) >= MAX_PUNCHES:
             return
         self._punching.add(addr)
@@ -296,13 +306,8 @@ class Holepuncher:
             for _ in range(PUNCH_ATTEMPTS):
                 if self._connected(addr):
                     break
-                if addr not in self._connecting:  # else another dial of it runs: its outcome counts
-                    self.stats.punch_dials += 1
-                    self._connecting.add(addr)
-                    try:
-                        await self._dial(addr)
-                    finally:
-                        self._connecting.discard(addr)
+                self.stats.punch_dials += 1
+                await self._dial(addr)
                 # a connection (ours, or the other side's SYN accepted) joins after its handshakes
                 for _ in range(PUNCH_SETTLE_STEPS):
                     if self._connected(addr):

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bitswarm.mse import EncryptionPolicy, MSEProtocolError, State, skey_for
+from bitswarm.session.holepunch import Holepuncher
 from bitswarm.session.peer_priority import canonical_ip, ip_family, peer_priority
 from bitswarm.session.smartban import Ban, PeerKey, SmartBan
 from bitswarm.wire.ut_pex import (
+    FLAG_HOLEPUNCH,
     FLAG_PREFERS_ENCRYPTION,
     FLAG_REACHABLE,
     FLAG_SEED,
@@ -133,6 +135,7 @@ class PeerManager:
         emit: Callable[..., None],
         pex: PexTracker | None,
         utp: Callable[[], UtpSocketManager | None] = lambda: None,
+        holepunch: bool = False,
         own_ip: Callable[[int], Address | None] = lambda family: None,
         families: Callable[[], tuple[int, ...]] = lambda: (4, 6),
     ) -> None:
@@ -172,6 +175,13 @@ class PeerManager:
         self.utp_hint: dict[Address, bool] = {}
         #: address -> closes of short-lived connections in a row (the redial back-off's exponent)
         self._closes: dict[Address, int] = {}
+        #: BEP 55 relay and initiator (None: off, or a private torrent)
+        self.holepunch: Holepuncher | None = None
+        if holepunch:
+            self.holepunch = Holepuncher(
+                clock=clock, peers=lambda: list(self.peers.values()), dial=dial, spawn=spawn,
+                own_address=own_address, emit=emit, utp_available=lambda: utp() is not None,
+            )  # fmt: skip
 
     def __iter__(self) -> Iterator[PeerProtocol]:
         return iter(self.peers.values())
@@ -270,6 +280,8 @@ class PeerManager:
         out when the session has no uTP socket, and tried last for an address whose uTP dial
         failed before (it is still tried: the failure may have been loss, not a TCP-only peer)."""
         order = [t for t in self.config.transports if t != "utp" or self._utp() is not None]
+        if self.holepunch is not None and self.holepunch.punching(addr):
+            return [t for t in order if t == "utp"]  # BEP 55: a hole punch is a uTP dial
         if self.utp_hint.get(addr) is False and order[:1] == ["utp"]:
             order = [*order[1:], "utp"]
         return order
@@ -306,6 +318,8 @@ class PeerManager:
                 log.debug("%s:%d refused MSE", *addr)
             else:
                 dead.add(attempt.transport)
+                if attempt.transport == "utp" and self.holepunch is not None:
+                    self.holepunch.dial_failed(addr)  # BEP 55: ask a relay while TCP is tried
         return outcome
 
     async def _attempt(
@@ -464,6 +478,8 @@ class PeerManager:
             if len(self.candidates) >= MAX_PEX_CANDIDATES:
                 break
             self.add(*addr)
+        if self.holepunch is not None and peer is not None:
+            self.holepunch.on_pex(peer, msg)  # BEP 55: the sender is a relay for these contacts
 
     def send_pex(self, now: float) -> None:
         """Give every peer that offered ``ut_pex`` the changes in our peer set (at most one message
@@ -484,6 +500,8 @@ class PeerManager:
                 stream = p.stream
                 if stream is not None and stream.kind == "utp":
                     flags |= FLAG_UTP
+                if p.ext_ids.get("ut_holepunch"):
+                    flags |= FLAG_HOLEPUNCH
                 connected.append(PexPeer(addr[0], addr[1], flags))
         for peer in targets:
             own = peer.pex_address

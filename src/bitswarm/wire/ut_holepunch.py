@@ -9,7 +9,9 @@ put under ``"ut_holepunch"`` in its BEP 10 handshake ``m`` dictionary. It is bin
     port      2 bytes, big-endian
     err_code  4 bytes, big-endian (0 in rendezvous and connect)
 
-so a message is exactly 12 (IPv4) or 24 (IPv6) bytes.
+so a message is 12 (IPv4) or 24 (IPv6) bytes. libtorrent (which BEP 55 was written from) leaves
+``err_code`` out of ``rendezvous`` and ``connect`` (8 or 20 bytes): the decoder accepts both forms,
+the encoder always writes the BEP's full one (libtorrent ignores the trailing zeros).
 
 * ``rendezvous`` (initiator -> relay): "connect me to this endpoint, which you are connected to".
 * ``connect`` (relay -> both sides): "open a uTP connection to this endpoint now" (each side gets the
@@ -52,6 +54,7 @@ _ADDR_V4, _ADDR_V6 = 0x00, 0x01
 _TAIL = struct.Struct(">HI")  # port, err_code
 _LEN_V4 = 2 + 4 + _TAIL.size  # 12
 _LEN_V6 = 2 + 16 + _TAIL.size  # 24
+_CODE = 4  # err_code's size: absent from libtorrent's rendezvous and connect
 
 
 class HolepunchType(enum.IntEnum):
@@ -138,6 +141,8 @@ def decode_holepunch_message(payload: bytes) -> HolepunchMessage:
         size, alen = _LEN_V6, 16
     else:
         raise ExtensionProtocolError(f"unknown ut_holepunch address type {data[1]:#04x}")
+    if len(data) == size - _CODE and kind is not HolepunchType.ERROR:
+        data += bytes(_CODE)  # libtorrent's form
     if len(data) != size:
         name = kind.name.lower()
         raise ExtensionProtocolError(f"ut_holepunch {name} of {len(data)} bytes (expected {size})")
