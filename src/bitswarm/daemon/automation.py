@@ -32,7 +32,7 @@ import os
 import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -361,19 +361,17 @@ class Automation:
         self._last_tick = now
         settings = self.host.automation_settings()
         self._schedule(settings)
-        views = self.host.views()
-        seen = set()
-        for v in views:
-            seen.add(v.id)
-            self._count(v, now, dt)
+        views = self.host.views()  # once per tick: kept up to date here
+        views = [self._count(v, now, dt) for v in views]
+        seen = {v.id for v in views}
         for gone in set(self._last) - seen:
             self._last.pop(gone, None)
             self._activity.pop(gone, None)
-        views = self.host.views()  # with the totals just counted
+        fired: set[str] = set()
         for v in views:
-            if v.wanted and v.complete and not v.goal_reached:
-                await self._check_goal(v, settings)
-        views = self.host.views()  # a goal may have paused or removed some
+            if v.wanted and v.complete and not v.goal_reached and await self._check_goal(v, settings):
+                fired.add(v.id)  # paused or removed now: out of the queue
+        views = [v for v in views if v.id not in fired]
         plan = self._plan(views, settings)
         for tid in plan.hold:
             await self.host.hold(tid)
@@ -384,26 +382,37 @@ class Automation:
             await job()
         return plan
 
-    def _count(self, v: TorrentView, now: float, dt: float) -> None:
+    def _count(self, v: TorrentView, now: float, dt: float) -> TorrentView:
+        """Account the payload moved since the last tick (and the time seeded); the view with the
+        new totals."""
         key, down, up = v.counters
         last = self._last.get(v.id)
-        moved = 0
+        moved = d_down = d_up = 0
+        secs = 0.0
         if last is not None and last[0] == key and key != 0:
             d_down, d_up = max(0, down - last[1]), max(0, up - last[2])
-            moved = d_down if not v.complete else d_up
-            if d_down or d_up or (v.seeding and dt):
-                self.host.account(v.id, d_down, d_up, dt if v.seeding else 0.0)
-        elif key != 0 and (down or up):
-            self.host.account(v.id, down, up, 0.0)
-            moved = down if not v.complete else up
+            secs = dt if v.seeding else 0.0
+        elif key != 0:  # a new engine handle: its counters start at 0
+            d_down, d_up = down, up
+        moved = d_down if not v.complete else d_up
+        if d_down or d_up or secs:
+            self.host.account(v.id, d_down, d_up, secs)
         self._last[v.id] = v.counters
         running = v.wanted and not v.held and key != 0
         if not running:
             self._activity.pop(v.id, None)
         elif moved or v.id not in self._activity or (last is not None and last[0] != key):
             self._activity[v.id] = now
+        if not (d_down or d_up or secs):
+            return v
+        return replace(
+            v,
+            downloaded_ever=v.downloaded_ever + d_down,
+            uploaded_ever=v.uploaded_ever + d_up,
+            seeding_seconds=v.seeding_seconds + secs,
+        )
 
-    async def _check_goal(self, v: TorrentView, settings: dict[str, Any]) -> None:
+    async def _check_goal(self, v: TorrentView, settings: dict[str, Any]) -> bool:
         ratio_limit, minutes = effective_goals(settings, v.goals)
         reason = goal_reason(
             ratio=ratio_of(v.uploaded_ever, v.downloaded_ever, v.size),
@@ -414,6 +423,8 @@ class Automation:
         if reason is not None:
             log.info("%s: seeding goal reached (%s): %s", v.id, reason, settings["seed_goal_action"])
             await self.host.goal_reached(v.id, settings["seed_goal_action"], reason)
+            return True
+        return False
 
     def _plan(self, views: list[TorrentView], settings: dict[str, Any]) -> QueuePlan:
         minutes = float(settings["queue_stalled_minutes"])
