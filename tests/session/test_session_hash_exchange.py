@@ -16,9 +16,21 @@ import pytest
 from bitswarm.metainfo import Torrent, magnet_from_torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
-from bitswarm.metainfo.merkle import file_tree_height, full_proof_layers, piece_height
+from bitswarm.metainfo.merkle import (
+    block_hashes,
+    file_tree_height,
+    full_proof_layers,
+    piece_height,
+    verify_hashes,
+)
 from bitswarm.session import Session, SessionConfig
-from bitswarm.session.hash_exchange import HashExchange, handshake_reply_hash, speaks_v2, upgrade_hash
+from bitswarm.session.hash_exchange import (
+    HashExchange,
+    LeafRead,
+    handshake_reply_hash,
+    speaks_v2,
+    upgrade_hash,
+)
 from bitswarm.wire import (
     NEED_DATA,
     Handshake,
@@ -27,6 +39,7 @@ from bitswarm.wire import (
     HashReject,
     HashRequest,
     HaveAll,
+    HaveNone,
     PeerConnection,
     Reserved,
     uncle_count,
@@ -175,15 +188,49 @@ def test_serving_rejects_what_it_cannot_answer(v2: Torrent) -> None:
     assert isinstance(seed.answer("G", ok), Hashes)
 
 
-def test_leaf_layer_is_not_served(tmp_path: Path) -> None:
-    t = parse_torrent(
-        create_torrent(make_tree(tmp_path / "t", [9 * 2 * PL]), version="v2", piece_length=2 * PL)
-    )
+def test_leaf_layer_is_served_from_the_piece(tmp_path: Path) -> None:
+    """Leaf-layer ranges (BEP 52: clients serve the leaf and piece layers) are answered from the
+    block hashes of the one piece they lie in, with uncles from the piece's subtree and then the
+    piece layer; every answer proves out against the pieces root."""
+    src = make_tree(tmp_path / "t", [9 * 4 * PL + 5000, 2 * PL + 1])  # 4 blocks per piece
+    t = parse_torrent(create_torrent(src, version="v2", piece_length=4 * PL))
     seed = HashExchange(t, clock=Clock(), on_layer=lambda r, layer: None, on_bad_peer=lambda p, w: None)
-    (root,) = t.piece_layers
-    h = file_tree_height(9 * 2 * PL)
-    assert isinstance(seed.answer("X", HashRequest(root, 1, 0, 8, full_proof_layers(h, 1))), Hashes)
-    assert isinstance(seed.answer("X", HashRequest(root, 0, 0, 2, full_proof_layers(h, 0))), HashReject)
+    for f in t.info.files:
+        assert f.pieces_root is not None
+        data = (src / f.path_str).read_bytes()
+        h = file_tree_height(f.length)
+        blocks = -(-f.length // PL)
+        for index, length in [(0, 2), (4, 4), (36, 1), (38, 2), (8, 2), (2, 2)]:
+            if index >= blocks:
+                continue
+            req = HashRequest(f.pieces_root, 0, index, length, full_proof_layers(h, 0))
+            read = seed.answer("X", req)
+            assert isinstance(read, LeafRead)
+            k = index // 4
+            assert read.piece == f.offset // (4 * PL) + k
+            piece = data[k * 4 * PL : (k + 1) * 4 * PL]
+            assert read.length == len(piece)
+            ans = seed.leaf_answer("X", req, block_hashes(piece))
+            assert isinstance(ans, Hashes)
+            got = verify_hashes(f.pieces_root, h, 0, index, length, req.proof_layers, ans.hash_list())
+            assert got == block_hashes(data)[index : index + length] + [bytes(32)] * (
+                index + length - max(index, min(blocks, index + length))
+            )
+    big = t.info.files[0]
+    assert big.pieces_root is not None
+    h = file_tree_height(big.length)
+    for bad in [
+        HashRequest(big.pieces_root, 0, 0, 8, full_proof_layers(h, 0)),  # two pieces
+        HashRequest(big.pieces_root, 0, 1, 2, full_proof_layers(h, 0)),  # not aligned
+        HashRequest(big.pieces_root, 0, 60, 2, full_proof_layers(h, 0)),  # past the file
+        HashRequest(big.pieces_root, 0, 0, 2, h),  # above the root
+    ]:
+        assert isinstance(seed.answer("X", bad), HashReject)
+    # no more than two leaf answers in the making per peer; a read that failed is a reject
+    req = HashRequest(big.pieces_root, 0, 0, 2, full_proof_layers(h, 0))
+    assert [type(seed.answer("Y", req)) for _ in range(3)] == [LeafRead, LeafRead, HashReject]
+    assert isinstance(seed.leaf_answer("Y", req, None), HashReject)
+    assert isinstance(seed.answer("Y", req), LeafRead)
 
 
 def test_who_gets_hash_requests(v2: Torrent, tmp_path: Path) -> None:
@@ -355,3 +402,48 @@ def test_saved_layers_are_checked_before_use(v2: Torrent) -> None:
     assert not ex.add_layer(b"\1" * 32, layer)  # no such file
     assert root in ex.missing and not got
     assert ex.add_layer(root, layer) and got == {root: layer} and root not in ex.missing
+
+
+async def test_seed_answers_leaf_and_piece_layer_requests_on_the_wire(tmp_path: Path) -> None:
+    """A scripted peer asks a seeding session for hashes of both layers BEP 52 requires (the leaf
+    layer: read from disk and hashed; the piece layer) and for a root it does not know."""
+    src = make_tree(tmp_path / "seed" / "t", [11 * 4 * PL + 3, 5000])
+    t = parse_torrent(create_torrent(src, version="v2", piece_length=4 * PL))
+    big = t.info.files[0]
+    assert big.pieces_root is not None
+    h = file_tree_height(big.length)
+    asks = [
+        HashRequest(big.pieces_root, 0, 44, 4, full_proof_layers(h, 0)),  # the last piece's blocks
+        HashRequest(big.pieces_root, 2, 0, 16, full_proof_layers(h, 2)),  # the whole piece layer
+        HashRequest(b"\x09" * 32, 2, 0, 2, 0),
+    ]
+    async with Session(config(encryption="off", transports="tcp")) as seeder:
+        await seeder.add(t, src.parent)
+        reader, writer = await asyncio.open_connection("127.0.0.1", seeder.port)
+        codec = PeerConnection()
+        bits = Reserved.make(fast=True, extension_protocol=True, v2=True)
+        writer.write(codec.send(Handshake(t.swarm_hash, b"-SC0001-" + bytes(12), bits)))
+        answers: list[Hashes | HashReject] = []
+        sent = False
+        async with asyncio.timeout(10):
+            while len(answers) < len(asks):
+                data = await reader.read(65536)
+                assert data, "the seed closed the connection"
+                codec.receive_data(data)
+                while (ev := codec.next_event()) is not NEED_DATA:
+                    if isinstance(ev, Handshake) and not sent:
+                        writer.write(codec.send(HaveNone()) + b"".join(codec.send(a) for a in asks))
+                        sent = True
+                    elif isinstance(ev, Hashes | HashReject):
+                        answers.append(ev)
+        writer.close()
+    by_base = {(a.pieces_root, a.base_layer): a for a in answers}
+    leaf = by_base[(big.pieces_root, 0)]
+    assert isinstance(leaf, Hashes)
+    blocks = block_hashes((src / "f0.bin").read_bytes())
+    got = verify_hashes(big.pieces_root, h, 0, 44, 4, asks[0].proof_layers, leaf.hash_list())
+    assert len(blocks) == 45 and got == blocks[44:] + [bytes(32)] * 3  # the last piece: one block
+    layer = by_base[(big.pieces_root, 2)]
+    assert isinstance(layer, Hashes)
+    assert b"".join(layer.hash_list()[:12]) == t.piece_layers[big.pieces_root]
+    assert isinstance(by_base[(b"\x09" * 32, 2)], HashReject)

@@ -29,6 +29,7 @@ from bitswarm.metainfo.merkle import (
     HASH_SIZE,
     MerkleLayers,
     ProofError,
+    block_hashes,
     file_tree_height,
     full_proof_layers,
     piece_height,
@@ -36,7 +37,7 @@ from bitswarm.metainfo.merkle import (
 )
 from bitswarm.session.peer_manager import peer_key
 from bitswarm.storage.resume import read_resume_file, write_resume_file
-from bitswarm.wire import Hashes, HashReject, HashRequest
+from bitswarm.wire import Hashes, HashReject, HashRequest, uncle_count
 
 if TYPE_CHECKING:
     from bitswarm.session.peer import PeerProtocol
@@ -55,6 +56,17 @@ REJECT_RETRY = 10.0
 #: Hash requests served per peer per window (more are rejected: a per-client limit).
 SERVE_LIMIT = 256
 SERVE_WINDOW = 10.0
+#: Leaf-layer answers (each reads and hashes a piece) being prepared for one peer at a time.
+LEAF_READS_PER_PEER = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRead:
+    """A leaf-layer request we can answer once piece ``piece`` (torrent numbering) is read: its first
+    ``length`` bytes are the file's (the rest is the gap before the next file)."""
+
+    piece: int
+    length: int
 
 
 @dataclass(slots=True)
@@ -80,6 +92,7 @@ class _PeerState:
     silent: bool = False  #: let a request time out: asked no more
     served: int = 0
     window_start: float = 0.0
+    leaf_reads: int = 0  #: leaf-layer answers being prepared
 
 
 class HashExchange:
@@ -105,6 +118,9 @@ class HashExchange:
         self._trees: dict[bytes, MerkleLayers] = {}
         #: pieces root -> height of its tree, for every non-empty file (small ones too)
         self.heights: dict[bytes, int] = {}
+        #: pieces root -> (first piece of the file in the torrent, file length)
+        self._spans: dict[bytes, tuple[int, int]] = {}
+        self.piece_length = info.piece_length
         self.missing: dict[bytes, _File] = {}
         self._peers: dict[Hashable, _PeerState] = {}
         self.fetched = 0  #: piece layers fetched and verified
@@ -118,6 +134,7 @@ class HashExchange:
             if f.pad or f.length == 0 or f.pieces_root is None:
                 continue
             self.heights[f.pieces_root] = file_tree_height(f.length)
+            self._spans[f.pieces_root] = (f.offset // info.piece_length, f.length)
             if f.length > pl and f.pieces_root not in self.layers:
                 n = -(-f.length // pl)
                 self.missing[f.pieces_root] = _File(
@@ -244,27 +261,92 @@ class HashExchange:
 
     # -- serving -----------------------------------------------------------------------------
 
-    def answer(self, peer: Hashable, req: HashRequest) -> Hashes | HashReject:
-        """Our answer to a peer's hash request."""
-        reject = HashReject(req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers)
+    def _reject(self, req: HashRequest, why: str) -> HashReject:
+        log.debug("hash reject %s: %s", req, why)
+        self.rejected += 1
+        return HashReject(req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers)
+
+    def _hashes(self, req: HashRequest, hashes: list[bytes]) -> Hashes:
+        self.served += 1
+        return Hashes(
+            req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers, b"".join(hashes)
+        )
+
+    def _over_rate(self, peer: Hashable) -> bool:
         st = self._peer(peer)
         now = self.clock()
         if now - st.window_start >= SERVE_WINDOW:
             st.window_start, st.served = now, 0
         st.served += 1
-        tree = self._tree(req.pieces_root) if st.served <= SERVE_LIMIT else None
+        return st.served > SERVE_LIMIT
+
+    def answer(self, peer: Hashable, req: HashRequest) -> Hashes | HashReject | LeafRead:
+        """Our answer to a peer's hash request, or, for a range of the 16 KiB leaf layer that we can
+        answer, the piece to read first (then :meth:`leaf_answer`)."""
+        if self._over_rate(peer):
+            return self._reject(req, "over the per-peer rate")
+        if req.base_layer < self.piece_height:
+            return self._leaf_read(peer, req)
+        tree = self._tree(req.pieces_root)
+        if tree is None:
+            return self._reject(req, "an unknown root, a file of one piece or a layer we lack")
         try:
-            if tree is None:
-                raise ProofError("over the rate, an unknown root or a layer we lack")
-            hashes = tree.hashes(req.base_layer, req.index, req.length, req.proof_layers)
+            return self._hashes(req, tree.hashes(req.base_layer, req.index, req.length, req.proof_layers))
         except ProofError as exc:
-            log.debug("hash reject %s: %s", req, exc)
-            self.rejected += 1
-            return reject
-        self.served += 1
-        return Hashes(
-            req.pieces_root, req.base_layer, req.index, req.length, req.proof_layers, b"".join(hashes)
-        )
+            return self._reject(req, str(exc))
+
+    def _leaf_read(self, peer: Hashable, req: HashRequest) -> HashReject | LeafRead:
+        """Which piece a leaf-layer request needs (BEP 52 asks clients to serve the leaf layer too):
+        the range must lie in one piece of the file, and its proof reach no higher than the root."""
+        span, height = self._spans.get(req.pieces_root), self.heights.get(req.pieces_root)
+        if req.base_layer != 0 or span is None or height is None:
+            return self._reject(req, "only the leaf and piece layers are served")
+        first, length = span
+        per_piece = 1 << self.piece_height
+        n, index = req.length, req.index
+        if n < 1 or n & (n - 1) or index % n or n > per_piece:
+            return self._reject(req, "a leaf range must be a power of two within one piece")
+        k = index // per_piece  # the piece of the file
+        if k * self.piece_length >= length:
+            return self._reject(req, "the range is past the end of the file")
+        top = n.bit_length() - 1
+        uncles = uncle_count(n, req.proof_layers)
+        if top + uncles > height:
+            return self._reject(req, "proof layers reach above the root")
+        if top + uncles > self.piece_height and self._tree(req.pieces_root) is None:
+            return self._reject(req, "we lack the file's piece layer")
+        st = self._peer(peer)
+        if st.leaf_reads >= LEAF_READS_PER_PEER:
+            return self._reject(req, "too many leaf answers in the making for this peer")
+        st.leaf_reads += 1
+        return LeafRead(first + k, min(self.piece_length, length - k * self.piece_length))
+
+    def leaf_answer(
+        self, peer: Hashable, req: HashRequest, leaves: list[bytes] | None
+    ) -> Hashes | HashReject:
+        """The answer to a leaf-layer request from the block hashes of its piece (None: the piece
+        could not be read)."""
+        st = self._peers.get(peer)
+        if st is not None:
+            st.leaf_reads = max(0, st.leaf_reads - 1)
+        height = self.heights.get(req.pieces_root)
+        if leaves is None or height is None:
+            return self._reject(req, "the piece could not be read")
+        per_piece = 1 << self.piece_height
+        piece_top = min(height, self.piece_height)  # a file of one piece: its tree is the piece's
+        local = req.index % per_piece
+        piece_tree = MerkleLayers(leaves, 0, piece_top)
+        top = req.length.bit_length() - 1
+        out = piece_tree.layer(0)[local : local + req.length]
+        for k in range(uncle_count(req.length, req.proof_layers)):
+            h = top + k
+            if h < piece_top:
+                out.append(piece_tree.layer(h)[((local >> top) >> k) ^ 1])
+            else:
+                tree = self._tree(req.pieces_root)
+                assert tree is not None  # checked by _leaf_read
+                out.append(tree.layer(h)[((req.index >> top) >> k) ^ 1])
+        return self._hashes(req, out)
 
     def _tree(self, root: bytes) -> MerkleLayers | None:
         tree = self._trees.get(root)
@@ -409,13 +491,31 @@ class HashDriver:
         """A BEP 52 message from ``peer``."""
         ex = self.exchange
         if isinstance(ev, HashRequest):
-            peer.send_message(ex.answer(peer, ev))
+            answer = ex.answer(peer, ev)
+            if isinstance(answer, LeafRead):
+                task = asyncio.get_running_loop().create_task(self._answer_leaves(peer, ev, answer))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                peer.send_message(answer)
         elif isinstance(ev, Hashes):
             ex.on_hashes(peer, ev)
             self._ask(peer)
         else:
             ex.on_reject(peer, ev)
             self._ask(peer)
+
+    async def _answer_leaves(self, peer: PeerProtocol, req: HashRequest, read: LeafRead) -> None:
+        """Read the piece (through the upload cache), hash its blocks off the loop, answer."""
+        rt = self.runtime
+        leaves: list[bytes] | None = None
+        if rt.have.get(read.piece):
+            try:
+                data = await rt.read_cache.read_piece(read.piece)
+                leaves = await asyncio.to_thread(block_hashes, memoryview(data)[: read.length])
+            except BitswarmError as exc:
+                log.debug("leaf hashes of piece %d: %s", read.piece, exc)
+        peer.send_message(self.exchange.leaf_answer(peer, req, leaves))
 
     def _on_layer(self, root: bytes, layer: bytes) -> None:
         rt = self.runtime
