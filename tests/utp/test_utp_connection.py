@@ -680,3 +680,25 @@ def test_icmp_unreachable_still_fails_a_dial_at_once_without_an_event() -> None:
     a.datagrams_to_send(0.0)
     a.unreachable(0.001)
     assert a.state is State.RESET and a.pop_events() == [] and a.next_timeout() is None
+
+
+def test_idle_connection_to_a_killed_peer_ends_at_the_next_keepalive_when_icmp_answers() -> None:
+    """An idle connection carries nothing that could draw an ICMP report but its keepalive: the
+    peer's closed port answers it, the probe confirms, and the connection ends within one
+    keepalive interval (plus the probe) instead of idle_timeout."""
+    link = Link(seed=47)
+    link.connect()
+    link.run(lambda: link.now > 5)
+    a = link.a.conn
+    killed = link.now
+    _kill_b(link)
+    while not a.finished:
+        t = a.next_timeout()
+        assert t is not None and t < killed + UtpConfig().keepalive + 2
+        link.now = t
+        a.on_timeout(t)
+        for d in a.datagrams_to_send(t):
+            assert kind(d) is PacketType.STATE  # the keepalive, then the probe
+            a.unreachable(t + 0.0001, refused=True)  # the closed port answers each
+    assert a.pop_events() == [Reset("unreachable")]
+    assert link.now - killed < UtpConfig().keepalive + 1

@@ -107,9 +107,11 @@ class UtpConfig:
     # retransmission timeouts in a row without progress that are still retried; the next one gives
     # up ("timed out"). libtorrent's utp_num_resends is 3 too: 0.5 + 1 + 2 + 4 = 7.5 s at the minimum RTO
     max_timeouts: int = 3
-    # nothing at all from the peer for this long: dead, even with nothing in flight (four of its
-    # uTP keepalives; libtorrent sends no uTP keepalive but a BitTorrent keep-alive every 60 s)
-    idle_timeout: float = 120.0
+    # nothing at all from the peer for this long: dead, even with nothing in flight. A live peer
+    # sends more often: libutp (Transmission, uTorrent) and we a uTP keepalive every 29 s, libtorrent
+    # a BitTorrent keep-alive every 60 s, BEP 3 says about two minutes (the session's own
+    # inactivity limit is 180 s)
+    idle_timeout: float = 150.0
     # an ICMP host/net unreachable for an established connection sends a probe this long after it;
     # a second one at least this long after the first, with no packet from the peer in between: dead
     unreachable_confirm: float = 1.0
