@@ -164,10 +164,11 @@ def test_download_unmaps_when_it_exits_after_completing(net: Internet, tmp_path:
         )  # fmt: skip
         procs.append(seeder)
         seeder.wait_event(lambda e: e.get("event") == "seeding", 60, "the public seeder")
-        # 1 MiB/s: the 3 MiB take ~3 s, time for the mapping (~1 s) to be made while downloading
+        # 300 KiB/s: the 3 MiB take ~10 s, time for the mappings (PCP at once, UPnP after 1 s) to be made,
+        # and listed by upnpc, while it downloads
         leecher = JsonProc(
             mapping_on(leech_host, BITSWARM, "download", str(torrent), "-o", str(tmp_path / "got"),
-                       "--port", str(PORT), "--no-dht", "--download-limit", "1M", "--json"),
+                       "--port", str(PORT), "--no-dht", "--download-limit", "300k", "--json"),
             stderr_path=tmp_path / "leecher.err", name="leecher",
         )  # fmt: skip
         procs.append(leecher)
