@@ -174,7 +174,8 @@ class Daemon:
                 return _Entry(rec, None)
             return _errored(rec, "cannot be restored: its .torrent file is missing")
         try:
-            # A magnet's metadata has no BEP 52 piece layers: its pieces are checked with SHA-1.
+            # A magnet's metadata has no BEP 52 piece layers: the session fetches them from peers
+            # (or takes the ones it kept beside the resume data, session/hash_exchange.py).
             torrent = parse_torrent(raw, layers_optional=rec.metadata_only or rec.magnet is not None)
         except MetainfoError as exc:
             if rec.magnet is not None:  # fetch the metadata again
