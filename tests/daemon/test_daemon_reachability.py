@@ -42,3 +42,26 @@ async def test_web_ui_header_shows_the_port_and_its_mapping(tmp_path: Path) -> N
             assert title == "port mapping off (loopback)", title
         finally:
             await browser.close()
+
+
+def test_top_header_says_whether_the_port_is_mapped() -> None:
+    from rich.console import Console
+
+    from bitswarm.daemon._top import render
+
+    def header(reach: dict[str, object] | None) -> str:
+        console = Console(width=200, record=True)
+        stats: dict[str, object] = {"listen_port": 6881, **({"reachability": reach} if reach else {})}
+        console.print(render([], stats, "http://127.0.0.1:9091", width=200))
+        line = next(x for x in console.export_text().splitlines() if "port 6881" in x)
+        return line.strip(" │")
+
+    assert header({"port_mapping": "on", "summary": "mapped tcp 203.0.114.1:6881 (upnp)"}).endswith(
+        "port 6881 mapped"
+    )
+    assert header({"port_mapping": "on", "summary": "no mapping service (...)"}).endswith(
+        "port 6881 not mapped"
+    )
+    assert header({"port_mapping": "on", "summary": "port mapping: trying"}).endswith("port 6881 mapping...")
+    assert header({"port_mapping": "off", "summary": "port mapping off"}).endswith("port 6881")
+    assert header(None).endswith("port 6881")

@@ -74,6 +74,17 @@ def _columns(width: int | None) -> list[str]:
     return shown
 
 
+def _mapping(stats: dict[str, Any]) -> str:
+    """The port's mapping for the header: mapped, not mapped or mapping... (stats ``reachability``)."""
+    reach = stats.get("reachability") or {}
+    if not isinstance(reach, dict) or reach.get("port_mapping") != "on":
+        return ""
+    summary = str(reach.get("summary", ""))
+    if summary.startswith("mapped"):
+        return " mapped"
+    return " mapping..." if summary.endswith("trying") else " not mapped"
+
+
 def render(
     torrents: list[dict[str, Any]], stats: dict[str, Any], api: str, *, width: int | None = None
 ) -> Group:
@@ -91,7 +102,7 @@ def render(
         ("  ↑ ", "green"),
         (rate(stats.get("upload_rate")), "bold green"),
         (f"  {stats.get('torrents', 0)} torrents, {stats.get('peers', 0)} peers", ""),
-        (f"  port {stats.get('listen_port', '?')}", "dim"),
+        (f"  port {stats.get('listen_port', '?')}{_mapping(stats)}", "dim"),
     )
     optional = _columns(width)
     table = Table(box=box.SIMPLE_HEAD, expand=terminal, header_style="bold")
