@@ -197,8 +197,9 @@ SIZE = 3 * 1024 * 1024
 def test_public_libtorrent_leecher_downloads_from_a_seeder_behind_miniupnpd(
     net: Internet, tmp_path: Path
 ) -> None:
-    """``bitswarm seed`` in the miniupnpd home with the PortMapper beside it (the CLI does not run one
-    yet); a public libtorrent leecher that accepts no connection gets the seeder's address from the
+    """``bitswarm seed`` in the miniupnpd home with the PortMapper beside it (the seeder itself maps
+    nothing: the test run sets BITSWARM_NO_PORT_MAPPING; test_net_portmap_cli.py lets it map); a public
+    libtorrent leecher that accepts no connection gets the seeder's address from the
     tracker (the NAT'd 198.18.0.101:6881) and downloads every byte through the mapping."""
     require_internet()
     if importlib.util.find_spec("libtorrent") is None:

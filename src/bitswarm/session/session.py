@@ -310,6 +310,13 @@ class Session:
         """The UDP port of our DHT node (None: no DHT)."""
         return self.dht.address[1] if self.dht is not None else None
 
+    @property
+    def external_address(self) -> str | None:
+        """Our public address as others report it (IPv4 first; None while undecided): the port
+        mapping, trackers, peers and DHT nodes vote (``session/external_address.py``); the mapping
+        state and the votes are in ``self.reachability.status()``."""
+        return self.reachability.external_address
+
     def on_dht_port(self, host: str, port: int) -> None:
         """A peer's BEP 5 ``port`` message: ping its DHT node (a reply adds it to our table)."""
         if self.dht is not None and 0 < port < 65536:
