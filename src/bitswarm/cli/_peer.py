@@ -45,6 +45,7 @@ from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
 from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 from bitswarm.session.config import parse_transports
+from bitswarm.session.mutable import MutableTorrentError, is_mutable_link, parse_mutable_link
 from bitswarm.storage import DiskSpaceError
 
 if TYPE_CHECKING:
@@ -179,6 +180,8 @@ def _run(main: Any) -> None:
     except _Stopped:
         raise typer.Exit(EXIT_STOPPED) from None
     except DiskSpaceError as exc:  # --preallocate full on a disk too small: a run-time failure
+        fail(str(exc), code=EXIT_FAILURE)
+    except MutableTorrentError as exc:  # a BEP 46 link nobody published under, a put nobody stored
         fail(str(exc), code=EXIT_FAILURE)
     except BitswarmError as exc:
         fail(str(exc))
@@ -536,6 +539,12 @@ def _load_source(source: str) -> Torrent | str:
     if source[:7].lower() == "magnet:":
         from bitswarm.metainfo import MetainfoError, parse_magnet
 
+        if is_mutable_link(source):  # BEP 46: resolved on the DHT once the session runs
+            try:
+                parse_mutable_link(source)
+            except MutableTorrentError as exc:
+                fail(f"bad magnet link: {exc}")
+            return source
         try:
             parse_magnet(source)
         except MetainfoError as exc:
@@ -570,7 +579,8 @@ def download(
 ) -> None:
     """Download a torrent (.torrent file or magnet link) into a directory; exits 0 once every piece
     is verified (unless --seed). A magnet link needs no tracker: its peers come from x.pe, the DHT
-    (--bootstrap) and peer exchange.
+    (--bootstrap) and peer exchange. A BEP 46 link (magnet:?xs=urn:btpk:KEY, from share --mutable)
+    is looked up on the DHT first and leads to the latest torrent published with that key.
 
     Running it again with the same directory resumes the download.
     """
@@ -581,7 +591,7 @@ def download(
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate,
     )  # fmt: skip
-    torrent = _load_source(source)
+    source_ = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
     output.mkdir(parents=True, exist_ok=True)
 
@@ -591,6 +601,7 @@ def download(
         display = _Display(json_out, state.quiet)
         async with peer_session(config, stop, port) as session:
             pump = asyncio.get_running_loop().create_task(_pump_events(session, display))
+            torrent = await _resolve_mutable(session, source_, display, stop, metadata_timeout)
             if isinstance(torrent, str):
                 display.event("metadata", magnet=torrent, port=session.port)
                 if not json_out and err_console.is_terminal:
@@ -618,6 +629,25 @@ def download(
             console.print(f"[green]complete[/]: {handle.name} in {output}")
 
     _run(main)
+
+
+async def _resolve_mutable(
+    session: Session, source: Torrent | str, display: _Display, stop: asyncio.Event, timeout: float
+) -> Torrent | str:
+    """A BEP 46 link (``magnet:?xs=urn:btpk:...``): the magnet link of the version its publisher's
+    DHT item points to now; anything else as it is."""
+    if not isinstance(source, str) or not is_mutable_link(source):
+        return source
+    from bitswarm.session.mutable import resolve
+
+    if session.dht is None:
+        fail("a magnet:?xs=urn:btpk: link is resolved on the DHT: drop --no-dht")
+    link = parse_mutable_link(source)
+    if not display.json and err_console.is_terminal:
+        note("looking the link's latest version up on the DHT ...")
+    info_hash = await until_stopped(stop, resolve(session.dht, link, timeout=timeout))
+    display.event("resolved", link=source, info_hash=info_hash.hex())
+    return link.magnet_for(info_hash)
 
 
 def _seed_paths(torrent: Torrent, data: Path) -> Path:
@@ -677,10 +707,13 @@ async def _seed_forever(
     tracker_server: Any = None,
     index: str | None = None,
     requested_port: int | None = 0,
+    mutable: Path | None = None,
 ) -> None:
     display = _Display(json_out, state.quiet)
     try:
-        await _seed_session(torrents, config, trackers, json_out, peers, stop, display, index, requested_port)
+        await _seed_session(
+            torrents, config, trackers, json_out, peers, stop, display, index, requested_port, mutable
+        )
     finally:
         if tracker_server is not None:
             await tracker_server.stop()
@@ -696,6 +729,7 @@ async def _seed_session(
     display: _Display,
     index: str | None = None,
     requested_port: int | None = 0,
+    mutable: Path | None = None,
 ) -> None:
     host = config.listen_host
     async with peer_session(config, stop, requested_port) as session, contextlib.AsyncExitStack() as stack:
@@ -722,11 +756,46 @@ async def _seed_session(
                 )
                 reg = await until_stopped(stop, registering)
                 display.event("indexed", name=h.name, file_id=reg.file_id, peer_guid=reg.peer_guid)
+        if mutable is not None:  # BEP 46: the key's DHT item points at this torrent from now on
+            await _publish_mutable(session, mutable, handles[0].torrent, json_out, stop, stack)
         if not json_out:
             note(f"seeding on port {session.port} (Ctrl-C to stop)")
         with display:
             await _drive(session, handles, display, until_complete=False, stop=stop)
         pump.cancel()
+
+
+async def _publish_mutable(
+    session: Session,
+    key_path: Path,
+    torrent: Torrent,
+    json_out: bool,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """``share --mutable KEYFILE``: put the BEP 46 pointer (the key is made if the file does not
+    exist), print the ``magnet:?xs=urn:btpk:`` link and keep the item on the DHT while sharing."""
+    from bitswarm.session.mutable import Publisher, create_key, load_key
+
+    if session.dht is None:
+        fail("--mutable publishes on the DHT: drop --no-dht")
+    if key_path.exists():
+        key = load_key(key_path)
+    else:
+        key = create_key(key_path)
+        note(f"new ed25519 key written to {key_path} (keep it: it is the torrent's identity)")
+    ih = torrent.info_hash_v1 or torrent.info_hash_v2
+    assert ih is not None
+    publisher = Publisher(session.dht, key, ih)
+    seq = await until_stopped(stop, publisher.publish_until())
+    uri = publisher.link.to_uri()
+    if json_out:
+        print_json({"event": "mutable", "magnet": uri, "seq": seq, "info_hash": ih.hex()})
+    else:
+        print(f"mutable: {uri}")
+    sys.stdout.flush()
+    task = asyncio.get_running_loop().create_task(publisher.run(), name="bep46-republish")
+    stack.callback(task.cancel)
 
 
 @app.command()
@@ -810,6 +879,16 @@ def share(
         str | None,
         typer.Option("--index", help="Register on this file index (URL) and stay online while seeding."),
     ] = None,
+    mutable: Annotated[
+        Path | None,
+        typer.Option(
+            "--mutable",
+            metavar="KEYFILE",
+            help="BEP 46: point the ed25519 key's DHT item at this torrent (the key is created if the "
+            "file does not exist) and print its magnet:?xs=urn:btpk: link, which always leads to the "
+            "latest torrent shared with the key.",
+        ),
+    ] = None,
 ) -> None:
     """Create a torrent for PATH and seed it; prints the torrent path and its magnet link.
 
@@ -861,6 +940,8 @@ def share(
         sys.stdout.flush()
         extra = [url] if url and tracker else []
         save = path.resolve().parent
-        await _seed_forever([(torrent, save)], config, extra, json_out, [], stop, server, index, port)
+        await _seed_forever(
+            [(torrent, save)], config, extra, json_out, [], stop, server, index, port, mutable=mutable
+        )
 
     _run(main)
