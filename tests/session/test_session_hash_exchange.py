@@ -161,6 +161,9 @@ def test_rejects_and_silence_move_ranges(v2: Torrent) -> None:
     ex.expire()
     assert ex.requests_for("A") == [] and ex.requests_for("B") == []  # silent peers are left alone
     assert len(ex.requests_for("C")) == 4
+    clock.t += 61  # ... for a minute (C, silent now too, frees its ranges)
+    ex.expire()
+    assert len(ex.requests_for("A")) == 4 and ex.requests_for("C") == []
 
 
 def test_serving_rejects_what_it_cannot_answer(v2: Torrent) -> None:

@@ -2,16 +2,18 @@
 the piece layers we lack (a v2 or hybrid torrent whose metadata came from a magnet link: the info
 dictionary has no ``piece layers``), verify every answer against the file's ``pieces root``.
 
-Pure policy with an injected clock: the torrent feeds it the peers' messages and sends what it
-returns. Fetching: each file longer than one piece needs its piece layer; it is asked for in ranges
-of at most 512 hashes (BEP 52's advice), each range with a proof up to the pieces root, so every
-answer is checked on its own (:func:`bitswarm.metainfo.merkle.verify_hashes`). A peer whose answer
-does not prove out is reported (``on_bad_peer``: the torrent bans it like a peer that sent bad
-data); a reject or a silent peer only moves the range to another peer.
+:class:`HashExchange` is the policy, without I/O, on an injected clock; :class:`HashDriver` runs it
+over a torrent's peer connections and storage. Fetching: each file longer than one piece needs its
+piece layer; it is asked for in ranges of at most 512 hashes (BEP 52's advice), each range with a
+proof up to the pieces root, so every answer is checked on its own
+(:func:`bitswarm.metainfo.merkle.verify_hashes`). A peer whose answer does not prove out is reported
+(``on_bad_peer``: the torrent bans it like a peer that sent bad data); a reject or a silent peer only
+moves the range to another peer.
 
-Serving: ranges of the piece layer and the layers above it, for any file whose layer we hold, with
-the uncle hashes up to the ``proof layers`` asked for; everything else (an unknown root, a range BEP
-52 does not allow, the 16 KiB leaf layer, a layer we lack, a peer over its rate) gets ``hash reject``.
+Serving: ranges of the piece layer and the layers above it, for any file whose layer we hold, and
+ranges of the 16 KiB leaf layer inside one piece we have (its blocks are read and hashed), with the
+uncle hashes up to the ``proof layers`` asked for; everything else (an unknown root, a range BEP 52
+does not allow, a layer or piece we lack, a peer over its rate) gets ``hash reject``.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ log = logging.getLogger("bitswarm.hashes")
 RANGE = 512
 #: Requests in flight to one peer at a time.
 PER_PEER = 4
-#: A request unanswered this long is given to another peer; the silent one is not asked again.
+#: A request unanswered this long is given to another peer; the silent one is left alone for
+#: :data:`SILENT_PAUSE`.
 REQUEST_TIMEOUT = 20.0
+SILENT_PAUSE = 60.0
 #: A peer that rejected a range is asked for it again only after this long (it may get the layer).
 REJECT_RETRY = 10.0
 #: Hash requests served per peer per window (more are rejected: a per-client limit).
@@ -89,7 +93,7 @@ class _File:
 class _PeerState:
     inflight: dict[tuple[bytes, int], float] = field(default_factory=dict)  #: (root, range) -> sent at
     rejected: dict[tuple[bytes, int], float] = field(default_factory=dict)  #: (root, range) -> when
-    silent: bool = False  #: let a request time out: asked no more
+    silent_until: float = 0.0  #: let a request time out: not asked before this time
     served: int = 0
     window_start: float = 0.0
     leaf_reads: int = 0  #: leaf-layer answers being prepared
@@ -170,9 +174,9 @@ class HashExchange:
         if not self.missing:
             return []
         st = self._peer(peer)
-        if st.silent or len(st.inflight) >= PER_PEER:
-            return []
         now = self.clock()
+        if now < st.silent_until or len(st.inflight) >= PER_PEER:
+            return []
         busy = {key for other in self._peers.values() for key in other.inflight}
         out: list[HashRequest] = []
         for f in self.missing.values():
@@ -195,7 +199,7 @@ class HashExchange:
             late = [k for k, t in st.inflight.items() if now - t >= REQUEST_TIMEOUT]
             for k in late:
                 del st.inflight[k]
-                st.silent = True
+                st.silent_until = now + SILENT_PAUSE
 
     def _match(self, peer: Hashable, req: HashRequest) -> tuple[_File, int] | None:
         """The file and range of a request we sent ``peer`` with exactly these fields."""
