@@ -160,22 +160,43 @@ async def test_off_by_default_on_loopback_and_in_test_runs(
         assert session.reachability.mapper is None
 
 
-async def test_the_mapped_port_goes_to_running_torrents_announcers(
+async def test_the_mapped_port_is_announced_at_once_where_it_differs(
     gateways: dict[str, Any], tmp_path: Any
 ) -> None:
+    """The first announce goes out with the listen port; once the gateway maps another external
+    port, the tracker hears that one right away (not at the next interval), and so do later ones."""
+    from urllib.parse import parse_qs, urlsplit
+
     from bitswarm.metainfo import make_torrent, parse_torrent
 
+    ports: list[int] = []
+    body = b"d8:intervali1800e5:peers0:e"
+
+    async def tracker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        target = head.split(b" ")[1].decode()
+        ports.append(int(parse_qs(urlsplit(target).query)["port"][0]))
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(tracker, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce"
     (tmp_path / "a.bin").write_bytes(b"x" * 40000)
-    made = make_torrent(tmp_path / "a.bin", trackers=[["http://127.0.0.1:9/announce"]])
-    gw = Gateway(external_port=40002, slow=0.5)
-    gateways["upnp"] = gw
-    async with Session(config()) as session:
-        handle = await session.add(parse_torrent(made.data), tmp_path, resume_dir=tmp_path / "r")
-        rt = session.lookup(handle.info_hash)
-        assert rt is not None and rt.announce is not None and rt.announce.announcer is not None
-        assert rt.announce.announcer.port == session.port
-        announcer = rt.announce.announcer
-        await eventually(when(lambda: announcer.port == 40002), timeout=10)
+    torrent = parse_torrent(make_torrent(tmp_path / "a.bin", trackers=[[url]]).data)
+    gateways["upnp"] = Gateway(external_port=40002, slow=0.5)
+    try:
+        async with Session(config()) as session:
+            handle = await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
+            rt = session.lookup(handle.info_hash)
+            assert rt is not None and rt.announce is not None and rt.announce.announcer is not None
+            announcer = rt.announce.announcer
+            await eventually(when(lambda: 40002 in ports), timeout=10)
+            assert ports[0] == session.port != 40002  # before the mapping
+            assert announcer.port == 40002
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_reports_from_every_source_decide_and_give_the_dht_a_bep42_id() -> None:

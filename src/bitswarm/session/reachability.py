@@ -56,6 +56,7 @@ class Reachability:
         self.mode = "off"
         self._watcher: asyncio.Task[None] | None = None
         self._advertised: int | None = None
+        self._reannounces: set[asyncio.Task[None]] = set()
         self._last_summary: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -90,12 +91,15 @@ class Reachability:
             upnp_delay=UPNP_DELAY,
         )
         self.mapper = PortMapper(ports, config=config, clock=session.clock)
+        self._advertised = session.port  # what torrents announce until a mapping says otherwise
         self.mode = "on"
         await self.mapper.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="portmap-watch")
 
     async def stop(self) -> None:
         """Remove every mapping (bounded) and stop watching; idempotent."""
+        for task in list(self._reannounces):
+            task.cancel()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
@@ -139,12 +143,16 @@ class Reachability:
             self.session.publish_session("port_mapping", **self.status())
 
     def _tell_announcers(self, port: int) -> None:
-        """Running torrents announce ``port`` to their trackers from now on (the DHT announces ask
-        :attr:`advertised_port` each time)."""
+        """Running torrents announce ``port`` from now on, starting with a reannounce (trackers and
+        DHT) right away: the first announce went out with the listen port before the mapping."""
         for rt in list(self.session._torrents.values()):
             driver = rt.announce
             if driver is not None and driver.announcer is not None:
                 driver.announcer.port = port
+            if driver is not None:  # tell the trackers and the DHT now, not at the next interval
+                task = asyncio.get_running_loop().create_task(driver.reannounce(), name="reannounce-port")
+                self._reannounces.add(task)
+                task.add_done_callback(self._reannounces.discard)
 
     # -- external address ----------------------------------------------------------------------
     def note(self, address: str, source: str, voter: str) -> None:
