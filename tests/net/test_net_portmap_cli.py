@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 BITSWARM = str(Path(sys.executable).with_name("bitswarm"))
 LEECHER = str(Path(__file__).with_name("lt_leecher.py"))
+DRIVER = str(Path(__file__).with_name("portmap_driver.py"))  # a PortMapper alone, for a competing host
 PORT = 6881
 TRACKER_PORT = 6969
 SIZE = 3 * 1024 * 1024
@@ -147,6 +148,70 @@ def test_seed_maps_its_port_a_public_libtorrent_leecher_downloads_and_sigterm_un
             proc.stop()
     assert ours(seed_host) == set()
     assert tcp_probe(pub, home.router.addr, PORT) is None
+
+
+@pytest.mark.interop
+def test_a_second_seeder_behind_the_router_announces_its_other_external_port(
+    net: Internet, tmp_path: Path
+) -> None:
+    """``upnp1`` holds external port 6881 (the PortMapper driver); ``bitswarm seed --port 6881`` in
+    ``upnp2`` is mapped to another external port, announces that one to the tracker at once, and a
+    public libtorrent leecher that only dials out downloads every byte from it there."""
+    if importlib.util.find_spec("libtorrent") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("libtorrent (PyPI, in .[dev]) is required in CI")
+        pytest.skip("libtorrent (PyPI) is not installed: pip install -e '.[dev]'")
+    home = net.homes["upnp"]
+    first, second, pub = home.hosts["upnp1"], net.add_home_host(home, "upnp2", 11), net.public["pub1"]
+    assert home.router.addr is not None
+    for proto in ("tcp", "udp"):
+        pub.run("iptables", "-A", "INPUT", "-p", proto, "--dport", str(PORT), "-j", "DROP")
+    procs: list[JsonProc] = []
+    try:
+        holder = JsonProc(
+            first.argv(sys.executable, DRIVER, "--port", str(PORT), "--host", first.addr or "",
+                       "--methods", "upnp,natpmp"),
+            stderr_path=tmp_path / "holder.err", name="holder",
+        )  # fmt: skip
+        procs.append(holder)
+        holder.wait_event(lambda e: e["event"] == "settled", 30, "upnp1's mappings of 6881")
+        tracker, announce = start_tracker(net, tmp_path)
+        procs.append(tracker)
+        src, torrent = make_torrent(tmp_path, "second.bin", announce)
+        seeder = JsonProc(
+            mapping_on(second, BITSWARM, "seed", str(torrent), "--data", str(src.parent), "--port", str(PORT),
+                       "--no-dht", "--json"),
+            stderr_path=tmp_path / "seeder.err", name="seeder",
+        )  # fmt: skip
+        procs.append(seeder)
+        mapped = seen(seeder, mapped_event, 30, "the second seeder's UPnP mappings")
+        external = int(mapped["advertised_port"])
+        assert external != PORT, mapped
+        assert ("TCP", external, PORT) in ours(second)
+        # the reannounce with the external port: a tracker reply after the mapping
+        seeder.wait_event(lambda e: e.get("event") == "tracker_reply", 30, "the reannounce")
+        leecher = JsonProc(
+            pub.argv(sys.executable, LEECHER, str(torrent), "--save", str(tmp_path / "leech"),
+                     "--host", pub.addr or "", "--port", str(PORT), "--timeout", "60"),
+            stderr_path=tmp_path / "leecher.err", name="leecher",
+        )  # fmt: skip
+        procs.append(leecher)
+        finished = ("torrent_completed", "timeout")
+        done = leecher.wait_event(lambda e: e["event"] in finished, 90, "the download")
+        assert done["event"] == "torrent_completed", (done, seeder.stderr_tail())
+        # the tracker gave the router's address at the seeder's external ports (the PCP one the first
+        # mapping brought, then UPnP's), never 6881, which leads to upnp1
+        held = {f"{home.router.addr}:{port}" for proto, port, _ in ours(second) if proto == "TCP"}
+        assert f"{home.router.addr}:{external}" in done["peers"], done
+        assert set(done["peers"]) <= held and f"{home.router.addr}:{PORT}" not in held, (done, held)
+        got = (tmp_path / "leech" / "second.bin").read_bytes()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(src.read_bytes()).digest()
+        seeder.proc.terminate()
+        seeder.wait_exit(10)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+    assert ours(second) == set()
 
 
 def test_download_unmaps_when_it_exits_after_completing(net: Internet, tmp_path: Path) -> None:

@@ -333,3 +333,30 @@ async def test_stop_is_bounded_when_gateways_do_not_answer_the_deletes() -> None
     assert loop.time() - started < 0.9
     assert len(upnp.unmaps) == len(pcp.unmaps) == 2
     assert {s.state for s in mapper.status()} == {"removed"}
+
+
+async def test_a_delete_refused_while_the_other_methods_mapping_exists_is_retried_after_it() -> None:
+    """miniupnpd refuses to delete a PCP mapping of a port while the first rule of that internal port
+    is the UPnP one (NOT_AUTHORIZED): stop asks again once the other deletes are done."""
+    clock = ManualClock(0.0)
+    upnp, pcp = FakeGateway("upnp"), FakeGateway("pcp")
+
+    async def slow_upnp_unmap(protocol: Protocol, internal_port: int, external_port: int) -> None:
+        await asyncio.sleep(0.05)
+        upnp.unmaps.append((protocol, internal_port, external_port))
+
+    async def pcp_unmap(protocol: Protocol, internal_port: int, external_port: int) -> None:
+        pcp.unmaps.append((protocol, internal_port, external_port))
+        if (protocol, internal_port, external_port) not in upnp.unmaps:
+            raise MappingRefused("PCP MAP refused: NOT_AUTHORIZED", code=2)
+
+    upnp.unmap = slow_upnp_unmap  # type: ignore[method-assign]
+    pcp.unmap = pcp_unmap  # type: ignore[method-assign]
+    mapper = PortMapper({"tcp": 6881, "udp": 6881}, config=config(), clock=clock,
+                        backends={"upnp": factory(upnp), "natpmp": factory(pcp)})  # fmt: skip
+    await mapper.start()
+    assert await mapper.wait_settled(5)
+    await mapper.stop()
+    assert sorted(pcp.unmaps) == [("tcp", 6881, 6881)] * 2 + [("udp", 6881, 6881)] * 2  # refused, then done
+    assert sorted(upnp.unmaps) == [("tcp", 6881, 6881), ("udp", 6881, 6881)]
+    assert set(states(mapper).values()) == {"removed"}

@@ -255,14 +255,19 @@ class PortMapper:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        deletes = []
+        held: list[tuple[MappingBackend, MappingLease]] = []
         for name, leases in self._leases.items():
             backend = self._backends.get(name)
             for lease in leases:
-                held = lease.active or (name, lease.protocol) in self._in_flight
-                if backend is not None and held:
-                    deletes.append(self._unmap(backend, lease))
-        await asyncio.gather(*deletes)
+                if backend is not None and (lease.active or (name, lease.protocol) in self._in_flight):
+                    held.append((backend, lease))
+        outcomes = await asyncio.gather(*(self._unmap(b, lease, last=False) for b, lease in held))
+        # a refusal may be the other method's mapping of the same port in the way (miniupnpd deletes
+        # a PCP mapping only when the first rule of that internal port is it): once more, after it
+        refused = [
+            pair for pair, outcome in zip(held, outcomes, strict=True) if isinstance(outcome, MappingRefused)
+        ]
+        await asyncio.gather(*(self._unmap(b, lease, last=True) for b, lease in refused))
         for leases in self._leases.values():
             for lease in leases:
                 if lease.phase is not Phase.REMOVED:
@@ -273,15 +278,20 @@ class PortMapper:
         self._backends.clear()
         self.changed.set()
 
-    async def _unmap(self, backend: MappingBackend, lease: MappingLease) -> None:
+    async def _unmap(self, backend: MappingBackend, lease: MappingLease, *, last: bool) -> Exception | None:
+        """Delete one mapping; the failure (logged unless a retry follows: ``last`` False and the
+        gateway refused), None when it is gone."""
         port = lease.external_port or lease.internal_port
         proto: IPProtocol = "tcp" if lease.protocol == "tcp" else "udp"
         try:
             async with asyncio.timeout(self.config.unmap_timeout):
                 await backend.unmap(proto, lease.internal_port, port)
         except (PortMapError, TimeoutError) as exc:
-            log.warning("%s: could not remove the %s mapping of port %d: %s", backend.method,
-                        proto, port, exc)  # fmt: skip
+            if last or not isinstance(exc, MappingRefused):
+                log.warning("%s: could not remove the %s mapping of port %d: %s", backend.method,
+                            proto, port, exc)  # fmt: skip
+            return exc
+        return None
 
     # -- the per-method task --------------------------------------------------------------------
     async def _run(self, name: str) -> None:
