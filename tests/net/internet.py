@@ -475,3 +475,23 @@ def hosts_of(net: Internet) -> Sequence[NetHost]:
         out.append(home.router)
         out.extend(home.hosts.values())
     return out
+
+
+def drop_unsolicited(home: Home) -> None:
+    """Make ``home``'s router drop what arrives on its WAN side unasked, as a home router's firewall
+    does (the NAT still forwards replies to flows its hosts opened). Without it, a datagram sent to the
+    router's WAN port is answered with ICMP port unreachable and leaves a conntrack entry that makes
+    the NAT give the next outgoing flow to that sender another source port (the hole-punching tests
+    and tests/net/reachability.py use it on both plain homes)."""
+    router = home.router
+    router.run("iptables", "-A", "INPUT", "-i", "wan0", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+               "-j", "ACCEPT")  # fmt: skip
+    router.run("iptables", "-A", "INPUT", "-i", "wan0", "-j", "DROP")
+
+
+def add_second_plain_home(net: Internet) -> Home:
+    """A second home without a mapping service (``plain2``: router 198.18.0.104, LAN 10.0.4.0/24, host
+    ``plain21`` at 10.0.4.10), for two NATed peers that cannot dial each other (BEP 55 tests)."""
+    home = net.add_home("plain2", 104, subnet="10.0.4")
+    net.add_home_host(home, "plain21", 10)
+    return home

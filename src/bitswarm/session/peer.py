@@ -88,6 +88,7 @@ OUR_RESERVED_DHT = Reserved.make(fast=True, extension_protocol=True, dht=True)
 #: The extended ids we receive BEP 11 ``ut_pex`` and BEP 9 ``ut_metadata`` on (our ``m`` dictionary).
 UT_PEX_ID = 1
 UT_METADATA_ID = 2
+UT_HOLEPUNCH_ID = 3  #: BEP 55 (bitswarm.session.holepunch)
 LT_DONTHAVE_ID = 8  #: BEP 54 (RequestScheduler.on_dont_have)
 #: The extended handshake's ``e`` key: 1 = we prefer MSE/PE encryption (``prefer`` and ``require``;
 #: libtorrent sends it only when it requires encryption, Transmission when it prefers it).
@@ -496,6 +497,8 @@ class PeerProtocol:
             m = {"ut_metadata": UT_METADATA_ID}
             if torrent.pex is not None:
                 m["ut_pex"] = UT_PEX_ID
+            if torrent.peer_manager.holepunch is not None:
+                m["ut_holepunch"] = UT_HOLEPUNCH_ID
             m["lt_donthave"] = LT_DONTHAVE_ID
             extra = dict(_E_KEY) if cfg.encryption is not EncryptionPolicy.OFF else {}
             if torrent.scheduler.partial_seed:
@@ -544,6 +547,8 @@ class PeerProtocol:
             torrent.scheduler.on_dont_have(self, decode_donthave(ev.payload, torrent.info.num_pieces))
         elif ev.ext_id == UT_PEX_ID and torrent.pex is not None:
             torrent.peer_manager.on_pex(self, decode_pex_message(ev.payload))
+        elif ev.ext_id == UT_HOLEPUNCH_ID and (punch := torrent.peer_manager.holepunch) is not None:
+            punch.on_payload(self, ev.payload)
 
     def send_extended(self, name: str, payload: bytes) -> bool:
         """Send a BEP 10 message for extension ``name`` if the peer offered it (True if sent)."""
