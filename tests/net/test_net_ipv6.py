@@ -94,15 +94,17 @@ def same_bytes(got: Path, src: Path) -> bool:
     return hashlib.sha256(got.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
 
 
-def test_ipv6_only_leecher_gets_the_seeder_from_a_udp_tracker_over_ipv6(
-    net: Internet, tmp_path: Path
+@pytest.mark.parametrize("scheme", ["udp", "http"])
+def test_ipv6_only_leecher_gets_the_seeder_from_a_tracker_over_ipv6(
+    net: Internet, tmp_path: Path, scheme: str
 ) -> None:
-    """The torrent names a UDP tracker by its IPv6 address only: the dual-stack seeder announces over
-    IPv6, the tracker answers the IPv6-only leecher with IPv6 peers (BEP 15 over IPv6), and the
-    leecher downloads from the seeder's IPv6 address."""
+    """The torrent names a tracker by its IPv6 address only: the dual-stack seeder announces over
+    IPv6, the tracker answers the IPv6-only leecher with IPv6 peers (UDP: BEP 15 over IPv6; HTTP:
+    BEP 7 ``peers6``), and the leecher downloads from the seeder's IPv6 address."""
     tracker_host, pub1, v61 = net.public["tracker"], net.public["pub1"], net.homes["v6"].hosts["v61"]
     t6 = f"[{tracker_host.addr6}]:{TRACKER_PORT}"
-    src, torrent = make_torrent(tmp_path, "v6-udp.bin", f"udp://{t6}")
+    url = f"udp://{t6}" if scheme == "udp" else f"http://{t6}/announce"
+    src, torrent = make_torrent(tmp_path, f"v6-{scheme}.bin", url)
     procs: list[JsonProc] = []
     try:
         tracker = JsonProc(
