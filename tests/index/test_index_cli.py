@@ -94,7 +94,7 @@ def test_client_errors(tmp_path):
     out = subprocess.run(
         [*CLI, "search", "x", "--index", "http://127.0.0.1:1"], capture_output=True, text=True
     )
-    assert out.returncode == 2 and out.stderr.startswith("bitswarm: error:")
+    assert out.returncode == 1 and out.stderr.startswith("bitswarm: error:")  # unreachable: 1 (docs/cli.md)
     (tmp_path / "bad.toml").write_text("port = 'x'\n")
     out = subprocess.run(
         [*CLI, "index", "--config", str(tmp_path / "bad.toml")], capture_output=True, text=True

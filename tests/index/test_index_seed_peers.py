@@ -138,7 +138,7 @@ def test_two_index_peers_register_search_download_logout(index, tmp_path):
         out = run(
             "index-peer", "get", "alpha movie.mkv", "-u", "bob", "-p", "pw-b", "-o", f"{got_b}", *bob_id
         )
-        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no online peer" in out.stderr
+        assert out.returncode == 1 and out.stderr.count("\n") == 1 and "no online peer" in out.stderr
     finally:
         alice.kill()
         bob.stop()
@@ -154,7 +154,7 @@ def test_index_peer_errors_are_one_line(index, tmp_path):
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     out = run("index-peer", "peers", "--server", f"127.0.0.1:{dead}", "-u", "carol", "-p", "pw")
-    assert out.returncode == 2 and out.stderr.startswith("bitswarm: error: cannot connect")
+    assert out.returncode == 1 and out.stderr.startswith("bitswarm: error: cannot connect")  # unreachable
     out = run("index-peer", "peers", "--server", "nonsense", "-u", "carol", "-p", "pw")
     assert out.returncode == 2 and "HOST:PORT" in out.stderr
     help_text = run("index-peer", "--help").stdout
@@ -200,10 +200,10 @@ def test_two_centralized_peers_share_and_get(index, tmp_path):
         # no holder answers: alice is gone (still registered, but nothing serves the file)
         alice.stop()
         out = cpeer(server, "--get", "test.csv", "--output", str(tmp_path))
-        assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr  # failed at run time
         assert "no holder of 'test.csv' answered" in out.stderr
         out = cpeer(server, "--get", "nothing.txt", "-o", str(got))
-        assert out.returncode == 2 and "no peer holds 'nothing.txt'" in out.stderr
+        assert out.returncode == 1 and "no peer holds 'nothing.txt'" in out.stderr
     finally:
         alice.kill()
         bob.stop()
@@ -214,8 +214,8 @@ def test_centralized_peer_usage_errors(tmp_path):
     assert out.returncode == 2 and "LISTEN_PORT" in out.stderr
     out = cpeer("127.0.0.1:1", "--share", str(tmp_path), "--get", "x")
     assert out.returncode == 2 and "not both" in out.stderr
-    out = cpeer("127.0.0.1:1", "--get", "x")  # nothing listens
-    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    out = cpeer("127.0.0.1:1", "--get", "x")  # nothing listens: the service is unreachable
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
 
 
 def test_bitswarm_share_registers_the_whole_file_sha1(index, tmp_path):

@@ -10,8 +10,18 @@ import logging
 import sys
 from typing import Any, NoReturn
 
+import typer
+
 from bitswarm.cli import _app, _commands
-from bitswarm.cli._app import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, HOSTPORT, state
+from bitswarm.cli._app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    HOSTPORT,
+    error_exit_code,
+    state,
+)
 from bitswarm.cli._globals import GLOBAL_HELP, setup_logging, split_globals, version
 from bitswarm.errors import BitswarmError
 
@@ -53,24 +63,50 @@ def main(argv: list[str] | None = None) -> None:
     _app.app.registered_commands = _commands.only_invoked(registered, args)
     for command in _app.app.registered_commands:
         command.epilog = command.epilog or GLOBAL_HELP  # every command's --help lists the globals
+    code: object = EXIT_OK
     try:
         command = _app.typer_command()
-        command(args=args, standalone_mode=True)
+        code = command(args=args, standalone_mode=False)  # an exit code (typer.Exit), or None
+    except typer.Abort:  # Ctrl-C while Click was still parsing
+        code = EXIT_STOPPED
     except BitswarmError as exc:
         if state.debug:
             raise
-        _error(str(exc), EXIT_USAGE)
+        _error(str(exc), error_exit_code(exc))
     except OSError as exc:
         if state.debug:
             raise
+        if isinstance(exc, TimeoutError | ConnectionError):  # a service that does not answer
+            _error(f"{exc.strerror or exc or 'timed out'}", EXIT_FAILURE)
         _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), EXIT_USAGE)
     except Exception as exc:  # a bug or an unexpected failure: still one line (and a way to see more)
-        if state.debug:
-            raise
-        logging.getLogger("bitswarm.cli").debug("unexpected error", exc_info=True)
-        _error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_FAILURE)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is shown already
+            code = exc.exit_code  # type: ignore[attr-defined]
+        elif _is_click_error(exc):  # an unknown command or option, a bad or missing value ...
+            _error(_click_message(exc), exc.exit_code)  # type: ignore[attr-defined]
+        else:
+            if state.debug:
+                raise
+            logging.getLogger("bitswarm.cli").debug("unexpected error", exc_info=True)
+            _error(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", EXIT_FAILURE)
     finally:
         _app.app.registered_commands = registered
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _is_click_error(exc: Exception) -> bool:
+    """A Click error (``ClickException``: usage errors and the like; Typer vendors Click and exports
+    only some of its exception classes, so told apart by its interface)."""
+    return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _click_message(exc: Exception) -> str:
+    """Click's error as the one line of the contract (Typer's own form is a box under the usage)."""
+    message = str(exc.format_message())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see {ctx.command_path} --help)"
+    return message
 
 
 def _error(message: str, code: int) -> NoReturn:

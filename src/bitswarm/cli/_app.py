@@ -162,6 +162,13 @@ def listen_failure(exc: OSError, *candidates: str) -> str:
     return f"cannot listen on {where}: {why}"
 
 
+def error_exit_code(exc: BaseException) -> int:
+    """The exit code of a bitswarm error: its own ``exit_code`` when it has one (1: an unreachable or
+    failing service, ``docs/cli.md``), else 2 (bad input)."""
+    code = getattr(exc, "exit_code", None)
+    return code if isinstance(code, int) else EXIT_USAGE
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print a one-line error on stderr and exit with ``code``."""
     first = " ".join(str(message).split("\n")[0].split())

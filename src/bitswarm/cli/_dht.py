@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitswarm.cli._app import app, console, err_console, fail, print_json
+from bitswarm.cli._app import EXIT_FAILURE, app, console, err_console, fail, print_json
 from bitswarm.cli._peer import parse_hostport
 
 if TYPE_CHECKING:
@@ -136,7 +136,10 @@ def _search(info_hash: str, bootstrap: list[str] | None, timeout: float, *, scra
             run = server.scrape if scrape else server.get_peers
             results.append(await run(target, timeout=timeout))
 
-    _run(main)
+    try:
+        _run(main)
+    except TimeoutError:  # no answer from the bootstrap nodes (or the lookup): the operation failed
+        fail(f"no DHT answer within {timeout:g} s (bootstrap {', '.join(bootstrap or [])})", EXIT_FAILURE)
     return results[0]
 
 

@@ -14,7 +14,17 @@ import httpx
 import typer
 from rich.table import Table
 
-from bitswarm.cli._app import EXIT_FAILURE, app, console, fail, hostport, listen_failure, print_json
+from bitswarm.cli._app import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    app,
+    console,
+    error_exit_code,
+    fail,
+    hostport,
+    listen_failure,
+    print_json,
+)
 
 
 @app.command("index")
@@ -113,15 +123,16 @@ def _get(index: str, path: str, params: dict[str, Any]) -> Any:
     url = index.rstrip("/") + "/api/v1" + path
     try:
         reply = httpx.get(url, params=params, timeout=10)
-    except httpx.HTTPError as exc:
-        fail(f"{index}: {exc}")
+    except httpx.HTTPError as exc:  # unreachable: the operation failed (1), not bad input
+        fail(f"cannot reach the index at {index}: {exc or type(exc).__name__}", EXIT_FAILURE)
     try:
         body = reply.json()
     except ValueError:
-        fail(f"{index}: not an index server (HTTP {reply.status_code})")
+        fail(f"{index}: not an index server (HTTP {reply.status_code})", EXIT_FAILURE)
     if reply.status_code != 200:
         message = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
-        fail(f"{index}: HTTP {reply.status_code} {message}")
+        code = EXIT_FAILURE if reply.status_code >= 500 else EXIT_USAGE
+        fail(f"{index}: HTTP {reply.status_code} {message}".rstrip(), code)
     return body
 
 
@@ -216,9 +227,9 @@ def get_command(
     except TimeoutError:
         fail(f"{name_or_hash}: not complete after {timeout:g} s", code=1)
     except BitswarmError as exc:
-        fail(str(exc))
+        fail(str(exc), error_exit_code(exc))
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        fail(listen_failure(exc, hostport(host, port)))
     result: dict[str, Any] = {
         "name": got.name,
         "file_id": got.file.id,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
-from bitswarm.cli._app import EXIT_STOPPED, app, console, fail, print_json
+from bitswarm.cli._app import EXIT_FAILURE, EXIT_STOPPED, app, console, error_exit_code, fail, print_json
 
 if TYPE_CHECKING:
     from bitswarm.index.binary_client import BinaryIndexClient
@@ -81,7 +81,7 @@ def run_peer(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     except KeyboardInterrupt:  # Ctrl-C before the stop handlers are in place
         raise typer.Exit(EXIT_STOPPED) from None
     except BitswarmError as exc:
-        fail(str(exc))
+        fail(str(exc), error_exit_code(exc))
     except OSError as exc:
         fail(f"{exc.strerror or exc}")
 
@@ -267,7 +267,7 @@ def get_command(
         async with logged_in(account) as client:
             hits = pick(await client.search(name), name)
         if not hits:
-            fail(f"no online peer holds {name!r}")
+            fail(f"no online peer holds {name!r}", EXIT_FAILURE)
         return await fetch(hits, output, timeout=max(timeout, 60.0))
 
     hit, path = run_peer(main)

@@ -50,9 +50,13 @@ class BinaryIndexRefused(BinaryIndexError):
 class BinaryIndexTimeout(BinaryIndexError):
     """No reply within the client's timeout."""
 
+    exit_code = 1  # the command line's code: the service failed (docs/cli.md)
+
 
 class BinaryIndexConnectionError(BinaryIndexError):
     """Cannot connect, the connection was lost, or the server's reply broke the protocol."""
+
+    exit_code = 1  # the command line's code: the service is unreachable (docs/cli.md)
 
 
 class BinaryIndexClient:

@@ -40,7 +40,13 @@ _SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 
 
 class CentralizedError(BitswarmError):
-    """The server refused a call or could not be reached, or no holder served a resource."""
+    """The server refused a call or could not be reached, or no holder served a resource.
+    ``exit_code``: the command line's code (``docs/cli.md``): 1 when the operation failed at run time
+    (unreachable, not JSON, no holder), 2 when the server refused the request."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +89,10 @@ class CentralizedClient:
             raise CentralizedError(f"{self.base_url}{path}: HTTP {reply.status_code}, not JSON") from None
         if reply.status_code >= 400:
             reason = data.get("error") if isinstance(data, dict) else None
-            raise CentralizedError(f"{self.base_url}{path}: HTTP {reply.status_code} {reason or ''}".rstrip())
+            raise CentralizedError(
+                f"{self.base_url}{path}: HTTP {reply.status_code} {reason or ''}".rstrip(),
+                1 if reply.status_code >= 500 else 2,
+            )
         return data
 
     async def post_resource(

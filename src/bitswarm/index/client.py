@@ -42,6 +42,16 @@ class IndexClientError(BitswarmError):
         self.status = status
         self.code = code
 
+    @property
+    def exit_code(self) -> int:
+        """The command line's code (``docs/cli.md``): 1 when the index could not be reached, failed
+        (5xx), is not an index, or no peer had the file; 2 for a request it refused (4xx) or bad input."""
+        return 1 if self.code in _RUNTIME_FAILURES or self.status >= 500 else 2
+
+
+#: :attr:`IndexClientError.code` values that mean the operation failed at run time.
+_RUNTIME_FAILURES = frozenset({"unreachable", "not_an_index", "no_peer"})
+
 
 @dataclass(frozen=True, slots=True)
 class PeerAddress:
@@ -129,7 +139,7 @@ class IndexClient:
         try:
             reply = await self._http.request(method, path, headers=headers, **kw)
         except httpx.HTTPError as exc:
-            raise IndexClientError(f"{self.base_url}: {exc}") from None
+            raise IndexClientError(f"{self.base_url}: {exc}", code="unreachable") from None
         if reply.status_code >= 400:
             code = message = ""
             with contextlib.suppress(ValueError, AttributeError, TypeError):
@@ -145,7 +155,9 @@ class IndexClient:
         try:
             return reply.json()
         except ValueError:
-            raise IndexClientError(f"{self.base_url}{path}: not JSON (is this an index server?)") from None
+            raise IndexClientError(
+                f"{self.base_url}{path}: not JSON (is this an index server?)", code="not_an_index"
+            ) from None
 
     # -- account and peer ----------------------------------------------------------------------
 
@@ -389,7 +401,7 @@ async def get(
         data = await idx.torrent(found.id) if found.has_torrent else None
     peers = [(p.ip, p.port) for p in found.peers if p.online or include_offline]
     if not peers:
-        raise IndexClientError(f"no online peer has {found.name!r}")
+        raise IndexClientError(f"no online peer has {found.name!r}", code="no_peer")
     if data is None:
         received = await asyncio.wait_for(_get_over_http(found, peers, save_path), timeout)
         return Fetched(found, None, save_path, received)
@@ -415,7 +427,9 @@ async def _get_over_http(found: IndexedFile, peers: list[tuple[str, int]], save_
             return (await asyncio.to_thread(path.stat)).st_size
         except PeerFileError as exc:
             last = str(exc)
-    raise IndexClientError(f"{found.name!r} has no .torrent and no peer served it over HTTP ({last})")
+    raise IndexClientError(
+        f"{found.name!r} has no .torrent and no peer served it over HTTP ({last})", code="no_peer"
+    )
 
 
 __all__ = [
