@@ -116,3 +116,19 @@ def test_priority_follows_a_new_own_address() -> None:
     assert pm.priority(peer) == peer_priority(OWN, peer)
     own[4] = ("203.0.113.5", 6881)  # an external address was decided
     assert pm.priority(peer) == peer_priority(own[4], peer)
+
+
+async def test_an_address_of_another_family_is_never_dialed() -> None:
+    """Whoever asks (hole punching, a magnet fetch), a dial to an IPv6 address from an IPv4-only
+    session fails at once instead of reaching a socket of the wrong family."""
+    from bitswarm.session.peer_manager import DialOutcome
+
+    pm = make([])
+    made: list[tuple[str, int]] = []
+
+    def new_connection(addr: tuple[str, int]) -> Any:
+        made.append(addr)
+        raise AssertionError("no connection may be made")
+
+    assert await pm.connect(("2001:db8::1", 6881), new_connection, b"\0" * 20) is DialOutcome.FAILED
+    assert made == []

@@ -297,8 +297,11 @@ class PeerManager:
         """Dial ``addr`` under the session's encryption policy (:func:`dial_plan`) on ``transports``
         (default :meth:`transports_for`: uTP first, TCP when uTP does not connect); ``skey`` is the
         torrent's MSE stream key (its info-hash), ``new_connection`` makes each attempt's peer
-        connection. Returns once a connection is up (after MSE, if used) or every attempt failed."""
+        connection. Returns once a connection is up (after MSE, if used) or every attempt failed
+        (at once for an address of a family the session's sockets do not carry)."""
         policy = self.config.encryption
+        if (family := ip_family(addr[0])) is not None and family not in self._families():
+            return DialOutcome.FAILED
         if transports is None:
             transports = self.transports_for(addr)
         dead: set[str] = set()
