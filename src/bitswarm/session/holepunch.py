@@ -13,7 +13,8 @@ rule of :meth:`~bitswarm.session.peer_manager.PeerManager.join` keeps one), come
   ``ut_holepunch``: a ``connect`` to both sides, each with the other's endpoint. Otherwise an
   ``error``: ``NoSuchPeer`` (not a dialable endpoint, or the initiator itself), ``NotConnected``,
   ``NoSupport``, ``NoSelf`` (our own listen address). A peer that did not offer ``ut_holepunch`` is
-  ignored (BEP 55), and each peer gets at most :data:`RENDEZVOUS_PER_MINUTE` rendezvous answered.
+  ignored (BEP 55), and each peer gets at most :data:`RENDEZVOUS_PER_MINUTE` rendezvous answered
+  (and connects acted on) a minute.
 * **initiator** — an address whose uTP dial failed (we ask while TCP is still tried), and that a
   connected peer offering ``ut_holepunch`` told us about in PEX (flag 0x08, or any contact: the
   sender is connected to it), gets a ``rendezvous`` through that peer: at once when both are known
@@ -67,7 +68,7 @@ PUNCH_INTERVAL = 2.0
 PUNCH_SETTLE_STEPS = 20
 #: Punch dials running at once (a relay cannot make us dial the whole internet).
 MAX_PUNCHES = 8
-#: Rendezvous answered per peer per minute (per-client limit of the relay role).
+#: Rendezvous answered, and connects acted on, per peer per minute (per-client limit).
 RENDEZVOUS_PER_MINUTE = 20
 #: Addresses whose relay and failed dial we remember.
 MAX_REMEMBERED = 1000
@@ -147,7 +148,7 @@ class Holepuncher:
         self._asked: dict[Address, float] = {}
         #: addresses being punched now (uTP dials only)
         self._punching: set[Address] = set()
-        #: relay role: per-peer times of answered rendezvous (rate limit)
+        #: per-peer times of answered rendezvous and connects (rate limit)
         self._answered: dict[int, deque[float]] = {}
 
     # -- hooks from the peer manager -----------------------------------------------------------
@@ -222,16 +223,22 @@ class Holepuncher:
             log.debug("holepunch error %s for %s:%d from %s:%d", code, msg.ip, msg.port, *peer.address)
             self._emit("holepunch", message="error", role="initiator", address=_text(msg.address), error=code)
 
-    def _relay(self, initiator: PeerProtocol, msg: HolepunchMessage) -> None:
+    def _allow(self, peer: PeerProtocol) -> bool:
+        """Per-peer limit: at most :data:`RENDEZVOUS_PER_MINUTE` rendezvous and connects a minute."""
         now = self.clock.now()
-        times = self._answered.setdefault(id(initiator), deque())
+        times = self._answered.setdefault(id(peer), deque())
         while times and now - times[0] > 60.0:
             times.popleft()
         if len(times) >= RENDEZVOUS_PER_MINUTE:
-            return
+            return False
         times.append(now)
         if len(self._answered) > MAX_REMEMBERED:
-            self._answered = {id(initiator): times}
+            self._answered = {id(peer): times}
+        return True
+
+    def _relay(self, initiator: PeerProtocol, msg: HolepunchMessage) -> None:
+        if not self._allow(initiator):
+            return
         code = self._relay_error(initiator, msg)
         if code is not None:
             self.stats.errors_sent += 1
@@ -282,6 +289,8 @@ class Holepuncher:
         return self._find(addr) is not None
 
     def _on_connect(self, relay: PeerProtocol, msg: HolepunchMessage) -> None:
+        if not self._allow(relay):
+            return
         self.stats.connects_received += 1
         addr = canonical(msg.address)
         self._emit(
