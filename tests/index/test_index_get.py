@@ -177,6 +177,11 @@ def test_share_then_get_between_processes(tmp_path):
         )
         indexed = _json_lines_until(share, "indexed")
         assert indexed["name"] == "Big Buck Bunny.mkv"
+        # the README's search: any word finds it (every word had to match: issue 22)
+        found = subprocess.run([*CLI, "search", "bunny holiday", "--index", url, "--json"],
+                               capture_output=True, text=True, env=env, timeout=30)  # fmt: skip
+        assert found.returncode == 0, found.stderr
+        assert [f["name"] for f in json.loads(found.stdout)["items"]] == ["Big Buck Bunny.mkv"]
         out = subprocess.run(
             [
                 *GET,
