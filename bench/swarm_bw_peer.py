@@ -178,6 +178,38 @@ class _SendSampler:
                 self.empty += 1
 
 
+def _utp_stats(handle: Any) -> dict[str, Any] | None:
+    """uTP diagnostics of the connections we upload on (engine internals): window, queueing delay
+    above the base (LEDBAT's our_delay), RTT, bytes in flight and queued, timeouts, retransmits."""
+    rt = getattr(handle, "_rt", None)
+    if rt is None:
+        return None
+    conns = []
+    for p in rt.peers.values():
+        stream = p.stream
+        info = getattr(stream, "get_extra_info", None)
+        conn = info("utp_connection") if info is not None else None
+        if conn is not None and not p.am_choking:
+            conns.append(conn)
+    if not conns:
+        return None
+
+    def med(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    return {
+        "n": len(conns),
+        "cwnd_kib": round(med([c.cwnd for c in conns]) / 1024, 1),
+        "delay_ms": round(med([c.our_delay for c in conns]) / 1000, 1),
+        "delay_max_ms": round(max(c.our_delay for c in conns) / 1000, 1),
+        "rtt_ms": round(med([(c.rtt.rtt or 0.0) * 1000 for c in conns]), 1),
+        "in_flight_kib": round(sum(c.bytes_in_flight for c in conns) / 1024),
+        "queued_kib": round(sum(c.send_buffered for c in conns) / 1024),
+        "timeouts": sum(c.stats.timeouts for c in conns),
+        "retransmits": sum(c.stats.retransmits for c in conns),
+    }
+
+
 def _interested_in_us(handle: Any) -> int:
     rt = getattr(handle, "_rt", None)
     return 0 if rt is None else sum(1 for p in rt.peers.values() if p.peer_interested)
@@ -261,6 +293,7 @@ async def run_one(
                     "request_queues": _request_queues(handle),
                     "interested_in_us": _interested_in_us(handle),
                     "fresh_at": _fresh_at(handle),
+                    "utp": _utp_stats(handle),
                     **({"send": sampler.summary()} if sampler is not None else {}),
                 }
             )
