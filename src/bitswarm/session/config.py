@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bitswarm import __version__
 from bitswarm.mse import EncryptionPolicy
+
+if TYPE_CHECKING:
+    from bitswarm.session.blocklist import Blocklist
 
 #: Azureus-style peer id prefix: -SW<major><minor><patch>0- ("SW": unassigned in the client lists
 #: of libtorrent, Transmission, Vuze/BiglyBT and bittorrent-peerid; "BW" is BitWombat's). docs/cli.md
@@ -147,9 +151,25 @@ class SessionConfig:
     #: BEP 16 super-seeding while a torrent seeds: no bitfield, one rare piece offered to each peer
     #: at a time, the next once another peer has announced it (:mod:`bitswarm.session.superseed`).
     super_seed: bool = False
+    #: SOCKS5 proxy, ``socks5://[user:pass@]host:port`` (``socks5h://``: the proxy resolves names),
+    #: for outgoing TCP peer connections, HTTP(S) trackers and web seeds (``session/proxy.py``).
+    #: While set, no uTP socket and no DHT node are opened and UDP trackers are skipped (nothing
+    #: goes out over UDP); incoming connections are not proxied. None: direct.
+    proxy: str | None = None
+    #: IP ranges never dialed nor accepted (tracker, PEX, DHT, LSD results and incoming
+    #: connections): ``session/blocklist.py``, loaded by ``session/blocklist_source.py``. It may be
+    #: replaced while the session runs (the daemon's ``blocklist-update``). None: no blocklist.
+    blocklist: Blocklist | None = None
+
 
     def __post_init__(self) -> None:
         self.transports = parse_transports(self.transports)
+        if self.proxy:
+            from bitswarm.session.proxy import parse_proxy
+
+            parse_proxy(self.proxy)  # ValueError names what is wrong
+            if "tcp" not in self.transports:
+                raise ValueError("a proxy carries TCP only: transports must include tcp")
         if self.preallocate not in ("sparse", "full"):
             raise ValueError(f"preallocate must be sparse or full (got {self.preallocate!r})")
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Magnet
-from bitswarm.tracker.client import AnnounceManager, TransferStats
+from bitswarm.tracker.client import AnnounceManager, TransferStats, open_tracker
 from bitswarm.wire import (
     NEED_DATA,
     ConnectionClosed,
@@ -119,6 +120,9 @@ class MetadataFetch:
         host = canonical_ip(host)  # one key per peer; a family the session does not speak is skipped
         if (family := ip_family(host)) is not None and family not in self.session.families:
             return
+        blocklist = self.session.config.blocklist
+        if blocklist is not None and blocklist.check(host):
+            return
         addr = (host, port)
         if (
             0 < port < 65536
@@ -177,6 +181,7 @@ class MetadataFetch:
             port=self.session.port,
             stats=lambda: TransferStats(left=1),
             num_want=self.session.config.announce_numwant,
+            client_factory=functools.partial(open_tracker, proxy=self.session.config.proxy),
         )
         announcer.schedule.floor = self.session.config.min_announce_interval
         try:
@@ -234,6 +239,12 @@ class MetadataFetch:
         within ``utp_connect_timeout`` (see ``PeerManager.connect``)."""
         cfg = self.session.config
         utp = self.session.utp
+        if cfg.proxy:  # no uTP socket while proxied (session/proxy.py)
+            from bitswarm.session.proxy import open_via_proxy
+
+            async with asyncio.timeout(cfg.connect_timeout):
+                sock = await open_via_proxy(cfg.proxy, *addr, timeout=cfg.connect_timeout)
+                return await asyncio.open_connection(sock=sock)
         if utp is not None:
             loop = asyncio.get_running_loop()
             reader = asyncio.StreamReader(loop=loop)

@@ -200,9 +200,21 @@ class PeerManager:
         family = ip_family(host)
         if family is not None and family not in self._families():
             return
+        if self.blocked(host):
+            return
         if not self.smart_ban.is_banned(host, port):
             self.candidates[(host, port)] = 0.0
             self._new_candidates.set()
+
+    def blocked(self, ip: str) -> bool:
+        """Is ``ip`` in the session's IP blocklist (counted in its ``blocked``)? Every address
+        arrives through :meth:`add` (trackers, PEX, DHT, LSD, ``--peer``) and every dial through
+        :meth:`connect` (hole punches too): both ask here."""
+        blocklist = self.config.blocklist
+        if blocklist is not None and blocklist.check(ip):
+            log.debug("%s is blocklisted: not dialed", ip)
+            return True
+        return False
 
     def priority(self, addr: Address) -> int:
         """BEP 40 canonical priority of a connection to ``addr`` (-1: our own address of its family
@@ -302,6 +314,8 @@ class PeerManager:
         policy = self.config.encryption
         if (family := ip_family(addr[0])) is not None and family not in self._families():
             return DialOutcome.FAILED
+        if self.blocked(addr[0]):
+            return DialOutcome.FAILED
         if transports is None:
             transports = self.transports_for(addr)
         dead: set[str] = set()
@@ -346,6 +360,12 @@ class PeerManager:
                 if utp is None:
                     raise ConnectionError("no uTP socket")
                 await utp.connect(addr, lambda: receiver, timeout=self.config.utp_connect_timeout)
+            elif attempt.transport == "tcp" and self.config.proxy:
+                from bitswarm.session.proxy import connect_tcp_via_proxy
+
+                timeout = self.config.connect_timeout
+                async with asyncio.timeout(timeout):
+                    await connect_tcp_via_proxy(self.config.proxy, *addr, receiver, timeout=timeout)
             elif attempt.transport == "tcp":
                 async with asyncio.timeout(self.config.connect_timeout):
                     await connect_tcp(addr[0], addr[1], receiver)

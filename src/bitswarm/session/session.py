@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
     from bitswarm.metainfo import Magnet
     from bitswarm.mse import SkeyIndex
+    from bitswarm.session.blocklist import Blocklist
     from bitswarm.session.lsd import LocalDiscovery
     from bitswarm.session.peer import PeerProtocol
     from bitswarm.transport import StreamReceiver
@@ -130,12 +131,14 @@ class Session:
             return
         cfg = self.config
         tcp = "tcp" in cfg.transports
+        # a proxy carries TCP only: no uTP socket, no DHT node (nothing of ours goes out over UDP)
+        utp_on = "utp" in cfg.transports and not cfg.proxy
         for _ in range(16 if cfg.listen_port == 0 and tcp else 1):
             if tcp:
                 await self._listen_tcp()
-            if "utp" in cfg.transports:
+            if utp_on:
                 self.utp = await self._open_utp(self.port if tcp else cfg.listen_port)
-            if self.utp is not None or "utp" not in cfg.transports or cfg.listen_port != 0 or not tcp:
+            if self.utp is not None or not utp_on or cfg.listen_port != 0 or not tcp:
                 break
             # an ephemeral TCP port whose UDP twin is taken: another one
             assert self._server is not None
@@ -145,13 +148,15 @@ class Session:
             self.port = self.utp.address[1]
         elif not tcp:
             raise SessionError(f"cannot listen on UDP {cfg.listen_host}:{cfg.listen_port} (uTP)")
-        elif "utp" in cfg.transports:
+        elif utp_on:
             log.warning("uTP disabled: UDP port %d on %s is taken", self.port, cfg.listen_host)
+        elif cfg.proxy:
+            log.info("proxy %s: peers dialed over TCP; no uTP, DHT, UDP trackers", _proxy_host(cfg.proxy))
         self._started = True
         self._learn_own_ips()
         fams = "IPv4 and IPv6" if len(self.families) == 2 else f"IPv{self.families[0]} only"
         log.info("listening on %s:%d (%s; %s)", cfg.listen_host, self.port, ", ".join(self.transports), fams)
-        if cfg.enable_dht:
+        if cfg.enable_dht and not cfg.proxy:
             await self._start_dht()
         if cfg.enable_lsd:
             await self._start_lsd()
@@ -643,9 +648,36 @@ class Session:
 
     def connection_opened(self, conn: PeerProtocol) -> None:
         self._connections.add(conn)
+        blocklist = self.config.blocklist
+        if not conn.outgoing and blocklist is not None and blocklist.check(conn.address[0]):
+            log.debug("refusing %s:%d: blocklisted", *conn.address)
+            conn.close()  # before its handshake is read: no torrent, no answer
 
     def connection_closed(self, conn: PeerProtocol) -> None:
         self._connections.discard(conn)
+
+    def set_blocklist(self, blocklist: Blocklist | None) -> int:
+        """Use ``blocklist`` from now on (None: none); connected peers it blocks are closed (their
+        number is returned). Candidates it blocks are skipped when they come up for a dial."""
+        self.config.blocklist = blocklist
+        if blocklist is None:
+            return 0
+        gone = [c for c in self._connections if not c.closed and blocklist.check(c.address[0])]
+        for conn in gone:
+            conn.close("blocklisted")
+        return len(gone)
+
+    def privacy_status(self) -> dict[str, Any]:
+        """The blocklist's counts (rules read, merged ranges, addresses and connections refused) and
+        whether a proxy is in use, for status displays."""
+        bl = self.config.blocklist
+        return {
+            "blocklist_enabled": bl is not None,
+            "blocklist_rules": bl.rules if bl is not None else 0,
+            "blocklist_ranges": bl.ranges if bl is not None else 0,
+            "blocklist_blocked": bl.blocked if bl is not None else 0,
+            "proxy": _proxy_host(self.config.proxy) if self.config.proxy else None,
+        }
 
     @property
     def torrents(self) -> list[TorrentHandle]:
@@ -682,6 +714,14 @@ class Session:
                 yield await q.get()
         finally:
             self._subscribers.remove(q)
+
+
+def _proxy_host(url: str) -> str:
+    """The proxy's host:port, without its credentials (logs)."""
+    from bitswarm.session.proxy import parse_proxy
+
+    p = parse_proxy(url)
+    return f"{p.host}:{p.port}"
 
 
 def _is_ip(host: str) -> bool:

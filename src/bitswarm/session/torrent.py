@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -39,7 +40,7 @@ from bitswarm.session.webseed import WebSeedManager
 from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.tracker import Event as TrackerEvent
-from bitswarm.tracker.client import AnnounceManager, TransferStats
+from bitswarm.tracker.client import AnnounceManager, TransferStats, open_tracker
 from bitswarm.wire.ut_metadata import MetadataServer
 from bitswarm.wire.ut_pex import PexTracker
 
@@ -157,7 +158,9 @@ class TorrentRuntime:
         self._seed_mode = seed_mode
         self.trackers = trackers
         #: each tracker's last answer or error, kept across pauses (``tracker_reply``/``_error`` events)
-        self.tracker_book = TrackerBook(trackers, emit=self._emit)
+        self.tracker_book = TrackerBook(
+            trackers, emit=self._emit, open_client=functools.partial(open_tracker, proxy=cfg.proxy)
+        )
         now = self.clock.now
         self.download_limiter = RateLimiter(0, parent=session.download_limiter, clock=now)
         self.upload_limiter = RateLimiter(0, parent=session.upload_limiter, clock=now)
@@ -215,6 +218,7 @@ class TorrentRuntime:
             scheduler=self.scheduler,
             clock=self.clock,
             limiter=self.download_limiter,
+            proxy=cfg.proxy,
         )
         self.choking = ChokeDriver(
             Choker(cfg.upload_slots, seed_slots=cfg.seed_upload_slots),

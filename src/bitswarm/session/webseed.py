@@ -308,8 +308,10 @@ class WebSeed:
 class WebSeedManager:
     """Every web seed of one torrent, sharing one HTTP client."""
 
-    def __init__(self, seeds: Sequence[WebSeed]) -> None:
+    def __init__(self, seeds: Sequence[WebSeed], *, proxy: str | None = None) -> None:
         self.seeds = list(seeds)
+        #: a SOCKS5 proxy URL the seeds are fetched through (session/proxy.py; None: direct)
+        self.proxy = proxy
 
     @classmethod
     def for_torrent(
@@ -322,6 +324,7 @@ class WebSeedManager:
         scheduler: RequestScheduler,
         clock: Clock,
         limiter: RateLimiter,
+        proxy: str | None = None,
     ) -> WebSeedManager:
         seeds = []
         kinds = [(u, "bep19") for u in url_list]
@@ -343,7 +346,7 @@ class WebSeedManager:
                     limiter=limiter,
                 )
             )
-        return cls(seeds)
+        return cls(seeds, proxy=proxy)
 
     @property
     def connected(self) -> int:
@@ -371,6 +374,7 @@ class WebSeedManager:
                 limits=limits,
                 headers={"User-Agent": f"bitswarm/{__version__}"},
                 trust_env=False,
+                proxy=self.proxy,
             ) as client,
             asyncio.TaskGroup() as tg,
         ):

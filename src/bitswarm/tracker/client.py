@@ -159,12 +159,36 @@ def open_tracker(
     udp_retry_base: float = 15.0,
     udp_max_retries: int = 8,
     http_client: httpx.AsyncClient | None = None,
+    proxy: str | None = None,
 ) -> TrackerClient:
-    """A client for ``url`` chosen by scheme (see :func:`normalize_tracker_url`)."""
+    """A client for ``url`` chosen by scheme (see :func:`normalize_tracker_url`). With ``proxy``
+    (``socks5://...``) HTTP(S) requests go through it and a UDP tracker is not contacted at all:
+    its client fails every request (SOCKS5 UDP ASSOCIATE is not used; ``docs/security.md``)."""
     url = normalize_tracker_url(url)
     if url.lower().startswith("udp://"):
+        if proxy:
+            return ProxiedUdpTrackerClient(url)
         return UdpTrackerClient(url, retry_base=udp_retry_base, max_retries=udp_max_retries)
-    return HttpTrackerClient(url, timeout=timeout, http_client=http_client)
+    return HttpTrackerClient(url, timeout=timeout, http_client=http_client, proxy=proxy)
+
+
+class ProxiedUdpTrackerClient:
+    """A UDP tracker while a proxy is set: never contacted (it would show our address)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _refuse(self) -> TrackerUnreachable:
+        return TrackerUnreachable("UDP tracker not used through the proxy", url=self.url)
+
+    async def announce(self, params: AnnounceParams) -> AnnounceResult:
+        raise self._refuse()
+
+    async def scrape(self, info_hashes: Sequence[bytes]) -> dict[bytes, ScrapeResult]:
+        raise self._refuse()
+
+    async def aclose(self) -> None:
+        return None
 
 
 # ------------------------------------------------------------------------------------------- HTTP
@@ -181,6 +205,7 @@ class HttpTrackerClient:
         timeout: float = 15.0,
         http_client: httpx.AsyncClient | None = None,
         max_body: int = 1 << 20,
+        proxy: str | None = None,
     ) -> None:
         self.url = normalize_tracker_url(url)
         self.timeout = timeout
@@ -190,6 +215,8 @@ class HttpTrackerClient:
         #: made on first use.
         self._own_client = http_client is None
         self._http: httpx.AsyncClient | None = http_client
+        #: a SOCKS5 proxy URL: every request goes through httpx with it (None: direct)
+        self.proxy = proxy
 
     def _httpx(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -201,11 +228,12 @@ class HttpTrackerClient:
                 max_redirects=3,
                 trust_env=False,
                 headers={"User-Agent": USER_AGENT},
+                proxy=self.proxy,
             )
         return self._http
 
     async def _get(self, url: str) -> tuple[int, bytes]:
-        if not self._own_client or not url.startswith("http://"):
+        if not self._own_client or not url.startswith("http://") or self.proxy:
             return await self._get_httpx(url)
         try:
             for _ in range(MAX_REDIRECTS + 1):
