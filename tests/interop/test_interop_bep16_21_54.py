@@ -5,23 +5,28 @@
 * libtorrent sees a bitswarm partial seed as ``upload_only`` and not as a seed; bitswarm sees a
   libtorrent partial seed the same way and downloads the pieces it has;
 * a libtorrent seed in seed mode whose piece fails its check sends ``lt_donthave``: bitswarm drops
-  the piece from that peer's set and from the availability.
+  the piece from that peer's set and from the availability; the other way round, libtorrent drops
+  the piece from its view of a bitswarm seed-mode seed whose piece failed.
 
 v1 torrents: the BEP 52 handshake bits are not what these tests are about.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.session.test_session_messages import RawPeer
 
 import testtools
 from bitswarm.metainfo import parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
+from bitswarm.wire import Handshake, Interested, Request, Reserved, Unchoke
 from realclients import libtorrent_peer
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
@@ -147,3 +152,48 @@ async def test_libtorrent_lt_donthave_reaches_bitswarm(tmp_path: Path) -> None:
             assert not peer.is_seed and rt.picker.availability[2] == 0
             await until(lambda: h.status().pieces_done == 7, 30, "the other pieces")
     assert not h.pieces().get(2)
+
+
+async def test_bitswarm_lt_donthave_reaches_libtorrent(tmp_path: Path) -> None:
+    """A bitswarm seed in seed mode whose piece 2 is bad on disk: a scripted peer asks for it, the
+    check fails, and libtorrent (downloading the other file, slowly, so it is still connected) hears
+    ``lt_donthave``: piece 2 leaves its view of our pieces and we are no seed to it any more."""
+
+    base = two_files(tmp_path / "src")
+    data = create_torrent(base, version="v1", piece_length=PIECE)
+    t = parse_torrent(data)
+    with open(base / "a.bin", "r+b") as f:
+        f.seek(2 * PIECE + 9)
+        f.write(b"bad")
+    async with Session(config()) as s:
+        await s.add(t, base.parent, seed_mode=True)
+        with libtorrent_peer(**LT_SETTINGS, download_rate_limit=32768) as lt_peer:
+            lt = lt_peer.lt
+            params = lt.add_torrent_params()
+            params.ti = lt.torrent_info(lt.bdecode(data))
+            params.save_path = str(tmp_path / "lt")
+            params.file_priorities = [0, 1]  # b.bin only: it never asks for piece 2 itself
+            h = lt_peer.session.add_torrent(params)
+            h.connect_peer(("127.0.0.1", s.port))
+            await until(lambda: bool(h.get_peer_info()), 20, "libtorrent to connect")
+            assert all(h.get_peer_info()[0].pieces) and h.get_peer_info()[0].flags & lt.peer_info.seed
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+            asker = RawPeer(t, reader, writer)
+            try:
+                asker.send(Handshake(t.swarm_hash, b"-XX0000-" + os.urandom(12), Reserved.make(fast=True)))
+                while not isinstance(await asker.next(), Handshake):
+                    pass
+                asker.send(Interested())
+                while not isinstance(await asker.next(), Unchoke):
+                    pass
+                asker.send(Request(2, 0, 16384))
+
+                def dropped() -> bool:
+                    info = h.get_peer_info()
+                    return bool(info) and not info[0].pieces[2]
+
+                await until(dropped, 20, "libtorrent to hear lt_donthave for piece 2")
+            finally:
+                writer.close()
+            (info,) = h.get_peer_info()
+            assert sum(info.pieces) == 15 and not info.flags & lt.peer_info.seed
