@@ -328,6 +328,7 @@ class TorrentRuntime:
                 stats=self._transfer_stats,
                 num_want=cfg.announce_numwant,
                 client_factory=self.tracker_book.client_factory,
+                ip=cfg.announce_ip,  # BEP 3 ``ip``: only when configured
                 addresses=lambda: session.own_ips,
             )
             announcer.schedule.floor = cfg.min_announce_interval

@@ -627,10 +627,13 @@ class AnnounceManager:
         tracker_timeout: float = 60.0,
         stopped_timeout: float = 5.0,
         addresses: Callable[[], Mapping[int, str]] | None = None,
+        ip: str | None = None,
     ) -> None:
         rng = rng or random.Random()
         #: our IP per family (4, 6) as far as known: sent as BEP 7 ``ipv4=``/``ipv6=`` when public
         self.addresses = addresses
+        #: BEP 3 ``ip``: sent only when configured (the tracker otherwise takes the source address)
+        self.ip = ip
         self.tiers: list[list[str]] = []
         for tier in tiers:
             urls = list(dict.fromkeys(u.strip() for u in tier if u.strip()))
@@ -672,6 +675,7 @@ class AnnounceManager:
             key=self.key,
             num_want=0 if event is Event.STOPPED else self.num_want,
             tracker_id=self._tracker_ids.get(url),
+            ip=self.ip,
             **self._bep7_addresses(),
         )
 
