@@ -289,3 +289,38 @@ async def test_a_trackers_external_ip_decides_bep24(tmp_path: Any) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("announce_ip", [None, "198.51.100.9"])
+async def test_ip_is_announced_only_when_configured(tmp_path: Any, announce_ip: str | None) -> None:
+    """BEP 3 ``ip``: the tracker takes the source address (behind a NAT: the router's, which is right);
+    ``ip=`` goes out only when ``announce_ip`` says so, whatever the external address learnt."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    queries: list[dict[str, list[str]]] = []
+    body = b"d8:intervali1800e5:peers0:11:external ip4:\xc6\x33\x64\x07e"
+
+    async def tracker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        queries.append(parse_qs(urlsplit(head.split(b" ")[1].decode()).query))
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(tracker, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce"
+    (tmp_path / "i.bin").write_bytes(b"i" * 30000)
+    torrent = parse_torrent(make_torrent(tmp_path / "i.bin", trackers=[[url]]).data)
+    try:
+        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, enable_dht=False, announce_ip=announce_ip)
+        async with Session(cfg) as session:
+            handle = await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
+            await eventually(when(lambda: session.external_address == EXT), timeout=15)
+            await handle.force_reannounce()  # the external address is known now: still no ip=
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(queries) >= 2
+    assert all(q.get("ip") == ([announce_ip] if announce_ip else None) for q in queries), queries
