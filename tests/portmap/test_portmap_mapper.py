@@ -342,7 +342,7 @@ async def test_a_delete_refused_while_the_other_methods_mapping_exists_is_retrie
     upnp, pcp = FakeGateway("upnp"), FakeGateway("pcp")
 
     async def slow_upnp_unmap(protocol: Protocol, internal_port: int, external_port: int) -> None:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a slow gateway on purpose: what is tested
         upnp.unmaps.append((protocol, internal_port, external_port))
 
     async def pcp_unmap(protocol: Protocol, internal_port: int, external_port: int) -> None:
