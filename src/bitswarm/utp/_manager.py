@@ -187,8 +187,8 @@ class UtpSocketManager(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         """An ICMP error on the socket (asyncio and uvloop call this when a receive or send returns
         ECONNREFUSED and the like). A dial fails at once; an established connection ends on a second
-        report a second after the first (see :meth:`UtpConnection.unreachable`); errors for the
-        DHT's queries are dropped (the query times out)."""
+        report a moment after the first, drawn by a probe (see :meth:`UtpConnection.unreachable`);
+        errors for the DHT's queries are dropped (the query times out)."""
         self._drain_errors()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
