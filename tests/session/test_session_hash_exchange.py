@@ -31,6 +31,7 @@ from bitswarm.session.hash_exchange import (
     speaks_v2,
     upgrade_hash,
 )
+from bitswarm.storage import Storage
 from bitswarm.wire import (
     NEED_DATA,
     Handshake,
@@ -450,3 +451,24 @@ async def test_seed_answers_leaf_and_piece_layer_requests_on_the_wire(tmp_path: 
     assert isinstance(layer, Hashes)
     assert b"".join(layer.hash_list()[:12]) == t.piece_layers[big.pieces_root]
     assert isinstance(by_base[(b"\x09" * 32, 2)], HashReject)
+
+
+@pytest.mark.parametrize("version", ["v2", "hybrid"])
+async def test_storage_checks_pieces_against_a_fetched_layer(tmp_path: Path, version: TorrentVersion) -> None:
+    """What the exchange hands storage is used: a hybrid piece must pass SHA-1 *and* the merkle tree
+    once its file's layer is in (a wrong layer fails a piece whose SHA-1 is right); a v2-only piece
+    without its layer is simply not verified (never an error)."""
+    src = make_tree(tmp_path / "seed" / "t", [6 * PL + 10, 4 * PL])
+    t = torrent_of(src, version)
+    big = t.info.files[0]
+    assert big.pieces_root is not None
+    data = (src / "f0.bin").read_bytes()
+    pieces = [data[i * PL : (i + 1) * PL] for i in range(3)]
+    async with Storage(dataclasses.replace(t, piece_layers={}), tmp_path / "dl") as st:
+        assert await st.write_piece(0, pieces[0]) is (version == "hybrid")  # v2: no layer yet
+        wrong = bytes(32) * 7
+        st.set_piece_layer(big.pieces_root, wrong)
+        assert await st.write_piece(1, pieces[1]) is False  # SHA-1 right, the tree says no
+        st.set_piece_layer(big.pieces_root, t.piece_layers[big.pieces_root])
+        assert await st.write_piece(2, pieces[2]) is True
+        assert await st.write_piece(1, bytes(PL)) is False
