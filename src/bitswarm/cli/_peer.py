@@ -377,10 +377,15 @@ async def peer_session(
 
 
 async def _pump_events(session: Session, display: _Display) -> None:
+    shown_mapping = ""
     async for ev in session.events():
         display.event(ev.kind, info_hash=ev.info_hash, name=ev.name, **ev.data)
-        if ev.kind == "port_mapping" and not display.json and not ev.data["summary"].endswith("trying"):
-            note(str(ev.data["summary"]))  # mapped, or why not: once per change
+        if ev.kind == "port_mapping" and not display.json:
+            summary = str(ev.data["summary"])
+            outcome = summary.split(" ", 1)[0]  # "mapped", "no", "port": a line when that changes
+            if not summary.endswith(("trying", "stopped")) and outcome != shown_mapping:
+                shown_mapping = outcome
+                note(summary)  # where peers reach us, or why they cannot
 
 
 async def _drive(
