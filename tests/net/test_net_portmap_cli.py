@@ -316,3 +316,32 @@ def test_daemon_maps_by_default_shows_it_in_stats_and_unmaps_on_sigterm(
     finally:
         daemon.stop()
     assert ours(host) == set()
+
+
+def test_the_progress_display_says_once_where_peers_reach_the_seeder(net: Internet, tmp_path: Path) -> None:
+    """Without --json the seeder prints one line when its port is mapped (PCP first, UPnP a second
+    later: still one line), and nothing about mapping when it stops."""
+    host = net.homes["upnp"].hosts["upnp1"]
+    tracker, announce = start_tracker(net, tmp_path)
+    src, torrent = make_torrent(tmp_path, "human.bin", announce)
+    err = tmp_path / "human.err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(
+            mapping_on(host, BITSWARM, "seed", str(torrent), "--data", str(src.parent), "--port", str(PORT),
+                       "--no-dht"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sink,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while {("TCP", PORT, PORT), ("UDP", PORT, PORT)} - ours(host):
+                assert time.monotonic() < deadline, err.read_text()
+                time.sleep(0.5)
+            time.sleep(4)  # UPnP maps the same port a second after PCP (miniupnpd lists it once)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            tracker.stop()
+    lines = err.read_text().splitlines()
+    mapping = [line for line in lines if "mapp" in line]
+    assert len(mapping) == 1 and mapping[0].startswith(f"mapped tcp {MINIUPNPD_EXT_IP}:{PORT}"), lines
+    assert ours(host) == set()
