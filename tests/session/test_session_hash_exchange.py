@@ -41,8 +41,12 @@ from bitswarm.wire import (
     HashRequest,
     HaveAll,
     HaveNone,
+    Interested,
     PeerConnection,
+    Piece,
+    Request,
     Reserved,
+    Unchoke,
     uncle_count,
 )
 
@@ -318,10 +322,14 @@ async def test_magnet_fetches_piece_layers(tmp_path: Path, version: TorrentVersi
 
 class BadHashesPeer:
     """A seed of a v2-only torrent that has every piece but answers hash requests with hashes that
-    do not lead to the pieces root (the right count, so the wire codec takes them)."""
+    do not lead to the pieces root (the right count, so the wire codec takes them); with
+    ``bad_blocks``, it answers them right and sends garbage for every block instead."""
 
-    def __init__(self, info_hash: bytes) -> None:
-        self.info_hash = info_hash
+    def __init__(self, torrent: Torrent, *, bad_blocks: bool = False) -> None:
+        self.info_hash = torrent.swarm_hash
+        self.bad_blocks = bad_blocks
+        self.good = HashExchange(torrent, clock=Clock(), on_layer=lambda r, layer: None, on_bad_peer=print)
+        self.blocks = 0
         self.requests = 0
         self.closed = asyncio.Event()
         self.server: asyncio.Server | None = None
@@ -342,6 +350,16 @@ class BadHashesPeer:
                         out += codec.send(Handshake(self.info_hash, b"-BH0001-" + bytes(12), reserved))
                     elif isinstance(ev, Handshake):
                         out += codec.send(HaveAll())
+                    elif isinstance(ev, HashRequest) and self.bad_blocks:
+                        self.requests += 1
+                        answer = self.good.answer("leecher", ev)
+                        assert isinstance(answer, Hashes | HashReject)
+                        out += codec.send(answer)
+                    elif isinstance(ev, Interested):
+                        out += codec.send(Unchoke())
+                    elif isinstance(ev, Request):
+                        self.blocks += 1
+                        out += codec.send(Piece(ev.index, ev.begin, b"\xaa" * ev.length))
                     elif isinstance(ev, HashRequest):
                         self.requests += 1
                         n = ev.length + uncle_count(ev.length, ev.proof_layers)
@@ -366,7 +384,7 @@ class BadHashesPeer:
 async def test_peer_sending_bad_hashes_is_banned(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "seed" / "t", [40 * PL + 9, 100])  # one file alone would be single-file
     t = torrent_of(src, "v2")
-    bad = BadHashesPeer(t.swarm_hash)
+    bad = BadHashesPeer(t)
     port = await bad.start()
     try:
         async with Session(config(encryption="off", transports="tcp")) as leecher:
@@ -472,3 +490,38 @@ async def test_storage_checks_pieces_against_a_fetched_layer(tmp_path: Path, ver
         st.set_piece_layer(big.pieces_root, t.piece_layers[big.pieces_root])
         assert await st.write_piece(2, pieces[2]) is True
         assert await st.write_piece(1, bytes(PL)) is False
+
+
+async def test_peer_sending_blocks_that_fail_the_tree_is_banned(tmp_path: Path) -> None:
+    """The layer proves out, the blocks do not: the piece fails its v2 check (a v2-only torrent has
+    no SHA-1) and its sole sender is banned like any peer that sends bad data."""
+    src = make_tree(tmp_path / "seed" / "t", [12 * PL + 9, 100])
+    t = torrent_of(src, "v2")
+    bad = BadHashesPeer(t, bad_blocks=True)
+    port = await bad.start()
+    try:
+        async with Session(config(encryption="off", transports="tcp")) as leecher:
+            banned: list[dict[str, object]] = []
+
+            async def watch() -> None:
+                async for ev in leecher.events():
+                    if ev.kind == "peer_banned":
+                        banned.append(ev.data)
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(0)
+            h = await leecher.add(
+                dataclasses.replace(t, piece_layers={}), tmp_path / "leech", peers=[("127.0.0.1", port)]
+            )
+            await eventually_async(lambda: banned, timeout=20)
+            watcher.cancel()
+            assert banned[0]["port"] == port and "hash check" in str(banned[0]["reason"])
+            assert h._rt.hashes.exchange.fetched == 1 and bad.blocks >= 1  # the layer was taken
+            assert h._rt.scheduler.hash_failures >= 1
+            async with Session(config(encryption="off", transports="tcp")) as seeder:
+                await seeder.add(t, src.parent)
+                h.add_peer("127.0.0.1", seeder.port)
+                await h.wait_complete(timeout=40)
+    finally:
+        await bad.stop()
+    same_tree(src, tmp_path / "leech" / "t")
