@@ -62,7 +62,9 @@ class StaticTracker:
 
 
 @asynccontextmanager
-async def static_tracker(peers: list[tuple[str, int]], host: str = "127.0.0.1") -> AsyncIterator[StaticTracker]:
+async def static_tracker(
+    peers: list[tuple[str, int]], host: str = "127.0.0.1"
+) -> AsyncIterator[StaticTracker]:
     """A :class:`StaticTracker` listening on ``host``; its ``url`` is the announce URL."""
     tracker = StaticTracker(peers, host)
     server = await asyncio.start_server(tracker.serve, host, 0)

@@ -115,7 +115,12 @@ def ranges(draw: st.DrawFn, bits: int) -> tuple[int, int]:
     return lo, min(top, lo + span)
 
 
-@given(st.lists(ranges(32), max_size=40), st.lists(ranges(128), max_size=10), st.lists(v4, max_size=40), st.lists(v6, max_size=10))
+@given(
+    st.lists(ranges(32), max_size=40),
+    st.lists(ranges(128), max_size=10),
+    st.lists(v4, max_size=40),
+    st.lists(v6, max_size=10),
+)
 def test_lookup_matches_naive_reference(
     r4: list[tuple[int, int]], r6: list[tuple[int, int]], probes4: list[int], probes6: list[int]
 ) -> None:
@@ -161,7 +166,7 @@ def http_server() -> Iterator[tuple[str, dict[str, bytes]]]:
     files: dict[str, bytes] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = files.get(self.path)
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Length", str(len(body or b"")))

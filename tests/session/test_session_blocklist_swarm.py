@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from testtools import until
-from trackertools import static_tracker
 
 from bitswarm.dht.server import DHTServer
 from bitswarm.metainfo import Torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
 from bitswarm.session.blocklist import Blocklist
+from testtools import until
+from trackertools import static_tracker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -98,7 +98,10 @@ async def test_a_blocked_seeder_from_the_tracker_is_never_dialed(tmp_path: Path)
     ):
         await good.add(t, src.parent)
         await bad.add(t, src.parent)
-        async with static_tracker([(BAD, bad.port), (OK, good.port)]) as tracker, watching(leecher, bad, t.swarm_hash) as w:
+        async with (
+            static_tracker([(BAD, bad.port), (OK, good.port)]) as tracker,
+            watching(leecher, bad, t.swarm_hash) as w,
+        ):
             h = await leecher.add(t, tmp_path / "leech", trackers=[tracker.url])
             await h.wait_complete(timeout=30)
             assert h.tracker_status()[0].peers == 2  # the tracker did hand out both seeders
@@ -145,12 +148,14 @@ async def test_a_blocked_seeder_from_the_dht_is_never_dialed(tmp_path: Path) -> 
             await bad.add(t, src.parent)
             await until(lambda: len(boot.node.stored_peers(t.swarm_hash)) == 2, timeout=20, what="announces")
             assert {a[0] for a in boot.node.stored_peers(t.swarm_hash)} == {OK, BAD}
-            async with Session(cfg("127.0.0.1", blocklist=blocklist(), **dht)) as leecher:
-                async with watching(leecher, bad, t.swarm_hash) as w:
-                    h = await leecher.add(t, tmp_path / "leech")
-                    await h.wait_complete(timeout=40)
-                    await until(lambda: leecher.privacy_status()["blocklist_blocked"] >= 1, timeout=20, what="DHT")
-                    w.assert_never_met_bad()
+            async with (
+                Session(cfg("127.0.0.1", blocklist=blocklist(), **dht)) as leecher,
+                watching(leecher, bad, t.swarm_hash) as w,
+            ):
+                h = await leecher.add(t, tmp_path / "leech")
+                await h.wait_complete(timeout=40)
+                await until(lambda: leecher.privacy_status()["blocklist_blocked"] >= 1, timeout=20)
+                w.assert_never_met_bad()
 
 
 def _handshake(info_hash: bytes) -> bytes:

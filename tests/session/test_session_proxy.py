@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from testtools import skip_missing, until
-from trackertools import static_tracker
 
 from bitswarm.metainfo import Torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
 from bitswarm.session.proxy import parse_proxy
+from testtools import skip_missing, until
+from trackertools import static_tracker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -129,12 +129,14 @@ async def test_a_download_through_dante_shows_only_the_proxy_address(tmp_path: P
 async def test_a_udp_tracker_is_not_contacted_through_a_proxy(tmp_path: Path) -> None:
     """A UDP tracker would see our address: its status says why it is skipped, and no datagram
     reaches it."""
-    src, t = make(tmp_path)
+    _, t = make(tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.bind(("127.0.0.1", 0))
         udp.setblocking(False)
         url = f"udp://127.0.0.1:{udp.getsockname()[1]}/announce"
-        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, proxy="socks5://127.0.0.1:9", dht_bootstrap=[])
+        cfg = SessionConfig(
+            listen_host="127.0.0.1", listen_port=0, proxy="socks5://127.0.0.1:9", dht_bootstrap=[]
+        )
         async with Session(cfg) as s:
             h = await s.add(t, tmp_path / "leech", trackers=[url])
             await until(lambda: h.tracker_status()[0].status == "error", what="tracker error")
@@ -148,7 +150,9 @@ async def test_an_unreachable_proxy_fails_dials_not_the_session(tmp_path: Path) 
     dead = free_port()
     async with Session(SessionConfig(listen_host=SEEDER, listen_port=0, enable_dht=False)) as seeder:
         await seeder.add(t, src.parent)
-        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, proxy=f"socks5://127.0.0.1:{dead}", enable_dht=False)
+        cfg = SessionConfig(
+            listen_host="127.0.0.1", listen_port=0, proxy=f"socks5://127.0.0.1:{dead}", enable_dht=False
+        )
         async with Session(cfg) as s:
             h = await s.add(t, tmp_path / "leech", peers=[(SEEDER, seeder.port)])
             rt = s.lookup(t.swarm_hash)
@@ -159,10 +163,23 @@ async def test_an_unreachable_proxy_fails_dials_not_the_session(tmp_path: Path) 
 
 def test_proxy_urls() -> None:
     p = parse_proxy("socks5://user:p%40ss@proxy.example:1080")
-    assert (p.scheme, p.host, p.port, p.username, p.password) == ("socks5", "proxy.example", 1080, "user", "p@ss")
+    assert (p.scheme, p.host, p.port, p.username, p.password) == (
+        "socks5",
+        "proxy.example",
+        1080,
+        "user",
+        "p@ss",
+    )
     assert parse_proxy("socks5h://[::1]:1080").url() == "socks5h://[::1]:1080"
     assert parse_proxy("socks5h://h:1").remote_dns
-    for bad in ("http://h:1", "socks5://h", "socks5://:1080", "socks4://h:1", "socks5://h:1/x", "socks5://h:99999"):
+    for bad in (
+        "http://h:1",
+        "socks5://h",
+        "socks5://:1080",
+        "socks4://h:1",
+        "socks5://h:1/x",
+        "socks5://h:99999",
+    ):
         with pytest.raises(ValueError):
             parse_proxy(bad)
     with pytest.raises(ValueError, match="tcp"):

@@ -51,6 +51,8 @@ from bitswarm.storage import DiskSpaceError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from bitswarm.session.blocklist import Blocklist
+
 T = TypeVar("T")
 
 #: Seconds from SIGTERM/SIGINT to the end of the process, whatever it was doing.
@@ -145,6 +147,25 @@ SuperSeedOption = Annotated[
         "--super-seed",
         help="BEP 16 super-seeding: offer each peer one rare piece at a time instead of a bitfield "
         "(for an initial seed with little upload capacity).",
+    ),
+]
+ProxyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--proxy",
+        metavar="URL",
+        help="SOCKS5 proxy for outgoing peer connections, HTTP(S) trackers and web seeds: "
+        "socks5://[USER:PASS@]HOST:PORT (socks5h://: the proxy resolves names). While it is set, "
+        "uTP, the DHT and UDP trackers are off; incoming connections are not proxied.",
+    ),
+]
+BlocklistOption = Annotated[
+    str | None,
+    typer.Option(
+        "--blocklist",
+        metavar="FILE|URL",
+        help="IP blocklist (P2P 'name:1.2.3.4-1.2.3.255', DAT/ipfilter.dat or CIDR lines; gzip'd or "
+        "not): its addresses are never dialed nor accepted. A URL is fetched at start (through --proxy).",
     ),
 ]
 EmbedOption = Annotated[
@@ -429,16 +450,30 @@ def _config(
     transports: str = "tcp,utp",
     preallocate: str = "sparse",
     super_seed: bool = False,
+    proxy: str | None = None,
+    blocklist: str | None = None,
 ) -> SessionConfig:
     """Session settings from the common options (``--port``: None is :data:`DEFAULT_PEER_PORT`, or 0
     when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``,
-    ``--preallocate``, ``--super-seed``)."""
+    ``--preallocate``, ``--super-seed``, ``--proxy``, ``--blocklist``: a blocklist is loaded here,
+    before the event loop runs)."""
     nodes = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
     if preallocate not in ("sparse", "full"):
         fail(f"--preallocate must be sparse or full, not {preallocate!r}")
+    if proxy:
+        from bitswarm.session.proxy import parse_proxy
+
+        try:
+            parse_proxy(proxy)
+        except ValueError as exc:
+            fail(f"--proxy: {exc}")
+        if "tcp" not in _transports(transports):
+            fail("--proxy carries TCP only: --transports must include tcp")
     if port is None:
         port = DEFAULT_PEER_PORT if _port_is_free(host, DEFAULT_PEER_PORT) else 0
     return SessionConfig(
+        proxy=proxy or None,
+        blocklist=_load_blocklist(blocklist, proxy) if blocklist else None,
         listen_host=host,
         listen_port=port,
         enable_dht=not no_dht,
@@ -452,6 +487,20 @@ def _config(
         preallocate=preallocate,
         super_seed=super_seed,
     )
+
+
+def _load_blocklist(source: str, proxy: str | None) -> Blocklist:
+    """``--blocklist FILE|URL``, loaded (and a URL fetched) before the peer session starts."""
+    from bitswarm.session.blocklist import BlocklistError
+    from bitswarm.session.blocklist_source import load_blocklist
+
+    try:
+        blocklist = asyncio.run(load_blocklist(source, proxy=proxy))
+    except BlocklistError as exc:
+        fail(f"--blocklist: {exc}", code=EXIT_FAILURE)
+    if not state.quiet:
+        note(f"blocklist: {blocklist.rules} rules, {blocklist.ranges} ranges")
+    return blocklist
 
 
 def _transports(text: str) -> tuple[str, ...]:
@@ -577,6 +626,8 @@ def download(
     lsd: LsdOption = False,
     no_port_mapping: NoPortMappingOption = False,
     preallocate: PreallocateOption = "sparse",
+    proxy: ProxyOption = None,
+    blocklist: BlocklistOption = None,
     metadata_timeout: Annotated[
         float, typer.Option("--metadata-timeout", help="Seconds a magnet link may take to get its metadata.")
     ] = 300.0,
@@ -594,7 +645,7 @@ def download(
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-        transports=transports, preallocate=preallocate,
+        transports=transports, preallocate=preallocate, proxy=proxy, blocklist=blocklist,
     )  # fmt: skip
     source_ = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
@@ -822,6 +873,8 @@ def seed(
     no_port_mapping: NoPortMappingOption = False,
     preallocate: PreallocateOption = "sparse",
     super_seed: SuperSeedOption = False,
+    proxy: ProxyOption = None,
+    blocklist: BlocklistOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Seed a torrent whose content is already on disk (it is verified first)."""
@@ -833,7 +886,8 @@ def seed(
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-        transports=transports, preallocate=preallocate, super_seed=super_seed,
+        transports=transports, preallocate=preallocate, super_seed=super_seed, proxy=proxy,
+        blocklist=blocklist,
     )  # fmt: skip
 
     async def main() -> None:
@@ -879,6 +933,8 @@ def share(
     no_port_mapping: NoPortMappingOption = False,
     preallocate: PreallocateOption = "sparse",
     super_seed: SuperSeedOption = False,
+    proxy: ProxyOption = None,
+    blocklist: BlocklistOption = None,
     json_out: JsonOption = False,
     index: Annotated[
         str | None,
@@ -911,7 +967,8 @@ def share(
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-        transports=transports, preallocate=preallocate, super_seed=super_seed,
+        transports=transports, preallocate=preallocate, super_seed=super_seed, proxy=proxy,
+        blocklist=blocklist,
     )  # fmt: skip
 
     async def main() -> None:
