@@ -15,7 +15,7 @@ if [ -z "$PY" ]; then
   fi
 fi
 want_apt=(mktorrent aria2 opentracker wrk redis-server postgresql iproute2 iptables chromium
-          nftables miniupnpd-nftables miniupnpc nginx transmission-cli)
+          nftables miniupnpd-nftables miniupnpc nginx transmission-cli dante-server)
 if [ "${BITSWARM_SETUP_APT:-1}" = 1 ]; then
   missing=()
   for p in "${want_apt[@]}"; do
@@ -28,7 +28,7 @@ if [ "${BITSWARM_SETUP_APT:-1}" = 1 ]; then
       apt-get update -qq >/dev/null
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
       # Debian starts services on install; the tests start their own servers.
-      for s in redis-server postgresql opentracker miniupnpd nginx; do service "$s" stop >/dev/null 2>&1 || true; done
+      for s in redis-server postgresql opentracker miniupnpd nginx danted; do service "$s" stop >/dev/null 2>&1 || true; done
     else
       echo "setup: missing Debian packages: ${missing[*]}"
       echo "setup: install them with: sudo apt-get install ${missing[*]} (tests that need them will skip)"
