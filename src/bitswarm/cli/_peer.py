@@ -237,6 +237,8 @@ class _Display:
                 disable=not err_console.is_terminal,
             )
         self._tasks: dict[str, Any] = {}
+        #: set by :func:`_pump_events` on a completion or error event: :func:`_drive` stops waiting
+        self.wake = asyncio.Event()
 
     def __enter__(self) -> _Display:
         if self.progress is not None:
@@ -397,10 +399,18 @@ async def peer_session(
                     await session.close()
 
 
+#: Seconds between two progress refreshes (Rich bar, ``--json`` ``progress`` lines).
+PROGRESS_INTERVAL = 0.5
+#: The session events after which :func:`_drive` looks at the torrents at once, not at its next tick.
+_WAKE_EVENTS = frozenset({"torrent_completed", "torrent_error"})
+
+
 async def _pump_events(session: Session, display: _Display) -> None:
     shown_mapping = ""
     async for ev in session.events():
         display.event(ev.kind, info_hash=ev.info_hash, name=ev.name, **ev.data)
+        if ev.kind in _WAKE_EVENTS:  # printed first, then the command ends (or fails) at once
+            display.wake.set()
         if ev.kind == "port_mapping" and not display.json:
             summary = str(ev.data["summary"])
             outcome = summary.split(" ", 1)[0]  # "mapped", "no", "port": a line when that changes
@@ -417,8 +427,13 @@ async def _drive(
     until_complete: bool,
     stop: asyncio.Event,
 ) -> bool:
-    """Refresh the display until every torrent completes (or forever when seeding) or ``stop``."""
+    """Refresh the display until every torrent completes (or forever when seeding) or ``stop``.
+
+    Refreshes every :data:`PROGRESS_INTERVAL` seconds, and at once after a ``torrent_completed`` or
+    ``torrent_error`` event (``display.wake``): a one-shot download ends as soon as its last piece
+    is verified, not at the next tick."""
     while not stop.is_set():
+        display.wake.clear()
         for h in handles:
             display.update(h)
         states = [h.status().state for h in handles]
@@ -431,9 +446,18 @@ async def _drive(
             for h in handles:
                 display.update(h)
             return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
+        await _tick(stop, display.wake)
     return False
+
+
+async def _tick(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Sleep :data:`PROGRESS_INTERVAL` seconds, or until ``stop`` or ``wake`` is set."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=PROGRESS_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 def _config(

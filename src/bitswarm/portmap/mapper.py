@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import logging
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -120,6 +121,33 @@ class _LoopClock:
         return event.is_set()
 
 
+async def import_in_daemon_thread(module: str) -> None:
+    """Import ``module`` in a daemon thread of its own (not the loop's executor): the loop stays free
+    meanwhile, and a process that ends during the import (a one-shot download done, a stop) never
+    waits for it, as it would for an executor thread (joined at loop and interpreter shutdown)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(exc: BaseException | None) -> None:
+        if not done.done():
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+    def run() -> None:
+        exc: BaseException | None = None
+        try:
+            importlib.import_module(module)
+        except BaseException as e:  # handed to the awaiting task
+            exc = e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, exc)
+
+    threading.Thread(target=run, name=f"import-{module}", daemon=True).start()
+    await done
+
+
 def default_backends(config: PortMapConfig) -> dict[str, BackendFactory]:
     """The real gateways: an SSDP-discovered UPnP IGD, and NAT-PMP/PCP on the default gateway."""
 
@@ -131,7 +159,7 @@ def default_backends(config: PortMapConfig) -> dict[str, BackendFactory]:
         # the event loop, which is busy starting the transfers meanwhile.
         if await asyncio.to_thread(default_gateway) is None:
             raise NoMappingService("no IPv4 default gateway: no router to ask over UPnP")
-        await asyncio.to_thread(importlib.import_module, "bitswarm.portmap.upnp")
+        await import_in_daemon_thread("bitswarm.portmap.upnp")
         from bitswarm.portmap.upnp import UpnpIgdClient  # imported above: only a lookup now
 
         return await UpnpIgdClient.discover(config.discover_timeout)
