@@ -111,6 +111,9 @@ class SessionConfig:
     enable_pex: bool = True
     #: Seconds between PEX messages to one peer (BEP 11: at least 60).
     pex_interval: float = 60.0
+    #: BEP 55 hole punching (``ut_holepunch``, not on private torrents): relay for peers connected to
+    #: us, and ask a peer connected to an address we cannot dial to have both sides dial over uTP.
+    enable_holepunch: bool = True
     #: BEP 14 Local Service Discovery: multicast on the LAN, off unless asked for.
     enable_lsd: bool = False
     lsd_group: tuple[str, int] = ("239.192.152.143", 6771)
@@ -160,7 +163,6 @@ class SessionConfig:
     #: connections): ``session/blocklist.py``, loaded by ``session/blocklist_source.py``. It may be
     #: replaced while the session runs (the daemon's ``blocklist-update``). None: no blocklist.
     blocklist: Blocklist | None = None
-
 
     def __post_init__(self) -> None:
         self.transports = parse_transports(self.transports)

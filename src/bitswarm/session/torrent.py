@@ -187,6 +187,7 @@ class TorrentRuntime:
             emit=self._emit,
             pex=PexTracker(interval=cfg.pex_interval) if cfg.enable_pex and not self.private else None,
             utp=lambda: session.utp,
+            holepunch=cfg.enable_holepunch and not self.private,
             own_ip=session.own_address,
             families=lambda: session.families,
         )
