@@ -205,6 +205,20 @@ def test_initiator_asks_the_relay_after_a_failed_dial() -> None:
     }
 
 
+def test_own_external_address_is_self() -> None:
+    """A PEX contact that is our own external address (libtorrent's PEX names the recipient too) gets
+    no rendezvous; as relay, a rendezvous for it is answered NoSelf."""
+    rig = Rig()
+    rig.hp._own_ip = lambda family: ("198.18.0.104", 6881) if family == 4 else None
+    relay = rig.add(("198.18.0.11", 6881))
+    me = ("198.18.0.104", 6881)
+    rig.hp.on_pex(cast(PeerProtocol, relay), PexMessage(added=(PexPeer(*me, FLAG_HOLEPUNCH),)))
+    rig.hp.dial_failed(me)
+    assert relay.sent == []
+    rig.message(relay, HolepunchMessage.rendezvous(me))
+    assert relay.sent == [HolepunchMessage.failure(me, HolepunchErrorCode.NO_SELF)]
+
+
 def test_canonical() -> None:
     assert canonical(("::ffff:10.0.0.1", 1)) == ("10.0.0.1", 1)
     assert canonical(("2001:DB8::1", 1)) == ("2001:db8::1", 1)

@@ -118,8 +118,9 @@ class Holepuncher:
 
     ``peers`` yields the torrent's connected peers; ``dial(addr)`` dials through the torrent's dial
     path (the peer manager restricts it to uTP while :meth:`punching` says so); ``spawn`` runs a
-    coroutine in the torrent's task group; ``own_address`` is our listen address; ``emit`` publishes
-    a torrent event."""
+    coroutine in the torrent's task group; ``own_address`` is our listen address and ``own_ip(family)``
+    our (external, once known) address of a family with the listen port; ``emit`` publishes a torrent
+    event."""
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class Holepuncher:
         own_address: Callable[[], Address],
         emit: Callable[..., None],
         utp_available: Callable[[], bool],
+        own_ip: Callable[[int], Address | None] = lambda family: None,
     ) -> None:
         self.clock = clock
         self._peers = peers
@@ -139,6 +141,7 @@ class Holepuncher:
         self._own_address = own_address
         self._emit = emit
         self._utp_available = utp_available
+        self._own_ip = own_ip
         self.stats = HolepunchStats()
         #: address -> the peer that told us it is connected to it (PEX), the relay to ask
         self._relays: dict[Address, PeerProtocol] = {}
@@ -181,8 +184,17 @@ class Holepuncher:
         _remember(self._failed, key, self.clock.now())
         self._rendezvous(key)
 
+    def _is_self(self, addr: Address) -> bool:
+        """``addr`` (canonical) is our listen address or our own address as others see it."""
+        if addr == canonical(self._own_address()):
+            return True
+        own = self._own_ip(6 if ":" in addr[0] else 4)
+        return own is not None and canonical(own) == addr
+
     def _rendezvous(self, addr: Address) -> None:
         relay = self._relays.get(addr)
+        if self._is_self(addr):
+            return  # PEX told us about ourselves (libtorrent does not leave the recipient out)
         if relay is None or not supports(relay) or not self._utp_available() or self._connected(addr):
             return
         now = self.clock.now()
@@ -265,8 +277,7 @@ class Holepuncher:
         addr = canonical(msg.address)
         if addr is None:
             return HolepunchErrorCode.NO_SUCH_PEER
-        own = canonical(self._own_address())
-        if own is not None and addr == own:
+        if self._is_self(addr):
             return HolepunchErrorCode.NO_SELF
         if addr == endpoint(initiator) or endpoint(initiator) is None:
             return HolepunchErrorCode.NO_SUCH_PEER  # itself, or we cannot tell the target where it is
@@ -300,7 +311,7 @@ class Holepuncher:
             address=_text(msg.address),
             relay=_text(relay.address),
         )
-        if addr is None or addr == canonical(self._own_address()) or not self._utp_available():
+        if addr is None or self._is_self(addr) or not self._utp_available():
             return
         if self._connected(addr) or addr in self._punching:
             return  # BEP 55: already connected -> ignore (a normal dial may run: ours is over uTP)

@@ -180,7 +180,7 @@ class PeerManager:
         if holepunch:
             self.holepunch = Holepuncher(
                 clock=clock, peers=lambda: list(self.peers.values()), dial=dial, spawn=spawn,
-                own_address=own_address, emit=emit, utp_available=lambda: utp() is not None,
+                own_address=own_address, emit=emit, utp_available=lambda: utp() is not None, own_ip=own_ip,
             )  # fmt: skip
 
     def __iter__(self) -> Iterator[PeerProtocol]:
