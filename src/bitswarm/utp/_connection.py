@@ -768,9 +768,11 @@ class UtpConnection:
             self._stop_timers()
             self._events.append(Reset("timed out"))
             return
-        # BEP 29: back to the smallest window; every packet in flight is presumed lost
+        # back to one full packet, as libutp (max_window = get_packet_size()) and libtorrent (one
+        # MTU) do: BEP 29's "smallest packet" (150 bytes) also cut new packets to 130-byte payloads
+        # for the ~4 RTTs of slow start back to one packet; every packet in flight is presumed lost
         self.ssthresh = max(self.cwnd / 2, float(2 * cfg.min_packet_size))
-        self.cwnd = float(cfg.min_packet_size)
+        self.cwnd = float(cfg.payload_size + HEADER_SIZE)
         self.slow_start = True
         for p in self._outbuf.values():
             p.in_flight = False
