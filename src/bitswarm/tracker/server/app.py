@@ -25,7 +25,7 @@ from bitswarm.tracker.server.errors import TrackerServerError
 from bitswarm.tracker.server.http import HttpTrackerProtocol, connection_guard, http_factory
 from bitswarm.tracker.server.persist import Persistence
 from bitswarm.tracker.server.state import MemoryStore
-from bitswarm.tracker.server.udp import UdpTrackerProtocol, UdpWorker
+from bitswarm.tracker.server.udp import UdpTrackerProtocol, UdpWorker, mmsg_wanted
 
 log = logging.getLogger("bitswarm.tracker.server")
 
@@ -97,8 +97,9 @@ class TrackerServer:
                 self._servers.append(server)
                 self.http_addresses.append(server.sockets[0].getsockname()[:2])
             for host, port in config.udp:
-                if isinstance(self.store, MemoryStore):
-                    # a thread per socket: blocking recvfrom/sendto, no event-loop hop per datagram
+                if isinstance(self.store, MemoryStore) or mmsg_wanted(core):
+                    # a thread per socket: blocking recvfrom/sendto, no event-loop hop per datagram;
+                    # over Redis (recvmmsg only) one script call per received batch
                     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
                     try:
                         if sock.family == socket.AF_INET6:

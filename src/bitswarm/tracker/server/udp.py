@@ -79,6 +79,11 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             isinstance(getattr(core, "store", None), MemoryStore)
             and getattr(core.config, "mode", None) is Mode.OPEN
         )
+        #: set by a :class:`UdpWorker` over an async store (Redis): announces of one ``recvmmsg``
+        #: batch wait here as ``(announce, sockaddr address, transaction id)`` for one store call
+        #: (:meth:`finish_ring`)
+        self.deferred: list[tuple[tuple[bytes, bytes, bytes, bool, int, int, bool], int, int]] | None = None
+        self._name = 0  # the sockaddr address of the datagram :meth:`handle` is answering
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -232,8 +237,9 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         v6 = ring.namelen == 28
         unpack_ann = (_RING_ANN6 if v6 else _RING_ANN4).unpack_from
         unpack_hdr = (_RING_HDR6 if v6 else _RING_HDR4).unpack_from
-        inline = self._fast
-        announce = core.store.announce if inline else None
+        deferred = self.deferred
+        inline = self._fast or (deferred is not None and core.config.mode is Mode.OPEN)
+        announce = core.store.announce if self._fast else None
         nw_default = core.numwant_default
         nw_max = core.numwant_max
         intervals = core.intervals
@@ -260,7 +266,12 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
                                     numwant = nw_default
                                 elif numwant > nw_max:
                                     numwant = nw_max
-                                seeders, leechers, peers = announce(  # type: ignore[misc]
+                                if announce is None:  # async store: one call for the batch
+                                    peer = found[1] + port
+                                    item = (info_hash, peer, peer_id, left == 0, event, numwant, False)
+                                    deferred.append((item, name, tid))  # type: ignore[union-attr]
+                                    continue
+                                seeders, leechers, peers = announce(
                                     info_hash, found[1] + port, peer_id, left == 0, event, numwant
                                 )
                                 announced += 1
@@ -290,6 +301,7 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
                     core.announces["udp"] += announced
                     announced = 0
                 core._iv = iv
+                self._name = name
                 reply = self.handle(ring.datagram(i), ring.address(i))
                 iv = core._iv
                 if reply is None:
@@ -309,6 +321,45 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         if announced:
             core.announces["udp"] += announced
         core._iv = iv
+        return j
+
+    def finish_ring(self, ring: MmsgRing, j: int) -> int:
+        """After :meth:`serve_ring` over an async store: run the batch's deferred announces in one
+        blocking store call (:meth:`RedisStore.announce_batch`) and add their replies after the
+        ``j`` already prepared. Returns the new number of replies. Called without ``core.lock``
+        (taken only around the counters). If the store fails, those announces get no reply (the
+        clients retry), as on the asyncio path."""
+        deferred = self.deferred
+        if not deferred:
+            return j
+        core = self.core
+        try:
+            results = core.store.announce_batch([d[0] for d in deferred])
+        except Exception:
+            with core.lock:
+                core.errors["store"] += len(deferred)
+            deferred.clear()
+            return j
+        sbuf = ring.sbuf
+        send_q = ring.send_q
+        send_iov = ring.send_iov
+        outs = ring.outs
+        pack_ann = _ANNR.pack_into
+        with core.lock:
+            intervals = core.intervals
+            iv = core._iv
+            for (_, name, tid), (seeders, leechers, peers) in zip(deferred, results, strict=True):
+                iv = (iv + 1) & 63
+                so, qj, ij = outs[j]
+                pack_ann(sbuf, so, 1, tid, intervals[iv], leechers, seeders)
+                end = so + 20 + len(peers)
+                sbuf[so + 20 : end] = peers
+                send_q[qj] = name
+                send_iov[ij] = end - so
+                j += 1
+            core._iv = iv
+            core.announces["udp"] += len(deferred)
+        deferred.clear()
         return j
 
     @property
@@ -347,6 +398,10 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         store = core.store
         want = core.numwant(numwant)
         if store.is_async:
+            if self.deferred is not None:  # a UdpWorker: the announce joins the batch's store call
+                item = (info_hash, peer, peer_id, left == 0, event, want, False)
+                self.deferred.append((item, self._name, tid))
+                return None
             self._spawn(self._announce_async(tid, addr, info_hash, peer, peer_id, left == 0, event, want))
             return None
         seeders, leechers, peers = store.announce(info_hash, peer, peer_id, left == 0, event, want)
@@ -394,6 +449,14 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
             return self._error(data, tid, "passkey", b"private tracker: scrape over HTTP")
         store = core.store
         if store.is_async:
+            if self.deferred is not None:  # a UdpWorker thread: a blocking call (scrapes are rare)
+                try:
+                    stats = store.scrape_many_sync(hashes)
+                except Exception:
+                    core.errors["store"] += 1
+                    return None
+                core.scrapes["udp"] += 1
+                return _ERR.pack(2, tid) + b"".join(_SCR.pack(*s) for s in stats)
             self._spawn(self._scrape_async(tid, addr, hashes))
             return None
         core.scrapes["udp"] += 1
@@ -420,9 +483,11 @@ def mmsg_wanted(core: TrackerCore) -> bool:
 
 
 class UdpWorker:
-    """Serves one UDP socket from a dedicated thread (with a synchronous store only), no event
-    loop round trip per datagram. Each batch is handled under ``core.lock``, which the HTTP front
-    end and the background jobs take around the store too.
+    """Serves one UDP socket from a dedicated thread, no event loop round trip per datagram. Each
+    batch is handled under ``core.lock``, which the HTTP front end and the background jobs take
+    around a synchronous store too. With an async store (Redis) the worker needs ``recvmmsg``: the
+    announces of one batch go to the store in one blocking call (:meth:`UdpTrackerProtocol.finish_ring`,
+    outside the lock), so one Redis round trip answers a whole batch.
 
     On Linux one ``recvmmsg`` takes up to ``batch`` queued datagrams (``MSG_WAITFORONE``: it
     returns as soon as one is there), :meth:`UdpTrackerProtocol.serve_ring` answers them, and one
@@ -442,6 +507,10 @@ class UdpWorker:
         want = mmsg_wanted(proto.core) if mmsg is None else mmsg and _mmsg.available()
         send_slot = (20 + 18 * max(200, proto.core.numwant_max) + 63) // 64 * 64
         self._ring = MmsgRing(sock, batch, send_slot) if want else None
+        if getattr(proto.core.store, "is_async", False):
+            if self._ring is None:
+                raise ValueError("a UDP worker over an async store needs recvmmsg")
+            proto.deferred = []
         self._thread = threading.Thread(target=self._run, name="bitswarm-tracker-udp", daemon=True)
 
     @property
@@ -461,6 +530,8 @@ class UdpWorker:
 
     def _run_mmsg(self, ring: MmsgRing) -> None:
         serve = self.proto.serve_ring
+        finish = self.proto.finish_ring
+        deferred = self.proto.deferred
         lock = self.proto.core.lock
         errors = self.proto.core.errors
         while not self._stop:
@@ -480,6 +551,8 @@ class UdpWorker:
                 self.max_batch = n
             with lock:
                 m = serve(ring, n)
+            if deferred is not None:
+                m = finish(ring, m)
             if m:
                 try:
                     refused = ring.send(m)
