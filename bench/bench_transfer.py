@@ -74,6 +74,7 @@ LT_ENCRYPTED: dict[str, Any] = {
     "prefer_rc4": True,
 }
 ENC = "+enc"
+DEFAULT_WORKDIR = "/dev/shm/bitswarm-bench-transfer"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,6 +199,8 @@ class Proc:
     maxrss_kb: int = 0
     cpu_seconds: float = 0.0  #: user + system time, sampled with the RSS
     rc: int | None = None
+    started_at: float = field(default_factory=time.perf_counter)
+    exited_at: float = 0.0
     _buf: bytes = b""
 
     def read_json(self, timeout: float) -> dict[str, Any]:
@@ -238,17 +241,20 @@ class Proc:
         deadline = time.monotonic() + timeout
         while True:
             self.sample_rss()
-            pid, status, _ru = os.wait4(self.popen.pid, os.WNOHANG)
+            pid, status, ru = os.wait4(self.popen.pid, os.WNOHANG)
             if pid:
                 # ru_maxrss is useless here: Linux carries the forking parent's high-water mark
                 # over exec, so the peak comes from /proc/<pid>/status VmHWM, sampled until exit.
+                # The CPU time is the kernel's own total (user + system) of the whole process.
+                self.exited_at = time.perf_counter()
+                self.cpu_seconds = max(self.cpu_seconds, ru.ru_utime + ru.ru_stime)
                 self.rc = os.waitstatus_to_exitcode(status)
                 self.popen.returncode = self.rc
                 return self.rc
             if time.monotonic() > deadline:
                 self.popen.kill()
                 deadline = time.monotonic() + 5
-            time.sleep(0.005)
+            time.sleep(0.002)
 
     def sample_rss(self) -> None:
         """Read the process's peak RSS (VmHWM, KiB) while it is alive (monotone, so the last wins)."""
@@ -489,16 +495,261 @@ def run_pair(
         shutil.rmtree(leech_dir, ignore_errors=True)
 
 
+# ----------------------------------------------------------------------------------------------
+# --mode cli (issue 24): whole processes, as a user runs them
+
+#: CLI-mode pairs: ``+default`` runs bitswarm with its default transports (uTP first, then TCP) and
+#: encryption (prefer); the others run it like-for-like with libtorrent (TCP, plaintext).
+CLI_PAIRS = ["bw-bw", "bw-bw+default", "lt-lt", "lt-bw", "bw-lt"]
+DEFAULT = "+default"
+LT_PEER = HERE / "lt_transfer_peer.py"
+#: what the like-for-like bitswarm runs with besides --no-dht (libtorrent: uTP and encryption off)
+BW_LIKE_FOR_LIKE = ["--transports", "tcp", "--encryption", "off"]
+
+
+def _bw_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "bitswarm"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "bitswarm"]
+
+
+def _cli_env(state: Path) -> dict[str, str]:
+    """A fresh ``XDG_STATE_HOME`` (no resume data from an earlier round); bytecode may be written
+    (a stale ``.pyc`` recompiled on every start would be timed as start-up)."""
+    env = dict(os.environ, XDG_STATE_HOME=str(state), PYTHONPATH=str(ROOT / "src"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def spawn_cli_seeder(
+    client: str, tfile: Path, data_dir: Path, state: Path, default: bool
+) -> tuple[Proc, int]:
+    if client == "lt":
+        cmd = [sys.executable, str(LT_PEER), str(tfile), "--save", str(data_dir), "--seed"]
+    else:
+        cmd = [*_bw_cmd(), "seed", str(tfile), "--data", str(data_dir), "--port", "0", "--host", "127.0.0.1"]
+        cmd += ["--no-dht", "--json", *([] if default else BW_LIKE_FOR_LIKE)]
+    p = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_cli_env(state)
+    )
+    proc = Proc(f"{client}-seed", p)
+    deadline = time.monotonic() + 120  # bitswarm seed checks the data first (not timed)
+    while True:
+        msg = proc.read_json(max(1.0, deadline - time.monotonic()))
+        if msg.get("event") == "seeding":
+            return proc, int(msg["port"])
+        if msg.get("event") == "torrent_error":
+            raise RuntimeError(f"{proc.name}: {msg}")
+
+
+def spawn_cli_leecher(
+    client: str, tfile: Path, leech_dir: Path, state: Path, port: int, default: bool
+) -> Proc:
+    peer = f"127.0.0.1:{port}"
+    if client == "lt":
+        cmd = [sys.executable, str(LT_PEER), str(tfile), "--save", str(leech_dir), "--peer", peer]
+    else:
+        cmd = [*_bw_cmd(), "download", str(tfile), "-o", str(leech_dir), "--peer", peer, "--port", "0"]
+        cmd += ["--no-dht", "-q", *([] if default else [*BW_LIKE_FOR_LIKE, "--host", "127.0.0.1"])]
+    p = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_cli_env(state)
+    )
+    return Proc(f"{client}-leech", p)
+
+
+@dataclass
+class CliRun:
+    wall: float
+    cpu: float
+    rss_kb: int
+
+
+def run_cli_pair(
+    pair: str, *, work: Path, data_dir: Path, src: Path, tfile: Path, digest: str, timeout: float
+) -> CliRun:
+    """One whole-process transfer: a seeder process is started and seeding (not timed), then the
+    leecher process is timed from its spawn to its exit; its CPU is user+sys from ``wait4``."""
+    default = pair.endswith(DEFAULT)
+    seeder, leecher = pair.removesuffix(DEFAULT).split("-")
+    leech_dir = work / f"leech-{pair}"
+    state = work / f"state-{pair}"
+    for d in (leech_dir, state):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    procs: list[Proc] = []
+    try:
+        sp, port = spawn_cli_seeder(seeder, tfile, data_dir, state / "seed", default)
+        procs.append(sp)
+        t0 = time.perf_counter()
+        lp = spawn_cli_leecher(leecher, tfile, leech_dir, state / "leech", port, default)
+        lp.started_at = t0
+        procs.append(lp)
+        rc = lp.reap(timeout)
+        wall = lp.exited_at - t0
+        if rc != 0:
+            raise RuntimeError(f"{pair}: leecher exited {rc}: {lp._stderr()[-800:]}")
+        sp.popen.terminate()  # bitswarm seed runs until SIGTERM
+        sp.stop(30)
+        got = leech_dir / src.name
+        if not got.exists() or got.stat().st_size != src.stat().st_size or file_digest(got) != digest:
+            raise RuntimeError(f"{pair}: leecher's file differs from the source")
+        return CliRun(wall, lp.cpu_seconds, lp.maxrss_kb)
+    finally:
+        for p in procs:
+            if p.rc is None:
+                with contextlib.suppress(Exception):
+                    p.popen.kill()
+                    p.reap(5)
+        shutil.rmtree(leech_dir, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    return ys[n // 2] if n % 2 else (ys[n // 2 - 1] + ys[n // 2]) / 2
+
+
+def main_cli(args: argparse.Namespace) -> None:
+    pairs = [p.strip() for p in (args.pairs or ",".join(CLI_PAIRS)).split(",") if p.strip()]
+    for p in pairs:
+        if p not in CLI_PAIRS:
+            raise SystemExit(f"unknown --mode cli pair {p!r} (choose from {','.join(CLI_PAIRS)})")
+    sizes = [int(x) for x in args.sizes.split(",")]
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    load_before = os.getloadavg()
+    datas = {}
+    for size in sizes:
+        data_dir, src, tfile, _swarm, plen = make_data(work / f"s{size}", size, args.piece_length or None)
+        datas[size] = (data_dir, src, tfile, file_digest(src), plen)
+    runs: dict[tuple[int, str], list[CliRun]] = {(z, p): [] for z in sizes for p in pairs}
+    errors: dict[tuple[int, str], list[str]] = {(z, p): [] for z in sizes for p in pairs}
+    try:
+        for rnd in range(args.repeat):  # interleaved: every size and pair once per round
+            for size in sizes:
+                data_dir, src, tfile, digest, _plen = datas[size]
+                for p in pairs:
+                    try:
+                        r = run_cli_pair(
+                            p, work=work / f"s{size}", data_dir=data_dir, src=src, tfile=tfile,
+                            digest=digest, timeout=args.timeout,
+                        )  # fmt: skip
+                    except Exception as exc:  # report and go on with the other pairs
+                        errors[(size, p)].append(f"{type(exc).__name__}: {exc}")
+                        if not args.json:
+                            print(f"round {rnd + 1} {size} {p}: FAILED {exc}", file=sys.stderr)
+                        continue
+                    runs[(size, p)].append(r)
+                    if not args.json:
+                        print(
+                            f"round {rnd + 1} {_size_name(size):>6s} {p:14s} wall {r.wall:7.3f} s  "
+                            f"cpu {r.cpu:6.2f} s  rss {r.rss_kb / 1024:5.0f} MiB  "
+                            f"load {os.getloadavg()[0]:.1f}",
+                            file=sys.stderr,
+                        )
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    rows = []
+    for size in sizes:
+        base = runs.get((size, "lt-lt")) or []
+        for p in pairs:
+            rs = runs[(size, p)]
+            row: dict[str, Any] = {
+                "size": size,
+                "pair": p,
+                "seeder": CLIENTS[p.removesuffix(DEFAULT).split("-")[0]],
+                "leecher": CLIENTS[p.removesuffix(DEFAULT).split("-")[1]],
+                "bitswarm_settings": "default" if p.endswith(DEFAULT) else "tcp, encryption off",
+                "wall_seconds": [round(r.wall, 4) for r in rs],
+                "cpu_seconds": [round(r.cpu, 3) for r in rs],
+                "peak_rss_mib": [round(r.rss_kb / 1024, 1) for r in rs],
+                "errors": errors[(size, p)],
+            }
+            for key, get in (
+                ("wall", lambda r: r.wall),
+                ("cpu", lambda r: r.cpu),
+                ("rss", lambda r: r.rss_kb),
+            ):
+                if rs:
+                    row[f"{key}_median"] = _median([float(get(r)) for r in rs])
+                    row[f"{key}_best"] = min(float(get(r)) for r in rs)
+                if rs and base:
+                    row[f"{key}_ratio_vs_lt_lt"] = row[f"{key}_median"] / _median(
+                        [float(get(r)) for r in base]
+                    )
+            rows.append(row)
+    summary = {
+        "mode": "cli",
+        "sizes": sizes,
+        "repeat": args.repeat,
+        "wall_seconds": round(time.monotonic() - t_start, 1),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(
+        f"whole processes, leecher timed from spawn to exit, medians of {args.repeat} interleaved rounds, "
+        f"load {load_before[0]:.1f} -> {summary['loadavg_after'][0]:.1f}, {summary['wall_seconds']} s"
+    )
+    print(
+        f"{'size':>6s} {'seeder → leecher':34s} {'wall s':>7s} {'cpu s':>6s} {'RSS MiB':>8s}  "
+        "median ratios vs lt→lt"
+    )
+    for row in rows:
+        name = f"{row['seeder']} → {row['leecher']}" + (
+            " (bitswarm defaults)" if row["pair"].endswith(DEFAULT) else ""
+        )
+        if "wall_median" not in row:
+            print(f"{_size_name(row['size']):>6s} {name:34s} FAILED: {'; '.join(row['errors'])[:200]}")
+            continue
+        ratios = "  ".join(
+            f"{k} {row[f'{k}_ratio_vs_lt_lt']:.2f}"
+            for k in ("wall", "cpu", "rss")
+            if f"{k}_ratio_vs_lt_lt" in row
+        )
+        print(
+            f"{_size_name(row['size']):>6s} {name:34s} {row['wall_median']:7.3f} {row['cpu_median']:6.2f} "
+            f"{row['rss_median'] / 1024:8.0f}  {ratios}"
+        )
+
+
+def _size_name(size: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return str(size)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=1 << 30, help="bytes to transfer (default 1 GiB)")
     ap.add_argument("--piece-length", type=int, default=0, help="default: bitswarm create's choice")
     ap.add_argument(
-        "--pairs", default=",".join(ALL_PAIRS), help="seeder-leecher pairs: " + ",".join(ALL_PAIRS)
+        "--mode",
+        choices=["session", "cli"],
+        default="session",
+        help="session: Session API in-process, timed connect to complete; cli: whole `bitswarm "
+        "seed`/`download` and libtorrent processes, leecher timed spawn to exit (issue 24)",
+    )
+    ap.add_argument(
+        "--sizes",
+        default=f"{1 << 30},{1 << 20}",
+        help="--mode cli: comma-separated sizes in bytes (default 1 GiB and 1 MiB)",
+    )
+    ap.add_argument(
+        "--pairs",
+        default=None,
+        help="seeder-leecher pairs: " + ",".join(ALL_PAIRS) + "; --mode cli: " + ",".join(CLI_PAIRS),
     )
     ap.add_argument("--repeat", type=int, default=3, help="rounds (best of N per pair)")
     ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--workdir", default="/dev/shm/bitswarm-bench-transfer")
+    ap.add_argument("--workdir", default=DEFAULT_WORKDIR)
     ap.add_argument("--keep", action="store_true", help="keep the source file for the next run")
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
@@ -518,7 +769,12 @@ def main() -> None:
         (role_bw if args.role.startswith("bw-") else role_lt)(args)
         return
 
-    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    if args.mode == "cli":
+        if args.workdir == DEFAULT_WORKDIR:
+            args.workdir += "-cli"
+        main_cli(args)
+        return
+    pairs = [p.strip() for p in (args.pairs or ",".join(ALL_PAIRS)).split(",") if p.strip()]
     for p in pairs:
         if p not in ALL_PAIRS:
             ap.error(f"unknown pair {p!r}")
