@@ -41,6 +41,7 @@ from bitswarm.daemon.automation import (
     ratio_of,
     settings_view,
 )
+from bitswarm.daemon.privacy import BLOCKLIST_KEYS, Privacy
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
 from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
@@ -123,6 +124,8 @@ class Daemon:
         self.download_dir = Path(download_dir).resolve() if download_dir else self.data.downloads
         self.download_dir.mkdir(parents=True, exist_ok=True)
         self.session = Session(config or SessionConfig())
+        #: the IP blocklist and proxy settings (privacy.py)
+        self.privacy = Privacy(self.session)
         self._entries: dict[str, _Entry] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._starts = asyncio.Semaphore(MAX_CONCURRENT_STARTS)
@@ -144,8 +147,15 @@ class Daemon:
 
     async def start(self) -> None:
         """Listen for peers and bring back every saved torrent (paused ones stay paused)."""
-        await self.session.start()
         self._settings = self.data.load_settings()
+        proxy = self.automation_settings()["proxy"]
+        if proxy and not self.session.config.proxy:  # before the session opens its sockets
+            if "tcp" in self.session.config.transports:
+                self.session.config.proxy = proxy
+            else:
+                log.warning("proxy %s not used: the transports do not include tcp", proxy)
+        await self.session.start()
+        self.privacy.configure(self.automation_settings())
         self.apply_rates(*self._rates_now())
         self._pump = asyncio.get_running_loop().create_task(self._pump_events())
         records, broken = self.data.records()
@@ -197,6 +207,7 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._auto_task = self._watch_task = None
+        await self.privacy.close()
         for entry in self._entries.values():
             await self._cancel_tasks(entry)  # a move cut short is finished at the next start
             if entry.handle is not None or entry.rec.id in self._dirty:
@@ -848,6 +859,8 @@ class Daemon:
             "queueing": self.queueing(),
             #: UPnP/NAT-PMP mapping state and the external address (session/reachability.py)
             "reachability": self.session.reachability.status(),
+            #: the IP blocklist's counts and the proxy (privacy.py)
+            "privacy": self.privacy.status(),
             "data_dir": str(self.data.root),
             "download_dir": str(self.download_dir),
             **self.global_limits(),
@@ -869,6 +882,11 @@ class Daemon:
         out["listen_port"] = self.session.port
         out["encryption"] = self.session.config.encryption.value
         out["transports"] = ", ".join(self.session.config.transports)
+        pv = self.privacy.status()
+        out["blocklist_status"] = pv["blocklist_error"] or (
+            f"{pv['blocklist_rules']} rules, {pv['blocklist_ranges']} ranges, "
+            f"{pv['blocklist_blocked']} refused" + (" (loading)" if pv["blocklist_loading"] else "")
+        )
         out["watch_results"] = [
             {"file": r.path.name, "outcome": r.outcome, "detail": r.detail[:300]}
             for r in (self.watch.results if self.watch is not None else [])
@@ -904,6 +922,8 @@ class Daemon:
                     self.data.save_record(entry.rec)
         if any(k.startswith("watch_") for k in changed):
             self._configure_watch()
+        if changed & BLOCKLIST_KEYS:
+            self.privacy.configure(new)
         self.apply_rates(*self._rates_now())
         self.automation.rates_changed()
         self._broadcast({"event": "settings", "changed": sorted(changed)})

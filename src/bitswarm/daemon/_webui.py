@@ -54,6 +54,10 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
     ("watch", "Watch folder", ".torrent and .magnet files dropped there are added, then renamed .added "
      "(or moved); bad ones are renamed .invalid.",
      ["watch_dir", "watch_done_dir", "watch_category", "watch_paused"]),
+    ("privacy", "Blocklist and proxy", "The blocklist's addresses are never dialed nor accepted; it is "
+     "loaded again when a setting here changes. The proxy carries TCP peers, HTTP trackers and web "
+     "seeds (no uTP, DHT or UDP trackers then); a restart applies it.",
+     ["blocklist_enabled", "blocklist_path", "blocklist_url", "blocklist_status", "proxy"]),
 ]  # fmt: skip
 
 _LABELS = {
@@ -69,6 +73,8 @@ _LABELS = {
     "seed_time_enabled": "Stop after a time",
     "seed_time_minutes": "Seeding time (minutes)", "seed_goal_action": "Then", "watch_dir": "Folder",
     "watch_done_dir": "Move added files to", "watch_category": "Category", "watch_paused": "Add paused",
+    "blocklist_enabled": "Use the IP blocklist", "blocklist_path": "Blocklist file",
+    "blocklist_url": "Blocklist URL", "proxy": "SOCKS5 proxy", "blocklist_status": "Blocklist",
 }  # fmt: skip
 
 _READONLY_DOC = {
@@ -76,6 +82,7 @@ _READONLY_DOC = {
     "transports": "dialing order",
     "encryption": "policy for peer connections",
     "download_dir": "where torrents without a save path or category go",
+    "blocklist_status": "rules read, merged ranges, addresses and connections refused",
 }
 
 

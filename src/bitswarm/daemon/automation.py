@@ -101,6 +101,11 @@ SPECS: dict[str, Spec] = {
     "watch_done_dir": Spec(str, "", "move added files here (empty: rename them NAME.added)"),
     "watch_category": Spec(str, "", "category of the torrents added from the watch folder"),
     "watch_paused": Spec(bool, False, "add watch-folder torrents paused"),
+    # privacy (daemon/privacy.py): the IP blocklist and the SOCKS5 proxy
+    "blocklist_enabled": Spec(bool, False, "never dial nor accept the addresses of the IP blocklist"),
+    "blocklist_path": Spec(str, "", "blocklist file (P2P, DAT/ipfilter.dat or CIDR; gzip'd or not)"),
+    "blocklist_url": Spec(str, "", "blocklist URL (http/https), used when blocklist_path is empty"),
+    "proxy": Spec(str, "", "SOCKS5 proxy socks5://[user:pass@]host:port (empty: none; restart applies)"),
 }
 
 
@@ -119,7 +124,7 @@ def check_setting(key: str, value: Any) -> Any:
             raise SettingsError(f"{key} must be a string")
         if spec.choices and value not in spec.choices:
             raise SettingsError(f"{key} must be one of {', '.join(spec.choices)}")
-        return value
+        return _check_text(key, value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SettingsError(f"{key} must be a number")
     if spec.kind is int:
@@ -130,6 +135,24 @@ def check_setting(key: str, value: Any) -> Any:
         value = float(value)
     if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
         raise SettingsError(f"{key} must be between {spec.lo:g} and {spec.hi:g}")
+    return value
+
+
+def _check_text(key: str, value: str) -> str:
+    """The privacy settings' own rules: a SOCKS5 URL, an http(s) URL, an absolute path."""
+    if not value:
+        return value
+    if key == "proxy":
+        from bitswarm.session.proxy import parse_proxy
+
+        try:
+            parse_proxy(value)
+        except ValueError as exc:
+            raise SettingsError(f"proxy: {exc}") from None
+    elif key == "blocklist_url" and not value.lower().startswith(("http://", "https://")):
+        raise SettingsError("blocklist_url must be an http:// or https:// URL")
+    elif key == "blocklist_path" and not value.startswith(("/", "~")):
+        raise SettingsError("blocklist_path must be an absolute path")
     return value
 
 

@@ -595,6 +595,7 @@ class QbittorrentAPI:
             "lsd": False,
             "encryption": {"require": 1, "prefer": 0}.get(d.session.config.encryption.value, 2),
             **_automation_prefs(d.automation_settings()),
+            **_privacy_prefs(d.automation_settings()),
             "start_paused_enabled": False,
             "auto_tmm_enabled": False,
             "create_subfolder_enabled": True,
@@ -611,6 +612,7 @@ class QbittorrentAPI:
         if not isinstance(prefs, dict):
             raise QbitError(400, "json must be an object")
         auto = _automation_changes(prefs, d=self.daemon.automation_settings())
+        auto.update(_privacy_changes(prefs, self.daemon.automation_settings()))
         if auto:
             try:
                 self.daemon.update_settings(auto)
@@ -757,6 +759,77 @@ def _automation_prefs(a: dict[str, Any]) -> dict[str, Any]:
         "schedule_to_min": a["alt_speed_time_end"] % 60,
         "scheduler_days": days,
     }
+
+
+#: qBittorrent's proxy_type (WebAPI 2.8: numbers; 4.6 and later send names)
+_QB_PROXY_NONE = (-1, 0, "None", "none", "")
+_QB_SOCKS5 = (2, 4, "SOCKS5", "socks5")
+
+
+def _privacy_prefs(a: dict[str, Any]) -> dict[str, Any]:
+    """The blocklist and proxy settings as qBittorrent's preferences (the password is not sent)."""
+    from bitswarm.session.proxy import parse_proxy
+
+    out: dict[str, Any] = {
+        "ip_filter_enabled": a["blocklist_enabled"],
+        "ip_filter_path": a["blocklist_path"],
+        "ip_filter_trackers": False,
+        "proxy_type": -1,
+        "proxy_ip": "",
+        "proxy_port": 8080,
+        "proxy_peer_connections": False,
+        "proxy_auth_enabled": False,
+        "proxy_username": "",
+        "proxy_password": "",
+        "proxy_hostname_lookup": False,
+        "proxy_torrents_only": False,
+    }
+    if a["proxy"]:
+        p = parse_proxy(a["proxy"])
+        auth = p.username is not None
+        out.update(
+            proxy_type=4 if auth else 2, proxy_ip=p.host, proxy_port=p.port, proxy_peer_connections=True,
+            proxy_auth_enabled=auth, proxy_username=p.username or "", proxy_hostname_lookup=p.remote_dns,
+        )  # fmt: skip
+    return out
+
+
+def _privacy_changes(prefs: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``ip_filter_*`` and ``proxy_*`` preferences → the daemon's settings. Only SOCKS5 proxies are
+    served; every peer connection goes through the proxy (``proxy_peer_connections`` is not a choice).
+    QbitError for another proxy type or a bad host/port."""
+    from bitswarm.session.proxy import ProxyConfig, parse_proxy
+
+    out: dict[str, Any] = {}
+    if isinstance(prefs.get("ip_filter_enabled"), bool):
+        out["blocklist_enabled"] = prefs["ip_filter_enabled"]
+    if isinstance(prefs.get("ip_filter_path"), str):
+        out["blocklist_path"] = prefs["ip_filter_path"]
+    if not any(k.startswith("proxy_") for k in prefs):
+        return out
+    old = parse_proxy(current["proxy"]) if current["proxy"] else None
+    kind = prefs.get("proxy_type", (4 if old and old.username else 2) if old else -1)
+    if kind in _QB_PROXY_NONE:
+        out["proxy"] = ""
+        return out
+    if kind not in _QB_SOCKS5:
+        raise QbitError(400, "only SOCKS5 proxies are supported (proxy_type 2, 4 or SOCKS5)")
+    host = prefs.get("proxy_ip", old.host if old else "")
+    port = prefs.get("proxy_port", old.port if old else 0)
+    if not isinstance(host, str) or not host or isinstance(port, bool) or not isinstance(port, int):
+        raise QbitError(400, "proxy_ip and proxy_port are required for a SOCKS5 proxy")
+    auth = prefs.get("proxy_auth_enabled", kind == 4 or (old is not None and old.username is not None))
+    user = prefs.get("proxy_username", old.username if old else None) if auth else None
+    password = prefs.get("proxy_password") or (old.password if old else None) if auth else None
+    remote = prefs.get("proxy_hostname_lookup", old.remote_dns if old else False)
+    scheme = "socks5h" if remote is True else "socks5"
+    url = ProxyConfig(scheme, host, port, user or None, password if user else None).url()
+    try:
+        parse_proxy(url)
+    except ValueError as exc:
+        raise QbitError(400, str(exc)) from None
+    out["proxy"] = url
+    return out
 
 
 def _automation_changes(prefs: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:

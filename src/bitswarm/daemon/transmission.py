@@ -64,6 +64,8 @@ _SESSION_AUTOMATION: dict[str, tuple[str, Any]] = {
     "queue-stalled-minutes": ("queue_stalled_minutes", 1),
     "seedRatioLimited": ("seed_ratio_enabled", bool),
     "seedRatioLimit": ("seed_ratio_limit", 1.0),
+    "blocklist-enabled": ("blocklist_enabled", bool),
+    "blocklist-url": ("blocklist_url", str),
 }
 
 
@@ -485,9 +487,9 @@ class TransmissionRPC:
             "alt-speed-time-begin": auto["alt_speed_time_begin"],
             "alt-speed-time-end": auto["alt_speed_time_end"],
             "alt-speed-time-day": auto["alt_speed_time_day"],
-            "blocklist-enabled": False,
-            "blocklist-size": 0,
-            "blocklist-url": "",
+            "blocklist-enabled": auto["blocklist_enabled"],
+            "blocklist-size": d.privacy.status()["blocklist_rules"],
+            "blocklist-url": auto["blocklist_url"],
             "download-queue-enabled": auto["queue_downloads_enabled"],
             "download-queue-size": auto["queue_downloads_max"],
             "seed-queue-enabled": auto["queue_seeds_enabled"],
@@ -535,6 +537,8 @@ class TransmissionRPC:
                 value = args[key]
                 if scale is bool:
                     auto[name] = bool(value)
+                elif scale is str:
+                    auto[name] = _str_arg(value, key)
                 elif scale == 1.0:
                     auto[name] = _num(value, key)
                 else:
@@ -587,7 +591,19 @@ class TransmissionRPC:
         return {"path": path, "size-bytes": usage.free, "total_size": usage.total}
 
     async def blocklist_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"blocklist-size": 0}
+        """Transmission downloads ``blocklist-url`` again; here the blocklist file or URL of the
+        settings is loaded again (used at once while ``blocklist-enabled``)."""
+        from bitswarm.daemon.privacy import blocklist_source
+        from bitswarm.session.blocklist import BlocklistError
+
+        settings = self.daemon.automation_settings()
+        if not blocklist_source(settings):
+            return {"blocklist-size": 0}  # nothing to load
+        try:
+            blocklist = await self.daemon.privacy.update(settings)
+        except BlocklistError as exc:
+            raise RpcError(str(exc)) from None
+        return {"blocklist-size": blocklist.rules}
 
     async def port_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"port-is-open": False}
@@ -617,6 +633,12 @@ def _int(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1 << 40:
         raise RpcError(f"{key} must be a non-negative number")
     return int(value)
+
+
+def _str_arg(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise RpcError(f"{key} must be a string")
+    return value
 
 
 def _num(value: Any, key: str) -> float:

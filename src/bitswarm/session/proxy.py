@@ -20,7 +20,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from bitswarm.transport import TcpStream
 
@@ -49,7 +49,7 @@ class ProxyConfig:
     def url(self) -> str:
         auth = ""
         if self.username is not None:
-            auth = f"{self.username}:{self.password or ''}@"
+            auth = f"{quote(self.username, safe='')}:{quote(self.password or '', safe='')}@"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{auth}{host}:{self.port}"
 
