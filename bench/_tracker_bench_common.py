@@ -142,3 +142,148 @@ def interleaved(targets: dict[str, int], run: Callable[[int], float], rounds: in
     out["ratio_best"] = out["bitswarm_best"] / out["opentracker_best"]
     out["ratio_median_round"] = ratios[len(ratios) // 2]
     return out
+
+
+# ------------------------------------------------------------------------------------ scale-out
+
+
+def pin(pid: int, cpu: int | None) -> None:
+    """Pin every thread of ``pid`` to the ``cpu``-th usable core (None: leave it free)."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cores[cpu % len(cores)]})
+
+
+@contextmanager
+def redis_server() -> Iterator[tuple[str, int]]:
+    """A throw-away ``redis-server`` on loopback (no persistence, unpinned); yields (URL, pid)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        proc = subprocess.Popen([*cmd, "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.1) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(16).startswith(b"+PONG"):
+                            break
+                except OSError:
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0", proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def scale_out(
+    targets: dict[str, list[tuple[int, int]]],
+    start_load: Callable[[int], subprocess.Popen[str]],
+    parse: Callable[[str], float],
+    rounds: int,
+    generators: int,
+    redis_pid: int,
+) -> dict[str, Any]:
+    """Load each target (name → [(pid, port)] of its server processes) in turn, ``rounds`` times,
+    with ``generators`` generator processes at once, spread round-robin over the target's ports
+    (the same offered load for one instance and for two). Per target: best and per-round
+    announces/s, the servers' CPU µs per announce (all instances), Redis's CPU µs per announce
+    (counted for every target: it idles for opentracker and the memory store), and the
+    generators' CPU in cores.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in targets}
+    server_us: dict[str, list[float]] = {name: [] for name in targets}
+    per_instance_cores: dict[str, list[list[float]]] = {name: [] for name in targets}
+    redis_us: dict[str, list[float]] = {name: [] for name in targets}
+    gen_cores: dict[str, list[float]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, servers in targets.items():
+            pids = [pid for pid, _ in servers]
+            cpu0 = [cpu_seconds(pid) for pid in pids]
+            redis0, gen0, t0 = cpu_seconds(redis_pid), children_cpu(), time.monotonic()
+            procs = [start_load(servers[i % len(servers)][1]) for i in range(generators)]
+            rate = sum(parse(proc.communicate()[0]) for proc in procs)
+            wall = time.monotonic() - t0
+            used = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+            answered = max(1.0, rate * wall)
+            rates[name].append(rate)
+            server_us[name].append(sum(used) / answered * 1e6)
+            per_instance_cores[name].append([u / wall for u in used])
+            redis_us[name].append((cpu_seconds(redis_pid) - redis0) / answered * 1e6)
+            gen_cores[name].append((children_cpu() - gen0) / wall)
+    out: dict[str, Any] = {}
+    for name in targets:
+        best = max(range(rounds), key=lambda r: rates[name][r])
+        out[name] = {
+            "instances": len(targets[name]),
+            "announces_per_s": round(rates[name][best]),
+            "runs": [round(r) for r in rates[name]],
+            "server_cpu_us_per_announce": round(min(server_us[name]), 2),
+            "server_cores_per_instance": [round(c, 2) for c in per_instance_cores[name][best]],
+            "redis_cpu_us_per_announce": round(redis_us[name][best], 2),
+            "generator_cores": round(gen_cores[name][best], 2),
+        }
+    return out
+
+
+def scale_ratios(result: dict[str, Any]) -> dict[str, float]:
+    """The ratios of a :func:`scale_out` result with targets opentracker, memory, redis1, redis2."""
+
+    def rate(name: str) -> float:
+        return float(result[name]["announces_per_s"])
+
+    def cpu(name: str) -> float:
+        return float(result[name]["server_cpu_us_per_announce"])
+
+    return {
+        "two_vs_one_instance": round(rate("redis2") / rate("redis1"), 3),
+        "per_instance_ratio": round(rate("redis2") / 2 / rate("redis1"), 3),
+        "redis_vs_memory": round(rate("redis1") / rate("memory"), 3),
+        "memory_vs_opentracker": round(rate("memory") / rate("opentracker"), 3),
+        "redis1_vs_opentracker": round(rate("redis1") / rate("opentracker"), 3),
+        # CPU per announce of the tracker processes (all instances together): 1.0 = two instances
+        # cost no more per announce than one, so they scale with the cores they get
+        "cpu_per_announce_two_vs_one": round(cpu("redis2") / cpu("redis1"), 3),
+        "cpu_per_announce_redis_vs_memory": round(cpu("redis1") / cpu("memory"), 3),
+    }
+
+
+@contextmanager
+def scale_out_servers(kind: str, pin_servers: bool) -> Iterator[tuple[dict[str, list[tuple[int, int]]], int]]:
+    """opentracker, a memory-backed ``bitswarm tracker`` and two Redis-backed ones sharing one
+    ``redis-server``, serving ``kind`` ("udp" or "http") on loopback. Yields the targets of
+    :func:`scale_out` — ``opentracker``, ``memory``, ``redis1`` (instance A), ``redis2`` (A and B)
+    — and Redis's pid. With ``pin_servers`` opentracker, the memory instance and instance A are
+    pinned to the first core and instance B to the second; Redis and the generators are never
+    pinned (two cores: they run wherever the scheduler finds room).
+    """
+    udp_flags = ("--udp", "127.0.0.1:0", "--http", "127.0.0.1:0")  # HTTP idle: there is no --no-http
+    # every generator connection comes from 127.0.0.1: no per-IP cap
+    flags = udp_flags if kind == "udp" else ("--http", "127.0.0.1:0", "--no-udp", "--http-max-per-ip", "0")
+    key = "udp" if kind == "udp" else "http"
+    ot_http, ot_udp = free_port(), free_port()
+    with (
+        redis_server() as (url, redis_pid),
+        opentracker(ot_http, ot_udp) as ot_pid,
+        bitswarm_tracker(*flags) as mem,
+        bitswarm_tracker(*flags, "--redis", url) as one,
+        bitswarm_tracker(*flags, "--redis", url) as two,
+    ):
+        cores = (0, 0, 0, 1) if pin_servers else (None, None, None, None)
+        for pid, cpu in zip((ot_pid, mem["pid"], one["pid"], two["pid"]), cores, strict=True):
+            pin(pid, cpu)
+        a = (one["pid"], port_of(one[key][0]))
+        yield (
+            {
+                "opentracker": [(ot_pid, ot_udp if kind == "udp" else ot_http)],
+                "memory": [(mem["pid"], port_of(mem[key][0]))],
+                "redis1": [a],
+                "redis2": [a, (two["pid"], port_of(two[key][0]))],
+            },
+            redis_pid,
+        )

@@ -1,12 +1,19 @@
 """HTTP announce throughput, bitswarm tracker vs opentracker, same wrk load in the same run.
 
     python bench/bench_tracker_http.py [--seconds 8] [--rounds 3] [--persist] [--json]
+    python bench/bench_tracker_http.py --scale-out [--generators 2] [--no-pin] [--json]
     python bench/bench_tracker_http.py --memory [--json]      # bytes per peer at 10^5 and 10^6 peers
                                                               # (tracemalloc and RSS growth)
 
 Load: ``wrk -t1 -c64 -s /work/shared/tools/announce.lua`` (1,000 info-hashes, keep-alive, compact).
 ``--persist``: bitswarm keeps its SQLite database (peer journal every second, snapshots) instead of
 ``--db none``.
+
+``--scale-out``: opentracker, a memory-backed bitswarm tracker, one Redis-backed instance and two
+Redis-backed instances sharing one redis-server, in turn, each round under the same offered load
+(``--generators`` wrk processes of 64 connections at once, spread over the target's instances). The
+servers are pinned (opentracker, memory and instance A to core 0, instance B to core 1; ``--no-pin``:
+none); Redis and wrk are not. Reported as by ``bench_tracker_udp.py --scale-out``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from _tracker_bench_common import (
     interleaved,
     opentracker,
     port_of,
+    scale_out,
+    scale_out_servers,
+    scale_ratios,
 )
 
 
@@ -67,6 +77,37 @@ def throughput(seconds: int, rounds: int, persist: bool = False) -> dict[str, An
         return interleaved(
             {"bitswarm": info["pid"], "opentracker": ot_pid}, lambda pid: wrk(ports[pid], seconds), rounds
         )
+
+
+def scaled(seconds: int, rounds: int, generators: int, pin: bool) -> dict[str, Any]:
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is not installed")
+    script = str(TOOLS / "announce.lua")
+
+    def start(port: int) -> subprocess.Popen[str]:
+        cmd = [exe, "-t1", "-c64", f"-d{seconds}s", "-s", script, f"http://127.0.0.1:{port}"]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+    def parse(out: str) -> float:
+        if "Non-2xx" in out:
+            print(out, file=sys.stderr)
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    with scale_out_servers("http", pin) as (targets, redis_pid):
+        for servers in targets.values():
+            for _, port in servers:
+                wrk(port, 1)  # warm-up
+        result: dict[str, Any] = dict(scale_out(targets, start, parse, rounds, generators, redis_pid))
+    result["ratios"] = scale_ratios(result)
+    result["setup"] = {
+        "generators": generators,
+        "connections_per_generator": 64,
+        "seconds": seconds,
+        "pinned": pin,
+        "cores": os.cpu_count(),
+    }
+    return result
 
 
 def _fill(peers: int, per_swarm: int) -> object:
@@ -122,8 +163,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="measure bytes per peer instead")
     parser.add_argument("--persist", action="store_true", help="bitswarm with its SQLite database")
+    parser.add_argument("--scale-out", action="store_true", help="1 and 2 Redis-backed instances")
+    parser.add_argument("--generators", type=int, default=2, help="wrk processes at once (--scale-out)")
+    parser.add_argument("--no-pin", action="store_true", help="pin no server to a core (--scale-out)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.scale_out:
+        out = scaled(args.seconds, args.rounds, args.generators, not args.no_pin)
+        print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+        return
     if args.memory:
         result: dict[str, Any] = {}
         for n in (10**5, 10**6):

@@ -1,6 +1,7 @@
 """UDP (BEP 15) announce throughput, bitswarm tracker vs opentracker, same generator, same run.
 
     python bench/bench_tracker_udp.py [--seconds 5] [--rounds 3] [--window 256] [--persist] [--json]
+    python bench/bench_tracker_udp.py --scale-out [--generators 2] [--no-pin] [--json]
 
 The generator is /work/shared/tools/udpload.c compiled with ``gcc -O2`` into a temporary directory at
 run time. Both trackers run side by side; the load alternates between them ``--rounds`` times (other
@@ -10,6 +11,14 @@ the kernel, and the generator's share of a core (below 1.0: the generator was no
 waited on the server). bitswarm's UDP workers use recvmmsg/sendmmsg on Linux; run the tracker with
 BITSWARM_UDP_MMSG=0 in the environment to measure the recvfrom/sendto fallback. ``--persist``: bitswarm
 keeps its SQLite database (peer journal every second, snapshots) instead of ``--db none``.
+
+``--scale-out``: opentracker, a memory-backed bitswarm tracker, one Redis-backed instance and two
+Redis-backed instances sharing one redis-server, in turn, each round under the same offered load
+(``--generators`` udpload processes at once, spread over the target's instances). The servers are
+pinned (opentracker, memory and instance A to core 0, instance B to core 1; ``--no-pin``: none);
+Redis and the generators are not. Reported per target: announces/s, server CPU µs per announce, each
+instance's share of a core, Redis CPU µs per announce, generator cores; then the ratios (two vs one
+instance, Redis vs memory, vs opentracker).
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ from _tracker_bench_common import (
     interleaved,
     opentracker,
     port_of,
+    scale_out,
+    scale_out_servers,
+    scale_ratios,
 )
 
 
@@ -47,6 +59,32 @@ def load(exe: Path, port: int, seconds: int, window: int) -> float:
     return float(re.search(r"([\d.]+) announces/s", out).group(1))  # type: ignore[union-attr]
 
 
+def scaled(exe: Path, args: argparse.Namespace) -> dict[str, object]:
+    def start(port: int) -> subprocess.Popen[str]:
+        cmd = [str(exe), "127.0.0.1", str(port), str(args.seconds), str(args.window), str(HASHES)]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+    def parse(out: str) -> float:
+        return float(re.search(r"([\d.]+) announces/s", out).group(1))  # type: ignore[union-attr]
+
+    with scale_out_servers("udp", not args.no_pin) as (targets, redis_pid):
+        for servers in targets.values():
+            for _, port in servers:
+                load(exe, port, 1, args.window)  # warm-up
+        result: dict[str, object] = dict(
+            scale_out(targets, start, parse, args.rounds, args.generators, redis_pid)
+        )
+    result["ratios"] = scale_ratios(result)
+    result["setup"] = {
+        "generators": args.generators,
+        "window": args.window,
+        "seconds": args.seconds,
+        "pinned": not args.no_pin,
+        "cores": os.cpu_count(),
+    }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,6 +93,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--persist", action="store_true", help="bitswarm with its SQLite database")
+    parser.add_argument("--scale-out", action="store_true", help="1 and 2 Redis-backed instances")
+    parser.add_argument("--generators", type=int, default=2, help="udpload processes at once (--scale-out)")
+    parser.add_argument("--no-pin", action="store_true", help="pin no server to a core (--scale-out)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     gcc = shutil.which("gcc") or shutil.which("cc")
@@ -63,6 +104,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "udpload"
         subprocess.run([gcc, "-O2", "-o", str(exe), str(TOOLS / "udpload.c")], check=True)
+        if args.scale_out:
+            result = scaled(exe, args)
+            print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+            return
         udp_port = free_port()
         with (
             bitswarm_tracker(

@@ -293,6 +293,8 @@ class HttpTrackerProtocol(asyncio.Protocol):
                     except Exception:
                         self.core.errors["internal"] += 1
                         reply, keep = http_response(500, b"internal error", close=True), False
+                if not self._pending:  # the connection was lost meanwhile (connection_lost emptied it)
+                    break
                 self._pending.popleft()
                 self._write(reply, keep)
                 if self._closed:
