@@ -11,17 +11,19 @@ import random
 import shutil
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from test_session_webseed import Nginx
+from test_session_webseed import torrent as webseed_torrent
 
 from bitswarm.metainfo import Torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.session import Session, SessionConfig
 from bitswarm.session.proxy import parse_proxy
-from testtools import skip_missing, until
+from testtools import require_tool, skip_missing, until
 from trackertools import static_tracker
 
 pytestmark = pytest.mark.timeout(90)
@@ -186,3 +188,31 @@ def test_proxy_urls() -> None:
         SessionConfig(proxy="socks5://h:1", transports=("utp",))
     with pytest.raises(ValueError):
         SessionConfig(proxy="ftp://h:1")
+
+
+@pytest.fixture
+def nginx_server(tmp_path: Path) -> Iterator[Nginx]:
+    server = Nginx(tmp_path / "nginx")
+    server.start(require_tool("nginx", "apt-get install nginx"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_web_seed_through_dante(tmp_path: Path, nginx_server: Nginx) -> None:
+    """A torrent whose only source is its web seed (nginx on loopback): fetched through the proxy,
+    so nginx logs every request from 127.0.0.5."""
+    nginx = nginx_server
+    src, _ = make(tmp_path)
+    (nginx.root / "mirror.bin").write_bytes(src.read_bytes())
+    t = webseed_torrent(src, [f"{nginx.url}/mirror.bin"])
+    async with dante(tmp_path) as proxy:
+        cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, proxy=proxy, dht_bootstrap=[])
+        async with Session(cfg) as s:
+            h = await s.add(t, tmp_path / "dl")
+            await h.wait_complete(timeout=60)
+            assert h.status().web_seed_downloaded == src.stat().st_size
+    log = (nginx.base / "access.log").read_text().splitlines()
+    assert log and {line.split()[0] for line in log} == {PROXY_OUT}
+    assert (tmp_path / "dl" / "data.bin").read_bytes() == src.read_bytes()
