@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -103,3 +104,75 @@ async def test_two_instances_share_one_swarm(redis_url: str) -> None:
         assert scraped == ScrapeResponse({IH: ScrapeStats(2, 1, 1)})
         stats = (await client.get(base_url(two) + "/stats")).json()
         assert (stats["torrents"], stats["seeders"], stats["leechers"]) == (1, 2, 1)
+
+
+async def test_concurrent_http_announces_share_script_calls(redis_url: str) -> None:
+    """Announces that arrive together ride in one Lua call each batch, and each is still recorded
+    and answered as a lone announce would be."""
+    ih = os.urandom(20)
+    async with (
+        running(redis=redis_url, udp=(), http=(("127.0.0.1", 0),)) as server,
+        httpx.AsyncClient(limits=httpx.Limits(max_connections=40)) as client,
+    ):
+        url = base_url(server) + "/announce"
+        store = server.store
+        before = store.batches
+        requests = [req(ih, n, left=n % 2) for n in range(40)]
+        answers = await asyncio.gather(*(http_announce(client, url, r) for r in requests))
+        assert store.batched >= 40
+        assert store.batches - before < 40  # some announces shared a round trip
+        assert all(a.complete + a.incomplete >= 1 for a in answers)
+        last = await http_announce(client, url, req(ih, 99))
+        assert (last.complete, last.incomplete) == (20, 21)
+        assert len(last.peers) == min(40, 50)
+
+
+async def test_udp_worker_batches_over_redis(redis_url: str) -> None:
+    """Over Redis the UDP socket is served by a recvmmsg worker thread: a burst of announces is
+    answered with one script call per received batch; a scrape is answered from the thread too."""
+    ih = os.urandom(20)
+    async with running(redis=redis_url, udp=(("127.0.0.1", 0),), http=()) as server:
+        store = server.store
+        client = await UdpClient.open(server.udp_addresses[0])
+        try:
+            cid = await client.connect()
+            before = store.batches
+            for n in range(60):
+                ann = udp.AnnounceRequest(cid, 100 + n, ih, b"p" * 20, 0, n % 3, 0, Event.NONE, 10, 20000 + n)
+                client.send(udp.encode_request(ann))
+            replies = [udp.decode_response(await client.recv()) for _ in range(60)]
+            assert all(isinstance(r, udp.AnnounceResponse) for r in replies)
+            assert {r.transaction_id for r in replies} == set(range(100, 160))
+            assert store.batches - before < 60
+            client.send(udp.encode_request(udp.ScrapeRequest(cid, 5, (ih,))))
+            scraped = udp.decode_response(await client.recv(), expecting=udp.Action.SCRAPE)
+            assert isinstance(scraped, udp.ScrapeResponse)
+            assert [(s.seeders, s.completed, s.leechers) for s in scraped.files] == [(20, 0, 40)]
+        finally:
+            client.close()
+
+
+async def test_batch_sweeps_like_lone_announces(redis_url: str) -> None:
+    """Each announce of a batch expires up to 64 old members per key, as alone: two announces of one
+    swarm in one batch clear 100 expired leechers (64 + 36); a swept-clean key is not swept twice."""
+    import redis as redis_sync
+
+    from bitswarm.tracker.server.redis_state import RedisStore
+
+    ih = os.urandom(20)
+    store = RedisStore(redis_url, ttl=600)
+    await store.connect()
+    direct = redis_sync.Redis.from_url(redis_url)
+    try:
+        key = f"bs:{ih.hex()}:l4"
+        direct.zadd(key, {(0x0A000000 + i).to_bytes(4, "big") + b"\x1a\xe1": 1.0 for i in range(100)})
+        me, you = b"\x7f\0\0\1\x27\x10", b"\x7f\0\0\2\x27\x10"
+        out = await asyncio.to_thread(
+            store.announce_batch,
+            [(ih, me, b"a" * 20, False, 2, 0, False), (ih, you, b"b" * 20, False, 2, 5, False)],
+        )
+        assert direct.zcard(key) == 2
+        assert out[1][:2] == (0, 2) and out[1][2] == me
+    finally:
+        direct.close()
+        await store.close()
