@@ -176,3 +176,24 @@ async def test_batch_sweeps_like_lone_announces(redis_url: str) -> None:
     finally:
         direct.close()
         await store.close()
+
+
+async def test_counts_span_both_address_families(redis_url: str) -> None:
+    """BEP 7: an IPv4 announce counts the swarm's IPv6 peers too (and the other way round), whether
+    or not the other family's sets exist; peers come only from the announcer's own family."""
+    from bitswarm.tracker.server.redis_state import RedisStore
+
+    ih = os.urandom(20)
+    store = RedisStore(redis_url, ttl=600)
+    await store.connect()
+    try:
+        v4, v6 = b"\x7f\0\0\1\x27\x10", b"\0" * 15 + b"\1\x27\x11"
+        first = await asyncio.to_thread(store.announce_batch, [(ih, v4, b"a" * 20, False, 2, 5, False)])
+        assert first == [(0, 1, b"")]
+        both = await asyncio.to_thread(
+            store.announce_batch,
+            [(ih, v6, b"b" * 20, True, 2, 5, False), (ih, v4, b"a" * 20, False, 2, 5, False)],
+        )
+        assert both == [(1, 1, b""), (1, 1, b"")]
+    finally:
+        await store.close()

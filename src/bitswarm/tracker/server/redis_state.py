@@ -44,7 +44,12 @@ for n = 0, (#ARGV - 2) / 4 - 1 do
   local addr, pid, ih, flags = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
   local seeder, event = flags % 2, math.floor(flags / 2) % 4
   local with_ids, numwant = math.floor(flags / 8) % 2, math.floor(flags / 16)
-  for _, key in ipairs({leech, seed, oleech, oseed}) do
+  -- the other address family's sets are usually absent: one EXISTS instead of sweeping and
+  -- counting two empty keys
+  local others = redis.call('EXISTS', oleech, oseed) > 0
+  local sweep = {leech, seed}
+  if others then sweep = {leech, seed, oleech, oseed} end
+  for _, key in ipairs(sweep) do
     if not swept[key] then
       local old = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, 64)
       if #old > 0 then
@@ -79,8 +84,11 @@ for n = 0, (#ARGV - 2) / 4 - 1 do
       end
     end
   end
-  local seeders = redis.call('ZCARD', seed) + redis.call('ZCARD', oseed)
-  local leechers = redis.call('ZCARD', leech) + redis.call('ZCARD', oleech)
+  local seeders, leechers = redis.call('ZCARD', seed), redis.call('ZCARD', leech)
+  if others then
+    seeders = seeders + redis.call('ZCARD', oseed)
+    leechers = leechers + redis.call('ZCARD', oleech)
+  end
   local peers = {}
   if event ~= 3 and numwant > 0 then
     local sources = {leech}
