@@ -108,6 +108,8 @@ LAZY_ON_DOWNLOAD = (
     "tomllib",  # config files
     "httpx",  # https:// trackers
     "rich.console",  # --json runs print no Rich output
+    "cryptography",  # MSE's RC4 at the first encrypted peer, BEP 44/46 signatures (issue 24)
+    "bitswarm.session.mutable",  # BEP 46 magnet links only (issue 24)
 )
 
 

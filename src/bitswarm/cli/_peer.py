@@ -45,7 +45,6 @@ from bitswarm.metainfo import Torrent, load_torrent, parse_torrent
 from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig, TorrentHandle
 from bitswarm.session.config import parse_transports
-from bitswarm.session.mutable import MutableTorrentError, is_mutable_link, parse_mutable_link
 from bitswarm.storage import DiskSpaceError
 
 if TYPE_CHECKING:
@@ -202,9 +201,12 @@ def _run(main: Any) -> None:
         raise typer.Exit(EXIT_STOPPED) from None
     except DiskSpaceError as exc:  # --preallocate full on a disk too small: a run-time failure
         fail(str(exc), code=EXIT_FAILURE)
-    except MutableTorrentError as exc:  # a BEP 46 link nobody published under, a put nobody stored
-        fail(str(exc), code=EXIT_FAILURE)
     except BitswarmError as exc:
+        # a BEP 46 link nobody published under, a put nobody stored (the module is imported only
+        # for such a link: a MutableTorrentError comes only once it is)
+        mutable = sys.modules.get("bitswarm.session.mutable")
+        if mutable is not None and isinstance(exc, mutable.MutableTorrentError):
+            fail(str(exc), code=EXIT_FAILURE)
         fail(str(exc))
 
 
@@ -612,12 +614,24 @@ def _load(source: str) -> Torrent:
     return load_torrent(source)
 
 
+def _is_mutable_link(source: str) -> bool:
+    """A BEP 46 link? (``bitswarm.session.mutable`` and its DHT modules are imported for magnet
+    links only: a .torrent download starts without them.)"""
+    if source[:7].lower() != "magnet:":
+        return False
+    from bitswarm.session.mutable import is_mutable_link
+
+    return is_mutable_link(source)
+
+
 def _load_source(source: str) -> Torrent | str:
     """A parsed .torrent, or the magnet link itself (checked here, resolved by the session)."""
     if source[:7].lower() == "magnet:":
         from bitswarm.metainfo import MetainfoError, parse_magnet
 
-        if is_mutable_link(source):  # BEP 46: resolved on the DHT once the session runs
+        if _is_mutable_link(source):  # BEP 46: resolved on the DHT once the session runs
+            from bitswarm.session.mutable import MutableTorrentError, parse_mutable_link
+
             try:
                 parse_mutable_link(source)
             except MutableTorrentError as exc:
@@ -716,9 +730,9 @@ async def _resolve_mutable(
 ) -> Torrent | str:
     """A BEP 46 link (``magnet:?xs=urn:btpk:...``): the magnet link of the version its publisher's
     DHT item points to now; anything else as it is."""
-    if not isinstance(source, str) or not is_mutable_link(source):
+    if not isinstance(source, str) or not _is_mutable_link(source):
         return source
-    from bitswarm.session.mutable import resolve
+    from bitswarm.session.mutable import parse_mutable_link, resolve
 
     if session.dht is None:
         fail("a magnet:?xs=urn:btpk: link is resolved on the DHT: drop --no-dht")

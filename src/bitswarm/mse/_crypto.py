@@ -13,16 +13,27 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Final
-
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext
-
-try:  # cryptography >= 43 keeps RC4 among the "decrepit" algorithms
-    from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
-except ImportError:  # pragma: no cover - cryptography 42
-    from cryptography.hazmat.primitives.ciphers.algorithms import ARC4
+from typing import TYPE_CHECKING, Any, Final
 
 from bitswarm.mse._errors import LocalMSEError, MSEProtocolError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import CipherContext
+
+
+def _rc4_encryptor(key: bytes) -> CipherContext:
+    """OpenSSL's RC4 keyed with ``key``. ``cryptography`` is imported here, at the first RC4 stream:
+    a process whose peers all talk plaintext (``--encryption off``, or ``prefer`` against plaintext
+    peers) never loads it (issue 24: start-up time)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher
+
+    arc4: Any
+    try:  # cryptography >= 43 keeps RC4 among the "decrepit" algorithms
+        from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4 as arc4
+    except ImportError:  # pragma: no cover - cryptography 42
+        from cryptography.hazmat.primitives.ciphers.algorithms import ARC4 as arc4
+    return Cipher(arc4(key), mode=None).encryptor()
+
 
 #: The MSE prime (768 bits) and generator.
 P: Final = int(
@@ -104,7 +115,7 @@ class RC4Stream:
     def __init__(self, key: bytes) -> None:
         if len(key) != 20:
             raise LocalMSEError(f"RC4 key must be 20 bytes, got {len(key)}")
-        ctx: CipherContext = Cipher(ARC4(key), mode=None).encryptor()
+        ctx = _rc4_encryptor(key)
         ctx.update(_DISCARD_BLOCK)
         self._ctx = ctx
 
