@@ -25,7 +25,10 @@ from bitswarm.wire.ut_pex import (
 )
 
 V4 = st.builds(lambda n: str(ipaddress.IPv4Address(n)), st.integers(0, 2**32 - 1))
-V6 = st.builds(lambda n: ipaddress.IPv6Address(n).compressed, st.integers(0, 2**128 - 1))
+# IPv4-mapped IPv6 addresses are sent as IPv4 (test_mapped_address_goes_in_added), so not here
+V6 = st.builds(lambda n: ipaddress.IPv6Address(n).compressed, st.integers(0, 2**128 - 1)).filter(
+    lambda a: ipaddress.IPv6Address(a).ipv4_mapped is None
+)
 PORT = st.integers(1, 65535)
 PEER = st.builds(PexPeer, st.one_of(V4, V6), PORT, st.integers(0, 255))
 ADDR = st.tuples(st.one_of(V4, V6), PORT)
@@ -48,6 +51,13 @@ def test_compact_layout_and_flags() -> None:
     assert d[b"dropped"] == bytes([192, 168, 1, 2, 0, 1])
     assert d[b"dropped6"] == bytes(15) + b"\x01\x01\x02"
     assert decode_pex_message(payload) == msg
+
+
+def test_mapped_address_goes_in_added() -> None:
+    msg = PexMessage(added=(PexPeer("::ffff:10.0.0.1", 6881, 0),), dropped=(("::ffff:10.0.0.2", 1),))
+    d = decode(encode_pex_message(msg))
+    assert d[b"added"] == bytes([10, 0, 0, 1, 0x1A, 0xE1]) and not d.get(b"added6")
+    assert d[b"dropped"] == bytes([10, 0, 0, 2, 0, 1]) and not d.get(b"dropped6")
 
 
 def test_empty_message_has_v4_keys() -> None:
