@@ -487,6 +487,39 @@ class PiecePicker:
         self._take_from(index, peer, count, out)
         return out
 
+    def started(self) -> list[tuple[int, int, int]]:
+        """``(index, blocks received, blocks)`` of every started piece we want and lack (requested
+        from someone or partly in): the in-flight state a web seed's end-game looks at."""
+        prio, have = self.priority, self.have
+        return [
+            (i, p.received_count, p.num_blocks)
+            for i, p in self._partials.items()
+            if prio[i] and not have[i] and p.received_count < p.num_blocks
+        ]
+
+    def duplicate_piece(self, peer: Hashable, index: int) -> list[BlockRequest]:
+        """Every block of the started piece ``index`` not received yet, requested (also) from
+        ``peer`` whatever ``endgame_dups`` says: a web seed fetches a whole piece in one request, so
+        it duplicates a piece, not single blocks. The blocks' other owners keep theirs until
+        :meth:`received` names them to cancel."""
+        p = self._partials.get(index)
+        out: list[BlockRequest] = []
+        if p is None or self.have[index]:
+            return out
+        self._epoch += 1
+        for b in range(p.num_blocks):
+            if p.received[b]:
+                continue
+            owners = p.owners.setdefault(b, set())
+            if peer in owners:
+                continue
+            owners.add(peer)
+            p.requested[b] += 1
+            out.append(BlockRequest(index, b * self.block_size, self.block_length(index, b)))
+        if p.next_unrequested() < 0:
+            self._open.pop(index, None)
+        return out
+
     def _all_requested(self) -> bool:
         if self._open:
             return False

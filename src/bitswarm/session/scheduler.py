@@ -91,6 +91,8 @@ class RequestScheduler:
         self._buffer_pool: list[bytearray] = []
         self._buffer_pool_max = max(4, config.piece_buffer_pool_bytes // max(1, info.piece_length))
         self._block_src: dict[int, dict[int, PeerProtocol]] = {}
+        #: piece -> the web seed fetching it (one web seed per piece; see :meth:`pick_web_piece`)
+        self._web_pieces: dict[int, Hashable] = {}
         self.finishing = 0  #: complete pieces waiting for their hash + write
         self._disk_paused = False  # peers' reading paused until the disk catches up
         self.hash_failures = 0
@@ -407,6 +409,7 @@ class RequestScheduler:
             self._recycle_buffer(buf)
         self.buffers.clear()
         self._block_src.clear()
+        self._web_pieces.clear()
         self.picker = picker
 
     def refresh_interest(self) -> None:
@@ -512,28 +515,60 @@ class RequestScheduler:
     # -- web seeds (webseed.py): whole pieces, keyed in the picker by the seed ---------------------
 
     def pick_web_piece(self, source: Hashable) -> list[BlockRequest]:
-        """Every block of one piece nobody has started, requested from the web seed ``source``
-        (none in end-game: a web seed fetches whole pieces, not duplicates of peers' blocks)."""
+        """Every block of one piece for the web seed ``source``: a piece nobody has started, or —
+        once none is left (the web seed's end-game) — a piece in flight to peers, the one with the
+        fewest blocks in (see :meth:`_web_endgame_piece`). A web seed fetches whole pieces, never
+        single duplicate blocks; one web seed per piece."""
         if not self.downloading:
             return []
         picker, buffers = self.picker, self.buffers
         blocks = picker.pick(
             source, lambda i: i not in buffers, picker.num_blocks(0), memo=False, endgame_max=0
         )
-        if not blocks:
-            return []
-        index = blocks[0].index
+        index = blocks[0].index if blocks else -1
         mine = [b for b in blocks if b.index == index]
-        whole = len(mine) == picker.num_blocks(index)
+        whole = bool(mine) and len(mine) == picker.num_blocks(index)
         for b in blocks if not whole else blocks[len(mine) :]:
             picker.cancel(source, b.index, b.begin)  # a part of a piece: back to the peers
         if not whole:
-            return []
+            return self._web_endgame_piece(source)
         buffers[index] = self._new_buffer(self.piece_size(index))
+        self._web_pieces[index] = source
         return mine
+
+    def _web_endgame_piece(self, source: Hashable) -> list[BlockRequest]:
+        """No fresh piece is left: the web seed duplicates the piece in flight to peers with the
+        fewest blocks received (the slowest to finish; ties: the lowest index), unless another web
+        seed already fetches it. Without this a slow peer whose queue holds every remaining piece
+        leaves the web seeds idle and the download ends at that peer's rate. When the web seed's
+        copy lands first, the peers' requests for it are cancelled (:meth:`finish_web_piece`);
+        a peer's block that lands first makes the web seed's copy of that block redundant."""
+        picker, buffers, held = self.picker, self.buffers, self._web_pieces
+        best: tuple[int, int] | None = None
+        for index, received, _n in picker.started():
+            if index in held or index not in buffers:
+                continue  # another web seed's, or complete and being hashed
+            key = (received, index)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            return []
+        index = best[1]
+        blocks = picker.duplicate_piece(source, index)
+        if not blocks:
+            return []
+        held[index] = source
+        # the web seed fetches the whole piece: blocks already in are written again from its copy
+        # only where the picker still wants them (finish_web_piece skips the others)
+        return [
+            BlockRequest(index, b * picker.block_size, picker.block_length(index, b))
+            for b in range(picker.num_blocks(index))
+        ]
 
     def release_web_piece(self, source: Hashable, index: int) -> None:
         """The web seed could not fetch piece ``index``: its blocks go back to the picker."""
+        if self._web_pieces.get(index) is source:
+            del self._web_pieces[index]
         picker = self.picker
         for b in range(picker.num_blocks(index)):
             picker.cancel(source, index, b * picker.block_size)
@@ -547,6 +582,8 @@ class RequestScheduler:
         """The web seed ``source`` fetched piece ``index`` (from :meth:`pick_web_piece`): its blocks
         go in like a peer's, then the piece is hashed and written on the usual path. True: it passed;
         False: it failed its hash check (drop the seed); None: the piece was not ours any more."""
+        if self._web_pieces.get(index) is source:
+            del self._web_pieces[index]
         buf = self.buffers.get(index)
         picker, bs = self.picker, self.picker.block_size
         if buf is None or len(buf) != len(data):
@@ -554,17 +591,21 @@ class RequestScheduler:
             self.release_web_piece(source, index)
             return None
         done = False
+        cancelled: set[PeerProtocol] = set()
         for begin in range(0, len(data), bs):
             result = picker.received(source, index, begin)
-            if result is None:  # a peer's end-game duplicate came first
+            if result is None:  # a peer's block (end-game, or the piece was a peer's) came first
                 self.redundant += min(bs, len(data) - begin)
                 continue
             buf[begin : begin + bs] = data[begin : begin + bs]
             done = done or result[0]
-            if result[1]:  # peers' end-game duplicates of this block: cancel them
+            if result[1]:  # peers that still have this block requested: cancel their requests
                 for peer in self.peers:
                     if peer in result[1]:
                         peer.send_cancel(index, begin, min(bs, len(data) - begin))
+                        cancelled.add(peer)
+        for peer in cancelled:  # their queues have room again
+            self.fill_requests(peer)
         if not done:
             return None
         self.finishing += 1

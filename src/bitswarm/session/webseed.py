@@ -1,8 +1,9 @@
 """Web seeds: pieces from HTTP servers (BEP 19 GetRight ``url-list``, BEP 17 ``httpseeds``).
 
 A web seed plugs into the :class:`~bitswarm.session.scheduler.RequestScheduler` like a peer that has
-every piece: it asks the picker for one whole piece nobody has started
-(:meth:`RequestScheduler.pick_web_piece`), fetches it, and hands it to
+every piece: it asks the picker for one whole piece nobody has started — or, once none is left, a
+whole piece in flight to peers, the slowest (web seed end-game: a slow peer holding the last pieces
+must not leave the seed idle) — (:meth:`RequestScheduler.pick_web_piece`), fetches it, and hands it to
 :meth:`RequestScheduler.finish_web_piece`, which hashes and writes it on the path every piece takes.
 A piece that fails its hash check drops the seed for good (it serves other bytes than the torrent's);
 HTTP errors and refused connections put the URL in back-off (exponential, capped), so a dead mirror
