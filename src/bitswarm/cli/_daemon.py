@@ -10,6 +10,8 @@ Config file (``--config daemon.toml``), top-level keys named like the options pl
     download_dir = "/srv/torrents"
     dht = true
     lsd = false
+    port_mapping = true       # UPnP IGD / NAT-PMP/PCP mapping of the peer port
+    holepunch = true          # NAT hole punching (BEP 55 ut_holepunch), as relay and as initiator
     encryption = "prefer"     # MSE/PE: prefer (fall back to plaintext), require (RC4 only), off
     download_rate_limit = 0   # bytes/s, also settable at run time (PUT /api/v1/limits)
     api_max_per_ip = 64       # open API connections per client address (0: no cap)
@@ -58,6 +60,7 @@ _KEYS = {
     "preallocate",
     "super_seed",
     "port_mapping",
+    "holepunch",
     "encryption",
     "transports",
     "api_max_per_ip",
@@ -140,6 +143,7 @@ def daemon(
     scfg.enable_lsd = bool(cfg.get("lsd", False))
     scfg.enable_pex = bool(cfg.get("pex", True))
     scfg.port_mapping = not no_port_mapping and bool(cfg.get("port_mapping", True))
+    scfg.enable_holepunch = bool(cfg.get("holepunch", True))  # BEP 55, relay and initiator
     for key in ("max_peers_per_torrent", "upload_slots", "seed_upload_slots"):
         if key in cfg:
             setattr(scfg, key, int(cfg[key]))

@@ -130,6 +130,14 @@ NoPortMappingOption = Annotated[
         "tried in the background, and the mapping is removed on exit).",
     ),
 ]
+NoHolepunchOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-holepunch",
+        help="Do not take part in NAT hole punching (BEP 55 ut_holepunch): neither ask peers to relay "
+        "a punch nor relay one for others.",
+    ),
+]
 LsdOption = Annotated[bool, typer.Option("--lsd", help="Find peers on the LAN by multicast (BEP 14).")]
 PreallocateOption = Annotated[
     str,
@@ -470,6 +478,7 @@ def _config(
     no_dht: bool = False,
     lsd: bool = False,
     port_mapping: bool = True,
+    holepunch: bool = True,
     download_limit: str | None = None,
     upload_limit: str | None = None,
     encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
@@ -480,7 +489,8 @@ def _config(
     blocklist: str | None = None,
 ) -> SessionConfig:
     """Session settings from the common options (``--port``: None is :data:`DEFAULT_PEER_PORT`, or 0
-    when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--download-limit``, ``--upload-limit``,
+    when it is taken; ``--bootstrap``, ``--no-dht``, ``--lsd``, ``--no-port-mapping``,
+    ``--no-holepunch``, ``--download-limit``, ``--upload-limit``,
     ``--preallocate``, ``--super-seed``, ``--proxy``, ``--blocklist``: a blocklist is loaded here,
     before the event loop runs)."""
     nodes = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
@@ -506,6 +516,7 @@ def _config(
         dht_bootstrap=nodes or None,
         enable_lsd=lsd,
         port_mapping=port_mapping,
+        enable_holepunch=holepunch,
         download_rate_limit=parse_rate(download_limit, "--download-limit"),
         upload_rate_limit=parse_rate(upload_limit, "--upload-limit"),
         encryption=encryption,
@@ -663,6 +674,7 @@ def download(
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
     no_port_mapping: NoPortMappingOption = False,
+    no_holepunch: NoHolepunchOption = False,
     preallocate: PreallocateOption = "sparse",
     proxy: ProxyOption = None,
     blocklist: BlocklistOption = None,
@@ -682,6 +694,7 @@ def download(
     trackers = _trackers(tracker)
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
+        holepunch=not no_holepunch,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate, proxy=proxy, blocklist=blocklist,
     )  # fmt: skip
@@ -909,6 +922,7 @@ def seed(
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
     no_port_mapping: NoPortMappingOption = False,
+    no_holepunch: NoHolepunchOption = False,
     preallocate: PreallocateOption = "sparse",
     super_seed: SuperSeedOption = False,
     proxy: ProxyOption = None,
@@ -923,6 +937,7 @@ def seed(
     trackers = _trackers(tracker)
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
+        holepunch=not no_holepunch,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate, super_seed=super_seed, proxy=proxy,
         blocklist=blocklist,
@@ -969,6 +984,7 @@ def share(
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
     no_port_mapping: NoPortMappingOption = False,
+    no_holepunch: NoHolepunchOption = False,
     preallocate: PreallocateOption = "sparse",
     super_seed: SuperSeedOption = False,
     proxy: ProxyOption = None,
@@ -1004,6 +1020,7 @@ def share(
     trackers = _trackers(tracker)
     config = _config(
         host, port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
+        holepunch=not no_holepunch,
         download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
         transports=transports, preallocate=preallocate, super_seed=super_seed, proxy=proxy,
         blocklist=blocklist,

@@ -882,6 +882,7 @@ class Daemon:
         out["listen_port"] = self.session.port
         out["encryption"] = self.session.config.encryption.value
         out["transports"] = ", ".join(self.session.config.transports)
+        out["holepunch"] = "on" if self.session.config.enable_holepunch else "off"
         pv = self.privacy.status()
         out["blocklist_status"] = pv["blocklist_error"] or (
             f"{pv['blocklist_rules']} rules, {pv['blocklist_ranges']} ranges, "

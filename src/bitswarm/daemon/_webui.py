@@ -41,7 +41,7 @@ COLUMNS = [
 #: the settings page: (id, title, note, keys); labels from _LABELS, the rest from SPECS
 GROUPS: list[tuple[str, str, str, list[str]]] = [
     ("connection", "Connection", "Set in daemon.toml (or on the command line); a restart applies them.",
-     ["listen_port", "transports", "encryption", "download_dir"]),
+     ["listen_port", "transports", "encryption", "holepunch", "download_dir"]),
     ("limits", "Speed limits and schedule", "Rates in bytes per second, 0 for unlimited.",
      ["download_limit", "upload_limit", "alt_speed_enabled", "alt_speed_down", "alt_speed_up",
       "alt_speed_time_enabled", "alt_speed_time_begin", "alt_speed_time_end", "alt_speed_time_day"]),
@@ -62,6 +62,7 @@ GROUPS: list[tuple[str, str, str, list[str]]] = [
 
 _LABELS = {
     "listen_port": "Peer port", "transports": "Transports", "encryption": "Encryption (MSE/PE)",
+    "holepunch": "Hole punching",
     "download_dir": "Download folder", "download_limit": "Download limit", "upload_limit": "Upload limit",
     "alt_speed_enabled": "Alternative limits on", "alt_speed_down": "Alternative download limit",
     "alt_speed_up": "Alternative upload limit", "alt_speed_time_enabled": "Scheduled",
@@ -81,6 +82,7 @@ _READONLY_DOC = {
     "listen_port": "TCP and uTP",
     "transports": "dialing order",
     "encryption": "policy for peer connections",
+    "holepunch": "BEP 55: punch through NATs via a peer both sides reach, and relay for others",
     "download_dir": "where torrents without a save path or category go",
     "blocklist_status": "rules read, merged ranges, addresses and connections refused",
 }
