@@ -83,8 +83,11 @@ class RequestScheduler:
         #: set by the torrent: requests go out only while downloading; a seed drops seeds
         self.downloading = False
         self._seeding = False
-        #: BEP 16: while seeding every piece with ``config.super_seed`` (see :attr:`seeding`)
+        #: BEP 16: while seeding every piece with super-seeding on (see :attr:`seeding`,
+        #: :meth:`set_super_seed`)
         self.superseed: SuperSeeder | None = None
+        #: this torrent's super-seeding switch (None: ``config.super_seed``, the session's default)
+        self._super_seed: bool | None = None
         self.buffers: dict[int, bytearray] = {}
         #: finished piece buffers for reuse: a fresh 512 KiB ``bytearray`` costs a zero-fill and a
         #: page fault per 4 KiB (~15 % of the leecher's time before the pool)
@@ -109,15 +112,43 @@ class RequestScheduler:
     def seeding(self, value: bool) -> None:
         was_partial = self.partial_seed
         self._seeding = value
-        if value and self.config.super_seed and self.storage.have.all():
-            if self.superseed is None:
-                self.superseed = SuperSeeder(self.info.num_pieces, lambda i: self.picker.availability[i])
-        else:
-            self.superseed = None
+        self._update_super_seeding()
         if self.partial_seed != was_partial:
             for peer in list(self.peers):  # BEP 21: a handshake again, with the new upload_only
                 if peer.established and not peer.closed:
                     peer.send_upload_only(self.partial_seed)
+
+    @property
+    def super_seed(self) -> bool:
+        """BEP 16 is switched on for this torrent (it super-seeds while it has every piece)."""
+        return self.config.super_seed if self._super_seed is None else self._super_seed
+
+    def set_super_seed(self, value: bool | None) -> None:
+        """Switch BEP 16 for this torrent at run time (None: back to the session's default).
+
+        On: peers that connect from now on get no bitfield but a piece or two at a time; peers
+        already connected have our bitfield and stay as they are. Off: every super-seeded peer is
+        sent a ``have`` for each of our pieces it lacks (what its bitfield would have said), and new
+        peers get the bitfield again."""
+        self._super_seed = value
+        self._update_super_seeding()
+
+    def _update_super_seeding(self) -> None:
+        if self._seeding and self.super_seed and self.storage.have.all():
+            if self.superseed is None:
+                self.superseed = SuperSeeder(self.info.num_pieces, lambda i: self.picker.availability[i])
+            return
+        ss, self.superseed = self.superseed, None
+        if ss is None:
+            return
+        have = self.storage.have
+        for peer in list(self.peers):
+            if peer not in ss.offered or peer.closed or peer.has is None:
+                continue
+            told = peer.has
+            for index in have.iter_set():
+                if not told.get(index):
+                    peer.send_have(index)
 
     @property
     def partial_seed(self) -> bool:

@@ -821,6 +821,22 @@ class TorrentHandle:
     def set_sequential(self, value: bool) -> None:
         self._rt.picker.sequential = value
 
+    @property
+    def super_seed(self) -> bool:
+        """BEP 16 super-seeding is on for this torrent (it applies while every piece is here)."""
+        return self._rt.scheduler.super_seed
+
+    @property
+    def super_seeding(self) -> bool:
+        """Super-seeding now: on, and seeding every piece."""
+        return self._rt.scheduler.superseed is not None
+
+    def set_super_seed(self, value: bool | None) -> None:
+        """Switch BEP 16 super-seeding for this torrent at run time (None: the session's
+        ``super_seed`` setting). Peers connected before it is switched on keep our bitfield; when
+        it is switched off, super-seeded peers are told every piece we have."""
+        self._rt.scheduler.set_super_seed(value)
+
     def set_piece_deadline(self, index: int, deadline: float | None) -> None:
         self._rt.picker.set_deadline(index, deadline)
 
