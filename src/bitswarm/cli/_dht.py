@@ -54,6 +54,20 @@ def _local(host: str) -> bool:
     return is_local_address(host)
 
 
+def _bind_host(host: str) -> str:
+    """``host`` for the node's socket: a wildcard (``::``, the default) is ``::`` dual-stack (BEP 32,
+    both routing tables) when this host has IPv6, else ``0.0.0.0``; any other address as given."""
+    import socket
+
+    from bitswarm.session.listen import bind_socket, is_wildcard
+
+    if not is_wildcard(host):
+        return host
+    probe = bind_socket(host, 0, socket.SOCK_DGRAM)  # port 0: asks only whether IPv6 is there
+    probe.sock.close()
+    return "::" if 6 in probe.families else "0.0.0.0"
+
+
 def _config(bootstrap: list[tuple[str, int]], host: str) -> object:
     from bitswarm.dht.node import DHTConfig
 
@@ -69,7 +83,14 @@ def _config(bootstrap: list[tuple[str, int]], host: str) -> object:
 def dht(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", "-p", help="UDP port (0: any free port).")] = 6881,
-    host: Annotated[str, typer.Option("--host", help="Address to bind ('::' for dual-stack).")] = "0.0.0.0",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind: '::' every IPv6 and IPv4 address, both routing tables (IPv4 only when "
+            "the host has no IPv6), 0.0.0.0 IPv4 only, an address only that one.",
+        ),
+    ] = "::",
     bootstrap: BootstrapOption = None,
     state: Annotated[Path | None, typer.Option("--state", help="Save/restore id and contacts here.")] = None,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between status lines.")] = 10.0,
@@ -81,6 +102,10 @@ def dht(
     from bitswarm.dht.server import DHTServer
 
     contacts = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
+    try:
+        host = _bind_host(host)
+    except OSError as exc:
+        fail(f"cannot bind UDP {host}:{port}: {exc.strerror or exc}")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -127,7 +152,8 @@ def _search(info_hash: str, bootstrap: list[str] | None, timeout: float, *, scra
     contacts = [parse_hostport(b, "--bootstrap") for b in bootstrap or []]
     if not contacts:
         fail("give at least one --bootstrap HOST:PORT")
-    host = "127.0.0.1" if all(h.startswith("127.") for h, _ in contacts) else "0.0.0.0"
+    # loopback routers: loopback; else every address, dual-stack when the host has IPv6 (BEP 32)
+    host = "127.0.0.1" if all(h.startswith("127.") for h, _ in contacts) else _bind_host("::")
     results: list[LookupResult] = []
 
     async def main() -> None:

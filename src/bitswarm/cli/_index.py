@@ -195,7 +195,12 @@ def get_command(
     name_or_hash: str = typer.Argument(..., metavar="NAME_OR_HASH", help="File name or any of its hashes."),
     index: str = typer.Option(..., "--index", help="Index server URL, e.g. http://127.0.0.1:42070"),
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to download into.")] = Path("."),
-    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on for peers."),
+    host: str = typer.Option(
+        "::",
+        "--host",
+        help="Address to listen on for peers: '::' every IPv6 and IPv4 address (IPv4 only when the host "
+        "has no IPv6), 0.0.0.0 IPv4 only, an address only that one.",
+    ),
     port: int = typer.Option(0, "--port", help="TCP port for peers (0: any free)."),
     timeout: float = typer.Option(600.0, "--timeout", help="Give up after this many seconds."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON line."),
