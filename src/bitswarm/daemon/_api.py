@@ -118,6 +118,13 @@ class GoalsRequest(BaseModel):
     time_minutes: float | None = Field(None, ge=0, le=1e8)
 
 
+class SuperSeedRequest(BaseModel):
+    """BEP 16 for this torrent: true, false, or null (the daemon's ``super_seed`` setting)."""
+
+    model_config = ConfigDict(extra="forbid")
+    super_seed: bool | None
+
+
 _SETTING_TYPES: dict[type, Any] = {bool: bool | None, int: int | None, float: float | None, str: str | None}
 #: PUT /api/v1/settings: any subset of the automation settings (docs/daemon.md)
 _SETTING_FIELDS: dict[str, Any] = {
@@ -415,6 +422,11 @@ def create_app(
     async def torrent_tags(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
         req = parse_body(TagsRequest, await request.body())
         return daemon.set_tags(torrent_id, req.tags)
+
+    @put_json("/torrents/{torrent_id}/super_seed", "BEP 16 super-seeding for this torrent", SuperSeedRequest)
+    async def torrent_super_seed(torrent_id: TorrentId, request: Request) -> dict[str, Any]:
+        req = parse_body(SuperSeedRequest, await request.body())
+        return daemon.set_super_seed(torrent_id, req.super_seed)
 
     @put_json("/torrents/{torrent_id}/goals", "The torrent's seeding goals", GoalsRequest)
     async def torrent_goals(torrent_id: TorrentId, request: Request) -> dict[str, Any]:

@@ -426,6 +426,8 @@ class Daemon:
         entry.handle = handle
         entry.have = None
         handle.set_rate_limits(download=rec.download_limit, upload=rec.upload_limit)
+        if isinstance(rec.compat.get("super_seed"), bool):  # this torrent's own BEP 16 switch
+            handle.set_super_seed(rec.compat["super_seed"])
         if paused and not entry.held and not rec.paused and entry.life.state is State.PAUSED:
             self._in_background(entry, self._guarded(entry, handle.resume()))  # released while checking
         self._publish("started", entry)
@@ -672,6 +674,20 @@ class Daemon:
         self._publish("limits", entry)
         return self.status(entry)
 
+    def set_super_seed(self, torrent_id: str, value: bool | None) -> dict[str, Any]:
+        """This torrent's BEP 16 super-seeding switch (None: the daemon's ``super_seed`` setting);
+        kept in its record and applied at once when it runs."""
+        entry = self._entry(torrent_id)
+        if value is None:
+            entry.rec.compat.pop("super_seed", None)
+        else:
+            entry.rec.compat["super_seed"] = value
+        self.data.save_record(entry.rec)
+        if entry.handle is not None:
+            entry.handle.set_super_seed(value)
+        self._publish("super_seed", entry)
+        return self.status(entry)
+
     def global_limits(self) -> dict[str, int]:
         """The normal global limits (the alternative ones are in :meth:`settings`)."""
         return {
@@ -748,6 +764,13 @@ class Daemon:
             queue_position=(positions or self._positions()).get(rec.id, 0),
             category=str(rec.compat.get("category", "") or ""),
             tags=list(rec.compat.get("tags", []) or []),
+            # BEP 16: the switch (own, else the session's) and whether it is super-seeding now
+            super_seed=(
+                entry.handle.super_seed
+                if entry.handle is not None
+                else bool(rec.compat.get("super_seed", self.session.config.super_seed))
+            ),
+            super_seeding=entry.handle is not None and entry.handle.super_seeding,
             downloaded_ever=rec.downloaded_ever,
             uploaded_ever=rec.uploaded_ever,
             ratio=ratio_of(rec.uploaded_ever, rec.downloaded_ever, rec.wanted_size or rec.total_size),

@@ -103,6 +103,7 @@ class QbittorrentAPI:
             "torrents/setDownloadLimit": self._limit("download"),
             "torrents/setUploadLimit": self._limit("upload"),
             "torrents/setCategory": self.set_category,
+            "torrents/setSuperSeeding": self.set_super_seeding,
             "torrents/categories": self._call(lambda f: self.categories()),
             "torrents/createCategory": self.create_category,
             "torrents/editCategory": self.edit_category,
@@ -316,7 +317,7 @@ class QbittorrentAPI:
             "auto_tmm": False,
             "seq_dl": False,
             "f_l_piece_prio": False,
-            "super_seeding": False,
+            "super_seeding": bool(s.get("super_seed")),
             "availability": -1,
             "time_active": 0,
             "seeding_time": int(s.get("seeding_time") or 0),
@@ -397,6 +398,7 @@ class QbittorrentAPI:
             "peers_total": info["num_leechs"],
             "reannounce": 0,
             "is_private": bool(s.get("private")),
+            "super_seeding": info["super_seeding"],
         }
 
     async def files(self, form: Form) -> list[dict[str, Any]]:
@@ -482,6 +484,16 @@ class QbittorrentAPI:
         delete_files = bool(form.flag("deleteFiles"))
         for tid in self.select(form.required("hashes")):
             await self.daemon.remove(tid, delete_data=delete_files)
+        return ""
+
+    async def set_super_seeding(self, form: Form) -> str:
+        """``hashes``, ``value`` (true/false): the torrents' BEP 16 switch, as qBittorrent's (which
+        reports the switch, not whether it super-seeds now, in ``super_seeding``)."""
+        value = form.flag("value")
+        if value is None:
+            raise QbitError(400, "Missing required parameter: value")
+        for tid in self.select(form.required("hashes")):
+            self.daemon.set_super_seed(tid, value)
         return ""
 
     async def set_location(self, form: Form) -> str:

@@ -1,6 +1,7 @@
 "use strict";
 // The torrent list (sortable, filtered by state, category, tag and name), the detail drawer (files,
-// peers, trackers, piece map, info with category, tags, queue and seeding goals), add and remove.
+// peers, trackers, piece map, info with category, tags, queue, seeding goals and super-seeding), add and
+// remove.
 let torrents = [], filter = "all", selected = null, dtab = "files", detail = null;
 let sortKey = localStorage.getItem("bitswarm-sort") || "queue", sortDir = +(localStorage.getItem("bitswarm-sort-dir") || 1);
 let categories = {}, catFilter = "*", tagFilter = "*";
@@ -303,6 +304,7 @@ function drawDetail() {
       '<label>Queue</label><span class="inline">' + ["top", "up", "down", "bottom"].map((w) => '<button class="btn small" data-queue="' + w + '">' + w + "</button>").join("") + "</span>" +
       '<label for="d-ratio-mode">Ratio goal</label><span class="inline"><select id="d-ratio-mode">' + mode(g.ratio_mode) + '</select><input type="number" step="0.1" min="0" id="d-ratio" value="' + (g.ratio_limit ?? 2) + '"></span>' +
       '<label for="d-time-mode">Seeding-time goal</label><span class="inline"><select id="d-time-mode">' + mode(g.time_mode) + '</select><input type="number" min="0" id="d-time" value="' + (g.time_minutes ?? 1440) + '"> min</span>' +
+      '<label for="d-super-seed">Super-seeding</label><span class="inline"><input type="checkbox" id="d-super-seed"' + (d.super_seed ? " checked" : "") + '><span id="d-super-seed-state" style="color:var(--muted)">' + superSeedText(d) + "</span></span>" +
       '</div><div class="inline" style="margin-top:18px"><button class="btn small" id="d-goals-save">Save goals</button><button class="btn small" id="recheck">Verify data</button>' +
       '<button class="btn small" id="d-move">Move…</button></div>';
     $("recheck").onclick = async () => { try { await call("POST", "/torrents/" + d.id + "/recheck"); toast("Verifying " + d.name); } catch (e) { toast(e.message); } };
@@ -316,6 +318,13 @@ function drawDetail() {
     for (const b of body.querySelectorAll("[data-queue]")) b.onclick = async () => {
       try { await call("POST", "/torrents/" + d.id + "/queue", { where: b.dataset.queue }); refresh(); refreshDetail(); } catch (e) { toast(e.message); }
     };
+    $("d-super-seed").onchange = async () => {
+      try {
+        const t = await call("PUT", "/torrents/" + d.id + "/super_seed", { super_seed: $("d-super-seed").checked });
+        patch(t); $("d-super-seed").blur(); $("d-super-seed-state").textContent = superSeedText(t);
+        toast(t.super_seed ? "Super-seeding on" : "Super-seeding off"); refreshDetail();
+      } catch (e) { toast(e.message); }
+    };
     $("d-goals-save").onclick = async () => {
       const goals = { ratio_mode: +$("d-ratio-mode").value, ratio_limit: +$("d-ratio").value, time_mode: +$("d-time-mode").value, time_minutes: +$("d-time").value };
       try { await call("PUT", "/torrents/" + d.id + "/goals", goals); toast("Seeding goals saved"); refreshDetail(); } catch (e) { toast(e.message); }
@@ -325,6 +334,9 @@ function drawDetail() {
       try { await call("PUT", "/torrents/" + d.id + "/location", { save_path: to }); toast("Moving " + d.name); } catch (e) { toast(e.message); }
     };
   }
+}
+function superSeedText(t) {
+  return t.super_seeding ? "active: one piece at a time per peer (BEP 16)" : t.super_seed ? "on (applies once every piece is here)" : "off";
 }
 function drawPieces(cv, d) {
   const n = d.num_pieces, hex = d.pieces || ""; const w = cv.clientWidth || 500, h = 80;
