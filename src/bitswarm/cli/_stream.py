@@ -15,15 +15,18 @@ import typer
 from bitswarm.cli._app import app, fail, print_json
 from bitswarm.cli._peer import (
     DEFAULT_PEER_PORT,
+    BlocklistOption,
     BootstrapOption,
     DownloadLimitOption,
     EncryptionOption,
     HostOption,
     LsdOption,
     NoDhtOption,
+    NoHolepunchOption,
     NoPortMappingOption,
     PeerOption,
     PreallocateOption,
+    ProxyOption,
     TrackerOption,
     TransportsOption,
     UploadLimitOption,
@@ -67,7 +70,10 @@ def stream(
     no_dht: NoDhtOption = False,
     lsd: LsdOption = False,
     no_port_mapping: NoPortMappingOption = False,
+    no_holepunch: NoHolepunchOption = False,
     preallocate: PreallocateOption = "sparse",
+    proxy: ProxyOption = None,
+    blocklist: BlocklistOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the URLs as one JSON line.")] = False,
 ) -> None:
     """Download SOURCE and serve its files over HTTP while it downloads (Range requests, seeking)."""
@@ -77,16 +83,19 @@ def stream(
     torrent = _load_source(source)
     peers = [parse_hostport(p) for p in peer or []]
     trackers = _trackers(tracker)
+    # the settings (and a --blocklist, loaded or fetched through --proxy) before the event loop runs,
+    # as download does: a bad option is one line and its exit code, nothing started yet
+    config = _config(
+        host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
+        holepunch=not no_holepunch,
+        download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
+        transports=transports, preallocate=preallocate, proxy=proxy, blocklist=blocklist,
+    )  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop(stop)  # every phase (metadata, checking, streaming) ends within 2 s of a signal
-        config = _config(
-            host, peer_port, bootstrap=bootstrap, no_dht=no_dht, lsd=lsd, port_mapping=not no_port_mapping,
-            download_limit=download_limit, upload_limit=upload_limit, encryption=encryption,
-            transports=transports, preallocate=preallocate,
-        )  # fmt: skip
         async with peer_session(config, stop, peer_port) as session:
             if json_out and isinstance(torrent, str):
                 print_json({"event": "metadata", "magnet": torrent, "port": session.port})
