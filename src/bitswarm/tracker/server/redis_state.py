@@ -34,7 +34,8 @@ BATCH_MAX = 256
 
 # KEYS: bs:done, then 5 per announce (own-family leechers, seeders, ids, other-family leechers,
 # seeders). ARGV: now, ttl, then 4 per announce (address, peer id, info-hash, flags = seeder +
-# 2 * event + 8 * with_ids + 16 * numwant). Returns one {seeders, leechers, peers, peer ids} each.
+# 2 * event + 8 * with_ids + 16 * numwant). Returns one {seeders, leechers, compact peers (the
+# addresses concatenated), peer ids (with_ids) in the same order} each.
 _ANNOUNCE = """
 local done, now, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, swept, kept = {}, {}, {}
@@ -103,7 +104,8 @@ for n = 0, (#ARGV - 2) / 4 - 1 do
   end
   local pids = {}
   if with_ids == 1 and #peers > 0 then pids = redis.call('HMGET', ids, unpack(peers)) end
-  out[n + 1] = {seeders, leechers, peers, pids}
+  -- the peers as one compact string (BEP 23): one bulk reply instead of one per peer
+  out[n + 1] = {seeders, leechers, table.concat(peers), pids}
 end
 return out
 """
@@ -188,8 +190,10 @@ class RedisStore:
         numwant: int,
         *,
         with_ids: bool = False,
-    ) -> tuple[int, int, list[tuple[bytes, bytes | None]]]:
-        """Like :meth:`MemoryStore.announce`; peers come as ``(addr, peer_id or None)``.
+        compact: bool = False,
+    ) -> tuple[int, int, Any]:
+        """Like :meth:`MemoryStore.announce`; peers come as ``(addr, peer_id or None)``, or with
+        ``compact`` (and not ``with_ids``) as one string of compact addresses (BEP 23).
 
         Queued: it rides in the next script call with every other announce queued meanwhile.
         """
@@ -198,10 +202,14 @@ class RedisStore:
         self._queue.append(((info_hash, addr, peer_id, seeder, event, numwant, with_ids), fut))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
-        seeders, leechers, peers, pids = await fut
+        seeders, leechers, blob, pids = await fut
+        if compact and not with_ids:
+            return int(seeders), int(leechers), blob
+        size = len(addr)
+        addrs = [blob[i : i + size] for i in range(0, len(blob), size)]
         if not with_ids:
-            return int(seeders), int(leechers), [(p, None) for p in peers]
-        return int(seeders), int(leechers), list(zip(peers, pids, strict=True))
+            return int(seeders), int(leechers), [(p, None) for p in addrs]
+        return int(seeders), int(leechers), list(zip(addrs, pids, strict=True))
 
     async def _flush(self) -> None:
         """Send the queue in script calls of at most :data:`BATCH_MAX`, one call at a time."""
@@ -236,7 +244,7 @@ class RedisStore:
             results = self._sync_script(keys=keys, args=args)
             self.batches += 1
             self.batched += len(part)
-            out += [(int(s), int(lc), b"".join(peers)) for s, lc, peers, _ in results]
+            out += [(int(s), int(lc), blob) for s, lc, blob, _ in results]
         return out
 
     def scrape_many_sync(self, hashes: Sequence[bytes]) -> list[tuple[int, int, int]]:

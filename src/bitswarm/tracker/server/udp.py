@@ -423,15 +423,14 @@ class UdpTrackerProtocol(asyncio.DatagramProtocol):
         core = self.core
         try:
             seeders, leechers, peers = await core.store.announce(
-                info_hash, peer, peer_id, seeder, event, want
+                info_hash, peer, peer_id, seeder, event, want, compact=True
             )
         except Exception:
             core.errors["store"] += 1
             return
         core.announces["udp"] += 1
         if self.transport is not None and not self.transport.is_closing():
-            body = b"".join(p[0] for p in peers)
-            self.transport.sendto(_ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + body, addr)
+            self.transport.sendto(_ANNR.pack(1, tid, core.next_interval(), leechers, seeders) + peers, addr)
 
     def _scrape(self, data: bytes, tid: int, addr: tuple[object, ...]) -> bytes | None:
         core = self.core
