@@ -140,6 +140,7 @@ async def test_an_idle_unchoked_peer_gives_its_slot_to_a_waiting_one() -> None:
 async def test_the_rechoke_runs_every_interval_of_the_clock() -> None:
     clock = ManualClock()
     pm = manager(clock, [])
+    pm.peers[b"p" * 20] = FakeChokePeer()  # type: ignore[assignment]
     driver = ChokeDriver(Choker(1), pm, clock=clock, rechoke_interval=10.0)
     runs: list[float] = []
     driver.rechoke = lambda: runs.append(clock.now())  # type: ignore[method-assign]
@@ -149,6 +150,32 @@ async def test_the_rechoke_runs_every_interval_of_the_clock() -> None:
         assert runs == [1010.0, 1020.0, 1030.0]
     finally:
         task.cancel()
+
+
+async def test_without_peers_the_rechoke_loop_sleeps_without_a_timer_until_woken() -> None:
+    """Issue 24: an idle torrent's choke loop schedules nothing; a peer joining wakes it."""
+    clock = ManualClock()
+    pm = manager(clock, [])
+    driver = ChokeDriver(Choker(1), pm, clock=clock, rechoke_interval=10.0)
+    runs: list[float] = []
+    driver.rechoke = lambda: runs.append(clock.now())  # type: ignore[method-assign]
+    task = asyncio.ensure_future(driver.run())
+    try:
+        await clock.advance(35.0)
+        assert runs == [] and clock.pending == 0
+        pm.peers[b"p" * 20] = FakeChokePeer()  # type: ignore[assignment]
+        driver.wake()
+        await clock.advance(10.0)
+        assert runs == [1045.0]
+        pm.peers.clear()  # the interval already begun ends with a rechoke; then it sleeps again
+        await clock.advance(30.0)
+        assert runs == [1045.0, 1055.0] and clock.pending == 0
+    finally:
+        task.cancel()
+
+
+class FakeChokePeer:
+    """Only counted by the choke loop (its rechoke is replaced in these tests)."""
 
 
 async def test_manual_clock_wait_returns_on_the_event_or_the_timeout() -> None:
@@ -281,3 +308,23 @@ async def test_the_download_limit_pauses_a_peer_for_the_time_the_clock_says() ->
     assert not peer.reading
     await clock.advance(0.2)
     assert peer.reading
+
+
+async def test_the_connect_loop_sleeps_without_a_timer_while_there_is_no_candidate() -> None:
+    """Issue 24: a torrent with nothing to dial schedules nothing (it woke twice a second); a new
+    address is dialed at once, and a failed one is looked at again only at its redial time."""
+    clock = ManualClock()
+    dials: list[tuple[float, tuple[str, int]]] = []
+    pm = manager(clock, dials)
+    task = asyncio.ensure_future(pm.run())
+    try:
+        await clock.advance(10.0)
+        assert clock.pending == 0
+        pm.add("10.0.0.1", 6881)
+        await clock.advance(0)
+        assert dials == [(1010.0, ("10.0.0.1", 6881))]
+        assert clock.pending == 1  # one timer: the redial time, not a tick every CONNECT_TICK
+        await clock.advance(REDIAL_SECONDS)
+        assert [t for t, _ in dials] == [1010.0, 1010.0 + REDIAL_SECONDS]
+    finally:
+        task.cancel()

@@ -8,6 +8,7 @@ Time comes from an injected :class:`~bitswarm.session.clock.Clock`.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import TYPE_CHECKING
 
@@ -45,11 +46,21 @@ class ChokeDriver:
         self.rng = rng or random.Random()
         #: set by the torrent: a seed has its own slot count (``seed_upload_slots``)
         self.seeding = False
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
+        """Rechoke every ``rechoke_interval`` while there are peers; without one the loop sleeps
+        without a timer until :meth:`wake` (an idle torrent costs nothing per second: issue 24)."""
         while True:
+            if not len(self.peers):
+                self._wake.clear()
+                await self._wake.wait()
             await self.clock.sleep(self.rechoke_interval)
             self.rechoke()
+
+    def wake(self) -> None:
+        """A peer joined: rechoke again every ``rechoke_interval``."""
+        self._wake.set()
 
     def rechoke(self) -> None:
         peers = list(self.peers)

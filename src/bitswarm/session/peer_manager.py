@@ -267,11 +267,24 @@ class PeerManager:
         return started
 
     async def run(self) -> None:
-        """The connect loop: dial due candidates every ``CONNECT_TICK`` and whenever one arrives."""
+        """The connect loop: dial due candidates whenever one arrives, every ``CONNECT_TICK`` while
+        some are due, else at the next one's time; with no candidate it sleeps without a timer (an
+        idle torrent costs nothing per second: issue 24)."""
         while True:
             self.dial_due()
             self._new_candidates.clear()
-            await self.clock.wait(self._new_candidates, CONNECT_TICK)
+            wait = self.next_dial_wait()
+            if wait is None:
+                await self._new_candidates.wait()
+            else:
+                await self.clock.wait(self._new_candidates, wait)
+
+    def next_dial_wait(self) -> float | None:
+        """Seconds until the connect loop has work (None: none until a candidate arrives)."""
+        if not self.candidates:
+            return None
+        soonest = min(self.candidates.values()) - self.clock.now()
+        return max(CONNECT_TICK, soonest)
 
     async def _dial_one(self, addr: Address) -> None:
         try:
@@ -450,6 +463,11 @@ class PeerManager:
         n = 0 if lasted >= STABLE_SECONDS else self._closes.get(addr, 0)
         _remember(self._closes, addr, n + 1)
         self.candidates[addr] = self.clock.now() + min(REDIAL_SECONDS, REDIAL_BACKOFF * 2**n)
+        self._new_candidates.set()  # the connect loop may sleep until a later time
+
+    def dial_soon(self) -> None:
+        """Candidates' times were moved earlier: the connect loop looks at them now."""
+        self._new_candidates.set()
 
     def check_timeouts(self, now: float) -> None:
         """Close peers silent for ``inactivity_timeout``; keep quiet links alive."""

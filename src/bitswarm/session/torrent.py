@@ -167,6 +167,8 @@ class TorrentRuntime:
         self.down = RateMeter(clock=now)
         self.up = RateMeter(clock=now)
         self._complete = asyncio.Event()
+        #: set when the torrent has something to keep (see :meth:`_housekeeping_loop`)
+        self._busy = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -261,6 +263,7 @@ class TorrentRuntime:
         seeding = state is State.SEEDING
         self.scheduler.downloading = state is State.DOWNLOADING and not self.hashes.blocking
         self.scheduler.seeding = self.choking.seeding = self.peer_manager.seeding = seeding
+        self._wake()
         return state
 
     @property
@@ -384,6 +387,7 @@ class TorrentRuntime:
         candidates = self.peer_manager.candidates
         for addr in candidates:
             candidates[addr] = 0.0
+        self.peer_manager.dial_soon()
 
     def _wants_more_peers(self) -> bool:
         return self.state is State.DOWNLOADING and len(self.peers) < DHT_FEW_PEERS
@@ -559,6 +563,7 @@ class TorrentRuntime:
             return False
         joined = self.peer_manager.join(peer)
         if joined:
+            self._wake()
             self.hashes.peer_joined(peer)
         return joined
 
@@ -592,9 +597,26 @@ class TorrentRuntime:
     # -- housekeeping: timeouts, keep-alives, snubs, resume data -------------------------------
 
     async def _housekeeping_loop(self) -> None:
+        """A tick every ``HOUSEKEEPING_SECONDS`` while there is something to keep: an idle torrent
+        (no peer, not downloading) saves its resume data once and then sleeps
+        without a timer until :meth:`_wake` (a peer joins, the state changes): 10,000 idle seeds
+        cost nothing per second (issue 24)."""
         while True:
+            if self._idle():
+                await self._save_resume()
+                self._busy.clear()
+                if self._idle():
+                    await self._busy.wait()
             await self.clock.sleep(HOUSEKEEPING_SECONDS)
             await self.housekeeping()
+
+    def _idle(self) -> bool:
+        return not self.peer_manager.peers and self.state is not State.DOWNLOADING
+
+    def _wake(self) -> None:
+        """Something to keep: the housekeeping and choke loops run again."""
+        self._busy.set()
+        self.choking.wake()
 
     async def housekeeping(self) -> None:
         """One tick: drop silent peers, keep quiet links alive, hand a snubbing peer's requests to
