@@ -4,6 +4,7 @@ schedule and the watch folder, driven by a fake host and an injected clock."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -135,6 +136,7 @@ class FakeTorrent:
     seeding_seconds: float = 0.0
     goals: dict[str, Any] = field(default_factory=dict)
     goal_reached: bool = False
+    active: bool = False  #: connected or downloading: looked at by the cheap tick
 
 
 class FakeHost:
@@ -143,11 +145,20 @@ class FakeHost:
         self.saved: dict[str, Any] = dict(settings)
         self.rates: list[tuple[int, int]] = []
         self.actions: list[tuple[str, str]] = []
+        self.viewed = 0  #: views built
 
     def automation_settings(self) -> dict[str, Any]:
         return settings_view(self.saved)
 
-    def views(self) -> list[TorrentView]:
+    def active_ids(self) -> list[str]:
+        return [t.id for t in self.torrents if t.active]
+
+    def views(self, ids: Iterable[str] | None = None) -> list[TorrentView]:
+        wanted = None if ids is None else list(ids)
+        torrents = (
+            self.torrents if wanted is None else [t for tid in wanted for t in self.torrents if t.id == tid]
+        )
+        self.viewed += len(torrents)
         return [
             TorrentView(
                 id=t.id,
@@ -164,7 +175,7 @@ class FakeHost:
                 goals=t.goals,
                 goal_reached=t.goal_reached,
             )
-            for t in self.torrents
+            for t in torrents
         ]
 
     def get(self, tid: str) -> FakeTorrent:
@@ -358,3 +369,60 @@ def test_docs_list_every_setting() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
     missing = [k for k in SPECS if f"| `{k}` |" not in doc]
     assert not missing, missing
+
+
+# -- many torrents: the cheap tick (issue 24) ----------------------------------------------------
+
+
+async def test_the_cheap_tick_looks_only_at_active_torrents_and_idle_seeding_time_is_not_lost() -> None:
+    clock = Clock()
+    seeds = [FakeTorrent(f"s{i}", complete=True) for i in range(100)]
+    busy = FakeTorrent("busy", complete=True, active=True)
+    host = FakeHost(busy, *seeds)
+    auto = Automation(host, clock=clock)
+    await auto.tick()
+    host.viewed = 0
+    for _ in range(10):
+        clock.t += 1
+        busy.up += 10
+        assert await auto.tick_active() is None
+    assert host.viewed == 10  # one view a tick: the active torrent's
+    assert busy.uploaded_ever == 100 and busy.seeding_seconds == 10
+    assert seeds[0].seeding_seconds == 0
+    await auto.tick()  # the next full tick accounts the idle seeds' 10 s
+    assert all(s.seeding_seconds == 10 for s in seeds)
+    assert busy.seeding_seconds == 10
+
+
+async def test_an_active_download_that_finishes_runs_the_queue_at_once() -> None:
+    clock = Clock()
+    a, b = FakeTorrent("a", active=True), FakeTorrent("b")
+    host = FakeHost(a, b, queue_downloads_enabled=True, queue_downloads_max=1)
+    auto = Automation(host, clock=clock)
+    await auto.tick()
+    assert host.actions == [("hold", "b")]
+    clock.t += 1
+    assert await auto.tick_active() is None
+    a.complete = True  # a seeds now: its download slot goes to b
+    clock.t += 1
+    plan = await auto.tick_active()
+    assert plan is not None and plan.release == ["b"] and not b.held
+
+
+async def test_a_ratio_goal_reached_between_full_ticks_is_acted_on() -> None:
+    clock = Clock()
+    a = FakeTorrent("a", complete=True, active=True, size=100, goals={"ratio_mode": 1, "ratio_limit": 1.0})
+    host = FakeHost(a)
+    auto = Automation(host, clock=clock)
+    await auto.tick()
+    a.up = 150
+    clock.t += 1
+    await auto.tick_active()
+    assert ("pause", "a") in host.actions
+
+
+def test_full_ticks_of_many_torrents_are_spread_out() -> None:
+    auto = Automation(FakeHost(), clock=Clock())
+    assert auto.full_period(0.0001) == 1.0  # a few torrents: every second, as before
+    assert 10.0 <= auto.full_period(0.03) <= 30.0  # 10,000 torrents
+    assert auto.full_period(1.0) == 30.0

@@ -41,6 +41,15 @@ log = logging.getLogger("bitswarm.daemon.automation")
 
 #: How often the automation runs (seconds); a change (add, resume, settings) runs it at once.
 TICK = 1.0
+#: Each second only the torrents whose counters may move (connected, downloading) are looked at; a
+#: full tick (every torrent: the queue, seeding time, stalls) runs after a change (:meth:`poke`),
+#: when one of those finished or reached a goal, and at least every ``TICK`` seconds but, with many
+#: torrents, no more than ``FULL_TICK_DUTY`` of the time (at most every ``FULL_TICK_MAX`` seconds):
+#: 10,000 idle seeds cost a full tick every 15 s or so, not every second (issue 24).
+FULL_TICK_DUTY = 0.002
+FULL_TICK_MAX = 30.0
+#: Pokes in a row (10,000 torrents starting) run full ticks at most this share of the time.
+POKE_DUTY = 0.05
 #: Sunday .. Saturday in Transmission's ``alt-speed-time-day`` mask.
 DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 ALL_DAYS = 127
@@ -324,8 +333,12 @@ class Host(Protocol):
 
     def automation_settings(self) -> dict[str, Any]: ...
 
-    def views(self) -> list[TorrentView]:
-        """Every torrent in queue order."""
+    def views(self, ids: Iterable[str] | None = None) -> list[TorrentView]:
+        """Every torrent in queue order (``ids``: those torrents, in that order)."""
+        ...
+
+    def active_ids(self) -> list[str]:
+        """The torrents whose counters may move now (connected to peers, or downloading)."""
         ...
 
     def account(self, torrent_id: str, downloaded: int, uploaded: int, seeding_seconds: float) -> None:
@@ -362,6 +375,8 @@ class Automation:
         self.clock = clock
         self.wall = wall
         self._last: dict[str, tuple[int, int, int]] = {}  #: id → counters at the last tick
+        self._seen: dict[str, float] = {}  #: id → when it was last accounted
+        self._complete: dict[str, bool] = {}  #: id → complete when last accounted
         self._activity: dict[str, float] = {}  #: id → last payload (or start) while running
         self._last_tick: float | None = None
         self._in_window: bool | None = None
@@ -380,16 +395,17 @@ class Automation:
     async def tick(self) -> QueuePlan:
         """One round: totals, schedule, goals, queue. Returns the queue decision applied."""
         now = self.clock()
-        dt = 0.0 if self._last_tick is None else max(0.0, now - self._last_tick)
         self._last_tick = now
         settings = self.host.automation_settings()
         self._schedule(settings)
         views = self.host.views()  # once per tick: kept up to date here
-        views = [self._count(v, now, dt) for v in views]
+        views = [self._count(v, now) for v in views]
         seen = {v.id for v in views}
         for gone in set(self._last) - seen:
             self._last.pop(gone, None)
             self._activity.pop(gone, None)
+            self._seen.pop(gone, None)
+            self._complete.pop(gone, None)
         fired: set[str] = set()
         for v in views:
             if v.wanted and v.complete and not v.goal_reached and await self._check_goal(v, settings):
@@ -405,11 +421,32 @@ class Automation:
             await job()
         return plan
 
-    def _count(self, v: TorrentView, now: float, dt: float) -> TorrentView:
-        """Account the payload moved since the last tick (and the time seeded); the view with the
-        new totals."""
+    async def tick_active(self) -> QueuePlan | None:
+        """The cheap tick between full ones: account and check the seeding goals of the torrents
+        whose counters may move; a full :meth:`tick` (its plan returned) when one of them finished
+        or reached its goal. Idle torrents cost nothing here."""
+        ids = self.host.active_ids()
+        if not ids:
+            return None
+        now = self.clock()
+        settings = self.host.automation_settings()
+        for v in self.host.views(ids):
+            was = self._complete.get(v.id)
+            v = self._count(v, now)
+            if was is not None and was != v.complete:
+                return await self.tick()  # finished (or wants more): the queue decides again
+            if v.wanted and v.complete and not v.goal_reached and await self._check_goal(v, settings):
+                return await self.tick()  # paused or removed: the next one may start
+        return None
+
+    def _count(self, v: TorrentView, now: float) -> TorrentView:
+        """Account the payload moved since it was last accounted (and the time seeded); the view
+        with the new totals."""
         key, down, up = v.counters
         last = self._last.get(v.id)
+        dt = max(0.0, now - self._seen.get(v.id, now))
+        self._seen[v.id] = now
+        self._complete[v.id] = v.complete
         moved = d_down = d_up = 0
         secs = 0.0
         if last is not None and last[0] == key and key != 0:
@@ -497,18 +534,38 @@ class Automation:
         self._rates = None
         self.poke()
 
+    def full_period(self, cost: float) -> float:
+        """Seconds between full ticks when nothing pokes, for a full tick that took ``cost``."""
+        return min(FULL_TICK_MAX, max(TICK, cost / FULL_TICK_DUTY))
+
     async def run(self) -> None:
-        """Tick until cancelled (a failing tick is logged, the next one runs)."""
+        """Tick until cancelled (a failing tick is logged, the next one runs): every ``TICK`` the
+        active torrents (:meth:`tick_active`), all of them after a poke and every
+        :meth:`full_period`."""
+        cost = 0.0
+        last_full: float | None = None
         while True:
+            poked = self._wake.is_set()
+            self._wake.clear()
+            full = poked or last_full is None or time.monotonic() - last_full >= self.full_period(cost)
             try:
-                await self.tick()
+                if full:
+                    started = time.monotonic()
+                    await self.tick()
+                    last_full = time.monotonic()
+                    cost = last_full - started
+                else:
+                    await self.tick_active()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("automation tick failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK)
+            if last_full is not None and self._wake.is_set():  # pokes in a row: bounded work
+                gap = min(FULL_TICK_MAX, cost / POKE_DUTY) - (time.monotonic() - last_full)
+                if gap > 0:
+                    await asyncio.sleep(gap)
 
 
 # -- the watch folder ----------------------------------------------------------------------------

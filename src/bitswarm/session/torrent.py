@@ -804,6 +804,19 @@ class TorrentHandle:
     def status(self) -> TorrentStatus:
         return self._rt.status()
 
+    def totals(self) -> tuple[int, int, int, int]:
+        """(downloaded, uploaded, wanted bytes, verified wanted bytes) without building a
+        :meth:`status`: the daemon's automation reads it of every torrent (issue 24)."""
+        rt = self._rt
+        wanted, done = rt._wanted_done()
+        return rt.down.total, rt.up.total, wanted, done
+
+    @property
+    def active(self) -> bool:
+        """Connected to a peer, or downloading: its counters may move now."""
+        rt = self._rt
+        return bool(rt.peers) or rt.state is State.DOWNLOADING
+
     async def wait_complete(self, timeout: float | None = None) -> None:
         """Wait until every wanted piece is verified (raises on torrent error or timeout)."""
         async with asyncio.timeout(timeout):
