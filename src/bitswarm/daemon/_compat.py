@@ -73,6 +73,26 @@ def number(daemon: Daemon, torrent_id: str) -> int:
     return last + 1
 
 
+def number_all(daemon: Daemon, torrent_ids: list[str]) -> None:
+    """Give every torrent of ``torrent_ids`` without one its :func:`number` at once (one scan, one
+    settings write: a first ``torrent-get`` of 10,000 torrents took seconds one by one; issue 24)."""
+    wanted, missing = set(torrent_ids), []
+    last = int(daemon.setting("last_num", 0) or 0)
+    for tid in daemon.ids():
+        num = compat(daemon, tid).get("num")
+        if isinstance(num, int) and not isinstance(num, bool):
+            last = max(last, num)
+        elif tid in wanted:
+            missing.append(tid)
+    if not missing:
+        return
+    for tid in missing:
+        last += 1
+        compat(daemon, tid)["num"] = last
+        save(daemon, tid)
+    daemon.set_setting("last_num", last)
+
+
 def queue_order(daemon: Daemon) -> list[str]:
     """Every torrent id in queue order (the daemon's queue; new torrents at the end)."""
     return daemon.queue_order()

@@ -340,7 +340,10 @@ class TransmissionRPC:
         position = {tid: i for i, tid in enumerate(c.queue_order(self.daemon))}
         need_details = any(f in _DETAIL_FIELDS for f in names)
         rows: list[dict[str, Any]] = []
-        for tid in self.select(args.get("ids")):
+        selected = self.select(args.get("ids"))
+        if "id" in names:
+            c.number_all(self.daemon, selected)
+        for tid in selected:
             st = self.daemon.details(tid) if need_details else statuses[tid]
             values = self._fields(tid, st, position.get(tid, 0))
             rows.append({k: values[k](st) for k in names if k in values})
