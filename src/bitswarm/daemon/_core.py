@@ -789,13 +789,18 @@ class Daemon:
             out["eta"] = None
         return out
 
+    def peer_list(self, torrent_id: str) -> builtins.list[dict[str, object]]:
+        """The torrent's connected peers (``details()["peer_list"]`` alone; empty outside the session)."""
+        handle = self._entry(torrent_id).handle
+        return handle.peers() if handle is not None else []
+
     def list(self) -> list[dict[str, Any]]:
         positions = self._positions()
         return [self.status(e, positions) for e in self._entries.values()]
 
-    def details(self, torrent_id: str) -> dict[str, Any]:
+    def details(self, torrent_id: str, positions: dict[str, int] | None = None) -> dict[str, Any]:
         entry = self._entry(torrent_id)
-        out = self.status(entry)
+        out = self.status(entry, positions)
         torrent = entry.torrent
         out["files"] = []
         out["trackers"] = []
@@ -1125,6 +1130,10 @@ class Daemon:
         saved = [t for t in self._settings.get("queue_order", []) or [] if isinstance(t, str) and t in known]
         seen = set(saved)
         return saved + [t for t in ids if t not in seen]
+
+    def positions(self) -> dict[str, int]:
+        """Torrent id → queue position (0 first)."""
+        return self._positions()
 
     def _positions(self) -> dict[str, int]:
         return {tid: i for i, tid in enumerate(self.queue_order())}

@@ -43,6 +43,8 @@ _DETAIL_FIELDS = frozenset(
         "peersSendingToUs", "peersGettingFromUs", "primary-mime-type",
     }
 )  # fmt: skip
+#: detail fields that need only the peer list
+_PEER_FIELDS = frozenset({"peersSendingToUs", "peersGettingFromUs"})
 _TR_PRIORITY = {"priority-high": 1, "priority-normal": 0, "priority-low": -1}
 
 
@@ -338,13 +340,22 @@ class TransmissionRPC:
         names = [f for f in fields if isinstance(f, str)]
         statuses = {s["id"]: s for s in self.daemon.list()}
         position = {tid: i for i, tid in enumerate(c.queue_order(self.daemon))}
-        need_details = any(f in _DETAIL_FIELDS for f in names)
+        # ``transmission-remote -l`` asks for the peer counts: the peer list alone, not every
+        # torrent's details (files, pieces ...), and no queue positions per torrent (issue 24)
+        need_details = any(f in _DETAIL_FIELDS and f not in _PEER_FIELDS for f in names)
+        need_peers = any(f in _PEER_FIELDS for f in names)
+        positions = self.daemon.positions() if need_details else None
         rows: list[dict[str, Any]] = []
         selected = self.select(args.get("ids"))
         if "id" in names:
             c.number_all(self.daemon, selected)
         for tid in selected:
-            st = self.daemon.details(tid) if need_details else statuses[tid]
+            if need_details:
+                st = self.daemon.details(tid, positions)
+            elif need_peers:
+                st = dict(statuses[tid], peer_list=self.daemon.peer_list(tid))
+            else:
+                st = statuses[tid]
             values = self._fields(tid, st, position.get(tid, 0))
             rows.append({k: values[k](st) for k in names if k in values})
         if args.get("format") == "table":
