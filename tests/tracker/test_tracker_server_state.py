@@ -155,7 +155,10 @@ def _codec(query: bytes) -> tuple[object, ...] | str:
         r = parse_announce_query(query)
     except TrackerProtocolError:
         return "error"
-    return (r.info_hash, r.peer_id, r.port, r.left, int(r.event), r.compact, r.no_peer_id, r.numwant, r.ip)
+    return (
+        *(r.info_hash, r.peer_id, r.port, r.left, int(r.event), r.compact, r.no_peer_id, r.numwant, r.ip),
+        *(r.ipv4, r.ipv6),
+    )
 
 
 def _fast(query: bytes) -> tuple[object, ...] | str:
@@ -167,15 +170,21 @@ def _fast(query: bytes) -> tuple[object, ...] | str:
 
 def test_fast_parser_common_query() -> None:
     q = _query(IH, pid(1), port="6881", uploaded="0", downloaded="0", left="5", compact="1", event="started")
-    assert _fast(q) == (IH, pid(1), 6881, 5, 2, True, False, None, None) == _codec(q)
+    assert _fast(q) == (IH, pid(1), 6881, 5, 2, True, False, None, None, None, None) == _codec(q)
+    q6 = q + b"&ipv6=2001%3Adb8%3A%3A7&ipv4=198.18.0.9:7000"  # BEP 7, as clients encode it
+    assert _fast(q6)[-2:] == ("198.18.0.9:7000", "2001:db8::7") and _fast(q6) == _codec(q6)
 
 
 _param = st.sampled_from(
-    ["port", "uploaded", "downloaded", "left", "compact", "numwant", "event", "key", "ip", "no_peer_id", "x"]
+    [
+        *("port", "uploaded", "downloaded", "left", "compact", "numwant", "event", "key", "ip", "no_peer_id"),
+        *("x", "ipv4", "ipv6"),  # BEP 7
+    ]
 )
 _value = st.one_of(
     st.integers(-5, 2**64).map(str),
     st.sampled_from(["started", "stopped", "completed", "empty", "", "bogus", "1", "0", "%41", "1.2.3.4"]),
+    st.sampled_from(["2001%3Adb8%3A%3A1", "%FF", "%", "%zz", "[::1]:5", "a" * 257, "%41" * 100]),
     st.text(max_size=12),
 )
 

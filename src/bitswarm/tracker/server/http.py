@@ -1,4 +1,5 @@
-"""HTTP tracker front end (BEP 3 announce, BEP 23 compact, BEP 7 ``peers6``, BEP 48 scrape).
+"""HTTP tracker front end (BEP 3 announce, BEP 23 compact, BEP 7 ``peers6`` and ``ipv4=``/``ipv6=``,
+BEP 24 ``external ip``, BEP 48 scrape).
 
 An :class:`asyncio.Protocol` driven by the ``httptools`` (llhttp) parser. The announce path does
 no avoidable work: a fast query parser (:mod:`.query`), a synchronous in-memory store, and a reply
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
+from bitswarm.dht.bep42 import is_local_address
 from bitswarm.tracker._common import TrackerProtocolError
 from bitswarm.tracker.http_codec import (
     FailureResponse,
@@ -44,9 +46,11 @@ if TYPE_CHECKING:
     from bitswarm.tracker.server.admin import AdminApi
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
-_ANN4 = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peers%d:"
-_ANN6 = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peers0:6:peers6%d:"
-_ANND = b"d8:completei%de10:incompletei%de8:intervali%de12:min intervali%de5:peersl"
+# @EXT@: BEP 24 ``external ip`` (between "complete" and "incomplete" in bencode's key order), filled
+# in once per connection by :func:`_templates`, so a reply costs no more than without it
+_ANN4 = b"d8:completei%de@EXT@10:incompletei%de8:intervali%de12:min intervali%de5:peers%d:"
+_ANN6 = b"d8:completei%de@EXT@10:incompletei%de8:intervali%de12:min intervali%de5:peers0:6:peers6%d:"
+_ANND = b"d8:completei%de@EXT@10:incompletei%de8:intervali%de12:min intervali%de5:peersl"
 _STATUS = {
     200: b"OK",
     400: b"Bad Request",
@@ -94,6 +98,51 @@ def _peer_address(host: str) -> tuple[bytes, bool]:
     return socket.inet_aton(host), False
 
 
+#: the reply head templates of one requester address: (IPv4 compact, IPv6 compact, dictionary)
+Templates = tuple[bytes, bytes, bytes]
+
+
+def _templates(ip: bytes) -> Templates:
+    """The reply templates carrying BEP 24 ``external ip``: the requester's address packed (4 or 16
+    bytes; a ``%`` byte of it doubled, since the templates are %-formatted later)."""
+    ext = b"11:external ip%d:" % len(ip) + ip.replace(b"%", b"%%")
+    return _ANN4.replace(b"@EXT@", ext), _ANN6.replace(b"@EXT@", ext), _ANND.replace(b"@EXT@", ext)
+
+
+def _other_family(text: str, port: int, v6: bool) -> bytes | None:
+    """BEP 7 ``ipv6=`` (``v6``) or ``ipv4=``: an address or ``ADDR:PORT`` / ``[ADDR]:PORT`` (the
+    port defaults to ``port``) as a compact address, or None when it is not a unicast address of
+    that family outside the BEP 42 local blocks (the client's own rule for sending it): a client
+    cannot plant a loopback, link-local or LAN address in other peers' replies. The BEP's NAT check
+    is not done."""
+    host, port_s = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port_s = rest[1:]
+    elif not v6 and ":" in text:
+        host, _, port_s = text.rpartition(":")
+    if port_s:
+        if not port_s.isdigit() or len(port_s) > 5:
+            return None
+        port = int(port_s)
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if addr.version != (6 if v6 else 4) or not 0 < port <= 0xFFFF:
+        return None
+    if addr.is_unspecified or addr.is_multicast or addr.is_loopback or addr.is_link_local or addr.is_reserved:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return None
+    if is_local_address(host) or addr.packed[0] == 0:
+        return None
+    return addr.packed + port.to_bytes(2, "big")
+
+
 class _Limit(Exception):
     """Raised inside a parser callback to stop parsing: the request breaks a size limit."""
 
@@ -135,6 +184,7 @@ class HttpTrackerProtocol(asyncio.Protocol):
         self._closed = False
         self.transport: asyncio.Transport | None = None
         self._ip = b"\x7f\0\0\1"
+        self._tpl = _templates(self._ip)
         self._v6 = False
         self._host = ""
         self._trusted = False
@@ -148,6 +198,7 @@ class HttpTrackerProtocol(asyncio.Protocol):
         if peer:
             self._host = peer[0]
             self._ip, self._v6 = _peer_address(peer[0])
+            self._tpl = _templates(self._ip)
             proxies = self.core.config.trusted_proxies
             if proxies:
                 host = str(ipaddress.ip_address(self._ip))
@@ -374,14 +425,21 @@ class HttpTrackerProtocol(asyncio.Protocol):
                 return failure(exc.reason)
         if self._trusted:
             ip, v6 = self._client_ip(a.ip)
+            tpl = _templates(ip)
         else:
-            ip, v6 = self._ip, self._v6
+            ip, v6, tpl = self._ip, self._v6, self._tpl
         addr = ip + a.port.to_bytes(2, "big")
         numwant = core.numwant(a.numwant)
+        # BEP 7: the client's address of the other family, stored beside this one (replies to it
+        # still carry peers of the request's own family)
+        other = a.ipv4 if v6 else a.ipv6
+        extra = None if other is None else _other_family(other, a.port, not v6)
         store = core.store
         if store.is_async:
-            return self._announce_async(a, addr, v6, numwant)
+            return self._announce_async(a, addr, v6, numwant, tpl, extra)
         with core.lock:
+            if extra is not None:
+                store.announce(a.info_hash, extra, a.peer_id, a.left == 0, a.event, 0)
             seeders, leechers, peers = store.announce(
                 a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant
             )
@@ -389,22 +447,26 @@ class HttpTrackerProtocol(asyncio.Protocol):
             if not a.compact:
                 ids = store.peer_ids(a.info_hash, peers, 18 if v6 else 6)
         if a.compact:
-            return self._compact(seeders, leechers, peers, v6)
-        return self._dictionary(seeders, leechers, ids, a.no_peer_id)
+            return self._compact(seeders, leechers, peers, v6, tpl)
+        return self._dictionary(seeders, leechers, ids, a.no_peer_id, tpl)
 
-    async def _announce_async(self, a: Any, addr: bytes, v6: bool, numwant: int) -> bytes:
+    async def _announce_async(
+        self, a: Any, addr: bytes, v6: bool, numwant: int, tpl: Templates, extra: bytes | None
+    ) -> bytes:
         store = self.core.store
+        if extra is not None:
+            await store.announce(a.info_hash, extra, a.peer_id, a.left == 0, a.event, 0)
         seeders, leechers, peers = await store.announce(
             a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant, with_ids=not a.compact
         )
         self.core.announces["http"] += 1
         if a.compact:
-            return self._compact(seeders, leechers, b"".join(p[0] for p in peers), v6)
-        return self._dictionary(seeders, leechers, peers, a.no_peer_id)
+            return self._compact(seeders, leechers, b"".join(p[0] for p in peers), v6, tpl)
+        return self._dictionary(seeders, leechers, peers, a.no_peer_id, tpl)
 
-    def _compact(self, seeders: int, leechers: int, blob: bytes, v6: bool) -> bytes:
+    def _compact(self, seeders: int, leechers: int, blob: bytes, v6: bool, tpl: Templates) -> bytes:
         core = self.core
-        head = (_ANN6 if v6 else _ANN4) % (
+        head = tpl[v6] % (
             seeders,
             leechers,
             core.next_interval(),
@@ -414,11 +476,16 @@ class HttpTrackerProtocol(asyncio.Protocol):
         return b"".join((_OK % (len(head) + len(blob) + 1), head, blob, b"e"))
 
     def _dictionary(
-        self, seeders: int, leechers: int, peers: list[tuple[bytes, bytes | None]], no_peer_id: bool
+        self,
+        seeders: int,
+        leechers: int,
+        peers: list[tuple[bytes, bytes | None]],
+        no_peer_id: bool,
+        tpl: Templates,
     ) -> bytes:
         core = self.core
         parts = [
-            _ANND % (seeders, leechers, core.next_interval(), core.config.min_interval),
+            tpl[2] % (seeders, leechers, core.next_interval(), core.config.min_interval),
         ]
         for addr, peer_id in peers:
             ip = str(ipaddress.ip_address(addr[:-2])).encode()

@@ -32,6 +32,9 @@ class Announce(NamedTuple):
     no_peer_id: bool
     numwant: int | None
     ip: str | None
+    #: BEP 7 ``ipv4=`` / ``ipv6=``: the client's address (or endpoint) of the other family
+    ipv4: str | None = None
+    ipv6: str | None = None
 
 
 def _slow(query: bytes) -> Announce:
@@ -46,7 +49,16 @@ def _slow(query: bytes) -> Announce:
         req.no_peer_id,
         req.numwant,
         req.ip,
+        req.ipv4,
+        req.ipv6,
     )
+
+
+def _text(value: bytes) -> str:
+    """A short text parameter, percent-decoded as the codec does; ValueError: let the codec judge."""
+    if len(value) > 256:
+        raise ValueError(value)
+    return (unquote_to_bytes(value) if b"%" in value else value).decode("utf-8")
 
 
 def _digits(value: bytes | None, width: int) -> bool:
@@ -109,6 +121,16 @@ def parse_announce(query: bytes) -> Announce:
         if value is not None and (len(value) > 256 or b"%" in value):
             return _slow(query)
     ip = get(b"ip")
+    ipv4 = get(b"ipv4")
+    ipv6 = get(b"ipv6")
+    if ipv4 is not None or ipv6 is not None:  # BEP 7, rare: percent-encoded (an IPv6 address's colons)
+        try:
+            ipv4_s = None if ipv4 is None else _text(ipv4)
+            ipv6_s = None if ipv6 is None else _text(ipv6)
+        except ValueError:
+            return _slow(query)
+    else:
+        ipv4_s = ipv6_s = None
     return Announce(
         info_hash,
         peer_id,
@@ -119,4 +141,6 @@ def parse_announce(query: bytes) -> Announce:
         get(b"no_peer_id", b"0") == b"1",
         numwant_n,
         None if ip is None else ip.decode("ascii"),
+        ipv4_s,
+        ipv6_s,
     )
