@@ -93,7 +93,6 @@ LT_DONTHAVE_ID = 8  #: BEP 54 (RequestScheduler.on_dont_have)
 #: The extended handshake's ``e`` key: 1 = we prefer MSE/PE encryption (``prefer`` and ``require``;
 #: libtorrent sends it only when it requires encryption, Transmission when it prefers it).
 _E_KEY: dict[bytes, Any] = {b"e": 1}
-_SCRATCH_MIN = BLOCK_SIZE + 13  # a buffer from the codec larger than this is its scratch buffer
 #: While a block is being received in place and at least this many of its bytes are still to come,
 #: the stream is told so (TCP: ``SO_RCVLOWAT`` of exactly that many): the kernel wakes us once for
 #: the rest of the block instead of once per TCP segment (a 16 KiB block at 10 Mbit/s arrives in
@@ -204,15 +203,12 @@ class PeerProtocol:
         self._timer = self.session.clock.call_later(timeout, self._handshake_timeout)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        buf = self.codec.get_buffer(sizehint)
-        if self.outstanding > 1 and len(buf) > _SCRATCH_MIN:
-            # Blocks are on their way: read only up to the end of the next message header, so the
-            # codec can hand out the block's slot in its piece buffer for the following read (the
-            # kernel copies the block in place) instead of two copies through the scratch buffer.
-            pending = self.codec.buffered
-            if pending < 13:
-                return buf[: 13 - pending]
-        return buf
+        # The codec's whole scratch buffer (256 KiB: many blocks per read, parsed in place and each
+        # copied once into its piece buffer), or the rest of a block whose beginning came with the
+        # last read (received in place). Reading only up to each next message header, so that
+        # every block landed in place, took two reads and two trips through here per block: 20 %
+        # more CPU for the whole leecher process (issue 24, docs/benchmarks.md "Whole process").
+        return self.codec.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         codec = self.codec

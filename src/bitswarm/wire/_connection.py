@@ -173,6 +173,7 @@ class PeerConnection:
         "_pos",
         "_ready",
         "_scratch",
+        "_scratch_live",
         "_sink",
         "_size_fn",
         "extension_protocol",
@@ -212,6 +213,8 @@ class PeerConnection:
         self._error: WireProtocolError | None = None
         self._sink: BlockSink | None = None
         self._scratch: bytearray | None = None
+        #: buffered data may still be views of ``_scratch`` (copied out before it is reused)
+        self._scratch_live = False
         self._direct: memoryview | None = None
         self._direct_filled = 0
         self._direct_piece: Piece | None = None
@@ -489,6 +492,8 @@ class PeerConnection:
                         raise LocalWireError("block sink returned a buffer of the wrong size")
                     dest[:] = data
                     data = dest
+                elif data.obj is self._scratch:  # declined: its own copy (the scratch is reused)
+                    data = memoryview(bytes(data))
             return self._their(state, Piece(index, begin, data))
         self._pos = pos + total
         fixed = _FIXED_LENGTH.get(mid)
@@ -592,6 +597,8 @@ class PeerConnection:
             dest = self._try_direct()
             if dest is not None:
                 return dest
+        if self._scratch_live:
+            self._detach_scratch()
         scratch = self._scratch
         size = max(sizehint, 256 * 1024)
         if scratch is None or len(scratch) < size:
@@ -609,8 +616,39 @@ class PeerConnection:
                 self._ready = self._direct_piece
                 self._direct = self._direct_piece = None
             return
-        assert self._scratch is not None
-        self.receive_data(bytes(memoryview(self._scratch)[:nbytes]))
+        scratch = self._scratch
+        assert scratch is not None
+        if self._sink is None:  # events' blocks are views of what is buffered: kept as bytes
+            self.receive_data(bytes(memoryview(scratch)[:nbytes]))
+            return
+        if self._eof:
+            raise LocalWireError("buffer_updated() after EOF")
+        # With a block sink, parsed where it landed: blocks are copied into the sink's buffers, and
+        # the next get_buffer() copies out only what is still unparsed then (a message's
+        # beginning), not the whole read (issue 24: one copy per byte less).
+        view = memoryview(scratch)[:nbytes]
+        if self._pos == len(self._buf) and not self._more:
+            self._buf = view
+            self._pos = 0
+        else:
+            self._more.append(view)
+            self._more_len += nbytes
+        self._scratch_live = True
+
+    def _detach_scratch(self) -> None:
+        """Copy what is buffered in the scratch buffer into ``bytes`` of its own (it is about to be
+        written again). Events handed out before keep no view of it: every message but ``piece`` is
+        copied when parsed, and a block into its sink's buffer (or its own bytes when declined)."""
+        scratch = self._scratch
+        self._scratch_live = False
+        buf = self._buf
+        if buf.obj is scratch:
+            self._buf = memoryview(bytes(buf[self._pos :])) if self._pos < len(buf) else _EMPTY
+            self._pos = 0
+        more = self._more
+        for i, chunk in enumerate(more):
+            if chunk.obj is scratch:
+                more[i] = memoryview(bytes(chunk))
 
     def _try_direct(self) -> memoryview | None:
         state = self.their_state
