@@ -10,10 +10,13 @@ has no peer ("waiting: tracker X unreachable, DHT 0 nodes, 0 peers known").
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -42,6 +45,44 @@ DHT_FEW_PEERS = 8
 #: Seconds after the start before the first DHT lookup (the listen port is known by then).
 DHT_FIRST_DELAY = 0.2
 DHT_TIMEOUT = 60.0
+#: Announces in flight to one tracker from one session (10,000 torrents starting: issue 24).
+MAX_ANNOUNCES_PER_TRACKER = 32
+#: The first announce of a torrent waits a random part of (torrents started in the last
+#: ``ANNOUNCE_WINDOW`` s) / ``ANNOUNCE_SPREAD`` seconds (at most ``MAX_ANNOUNCE_JITTER``): a torrent
+#: added alone announces at once, 10,000 starting together spread over up to 30 s.
+ANNOUNCE_SPREAD = 200.0
+ANNOUNCE_WINDOW = 10.0
+MAX_ANNOUNCE_JITTER = 30.0
+
+
+class AnnounceGate:
+    """What the torrents of one session share for their announces: a limit of announces in flight
+    per tracker and the spreading of first announces when many torrents start together."""
+
+    def __init__(
+        self, per_tracker: int = MAX_ANNOUNCES_PER_TRACKER, rng: random.Random | None = None
+    ) -> None:
+        self.per_tracker = per_tracker
+        self.rng = rng or random.Random()
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._starts: collections.deque[float] = collections.deque()  #: recent first announces
+
+    def slot(self, tracker: str) -> asyncio.Semaphore:
+        """The semaphore of announces to ``tracker`` (a host:port or URL)."""
+        sem = self._slots.get(tracker)
+        if sem is None:
+            sem = self._slots[tracker] = asyncio.Semaphore(self.per_tracker)
+        return sem
+
+    def first_delay(self, now: float) -> float:
+        """Seconds a torrent starting at ``now`` waits before its first announce: a random part of
+        (torrents started in the last ``ANNOUNCE_WINDOW`` seconds) / ``ANNOUNCE_SPREAD``."""
+        starts = self._starts
+        while starts and starts[0] < now - ANNOUNCE_WINDOW:
+            starts.popleft()
+        starts.append(now)
+        spread = min(MAX_ANNOUNCE_JITTER, (len(starts) - 1) / ANNOUNCE_SPREAD)
+        return self.rng.uniform(0.0, spread) if spread > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +323,14 @@ class AnnounceDriver:
         book: TrackerBook | None = None,
         wall: Callable[[], float] = time.time,
         complete: Callable[[], bool] | None = None,
+        gate: AnnounceGate | None = None,
+        before_first: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.clock = clock
+        #: awaited before the first tracker announce (the session's port mapping in flight, ≤ 1 s)
+        self._before_first = before_first
+        #: shared by the session's torrents: announces in flight per tracker, first-announce spread
+        self.gate = gate or AnnounceGate()
         #: do we hold every piece? (BEP 33: the DHT announce then says ``seed=1``)
         self._complete = complete or (lambda: False)
         self.swarm_hash = swarm_hash
@@ -338,11 +385,12 @@ class AnnounceDriver:
             self._failed(exc)
             log.info("announce (%s) failed: %s", event.name, exc)
 
-    async def reannounce(self) -> None:
-        """Announce to the trackers now (returns when one answered or all failed) and run a DHT
-        lookup at once (``force_reannounce``)."""
+    async def reannounce(self, *, trackers: bool = True) -> None:
+        """Announce to the trackers now (returns when one answered or all failed; not with
+        ``trackers`` False) and run a DHT lookup at once (``force_reannounce``)."""
         self._dht_now.set()
-        await self.announce_event(Event.NONE)
+        if trackers:
+            await self.announce_event(Event.NONE)
 
     def _failed(self, exc: BitswarmError) -> None:
         """Record the failures the clients could not (the manager's own timeout of a client)."""
@@ -370,9 +418,16 @@ class AnnounceDriver:
         announcer = self.announcer
         assert announcer is not None
         first = True
+        delay = self.gate.first_delay(self.clock.now())
+        if delay > 0:
+            await self.clock.sleep(delay)
+        if self._before_first is not None:
+            await self._before_first()  # so the first announce carries a mapped port being made
+        key = _tracker_key(getattr(announcer, "tiers", None))
         while True:
             try:
-                result = await (announcer.start() if first else announcer.announce())
+                async with self.gate.slot(key):
+                    result = await (announcer.start() if first else announcer.announce())
                 first = False
                 for host, port in result.peers:
                     self._add_peer(host, port)
@@ -408,3 +463,24 @@ class AnnounceDriver:
                 return  # asyncio.wait_for (3.11) may swallow the stop's cancel when the lookup ends
             await self.clock.wait(self._dht_now, soon if self._want_more_peers() else self.dht_interval)
             self._dht_now.clear()
+
+
+_GATES: weakref.WeakKeyDictionary[object, AnnounceGate] = weakref.WeakKeyDictionary()
+
+
+def session_gate(session: object) -> AnnounceGate:
+    """The :class:`AnnounceGate` of ``session`` (one per session, made when first asked for)."""
+    gate = _GATES.get(session)
+    if gate is None:
+        gate = _GATES[session] = AnnounceGate()
+    return gate
+
+
+def _tracker_key(tiers: object) -> str:
+    """The tracker a torrent's announces go to first (its first tier's first URL's host:port)."""
+    try:
+        url = str(tiers[0][0])  # type: ignore[index]
+    except (IndexError, KeyError, TypeError):
+        return ""
+    parts = urlsplit(url)
+    return parts.netloc or url

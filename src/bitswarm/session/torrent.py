@@ -25,6 +25,7 @@ from bitswarm.session.announce import (
     TrackerBook,
     TrackerStatus,
     dht_nodes,
+    session_gate,
     waiting_reason,
 )
 from bitswarm.session.choker import Choker
@@ -347,6 +348,9 @@ class TorrentRuntime:
             dht_interval=cfg.dht_announce_interval,
             book=self.tracker_book,
             complete=lambda: self.storage.have.all(),
+            gate=session_gate(session),
+            # a port mapping in flight: the first tracker announce waits for it (≤ 1 s)
+            before_first=lambda: session.reachability.before_first_announce(self.announce),
         )
         loop = asyncio.get_running_loop()
         name = self.info.name
