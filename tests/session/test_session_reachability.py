@@ -163,8 +163,9 @@ async def test_off_by_default_on_loopback_and_in_test_runs(
 async def test_the_mapped_port_is_announced_at_once_where_it_differs(
     gateways: dict[str, Any], tmp_path: Any
 ) -> None:
-    """The first announce goes out with the listen port; once the gateway maps another external
-    port, the tracker hears that one right away (not at the next interval), and so do later ones."""
+    """A gateway slower than the first announce waits (FIRST_ANNOUNCE_WAIT): the first announce goes
+    out with the listen port; once the gateway maps another external port, the tracker hears that
+    one right away (not at the next interval), and so do later ones."""
     from urllib.parse import parse_qs, urlsplit
 
     from bitswarm.metainfo import make_torrent, parse_torrent
@@ -184,7 +185,7 @@ async def test_the_mapped_port_is_announced_at_once_where_it_differs(
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce"
     (tmp_path / "a.bin").write_bytes(b"x" * 40000)
     torrent = parse_torrent(make_torrent(tmp_path / "a.bin", trackers=[[url]]).data)
-    gateways["upnp"] = Gateway(external_port=40002, slow=0.5)
+    gateways["upnp"] = Gateway(external_port=40002, slow=2.0)
     try:
         async with Session(config()) as session:
             handle = await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
@@ -324,3 +325,106 @@ async def test_ip_is_announced_only_when_configured(tmp_path: Any, announce_ip: 
         await server.wait_closed()
     assert len(queries) >= 2
     assert all(q.get("ip") == ([announce_ip] if announce_ip else None) for q in queries), queries
+
+
+async def _announce_recorder() -> tuple[asyncio.Server, str, list[tuple[float, int, str]]]:
+    """A tracker recording each announce: (loop time, port, event)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    seen: list[tuple[float, int, str]] = []
+    body = b"d8:intervali1800e5:peers0:e"
+
+    async def tracker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        query = parse_qs(urlsplit(head.split(b" ")[1].decode()).query)
+        seen.append((asyncio.get_running_loop().time(), int(query["port"][0]), query.get("event", [""])[0]))
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(tracker, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/announce", seen
+
+
+def _natpmp(gateways: dict[str, Any], external_port: int, slow: float) -> Gateway:
+    """A NAT-PMP gateway (tried at once; UPnP starts after UPNP_DELAY) answering after ``slow`` s."""
+    gw = gateways["natpmp"] = Gateway(external_port=external_port, slow=slow)
+    gw.method = "natpmp"  # type: ignore[misc]
+    return gw
+
+
+async def test_the_first_announce_waits_for_a_mapping_in_flight(
+    gateways: dict[str, Any], tmp_path: Any
+) -> None:
+    """A mapping being made when the torrent starts: its first tracker announce waits for it and
+    carries the mapped port — one announce (``started``), no reannounce right after it, and the
+    ``stopped`` one on close carries the same port (the mapping is removed before it)."""
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    server, url, seen = await _announce_recorder()
+    (tmp_path / "w.bin").write_bytes(b"w" * 40000)
+    torrent = parse_torrent(make_torrent(tmp_path / "w.bin", trackers=[[url]]).data)
+    _natpmp(gateways, 40003, slow=0.4)
+    try:
+        async with Session(config()) as session:
+            await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
+            await eventually(when(lambda: bool(seen)), timeout=10)
+            await asyncio.sleep(0.5)  # a reannounce for the mapping would come now
+            assert session.reachability.advertised_port == 40003
+    finally:
+        server.close()
+        await server.wait_closed()
+    # ... and closing (the mapping removed first) changes no port: ``stopped`` names the same entry
+    assert [(port, event) for _, port, event in seen] == [(40003, "started"), (40003, "stopped")], seen
+
+
+async def test_the_first_announce_waits_at_most_a_second(gateways: dict[str, Any], tmp_path: Any) -> None:
+    """A gateway slower than FIRST_ANNOUNCE_WAIT: the first announce goes out after ~1 s with the
+    listen port, and the mapped port follows in a reannounce once the gateway answers."""
+    from bitswarm.metainfo import make_torrent, parse_torrent
+    from bitswarm.session.reachability import FIRST_ANNOUNCE_WAIT
+
+    server, url, seen = await _announce_recorder()
+    (tmp_path / "s.bin").write_bytes(b"s" * 40000)
+    torrent = parse_torrent(make_torrent(tmp_path / "s.bin", trackers=[[url]]).data)
+    _natpmp(gateways, 40004, slow=2.0)
+    loop = asyncio.get_running_loop()
+    try:
+        async with Session(config()) as session:
+            added = loop.time()
+            await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
+            await eventually(when(lambda: any(port == 40004 for _, port, _ in seen)), timeout=10)
+            first_at, first_port, first_event = seen[0]
+            assert (first_port, first_event) == (session.port, "started")
+            assert FIRST_ANNOUNCE_WAIT - 0.1 <= first_at - added < FIRST_ANNOUNCE_WAIT + 0.8, first_at - added
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+async def test_no_wait_when_mapping_is_off_or_on_loopback(
+    gateways: dict[str, Any], tmp_path: Any, host: str
+) -> None:
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    server, url, seen = await _announce_recorder()
+    (tmp_path / "n.bin").write_bytes(b"n" * 40000)
+    torrent = parse_torrent(make_torrent(tmp_path / "n.bin", trackers=[[url]]).data)
+    _natpmp(gateways, 40005, slow=3.0)
+    loop = asyncio.get_running_loop()
+    cfg = SessionConfig(listen_host=host, listen_port=0, enable_dht=False, port_mapping=host != "0.0.0.0")
+    try:
+        async with Session(cfg) as session:
+            assert session.reachability.mode == ("off" if host == "0.0.0.0" else "loopback")
+            added = loop.time()
+            await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
+            await eventually(when(lambda: bool(seen)), timeout=10)
+            assert seen[0][0] - added < 0.5 and seen[0][1] == session.port
+            # and the reachability side alone: nothing to wait for
+            started = loop.time()
+            await session.reachability.before_first_announce(object())
+            assert loop.time() - started < 0.05
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -8,7 +8,9 @@
 * keeps the :class:`~bitswarm.session.external_address.ExternalAddressVote`, fed by the mapping, the
   trackers (BEP 24), peers' ``yourip`` (BEP 10) and DHT responses (BEP 42) through :meth:`note`;
 * gives the port to announce (:attr:`advertised_port`: the mapped external TCP port, when there is
-  one) and tells running torrents' tracker announcers when it changes;
+  one) and tells running torrents' tracker announcers when it changes; a torrent's first tracker
+  announce waits (:meth:`before_first_announce`, at most :data:`FIRST_ANNOUNCE_WAIT`) while the TCP
+  mapping is still being tried, so that announce carries the mapped port;
 * gives the DHT node a BEP 42 id for the external address once one is decided, unless the DHT's own
   vote (the address DHT nodes see) has settled already;
 * publishes a session-level ``port_mapping`` event on every change, and an ``external_address``
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from bitswarm.portmap import PortMapper
     from bitswarm.session.session import Session
 
-__all__ = ["UNMAP_TIMEOUT", "UPNP_DELAY", "Reachability"]
+__all__ = ["FIRST_ANNOUNCE_WAIT", "UNMAP_TIMEOUT", "UPNP_DELAY", "Reachability"]
 
 log = logging.getLogger("bitswarm.session")
 
@@ -43,6 +45,10 @@ UNMAP_TIMEOUT = 0.8
 #: Seconds before the UPnP search starts (PCP/NAT-PMP at once): a one-shot download that is done
 #: sooner never imports the UPnP stack; a long-running peer is mapped a second later.
 UPNP_DELAY = 1.0
+
+#: Most seconds a torrent's first tracker announce waits for a TCP port mapping still being tried
+#: (never when mapping is off, on loopback, or once a mapping is made or has failed).
+FIRST_ANNOUNCE_WAIT = 1.0
 
 _LOOPBACK = ("127.", "::1", "localhost")
 
@@ -58,6 +64,10 @@ class Reachability:
         self._advertised: int | None = None
         self._reannounces: set[asyncio.Task[None]] = set()
         self._last_summary: str | None = None
+        #: set (and replaced) on every mapping status change: what first announces wait on
+        self._moved = asyncio.Event()
+        #: ids of announce drivers waiting in :meth:`before_first_announce`
+        self._holding: set[int] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,6 +133,8 @@ class Reachability:
         mapper = self.mapper
         if mapper is None:
             return
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
         mapped_by: dict[str, str] = {}
         for st in mapper.status():
             if st.state == "mapped" and st.external_ip:
@@ -133,7 +145,9 @@ class Reachability:
             elif self.vote.withdraw("mapping", method):
                 self._decided()
         port = self.advertised_port
-        if port != self._advertised:
+        # once stopped (closing) the announced port stays: the ``stopped`` announce that follows
+        # must name the entry the trackers hold
+        if port != self._advertised and self.mode == "on":
             self._advertised = port
             self._tell_announcers(port)
         summary = mapper.summary()
@@ -150,9 +164,38 @@ class Reachability:
             if driver is not None and driver.announcer is not None:
                 driver.announcer.port = port
             if driver is not None:  # tell the trackers and the DHT now, not at the next interval
-                task = asyncio.get_running_loop().create_task(driver.reannounce(), name="reannounce-port")
+                # (a first tracker announce still waiting for this mapping carries it: DHT only)
+                coro = driver.reannounce(trackers=id(driver) not in self._holding)
+                task = asyncio.get_running_loop().create_task(coro, name="reannounce-port")
                 self._reannounces.add(task)
                 task.add_done_callback(self._reannounces.discard)
+
+    def mapping_in_flight(self) -> bool:
+        """Is a mapping of the TCP port (the announced one) still being tried, none made yet?"""
+        mapper = self.mapper
+        if mapper is None or self.mode != "on":
+            return False
+        tcp = [s.state for s in mapper.status() if s.protocol == "tcp"]
+        return "pending" in tcp and "mapped" not in tcp
+
+    async def before_first_announce(self, driver: object = None, limit: float = FIRST_ANNOUNCE_WAIT) -> None:
+        """Wait, at most ``limit`` seconds (session clock), while :meth:`mapping_in_flight`: a
+        torrent's first tracker announce then carries the mapped port instead of the listen port
+        (a reannounce corrects it otherwise). Returns at once when mapping is off, on loopback, or
+        made or failed already. ``driver`` (the torrent's announce driver) gets no extra reannounce
+        for a mapping made meanwhile: its first announce is the one that tells."""
+        clock = self.session.clock
+        deadline = clock.now() + limit
+        if driver is not None:
+            self._holding.add(id(driver))
+        try:
+            while self.mapping_in_flight():
+                left = deadline - clock.now()
+                if left <= 0:
+                    return
+                await clock.wait(self._moved, left)
+        finally:
+            self._holding.discard(id(driver))
 
     # -- external address ----------------------------------------------------------------------
     def note(self, address: str, source: str, voter: str) -> None:
