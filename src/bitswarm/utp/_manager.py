@@ -82,6 +82,7 @@ class ManagerStats:
     unreachable: int = 0  # dials failed at once by an ICMP port/host unreachable (Linux)
     unreachable_closed: int = 0  # established connections ended by repeated ICMP unreachable
     gso_sends: int = 0  # sendmsg calls that carried several datagrams (UDP GSO)
+    wrong_family: int = 0  # connections failed unsent: a destination of a family the socket lacks
 
 
 class _Entry:
@@ -131,6 +132,8 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._gso: socket.socket | None = None
         self._dual = False  # an AF_INET6 socket: IPv4 peers are addressed as ::ffff:a.b.c.d
+        #: the destination families the socket carries (an IPv6-only socket: no IPv4)
+        self._v4, self._v6 = True, False
         self._fd = -1  # the socket's descriptor while the error queue is on (Linux IP_RECVERR)
         self._drain_handle: asyncio.Handle | None = None
         self._dialing: dict[_Entry, None] = {}  # connect() calls waiting for their SYN's answer
@@ -150,6 +153,10 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._dual = sock.family == socket.AF_INET6
+            self._v4, self._v6 = not self._dual, self._dual
+            if self._dual:
+                with contextlib.suppress(OSError):
+                    self._v4 = not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
@@ -227,10 +234,12 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         return len(self._conns)
 
     def sendto(self, data: bytes, addr: Addr) -> None:
-        """Send a datagram that is not uTP (the DHT's KRPC) through the shared socket."""
-        if self._transport is not None:
+        """Send a datagram that is not uTP (the DHT's KRPC) through the shared socket (not to an
+        address of a family the socket does not carry: the query simply times out)."""
+        wire = self._wire(addr)
+        if self._transport is not None and wire is not None:
             with contextlib.suppress(OSError):  # unreachable: the DHT query simply times out
-                self._transport.sendto(data, self._wire(addr))
+                self._transport.sendto(data, wire)
 
     def _drain_errors(self) -> None:
         """Read the error queue (bounded; the rest on the next loop turn) and fail the dials whose
@@ -278,10 +287,18 @@ class UtpSocketManager(asyncio.DatagramProtocol):
                 continue
             self._touch(entry)
 
-    def _wire(self, addr: Addr) -> Addr:
-        if self._dual and ":" not in addr[0]:
-            return ("::ffff:" + addr[0], addr[1])
-        return addr
+    def _wire(self, addr: Addr) -> Addr | None:
+        """``addr`` as the socket takes it (an IPv4 one on a dual-stack socket: ``::ffff:a.b.c.d``),
+        or None when the socket does not carry its family (IPv6 on an IPv4 socket, IPv4 on an
+        IPv6-only one): nothing may be sent there."""
+        host = addr[0]
+        if ":" in host:
+            if host.startswith("::ffff:") and "." in host:  # IPv4-mapped: an IPv4 peer
+                return addr if self._dual and self._v4 else ((host[7:], addr[1]) if self._v4 else None)
+            return addr if self._v6 else None
+        if not self._v4:
+            return None
+        return ("::ffff:" + host, addr[1]) if self._dual else addr
 
     async def connect(
         self, addr: Addr, protocol_factory: Callable[[], P], *, timeout: float | None = 10.0
@@ -349,8 +366,10 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             reply = HEADER.pack(
                 (_RESET << 4) | VERSION, 0, conn_id, 0, 0, 0, self._rng.randrange(0x10000), seq
             )
-            self.stats.resets_sent += 1
-            self._transport.sendto(reply, self._wire(peer))
+            wire = self._wire(peer)
+            if wire is not None:
+                self.stats.resets_sent += 1
+                self._transport.sendto(reply, wire)
 
     def _register(self, conn: UtpConnection, peer: Addr) -> _Entry:
         entry = _Entry(conn, peer)
@@ -394,6 +413,9 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         out = conn.datagrams_to_send(now)
         if out and self._transport is not None:
             addr = self._wire(entry.addr)
+            if addr is None:  # a family this socket does not carry: fail the connection, send nothing
+                self._wrong_family(entry)
+                return
             if self._gso is not None and len(out) > 2:
                 self._send_gso(out, addr)
             else:
@@ -421,6 +443,22 @@ class UtpSocketManager(asyncio.DatagramProtocol):
             entry.deadline = t
             self._heap_seq += 1
             heapq.heappush(self._heap, (t, self._heap_seq, entry))
+
+    def _wrong_family(self, entry: _Entry) -> None:
+        """A connection to an address of a family the socket does not carry (an IPv6 peer on an
+        IPv4 socket): nothing is sent (a GSO send would fail and turn GSO off for every connection;
+        a plain send would fail unseen and leave the dial to time out); it ends at once with
+        ``OSError(EAFNOSUPPORT)``."""
+        host, port = entry.addr
+        kind = "IPv6-only" if self._dual else "IPv4"
+        self.stats.wrong_family += 1
+        if not entry.conn.finished:
+            entry.conn.abort()
+            entry.conn.datagrams_to_send(self._loop.time())  # the RESET it queued goes nowhere
+        entry.conn.pop_events()
+        msg = f"uTP: cannot reach {host}:{port} from an {kind} socket"
+        self._lost(entry, OSError(errno.EAFNOSUPPORT, msg))
+        self._forget(entry)
 
     def _send_gso(self, out: list[bytes], addr: Addr) -> None:
         """Runs of equal-size datagrams (and one shorter datagram closing a run) in one sendmsg."""
