@@ -153,9 +153,9 @@ class UtpSocketManager(asyncio.DatagramProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._dual = sock.family == socket.AF_INET6
-            self._v4, self._v6 = not self._dual, self._dual
+            self._v4, self._v6 = True, self._dual  # AF_INET6: dual-stack unless IPV6_V6ONLY says not
             if self._dual:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, AttributeError):
                     self._v4 = not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
