@@ -25,6 +25,19 @@ pair plaintext and encrypted, interleaved (names ``bw-bw+enc``). An encrypted pa
 against ``lt-lt+enc`` of the same run, and the table adds its time over the same pair in plaintext.
 Plaintext pairs run bitswarm with ``encryption = off`` and libtorrent with encryption disabled.
 aria2 pairs run plaintext only.
+
+Whole processes (issue 24, ``--mode cli``): ``bitswarm seed`` / ``bitswarm download`` processes
+against whole libtorrent processes (``lt_transfer_peer.py``; uTP, DHT and encryption off), both
+without a DHT node, for each of ``--sizes`` (default 1 GiB and 1 MiB, on tmpfs). The seeder is
+started and seeding first (not timed); the leecher process is timed from its spawn to its exit, its
+CPU is user+system from ``wait4``, its peak RSS ``VmHWM``. bitswarm runs like-for-like
+(``--transports tcp --encryption off --no-dht``) and, in the ``bw-bw+default`` pair, with its default
+transports (uTP first) and encryption (prefer) on both sides. Sizes and pairs are interleaved,
+``--repeat`` rounds; the ratios are medians over libtorrent→libtorrent's medians of the same run.
+Children may write bytecode (a stale ``.pyc`` would be recompiled, and timed, at every start).
+
+    .venv/bin/python bench/bench_transfer.py --mode cli --repeat 3 --json
+    .venv/bin/python bench/bench_transfer.py --mode cli --sizes 1048576 --pairs bw-bw,lt-lt
 """
 
 from __future__ import annotations

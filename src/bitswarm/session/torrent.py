@@ -579,14 +579,22 @@ class TorrentRuntime:
             self.choking.peer_gone(peer)
 
     def _piece_verified(self, index: int, buf: bytearray) -> None:
-        if not self.picker.is_complete():
+        if not self.picker.is_complete() and self._a_peer_lacks(index):
             # peers ask for a piece right after our HAVE: serve it from memory, not a disk read
-            # through the thread pool (a copy: ``buf`` goes back to the buffer pool)
+            # through the thread pool (a copy: ``buf`` goes back to the buffer pool). Not when
+            # every peer has it (downloading from seeds): a copy of every byte for nobody.
             self.read_cache.put(index, bytes(buf))
         self.peer_manager.announce_have(index)
         self._emit("piece_verified", index=index)
         if self.picker.is_complete() and self.state is State.DOWNLOADING:  # not while moving
             self._become_seed(announce=True)
+
+    def _a_peer_lacks(self, index: int) -> bool:
+        """Is a connected peer (not a seed) without piece ``index``, as far as we know?"""
+        for peer in self.peer_manager.peers.values():
+            if not peer.is_seed and (peer.has is None or not peer.has.get(index)):
+                return True
+        return False
 
     def on_piece_layers_complete(self) -> None:
         """BEP 52: the last missing piece layer is in; a v2-only torrent's pieces can be verified now,
