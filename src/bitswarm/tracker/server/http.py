@@ -454,11 +454,13 @@ class HttpTrackerProtocol(asyncio.Protocol):
         self, a: Any, addr: bytes, v6: bool, numwant: int, tpl: Templates, extra: bytes | None
     ) -> bytes:
         store = self.core.store
-        if extra is not None:
-            await store.announce(a.info_hash, extra, a.peer_id, a.left == 0, a.event, 0)
-        seeders, leechers, peers = await store.announce(
-            a.info_hash, addr, a.peer_id, a.left == 0, a.event, numwant, with_ids=not a.compact
-        )
+        seeder, compact = a.left == 0, a.compact
+        mine = store.announce(a.info_hash, addr, a.peer_id, seeder, a.event, numwant, with_ids=not compact)
+        if extra is None:
+            seeders, leechers, peers = await mine
+        else:  # queued in this order: one batch (one script call) carries both, the counts include it
+            other = store.announce(a.info_hash, extra, a.peer_id, seeder, a.event, 0)
+            _, (seeders, leechers, peers) = await asyncio.gather(other, mine)
         self.core.announces["http"] += 1
         if a.compact:
             return self._compact(seeders, leechers, b"".join(p[0] for p in peers), v6, tpl)
