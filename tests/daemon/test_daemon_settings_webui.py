@@ -71,6 +71,7 @@ async def test_settings_page_changes_take_effect(tmp_path: Path) -> None:
         assert "token" not in page.url
         await expect(page.locator("#s-queue_downloads_max")).to_have_value("5")  # filled from the API
         await expect(page.locator("#s-listen_port")).to_have_text(str(r.daemon.session.port))
+        await expect(page.locator("#s-holepunch")).to_have_text("on")  # read-only: daemon.toml holepunch
         await page.check("#s-queue_downloads_enabled")
         await page.fill("#s-queue_downloads_max", "1")
         await page.fill("#s-download_limit", "750000")
