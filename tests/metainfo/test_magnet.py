@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import time
 
 import pytest
@@ -233,14 +234,28 @@ def test_a_large_allowed_link_parses_in_linear_time() -> None:
         return _link(base + filler)
 
     def best(uri: str) -> float:
+        # CPU time of this thread, GC off: other processes on a loaded CI machine do not count
         times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            parse_magnet(uri)
-            times.append(time.perf_counter() - start)
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(5):
+                start = time.thread_time()
+                parse_magnet(uri)
+                times.append(time.thread_time() - start)
+        finally:
+            if gc_was:
+                gc.enable()
         return min(times)
 
     small, large = link(2_500), link(10_000)
     assert len(large) < MAX_MAGNET_LENGTH
-    assert best(large) < 8 * best(small)
+    # quadratic parsing would be ~16x in every attempt; a linear parser is ~4x, so one of three
+    # attempts under 8x tells them apart even when a neighbour steals the cache now and then
+    ratios = []
+    for _ in range(3):
+        ratios.append(best(large) / best(small))
+        if ratios[-1] < 8:
+            break
+    assert min(ratios) < 8, ratios
     assert best(large) < 1.0
