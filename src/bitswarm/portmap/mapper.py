@@ -224,6 +224,8 @@ class PortMapper:
         self._backends: dict[str, MappingBackend] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        #: deletes of unanswered map requests, sent on stop and not waited for
+        self._forgetting: set[asyncio.Task[None]] = set()
         self._in_flight: set[tuple[str, str]] = set()
         self._rediscover: set[str] = set()
         self._first_round: dict[str, asyncio.Event] = {}
@@ -276,7 +278,12 @@ class PortMapper:
 
     async def stop(self) -> None:
         """Stop renewing and delete every mapping we hold, all at once: within ``unmap_timeout``
-        seconds whatever the gateways do (a CLI has ~2 s between SIGTERM and exit). Idempotent."""
+        seconds whatever the gateways do (a CLI has ~2 s between SIGTERM and exit). Idempotent.
+
+        A map request the gateway has not answered may still have been granted: its delete is sent
+        too, but not waited for (it finishes in the background while the loop runs, and the
+        backend is closed after it). A gateway that ignores NAT-PMP/PCP, or an IGD still thinking,
+        so never holds a one-shot download's exit (issue 24)."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -284,11 +291,25 @@ class PortMapper:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         held: list[tuple[MappingBackend, MappingLease]] = []
+        unanswered: dict[str, list[MappingLease]] = {}
         for name, leases in self._leases.items():
             backend = self._backends.get(name)
             for lease in leases:
-                if backend is not None and (lease.active or (name, lease.protocol) in self._in_flight):
+                if backend is None:
+                    continue
+                if lease.active:
                     held.append((backend, lease))
+                elif (name, lease.protocol) in self._in_flight:
+                    unanswered.setdefault(name, []).append(lease)
+        loop = asyncio.get_running_loop()
+        for name, leases in unanswered.items():
+            backend = self._backends[name]
+            deletes = [loop.create_task(self._unmap(backend, lease, last=True)) for lease in leases]
+            task = loop.create_task(self._close_after(backend, deletes), name=f"portmap-{name}-forget")
+            self._forgetting.add(task)
+            task.add_done_callback(self._forgetting.discard)
+        if unanswered:
+            await asyncio.sleep(0)  # each delete runs to its first wait: it has been sent
         outcomes = await asyncio.gather(*(self._unmap(b, lease, last=False) for b, lease in held))
         # a refusal may be the other method's mapping of the same port in the way (miniupnpd deletes
         # a PCP mapping only when the first rule of that internal port is it): once more, after it
@@ -301,10 +322,21 @@ class PortMapper:
                 if lease.phase is not Phase.REMOVED:
                     lease.removed()
         self._in_flight.clear()
-        for backend in self._backends.values():
-            backend.close()
+        for name, backend in self._backends.items():
+            if name not in unanswered:  # those close once their deletes are done
+                backend.close()
         self._backends.clear()
         self.changed.set()
+
+    @staticmethod
+    async def _close_after(backend: MappingBackend, deletes: list[asyncio.Task[Exception | None]]) -> None:
+        """Close ``backend`` once the deletes of its unanswered requests are done (or cancelled)."""
+        try:
+            await asyncio.gather(*deletes)
+        finally:
+            for d in deletes:
+                d.cancel()
+            backend.close()
 
     async def _unmap(self, backend: MappingBackend, lease: MappingLease, *, last: bool) -> Exception | None:
         """Delete one mapping; the failure (logged unless a retry follows: ``last`` False and the
