@@ -366,7 +366,7 @@ async def test_the_first_announce_waits_for_a_mapping_in_flight(
     torrent = parse_torrent(make_torrent(tmp_path / "w.bin", trackers=[[url]]).data)
     _natpmp(gateways, 40003, slow=0.4)
     try:
-        async with Session(config()) as session:
+        async with Session(config(first_announce_wait=1.0)) as session:  # as the daemon
             await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
             await eventually(when(lambda: bool(seen)), timeout=10)
             await asyncio.sleep(0.5)  # a reannounce for the mapping would come now
@@ -390,13 +390,36 @@ async def test_the_first_announce_waits_at_most_a_second(gateways: dict[str, Any
     _natpmp(gateways, 40004, slow=2.0)
     loop = asyncio.get_running_loop()
     try:
-        async with Session(config()) as session:
+        async with Session(config(first_announce_wait=FIRST_ANNOUNCE_WAIT)) as session:
             added = loop.time()
             await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
             await eventually(when(lambda: any(port == 40004 for _, port, _ in seen)), timeout=10)
             first_at, first_port, first_event = seen[0]
             assert (first_port, first_event) == (session.port, "started")
             assert FIRST_ANNOUNCE_WAIT - 0.1 <= first_at - added < FIRST_ANNOUNCE_WAIT + 0.8, first_at - added
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_first_announce_does_not_wait_by_default(gateways: dict[str, Any], tmp_path: Any) -> None:
+    """The library and the one-shot commands (first_announce_wait 0): a gateway that is slow or never
+    answers costs the first announce nothing; the mapped port follows in a reannounce."""
+    from bitswarm.metainfo import make_torrent, parse_torrent
+
+    server, url, seen = await _announce_recorder()
+    (tmp_path / "d.bin").write_bytes(b"d" * 40000)
+    torrent = parse_torrent(make_torrent(tmp_path / "d.bin", trackers=[[url]]).data)
+    _natpmp(gateways, 40006, slow=2.0)
+    loop = asyncio.get_running_loop()
+    try:
+        async with Session(config()) as session:
+            assert session.config.first_announce_wait == 0
+            added = loop.time()
+            await session.add(torrent, tmp_path, resume_dir=tmp_path / "r")
+            await eventually(when(lambda: any(port == 40006 for _, port, _ in seen)), timeout=10)
+            first_at, first_port, _ = seen[0]
+            assert first_port == session.port and first_at - added < 0.5, (first_at - added, seen)
     finally:
         server.close()
         await server.wait_closed()

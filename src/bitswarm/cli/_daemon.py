@@ -143,6 +143,7 @@ def daemon(
     scfg.enable_lsd = bool(cfg.get("lsd", False))
     scfg.enable_pex = bool(cfg.get("pex", True))
     scfg.port_mapping = not no_port_mapping and bool(cfg.get("port_mapping", True))
+    scfg.first_announce_wait = 1.0  # a long-running daemon: its first announces carry the mapped port
     scfg.enable_holepunch = bool(cfg.get("holepunch", True))  # BEP 55, relay and initiator
     for key in ("max_peers_per_torrent", "upload_slots", "seed_upload_slots"):
         if key in cfg:

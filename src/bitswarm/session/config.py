@@ -147,6 +147,11 @@ class SessionConfig:
     port_mapping: bool = False
     #: The mapping methods: ``upnp`` (UPnP IGD) and ``natpmp`` (PCP, falling back to NAT-PMP).
     port_mapping_methods: tuple[str, ...] = ("upnp", "natpmp")
+    #: Seconds a torrent's first tracker announce may wait for a port mapping still being tried, so
+    #: that it carries the mapped port (a reannounce corrects it otherwise). 0 (the library and the
+    #: one-shot commands: behind a router that never answers, every start would pay the wait; measured
+    #: 1.5 s against 0.33 s for a 1 MiB download) or up to 1 s (the daemon, which starts once).
+    first_announce_wait: float = 0.0
     #: How new data files are created: ``"sparse"`` (truncated to size, the default) or ``"full"``
     #: (``posix_fallocate`` after a free-space check: a disk too small for the selected files fails
     #: the torrent with :class:`~bitswarm.storage.DiskSpaceError` before it downloads anything).

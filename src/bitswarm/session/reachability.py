@@ -184,6 +184,8 @@ class Reachability:
         (a reannounce corrects it otherwise). Returns at once when mapping is off, on loopback, or
         made or failed already. ``driver`` (the torrent's announce driver) gets no extra reannounce
         for a mapping made meanwhile: its first announce is the one that tells."""
+        if limit <= 0:
+            return
         clock = self.session.clock
         deadline = clock.now() + limit
         if driver is not None:

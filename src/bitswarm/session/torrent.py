@@ -349,8 +349,10 @@ class TorrentRuntime:
             book=self.tracker_book,
             complete=lambda: self.storage.have.all(),
             gate=session_gate(session),
-            # a port mapping in flight: the first tracker announce waits for it (≤ 1 s)
-            before_first=lambda: session.reachability.before_first_announce(self.announce),
+            # a port mapping in flight: the first tracker announce waits for it (first_announce_wait)
+            before_first=lambda: session.reachability.before_first_announce(
+                self.announce, limit=cfg.first_announce_wait
+            ),
         )
         loop = asyncio.get_running_loop()
         name = self.info.name
