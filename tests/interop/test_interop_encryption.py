@@ -70,6 +70,9 @@ async def wait_encrypted_peer(h: TorrentHandle) -> None:
     await until(connected, what="a peer connected")
 
 
+#: libtorrent's download limit (bytes/s) while the test looks at the connection: minutes for the content.
+THROTTLE = 16384
+
 CASES = [("v1", False), ("v1", True), ("hybrid", False), ("hybrid", True)]
 
 
@@ -99,12 +102,18 @@ async def test_bitswarm_requiring_encryption_seeds_libtorrent_downloads(
         hs = await s.add(parse_torrent(data), content.parent)
         with libtorrent_peer(**lt_forced()) as lt_peer:
             h = lt_peer.add(data, tmp_path / "lt")
+            # Throttled until both ends have been looked at: unthrottled, the few MB cross loopback in
+            # tens of ms and the finished leecher is dropped at once ("both seeds"), so a poll could
+            # miss the connection entirely (it did, under load).
+            h.set_download_limit(THROTTLE)
             lt_peer.connect(h, s.port)
             seen = await asyncio.to_thread(
                 wait_for, lambda: lt_rc4_peers(lt_peer, h), 30, "a libtorrent peer"
             )
             assert seen == [True]
             await wait_encrypted_peer(hs)
+            assert hs.peers(), "the connection was up while throttled"
+            h.set_download_limit(0)  # unlimited
             await asyncio.to_thread(lt_peer.wait_seeding, h, 60)
     assert same_content(content, tmp_path / "lt" / content.name)
 
