@@ -103,6 +103,12 @@ def start_swarm(
     home_a, home_b = net.homes["plain"].hosts["plain1"], net.homes["plain2"].hosts["plain21"]
     a = driver(home_a, tmp, "seeder", torrent, src.parent, "--peer", relay, "--no-pex")
     a.wait_event(lambda e: e["event"] == "started", 30, "the seeder to start")
+    # A joins the relay before B exists: libtorrent's PEX sends a new peer its full list once, then
+    # only a diff a minute; had A joined after B's first list (a slow uTP dial under load), B would
+    # hear of A only a minute later (it did: B's connect wait timed out in a loaded CI run)
+    joined = connected_to(relay)
+    if not any(joined(e) for e in a.events):  # type: ignore[operator]
+        a.wait_event(joined, 30, "the seeder to join the relay")  # type: ignore[arg-type]
     b = driver(home_b, tmp, "leecher", torrent, tmp / "leech", "--peer", relay)
     return a, b
 
