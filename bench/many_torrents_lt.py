@@ -34,6 +34,7 @@ def _session(dht: bool) -> lt.session:
             "enable_incoming_utp": False,
             "alert_mask": lt.alert_category.status | lt.alert_category.error | lt.alert_category.storage,
             "active_limit": 100_000,
+            "active_checking": 100_000,
             "active_seeds": 100_000,
             "active_downloads": 100_000,
             "active_tracker_limit": 100_000,

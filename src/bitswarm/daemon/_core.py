@@ -46,6 +46,7 @@ from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
 from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
 from bitswarm.session.lifecycle import DISPLAY_NAME, Event, Lifecycle, LifecycleError, State
+from bitswarm.session.torrent import busy_torrents
 from bitswarm.storage import Bitfield, FileMap, StorageError, load_resume
 
 log = logging.getLogger("bitswarm.daemon")
@@ -1032,8 +1033,15 @@ class Daemon:
         return out
 
     def active_ids(self) -> builtins.list[str]:
-        """Torrents whose counters may move now (connected to a peer, or downloading)."""
-        return [tid for tid, e in self._entries.items() if e.handle is not None and e.handle.active]
+        """Torrents whose counters may move now (connected to a peer, or downloading): the
+        engine's set of busy torrents, not a scan of every torrent (issue 24)."""
+        out = []
+        for swarm_hash in busy_torrents(self.session):
+            tid = swarm_hash.hex()
+            entry = self._entries.get(tid)
+            if entry is not None and entry.handle is not None:
+                out.append(tid)
+        return out
 
     def account(self, torrent_id: str, downloaded: int, uploaded: int, seeding_seconds: float) -> None:
         entry = self._entries.get(torrent_id)

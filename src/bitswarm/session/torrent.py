@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import random
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,22 @@ log = logging.getLogger("bitswarm.torrent")
 
 #: Seconds between housekeeping ticks (timeouts, keep-alives, snubs, PEX, resume data).
 HOUSEKEEPING_SECONDS = 1.0
+#: One random generator for every torrent's picker and choker (2.5 KiB of state each: three per
+#: torrent were 15 % of an idle torrent's memory; issue 24).
+_RNG = random.Random()
+#: session → the swarm hashes of its torrents that are not idle (connected to a peer, or
+#: downloading): what the daemon's automation looks at every second (:func:`busy_torrents`)
+_BUSY: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictionary()
+
+
+def busy_torrents(session: object) -> set[bytes]:
+    """The swarm hashes of ``session``'s torrents connected to a peer or downloading (the others
+    cost nothing per second; a torrent enters the set when a peer joins or its state changes and
+    leaves it when its housekeeping finds it idle)."""
+    busy = _BUSY.get(session)
+    if busy is None:
+        busy = _BUSY[session] = set()
+    return busy
 
 
 #: A torrent's state: the lifecycle table's (:mod:`bitswarm.session.lifecycle`), the one source of it.
@@ -170,6 +187,7 @@ class TorrentRuntime:
         self._complete = asyncio.Event()
         #: set when the torrent has something to keep (see :meth:`_housekeeping_loop`)
         self._busy = asyncio.Event()
+        self._busy_set = busy_torrents(session)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -178,7 +196,7 @@ class TorrentRuntime:
         self.completed_at: float | None = None
 
         self.piece_size = _piece_sizer(self.info.num_pieces, self.info.piece_length, self.info.piece_space)
-        self.picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=random.Random())
+        self.picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
         self.picker.sequential = sequential
         self.peer_manager = PeerManager(
             config=cfg,
@@ -225,10 +243,11 @@ class TorrentRuntime:
             proxy=cfg.proxy,
         )
         self.choking = ChokeDriver(
-            Choker(cfg.upload_slots, seed_slots=cfg.seed_upload_slots),
+            Choker(cfg.upload_slots, seed_slots=cfg.seed_upload_slots, rng=_RNG),
             self.peer_manager,
             clock=self.clock,
             rechoke_interval=cfg.rechoke_interval,
+            rng=_RNG,
         )
         plen = max(1, self.info.piece_length)
         self.read_cache = ReadCache(
@@ -295,7 +314,7 @@ class TorrentRuntime:
     def _load_picker(self) -> None:
         """A picker for what storage has and wants (at the start, and after a recheck)."""
         old = self.picker
-        picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=random.Random())
+        picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
         picker.sequential = old.sequential
         have = self.storage.have
         for i, prio in enumerate(self.storage.piece_priorities()):
@@ -387,6 +406,7 @@ class TorrentRuntime:
         if self.announce is not None:
             await self.announce.stop()
             self.announce = None
+        self._busy_set.discard(self.swarm_hash)  # its loops are gone: nothing moves
         log.debug("%s: transfer stopped (%s)", self.info.name, reason)
 
     def _dial_candidates_now(self) -> None:
@@ -407,6 +427,7 @@ class TorrentRuntime:
             await self._stop_transfer("torrent stopped")
             await self.storage.close()
             self._fire(Event.STOP)  # an error stays an error
+            self._busy_set.discard(self.swarm_hash)
 
     def _become_seed(self, *, announce: bool) -> None:
         if self.state is State.SEEDING:
@@ -620,6 +641,7 @@ class TorrentRuntime:
                 await self._save_resume()
                 self._busy.clear()
                 if self._idle():
+                    self._busy_set.discard(self.swarm_hash)
                     await self._busy.wait()
             await self.clock.sleep(HOUSEKEEPING_SECONDS)
             await self.housekeeping()
@@ -630,6 +652,8 @@ class TorrentRuntime:
     def _wake(self) -> None:
         """Something to keep: the housekeeping and choke loops run again."""
         self._busy.set()
+        if not self._idle():
+            self._busy_set.add(self.swarm_hash)
         self.choking.wake()
 
     async def housekeeping(self) -> None:
