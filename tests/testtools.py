@@ -19,8 +19,10 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -167,3 +169,28 @@ async def bytes_after_stalling(port: int, request: bytes, stall: float) -> int:
                 while chunk := await loop.sock_recv(sock, 1 << 16):
                     got += len(chunk)
     return got
+
+
+@contextlib.contextmanager
+def http_files(files: dict[str, bytes]) -> Iterator[str]:
+    """A loopback HTTP server of ``files`` (path -> body, read at each request, so the caller may
+    change the dict while it runs; 404 for any other path); yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import gzip
 import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from daemon_testlib import Running, make_content, running_daemon, torrent_of, wa
 
 from bitswarm.metainfo import Torrent
 from bitswarm.session import Session, SessionConfig
-from testtools import require_module
+from testtools import http_files, require_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "session"))
 
@@ -36,30 +34,6 @@ async def seeder_at(host: str, content: Path, torrent: Torrent) -> AsyncIterator
     async with Session(SessionConfig(listen_host=host, listen_port=0, enable_dht=False)) as s:
         await s.add(torrent, content.parent)
         yield s
-
-
-@contextlib.contextmanager
-def http_files(files: dict[str, bytes]) -> Iterator[str]:
-    """A loopback HTTP server of ``files`` (path -> body); yields its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 async def rpc(run: Running, method: str, **arguments: Any) -> dict[str, Any]:

@@ -189,6 +189,23 @@ def test_no_mapping_service_is_reported_in_bounded_time(net: Internet, tmp_path:
 
 BITSWARM = str(Path(sys.executable).with_name("bitswarm"))
 LEECHER = str(Path(__file__).with_name("lt_leecher.py"))
+
+
+def public_lt_download(
+    pub: NetHost, torrent: Path, tmp_path: Path, wan: str, procs: list[JsonProc], seeder: JsonProc
+) -> bytes:
+    """A public libtorrent leecher that only dials out downloads ``torrent`` into ``tmp_path/leech``
+    from the home seeder at ``wan`` (the router's forwarded address: its only peer); the bytes."""
+    leecher = JsonProc(
+        pub.argv(sys.executable, LEECHER, str(torrent), "--save", str(tmp_path / "leech"),
+                 "--host", pub.addr or "", "--port", str(PORT), "--timeout", "60"),
+        stderr_path=tmp_path / "leecher.err", name="leecher",
+    )  # fmt: skip
+    procs.append(leecher)
+    done = leecher.wait_event(lambda e: e["event"] in ("torrent_completed", "timeout"), 90, "the download")
+    assert done["event"] == "torrent_completed", (done, seeder.stderr_tail())
+    assert done["peers"] == [wan]  # it dialled the router's WAN address
+    return (tmp_path / "leech" / "nat.bin").read_bytes()
 TRACKER_PORT = 6969
 SIZE = 3 * 1024 * 1024
 
@@ -239,18 +256,7 @@ def test_public_libtorrent_leecher_downloads_from_a_seeder_behind_miniupnpd(
         procs.append(mapper)
         settled = mapper.wait_event(lambda e: e["event"] == "settled", 30, "the mappings")
         assert {m["state"] for m in settled["mappings"]} == {"mapped"}, settled
-        leecher = JsonProc(
-            pub.argv(sys.executable, LEECHER, str(torrent), "--save", str(tmp_path / "leech"),
-                     "--host", pub.addr or "", "--port", str(PORT), "--timeout", "60"),
-            stderr_path=tmp_path / "leecher.err", name="leecher",
-        )  # fmt: skip
-        procs.append(leecher)
-        done = leecher.wait_event(
-            lambda e: e["event"] in ("torrent_completed", "timeout"), 90, "the download"
-        )
-        assert done["event"] == "torrent_completed", (done, seeder.stderr_tail())
-        assert done["peers"] == [f"{home.router.addr}:{PORT}"]
-        got = (tmp_path / "leech" / "nat.bin").read_bytes()
+        got = public_lt_download(pub, torrent, tmp_path, f"{home.router.addr}:{PORT}", procs, seeder)
         assert hashlib.sha256(got).digest() == hashlib.sha256(src.read_bytes()).digest()
         mapper.proc.terminate()
         mapper.wait_event(lambda e: e["event"] == "stopped", 20, "the mapper to stop")

@@ -31,6 +31,7 @@ from internet import (
     upnpc_mappings,
 )
 from netns_testlib import Event, JsonProc
+from test_net_portmap import public_lt_download
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
@@ -128,18 +129,7 @@ def test_seed_maps_its_port_a_public_libtorrent_leecher_downloads_and_sigterm_un
         assert {("TCP", PORT, PORT), ("UDP", PORT, PORT)} <= ours(seed_host)
         seen(seeder, lambda e: e.get("event") == "seeding", 60, "the seeder to verify its data")
         assert tcp_probe(pub, home.router.addr, PORT) is not None  # the router forwards to the seeder
-        leecher = JsonProc(
-            pub.argv(sys.executable, LEECHER, str(torrent), "--save", str(tmp_path / "leech"),
-                     "--host", pub.addr or "", "--port", str(PORT), "--timeout", "60"),
-            stderr_path=tmp_path / "leecher.err", name="leecher",
-        )  # fmt: skip
-        procs.append(leecher)
-        done = leecher.wait_event(
-            lambda e: e["event"] in ("torrent_completed", "timeout"), 90, "the download"
-        )
-        assert done["event"] == "torrent_completed", (done, seeder.stderr_tail())
-        assert done["peers"] == [f"{home.router.addr}:{PORT}"]  # it dialled the router's WAN address
-        got = (tmp_path / "leech" / "nat.bin").read_bytes()
+        got = public_lt_download(pub, torrent, tmp_path, f"{home.router.addr}:{PORT}", procs, seeder)
         assert hashlib.sha256(got).digest() == hashlib.sha256(src.read_bytes()).digest()
         seeder.proc.terminate()  # SIGTERM: the CLI's stop path removes the mappings before it exits
         seeder.wait_exit(10)

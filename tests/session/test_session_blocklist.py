@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 
 from bitswarm.session.blocklist import Blocklist, BlocklistError, decompress, parse_line
 from bitswarm.session.blocklist_source import load_blocklist
+from testtools import http_files
 
 V4 = 4
 
@@ -164,26 +163,8 @@ def test_text_round_trip(r4: list[tuple[int, int]], form: str) -> None:
 @pytest.fixture
 def http_server() -> Iterator[tuple[str, dict[str, bytes]]]:
     files: dict[str, bytes] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", files
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_files(files) as base:
+        yield base, files
 
 
 async def test_load_from_file_and_url(tmp_path: Path, http_server: tuple[str, dict[str, bytes]]) -> None:
