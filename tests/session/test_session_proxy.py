@@ -104,7 +104,11 @@ async def test_a_download_through_dante_shows_only_the_proxy_address(tmp_path: P
             seen.update(str(p["address"]).rsplit(":", 1)[0] for p in hs.peers())
             return seen
 
-        leech_cfg = SessionConfig(listen_host="127.0.0.1", listen_port=0, proxy=proxy, dht_bootstrap=[])
+        # rate-limited (700 kB in ~2 s): unlimited, the transfer could end between two samples of
+        # the leecher's peer list (seen once in CI)
+        leech_cfg = SessionConfig(
+            listen_host="127.0.0.1", listen_port=0, proxy=proxy, dht_bootstrap=[], download_rate_limit=400_000
+        )
         async with (
             static_tracker([(SEEDER, seeder.port)]) as tracker,
             Session(leech_cfg) as leecher,
