@@ -6,7 +6,8 @@ import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from tracker_server_testlib import UdpClient, base_url, http_announce, http_scra
 from bitswarm.tracker import udp_codec as udp
 from bitswarm.tracker._common import Event
 from bitswarm.tracker.http_codec import Peer, ScrapeResponse, ScrapeStats
+from bitswarm.tracker.server import TrackerServer
 from testtools import eventually, require_tool
 
 pytestmark = pytest.mark.timeout(30)
@@ -28,8 +30,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def _redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     exe = require_tool("redis-server")
     port = _free_port()
     proc = subprocess.Popen(
@@ -65,16 +67,40 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
             eventually(pong, timeout=10, interval=0.05)
         except AssertionError:
             pytest.fail("redis-server did not answer")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
         proc.terminate()
         proc.wait(5)
 
 
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    with _redis_server(tmp_path) as (url, _):
+        yield url
+
+
+async def _udp_seeder_sees(server: TrackerServer, info_hash: bytes) -> set[int]:
+    """The ports in the reply to a UDP seeder's ``started`` announce (port 30000) to ``server``."""
+    client_udp = await UdpClient.open(server.udp_addresses[0])
+    try:
+        cid = await client_udp.connect()
+        client_udp.send(
+            udp.encode_request(
+                udp.AnnounceRequest(cid, 5, info_hash, b"u" * 20, 0, 0, 0, Event.STARTED, 1, 30000)
+            )
+        )
+        resp = udp.decode_response(await client_udp.recv())
+        assert isinstance(resp, udp.AnnounceResponse)
+        return {p for _, p in resp.peers}
+    finally:
+        client_udp.close()
+
+
 async def test_two_instances_share_one_swarm(redis_url: str) -> None:
+    """``redis_sync=0``: every announce goes to Redis, so the instances agree at once."""
     async with (
-        running(redis=redis_url, udp=(("127.0.0.1", 0),), http=(("127.0.0.1", 0),)) as one,
-        running(redis=redis_url, udp=(("127.0.0.1", 0),), http=(("127.0.0.1", 0),)) as two,
+        running(redis=redis_url, redis_sync=0, udp=(("127.0.0.1", 0),), http=(("127.0.0.1", 0),)) as one,
+        running(redis=redis_url, redis_sync=0, udp=(("127.0.0.1", 0),), http=(("127.0.0.1", 0),)) as two,
         httpx.AsyncClient() as client,
     ):
         await http_announce(client, base_url(one) + "/announce", req(IH, 1, left=0, event=Event.COMPLETED))
@@ -86,19 +112,7 @@ async def test_two_instances_share_one_swarm(redis_url: str) -> None:
             Peer("127.0.0.1", 10002, b"-BS0001-" + (2).to_bytes(12, "big")),
         }
         # UDP on instance one sees the HTTP peers of instance two
-        client_udp = await UdpClient.open(one.udp_addresses[0])
-        try:
-            cid = await client_udp.connect()
-            client_udp.send(
-                udp.encode_request(
-                    udp.AnnounceRequest(cid, 5, IH, b"u" * 20, 0, 0, 0, Event.STARTED, 1, 30000)
-                )
-            )
-            resp = udp.decode_response(await client_udp.recv())
-            assert isinstance(resp, udp.AnnounceResponse)
-            assert {p for _, p in resp.peers} == {10002, 10003}  # a seeder gets no seeders
-        finally:
-            client_udp.close()
+        assert await _udp_seeder_sees(one, IH) == {10002, 10003}  # a seeder gets no seeders
         await http_announce(client, base_url(one) + "/announce", req(IH, 3, event=Event.STOPPED))
         scraped = await http_scrape(client, base_url(one) + "/scrape", [IH])
         assert scraped == ScrapeResponse({IH: ScrapeStats(2, 1, 1)})
@@ -111,7 +125,7 @@ async def test_concurrent_http_announces_share_script_calls(redis_url: str) -> N
     and answered as a lone announce would be."""
     ih = os.urandom(20)
     async with (
-        running(redis=redis_url, udp=(), http=(("127.0.0.1", 0),)) as server,
+        running(redis=redis_url, redis_sync=0, udp=(), http=(("127.0.0.1", 0),)) as server,
         httpx.AsyncClient(limits=httpx.Limits(max_connections=40)) as client,
     ):
         url = base_url(server) + "/announce"
@@ -134,7 +148,8 @@ async def test_udp_worker_batches_over_redis(redis_url: str, mmsg: bool) -> None
     Without recvmmsg the asyncio protocol answers the same."""
     ih = os.urandom(20)
     extra = {"udp_mmsg": mmsg}
-    async with running(redis=redis_url, udp=(("127.0.0.1", 0),), http=(), extra=extra) as server:
+    udp_only = {"udp": (("127.0.0.1", 0),), "http": (), "extra": extra}
+    async with running(redis=redis_url, redis_sync=0, **udp_only) as server:
         store = server.store
         client = await UdpClient.open(server.udp_addresses[0])
         try:
@@ -203,3 +218,90 @@ async def test_counts_span_both_address_families(redis_url: str) -> None:
         assert both == [(1, 1, b""), (1, 1, b"")]
     finally:
         await store.close()
+
+
+# ------------------------------------------------------------------------------------ cluster mode
+# (the default, ``redis_sync`` > 0): each instance answers from memory and syncs in the background
+
+SYNC = 0.05
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll ``check`` until it holds (bounded by ``timeout``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_cluster_instances_see_each_others_peers_within_the_sync_bound(redis_url: str) -> None:
+    ih = os.urandom(20)
+    async with (
+        running(redis=redis_url, redis_sync=SYNC, udp=(("127.0.0.1", 0),), http=(("127.0.0.1", 0),)) as one,
+        running(redis=redis_url, redis_sync=SYNC, udp=(("127.0.0.1", 0),), http=(("127.0.0.1", 0),)) as two,
+        httpx.AsyncClient() as client,
+    ):
+        assert one.sync is not None and two.sync is not None
+        url1, url2 = base_url(one) + "/announce", base_url(two) + "/announce"
+        await http_announce(client, url1, req(ih, 1, left=0, event=Event.COMPLETED))
+        start = asyncio.get_running_loop().time()
+
+        async def two_sees_one() -> bool:
+            seen = await http_announce(client, url2, req(ih, 2))
+            return Peer("127.0.0.1", 10001) in seen.peers
+
+        await _until(two_sees_one)
+        # documented bound: about two sync intervals plus round trips (generous for a loaded box)
+        assert asyncio.get_running_loop().time() - start < 10
+        full = await http_announce(client, url2, req(ih, 2, compact=False))
+        assert Peer("127.0.0.1", 10001, b"-BS0001-" + (1).to_bytes(12, "big")) in full.peers
+
+        async def counts_merged() -> bool:
+            a = await http_scrape(client, base_url(one) + "/scrape", [ih])
+            b = await http_scrape(client, base_url(two) + "/scrape", [ih])
+            return bool(a == b == ScrapeResponse({ih: ScrapeStats(1, 1, 1)}))
+
+        await _until(counts_merged)
+        # UDP on instance one answers with instance two's HTTP leecher
+        assert await _udp_seeder_sees(one, ih) == {10002}  # a seeder gets no seeders
+        # a stop at instance two reaches instance one
+        await http_announce(client, url2, req(ih, 2, event=Event.STOPPED))
+
+        async def one_dropped_it() -> bool:
+            stats = (await client.get(base_url(one) + "/stats")).json()
+            return bool((stats["seeders"], stats["leechers"]) == (2, 0))
+
+        await _until(one_dropped_it)
+
+
+async def test_cluster_announces_are_answered_from_memory_while_redis_is_down(tmp_path: Path) -> None:
+    ih = os.urandom(20)
+    with _redis_server(tmp_path) as (url, proc):
+        async with (
+            running(redis=url, redis_sync=SYNC, udp=(), http=(("127.0.0.1", 0),)) as one,
+            httpx.AsyncClient() as client,
+        ):
+            proc.terminate()
+            proc.wait(5)
+            announce = base_url(one) + "/announce"
+            await http_announce(client, announce, req(ih, 1))
+            seen = await http_announce(client, announce, req(ih, 2))
+            assert seen.peers == (Peer("127.0.0.1", 10001),) and seen.incomplete == 2
+
+
+async def test_a_new_instance_loads_the_cluster_state_and_a_stopping_one_publishes(redis_url: str) -> None:
+    """Instance one syncs only on stop (a long interval): what it saw reaches Redis then; a new
+    instance replays the cluster's log before it serves, so its first answer has those peers."""
+    ih = os.urandom(20)
+    async with httpx.AsyncClient() as client:
+        async with running(redis=redis_url, redis_sync=30, udp=(), http=(("127.0.0.1", 0),)) as one:
+            url = base_url(one) + "/announce"
+            await http_announce(client, url, req(ih, 1, left=0, event=Event.COMPLETED))
+            await http_announce(client, url, req(ih, 2))
+        async with running(redis=redis_url, redis_sync=30, udp=(), http=(("127.0.0.1", 0),)) as fresh:
+            seen = await http_announce(client, base_url(fresh) + "/announce", req(ih, 3))
+            assert set(seen.peers) == {Peer("127.0.0.1", 10001), Peer("127.0.0.1", 10002)}
+            scraped = await http_scrape(client, base_url(fresh) + "/scrape", [ih])
+            assert scraped == ScrapeResponse({ih: ScrapeStats(1, 1, 2)})

@@ -39,6 +39,14 @@ def tracker(
     redis: Annotated[
         str | None, typer.Option("--redis", help="Keep swarm state in Redis (redis://HOST:PORT/DB).")
     ] = None,
+    redis_sync: Annotated[
+        float | None,
+        typer.Option(
+            "--redis-sync",
+            help="With --redis: seconds between syncs with the other instances (default 0.25; "
+            "0: every announce goes to Redis).",
+        ),
+    ] = None,
     mode: Annotated[Mode | None, typer.Option("--mode", help="open, whitelist or private.")] = None,
     admin_token: Annotated[
         str | None, typer.Option("--admin-token", help="Bearer token of the /admin API.")
@@ -81,6 +89,8 @@ def tracker(
             overrides["db"] = None if db.lower() == "none" else Path(db)
         if redis:
             overrides["redis"] = redis
+        if redis_sync is not None:
+            overrides["redis_sync"] = redis_sync
         if mode is not None:
             overrides["mode"] = mode
         if admin_token:

@@ -19,6 +19,7 @@ from typing import Any
 
 from bitswarm.httpguard import raise_nofile_limit
 from bitswarm.tracker.server.admin import AdminApi
+from bitswarm.tracker.server.cluster import ClusterStore
 from bitswarm.tracker.server.config import Address, TrackerConfig
 from bitswarm.tracker.server.core import TrackerCore
 from bitswarm.tracker.server.errors import TrackerServerError
@@ -52,6 +53,14 @@ class TrackerServer:
         self.guard = connection_guard(config)
         self._jobs: list[asyncio.Task[None]] = []
         self._running = False
+        #: with ``redis`` (and ``redis_sync`` > 0): the write-behind link to the other instances
+        self.sync: Any = None
+
+    @property
+    def _local(self) -> bool:
+        """The swarms live in this process only (a memory store, not a cluster's copy): SQLite
+        keeps its peers."""
+        return isinstance(self.store, MemoryStore) and not isinstance(self.store, ClusterStore)
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -63,7 +72,9 @@ class TrackerServer:
         nofile = raise_nofile_limit()
         if nofile is not None:
             log.info("open-files limit %d", nofile)
-        if config.redis:
+        if config.redis and config.redis_sync > 0:
+            self.store = ClusterStore(config.ttl, sync_every=config.redis_sync)
+        elif config.redis:
             from bitswarm.tracker.server.redis_state import RedisStore
 
             self.store = RedisStore(config.redis, config.ttl)
@@ -71,6 +82,9 @@ class TrackerServer:
         else:
             self.store = MemoryStore(config.ttl)
         core = self.core = TrackerCore(config, self.store)
+        if isinstance(self.store, ClusterStore):
+            assert config.redis is not None
+            await self._join_cluster(config.redis, self.store, core)
         secret = os.urandom(32)
         if self.persist is not None:
             await self.persist.open()
@@ -78,7 +92,7 @@ class TrackerServer:
             whitelist, passkeys, completed, peers = await self.persist.load()
             core.whitelist |= whitelist
             core.passkeys.update(passkeys)
-            if isinstance(self.store, MemoryStore):
+            if self._local:
                 self.store.completed.update(completed)
                 restored = self.store.restore(peers)
                 self.store.enable_journal()
@@ -123,16 +137,35 @@ class TrackerServer:
                 self.udp_addresses.append(sock.getsockname()[:2])
         except OSError:
             await self._close_sockets()
+            if self.sync is not None:
+                await self.sync.close()
+                self.sync = None
             raise
         for worker in self._workers:
             worker.start()
         self._running = True
         self._jobs = [loop.create_task(self._sweeper())]
+        if self.sync is not None:
+            self._jobs.append(loop.create_task(self.sync.run()))
         if self._servers:
             self._jobs.append(loop.create_task(self._reaper()))
         if self.persist is not None:
             self._jobs.append(loop.create_task(self._flusher()))
         log.info("tracker listening http=%s udp=%s", self.http_addresses, self.udp_addresses)
+
+    async def _join_cluster(self, url: str, store: ClusterStore, core: TrackerCore) -> None:
+        """Connect to the cluster's Redis and load its current swarms (before serving)."""
+        from bitswarm.tracker.server.redis_sync import RedisSync
+
+        sync = RedisSync(url, store, core.lock)
+        await sync.connect()
+        try:
+            merged = await sync.load()
+        except BaseException:
+            await sync.close()
+            raise
+        self.sync = sync
+        log.info("loaded %d peer records from the cluster at %s", merged, url)
 
     async def _close_sockets(self) -> None:
         for server in self._servers:
@@ -164,6 +197,9 @@ class TrackerServer:
         self._jobs.clear()
         await self._close_sockets()
         try:
+            if self.sync is not None:
+                await self.sync.close()  # publish the last changes
+                self.sync = None
             await self.save()
         finally:
             if self.persist is not None:
@@ -183,7 +219,7 @@ class TrackerServer:
 
     async def save(self) -> None:
         """Write changed completed counters and a peer snapshot (memory store) to SQLite."""
-        if self.persist is None or not isinstance(self.store, MemoryStore):
+        if self.persist is None or not self._local:
             return
         assert self.core is not None
         with self.core.lock:
@@ -219,7 +255,7 @@ class TrackerServer:
         while True:
             # one batch per flush_every, however long the last write took (the loss bound)
             await asyncio.sleep(max(0.0, self.config.flush_every - spent))
-            if not isinstance(self.store, MemoryStore):
+            if not self._local:
                 continue  # Redis keeps the swarms itself
             started = loop.time()
             try:

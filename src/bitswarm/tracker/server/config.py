@@ -48,6 +48,10 @@ class TrackerConfig:
     udp: tuple[Address, ...] = (("0.0.0.0", 6969),)
     db: Path | None = Path("tracker.sqlite")
     redis: str | None = None
+    #: With ``redis``: seconds between an instance's syncs with the cluster (write-behind; a peer
+    #: reaches the other instances within about two of them). 0: every announce goes to Redis
+    #: (one Lua script call per batch, no lag, Redis on the hot path).
+    redis_sync: float = 0.25
     mode: Mode = Mode.OPEN
     admin_token: str | None = None
     #: Requests from these addresses may set the peer address with ``ip=`` or ``X-Forwarded-For``.
@@ -83,6 +87,8 @@ class TrackerConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 < value <= 86400:
                 raise TrackerConfigError(f"{name} must be a number of seconds in (0, 86400], not {value!r}")
+        if not isinstance(self.redis_sync, int | float) or not 0 <= self.redis_sync <= 60:
+            raise TrackerConfigError(f"redis_sync must be seconds in [0, 60], not {self.redis_sync!r}")
         if not isinstance(self.http_max_per_ip, int) or self.http_max_per_ip < 0:
             raise TrackerConfigError(f"http_max_per_ip must be an integer >= 0, not {self.http_max_per_ip!r}")
 

@@ -132,6 +132,18 @@ def _script_args(batch: Sequence[Announce], ttl: int) -> tuple[list[str], list[o
     return keys, args
 
 
+async def connect_async(url: str) -> Any:
+    """A ``redis.asyncio`` client of ``url`` that answered a PING (bytes replies);
+    :class:`TrackerServerError` when Redis cannot be reached."""
+    client = aioredis.from_url(url, decode_responses=False)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        raise TrackerServerError(f"cannot reach Redis at {url}: {exc}") from None
+    return client
+
+
 class RedisStore:
     """Asynchronous swarm store over ``redis.asyncio`` (same semantics as MemoryStore), plus a
     synchronous batch call for the UDP worker thread."""
@@ -152,12 +164,7 @@ class RedisStore:
         self.batched = 0
 
     async def connect(self) -> None:
-        self._redis = aioredis.from_url(self.url, decode_responses=False)
-        try:
-            await self._redis.ping()
-        except Exception as exc:
-            await self._redis.aclose()
-            raise TrackerServerError(f"cannot reach Redis at {self.url}: {exc}") from None
+        self._redis = await connect_async(self.url)
         self._script = self._redis.register_script(_ANNOUNCE)
         # the UDP worker thread's own connection (one thread: a pool of one)
         self._sync = redis.Redis.from_url(self.url, decode_responses=False, max_connections=2)

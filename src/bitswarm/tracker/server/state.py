@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 TICK_MASK = (1 << 20) - 1
+#: set in a tick of a peer copied from another tracker instance (:mod:`.cluster`); ages ignore it
+REMOTE = 1 << 31
 #: A bucket holding more records than this makes its table double its bucket count.
 BUCKET_MAX = 2048
 
@@ -166,6 +168,8 @@ class MemoryStore:
     """
 
     is_async = False
+    #: expiry of peers copied from another instance (None: a lone store, which has none)
+    remote_ttl: int | None = None
 
     def __init__(self, ttl: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if not 0 < ttl < (1 << 19):
@@ -342,6 +346,8 @@ class MemoryStore:
         """
         now = self.tick()
         ttl = self.ttl
+        remote_ttl = self.remote_ttl
+        journal = self.journal if remote_ttl is not None else None
         removed = 0
         while budget > 0:
             if self._sweep_pos >= len(self._sweep_keys):
@@ -359,11 +365,25 @@ class MemoryStore:
                 for b in buckets:
                     ticks = b.ticks
                     budget -= len(ticks)
-                    keep = [i for i, v in enumerate(ticks) if ((now - v) & TICK_MASK) <= ttl]
+                    if remote_ttl is None:
+                        keep = [i for i, v in enumerate(ticks) if ((now - v) & TICK_MASK) <= ttl]
+                    else:  # a cluster store: remote copies live longer (see .cluster)
+                        keep = [
+                            i
+                            for i, v in enumerate(ticks)
+                            if ((now - v) & TICK_MASK) <= (remote_ttl if v & REMOTE else ttl)
+                        ]
                     dead = len(ticks) - len(keep)
                     if not dead:
                         continue
                     keys, ids, addrs = b.keys, b.ids, b.addrs
+                    if journal is not None:  # own peers that expired: the other instances drop them
+                        alive = set(keep)
+                        journal += [
+                            (info_hash, bytes(addrs[i * w : i * w + w]), None, False)
+                            for i, v in enumerate(ticks)
+                            if i not in alive and not v & REMOTE
+                        ]
                     kept = [keys[i] for i in keep]
                     b.keys = kept if isinstance(keys, list) else array("Q", kept)
                     b.ticks = array("I", [ticks[i] for i in keep])
