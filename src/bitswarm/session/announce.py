@@ -436,6 +436,11 @@ class AnnounceDriver:
             except BitswarmError as exc:
                 self._failed(exc)
                 log.info("announce failed: %s", exc)
+            if self._stopped:
+                # Python 3.11's ``asyncio.wait_for`` (the UDP client's retransmit wait) swallows a
+                # cancel that arrives as the reply does: the stop's cancel was lost, and this loop
+                # slept until the next announce (tracker interval) while ``stop`` waited for it.
+                return
             await self.clock.sleep(max(1.0, announcer.seconds_until_next()))
 
     async def _dht_loop(self) -> None:
