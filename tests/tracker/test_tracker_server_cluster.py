@@ -168,3 +168,21 @@ def test_malformed_blob_tail_is_ignored() -> None:
     peers, _ = a.take_deltas()
     assert b.merge(peers + b"\x00\x01\x02") >= 1
     assert b.scrape(IH) == (0, 0, 1)
+
+
+def test_the_refresh_pass_republishes_each_peer_once_per_refresh_period() -> None:
+    """Few swarms (here one of 10 peers) are not republished at every sync: a pass over all own
+    peers takes about refresh_every, whatever the swarm count."""
+    clock = Clock()
+    a = ClusterStore(TTL, sync_every=1.0, refresh_every=10.0, clock=clock)
+    other = bytes(20)
+    for n in range(10):
+        a.announce(IH, bytes((10, 0, 1, n, 0x1A, 0xE1)), b"p" * 20, False, EVENT_STARTED, 0)
+    a.announce(other, P1, b"1" * 20, False, EVENT_STARTED, 0)
+    a.take_deltas()  # the joins (and the first share)
+    sent = 0
+    for _ in range(40):
+        clock.now += 1
+        peers, _ = a.take_deltas()
+        sent += len(peers) // 51  # IPv4 records of 51 bytes
+    assert 30 <= sent <= 60  # 4 passes of 11 peers, not 40 × 11

@@ -31,9 +31,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def _redis_server(tmp_path: Path, port: int = 0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     exe = require_tool("redis-server")
-    port = _free_port()
+    port = port or _free_port()
     proc = subprocess.Popen(
         [
             exe,
@@ -277,6 +277,8 @@ async def test_cluster_instances_see_each_others_peers_within_the_sync_bound(red
 
 
 async def test_cluster_announces_are_answered_from_memory_while_redis_is_down(tmp_path: Path) -> None:
+    """Redis down: announces are answered from memory, and the changes made meanwhile reach the
+    other instances once Redis is back."""
     ih = os.urandom(20)
     with _redis_server(tmp_path) as (url, proc):
         async with (
@@ -289,6 +291,23 @@ async def test_cluster_announces_are_answered_from_memory_while_redis_is_down(tm
             await http_announce(client, announce, req(ih, 1))
             seen = await http_announce(client, announce, req(ih, 2))
             assert seen.peers == (Peer("127.0.0.1", 10001),) and seen.incomplete == 2
+            assert one.sync is not None
+            failed = one.sync.failures
+            await _until(lambda: _failed_syncs(one, failed + 2))  # one sync began after the announces
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            with _redis_server(tmp_path, port) as (again, _):
+                async with running(redis=again, redis_sync=SYNC, udp=(), http=(("127.0.0.1", 0),)) as two:
+
+                    async def two_sees_them() -> bool:
+                        seen = await http_announce(client, base_url(two) + "/announce", req(ih, 3))
+                        return seen.incomplete == 3
+
+                    await _until(two_sees_them)
+
+
+async def _failed_syncs(server: TrackerServer, count: int) -> bool:
+    await asyncio.sleep(0)
+    return bool(server.sync is not None and server.sync.failures >= count)
 
 
 async def test_a_new_instance_loads_the_cluster_state_and_a_stopping_one_publishes(redis_url: str) -> None:

@@ -68,6 +68,8 @@ class ClusterStore(MemoryStore):
         self._known: dict[bytes, int] = {}
         self._refresh_keys: list[bytes] = []
         self._refresh_pos = 0
+        self._refresh_rate = 0.0  # peers per sync in this pass
+        self._refresh_credit = 0.0
 
     # ------------------------------------------------------------------------------------ publish
 
@@ -92,19 +94,26 @@ class ClusterStore(MemoryStore):
         return bytes(out), bytes(done)
 
     def _refresh(self, out: bytearray) -> None:
-        """Append every own live peer of this sync's share of the swarms (a full pass of all
-        swarms takes ``refresh_every`` seconds)."""
+        """Append every own live peer of this sync's share of the swarms: whole swarms, as many
+        as this sync's credit of peers (the peers at the start of a pass × ``sync_every /
+        refresh_every``) allows, so a full pass takes about ``refresh_every`` seconds whatever the
+        number and size of the swarms."""
         if self._refresh_pos >= len(self._refresh_keys):
             self._refresh_keys = list(self.swarms)
             self._refresh_pos = 0
+            total = sum(len(swarm) for swarm in self.swarms.values())
+            self._refresh_rate = total * self.sync_every / self.refresh_every
         keys = self._refresh_keys
-        share = math.ceil(len(keys) * self.sync_every / self.refresh_every)
+        self._refresh_credit = min(self._refresh_credit + self._refresh_rate, self._refresh_rate + 1)
         now = self.tick()
         ttl = self.ttl
-        for info_hash in keys[self._refresh_pos : self._refresh_pos + share]:
+        while self._refresh_credit > 0 and self._refresh_pos < len(keys):
+            info_hash = keys[self._refresh_pos]
+            self._refresh_pos += 1
             swarm = self.swarms.get(info_hash)
             if swarm is None:
                 continue
+            self._refresh_credit -= len(swarm) or 1
             for t, buckets in enumerate(swarm.tables):
                 w = 18 if t >= 2 else 6
                 flags = bytes(((_V6 if w == 18 else 0) | (t & 1),))
@@ -115,7 +124,6 @@ class ClusterStore(MemoryStore):
                         if not v & REMOTE and age <= ttl:
                             out += flags + info_hash + addrs[i * w : i * w + w]
                             out += ids[i * 20 : i * 20 + 20] + age.to_bytes(4, "big")
-        self._refresh_pos += share
 
     # ------------------------------------------------------------------------------------ merge
 

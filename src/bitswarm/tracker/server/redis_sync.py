@@ -42,6 +42,8 @@ DONE_KEY = "bs:cluster:done"
 READ_COUNT = 512
 #: unsent peer changes kept while Redis is unreachable
 PENDING_MAX = 64 << 20
+#: seconds one sync may take before it is abandoned (its changes wait for the next)
+SYNC_TIMEOUT = 10.0
 
 # KEYS: log, done. ARGV: instance id, last entry id read ('' = none), peers blob, completed blob,
 # milliseconds of log to keep, entries to return. Returns {Redis time in ms, entries after last}.
@@ -82,8 +84,9 @@ class RedisSync:
         self._script: Any = None
         self._last = b""
         self._pending = (b"", b"")
-        #: syncs done and other instances' records merged (for tests and ops)
+        #: syncs done, syncs failed and other instances' records merged (for tests and ops)
         self.syncs = 0
+        self.failures = 0
         self.merged = 0
 
     async def connect(self) -> None:
@@ -123,20 +126,19 @@ class RedisSync:
         store = self.store
         with self.lock:
             peers, done = store.take_deltas()
-        if self._pending[0] or self._pending[1]:
-            peers, done = self._pending[0] + peers, self._pending[1] + done
-            self._pending = (b"", b"")
+        peers, done = self._pending[0] + peers, self._pending[1] + done
+        if len(peers) > PENDING_MAX:  # Redis gone for long: the refresh pass repairs the others
+            log.warning("tracker Redis sync: dropping %d bytes of unsent peer changes", len(peers))
+            peers = b""
+        # kept until Redis took them (an error or a cancelled call leaves them for the next sync)
+        self._pending = (peers, done)
         keep_ms = store.remote_ttl * 1000
         for _ in range(64):  # bounded: 64 × READ_COUNT entries per sync
-            try:
-                now_ms, entries = await self._script(
-                    keys=[LOG_KEY, DONE_KEY],
-                    args=[self.instance, self._last, peers, done, keep_ms, READ_COUNT],
-                )
-            except Exception:
-                if len(peers) <= PENDING_MAX:
-                    self._pending = (peers, done)
-                raise
+            now_ms, entries = await self._script(
+                keys=[LOG_KEY, DONE_KEY],
+                args=[self.instance, self._last, peers, done, keep_ms, READ_COUNT],
+            )
+            self._pending = (b"", b"")
             peers = done = b""
             self.syncs += 1
             if not entries:
@@ -157,13 +159,21 @@ class RedisSync:
         loop = asyncio.get_running_loop()
         every = self.store.sync_every
         spent = 0.0
+        down = False
         while True:
             await asyncio.sleep(max(0.0, every - spent))
             started = loop.time()
             try:
-                await self.sync()
-            except Exception:  # keep answering from memory; the changes go out once Redis is back
-                log.exception("tracker Redis sync failed")
+                await asyncio.wait_for(self.sync(), SYNC_TIMEOUT)
+            except Exception as exc:  # keep answering from memory; the changes go out once Redis is back
+                self.failures += 1
+                if not down:  # once per outage
+                    log.warning("tracker Redis sync failed (retrying every %.2f s): %r", every, exc)
+                down = True
+            else:
+                if down:
+                    log.warning("tracker Redis sync works again")
+                down = False
             spent = loop.time() - started
 
     async def close(self) -> None:
