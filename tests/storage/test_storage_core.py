@@ -257,7 +257,7 @@ async def test_back_pressure_bounds_inflight_jobs(tmp_path) -> None:  # type: ig
     torrent, space = build_torrent([("f", blob(20 * PL, 7))], PL, "v1")
     pool = GatedPool(max_workers=8)
     try:
-        st = Storage(torrent, tmp_path, executor=pool, max_inflight_bytes=2 * PL)
+        st = Storage(torrent, tmp_path, executor=pool, workers=8, max_inflight_bytes=2 * PL)
         release.set()
         await st.open()
         release.clear()
@@ -271,6 +271,64 @@ async def test_back_pressure_bounds_inflight_jobs(tmp_path) -> None:  # type: ig
         assert all(await asyncio.wait_for(asyncio.gather(*tasks), 30))
         assert state["max"] <= 2
         assert st.stats.peak_inflight_bytes <= 2 * PL
+        await st.close()
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+
+
+async def test_pieces_queued_behind_busy_workers_share_one_job(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 24: pieces that complete while every worker is busy go to the pool as one job (one
+    hand-off each way for the batch); each piece keeps its own result, hash failure and disk error."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+    submitted: list[object] = []
+
+    class GatedPool(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+            def run():  # type: ignore[no-untyped-def]
+                assert release.wait(10)
+                return fn(*args, **kwargs)
+
+            submitted.append(fn)
+            return super().submit(run)
+
+    torrent, space = build_torrent([("f", blob(6 * PL, 7))], PL, "v1")
+    pool = GatedPool(max_workers=4)
+    real = os.pwrite
+
+    def pwrite(fd, data, off):  # type: ignore[no-untyped-def]
+        if off == 5 * PL:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, off)
+
+    try:
+        st = Storage(torrent, tmp_path, executor=pool, workers=1)
+        release.set()
+        await st.open()
+        release.clear()
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        base = len(submitted)
+        bufs = [piece(space, torrent, i) for i in range(6)]
+        bad = bytearray(bufs[3])
+        bad[0] ^= 1
+        bufs[3] = bad
+        tasks = [asyncio.ensure_future(st.write_piece(i, bufs[i])) for i in range(6)]
+        for _ in range(200):  # bounded: every write is admitted; the first job waits in the pool
+            await asyncio.sleep(0)
+        assert len(submitted) - base == 1  # one job per piece before: 6
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        assert results[:5] == [True, True, True, False, True]
+        assert isinstance(results[5], StorageError) and results[5].errno == errno.ENOSPC
+        assert len(submitted) - base == 2 and st.stats.write_jobs == 2  # piece 0, then pieces 1-5
+        assert [st.have.get(i) for i in range(6)] == [True, True, True, False, True, False]
+        assert st._budget.used == 0
+        monkeypatch.setattr(os, "pwrite", real)
+        for i in (0, 1, 2, 4):
+            assert await st.verify_piece(i)
         await st.close()
     finally:
         release.set()

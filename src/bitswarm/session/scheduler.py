@@ -424,10 +424,12 @@ class RequestScheduler:
         if len(buf) != self.info.piece_length or len(self._buffer_pool) >= self._buffer_pool_max:
             return
         try:
-            buf.append(0)  # BufferError while a view is alive (an end-game duplicate still arriving)
+            # BufferError while a view is alive (an end-game duplicate still arriving). Shrinking by
+            # one byte and growing back stays inside the allocation; ``append`` first reallocated the
+            # whole buffer (an ``mremap`` per piece: issue 24)
+            buf.append(buf.pop())
         except BufferError:
             return
-        buf.pop()
         self._buffer_pool.append(buf)
 
     def drop_buffer_pool(self) -> None:

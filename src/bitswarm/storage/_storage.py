@@ -58,6 +58,7 @@ class StorageStats:
     bytes_written: int = 0
     bytes_read: int = 0
     peak_inflight_bytes: int = 0  #: highest byte budget in use at once
+    write_jobs: int = 0  #: disk jobs that hashed and wrote pieces (several pieces each when queued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,22 @@ class SendSegment:
     fd: int | None
     offset: int
     length: int
+
+
+#: pieces per write job at most (pieces queue while every worker is busy; see Storage.write_piece)
+WRITE_BATCH_MAX = 8
+
+
+@dataclass(slots=True)
+class _QueuedWrite:
+    """A complete piece admitted for hash + write; ``ok``/``error`` are set by the worker."""
+
+    index: int
+    buf: bytes | bytearray | memoryview
+    nbytes: int  # its share of the byte budget
+    done: asyncio.Future[bool]
+    ok: bool | None = None
+    error: Exception | None = None
 
 
 class _ByteBudget:
@@ -197,6 +214,8 @@ class Storage:
         )
         self._budget = _ByteBudget(max_inflight_bytes)
         self._pending: set[asyncio.Future[Any]] = set()
+        self._write_queue: deque[_QueuedWrite] = deque()  # admitted pieces waiting for a write job
+        self._write_jobs = 0  # write jobs of this storage in the pool
         self._gate = asyncio.Event()
         self._gate.set()
         self._resume_lock = asyncio.Lock()
@@ -282,15 +301,8 @@ class Storage:
         if not self._opened:
             raise StorageError("storage is not open (await storage.open() first)")
 
-    async def _run(
-        self,
-        nbytes: int,
-        fn: Callable[..., T],
-        *args: Any,
-        on_done: Callable[[T], None] | None = None,
-    ) -> T:
-        """Run ``fn(*args)`` on the disk pool under ``nbytes`` of the byte budget. ``on_done`` gets
-        the result on the loop even if the awaiting task is cancelled meanwhile."""
+    async def _admit(self, nbytes: int) -> int:
+        """Wait for the gate and ``nbytes`` of the byte budget (released by the caller's job)."""
         if self._closed or self._closing:
             raise StorageError("storage is closed")
         while True:  # the gate is checked again after waiting for budget: no job slips past it
@@ -305,6 +317,18 @@ class Storage:
             self._budget.release(n)
         if self._budget.peak > self.stats.peak_inflight_bytes:
             self.stats.peak_inflight_bytes = self._budget.peak
+        return n
+
+    async def _run(
+        self,
+        nbytes: int,
+        fn: Callable[..., T],
+        *args: Any,
+        on_done: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``fn(*args)`` on the disk pool under ``nbytes`` of the byte budget. ``on_done`` gets
+        the result on the loop even if the awaiting task is cancelled meanwhile."""
+        n = await self._admit(nbytes)
         loop = asyncio.get_running_loop()
         try:
             fut = loop.run_in_executor(self._executor, fn, *args)
@@ -357,7 +381,8 @@ class Storage:
 
         ``buf`` is the full piece as the piece space has it (``info.piece_size(index)`` bytes;
         padding/v2-gap bytes must be zero, as in a fresh ``bytearray``). Returns False (nothing
-        written) on a hash mismatch. Do not modify ``buf`` until this returns. Waits when the byte
+        written) on a hash mismatch. Do not modify ``buf`` until this returns. Pieces that complete
+        while every worker is busy share one job (see :meth:`_start_write_jobs`). Waits when the byte
         budget is spent (back-pressure). Raises :class:`StorageError` on I/O failure (the piece then
         stays missing).
         """
@@ -365,9 +390,60 @@ class Storage:
         size = self._check_index(index)
         if len(buf) != size:
             raise StorageError(f"piece {index} buffer has {len(buf)} bytes, expected {size}")
-        return await self._run(
-            size, self._write_piece_job, index, buf, on_done=functools.partial(self._piece_result, index)
-        )
+        n = await self._admit(size)
+        loop = asyncio.get_running_loop()
+        item = _QueuedWrite(index, buf, n, loop.create_future())
+        self._write_queue.append(item)
+        self._pending.add(item.done)
+        self._start_write_jobs(loop)
+        return await asyncio.shield(item.done)
+
+    def _start_write_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give queued pieces to the disk pool: at most ``workers`` write jobs of this storage run at
+        once, and each takes up to :data:`WRITE_BATCH_MAX` queued pieces. When pieces complete faster
+        than the workers hash and write them, they queue here and go out as one job (one hand-off to
+        a worker and one back to the loop for several pieces, not one each)."""
+        queue = self._write_queue
+        while queue and self._write_jobs < self.workers:
+            batch = [queue.popleft() for _ in range(min(WRITE_BATCH_MAX, len(queue)))]
+            self._write_jobs += 1
+            self.stats.write_jobs += 1
+            try:
+                fut = loop.run_in_executor(self._executor, self._write_batch_job, batch)
+            except Exception as exc:  # the pool is shut down: each piece's caller gets the error
+                self._write_jobs -= 1
+                self._finish_writes(batch, exc)
+                continue
+            fut.add_done_callback(functools.partial(self._write_batch_done, batch))
+
+    def _write_batch_job(self, batch: list[_QueuedWrite]) -> None:
+        """Worker side: hash and write each piece of the batch (an error stays with its piece)."""
+        for item in batch:
+            try:
+                item.ok = self._write_piece_job(item.index, item.buf)
+            except Exception as exc:
+                item.error = exc
+
+    def _write_batch_done(self, batch: list[_QueuedWrite], fut: asyncio.Future[None]) -> None:
+        self._write_jobs -= 1
+        failure = asyncio.CancelledError() if fut.cancelled() else fut.exception()
+        self._finish_writes(batch, failure)
+        self._start_write_jobs(fut.get_loop())
+
+    def _finish_writes(self, batch: list[_QueuedWrite], failure: BaseException | None) -> None:
+        """On the loop: apply each piece's result (even if its caller was cancelled meanwhile)."""
+        for item in batch:
+            self._budget.release(item.nbytes)
+            self._pending.discard(item.done)
+            error = item.error or failure
+            if error is None and item.ok is not None:
+                self._piece_result(item.index, item.ok)
+                item.done.set_result(item.ok)
+            elif isinstance(error, asyncio.CancelledError):
+                item.done.cancel()
+            else:
+                item.done.set_exception(error or StorageError(f"piece {item.index} was not written"))
+                item.done.exception()  # retrieved: a caller that went away logs nothing
 
     def _piece_result(self, index: int, ok: bool) -> None:
         self._unverified.clear(index)
