@@ -5,10 +5,26 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from bitswarm.session.announce import AnnounceDriver
+import pytest
+
+from bitswarm.session.announce import STOPPED_ANNOUNCE_TIMEOUT, AnnounceDriver, AnnounceGate
 from bitswarm.session.clock import ManualClock
 from bitswarm.tracker import TrackerTimeout
 from bitswarm.tracker.client import AnnounceManager, AnnounceResult
+
+
+def _driver(clock: ManualClock, announcer: object, gate: AnnounceGate, i: int) -> AnnounceDriver:
+    return AnnounceDriver(
+        clock=clock,
+        swarm_hash=bytes([i % 256]) * 20,
+        port=lambda: 6881,
+        add_peer=lambda host, port: None,
+        want_more_peers=lambda: False,
+        announcer=cast(AnnounceManager, announcer),
+        dht=None,
+        dht_interval=1800.0,
+        gate=gate,
+    )
 
 
 class _SwallowingAnnouncer:
@@ -43,16 +59,7 @@ class _SwallowingAnnouncer:
 async def test_a_cancel_swallowed_during_an_announce_does_not_hang_the_stop() -> None:
     clock = ManualClock()
     announcer = _SwallowingAnnouncer()
-    driver = AnnounceDriver(
-        clock=clock,
-        swarm_hash=b"\x01" * 20,
-        port=lambda: 6881,
-        add_peer=lambda host, port: None,
-        want_more_peers=lambda: False,
-        announcer=cast(AnnounceManager, announcer),
-        dht=None,
-        dht_interval=1800.0,
-    )
+    driver = _driver(clock, announcer, AnnounceGate(), 1)
     driver.start("t")
     await asyncio.wait_for(announcer.in_flight.wait(), 10)
     # before the fix the loop went to sleep for the tracker interval and stop() waited for it
@@ -62,4 +69,54 @@ async def test_a_cancel_swallowed_during_an_announce_does_not_hang_the_stop() ->
     stopping.cancel()
     assert not hung
     assert announcer.stopped == 1
+    assert clock.pending == 0
+
+
+class _SilentTracker:
+    """An announcer whose tracker saw ``started`` and then stopped answering: its ``stopped``
+    announce never returns by itself."""
+
+    def __init__(self) -> None:
+        self.tiers = [["udp://127.0.0.1:6969/announce"]]
+        self.timeouts: list[float | None] = []
+        self.closed = False
+
+    async def start(self) -> AnnounceResult:
+        return AnnounceResult(url=self.tiers[0][0], peers=(), interval=1800)
+
+    async def announce(self) -> AnnounceResult:
+        return await self.start()
+
+    def seconds_until_next(self) -> float:
+        return 1800.0
+
+    async def stop(self, timeout: float | None = None) -> list[str]:
+        self.timeouts.append(timeout)
+        await asyncio.get_running_loop().create_future()  # no answer, ever
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_closing_sessions_stopped_announces_share_one_deadline() -> None:
+    clock = ManualClock()
+    gate = AnnounceGate()
+    trackers = [_SilentTracker() for _ in range(200)]
+    drivers = [_driver(clock, tracker, gate, i) for i, tracker in enumerate(trackers)]
+    for i, driver in enumerate(drivers):
+        driver.start(f"t{i}")
+    await clock.advance(1.0)  # every first announce answered (``started``)
+    gate.stop_by = clock.now() + STOPPED_ANNOUNCE_TIMEOUT  # Session.close sets it
+    await clock.advance(STOPPED_ANNOUNCE_TIMEOUT / 2)  # the rest of the close took half of it
+    closing = asyncio.ensure_future(asyncio.gather(*(d.stop() for d in drivers)))
+    await clock.advance(0.0)
+    assert not closing.done()  # all 200 sent at once, waiting for the silent tracker
+    assert all(t.timeouts == [pytest.approx(STOPPED_ANNOUNCE_TIMEOUT / 2)] for t in trackers)
+    await clock.advance(STOPPED_ANNOUNCE_TIMEOUT / 2)
+    await asyncio.wait({closing}, timeout=10)  # a hang guard: the deadline ends them, not this
+    hung = not closing.done()
+    closing.cancel()
+    assert not hung
+    assert all(t.closed for t in trackers)  # their sockets closed all the same
     assert clock.pending == 0

@@ -123,8 +123,13 @@ class Daemon:
         download_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = datetime.now,
+        gc_batch: int = GC_FREEZE_TORRENTS,
     ) -> None:
         self.data = DataDir(data_dir)
+        #: with this many torrents, the cyclic GC is off while the saved ones start (see :meth:`start`)
+        self.gc_batch = gc_batch
+        self._restoring: set[asyncio.Task[None]] = set()  #: starts of saved torrents with metainfo
+        self._gc_paused = False
         self.download_dir = Path(download_dir).resolve() if download_dir else self.data.downloads
         self.download_dir.mkdir(parents=True, exist_ok=True)
         self.session = Session(config or SessionConfig())
@@ -166,6 +171,13 @@ class Daemon:
         self.apply_rates(*self._rates_now())
         self._pump = asyncio.get_running_loop().create_task(self._pump_events())
         records, broken = self.data.records()
+        # Thousands of saved torrents: their engine objects are long-lived, and the cyclic GC's full
+        # passes over them while they start were a third of the start-up (issue 24). It is off until
+        # the last of them is open (magnets still fetching metadata are not waited for), then the
+        # survivors are frozen out of its care (:meth:`_started_one`).
+        if len(records) >= self.gc_batch and gc.isenabled():
+            gc.disable()
+            self._gc_paused = True
         for rec in records:
             entry = self._restore(rec)
             self._entries[rec.id] = entry
@@ -176,6 +188,9 @@ class Daemon:
                 self._load_have(entry)
             else:
                 self._start(entry, held=self.queueing())
+                if entry.torrent is not None and entry.task is not None:
+                    self._restoring.add(entry.task)
+        self._restored()
         for tid, reason in broken.items():  # never dropped silently: listed, in the error state
             log.warning("saved torrent %s cannot be restored: %s", tid, reason)
             rec = TorrentRecord(id=tid, name=tid, save_path=str(self.download_dir))
@@ -217,9 +232,17 @@ class Daemon:
         await self.privacy.close()
         for entry in self._entries.values():
             await self._cancel_tasks(entry)  # a move cut short is finished at the next start
+        self._restoring.clear()
+        if self._gc_paused:  # closed while the saved torrents were starting: the GC is never left off
+            self._gc_paused = False
+            gc.enable()
+        changed = []
+        for entry in self._entries.values():
             if entry.handle is not None or entry.rec.id in self._dirty or entry.rec.id in self._dirty_time:
                 self._snapshot(entry)
-                self.data.save_record(entry.rec)
+                changed.append(entry.rec)
+        # the records that changed, in one disk job (10,000 one by one on the loop took seconds)
+        await asyncio.to_thread(self.data.save_serialized, self.data.changed_records(changed))
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -388,14 +411,26 @@ class Daemon:
         self._starting += 1
         entry.task.add_done_callback(self._started_one)
 
-    def _started_one(self, _task: asyncio.Task[None]) -> None:
+    def _started_one(self, task: asyncio.Task[None]) -> None:
         """A start ended. Once a large batch of starts is done (the daemon's start-up with thousands
         of torrents), the objects made so far leave the cyclic garbage collector's care: its full
         passes over half a gigabyte of engine objects were the list latency's p99 (issue 24)."""
         self._starting -= 1
-        if self._starting == 0 and len(self._entries) >= GC_FREEZE_TORRENTS:
+        self._restoring.discard(task)
+        if self._gc_paused and not self._restoring:
+            self._restored()
+        elif self._starting == 0 and len(self._entries) >= self.gc_batch:
             gc.collect()
             gc.freeze()
+
+    def _restored(self) -> None:
+        """Once every saved torrent's start ended, the GC paused by :meth:`start` runs again, with
+        the objects alive then frozen."""
+        if self._gc_paused and not self._restoring:
+            self._gc_paused = False
+            gc.collect()
+            gc.freeze()
+            gc.enable()
 
     async def _run_start(self, entry: _Entry, recheck: bool, paused: bool) -> None:
         rec = entry.rec

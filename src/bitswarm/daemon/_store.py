@@ -17,6 +17,7 @@ kill at any moment leaves either the old or the new version, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -29,8 +30,9 @@ from typing import Any
 _ID = re.compile(r"^[0-9a-f]{40}$")
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content
+    (``sync_dir`` False: the caller fsyncs the directory once after a batch)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -44,12 +46,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if sync_dir:
+        _sync_dir(path.parent)
+
+
+def _sync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
+        dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 @dataclass(slots=True)
@@ -110,6 +121,9 @@ class DataDir:
         self.downloads = self.root / "downloads"
         for d in (self.root, self.torrents, self.resume, self.downloads):
             d.mkdir(parents=True, exist_ok=True)
+        #: id → digest of the record as it is on disk (read or written): an unchanged record is not
+        #: written again (10,000 idle seeds at start-up and at close; issue 24)
+        self._on_disk: dict[str, bytes] = {}
 
     # -- token ---------------------------------------------------------------------------------
 
@@ -151,7 +165,35 @@ class DataDir:
     # -- torrents ------------------------------------------------------------------------------
 
     def save_record(self, rec: TorrentRecord) -> None:
-        atomic_write(self.torrents / f"{rec.id}.json", rec.to_json())
+        """Write the record if it differs from what is on disk."""
+        data = rec.to_json()
+        digest = _digest(data)
+        if self._on_disk.get(rec.id) == digest:
+            return
+        atomic_write(self.torrents / f"{rec.id}.json", data)
+        self._on_disk[rec.id] = digest
+
+    def changed_records(self, recs: list[TorrentRecord]) -> list[tuple[str, bytes]]:
+        """(id, serialized record) of those of ``recs`` that differ from what is on disk (on the event
+        loop: the records are not touched by :meth:`save_serialized` in its thread)."""
+        out = []
+        for rec in recs:
+            data = rec.to_json()
+            if self._on_disk.get(rec.id) != _digest(data):
+                out.append((rec.id, data))
+        return out
+
+    def save_serialized(self, records: list[tuple[str, bytes]]) -> None:
+        """Write many records (from :meth:`changed_records`) in one go, one directory fsync at the
+        end: the daemon's close runs it as one disk job."""
+        if not records:
+            return
+        try:
+            for tid, data in records:
+                atomic_write(self.torrents / f"{tid}.json", data, sync_dir=False)
+                self._on_disk[tid] = _digest(data)
+        finally:
+            _sync_dir(self.torrents)
 
     def save_metainfo(self, torrent_id: str, data: bytes) -> None:
         atomic_write(self.torrents / f"{torrent_id}.torrent", data)
@@ -174,6 +216,7 @@ class DataDir:
         ):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+        self._on_disk.pop(torrent_id, None)
 
     def records(self) -> tuple[list[TorrentRecord], dict[str, str]]:
         """Every saved torrent, oldest first, and {id: reason} of those whose record cannot be read
@@ -184,13 +227,15 @@ class DataDir:
             if not _ID.match(p.stem):
                 continue
             try:
-                rec = TorrentRecord.from_json(p.read_bytes())
+                data = p.read_bytes()
+                rec = TorrentRecord.from_json(data)
             except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
                 broken[p.stem] = f"its settings file {p.name} cannot be read: {exc}"[:300]
                 continue
             if rec.id != p.stem:
                 broken[p.stem] = f"its settings file {p.name} names another torrent ({rec.id[:40]!r})"
                 continue
+            self._on_disk[rec.id] = _digest(data)
             out.append(rec)
         known = {r.id for r in out}
         for p in sorted(self.torrents.glob("*.torrent")):

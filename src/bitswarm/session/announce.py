@@ -53,6 +53,9 @@ MAX_ANNOUNCES_PER_TRACKER = 32
 ANNOUNCE_SPREAD = 200.0
 ANNOUNCE_WINDOW = 10.0
 MAX_ANNOUNCE_JITTER = 30.0
+#: Seconds the ``stopped`` announces of a closing session get, all of them together (libtorrent's
+#: ``stop_tracker_timeout`` is 1 s too): a tracker that does not answer in time is not waited for.
+STOPPED_ANNOUNCE_TIMEOUT = 1.0
 
 
 class AnnounceGate:
@@ -66,6 +69,8 @@ class AnnounceGate:
         self.rng = rng or random.Random()
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._starts: collections.deque[float] = collections.deque()  #: recent first announces
+        #: the session is closing: every ``stopped`` announce ends by this time (clock seconds)
+        self.stop_by: float | None = None
 
     def slot(self, tracker: str) -> asyncio.Semaphore:
         """The semaphore of announces to ``tracker`` (a host:port or URL)."""
@@ -366,9 +371,28 @@ class AnnounceDriver:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        if self.announcer is not None:
+        announcer = self.announcer
+        if announcer is None:
+            return
+        stop_by = self.gate.stop_by
+        if stop_by is None:  # this torrent alone: the announcer's own ``stopped_timeout``
             with contextlib.suppress(Exception):
-                await self.announcer.stop()
+                await announcer.stop()
+            return
+        # The session is closing: every torrent's ``stopped`` goes out at once, and none is waited
+        # for beyond the one deadline they share (10,000 torrents: seconds, not minutes; issue 24).
+        left = max(0.0, stop_by - self.clock.now())
+        stopping = asyncio.ensure_future(announcer.stop(timeout=left))
+        done = asyncio.Event()
+        stopping.add_done_callback(lambda _: done.set())
+        if not await self.clock.wait(done, left):
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stopping
+            with contextlib.suppress(Exception):
+                await announcer.aclose()
+        elif not stopping.cancelled():
+            stopping.exception()  # retrieved: failures were swallowed already
 
     async def announce_event(self, event: Event) -> None:
         """One announce now (``completed`` when the download finishes)."""

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, cast
 from bitswarm.dht.bep42 import is_local_address
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, load_torrent, parse_info, parse_torrent
+from bitswarm.session.announce import STOPPED_ANNOUNCE_TIMEOUT, session_gate
 from bitswarm.session.clock import Clock, LoopClock
 from bitswarm.session.config import PUBLIC_DHT_ROUTERS, SessionConfig
 from bitswarm.session.lifecycle import Event, Lifecycle, State
@@ -374,6 +375,8 @@ class Session:
         for task in self._session_tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # every torrent's ``stopped`` announce shares one deadline (session/announce.py)
+        session_gate(self).stop_by = self.clock.now() + STOPPED_ANNOUNCE_TIMEOUT
         await asyncio.gather(*(rt.stop() for rt in self._torrents.values()), return_exceptions=True)
         for part in (self.lsd, self.dht):
             if part is not None:

@@ -184,6 +184,12 @@ def write_resume_file(path: str, blob: bytes, *, fsync: bool = True) -> None:
     directory, name = os.path.split(os.path.abspath(path))
     dfd = _open_dir(directory, create=True)
     assert dfd is not None
+    try:
+        if _same_content(dfd, name, blob, fsync=fsync):
+            return  # a seed's close, or its check finding it complete: 10,000 rewrites saved (issue 24)
+    except BaseException:
+        os.close(dfd)
+        raise
     # unique per write: two saves of one torrent may overlap (an old Storage closing while a new one
     # for the same torrent saves); each replaces atomically with complete data, the last one wins
     tmp = f"{name}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
@@ -211,6 +217,35 @@ def write_resume_file(path: str, blob: bytes, *, fsync: bool = True) -> None:
                 os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _same_content(dfd: int, name: str, blob: bytes, *, fsync: bool) -> bool:
+    """Does ``name`` (in the directory ``dfd``, not a symbolic link) hold exactly ``blob``? Then it
+    is made durable (``fsync``) and need not be written again."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size != len(blob):
+            return False
+        chunks = []
+        left = len(blob)
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                return False
+            chunks.append(chunk)
+            left -= len(chunk)
+        if b"".join(chunks) != blob:
+            return False
+        if fsync:
+            os.fsync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def load_resume(path: str) -> ResumeData | None:
