@@ -286,9 +286,9 @@ def create_app(
 
     @api.get("/torrents", summary="Every torrent with its status", response_model=dict[str, Any])
     async def list_torrents() -> Response:
-        # plain json.dumps: FastAPI's encoder walked every value of 10,000 statuses (issue 24)
-        body = json.dumps({"torrents": daemon.list()}, separators=(",", ":"), allow_nan=False, default=str)
-        return Response(body, media_type="application/json")
+        # each torrent's JSON is kept until its status changes: FastAPI's encoder walked every
+        # value of 10,000 statuses, then json.dumps dumped them all on every call (issue 24)
+        return Response(b'{"torrents":' + daemon.list_json() + b"}", media_type="application/json")
 
     @api.post(
         "/torrents",
@@ -501,7 +501,11 @@ def create_app(
         async def sse() -> AsyncIterator[bytes]:
             yield b"retry: 2000\n\n"
             async for ev in daemon.events(interval):
-                data = json.dumps(ev, separators=(",", ":"), allow_nan=False, default=str)
+                if ev["event"] == "torrents":  # each torrent's cached JSON (the web UI's list)
+                    stats = json.dumps(ev["stats"], separators=(",", ":"), allow_nan=False, default=str)
+                    data = f'{{"event":"torrents","torrents":{daemon.list_json().decode()},"stats":{stats}}}'
+                else:
+                    data = json.dumps(ev, separators=(",", ":"), allow_nan=False, default=str)
                 yield f"event: {ev['event']}\ndata: {data}\n\n".encode()
 
         return StreamingResponse(

@@ -15,6 +15,7 @@ import asyncio
 import builtins
 import contextlib
 import gc
+import json
 import logging
 import mimetypes
 import os
@@ -105,6 +106,18 @@ class _Entry:
     held: bool = False
     have: Bitfield | None = None  #: verified pieces while not running (from the resume data)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the last status listed, with what it was made of (``Daemon._shown``; issue 24)
+    shown: _Shown | None = None
+
+
+@dataclass(slots=True)
+class _Shown:
+    """A torrent's cached status: ``status`` (read-only) and its JSON, valid while ``key`` (all
+    that the status is made of) stays equal."""
+
+    key: tuple[object, ...]
+    status: dict[str, Any]
+    json: bytes | None = None
 
 
 def _errored(rec: TorrentRecord, message: str) -> _Entry:
@@ -846,8 +859,51 @@ class Daemon:
         return handle.peers() if handle is not None else []
 
     def list(self) -> list[dict[str, Any]]:
+        """Every torrent's status. The dicts are shared with the next calls: read them, never
+        change them (each is rebuilt when something it shows changed; issue 24)."""
+        return [shown.status for shown in self._shown_all()]
+
+    def list_json(self) -> bytes:
+        """:meth:`list` as a JSON array, from each torrent's cached JSON."""
+        parts = []
+        for shown in self._shown_all():
+            if shown.json is None:
+                shown.json = _dumps(shown.status)
+            parts.append(shown.json)
+        return b"[" + b",".join(parts) + b"]"
+
+    def _shown_all(self) -> builtins.list[_Shown]:
         positions = self._positions()
-        return [self.status(e, positions) for e in self._entries.values()]
+        minutes = self._stalled_minutes()
+        return [self._shown(e, positions, minutes) for e in self._entries.values()]
+
+    def _shown(self, entry: _Entry, positions: dict[str, int], minutes: float) -> _Shown:
+        """The entry's status from its cache, rebuilt when any of what :meth:`status` reads
+        changed (the engine's :meth:`~bitswarm.session.TorrentHandle.status_key`, the record,
+        the entry, the queue position, the stall), always while the engine's status moves."""
+        rec, handle, have = entry.rec, entry.handle, entry.have
+        if handle is not None:
+            engine = handle.status_key()
+            if engine is None:  # peers, downloading or a rate: rebuilt every time
+                entry.shown = None
+                return _Shown((), self.status(entry, positions))
+        else:
+            engine = (entry.torrent, have, have.count() if have is not None else 0)
+        compat, goals = rec.compat, rec.goals
+        key = (
+            engine, handle, entry.life.state, entry.error, entry.check, entry.held,
+            positions.get(rec.id, 0), self.automation.stalled(rec.id, minutes),
+            rec.name, rec.save_path, rec.added_at, rec.paused, rec.download_limit, rec.upload_limit,
+            rec.magnet, rec.progress, rec.total_size, rec.wanted_size, rec.done_size, rec.pieces_done,
+            rec.num_pieces, rec.downloaded_ever, rec.uploaded_ever, int(rec.seeding_seconds),
+            tuple(goals.items()) if goals else (), rec.goal_reached,
+            compat.get("category"), tuple(compat.get("tags", []) or ()), compat.get("super_seed"),
+            self.session.config.super_seed,
+        )  # fmt: skip
+        shown = entry.shown
+        if shown is None or shown.key != key:
+            shown = entry.shown = _Shown(key, self.status(entry, positions))
+        return shown
 
     def details(self, torrent_id: str, positions: dict[str, int] | None = None) -> dict[str, Any]:
         entry = self._entry(torrent_id)
@@ -1400,6 +1456,11 @@ class Daemon:
 
 
 _NONE = (0, 0, 0)  #: a torrent outside the session has no counters
+
+
+def _dumps(value: object) -> bytes:
+    """The API's JSON: compact, no NaN, anything else as its ``str``."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).encode()
 
 
 def _check_category(name: str) -> None:

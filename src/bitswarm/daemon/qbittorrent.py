@@ -77,6 +77,9 @@ class QbittorrentAPI:
         self.token = token
         self.sessions: OrderedDict[str, None] = OrderedDict()
         self.rid = 0
+        #: each torrent's last ``torrents/info`` row: (status dict, key, row), reused while the
+        #: daemon's cached status is the same object and the key is equal (issue 24)
+        self._rows: dict[str, tuple[dict[str, Any], tuple[object, ...], dict[str, Any]]] = {}
         d = daemon
         self.routes: dict[str, _Handler] = {
             "app/version": self._const(APP_VERSION),
@@ -269,7 +272,33 @@ class QbittorrentAPI:
         """Each torrent's 1-based queue position (qBittorrent's ``priority``)."""
         return {tid: i + 1 for i, tid in enumerate(c.queue_order(self.daemon))}
 
-    def torrent_info(self, s: dict[str, Any], positions: dict[str, int]) -> dict[str, Any]:
+    def rows(self) -> list[dict[str, Any]]:
+        """Every torrent's :meth:`torrent_info`, each rebuilt only when its status (the daemon's
+        cached dict), queue position, category, tags or the global seeding goals changed. The rows
+        are shared with the next calls: read them, never change them."""
+        positions = self.positions()
+        auto = self.daemon.automation_settings()
+        goals = tuple(auto[k] for k in _GOAL_SETTINGS)
+        cache, out, seen = self._rows, [], set()
+        for s in self.daemon.list():
+            tid = s["id"]
+            seen.add(tid)
+            comp = c.compat(self.daemon, tid)
+            key = (positions.get(tid, 0), goals, comp.get("category"), tuple(comp.get("tags", ())))
+            hit = cache.get(tid)
+            if hit is not None and hit[0] is s and hit[1] == key:
+                out.append(hit[2])
+                continue
+            row = self.torrent_info(s, positions, auto)
+            cache[tid] = (s, key, row)
+            out.append(row)
+        for gone in cache.keys() - seen:
+            del cache[gone]
+        return out
+
+    def torrent_info(
+        self, s: dict[str, Any], positions: dict[str, int], auto: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         tid = s["id"]
         comp = c.compat(self.daemon, tid)
         wanted = int(s.get("wanted_size") or s.get("total_size") or 0)
@@ -321,12 +350,11 @@ class QbittorrentAPI:
             "availability": -1,
             "time_active": 0,
             "seeding_time": int(s.get("seeding_time") or 0),
-            **self._share_limits(s),
+            **self._share_limits(s, auto or self.daemon.automation_settings()),
         }
 
-    def _share_limits(self, s: dict[str, Any]) -> dict[str, Any]:
+    def _share_limits(self, s: dict[str, Any], auto: dict[str, Any]) -> dict[str, Any]:
         goals = s.get("goals") or {}
-        auto = self.daemon.automation_settings()
         ratio, minutes = effective_goals(auto, goals)
         own = {0: -2, 2: -1}
         return {
@@ -337,8 +365,7 @@ class QbittorrentAPI:
         }
 
     async def info(self, form: Form) -> list[dict[str, Any]]:
-        positions = self.positions()
-        rows = [self.torrent_info(s, positions) for s in self.daemon.list()]
+        rows = self.rows()
         if form.get("hashes"):
             chosen = set(self.select(form.get("hashes")))
             rows = [r for r in rows if r["hash"] in chosen]
@@ -657,11 +684,10 @@ class QbittorrentAPI:
         """Always a full update (``full_update: true``): clients replace their state with it."""
         self.rid += 1
         free = await self._free()
-        positions = self.positions()
         return {
             "rid": self.rid,
             "full_update": True,
-            "torrents": {s["id"]: self.torrent_info(s, positions) for s in self.daemon.list()},
+            "torrents": {row["hash"]: row for row in self.rows()},
             "categories": self.categories(),
             "tags": self.tags(),
             "server_state": {
@@ -892,6 +918,10 @@ def _automation_changes(prefs: dict[str, Any], d: dict[str, Any]) -> dict[str, A
     if (v := num("scheduler_days")) is not None and int(v) in _QB_DAYS:
         out["alt_speed_time_day"] = _QB_DAYS[int(v)]
     return out
+
+
+#: the global settings a row's share limits read (automation.effective_goals)
+_GOAL_SETTINGS = ("seed_ratio_enabled", "seed_ratio_limit", "seed_time_enabled", "seed_time_minutes")
 
 
 def _state(s: dict[str, Any]) -> str:

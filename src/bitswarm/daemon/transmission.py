@@ -82,6 +82,9 @@ class TransmissionRPC:
         self.daemon = daemon
         self.token = token
         self.session_id = secrets.token_urlsafe(32)
+        #: torrent-get's last row of each torrent: (status dict, key, row). The row is reused
+        #: while the daemon's cached status is the same object and the key is equal (issue 24).
+        self._rows: dict[str, tuple[dict[str, Any], tuple[object, ...], dict[str, Any]]] = {}
         self.methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "torrent-add": self.torrent_add,
             "torrent-get": self.torrent_get,
@@ -349,15 +352,35 @@ class TransmissionRPC:
         selected = self.select(args.get("ids"))
         if "id" in names:
             c.number_all(self.daemon, selected)
+        ratio = self.daemon.automation_settings()["seed_ratio_limit"]
+        wanted = tuple(names)
+        cache = self._rows
         for tid in selected:
             if need_details:
                 st = self.daemon.details(tid, positions)
-            elif need_peers:
-                st = dict(statuses[tid], peer_list=self.daemon.peer_list(tid))
-            else:
-                st = statuses[tid]
-            values = self._fields(tid, st, position.get(tid, 0))
-            rows.append({k: values[k](st) for k in names if k in values})
+                values = self._fields(tid, st, position.get(tid, 0), ratio)
+                rows.append({k: values[k](st) for k in names if k in values})
+                continue
+            # the list's fields: the row is kept while nothing it is made of changed
+            base = statuses[tid]
+            peers = self.daemon.peer_list(tid) if need_peers else None
+            comp = c.compat(self.daemon, tid)
+            key = (
+                wanted, position.get(tid, 0), ratio, comp.get("num"), tuple(comp.get("labels", ())),
+                comp.get("dl_kb"), comp.get("ul_kb"),
+                None if peers is None else [(p.get("download_rate"), p.get("upload_rate")) for p in peers],
+            )  # fmt: skip
+            hit = cache.get(tid)
+            if hit is not None and hit[0] is base and hit[1] == key:
+                rows.append(hit[2])
+                continue
+            st = base if peers is None else dict(base, peer_list=peers)
+            values = self._fields(tid, st, position.get(tid, 0), ratio)
+            row = {k: values[k](st) for k in names if k in values}
+            cache[tid] = (base, key, row)
+            rows.append(row)
+        for gone in cache.keys() - statuses.keys():
+            del cache[gone]
         if args.get("format") == "table":
             table: list[list[Any]] = [names]
             table += [[row.get(k) for k in names] for row in rows]
@@ -368,11 +391,12 @@ class TransmissionRPC:
             out["removed"] = []
         return out
 
-    def _fields(self, tid: str, s: dict[str, Any], position: int) -> dict[str, Callable[[Any], Any]]:
+    def _fields(
+        self, tid: str, s: dict[str, Any], position: int, global_ratio: Any
+    ) -> dict[str, Callable[[Any], Any]]:
         """field name → its value from the status ``s`` (lazily: only requested fields are built)."""
         comp = c.compat(self.daemon, tid)
         state = c.STATE_OF.get(s["state"], State.ERROR)
-        global_ratio = self.daemon.automation_settings()["seed_ratio_limit"]
         wanted_size = int(s.get("wanted_size") or s.get("total_size") or 0)
         done = int(s.get("done_size") or 0)
         left = max(0, wanted_size - done)

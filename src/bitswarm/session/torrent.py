@@ -842,6 +842,23 @@ class TorrentHandle:
     def status(self) -> TorrentStatus:
         return self._rt.status()
 
+    def status_key(self) -> tuple[object, ...] | None:
+        """Everything :meth:`status` is made of, read cheaply: equal keys, equal statuses (the
+        daemon keeps each torrent's status and rebuilds it only when this changes; issue 24).
+        None while the status moves by itself: connected to a peer, downloading, or a rate not
+        settled at zero yet."""
+        rt = self._rt
+        state = rt.life.state
+        down, up = rt.down, rt.up
+        if rt.peers or state is State.DOWNLOADING or down.rate or up.rate:
+            return None
+        sched, web = rt.scheduler, rt.web_seeds
+        return (
+            state, rt.error, rt.info, rt.storage.have.count(), rt._wanted_done(), down.total, up.total,
+            len(rt.candidates), sched.redundant, sched.super_seed, sched.superseed,
+            (web.connected, web.downloaded) if web.seeds else None,
+        )  # fmt: skip
+
     def totals(self) -> tuple[int, int, int, int]:
         """(downloaded, uploaded, wanted bytes, verified wanted bytes) without building a
         :meth:`status`: the daemon's automation reads it of every torrent (issue 24)."""
