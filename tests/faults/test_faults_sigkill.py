@@ -87,11 +87,11 @@ def test_leecher_survives_twenty_sigkills_at_random_moments(tmp_path: Path) -> N
     with procs() as group:
         seeder, seed_port = start_rate_limited_seeder(tmp_path, torrent, src.parent, SEED_RATE)
         group.add(seeder)
-        # default transports (uTP first): the seeder drops a killed run's uTP connection about a
-        # second after its first ICMP port unreachable (or 7.5 s of unanswered retransmissions), as
-        # the kernel resets its TCP connections
+        # uTP (the leecher dials uTP only: loopback is otherwise dialed over TCP first): the seeder
+        # drops a killed run's uTP connection about a second after its first ICMP port unreachable
+        # (or 7.5 s of unanswered retransmissions), as the kernel resets its TCP connections
         download = [BITSWARM, "download", str(torrent), "-o", str(out), "--peer", f"127.0.0.1:{seed_port}",
-                    "--port", "0", "--host", "127.0.0.1", "--json"]  # fmt: skip
+                    "--port", "0", "--host", "127.0.0.1", "--json", "--transports", "utp"]  # fmt: skip
 
         verified_runs: list[list[int]] = []
         first_done: list[int | None] = []  # pieces_done in each run's first progress line

@@ -1,10 +1,15 @@
-"""uTP (BEP 29) in the session against libtorrent (PyPI) set to uTP only.
+"""uTP (BEP 29) in the session against libtorrent (PyPI) set to uTP only, and set to TCP only.
 
 libtorrent: ``enable_outgoing_tcp``/``enable_incoming_tcp`` off, uTP on (so any connection between
 the two is uTP), and in the second mode also ``pe_forced`` with RC4 (MSE over uTP). bitswarm runs
-with its default transports (uTP first, TCP fallback) and ``encryption`` prefer or require. Both
-directions, v1 and hybrid torrents, magnet links both ways; bytes verified, and bitswarm's peer is
-checked to be on uTP. libtorrent's uTP is slow on loopback (~5 MB/s), so the files are small.
+with its default transports and ``encryption`` prefer or require. Both directions, v1 and hybrid
+torrents, magnet links both ways; bytes verified, and bitswarm's peer is checked to be on uTP.
+libtorrent's uTP is slow on loopback (~5 MB/s), so the files are small.
+
+bitswarm dials loopback over TCP first; a uTP-only libtorrent's TCP listener accepts the connection
+and closes it at once, so bitswarm's dials of it pass through the fallback: TCP closed before the
+BitTorrent handshake, then uTP (checked: the address is remembered as one whose TCP failed). Against
+libtorrent with uTP off, the reverse: a uTP-first dial that gets no answer is followed by TCP.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import pytest
 from test_interop_session import make_content, same_content
 
-from bitswarm.metainfo import magnet_from_torrent, parse_torrent
+from bitswarm.metainfo import Torrent, magnet_from_torrent, parse_torrent
 from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.session import Session, SessionConfig, TorrentHandle
@@ -74,6 +79,16 @@ async def wait_utp_peer(h: TorrentHandle, mode: str) -> None:
 CASES = [(m, v) for m in MODES for v in ("v1", "hybrid")]
 
 
+def assert_reached_after_tcp(s: Session, t: Torrent, addr: tuple[str, int]) -> None:
+    """The dial of ``addr`` went TCP first (loopback), TCP was closed before the handshake or
+    refused, and uTP got through: the next dial goes uTP first."""
+    rt = s.lookup(t.swarm_hash)
+    assert rt is not None
+    pm = rt.peer_manager
+    assert pm.tcp_hint.get(addr) is False and pm.utp_hint.get(addr) is True
+    assert pm.transports_for(addr) == ["utp", "tcp"]
+
+
 @pytest.mark.parametrize(("mode", "version"), CASES)
 async def test_libtorrent_utp_only_seeds_bitswarm_downloads(
     tmp_path: Path, mode: str, version: TorrentVersion
@@ -84,8 +99,10 @@ async def test_libtorrent_utp_only_seeds_bitswarm_downloads(
         h = lt_peer.add(data, content.parent)
         await asyncio.to_thread(lt_peer.wait_seeding, h, 30)
         async with Session(config(mode)) as s:
-            hl = await s.add(parse_torrent(data), tmp_path / "bw", peers=[("127.0.0.1", lt_peer.port)])
+            t = parse_torrent(data)
+            hl = await s.add(t, tmp_path / "bw", peers=[("127.0.0.1", lt_peer.port)])
             await wait_utp_peer(hl, mode)
+            assert_reached_after_tcp(s, t, ("127.0.0.1", lt_peer.port))
             await hl.wait_complete(timeout=90)
     assert same_content(content, tmp_path / "bw" / content.name)
 
@@ -136,7 +153,43 @@ async def test_bitswarm_fetches_a_magnet_from_libtorrent_utp_only(tmp_path: Path
         async with Session(config(mode)) as s:
             hl = await s.add(uri, tmp_path / "bw", metadata_timeout=30)
             await wait_utp_peer(hl, mode)
+            assert_reached_after_tcp(s, t, ("127.0.0.1", lt_peer.port))
             await hl.wait_complete(timeout=90)
+    assert same_content(content, tmp_path / "bw" / content.name)
+
+
+@pytest.mark.parametrize("first", ["tcp", "utp"])
+async def test_bitswarm_downloads_from_libtorrent_tcp_only(tmp_path: Path, first: str) -> None:
+    """libtorrent with uTP off (TCP only). bitswarm with its default transports dials this host over
+    TCP first; dialing uTP first (the address marked as one whose TCP failed before), the uTP dial
+    gets no answer within ``utp_connect_timeout`` and TCP follows, and the address is remembered as
+    TCP first."""
+    content = make_content(tmp_path / "lt", True)
+    data = create_torrent(content, version="v1", piece_length=65536)
+    t = parse_torrent(data)
+    with libtorrent_peer() as lt_peer:  # realclients' default: uTP off
+        h = lt_peer.add(data, content.parent)
+        await asyncio.to_thread(lt_peer.wait_seeding, h, 30)
+        async with Session(dataclasses.replace(config("utp"), utp_connect_timeout=1.0)) as s:
+            hl = await s.add(t, tmp_path / "bw")
+            rt = s.lookup(t.swarm_hash)
+            assert rt is not None
+            addr = ("127.0.0.1", lt_peer.port)
+            if first == "utp":
+                rt.peer_manager.note_tcp(addr, False)
+            assert rt.peer_manager.transports_for(addr) == [first, *({"tcp", "utp"} - {first})]
+            hl.add_peer(*addr)
+
+            def on_tcp() -> bool:
+                peers = hl.peers()
+                assert all(str(p["transport"]).startswith("tcp") for p in peers)
+                return bool(peers) or hl.status().progress == 1.0
+
+            await until(on_tcp, what="a peer connected over TCP")
+            await hl.wait_complete(timeout=90)
+            assert rt.peer_manager.transports_for(addr) == ["tcp", "utp"]
+            if first == "utp":
+                assert rt.peer_manager.utp_hint[addr] is False
     assert same_content(content, tmp_path / "bw" / content.name)
 
 

@@ -1,7 +1,11 @@
 """uTP (BEP 29) in the session: ``SessionConfig.transports``, one UDP socket for uTP and the DHT,
-uTP first with a TCP fallback, one connection per peer across transports and a quick redial.
+uTP first with a TCP fallback (TCP first on loopback, uTP after it), one connection per peer across
+transports and a quick redial.
 
-bitswarm <-> bitswarm on loopback; the interop with libtorrent is in ``tests/interop``.
+bitswarm <-> bitswarm on loopback; the interop with libtorrent is in ``tests/interop``. Loopback is
+dialed over TCP first, so a test that means uTP selects it (``transports`` "utp" on the dialing
+side), and a test of the uTP-first order marks the address as one whose TCP failed before.
+The dial decisions alone (no sockets, injected time): ``test_session_dial.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import dataclasses
 import random
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,15 +24,11 @@ from bitswarm.metainfo._create import create_torrent
 from bitswarm.metainfo._model import TorrentVersion
 from bitswarm.mse import EncryptionPolicy
 from bitswarm.session import Session, SessionConfig
-from bitswarm.session.clock import ManualClock
 from bitswarm.session.config import parse_transports
-from bitswarm.session.peer_manager import PeerManager
 from bitswarm.session.torrent import TorrentHandle
-from bitswarm.wire.ut_pex import FLAG_UTP, PexMessage, PexPeer
 
 if TYPE_CHECKING:
-    from bitswarm.session.peer import PeerProtocol
-    from bitswarm.utp import UtpSocketManager
+    pass
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,9 +82,10 @@ def test_transports_parse() -> None:
 async def test_transfer_over_utp(
     tmp_path: Path, transports: str, encryption: EncryptionPolicy, version: TorrentVersion
 ) -> None:
-    """Both sides dial and accept uTP (uTP only: no TCP listener at all); MSE runs over it."""
+    """The leecher dials uTP only; the seeder accepts uTP (uTP only: no TCP listener at all, or
+    both transports); MSE runs over it."""
     f, t = make_torrent(tmp_path / "seed", version, size=3_000_000)
-    slow = config(transports, encryption=encryption, download_rate_limit=1_500_000)
+    slow = config("utp", encryption=encryption, download_rate_limit=1_500_000)
     async with Session(config(transports, encryption=encryption)) as seeder, Session(slow) as leecher:
         if transports == "utp":
             assert seeder.transports == ["utp"]
@@ -100,36 +101,82 @@ async def test_transfer_over_utp(
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
 
 
+async def dial_utp_first(leecher: Session, hl: TorrentHandle, t: Torrent, addr: tuple[str, int]) -> None:
+    """Give ``hl`` the peer at ``addr`` (loopback) to dial uTP first: as an address whose TCP dial
+    failed before (loopback is otherwise dialed over TCP first)."""
+    rt = leecher.lookup(t.swarm_hash)
+    assert rt is not None
+    rt.peer_manager.note_tcp(addr, False)
+    assert rt.peer_manager.transports_for(addr) == ["utp", "tcp"]
+    hl.add_peer(*addr)
+
+
 async def test_utp_dial_falls_back_to_tcp(tmp_path: Path) -> None:
-    """A TCP-only peer: the uTP dial times out (nothing answers on its UDP port) and TCP connects;
-    the next dial of that address tries TCP first (the rate limit keeps the peer long enough to see)."""
+    """A TCP-only peer dialed uTP first: the uTP dial fails (nothing answers on its UDP port) and
+    TCP connects; the next dial of that address tries TCP first (the rate limit keeps the peer long
+    enough to see)."""
     f, t = make_torrent(tmp_path / "seed", size=3_000_000)
     async with (
-        Session(config("tcp")) as seeder,
-        Session(config("utp,tcp", utp_connect_timeout=0.5, download_rate_limit=1_500_000)) as leecher,
+        Session(config("tcp", upload_rate_limit=1_500_000)) as seeder,
+        Session(config("utp,tcp", utp_connect_timeout=0.5)) as leecher,
     ):
         assert seeder.utp is None
         await seeder.add(t, f.parent)
-        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        hl = await leecher.add(t, tmp_path / "leech")
+        addr = ("127.0.0.1", seeder.port)
+        await dial_utp_first(leecher, hl, t, addr)
         assert [p["transport"] for p in await eventually_peers(hl)] == ["tcp"]
         await hl.wait_complete(timeout=30)
         rt = leecher.lookup(t.swarm_hash)
         assert rt is not None
-        assert rt.peer_manager.transports_for(("127.0.0.1", seeder.port)) == ["tcp", "utp"]
+        assert rt.peer_manager.utp_hint[addr] is False
+        assert rt.peer_manager.transports_for(addr) == ["tcp", "utp"]
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_loopback_peers_talk_tcp_by_default(tmp_path: Path) -> None:
+    """Default transports on both sides: a peer on this host is dialed over TCP first (uTP costs
+    ~4x the CPU per byte on loopback: docs/protocols/utp.md, "Dialing"), and no uTP dial is made."""
+    f, t = make_torrent(tmp_path / "seed")
+    async with Session(config()) as seeder, Session(config()) as leecher:
+        assert leecher.utp is not None and seeder.utp is not None
+        await seeder.add(t, f.parent)
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        await hl.wait_complete(timeout=30)
+        assert [p["transport"] for p in seeder.torrents[0].peers()] in ([], ["tcp"])
+        assert leecher.utp.stats.unreachable == 0
+    assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+
+
+async def test_utp_only_peer_on_loopback_is_reached_after_tcp(tmp_path: Path) -> None:
+    """A uTP-only peer on this host, dialed with the default transports (TCP first on loopback):
+    nothing listens on its TCP port, the dial goes on over uTP, and the next dial of that address
+    goes over uTP first."""
+    f, t = make_torrent(tmp_path / "seed", size=3_000_000)
+    async with Session(config("utp")) as seeder, Session(config(download_rate_limit=1_500_000)) as leecher:
+        await seeder.add(t, f.parent)
+        addr = ("127.0.0.1", seeder.port)
+        hl = await leecher.add(t, tmp_path / "leech", peers=[addr])
+        assert [p["transport"] for p in await eventually_peers(hl)] == ["utp"]
+        rt = leecher.lookup(t.swarm_hash)
+        assert rt is not None
+        assert rt.peer_manager.transports_for(addr) == ["utp", "tcp"]
+        await hl.wait_complete(timeout=30)
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="ICMP errors reach a UDP socket on Linux only")
 async def test_first_dial_of_a_tcp_only_peer_falls_back_at_once(tmp_path: Path) -> None:
-    """Default transports (uTP first) with the default 3 s uTP connect timeout: the TCP-only peer's
-    kernel answers the SYN with ICMP port unreachable, the uTP dial fails at once and TCP connects."""
+    """uTP first with the default 3 s uTP connect timeout: the TCP-only peer's kernel answers the
+    SYN with ICMP port unreachable, the uTP dial fails at once and TCP connects."""
     f, t = make_torrent(tmp_path / "seed", size=3_000_000)
-    async with Session(config("tcp")) as seeder, Session(config(download_rate_limit=1_500_000)) as leecher:
+    async with Session(config("tcp", upload_rate_limit=1_500_000)) as seeder, Session(config()) as leecher:
         assert leecher.config.utp_connect_timeout >= 3
         await seeder.add(t, f.parent)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        hl = await leecher.add(t, tmp_path / "leech")
+        await dial_utp_first(leecher, hl, t, ("127.0.0.1", seeder.port))
         assert [p["transport"] for p in await eventually_peers(hl)] == ["tcp"]
         assert loop.time() - start < 1.0
         assert leecher.utp is not None and leecher.utp.stats.unreachable == 1
@@ -150,11 +197,13 @@ async def test_dht_shares_the_utp_socket(tmp_path: Path) -> None:
         assert a.utp.stats.other_in > before
 
 
-async def test_simultaneous_connect_leaves_one_connection(tmp_path: Path) -> None:
-    """Both peers dial each other at once (over uTP and TCP): each ends with one connection, the
-    same one on both sides, and the transfer runs on it."""
+@pytest.mark.parametrize("transports", ["utp,tcp", "utp"])
+async def test_simultaneous_connect_leaves_one_connection(tmp_path: Path, transports: str) -> None:
+    """Both peers dial each other at once (over TCP, loopback's first transport, or over uTP only):
+    each ends with one connection, the same one on both sides, and the transfer runs on it."""
     f, t = make_torrent(tmp_path / "seed", size=3_000_000)
-    async with Session(config()) as seeder, Session(config(download_rate_limit=1_500_000)) as leecher:
+    slow = config(transports, upload_rate_limit=500_000)  # still sending a second later
+    async with Session(slow) as seeder, Session(config(transports)) as leecher:
         hs = await seeder.add(t, f.parent)
         hl = await leecher.add(t, tmp_path / "leech")
         hs.add_peer("127.0.0.1", leecher.port)
@@ -179,7 +228,7 @@ async def test_closed_connection_is_redialled_quickly(tmp_path: Path) -> None:
     """The seeder drops the leecher's connection: the leecher dials it again within seconds (it
     waited 30 s before)."""
     f, t = make_torrent(tmp_path / "seed", size=3_000_000)
-    async with Session(config()) as seeder, Session(config(download_rate_limit=500_000)) as leecher:
+    async with Session(config(upload_rate_limit=500_000)) as seeder, Session(config()) as leecher:
         await seeder.add(t, f.parent)
         hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
         await eventually_peers(hl)
@@ -236,7 +285,7 @@ async def test_magnet_with_both_sides_dialing_ends_with_one_connection(tmp_path:
     no torrent there yet) and again after (quick redial) while the leecher's torrent dials too:
     one connection is left on each side, the same one, and the download completes on it."""
     f, t = make_torrent(tmp_path / "seed", "hybrid", size=3_000_000)
-    async with Session(config()) as seeder, Session(config(download_rate_limit=400_000)) as leecher:
+    async with Session(config(upload_rate_limit=400_000)) as seeder, Session(config()) as leecher:
         hs = await seeder.add(t, f.parent, peers=[("127.0.0.1", leecher.port)])
         uri = dataclasses.replace(magnet_from_torrent(t), trackers=[], peers=[("127.0.0.1", seeder.port)])
         hl = await leecher.add(uri.to_uri(), tmp_path / "leech", metadata_timeout=20)
@@ -251,28 +300,3 @@ async def test_magnet_with_both_sides_dialing_ends_with_one_connection(tmp_path:
         assert a.outgoing != b.outgoing and a.transport_kind == b.transport_kind
         await hl.wait_complete(timeout=30)
     assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
-
-
-def test_dial_order_follows_what_each_address_did() -> None:
-    """Unknown addresses: uTP first. A failed uTP dial puts TCP first for that address; PEX flag 0x04
-    puts uTP first again; without a uTP socket uTP is left out. No sockets: the peer manager alone."""
-    sockets: list[object] = [object()]
-    pm = PeerManager(
-        config=SessionConfig(),
-        clock=ManualClock(),
-        our_peer_id=bytes(20),
-        own_address=lambda: ("0.0.0.0", 6881),
-        dial=lambda addr: asyncio.sleep(0),
-        spawn=lambda coro: coro.close(),
-        emit=lambda *a, **kw: None,
-        pex=None,
-        utp=lambda: cast("UtpSocketManager | None", sockets[0] if sockets else None),
-    )
-    a, b = ("192.0.2.1", 6881), ("192.0.2.2", 6881)
-    assert pm.transports_for(a) == ["utp", "tcp"]
-    pm.note_utp(a, False)
-    assert pm.transports_for(a) == ["tcp", "utp"] and pm.transports_for(b) == ["utp", "tcp"]
-    pm.on_pex(cast("PeerProtocol", None), PexMessage(added=(PexPeer(*a, FLAG_UTP),)))
-    assert pm.transports_for(a) == ["utp", "tcp"]
-    sockets.clear()
-    assert pm.transports_for(a) == ["tcp"]

@@ -92,8 +92,8 @@ TransportsOption = Annotated[
     typer.Option(
         "--transports",
         metavar="LIST",
-        help="Transports to dial and accept peers on: tcp,utp (uTP first, TCP when it does not "
-        "connect), utp (uTP only) or tcp.",
+        help="Transports to dial and accept peers on: tcp,utp (uTP first, TCP first to this host; "
+        "the other when the first does not connect), utp (uTP only) or tcp.",
     ),
 ]
 HostOption = Annotated[

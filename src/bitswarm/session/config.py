@@ -31,8 +31,8 @@ TRANSPORTS: tuple[str, ...] = ("utp", "tcp")
 
 
 def parse_transports(value: str | Iterable[str]) -> tuple[str, ...]:
-    """``"tcp,utp"`` or a sequence of names: the transports, uTP first when both are given (a uTP
-    dial that fails falls back to TCP quickly; the other way round a TCP timeout would be slow).
+    """``"tcp,utp"`` or a sequence of names: the transports, uTP first when both are given (the
+    order dials start from; ``PeerManager.transports_for`` puts TCP first to this host).
     ValueError names an unknown or missing transport."""
     names = [n.strip().lower() for n in (value.split(",") if isinstance(value, str) else value)]
     names = [n for n in names if n]
@@ -133,9 +133,10 @@ class SessionConfig:
     #: RC4 costs ~1.4x the plaintext time of a 1 GiB loopback transfer (docs/protocols/mse.md);
     #: ``require`` on either side still means RC4.
     prefer_rc4: bool = False
-    #: Transports peers are dialed and accepted on, in the order dials try them (``docs/protocols/
-    #: utp.md``): ``("utp", "tcp")`` dials uTP (BEP 29) first and falls back to TCP when it does not
-    #: connect within ``utp_connect_timeout``; ``("utp",)`` is uTP only (no TCP listener). uTP runs on
+    #: Transports peers are dialed and accepted on (``docs/protocols/utp.md``): ``("utp", "tcp")``
+    #: dials uTP (BEP 29) first — TCP first to this host — and the other transport when the first
+    #: does not connect (uTP: within ``utp_connect_timeout``) or is closed before the BitTorrent
+    #: handshake (``PeerManager.transports_for``); ``("utp",)`` is uTP only (no TCP listener). uTP runs on
     #: one UDP socket on the listen port number, shared with the DHT. A string ("tcp,utp") is accepted.
     transports: tuple[str, ...] = TRANSPORTS
     #: Seconds a uTP dial may take before the next transport is tried (libtorrent: 3 s).

@@ -12,14 +12,22 @@ How an address is dialed is :meth:`PeerManager.connect` (the torrent's ``dial``)
 followed by a plaintext one on the same transport, and the address is remembered as plaintext-only
 until it advertises encryption again (extended handshake ``e``, PEX flag 0x01); a transport that
 cannot connect at all skips its remaining attempts (a uTP dialer adds uTP attempts before TCP's).
+
+An attempt counts as connected only once the BitTorrent handshake completes (the peer connection
+joins). A transport that does not connect, or that the peer closes before the handshake completes
+(a uTP-only libtorrent's TCP listener accepts and closes at once), is followed by the next
+transport of the dial, once: each transport is tried at most once per dial (:meth:`PeerManager.
+transports_for` gives the order: uTP first, TCP first to a loopback or own address).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import ipaddress
 import logging
 import os
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,6 +88,20 @@ MAX_PEX_CANDIDATES = 500
 HAVE_BATCH_SECONDS = 0.1
 #: Addresses whose MSE support (and uTP support, and close counts) we remember.
 MAX_MSE_HINTS = 4 * MAX_PEX_CANDIDATES
+#: Seconds past ``handshake_timeout`` a dial waits for its connection's BitTorrent handshake (the
+#: peer connection's own timer closes a silent peer first; this only bounds the dial).
+HANDSHAKE_GRACE = 5.0
+
+
+def is_local_peer(ip: str, own: Address | None) -> bool:
+    """Is ``ip`` this host: a loopback address, or our own address of its family (``own``)? Such
+    peers are dialed over TCP first (docs/protocols/utp.md, "Dialing"): no uplink to yield on, and
+    uTP costs ~4x TCP's CPU per byte here. A name that is not an IP literal is not local."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return addr.is_loopback or (own is not None and ip == own[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +113,27 @@ class DialAttempt:
 
 
 class DialOutcome(enum.Enum):
+    #: The connection is up and its BitTorrent handshake completed (or it outlived the dial's bound).
     CONNECTED = "CONNECTED"
     #: The peer refused MSE (closed, or answered without a DH key): a plaintext attempt may follow.
     MSE_REFUSED = "MSE_REFUSED"
     #: No connection on this transport (refused, timed out, or the handshake failed otherwise).
     FAILED = "FAILED"
-    #: The transport connected and the peer closed it in the MSE handshake (for instance, no such
-    #: torrent there yet). The attempt's peer connection is torn down like any other, and
-    #: :meth:`PeerManager.remove` redials after a short back-off.
+    #: The transport connected and the peer closed it before the BitTorrent handshake completed (in
+    #: MSE or the BitTorrent handshake: no such torrent there yet, or a listener that refuses this
+    #: transport). The next transport of the dial is tried; if none gets through, the address is
+    #: redialed after a short back-off (:meth:`PeerManager.connect`).
     CLOSED = "CLOSED"
+
+
+class _HandshakeWatch:
+    """One dial attempt's peer connection, until its BitTorrent handshake completes or it closes."""
+
+    __slots__ = ("done", "joined")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.joined = False
 
 
 def dial_plan(
@@ -173,6 +207,12 @@ class PeerManager:
         #: address -> does it speak uTP (True: PEX flag 0x04 or a uTP connection; False: a uTP dial
         #: failed). Unknown addresses are dialed over uTP first when uTP is on.
         self.utp_hint: dict[Address, bool] = {}
+        #: address -> its TCP dial failed or was closed before the handshake, and uTP then got
+        #: through (False). A local address (TCP first) with False is dialed over uTP first.
+        self.tcp_hint: dict[Address, bool] = {}
+        #: the peer connection of each dial attempt -> its handshake (join / remove tell), from the
+        #: attempt until its handshake completes or it closes (weak: a connection that never opened)
+        self._watches: weakref.WeakKeyDictionary[object, _HandshakeWatch] = weakref.WeakKeyDictionary()
         #: address -> closes of short-lived connections in a row (the redial back-off's exponent)
         self._closes: dict[Address, int] = {}
         #: BEP 55 relay and initiator (None: off, or a private torrent)
@@ -300,15 +340,28 @@ class PeerManager:
         """Remember whether ``addr`` speaks uTP (PEX flag 0x04, a uTP connection, a failed dial)."""
         _remember(self.utp_hint, addr, supported)
 
+    def note_tcp(self, addr: Address, supported: bool) -> None:
+        """Remember whether ``addr`` takes TCP (False: its TCP dial failed or was closed in the
+        handshake and uTP got through; True: a TCP connection completed its handshake)."""
+        _remember(self.tcp_hint, addr, supported)
+
     def transports_for(self, addr: Address) -> list[str]:
-        """The transports to dial ``addr`` on, in order: the configured ones (uTP first), uTP left
-        out when the session has no uTP socket, and tried last for an address whose uTP dial
-        failed before (it is still tried: the failure may have been loss, not a TCP-only peer)."""
+        """The transports to dial ``addr`` on, in order (docs/protocols/utp.md, "Dialing").
+
+        The configured ones, uTP left out when the session has no uTP socket. uTP first, as
+        libtorrent does, except: TCP first to an address whose uTP dial failed before (uTP is still
+        tried after it: the failure may have been loss, not a TCP-only peer), and TCP first to this
+        host (loopback, or our own address of its family) unless TCP failed there before and uTP
+        got through. A hole punch dials uTP only."""
         order = [t for t in self.config.transports if t != "utp" or self._utp() is not None]
         if self.holepunch is not None and self.holepunch.punching(addr):
             return [t for t in order if t == "utp"]  # BEP 55: a hole punch is a uTP dial
-        if self.utp_hint.get(addr) is False and order[:1] == ["utp"]:
-            order = [*order[1:], "utp"]
+        if order != ["utp", "tcp"]:
+            return order
+        family = ip_family(addr[0])
+        local = is_local_peer(addr[0], self._own_ip(family) if family is not None else None)
+        if self.utp_hint.get(addr) is False or (local and self.tcp_hint.get(addr) is not False):
+            return ["tcp", "utp"]
         return order
 
     async def connect(
@@ -320,10 +373,12 @@ class PeerManager:
         transports: Sequence[str] | None = None,
     ) -> DialOutcome:
         """Dial ``addr`` under the session's encryption policy (:func:`dial_plan`) on ``transports``
-        (default :meth:`transports_for`: uTP first, TCP when uTP does not connect); ``skey`` is the
-        torrent's MSE stream key (its info-hash), ``new_connection`` makes each attempt's peer
-        connection. Returns once a connection is up (after MSE, if used) or every attempt failed
-        (at once for an address of a family the session's sockets do not carry)."""
+        (default :meth:`transports_for`); ``skey`` is the torrent's MSE stream key (its info-hash),
+        ``new_connection`` makes each attempt's peer connection. Returns once a connection's
+        BitTorrent handshake completed, or every attempt failed (at once for an address of a family
+        the session's sockets do not carry). A transport that does not connect, or that the peer
+        closes before the handshake, is followed by the next transport (each tried once); a dial
+        the peer hung up on is redialed after the short back-off (:meth:`remove`)."""
         policy = self.config.encryption
         if (family := ip_family(addr[0])) is not None and family not in self._families():
             return DialOutcome.FAILED
@@ -332,25 +387,59 @@ class PeerManager:
         if transports is None:
             transports = self.transports_for(addr)
         dead: set[str] = set()
+        refused_mse: set[str] = set()
+        hung_up = False  # a transport connected and the peer closed it before the handshake
         outcome = DialOutcome.FAILED
         for attempt in dial_plan(policy, mse_hint=self.mse_hint.get(addr), transports=transports):
             if attempt.transport in dead:
                 continue
-            outcome = await self._attempt(addr, attempt, new_connection(addr), skey)
+            receiver = new_connection(addr)
+            watch = self._watches[receiver] = _HandshakeWatch()
+            try:
+                outcome = await self._attempt(addr, attempt, receiver, skey)
+                if outcome is DialOutcome.CONNECTED:
+                    outcome = await self._handshake(watch)
+            finally:
+                if watch.joined or watch.done.is_set() or outcome is DialOutcome.FAILED:
+                    self._watches.pop(receiver, None)
+                # else: the peer hung up in MSE and the connection's close is still on its way:
+                # :meth:`remove` takes it as this dial's (the dial redials, below), not as a close
             if attempt.transport == "utp" and outcome is not DialOutcome.MSE_REFUSED:
                 self.note_utp(addr, outcome is not DialOutcome.FAILED)
             if outcome is DialOutcome.CONNECTED:
                 if attempt.mse:
                     self.note_mse(addr, True)
+                elif attempt.transport in refused_mse:
+                    self.note_mse(addr, False)  # MSE refused, plaintext got through
+                if attempt.transport == "tcp":
+                    self.note_tcp(addr, True)
+                elif "tcp" in dead:
+                    self.note_tcp(addr, False)  # TCP refused or hung up; uTP got through
                 return outcome
+            hung_up = hung_up or outcome is not DialOutcome.FAILED
             if outcome is DialOutcome.MSE_REFUSED:
-                self.note_mse(addr, False)
+                refused_mse.add(attempt.transport)
                 log.debug("%s:%d refused MSE", *addr)
             else:
+                if outcome is DialOutcome.CLOSED:
+                    log.debug("%s:%d (%s) closed before the handshake", *addr, attempt.transport)
                 dead.add(attempt.transport)
-                if attempt.transport == "utp" and self.holepunch is not None:
-                    self.holepunch.dial_failed(addr)  # BEP 55: ask a relay while TCP is tried
+                punch = self.holepunch
+                if attempt.transport == "utp" and outcome is DialOutcome.FAILED and punch is not None:
+                    punch.dial_failed(addr)  # BEP 55: ask a relay while TCP is tried
+        if hung_up:
+            self._redial_soon(addr, lasted=0.0)
         return outcome
+
+    async def _handshake(self, watch: _HandshakeWatch) -> DialOutcome:
+        """Wait for a connected attempt's BitTorrent handshake: CONNECTED once it completed (the
+        peer connection joined, or was refused as a duplicate), CLOSED if the connection closed
+        first. Bounded: the peer connection's ``handshake_timeout`` closes a silent peer."""
+        if not watch.done.is_set():
+            await self.clock.wait(watch.done, self.config.handshake_timeout + HANDSHAKE_GRACE)
+        if watch.done.is_set() and not watch.joined:
+            return DialOutcome.CLOSED
+        return DialOutcome.CONNECTED
 
     async def _attempt(
         self, addr: Address, attempt: DialAttempt, receiver: StreamReceiver, skey: bytes
@@ -402,6 +491,10 @@ class PeerManager:
     def join(self, peer: PeerProtocol) -> bool:
         """A handshake completed. False (and the connection is closed) for a duplicate or a ban."""
         assert peer.peer_id is not None
+        watch = self._watches.get(peer)
+        if watch is not None:  # a dial's connection: its handshake completed, no other transport
+            watch.joined = True
+            watch.done.set()
         if self.is_banned(peer):
             peer.abort("banned")
             return False
@@ -436,8 +529,14 @@ class PeerManager:
     def remove(self, peer: PeerProtocol) -> bool:
         """Forget a closed connection; True if it was one of our peers. A connection we opened that
         closed before it joined (the peer hung up in the handshake: its torrent not running yet, or
-        a connection to us it keeps instead) is redialed after the same short back-off."""
+        a connection to us it keeps instead) is redialed after the same short back-off: by its dial
+        (:meth:`connect`, after the other transport) while the dial is still on it."""
         if peer.peer_id is None or self.peers.get(peer.peer_id) is not peer:
+            watch = self._watches.get(peer)
+            if watch is not None and not watch.joined:
+                del self._watches[peer]
+                watch.done.set()  # closed in the handshake: its dial tries the next transport
+                return False
             if peer.outgoing and peer.stream is not None:
                 self._redial_later(peer)
             return False
