@@ -250,15 +250,19 @@ def scale_ratios(result: dict[str, Any]) -> dict[str, float]:
         # cost no more per announce than one, so they scale with the cores they get
         "cpu_per_announce_two_vs_one": round(cpu("redis2") / cpu("redis1"), 3),
         "cpu_per_announce_redis_vs_memory": round(cpu("redis1") / cpu("memory"), 3),
+        # the write-behind instance against one that sends every announce through Redis
+        "redis1_vs_through_redis": round(rate("redis1") / rate("redis1_through"), 3),
     }
 
 
 @contextmanager
 def scale_out_servers(kind: str, pin_servers: bool) -> Iterator[tuple[dict[str, list[tuple[int, int]]], int]]:
-    """opentracker, a memory-backed ``bitswarm tracker`` and two Redis-backed ones sharing one
-    ``redis-server``, serving ``kind`` ("udp" or "http") on loopback. Yields the targets of
-    :func:`scale_out` — ``opentracker``, ``memory``, ``redis1`` (instance A), ``redis2`` (A and B)
-    — and Redis's pid. With ``pin_servers`` opentracker, the memory instance and instance A are
+    """opentracker, a memory-backed ``bitswarm tracker``, two Redis-backed ones sharing one
+    ``redis-server`` (write-behind cluster mode, the default) and a third on the same Redis with
+    ``--redis-sync 0`` (every announce through Redis, the reference), serving ``kind`` ("udp" or
+    "http") on loopback. Yields the targets of :func:`scale_out` — ``opentracker``, ``memory``,
+    ``redis1`` (instance A), ``redis2`` (A and B), ``redis1_through`` — and Redis's pid. With
+    ``pin_servers`` opentracker, the memory instance, instance A and the through-Redis instance are
     pinned to the first core and instance B to the second; Redis and the generators are never
     pinned (two cores: they run wherever the scheduler finds room).
     """
@@ -273,9 +277,11 @@ def scale_out_servers(kind: str, pin_servers: bool) -> Iterator[tuple[dict[str, 
         bitswarm_tracker(*flags) as mem,
         bitswarm_tracker(*flags, "--redis", url) as one,
         bitswarm_tracker(*flags, "--redis", url) as two,
+        bitswarm_tracker(*flags, "--redis", url, "--redis-sync", "0") as through,
     ):
-        cores = (0, 0, 0, 1) if pin_servers else (None, None, None, None)
-        for pid, cpu in zip((ot_pid, mem["pid"], one["pid"], two["pid"]), cores, strict=True):
+        cores = (0, 0, 0, 1, 0) if pin_servers else (None,) * 5
+        pids = (ot_pid, mem["pid"], one["pid"], two["pid"], through["pid"])
+        for pid, cpu in zip(pids, cores, strict=True):
             pin(pid, cpu)
         a = (one["pid"], port_of(one[key][0]))
         yield (
@@ -284,6 +290,7 @@ def scale_out_servers(kind: str, pin_servers: bool) -> Iterator[tuple[dict[str, 
                 "memory": [(mem["pid"], port_of(mem[key][0]))],
                 "redis1": [a],
                 "redis2": [a, (two["pid"], port_of(two[key][0]))],
+                "redis1_through": [(through["pid"], port_of(through[key][0]))],
             },
             redis_pid,
         )

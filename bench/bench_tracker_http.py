@@ -10,10 +10,11 @@ Load: ``wrk -t1 -c64 -s /work/shared/tools/announce.lua`` (1,000 info-hashes, ke
 ``--db none``.
 
 ``--scale-out``: opentracker, a memory-backed bitswarm tracker, one Redis-backed instance and two
-Redis-backed instances sharing one redis-server, in turn, each round under the same offered load
-(``--generators`` wrk processes of 64 connections at once, spread over the target's instances). The
-servers are pinned (opentracker, memory and instance A to core 0, instance B to core 1; ``--no-pin``:
-none); Redis and wrk are not. Reported as by ``bench_tracker_udp.py --scale-out``.
+Redis-backed instances sharing one redis-server (write-behind ``--redis``), and one with
+``--redis-sync 0`` for reference, in turn, each round under the same offered load (``--generators``
+wrk processes of 64 connections at once, spread over the target's instances). The servers are
+pinned (opentracker, memory, instance A and the through-Redis one to core 0, instance B to core 1;
+``--no-pin``: none); Redis and wrk are not. Reported as by ``bench_tracker_udp.py --scale-out``.
 """
 
 from __future__ import annotations

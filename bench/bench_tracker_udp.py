@@ -13,12 +13,14 @@ BITSWARM_UDP_MMSG=0 in the environment to measure the recvfrom/sendto fallback. 
 keeps its SQLite database (peer journal every second, snapshots) instead of ``--db none``.
 
 ``--scale-out``: opentracker, a memory-backed bitswarm tracker, one Redis-backed instance and two
-Redis-backed instances sharing one redis-server, in turn, each round under the same offered load
-(``--generators`` udpload processes at once, spread over the target's instances). The servers are
-pinned (opentracker, memory and instance A to core 0, instance B to core 1; ``--no-pin``: none);
+Redis-backed instances sharing one redis-server (``--redis``: write-behind, each answers from
+memory and syncs every 0.25 s), and for reference one instance with ``--redis-sync 0`` (every
+announce through Redis), in turn, each round under the same offered load (``--generators`` udpload
+processes at once, spread over the target's instances). The servers are pinned (opentracker,
+memory, instance A and the through-Redis one to core 0, instance B to core 1; ``--no-pin``: none);
 Redis and the generators are not. Reported per target: announces/s, server CPU µs per announce, each
 instance's share of a core, Redis CPU µs per announce, generator cores; then the ratios (two vs one
-instance, Redis vs memory, vs opentracker).
+instance, Redis vs memory, vs opentracker, write-behind vs through Redis).
 """
 
 from __future__ import annotations
