@@ -37,9 +37,22 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
-from bitswarm.tracker.server.state import REMOTE, TICK_MASK, MemoryStore, Swarm, _delete, _find
+from bitswarm.tracker.server.state import REMOTE, TICK_MASK, JournalEntry, MemoryStore, Swarm, _delete, _find
 
 _SEEDER, _GONE, _V6 = 1, 2, 4
+
+
+def pack_journal(journal: list[JournalEntry]) -> bytes:
+    """A journal as a peers blob; of several changes of one peer only the last is kept."""
+    latest = {(h, a): (p, s) for h, a, p, s in journal}
+    out = bytearray()
+    for (info_hash, addr), (peer_id, seeder) in latest.items():
+        flags = (_V6 if len(addr) == 18 else 0) | (_SEEDER if seeder else 0)
+        if peer_id is None:
+            out += bytes((flags | _GONE,)) + info_hash + addr
+        else:
+            out += bytes((flags,)) + info_hash + addr + peer_id + b"\0\0\0\0"
+    return bytes(out)
 
 
 class ClusterStore(MemoryStore):
@@ -76,22 +89,22 @@ class ClusterStore(MemoryStore):
     def take_deltas(self) -> tuple[bytes, bytes]:
         """``(peers blob, completed blob)`` of this instance's changes since the last call, plus
         this sync's share of the refresh pass."""
-        latest = {(h, a): (p, s) for h, a, p, s in self.take_journal()}  # last change wins
-        out = bytearray()
-        for (info_hash, addr), (peer_id, seeder) in latest.items():
-            flags = (_V6 if len(addr) == 18 else 0) | (_SEEDER if seeder else 0)
-            if peer_id is None:
-                out += bytes((flags | _GONE,)) + info_hash + addr
-            else:
-                out += bytes((flags,)) + info_hash + addr + peer_id + b"\0\0\0\0"
-        self._refresh(out)
+        journal, refresh, done = self.take_changes()
+        return pack_journal(journal) + refresh, done
+
+    def take_changes(self) -> tuple[list[JournalEntry], bytes, bytes]:
+        """The parts of :meth:`take_deltas` that need the store lock: the journal (to pack with
+        :func:`pack_journal` after the lock is released), the refresh records, the completed blob."""
+        journal = self.take_journal()
+        refresh = bytearray()
+        self._refresh(refresh)
         done = bytearray()
         for info_hash, count in self.take_dirty().items():
             grew = count - self._known.get(info_hash, 0)
             if grew > 0:
                 self._known[info_hash] = count
                 done += info_hash + grew.to_bytes(4, "big")
-        return bytes(out), bytes(done)
+        return journal, bytes(refresh), bytes(done)
 
     def _refresh(self, out: bytearray) -> None:
         """Append every own live peer of this sync's share of the swarms: whole swarms, as many

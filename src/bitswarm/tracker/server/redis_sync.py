@@ -31,7 +31,7 @@ import os
 import threading
 from typing import Any
 
-from bitswarm.tracker.server.cluster import ClusterStore
+from bitswarm.tracker.server.cluster import ClusterStore, pack_journal
 from bitswarm.tracker.server.redis_state import connect_async
 
 log = logging.getLogger("bitswarm.tracker.server")
@@ -125,8 +125,9 @@ class RedisSync:
         a backlog of entries remains)."""
         store = self.store
         with self.lock:
-            peers, done = store.take_deltas()
-        peers, done = self._pending[0] + peers, self._pending[1] + done
+            journal, refresh, done = store.take_changes()
+        peers = self._pending[0] + pack_journal(journal) + refresh  # packed outside the lock
+        done = self._pending[1] + done
         if len(peers) > PENDING_MAX:  # Redis gone for long: the refresh pass repairs the others
             log.warning("tracker Redis sync: dropping %d bytes of unsent peer changes", len(peers))
             peers = b""
