@@ -12,7 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tracker_server_testlib import UdpClient, base_url, http_announce, http_scrape, req, running
+from tracker_server_testlib import (
+    UdpClient,
+    base_url,
+    http_announce,
+    http_scrape,
+    req,
+    running,
+    tracker_process,
+)
 
 from bitswarm.tracker import udp_codec as udp
 from bitswarm.tracker._common import Event
@@ -324,3 +332,30 @@ async def test_a_new_instance_loads_the_cluster_state_and_a_stopping_one_publish
             assert set(seen.peers) == {Peer("127.0.0.1", 10001), Peer("127.0.0.1", 10002)}
             scraped = await http_scrape(client, base_url(fresh) + "/scrape", [ih])
             assert scraped == ScrapeResponse({ih: ScrapeStats(1, 1, 2)})
+
+
+async def test_cli_instance_killed_with_sigkill_leaves_its_published_peers_to_a_restarted_one(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``bitswarm tracker --redis URL --redis-sync 0.05``: once another instance sees the 20 peers
+    (published within the sync bound), a SIGKILL loses none of them: the restarted process loads
+    them from Redis before it answers."""
+    ih = os.urandom(20)
+    flags = ("--redis", redis_url, "--redis-sync", str(SYNC))
+    async with (
+        running(redis=redis_url, redis_sync=SYNC, udp=(), http=(("127.0.0.1", 0),)) as watcher,
+        httpx.AsyncClient() as client,
+    ):
+        with tracker_process(tmp_path / "a.sqlite", *flags) as (proc, base):
+            for n in range(20):
+                await http_announce(client, base + "/announce", req(ih, n))
+
+            async def published() -> bool:
+                return bool(watcher.store.scrape(ih) == (0, 0, 20))
+
+            await _until(published)
+            proc.kill()
+            proc.wait(10)
+        with tracker_process(tmp_path / "b.sqlite", *flags) as (_, base):
+            seen = await http_announce(client, base + "/announce", req(ih, 99, numwant=50))
+            assert (seen.complete, seen.incomplete) == (0, 21) and len(seen.peers) == 20
