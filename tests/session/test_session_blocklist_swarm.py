@@ -31,6 +31,15 @@ def cfg(host: str, **kw: object) -> SessionConfig:
     return SessionConfig(listen_host=host, listen_port=0, **kw)  # type: ignore[arg-type]
 
 
+def bad_cfg(**kw: object) -> SessionConfig:
+    """The bad seeder: uTP only, so that when it dials the leecher (it may learn its address from PEX
+    or the DHT) the connection comes from its own address, as a real peer's would. Its uTP socket
+    is bound to 127.0.0.3; a TCP dial would leave from 127.0.0.1 (an unbound socket's loopback
+    source), which the leecher cannot tell from anyone else's. Loopback peers are dialed over TCP
+    first, so this no longer happens to hold by default."""
+    return cfg(BAD, transports=("utp",), **kw)
+
+
 def blocklist() -> Blocklist:
     return Blocklist.parse(b"# the bad seeder\nbad seeder:127.0.0.3-127.0.0.3\n")
 
@@ -93,7 +102,7 @@ async def test_a_blocked_seeder_from_the_tracker_is_never_dialed(tmp_path: Path)
     src, t = make(tmp_path)
     async with (
         Session(cfg(OK)) as good,
-        Session(cfg(BAD)) as bad,
+        Session(bad_cfg()) as bad,
         Session(cfg("127.0.0.1", blocklist=blocklist())) as leecher,
     ):
         await good.add(t, src.parent)
@@ -118,7 +127,7 @@ async def test_a_blocked_seeder_from_pex_is_never_dialed(tmp_path: Path) -> None
     src, t = make(tmp_path)
     async with (
         Session(cfg(OK)) as good,
-        Session(cfg(BAD)) as bad,
+        Session(bad_cfg()) as bad,
         Session(cfg(RELAY, pex_interval=0.2)) as relay,
         Session(cfg("127.0.0.1", pex_interval=0.2, blocklist=blocklist())) as leecher,
     ):
@@ -143,7 +152,7 @@ async def test_a_blocked_seeder_from_the_dht_is_never_dialed(tmp_path: Path) -> 
     src, t = make(tmp_path)
     async with DHTServer("127.0.0.1", 0) as boot:
         dht = {"enable_dht": True, "dht_bootstrap": [boot.address], "dht_announce_interval": 1.0}
-        async with Session(cfg(OK, **dht)) as good, Session(cfg(BAD, **dht)) as bad:
+        async with Session(cfg(OK, **dht)) as good, Session(bad_cfg(**dht)) as bad:
             await good.add(t, src.parent)
             await bad.add(t, src.parent)
             await until(lambda: len(boot.node.stored_peers(t.swarm_hash)) == 2, timeout=20, what="announces")
