@@ -185,11 +185,13 @@ def write_resume_file(path: str, blob: bytes, *, fsync: bool = True) -> None:
     dfd = _open_dir(directory, create=True)
     assert dfd is not None
     try:
-        if _same_content(dfd, name, blob, fsync=fsync):
-            return  # a seed's close, or its check finding it complete: 10,000 rewrites saved (issue 24)
+        same = _same_content(dfd, name, blob, fsync=fsync)
     except BaseException:
         os.close(dfd)
         raise
+    if same:  # a seed's close, or its check finding it complete: 10,000 rewrites saved (issue 24)
+        os.close(dfd)  # (left open, 10,000 seeds ran the daemon out of descriptors)
+        return
     # unique per write: two saves of one torrent may overlap (an old Storage closing while a new one
     # for the same torrent saves); each replaces atomically with complete data, the last one wins
     tmp = f"{name}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
