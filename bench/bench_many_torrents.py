@@ -156,6 +156,7 @@ class BwDaemon:
             base_url=self.base, timeout=120, headers={"Authorization": f"Bearer {self.token}"}
         )
         self._tr_session = ""
+        self._qbt_login = False
 
     def start(self) -> None:
         cmd = [*BITSWARM, "-q", "daemon", "--data", str(self.data_dir), "--api", f"127.0.0.1:{self.api_port}",
@@ -229,6 +230,16 @@ class BwDaemon:
             return len(r.json()["arguments"]["torrents"])
         raise RuntimeError("transmission session handshake failed")
 
+    def qbt_info(self) -> int:
+        """qBittorrent's ``/api/v2/torrents/info`` (logged in once: the SID cookie)."""
+        if not self._qbt_login:
+            r = self.client.post("/api/v2/auth/login", data={"username": "bench", "password": self.token})
+            r.raise_for_status()
+            self._qbt_login = True
+        r = self.client.get("/api/v2/torrents/info")
+        r.raise_for_status()
+        return len(r.json())
+
     def stop(self) -> float:
         assert self.proc is not None
         return stop(self.proc)
@@ -276,6 +287,7 @@ def run_bitswarm(
                         "--output", str(prof)], check=False, capture_output=True)  # fmt: skip
     out["list"] = latency(d.list, args.rounds)
     out["torrent_get"] = latency(d.torrent_get, args.rounds)
+    out["qbt_info"] = latency(d.qbt_info, args.rounds)
     out["peak_rss_mib_after_lists"] = round(mem(d.pid)[1], 1)
     out["stop_seconds"] = round(d.stop(), 2)
     return out
@@ -377,6 +389,7 @@ def _print(run: dict[str, Any]) -> None:
                 f"RSS {r['rss_mib']:7.1f} MiB  idle CPU {r['idle_cpu_pct']:5.2f} %")  # fmt: skip
         if "list" in r:
             line += f"  list p99 {r['list']['p99_ms']} ms  torrent-get p99 {r['torrent_get']['p99_ms']} ms"
+            line += f"  qBittorrent info p99 {r['qbt_info']['p99_ms']} ms"
         print(line)
     if "ratios" in run:
         print("bitswarm / libtorrent:", run["ratios"])
