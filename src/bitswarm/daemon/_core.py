@@ -19,6 +19,7 @@ import json
 import logging
 import mimetypes
 import os
+import secrets
 import shutil
 import stat
 import time
@@ -1461,6 +1462,73 @@ _NONE = (0, 0, 0)  #: a torrent outside the session has no counters
 def _dumps(value: object) -> bytes:
     """The API's JSON: compact, no NaN, anything else as its ``str``."""
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).encode()
+
+
+class RawJson:
+    """JSON text kept as bytes, put into a reply as it is by :func:`dumps_with_raw`."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+#: stands for a :class:`RawJson` while the rest is dumped (random: no string of a reply matches it)
+_RAW_MARK = f"raw-json-{secrets.token_hex(16)}-"
+
+
+def dumps_with_raw(value: object) -> bytes:
+    """The API's JSON of ``value`` with each :class:`RawJson` in it spliced in as it is."""
+    raws: list[bytes] = []
+
+    def default(obj: object) -> object:
+        if isinstance(obj, RawJson):
+            raws.append(obj.data)
+            return f"{_RAW_MARK}{len(raws) - 1}"
+        return str(obj)
+
+    body = json.dumps(value, separators=(",", ":"), allow_nan=False, default=default).encode()
+    for i, raw in enumerate(raws):
+        body = body.replace(f'"{_RAW_MARK}{i}"'.encode(), raw, 1)
+    return body
+
+
+class RowCache:
+    """The Transmission and qBittorrent lists' rows: per torrent the row last built from the
+    daemon's cached status (the same dict object while it is valid) and a key of what else it read,
+    and the row's JSON (issue 24)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, list[Any]] = {}  #: id → [status, key, row, JSON or None]
+
+    def get(self, tid: str, status: dict[str, Any], key: tuple[object, ...]) -> dict[str, Any] | None:
+        """The row kept for ``tid`` if it was built from ``status`` with an equal ``key``."""
+        hit = self._rows.get(tid)
+        if hit is not None and hit[0] is status and hit[1] == key:
+            row: dict[str, Any] = hit[2]
+            return row
+        return None
+
+    def put(self, tid: str, status: dict[str, Any], key: tuple[object, ...], row: dict[str, Any]) -> None:
+        self._rows[tid] = [status, key, row, None]
+
+    def keep(self, tids: Iterable[str]) -> None:
+        """Forget the torrents not in ``tids`` (removed)."""
+        for gone in self._rows.keys() - set(tids):
+            del self._rows[gone]
+
+    def array(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> RawJson:
+        """The JSON array of ``rows`` ((id, row) pairs), each kept row dumped once."""
+        parts = []
+        for tid, row in rows:
+            hit = self._rows.get(tid)
+            if hit is None or hit[2] is not row:
+                parts.append(_dumps(row))
+                continue
+            if hit[3] is None:
+                hit[3] = _dumps(row)
+            parts.append(hit[3])
+        return RawJson(b"[" + b",".join(parts) + b"]")
 
 
 def _check_category(name: str) -> None:

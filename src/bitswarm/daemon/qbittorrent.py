@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from bitswarm.daemon import _compat as c
-from bitswarm.daemon._core import Daemon, DaemonError
+from bitswarm.daemon._core import Daemon, DaemonError, RawJson, RowCache, dumps_with_raw
 from bitswarm.daemon.automation import effective_goals
 from bitswarm.errors import BitswarmError
 from bitswarm.session.lifecycle import State
@@ -77,9 +77,9 @@ class QbittorrentAPI:
         self.token = token
         self.sessions: OrderedDict[str, None] = OrderedDict()
         self.rid = 0
-        #: each torrent's last ``torrents/info`` row: (status dict, key, row), reused while the
-        #: daemon's cached status is the same object and the key is equal (issue 24)
-        self._rows: dict[str, tuple[dict[str, Any], tuple[object, ...], dict[str, Any]]] = {}
+        #: each torrent's last ``torrents/info`` row, reused while the daemon's cached status is
+        #: the same object and nothing else it shows changed (issue 24)
+        self._rows = RowCache()
         d = daemon
         self.routes: dict[str, _Handler] = {
             "app/version": self._const(APP_VERSION),
@@ -158,8 +158,7 @@ class QbittorrentAPI:
             return _text(f"Bad argument: {exc}"[:300], 400)
         if isinstance(result, str):
             return _text(result)
-        body = json.dumps(result, separators=(",", ":"), allow_nan=False, default=str)
-        return Response(body, 200, media_type="application/json")
+        return Response(dumps_with_raw(result), 200, media_type="application/json")
 
     def login(self, form: Form) -> Response:
         password = form.get("password")
@@ -279,21 +278,18 @@ class QbittorrentAPI:
         positions = self.positions()
         auto = self.daemon.automation_settings()
         goals = tuple(auto[k] for k in _GOAL_SETTINGS)
-        cache, out, seen = self._rows, [], set()
+        cache, out, seen = self._rows, [], []
         for s in self.daemon.list():
             tid = s["id"]
-            seen.add(tid)
+            seen.append(tid)
             comp = c.compat(self.daemon, tid)
             key = (positions.get(tid, 0), goals, comp.get("category"), tuple(comp.get("tags", ())))
-            hit = cache.get(tid)
-            if hit is not None and hit[0] is s and hit[1] == key:
-                out.append(hit[2])
-                continue
-            row = self.torrent_info(s, positions, auto)
-            cache[tid] = (s, key, row)
+            row = cache.get(tid, s, key)
+            if row is None:
+                row = self.torrent_info(s, positions, auto)
+                cache.put(tid, s, key, row)
             out.append(row)
-        for gone in cache.keys() - seen:
-            del cache[gone]
+        cache.keep(seen)
         return out
 
     def torrent_info(
@@ -364,7 +360,7 @@ class QbittorrentAPI:
             "seeding_time_limit": own.get(goals.get("time_mode", 0), int(goals.get("time_minutes", -2))),
         }
 
-    async def info(self, form: Form) -> list[dict[str, Any]]:
+    async def info(self, form: Form) -> RawJson:
         rows = self.rows()
         if form.get("hashes"):
             chosen = set(self.select(form.get("hashes")))
@@ -382,7 +378,8 @@ class QbittorrentAPI:
         if offset < 0:
             offset = max(0, len(rows) + offset)
         limit = _int(form.get("limit", "0") or "0")
-        return rows[offset : offset + limit] if limit > 0 else rows[offset:]
+        rows = rows[offset : offset + limit] if limit > 0 else rows[offset:]
+        return self._rows.array((r["hash"], r) for r in rows)  # each kept row's JSON is kept too
 
     async def properties(self, form: Form) -> dict[str, Any]:
         tid = self.one(form)

@@ -27,7 +27,7 @@ from fastapi.responses import Response
 
 from bitswarm import __version__
 from bitswarm.daemon import _compat as c
-from bitswarm.daemon._core import MAX_PRIORITY, Daemon, DaemonError
+from bitswarm.daemon._core import MAX_PRIORITY, Daemon, DaemonError, RowCache, dumps_with_raw
 from bitswarm.errors import BitswarmError
 from bitswarm.session.lifecycle import TRANSMISSION_STATUS, State
 
@@ -82,9 +82,9 @@ class TransmissionRPC:
         self.daemon = daemon
         self.token = token
         self.session_id = secrets.token_urlsafe(32)
-        #: torrent-get's last row of each torrent: (status dict, key, row). The row is reused
-        #: while the daemon's cached status is the same object and the key is equal (issue 24).
-        self._rows: dict[str, tuple[dict[str, Any], tuple[object, ...], dict[str, Any]]] = {}
+        #: torrent-get's last row of each torrent, reused while the daemon's cached status is the
+        #: same object and nothing else it shows changed (issue 24)
+        self._rows = RowCache()
         self.methods: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "torrent-add": self.torrent_add,
             "torrent-get": self.torrent_get,
@@ -371,23 +371,21 @@ class TransmissionRPC:
                 comp.get("dl_kb"), comp.get("ul_kb"),
                 None if peers is None else [(p.get("download_rate"), p.get("upload_rate")) for p in peers],
             )  # fmt: skip
-            hit = cache.get(tid)
-            if hit is not None and hit[0] is base and hit[1] == key:
-                rows.append(hit[2])
-                continue
-            st = base if peers is None else dict(base, peer_list=peers)
-            values = self._fields(tid, st, position.get(tid, 0), ratio)
-            row = {k: values[k](st) for k in names if k in values}
-            cache[tid] = (base, key, row)
+            row = cache.get(tid, base, key)
+            if row is None:
+                st = base if peers is None else dict(base, peer_list=peers)
+                values = self._fields(tid, st, position.get(tid, 0), ratio)
+                row = {k: values[k](st) for k in names if k in values}
+                cache.put(tid, base, key, row)
             rows.append(row)
-        for gone in cache.keys() - statuses.keys():
-            del cache[gone]
+        cache.keep(statuses)
+        out: dict[str, Any]
         if args.get("format") == "table":
             table: list[list[Any]] = [names]
             table += [[row.get(k) for k in names] for row in rows]
-            out: dict[str, Any] = {"torrents": table}
-        else:
-            out = {"torrents": rows}
+            out = {"torrents": table}
+        else:  # each kept row's JSON is kept too
+            out = {"torrents": cache.array(zip(selected, rows, strict=True))}
         if args.get("ids") == "recently-active":
             out["removed"] = []
         return out
@@ -657,7 +655,7 @@ def mount(app: FastAPI, daemon: Daemon, token: str) -> TransmissionRPC:
 
 
 def _answer(out: dict[str, Any], headers: dict[str, str]) -> Response:
-    body = json.dumps(out, separators=(",", ":"), allow_nan=False, default=str)
+    body = dumps_with_raw(out)
     return Response(body, 200, headers=headers, media_type="application/json")
 
 
