@@ -38,6 +38,7 @@ def check(d: Daemon, tid: str) -> dict[str, Any]:
     assert listed[tid] == fresh(d, tid)
     as_json = {s["id"]: s for s in json.loads(d.list_json())}
     assert as_json == json.loads(json.dumps(listed))
+    assert json.loads(d.list_json(list(listed.values()))) == json.loads(json.dumps(list(listed.values())))
     return listed[tid]
 
 
@@ -202,8 +203,21 @@ async def test_rest_transmission_and_qbittorrent_lists_follow_changes(tmp_path: 
             assert (row["status"], row["labels"], qb["state"], qb["category"]) == (6, [], "stalledUP", "")
             assert await tr_row() == row and await qb_row() == qb  # served again from the cache
 
+            async def web_ui() -> dict[str, Any]:
+                """The web UI's list: the first ``torrents`` event of the event stream."""
+                async with c.stream("GET", "/api/v1/events") as ev:
+                    async for line in ev.aiter_lines():
+                        if line.startswith("data: "):
+                            data = json.loads(line[6:])
+                            (st,) = data["torrents"]
+                            assert data["stats"]["torrents"] == 1
+                            return dict(st)
+                raise AssertionError("no event")
+
+            assert await web_ui() == st
             await d.pause(tid)
             assert (await rest())["state"] == "paused"
+            assert (await web_ui())["state"] == "paused"
             assert (await tr_row())["status"] == 0
             assert (await qb_row())["state"] == "pausedUP"
 

@@ -503,7 +503,8 @@ def create_app(
             async for ev in daemon.events(interval):
                 if ev["event"] == "torrents":  # each torrent's cached JSON (the web UI's list)
                     stats = json.dumps(ev["stats"], separators=(",", ":"), allow_nan=False, default=str)
-                    data = f'{{"event":"torrents","torrents":{daemon.list_json().decode()},"stats":{stats}}}'
+                    torrents = daemon.list_json(ev["torrents"]).decode()
+                    data = f'{{"event":"torrents","torrents":{torrents},"stats":{stats}}}'
                 else:
                     data = json.dumps(ev, separators=(",", ":"), allow_nan=False, default=str)
                 yield f"event: {ev['event']}\ndata: {data}\n\n".encode()

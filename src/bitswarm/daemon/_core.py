@@ -864,12 +864,20 @@ class Daemon:
         change them (each is rebuilt when something it shows changed; issue 24)."""
         return [shown.status for shown in self._shown_all()]
 
-    def list_json(self) -> bytes:
-        """:meth:`list` as a JSON array, from each torrent's cached JSON."""
+    def list_json(self, statuses: builtins.list[dict[str, Any]] | None = None) -> bytes:
+        """:meth:`list` (or ``statuses``, a :meth:`list` of a moment ago) as a JSON array, from
+        each torrent's cached JSON."""
+        if statuses is None:
+            statuses = self.list()
         parts = []
-        for shown in self._shown_all():
+        for st in statuses:
+            entry = self._entries.get(st["id"])
+            shown = entry.shown if entry is not None else None
+            if shown is None or shown.status is not st:  # rebuilt each time (busy), or gone
+                parts.append(_dumps(st))
+                continue
             if shown.json is None:
-                shown.json = _dumps(shown.status)
+                shown.json = _dumps(st)
             parts.append(shown.json)
         return b"[" + b",".join(parts) + b"]"
 
@@ -975,8 +983,9 @@ class Daemon:
             raise DaemonError("the torrent is not running (resume it first)", 409, "not_running")
         return entry.handle
 
-    def stats(self) -> dict[str, Any]:
-        sts = self.list()
+    def stats(self, statuses: builtins.list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Totals over every torrent (``statuses``: a :meth:`list` of a moment ago, not built again)."""
+        sts = self.list() if statuses is None else statuses
         dht = getattr(self.session, "dht", None)
         return {
             "version": __version__,
@@ -1435,13 +1444,17 @@ class Daemon:
                     self._snapshot(entry)
                     self.data.save_record(entry.rec)
 
+    def _snapshot_event(self) -> dict[str, Any]:
+        statuses = self.list()
+        return {"event": "torrents", "torrents": statuses, "stats": self.stats(statuses)}
+
     async def events(self, interval: float = 1.0) -> AsyncIterator[dict[str, Any]]:
         """Daemon and engine events as they happen, and a ``torrents`` snapshot (every status) at
         the start and every ``interval`` seconds. Ends when the daemon closes."""
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._subscribers.add(q)
         try:
-            yield {"event": "torrents", "torrents": self.list(), "stats": self.stats()}
+            yield self._snapshot_event()
             next_tick = time.monotonic() + interval
             while not self.closing.is_set():
                 try:
@@ -1451,7 +1464,7 @@ class Daemon:
                     pass
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + interval
-                    yield {"event": "torrents", "torrents": self.list(), "stats": self.stats()}
+                    yield self._snapshot_event()
         finally:
             self._subscribers.discard(q)
 
