@@ -3,6 +3,7 @@ schedule and the watch folder, driven by a fake host and an injected clock."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -426,3 +427,18 @@ def test_full_ticks_of_many_torrents_are_spread_out() -> None:
     assert auto.full_period(0.0001) == 1.0  # a few torrents: every second, as before
     assert 10.0 <= auto.full_period(0.03) <= 30.0  # 10,000 torrents
     assert auto.full_period(1.0) == 30.0
+
+
+async def test_a_poke_arriving_with_the_close_does_not_keep_the_loop_running() -> None:
+    """The daemon pokes the automation when its start-up batch is open and cancels it on close; a
+    poke and a cancel in the same turn were swallowed by Python 3.11's ``asyncio.wait_for``."""
+    auto = Automation(FakeHost(), clock=Clock())
+    task = asyncio.ensure_future(auto.run())
+    for _ in range(5):
+        await asyncio.sleep(0)  # the first tick ran, the loop waits for the next
+    auto.poke()
+    task.cancel()
+    await asyncio.wait({task}, timeout=10)  # a hang guard: asyncio.wait does not cancel
+    hung = not task.done()
+    task.cancel()
+    assert not hung and task.cancelled()

@@ -13,6 +13,7 @@ from daemon_testlib import session_config, wait_for
 
 from bitswarm.daemon import Daemon
 from bitswarm.metainfo import create_torrent
+from bitswarm.session.announce import session_gate
 from bitswarm.session.lifecycle import State
 from bitswarm.storage import load_resume
 
@@ -58,9 +59,11 @@ async def test_a_restart_of_many_seeds_rewrites_nothing_and_keeps_them_seeding(t
     try:
         await d.start()
         assert not gc.isenabled()  # off while the saved torrents start
+        assert session_gate(d.session).held  # their first announces wait until all are open
         await _all_seeding(d)
         await wait_for(lambda: not d._restoring, 30)
         assert gc.isenabled() == gc_was_enabled
+        assert not session_gate(d.session).held
     finally:
         await d.close()
     assert gc.isenabled() == gc_was_enabled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import pytest
@@ -74,12 +75,13 @@ async def test_a_cancel_swallowed_during_an_announce_does_not_hang_the_stop() ->
 
 class _SilentTracker:
     """An announcer whose tracker saw ``started`` and then stopped answering: its ``stopped``
-    announce never returns by itself."""
+    announce is given up when the timeout it is given runs out (AnnounceManager.stop), and never
+    without one."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
         self.tiers = [["udp://127.0.0.1:6969/announce"]]
         self.timeouts: list[float | None] = []
-        self.closed = False
 
     async def start(self) -> AnnounceResult:
         return AnnounceResult(url=self.tiers[0][0], peers=(), interval=1800)
@@ -92,17 +94,17 @@ class _SilentTracker:
 
     async def stop(self, timeout: float | None = None) -> list[str]:
         self.timeouts.append(timeout)
-        await asyncio.get_running_loop().create_future()  # no answer, ever
-        raise AssertionError("unreachable")
-
-    async def aclose(self) -> None:
-        self.closed = True
+        if timeout is None:
+            await asyncio.get_running_loop().create_future()  # no answer, ever
+        else:
+            await self.clock.sleep(timeout)
+        return []
 
 
 async def test_a_closing_sessions_stopped_announces_share_one_deadline() -> None:
     clock = ManualClock()
     gate = AnnounceGate()
-    trackers = [_SilentTracker() for _ in range(200)]
+    trackers = [_SilentTracker(clock) for _ in range(200)]
     drivers = [_driver(clock, tracker, gate, i) for i, tracker in enumerate(trackers)]
     for i, driver in enumerate(drivers):
         driver.start(f"t{i}")
@@ -118,5 +120,30 @@ async def test_a_closing_sessions_stopped_announces_share_one_deadline() -> None
     hung = not closing.done()
     closing.cancel()
     assert not hung
-    assert all(t.closed for t in trackers)  # their sockets closed all the same
     assert clock.pending == 0
+
+
+async def test_first_announces_wait_while_the_gate_is_held() -> None:
+    clock = ManualClock()
+    gate = AnnounceGate()
+    gate.hold()  # the daemon restoring its saved torrents
+    trackers = [_SilentTracker(clock) for _ in range(3)]
+    announced: list[int] = []
+    for i, tracker in enumerate(trackers):
+        tracker.start = _counting(tracker.start, announced, i)  # type: ignore[method-assign]
+        _driver(clock, tracker, gate, i).start(f"t{i}")
+    await clock.advance(60.0)
+    assert announced == []
+    gate.release()
+    await clock.advance(60.0)
+    assert sorted(announced) == [0, 1, 2]
+
+
+def _counting(
+    start: Callable[[], Awaitable[AnnounceResult]], seen: list[int], i: int
+) -> Callable[[], Awaitable[AnnounceResult]]:
+    async def counted() -> AnnounceResult:
+        seen.append(i)
+        return await start()
+
+    return counted

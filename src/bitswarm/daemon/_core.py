@@ -48,6 +48,7 @@ from bitswarm.daemon.privacy import BLOCKLIST_KEYS, Privacy
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import MetainfoError, Torrent, magnet_from_torrent, parse_magnet, parse_torrent
 from bitswarm.session import Session, SessionConfig, SessionError, TorrentHandle
+from bitswarm.session.announce import session_gate
 from bitswarm.session.lifecycle import DISPLAY_NAME, Event, Lifecycle, LifecycleError, State
 from bitswarm.session.torrent import busy_torrents
 from bitswarm.storage import Bitfield, FileMap, StorageError, load_resume
@@ -192,6 +193,8 @@ class Daemon:
         if len(records) >= self.gc_batch and gc.isenabled():
             gc.disable()
             self._gc_paused = True
+        # their first announces and the automation wait until all are open (:meth:`_restored`)
+        session_gate(self.session).hold()
         for rec in records:
             entry = self._restore(rec)
             self._entries[rec.id] = entry
@@ -204,7 +207,8 @@ class Daemon:
                 self._start(entry, held=self.queueing())
                 if entry.torrent is not None and entry.task is not None:
                     self._restoring.add(entry.task)
-        self._restored()
+        if not self._restoring:
+            self._restored()
         for tid, reason in broken.items():  # never dropped silently: listed, in the error state
             log.warning("saved torrent %s cannot be restored: %s", tid, reason)
             rec = TorrentRecord(id=tid, name=tid, save_path=str(self.download_dir))
@@ -246,14 +250,19 @@ class Daemon:
         await self.privacy.close()
         for entry in self._entries.values():
             await self._cancel_tasks(entry)  # a move cut short is finished at the next start
-        self._restoring.clear()
-        if self._gc_paused:  # closed while the saved torrents were starting: the GC is never left off
-            self._gc_paused = False
-            gc.enable()
+        if self._restoring:  # closed while the saved torrents were starting
+            self._restoring.clear()
+            session_gate(self.session).release()
+            if self._gc_paused:  # the GC is never left off
+                self._gc_paused = False
+                gc.enable()
+        # Every other change of a record was saved when it was made: what is left is the progress of
+        # the running torrents and the accounting (10,000 idle seeds: nothing to write, nothing to
+        # serialize; issue 24).
         changed = []
         for entry in self._entries.values():
-            if entry.handle is not None or entry.rec.id in self._dirty or entry.rec.id in self._dirty_time:
-                self._snapshot(entry)
+            tid = entry.rec.id
+            if self._snapshot(entry) or tid in self._dirty or tid in self._dirty_time:
                 changed.append(entry.rec)
         # the records that changed, in one disk job (10,000 one by one on the loop took seconds)
         await asyncio.to_thread(self.data.save_serialized, self.data.changed_records(changed))
@@ -430,17 +439,21 @@ class Daemon:
         of torrents), the objects made so far leave the cyclic garbage collector's care: its full
         passes over half a gigabyte of engine objects were the list latency's p99 (issue 24)."""
         self._starting -= 1
-        self._restoring.discard(task)
-        if self._gc_paused and not self._restoring:
-            self._restored()
-        elif self._starting == 0 and len(self._entries) >= self.gc_batch:
+        if task in self._restoring:
+            self._restoring.discard(task)
+            if not self._restoring:
+                self._restored()
+                return
+        if self._starting == 0 and len(self._entries) >= self.gc_batch:
             gc.collect()
             gc.freeze()
 
     def _restored(self) -> None:
-        """Once every saved torrent's start ended, the GC paused by :meth:`start` runs again, with
-        the objects alive then frozen."""
-        if self._gc_paused and not self._restoring:
+        """Every saved torrent's start ended: their first announces go out (spread), the automation
+        runs, and the GC paused by :meth:`start` runs again, with the objects alive then frozen."""
+        session_gate(self.session).release()
+        self.automation.poke()
+        if self._gc_paused:
             self._gc_paused = False
             gc.collect()
             gc.freeze()
@@ -498,7 +511,8 @@ class Daemon:
         if paused and not entry.held and not rec.paused and entry.life.state is State.PAUSED:
             self._in_background(entry, self._guarded(entry, handle.resume()))  # released while checking
         self._publish("started", entry)
-        self.automation.poke()
+        if not self._restoring:  # the start-up batch pokes it once, at its end (10,000 ticks saved)
+            self.automation.poke()
 
     async def _cancel_tasks(self, entry: _Entry) -> None:
         for task in (entry.task, entry.job):
@@ -536,13 +550,21 @@ class Daemon:
         """Run a recheck or move after the reply (the reply shows ``checking`` or ``moving``)."""
         entry.job = asyncio.get_running_loop().create_task(job)
 
-    def _snapshot(self, entry: _Entry) -> None:
+    def _snapshot(self, entry: _Entry) -> bool:
+        """Copy the running torrent's progress into its record; True if that changed it."""
         if entry.handle is None:
-            return
+            return False
         st = entry.handle.status()
         rec = entry.rec
+        before = (rec.progress, rec.done_size, rec.wanted_size)
+        before_pieces = (rec.total_size, rec.pieces_done, rec.num_pieces)
         rec.progress, rec.done_size, rec.wanted_size = st.progress, st.done_size, st.wanted_size
         rec.total_size, rec.pieces_done, rec.num_pieces = st.total_size, st.pieces_done, st.num_pieces
+        return before != (rec.progress, rec.done_size, rec.wanted_size) or before_pieces != (
+            rec.total_size,
+            rec.pieces_done,
+            rec.num_pieces,
+        )
 
     def _load_have(self, entry: _Entry) -> None:
         if entry.torrent is None:
@@ -1440,8 +1462,8 @@ class Daemon:
                 self._broadcast({"event": ev.kind, "id": ev.info_hash, "name": ev.name, **ev.data})
             if ev.kind == "torrent_completed":
                 entry = self._entries.get(ev.info_hash)
-                if entry is not None and entry.handle is not None:
-                    self._snapshot(entry)
+                # a seed found complete at its start changes nothing (10,000 of them at start-up)
+                if entry is not None and entry.handle is not None and self._snapshot(entry):
                     self.data.save_record(entry.rec)
 
     def _snapshot_event(self) -> dict[str, Any]:

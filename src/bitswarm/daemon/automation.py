@@ -560,8 +560,11 @@ class Automation:
                 raise
             except Exception:
                 log.exception("automation tick failed")
+            # not ``asyncio.wait_for``: in Python 3.11 it swallows a cancel (the daemon closing)
+            # that arrives in the same turn as a poke, and this loop ran on
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self._wake.wait()
             if last_full is not None and self._wake.is_set():  # pokes in a row: bounded work
                 gap = min(FULL_TICK_MAX, cost / POKE_DUTY) - (time.monotonic() - last_full)
                 if gap > 0:

@@ -71,6 +71,26 @@ class AnnounceGate:
         self._starts: collections.deque[float] = collections.deque()  #: recent first announces
         #: the session is closing: every ``stopped`` announce ends by this time (clock seconds)
         self.stop_by: float | None = None
+        self._held: asyncio.Event | None = None
+
+    def hold(self) -> None:
+        """First announces wait until :meth:`release` (the daemon restoring thousands of torrents
+        opens them all first: their announces then spread from there, not compete with the start)."""
+        if self._held is None:
+            self._held = asyncio.Event()
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def release(self) -> None:
+        if self._held is not None:
+            self._held.set()
+            self._held = None
+
+    async def wait_released(self) -> None:
+        if self._held is not None:
+            await self._held.wait()
 
     def slot(self, tracker: str) -> asyncio.Semaphore:
         """The semaphore of announces to ``tracker`` (a host:port or URL)."""
@@ -381,18 +401,8 @@ class AnnounceDriver:
             return
         # The session is closing: every torrent's ``stopped`` goes out at once, and none is waited
         # for beyond the one deadline they share (10,000 torrents: seconds, not minutes; issue 24).
-        left = max(0.0, stop_by - self.clock.now())
-        stopping = asyncio.ensure_future(announcer.stop(timeout=left))
-        done = asyncio.Event()
-        stopping.add_done_callback(lambda _: done.set())
-        if not await self.clock.wait(done, left):
-            stopping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await stopping
-            with contextlib.suppress(Exception):
-                await announcer.aclose()
-        elif not stopping.cancelled():
-            stopping.exception()  # retrieved: failures were swallowed already
+        with contextlib.suppress(Exception):
+            await announcer.stop(timeout=max(0.0, stop_by - self.clock.now()))
 
     async def announce_event(self, event: Event) -> None:
         """One announce now (``completed`` when the download finishes)."""
@@ -442,6 +452,7 @@ class AnnounceDriver:
         announcer = self.announcer
         assert announcer is not None
         first = True
+        await self.gate.wait_released()
         delay = self.gate.first_delay(self.clock.now())
         if delay > 0:
             await self.clock.sleep(delay)
