@@ -222,6 +222,7 @@ class BlockPeer(FakePeer):
         self.recent = WindowMeter(clock=clock.now)
         self.refill_at = -1  # never tops up: the scheduler sends no requests here
         self.established = True
+        self.am_interested = False
         self.reading = True
 
     @property
@@ -302,12 +303,33 @@ async def test_the_download_limit_pauses_a_peer_for_the_time_the_clock_says() ->
     storage.gate.set()
     limiter = RateLimiter(BLOCK_SIZE, burst=BLOCK_SIZE, clock=clock.now)  # one block per second
     sched = scheduler(clock, peer, storage, limiter, verified)
-    receive_piece(sched, peer, 0)  # two blocks: the second is one second over the budget
+    receive_piece(sched, peer, 0)  # two blocks from an empty bucket: two seconds over the budget
     assert not peer.reading
-    await clock.advance(0.9)
+    await clock.advance(1.9)  # not at the first block's wait: at the second's (the whole debt)
     assert not peer.reading
     await clock.advance(0.2)
     assert peer.reading
+
+
+async def test_many_blocks_at_once_keep_reading_paused_until_their_whole_debt_is_paid() -> None:
+    """Issue 24: over TCP one read brings many blocks (a timer per block resumed reading at the
+    first, shortest wait: 3.1 MB/s under a 500 kB/s limit); nor does the disk catching up lift it."""
+    clock = ManualClock()
+    peer, storage = BlockPeer("p", clock), GatedStorage(8)
+    verified: list[int] = []
+    limiter = RateLimiter(BLOCK_SIZE, burst=BLOCK_SIZE, clock=clock.now)  # one block per second
+    sched = scheduler(clock, peer, storage, limiter, verified)
+    for index in range(4):  # eight blocks in one read: eight seconds of debt, the disk behind too
+        receive_piece(sched, peer, index)
+    assert not peer.reading and sched.finishing == 4
+    storage.gate.set()
+    await clock.advance(0)
+    assert sched.finishing == 0 and sorted(verified) == [0, 1, 2, 3]  # the disk has caught up...
+    assert not peer.reading  # ...the limit still holds
+    await clock.advance(7.9)
+    assert not peer.reading
+    await clock.advance(0.2)
+    assert peer.reading and clock.pending == 0  # one timer, now gone
 
 
 async def test_the_connect_loop_sleeps_without_a_timer_while_there_is_no_candidate() -> None:

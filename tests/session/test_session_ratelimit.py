@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bitswarm.session.ratelimit import RateLimiter, RateMeter, WindowMeter
+from bitswarm.session.clock import ManualClock
+from bitswarm.session.ratelimit import RateLimiter, RateMeter, ReadPause, WindowMeter
 
 
 class Clock:
@@ -70,3 +71,74 @@ def test_window_meter_is_right_from_the_start_and_forgets() -> None:
     assert m.rate == pytest.approx(4_000_000, rel=0.15)
     clock.t += 10  # silence: nothing in the window
     assert m.rate == 0.0
+
+
+class Reading:
+    """What a peer's stream is told (pause/resume), and how often."""
+
+    def __init__(self) -> None:
+        self.on = True
+        self.calls = 0
+
+    def pause(self) -> None:
+        self.on = False
+        self.calls += 1
+
+    def resume(self) -> None:
+        self.on = True
+        self.calls += 1
+
+
+def read_pause() -> tuple[ManualClock, Reading, ReadPause]:
+    clock, reading = ManualClock(), Reading()
+    return clock, reading, ReadPause(clock, reading.pause, reading.resume)
+
+
+async def test_read_pause_holds_until_the_longest_wait_with_one_timer() -> None:
+    """Issue 24: many blocks of one TCP read charge the limiter at once; reading resumes after the
+    last one's wait (the whole debt), not the first's."""
+    clock, reading, pause = read_pause()
+    limiter = RateLimiter(16384, burst=16384, clock=clock.now)
+    for _ in range(16):  # one 256 KiB read: sixteen seconds of debt
+        pause.rate_wait(limiter.take(16384))
+    assert not reading.on and pause.paused and clock.pending == 1 and reading.calls == 1
+    await clock.advance(15.9)
+    assert not reading.on
+    await clock.advance(0.2)
+    assert reading.on and clock.pending == 0 and reading.calls == 2
+
+
+async def test_read_pause_re_arms_when_the_debt_grows_while_waiting() -> None:
+    clock, reading, pause = read_pause()
+    pause.rate_wait(1.0)
+    await clock.advance(0.5)
+    pause.rate_wait(2.0)  # due at 2.5 now
+    await clock.advance(1.9)
+    assert not reading.on
+    await clock.advance(0.2)
+    assert reading.on and clock.pending == 0
+
+
+async def test_read_pause_resumes_only_when_neither_rate_nor_disk_holds() -> None:
+    clock, reading, pause = read_pause()
+    pause.rate_wait(2.0)
+    pause.set_disk(True)
+    pause.set_disk(False)  # the disk caught up: the limit still holds
+    assert not reading.on
+    await clock.advance(2.1)
+    assert reading.on
+    pause.set_disk(True)
+    pause.rate_wait(1.0)
+    await clock.advance(1.1)  # the limit's wait is over: the disk is still behind
+    assert not reading.on
+    pause.set_disk(False)
+    assert reading.on and reading.calls == 4
+
+
+async def test_read_pause_close_cancels_its_timer() -> None:
+    clock, reading, pause = read_pause()
+    pause.rate_wait(1.0)
+    pause.close()
+    assert clock.pending == 0
+    await clock.advance(2.0)
+    assert not reading.on  # a peer that is gone is not resumed

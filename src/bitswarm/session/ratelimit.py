@@ -5,12 +5,18 @@ A :class:`RateLimiter` holds a bucket refilled at ``rate`` bytes per second up t
 caller — an asyncio protocol — can pause reading or delay a write. Limiters chain: a per-torrent
 limiter with a ``parent`` (the session's global one) charges both. ``rate=0`` means unlimited. The
 clock is injected for tests.
+
+A :class:`ReadPause` is one peer's paused reading with its reasons (the download limit, the disk).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bitswarm.session.clock import Clock, Timer
 
 
 class RateLimiter:
@@ -75,6 +81,71 @@ class RateLimiter:
         if self.parent is not None:
             wait = max(wait, self.parent.take(n))
         return wait
+
+
+class ReadPause:
+    """Why one peer's reading is paused — the download limit (until a deadline) and/or the disk
+    being behind — with one timer at most. Reading resumes only when no reason holds.
+
+    Over TCP one read brings many blocks (up to 256 KiB, parsed in place), each charging the
+    limiter: reading stays paused until the latest of their waits (the whole debt), one timer per
+    peer that re-arms itself if the deadline moved on. A timer per block resumed at the first,
+    shortest wait — the limit held over uTP (a packet per delivery) and ran 6x over over TCP — and
+    the disk catching up resumed peers the limit had paused (and the other way round).
+    """
+
+    __slots__ = ("_clock", "_disk", "_pause", "_paused", "_resume", "_timer", "_until")
+
+    def __init__(self, clock: Clock, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._clock = clock
+        self._pause = pause
+        self._resume = resume
+        self._until = 0.0
+        self._timer: Timer | None = None  # pending while the rate limit holds
+        self._disk = False
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def rate_wait(self, wait: float) -> None:
+        """The limiter says ``wait`` seconds: reading stays paused at least that long from now."""
+        until = self._clock.now() + wait
+        if until > self._until:
+            self._until = until
+            if self._timer is None:
+                self._timer = self._clock.call_later(wait, self._expire)
+        if not self._paused:
+            self._paused = True
+            self._pause()
+
+    def set_disk(self, behind: bool) -> None:
+        """The disk is behind (pause) or has caught up (resume, unless the rate limit holds)."""
+        self._disk = behind
+        self._apply()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        left = self._until - self._clock.now()
+        if left > 0.001:  # more debt came in while waiting: wait for the rest
+            self._timer = self._clock.call_later(left, self._expire)
+            return
+        self._apply()
+
+    def _apply(self) -> None:
+        want = self._disk or self._timer is not None
+        if want != self._paused:
+            self._paused = want
+            if want:
+                self._pause()
+            else:
+                self._resume()
 
 
 class RateMeter:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bitswarm.errors import BitswarmError
 from bitswarm.session.peer_manager import peer_key
 from bitswarm.session.picker import BLOCK_SIZE, BlockRequest
+from bitswarm.session.ratelimit import ReadPause
 from bitswarm.session.superseed import SuperSeeder
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 from bitswarm.wire.lt_donthave import LT_DONTHAVE, encode_donthave
@@ -98,6 +99,7 @@ class RequestScheduler:
         self._web_pieces: dict[int, Hashable] = {}
         self.finishing = 0  #: complete pieces waiting for their hash + write
         self._disk_paused = False  # peers' reading paused until the disk catches up
+        self._read_pauses: dict[PeerProtocol, ReadPause] = {}  # by peer: why its reading is paused
         self.hash_failures = 0
         self.redundant = 0  #: see TorrentStatus.redundant
 
@@ -304,6 +306,9 @@ class RequestScheduler:
     def peer_lost(self, peer: PeerProtocol) -> None:
         """A peer left: its requests go back to the picker, its pieces leave the availability."""
         self.picker.peer_lost(peer)
+        pause = self._read_pauses.pop(peer, None)
+        if pause is not None:
+            pause.close()
         if self.superseed is not None:
             self.superseed.peer_left(peer)
         if peer.has is not None:
@@ -509,12 +514,18 @@ class RequestScheduler:
                 self._disk_paused = True
                 for p in self.peers:
                     if not p.closed:
-                        p.pause_reading()
+                        self._read_pause(p).set_disk(True)
         self.fill_requests(peer)
         wait = self.download_limiter.take(n)
         if wait > 0.01 and not peer.closed:
-            peer.pause_reading()
-            self.clock.call_later(wait, peer.resume_reading)
+            self._read_pause(peer).rate_wait(wait)
+
+    def _read_pause(self, peer: PeerProtocol) -> ReadPause:
+        """``peer``'s one pause state (rate and disk reasons, one deadline); made when first paused."""
+        pause = self._read_pauses.get(peer)
+        if pause is None:
+            pause = self._read_pauses[peer] = ReadPause(self.clock, peer.pause_reading, peer.resume_reading)
+        return pause
 
     # -- finishing pieces ----------------------------------------------------------------------
 
@@ -542,8 +553,8 @@ class RequestScheduler:
             behind = self.finishing * self.info.piece_length
             if self._disk_paused and behind <= self.config.max_inflight_write_bytes // 2:
                 self._disk_paused = False
-                for p in self.peers:
-                    p.resume_reading()
+                for pause in self._read_pauses.values():
+                    pause.set_disk(False)  # a peer the download limit paused stays paused
 
     # -- web seeds (webseed.py): whole pieces, keyed in the picker by the seed ---------------------
 
