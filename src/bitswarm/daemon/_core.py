@@ -59,8 +59,10 @@ log = logging.getLogger("bitswarm.daemon")
 MAX_TORRENT_BYTES = 16 * 1024 * 1024
 #: Highest file priority (0 = skip, 1 = normal, higher = sooner).
 MAX_PRIORITY = 7
-#: Torrents opened (hashed) at the same time.
-MAX_CONCURRENT_STARTS = 2
+#: Torrents opened at the same time (their hashing shares the session's disk threads; more than
+#: two keep those threads busy while the event loop finishes the previous opens: 10,000 saved
+#: torrents started in 7 s instead of 9, issue 24).
+MAX_CONCURRENT_STARTS = 8
 #: With this many torrents, the objects alive once every start is done are frozen out of the cyclic GC.
 GC_FREEZE_TORRENTS = 1000
 #: Engine events forwarded to event-stream subscribers (``piece_verified`` is summed up in the
@@ -450,12 +452,12 @@ class Daemon:
 
     def _restored(self) -> None:
         """Every saved torrent's start ended: their first announces go out (spread), the automation
-        runs, and the GC paused by :meth:`start` runs again, with the objects alive then frozen."""
+        runs, and the GC paused by :meth:`start` runs again, with the objects made so far frozen."""
         session_gate(self.session).release()
         self.automation.poke()
         if self._gc_paused:
+            # no collection first: after 10,000 starts it found nothing unreachable and took 1.4 s
             self._gc_paused = False
-            gc.collect()
             gc.freeze()
             gc.enable()
 

@@ -109,6 +109,8 @@ class Session:
         self.dht: DHTServer | None = None
         self.lsd: LocalDiscovery | None = None
         self._session_tasks: list[asyncio.Task[None]] = []
+        #: resume directories made (and checked not to be symbolic links) by :meth:`add`
+        self._resume_dirs: set[str] = set()
         from bitswarm.session.peer import OUR_RESERVED
 
         #: Our handshake's reserved bytes (the BEP 5 DHT bit once the DHT node runs).
@@ -500,7 +502,9 @@ class Session:
         for url in trackers or []:
             tiers.append([normalize_tracker_url(url)])
         tiers = [[normalize_tracker_url(u) for u in tier] for tier in tiers]
-        make_resume_dir(rdir)  # never through a symlink (ResumePathError): resume data stays inside
+        if rdir not in self._resume_dirs:  # once per directory (10,000 torrents share the daemon's)
+            make_resume_dir(rdir)  # never through a symlink (ResumePathError): resume data stays inside
+            self._resume_dirs.add(rdir)
         resume_path = os.path.join(rdir, f"{torrent.swarm_hash.hex()}.resume")
         rt = TorrentRuntime(
             self,
