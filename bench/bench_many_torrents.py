@@ -21,6 +21,10 @@ For libtorrent (``bench/many_torrents_lt.py``, uTP/LSD/UPnP/NAT-PMP off): an ``a
 data, writes resume data), then a ``load`` process with the resume data: time to all seeding, peak and
 steady RSS, idle CPU over the same window.
 
+Stop (both clients): SIGTERM until the process is gone. bitswarm: the daemon's close (``stopped``
+announces, resume data and records of what changed); libtorrent: resume data of what changed, then
+the session's destructor (``stopped`` announces within its ``stop_tracker_timeout``).
+
     .venv/bin/python bench/bench_many_torrents.py --quick          # N=200, idle 10 s, DHT off
     .venv/bin/python bench/bench_many_torrents.py                  # N=1000, DHT off (~4 min)
     .venv/bin/python bench/bench_many_torrents.py --counts 1000,10000 --dht both --json  # ~30 min
@@ -313,7 +317,7 @@ def run_libtorrent(root: Path, dht: bool, n: int, args: argparse.Namespace) -> d
     time.sleep(args.settle)
     out["idle_cpu_pct"] = round(idle_cpu(proc.pid, args.idle), 2)
     out["rss_mib"] = round(mem(proc.pid)[0], 1)
-    stop(proc)
+    out["stop_seconds"] = round(stop(proc), 2)  # SIGTERM until the process is gone
     return out
 
 
@@ -365,7 +369,7 @@ def main() -> int:
                     bw, lt = run["bitswarm"], run["libtorrent"]
                     run["ratios"] = {
                         k: round(bw[k] / lt[k], 2) if lt[k] else None
-                        for k in ("start_seconds", "peak_rss_mib", "rss_mib", "idle_cpu_pct")
+                        for k in ("start_seconds", "stop_seconds", "peak_rss_mib", "rss_mib", "idle_cpu_pct")
                     }
                 results["runs"].append(run)
                 if not args.json:
@@ -385,7 +389,8 @@ def _print(run: dict[str, Any]) -> None:
         r = run.get(name)
         if r is None:
             continue
-        line = (f"{name:10s} start {r['start_seconds']:6.2f} s  peak RSS {r['peak_rss_mib']:7.1f} MiB  "
+        line = (f"{name:10s} start {r['start_seconds']:6.2f} s  stop {r['stop_seconds']:6.2f} s  "
+                f"peak RSS {r['peak_rss_mib']:7.1f} MiB  "
                 f"RSS {r['rss_mib']:7.1f} MiB  idle CPU {r['idle_cpu_pct']:5.2f} %")  # fmt: skip
         if "list" in r:
             line += f"  list p99 {r['list']['p99_ms']} ms  torrent-get p99 {r['torrent_get']['p99_ms']} ms"

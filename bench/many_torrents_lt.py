@@ -108,7 +108,14 @@ def main() -> int:
     while not stop:
         ses.wait_for_alert(500)
         ses.pop_alerts()
-    os._exit(0)  # the session's destructor waits for trackers: not part of the measurement
+    # a real stop, as the bitswarm daemon's is measured: resume data of what changed (nothing, for
+    # idle seeds), then the session's destructor (``stopped`` announces, bounded by its
+    # stop_tracker_timeout)
+    for h in ses.get_torrents():
+        if h.need_save_resume_data():
+            h.save_resume_data()
+    del ses
+    os._exit(0)
 
 
 if __name__ == "__main__":
