@@ -90,7 +90,7 @@ async def test_controls_record_and_queue_show_in_the_next_list(tmp_path: Path) -
         assert check(d, t1)["super_seed"] is True
 
         # the automation's accounting changes the record in place, with no event
-        before = check(d, t1)
+        before = dict(check(d, t1))  # (a listed dict is kept, its seeding time updated in place)
         d.account(t1, 0, 0, 125.0)
         assert check(d, t1)["seeding_time"] == before["seeding_time"] + 125
         d.account(t1, 1_000, 250_000, 0.0)
@@ -230,7 +230,13 @@ async def test_rest_transmission_and_qbittorrent_lists_follow_changes(tmp_path: 
             assert (qb["category"], qb["tags"]) == ("films", "t1")
             assert (await rest())["category"] == "films"
 
+            # the seeding time (every seed's grows at each accounting) is kept out of the keys
+            before = await rest()
+            qb = await qb_row()
             d.account(tid, 0, 0, 90.0)
             assert (await tr_row())["secondsSeeding"] == row["secondsSeeding"] + 90
+            assert (await qb_row())["seeding_time"] == qb["seeding_time"] + 90
+            assert (await rest()) == dict(before, seeding_time=before["seeding_time"] + 90)
+            assert (await web_ui())["seeding_time"] == before["seeding_time"] + 90
             d.update_settings({"seed_ratio_enabled": True, "seed_ratio_limit": 4.0})
             assert (await qb_row())["max_ratio"] == 4.0

@@ -117,11 +117,12 @@ class _Entry:
 @dataclass(slots=True)
 class _Shown:
     """A torrent's cached status: ``status`` (read-only) and its JSON, valid while ``key`` (all
-    that the status is made of) stays equal."""
+    that the status is made of but the seeding time) stays equal. The seeding time of every seed
+    grows at each accounting: it is set in the dict, and put between the JSON's two parts."""
 
     key: tuple[object, ...]
     status: dict[str, Any]
-    json: bytes | None = None
+    json: tuple[bytes, bytes] | None = None  #: the JSON before and after the seeding time's value
 
 
 def _errored(rec: TorrentRecord, message: str) -> _Entry:
@@ -885,7 +886,8 @@ class Daemon:
 
     def list(self) -> list[dict[str, Any]]:
         """Every torrent's status. The dicts are shared with the next calls: read them, never
-        change them (each is rebuilt when something it shows changed; issue 24)."""
+        change them (each is rebuilt when something it shows changed, but its ``seeding_time`` is
+        updated in place: copy one to keep it as it is; issue 24)."""
         return [shown.status for shown in self._shown_all()]
 
     def list_json(self, statuses: builtins.list[dict[str, Any]] | None = None) -> bytes:
@@ -901,8 +903,9 @@ class Daemon:
                 parts.append(_dumps(st))
                 continue
             if shown.json is None:
-                shown.json = _dumps(st)
-            parts.append(shown.json)
+                shown.json = _split_at_seeding_time(st)
+            head, tail = shown.json
+            parts.append(b"%b%d%b" % (head, st["seeding_time"], tail))
         return b"[" + b",".join(parts) + b"]"
 
     def _shown_all(self) -> builtins.list[_Shown]:
@@ -928,7 +931,7 @@ class Daemon:
             positions.get(rec.id, 0), self.automation.stalled(rec.id, minutes),
             rec.name, rec.save_path, rec.added_at, rec.paused, rec.download_limit, rec.upload_limit,
             rec.magnet, rec.progress, rec.total_size, rec.wanted_size, rec.done_size, rec.pieces_done,
-            rec.num_pieces, rec.downloaded_ever, rec.uploaded_ever, int(rec.seeding_seconds),
+            rec.num_pieces, rec.downloaded_ever, rec.uploaded_ever,
             tuple(goals.items()) if goals else (), rec.goal_reached,
             compat.get("category"), tuple(compat.get("tags", []) or ()), compat.get("super_seed"),
             self.session.config.super_seed,
@@ -936,6 +939,8 @@ class Daemon:
         shown = entry.shown
         if shown is None or shown.key != key:
             shown = entry.shown = _Shown(key, self.status(entry, positions))
+        else:  # the accounting adds seeding time to every seed: not a rebuild of each
+            shown.status["seeding_time"] = int(rec.seeding_seconds)
         return shown
 
     def details(self, torrent_id: str, positions: dict[str, int] | None = None) -> dict[str, Any]:
@@ -1501,6 +1506,14 @@ def _dumps(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).encode()
 
 
+def _split_at_seeding_time(status: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The status's JSON before and after the value of its (top-level) ``seeding_time``: the first
+    ``,"seeding_time":`` (no string holds it unescaped; no dict before it in the status)."""
+    data = _dumps(status)
+    start = data.index(b',"seeding_time":') + len(b',"seeding_time":')
+    return data[:start], data[start + len(b"%d" % status["seeding_time"]) :]
+
+
 class RawJson:
     """JSON text kept as bytes, put into a reply as it is by :func:`dumps_with_raw`."""
 
@@ -1545,6 +1558,15 @@ class RowCache:
             row: dict[str, Any] = hit[2]
             return row
         return None
+
+    def refresh(self, tid: str, row: dict[str, Any], field: str, value: object) -> None:
+        """Set ``row[field]`` (a value that changes for every torrent at once, the seeding time),
+        its JSON made again."""
+        if row[field] != value:
+            row[field] = value
+            hit = self._rows.get(tid)
+            if hit is not None and hit[2] is row:
+                hit[3] = None
 
     def put(self, tid: str, status: dict[str, Any], key: tuple[object, ...], row: dict[str, Any]) -> None:
         self._rows[tid] = [status, key, row, None]

@@ -283,11 +283,14 @@ class QbittorrentAPI:
             tid = s["id"]
             seen.append(tid)
             comp = c.compat(self.daemon, tid)
-            key = (positions.get(tid, 0), goals, comp.get("category"), tuple(comp.get("tags", ())))
+            tags = tuple(comp.get("tags", ()))
+            key = (positions.get(tid, 0), goals, comp.get("category"), tags)
             row = cache.get(tid, s, key)
             if row is None:
                 row = self.torrent_info(s, positions, auto)
                 cache.put(tid, s, key, row)
+            else:  # the status dict is kept as the seeding time grows: the row follows it
+                cache.refresh(tid, row, "seeding_time", s["seeding_time"])
             out.append(row)
         cache.keep(seen)
         return out

@@ -355,6 +355,7 @@ class TransmissionRPC:
             await c.number_all_async(self.daemon, selected)
         ratio = self.daemon.automation_settings()["seed_ratio_limit"]
         wanted = tuple(names)
+        seeding_time = "secondsSeeding" in names  # the status dict is kept as the seeding time grows
         cache = self._rows
         for tid in selected:
             if need_details:
@@ -368,7 +369,7 @@ class TransmissionRPC:
             comp = c.compat(self.daemon, tid)
             key = (
                 wanted, position.get(tid, 0), ratio, comp.get("num"), tuple(comp.get("labels", ())),
-                comp.get("dl_kb"), comp.get("ul_kb"),
+                comp.get("dl_kb"), comp.get("ul_kb"), base["seeding_time"] if seeding_time else None,
                 None if peers is None else [(p.get("download_rate"), p.get("upload_rate")) for p in peers],
             )  # fmt: skip
             row = cache.get(tid, base, key)
