@@ -89,46 +89,58 @@ class Reading:
         self.calls += 1
 
 
-def read_pause() -> tuple[ManualClock, Reading, ReadPause]:
+def read_pause() -> tuple[ManualClock, Reading, RateLimiter, ReadPause]:
+    """A pause whose debt is a limiter's of one 16 KiB block per second (starting empty)."""
     clock, reading = ManualClock(), Reading()
-    return clock, reading, ReadPause(clock, reading.pause, reading.resume)
-
-
-async def test_read_pause_holds_until_the_longest_wait_with_one_timer() -> None:
-    """Issue 24: many blocks of one TCP read charge the limiter at once; reading resumes after the
-    last one's wait (the whole debt), not the first's."""
-    clock, reading, pause = read_pause()
     limiter = RateLimiter(16384, burst=16384, clock=clock.now)
+    return clock, reading, limiter, ReadPause(clock, reading.pause, reading.resume, lambda: limiter.delay(0))
+
+
+async def test_read_pause_holds_until_the_whole_debt_is_paid_with_one_timer() -> None:
+    """Issue 24: many blocks of one TCP read charge the limiter at once; reading resumes when the
+    last one's wait is over (the whole debt), not the first's."""
+    clock, reading, limiter, pause = read_pause()
     for _ in range(16):  # one 256 KiB read: sixteen seconds of debt
         pause.rate_wait(limiter.take(16384))
     assert not reading.on and pause.paused and clock.pending == 1 and reading.calls == 1
     await clock.advance(15.9)
-    assert not reading.on
+    assert not reading.on and clock.pending == 1
     await clock.advance(0.2)
     assert reading.on and clock.pending == 0 and reading.calls == 2
 
 
-async def test_read_pause_re_arms_when_the_debt_grows_while_waiting() -> None:
-    clock, reading, pause = read_pause()
-    pause.rate_wait(1.0)
+async def test_read_pause_waits_for_debt_that_came_in_while_waiting() -> None:
+    clock, reading, limiter, pause = read_pause()
+    pause.rate_wait(limiter.take(16384))  # due at 1.0
     await clock.advance(0.5)
-    pause.rate_wait(2.0)  # due at 2.5 now
-    await clock.advance(1.9)
+    pause.rate_wait(limiter.take(2 * 16384))  # due at 3.0 now
+    await clock.advance(2.4)
     assert not reading.on
     await clock.advance(0.2)
     assert reading.on and clock.pending == 0
 
 
+@pytest.mark.parametrize("rate", [0, 16 * 16384])
+async def test_a_raised_or_removed_limit_resumes_reading_within_a_step(rate: int) -> None:
+    clock, reading, limiter, pause = read_pause()
+    for _ in range(16):
+        pause.rate_wait(limiter.take(16384))
+    await clock.advance(0.5)
+    limiter.set_rate(rate)  # the daemon's alt-speed turned off, or a higher limit
+    await clock.advance(ReadPause.STEP + 0.1)
+    assert reading.on and clock.pending == 0
+
+
 async def test_read_pause_resumes_only_when_neither_rate_nor_disk_holds() -> None:
-    clock, reading, pause = read_pause()
-    pause.rate_wait(2.0)
+    clock, reading, limiter, pause = read_pause()
+    pause.rate_wait(limiter.take(2 * 16384))
     pause.set_disk(True)
     pause.set_disk(False)  # the disk caught up: the limit still holds
     assert not reading.on
     await clock.advance(2.1)
     assert reading.on
     pause.set_disk(True)
-    pause.rate_wait(1.0)
+    pause.rate_wait(limiter.take(16384))
     await clock.advance(1.1)  # the limit's wait is over: the disk is still behind
     assert not reading.on
     pause.set_disk(False)
@@ -136,8 +148,8 @@ async def test_read_pause_resumes_only_when_neither_rate_nor_disk_holds() -> Non
 
 
 async def test_read_pause_close_cancels_its_timer() -> None:
-    clock, reading, pause = read_pause()
-    pause.rate_wait(1.0)
+    clock, reading, limiter, pause = read_pause()
+    pause.rate_wait(limiter.take(16384))
     pause.close()
     assert clock.pending == 0
     await clock.advance(2.0)

@@ -84,23 +84,33 @@ class RateLimiter:
 
 
 class ReadPause:
-    """Why one peer's reading is paused — the download limit (until a deadline) and/or the disk
-    being behind — with one timer at most. Reading resumes only when no reason holds.
+    """Why one peer's reading is paused — the download limit (while its limiter is in debt) and/or
+    the disk being behind — with one timer at most. Reading resumes only when no reason holds.
 
     Over TCP one read brings many blocks (up to 256 KiB, parsed in place), each charging the
-    limiter: reading stays paused until the latest of their waits (the whole debt), one timer per
-    peer that re-arms itself if the deadline moved on. A timer per block resumed at the first,
-    shortest wait — the limit held over uTP (a packet per delivery) and ran 6x over over TCP — and
-    the disk catching up resumed peers the limit had paused (and the other way round).
+    limiter: reading stays paused until the whole debt is paid. One timer per peer asks ``debt``
+    (the limiter's :meth:`RateLimiter.delay` of 0 bytes) when it fires and re-arms for the rest, in
+    steps of at most :attr:`STEP` seconds so a raised or removed limit takes effect within one. A
+    timer per block resumed at the first, shortest wait — the limit held over uTP (a packet per
+    delivery) and ran 6x over over TCP — and the disk catching up resumed peers the limit had
+    paused (and the other way round).
     """
 
-    __slots__ = ("_clock", "_disk", "_pause", "_paused", "_resume", "_timer", "_until")
+    STEP = 1.0
 
-    def __init__(self, clock: Clock, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+    __slots__ = ("_clock", "_debt", "_disk", "_pause", "_paused", "_resume", "_timer")
+
+    def __init__(
+        self,
+        clock: Clock,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        debt: Callable[[], float],
+    ) -> None:
         self._clock = clock
         self._pause = pause
         self._resume = resume
-        self._until = 0.0
+        self._debt = debt
         self._timer: Timer | None = None  # pending while the rate limit holds
         self._disk = False
         self._paused = False
@@ -110,12 +120,9 @@ class ReadPause:
         return self._paused
 
     def rate_wait(self, wait: float) -> None:
-        """The limiter says ``wait`` seconds: reading stays paused at least that long from now."""
-        until = self._clock.now() + wait
-        if until > self._until:
-            self._until = until
-            if self._timer is None:
-                self._timer = self._clock.call_later(wait, self._expire)
+        """The limiter is ``wait`` seconds in debt: reading stays paused until it is paid."""
+        if self._timer is None:
+            self._timer = self._clock.call_later(min(wait, self.STEP), self._expire)
         if not self._paused:
             self._paused = True
             self._pause()
@@ -132,9 +139,9 @@ class ReadPause:
 
     def _expire(self) -> None:
         self._timer = None
-        left = self._until - self._clock.now()
-        if left > 0.001:  # more debt came in while waiting: wait for the rest
-            self._timer = self._clock.call_later(left, self._expire)
+        left = self._debt()
+        if left > 0.001:  # more debt came in meanwhile (or the step was shorter): wait for the rest
+            self._timer = self._clock.call_later(min(left, self.STEP), self._expire)
             return
         self._apply()
 

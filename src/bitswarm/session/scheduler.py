@@ -520,11 +520,15 @@ class RequestScheduler:
         if wait > 0.01 and not peer.closed:
             self._read_pause(peer).rate_wait(wait)
 
+    def _download_debt(self) -> float:
+        return self.download_limiter.delay(0)
+
     def _read_pause(self, peer: PeerProtocol) -> ReadPause:
         """``peer``'s one pause state (rate and disk reasons, one deadline); made when first paused."""
         pause = self._read_pauses.get(peer)
         if pause is None:
-            pause = self._read_pauses[peer] = ReadPause(self.clock, peer.pause_reading, peer.resume_reading)
+            pause = ReadPause(self.clock, peer.pause_reading, peer.resume_reading, self._download_debt)
+            self._read_pauses[peer] = pause
         return pause
 
     # -- finishing pieces ----------------------------------------------------------------------
