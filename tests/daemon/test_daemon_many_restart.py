@@ -56,6 +56,14 @@ async def test_a_restart_of_many_seeds_rewrites_nothing_and_keeps_them_seeding(t
 
     gc_was_enabled = gc.isenabled()
     d = Daemon(data, session_config(), clock=lambda: frozen, gc_batch=N)
+    gc_while_closing: list[bool] = []
+    session_close = d.session.close
+
+    async def close_session() -> None:
+        gc_while_closing.append(gc.isenabled())
+        await session_close()
+
+    d.session.close = close_session  # type: ignore[method-assign]
     try:
         await d.start()
         assert not gc.isenabled()  # off while the saved torrents start
@@ -67,6 +75,7 @@ async def test_a_restart_of_many_seeds_rewrites_nothing_and_keeps_them_seeding(t
     finally:
         await d.close()
     assert gc.isenabled() == gc_was_enabled
+    assert gc_while_closing == [False]  # off while the torrents stop
     # nothing changed: neither the records nor the resume data were written again
     assert _files(d.data.torrents, ".json") == records
     assert _files(d.data.resume, ".resume") == resumes
