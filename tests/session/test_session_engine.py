@@ -90,7 +90,8 @@ async def test_a_new_address_is_dialed_at_once_and_redialed_only_after_the_retry
     clock = ManualClock()
     dials: list[tuple[float, tuple[str, int]]] = []
     pm = manager(clock, dials)
-    loop_task = asyncio.ensure_future(pm.run())
+    loops: list[asyncio.Future[None]] = []
+    pm.wake = lambda: loops.append(asyncio.ensure_future(pm.run()))  # as the torrent does
     try:
         await clock.advance(0)
         pm.add("10.0.0.1", 6881)
@@ -104,7 +105,8 @@ async def test_a_new_address_is_dialed_at_once_and_redialed_only_after_the_retry
         assert dials[1][0] == 1000.0 + REDIAL_SECONDS
         assert ("127.0.0.1", 6881) not in pm.candidates
     finally:
-        loop_task.cancel()
+        for task in loops:
+            task.cancel()
 
 
 async def test_haves_to_choked_peers_leave_together_after_the_batch_time() -> None:
@@ -152,24 +154,25 @@ async def test_the_rechoke_runs_every_interval_of_the_clock() -> None:
         task.cancel()
 
 
-async def test_without_peers_the_rechoke_loop_sleeps_without_a_timer_until_woken() -> None:
-    """Issue 24: an idle torrent's choke loop schedules nothing; a peer joining wakes it."""
+async def test_without_peers_the_rechoke_loop_returns_and_holds_no_timer() -> None:
+    """Issue 24: an idle torrent's choke loop schedules nothing and is no task (the torrent starts
+    it again when a peer joins); the interval already begun ends with a rechoke."""
     clock = ManualClock()
     pm = manager(clock, [])
     driver = ChokeDriver(Choker(1), pm, clock=clock, rechoke_interval=10.0)
     runs: list[float] = []
     driver.rechoke = lambda: runs.append(clock.now())  # type: ignore[method-assign]
     task = asyncio.ensure_future(driver.run())
+    await clock.advance(0)
+    assert task.done() and runs == [] and clock.pending == 0
+    pm.peers[b"p" * 20] = FakeChokePeer()  # type: ignore[assignment]
+    task = asyncio.ensure_future(driver.run())
     try:
-        await clock.advance(35.0)
-        assert runs == [] and clock.pending == 0
-        pm.peers[b"p" * 20] = FakeChokePeer()  # type: ignore[assignment]
-        driver.wake()
         await clock.advance(10.0)
-        assert runs == [1045.0]
-        pm.peers.clear()  # the interval already begun ends with a rechoke; then it sleeps again
+        assert runs == [1010.0]
+        pm.peers.clear()
         await clock.advance(30.0)
-        assert runs == [1045.0, 1055.0] and clock.pending == 0
+        assert runs == [1010.0, 1020.0] and clock.pending == 0 and task.done()
     finally:
         task.cancel()
 
@@ -332,21 +335,29 @@ async def test_many_blocks_at_once_keep_reading_paused_until_their_whole_debt_is
     assert peer.reading and clock.pending == 0  # one timer, now gone
 
 
-async def test_the_connect_loop_sleeps_without_a_timer_while_there_is_no_candidate() -> None:
-    """Issue 24: a torrent with nothing to dial schedules nothing (it woke twice a second); a new
-    address is dialed at once, and a failed one is looked at again only at its redial time."""
+async def test_the_connect_loop_returns_while_there_is_no_candidate_and_a_new_one_wakes_it() -> None:
+    """Issue 24: a torrent with nothing to dial schedules nothing and holds no task (it woke twice
+    a second); a new address starts the loop (``wake``) and is dialed at once, and a failed one is
+    looked at again only at its redial time."""
     clock = ManualClock()
     dials: list[tuple[float, tuple[str, int]]] = []
     pm = manager(clock, dials)
+    tasks: list[asyncio.Future[None]] = []
+    pm.wake = lambda: tasks.append(asyncio.ensure_future(pm.run()))
     task = asyncio.ensure_future(pm.run())
     try:
         await clock.advance(10.0)
-        assert clock.pending == 0
+        assert clock.pending == 0 and task.done()
         pm.add("10.0.0.1", 6881)
+        assert len(tasks) == 1  # woken once
         await clock.advance(0)
         assert dials == [(1010.0, ("10.0.0.1", 6881))]
         assert clock.pending == 1  # one timer: the redial time, not a tick every CONNECT_TICK
+        pm.add("10.0.0.2", 6881)
+        assert len(tasks) == 1  # running: told through its event, not started again
+        await clock.advance(0)
         await clock.advance(REDIAL_SECONDS)
-        assert [t for t, _ in dials] == [1010.0, 1010.0 + REDIAL_SECONDS]
+        assert [t for t, _ in dials] == [1010.0, 1010.0, 1010.0 + REDIAL_SECONDS, 1010.0 + REDIAL_SECONDS]
     finally:
-        task.cancel()
+        for t in tasks:
+            t.cancel()

@@ -43,3 +43,37 @@ async def test_a_seed_without_peers_is_not_busy_a_download_and_a_connected_seed_
         await leecher.remove(hl)
         await eventually(lambda: t.swarm_hash not in busy)  # the peer left: idle again
         assert t.swarm_hash not in busy_torrents(leecher)
+
+
+def torrent_tasks(name: str) -> set[str]:
+    """The names of the running tasks of torrent ``name`` (its loops are named ``<kind>-<name>``)."""
+    names = {task.get_name() for task in asyncio.all_tasks() if not task.done()}
+    return {n for n in names if n.endswith(f"-{name}")}
+
+
+async def test_an_idle_seed_holds_no_task_its_loops_run_while_a_peer_is_connected(tmp_path: Path) -> None:
+    """Issue 24: 10,000 idle seeds in one daemon held ~4 tasks each (connect, choke, housekeeping,
+    the tracker's sleep). An idle seed holds none; a peer starts the choke and housekeeping loops
+    and they end when it leaves."""
+    f, t = make_torrent(tmp_path / "seed")
+    name = t.info.name
+    async with Session(config()) as seeder, Session(config()) as leecher:
+        await seeder.add(t, f.parent)
+        await eventually(lambda: not torrent_tasks(name))  # saved its resume data once, then nothing
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        await eventually(lambda: t.swarm_hash in busy_torrents(seeder))
+        rt = seeder.lookup(t.swarm_hash)
+        assert rt is not None
+        assert {"choke", "housekeeping"} <= set(rt._loops)  # the seeder's own (the leecher has its own)
+        await hl.wait_complete(timeout=20)
+        await leecher.remove(hl)
+        await eventually(lambda: not torrent_tasks(name))  # the peer left: no task again
+
+
+def test_the_per_torrent_engine_objects_have_no_instance_dict() -> None:
+    """Issue 24: an instance dict is ~1.5 KiB; the per-torrent classes are slotted."""
+    from bitswarm.session.torrent import TorrentRuntime
+    from bitswarm.storage import Storage
+
+    for cls in (TorrentRuntime, Storage):
+        assert "__slots__" in vars(cls) and "__dict__" not in dir(cls), cls

@@ -433,10 +433,17 @@ async def test_udp_cancellation_leaves_client_usable() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        assert client._endpoint is not None and not client._endpoint.pending
+        assert client._endpoint is None  # nothing in flight, no connection id: socket closed (issue 24)
         client.retry_base = 0.2
         result = await client.announce(AnnounceParams(HASHES[10], _pid(11), 1))
         assert result.interval == 900
+        # idle with a connection id: the socket stays open until the id expires, then closes
+        assert client._endpoint is not None and not client._endpoint.pending
+        timer = client._idle_timer
+        assert timer is not None
+        assert 59.0 < timer.when() - asyncio.get_running_loop().time() <= 60.0
+        timer._run()  # the expiry, now
+        assert client._endpoint is None and client._connection is None
     finally:
         await client.aclose()
         transport.close()

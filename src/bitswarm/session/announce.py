@@ -34,7 +34,7 @@ from bitswarm.tracker.client import (
 
 if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
-    from bitswarm.session.clock import Clock
+    from bitswarm.session.clock import Clock, Timer
     from bitswarm.tracker.client import AnnounceManager
 
 log = logging.getLogger("bitswarm.torrent")
@@ -373,24 +373,41 @@ class AnnounceDriver:
         self.dht_error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
-        self._dht_now = asyncio.Event()  # set by :meth:`reannounce`: the DHT loop runs at once
+        #: set by :meth:`reannounce`: the DHT loop runs at once (None without the DHT)
+        self._dht_now = asyncio.Event() if dht is not None else None
+        #: the next tracker announce, between two (no task sleeps through a tracker's interval:
+        #: 10,000 idle torrents held 10,000 such tasks; issue 24)
+        self._next: Timer | None = None
+        self._name = ""
 
     def start(self, name: str) -> None:
-        loop = asyncio.get_running_loop()
+        self._name = name
         if self.announcer is not None:
-            self._tasks.append(loop.create_task(self._tracker_loop(), name=f"announce-{name}"))
+            self._announce_task(first=True)
         if self.dht is not None:
-            self._tasks.append(loop.create_task(self._dht_loop(), name=f"dht-{name}"))
+            self._tasks.append(asyncio.get_running_loop().create_task(self._dht_loop(), name=f"dht-{name}"))
+
+    def _announce_task(self, first: bool = False) -> None:
+        self._next = None
+        if self._stopped:
+            return
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._tracker_loop(first), name=f"announce-{self._name}")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
     async def stop(self) -> None:
         """Stop the loops and send ``stopped`` to the trackers."""
         self._stopped = True
-        for task in self._tasks:
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks = []
         announcer = self.announcer
         if announcer is None:
             return
@@ -422,7 +439,8 @@ class AnnounceDriver:
     async def reannounce(self, *, trackers: bool = True) -> None:
         """Announce to the trackers now (returns when one answered or all failed; not with
         ``trackers`` False) and run a DHT lookup at once (``force_reannounce``)."""
-        self._dht_now.set()
+        if self._dht_now is not None:
+            self._dht_now.set()
         if trackers:
             await self.announce_event(Event.NONE)
 
@@ -448,42 +466,41 @@ class AnnounceDriver:
             error=self.dht_error,
         )
 
-    async def _tracker_loop(self) -> None:
+    async def _tracker_loop(self, first: bool) -> None:
+        """One tracker announce (the first after the start-up spread and the port mapping); the
+        next one is a timer, not a task asleep."""
         announcer = self.announcer
         assert announcer is not None
-        first = True
-        await self.gate.wait_released()
-        delay = self.gate.first_delay(self.clock.now())
-        if delay > 0:
-            await self.clock.sleep(delay)
-        if self._before_first is not None:
-            await self._before_first()  # so the first announce carries a mapped port being made
+        if first:
+            await self.gate.wait_released()
+            delay = self.gate.first_delay(self.clock.now())
+            if delay > 0:
+                await self.clock.sleep(delay)
+            if self._before_first is not None:
+                await self._before_first()  # so the first announce carries a mapped port being made
         key = _tracker_key(getattr(announcer, "tiers", None))
-        while True:
-            try:
-                async with self.gate.slot(key):
-                    result = await (announcer.start() if first else announcer.announce())
-                first = False
-                for host, port in result.peers:
-                    self._add_peer(host, port)
-                if result.warning:
-                    log.warning("tracker %s: %s", result.url, result.warning)
-            except BitswarmError as exc:
-                self._failed(exc)
-                log.info("announce failed: %s", exc)
-            if self._stopped:
-                # Python 3.11's ``asyncio.wait_for`` (the UDP client's retransmit wait) swallows a
-                # cancel that arrives as the reply does: the stop's cancel was lost, and this loop
-                # slept until the next announce (tracker interval) while ``stop`` waited for it.
-                return
-            await self.clock.sleep(max(1.0, announcer.seconds_until_next()))
+        try:
+            async with self.gate.slot(key):
+                result = await (announcer.start() if first else announcer.announce())
+            for host, port in result.peers:
+                self._add_peer(host, port)
+            if result.warning:
+                log.warning("tracker %s: %s", result.url, result.warning)
+        except BitswarmError as exc:
+            self._failed(exc)
+            log.info("announce failed: %s", exc)
+        if self._stopped:
+            # Python 3.11's ``asyncio.wait_for`` (the UDP client's retransmit wait) swallows a
+            # cancel that arrives as the reply does: the stop's cancel was lost; nothing follows.
+            return
+        self._next = self.clock.call_later(max(1.0, announcer.seconds_until_next()), self._announce_task)
 
     async def _dht_loop(self) -> None:
         """Announce our port on the DHT and take the peers its get_peers lookup finds: soon after
         the start, then every ``dht_interval``, and every few seconds while the torrent wants more
         peers."""
-        dht = self.dht
-        assert dht is not None
+        dht, now = self.dht, self._dht_now
+        assert dht is not None and now is not None
         soon = min(self.dht_interval, 30.0)
         await self.clock.sleep(DHT_FIRST_DELAY)
         while True:
@@ -501,8 +518,8 @@ class AnnounceDriver:
             self.dht_last_lookup = self._wall()
             if self._stopped:
                 return  # asyncio.wait_for (3.11) may swallow the stop's cancel when the lookup ends
-            await self.clock.wait(self._dht_now, soon if self._want_more_peers() else self.dht_interval)
-            self._dht_now.clear()
+            await self.clock.wait(now, soon if self._want_more_peers() else self.dht_interval)
+            now.clear()
 
 
 _GATES: weakref.WeakKeyDictionary[object, AnnounceGate] = weakref.WeakKeyDictionary()

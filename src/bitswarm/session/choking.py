@@ -8,7 +8,6 @@ Time comes from an injected :class:`~bitswarm.session.clock.Clock`.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import TYPE_CHECKING
 
@@ -46,21 +45,13 @@ class ChokeDriver:
         self.rng = rng or random.Random()
         #: set by the torrent: a seed has its own slot count (``seed_upload_slots``)
         self.seeding = False
-        self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Rechoke every ``rechoke_interval`` while there are peers; without one the loop sleeps
-        without a timer until :meth:`wake` (an idle torrent costs nothing per second: issue 24)."""
-        while True:
-            if not len(self.peers):
-                self._wake.clear()
-                await self._wake.wait()
+        """Rechoke every ``rechoke_interval`` while there are peers; without one the loop returns
+        (the torrent starts it again when a peer joins: an idle torrent holds no task, issue 24)."""
+        while len(self.peers):
             await self.clock.sleep(self.rechoke_interval)
             self.rechoke()
-
-    def wake(self) -> None:
-        """A peer joined: rechoke again every ``rechoke_interval``."""
-        self._wake.set()
 
     def rechoke(self) -> None:
         peers = list(self.peers)

@@ -194,8 +194,11 @@ class PeerManager:
         self.connecting: set[Address] = set()
         self.candidates: dict[Address, float] = {}  # address -> not before (clock seconds)
         #: set when a new address arrives: the connect loop dials it now, not at its next tick
-        #: (a tracker reply at start-up used to wait up to half a second for its dials)
-        self._new_candidates = asyncio.Event()
+        #: (a tracker reply at start-up used to wait up to half a second for its dials). Only
+        #: while the loop runs; without a candidate it returns and ``wake`` starts it again.
+        self._new_candidates: asyncio.Event | None = None
+        #: start the connect loop if it is not running (set by the torrent; issue 24)
+        self.wake: Callable[[], None] = lambda: None
         #: who sent the bad data of failed pieces (bans per peer, per IP only after several)
         self.smart_ban = SmartBan()
         #: set by the torrent: a seed dials only while it has addresses to try
@@ -244,7 +247,7 @@ class PeerManager:
             return
         if not self.smart_ban.is_banned(host, port):
             self.candidates[(host, port)] = 0.0
-            self._new_candidates.set()
+            self.dial_soon()
 
     def blocked(self, ip: str) -> bool:
         """Is ``ip`` in the session's IP blocklist (counted in its ``blocked``)? Every address
@@ -309,15 +312,20 @@ class PeerManager:
     async def run(self) -> None:
         """The connect loop: dial due candidates whenever one arrives, every ``CONNECT_TICK`` while
         some are due, else at the next one's time; with no candidate it sleeps without a timer (an
-        idle torrent costs nothing per second: issue 24)."""
-        while True:
-            self.dial_due()
-            self._new_candidates.clear()
-            wait = self.next_dial_wait()
-            if wait is None:
-                await self._new_candidates.wait()
-            else:
-                await self.clock.wait(self._new_candidates, wait)
+        idle torrent costs nothing per second: issue 24); with no candidate it returns (:attr:`wake`
+        starts it again when one arrives)."""
+        new = self._new_candidates = asyncio.Event()
+        try:
+            while True:
+                self.dial_due()
+                new.clear()
+                wait = self.next_dial_wait()
+                if wait is None:
+                    return
+                await self.clock.wait(new, wait)
+        finally:
+            if self._new_candidates is new:
+                self._new_candidates = None
 
     def next_dial_wait(self) -> float | None:
         """Seconds until the connect loop has work (None: none until a candidate arrives)."""
@@ -562,11 +570,15 @@ class PeerManager:
         n = 0 if lasted >= STABLE_SECONDS else self._closes.get(addr, 0)
         _remember(self._closes, addr, n + 1)
         self.candidates[addr] = self.clock.now() + min(REDIAL_SECONDS, REDIAL_BACKOFF * 2**n)
-        self._new_candidates.set()  # the connect loop may sleep until a later time
+        self.dial_soon()  # the connect loop may sleep until a later time
 
     def dial_soon(self) -> None:
-        """Candidates' times were moved earlier: the connect loop looks at them now."""
-        self._new_candidates.set()
+        """Candidates' times were moved earlier (or new ones came): the connect loop looks at them
+        now, started if it is not running."""
+        if self._new_candidates is not None:
+            self._new_candidates.set()
+        else:
+            self.wake()
 
     def check_timeouts(self, now: float) -> None:
         """Close peers silent for ``inactivity_timeout``; keep quiet links alive."""

@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -97,7 +96,8 @@ class _ByteBudget:
         self.limit = limit
         self.used = 0
         self.peak = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        #: a list, not a deque: an empty deque is ~0.6 KiB and every torrent has one (issue 24)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     async def acquire(self, n: int) -> int:
         n = min(max(n, 0), self.limit)
@@ -132,11 +132,11 @@ class _ByteBudget:
         while self._waiters:
             n, fut = self._waiters[0]
             if fut.done():
-                self._waiters.popleft()
+                del self._waiters[0]
                 continue
             if self.used + n > self.limit:
                 return
-            self._waiters.popleft()
+            del self._waiters[0]
             self._take(n)
             fut.set_result(None)
 
@@ -163,6 +163,49 @@ class Storage:
     crash while pieces are being written therefore re-hashes the files being written, never trusts
     them blindly.
     """
+
+    #: no instance dict: ~1.2 KiB less per torrent (10,000 torrents in one daemon: issue 24)
+    __slots__ = (
+        "_budget",
+        "_closed",
+        "_closing",
+        "_executor",
+        "_fds",
+        "_fsync_data_on_save",
+        "_fsync_on_close",
+        "_fsync_resume",
+        "_gate",
+        "_gen",
+        "_given_priorities",
+        "_hasher",
+        "_materialized",
+        "_move",
+        "_opened",
+        "_own_executor",
+        "_pending",
+        "_priorities",
+        "_resume_lock",
+        "_resume_users",
+        "_saved_gen",
+        "_stats_lock",
+        "_unchecked",
+        "_unverified",
+        "_write_jobs",
+        "_write_queue",
+        "file_map",
+        "have",
+        "info",
+        "num_pieces",
+        "parts_path",
+        "piece_length",
+        "preallocate",
+        "resume_path",
+        "resume_status",
+        "save_path",
+        "stats",
+        "torrent",
+        "workers",
+    )
 
     def __init__(
         self,
@@ -214,11 +257,15 @@ class Storage:
         )
         self._budget = _ByteBudget(max_inflight_bytes)
         self._pending: set[asyncio.Future[Any]] = set()
-        self._write_queue: deque[_QueuedWrite] = deque()  # admitted pieces waiting for a write job
+        self._write_queue: list[_QueuedWrite] = []  # admitted pieces waiting for a write job
         self._write_jobs = 0  # write jobs of this storage in the pool
-        self._gate = asyncio.Event()
-        self._gate.set()
-        self._resume_lock = asyncio.Lock()
+        #: set while :meth:`_exclusive` holds the storage (no job starts); None the rest of the time
+        #: (an asyncio.Event per torrent was ~0.8 KiB: issue 24)
+        self._gate: asyncio.Event | None = None
+        #: held while resume data is saved; created by a save, dropped by the last one (a lock that
+        #: once had a waiter keeps a ~0.8 KiB deque: issue 24)
+        self._resume_lock: asyncio.Lock | None = None
+        self._resume_users = 0
         self._gen = 0  # bumped on every change that resume data records
         self._saved_gen = -1
         self._fsync_on_close = fsync_on_close
@@ -306,13 +353,13 @@ class Storage:
         if self._closed or self._closing:
             raise StorageError("storage is closed")
         while True:  # the gate is checked again after waiting for budget: no job slips past it
-            if not self._gate.is_set():
-                await self._gate.wait()
+            while (gate := self._gate) is not None:
+                await gate.wait()
             n = await self._budget.acquire(nbytes)
             if self._closing:
                 self._budget.release(n)
                 raise StorageError("storage is closed")
-            if self._gate.is_set():
+            if self._gate is None:
                 break
             self._budget.release(n)
         if self._budget.peak > self.stats.peak_inflight_bytes:
@@ -355,14 +402,15 @@ class Storage:
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
         """No new jobs start and none runs while the body runs (priority changes)."""
-        while not self._gate.is_set():
-            await self._gate.wait()
-        self._gate.clear()
+        while (held := self._gate) is not None:
+            await held.wait()
+        gate = self._gate = asyncio.Event()
         try:
             await self._drain()
             yield
         finally:
-            self._gate.set()
+            self._gate = None
+            gate.set()
 
     def _count(self, **kw: int) -> None:
         with self._stats_lock:
@@ -405,7 +453,8 @@ class Storage:
         a worker and one back to the loop for several pieces, not one each)."""
         queue = self._write_queue
         while queue and self._write_jobs < self.workers:
-            batch = [queue.popleft() for _ in range(min(WRITE_BATCH_MAX, len(queue)))]
+            batch = queue[:WRITE_BATCH_MAX]
+            del queue[:WRITE_BATCH_MAX]
             self._write_jobs += 1
             self.stats.write_jobs += 1
             try:
@@ -682,18 +731,27 @@ class Storage:
         Cheap enough to call every few seconds. Returns True when a file was written."""
         if self.resume_path is None or not self._opened:
             return False
-        async with self._resume_lock:
-            gen = self._gen
-            if not force and gen == self._saved_gen:
-                return False
-            pieces = self.have.to_bytes()
-            prios = tuple(self._priorities)
-            unchecked = frozenset(self._unchecked)
-            loop = asyncio.get_running_loop()
-            job = functools.partial(self._save_resume_job, pieces, prios, unchecked, self._move)
-            await loop.run_in_executor(self._executor, job)
-            self._saved_gen = gen
-            return True
+        lock = self._resume_lock
+        if lock is None:
+            lock = self._resume_lock = asyncio.Lock()
+        self._resume_users += 1
+        try:
+            async with lock:
+                gen = self._gen
+                if not force and gen == self._saved_gen:
+                    return False
+                pieces = self.have.to_bytes()
+                prios = tuple(self._priorities)
+                unchecked = frozenset(self._unchecked)
+                loop = asyncio.get_running_loop()
+                job = functools.partial(self._save_resume_job, pieces, prios, unchecked, self._move)
+                await loop.run_in_executor(self._executor, job)
+                self._saved_gen = gen
+                return True
+        finally:
+            self._resume_users -= 1
+            if not self._resume_users:
+                self._resume_lock = None
 
     def _save_resume_job(
         self,

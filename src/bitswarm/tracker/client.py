@@ -398,8 +398,13 @@ class UdpTrackerClient:
         self._ipv6 = False
         self._connection: tuple[int, float] | None = None  # (connection id, valid until)
         self._open_lock = asyncio.Lock()
+        #: closes the socket once no transaction is in flight and the connection id expired
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     async def _open(self) -> _UdpEndpoint:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         async with self._open_lock:
             if self._endpoint is not None and self._endpoint.transport is not None:
                 return self._endpoint
@@ -466,6 +471,8 @@ class UdpTrackerClient:
                 fut = endpoint.pending.pop(tid, None)
                 if fut is not None and fut.done() and not fut.cancelled():
                     fut.exception()  # mark retrieved: a late ICMP error must not be logged as lost
+            if not endpoint.pending:
+                self._close_when_idle(endpoint)
         total = sum(self.retry_base * 2**n for n in range(self.max_retries + 1))
         raise TrackerTimeout(f"no reply after {self.max_retries + 1} tries ({total:g} s)", url=self.url)
 
@@ -536,7 +543,30 @@ class UdpTrackerClient:
                 out[h] = ScrapeResult(s.seeders, s.completed, s.leechers)
         return out
 
+    def _close_when_idle(self, endpoint: _UdpEndpoint) -> None:
+        """No transaction in flight: close the socket when the connection id expires (announces
+        are minutes apart; 10,000 idle torrents kept 10,000 sockets, ~3.5 KiB each, open: issue 24).
+        Not before: a tracker ties the connection id to the source address."""
+        valid = self._connection[1] - self._clock() if self._connection is not None else 0.0
+        if valid > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(valid, self._close_idle, endpoint)
+        else:
+            self._close_idle(endpoint)
+
+    def _close_idle(self, endpoint: _UdpEndpoint) -> None:
+        if endpoint.pending:
+            return  # a transaction began meanwhile (it cancelled this timer, unless on another loop)
+        self._idle_timer = None
+        if self._endpoint is endpoint:
+            self._endpoint = None
+            self._connection = None  # the next socket connects again
+        if endpoint.transport is not None:
+            endpoint.transport.close()
+
     async def aclose(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._endpoint is not None and self._endpoint.transport is not None:
             self._endpoint.transport.close()
         self._endpoint = None
