@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: A peer that alone supplied a failing piece is banned at once. One that shared failing pieces with
 #: others is banned when a later good copy shows that its block was a wrong one, or after it took part
@@ -43,6 +44,10 @@ class Ban:
     whole_ip: bool = False
 
 
+#: the one empty set every torrent's :class:`SmartBan` starts with (``frozenset()`` is a new object)
+_NONE: frozenset[Any] = frozenset()
+
+
 class SmartBan:
     """Block digests per source -> whom to ban. Deterministic; unit-tested without sockets."""
 
@@ -53,10 +58,10 @@ class SmartBan:
         self.shared_failures_limit = max(1, shared_failures_limit)
         # frozensets, replaced on a ban (rare): the empty one is shared, where four empty sets were
         # ~0.9 KiB in every torrent (issue 24)
-        self.banned_peers: frozenset[PeerKey] = frozenset()
-        self.banned_ips: frozenset[str] = frozenset()
-        self._ids: frozenset[tuple[str, bytes]] = frozenset()
-        self._endpoints: frozenset[tuple[str, int]] = frozenset()
+        self.banned_peers: frozenset[PeerKey] = _NONE
+        self.banned_ips: frozenset[str] = _NONE
+        self._ids: frozenset[tuple[str, bytes]] = _NONE
+        self._endpoints: frozenset[tuple[str, int]] = _NONE
         self._per_ip: dict[str, int] = {}
         self._failures: dict[PeerKey, int] = {}
         #: piece -> block offset -> (sender, digest of what it sent) for failed shared pieces

@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 # The codecs are imported where they are used: a peer on an http:// tracker never loads the UDP codec
 # (nor one on a udp:// tracker the HTTP codec), and neither is loaded before the first announce.
 
+#: Seconds a UDP tracker client keeps its socket (and connection id) open with nothing in flight:
+#: a ``completed`` or a scrape right after an announce reuses them; then the socket is closed.
+UDP_IDLE_CLOSE = 10.0
 #: BEP 15: a connection id may be used for one minute after it was received.
 CONNECTION_ID_LIFETIME = 60.0
 _BARE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -544,12 +547,13 @@ class UdpTrackerClient:
         return out
 
     def _close_when_idle(self, endpoint: _UdpEndpoint) -> None:
-        """No transaction in flight: close the socket when the connection id expires (announces
-        are minutes apart; 10,000 idle torrents kept 10,000 sockets, ~3.5 KiB each, open: issue 24).
-        Not before: a tracker ties the connection id to the source address."""
-        valid = self._connection[1] - self._clock() if self._connection is not None else 0.0
-        if valid > 0:
-            self._idle_timer = asyncio.get_running_loop().call_later(valid, self._close_idle, endpoint)
+        """No transaction in flight: close the socket after ``UDP_IDLE_CLOSE`` seconds, or at once
+        without a connection id (announces are minutes apart; 10,000 idle torrents kept 10,000
+        sockets, ~3.5 KiB each, open: issue 24). The connection id goes with the socket: a tracker
+        ties it to the source address, so the next announce connects again."""
+        if self._connection is not None and self._connection_id() is not None:
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(UDP_IDLE_CLOSE, self._close_idle, endpoint)
         else:
             self._close_idle(endpoint)
 
