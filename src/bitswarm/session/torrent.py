@@ -49,6 +49,7 @@ from bitswarm.wire.ut_pex import PexTracker
 if TYPE_CHECKING:
     from bitswarm.session.peer import PeerProtocol
     from bitswarm.session.session import Session
+    from bitswarm.utp import UtpSocketManager
 
 log = logging.getLogger("bitswarm.torrent")
 
@@ -242,8 +243,9 @@ class TorrentRuntime:
         #: the loops running now, by kind: each runs only while it has work and returns when idle
         #: (:meth:`_ensure_loops` starts them again), so an idle seed holds no task (issue 24)
         self._loops: dict[str, asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
-        self._writes: set[asyncio.Task[Any]] = set()
+        # dicts used as sets: an empty set is 216 bytes, an empty dict 64 (issue 24)
+        self._background: dict[asyncio.Task[Any], None] = {}
+        self._writes: dict[asyncio.Task[Any], None] = {}
         self._last_resume_save = 0.0
         self.started_at = self.clock.now()
         self.completed_at: float | None = None
@@ -255,15 +257,15 @@ class TorrentRuntime:
             config=cfg,
             clock=self.clock,
             our_peer_id=session.peer_id,
-            own_address=lambda: (cfg.listen_host, session.port),
+            own_address=self._listen_address,
             dial=self._dial,
             spawn=self._spawn,
             emit=self._emit,
             pex=PexTracker(interval=cfg.pex_interval) if cfg.enable_pex and not self.private else None,
-            utp=lambda: session.utp,
+            utp=self._utp,
             holepunch=cfg.enable_holepunch and not self.private,
             own_ip=session.own_address,
-            families=lambda: session.families,
+            families=self._families,
         )
         #: connected peers by peer id, and the addresses we may dial (the peer manager's own)
         self.peer_manager.wake = functools.partial(self._ensure_loop, "connect")
@@ -280,11 +282,11 @@ class TorrentRuntime:
             clock=self.clock,
             download_limiter=self.download_limiter,
             down=self.down,
-            spawn=lambda coro: self._spawn(coro, keep=True),
+            spawn=self._spawn_write,
             on_verified=self._piece_verified,
-            on_hash_failed=lambda index: self._emit("hash_failed", index=index),
+            on_hash_failed=self._hash_failed,
             on_disk_error=self._fail,
-            on_pieces_dropped=lambda: self._transfer(announce=False),
+            on_pieces_dropped=self._pieces_dropped,
         )
         self.web_seeds = WebSeedManager.for_torrent(
             url_list=torrent.url_list,
@@ -320,11 +322,47 @@ class TorrentRuntime:
         """
         task = asyncio.get_running_loop().create_task(coro)
         group = self._writes if keep else self._background
-        group.add(task)
-        task.add_done_callback(group.discard)
+        group[task] = None
+        task.add_done_callback(functools.partial(_forget, group))
 
     def _emit(self, kind: str, **data: Any) -> None:
         self.session.publish(kind, self, **data)
+
+    # Callbacks the parts are given: bound methods, not lambdas (a closure is ~0.2 KiB, a bound
+    # method 64 bytes, and every torrent had a dozen: issue 24).
+
+    def _listen_address(self) -> tuple[str, int]:
+        return (self.config.listen_host, self.session.port)
+
+    def _utp(self) -> UtpSocketManager | None:
+        return self.session.utp
+
+    def _families(self) -> tuple[int, ...]:
+        return self.session.families
+
+    def _own_ips(self) -> dict[int, str]:
+        return self.session.own_ips
+
+    def _advertised_port(self) -> int:
+        return self.session.reachability.advertised_port
+
+    def _have_all(self) -> bool:
+        return self.storage.have.all()
+
+    def _before_first_announce(self) -> Coroutine[Any, Any, None]:
+        # a port mapping in flight: the first tracker announce waits for it (first_announce_wait)
+        return self.session.reachability.before_first_announce(
+            self.announce, limit=self.config.first_announce_wait
+        )
+
+    def _spawn_write(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._spawn(coro, keep=True)
+
+    def _hash_failed(self, index: int) -> None:
+        self._emit("hash_failed", index=index)
+
+    def _pieces_dropped(self) -> None:
+        self._transfer(announce=False)
 
     @property
     def state(self) -> State:
@@ -407,25 +445,23 @@ class TorrentRuntime:
                 num_want=cfg.announce_numwant,
                 client_factory=self.tracker_book.client_factory,
                 ip=cfg.announce_ip,  # BEP 3 ``ip``: only when configured
-                addresses=lambda: session.own_ips,
+                addresses=self._own_ips,
             )
             announcer.schedule.floor = cfg.min_announce_interval
         self.announce = AnnounceDriver(
             clock=self.clock,
             swarm_hash=self.swarm_hash,
-            port=lambda: session.reachability.advertised_port,
+            port=self._advertised_port,
             add_peer=self.add_peer,
             want_more_peers=self._wants_more_peers,
             announcer=announcer,
             dht=session.dht if not self.private else None,
             dht_interval=cfg.dht_announce_interval,
             book=self.tracker_book,
-            complete=lambda: self.storage.have.all(),
+            complete=self._have_all,
             gate=session_gate(session),
             # a port mapping in flight: the first tracker announce waits for it (first_announce_wait)
-            before_first=lambda: session.reachability.before_first_announce(
-                self.announce, limit=cfg.first_announce_wait
-            ),
+            before_first=self._before_first_announce,
         )
         self._running = True
         self._ensure_loops()
@@ -855,6 +891,10 @@ class TorrentRuntime:
             web_seed_downloaded=self.web_seeds.downloaded,
             waiting_reason=self._waiting_reason(),
         )
+
+
+def _forget(group: dict[asyncio.Task[Any], None], task: asyncio.Task[Any]) -> None:
+    group.pop(task, None)
 
 
 def _piece_sizer(num_pieces: int, piece_length: int, piece_space: int) -> Callable[[int], int]:
