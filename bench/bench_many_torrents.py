@@ -256,10 +256,12 @@ class BwDaemon:
         return stop(self.proc)
 
 
-def latency(fn: Any, rounds: int) -> dict[str, float]:
+def latency(fn: Any, rounds: int, pid: int) -> dict[str, float]:
     """From sending the request until the whole body is in (``fn`` returns the response); the
-    client's JSON decoding (``count``: the rows in it) is timed apart (``decode_p50_ms``)."""
+    client's JSON decoding (``count``: the rows in it) is timed apart (``decode_p50_ms``); the
+    daemon's CPU time per request (``/proc/PID/stat``: what a loaded machine does not stretch)."""
     times, decode = [], []
+    cpu0 = cpu_seconds(pid)
     for _ in range(rounds):
         t0 = time.perf_counter()
         r = fn()
@@ -272,6 +274,7 @@ def latency(fn: Any, rounds: int) -> dict[str, float]:
         "p99_ms": round(pct(times, 0.99), 1),
         "max_ms": round(max(times), 1),
         "decode_p50_ms": round(pct(decode, 0.5), 1),
+        "daemon_cpu_ms_per_request": round((cpu_seconds(pid) - cpu0) * 1000 / rounds, 1),
     }
 
 
@@ -312,9 +315,9 @@ def run_bitswarm(
         subprocess.run(["py-spy" if shutil.which("py-spy") else str(ROOT / ".venv/bin/py-spy"), "record",
                         "--pid", str(d.pid), "--duration", str(int(args.idle)), "--format", "raw",
                         "--output", str(prof)], check=False, capture_output=True)  # fmt: skip
-    out["list"] = latency(d.list_reply, args.rounds)
-    out["torrent_get"] = latency(d.torrent_get, args.rounds)
-    out["qbt_info"] = latency(d.qbt_info, args.rounds)
+    out["list"] = latency(d.list_reply, args.rounds, d.pid)
+    out["torrent_get"] = latency(d.torrent_get, args.rounds, d.pid)
+    out["qbt_info"] = latency(d.qbt_info, args.rounds, d.pid)
     out["peak_rss_mib_after_lists"] = round(mem(d.pid)[1], 1)
     out["stop_seconds"] = round(d.stop(), 2)
     return out
