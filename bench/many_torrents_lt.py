@@ -33,6 +33,9 @@ def _session(dht: bool) -> lt.session:
             "enable_outgoing_utp": False,
             "enable_incoming_utp": False,
             "alert_mask": lt.alert_category.status | lt.alert_category.error | lt.alert_category.storage,
+            # one save_resume_data alert per torrent: the default queue (2,000 on 2.x) dropped some
+            # at 10,000 and the ``add`` pass waited for them forever
+            "alert_queue_size": 100_000,
             "active_limit": 100_000,
             "active_checking": 100_000,
             "active_seeds": 100_000,
