@@ -22,6 +22,10 @@ from bitswarm.session.stream import StreamServer
 pytestmark = pytest.mark.timeout(60)
 
 LIMITS = HttpLimits(header_timeout=2.0, idle_timeout=2.0, max_per_ip=16)
+#: Seconds a connection the server should close may stay open before the test fails: a bound on
+#: "closed at all", loose enough for a loaded machine. How soon it closes is asserted from below
+#: (not before its deadline); wall-clock upper bounds failed under load (issue 24).
+CLOSED_WITHIN = 10.0
 
 
 @pytest.fixture
@@ -51,20 +55,19 @@ async def _eof(reader: asyncio.StreamReader, timeout: float) -> bytes:
 
 async def test_many_idle_connections_from_one_address(served: tuple[StreamServer, bytes]) -> None:
     server, data = served
+    opening = time.monotonic()
     conns = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(40)]
-    opened = time.monotonic()
-    over = [await _eof(reader, 1.5) for reader, _ in conns[16:]]
+    over = [await _eof(reader, CLOSED_WITHIN) for reader, _ in conns[16:]]
     assert all(x.startswith(b"HTTP/1.1 503 ") for x in over)
     assert server.connections.per_ip == {"127.0.0.1": 16}
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(transport=transport, timeout=5) as http:
-        t0 = time.monotonic()
         reply = await http.get(server.file_url(0), headers={"Range": "bytes=100-199"})
         assert reply.status_code == 206 and reply.content == data[100:200]
-        assert time.monotonic() - t0 < 1.0
     for reader, _ in conns[:16]:
-        assert (await _eof(reader, LIMITS.header_timeout + 1.5)).startswith(b"HTTP/1.1 408 ")
-    assert time.monotonic() - opened < LIMITS.header_timeout + 1.5
+        assert (await _eof(reader, CLOSED_WITHIN)).startswith(b"HTTP/1.1 408 ")
+    # the 16 were held until their header deadline (it runs from the accept, after ``opening``)
+    assert time.monotonic() - opening >= LIMITS.header_timeout
     for _, writer in conns:
         writer.close()
     await asyncio.sleep(0.05)
@@ -74,7 +77,9 @@ async def test_many_idle_connections_from_one_address(served: tuple[StreamServer
 async def test_slow_head_idle_keepalive_large_head_body_pipeline(served: tuple[StreamServer, bytes]) -> None:
     server, data = served
     port = server.port
-    # a head a byte at a time: 408 one header timeout after its first byte
+    # a head a byte at a time: 408 one header timeout after its first byte, long before the last
+    # byte would come (~14 s: a deadline each byte pushed back would end in a 206, or time out here)
+    t0 = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = b"GET /files/0/clip.mp4 HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
 
@@ -84,15 +89,14 @@ async def test_slow_head_idle_keepalive_large_head_body_pipeline(served: tuple[S
             await asyncio.sleep(0.1)
 
     task = asyncio.create_task(trickle())
-    t0 = time.monotonic()
-    assert (await _eof(reader, LIMITS.header_timeout + 1.5)).startswith(b"HTTP/1.1 408 ")
-    assert time.monotonic() - t0 < LIMITS.header_timeout + 1.0
+    assert (await _eof(reader, CLOSED_WITHIN)).startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - t0 >= LIMITS.header_timeout
     task.cancel()
     writer.close()
     # served, then silent: closed after the idle timeout
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /files/0/clip.mp4 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n")
-    got = await _eof(reader, LIMITS.idle_timeout + 1.5)
+    got = await _eof(reader, CLOSED_WITHIN)
     assert got.startswith(b"HTTP/1.1 206 ") and got.endswith(data[:10])
     writer.close()
     # an oversized head: 431; a body: 413
@@ -103,12 +107,12 @@ async def test_slow_head_idle_keepalive_large_head_body_pipeline(served: tuple[S
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request)
-        assert (await _eof(reader, 2.0)).startswith(b"HTTP/1.1 " + status), status
+        assert (await _eof(reader, CLOSED_WITHIN)).startswith(b"HTTP/1.1 " + status), status
         writer.close()
     # 50 pipelined requests sent at once are all answered, in order (reading pauses in between)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"HEAD /files/0/clip.mp4 HTTP/1.1\r\nHost: x\r\n\r\n" * 49 + b"GET / HTTP/1.1\r\n\r\n")
-    got = await _eof(reader, LIMITS.idle_timeout + 3.0)
+    got = await _eof(reader, CLOSED_WITHIN)
     assert got.count(b"HTTP/1.1 200 OK") == 50 and got.endswith(b"</ul>")
     writer.close()
 
@@ -133,7 +137,7 @@ async def test_a_client_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
                 while not server.connections.total:
                     await asyncio.sleep(0.01)
                 while server.connections.total:  # never read: the server gives up on us
-                    assert time.monotonic() - t0 < LIMITS.idle_timeout + 3.0, "the stalled client was kept"
+                    assert time.monotonic() - t0 < CLOSED_WITHIN, "the stalled client was kept"
                     await asyncio.sleep(0.05)
                 assert time.monotonic() - t0 > LIMITS.idle_timeout - 0.5
         finally:
