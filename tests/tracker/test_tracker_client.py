@@ -34,7 +34,6 @@ from bitswarm.tracker import (
     open_tracker,
     tiers_from_metainfo,
 )
-from bitswarm.tracker.client import UDP_IDLE_CLOSE
 from bitswarm.tracker.udp_codec import ConnectRequest, decode_response, encode_request
 from testtools import eventually, require_tool, until
 
@@ -434,18 +433,11 @@ async def test_udp_cancellation_leaves_client_usable() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        assert client._endpoint is None  # nothing in flight, no connection id: socket closed (issue 24)
+        assert client.endpoint.in_flight == 0  # the cancel left no waiter (issue 24)
         client.retry_base = 0.2
         result = await client.announce(AnnounceParams(HASHES[10], _pid(11), 1))
         assert result.interval == 900
-        # idle with a connection id: the socket stays open UDP_IDLE_CLOSE seconds, then closes
-        # and the connection id goes with it
-        assert client._endpoint is not None and not client._endpoint.pending
-        timer = client._idle_timer
-        assert timer is not None
-        assert UDP_IDLE_CLOSE - 1 < timer.when() - asyncio.get_running_loop().time() <= UDP_IDLE_CLOSE
-        timer._run()  # the timer, now
-        assert client._endpoint is None and client._connection is None
+        assert client.endpoint.in_flight == 0 and client.endpoint.sockets == 1
     finally:
         await client.aclose()
         transport.close()

@@ -29,6 +29,7 @@ from bitswarm.tracker.client import (
     AnnounceResult,
     ScrapeResult,
     TrackerClient,
+    UdpTrackerClient,
     open_tracker,
 )
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
     from bitswarm.session.clock import Clock, Timer
     from bitswarm.tracker.client import AnnounceManager
+    from bitswarm.tracker.udp_endpoint import UdpTrackerEndpoint
 
 log = logging.getLogger("bitswarm.torrent")
 
@@ -60,7 +62,9 @@ STOPPED_ANNOUNCE_TIMEOUT = 1.0
 
 class AnnounceGate:
     """What the torrents of one session share for their announces: a limit of announces in flight
-    per tracker and the spreading of first announces when many torrents start together."""
+    per tracker, the spreading of first announces when many torrents start together, and the UDP
+    tracker endpoint (``udp``: one socket per address family for every ``udp://`` tracker of every
+    torrent, set by the session that owns and closes it; None: each client its own socket)."""
 
     def __init__(
         self, per_tracker: int = MAX_ANNOUNCES_PER_TRACKER, rng: random.Random | None = None
@@ -72,6 +76,7 @@ class AnnounceGate:
         #: the session is closing: every ``stopped`` announce ends by this time (clock seconds)
         self.stop_by: float | None = None
         self._held: asyncio.Event | None = None
+        self.udp: UdpTrackerEndpoint | None = None
 
     def hold(self) -> None:
         """First announces wait until :meth:`release` (the daemon restoring thousands of torrents
@@ -202,9 +207,15 @@ class TrackerBook:
                 if url and url not in self._records:
                     self._records[url] = _Record(url, n)
         self.errors_total = 0  #: failed announces of every tracker this session (metrics)
+        #: the session's shared UDP tracker endpoint (set by :class:`AnnounceDriver` from its gate):
+        #: a ``udp://`` client ``open_client`` makes goes through it instead of its own socket
+        self.udp: UdpTrackerEndpoint | None = None
 
     def client_factory(self, url: str) -> TrackerClient:
-        return _RecordingClient(self._open(url), url, self)
+        client = self._open(url)
+        if self.udp is not None and isinstance(client, UdpTrackerClient):
+            client = client.with_endpoint(self.udp)  # a proxied one (no UDP at all) stays as it is
+        return _RecordingClient(client, url, self)
 
     def _record(self, url: str) -> _Record:
         rec = self._records.get(url)
@@ -367,6 +378,8 @@ class AnnounceDriver:
         self.dht_interval = max(0.5, dht_interval)
         self.dht_lookups = 0  #: DHT lookups/announces run (status, tests)
         self.book = book
+        if book is not None and self.gate.udp is not None:
+            book.udp = self.gate.udp
         self._wall = wall
         self.dht_last_lookup: float | None = None
         self.dht_peers_found: int | None = None
@@ -490,8 +503,8 @@ class AnnounceDriver:
             self._failed(exc)
             log.info("announce failed: %s", exc)
         if self._stopped:
-            # Python 3.11's ``asyncio.wait_for`` (the UDP client's retransmit wait) swallows a
-            # cancel that arrives as the reply does: the stop's cancel was lost; nothing follows.
+            # a cancel lost in a library's ``asyncio.wait_for`` (3.11) as the reply came: the torrent
+            # is stopping, nothing follows
             return
         self._next = self.clock.call_later(max(1.0, announcer.seconds_until_next()), self._announce_task)
 

@@ -48,6 +48,7 @@ from bitswarm.session.reachability import Reachability
 from bitswarm.session.torrent import TorrentHandle, TorrentRuntime, TorrentStatus
 from bitswarm.storage.resume import make_resume_dir, read_resume_file, write_resume_file
 from bitswarm.tracker.client import normalize_tracker_url
+from bitswarm.tracker.udp_endpoint import UdpTrackerEndpoint
 
 if TYPE_CHECKING:
     from bitswarm.dht.server import DHTServer
@@ -106,6 +107,10 @@ class Session:
         self.download_limiter = RateLimiter(self.config.download_rate_limit, clock=self.clock.now)
         self.upload_limiter = RateLimiter(self.config.upload_rate_limit, clock=self.clock.now)
         self._closed = False
+        #: every ``udp://`` tracker announce and scrape of every torrent: one socket per address
+        #: family, BEP 15 connection ids shared per tracker (closed after the ``stopped`` announces)
+        self.tracker_udp = UdpTrackerEndpoint(clock=self.clock.now)
+        session_gate(self).udp = self.tracker_udp
         self.dht: DHTServer | None = None
         self.lsd: LocalDiscovery | None = None
         self._session_tasks: list[asyncio.Task[None]] = []
@@ -380,6 +385,7 @@ class Session:
         # every torrent's ``stopped`` announce shares one deadline (session/announce.py)
         session_gate(self).stop_by = self.clock.now() + STOPPED_ANNOUNCE_TIMEOUT
         await asyncio.gather(*(rt.stop() for rt in self._torrents.values()), return_exceptions=True)
+        self.tracker_udp.close()
         for part in (self.lsd, self.dht):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -628,9 +634,7 @@ class Session:
         policy = self.config.encryption
         if policy is EncryptionPolicy.OFF:
             return conn
-        return MSEStream.responder(
-            conn, self.mse_skeys(), policy=policy, prefer_rc4=self.config.prefer_rc4
-        )
+        return MSEStream.responder(conn, self.mse_skeys(), policy=policy, prefer_rc4=self.config.prefer_rc4)
 
     def mse_skeys(self) -> SkeyIndex:
         """The SKEYs incoming MSE handshakes may name: the v1, v2 and truncated v2 hashes of every

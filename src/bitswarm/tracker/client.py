@@ -24,12 +24,10 @@ import asyncio
 import contextlib
 import random
 import re
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from bitswarm.tracker._common import (
@@ -42,6 +40,7 @@ from bitswarm.tracker._common import (
     TrackerUrlError,
 )
 from bitswarm.tracker._http11 import HttpError, http_get
+from bitswarm.tracker.udp_endpoint import UdpTrackerEndpoint
 
 __all__ = [
     "AllTrackersFailed",
@@ -67,11 +66,6 @@ if TYPE_CHECKING:
 # The codecs are imported where they are used: a peer on an http:// tracker never loads the UDP codec
 # (nor one on a udp:// tracker the HTTP codec), and neither is loaded before the first announce.
 
-#: Seconds a UDP tracker client keeps its socket (and connection id) open with nothing in flight:
-#: a ``completed`` or a scrape right after an announce reuses them; then the socket is closed.
-UDP_IDLE_CLOSE = 10.0
-#: BEP 15: a connection id may be used for one minute after it was received.
-CONNECTION_ID_LIFETIME = 60.0
 _BARE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 USER_AGENT = "bitswarm/0.1"
 MAX_REDIRECTS = 3
@@ -344,40 +338,13 @@ class HttpTrackerClient:
 # -------------------------------------------------------------------------------------------- UDP
 
 
-class _UdpEndpoint(asyncio.DatagramProtocol):
-    """Routes replies to waiting transactions by transaction id; anything else is dropped."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.pending: dict[int, asyncio.Future[bytes]] = {}
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # the selector one is not a subclass
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        from bitswarm.tracker import udp_codec
-
-        tid = udp_codec.peek_transaction_id(data)
-        fut = self.pending.get(tid) if tid is not None else None
-        if fut is not None and not fut.done():
-            fut.set_result(data)
-
-    def _fail_all(self, exc: Exception) -> None:
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(exc)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP port/host unreachable on a connected socket
-        self._fail_all(TrackerUnreachable(f"{type(exc).__name__}: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail_all(TrackerUnreachable("socket closed"))
-        self.transport = None
-
-
 class UdpTrackerClient:
     """BEP 15 UDP tracker. Retransmits after ``retry_base * 2**n`` seconds for n = 0..``max_retries``
-    (BEP 15: 15 s and 8), caches the connection id for 60 s on ``clock``, checks transaction ids."""
+    (BEP 15: 15 s and 8), caches the connection id for 60 s on ``clock``, checks transaction ids.
+
+    The socket work is a :class:`~bitswarm.tracker.udp_endpoint.UdpTrackerEndpoint`: ``endpoint``
+    given (a session's, shared by all its torrents), the client uses it and never closes it;
+    otherwise the client owns a private one (opened on first use, closed by :meth:`aclose`)."""
 
     def __init__(
         self,
@@ -387,6 +354,7 @@ class UdpTrackerClient:
         max_retries: int = 8,
         clock: Callable[[], float] = time.monotonic,
         connect_timeout: float = 15.0,
+        endpoint: UdpTrackerEndpoint | None = None,
     ) -> None:
         self.url = normalize_tracker_url(url)
         parts = urlsplit(self.url)
@@ -395,104 +363,36 @@ class UdpTrackerClient:
         self.host, self.port = parts.hostname, parts.port
         self.retry_base = retry_base
         self.max_retries = max_retries
+        #: seconds for resolving the tracker's host name
         self.connect_timeout = connect_timeout
         self._clock = clock
-        self._endpoint: _UdpEndpoint | None = None
-        self._ipv6 = False
-        self._connection: tuple[int, float] | None = None  # (connection id, valid until)
-        self._open_lock = asyncio.Lock()
-        #: closes the socket once no transaction is in flight and the connection id expired
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._owns_endpoint = endpoint is None
+        self.endpoint = endpoint if endpoint is not None else UdpTrackerEndpoint(clock=clock)
 
-    async def _open(self) -> _UdpEndpoint:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        async with self._open_lock:
-            if self._endpoint is not None and self._endpoint.transport is not None:
-                return self._endpoint
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    transport, endpoint = await loop.create_datagram_endpoint(
-                        _UdpEndpoint, remote_addr=(self.host, self.port)
-                    )
-            except TimeoutError:
-                raise TrackerTimeout("resolving/opening the UDP socket timed out", url=self.url) from None
-            except OSError as exc:
-                raise TrackerUnreachable(f"{type(exc).__name__}: {exc}", url=self.url) from None
-            sock = transport.get_extra_info("socket")
-            self._ipv6 = sock is not None and sock.family == socket.AF_INET6
-            self._endpoint = endpoint
-            return endpoint
-
-    def _connection_id(self) -> int | None:
-        if self._connection is not None and self._clock() < self._connection[1]:
-            return self._connection[0]
-        self._connection = None
-        return None
+    def with_endpoint(self, endpoint: UdpTrackerEndpoint) -> UdpTrackerClient:
+        """The same tracker and settings over ``endpoint`` (a session's shared one)."""
+        return UdpTrackerClient(
+            self.url,
+            retry_base=self.retry_base,
+            max_retries=self.max_retries,
+            clock=self._clock,
+            connect_timeout=self.connect_timeout,
+            endpoint=endpoint,
+        )
 
     async def _transact(
         self, build: Callable[[int, int], bytes], expecting: udp_codec.Action
     ) -> udp_codec.Response:
-        """Connect if needed, send ``build(connection_id, tid)``, retransmit per BEP 15, and return the
-        decoded reply. A lost connect and a lost request both count as one attempt."""
-        from bitswarm.tracker import udp_codec
-
-        endpoint = await self._open()
-        tids = [secrets.randbits(32), secrets.randbits(32)]  # [connect, request]
-        for tid in tids:
-            endpoint.pending[tid] = asyncio.get_running_loop().create_future()
-        try:
-            attempt = 0
-            while attempt <= self.max_retries:
-                wait = self.retry_base * 2**attempt
-                conn = self._connection_id()
-                if conn is None:
-                    data = udp_codec.encode_request(udp_codec.ConnectRequest(tids[0]))
-                    reply = await self._send_and_wait(endpoint, data, tids[0], wait)
-                    if reply is None:
-                        attempt += 1
-                        continue
-                    resp = udp_codec.decode_response(reply, expecting=udp_codec.Action.CONNECT)
-                    if isinstance(resp, udp_codec.ErrorResponse):
-                        raise TrackerError(resp.message, url=self.url)
-                    assert isinstance(resp, udp_codec.ConnectResponse)
-                    self._connection = (resp.connection_id, self._clock() + CONNECTION_ID_LIFETIME)
-                    endpoint.pending[tids[0]] = asyncio.get_running_loop().create_future()
-                    continue
-                reply = await self._send_and_wait(endpoint, build(conn, tids[1]), tids[1], wait)
-                if reply is None:
-                    attempt += 1
-                    continue
-                resp = udp_codec.decode_response(reply, ipv6=self._ipv6, expecting=expecting)
-                if isinstance(resp, udp_codec.ErrorResponse):
-                    raise TrackerError(resp.message, url=self.url)
-                return resp
-        finally:
-            for tid in tids:
-                fut = endpoint.pending.pop(tid, None)
-                if fut is not None and fut.done() and not fut.cancelled():
-                    fut.exception()  # mark retrieved: a late ICMP error must not be logged as lost
-            if not endpoint.pending:
-                self._close_when_idle(endpoint)
-        total = sum(self.retry_base * 2**n for n in range(self.max_retries + 1))
-        raise TrackerTimeout(f"no reply after {self.max_retries + 1} tries ({total:g} s)", url=self.url)
-
-    async def _send_and_wait(
-        self, endpoint: _UdpEndpoint, data: bytes, tid: int, wait: float
-    ) -> bytes | None:
-        fut = endpoint.pending[tid]
-        if endpoint.transport is None:
-            raise TrackerUnreachable("socket closed", url=self.url)
-        endpoint.transport.sendto(data)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), wait)
-        except TimeoutError:
-            return None
-        except TrackerUnreachable as exc:
-            self._connection = None
-            raise TrackerUnreachable(str(exc), url=self.url) from None
+        return await self.endpoint.transact(
+            self.url,
+            self.host,
+            self.port,
+            build,
+            expecting,
+            retry_base=self.retry_base,
+            max_retries=self.max_retries,
+            resolve_timeout=self.connect_timeout,
+        )
 
     async def announce(self, params: AnnounceParams) -> AnnounceResult:
         from bitswarm.tracker import udp_codec
@@ -510,7 +410,7 @@ class UdpTrackerClient:
                     event=params.event,
                     key=params.key & 0xFFFFFFFF,
                     port=params.port,
-                    ip=params.ip if not self._ipv6 else None,
+                    ip=params.ip if ":" not in self.host else None,
                     num_want=-1 if params.num_want is None else params.num_want,
                 )
             )
@@ -546,34 +446,12 @@ class UdpTrackerClient:
                 out[h] = ScrapeResult(s.seeders, s.completed, s.leechers)
         return out
 
-    def _close_when_idle(self, endpoint: _UdpEndpoint) -> None:
-        """No transaction in flight: close the socket after ``UDP_IDLE_CLOSE`` seconds, or at once
-        without a connection id (announces are minutes apart; 10,000 idle torrents kept 10,000
-        sockets, ~3.5 KiB each, open: issue 24). The connection id goes with the socket: a tracker
-        ties it to the source address, so the next announce connects again."""
-        if self._connection is not None and self._connection_id() is not None:
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(UDP_IDLE_CLOSE, self._close_idle, endpoint)
-        else:
-            self._close_idle(endpoint)
-
-    def _close_idle(self, endpoint: _UdpEndpoint) -> None:
-        if endpoint.pending:
-            return  # a transaction began meanwhile (it cancelled this timer, unless on another loop)
-        self._idle_timer = None
-        if self._endpoint is endpoint:
-            self._endpoint = None
-            self._connection = None  # the next socket connects again
-        if endpoint.transport is not None:
-            endpoint.transport.close()
-
     async def aclose(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if self._endpoint is not None and self._endpoint.transport is not None:
-            self._endpoint.transport.close()
-        self._endpoint = None
+        """Close the private endpoint's sockets (a shared endpoint is its owner's to close); the
+        client stays usable: the next request opens a new one."""
+        if self._owns_endpoint:
+            self.endpoint.close()
+            self.endpoint = UdpTrackerEndpoint(clock=self._clock)
 
 
 # ----------------------------------------------------------------------------------- BEP 12 tiers
