@@ -89,6 +89,14 @@ async def test_controls_record_and_queue_show_in_the_next_list(tmp_path: Path) -
         d.set_super_seed(t1, True)
         assert check(d, t1)["super_seed"] is True
 
+        # the engine's own change counter (TorrentHandle.status_version): file priorities change
+        # the wanted bytes of an idle seed, and no field of the daemon's record the list reads
+        whole = check(d, t1)["wanted_size"]
+        await d.set_priorities(t1, [1, 0])
+        assert 0 < check(d, t1)["wanted_size"] < whole
+        await d.set_priorities(t1, [1, 1])
+        assert check(d, t1)["wanted_size"] == whole
+
         # the automation's accounting changes the record in place, with no event
         before = dict(check(d, t1))  # (a listed dict is kept, its seeding time updated in place)
         d.account(t1, 0, 0, 125.0)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import copy
 import gc
 import json
 import logging
 import mimetypes
+import operator
 import os
 import secrets
 import shutil
@@ -27,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bitswarm import __version__
 from bitswarm.daemon._store import DataDir, TorrentRecord
@@ -125,6 +127,24 @@ class _Shown:
     key: tuple[object, ...]
     status: dict[str, Any]
     json: tuple[bytes, bytes] | None = None  #: the JSON before and after the seeding time's value
+
+
+#: every field of a record that :meth:`Daemon.status` shows but the seeding time (``_shown``'s key)
+_RECORD_SHOWN: Final = operator.attrgetter(
+    "name", "save_path", "added_at", "paused", "download_limit", "upload_limit", "magnet",
+    "progress", "total_size", "wanted_size", "done_size", "pieces_done", "num_pieces",
+    "downloaded_ever", "uploaded_ever", "goals", "goal_reached", "compat",
+)  # fmt: skip
+
+
+def _json_of(shown: _Shown) -> bytes:
+    """A status's JSON: from the kept parts (made once), or afresh for a busy torrent's (not kept)."""
+    if not shown.key:
+        return _dumps(shown.status)
+    if shown.json is None:
+        shown.json = _split_at_seeding_time(shown.status)
+    head, tail = shown.json
+    return b"%b%d%b" % (head, shown.status["seeding_time"], tail)
 
 
 def _errored(rec: TorrentRecord, message: str) -> _Entry:
@@ -910,19 +930,16 @@ class Daemon:
     def list_json(self, statuses: builtins.list[dict[str, Any]] | None = None) -> bytes:
         """:meth:`list` (or ``statuses``, a :meth:`list` of a moment ago) as a JSON array, from
         each torrent's cached JSON."""
-        if statuses is None:
-            statuses = self.list()
+        if statuses is None:  # no look-up of each entry
+            return b"[" + b",".join([_json_of(shown) for shown in self._shown_all()]) + b"]"
         parts = []
         for st in statuses:
             entry = self._entries.get(st["id"])
             shown = entry.shown if entry is not None else None
             if shown is None or shown.status is not st:  # rebuilt each time (busy), or gone
                 parts.append(_dumps(st))
-                continue
-            if shown.json is None:
-                shown.json = _split_at_seeding_time(st)
-            head, tail = shown.json
-            parts.append(b"%b%d%b" % (head, st["seeding_time"], tail))
+            else:
+                parts.append(_json_of(shown))
         return b"[" + b",".join(parts) + b"]"
 
     def _shown_all(self) -> builtins.list[_Shown]:
@@ -932,29 +949,28 @@ class Daemon:
 
     def _shown(self, entry: _Entry, positions: dict[str, int], minutes: float) -> _Shown:
         """The entry's status from its cache, rebuilt when any of what :meth:`status` reads
-        changed (the engine's :meth:`~bitswarm.session.TorrentHandle.status_key`, the record,
+        changed (the engine's :meth:`~bitswarm.session.TorrentHandle.status_version`, the record,
         the entry, the queue position, the stall), always while the engine's status moves."""
         rec, handle, have = entry.rec, entry.handle, entry.have
+        engine: tuple[object, ...] | None
         if handle is not None:
-            engine = handle.status_key()
+            engine = handle.status_version()
             if engine is None:  # peers, downloading or a rate: rebuilt every time
                 entry.shown = None
                 return _Shown((), self.status(entry, positions))
         else:
             engine = (entry.torrent, have, have.count() if have is not None else 0)
-        compat, goals = rec.compat, rec.goals
+        # the record's fields the status reads, in one C call; the kept key holds copies of its
+        # dicts (changed in place), so equal keys mean equal values
+        fields = _RECORD_SHOWN(rec)
         key = (
             engine, handle, entry.life.state, entry.error, entry.check, entry.held,
             positions.get(rec.id, 0), self.automation.stalled(rec.id, minutes),
-            rec.name, rec.save_path, rec.added_at, rec.paused, rec.download_limit, rec.upload_limit,
-            rec.magnet, rec.progress, rec.total_size, rec.wanted_size, rec.done_size, rec.pieces_done,
-            rec.num_pieces, rec.downloaded_ever, rec.uploaded_ever,
-            tuple(goals.items()) if goals else (), rec.goal_reached,
-            compat.get("category"), tuple(compat.get("tags", []) or ()), compat.get("super_seed"),
-            self.session.config.super_seed,
+            self.session.config.super_seed, fields,
         )  # fmt: skip
         shown = entry.shown
         if shown is None or shown.key != key:
+            key = (*key[:-1], copy.deepcopy(fields))
             shown = entry.shown = _Shown(key, self.status(entry, positions))
         else:  # the accounting adds seeding time to every seed: not a rebuild of each
             shown.status["seeding_time"] = int(rec.seeding_seconds)

@@ -15,7 +15,7 @@ import random
 import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from bitswarm.errors import BitswarmError
 from bitswarm.metainfo import Torrent
@@ -165,6 +165,7 @@ class TorrentRuntime:
         "scheduler",
         "session",
         "started_at",
+        "status_version",
         "storage",
         "swarm_hash",
         "torrent",
@@ -218,6 +219,9 @@ class TorrentRuntime:
         #: THE state (shared with the daemon when it passes its own): change it only through _fire
         self.life = lifecycle if lifecycle is not None else Lifecycle()
         self.error: str | None = None
+        #: bumped by every change of what a quiet torrent's status shows (state, error, super-
+        #: seeding, priorities): ``TorrentHandle.status_version`` (issue 24)
+        self.status_version = 0
         self.accepting = False
         self.closed = False  #: stopped: out of the session
         #: pause, resume, recheck, priorities, move and stop run one at a time
@@ -375,6 +379,7 @@ class TorrentRuntime:
         seeding = state is State.SEEDING
         self.scheduler.downloading = state is State.DOWNLOADING and not self.hashes.blocking
         self.scheduler.seeding = self.choking.seeding = self.peer_manager.seeding = seeding
+        self.status_version += 1
         self._wake()
         return state
 
@@ -641,6 +646,7 @@ class TorrentRuntime:
             for i, prio in enumerate(self.storage.piece_priorities()):
                 if picker.priority[i] != prio:
                     picker.set_priority(i, prio)
+            self.status_version += 1
             await self._save_resume(force=True)
             if self.state in (State.DOWNLOADING, State.SEEDING):
                 if picker.is_complete() != (self.state is State.SEEDING):
@@ -893,6 +899,10 @@ class TorrentRuntime:
         )
 
 
+#: states whose status moves without a bump of ``status_version``: pieces, sizes, metadata
+_MOVING_STATES: Final = frozenset({State.DOWNLOADING, State.CHECKING, State.METADATA, State.MOVING})
+
+
 def _forget(group: dict[asyncio.Task[Any], None], task: asyncio.Task[Any]) -> None:
     group.pop(task, None)
 
@@ -976,22 +986,22 @@ class TorrentHandle:
     def status(self) -> TorrentStatus:
         return self._rt.status()
 
-    def status_key(self) -> tuple[object, ...] | None:
-        """Everything :meth:`status` is made of, read cheaply: equal keys, equal statuses (the
-        daemon keeps each torrent's status and rebuilds it only when this changes; issue 24).
-        None while the status moves by itself: connected to a peer, downloading, or a rate not
-        settled at zero yet."""
+    def status_version(self) -> tuple[int, int, int, int] | None:
+        """A cheap key of :meth:`status` while it cannot move by itself: equal keys, equal
+        statuses (the daemon keeps each torrent's status and rebuilds it only when this changes;
+        issue 24). The engine bumps a counter with every change of state, error, priorities or
+        super-seeding; the number of known peers and the byte totals (a peer that came and went
+        between two lists) change without one and are the other parts. None while the status
+        moves by itself: connected to a peer, downloading, checking, moving, fetching metadata, a
+        rate not settled at zero, a web seed connected."""
         rt = self._rt
-        state = rt.life.state
         down, up = rt.down, rt.up
-        if rt.peers or state is State.DOWNLOADING or down.rate or up.rate:
+        web = rt.web_seeds
+        if rt.peers or rt.life.state in _MOVING_STATES or down.rate or up.rate:
             return None
-        sched, web = rt.scheduler, rt.web_seeds
-        return (
-            state, rt.error, rt.info, rt.storage.have.count(), rt._wanted_done(), down.total, up.total,
-            len(rt.candidates), sched.redundant, sched.super_seed, sched.superseed,
-            (web.connected, web.downloaded) if web.seeds else None,
-        )  # fmt: skip
+        if web.seeds and web.connected:
+            return None
+        return rt.status_version, len(rt.candidates), down.total, up.total
 
     def totals(self) -> tuple[int, int, int, int]:
         """(downloaded, uploaded, wanted bytes, verified wanted bytes) without building a
@@ -1060,6 +1070,7 @@ class TorrentHandle:
         ``super_seed`` setting). Peers connected before it is switched on keep our bitfield; when
         it is switched off, super-seeded peers are told every piece we have."""
         self._rt.scheduler.set_super_seed(value)
+        self._rt.status_version += 1
 
     def set_piece_deadline(self, index: int, deadline: float | None) -> None:
         self._rt.picker.set_deadline(index, deadline)
