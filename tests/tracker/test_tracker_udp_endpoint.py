@@ -193,3 +193,32 @@ async def test_a_standalone_client_owns_its_socket_and_closes_it() -> None:
     finally:
         await client.aclose()
         transport.close()
+
+
+async def test_transactions_to_one_tracker_are_windowed() -> None:
+    """A closing session's ``stopped`` announces all at once: at most ``per_tracker`` in flight to
+    one tracker (5,000 replies together overflowed the socket's receive buffer: 256 were read)."""
+    n, window = 20, 4
+    server, transport, url = await _tracker(hold=10**6)  # holds every announce reply
+    endpoint = UdpTrackerEndpoint(per_tracker=window)
+    clients = [UdpTrackerClient(url, retry_base=5.0, max_retries=1, endpoint=endpoint) for _ in range(n)]
+    try:
+        tasks = [asyncio.create_task(c.announce(_params(i))) for i, c in enumerate(clients)]
+        async with asyncio.timeout(10):
+            while server.kinds().count("AnnounceRequest") < window:
+                await asyncio.sleep(0.01)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert server.kinds().count("AnnounceRequest") == window
+        server.hold = 1
+        assert server.transport is not None
+        for data_out, to in server.held:
+            server.transport.sendto(data_out, to)
+        server.held.clear()
+        async with asyncio.timeout(10):
+            results = await asyncio.gather(*tasks)
+        assert [r.peers for r in results] == [(("10.0.0.1", 1000 + i),) for i in range(n)]
+        assert server.kinds().count("AnnounceRequest") == n and endpoint.in_flight == 0
+    finally:
+        endpoint.close()
+        transport.close()

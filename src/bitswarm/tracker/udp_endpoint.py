@@ -37,6 +37,12 @@ __all__ = ["CONNECTION_ID_LIFETIME", "UdpTrackerEndpoint"]
 CONNECTION_ID_LIFETIME = 60.0
 #: Seconds a tracker host name's resolved address is reused.
 RESOLVE_TTL = 300.0
+#: Transactions in flight to one tracker address over the endpoint; more wait for a slot. A
+#: closing session sends every torrent's ``stopped`` at once: 5,000 replies arriving together
+#: overflowed the socket's receive buffer (256 of them were read; issue 24).
+MAX_IN_FLIGHT_PER_TRACKER = 128
+#: Bytes asked for the sockets' receive buffer (the kernel caps it at ``net.core.rmem_max``).
+RECEIVE_BUFFER = 1 << 20
 
 Addr = tuple[str, int]
 
@@ -77,8 +83,12 @@ class UdpTrackerEndpoint:
     first use). ``clock`` (seconds) times the connection ids; the retransmission waits run on the
     event loop's timers."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, per_tracker: int = MAX_IN_FLIGHT_PER_TRACKER
+    ) -> None:
         self._clock = clock
+        self.per_tracker = per_tracker
+        self._slots: dict[Addr, asyncio.Semaphore] = {}
         self._sockets: dict[int, _Socket] = {}
         self._open_lock = asyncio.Lock()
         #: transaction id -> (tracker address, reply)
@@ -126,9 +136,13 @@ class UdpTrackerEndpoint:
                 raise TrackerUnreachable("the UDP tracker endpoint is closed")
             loop = asyncio.get_running_loop()
             local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
-            _, proto = await loop.create_datagram_endpoint(
+            transport, proto = await loop.create_datagram_endpoint(
                 lambda: _Socket(self, family), local_addr=local, family=family
             )
+            raw = transport.get_extra_info("socket")
+            if raw is not None:
+                with contextlib.suppress(OSError):
+                    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             self._sockets[family] = proto
             self.sockets_opened += 1
             return proto
@@ -259,7 +273,6 @@ class UdpTrackerEndpoint:
         """Connect if needed, send ``build(connection_id, tid)``, retransmit after ``retry_base *
         2**n`` seconds for n = 0..``max_retries`` (BEP 15; a lost connect and a lost request both
         count as one attempt) and return the decoded reply."""
-        from bitswarm.tracker import udp_codec
 
         try:
             family, addr = await self.resolve(host, port, resolve_timeout)
@@ -271,7 +284,25 @@ class UdpTrackerEndpoint:
             sock = await self._socket(family)
         except OSError as exc:
             raise TrackerUnreachable(f"{type(exc).__name__}: {exc}", url=url) from None
-        ipv6 = family == socket.AF_INET6
+        slot = self._slots.get(addr)
+        if slot is None:
+            slot = self._slots[addr] = asyncio.Semaphore(self.per_tracker)
+        async with slot:
+            return await self._transact(sock, addr, url, build, expecting, retry_base, max_retries)
+
+    async def _transact(
+        self,
+        sock: _Socket,
+        addr: Addr,
+        url: str,
+        build: Callable[[int, int], bytes],
+        expecting: udp_codec.Action,
+        retry_base: float,
+        max_retries: int,
+    ) -> udp_codec.Response:
+        from bitswarm.tracker import udp_codec
+
+        ipv6 = sock.family == socket.AF_INET6
         loop = asyncio.get_running_loop()
         tid = self._new_tid()
         reply_fut: asyncio.Future[bytes] = loop.create_future()
