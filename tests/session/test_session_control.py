@@ -318,3 +318,33 @@ async def test_session_add_fires_the_callers_lifecycle(tmp_path: Path) -> None:
         assert broken.state is State.ERROR
         hp = await session.add(t, src, paused=True)
         assert hp.status().state == "paused" and hp.pieces().all() and hp.status().peers == 0
+
+
+async def test_status_version_changes_with_every_change_an_idle_torrent_shows(tmp_path: Path) -> None:
+    """``status_version`` (issue 24: the daemon rebuilds a listed status only when it changes):
+    equal while nothing happens, different after each control and after a new known peer."""
+    src = make_tree(tmp_path / "seed", {"a.bin": 50_000, "b.bin": 40_000})
+    t = parse_torrent(create_torrent(src, version="v1", piece_length=PIECE))
+    async with Session(config()) as session:
+        h = await session.add(t, src.parent)
+        await until(lambda: h.status_version() is not None, "an idle seed")
+        seen = [h.status_version()]
+        assert h.status_version() == seen[0]  # nothing happened: the same key
+
+        async def changed() -> None:
+            now = h.status_version()
+            assert now is not None and now not in seen
+            seen.append(now)
+
+        await h.pause()
+        await changed()
+        await h.resume()
+        await changed()
+        h.set_super_seed(True)
+        await changed()
+        await h.set_file_priorities([1, 0])
+        await changed()
+        h.add_peer("127.0.0.1", 9)  # one more known peer (never dialled by a seed)
+        await changed()
+        st = h.status()
+        assert (st.state, st.known_peers) == ("seeding", 1) and st.wanted_size < 90_000
