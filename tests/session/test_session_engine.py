@@ -17,6 +17,7 @@ from bitswarm.session.peer_manager import CONNECT_TICK, HAVE_BATCH_SECONDS, REDI
 from bitswarm.session.picker import BLOCK_SIZE, PiecePicker
 from bitswarm.session.ratelimit import RateLimiter, RateMeter, WindowMeter
 from bitswarm.session.scheduler import RequestScheduler
+from bitswarm.storage import StorageError
 from bitswarm.storage.bitfield import Bitfield as PieceSet
 
 
@@ -252,7 +253,12 @@ class GatedStorage:
 
 
 def scheduler(
-    clock: ManualClock, peer: BlockPeer, storage: GatedStorage, limiter: RateLimiter, verified: list[int]
+    clock: ManualClock,
+    peer: BlockPeer,
+    storage: GatedStorage,
+    limiter: RateLimiter,
+    verified: list[int],
+    errors: list[str] | None = None,
 ) -> RequestScheduler:
     pm = manager(clock, [])
     pm.peers[peer.peer_id] = peer  # type: ignore[assignment]
@@ -270,7 +276,7 @@ def scheduler(
         spawn=spawn,
         on_verified=lambda index, buf: verified.append(index),
         on_hash_failed=lambda index: None,
-        on_disk_error=lambda message: None,
+        on_disk_error=(lambda message: None) if errors is None else errors.append,
     )
     sched.downloading = True
     return sched
@@ -297,6 +303,37 @@ async def test_a_disk_that_falls_behind_pauses_every_peer_until_it_catches_up() 
     storage.gate.set()
     await clock.advance(0)
     assert peer.reading and sched.finishing == 0 and sorted(verified) == [0, 1, 2]
+
+
+class FullDiskStorage(GatedStorage):
+    """Piece 0's write fails (the disk is full); the others' succeed, after it."""
+
+    async def write_piece(self, index: int, buf: bytearray) -> bool:
+        await self.gate.wait()
+        if index == 0:
+            raise StorageError("No space left on device (ENOSPC)")
+        return True
+
+
+async def test_after_a_disk_error_pieces_still_in_flight_are_not_reported_verified() -> None:
+    """A CI run saw ``piece_verified`` after ``torrent_error``: a piece whose write ended after
+    the failing one was still reported (and counted) though the torrent had stopped."""
+    clock = ManualClock()
+    peer, storage = BlockPeer("p", clock), FullDiskStorage(8)
+    verified: list[int] = []
+    errors: list[str] = []
+    sched = scheduler(clock, peer, storage, RateLimiter(0, clock=clock.now), verified, errors)
+    receive_piece(sched, peer, 0)
+    receive_piece(sched, peer, 1)
+    storage.gate.set()
+    await clock.advance(0)
+    assert len(errors) == 1 and "ENOSPC" in errors[0]
+    assert verified == [] and sched.finishing == 0
+    assert not sched.picker.have[1]
+    sched.reset(PiecePicker(8, lambda i: 2 * BLOCK_SIZE))  # a recheck clears the error
+    receive_piece(sched, peer, 2)
+    await clock.advance(0)
+    assert verified == [2]
 
 
 async def test_the_download_limit_pauses_a_peer_for_the_time_the_clock_says() -> None:

@@ -98,6 +98,10 @@ class RequestScheduler:
         #: piece -> the web seed fetching it (one web seed per piece; see :meth:`pick_web_piece`)
         self._web_pieces: dict[int, Hashable] = {}
         self.finishing = 0  #: complete pieces waiting for their hash + write
+        #: a piece's write failed (the torrent is in error): pieces whose hash + write end after it
+        #: count for nothing — no ``piece_verified`` after ``torrent_error``; resuming an errored
+        #: torrent rechecks the disk and finds them there
+        self.disk_failed = False
         self._disk_paused = False  # peers' reading paused until the disk catches up
         self._read_pauses: dict[PeerProtocol, ReadPause] = {}  # by peer: why its reading is paused
         self.hash_failures = 0
@@ -449,6 +453,7 @@ class RequestScheduler:
         self._block_src.clear()
         self._web_pieces.clear()
         self.picker = picker
+        self.disk_failed = False
 
     def refresh_interest(self) -> None:
         """What we want changed (file priorities): tell each peer whether it has something for us
@@ -543,7 +548,10 @@ class RequestScheduler:
             try:
                 ok = await self.storage.write_piece(index, buf)
             except BitswarmError as exc:
+                self.disk_failed = True
                 self._on_disk_error(f"disk error: {exc}")
+                return None
+            if self.disk_failed:
                 return None
             if ok:
                 self._piece_passed(index, buf)
