@@ -3,12 +3,10 @@ metainfo, the per-torrent state they keep in the record's ``compat`` dict, and s
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError
-from bitswarm.daemon._store import TorrentRecord
 from bitswarm.session.lifecycle import DISPLAY_NAME, State
 
 #: ``state`` (as the daemon shows it) → the lifecycle state.
@@ -59,56 +57,9 @@ def save(daemon: Daemon, torrent_id: str) -> None:
 
 
 def number(daemon: Daemon, torrent_id: str) -> int:
-    """The torrent's stable integer id (Transmission's ``id``): given once, kept in its record."""
-    c = compat(daemon, torrent_id)
-    num = c.get("num")
-    if isinstance(num, int) and not isinstance(num, bool):
-        return num
-    last = int(daemon.setting("last_num", 0) or 0)
-    for tid in daemon.ids():
-        other = compat(daemon, tid).get("num")
-        if isinstance(other, int):
-            last = max(last, other)
-    c["num"] = last + 1
-    daemon.set_setting("last_num", last + 1)
-    save(daemon, torrent_id)
-    return last + 1
-
-
-def _assign_numbers(daemon: Daemon, torrent_ids: list[str]) -> list[TorrentRecord]:
-    """Give every torrent of ``torrent_ids`` without one its :func:`number` (one scan, one settings
-    write, before the records: a number is never given twice); the records to save."""
-    wanted, missing = set(torrent_ids), []
-    last = int(daemon.setting("last_num", 0) or 0)
-    for tid in daemon.ids():
-        num = compat(daemon, tid).get("num")
-        if isinstance(num, int) and not isinstance(num, bool):
-            last = max(last, num)
-        elif tid in wanted:
-            missing.append(tid)
-    if not missing:
-        return []
-    for tid in missing:
-        last += 1
-        compat(daemon, tid)["num"] = last
-    daemon.set_setting("last_num", last)
-    return [daemon.record(tid) for tid in missing]
-
-
-def number_all(daemon: Daemon, torrent_ids: list[str]) -> None:
-    """Give every torrent of ``torrent_ids`` without one its :func:`number` at once, the records
-    written in one batch (a first ``torrent-get`` of 10,000 torrents took seconds one by one)."""
-    recs = _assign_numbers(daemon, torrent_ids)
-    if recs:
-        daemon.data.save_serialized(daemon.data.changed_records(recs))
-
-
-async def number_all_async(daemon: Daemon, torrent_ids: list[str]) -> None:
-    """:func:`number_all` with the records written by a disk thread (the first ``torrent-get`` of
-    10,000 torrents wrote 10,000 records on the event loop; issue 24)."""
-    recs = _assign_numbers(daemon, torrent_ids)
-    if recs:
-        await asyncio.to_thread(daemon.data.save_serialized, daemon.data.changed_records(recs))
+    """The torrent's stable integer id (Transmission's ``id``): given when it is added, kept in its
+    record (:meth:`Daemon.number`)."""
+    return daemon.number(torrent_id)
 
 
 def queue_order(daemon: Daemon) -> list[str]:

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from bitswarm import __version__
 from bitswarm.daemon._store import DataDir, TorrentRecord
@@ -100,12 +100,17 @@ def _refused(exc: LifecycleError) -> DaemonError:
     return DaemonError(str(exc), 409, "wrong_state")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Entry:
+    """The daemon's state of one torrent. Slotted, and nothing made per torrent that an idle one
+    does not use (10,000 idle seeds: the instance dicts, locks and finished start tasks were
+    ~1.5 KiB each; issue 24)."""
+
     rec: TorrentRecord
     torrent: Torrent | None
     handle: TorrentHandle | None = None
-    task: asyncio.Task[None] | None = None  #: adding it to the session (queued, metadata, checking)
+    #: adding it to the session (queued, metadata, checking); None once that ended
+    task: asyncio.Task[None] | None = None
     job: asyncio.Task[None] | None = None  #: a recheck or move running in the background
     life: Lifecycle = field(default_factory=Lifecycle)  #: THE state (the engine's, once added)
     error: str | None = None
@@ -113,9 +118,27 @@ class _Entry:
     #: waiting in the queue: the user wants it running, the automation holds it (engine-paused)
     held: bool = False
     have: Bitfield | None = None  #: verified pieces while not running (from the resume data)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: the last status listed, with what it was made of (``Daemon._shown``; issue 24)
     shown: _Shown | None = None
+    #: the lock of :meth:`locked` while someone holds it or waits for it, and how many do
+    lock: asyncio.Lock | None = None
+    lockers: int = 0
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """One operation on the torrent at a time: the lock is made by the first one and dropped by
+        the last (an ``asyncio.Lock`` per idle torrent; issue 24)."""
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        lock = self.lock
+        self.lockers += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self.lockers -= 1
+            if not self.lockers:
+                self.lock = None
 
 
 @dataclass(slots=True)
@@ -145,6 +168,17 @@ def _json_of(shown: _Shown) -> bytes:
         shown.json = _split_at_seeding_time(shown.status)
     head, tail = shown.json
     return b"%b%d%b" % (head, shown.status["seeding_time"], tail)
+
+
+def _let_go(entry: _Entry, job: asyncio.Task[None]) -> None:
+    """A background job ended: the entry lets go of it."""
+    if entry.job is job:
+        entry.job = None
+
+
+def _is_num(value: object) -> TypeGuard[int]:
+    """``value`` is a Transmission id (an int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _errored(rec: TorrentRecord, message: str) -> _Entry:
@@ -195,6 +229,8 @@ class Daemon:
         self._starting = 0  #: starts under way
         self._flushed_time = clock()
         self._flushed = clock()
+        #: the last Transmission id given (``rec.compat["num"]``, :meth:`_number`)
+        self._last_num = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -212,6 +248,7 @@ class Daemon:
         self.apply_rates(*self._rates_now())
         self._pump = asyncio.get_running_loop().create_task(self._pump_events())
         records, broken = self.data.records()
+        await self._number_saved(records)
         # Thousands of saved torrents: their engine objects are long-lived, and the cyclic GC's full
         # passes over them while they start were a third of the start-up (issue 24). It is off until
         # the last of them is open (magnets still fetching metadata are not waited for), then the
@@ -238,9 +275,47 @@ class Daemon:
         for tid, reason in broken.items():  # never dropped silently: listed, in the error state
             log.warning("saved torrent %s cannot be restored: %s", tid, reason)
             rec = TorrentRecord(id=tid, name=tid, save_path=str(self.download_dir))
+            self._number(rec)  # not saved: its damaged record is left as it is
             self._entries[tid] = _errored(rec, f"cannot be restored: {reason}")
         self._configure_watch()
         self._auto_task = asyncio.get_running_loop().create_task(self.automation.run())
+
+    async def _number_saved(self, records: list[TorrentRecord]) -> None:
+        """Give each saved torrent without a Transmission id (a data directory of an older version)
+        its id, after every id already given, oldest first; the records written in one disk job."""
+        last = int(self.setting("last_num", 0) or 0)
+        missing = []
+        for rec in records:
+            num = rec.compat.get("num")
+            if _is_num(num):
+                last = max(last, num)
+            else:
+                missing.append(rec)
+        self._last_num = last
+        for rec in missing:
+            self._number(rec)
+        if missing:
+            await asyncio.to_thread(self.data.save_serialized, self.data.changed_records(missing))
+
+    def _number(self, rec: TorrentRecord) -> int:
+        """Give ``rec`` the next Transmission id (``compat["num"]``), stable for the torrent's life:
+        given when it is added (or, for an older data directory, at the start that finds it without
+        one), saved with its record; the id of a removed torrent is never given again (``last_num``
+        in the settings, raised at a removal). The first ``torrent-get`` of 10,000 torrents numbered
+        and wrote all of them (its p99; issue 24)."""
+        self._last_num += 1
+        rec.compat["num"] = self._last_num
+        return self._last_num
+
+    def number(self, torrent_id: str) -> int:
+        """The torrent's Transmission id (404 if none)."""
+        rec = self._entry(torrent_id).rec
+        num = rec.compat.get("num")
+        if _is_num(num):
+            return int(num)
+        num = self._number(rec)  # the compat dict lost it (replaced by hand): given anew, kept
+        self.data.save_record(rec)
+        return num
 
     def _restore(self, rec: TorrentRecord) -> _Entry:
         """The entry of a saved torrent; in the error state (with the reason) if it cannot be loaded."""
@@ -375,6 +450,7 @@ class Daemon:
             num_pieces=torrent.info.num_pieces,
         )
         self._label(rec, category, tags)
+        self._number(rec)
         self.data.save_metainfo(tid, data)
         self.data.save_record(rec)
         entry = _Entry(rec, torrent)
@@ -418,6 +494,7 @@ class Daemon:
             magnet=magnet.to_uri(),
         )
         self._label(rec, category, tags)
+        self._number(rec)
         self.data.save_record(rec)
         entry = _Entry(rec, None, life=Lifecycle(State.PAUSED if paused else State.STOPPED))
         self._entries[tid] = entry
@@ -469,14 +546,19 @@ class Daemon:
         entry.held = held
         entry.life.fire(Event.QUEUE)
         entry.error = None
-        entry.task = asyncio.get_running_loop().create_task(self._run_start(entry, recheck, paused or held))
+        task = entry.task = asyncio.get_running_loop().create_task(
+            self._run_start(entry, recheck, paused or held)
+        )
         self._starting += 1
-        entry.task.add_done_callback(self._started_one)
+        task.add_done_callback(lambda t: self._started_one(entry, t))
 
-    def _started_one(self, task: asyncio.Task[None]) -> None:
-        """A start ended. Once a large batch of starts is done (the daemon's start-up with thousands
-        of torrents), the objects made so far leave the cyclic garbage collector's care: its full
-        passes over half a gigabyte of engine objects were the list latency's p99 (issue 24)."""
+    def _started_one(self, entry: _Entry, task: asyncio.Task[None]) -> None:
+        """A start ended: the entry lets go of its task (a finished task is ~0.7 KiB). Once a large
+        batch of starts is done (the daemon's start-up with thousands of torrents), the objects made
+        so far leave the cyclic garbage collector's care: its full passes over half a gigabyte of
+        engine objects were the list latency's p99 (issue 24)."""
+        if entry.task is task:
+            entry.task = None
         self._starting -= 1
         if task in self._restoring:
             self._restoring.discard(task)
@@ -588,7 +670,8 @@ class Daemon:
 
     def _in_background(self, entry: _Entry, job: Coroutine[Any, Any, None]) -> None:
         """Run a recheck or move after the reply (the reply shows ``checking`` or ``moving``)."""
-        entry.job = asyncio.get_running_loop().create_task(job)
+        task = entry.job = asyncio.get_running_loop().create_task(job)
+        task.add_done_callback(lambda t: _let_go(entry, t))
 
     def _snapshot(self, entry: _Entry) -> bool:
         """Copy the running torrent's progress into its record; True if that changed it."""
@@ -634,7 +717,7 @@ class Daemon:
         """The engine closes the torrent's connections and keeps it, its peers and resume data; one
         that is still starting stops starting."""
         entry = self._entry(torrent_id, usable=True)
-        async with entry.lock:
+        async with entry.locked():
             entry.held = False
             if not entry.rec.paused:
                 entry.rec.paused = True
@@ -662,7 +745,7 @@ class Daemon:
     async def resume(self, torrent_id: str) -> dict[str, Any]:
         """Resume a paused torrent (the engine dials the peers it knew); retry one in error."""
         entry = self._entry(torrent_id, usable=True)
-        async with entry.lock:
+        async with entry.locked():
             if entry.rec.paused or entry.life.state is State.ERROR:
                 entry.rec.paused = False
                 self.data.save_record(entry.rec)
@@ -680,10 +763,13 @@ class Daemon:
 
     async def remove(self, torrent_id: str, *, delete_data: bool = False) -> dict[str, Any]:
         entry = self._entry(torrent_id)
-        async with entry.lock:
+        async with entry.locked():
             if self._entries.get(entry.rec.id) is not entry:
                 raise _not_found(torrent_id)
             await self._stop(entry)
+            num = entry.rec.compat.get("num")
+            if _is_num(num) and num > int(self.setting("last_num", 0) or 0):
+                self.set_setting("last_num", num)  # never given again, even after a restart
             del self._entries[entry.rec.id]
             self._dirty.discard(entry.rec.id)
             self._dirty_time.discard(entry.rec.id)
@@ -700,7 +786,7 @@ class Daemon:
         entry = self._entry(torrent_id, usable=True)
         if entry.torrent is None:
             raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
-        async with entry.lock:
+        async with entry.locked():
             if entry.handle is None and entry.life.state is not State.PAUSED:
                 await self._cancel_tasks(entry)  # queued, checking or failed: start over, hashing all
                 self._start(entry, recheck=True)
@@ -735,7 +821,7 @@ class Daemon:
         by a kill is finished at the next start)."""
         entry = self._entry(torrent_id, usable=True)
         target = self._save_path(save_path)
-        async with entry.lock:
+        async with entry.locked():
             if entry.torrent is None:  # a magnet without metadata: nothing on disk yet
                 if entry.handle is None and (entry.task is None or entry.task.done()):
                     entry.rec.save_path = str(target)
@@ -778,7 +864,7 @@ class Daemon:
         if entry.torrent is None:
             raise DaemonError("the torrent has no metadata yet", 409, "no_metadata")
         prios = self._file_priorities(entry.torrent, priorities)
-        async with entry.lock:
+        async with entry.locked():
             entry.rec.priorities = prios
             self.data.save_record(entry.rec)
             if entry.handle is not None:  # live: the engine fetches what is wanted now
@@ -1251,7 +1337,7 @@ class Daemon:
         entry = self._entries.get(torrent_id)
         if entry is None or entry.rec.paused:
             return
-        async with entry.lock:
+        async with entry.locked():
             entry.held = True
             if entry.handle is not None and entry.handle.state in (State.DOWNLOADING, State.SEEDING):
                 await entry.handle.pause()
@@ -1263,7 +1349,7 @@ class Daemon:
         entry = self._entries.get(torrent_id)
         if entry is None:
             return
-        async with entry.lock:
+        async with entry.locked():
             if not entry.held or entry.rec.paused:
                 return
             entry.held = False

@@ -174,7 +174,6 @@ class TransmissionRPC:
         if ids is None or ids == "recently-active":
             return all_ids
         items = ids if isinstance(ids, list) else [ids]
-        c.number_all(self.daemon, all_ids)  # once: numbering one by one scanned all for each
         by_num = {c.number(self.daemon, t): t for t in all_ids}
         out: list[str] = []
         for item in items:
@@ -351,8 +350,6 @@ class TransmissionRPC:
         positions = self.daemon.positions() if need_details else None
         rows: list[dict[str, Any]] = []
         selected = self.select(args.get("ids"))
-        if "id" in names:
-            await c.number_all_async(self.daemon, selected)
         ratio = self.daemon.automation_settings()["seed_ratio_limit"]
         wanted = tuple(names)
         seeding_time = "secondsSeeding" in names  # the status dict is kept as the seeding time grows
