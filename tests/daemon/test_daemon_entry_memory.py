@@ -17,37 +17,31 @@ from bitswarm.session.lifecycle import State
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_an_idle_seed_entry_is_slotted_with_no_lock_and_no_finished_task(tmp_path: Path) -> None:
+async def _add_one(d: Daemon, tmp_path: Path) -> str:
     f = tmp_path / "f.bin"
     f.write_bytes(os.urandom(5000))
-    d = Daemon(tmp_path / "d", session_config())
-    await d.start()
-    try:
-        tid = (
-            await d.add_torrent(create_torrent(f, version="v1", piece_length=16384), save_path=str(tmp_path))
-        )["id"]
-        entry = d._entries[tid]
+    return str(
+        (await d.add_torrent(create_torrent(f, version="v1", piece_length=16384), save_path=str(tmp_path)))[
+            "id"
+        ]
+    )
+
+
+async def test_an_idle_seed_entry_is_slotted_with_no_lock_and_no_finished_task(tmp_path: Path) -> None:
+    async with Daemon(tmp_path / "d", session_config()) as d:
+        entry = d._entries[await _add_one(d, tmp_path)]
         assert not hasattr(entry, "__dict__")
         await wait_for(lambda: entry.life.state is State.SEEDING and entry.task is None, 30)
         assert entry.lock is None
-        await d.recheck(tid)  # a background job: let go of once it ended
+        await d.recheck(entry.rec.id)  # a background job: let go of once it ended
         await wait_for(lambda: entry.job is None and entry.life.state is State.SEEDING, 30)
-        await d.pause(tid)
+        await d.pause(entry.rec.id)
         assert entry.lock is None and entry.lockers == 0
-    finally:
-        await d.close()
 
 
 async def test_the_entry_lock_serializes_operations_and_is_dropped_by_the_last(tmp_path: Path) -> None:
-    f = tmp_path / "f.bin"
-    f.write_bytes(os.urandom(5000))
-    d = Daemon(tmp_path / "d", session_config())
-    await d.start()
-    try:
-        tid = (
-            await d.add_torrent(create_torrent(f, version="v1", piece_length=16384), save_path=str(tmp_path))
-        )["id"]
-        entry = d._entries[tid]
+    async with Daemon(tmp_path / "d", session_config()) as d:
+        entry = d._entries[await _add_one(d, tmp_path)]
         order: list[str] = []
 
         async def op(name: str, hold: asyncio.Event | None) -> None:
@@ -72,5 +66,3 @@ async def test_the_entry_lock_serializes_operations_and_is_dropped_by_the_last(t
         await asyncio.gather(first, second)
         assert order == ["a in", "a out", "b in", "b out"]
         assert entry.lock is None and entry.lockers == 0
-    finally:
-        await d.close()

@@ -52,9 +52,7 @@ async def _torrent_get_ids(d: Daemon) -> dict[str, int]:
 
 async def test_ids_are_given_at_add_and_saved_before_any_torrent_get(tmp_path: Path) -> None:
     raws = _raws(tmp_path, 4)
-    d = Daemon(tmp_path / "d", session_config())
-    await d.start()
-    try:
+    async with Daemon(tmp_path / "d", session_config()) as d:
         tids = [(await d.add_torrent(raw, paused=True))["id"] for raw in raws[:3]]
         magnet = "magnet:?xt=urn:btih:" + "ab" * 20 + "&dn=m"
         tids.append((await d.add_magnet(magnet, paused=True))["id"])
@@ -65,46 +63,28 @@ async def test_ids_are_given_at_add_and_saved_before_any_torrent_get(tmp_path: P
         assert await _torrent_get_ids(d) == {tid: i + 1 for i, tid in enumerate(tids)}
         assert _files(d.data.torrents) == before  # torrent-get wrote no record
         assert _mtime(d.data.root / "settings.json") == settings  # nor the settings
-    finally:
-        await d.close()
 
 
 async def test_ids_are_stable_across_restarts_and_never_given_twice(tmp_path: Path) -> None:
     raws = _raws(tmp_path, 4)
     data = tmp_path / "d"
-    d = Daemon(data, session_config())
-    await d.start()
-    try:
+    async with Daemon(data, session_config()) as d:
         tids = [(await d.add_torrent(raw, paused=True))["id"] for raw in raws[:3]]
         await d.remove(tids[2])  # the last id: never given again, even after a restart
         await d.remove(tids[0])
-    finally:
-        await d.close()
-    d = Daemon(data, session_config())
-    await d.start()
-    try:
+    async with Daemon(data, session_config()) as d:
         assert await _torrent_get_ids(d) == {tids[1]: 2}
         added = await d.add_torrent(raws[3], paused=True)
         assert d.number(added["id"]) == 4
-    finally:
-        await d.close()
-    d = Daemon(data, session_config())
-    await d.start()
-    try:
+    async with Daemon(data, session_config()) as d:
         assert await _torrent_get_ids(d) == {tids[1]: 2, added["id"]: 4}
-    finally:
-        await d.close()
 
 
 async def test_an_older_data_directory_is_numbered_at_start_oldest_first(tmp_path: Path) -> None:
     raws = _raws(tmp_path, 3)
     data = tmp_path / "d"
-    d = Daemon(data, session_config())
-    await d.start()
-    try:
+    async with Daemon(data, session_config()) as d:
         tids = [(await d.add_torrent(raw, paused=True))["id"] for raw in raws]
-    finally:
-        await d.close()
     # as an older version left them: the first one numbered (and last_num at 5), the others not
     for i, tid in enumerate(tids):
         p = data / "torrents" / f"{tid}.json"
@@ -112,12 +92,8 @@ async def test_an_older_data_directory_is_numbered_at_start_oldest_first(tmp_pat
         rec["compat"] = {"num": 5} if i == 0 else {}
         p.write_bytes(json.dumps(rec).encode())
     (data / "settings.json").write_text(json.dumps({"last_num": 5}))
-    d = Daemon(data, session_config())
-    await d.start()
-    try:
+    async with Daemon(data, session_config()) as d:
         assert _saved_nums(d) == {tids[0]: 5, tids[1]: 6, tids[2]: 7}
         before = _files(d.data.torrents)
         assert await _torrent_get_ids(d) == {tids[0]: 5, tids[1]: 6, tids[2]: 7}
         assert _files(d.data.torrents) == before
-    finally:
-        await d.close()

@@ -17,7 +17,7 @@ import json
 import mimetypes
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -31,11 +31,12 @@ from bitswarm import __version__
 from bitswarm._asgi import ASGIApp, BodyLimit, Scope
 from bitswarm.daemon import qbittorrent, transmission
 from bitswarm.daemon._core import MAX_TORRENT_BYTES, Daemon, DaemonError, clean_trackers, parse_peer
-from bitswarm.daemon._metrics import CONTENT_TYPE as METRICS_TYPE
-from bitswarm.daemon._metrics import DaemonMetrics
 from bitswarm.daemon._webui import STATIC_TYPES, favicon, render, static_file
 from bitswarm.daemon.automation import SPECS
 from bitswarm.session.lifecycle import LifecycleError
+
+if TYPE_CHECKING:
+    from bitswarm.daemon._metrics import DaemonMetrics
 
 #: Request bodies above this many bytes are refused with 413 before they reach a handler.
 MAX_BODY_BYTES = MAX_TORRENT_BYTES + 64 * 1024
@@ -515,11 +516,15 @@ def create_app(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    metrics = DaemonMetrics(daemon)
+    metrics: list[DaemonMetrics] = []  # made at the first scrape: prometheus_client is imported then
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Auth])  # Prometheus, needs the token
     async def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=METRICS_TYPE)
+        from bitswarm.daemon._metrics import CONTENT_TYPE, DaemonMetrics
+
+        if not metrics:
+            metrics.append(DaemonMetrics(daemon))
+        return Response(metrics[0].render(), media_type=CONTENT_TYPE)
 
     app.include_router(api)
     transmission.mount(app, daemon, token)  # /transmission/rpc (Transmission's RPC)

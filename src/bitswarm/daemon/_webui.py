@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jinja2 import Environment, PackageLoader, select_autoescape
+from typing import TYPE_CHECKING, Any
 
 from bitswarm import __version__
 from bitswarm.daemon.automation import DAYS, SPECS
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 #: files served under /static/ (nothing else is), with their media types
 STATIC_TYPES = {
@@ -121,6 +122,9 @@ def _field(key: str) -> Field:
 
 @cache
 def _env() -> Environment:
+    # imported by the first page served: a daemon nobody browses does not hold jinja2 (issue 24)
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     return Environment(
         loader=PackageLoader("bitswarm.daemon", "templates"),
         autoescape=select_autoescape(["html"]),

@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bitswarm.errors import BitswarmError
 
 DEFAULT_API = "http://127.0.0.1:9091"
@@ -49,6 +47,8 @@ class DaemonClient:
             api = "http://" + api
         self.api = api.rstrip("/")
         self.token = token
+        import httpx  # not at module level: the daemon process imports this module (issue 24, RSS)
+
         self._http = httpx.Client(base_url=self.api + "/api/v1", timeout=timeout)
 
     def close(self) -> None:
@@ -64,6 +64,8 @@ class DaemonClient:
         headers = dict(kw.pop("headers", {}) or {})
         if self.token:  # every API request needs it, reads too
             headers["Authorization"] = f"Bearer {self.token}"
+        import httpx
+
         try:
             reply = self._http.request(method, path, headers=headers, **kw)
         except httpx.HTTPError as exc:

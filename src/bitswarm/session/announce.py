@@ -189,6 +189,8 @@ class TrackerBook:
     and failures here, and each one is published as a ``tracker_reply`` or ``tracker_error`` event
     through ``emit``."""
 
+    __slots__ = ("_emit", "_open", "_records", "_wall", "errors_total", "udp")  # one per torrent
+
     def __init__(
         self,
         tiers: Sequence[Sequence[str]],
@@ -288,6 +290,8 @@ class _RecordingClient:
     """A :class:`~bitswarm.tracker.client.TrackerClient` that reports each announce's outcome to a
     :class:`TrackerBook` (``stopped`` announces excepted: they end a session)."""
 
+    __slots__ = ("_book", "_inner", "url")
+
     def __init__(self, inner: TrackerClient, url: str, book: TrackerBook) -> None:
         self._inner = inner
         self.url = url
@@ -344,6 +348,13 @@ def waiting_reason(trackers: Sequence[TrackerStatus], dht: DhtStatus, known_peer
 
 class AnnounceDriver:
     """Tracker announces and DHT lookups for one torrent, each in its own task."""
+
+    # one per torrent: slotted (issue 24, memory at 10,000 torrents)
+    __slots__ = (
+        "_add_peer", "_before_first", "_complete", "_dht_now", "_name", "_next", "_port", "_stopped",
+        "_tasks", "_wall", "_want_more_peers", "announcer", "book", "clock", "dht", "dht_error",
+        "dht_interval", "dht_last_lookup", "dht_lookups", "dht_peers_found", "gate", "swarm_hash",
+    )  # fmt: skip
 
     def __init__(
         self,

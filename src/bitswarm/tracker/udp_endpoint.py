@@ -22,6 +22,7 @@ import ipaddress
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -99,6 +100,9 @@ class UdpTrackerEndpoint:
         self._resolved: dict[Addr, tuple[int, Addr, float]] = {}
         self.sockets_opened = 0  #: sockets opened so far (status, tests)
         self.closed = False
+        #: the clients over this endpoint, one per tracker and settings, shared by the torrents while
+        #: any uses it (``UdpTrackerClient.with_endpoint``; they keep no state of their own)
+        self.clients: weakref.WeakValueDictionary[tuple[object, ...], object] = weakref.WeakValueDictionary()
 
     # -- state, for status and tests -------------------------------------------------------------
 
