@@ -13,8 +13,9 @@ import logging
 import os
 import random
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from bitswarm.errors import BitswarmError
@@ -58,6 +59,10 @@ HOUSEKEEPING_SECONDS = 1.0
 #: One random generator for every torrent's picker and choker (2.5 KiB of state each: three per
 #: torrent were 15 % of an idle torrent's memory; issue 24).
 _RNG = random.Random()
+#: what a torrent without a peer manager has connected and may dial: nothing (read-only, shared)
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+#: the web seeds of a torrent without any (shared: nothing in it changes)
+_NO_WEB_SEEDS: Final = WebSeedManager(())
 #: session → the swarm hashes of its torrents that are not idle (connected to a peer, or
 #: downloading): what the daemon's automation looks at every second (:func:`busy_torrents`)
 _BUSY: weakref.WeakKeyDictionary[object, set[bytes]] = weakref.WeakKeyDictionary()
@@ -113,6 +118,18 @@ class TorrentStatus:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
+@dataclass(slots=True)
+class _Swarm:
+    """The parts of a torrent that only peers (or addresses to dial) need, built together by the
+    first of them (:meth:`TorrentRuntime._swarm`; issue 24)."""
+
+    peer_manager: PeerManager
+    scheduler: RequestScheduler
+    choking: ChokeDriver
+    read_cache: ReadCache
+    metadata_server: MetadataServer
+
+
 class TorrentRuntime:
     """Engine state of one torrent: the coordinator of its parts, created by
     :class:`~bitswarm.session.Session`. It owns the lifecycle (start, seeding, error, stop), the
@@ -134,35 +151,31 @@ class TorrentRuntime:
         "_complete",
         "_control",
         "_done",
+        "_download_limiter",
+        "_hashes",
         "_last_resume_save",
         "_loops",
+        "_parts",
+        "_picker",
         "_running",
         "_seed_mode",
+        "_sequential",
+        "_super_seed",
+        "_upload_limiter",
         "_writes",
         "accepting",
         "announce",
-        "candidates",
-        "choking",
         "clock",
         "closed",
         "completed_at",
         "config",
         "down",
-        "download_limiter",
         "error",
-        "hashes",
         "info",
         "life",
-        "metadata_server",
-        "peer_manager",
-        "peers",
-        "pex",
-        "picker",
         "piece_size",
         "private",
-        "read_cache",
         "save_path",
-        "scheduler",
         "session",
         "started_at",
         "status_version",
@@ -172,7 +185,6 @@ class TorrentRuntime:
         "tracker_book",
         "trackers",
         "up",
-        "upload_limiter",
         "web_seeds",
     )
 
@@ -212,10 +224,12 @@ class TorrentRuntime:
             verify_v2_in_hybrid=True,
             preallocate="full" if cfg.preallocate == "full" else "sparse",
         )
-        #: BEP 52 hash exchange: serves hash requests, fetches the piece layers we lack
-        self.hashes = HashDriver(self)
-        #: BEP 9: our info dictionary, served to peers that fetch it for a magnet link.
-        self.metadata_server = MetadataServer(self.info.raw)
+        #: BEP 52 hash exchange (serves hash requests, fetches the piece layers we lack): built
+        #: here for a v2 or hybrid torrent (it loads saved layers at the start), with the swarm
+        #: parts for a v1 one (:attr:`hashes`)
+        self._hashes: HashDriver | None = None
+        if torrent.info_hash_v2 is not None and self.info.meta_version == 2:
+            self._hashes = HashDriver(self)
         #: THE state (shared with the daemon when it passes its own): change it only through _fire
         self.life = lifecycle if lifecycle is not None else Lifecycle()
         self.error: str | None = None
@@ -233,8 +247,9 @@ class TorrentRuntime:
             trackers, emit=self._emit, open_client=functools.partial(open_tracker, proxy=cfg.proxy)
         )
         now = self.clock.now
-        self.download_limiter = RateLimiter(0, parent=session.download_limiter, clock=now)
-        self.upload_limiter = RateLimiter(0, parent=session.upload_limiter, clock=now)
+        #: this torrent's rate limits: made by the first peer or limit (:attr:`download_limiter`)
+        self._download_limiter: RateLimiter | None = None
+        self._upload_limiter: RateLimiter | None = None
         self.down = RateMeter(clock=now)
         self.up = RateMeter(clock=now)
         #: complete (or failed): what :meth:`wait_complete` waits for; its event is created by
@@ -255,9 +270,54 @@ class TorrentRuntime:
         self.completed_at: float | None = None
 
         self.piece_size = _piece_sizer(self.info.num_pieces, self.info.piece_length, self.info.piece_space)
-        self.picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
-        self.picker.sequential = sequential
-        self.peer_manager = PeerManager(
+        self._sequential = sequential
+        #: the piece picker; None while every piece is here and wanted (a seed: :meth:`_load_picker`),
+        #: then :attr:`picker` builds it when something asks (a peer, a priority change)
+        self._picker: PiecePicker | None = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
+        self._picker.sequential = sequential
+        #: this torrent's BEP 16 switch (None: the session's ``super_seed``), kept here while the
+        #: scheduler is not built
+        self._super_seed: bool | None = None
+        # The swarm parts — peer manager (candidates, dials, peers, bans, PEX, hole punching),
+        # request scheduler, choke driver, upload read cache, metadata server — are built together
+        # by the first thing that needs them (an address to dial, a peer, a download: the
+        # properties below, :meth:`_swarm`). An idle seed has none of them: 10,000 idle seeds in
+        # one daemon (issue 24). Until then every reader sees "no peer, no candidate".
+        self._parts: _Swarm | None = None
+        self.web_seeds = _NO_WEB_SEEDS
+        if torrent.url_list or torrent.httpseeds:
+            self.web_seeds = WebSeedManager.for_torrent(
+                url_list=torrent.url_list,
+                httpseeds=torrent.httpseeds,
+                info=self.info,
+                info_hash_v1=torrent.info_hash_v1,
+                scheduler=self.scheduler,
+                clock=self.clock,
+                limiter=self.download_limiter,
+                proxy=cfg.proxy,
+            )
+        self.announce: AnnounceDriver | None = None
+        for addr in peers:
+            self.add_peer(*addr)
+
+    # -- the parts built on first use (issue 24) ------------------------------------------------
+
+    def _swarm(self) -> _Swarm:
+        """The swarm parts: built now if they are not yet."""
+        parts = self._parts
+        if parts is None:
+            parts = self._build_swarm()
+        return parts
+
+    def _build_swarm(self) -> _Swarm:
+        """Build the peer manager, the request scheduler, the choke driver, the read cache and the
+        metadata server, in the state the torrent's events so far would have left them in: no peer
+        was connected and no address known before (else they were built then), so that is the
+        lifecycle state's flags, the BEP 16 switch and a picker of what storage has."""
+        cfg = self.config
+        session = self.session
+        seeding = self.state is State.SEEDING
+        pm = PeerManager(
             config=cfg,
             clock=self.clock,
             our_peer_id=session.peer_id,
@@ -271,17 +331,15 @@ class TorrentRuntime:
             own_ip=session.own_address,
             families=self._families,
         )
-        #: connected peers by peer id, and the addresses we may dial (the peer manager's own)
-        self.peer_manager.wake = functools.partial(self._ensure_loop, "connect")
-        self.peers = self.peer_manager.peers
-        self.candidates = self.peer_manager.candidates
-        self.pex = self.peer_manager.pex
-        self.scheduler = RequestScheduler(
+        pm.wake = functools.partial(self._ensure_loop, "connect")
+        pm.seeding = seeding
+        hashes = self.hashes
+        scheduler = RequestScheduler(
             info=self.info,
             piece_size=self.piece_size,
             picker=self.picker,
             storage=self.storage,
-            peers=self.peer_manager,
+            peers=pm,
             config=cfg,
             clock=self.clock,
             download_limiter=self.download_limiter,
@@ -292,30 +350,156 @@ class TorrentRuntime:
             on_disk_error=self._fail,
             on_pieces_dropped=self._pieces_dropped,
         )
-        self.web_seeds = WebSeedManager.for_torrent(
-            url_list=torrent.url_list,
-            httpseeds=torrent.httpseeds,
-            info=self.info,
-            info_hash_v1=torrent.info_hash_v1,
-            scheduler=self.scheduler,
-            clock=self.clock,
-            limiter=self.download_limiter,
-            proxy=cfg.proxy,
-        )
-        self.choking = ChokeDriver(
+        if self._super_seed is not None:
+            scheduler.set_super_seed(self._super_seed)
+        scheduler.downloading = self.state is State.DOWNLOADING and not hashes.blocking
+        scheduler.seeding = seeding
+        choking = ChokeDriver(
             Choker(cfg.upload_slots, seed_slots=cfg.seed_upload_slots, rng=_RNG),
-            self.peer_manager,
+            pm,
             clock=self.clock,
             rechoke_interval=cfg.rechoke_interval,
             rng=_RNG,
         )
+        choking.seeding = seeding
         plen = max(1, self.info.piece_length)
-        self.read_cache = ReadCache(
+        read_cache = ReadCache(
             self.storage.read_piece, max(2, min(cfg.read_cache_pieces, cfg.read_cache_bytes // plen))
         )
-        self.announce: AnnounceDriver | None = None
-        for addr in peers:
-            self.add_peer(*addr)
+        parts = self._parts = _Swarm(pm, scheduler, choking, read_cache, MetadataServer(self.info.raw))
+        return parts
+
+    @property
+    def peer_manager(self) -> PeerManager:
+        """Candidates, dials, peers, bans, PEX, hole punching (built on first use)."""
+        return self._swarm().peer_manager
+
+    @property
+    def scheduler(self) -> RequestScheduler:
+        """Requests, piece buffers, blocks, pieces (built with the peer manager)."""
+        return self._swarm().scheduler
+
+    @property
+    def choking(self) -> ChokeDriver:
+        """The :class:`Choker` applied to peers (built with the peer manager)."""
+        return self._swarm().choking
+
+    @property
+    def read_cache(self) -> ReadCache:
+        """Whole pieces for uploads (built with the peer manager)."""
+        return self._swarm().read_cache
+
+    @property
+    def metadata_server(self) -> MetadataServer:
+        """BEP 9: our info dictionary for peers fetching it (built with the peer manager)."""
+        return self._swarm().metadata_server
+
+    @property
+    def pex(self) -> PexTracker | None:
+        """BEP 11 state (None: no PEX for this torrent); asked by peers only."""
+        return self._swarm().peer_manager.pex
+
+    @property
+    def hashes(self) -> HashDriver:
+        """The BEP 52 hash exchange (a v1 torrent's is built when a peer needs it)."""
+        hashes = self._hashes
+        if hashes is None:
+            hashes = self._hashes = HashDriver(self)
+        return hashes
+
+    @property
+    def peers(self) -> Mapping[bytes, PeerProtocol]:
+        """Connected peers by peer id (the peer manager's; empty while it is not built)."""
+        parts = self._parts
+        return parts.peer_manager.peers if parts is not None else _EMPTY
+
+    @property
+    def candidates(self) -> Mapping[tuple[str, int], float]:
+        """The addresses we may dial, with their not-before times (empty while none came)."""
+        parts = self._parts
+        return parts.peer_manager.candidates if parts is not None else _EMPTY
+
+    def known_addresses(self) -> set[tuple[str, int]]:
+        parts = self._parts
+        return parts.peer_manager.known_addresses() if parts is not None else set()
+
+    @property
+    def picker(self) -> PiecePicker:
+        """The piece picker; a seed's is built when something asks (:meth:`_load_picker`)."""
+        picker = self._picker
+        if picker is None:
+            picker = self._picker = self._build_picker(self.storage.piece_priorities())
+        return picker
+
+    def _build_picker(self, priorities: list[int]) -> PiecePicker:
+        picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
+        picker.sequential = self._sequential
+        have = self.storage.have
+        for i, prio in enumerate(priorities):
+            if have.get(i):
+                picker.set_have(i)
+            if prio != 1:
+                picker.set_priority(i, prio)
+        return picker
+
+    def _is_complete(self) -> bool:
+        """Every wanted piece is verified (no picker: a seed of every piece)."""
+        picker = self._picker
+        return picker is None or picker.is_complete()
+
+    def set_sequential(self, value: bool) -> None:
+        self._sequential = value
+        if self._picker is not None:
+            self._picker.sequential = value
+
+    @property
+    def download_limiter(self) -> RateLimiter:
+        """This torrent's download limit under the session's (made on first use)."""
+        limiter = self._download_limiter
+        if limiter is None:
+            limiter = self._download_limiter = RateLimiter(
+                0, parent=self.session.download_limiter, clock=self.clock.now
+            )
+        return limiter
+
+    @property
+    def upload_limiter(self) -> RateLimiter:
+        """This torrent's upload limit under the session's (made on first use)."""
+        limiter = self._upload_limiter
+        if limiter is None:
+            limiter = self._upload_limiter = RateLimiter(
+                0, parent=self.session.upload_limiter, clock=self.clock.now
+            )
+        return limiter
+
+    def set_rate_limits(self, *, download: int | None = None, upload: int | None = None) -> None:
+        """Set this torrent's limits (bytes/s, 0 = none); a limiter not made yet is made only for a
+        limit (a new limiter is unlimited)."""
+        if download is not None and (download or self._download_limiter is not None):
+            self.download_limiter.set_rate(download)
+        if upload is not None and (upload or self._upload_limiter is not None):
+            self.upload_limiter.set_rate(upload)
+
+    @property
+    def super_seed(self) -> bool:
+        """BEP 16 is switched on for this torrent (its own switch, else the session's)."""
+        if self._parts is not None:
+            return self._parts.scheduler.super_seed
+        return self.config.super_seed if self._super_seed is None else self._super_seed
+
+    @property
+    def super_seeding(self) -> bool:
+        """Super-seeding now: switched on and seeding every piece (what the scheduler's
+        ``superseed`` holds once built; before, the same from the state)."""
+        if self._parts is not None:
+            return self._parts.scheduler.superseed is not None
+        return self.state is State.SEEDING and self.super_seed and self.storage.have.all()
+
+    def set_super_seed(self, value: bool | None) -> None:
+        self._super_seed = value
+        if self._parts is not None:
+            self._parts.scheduler.set_super_seed(value)
+        self.status_version += 1
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -376,9 +560,10 @@ class TorrentRuntime:
         """Apply a lifecycle event (:class:`LifecycleError` if the table refuses it) and point the
         parts at the new state: requests only while downloading, seed behaviour only while seeding."""
         state = self.life.fire(event)
-        seeding = state is State.SEEDING
-        self.scheduler.downloading = state is State.DOWNLOADING and not self.hashes.blocking
-        self.scheduler.seeding = self.choking.seeding = self.peer_manager.seeding = seeding
+        if self._parts is not None:  # else :meth:`_build_swarm` reads the state
+            seeding = state is State.SEEDING
+            self.scheduler.downloading = state is State.DOWNLOADING and not self.hashes.blocking
+            self.scheduler.seeding = self.choking.seeding = self.peer_manager.seeding = seeding
         self.status_version += 1
         self._wake()
         return state
@@ -395,7 +580,8 @@ class TorrentRuntime:
         async with self._control:
             self._fire(Event.CHECK)
             try:
-                await self.hashes.load()  # BEP 52 piece layers fetched by an earlier run
+                if self._hashes is not None:  # BEP 52 piece layers fetched by an earlier run
+                    await self._hashes.load()
                 await self.storage.open(progress=progress, seed_mode=self._seed_mode)
             except BitswarmError as exc:
                 self.error = str(exc)
@@ -409,23 +595,24 @@ class TorrentRuntime:
                 self._transfer(announce=False)
 
     def _load_picker(self) -> None:
-        """A picker for what storage has and wants (at the start, and after a recheck)."""
-        old = self.picker
-        picker = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
-        picker.sequential = old.sequential
-        have = self.storage.have
-        for i, prio in enumerate(self.storage.piece_priorities()):
-            if have.get(i):
-                picker.set_have(i)
-            if prio != 1:
-                picker.set_priority(i, prio)
-        self.picker = picker
-        self.scheduler.reset(picker)
+        """A picker for what storage has and wants (at the start, and after a recheck); none yet
+        when every piece is here and wanted: a seed's picker (two arrays and a shuffled list per
+        piece) is built by the first peer (:attr:`picker`; issue 24)."""
+        old = self._picker
+        if old is not None:
+            self._sequential = old.sequential
+        prios = self.storage.piece_priorities()
+        if self.storage.have.all() and 0 not in prios:
+            self._picker = None
+        else:
+            self._picker = self._build_picker(prios)
+        if self._parts is not None:
+            self._parts.scheduler.reset(self.picker)
 
     def _transfer(self, *, announce: bool) -> None:
         """Download or seed, whichever the pieces say (the lifecycle's one decision), and run the
         connections, choking and announces if they are not running."""
-        complete = self.picker.is_complete()
+        complete = self._is_complete()
         if complete:
             self._become_seed(announce=announce)
         else:
@@ -470,7 +657,8 @@ class TorrentRuntime:
         )
         self._running = True
         self._ensure_loops()
-        self._ensure_loop("connect")
+        if self._parts is not None:  # else the first address builds it and wakes it
+            self._ensure_loop("connect")
         if self.web_seeds.seeds:
             self._ensure_loop("webseeds")
         self.announce.start(self.info.name)
@@ -479,7 +667,7 @@ class TorrentRuntime:
         """Start the loops that have work now and are not running: housekeeping (it returns once
         the torrent is idle: no peer, not downloading) and, with a peer, the choke loop."""
         self._ensure_loop("housekeeping")
-        if self.peer_manager.peers:
+        if self.peers:
             self._ensure_loop("choke")
 
     def _ensure_loop(self, kind: str) -> None:
@@ -518,14 +706,16 @@ class TorrentRuntime:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.read_cache.close()
-        pm = self.peer_manager
-        for peer in pm.peers.values():  # dialable addresses: ours, or the one an incoming peer gave
-            addr = peer.address if peer.outgoing else peer.pex_address
-            if addr is not None:
-                pm.add(*addr)
-        pm.stop()
-        self._dial_candidates_now()
+        parts = self._parts
+        if parts is not None:
+            await parts.read_cache.close()
+            pm = parts.peer_manager
+            for peer in pm.peers.values():  # dialable addresses: ours, or the one an incoming peer gave
+                addr = peer.address if peer.outgoing else peer.pex_address
+                if addr is not None:
+                    pm.add(*addr)
+            pm.stop()
+            self._dial_candidates_now()
         if self._writes:  # pieces already downloaded: let their verified writes land
             await asyncio.wait(list(self._writes), timeout=30)
         if self.announce is not None:
@@ -535,10 +725,13 @@ class TorrentRuntime:
         log.debug("%s: transfer stopped (%s)", self.info.name, reason)
 
     def _dial_candidates_now(self) -> None:
-        candidates = self.peer_manager.candidates
+        if self._parts is None:
+            return  # no address known
+        pm = self._parts.peer_manager
+        candidates = pm.candidates
         for addr in candidates:
             candidates[addr] = 0.0
-        self.peer_manager.dial_soon()
+        pm.dial_soon()
 
     def _wants_more_peers(self) -> bool:
         return self.state is State.DOWNLOADING and len(self.peers) < DHT_FEW_PEERS
@@ -560,12 +753,14 @@ class TorrentRuntime:
         before = self.state
         self._fire(Event.SEED)
         self._set_done(True)
-        self.peer_manager.became_seed()
-        self.choking.unchoke_free_slots()  # a seed has more slots (``seed_upload_slots``)
+        if self._parts is not None:  # (else no peer: nothing to tell)
+            self.peer_manager.became_seed()
+            self.choking.unchoke_free_slots()  # a seed has more slots (``seed_upload_slots``)
         if before not in (State.CHECKING, State.DOWNLOADING):
             return  # resumed or moved: it had completed before
         self.completed_at = self.clock.now()
-        self.scheduler.drop_buffer_pool()
+        if self._parts is not None:
+            self._parts.scheduler.drop_buffer_pool()
         self._emit("torrent_completed")
         self._spawn(self._save_resume(force=True))
         if announce and self.announce is not None:
@@ -579,7 +774,8 @@ class TorrentRuntime:
         self.accepting = False
         log.error("%s: %s", self.info.name, message)
         self._emit("torrent_error", error=message)
-        self.peer_manager.close_all("torrent error")
+        if self._parts is not None:
+            self._parts.peer_manager.close_all("torrent error")
         self._set_done(True)  # wake waiters: they check the state
 
     # -- control: pause, resume, recheck, priorities, move, reannounce -------------------------
@@ -651,7 +847,8 @@ class TorrentRuntime:
             if self.state in (State.DOWNLOADING, State.SEEDING):
                 if picker.is_complete() != (self.state is State.SEEDING):
                     self._transfer(announce=True)
-                self.scheduler.refresh_interest()
+                if self._parts is not None:  # (else no peer to tell)
+                    self._parts.scheduler.refresh_interest()
 
     async def move_storage(self, new_path: str, progress: Callable[[int, int], None] | None = None) -> None:
         """Move the files below ``new_path`` (see :meth:`Storage.move`); peers stay connected,
@@ -733,6 +930,8 @@ class TorrentRuntime:
         return joined
 
     def peer_gone(self, peer: PeerProtocol) -> None:
+        if self._parts is None:
+            return  # never joined, never dialed: nothing knows it
         self.hashes.peer_gone(peer)
         if self.peer_manager.remove(peer):
             self.metadata_server.forget(peer)
@@ -752,7 +951,7 @@ class TorrentRuntime:
 
     def _a_peer_lacks(self, index: int) -> bool:
         """Is a connected peer (not a seed) without piece ``index``, as far as we know?"""
-        for peer in self.peer_manager.peers.values():
+        for peer in self.peers.values():
             if not peer.is_seed and (peer.has is None or not peer.has.get(index)):
                 return True
         return False
@@ -760,9 +959,12 @@ class TorrentRuntime:
     def on_piece_layers_complete(self) -> None:
         """BEP 52: the last missing piece layer is in; a v2-only torrent's pieces can be verified now,
         so it starts downloading."""
-        if self.state is State.DOWNLOADING and not self.scheduler.downloading:
-            self.scheduler.downloading = True
-            self.scheduler.refresh_interest()
+        if self._parts is None:
+            return  # not built: it reads the state when it is
+        scheduler = self._parts.scheduler
+        if self.state is State.DOWNLOADING and not scheduler.downloading:
+            scheduler.downloading = True
+            scheduler.refresh_interest()
 
     def on_uploaded(self, n: int) -> None:
         self.up.add(n)
@@ -784,7 +986,7 @@ class TorrentRuntime:
             await self.housekeeping()
 
     def _idle(self) -> bool:
-        return not self.peer_manager.peers and self.state is not State.DOWNLOADING
+        return not self.peers and self.state is not State.DOWNLOADING
 
     def _wake(self) -> None:
         """Something to keep: the housekeeping and choke loops run again."""
@@ -839,7 +1041,7 @@ class TorrentRuntime:
 
     def _left(self) -> int:
         done = self._done_bytes(self.storage.have)
-        return max(0, self.info.piece_space - done) if not self.picker.is_complete() else 0
+        return max(0, self.info.piece_space - done) if not self._is_complete() else 0
 
     def _done_bytes(self, pieces: PieceSet) -> int:
         """Bytes in ``pieces``: O(1) (every piece is ``piece_length`` long but the last)."""
@@ -852,9 +1054,11 @@ class TorrentRuntime:
     def _wanted_done(self) -> tuple[int, int]:
         """(bytes wanted, bytes of those verified): O(1) unless some files are skipped (priority 0);
         ``status()`` runs twice a second per torrent and a per-piece loop there was ~18 % of a swarm
-        leecher's CPU."""
-        prios = self.picker.priority
+        leecher's CPU. No picker: every piece is here and wanted."""
         have = self.storage.have
+        if self._picker is None:
+            return self.info.piece_space, self._done_bytes(have)
+        prios = self._picker.priority
         if not prios.count(0):
             return self.info.piece_space, self._done_bytes(have)
         size = self.piece_size
@@ -892,7 +1096,7 @@ class TorrentRuntime:
             known_peers=len(self.candidates),
             eta=eta,
             error=self.error,
-            redundant=self.scheduler.redundant,
+            redundant=self._parts.scheduler.redundant if self._parts is not None else 0,
             web_seeds=self.web_seeds.connected,
             web_seed_downloaded=self.web_seeds.downloaded,
             waiting_reason=self._waiting_reason(),
@@ -1047,30 +1251,26 @@ class TorrentHandle:
         self._rt.add_peer(host, port)
 
     def set_rate_limits(self, *, download: int | None = None, upload: int | None = None) -> None:
-        if download is not None:
-            self._rt.download_limiter.set_rate(download)
-        if upload is not None:
-            self._rt.upload_limiter.set_rate(upload)
+        self._rt.set_rate_limits(download=download, upload=upload)
 
     def set_sequential(self, value: bool) -> None:
-        self._rt.picker.sequential = value
+        self._rt.set_sequential(value)
 
     @property
     def super_seed(self) -> bool:
         """BEP 16 super-seeding is on for this torrent (it applies while every piece is here)."""
-        return self._rt.scheduler.super_seed
+        return self._rt.super_seed
 
     @property
     def super_seeding(self) -> bool:
         """Super-seeding now: on, and seeding every piece."""
-        return self._rt.scheduler.superseed is not None
+        return self._rt.super_seeding
 
     def set_super_seed(self, value: bool | None) -> None:
         """Switch BEP 16 super-seeding for this torrent at run time (None: the session's
         ``super_seed`` setting). Peers connected before it is switched on keep our bitfield; when
         it is switched off, super-seeded peers are told every piece we have."""
-        self._rt.scheduler.set_super_seed(value)
-        self._rt.status_version += 1
+        self._rt.set_super_seed(value)
 
     def set_piece_deadline(self, index: int, deadline: float | None) -> None:
         self._rt.picker.set_deadline(index, deadline)
@@ -1095,7 +1295,7 @@ class TorrentHandle:
 
     def known_peers(self) -> list[tuple[str, int]]:
         """Every address the torrent is connected to or may dial (to keep across a restart)."""
-        return sorted(self._rt.peer_manager.known_addresses())
+        return sorted(self._rt.known_addresses())
 
     async def save_resume(self) -> None:
         await self._rt._save_resume(force=True)
