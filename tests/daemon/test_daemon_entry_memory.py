@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from daemon_testlib import session_config, wait_for
 
-from bitswarm.daemon import Daemon
+from bitswarm.daemon import Daemon, TorrentRecord
 from bitswarm.metainfo import create_torrent
 from bitswarm.session.lifecycle import State
 
@@ -66,3 +66,14 @@ async def test_the_entry_lock_serializes_operations_and_is_dropped_by_the_last(t
         await asyncio.gather(first, second)
         assert order == ["a in", "a out", "b in", "b out"]
         assert entry.lock is None and entry.lockers == 0
+
+
+def test_records_share_their_save_path_string() -> None:
+    path = "/srv/" + "downloads"  # made at run time: not a constant the compiler shares
+    recs = [
+        TorrentRecord(id=f"{i:040x}", name=f"t{i}", save_path="".join(["/srv/", "downloads"]))
+        for i in range(2)
+    ]
+    loaded = TorrentRecord.from_json(recs[0].to_json())
+    assert recs[0].save_path is recs[1].save_path is loaded.save_path
+    assert loaded.save_path == path

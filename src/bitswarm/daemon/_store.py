@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -98,6 +99,11 @@ class TorrentRecord:
     goals: dict[str, Any] = field(default_factory=dict)
     #: a goal was reached (paused then); resumed by hand it seeds on until its goals change
     goal_reached: bool = False
+
+    def __post_init__(self) -> None:
+        # thousands of torrents share a few save paths: one string for each (issue 24, RSS)
+        if type(self.save_path) is str:
+            self.save_path = sys.intern(self.save_path)
 
     def to_json(self) -> bytes:
         # the fields as they are (``asdict`` deep-copied every list and dict first: twice as slow),

@@ -354,11 +354,12 @@ class TransmissionRPC:
         wanted = tuple(names)
         seeding_time = "secondsSeeding" in names  # the status dict is kept as the seeding time grows
         cache = self._rows
+        getters = _getters(names)
         for tid in selected:
             if need_details:
                 st = self.daemon.details(tid, positions)
-                values = self._fields(tid, st, position.get(tid, 0), ratio)
-                rows.append({k: values[k](st) for k in names if k in values})
+                x = _Row(self.daemon, tid, st, position.get(tid, 0), ratio, c.compat(self.daemon, tid))
+                rows.append({k: get(x, st) for k, get in getters})
                 continue
             # the list's fields: the row is kept while nothing it is made of changed
             base = statuses[tid]
@@ -372,8 +373,8 @@ class TransmissionRPC:
             row = cache.get(tid, base, key)
             if row is None:
                 st = base if peers is None else dict(base, peer_list=peers)
-                values = self._fields(tid, st, position.get(tid, 0), ratio)
-                row = {k: values[k](st) for k in names if k in values}
+                x = _Row(self.daemon, tid, st, position.get(tid, 0), ratio, comp)
+                row = {k: get(x, st) for k, get in getters}
                 cache.put(tid, base, key, row)
             rows.append(row)
         cache.keep(statuses)
@@ -387,101 +388,6 @@ class TransmissionRPC:
         if args.get("ids") == "recently-active":
             out["removed"] = []
         return out
-
-    def _fields(
-        self, tid: str, s: dict[str, Any], position: int, global_ratio: Any
-    ) -> dict[str, Callable[[Any], Any]]:
-        """field name → its value from the status ``s`` (lazily: only requested fields are built)."""
-        comp = c.compat(self.daemon, tid)
-        state = c.STATE_OF.get(s["state"], State.ERROR)
-        wanted_size = int(s.get("wanted_size") or s.get("total_size") or 0)
-        done = int(s.get("done_size") or 0)
-        left = max(0, wanted_size - done)
-        uploaded, downloaded = int(s.get("uploaded") or 0), int(s.get("downloaded") or 0)
-        added = int(s.get("added_at") or 0)
-        error = s.get("error")
-        total = int(s.get("total_size") or 0)
-        has_meta = bool(s.get("num_pieces"))
-        return {
-            "id": lambda s: c.number(self.daemon, tid),
-            "hashString": lambda s: tid,
-            "name": lambda s: s["name"],
-            # held by the queue: 3 download-wait, 5 seed-wait
-            "status": lambda s: (
-                (5 if s.get("progress", 0) >= 1.0 else 3) if s.get("held") else TRANSMISSION_STATUS[state]
-            ),
-            "error": lambda s: 3 if error else 0,
-            "errorString": lambda s: error or "",
-            "percentDone": lambda s: float(s.get("progress") or 0.0) if has_meta else 0.0,
-            "percentComplete": lambda s: (done / total) if total else 0.0,
-            "metadataPercentComplete": lambda s: 1.0 if has_meta else 0.0,
-            "recheckProgress": lambda s: float(s.get("check_progress") or 0.0),
-            "totalSize": lambda s: total,
-            "sizeWhenDone": lambda s: wanted_size,
-            "leftUntilDone": lambda s: left,
-            "desiredAvailable": lambda s: left if s.get("seeds") else 0,
-            "haveValid": lambda s: done,
-            "haveUnchecked": lambda s: 0,
-            "corruptEver": lambda s: 0,
-            "downloadedEver": lambda s: downloaded,
-            "uploadedEver": lambda s: uploaded,
-            "uploadRatio": lambda s: c.ratio(uploaded, downloaded or done),
-            "rateDownload": lambda s: int(s.get("download_rate") or 0),
-            "rateUpload": lambda s: int(s.get("upload_rate") or 0),
-            "eta": lambda s: int(s["eta"]) if s.get("eta") is not None and left else -1,
-            "etaIdle": lambda s: -1,
-            "isFinished": lambda s: bool(s.get("goal_reached")),
-            "isStalled": lambda s: bool(s.get("stalled")),
-            "peersConnected": lambda s: int(s.get("peers") or 0),
-            "peersSendingToUs": lambda s: sum(1 for p in s["peer_list"] if p.get("download_rate")),
-            "peersGettingFromUs": lambda s: sum(1 for p in s["peer_list"] if p.get("upload_rate")),
-            "webseedsSendingToUs": lambda s: int(s.get("web_seeds") or 0),
-            "peer-limit": lambda s: 50,
-            "maxConnectedPeers": lambda s: 50,
-            "peersFrom": lambda s: _peers_from(s),
-            "downloadDir": lambda s: s["save_path"],
-            "addedDate": lambda s: added,
-            "activityDate": lambda s: c.now() if s.get("download_rate") or s.get("upload_rate") else added,
-            "startDate": lambda s: added,
-            "doneDate": lambda s: 0,
-            "dateCreated": lambda s: 0,
-            "editDate": lambda s: 0,
-            "manualAnnounceTime": lambda s: -1,
-            "secondsDownloading": lambda s: 0,
-            "secondsSeeding": lambda s: int(s.get("seeding_time") or 0),
-            "creator": lambda s: "",
-            "source": lambda s: "",
-            "comment": lambda s: s.get("comment") or "",
-            "isPrivate": lambda s: bool(s.get("private")),
-            "magnetLink": lambda s: s.get("magnet") or "",
-            "pieceCount": lambda s: int(s.get("num_pieces") or 0),
-            "pieceSize": lambda s: int(s.get("piece_length") or 0),
-            "pieces": lambda s: base64.b64encode(bytes.fromhex(s.get("pieces") or "")).decode(),
-            "downloadLimit": lambda s: int(comp.get("dl_kb", s.get("download_limit", 0) // KB)),
-            "downloadLimited": lambda s: bool(s.get("download_limit")),
-            "uploadLimit": lambda s: int(comp.get("ul_kb", s.get("upload_limit", 0) // KB)),
-            "uploadLimited": lambda s: bool(s.get("upload_limit")),
-            "honorsSessionLimits": lambda s: True,
-            "bandwidthPriority": lambda s: 0,
-            "seedRatioLimit": lambda s: float((s.get("goals") or {}).get("ratio_limit", global_ratio)),
-            "seedRatioMode": lambda s: int((s.get("goals") or {}).get("ratio_mode", 0)),
-            "seedIdleLimit": lambda s: 30,
-            "seedIdleMode": lambda s: 0,
-            "queuePosition": lambda s: position,
-            "labels": lambda s: list(comp.get("labels", [])),
-            "group": lambda s: "",
-            "sequentialDownload": lambda s: False,
-            "files": lambda s: _files(s),
-            "file-count": lambda s: len(s["files"]),
-            "fileStats": lambda s: _file_stats(s, comp),
-            "priorities": lambda s: [st["priority"] for st in _file_stats(s, comp)],
-            "wanted": lambda s: [1 if st["wanted"] else 0 for st in _file_stats(s, comp)],
-            "primary-mime-type": lambda s: next((f["mime"] for f in s["files"] if f["mime"]), ""),
-            "peers": lambda s: [_peer(p) for p in s["peer_list"]],
-            "trackers": lambda s: [_tracker(i, t) for i, t in enumerate(s["trackers"])],
-            "trackerStats": lambda s: [_tracker_stats(i, t) for i, t in enumerate(s["trackers"])],
-            "webseeds": lambda s: [],
-        }
 
     # -- session -------------------------------------------------------------------------------
 
@@ -650,6 +556,129 @@ def mount(app: FastAPI, daemon: Daemon, token: str) -> TransmissionRPC:
     for path in ("/transmission/rpc", "/transmission/rpc/"):
         app.add_api_route(path, rpc.endpoint, methods=["GET", "POST"], include_in_schema=False)
     return rpc
+
+
+class _Row:
+    """What one torrent's Transmission fields are made of, read once per torrent and call (the
+    fields are module-level functions of it: a dict of ~70 closures per torrent was a third of a
+    cold ``torrent-get``; issue 24)."""
+
+    __slots__ = (
+        "added", "comp", "daemon", "done", "downloaded", "error", "global_ratio", "has_meta", "left",
+        "position", "state", "tid", "total", "uploaded", "wanted_size",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        daemon: Daemon,
+        tid: str,
+        s: dict[str, Any],
+        position: int,
+        global_ratio: Any,
+        comp: dict[str, Any],
+    ) -> None:
+        self.daemon = daemon
+        self.tid = tid
+        self.position = position
+        self.global_ratio = global_ratio
+        self.comp = comp  #: the record's ``compat``
+        self.state = c.STATE_OF.get(s["state"], State.ERROR)
+        self.wanted_size = int(s.get("wanted_size") or s.get("total_size") or 0)
+        self.done = int(s.get("done_size") or 0)
+        self.left = max(0, self.wanted_size - self.done)
+        self.uploaded, self.downloaded = int(s.get("uploaded") or 0), int(s.get("downloaded") or 0)
+        self.added = int(s.get("added_at") or 0)
+        self.error = s.get("error")
+        self.total = int(s.get("total_size") or 0)
+        self.has_meta = bool(s.get("num_pieces"))
+
+
+#: field name → its value from a :class:`_Row` and the status ``s`` (only requested fields are built)
+_FIELDS: dict[str, Callable[[_Row, dict[str, Any]], Any]] = {
+    "id": lambda r, s: c.number(r.daemon, r.tid),
+    "hashString": lambda r, s: r.tid,
+    "name": lambda r, s: s["name"],
+    # held by the queue: 3 download-wait, 5 seed-wait
+    "status": lambda r, s: (
+        (5 if s.get("progress", 0) >= 1.0 else 3) if s.get("held") else TRANSMISSION_STATUS[r.state]
+    ),
+    "error": lambda r, s: 3 if r.error else 0,
+    "errorString": lambda r, s: r.error or "",
+    "percentDone": lambda r, s: float(s.get("progress") or 0.0) if r.has_meta else 0.0,
+    "percentComplete": lambda r, s: (r.done / r.total) if r.total else 0.0,
+    "metadataPercentComplete": lambda r, s: 1.0 if r.has_meta else 0.0,
+    "recheckProgress": lambda r, s: float(s.get("check_progress") or 0.0),
+    "totalSize": lambda r, s: r.total,
+    "sizeWhenDone": lambda r, s: r.wanted_size,
+    "leftUntilDone": lambda r, s: r.left,
+    "desiredAvailable": lambda r, s: r.left if s.get("seeds") else 0,
+    "haveValid": lambda r, s: r.done,
+    "haveUnchecked": lambda r, s: 0,
+    "corruptEver": lambda r, s: 0,
+    "downloadedEver": lambda r, s: r.downloaded,
+    "uploadedEver": lambda r, s: r.uploaded,
+    "uploadRatio": lambda r, s: c.ratio(r.uploaded, r.downloaded or r.done),
+    "rateDownload": lambda r, s: int(s.get("download_rate") or 0),
+    "rateUpload": lambda r, s: int(s.get("upload_rate") or 0),
+    "eta": lambda r, s: int(s["eta"]) if s.get("eta") is not None and r.left else -1,
+    "etaIdle": lambda r, s: -1,
+    "isFinished": lambda r, s: bool(s.get("goal_reached")),
+    "isStalled": lambda r, s: bool(s.get("stalled")),
+    "peersConnected": lambda r, s: int(s.get("peers") or 0),
+    "peersSendingToUs": lambda r, s: sum(1 for p in s["peer_list"] if p.get("download_rate")),
+    "peersGettingFromUs": lambda r, s: sum(1 for p in s["peer_list"] if p.get("upload_rate")),
+    "webseedsSendingToUs": lambda r, s: int(s.get("web_seeds") or 0),
+    "peer-limit": lambda r, s: 50,
+    "maxConnectedPeers": lambda r, s: 50,
+    "peersFrom": lambda r, s: _peers_from(s),
+    "downloadDir": lambda r, s: s["save_path"],
+    "addedDate": lambda r, s: r.added,
+    "activityDate": lambda r, s: c.now() if s.get("download_rate") or s.get("upload_rate") else r.added,
+    "startDate": lambda r, s: r.added,
+    "doneDate": lambda r, s: 0,
+    "dateCreated": lambda r, s: 0,
+    "editDate": lambda r, s: 0,
+    "manualAnnounceTime": lambda r, s: -1,
+    "secondsDownloading": lambda r, s: 0,
+    "secondsSeeding": lambda r, s: int(s.get("seeding_time") or 0),
+    "creator": lambda r, s: "",
+    "source": lambda r, s: "",
+    "comment": lambda r, s: s.get("comment") or "",
+    "isPrivate": lambda r, s: bool(s.get("private")),
+    "magnetLink": lambda r, s: s.get("magnet") or "",
+    "pieceCount": lambda r, s: int(s.get("num_pieces") or 0),
+    "pieceSize": lambda r, s: int(s.get("piece_length") or 0),
+    "pieces": lambda r, s: base64.b64encode(bytes.fromhex(s.get("pieces") or "")).decode(),
+    "downloadLimit": lambda r, s: int(r.comp.get("dl_kb", s.get("download_limit", 0) // KB)),
+    "downloadLimited": lambda r, s: bool(s.get("download_limit")),
+    "uploadLimit": lambda r, s: int(r.comp.get("ul_kb", s.get("upload_limit", 0) // KB)),
+    "uploadLimited": lambda r, s: bool(s.get("upload_limit")),
+    "honorsSessionLimits": lambda r, s: True,
+    "bandwidthPriority": lambda r, s: 0,
+    "seedRatioLimit": lambda r, s: float((s.get("goals") or {}).get("ratio_limit", r.global_ratio)),
+    "seedRatioMode": lambda r, s: int((s.get("goals") or {}).get("ratio_mode", 0)),
+    "seedIdleLimit": lambda r, s: 30,
+    "seedIdleMode": lambda r, s: 0,
+    "queuePosition": lambda r, s: r.position,
+    "labels": lambda r, s: list(r.comp.get("labels", [])),
+    "group": lambda r, s: "",
+    "sequentialDownload": lambda r, s: False,
+    "files": lambda r, s: _files(s),
+    "file-count": lambda r, s: len(s["files"]),
+    "fileStats": lambda r, s: _file_stats(s, r.comp),
+    "priorities": lambda r, s: [st["priority"] for st in _file_stats(s, r.comp)],
+    "wanted": lambda r, s: [1 if st["wanted"] else 0 for st in _file_stats(s, r.comp)],
+    "primary-mime-type": lambda r, s: next((f["mime"] for f in s["files"] if f["mime"]), ""),
+    "peers": lambda r, s: [_peer(p) for p in s["peer_list"]],
+    "trackers": lambda r, s: [_tracker(i, t) for i, t in enumerate(s["trackers"])],
+    "trackerStats": lambda r, s: [_tracker_stats(i, t) for i, t in enumerate(s["trackers"])],
+    "webseeds": lambda r, s: [],
+}
+
+
+def _getters(names: list[str]) -> list[tuple[str, Callable[[_Row, dict[str, Any]], Any]]]:
+    """(name, getter) of the known fields of ``names``, in order (unknown ones are left out)."""
+    return [(k, _FIELDS[k]) for k in names if k in _FIELDS]
 
 
 def _answer(out: dict[str, Any], headers: dict[str, str]) -> Response:
