@@ -6,6 +6,7 @@ registers itself with ``@app.command()``; :mod:`bitswarm.cli` imports them all.
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import sys
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 import typer
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.console import Console
 
 from bitswarm.cli._globals import GLOBAL_HELP
@@ -172,6 +175,7 @@ def error_exit_code(exc: BaseException) -> int:
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print a one-line error on stderr and exit with ``code``."""
     first = " ".join(str(message).split("\n")[0].split())
+    json_lines.flush()  # the JSON lines made before the error come first
     print(f"bitswarm: error: {first}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -250,7 +254,63 @@ def load_toml(path: Path, known: set[str]) -> dict[str, Any]:
     return data
 
 
+class JsonLines:
+    """The ``--json`` output on stdout: one JSON object per line, each line whole.
+
+    :meth:`write` called while an event loop runs keeps the line and writes everything written in
+    the same loop iteration at once, from a callback the loop runs next (``call_soon``): a reader
+    sees each line within the iteration that made it, a burst of session events costs one write
+    and one flush, and the lines keep their order. Without a running loop a line is written at once.
+    :meth:`flush` writes what is kept now (before the process exits, before an error line).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._handle: asyncio.Handle | None = None  # the flush the loop will run
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def write(self, line: str, *, now: bool = False) -> None:
+        """Output ``line`` (a JSON text and its newline) in this loop iteration (``now``: at once,
+        after the lines kept before it)."""
+        self._parts.append(line)
+        if now:
+            self.flush()
+            return
+        aio = sys.modules.get("asyncio")  # not imported: no loop runs (and none is imported here)
+        try:
+            loop = aio.get_running_loop() if aio is not None else None
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            self.flush()
+        elif self._loop is not loop or self._handle is None:  # (a flush left on an ended loop: anew)
+            self._loop = loop
+            self._handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every kept line now, in one write (stdout as it is now: tests swap it)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            out = sys.stdout
+            out.write(text)
+            out.flush()
+
+
+#: The one ``--json`` line writer of the process (:func:`print_json`, the peer commands' events).
+json_lines = JsonLines()
+atexit.register(json_lines.flush)
+
+
+def dumps(obj: Any) -> str:
+    """The ``--json`` form of ``obj``: compact, ASCII, on one line."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
 def print_json(obj: Any) -> None:
-    """Print one JSON object on one line (the ``--json`` output form)."""
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    """Print one JSON object on one line (the ``--json`` output form), now: after any line
+    :data:`json_lines` still keeps, so the order holds."""
+    json_lines.write(dumps(obj) + "\n", now=True)
