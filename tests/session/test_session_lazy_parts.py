@@ -14,8 +14,12 @@ from bitswarm.session.lifecycle import State
 from bitswarm.session.torrent import TorrentRuntime, busy_torrents
 
 #: the runtime's slots of the parts built on first use (None until then); ``_parts`` holds the peer
-#: manager, the request scheduler, the choke driver, the read cache and the metadata server
-LAZY_PARTS = ("_parts", "_hashes", "_picker", "_download_limiter", "_upload_limiter")
+#: manager, the request scheduler, the choke driver, the read cache and the metadata server;
+#: ``_control`` is the lock of pause, resume ... (there while one runs)
+LAZY_PARTS = (
+    "_parts", "_hashes", "_picker", "_piece_size", "_download_limiter", "_upload_limiter", "_down", "_up",
+    "_control", "_background", "_writes",
+)  # fmt: skip
 
 
 def config(**kw: object) -> SessionConfig:
@@ -39,6 +43,11 @@ def built(rt: TorrentRuntime) -> set[str]:
     return {name for name in LAZY_PARTS if getattr(rt, name) is not None}
 
 
+async def quiet(rt: TorrentRuntime) -> None:
+    """Wait until the torrent's loops and background jobs (its first resume save) are done."""
+    await eventually(lambda: not rt._loops and rt._background is None)
+
+
 def runtime(session: Session, t: Torrent) -> TorrentRuntime:
     rt = session.lookup(t.swarm_hash)
     assert rt is not None
@@ -50,7 +59,8 @@ async def test_an_idle_seed_builds_no_peer_part_and_answers_everything_without_t
     async with Session(config()) as session:
         h = await session.add(t, f.parent)
         rt = runtime(session, t)
-        await eventually(lambda: t.swarm_hash not in busy_torrents(session) and not rt._loops)
+        await quiet(rt)
+        assert t.swarm_hash not in busy_torrents(session)
         assert h.state is State.SEEDING
         assert built(rt) == set()
         # everything the daemon reads of every torrent, without building anything
@@ -67,7 +77,7 @@ async def test_an_idle_seed_builds_no_peer_part_and_answers_everything_without_t
         # pause, resume, a new state: still nothing built
         await h.pause()
         await h.resume()
-        await eventually(lambda: not rt._loops)
+        await quiet(rt)
         assert h.state is State.SEEDING and built(rt) == set()
         # a limit builds its limiter only
         h.set_rate_limits(upload=50_000)
@@ -81,13 +91,13 @@ async def test_the_first_peer_builds_the_parts_and_the_seed_serves_it(tmp_path: 
     async with Session(config()) as seeder, Session(config()) as leecher:
         hs = await seeder.add(t, f.parent)
         rt = runtime(seeder, t)
-        await eventually(lambda: not rt._loops)
+        await quiet(rt)
         assert built(rt) == set()
         hs.set_sequential(True)
         hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
         await hl.wait_complete(timeout=20)
         assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
-        assert {"_parts", "_hashes", "_picker"} <= built(rt)
+        assert {"_parts", "_hashes", "_picker", "_piece_size", "_down", "_up"} <= built(rt)
         # built in the state the torrent is in: a seed of every piece, with the switches made before
         assert rt.picker.is_complete() and rt.picker.sequential
         assert rt.scheduler.seeding and not rt.scheduler.downloading
@@ -112,6 +122,7 @@ async def test_super_seeding_switched_on_while_idle_applies_when_the_peer_comes(
     async with Session(config()) as seeder, Session(config()) as leecher:
         hs = await seeder.add(t, f.parent)
         rt = runtime(seeder, t)
+        await quiet(rt)
         version = rt.status_version
         hs.set_super_seed(True)
         assert hs.super_seed and hs.super_seeding and rt.status_version == version + 1
@@ -129,6 +140,7 @@ async def test_the_session_default_super_seed_is_answered_without_the_scheduler(
     async with Session(config(super_seed=True)) as session:
         h = await session.add(t, f.parent)
         rt = runtime(session, t)
+        await quiet(rt)
         assert (h.super_seed, h.super_seeding) == (True, True)
         await h.pause()
         assert (h.super_seed, h.super_seeding) == (True, False)

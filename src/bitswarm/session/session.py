@@ -507,7 +507,8 @@ class Session:
             tiers = [list(t) for t in torrent.trackers if t]
         for url in trackers or []:
             tiers.append([normalize_tracker_url(url)])
-        tiers = [[normalize_tracker_url(u) for u in tier] for tier in tiers]
+        # one string per tracker URL for all torrents (10,000 torrents on one tracker: issue 24)
+        tiers = [[sys.intern(normalize_tracker_url(u)) for u in tier] for tier in tiers]
         if rdir not in self._resume_dirs:  # once per directory (10,000 torrents share the daemon's)
             make_resume_dir(rdir)  # never through a symlink (ResumePathError): resume data stays inside
             self._resume_dirs.add(rdir)

@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import weakref
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -150,17 +150,21 @@ class TorrentRuntime:
         "_busy_set",
         "_complete",
         "_control",
+        "_control_users",
         "_done",
+        "_down",
         "_download_limiter",
         "_hashes",
         "_last_resume_save",
         "_loops",
         "_parts",
         "_picker",
+        "_piece_size",
         "_running",
         "_seed_mode",
         "_sequential",
         "_super_seed",
+        "_up",
         "_upload_limiter",
         "_writes",
         "accepting",
@@ -169,11 +173,9 @@ class TorrentRuntime:
         "closed",
         "completed_at",
         "config",
-        "down",
         "error",
         "info",
         "life",
-        "piece_size",
         "private",
         "save_path",
         "session",
@@ -184,7 +186,6 @@ class TorrentRuntime:
         "torrent",
         "tracker_book",
         "trackers",
-        "up",
         "web_seeds",
     )
 
@@ -238,20 +239,22 @@ class TorrentRuntime:
         self.status_version = 0
         self.accepting = False
         self.closed = False  #: stopped: out of the session
-        #: pause, resume, recheck, priorities, move and stop run one at a time
-        self._control = asyncio.Lock()
+        #: pause, resume, recheck, priorities, move and stop run one at a time (:meth:`_controlled`:
+        #: the lock exists while one runs or waits)
+        self._control: asyncio.Lock | None = None
+        self._control_users = 0
         self._seed_mode = seed_mode
         self.trackers = trackers
         #: each tracker's last answer or error, kept across pauses (``tracker_reply``/``_error`` events)
         self.tracker_book = TrackerBook(
             trackers, emit=self._emit, open_client=functools.partial(open_tracker, proxy=cfg.proxy)
         )
-        now = self.clock.now
         #: this torrent's rate limits: made by the first peer or limit (:attr:`download_limiter`)
         self._download_limiter: RateLimiter | None = None
         self._upload_limiter: RateLimiter | None = None
-        self.down = RateMeter(clock=now)
-        self.up = RateMeter(clock=now)
+        #: payload rates and totals: made by the first byte (:attr:`down`, :attr:`up`)
+        self._down: RateMeter | None = None
+        self._up: RateMeter | None = None
         #: complete (or failed): what :meth:`wait_complete` waits for; its event is created by
         #: the first waiter (an asyncio.Event is ~0.8 KiB; issue 24)
         self._done = False
@@ -263,13 +266,14 @@ class TorrentRuntime:
         #: (:meth:`_ensure_loops` starts them again), so an idle seed holds no task (issue 24)
         self._loops: dict[str, asyncio.Task[None]] = {}
         # dicts used as sets: an empty set is 216 bytes, an empty dict 64 (issue 24)
-        self._background: dict[asyncio.Task[Any], None] = {}
-        self._writes: dict[asyncio.Task[Any], None] = {}
+        # (None while empty: a dict that held a task keeps its table)
+        self._background: dict[asyncio.Task[Any], None] | None = None
+        self._writes: dict[asyncio.Task[Any], None] | None = None
         self._last_resume_save = 0.0
         self.started_at = self.clock.now()
         self.completed_at: float | None = None
 
-        self.piece_size = _piece_sizer(self.info.num_pieces, self.info.piece_length, self.info.piece_space)
+        self._piece_size: Callable[[int], int] | None = None
         self._sequential = sequential
         #: the piece picker; None while every piece is here and wanted (a seed: :meth:`_load_picker`),
         #: then :attr:`picker` builds it when something asks (a peer, a priority change)
@@ -424,6 +428,15 @@ class TorrentRuntime:
         return parts.peer_manager.known_addresses() if parts is not None else set()
 
     @property
+    def piece_size(self) -> Callable[[int], int]:
+        """The size of piece ``index`` (a closure the picker and the scheduler call; made for them)."""
+        size = self._piece_size
+        if size is None:
+            info = self.info
+            size = self._piece_size = _piece_sizer(info.num_pieces, info.piece_length, info.piece_space)
+        return size
+
+    @property
     def picker(self) -> PiecePicker:
         """The piece picker; a seed's is built when something asks (:meth:`_load_picker`)."""
         picker = self._picker
@@ -501,6 +514,48 @@ class TorrentRuntime:
             self._parts.scheduler.set_super_seed(value)
         self.status_version += 1
 
+    @property
+    def down(self) -> RateMeter:
+        """Payload received: rate and total (made by the first byte; :meth:`transferred`)."""
+        meter = self._down
+        if meter is None:
+            meter = self._down = RateMeter(clock=self.clock.now)
+        return meter
+
+    @property
+    def up(self) -> RateMeter:
+        """Payload sent: rate and total (made by the first byte; :meth:`transferred`)."""
+        meter = self._up
+        if meter is None:
+            meter = self._up = RateMeter(clock=self.clock.now)
+        return meter
+
+    def transferred(self) -> tuple[int, int]:
+        """(payload bytes received, sent) this session, without making the meters."""
+        down, up = self._down, self._up
+        return (down.total if down is not None else 0), (up.total if up is not None else 0)
+
+    def rates(self) -> tuple[float, float]:
+        """(download, upload) payload rates, without making the meters (none: 0)."""
+        down, up = self._down, self._up
+        return (down.rate if down is not None else 0.0), (up.rate if up is not None else 0.0)
+
+    @contextlib.asynccontextmanager
+    async def _controlled(self) -> AsyncIterator[None]:
+        """Run a control alone: the lock is made by the first control waiting and dropped by the
+        last (an idle torrent holds none: issue 24)."""
+        lock = self._control
+        if lock is None:
+            lock = self._control = asyncio.Lock()
+        self._control_users += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._control_users -= 1
+            if not self._control_users:
+                self._control = None
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, keep: bool = False) -> None:
@@ -509,9 +564,26 @@ class TorrentRuntime:
         ``keep`` jobs (piece writes) are awaited, not cancelled, when the torrent stops.
         """
         task = asyncio.get_running_loop().create_task(coro)
-        group = self._writes if keep else self._background
+        if keep:
+            group = self._writes
+            if group is None:
+                group = self._writes = {}
+        else:
+            group = self._background
+            if group is None:
+                group = self._background = {}
         group[task] = None
-        task.add_done_callback(functools.partial(_forget, group))
+        task.add_done_callback(functools.partial(self._forget_task, keep))
+
+    def _forget_task(self, keep: bool, task: asyncio.Task[Any]) -> None:
+        group = self._writes if keep else self._background
+        if group is not None:
+            group.pop(task, None)
+            if not group:
+                if keep:
+                    self._writes = None
+                else:
+                    self._background = None
 
     def _emit(self, kind: str, **data: Any) -> None:
         self.session.publish(kind, self, **data)
@@ -577,7 +649,7 @@ class TorrentRuntime:
     ) -> None:
         """Open storage (resume data / recheck), then start trackers, connections and choking
         (``paused``: stop after the check, in the paused state)."""
-        async with self._control:
+        async with self._controlled():
             self._fire(Event.CHECK)
             try:
                 if self._hashes is not None:  # BEP 52 piece layers fetched by an earlier run
@@ -604,6 +676,8 @@ class TorrentRuntime:
         prios = self.storage.piece_priorities()
         if self.storage.have.all() and 0 not in prios:
             self._picker = None
+            if self._parts is None:
+                self._piece_size = None  # nothing calls it until the picker is built again
         else:
             self._picker = self._build_picker(prios)
         if self._parts is not None:
@@ -691,6 +765,8 @@ class TorrentRuntime:
     def _loop_done(self, kind: str, task: asyncio.Task[None]) -> None:
         if self._loops.get(kind) is task:
             del self._loops[kind]
+            if not self._loops:
+                self._loops = {}  # (a dict that held tasks keeps its table)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("%s: the %s loop failed: %r", self.info.name, kind, exc)
 
@@ -699,8 +775,8 @@ class TorrentRuntime:
         stop the loops, let verified writes land, send ``stopped`` to the trackers."""
         self.accepting = False
         self._running = False
-        tasks = [*self._loops.values(), *self._background]
-        self._loops.clear()
+        tasks = [*self._loops.values(), *(self._background or ())]
+        self._loops = {}
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -738,7 +814,7 @@ class TorrentRuntime:
 
     async def stop(self) -> None:
         """Disconnect every peer, send ``stopped`` to trackers, save resume data, close files."""
-        async with self._control:
+        async with self._controlled():
             if self.closed:
                 return
             self.closed = True
@@ -787,7 +863,7 @@ class TorrentRuntime:
     async def pause(self) -> None:
         """Close every connection cleanly and stop announcing; peers' addresses, pieces and resume
         data are kept (the resume data is saved now). Pausing a paused torrent does nothing."""
-        async with self._control:
+        async with self._controlled():
             self._require_open()
             if self.state is State.PAUSED:
                 return
@@ -799,7 +875,7 @@ class TorrentRuntime:
     async def resume(self) -> None:
         """Download or seed again after :meth:`pause`, dialing the peers it knew at once; an
         errored torrent is rechecked first. Resuming a running torrent does nothing."""
-        async with self._control:
+        async with self._controlled():
             self._require_open()
             if self.state is State.ERROR:
                 await self._recheck(None)
@@ -810,7 +886,7 @@ class TorrentRuntime:
     async def recheck(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Hash every piece again (connections are closed meanwhile); a piece that fails is
         downloaded again. A paused torrent stays paused; an error is cleared."""
-        async with self._control:
+        async with self._controlled():
             self._require_open()
             await self._recheck(progress)
 
@@ -835,7 +911,7 @@ class TorrentRuntime:
         """Change file priorities (one per ``info.files`` entry, 0 = skip) while running: the picker
         follows at once, a seed that wants a file again downloads, a download whose wanted pieces
         are all there seeds."""
-        async with self._control:
+        async with self._controlled():
             self._require_open()
             await self.storage.set_file_priorities(priorities)
             picker = self.picker
@@ -855,7 +931,7 @@ class TorrentRuntime:
         piece I/O waits, no new requests go out. Afterwards the torrent goes on from where it was
         (paused stays paused). A move that fails is raised; its files are moved back and the
         torrent goes on from the old place, or, if that failed too, the torrent is in error."""
-        async with self._control:
+        async with self._controlled():
             self._require_open()
             before = self.state
             self._fire(Event.MOVE)
@@ -1037,7 +1113,8 @@ class TorrentRuntime:
         return waiting_reason(self.tracker_status(), self.dht_status(), len(self.candidates))
 
     def _transfer_stats(self) -> TransferStats:
-        return TransferStats(uploaded=self.up.total, downloaded=self.down.total, left=self._left())
+        downloaded, uploaded = self.transferred()
+        return TransferStats(uploaded=uploaded, downloaded=downloaded, left=self._left())
 
     def _left(self) -> int:
         done = self._done_bytes(self.storage.have)
@@ -1049,7 +1126,8 @@ class TorrentRuntime:
         if not n:
             return 0
         plen = self.info.piece_length
-        return pieces.count() * plen - (plen - self.piece_size(n - 1) if pieces.get(n - 1) else 0)
+        last = self.info.piece_space - (n - 1) * plen
+        return pieces.count() * plen - (plen - last if pieces.get(n - 1) else 0)
 
     def _wanted_done(self) -> tuple[int, int]:
         """(bytes wanted, bytes of those verified): O(1) unless some files are skipped (priority 0);
@@ -1074,7 +1152,8 @@ class TorrentRuntime:
         info = self.info
         have = self.storage.have
         wanted, done = self._wanted_done()
-        rate = self.down.rate
+        rate, up_rate = self.rates()
+        downloaded, uploaded = self.transferred()
         left = wanted - done
         eta = (left / rate) if rate > 0 and left > 0 else (0.0 if left == 0 else None)
         return TorrentStatus(
@@ -1088,9 +1167,9 @@ class TorrentRuntime:
             pieces_done=have.count(),
             num_pieces=info.num_pieces,
             download_rate=rate,
-            upload_rate=self.up.rate,
-            downloaded=self.down.total,
-            uploaded=self.up.total,
+            upload_rate=up_rate,
+            downloaded=downloaded,
+            uploaded=uploaded,
             peers=len(self.peers),
             seeds=sum(1 for p in self.peers.values() if p.is_seed),
             known_peers=len(self.candidates),
@@ -1105,10 +1184,6 @@ class TorrentRuntime:
 
 #: states whose status moves without a bump of ``status_version``: pieces, sizes, metadata
 _MOVING_STATES: Final = frozenset({State.DOWNLOADING, State.CHECKING, State.METADATA, State.MOVING})
-
-
-def _forget(group: dict[asyncio.Task[Any], None], task: asyncio.Task[Any]) -> None:
-    group.pop(task, None)
 
 
 def _piece_sizer(num_pieces: int, piece_length: int, piece_space: int) -> Callable[[int], int]:
@@ -1199,20 +1274,19 @@ class TorrentHandle:
         moves by itself: connected to a peer, downloading, checking, moving, fetching metadata, a
         rate not settled at zero, a web seed connected."""
         rt = self._rt
-        down, up = rt.down, rt.up
         web = rt.web_seeds
-        if rt.peers or rt.life.state in _MOVING_STATES or down.rate or up.rate:
+        if rt.peers or rt.life.state in _MOVING_STATES or any(rt.rates()):
             return None
         if web.seeds and web.connected:
             return None
-        return rt.status_version, len(rt.candidates), down.total, up.total
+        return rt.status_version, len(rt.candidates), *rt.transferred()
 
     def totals(self) -> tuple[int, int, int, int]:
         """(downloaded, uploaded, wanted bytes, verified wanted bytes) without building a
         :meth:`status`: the daemon's automation reads it of every torrent (issue 24)."""
         rt = self._rt
         wanted, done = rt._wanted_done()
-        return rt.down.total, rt.up.total, wanted, done
+        return *rt.transferred(), wanted, done
 
     @property
     def active(self) -> bool:

@@ -57,6 +57,20 @@ class FileMap:
     """Piece ↔ file geometry of one torrent below ``save_path``. Pure computation, no I/O except
     :meth:`check_paths`, which resolves symlinks."""
 
+    #: no instance dict: one file map per torrent (10,000 torrents in one daemon: issue 24)
+    __slots__ = (
+        "_ends",
+        "_idx",
+        "_starts",
+        "files",
+        "info",
+        "num_pieces",
+        "paths",
+        "piece_length",
+        "piece_space",
+        "save_path",
+    )
+
     def __init__(self, info: InfoDict, save_path: str | os.PathLike[str]) -> None:
         self.info = info
         self.piece_length = info.piece_length
@@ -64,10 +78,11 @@ class FileMap:
         self.piece_space = info.piece_space
         self.save_path = os.path.abspath(os.fspath(save_path))
         self.files = info.files
-        # Data files with bytes, sorted by offset, for bisecting a range into extents.
-        self._idx: list[int] = []
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+        # Data files with bytes, sorted by offset, for bisecting a range into extents (tuples: a
+        # list of one entry is ~90 bytes, a tuple ~50; one file map per torrent, issue 24).
+        idx: list[int] = []
+        starts: list[int] = []
+        ends: list[int] = []
         prev_end = 0
         for i, f in enumerate(info.files):
             if f.length < 0 or f.offset < 0:
@@ -77,10 +92,13 @@ class FileMap:
             prev_end = f.offset + f.length
             if f.pad or f.length == 0:
                 continue
-            self._idx.append(i)
-            self._starts.append(f.offset)
-            self._ends.append(f.offset + f.length)
-        self.paths: list[str | None] = [None if f.pad else self._join(f.path) for f in info.files]
+            idx.append(i)
+            starts.append(f.offset)
+            ends.append(f.offset + f.length)
+        self._idx = tuple(idx)
+        self._starts = tuple(starts)
+        self._ends = tuple(ends)
+        self.paths: tuple[str | None, ...] = tuple(None if f.pad else self._join(f.path) for f in info.files)
 
     def _join(self, path: tuple[str, ...]) -> str:
         what = "/".join(path)

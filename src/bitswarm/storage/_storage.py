@@ -33,11 +33,15 @@ from bitswarm.storage._io import FdCache, pread_into, pwrite_all, stat_file, sto
 from bitswarm.storage._move import Rename, move_file, remove_empty_dirs
 from bitswarm.storage._plan import DiskStats, FileEntry, OpenLayout, plan_open
 from bitswarm.storage._prealloc import Preallocation, check_mode, check_space, fallocate
-from bitswarm.storage._verify import PieceHasher
+from bitswarm.storage._verify import PieceHasher, check_hashes
 from bitswarm.storage.bitfield import Bitfield
 from bitswarm.storage.resume import ResumeData, load_resume, save_resume_file
 
 T = TypeVar("T")
+
+#: guards every storage's :class:`StorageStats` (counts from the disk threads) and the making of its
+#: fd cache: one lock for all (a lock per torrent was ~90 bytes of 10,000 idle torrents, issue 24)
+_STATS_LOCK = threading.Lock()
 
 DEFAULT_MAX_INFLIGHT_BYTES = 64 << 20
 _PARTS_KEY = -1
@@ -170,15 +174,17 @@ class Storage:
         "_closed",
         "_closing",
         "_executor",
-        "_fds",
+        "_fdc",
         "_fsync_data_on_save",
         "_fsync_on_close",
         "_fsync_resume",
         "_gate",
         "_gen",
         "_given_priorities",
-        "_hasher",
+        "_hasher_obj",
         "_materialized",
+        "_max_inflight",
+        "_max_open",
         "_move",
         "_opened",
         "_own_executor",
@@ -187,22 +193,21 @@ class Storage:
         "_resume_lock",
         "_resume_users",
         "_saved_gen",
-        "_stats_lock",
+        "_stats",
         "_unchecked",
         "_unverified",
+        "_verify_v2_in_hybrid",
         "_write_jobs",
         "_write_queue",
         "file_map",
         "have",
         "info",
         "num_pieces",
-        "parts_path",
         "piece_length",
         "preallocate",
         "resume_path",
         "resume_status",
         "save_path",
-        "stats",
         "torrent",
         "workers",
     )
@@ -235,9 +240,15 @@ class Storage:
         self.num_pieces = self.info.num_pieces
         self.piece_length = self.info.piece_length
         self.have = Bitfield(self.num_pieces)  #: verified pieces; read it, never change it yourself
-        self._unverified = Bitfield(self.num_pieces)  # seed mode: trusted but not yet hashed
-        self._unchecked: set[int] = set()  # pieces a check (maybe interrupted) has not hashed yet
-        self._hasher = PieceHasher(torrent, self.file_map, verify_v2_in_hybrid=verify_v2_in_hybrid)
+        #: seed mode: pieces trusted but not hashed yet (None: none, the usual case)
+        self._unverified: Bitfield | None = None
+        #: pieces a check (maybe interrupted) has not hashed yet (None: none; a set per idle torrent
+        #: was 216 bytes: issue 24)
+        self._unchecked: set[int] | None = None
+        check_hashes(torrent)
+        #: the expected hashes: made by the first piece check (:attr:`_hasher`; issue 24)
+        self._hasher_obj: PieceHasher | None = None
+        self._verify_v2_in_hybrid = verify_v2_in_hybrid
         nfiles = len(self.info.files)
         if priorities is not None and len(priorities) != nfiles:
             raise StorageError(f"{len(priorities)} priorities given for {nfiles} files")
@@ -245,18 +256,23 @@ class Storage:
         self._priorities: list[int] = [1] * nfiles
         self._materialized: list[bool] = [False] * nfiles
         self.resume_path = None if resume_path is None else os.fspath(resume_path)
-        self.parts_path = os.path.join(self.save_path, f".{torrent.swarm_hash.hex()}.parts")
         self.resume_status = "none"  #: "none" | "corrupt" | "mismatch" | "trusted" | "partial" | "seed-mode"
-        self.stats = StorageStats()
-        self._stats_lock = threading.Lock()
-        self._fds = FdCache(max_open_files)
+        self._stats: StorageStats | None = None  # made by the first count (:attr:`stats`)
+        #: open file descriptors: made by the first disk job that opens a file (:attr:`_fds`)
+        self._max_open = max_open_files
+        self._fdc: FdCache | None = None
         self._own_executor = executor is None
         self.workers = workers or os.cpu_count() or 2
         self._executor: Executor = executor or ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="bitswarm-disk"
         )
-        self._budget = _ByteBudget(max_inflight_bytes)
-        self._pending: set[asyncio.Future[Any]] = set()
+        if max_inflight_bytes <= 0:
+            raise ValueError("max_inflight_bytes must be positive")
+        self._max_inflight = max_inflight_bytes
+        #: the byte budget of the jobs in flight: made by the first job (issue 24)
+        self._budget: _ByteBudget | None = None
+        #: the futures of the jobs in flight (None: none; made by the first one, dropped by the last)
+        self._pending: set[asyncio.Future[Any]] | None = None
         self._write_queue: list[_QueuedWrite] = []  # admitted pieces waiting for a write job
         self._write_jobs = 0  # write jobs of this storage in the pool
         #: set while :meth:`_exclusive` holds the storage (no job starts); None the rest of the time
@@ -275,6 +291,46 @@ class Storage:
         self._closing = False
         self._closed = False
         self._move: tuple[str, str] | None = None  # (from, to) while :meth:`move` runs
+
+    @property
+    def stats(self) -> StorageStats:
+        """Counters of this storage's disk work (all zero until the first job)."""
+        stats = self._stats
+        if stats is None:
+            with _STATS_LOCK:
+                stats = self._stats
+                if stats is None:
+                    stats = self._stats = StorageStats()
+        return stats
+
+    @property
+    def _fds(self) -> FdCache:
+        """The open file descriptors (made on first use, from any disk thread)."""
+        fdc = self._fdc
+        if fdc is None:
+            with _STATS_LOCK:
+                fdc = self._fdc
+                if fdc is None:
+                    fdc = self._fdc = FdCache(self._max_open)
+        return fdc
+
+    @property
+    def _hasher(self) -> PieceHasher:
+        """The expected hashes of every piece (made on first use, from any disk thread)."""
+        hasher = self._hasher_obj
+        if hasher is None:
+            with _STATS_LOCK:
+                hasher = self._hasher_obj
+                if hasher is None:
+                    hasher = self._hasher_obj = PieceHasher(
+                        self.torrent, self.file_map, verify_v2_in_hybrid=self._verify_v2_in_hybrid
+                    )
+        return hasher
+
+    @property
+    def parts_path(self) -> str:
+        """The side file of skipped files' bytes that share a piece with wanted ones."""
+        return os.path.join(self.save_path, f".{self.torrent.swarm_hash.hex()}.parts")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -308,7 +364,7 @@ class Storage:
         have, to_check, status = await loop.run_in_executor(self._executor, self._open_job, seed_mode)
         self.have = have
         self.resume_status = status
-        if status == "seed-mode":
+        if status == "seed-mode" and self.num_pieces:
             self._unverified = Bitfield(self.num_pieces, full=True)
         self._opened = True
         if to_check:
@@ -333,9 +389,11 @@ class Storage:
             self._closed = True
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(
-                    self._executor, functools.partial(self._fds.close_all, fsync=self._fsync_on_close)
-                )
+                fdc = self._fdc
+                if fdc is not None and len(fdc):  # no file open (an idle seed): no disk job
+                    await loop.run_in_executor(
+                        self._executor, functools.partial(fdc.close_all, fsync=self._fsync_on_close)
+                    )
             finally:
                 if self._own_executor:
                     self._executor.shutdown(wait=False)
@@ -352,19 +410,40 @@ class Storage:
         """Wait for the gate and ``nbytes`` of the byte budget (released by the caller's job)."""
         if self._closed or self._closing:
             raise StorageError("storage is closed")
+        budget = self._budget
+        if budget is None:
+            budget = self._budget = _ByteBudget(self._max_inflight)
         while True:  # the gate is checked again after waiting for budget: no job slips past it
             while (gate := self._gate) is not None:
                 await gate.wait()
-            n = await self._budget.acquire(nbytes)
+            n = await budget.acquire(nbytes)
             if self._closing:
-                self._budget.release(n)
+                budget.release(n)
                 raise StorageError("storage is closed")
             if self._gate is None:
                 break
-            self._budget.release(n)
-        if self._budget.peak > self.stats.peak_inflight_bytes:
-            self.stats.peak_inflight_bytes = self._budget.peak
+            budget.release(n)
+        if budget.peak > self.stats.peak_inflight_bytes:
+            self.stats.peak_inflight_bytes = budget.peak
         return n
+
+    def _release(self, n: int) -> None:
+        """Give back ``n`` bytes of the budget (taken by :meth:`_admit`, which made it)."""
+        assert self._budget is not None
+        self._budget.release(n)
+
+    def _track(self, fut: asyncio.Future[Any]) -> None:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = set()
+        pending.add(fut)
+
+    def _untrack(self, fut: asyncio.Future[Any]) -> None:
+        pending = self._pending
+        if pending is not None:
+            pending.discard(fut)
+            if not pending:
+                self._pending = None
 
     async def _run(
         self,
@@ -380,15 +459,15 @@ class Storage:
         try:
             fut = loop.run_in_executor(self._executor, fn, *args)
         except BaseException:
-            self._budget.release(n)
+            self._release(n)
             raise
-        self._pending.add(fut)
+        self._track(fut)
         fut.add_done_callback(functools.partial(self._job_done, n, on_done))
         return await asyncio.shield(fut)
 
     def _job_done(self, n: int, on_done: Callable[[Any], None] | None, fut: asyncio.Future[Any]) -> None:
-        self._pending.discard(fut)
-        self._budget.release(n)
+        self._untrack(fut)
+        self._release(n)
         if fut.cancelled():
             return
         exc = fut.exception()  # also marks it retrieved when the awaiting task went away
@@ -397,7 +476,7 @@ class Storage:
 
     async def _drain(self) -> None:
         while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
@@ -413,9 +492,12 @@ class Storage:
             gate.set()
 
     def _count(self, **kw: int) -> None:
-        with self._stats_lock:
+        with _STATS_LOCK:
+            stats = self._stats
+            if stats is None:
+                stats = self._stats = StorageStats()
             for k, v in kw.items():
-                setattr(self.stats, k, getattr(self.stats, k) + v)
+                setattr(stats, k, getattr(stats, k) + v)
 
     def _check_index(self, index: int) -> int:
         if not 0 <= index < self.num_pieces:
@@ -442,7 +524,7 @@ class Storage:
         loop = asyncio.get_running_loop()
         item = _QueuedWrite(index, buf, n, loop.create_future())
         self._write_queue.append(item)
-        self._pending.add(item.done)
+        self._track(item.done)
         self._start_write_jobs(loop)
         return await asyncio.shield(item.done)
 
@@ -482,8 +564,8 @@ class Storage:
     def _finish_writes(self, batch: list[_QueuedWrite], failure: BaseException | None) -> None:
         """On the loop: apply each piece's result (even if its caller was cancelled meanwhile)."""
         for item in batch:
-            self._budget.release(item.nbytes)
-            self._pending.discard(item.done)
+            self._release(item.nbytes)
+            self._untrack(item.done)
             error = item.error or failure
             if error is None and item.ok is not None:
                 self._piece_result(item.index, item.ok)
@@ -495,7 +577,8 @@ class Storage:
                 item.done.exception()  # retrieved: a caller that went away logs nothing
 
     def _piece_result(self, index: int, ok: bool) -> None:
-        self._unverified.clear(index)
+        if self._unverified is not None:
+            self._unverified.clear(index)
         if ok != self.have.get(index):
             self.have.set(index, ok)
             self._gen += 1
@@ -523,7 +606,7 @@ class Storage:
         piece is hashed before its first read; a piece that fails raises :class:`StorageError`."""
         self._require_open()
         size = self._check_index(index)
-        if self._unverified.get(index):
+        if self._unverified is not None and self._unverified.get(index):
             if begin == 0 and length == size:  # a whole piece: hash the bytes read, one read
                 res: tuple[bool, bytes] = await self._run(
                     size,
@@ -558,7 +641,7 @@ class Storage:
         (fd, offset, length) runs to pass to ``os.sendfile``; the fds stay open inside the block."""
         self._require_open()
         size = self._check_index(index)
-        if self._unverified.get(index):
+        if self._unverified is not None and self._unverified.get(index):
             await self._seed_verify(index, size)
         exts = self.file_map.block_extents(index, begin, length)
         segs, keys = await self._run(0, self._pin_job, exts, length)
@@ -657,7 +740,8 @@ class Storage:
             return
         loop = asyncio.get_running_loop()
         async with self._exclusive():
-            await loop.run_in_executor(self._executor, functools.partial(self._fds.close_all, fsync=True))
+            if self._fdc is not None:
+                await loop.run_in_executor(self._executor, functools.partial(self._fdc.close_all, fsync=True))
             self._move = (self.save_path, target.save_path)
             await self.save_resume(force=True)
             moved: list[tuple[str, str]] = []
@@ -707,9 +791,10 @@ class Storage:
         if not self.info.single_file:
             top = os.path.join(source.save_path, self.info.name)
             await loop.run_in_executor(self._executor, remove_empty_dirs, top, source.save_path)
-        self.file_map = self._hasher.fmap = target
+        self.file_map = target
+        if self._hasher_obj is not None:
+            self._hasher_obj.fmap = target
         self.save_path = target.save_path
-        self.parts_path = os.path.join(target.save_path, parts)
         target.check_paths()
 
     async def _finish_interrupted_move(self) -> bool:
@@ -742,7 +827,7 @@ class Storage:
                     return False
                 pieces = self.have.to_bytes()
                 prios = tuple(self._priorities)
-                unchecked = frozenset(self._unchecked)
+                unchecked = frozenset(self._unchecked or ())
                 loop = asyncio.get_running_loop()
                 job = functools.partial(self._save_resume_job, pieces, prios, unchecked, self._move)
                 await loop.run_in_executor(self._executor, job)
@@ -792,6 +877,8 @@ class Storage:
 
     async def _check_pieces(self, indices: Sequence[int], progress: ProgressCallback | None) -> None:
         total = len(indices)
+        if self._unchecked is None:
+            self._unchecked = set()
         self._unchecked.update(indices)
         per_job = max(1, _CHECK_GROUP_BYTES // self.piece_length)
         window = max(2, 2 * self.workers)
@@ -823,9 +910,13 @@ class Storage:
                 f.cancel()
 
     def _check_results(self, results: list[tuple[int, bool]]) -> None:
+        unchecked = self._unchecked
         for index, ok in results:
-            self._unchecked.discard(index)
+            if unchecked is not None:
+                unchecked.discard(index)
             self._piece_result(index, ok)
+        if not unchecked:
+            self._unchecked = None
 
     # -- worker-thread jobs (blocking) -------------------------------------------------------------
 

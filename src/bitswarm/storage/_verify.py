@@ -28,19 +28,28 @@ class V2Check:
     expected: bytes
 
 
+def check_hashes(torrent: Torrent) -> bool:
+    """Raise :class:`StorageError` for a torrent without piece hashes; True if it has v2 ones."""
+    has_v2 = torrent.info_hash_v2 is not None and torrent.info.meta_version == 2
+    if torrent.info.pieces is None and not has_v2:
+        raise StorageError("torrent has neither v1 piece hashes nor v2 roots")
+    return has_v2
+
+
 class PieceHasher:
     """Knows the expected hashes of every piece of one torrent."""
+
+    #: no instance dict: one per torrent (10,000 torrents in one daemon: issue 24)
+    __slots__ = ("fmap", "layers", "per_piece", "pieces_v1", "torrent", "use_v1", "use_v2")
 
     def __init__(self, torrent: Torrent, fmap: FileMap, *, verify_v2_in_hybrid: bool = True) -> None:
         self.torrent = torrent
         self.fmap = fmap
         info = torrent.info
         self.pieces_v1 = info.pieces
-        has_v2 = torrent.info_hash_v2 is not None and info.meta_version == 2
+        has_v2 = check_hashes(torrent)
         self.use_v1 = info.pieces is not None
         self.use_v2 = has_v2 and (not self.use_v1 or verify_v2_in_hybrid)
-        if not self.use_v1 and not has_v2:
-            raise StorageError("torrent has neither v1 piece hashes nor v2 roots")
         self.per_piece = info.piece_length // BLOCK_SIZE
         self.layers: dict[bytes, bytes] = dict(torrent.piece_layers)
 
