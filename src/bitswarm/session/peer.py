@@ -126,6 +126,9 @@ class PeerProtocol:
         self.outgoing = outgoing
         self.address: tuple[str, int] = address or ("?", 0)
         self.codec = PeerConnection()
+        # The receive hot path: the stream calls ``get_buffer`` once per read; bound straight to the
+        # codec's, a read costs no extra call through this protocol (the TCP stream binds ours).
+        self.get_buffer = self.codec.get_buffer  # type: ignore[method-assign]
         self.stream: PeerStream | None = None
         self.peer_id: bytes | None = None
         self.client: str | None = None
@@ -202,7 +205,7 @@ class PeerProtocol:
         timeout = self.session.config.handshake_timeout
         self._timer = self.session.clock.call_later(timeout, self._handshake_timeout)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def get_buffer(self, sizehint: int) -> memoryview:  # replaced per instance (see __init__)
         # The codec's whole scratch buffer (256 KiB: many blocks per read, parsed in place and each
         # copied once into its piece buffer), or the rest of a block whose beginning came with the
         # last read (received in place). Reading only up to each next message header, so that
@@ -293,7 +296,11 @@ class PeerProtocol:
 
     def _send(self, event: Event) -> None:
         """Queue a message; queued messages go out in one write at the end of this loop turn."""
-        self._out.append(self.codec.send(event))
+        self._queue(self.codec.send(event))
+
+    def _queue(self, data: bytes) -> None:
+        """Queue encoded messages (see :meth:`_send`)."""
+        self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -596,7 +603,7 @@ class PeerProtocol:
 
     def send_have(self, index: int) -> None:
         if self.established and not self.closed:
-            self._send(Have(index))
+            self._queue(self.codec.send_have(index))
 
     def flush_haves(self) -> None:
         """Send the queued HAVEs (one write: they leave in one segment)."""
@@ -626,10 +633,10 @@ class PeerProtocol:
             self._upload_set.clear()
 
     def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
-        requested = self.requested
-        for index, begin, length in blocks:
-            self._send(Request(index, begin, length))
-            requested.add((index, begin))
+        if not blocks:
+            return
+        self._queue(self.codec.send_requests(blocks))  # one encoding for the batch, no event per block
+        self.requested.update([(index, begin) for index, begin, _ in blocks])
 
     def send_cancel(self, index: int, begin: int, length: int) -> None:
         """Withdraw a request (it no longer counts as outstanding; a late block is redundant)."""
@@ -669,9 +676,12 @@ class PeerProtocol:
                 else:
                     cap = int(self.upload.rate * UPLOAD_BATCH_SECONDS)
                     cap = UPLOAD_BATCH_MIN if cap < UPLOAD_BATCH_MIN else min(cap, UPLOAD_BATCH_MAX)
+                piece_index, piece = -1, None  # the piece of the block before (one cache lookup per piece)
                 while uploads and sent < cap:
                     index, begin, length = uploads[0]
-                    piece = got if index == got_index else cached(index)
+                    if index != piece_index:
+                        piece = got if index == got_index else cached(index)
+                        piece_index = index
                     if piece is None:
                         break
                     pending.discard(uploads.popleft())

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 BLOCK_SIZE = 16 * 1024
+#: :meth:`PiecePicker.received`'s "no other peer has this block requested"
+_NOBODY: frozenset[Hashable] = frozenset()
 #: a peer with at most this many fresh pieces we want: list them from the bitmask and sort by
 #: rarity, instead of walking the rarest-first order to find them
 _ENUMERATE_MAX = 128
@@ -540,7 +543,7 @@ class PiecePicker:
         b = begin // self.block_size
         return b < p.num_blocks and not p.received[b]
 
-    def received(self, peer: Hashable, index: int, begin: int) -> tuple[bool, set[Hashable]] | None:
+    def received(self, peer: Hashable, index: int, begin: int) -> tuple[bool, AbstractSet[Hashable]] | None:
         """A block arrived from ``peer``.
 
         Returns ``(piece_done, others)``: ``piece_done`` is True when every block of the piece is
@@ -554,12 +557,15 @@ class PiecePicker:
         b = begin // self.block_size
         if b >= p.num_blocks or p.received[b]:
             return None
-        owners = p.owners.pop(b, set())
-        owners.discard(peer)
         p.received[b] = 1
-        p.requested[b] = max(p.requested[b], 1)
-        p.received_count += 1
-        return p.received_count == p.num_blocks, owners
+        if not p.requested[b]:
+            p.requested[b] = 1
+        count = p.received_count = p.received_count + 1
+        owners = p.owners.pop(b, None)
+        if owners is None:  # no set allocated per block for nobody (issue 24)
+            return count == p.num_blocks, _NOBODY
+        owners.discard(peer)
+        return count == p.num_blocks, owners
 
     def cancel(self, peer: Hashable, index: int, begin: int) -> None:
         """A request to ``peer`` is gone (rejected, choked, timed out, cancelled): free the block."""

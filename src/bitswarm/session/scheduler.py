@@ -505,9 +505,10 @@ class RequestScheduler:
             src = self._block_src[index] = {}
         src[begin] = peer
         done, others = result
-        for other in others:  # end-game duplicates still in flight elsewhere
-            if isinstance(other, type(peer)):  # not a web seed (its request is already under way)
-                other.send_cancel(index, begin, n)
+        if others:  # end-game duplicates still in flight elsewhere
+            for other in others:
+                if isinstance(other, type(peer)):  # not a web seed (its request is already under way)
+                    other.send_cancel(index, begin, n)
         if done:
             self.finishing += 1
             self._spawn(self._finish_piece(index))
@@ -520,7 +521,8 @@ class RequestScheduler:
                 for p in self.peers:
                     if not p.closed:
                         self._read_pause(p).set_disk(True)
-        self.fill_requests(peer)
+        if len(peer.requested) <= peer.refill_at:  # fill_requests' own first test, without the call
+            self.fill_requests(peer)
         wait = self.download_limiter.take(n)
         if wait > 0.01 and not peer.closed:
             self._read_pause(peer).rate_wait(wait)

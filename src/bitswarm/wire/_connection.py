@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from bitswarm.wire._errors import LocalWireError, WireProtocolError
@@ -142,6 +142,7 @@ _BARE: Final = {
 _INDEX_CLASSES: Final = {MSG_HAVE: Have, MSG_SUGGEST_PIECE: SuggestPiece, MSG_ALLOWED_FAST: AllowedFast}
 _TRIPLE_CLASSES: Final = {MSG_REQUEST: Request, MSG_CANCEL: Cancel, MSG_REJECT_REQUEST: RejectRequest}
 _KEEPALIVE: Final = KeepAlive()
+_REQUEST: Final = Request(0, 0, 1)  # its type is what a state check looks at
 _CLOSED: Final = ConnectionClosed()
 _EMPTY: Final = memoryview(b"")
 
@@ -347,7 +348,8 @@ class PeerConnection:
         if self._ready is not None:
             piece = self._ready
             self._ready = None
-            self.their_state = self._check_their(state, Piece)
+            if state is not ESTABLISHED:  # ESTABLISHED: a piece leaves it there (one table lookup less)
+                self.their_state = self._check_their(state, Piece)
             return piece
         if self._direct is not None:
             if self._eof:
@@ -357,6 +359,8 @@ class PeerConnection:
             return NEED_DATA
         try:
             if state is ESTABLISHED or state is AWAIT_FIRST_MESSAGE:
+                if self._pos == len(self._buf) and not self._more_len and not self._eof:
+                    return NEED_DATA  # all parsed (once per read): what _next_message would say
                 if self.our_handshake is None and self.buffered:
                     return PAUSED
                 return self._next_message(state)
@@ -494,7 +498,9 @@ class PeerConnection:
                     data = dest
                 elif data.obj is self._scratch:  # declined: its own copy (the scratch is reused)
                     data = memoryview(bytes(data))
-            return self._their(state, Piece(index, begin, data))
+            if state is not ESTABLISHED:  # ESTABLISHED: a piece leaves it there, nothing to check
+                self.their_state = self._check_their(state, Piece)
+            return Piece(index, begin, data)
         self._pos = pos + total
         fixed = _FIXED_LENGTH.get(mid)
         if fixed is not None:
@@ -506,6 +512,8 @@ class PeerConnection:
                 index = _U32.unpack_from(buf, pos + 5)[0]
                 if index >= self._n >= 0:
                     raise WireProtocolError(f"piece index {index} out of range (0..{self._n - 1})")
+                if mid == MSG_HAVE and state is ESTABLISHED:  # the common one: nothing to check
+                    return Have(index)
                 return self._their(state, _INDEX_CLASSES[mid](index))
             if length == _HASH_FIELDS_LENGTH:
                 fields = _hash_fields(buf, pos + 5)
@@ -593,12 +601,17 @@ class PeerConnection:
         direct = self._direct
         if direct is not None:
             return direct[self._direct_filled :]
-        if self._sink is not None and self.buffered >= 13:
+        buffered = len(self._buf) - self._pos + self._more_len
+        if self._sink is not None and buffered >= 13:
             dest = self._try_direct()
             if dest is not None:
                 return dest
         if self._scratch_live:
-            self._detach_scratch()
+            if buffered:
+                self._detach_scratch()
+            else:  # all parsed (the usual case): nothing to copy out
+                self._scratch_live = False
+                self._buf, self._pos = _EMPTY, 0
         scratch = self._scratch
         size = max(sizehint, 256 * 1024)
         if scratch is None or len(scratch) < size:
@@ -665,7 +678,8 @@ class PeerConnection:
         try:
             if self._n >= 0:
                 self._check_block(index, begin, blen, WireProtocolError)
-            self._check_their(state, Piece)
+            if state is not ESTABLISHED:
+                self._check_their(state, Piece)
         except WireProtocolError:
             return None  # next_event reports it once the message is complete
         assert self._sink is not None
@@ -858,11 +872,45 @@ class PeerConnection:
 
         Lets an uploader hand header and file data to ``writelines``/``sendmsg`` without joining them.
         """
-        if self.our_state is ERROR:
+        state = self.our_state
+        if state is ERROR:
             raise LocalWireError("connection is in ERROR state")
         self._local_check_block(index, begin, length)
-        self._ours(Piece(index, begin, b""))
+        if state is not ESTABLISHED:  # ESTABLISHED: a piece leaves it there, nothing to check
+            self._ours(Piece(index, begin, b""))
         return _PIECE_HEAD.pack(9 + length, MSG_PIECE, index, begin)
+
+    def send_requests(self, blocks: Iterable[tuple[int, int, int]]) -> bytes:
+        """The bytes of one ``request`` per ``(index, begin, length)``, joined: what
+        ``send(Request(...))`` for each would give, without an event per block (a leecher sends one
+        request per block it receives). Raises :class:`LocalWireError` (and nothing is sent) if one
+        of them is not allowed."""
+        state = self.our_state
+        if state is ERROR:
+            raise LocalWireError("connection is in ERROR state")
+        n, plen, last, size_fn = self._n, self._plen, self._last, self._size_fn
+        pack = _TRIPLE_MSG.pack
+        out = []
+        for index, begin, length in blocks:
+            if not (0 < length <= MAX_BLOCK and index >= 0 and begin >= 0):
+                self._local_check_block(index, begin, length)  # raises, with the reason
+            if n >= 0:
+                if index >= n:
+                    self._local_check_block(index, begin, length)
+                size = size_fn(index) if size_fn is not None else (last if index == n - 1 else plen)
+                if begin + length > size:
+                    self._local_check_block(index, begin, length)
+            out.append(pack(13, MSG_REQUEST, index, begin, length))
+        if out and state is not ESTABLISHED:
+            self._ours(_REQUEST)  # the first request moves the state (AWAIT_FIRST_MESSAGE)
+        return b"".join(out)
+
+    def send_have(self, index: int) -> bytes:
+        """The bytes of ``send(Have(index))``, without the event (a piece we complete is announced
+        to every peer)."""
+        if self.our_state is ESTABLISHED and 0 <= index < self._n:
+            return _IDX_MSG.pack(5, MSG_HAVE, index)
+        return self.send(Have(index))
 
 
 _KNOWN_IDS: Final = frozenset({*_FIXED_LENGTH, MSG_BITFIELD, MSG_PIECE, MSG_EXTENDED, MSG_HASHES})
