@@ -25,7 +25,7 @@ import contextlib
 import ipaddress
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bitswarm.errors import BitswarmError
@@ -632,7 +632,7 @@ class PeerProtocol:
             self.uploads.clear()
             self._upload_set.clear()
 
-    def send_requests(self, blocks: list[tuple[int, int, int]]) -> None:
+    def send_requests(self, blocks: Sequence[tuple[int, int, int]]) -> None:
         if not blocks:
             return
         self._queue(self.codec.send_requests(blocks))  # one encoding for the batch, no event per block

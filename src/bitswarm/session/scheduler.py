@@ -293,7 +293,7 @@ class RequestScheduler:
         if blocks:
             if index not in self.buffers:
                 self.buffers[index] = self._new_buffer(self.piece_size(index))
-            peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
+            peer.send_requests(blocks)
 
     def _after_pieces_known(self, peer: PeerProtocol) -> None:
         if self._seeding:
@@ -417,7 +417,7 @@ class RequestScheduler:
         for b in blocks:
             if b.index not in buffers:
                 buffers[b.index] = self._new_buffer(self.piece_size(b.index))
-        peer.send_requests([(b.index, b.begin, b.length) for b in blocks])
+        peer.send_requests(blocks)
 
     # -- piece buffers -------------------------------------------------------------------------
 

@@ -471,7 +471,9 @@ class PeerConnection:
             return self._their(state, _KEEPALIVE)
         total = 4 + length
         if end - pos < total:
-            why = self._bad_length(mid, length)
+            # a piece's header with part of its block (once per block on a slow link): a valid
+            # length needs no _bad_length call
+            why = None if mid == MSG_PIECE and 9 < length <= 9 + MAX_BLOCK else self._bad_length(mid, length)
             if why is not None:
                 raise WireProtocolError(why)
             if not self._ensure(total):
@@ -686,7 +688,8 @@ class PeerConnection:
         dest = self._sink(index, begin, blen)
         if dest is None:
             return None
-        dest = memoryview(dest)
+        if type(dest) is not memoryview:
+            dest = memoryview(dest)
         if len(dest) != blen or dest.readonly:
             raise LocalWireError("block sink must return a writable buffer of exactly the block length")
         # Everything buffered is the beginning of this block: move it into place.
