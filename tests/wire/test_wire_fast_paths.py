@@ -20,6 +20,7 @@ from bitswarm.wire import (
     PeerConnection,
     Piece,
     Request,
+    Reserved,
     WireProtocolError,
 )
 
@@ -191,3 +192,25 @@ def test_handshake_then_have_in_one_read() -> None:
     b.send(Handshake(INFO_HASH, PEER_B, ALL_BITS))
     assert [type(e).__name__ for e in feed(b, wire)] == ["HandshakeHeader", "Handshake", "Have"]
     assert b.their_state.value == "ESTABLISHED"
+
+
+@pytest.mark.parametrize("bad", [(10, 0, 16384), (9, 0, 5001), (0, 32768, 1), (0, 0, 0), (-1, 0, 1)])
+def test_send_piece_header_refuses_a_bad_block_as_send_does(bad: tuple[int, int, int]) -> None:
+    a, _ = connected_pair()
+    a2, _ = connected_pair()
+    with pytest.raises(LocalWireError) as single:
+        a2.send(Piece(bad[0], bad[1], b"x" * bad[2]))
+    with pytest.raises(LocalWireError) as header:
+        a.send_piece_header(*bad)
+    assert str(header.value) == str(single.value)
+
+
+def test_fast_extension_messages_in_established_still_need_bep6() -> None:
+    # the ESTABLISHED shortcut of the state check covers only messages without a BEP 6/10 condition
+    plain = Reserved.make(extension_protocol=True)
+    a, b = connected_pair(a_bits=plain, b_bits=plain)
+    feed(b, a.send(Interested()))
+    assert b.their_state.value == "ESTABLISHED"
+    reject = (13).to_bytes(4, "big") + b"\x10" + (0).to_bytes(4, "big") * 2 + (16384).to_bytes(4, "big")
+    with pytest.raises(WireProtocolError, match="fast extension"):
+        feed(b, reject)

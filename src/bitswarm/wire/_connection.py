@@ -574,6 +574,8 @@ class PeerConnection:
         return nxt
 
     def _their(self, state: State, ev: Event) -> Event:
+        if state is ESTABLISHED and type(ev) in _STAY_ESTABLISHED:
+            return ev  # what the table and the extension checks would say
         self.their_state = self._check_their(state, type(ev))
         return ev
 
@@ -878,10 +880,25 @@ class PeerConnection:
         state = self.our_state
         if state is ERROR:
             raise LocalWireError("connection is in ERROR state")
-        self._local_check_block(index, begin, length)
+        if not self._block_fits(index, begin, length):
+            self._local_check_block(index, begin, length)  # raises, with the reason
         if state is not ESTABLISHED:  # ESTABLISHED: a piece leaves it there, nothing to check
             self._ours(Piece(index, begin, b""))
         return _PIECE_HEAD.pack(9 + length, MSG_PIECE, index, begin)
+
+    def _block_fits(self, index: int, begin: int, length: int) -> bool:
+        """The block is valid for this torrent (what :meth:`_local_check_block` lets pass), in one
+        call: the per-block test of the send fast paths."""
+        if not (0 < length <= MAX_BLOCK and index >= 0 and begin >= 0):
+            return False
+        n = self._n
+        if n < 0:
+            return True
+        if index >= n:
+            return False
+        fn = self._size_fn
+        size = fn(index) if fn is not None else (self._last if index == n - 1 else self._plen)
+        return begin + length <= size
 
     def send_requests(self, blocks: Iterable[tuple[int, int, int]]) -> bytes:
         """The bytes of one ``request`` per ``(index, begin, length)``, joined: what
@@ -891,18 +908,11 @@ class PeerConnection:
         state = self.our_state
         if state is ERROR:
             raise LocalWireError("connection is in ERROR state")
-        n, plen, last, size_fn = self._n, self._plen, self._last, self._size_fn
-        pack = _TRIPLE_MSG.pack
+        fits, pack = self._block_fits, _TRIPLE_MSG.pack
         out = []
         for index, begin, length in blocks:
-            if not (0 < length <= MAX_BLOCK and index >= 0 and begin >= 0):
+            if not fits(index, begin, length):
                 self._local_check_block(index, begin, length)  # raises, with the reason
-            if n >= 0:
-                if index >= n:
-                    self._local_check_block(index, begin, length)
-                size = size_fn(index) if size_fn is not None else (last if index == n - 1 else plen)
-                if begin + length > size:
-                    self._local_check_block(index, begin, length)
             out.append(pack(13, MSG_REQUEST, index, begin, length))
         if out and state is not ESTABLISHED:
             self._ours(_REQUEST)  # the first request moves the state (AWAIT_FIRST_MESSAGE)
@@ -917,6 +927,16 @@ class PeerConnection:
 
 
 _KNOWN_IDS: Final = frozenset({*_FIXED_LENGTH, MSG_BITFIELD, MSG_PIECE, MSG_EXTENDED, MSG_HASHES})
+#: Messages that leave a peer's ESTABLISHED direction there with nothing else to check (no BEP 6 or
+#: BEP 10 condition): :meth:`PeerConnection._their` skips the table for them.
+_STAY_ESTABLISHED: Final = frozenset(
+    cls
+    for (state, cls), nxt in TRANSITIONS.items()
+    if state is ESTABLISHED
+    and nxt is ESTABLISHED
+    and cls not in REQUIRES_FAST
+    and cls not in REQUIRES_EXTENSION_PROTOCOL
+)
 
 
 def _hash_fields(buf: memoryview, at: int) -> tuple[bytes, int, int, int, int]:
