@@ -250,8 +250,16 @@ class _Display:
                 TimeRemainingColumn(),
                 console=real_console(err_console),
                 disable=not err_console.is_terminal,
+                # drawn when :meth:`update` has news (every PROGRESS_INTERVAL), not by Rich's own
+                # thread ten times a second: ~1.5 % of a core less on a terminal (issue 24)
+                auto_refresh=False,
             )
         self._tasks: dict[str, Any] = {}
+        self._escape: Callable[[str], str] = str
+        if self.progress is not None:
+            from rich.markup import escape
+
+            self._escape = escape
         #: (kind, info_hash, name) → the line's text up to the event's own data (no closing brace)
         self._prefixes: dict[tuple[str, str, str], str] = {}
         #: set by :func:`_pump_events` on a completion or error event: :func:`_drive` stops waiting
@@ -277,15 +285,19 @@ class _Display:
         task = self._tasks.get(st.info_hash)
         if task is None:
             task = self._tasks[st.info_hash] = self.progress.add_task(
-                st.name, total=st.wanted_size, peers=0, up="0 B/s"
+                self._escape(st.name), total=st.wanted_size, peers=0, up="0 B/s"
             )
         self.progress.update(
             task,
             completed=st.done_size,
             peers=st.peers,
             up=f"{st.upload_rate / 1024:.0f} KiB/s",
-            # no peer: why (each tracker's outcome, the DHT, the peers known), not "0 peers" forever
-            description=f"{st.name} [{st.state}]" + (f" {st.waiting_reason}" if st.waiting_reason else ""),
+            # no peer: why (each tracker's outcome, the DHT, the peers known), not "0 peers" forever;
+            # escaped: the column reads markup, which took "[seeding]" (or a name's brackets) for a tag
+            description=self._escape(
+                f"{st.name} [{st.state}]" + (f" {st.waiting_reason}" if st.waiting_reason else "")
+            ),
+            refresh=True,
         )
         return st
 
