@@ -248,3 +248,39 @@ async def test_rest_transmission_and_qbittorrent_lists_follow_changes(tmp_path: 
             assert (await web_ui())["seeding_time"] == before["seeding_time"] + 90
             d.update_settings({"seed_ratio_enabled": True, "seed_ratio_limit": 4.0})
             assert (await qb_row())["max_ratio"] == 4.0
+
+
+async def test_kept_rows_of_idle_torrents_read_no_peer_list_and_no_record(tmp_path: Path) -> None:
+    """A Transmission or qBittorrent row kept with the daemon's kept status needs nothing else of
+    the torrent: the same status dict means no peer connected and an unchanged ``compat``."""
+    from bitswarm.daemon.qbittorrent import QbittorrentAPI
+    from bitswarm.daemon.transmission import TransmissionRPC
+
+    content = make_content(tmp_path / "src", "one", files=1, size=20_000)
+    raw, _ = torrent_of(content)
+    async with Daemon(tmp_path / "data", session_config()) as d:
+        tid = await seeding_daemon(d, content, raw)
+        rpc, qbt = TransmissionRPC(d, "t"), QbittorrentAPI(d, "t")
+        fields = {"fields": ["id", "name", "labels", "peersSendingToUs", "peersGettingFromUs", "rateUpload"]}
+        first = (await rpc.torrent_get(dict(fields, format="table")))["torrents"]
+        qb_first = qbt.rows()
+        reads: list[str] = []
+        peer_list, record = d.peer_list, d.record
+
+        def counted_peer_list(torrent_id: str) -> list[dict[str, object]]:
+            reads.append("peer_list")
+            return peer_list(torrent_id)
+
+        def counted_record(torrent_id: str) -> Any:
+            reads.append("record")
+            return record(torrent_id)
+
+        d.peer_list = counted_peer_list  # type: ignore[method-assign]
+        d.record = counted_record  # type: ignore[method-assign]
+        assert (await rpc.torrent_get(dict(fields, format="table")))["torrents"] == first
+        assert qbt.rows() == qb_first
+        assert reads == []
+        await rpc.torrent_set({"ids": [tid], "labels": ["x"]})  # a new status dict: read again
+        reads.clear()
+        again = (await rpc.torrent_get(dict(fields, format="table")))["torrents"]
+        assert again[1][2] == ["x"] and "record" in reads and "peer_list" in reads

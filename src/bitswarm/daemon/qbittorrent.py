@@ -282,9 +282,9 @@ class QbittorrentAPI:
         for s in self.daemon.list():
             tid = s["id"]
             seen.append(tid)
-            comp = c.compat(self.daemon, tid)
-            tags = tuple(comp.get("tags", ()))
-            key = (positions.get(tid, 0), goals, comp.get("category"), tags)
+            # the category and tags are in the record's ``compat``: the daemon makes a new status
+            # dict when that changed (a kept row of the same dict needs no record read; issue 24)
+            key = (positions.get(tid, 0), goals)
             row = cache.get(tid, s, key)
             if row is None:
                 row = self.torrent_info(s, positions, auto)

@@ -361,17 +361,17 @@ class TransmissionRPC:
                 x = _Row(self.daemon, tid, st, position.get(tid, 0), ratio, c.compat(self.daemon, tid))
                 rows.append({k: get(x, st) for k, get in getters})
                 continue
-            # the list's fields: the row is kept while nothing it is made of changed
+            # the list's fields: the row is kept while nothing it is made of changed. The daemon
+            # gives the same status dict again only while the torrent has no peer connected and
+            # nothing moves, and makes a new one when its record's ``compat`` (number, labels,
+            # limits) changed: a kept row of the same dict needs neither the peer list nor the
+            # record (10,000 idle torrents: their engine objects were read at every call; issue 24)
             base = statuses[tid]
-            peers = self.daemon.peer_list(tid) if need_peers else None
-            comp = c.compat(self.daemon, tid)
-            key = (
-                wanted, position.get(tid, 0), ratio, comp.get("num"), tuple(comp.get("labels", ())),
-                comp.get("dl_kb"), comp.get("ul_kb"), base["seeding_time"] if seeding_time else None,
-                None if peers is None else [(p.get("download_rate"), p.get("upload_rate")) for p in peers],
-            )  # fmt: skip
+            key = (wanted, position.get(tid, 0), ratio, base["seeding_time"] if seeding_time else None)
             row = cache.get(tid, base, key)
             if row is None:
+                comp = c.compat(self.daemon, tid)
+                peers = self.daemon.peer_list(tid) if need_peers else None
                 st = base if peers is None else dict(base, peer_list=peers)
                 x = _Row(self.daemon, tid, st, position.get(tid, 0), ratio, comp)
                 row = {k: get(x, st) for k, get in getters}
