@@ -178,3 +178,31 @@ async def test_a_recheck_of_a_seed_drops_its_picker_and_a_peer_builds_it_again(t
         hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
         await hl.wait_complete(timeout=20)
         assert rt._picker is not None and rt.picker.is_complete()
+
+
+async def test_torrents_on_one_tracker_share_its_url_string(tmp_path: Path) -> None:
+    url = "udp://127.0.0.1:9/announce"
+    async with Session(config()) as session:
+        runtimes = []
+        for k in range(2):
+            f, t = make_torrent(tmp_path / f"t{k}", seed=k)
+            h = await session.add(t, f.parent, trackers=[url], paused=True)  # paused: no announce
+            assert h.trackers == [[url]]
+            runtimes.append(runtime(session, t))
+        a, b = (rt.trackers[0][0] for rt in runtimes)
+        assert a == url and a is b
+
+
+async def test_an_idle_seed_closes_its_files_and_opens_them_again_for_a_peer(tmp_path: Path) -> None:
+    """Added without resume data, the seed hashes its file (an fd opens); idle, it closes it."""
+    f, t = make_torrent(tmp_path / "seed")
+    async with Session(config()) as seeder, Session(config()) as leecher:
+        await seeder.add(t, f.parent)
+        rt = runtime(seeder, t)
+        await quiet(rt)
+        assert rt.storage._fdc is None  # closed
+        hl = await leecher.add(t, tmp_path / "leech", peers=[("127.0.0.1", seeder.port)])
+        await hl.wait_complete(timeout=20)
+        assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
+        await leecher.remove(hl)
+        await eventually(lambda: not rt._loops and rt.storage._fdc is None)  # idle again: closed

@@ -104,3 +104,17 @@ async def test_a_move_of_an_idle_storage_carries_the_hasher_made_later(tmp_path:
 def test_the_per_torrent_storage_objects_have_no_instance_dict() -> None:
     for cls in (FileMap, PieceHasher):
         assert "__slots__" in vars(cls) and "__dict__" not in dir(cls), cls
+
+
+async def test_release_files_closes_what_nothing_uses_and_the_next_read_opens_again(tmp_path: Path) -> None:
+    torrent, space, resume = await seed(tmp_path)
+    async with Storage(torrent, tmp_path / "dl", resume_path=resume) as st:
+        assert not await st.release_files()  # nothing open
+        await st.read_piece(0)
+        async with st.sendfile_segments(0, 0, 100) as segs:  # an upload pins its fd
+            assert segs and not await st.release_files()
+        assert st._fdc is not None and len(st._fdc)
+        assert await st.release_files()
+        assert st._fdc is None
+        assert await st.read_piece(3) == bytes(piece(space, torrent, 3))
+        assert st._fdc is not None and len(st._fdc) == 1

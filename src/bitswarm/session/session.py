@@ -507,8 +507,9 @@ class Session:
             tiers = [list(t) for t in torrent.trackers if t]
         for url in trackers or []:
             tiers.append([normalize_tracker_url(url)])
-        # one string per tracker URL for all torrents (10,000 torrents on one tracker: issue 24)
-        tiers = [[sys.intern(normalize_tracker_url(u)) for u in tier] for tier in tiers]
+        # tuples, one string per tracker URL for all torrents (10,000 torrents on one tracker: the
+        # lists and a copy of the URL each were ~180 bytes per torrent, issue 24)
+        shared = tuple(tuple(sys.intern(normalize_tracker_url(u)) for u in tier) for tier in tiers)
         if rdir not in self._resume_dirs:  # once per directory (10,000 torrents share the daemon's)
             make_resume_dir(rdir)  # never through a symlink (ResumePathError): resume data stays inside
             self._resume_dirs.add(rdir)
@@ -518,7 +519,7 @@ class Session:
             torrent,
             save,
             resume_path=resume_path,
-            trackers=tiers,
+            trackers=shared,
             peers=list(peers or []),
             priorities=file_priorities,
             seed_mode=seed_mode,

@@ -196,7 +196,7 @@ class TorrentRuntime:
         save_path: str,
         *,
         resume_path: str | None,
-        trackers: list[list[str]],
+        trackers: tuple[tuple[str, ...], ...],
         peers: list[tuple[str, int]],
         priorities: list[int] | None,
         seed_mode: bool,
@@ -1049,15 +1049,17 @@ class TorrentRuntime:
 
     async def _housekeeping_loop(self) -> None:
         """A tick every ``HOUSEKEEPING_SECONDS`` while there is something to keep: an idle torrent
-        (no peer, not downloading) saves its resume data once and the loop returns; :meth:`_wake`
-        (a peer joins, the state changes) starts it again. 10,000 idle seeds cost nothing per
-        second and hold no task (issue 24)."""
+        (no peer, not downloading) saves its resume data once, closes its files and the loop
+        returns; :meth:`_wake` (a peer joins, the state changes) starts it again. 10,000 idle
+        seeds cost nothing per second and hold no task and no file (issue 24)."""
         while True:
             if self._idle():
                 await self._save_resume()
                 if self._idle():
-                    self._busy_set.discard(self.swarm_hash)
-                    return
+                    await self._release_files()
+                    if self._idle():  # (not if a peer came meanwhile)
+                        self._busy_set.discard(self.swarm_hash)
+                        return
             await self.clock.sleep(HOUSEKEEPING_SECONDS)
             await self.housekeeping()
 
@@ -1083,6 +1085,13 @@ class TorrentRuntime:
         self.peer_manager.send_pex(now)
         if now - self._last_resume_save >= self.config.resume_save_interval:
             await self._save_resume()
+
+    async def _release_files(self) -> None:
+        """Idle: close the storage's open files (the next peer's read opens them again)."""
+        try:
+            await self.storage.release_files()
+        except (BitswarmError, OSError) as exc:
+            log.warning("could not close the files: %s", exc)
 
     async def _save_resume(self, *, force: bool = False) -> None:
         self._last_resume_save = self.clock.now()

@@ -163,5 +163,10 @@ class FdCache:
         if first_error is not None:
             raise StorageError(f"fsync failed: {first_error}", errno=first_error.errno)
 
+    def pinned(self) -> bool:
+        """Is an fd in use (between :meth:`acquire` and :meth:`release`)?"""
+        with self._lock:
+            return any(entry[1] for entry in self._fds.values())
+
     def __len__(self) -> int:
         return len(self._fds)

@@ -398,6 +398,20 @@ class Storage:
                 if self._own_executor:
                     self._executor.shutdown(wait=False)
 
+    async def release_files(self) -> bool:
+        """Close the open files of a storage nothing reads or writes now (a seed without peers:
+        10,000 idle seeds held an fd and ~0.3 KiB each; issue 24); the next job opens what it
+        needs again. Nothing happens while a job, a resume save or an exclusive section runs, or
+        an fd is pinned (an upload). True if files were closed."""
+        fdc = self._fdc
+        if fdc is None or not len(fdc) or self._closing or self._closed or self._gate is not None:
+            return False
+        if self._pending or self._write_jobs or self._resume_users or fdc.pinned():
+            return False
+        self._fdc = None  # a job from now on makes a new cache; this one is only closed
+        await asyncio.get_running_loop().run_in_executor(self._executor, fdc.close_all)
+        return True
+
     # -- job plumbing ------------------------------------------------------------------------------
 
     def _require_open(self) -> None:
