@@ -206,3 +206,10 @@ async def test_an_idle_seed_closes_its_files_and_opens_them_again_for_a_peer(tmp
         assert (tmp_path / "leech" / "data.bin").read_bytes() == f.read_bytes()
         await leecher.remove(hl)
         await eventually(lambda: not rt._loops and rt.storage._fdc is None)  # idle again: closed
+
+
+def test_the_handle_and_the_swarm_parts_have_no_instance_dict() -> None:
+    from bitswarm.session.torrent import TorrentHandle, _Swarm
+
+    for cls in (TorrentHandle, _Swarm):
+        assert "__dict__" not in dir(cls), cls

@@ -118,3 +118,10 @@ async def test_release_files_closes_what_nothing_uses_and_the_next_read_opens_ag
         assert st._fdc is None
         assert await st.read_piece(3) == bytes(piece(space, torrent, 3))
         assert st._fdc is not None and len(st._fdc) == 1
+
+
+def test_torrents_saved_in_one_directory_share_its_path_string(tmp_path: Path) -> None:
+    a, _ = build_torrent([("x", blob(100, 1))], PL, "v1", name="a", single=True)
+    b, _ = build_torrent([("y", blob(100, 2))], PL, "v1", name="b", single=True)
+    fa, fb = FileMap(a.info, str(tmp_path) + "/"), FileMap(b.info, tmp_path)
+    assert fa.save_path == str(tmp_path) and fa.save_path is fb.save_path

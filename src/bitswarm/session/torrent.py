@@ -1212,6 +1212,8 @@ class TorrentHandle:
     torrent's state does not allow raises :class:`~bitswarm.session.lifecycle.LifecycleError`, and
     any control on a removed torrent raises :class:`~bitswarm.errors.BitswarmError`."""
 
+    __slots__ = ("_rt",)  # one per torrent, kept by the daemon: no instance dict (issue 24)
+
     def __init__(self, runtime: TorrentRuntime) -> None:
         self._rt = runtime
 

@@ -9,6 +9,7 @@ zeros that live nowhere on disk.
 from __future__ import annotations
 
 import os
+import sys
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -76,7 +77,8 @@ class FileMap:
         self.piece_length = info.piece_length
         self.num_pieces = info.num_pieces
         self.piece_space = info.piece_space
-        self.save_path = os.path.abspath(os.fspath(save_path))
+        # one string for the torrents saved in one directory (10,000 in a daemon's: issue 24)
+        self.save_path = sys.intern(os.path.abspath(os.fspath(save_path)))
         self.files = info.files
         # Data files with bytes, sorted by offset, for bisecting a range into extents (tuples: a
         # list of one entry is ~90 bytes, a tuple ~50; one file map per torrent, issue 24).
