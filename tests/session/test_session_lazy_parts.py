@@ -213,3 +213,19 @@ def test_the_handle_and_the_swarm_parts_have_no_instance_dict() -> None:
 
     for cls in (TorrentHandle, _Swarm):
         assert "__dict__" not in dir(cls), cls
+
+
+async def test_a_torrent_makes_no_picker_before_its_start_and_a_download_has_one(tmp_path: Path) -> None:
+    """Before its storage is open a torrent is incomplete and wants every piece (what a fresh picker
+    said); the start loads a picker only when something is missing."""
+    _, t = make_torrent(tmp_path / "seed")
+    async with Session(config()) as session:
+        rt = TorrentRuntime(
+            session, t, str(tmp_path / "leech"), resume_path=None, trackers=(), peers=[],
+            priorities=None, seed_mode=False, sequential=False,
+        )  # fmt: skip
+        assert rt._picker is None and rt._piece_size is None
+        assert not rt._is_complete() and rt._wanted_done() == (t.info.total_size, 0)
+        await rt.start()
+        assert rt._picker is not None and not rt._is_complete()  # downloading: nothing here
+        await rt.stop()

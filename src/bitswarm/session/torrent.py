@@ -275,10 +275,11 @@ class TorrentRuntime:
 
         self._piece_size: Callable[[int], int] | None = None
         self._sequential = sequential
-        #: the piece picker; None while every piece is here and wanted (a seed: :meth:`_load_picker`),
-        #: then :attr:`picker` builds it when something asks (a peer, a priority change)
-        self._picker: PiecePicker | None = PiecePicker(self.info.num_pieces, self.piece_size, rng=_RNG)
-        self._picker.sequential = sequential
+        #: the piece picker; None until the start loads it (:meth:`_load_picker`; a picker made here
+        #: was garbage at the start of each of 10,000 restored torrents) and while every piece is
+        #: here and wanted (a seed); :attr:`picker` builds it when something asks (a peer, a
+        #: priority change)
+        self._picker: PiecePicker | None = None
         #: this torrent's BEP 16 switch (None: the session's ``super_seed``), kept here while the
         #: scheduler is not built
         self._super_seed: bool | None = None
@@ -456,9 +457,9 @@ class TorrentRuntime:
         return picker
 
     def _is_complete(self) -> bool:
-        """Every wanted piece is verified (no picker: a seed of every piece)."""
+        """Every wanted piece is verified (no picker: not started yet, or a seed of every piece)."""
         picker = self._picker
-        return picker is None or picker.is_complete()
+        return picker.is_complete() if picker is not None else self.storage.have.all()
 
     def set_sequential(self, value: bool) -> None:
         self._sequential = value
@@ -1141,7 +1142,8 @@ class TorrentRuntime:
     def _wanted_done(self) -> tuple[int, int]:
         """(bytes wanted, bytes of those verified): O(1) unless some files are skipped (priority 0);
         ``status()`` runs twice a second per torrent and a per-piece loop there was ~18 % of a swarm
-        leecher's CPU. No picker: every piece is here and wanted."""
+        leecher's CPU. No picker: every piece is here and wanted (or, before the start, every
+        piece is wanted, as a new picker has it)."""
         have = self.storage.have
         if self._picker is None:
             return self.info.piece_space, self._done_bytes(have)
