@@ -12,8 +12,10 @@ Each voter (a mapping method, a tracker host, a peer's or a node's IP) has one v
 last :attr:`ExternalAddressVote.max_voters` voters of each source are kept. An address's score is the
 sum of its voters' :data:`WEIGHTS`; the best-scoring address of a family (IPv4, IPv6) becomes our
 address once it scores :attr:`~ExternalAddressVote.threshold`, and a decided address is replaced only
-by one scoring strictly more (no flapping on a tie). With the defaults one mapping or one tracker
-decides, peers and DHT nodes need three distinct voters.
+by one scoring strictly more (no flapping on a tie). A decided address that voters leave stays while
+no address scores more than it (even below the threshold); once another scores more it is replaced
+by that one if it is past the threshold, else we are undecided again. With the defaults one mapping
+or one tracker decides, peers and DHT nodes need three distinct voters.
 
 Reports of addresses that cannot be anyone's external address are dropped: unspecified, loopback,
 multicast, link-local, private (BEP 42's exempt blocks) and shared CGN space (``100.64.0.0/10``: a
@@ -114,7 +116,7 @@ class ExternalAddressVote:
         if current is not None and current in scores and scores[current] >= top:
             return False  # a tie keeps what we have
         if top < self.threshold:
-            if current is not None and current not in scores:
+            if current is not None:  # no longer the best, and no address is confirmed yet
                 del self._decided[family]
                 return True
             return False
