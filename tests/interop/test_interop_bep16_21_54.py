@@ -112,6 +112,7 @@ async def test_bitswarm_sees_a_libtorrent_partial_seed_as_upload_only(tmp_path: 
         params.ti = lt.torrent_info(lt.bdecode(data))
         params.save_path = str(ltsave)
         params.file_priorities = [1, 0]
+        params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)  # see realclients
         lh = lt_peer.session.add_torrent(params)
         await until(lambda: lh.status().is_finished, 20, "libtorrent to check a.bin")
         async with Session(config()) as s:
@@ -173,6 +174,7 @@ async def test_bitswarm_lt_donthave_reaches_libtorrent(tmp_path: Path) -> None:
             params.ti = lt.torrent_info(lt.bdecode(data))
             params.save_path = str(tmp_path / "lt")
             params.file_priorities = [0, 1]  # b.bin only: it never asks for piece 2 itself
+            params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)  # see realclients
             h = lt_peer.session.add_torrent(params)
             h.connect_peer(("127.0.0.1", s.port))
             await until(lambda: bool(h.get_peer_info()), 20, "libtorrent to connect")
