@@ -5,9 +5,11 @@ and download limit, the clock itself."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from bitswarm.session import SessionConfig
 from bitswarm.session.choker import Choker
@@ -251,6 +253,16 @@ class GatedStorage:
         await self.gate.wait()
         return True
 
+    def submit_piece(self, index: int, buf: bytearray) -> asyncio.Future[bool] | None:
+        return asyncio.ensure_future(self.write_piece(index, buf))  # the callback path
+
+
+class QueuingStorage(GatedStorage):
+    """Never takes a piece at once (a spent byte budget): every piece goes the kept-job path."""
+
+    def submit_piece(self, index: int, buf: bytearray) -> asyncio.Future[bool] | None:
+        return None
+
 
 def scheduler(
     clock: ManualClock,
@@ -259,6 +271,7 @@ def scheduler(
     limiter: RateLimiter,
     verified: list[int],
     errors: list[str] | None = None,
+    spawner: Callable[[Coroutine[Any, Any, Any]], None] = spawn,
 ) -> RequestScheduler:
     pm = manager(clock, [])
     pm.peers[peer.peer_id] = peer  # type: ignore[assignment]
@@ -273,7 +286,7 @@ def scheduler(
         clock=clock,
         download_limiter=limiter,
         down=RateMeter(clock=clock.now),
-        spawn=spawn,
+        spawn=spawner,
         on_verified=lambda index, buf: verified.append(index),
         on_hash_failed=lambda index: None,
         on_disk_error=(lambda message: None) if errors is None else errors.append,
@@ -290,9 +303,12 @@ def receive_piece(sched: RequestScheduler, peer: BlockPeer, index: int) -> None:
         sched.on_block(peer, b.index, b.begin, bytes(b.length))  # type: ignore[arg-type]
 
 
-async def test_a_disk_that_falls_behind_pauses_every_peer_until_it_catches_up() -> None:
+@pytest.mark.parametrize("kind", [GatedStorage, QueuingStorage])
+async def test_a_disk_that_falls_behind_pauses_every_peer_until_it_catches_up(
+    kind: type[GatedStorage],
+) -> None:
     clock = ManualClock()
-    peer, storage = BlockPeer("p", clock), GatedStorage(8)
+    peer, storage = BlockPeer("p", clock), kind(8)
     verified: list[int] = []
     sched = scheduler(clock, peer, storage, RateLimiter(0, clock=clock.now), verified)
     receive_piece(sched, peer, 0)
@@ -315,11 +331,19 @@ class FullDiskStorage(GatedStorage):
         return True
 
 
-async def test_after_a_disk_error_pieces_still_in_flight_are_not_reported_verified() -> None:
+class QueuingFullDiskStorage(FullDiskStorage):
+    def submit_piece(self, index: int, buf: bytearray) -> asyncio.Future[bool] | None:
+        return None
+
+
+@pytest.mark.parametrize("kind", [FullDiskStorage, QueuingFullDiskStorage])
+async def test_after_a_disk_error_pieces_still_in_flight_are_not_reported_verified(
+    kind: type[FullDiskStorage],
+) -> None:
     """A CI run saw ``piece_verified`` after ``torrent_error``: a piece whose write ended after
     the failing one was still reported (and counted) though the torrent had stopped."""
     clock = ManualClock()
-    peer, storage = BlockPeer("p", clock), FullDiskStorage(8)
+    peer, storage = BlockPeer("p", clock), kind(8)
     verified: list[int] = []
     errors: list[str] = []
     sched = scheduler(clock, peer, storage, RateLimiter(0, clock=clock.now), verified, errors)
@@ -334,6 +358,33 @@ async def test_after_a_disk_error_pieces_still_in_flight_are_not_reported_verifi
     receive_piece(sched, peer, 2)
     await clock.advance(0)
     assert verified == [2]
+
+
+async def test_a_kept_job_lasts_while_submitted_piece_writes_are_out() -> None:
+    """Pieces submitted with a done-callback (no task each) still hold one kept job, which a stop
+    waits for, until the last of them is written."""
+    clock = ManualClock()
+    peer, storage = BlockPeer("p", clock), GatedStorage(8)
+    verified: list[int] = []
+    jobs: list[asyncio.Future[Any]] = []
+    sched = scheduler(
+        clock,
+        peer,
+        storage,
+        RateLimiter(0, clock=clock.now),
+        verified,
+        spawner=lambda coro: jobs.append(asyncio.ensure_future(coro)),
+    )
+    receive_piece(sched, peer, 0)
+    receive_piece(sched, peer, 1)
+    await clock.advance(0)
+    assert len(jobs) == 1 and not jobs[0].done()  # one job for both pieces
+    storage.gate.set()
+    await asyncio.wait_for(asyncio.wait(jobs), 5)
+    assert sorted(verified) == [0, 1] and sched.finishing == 0
+    receive_piece(sched, peer, 2)  # a later piece gets a job of its own
+    await asyncio.wait_for(asyncio.wait(jobs), 5)
+    assert len(jobs) == 2 and verified[-1] == 2
 
 
 async def test_the_download_limit_pauses_a_peer_for_the_time_the_clock_says() -> None:

@@ -14,6 +14,7 @@ our interest, BEP 21 partial seeds (``upload_only``, both ways) and BEP 16 super
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Coroutine, Hashable
@@ -98,6 +99,10 @@ class RequestScheduler:
         #: piece -> the web seed fetching it (one web seed per piece; see :meth:`pick_web_piece`)
         self._web_pieces: dict[int, Hashable] = {}
         self.finishing = 0  #: complete pieces waiting for their hash + write
+        #: of those, the pieces submitted to the storage with a done-callback (no task each); while
+        #: any is out, one kept job waits for ``_writes_idle`` so that a stop waits for them too
+        self._writing = 0
+        self._writes_idle: asyncio.Future[None] | None = None
         #: a piece's write failed (the torrent is in error): pieces whose hash + write end after it
         #: count for nothing — no ``piece_verified`` after ``torrent_error``; resuming an errored
         #: torrent rechecks the disk and finds them there
@@ -511,7 +516,7 @@ class RequestScheduler:
                     other.send_cancel(index, begin, n)
         if done:
             self.finishing += 1
-            self._spawn(self._finish_piece(index))
+            self._start_finish(index)
             if (
                 not self._disk_paused
                 and self.finishing * self.info.piece_length > self.config.max_inflight_write_bytes
@@ -540,6 +545,44 @@ class RequestScheduler:
 
     # -- finishing pieces ----------------------------------------------------------------------
 
+    def _start_finish(self, index: int) -> None:
+        """Hash and write the complete piece ``index`` (counted in :attr:`finishing`): submitted to
+        the storage with a done-callback when it takes the piece at once (no task per piece), else
+        by a kept job awaiting :meth:`Storage.write_piece` (it waits for the byte budget or raises).
+        Either way the outcome is applied by :meth:`_piece_written` in the order the storage
+        finishes the pieces."""
+        buf = self.buffers.get(index)
+        fut = self.storage.submit_piece(index, buf) if buf is not None else None
+        if fut is None or buf is None:
+            self._spawn(self._finish_piece(index))
+            return
+        del self.buffers[index]
+        src = self._block_src.pop(index, {})
+        self._writing += 1
+        fut.add_done_callback(functools.partial(self._piece_write_done, index, buf, src))
+        if self._writes_idle is None or self._writes_idle.done():  # done: its job was cancelled
+            idle = self._writes_idle = fut.get_loop().create_future()
+            self._spawn(_until(idle))
+
+    def _piece_write_done(
+        self, index: int, buf: bytearray, src: dict[int, PeerProtocol], fut: asyncio.Future[bool]
+    ) -> None:
+        try:
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            if exc is not None and not isinstance(exc, BitswarmError):
+                raise exc  # as a task's exception: the loop reports it
+            self._piece_written(index, buf, src, fut.result() if exc is None else exc)
+        finally:
+            self._finished()
+            self._writing -= 1
+            idle = self._writes_idle
+            if not self._writing and idle is not None:
+                self._writes_idle = None
+                if not idle.done():
+                    idle.set_result(None)
+
     async def _finish_piece(self, index: int) -> bool | None:
         """Hash and write a complete piece: True if it passed, False if it failed, None if no more."""
         buf = self.buffers.pop(index, None)
@@ -550,25 +593,37 @@ class RequestScheduler:
             try:
                 ok = await self.storage.write_piece(index, buf)
             except BitswarmError as exc:
-                self.disk_failed = True
-                self._on_disk_error(f"disk error: {exc}")
-                return None
-            if self.disk_failed:
-                return None
-            if ok:
-                self._piece_passed(index, buf)
-            else:
-                self._piece_failed(index, buf, src)
-            if self.downloading:
-                self._recycle_buffer(buf)
-            return ok
+                return self._piece_written(index, buf, src, exc)
+            return self._piece_written(index, buf, src, ok)
         finally:
-            self.finishing -= 1
-            behind = self.finishing * self.info.piece_length
-            if self._disk_paused and behind <= self.config.max_inflight_write_bytes // 2:
-                self._disk_paused = False
-                for pause in self._read_pauses.values():
-                    pause.set_disk(False)  # a peer the download limit paused stays paused
+            self._finished()
+
+    def _piece_written(
+        self, index: int, buf: bytearray, src: dict[int, PeerProtocol], ok: bool | BitswarmError
+    ) -> bool | None:
+        """Apply the outcome of a piece's hash + write (``ok``, or the storage's error)."""
+        if isinstance(ok, BitswarmError):
+            self.disk_failed = True
+            self._on_disk_error(f"disk error: {ok}")
+            return None
+        if self.disk_failed:
+            return None
+        if ok:
+            self._piece_passed(index, buf)
+        else:
+            self._piece_failed(index, buf, src)
+        if self.downloading:
+            self._recycle_buffer(buf)
+        return ok
+
+    def _finished(self) -> None:
+        """A piece left :attr:`finishing`: resume the peers' reading once the disk caught up."""
+        self.finishing -= 1
+        behind = self.finishing * self.info.piece_length
+        if self._disk_paused and behind <= self.config.max_inflight_write_bytes // 2:
+            self._disk_paused = False
+            for pause in self._read_pauses.values():
+                pause.set_disk(False)  # a peer the download limit paused stays paused
 
     # -- web seeds (webseed.py): whole pieces, keyed in the picker by the seed ---------------------
 
@@ -716,6 +771,11 @@ class RequestScheduler:
             for begin, peer in src.items()
         }
         self.peers.apply(self.peers.smart_ban.piece_failed(index, blocks))
+
+
+async def _until(done: asyncio.Future[None]) -> None:
+    """A kept job (awaited by a stop) that lasts while submitted piece writes are out."""
+    await done
 
 
 def _bits(has: PieceSet) -> bytearray:

@@ -123,6 +123,14 @@ class _ByteBudget:
             raise
         return n
 
+    def try_acquire(self, n: int) -> int | None:
+        """:meth:`acquire` when it would not wait (nobody queued, room left); else None."""
+        n = min(max(n, 0), self.limit)
+        if self._waiters or self.used + n > self.limit:
+            return None
+        self._take(n)
+        return n
+
     def _take(self, n: int) -> None:
         self.used += n
         if self.used > self.peak:
@@ -541,6 +549,33 @@ class Storage:
         self._track(item.done)
         self._start_write_jobs(loop)
         return await asyncio.shield(item.done)
+
+    def submit_piece(self, index: int, buf: bytes | bytearray | memoryview) -> asyncio.Future[bool] | None:
+        """:meth:`write_piece` without a coroutine, when it would not wait: the piece is queued for
+        its hash + write at once and the future returned gets what :meth:`write_piece` would return
+        or raise (a done-callback per piece instead of a task per piece: issue 24). None — nothing
+        queued — when it would wait (a priority change holds the gate, the byte budget is spent or
+        others wait for it) or fail (closed, not open, a bad index or size): then await
+        :meth:`write_piece`, which waits or raises as usual. Same rules for ``buf`` (do not modify it
+        until the future is done). Call it on the loop."""
+        if self._closed or self._closing or not self._opened or self._gate is not None:
+            return None
+        if not 0 <= index < self.num_pieces or len(buf) != self.file_map.piece_size(index):
+            return None
+        budget = self._budget
+        if budget is None:
+            budget = self._budget = _ByteBudget(self._max_inflight)
+        n = budget.try_acquire(len(buf))
+        if n is None:
+            return None
+        if budget.peak > self.stats.peak_inflight_bytes:
+            self.stats.peak_inflight_bytes = budget.peak
+        loop = asyncio.get_running_loop()
+        item = _QueuedWrite(index, buf, n, loop.create_future())
+        self._write_queue.append(item)
+        self._track(item.done)
+        self._start_write_jobs(loop)
+        return item.done
 
     def _start_write_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
         """Give queued pieces to the disk pool: at most ``workers`` write jobs of this storage run at
