@@ -351,9 +351,10 @@ class AnnounceDriver:
 
     # one per torrent: slotted (issue 24, memory at 10,000 torrents)
     __slots__ = (
-        "_add_peer", "_before_first", "_complete", "_dht_now", "_name", "_next", "_port", "_stopped",
-        "_tasks", "_wall", "_want_more_peers", "announcer", "book", "clock", "dht", "dht_error",
-        "dht_interval", "dht_last_lookup", "dht_lookups", "dht_peers_found", "gate", "swarm_hash",
+        "_add_peer", "_before_first", "_complete", "_completed", "_completed_due", "_dht_now", "_name",
+        "_next", "_port", "_stopped", "_tasks", "_wall", "_want_more_peers", "announcer", "book", "clock",
+        "dht", "dht_error", "dht_interval", "dht_last_lookup", "dht_lookups", "dht_peers_found", "gate",
+        "swarm_hash",
     )  # fmt: skip
 
     def __init__(
@@ -403,6 +404,11 @@ class AnnounceDriver:
         #: 10,000 idle torrents held 10,000 such tasks; issue 24)
         self._next: Timer | None = None
         self._name = ""
+        #: ``completed`` is owed to the trackers (the download finished) and none acknowledged it yet:
+        #: if its own announce failed, the next one carries it (BEP 3)
+        self._completed_due = False
+        #: the ``completed`` announce in flight (not cancelled by :meth:`stop`: waited for)
+        self._completed: asyncio.Task[None] | None = None
 
     def start(self, name: str) -> None:
         self._name = name
@@ -420,8 +426,38 @@ class AnnounceDriver:
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
 
+    def completed(self) -> None:
+        """The download finished: announce ``completed`` now, in a task :meth:`stop` waits for
+        instead of cancelling (a session closed at once after the last piece still tells the
+        tracker the download completed, before its ``stopped``)."""
+        if self.announcer is None or self._stopped:
+            return
+        self._completed_due = True
+        self._send_completed()
+
+    def _send_completed(self) -> None:
+        task = self._completed
+        if task is None or task.done():
+            self._completed = asyncio.get_running_loop().create_task(
+                self.announce_event(Event.COMPLETED), name=f"completed-{self._name}"
+            )
+
+    async def _flush_completed(self, deadline: float) -> None:
+        """Wait for the ``completed`` in flight until ``deadline`` (one that failed is not sent
+        again here: a dead tracker must not hold the stop; it goes with the next announce)."""
+        task = self._completed
+        if task is None or task.done():
+            return
+        done = asyncio.Event()
+        task.add_done_callback(lambda _: done.set())
+        if not await self.clock.wait(done, max(0.0, deadline - self.clock.now())):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     async def stop(self) -> None:
-        """Stop the loops and send ``stopped`` to the trackers."""
+        """Stop the loops and send ``stopped`` to the trackers (after the ``completed`` in flight:
+        both within the one deadline of ``stopped`` announces)."""
         self._stopped = True
         if self._next is not None:
             self._next.cancel()
@@ -436,6 +472,10 @@ class AnnounceDriver:
         if announcer is None:
             return
         stop_by = self.gate.stop_by
+        if self._completed is not None and not self._completed.done():
+            if stop_by is None:
+                stop_by = self.clock.now() + announcer.stopped_timeout
+            await self._flush_completed(stop_by)
         if stop_by is None:  # this torrent alone: the announcer's own ``stopped_timeout``
             with contextlib.suppress(Exception):
                 await announcer.stop()
@@ -452,6 +492,7 @@ class AnnounceDriver:
         try:
             if event is Event.COMPLETED:
                 await self.announcer.complete()
+                self._completed_due = False
             else:
                 result = await self.announcer.announce(event)
                 for host, port in result.peers:
@@ -505,7 +546,14 @@ class AnnounceDriver:
         key = _tracker_key(getattr(announcer, "tiers", None))
         try:
             async with self.gate.slot(key):
-                result = await (announcer.start() if first else announcer.announce())
+                # a ``completed`` owed (its own announce failed) goes with the next one (libtorrent)
+                pending = self._completed is not None and not self._completed.done()
+                owed = self._completed_due and not first and not pending
+                result = (await announcer.complete() if owed else None) or await (
+                    announcer.start() if first else announcer.announce()
+                )
+                if owed:
+                    self._completed_due = False
             for host, port in result.peers:
                 self._add_peer(host, port)
             if result.warning:

@@ -42,7 +42,6 @@ from bitswarm.session.upload_cache import ReadCache
 from bitswarm.session.webseed import WebSeedManager
 from bitswarm.storage import Storage
 from bitswarm.storage.bitfield import Bitfield as PieceSet
-from bitswarm.tracker import Event as TrackerEvent
 from bitswarm.tracker.client import AnnounceManager, TransferStats, open_tracker
 from bitswarm.wire.ut_metadata import MetadataServer
 from bitswarm.wire.ut_pex import PexTracker
@@ -841,7 +840,7 @@ class TorrentRuntime:
         self._emit("torrent_completed")
         self._spawn(self._save_resume(force=True))
         if announce and self.announce is not None:
-            self._spawn(self.announce.announce_event(TrackerEvent.COMPLETED))
+            self.announce.completed()  # its task outlives a stop right after (it sends it first)
 
     def _fail(self, message: str) -> None:
         if self.state is State.ERROR:
