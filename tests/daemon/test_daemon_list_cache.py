@@ -123,19 +123,36 @@ async def test_peer_join_rates_and_leave_show_in_the_next_list(tmp_path: Path) -
     content = make_content(tmp_path / "src", "album", files=2, size=300_000)
     raw, torrent = torrent_of(content)
     async with Daemon(tmp_path / "data", session_config()) as d:
+        from bitswarm.daemon.transmission import TransmissionRPC
+
         tid = await seeding_daemon(d, content, raw)
         idle = check(d, tid)
         assert (idle["peers"], idle["upload_rate"]) == (0, 0.0)
+        # the Transmission list's peer counts come from the peer list read beside the kept status
+        rpc = TransmissionRPC(d, "t")
+        fields = {"fields": ["id", "peersConnected", "peersGettingFromUs", "peersSendingToUs"]}
+
+        async def tr_peers() -> tuple[int, int, int]:
+            (row,) = json.loads((await rpc.torrent_get(dict(fields)))["torrents"].data)
+            return row["peersConnected"], row["peersGettingFromUs"], row["peersSendingToUs"]
+
+        assert await tr_peers() == (0, 0, 0)
         # a slow leecher: the daemon uploads to it for a few seconds
         async with Session(session_config(download_rate_limit=150_000)) as leecher:
             h = await leecher.add(torrent, tmp_path / "leech")
             h.add_peer("127.0.0.1", d.session.port)
             await wait_for(lambda: check(d, tid)["peers"] == 1, 30)
             await wait_for(lambda: check(d, tid)["upload_rate"] > 0 and check(d, tid)["uploaded"] > 0, 30)
+            await wait_for(lambda: _is(tr_peers(), (1, 1, 0)), 30)  # uploading to the one peer
             await h.wait_complete(60)
         await wait_for(lambda: check(d, tid)["peers"] == 0, 30)
         st = check(d, tid)
         assert st["uploaded"] >= torrent.info.total_size
+        assert await tr_peers() == (0, 0, 0)
+
+
+async def _is(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
 
 
 async def test_download_progress_and_error_show_in_the_next_list(tmp_path: Path) -> None:
@@ -275,12 +292,19 @@ async def test_kept_rows_of_idle_torrents_read_no_peer_list_and_no_record(tmp_pa
             reads.append("record")
             return record(torrent_id)
 
+        row_inputs = d.row_inputs
+
+        def counted_row_inputs(torrent_id: str, *, peers: bool) -> Any:
+            reads.append("row_inputs")
+            return row_inputs(torrent_id, peers=peers)
+
         d.peer_list = counted_peer_list  # type: ignore[method-assign]
         d.record = counted_record  # type: ignore[method-assign]
+        d.row_inputs = counted_row_inputs  # type: ignore[method-assign]
         assert (await rpc.torrent_get(dict(fields, format="table")))["torrents"] == first
         assert qbt.rows() == qb_first
         assert reads == []
         await rpc.torrent_set({"ids": [tid], "labels": ["x"]})  # a new status dict: read again
         reads.clear()
         again = (await rpc.torrent_get(dict(fields, format="table")))["torrents"]
-        assert again[1][2] == ["x"] and "record" in reads and "peer_list" in reads
+        assert again[1][2] == ["x"] and reads == ["row_inputs"]  # one look-up of the torrent

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from bitswarm.daemon import _compat as c
-from bitswarm.daemon._core import Daemon, DaemonError, RawJson, RowCache, dumps_with_raw
+from bitswarm.daemon._core import Daemon, DaemonError, RawJson, RowCache, dumps_with_raw, gc_paused
 from bitswarm.daemon.automation import effective_goals
 from bitswarm.errors import BitswarmError
 from bitswarm.session.lifecycle import State
@@ -364,6 +364,10 @@ class QbittorrentAPI:
         }
 
     async def info(self, form: Form) -> RawJson:
+        with gc_paused():  # thousands of rows and their JSON (issue 24)
+            return self._info(form)
+
+    def _info(self, form: Form) -> RawJson:
         rows = self.rows()
         if form.get("hashes"):
             chosen = set(self.select(form.get("hashes")))

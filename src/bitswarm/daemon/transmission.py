@@ -27,7 +27,7 @@ from fastapi.responses import Response
 
 from bitswarm import __version__
 from bitswarm.daemon import _compat as c
-from bitswarm.daemon._core import MAX_PRIORITY, Daemon, DaemonError, RowCache, dumps_with_raw
+from bitswarm.daemon._core import MAX_PRIORITY, Daemon, DaemonError, RowCache, dumps_with_raw, gc_paused
 from bitswarm.errors import BitswarmError
 from bitswarm.session.lifecycle import TRANSMISSION_STATUS, State
 
@@ -337,6 +337,10 @@ class TransmissionRPC:
         await self.daemon.set_priorities(tid, engine)
 
     async def torrent_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        with gc_paused():  # thousands of rows and their JSON (issue 24)
+            return self._torrent_get(args)
+
+    def _torrent_get(self, args: dict[str, Any]) -> dict[str, Any]:
         fields = args.get("fields")
         if not isinstance(fields, list) or not fields:
             raise RpcError("no fields specified")
@@ -369,12 +373,10 @@ class TransmissionRPC:
             base = statuses[tid]
             key = (wanted, position.get(tid, 0), ratio, base["seeding_time"] if seeding_time else None)
             row = cache.get(tid, base, key)
-            if row is None:
-                comp = c.compat(self.daemon, tid)
-                peers = self.daemon.peer_list(tid) if need_peers else None
-                st = base if peers is None else dict(base, peer_list=peers)
-                x = _Row(self.daemon, tid, st, position.get(tid, 0), ratio, comp)
-                row = {k: get(x, st) for k, get in getters}
+            if row is None:  # one look-up of the torrent; its peer list beside the status, not in a copy
+                comp, peers = self.daemon.row_inputs(tid, peers=need_peers)
+                x = _Row(self.daemon, tid, base, position.get(tid, 0), ratio, comp, peers)
+                row = {k: get(x, base) for k, get in getters}
                 cache.put(tid, base, key, row)
             rows.append(row)
         cache.keep(statuses)
@@ -565,7 +567,7 @@ class _Row:
 
     __slots__ = (
         "added", "comp", "daemon", "done", "downloaded", "error", "global_ratio", "has_meta", "left",
-        "position", "state", "tid", "total", "uploaded", "wanted_size",
+        "peers", "position", "state", "tid", "total", "uploaded", "wanted_size",
     )  # fmt: skip
 
     def __init__(
@@ -576,8 +578,11 @@ class _Row:
         position: int,
         global_ratio: Any,
         comp: dict[str, Any],
+        peers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.daemon = daemon
+        #: the connected peers (``s["peer_list"]`` when not given: the details' status has it)
+        self.peers: list[dict[str, Any]] = (s.get("peer_list") or []) if peers is None else peers
         self.tid = tid
         self.position = position
         self.global_ratio = global_ratio
@@ -595,7 +600,7 @@ class _Row:
 
 #: field name → its value from a :class:`_Row` and the status ``s`` (only requested fields are built)
 _FIELDS: dict[str, Callable[[_Row, dict[str, Any]], Any]] = {
-    "id": lambda r, s: c.number(r.daemon, r.tid),
+    "id": lambda r, s: n if type(n := r.comp.get("num")) is int else c.number(r.daemon, r.tid),
     "hashString": lambda r, s: r.tid,
     "name": lambda r, s: s["name"],
     # held by the queue: 3 download-wait, 5 seed-wait
@@ -625,8 +630,8 @@ _FIELDS: dict[str, Callable[[_Row, dict[str, Any]], Any]] = {
     "isFinished": lambda r, s: bool(s.get("goal_reached")),
     "isStalled": lambda r, s: bool(s.get("stalled")),
     "peersConnected": lambda r, s: int(s.get("peers") or 0),
-    "peersSendingToUs": lambda r, s: sum(1 for p in s["peer_list"] if p.get("download_rate")),
-    "peersGettingFromUs": lambda r, s: sum(1 for p in s["peer_list"] if p.get("upload_rate")),
+    "peersSendingToUs": lambda r, s: sum(1 for p in r.peers if p.get("download_rate")) if r.peers else 0,
+    "peersGettingFromUs": lambda r, s: sum(1 for p in r.peers if p.get("upload_rate")) if r.peers else 0,
     "webseedsSendingToUs": lambda r, s: int(s.get("web_seeds") or 0),
     "peer-limit": lambda r, s: 50,
     "maxConnectedPeers": lambda r, s: 50,
