@@ -388,5 +388,8 @@ async def test_transmission_remote_sets_alt_speed_schedule_and_seed_ratio(swarm:
     await _remote(swarm, "-t", "1", "-SR")
     assert swarm.daemon.goals(swarm.tid)["ratio_limit"] is None
     info = await _remote(swarm, "-si")  # what transmission-remote shows of it
-    assert "Default seed ratio limit: 1.5" in info and "Enabled turtle limit: 40 kB/s" in info
+    # the schedule decides at once whether the turtle limits are on: outside 22:30-06:15 Mon-Fri
+    # (e.g. a Saturday morning) -as is undone, as Transmission does; the CI found the time-dependence
+    turtle = "Enabled" if swarm.daemon.automation_settings()["alt_speed_enabled"] else "Disabled"
+    assert "Default seed ratio limit: 1.5" in info and f"{turtle} turtle limit: 40 kB/s" in info
     assert "Turtle schedule: 22:30 - 06:15  Mon Tue Wed Thu Fri" in info
