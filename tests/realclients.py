@@ -76,10 +76,6 @@ class LibtorrentPeer:
         params = lt.add_torrent_params()
         params.ti = lt.torrent_info(lt.bdecode(torrent))
         params.save_path = str(save_path)
-        # started now, not queued: an auto-managed torrent is added paused and started by the queue,
-        # which can miss it until its next pass (``auto_manage_interval``, 30 s): a connect_peer
-        # then waited that long (a flaky "libtorrent to connect" in tests/interop)
-        params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
         if seed_mode:
             params.flags |= lt.torrent_flags.seed_mode
         return self.session.add_torrent(params)
